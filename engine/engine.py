@@ -1,0 +1,93 @@
+"""The engine facade: a Shoal home opened for use (lock, config, journal, state, operations)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from engine.config import Config, load_config
+from engine.errors import ShoalError
+from engine.home import JOURNAL_DIR, HomeLock, resolve_home
+from engine.namespace import Namespace
+from engine.snapshot import fill_checkpoint, load_checkpoint
+from engine.state import State
+from journal.journal import Journal, JournalOptions, StateCodec
+from journal.layout import CheckpointFile
+from journal.storage import OsStorage, Storage
+from journal.writer import exit_process
+
+log = logging.getLogger(__name__)
+
+STATE_CODEC: StateCodec[State] = StateCodec(State, load_checkpoint, fill_checkpoint)
+
+
+class Engine:
+    def __init__(
+        self,
+        storage: Storage,
+        options: JournalOptions,
+        *,
+        config: Config | None = None,
+        lock: HomeLock | None = None,
+        on_fatal: Callable[[BaseException], None] = exit_process,
+    ) -> None:
+        self.config = config or Config(journal=options)
+        self.storage = storage
+        self._lock = lock
+        self.journal: Journal[State] = Journal(
+            storage, JOURNAL_DIR, STATE_CODEC, options, on_fatal=on_fatal
+        )
+        try:
+            self.state = self.journal.open()
+        except BaseException:
+            self.journal.close()
+            if lock is not None:
+                lock.release()
+            raise
+        self.ns = Namespace(self.state, self.journal, self._checkpoint_due)
+        report = self.journal.report
+        if report is not None:
+            log.info(
+                "opened journal: checkpoint %s, %d entries replayed, last seq %d",
+                report.checkpoint.path if report.checkpoint else "none",
+                report.replayed,
+                report.last_seq,
+            )
+
+    @classmethod
+    def open_home(cls, home: str | None, overrides: dict[str, Any] | None = None) -> Engine:
+        path = resolve_home(home)
+        lock = HomeLock(path)
+        lock.acquire()
+        try:
+            config = load_config(path, overrides)
+        except ShoalError:
+            lock.release()
+            raise
+        return cls(OsStorage(path), config.journal, config=config, lock=lock)
+
+    def _checkpoint_due(self) -> None:
+        with self.ns.lock:
+            if self.journal.checkpoint_due:
+                self.journal.checkpoint(self.state)
+
+    def checkpoint(self) -> CheckpointFile:
+        with self.ns.lock:
+            return self.journal.checkpoint(self.state)
+
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Clean shutdown: flush the log and (by default) write a final checkpoint."""
+        try:
+            with self.ns.lock:
+                self.journal.close(self.state if checkpoint else None)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,66 @@
+"""The engine's error hierarchy. The FUSE boundary maps these to errno in one place and the CLI
+to exit codes; nothing below the engine knows either."""
+
+from __future__ import annotations
+
+import errno
+
+
+class ShoalError(Exception):
+    """Base of every error the engine reports to a caller."""
+
+    errno: int = errno.EIO
+
+
+class NotFound(ShoalError):
+    errno = errno.ENOENT
+
+
+class AlreadyExists(ShoalError):
+    errno = errno.EEXIST
+
+
+class NotADirectory(ShoalError):
+    errno = errno.ENOTDIR
+
+
+class IsADirectory(ShoalError):
+    errno = errno.EISDIR
+
+
+class NotEmpty(ShoalError):
+    errno = errno.ENOTEMPTY
+
+
+class InvalidName(ShoalError):
+    errno = errno.EINVAL
+
+
+class NameTooLong(InvalidName):
+    errno = errno.ENAMETOOLONG
+
+
+class InvalidArgument(ShoalError):
+    errno = errno.EINVAL
+
+
+class ReadOnly(ShoalError):
+    errno = errno.EROFS
+
+
+class NoSpace(ShoalError):
+    errno = errno.ENOSPC
+
+
+class Busy(ShoalError):
+    errno = errno.EBUSY
+
+
+class PermissionDenied(ShoalError):
+    errno = errno.EACCES
+
+
+class HomeLocked(ShoalError):
+    """Another process has this Shoal home open."""
+
+    errno = errno.EBUSY

@@ -1,0 +1,277 @@
+"""Namespace operations: each validates against the state, builds an entry, appends it, applies
+it, and returns only once the entry is durable.
+
+Appending and applying happen under one lock, so the log's order is the order of application
+and validation always sees the state the entry will be applied to. Waiting for durability
+happens outside the lock, which is what lets concurrent operations share one fsync (group
+commit). A mutation is visible to readers between apply and durability; it is acknowledged to
+its caller only after.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from engine.errors import (
+    AlreadyExists,
+    Busy,
+    InvalidArgument,
+    IsADirectory,
+    NotADirectory,
+    NotEmpty,
+    NotFound,
+    ReadOnly,
+)
+from engine.inode import ROOT_ID, S_IFMT, S_IFREG, Inode
+from engine.names import check_name, parent_and_name, split_path
+from engine.state import State
+from journal import entries as E
+from journal.journal import Journal
+
+
+class Namespace:
+    def __init__(
+        self, state: State, journal: Journal[State], on_checkpoint_due: Callable[[], None]
+    ) -> None:
+        self.state = state
+        self.tree = state.tree
+        self.journal = journal
+        self.lock = threading.RLock()
+        self._checkpoint_due = on_checkpoint_due
+
+    # -- the commit pattern ------------------------------------------------------------------
+
+    def _commit(self, entry: Any) -> int:
+        """Append then apply; the caller holds the lock and has validated ``entry``."""
+        seq = self.journal.append(entry)
+        self.state.apply(entry, seq)
+        return seq
+
+    def _durable(self, seq: int) -> None:
+        self.journal.wait(seq)
+        if self.journal.checkpoint_due:
+            self._checkpoint_due()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def lookup(self, path: str) -> Inode:
+        with self.lock:
+            return self.tree.resolve(split_path(path))
+
+    def listdir(self, path: str) -> list[Inode]:
+        with self.lock:
+            node = self.tree.resolve(split_path(path))
+            if node.children is None:
+                raise NotADirectory(f"{path} is not a directory")
+            return [node.children[name] for name in sorted(node.children)]
+
+    def path_of(self, node: Inode) -> str:
+        with self.lock:
+            return self.tree.path_of(node)
+
+    # -- validation helpers ------------------------------------------------------------------
+
+    def _writable(self, node: Inode) -> None:
+        mounts = self.state.mounts
+        if not mounts:
+            return
+        cur = node
+        while True:
+            m = mounts.get(cur.id)
+            if m is not None:
+                if m.readonly:
+                    raise ReadOnly(f"{self.tree.path_of(node)} is on a read-only mount")
+                return
+            if cur.id == ROOT_ID:
+                return
+            cur = self.tree.table[cur.parent]  # type: ignore[assignment]
+
+    def _dir(self, parts: list[str]) -> Inode:
+        node = self.tree.resolve(parts)
+        if node.children is None:
+            raise NotADirectory("/" + "/".join(parts) + " is not a directory")
+        return node
+
+    def _free_name(self, parent: Inode, name: str) -> None:
+        check_name(name)
+        if name in parent.children:  # type: ignore[operator]
+            raise AlreadyExists(f"{self.tree.path_of(parent).rstrip('/')}/{name} already exists")
+
+    # -- namespace mutations -----------------------------------------------------------------
+
+    def mkdir(
+        self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0, parents: bool = False
+    ) -> Inode:
+        parts = split_path(path)
+        if not parts:
+            if parents:
+                return self.tree.root
+            raise AlreadyExists("/ already exists")
+        seq = 0
+        with self.lock:
+            node = self.tree.root
+            for i, name in enumerate(parts):
+                nxt = node.children.get(name)  # type: ignore[union-attr]
+                last = i == len(parts) - 1
+                if nxt is not None:
+                    if nxt.children is None:
+                        raise NotADirectory("/" + "/".join(parts[: i + 1]) + " is not a directory")
+                    if last and not parents:
+                        raise AlreadyExists(f"{path} already exists")
+                    node = nxt
+                    continue
+                if not last and not parents:
+                    raise NotFound("/" + "/".join(parts[: i + 1]) + " does not exist")
+                check_name(name)
+                self._writable(node)
+                entry = E.MkDir(self.tree.next_id, node.id, name, mode, uid, gid, time.time_ns())
+                seq = self._commit(entry)
+                node = self.tree.table[entry.id]  # type: ignore[assignment]
+        if seq:
+            self._durable(seq)
+        return node
+
+    def mkdir_in(self, parent_id: int, name: str, mode: int, uid: int, gid: int) -> Inode:
+        with self.lock:
+            parent = self._dir_by_id(parent_id)
+            self._free_name(parent, name)
+            self._writable(parent)
+            entry = E.MkDir(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
+            seq = self._commit(entry)
+        self._durable(seq)
+        return self.tree.get(entry.id)
+
+    def create(self, path: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Inode:
+        parents, name = parent_and_name(path)
+        with self.lock:
+            seq, node = self._create_locked(self._dir(parents), name, mode, uid, gid)
+        self._durable(seq)
+        return node
+
+    def create_in(self, parent_id: int, name: str, mode: int, uid: int, gid: int) -> Inode:
+        with self.lock:
+            seq, node = self._create_locked(self._dir_by_id(parent_id), name, mode, uid, gid)
+        self._durable(seq)
+        return node
+
+    def _create_locked(
+        self, parent: Inode, name: str, mode: int, uid: int, gid: int
+    ) -> tuple[int, Inode]:
+        self._free_name(parent, name)
+        self._writable(parent)
+        entry = E.CreateFile(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
+        seq = self._commit(entry)
+        return seq, self.tree.get(entry.id)
+
+    def complete(self, ino: int, length: int, block_size: int) -> None:
+        if length < 0:
+            raise InvalidArgument(f"negative length {length}")
+        if block_size <= 0 or block_size & (block_size - 1):
+            raise InvalidArgument(f"block size {block_size} is not a power of two")
+        with self.lock:
+            node = self.tree.get(ino)
+            if node.mode & S_IFMT != S_IFREG:
+                raise IsADirectory(f"inode {ino} is not a regular file")
+            seq = self._commit(E.CompleteFile(ino, length, block_size, time.time_ns()))
+        self._durable(seq)
+
+    def symlink(self, path: str, target: str, uid: int = 0, gid: int = 0) -> Inode:
+        parents, name = parent_and_name(path)
+        if not target or "\0" in target:
+            raise InvalidArgument("a symlink target must be non-empty and free of NUL")
+        with self.lock:
+            parent = self._dir(parents)
+            self._free_name(parent, name)
+            self._writable(parent)
+            entry = E.Symlink(self.tree.next_id, parent.id, name, target, uid, gid, time.time_ns())
+            seq = self._commit(entry)
+        self._durable(seq)
+        return self.tree.get(entry.id)
+
+    def setattr(self, path: str, **changes: Any) -> Inode:
+        """Changes mode, uid, gid, mtime, size, pinned/media or ttl_ms/ttl_action."""
+        allowed = set(E.SetAttr._fields) - {"id", "time"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidArgument(f"unknown attributes {sorted(unknown)}")
+        size = changes.get("size")
+        if size is not None and size < 0:
+            raise InvalidArgument(f"negative size {size}")
+        with self.lock:
+            node = self.tree.resolve(split_path(path))
+            if size is not None and node.mode & S_IFMT != S_IFREG:
+                raise IsADirectory(f"{path} is not a regular file")
+            self._writable(node)
+            seq = self._commit(E.SetAttr(node.id, time.time_ns(), **changes))
+        self._durable(seq)
+        return node
+
+    def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
+        src_parts, src_name = parent_and_name(src)
+        dst_parts, dst_name = parent_and_name(dst)
+        with self.lock:
+            tree = self.tree
+            src_parent = self._dir(src_parts)
+            node = src_parent.children.get(src_name)  # type: ignore[union-attr]
+            if node is None:
+                raise NotFound(f"{src} does not exist")
+            dst_parent = self._dir(dst_parts)
+            check_name(dst_name)
+            self._writable(src_parent)
+            self._writable(dst_parent)
+            if node.id in self.state.mounts:
+                raise Busy(f"{src} is a mount point; unmount it first")
+            if node.children is not None and tree.is_ancestor(node.id, dst_parent):
+                raise InvalidArgument(f"cannot move {src} into itself")
+            existing = dst_parent.children.get(dst_name)  # type: ignore[union-attr]
+            if existing is node:
+                return
+            if existing is not None:
+                if noreplace:
+                    raise AlreadyExists(f"{dst} already exists")
+                if existing.id in self.state.mounts:
+                    raise Busy(f"{dst} is a mount point")
+                if existing.children is not None:
+                    if node.children is None:
+                        raise IsADirectory(f"{dst} is a directory")
+                    if existing.children:
+                        raise NotEmpty(f"{dst} is a directory that is not empty")
+                elif node.children is not None:
+                    raise NotADirectory(f"{dst} is not a directory")
+            entry = E.Rename(
+                node.id, src_parent.id, src_name, dst_parent.id, dst_name, time.time_ns(),
+                existing.id if existing is not None else None,
+            )  # fmt: skip
+            seq = self._commit(entry)
+        self._durable(seq)
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        parents, name = parent_and_name(path)
+        with self.lock:
+            parent = self._dir(parents)
+            node = parent.children.get(name)  # type: ignore[union-attr]
+            if node is None:
+                raise NotFound(f"{path} does not exist")
+            self._writable(parent)
+            if node.children and not recursive:
+                raise NotEmpty(f"{path} is a directory that is not empty")
+            if self.state.mounts and self._holds_mount(node):
+                raise Busy(f"{path} is or contains a mount point; unmount it first")
+            seq = self._commit(E.Delete(node.id, parent.id, name, time.time_ns()))
+        self._durable(seq)
+
+    def _holds_mount(self, node: Inode) -> bool:
+        for ino in self.state.mounts:
+            target = self.tree.find(ino)
+            if target is not None and self.tree.is_ancestor(node.id, target):
+                return True
+        return False
+
+    def _dir_by_id(self, ino: int) -> Inode:
+        node = self.tree.get(ino)
+        if node.children is None:
+            raise NotADirectory(f"inode {ino} is not a directory")
+        return node

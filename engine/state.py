@@ -1,0 +1,283 @@
+"""Shoal's whole state and the one function that changes it: ``State.apply(entry)``.
+
+``apply`` is pure and deterministic: everything it needs is inside the entry, so applying the
+same entries to the same state always gives the same result, live or in replay. Operations
+validate before they append, so an entry that does not fit the state means the log is not the
+one this state was built from; ``apply`` raises ``ApplyError`` for it and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from engine.inode import (
+    COMPLETE,
+    PERSISTED,
+    PINNED,
+    S_IFDIR,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
+    Inode,
+    InodeTree,
+    shared_int,
+)
+from journal import entries as E
+
+BLOCK_SHIFT_BITS = 8  # flags bits 8..15 hold log2(block size)
+
+
+class ApplyError(Exception):
+    """An entry does not fit the state it is applied to."""
+
+
+class Mount(NamedTuple):
+    id: int
+    uri: str
+    options: dict[str, str]
+    readonly: bool
+    credential: str | None
+    time: int
+
+
+class BlockInfo(NamedTuple):
+    tier: str
+    length: int
+    checksum: int
+
+
+def block_size_of(node: Inode) -> int:
+    shift = node.flags >> BLOCK_SHIFT_BITS
+    return 1 << shift if shift else 0
+
+
+def encode_block_size(block_size: int) -> int:
+    if block_size <= 0 or block_size & (block_size - 1):
+        raise ApplyError(f"block size {block_size} is not a power of two")
+    return (block_size.bit_length() - 1) << BLOCK_SHIFT_BITS
+
+
+class State:
+    """The namespace, mount table, block map and persist queue, as of ``last_seq``."""
+
+    def __init__(self) -> None:
+        self.tree = InodeTree()
+        self.mounts: dict[int, Mount] = {}
+        # file id -> {(version, index): BlockInfo}
+        self.blocks: dict[int, dict[tuple[int, int], BlockInfo]] = {}
+        self.persists: dict[int, int] = {}  # file id -> content version to upload
+        self.last_seq = 0
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            E.MkDir: self._mkdir,
+            E.CreateFile: self._create,
+            E.CompleteFile: self._complete,
+            E.SetAttr: self._setattr,
+            E.Rename: self._rename,
+            E.Delete: self._delete,
+            E.Symlink: self._symlink,
+            E.AddMount: self._add_mount,
+            E.RemoveMount: self._remove_mount,
+            E.UfsFingerprint: self._fingerprint,
+            E.BlockCached: self._block_cached,
+            E.BlockMoved: self._block_moved,
+            E.BlockRemoved: self._block_removed,
+            E.PersistRequested: self._persist_requested,
+            E.Persisted: self._persisted,
+        }
+
+    def apply(self, entry: Any, seq: int) -> None:
+        try:
+            self._dispatch[type(entry)](entry)
+        except ApplyError:
+            raise
+        except (KeyError, IndexError, AttributeError, TypeError) as exc:
+            raise ApplyError(f"{type(entry).__name__} does not fit the state: {exc!r}") from exc
+        self.last_seq = seq
+
+    def apply_fn(self) -> Callable[[Any, int], None]:
+        return self.apply
+
+    def block_count(self) -> int:
+        return sum(len(b) for b in self.blocks.values())
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _dir(self, ino: int) -> Inode:
+        node = self.tree.find(ino)
+        if node is None or node.children is None:
+            raise ApplyError(f"inode {ino} is not a directory")
+        return node
+
+    def _node(self, ino: int) -> Inode:
+        node = self.tree.find(ino)
+        if node is None:
+            raise ApplyError(f"inode {ino} does not exist")
+        return node
+
+    def _new(self, e: Any, mode: int, children: dict[str, Inode] | None, size: int = 0) -> Inode:
+        parent = self._dir(e.parent)
+        if e.name in parent.children:  # type: ignore[operator]
+            raise ApplyError(f"{e.name!r} already exists in directory {e.parent}")
+        if self.tree.find(e.id) is not None:
+            raise ApplyError(f"inode {e.id} already exists")
+        t = e.time
+        node = Inode(
+            e.id, parent.id, e.name, shared_int(mode), shared_int(e.uid), shared_int(e.gid),
+            size, t, t, 0, 0, children, None,
+        )  # fmt: skip
+        self.tree.insert(node)
+        parent.mtime = parent.ctime = t
+        return node
+
+    def _forget(self, dropped: list[Inode]) -> None:
+        for node in dropped:
+            ino = node.id
+            self.blocks.pop(ino, None)
+            self.persists.pop(ino, None)
+            self.mounts.pop(ino, None)
+
+    def _new_content(self, node: Inode) -> None:
+        """The file's bytes changed: a new version; blocks of the old one can never be served."""
+        self.blocks.pop(node.id, None)
+        node.version += 1
+        node.flags &= ~PERSISTED
+
+    # -- namespace -----------------------------------------------------------------------------
+
+    def _mkdir(self, e: E.MkDir) -> None:
+        self._new(e, S_IFDIR | (e.mode & 0o7777), {})
+
+    def _create(self, e: E.CreateFile) -> None:
+        self._new(e, S_IFREG | (e.mode & 0o7777), None)
+
+    def _symlink(self, e: E.Symlink) -> None:
+        node = self._new(e, S_IFLNK | 0o777, None, len(e.target.encode()))
+        node.flags = COMPLETE
+        node.ensure_ext().target = e.target
+
+    def _complete(self, e: E.CompleteFile) -> None:
+        node = self._node(e.id)
+        if node.mode & S_IFMT != S_IFREG:
+            raise ApplyError(f"inode {e.id} is not a regular file")
+        node.size = e.length
+        node.flags = shared_int(
+            (node.flags & 0xFF) | COMPLETE | encode_block_size(e.block_size)
+        )
+        node.mtime = node.ctime = e.time
+
+    def _setattr(self, e: E.SetAttr) -> None:
+        node = self._node(e.id)
+        if e.mode is not None:
+            node.mode = shared_int((node.mode & S_IFMT) | (e.mode & 0o7777))
+        if e.uid is not None:
+            node.uid = shared_int(e.uid)
+        if e.gid is not None:
+            node.gid = shared_int(e.gid)
+        if e.size is not None:
+            if node.mode & S_IFMT != S_IFREG:
+                raise ApplyError(f"inode {e.id} is not a regular file")
+            node.size = e.size
+            self._new_content(node)
+            node.mtime = e.time
+        if e.mtime is not None:
+            node.mtime = e.mtime
+        if e.pinned is not None:
+            node.flags = shared_int(node.flags | PINNED if e.pinned else node.flags & ~PINNED)
+            ext = node.ensure_ext()
+            ext.media = list(e.media) if e.pinned and e.media else None
+        if e.ttl_ms is not None:
+            ext = node.ensure_ext()
+            if e.ttl_ms < 0:
+                ext.ttl_ms = ext.ttl_action = None
+            else:
+                ext.ttl_ms, ext.ttl_action = e.ttl_ms, e.ttl_action or "free"
+        if node.ext is not None and node.ext.empty():
+            node.ext = None
+        node.ctime = e.time
+
+    def _rename(self, e: E.Rename) -> None:
+        tree = self.tree
+        node = self._node(e.id)
+        src = self._dir(e.src_parent)
+        dst = self._dir(e.dst_parent)
+        if src.children.get(e.src_name) is not node:  # type: ignore[union-attr]
+            raise ApplyError(f"inode {e.id} is not {e.src_name!r} in directory {e.src_parent}")
+        if node.children is not None and tree.is_ancestor(node.id, dst):
+            raise ApplyError(f"renaming directory {e.id} below itself")
+        existing = dst.children.get(e.dst_name)  # type: ignore[union-attr]
+        replaced = existing.id if existing is not None and existing is not node else None
+        if replaced != e.replaced:
+            raise ApplyError(f"rename expected to replace {e.replaced}, found {replaced}")
+        if existing is not None and existing is not node:
+            if existing.children:
+                raise ApplyError(f"rename over non-empty directory {existing.id}")
+            tree.detach(existing)
+            self._forget(tree.drop_subtree(existing))
+        tree.detach(node)
+        tree.attach(node, dst, e.dst_name)
+        node.ctime = e.time
+        src.mtime = src.ctime = dst.mtime = dst.ctime = e.time
+
+    def _delete(self, e: E.Delete) -> None:
+        node = self._node(e.id)
+        parent = self._dir(e.parent)
+        if parent.children.get(e.name) is not node:  # type: ignore[union-attr]
+            raise ApplyError(f"inode {e.id} is not {e.name!r} in directory {e.parent}")
+        self.tree.detach(node)
+        self._forget(self.tree.drop_subtree(node))
+        parent.mtime = parent.ctime = e.time
+
+    # -- mounts and UFS ----------------------------------------------------------------------
+
+    def _add_mount(self, e: E.AddMount) -> None:
+        self._dir(e.id)
+        if e.id in self.mounts:
+            raise ApplyError(f"directory {e.id} is already a mount point")
+        self.mounts[e.id] = Mount(e.id, e.uri, dict(e.options), e.readonly, e.credential, e.time)
+
+    def _remove_mount(self, e: E.RemoveMount) -> None:
+        del self.mounts[e.id]
+
+    def _fingerprint(self, e: E.UfsFingerprint) -> None:
+        node = self._node(e.id)
+        ext = node.ensure_ext()
+        if ext.fingerprint is not None and ext.fingerprint != e.fingerprint:
+            self._new_content(node)
+        ext.fingerprint = e.fingerprint
+        node.size = e.size
+        node.mtime = e.mtime
+        node.flags = shared_int(node.flags | PERSISTED | COMPLETE)
+
+    # -- block cache and persistence ---------------------------------------------------------
+
+    def _block_cached(self, e: E.BlockCached) -> None:
+        node = self._node(e.file)
+        if e.version != node.version:
+            raise ApplyError(f"block of version {e.version}, file {e.file} is at {node.version}")
+        self.blocks.setdefault(e.file, {})[(e.version, e.index)] = BlockInfo(
+            e.tier, e.length, e.checksum
+        )
+
+    def _block_moved(self, e: E.BlockMoved) -> None:
+        blocks = self.blocks[e.file]
+        key = (e.version, e.index)
+        blocks[key] = blocks[key]._replace(tier=e.tier)
+
+    def _block_removed(self, e: E.BlockRemoved) -> None:
+        blocks = self.blocks[e.file]
+        del blocks[(e.version, e.index)]
+        if not blocks:
+            del self.blocks[e.file]
+
+    def _persist_requested(self, e: E.PersistRequested) -> None:
+        self._node(e.id)
+        self.persists[e.id] = e.version
+
+    def _persisted(self, e: E.Persisted) -> None:
+        node = self._node(e.id)
+        if self.persists.get(e.id) == e.version:
+            del self.persists[e.id]
+        if node.version == e.version:
+            node.flags = shared_int(node.flags | PERSISTED)
+            node.ensure_ext().fingerprint = e.fingerprint

@@ -1,0 +1,252 @@
+"""Journal entries: the facts from which all of Shoal's state is rebuilt.
+
+Each entry type is a NamedTuple with a fixed type code. Its payload on disk is the msgpack array
+of its fields in declaration order, so a tuple is encoded as is and decoded without building a
+dict. Entries are self-contained: every id, timestamp (integer nanoseconds) and size the apply
+function needs is inside, so replaying them reproduces the live state exactly.
+
+Compatibility rules (docs/journal.md): a type code is never reused; new fields are only appended
+at the end with a default, so an older entry (shorter array) still decodes; a type code this
+version does not know stops recovery with UnknownEntryType instead of being skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgpack
+
+from journal.errors import MalformedEntry, UnknownEntryType
+
+
+class MkDir(NamedTuple):
+    id: int
+    parent: int
+    name: str
+    mode: int
+    uid: int
+    gid: int
+    time: int
+
+
+class CreateFile(NamedTuple):
+    id: int
+    parent: int
+    name: str
+    mode: int
+    uid: int
+    gid: int
+    time: int
+
+
+class CompleteFile(NamedTuple):
+    """The file's content is final: its length and the blocks that hold it.
+
+    The file's block ids are (id, version, index) for index in range(ceil(length / block_size)).
+    """
+
+    id: int
+    length: int
+    block_size: int
+    time: int
+
+
+class SetAttr(NamedTuple):
+    """Changes the given attributes; a None field is left as it is.
+
+    ``ttl_ms`` -1 clears the TTL; ``size`` truncates or extends (a new content version).
+    """
+
+    id: int
+    time: int
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    mtime: int | None = None
+    pinned: bool | None = None
+    media: list[str] | None = None
+    ttl_ms: int | None = None
+    ttl_action: str | None = None
+    size: int | None = None
+
+
+class Rename(NamedTuple):
+    """Moves ``id`` from (src_parent, src_name) to (dst_parent, dst_name).
+
+    ``replaced`` is the id of the file or empty directory at the destination that the rename
+    removes, or None.
+    """
+
+    id: int
+    src_parent: int
+    src_name: str
+    dst_parent: int
+    dst_name: str
+    time: int
+    replaced: int | None = None
+
+
+class Delete(NamedTuple):
+    """Removes ``id`` (named ``name`` in ``parent``) and, for a directory, everything below it."""
+
+    id: int
+    parent: int
+    name: str
+    time: int
+
+
+class Symlink(NamedTuple):
+    id: int
+    parent: int
+    name: str
+    target: str
+    uid: int
+    gid: int
+    time: int
+
+
+class AddMount(NamedTuple):
+    """Attaches a UFS at directory ``id``. ``options`` never holds secrets: those live in the
+    home's credentials file under the name ``credential``."""
+
+    id: int
+    uri: str
+    options: dict[str, str]
+    readonly: bool
+    credential: str | None
+    time: int
+
+
+class RemoveMount(NamedTuple):
+    id: int
+    time: int
+
+
+class UfsFingerprint(NamedTuple):
+    """The UFS copy of ``id`` was seen with this fingerprint; a change starts a new content
+    version, so blocks cached from the old content can never be served."""
+
+    id: int
+    fingerprint: str
+    size: int
+    mtime: int
+    time: int
+
+
+class BlockCached(NamedTuple):
+    file: int
+    version: int
+    index: int
+    tier: str
+    length: int
+    checksum: int
+    time: int
+
+
+class BlockMoved(NamedTuple):
+    file: int
+    version: int
+    index: int
+    tier: str
+    time: int
+
+
+class BlockRemoved(NamedTuple):
+    file: int
+    version: int
+    index: int
+    time: int
+
+
+class PersistRequested(NamedTuple):
+    id: int
+    version: int
+    time: int
+
+
+class Persisted(NamedTuple):
+    id: int
+    version: int
+    fingerprint: str
+    time: int
+
+
+Entry = (
+    MkDir
+    | CreateFile
+    | CompleteFile
+    | SetAttr
+    | Rename
+    | Delete
+    | Symlink
+    | AddMount
+    | RemoveMount
+    | UfsFingerprint
+    | BlockCached
+    | BlockMoved
+    | BlockRemoved
+    | PersistRequested
+    | Persisted
+)
+
+# Type codes are part of the on-disk format: never renumber, never reuse.
+TYPE_CODES: dict[type, int] = {
+    MkDir: 1,
+    CreateFile: 2,
+    CompleteFile: 3,
+    SetAttr: 4,
+    Rename: 5,
+    Delete: 6,
+    Symlink: 7,
+    AddMount: 8,
+    RemoveMount: 9,
+    UfsFingerprint: 10,
+    BlockCached: 11,
+    BlockMoved: 12,
+    BlockRemoved: 13,
+    PersistRequested: 14,
+    Persisted: 15,
+}
+BY_CODE: dict[int, type] = {code: cls for cls, code in TYPE_CODES.items()}
+BY_NAME: dict[str, type] = {cls.__name__: cls for cls in TYPE_CODES}
+_REQUIRED = {cls: sum(1 for f in cls._fields if f not in cls._field_defaults) for cls in TYPE_CODES}
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def type_code(entry: Entry) -> int:
+    return TYPE_CODES[type(entry)]
+
+
+def encode(entry: Entry) -> bytes:
+    return _packer.pack(entry)
+
+
+def decode(code: int, payload: bytes, *, where: str = "") -> Any:
+    """The entry stored in a record; raises UnknownEntryType or MalformedEntry."""
+    cls = BY_CODE.get(code)
+    if cls is None:
+        raise UnknownEntryType(code, where)
+    try:
+        fields = msgpack.unpackb(payload, use_list=True, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise MalformedEntry(f"{where}: {cls.__name__} payload is not msgpack: {exc}") from exc
+    if type(fields) is not list:
+        raise MalformedEntry(f"{where}: {cls.__name__} payload is not an array")
+    n = len(fields)
+    if n < _REQUIRED[cls]:
+        raise MalformedEntry(f"{where}: {cls.__name__} has {n} fields, needs {_REQUIRED[cls]}")
+    if n > len(cls._fields):
+        # Written by a newer version that appended fields we cannot honour.
+        raise MalformedEntry(
+            f"{where}: {cls.__name__} has {n} fields, this shoal knows {len(cls._fields)};"
+            " it was written by a newer version"
+        )
+    return cls(*fields)
+
+
+def to_dict(entry: Entry) -> dict[str, Any]:
+    """A plain dict for dumps: type name plus fields."""
+    out: dict[str, Any] = {"type": type(entry).__name__}
+    out.update(entry._asdict())
+    return out

@@ -1,0 +1,276 @@
+"""The journal: open = newest verifying checkpoint + replay of the log after it; then append.
+
+The journal knows nothing of what entries mean. The caller supplies how to build an empty state,
+how to load one from a checkpoint database, how to fill a checkpoint database from one, and how
+to apply an entry; ``engine.engine`` wires in the real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import apsw
+
+from journal import entries
+from journal.checkpoint import CheckpointInvalid, open_checkpoint, write_checkpoint
+from journal.errors import JournalCorrupt, JournalError, JournalNotWritable
+from journal.format import frame
+from journal.layout import CHECKPOINT_DIR, CheckpointFile, broken_name, list_journal
+from journal.reader import ReadResult, TornTail, read_log
+from journal.storage import Storage, join, unlink_durably, write_durably
+from journal.writer import GroupCommit, SegmentWriter, exit_process
+
+log = logging.getLogger(__name__)
+
+
+class Replayable(Protocol):
+    last_seq: int
+
+    def apply(self, entry: Any, seq: int) -> None: ...
+
+
+S = TypeVar("S", bound=Replayable)
+
+
+@dataclass
+class JournalOptions:
+    segment_size: int = 16 * 1024 * 1024
+    checkpoint_every: int = 2_000_000  # entries; 0 turns count-triggered checkpoints off
+    keep_checkpoints: int = 2
+    flush_window_ms: float = 0.0
+    group_commit: bool = True  # False: every append writes and fsyncs inline (tests)
+
+
+@dataclass
+class StateCodec(Generic[S]):
+    empty: Callable[[], S]
+    load: Callable[[apsw.Connection, int], S]
+    fill: Callable[[S, apsw.Connection], None]
+
+
+@dataclass
+class OpenReport:
+    checkpoint: CheckpointFile | None
+    rejected_checkpoints: list[str]
+    replayed: int
+    last_seq: int
+    repaired_tail: TornTail | None
+
+
+class Journal(Generic[S]):
+    def __init__(
+        self,
+        storage: Storage,
+        root: str,
+        codec: StateCodec[S],
+        options: JournalOptions | None = None,
+        on_fatal: Callable[[BaseException], None] = exit_process,
+    ) -> None:
+        self.storage = storage
+        self.root = root
+        self.codec = codec
+        self.options = options or JournalOptions()
+        self.on_fatal = on_fatal
+        self.state: S | None = None
+        self.report: OpenReport | None = None
+        self._commit: GroupCommit | None = None
+        self._since_checkpoint = 0
+        self._checkpoint_lock = threading.Lock()
+        self._encode = entries.encode
+        self._codes = entries.TYPE_CODES
+
+    # -- open and recovery -------------------------------------------------------------------
+
+    def open(self) -> S:
+        """Recovers the state and readies the log for appending; returns the state."""
+        storage, root = self.storage, self.root
+        try:
+            storage.makedirs(join(root, CHECKPOINT_DIR))
+            storage.check_writable(root)
+            storage.check_writable(join(root, CHECKPOINT_DIR))
+        except OSError as exc:
+            raise JournalNotWritable(
+                f"journal directory {getattr(storage, 'root', '')}/{root} is not writable"
+                f" ({exc.strerror or exc}); fix its ownership or permissions, or use another home"
+            ) from exc
+        listing = list_journal(storage, root)
+        if listing.temporaries:
+            # Leftovers of an interrupted checkpoint: never renamed into place, never state.
+            unlink_durably(storage, listing.temporaries)
+        state, ckpt, rejected = self._load_newest_checkpoint(listing.checkpoints)
+        result = read_log(storage, listing, state.last_seq, state.apply)
+        tail = result.tail
+        if tail is not None:
+            self._truncate_torn_tail(tail)
+        last_seq = max(result.last_seq, state.last_seq)
+        if ckpt is None and rejected and listing.segments and listing.segments[0][0] != 1:
+            raise JournalCorrupt(
+                rejected[0], None, "no checkpoint verifies and the log does not start at entry 1",
+                "restore a checkpoint from a backup",
+            )
+        segment = self._segment_for_append(listing, result, tail, last_seq)
+        self._commit = GroupCommit(
+            segment,
+            last_seq + 1,
+            threaded=self.options.group_commit,
+            flush_window_s=self.options.flush_window_ms / 1000.0,
+            on_fatal=self.on_fatal,
+        )
+        self._since_checkpoint = result.applied
+        self.state = state
+        self.report = OpenReport(ckpt, rejected, result.applied, last_seq, tail)
+        return state
+
+    def _load_newest_checkpoint(
+        self, checkpoints: list[CheckpointFile]
+    ) -> tuple[S, CheckpointFile | None, list[str]]:
+        rejected: list[str] = []
+        for ckpt in reversed(checkpoints):
+            try:
+                conn = open_checkpoint(self.storage, ckpt)
+            except CheckpointInvalid as exc:
+                log.error("checkpoint rejected, falling back to an older one: %s", exc)
+                rejected.append(str(exc))
+                continue
+            try:
+                return self.codec.load(conn, ckpt.seq), ckpt, rejected
+            except (apsw.Error, KeyError, TypeError, ValueError) as exc:
+                log.error("checkpoint %s cannot be loaded: %s", ckpt.path, exc)
+                rejected.append(f"{ckpt.path}: {exc}")
+            finally:
+                conn.close()
+        return self.codec.empty(), None, rejected
+
+    def _truncate_torn_tail(self, tail: TornTail) -> None:
+        """Copies the damaged segment aside, then cuts it back to its last valid record, so
+        nothing is ever appended behind garbage."""
+        storage = self.storage
+        data = storage.read(tail.path)
+        aside = broken_name(storage, tail.path)
+        write_durably(storage, aside, data)
+        if tail.offset == 0:
+            unlink_durably(storage, [tail.path])
+        else:
+            handle = storage.open_write(tail.path, append=True)
+            try:
+                handle.truncate(tail.offset)
+                handle.fsync()
+            finally:
+                handle.close()
+        log.warning(
+            "truncated a torn tail: %s from offset %d (%d bytes, %s); a copy is in %s",
+            tail.path, tail.offset, tail.size - tail.offset, tail.reason, aside,
+        )  # fmt: skip
+
+    def _segment_for_append(
+        self, listing: Any, result: ReadResult, tail: TornTail | None, last_seq: int
+    ) -> SegmentWriter:
+        segments = [s for s in listing.segments if not (tail and tail.offset == 0 and s[1] == tail.path)]
+        writer = SegmentWriter(self.storage, self.root, self.options.segment_size, None, 0, 0)
+        if segments:
+            first, path = segments[-1]
+            size = tail.offset if tail and tail.path == path else result.segment_sizes.get(path)
+            if size is None:
+                size = self.storage.size(path)
+            if result.last_seq >= last_seq:  # the log is not behind a newer checkpoint
+                writer.handle = self.storage.open_write(path, append=True)
+                writer.first_seq, writer.size = first, size
+        return writer
+
+    # -- appending ---------------------------------------------------------------------------
+
+    def append(self, entry: Any) -> int:
+        """Queues ``entry`` and returns its sequence number; it is durable after ``wait``."""
+        assert self._commit is not None, "journal is not open"
+        payload = self._encode(entry)
+        code = self._codes[type(entry)]
+        seq = self._commit.reserve(lambda s: frame(s, code, payload))
+        self._since_checkpoint += 1
+        return seq
+
+    def wait(self, seq: int) -> None:
+        assert self._commit is not None
+        self._commit.wait(seq)
+
+    def flush(self) -> None:
+        assert self._commit is not None
+        self._commit.flush()
+
+    @property
+    def last_seq(self) -> int:
+        assert self._commit is not None
+        return self._commit.next_seq - 1
+
+    @property
+    def durable_seq(self) -> int:
+        assert self._commit is not None
+        return self._commit.durable_seq
+
+    @property
+    def fsyncs(self) -> int:
+        return self._commit.fsyncs if self._commit else 0
+
+    @property
+    def checkpoint_due(self) -> bool:
+        every = self.options.checkpoint_every
+        return every > 0 and self._since_checkpoint >= every
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint(self, state: S) -> CheckpointFile:
+        """Writes a checkpoint of ``state``; the caller keeps it from changing meanwhile.
+
+        Order: everything appended is made durable; the log moves to a new segment (so older
+        segments hold only entries the checkpoint covers); the checkpoint is written durably;
+        then checkpoints beyond the newest ``keep_checkpoints`` and the segments that only they
+        needed are deleted.
+        """
+        assert self._commit is not None
+        with self._checkpoint_lock:
+            commit = self._commit
+            commit.flush()
+            seq = state.last_seq
+            if seq != commit.durable_seq:
+                raise JournalError(f"state is at {seq} but the log at {commit.durable_seq}")
+            segment = commit.segment
+            if segment.handle is None or segment.first_seq <= seq:
+                try:
+                    segment.start_segment(seq + 1)
+                except OSError as exc:
+                    commit._fail(exc)
+                    raise
+            ckpt = write_checkpoint(
+                self.storage, self.root, seq, lambda conn: self.codec.fill(state, conn)
+            )
+            self._since_checkpoint = 0
+            self._collect_garbage()
+            return ckpt
+
+    def _collect_garbage(self) -> None:
+        listing = list_journal(self.storage, self.root)
+        keep = max(1, self.options.keep_checkpoints)
+        old = listing.checkpoints[:-keep]
+        kept = listing.checkpoints[-keep:]
+        oldest_kept = kept[0].seq if kept else 0
+        doomed = [c.path for c in old]
+        # A segment may go once the next one starts at or below oldest_kept + 1: every entry in
+        # it is then covered by every checkpoint we keep.
+        segs = listing.segments
+        for (_first, path), (next_first, _) in zip(segs, segs[1:], strict=False):
+            if next_first <= oldest_kept + 1:
+                doomed.append(path)
+        if doomed:
+            unlink_durably(self.storage, doomed)
+
+    def close(self, state: S | None = None) -> None:
+        """Flushes the log; with ``state``, writes a final checkpoint first (clean shutdown)."""
+        if self._commit is None:
+            return
+        if state is not None and self._commit.failed is None:
+            self.checkpoint(state)
+        self._commit.close()
+        self._commit = None

@@ -1,0 +1,148 @@
+"""Reading the log: the segments after a sequence number, in order, with every continuity check.
+
+One reader serves start-up replay, ``shoal journal replay/verify/dump`` and repair. It raises
+``JournalCorrupt`` naming the file, the offset and what to run next for anything it cannot
+trust, and reports (rather than repairs) a torn tail at the end of the last segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from journal import entries
+from journal.errors import JournalCorrupt, JournalError
+from journal.format import BadSegmentHeader, Record, ScanEnd, iter_records, parse_segment_header
+from journal.layout import Listing, segment_name
+from journal.storage import Storage
+
+VERIFY_HINT = "run `shoal journal verify` for a full report"
+
+
+@dataclass(frozen=True)
+class TornTail:
+    path: str
+    offset: int  # where the valid part of the segment ends
+    size: int
+    reason: str
+
+
+@dataclass
+class ReadResult:
+    last_seq: int  # the last valid entry in the log (or after_seq if there is none after it)
+    applied: int  # entries handed to the callback
+    tail: TornTail | None  # a torn end of the last segment, to be truncated before appending
+    segment_sizes: dict[str, int]
+
+
+def _lost_hint(path: str, offset: int) -> str:
+    return (
+        f"{VERIFY_HINT}; `shoal journal repair --force` would truncate {path} at offset {offset}"
+        " and drop every entry after it"
+    )
+
+
+def read_log(
+    storage: Storage,
+    listing: Listing,
+    after_seq: int,
+    on_entry: Callable[[Any, int], None] | None,
+    *,
+    on_record: Callable[[Record, str], None] | None = None,
+) -> ReadResult:
+    """Hands every entry with seq > after_seq to ``on_entry(entry, seq)`` in order.
+
+    ``on_record(record, path)`` (if given) sees every valid record of the segments read, decoded
+    or not. Raises JournalCorrupt on a gap, a lost segment, a damaged header or mid-log damage,
+    and UnknownEntryType/MalformedEntry (with their location) on entries it cannot decode.
+    """
+    segments = listing.segments
+    result = ReadResult(after_seq, 0, None, {})
+    firsts = {first for first, _ in segments}
+    newest = segments[-1][0] if segments else 0
+    if listing.seen is not None and listing.seen > newest and listing.seen not in firsts:
+        raise JournalCorrupt(
+            segment_name(listing.seen),
+            None,
+            f"segment {segment_name(listing.seen)} is missing (the journal's `seen` file says it"
+            f" was created; the newest present starts at {newest or 'none'})",
+            "restore the file from a backup, or run `shoal journal repair --force` to accept"
+            " the loss",
+        )
+    start = 0
+    for i, (first, _) in enumerate(segments):
+        if first <= after_seq + 1:
+            start = i
+    if segments and segments[start][0] > after_seq + 1:
+        first, path = segments[start]
+        raise JournalCorrupt(
+            path,
+            None,
+            f"the log has a gap: it starts at entry {first} but entry {after_seq + 1} is needed"
+            " (a segment is missing)",
+            "restore the missing segment, or start from a checkpoint that covers the gap",
+        )
+    decode = entries.decode
+    expect = after_seq + 1
+    for i in range(start, len(segments)):
+        first, path = segments[i]
+        last_segment = i == len(segments) - 1
+        data = storage.read(path)
+        result.segment_sizes[path] = len(data)
+        try:
+            header_seq = parse_segment_header(data)
+        except BadSegmentHeader as exc:
+            if last_segment and (len(data) < 24 or not any(data)):
+                result.tail = TornTail(path, 0, len(data), f"segment header incomplete: {exc}")
+                return result
+            raise JournalCorrupt(path, 0, str(exc), VERIFY_HINT) from exc
+        if header_seq != first:
+            raise JournalCorrupt(
+                path, 0, f"segment header says it starts at entry {header_seq}", VERIFY_HINT
+            )
+        if i > start and first != expect:
+            raise JournalCorrupt(
+                path,
+                None,
+                f"sequence gap: the previous segment ends at entry {expect - 1}, this one"
+                f" starts at {first}",
+                "a segment between them is missing; restore it from a backup",
+            )
+        if i == start:
+            expect = first
+        end: ScanEnd | None = None
+        for item in iter_records(data, first):
+            if type(item) is ScanEnd:
+                end = item
+                break
+            rec: Record = item  # type: ignore[assignment]
+            if on_record is not None:
+                on_record(rec, path)
+            seq = rec.seq
+            expect = seq + 1
+            if seq <= after_seq or on_entry is None:
+                continue
+            where = f"{path} at offset {rec.offset} (entry {seq})"
+            entry = decode(rec.type, rec.payload, where=where)
+            try:
+                on_entry(entry, seq)
+            except JournalError:
+                raise
+            except Exception as exc:
+                raise JournalCorrupt(
+                    path,
+                    rec.offset,
+                    f"entry {seq} ({type(entry).__name__}) cannot be applied: {exc}",
+                    VERIFY_HINT,
+                ) from exc
+            result.applied += 1
+        assert end is not None
+        result.last_seq = max(result.last_seq, expect - 1)
+        if end.clean:
+            continue
+        if last_segment and end.torn:
+            result.tail = TornTail(path, end.offset, end.size, end.reason)
+            return result
+        raise JournalCorrupt(path, end.offset, end.reason, _lost_hint(path, end.offset))
+    return result

@@ -1,0 +1,167 @@
+"""The small storage interface every file operation of the journal and checkpointer goes through.
+
+``OsStorage`` is the real thing. ``recovery.crashsim.SimStorage`` implements the same interface
+in memory, records every write, fsync, rename, unlink and directory fsync, and can "crash" to any
+state a real disk could be left in. Paths are relative to the storage's root, '/'-separated.
+
+The crash-safe orderings live here as helpers, not inline at call sites.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Protocol
+
+
+class FileHandle(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def fsync(self) -> None: ...
+
+    def truncate(self, size: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Storage(Protocol):
+    def makedirs(self, path: str) -> None: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def size(self, path: str) -> int: ...
+
+    def read(self, path: str) -> bytes: ...
+
+    def open_write(self, path: str, *, append: bool) -> FileHandle:
+        """Opens for writing, creating the file; ``append=False`` truncates it first."""
+        ...
+
+    def rename(self, src: str, dst: str) -> None: ...
+
+    def unlink(self, path: str) -> None: ...
+
+    def fsync_dir(self, path: str) -> None: ...
+
+    def check_writable(self, path: str) -> None:
+        """Raises PermissionError/OSError if files cannot be created in directory ``path``."""
+        ...
+
+
+class OsFile:
+    __slots__ = ("fd", "path")
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class OsStorage:
+    """Storage on a real directory tree rooted at ``root``."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def _p(self, path: str) -> str:
+        return os.path.join(self.root, path) if path else self.root
+
+    def makedirs(self, path: str) -> None:
+        full = self._p(path)
+        if not os.path.isdir(full):
+            os.makedirs(full, exist_ok=True)
+            self.fsync_dir(os.path.dirname(path))
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(self._p(path)))
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(self._p(path))
+
+    def size(self, path: str) -> int:
+        return os.stat(self._p(path)).st_size
+
+    def read(self, path: str) -> bytes:
+        with open(self._p(path), "rb") as f:
+            return f.read()
+
+    def open_write(self, path: str, *, append: bool) -> OsFile:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        flags |= os.O_APPEND if append else os.O_TRUNC
+        return OsFile(os.open(self._p(path), flags, 0o644), path)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(self._p(src), self._p(dst))
+
+    def unlink(self, path: str) -> None:
+        os.unlink(self._p(path))
+
+    def fsync_dir(self, path: str) -> None:
+        fd = os.open(self._p(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def check_writable(self, path: str) -> None:
+        full = self._p(path)
+        if not os.access(full, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "directory is not writable", full)
+
+
+def join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
+
+
+def dirname(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def write_durably(storage: Storage, path: str, data: bytes) -> None:
+    """Write a whole file under a temporary name, fsync it, rename it into place, fsync the
+    directory: after a crash the file is either absent or complete."""
+    folder = dirname(path)
+    tmp = join(folder, ".tmp-" + path.rsplit("/", 1)[-1])
+    handle = storage.open_write(tmp, append=False)
+    try:
+        handle.write(data)
+        handle.fsync()
+    finally:
+        handle.close()
+    storage.rename(tmp, path)
+    storage.fsync_dir(folder)
+
+
+def create_durably(storage: Storage, path: str, data: bytes) -> FileHandle:
+    """Create ``path`` holding ``data``, durable with its directory entry; returns it open for
+    appending."""
+    handle = storage.open_write(path, append=False)
+    handle.write(data)
+    handle.fsync()
+    storage.fsync_dir(dirname(path))
+    return handle
+
+
+def unlink_durably(storage: Storage, paths: list[str]) -> None:
+    folders = set()
+    for path in paths:
+        storage.unlink(path)
+        folders.add(dirname(path))
+    for folder in sorted(folders):
+        storage.fsync_dir(folder)

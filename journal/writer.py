@@ -1,0 +1,210 @@
+"""Appending to the log: the open segment, rotation, and group commit.
+
+Callers frame records and ``submit`` them in sequence order; a record is durable (and the
+mutation may be acknowledged) once ``wait(seq)`` returns. In group-commit mode one writer thread
+drains the queue, writes each batch with one write and one fsync, and wakes every waiter whose
+record it covered: concurrent callers share fsyncs. In synchronous mode (used by the crash
+simulator, where determinism matters more than throughput) the submitting thread does the same
+work inline. Either way a failed write or fsync is fatal: after it nothing is acknowledged and
+``on_fatal`` (by default: log and end the process) runs, because after an fsync error the kernel
+may have dropped the dirty pages and a retry could "succeed" without the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from journal.errors import JournalClosed, JournalFailed
+from journal.format import segment_header
+from journal.layout import SEEN_FILE, segment_name
+from journal.storage import FileHandle, Storage, create_durably, join, write_durably
+
+log = logging.getLogger(__name__)
+
+EXIT_JOURNAL_FAILED = 75
+
+
+def exit_process(exc: BaseException) -> None:
+    log.critical("journal write failed, stopping so recovery can run at restart: %s", exc)
+    logging.shutdown()
+    os._exit(EXIT_JOURNAL_FAILED)
+
+
+class SegmentWriter:
+    """The open (last) segment: appends batches, rotates at ``segment_size``."""
+
+    def __init__(
+        self, storage: Storage, root: str, segment_size: int, handle: FileHandle | None,
+        first_seq: int, size: int,
+    ) -> None:  # fmt: skip
+        self.storage = storage
+        self.root = root
+        self.segment_size = segment_size
+        self.handle = handle
+        self.first_seq = first_seq
+        self.size = size
+        self.on_new_segment: Callable[[int, str], None] | None = None
+
+    def start_segment(self, first_seq: int) -> None:
+        """Creates ``log-<first_seq>.seg`` durably and records it in ``seen`` (to detect a lost
+        newest segment)."""
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+        path = join(self.root, segment_name(first_seq))
+        header = segment_header(first_seq)
+        self.handle = create_durably(self.storage, path, header)
+        self.first_seq = first_seq
+        self.size = len(header)
+        write_durably(self.storage, join(self.root, SEEN_FILE), f"{first_seq}\n".encode())
+        if self.on_new_segment is not None:
+            self.on_new_segment(first_seq, path)
+
+    def write(self, data: bytes, first_seq: int) -> None:
+        """Appends records first_seq.. durably; a new segment starts once this one is full."""
+        if self.handle is None or self.size >= self.segment_size:
+            self.start_segment(first_seq)
+        assert self.handle is not None
+        self.handle.write(data)
+        self.handle.fsync()
+        self.size += len(data)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+class GroupCommit:
+    """Orders framed records, writes them in batches and tells waiters when they are durable."""
+
+    def __init__(
+        self,
+        segment: SegmentWriter,
+        next_seq: int,
+        *,
+        threaded: bool = True,
+        flush_window_s: float = 0.0,
+        on_fatal: Callable[[BaseException], None] = exit_process,
+    ) -> None:
+        self.segment = segment
+        self.next_seq = next_seq  # assigned to the next submitted record
+        self.durable_seq = next_seq - 1
+        self.flush_window_s = flush_window_s
+        self.on_fatal = on_fatal
+        self.fsyncs = 0
+        self.failed: BaseException | None = None
+        self.closed = False
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._durable = threading.Condition(self._lock)
+        self._writing = False
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+            self._thread.start()
+
+    def reserve(self, frame_for: Callable[[int], bytes]) -> int:
+        """Assigns the next sequence number, queues ``frame_for(seq)`` and returns the number.
+
+        Sequence order equals queue order because both happen under one lock.
+        """
+        with self._lock:
+            if self.failed is not None:
+                raise JournalFailed(f"the journal failed earlier: {self.failed}")
+            if self.closed:
+                raise JournalClosed("the journal is closed")
+            seq = self.next_seq
+            self._pending.append(frame_for(seq))
+            self.next_seq = seq + 1
+            if self._thread is not None and len(self._pending) == 1:
+                self._work.notify()
+            return seq
+
+    def wait(self, seq: int) -> None:
+        """Returns once record ``seq`` is durable; raises JournalFailed if it never will be."""
+        if self._thread is None:
+            self.flush()
+            return
+        with self._lock:
+            while self.durable_seq < seq:
+                if self.failed is not None:
+                    raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+                self._durable.wait()
+
+    def flush(self) -> None:
+        """Makes everything submitted so far durable (synchronous mode, or before a checkpoint)."""
+        if self._thread is not None:
+            with self._lock:
+                target = self.next_seq - 1
+            self.wait(target)
+            return
+        with self._lock:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        # Called with the lock held (synchronous mode).
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        first = self.durable_seq + 1
+        last = first + len(batch) - 1
+        try:
+            self.segment.write(b"".join(batch), first)
+        except BaseException as exc:
+            self._fail(exc)
+            raise JournalFailed(f"journal write failed: {exc}") from exc
+        self.fsyncs += 1
+        self.durable_seq = last
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failed = exc
+        self._durable.notify_all()
+        self.on_fatal(exc)
+
+    def _run(self) -> None:
+        lock = self._lock
+        while True:
+            with lock:
+                while not self._pending and not self.closed:
+                    self._work.wait()
+                if not self._pending and self.closed:
+                    return
+                if self.flush_window_s > 0:
+                    # Let more writers join this batch; bounded so latency stays predictable.
+                    lock.release()
+                    time.sleep(self.flush_window_s)
+                    lock.acquire()
+                batch, self._pending = self._pending, []
+                first = self.durable_seq + 1
+            last = first + len(batch) - 1
+            try:
+                self.segment.write(b"".join(batch), first)
+            except BaseException as exc:
+                with lock:
+                    self._fail(exc)
+                return
+            with lock:
+                self.fsyncs += 1
+                self.durable_seq = last
+                self._durable.notify_all()
+
+    def close(self) -> None:
+        """Writes what is queued, then stops the writer."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self._work.notify()
+        if self._thread is not None:
+            self._thread.join()
+        else:
+            with self._lock:
+                if self.failed is None:
+                    self._write_pending()
+        self.segment.close()

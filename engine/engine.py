@@ -70,7 +70,12 @@ class Engine:
     def _checkpoint_due(self) -> None:
         with self.ns.lock:
             if self.journal.checkpoint_due:
-                self.journal.checkpoint(self.state)
+                try:
+                    self.journal.checkpoint(self.state)
+                except OSError as exc:
+                    # The operation that found it due is durable already and must not report a
+                    # failure; the checkpoint stays due and the next operation retries it.
+                    log.error("automatic checkpoint failed, will retry: %s", exc)
 
     def checkpoint(self) -> CheckpointFile:
         with self.ns.lock:

@@ -129,12 +129,13 @@ class Inode:
         return f"Inode({self.id}, {self.kind}, parent={self.parent}, name={self.name!r})"
 
 
-_shared: dict[int, int] = {}
+# One object per distinct attribute value (mode, uid, gid, flags) across all inodes: there are
+# few distinct values, and an int object costs 28-32 bytes per inode otherwise.
+shared_values: dict[int, int] = {}
 
 
 def shared_int(value: int) -> int:
-    """One object per distinct small attribute value (mode, uid, gid) across all inodes."""
-    return _shared.setdefault(value, value) if len(_shared) < 65536 else value
+    return shared_values.setdefault(value, value)
 
 
 class InodeTree:

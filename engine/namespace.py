@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from engine.errors import (
@@ -32,6 +33,13 @@ from journal import entries as E
 from journal.journal import Journal
 
 
+class Deferred:
+    __slots__ = ("seq",)
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+
 class Namespace:
     def __init__(
         self, state: State, journal: Journal[State], on_checkpoint_due: Callable[[], None]
@@ -41,6 +49,7 @@ class Namespace:
         self.journal = journal
         self.lock = threading.RLock()
         self._checkpoint_due = on_checkpoint_due
+        self._deferral = threading.local()
 
     # -- the commit pattern ------------------------------------------------------------------
 
@@ -51,9 +60,25 @@ class Namespace:
         return seq
 
     def _durable(self, seq: int) -> None:
+        box = getattr(self._deferral, "box", None)
+        if box is not None:
+            box.seq = max(box.seq, seq)
+            return
         self.journal.wait(seq)
         if self.journal.checkpoint_due:
             self._checkpoint_due()
+
+    @contextmanager
+    def deferred(self) -> Iterator[Deferred]:
+        """Operations inside return without waiting for durability; the caller must wait for
+        ``box.seq`` (``await journal.wait_async(box.seq)``) before acknowledging them. This is
+        how trio tasks share fsyncs without blocking the event loop."""
+        box = Deferred()
+        self._deferral.box = box
+        try:
+            yield box
+        finally:
+            self._deferral.box = None
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -106,6 +131,9 @@ class Namespace:
         self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0, parents: bool = False
     ) -> Inode:
         parts = split_path(path)
+        for name in parts:
+            # All names first: a bad one after parents -p already made would half-apply mkdir.
+            check_name(name)
         if not parts:
             if parents:
                 return self.tree.root

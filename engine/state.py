@@ -22,10 +22,16 @@ from engine.inode import (
     Inode,
     InodeTree,
     shared_int,
+    shared_values,
 )
 from journal import entries as E
 
+_share = shared_values.setdefault
+_new_inode = Inode.__new__
 BLOCK_SHIFT_BITS = 8  # flags bits 8..15 hold log2(block size)
+
+
+_block_bits: dict[int, int] = {}
 
 
 class ApplyError(Exception):
@@ -53,7 +59,7 @@ def block_size_of(node: Inode) -> int:
 
 
 def encode_block_size(block_size: int) -> int:
-    if block_size <= 0 or block_size & (block_size - 1):
+    if block_size & (block_size - 1) or block_size <= 0:
         raise ApplyError(f"block size {block_size} is not a power of two")
     return (block_size.bit_length() - 1) << BLOCK_SHIFT_BITS
 
@@ -69,8 +75,8 @@ class State:
         self.persists: dict[int, int] = {}  # file id -> content version to upload
         self.last_seq = 0
         self._dispatch: dict[type, Callable[[Any], None]] = {
-            E.MkDir: self._mkdir,
-            E.CreateFile: self._create,
+            E.MkDir: self._mkdir_or_create,
+            E.CreateFile: self._mkdir_or_create,
             E.CompleteFile: self._complete,
             E.SetAttr: self._setattr,
             E.Rename: self._rename,
@@ -116,17 +122,47 @@ class State:
         return node
 
     def _new(self, e: Any, mode: int, children: dict[str, Inode] | None, size: int = 0) -> Inode:
-        parent = self._dir(e.parent)
-        if e.name in parent.children:  # type: ignore[operator]
-            raise ApplyError(f"{e.name!r} already exists in directory {e.parent}")
-        if self.tree.find(e.id) is not None:
-            raise ApplyError(f"inode {e.id} already exists")
+        # The hottest code of replay: one call per created inode.
+        tree = self.tree
+        table = tree.table
+        ino, pid, name = e.id, e.parent, e.name
+        parent = table[pid] if 0 <= pid < len(table) else None
+        if parent is None or parent.children is None:
+            raise ApplyError(f"inode {pid} is not a directory")
+        siblings = parent.children
+        if name in siblings:
+            raise ApplyError(f"{name!r} already exists in directory {pid}")
+        n = len(table)
+        if ino < n and table[ino] is not None:
+            raise ApplyError(f"inode {ino} already exists")
+        if ino <= 0:
+            raise ApplyError(f"inode id {ino} is invalid")
         t = e.time
-        node = Inode(
-            e.id, parent.id, e.name, shared_int(mode), shared_int(e.uid), shared_int(e.gid),
-            size, t, t, 0, 0, children, None,
-        )  # fmt: skip
-        self.tree.insert(node)
+        share = _share
+        uid, gid = e.uid, e.gid
+        # Attributes set one by one rather than through Inode(...): a third cheaper per inode.
+        node = _new_inode(Inode)
+        node.id = ino
+        node.parent = parent.id  # share the parent's int object
+        node.name = name
+        node.mode = share(mode, mode)
+        node.uid = share(uid, uid)
+        node.gid = share(gid, gid)
+        node.size = size
+        node.mtime = node.ctime = t
+        node.version = node.flags = 0
+        node.children = children
+        node.ext = None
+        if ino == n:
+            table.append(node)
+        else:
+            while len(table) <= ino:
+                table.append(None)
+            table[ino] = node
+        if ino >= tree.next_id:
+            tree.next_id = ino + 1
+        tree.count += 1
+        siblings[name] = node
         parent.mtime = parent.ctime = t
         return node
 
@@ -145,11 +181,11 @@ class State:
 
     # -- namespace -----------------------------------------------------------------------------
 
-    def _mkdir(self, e: E.MkDir) -> None:
-        self._new(e, S_IFDIR | (e.mode & 0o7777), {})
-
-    def _create(self, e: E.CreateFile) -> None:
-        self._new(e, S_IFREG | (e.mode & 0o7777), None)
+    def _mkdir_or_create(self, e: E.MkDir | E.CreateFile) -> None:
+        if type(e) is E.MkDir:
+            self._new(e, S_IFDIR | (e.mode & 0o7777), {})
+        else:
+            self._new(e, S_IFREG | (e.mode & 0o7777), None)
 
     def _symlink(self, e: E.Symlink) -> None:
         node = self._new(e, S_IFLNK | 0o777, None, len(e.target.encode()))
@@ -157,13 +193,17 @@ class State:
         node.ensure_ext().target = e.target
 
     def _complete(self, e: E.CompleteFile) -> None:
-        node = self._node(e.id)
-        if node.mode & S_IFMT != S_IFREG:
-            raise ApplyError(f"inode {e.id} is not a regular file")
+        ino = e.id
+        table = self.tree.table
+        node = table[ino] if 0 <= ino < len(table) else None
+        if node is None or node.mode & S_IFMT != S_IFREG:
+            raise ApplyError(f"inode {ino} is not a regular file")
         node.size = e.length
-        node.flags = shared_int(
-            (node.flags & 0xFF) | COMPLETE | encode_block_size(e.block_size)
-        )
+        bits = _block_bits.get(e.block_size)
+        if bits is None:
+            bits = _block_bits[e.block_size] = encode_block_size(e.block_size)
+        flags = (node.flags & 0xFF) | COMPLETE | bits
+        node.flags = _share(flags, flags)
         node.mtime = node.ctime = e.time
 
     def _setattr(self, e: E.SetAttr) -> None:

@@ -209,6 +209,10 @@ TYPE_CODES: dict[type, int] = {
 }
 BY_CODE: dict[int, type] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, type] = {cls.__name__: cls for cls in TYPE_CODES}
+# code -> (class, number of fields): what replay's inlined decoder checks a payload against.
+SHAPES: dict[int, tuple[type, int]] = {
+    code: (cls, len(cls._fields)) for code, cls in BY_CODE.items()
+}
 _REQUIRED = {cls: sum(1 for f in cls._fields if f not in cls._field_defaults) for cls in TYPE_CODES}
 
 _packer = msgpack.Packer(use_bin_type=True)

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 FORMAT_VERSION = 1
 SEGMENT_MAGIC = b"SHOALJNL"
@@ -44,18 +45,20 @@ def segment_header(first_seq: int) -> bytes:
     return SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, first_seq)
 
 
+_pack_tail = struct.Struct("<IQHH").pack
+
+
 def frame(seq: int, type_code: int, payload: bytes) -> bytes:
     """One framed record, ready to append."""
-    tail = _pack_header(0, len(payload), seq, type_code, 0)[4:]
-    crc = _crc32(payload, _crc32(tail, CRC_SEED)) ^ CRC_MASK
-    return crc.to_bytes(4, "little") + tail + payload
+    n = len(payload)
+    crc = _crc32(payload, _crc32(_pack_tail(n, seq, type_code, 0), CRC_SEED)) ^ CRC_MASK
+    return _pack_header(crc, n, seq, type_code, 0) + payload
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     seq: int
     type: int
-    payload: bytes
+    payload: bytes | memoryview
     offset: int  # of the record's header within its segment file
 
 
@@ -67,6 +70,7 @@ class ScanEnd:
     size: int  # size of the segment file
     reason: str  # "" when the segment ended cleanly
     next_valid_offset: int | None  # a later valid record, which makes the damage corruption
+    last_seq: int = 0  # of the last valid record (first_seq - 1 if there is none)
 
     @property
     def clean(self) -> bool:
@@ -111,34 +115,43 @@ def _record_at(buf: memoryview, off: int, expect_seq: int | None) -> tuple[int, 
     return seq, type_code, length
 
 
-def iter_records(data: bytes, first_seq: int) -> Iterator[Record | ScanEnd]:
-    """Yield the valid records of a segment image, then one ScanEnd saying why scanning stopped.
+def scan_segment(
+    data: bytes, first_seq: int, visit: Callable[[int, int, memoryview, int], object]
+) -> ScanEnd:
+    """Calls ``visit(seq, type, payload, offset)`` for each valid record of a segment image, in
+    order, and returns a ScanEnd saying where and why scanning stopped.
 
-    This is the one decoder of the log: replay, verify, dump, repair and fsck all use it.
+    This is the one decoder of the log: replay, verify, dump, repair and fsck all use it. An
+    exception from ``visit`` stops the scan and propagates.
     """
     buf = memoryview(data)
     end = len(buf)
     off = SEGMENT_HEADER.size
     expect = first_seq
-    seed, mask, unpack = CRC_SEED, CRC_MASK, _unpack_header
-    while off < end:
-        # Inlined fast path of _record_at: replay speed depends on this loop.
-        if off + HEADER_SIZE > end:
-            break
+    seed, mask, unpack, crc32 = CRC_SEED, CRC_MASK, _unpack_header, _crc32
+    # Replay speed depends on this loop: keep it free of calls it does not need.
+    while off + HEADER_SIZE <= end:
         crc, length, seq, type_code, _flags = unpack(buf, off)
         stop = off + HEADER_SIZE + length
         if length == 0 or length > MAX_PAYLOAD or stop > end or seq != expect:
             break
-        if (_crc32(buf[off + 4 : stop], seed) ^ mask) != crc:
+        if (crc32(buf[off + 4 : stop], seed) ^ mask) != crc:
             break
-        yield Record(seq, type_code, bytes(buf[off + HEADER_SIZE : stop]), off)
+        visit(seq, type_code, buf[off + HEADER_SIZE : stop], off)
         off = stop
         expect += 1
     if off >= end:
-        yield ScanEnd(off, end, "", None)
-        return
+        return ScanEnd(off, end, "", None, expect - 1)
     reason = _diagnose(buf, off, expect)
-    yield ScanEnd(off, end, reason, _find_later_record(buf, off + 1, expect))
+    return ScanEnd(off, end, reason, _find_later_record(buf, off + 1, expect), expect - 1)
+
+
+def iter_records(data: bytes, first_seq: int) -> Iterator[Record | ScanEnd]:
+    """``scan_segment`` as a sequence: the valid Records, then the ScanEnd."""
+    found: list[Record] = []
+    end = scan_segment(data, first_seq, lambda *r: found.append(Record(*r)))
+    yield from found
+    yield end
 
 
 def _diagnose(buf: memoryview, off: int, expect: int) -> str:

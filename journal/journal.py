@@ -7,6 +7,7 @@ to apply an entry; ``engine.engine`` wires in the real ones.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -18,13 +19,24 @@ import apsw
 from journal import entries
 from journal.checkpoint import CheckpointInvalid, open_checkpoint, write_checkpoint
 from journal.errors import JournalCorrupt, JournalError, JournalNotWritable
-from journal.format import frame
-from journal.layout import CHECKPOINT_DIR, CheckpointFile, broken_name, list_journal
+from journal.layout import CHECKPOINT_DIR, CheckpointFile, list_journal
 from journal.reader import ReadResult, TornTail, read_log
-from journal.storage import Storage, join, unlink_durably, write_durably
+from journal.storage import Storage, join, unlink_durably
 from journal.writer import GroupCommit, SegmentWriter, exit_process
 
 log = logging.getLogger(__name__)
+
+
+def _without_gc(fn: Callable[[], T]) -> T:
+    """Runs ``fn`` with the cyclic GC off: replay only allocates (no garbage cycles), and on a
+    growing heap of millions of objects every full collection would rescan all of them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return fn()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Replayable(Protocol):
@@ -34,6 +46,7 @@ class Replayable(Protocol):
 
 
 S = TypeVar("S", bound=Replayable)
+T = TypeVar("T")
 
 
 @dataclass
@@ -102,14 +115,16 @@ class Journal(Generic[S]):
             # Leftovers of an interrupted checkpoint: never renamed into place, never state.
             unlink_durably(storage, listing.temporaries)
         state, ckpt, rejected = self._load_newest_checkpoint(listing.checkpoints)
-        result = read_log(storage, listing, state.last_seq, state.apply)
+        result = _without_gc(lambda: read_log(storage, listing, state.last_seq, state.apply))
         tail = result.tail
         if tail is not None:
             self._truncate_torn_tail(tail)
         last_seq = max(result.last_seq, state.last_seq)
         if ckpt is None and rejected and listing.segments and listing.segments[0][0] != 1:
             raise JournalCorrupt(
-                rejected[0], None, "no checkpoint verifies and the log does not start at entry 1",
+                rejected[0],
+                None,
+                "no checkpoint verifies and the log does not start at entry 1",
                 "restore a checkpoint from a backup",
             )
         segment = self._segment_for_append(listing, result, tail, last_seq)
@@ -147,20 +162,11 @@ class Journal(Generic[S]):
 
     def _truncate_torn_tail(self, tail: TornTail) -> None:
         """Copies the damaged segment aside, then cuts it back to its last valid record, so
-        nothing is ever appended behind garbage."""
-        storage = self.storage
-        data = storage.read(tail.path)
-        aside = broken_name(storage, tail.path)
-        write_durably(storage, aside, data)
-        if tail.offset == 0:
-            unlink_durably(storage, [tail.path])
-        else:
-            handle = storage.open_write(tail.path, append=True)
-            try:
-                handle.truncate(tail.offset)
-                handle.fsync()
-            finally:
-                handle.close()
+        nothing is ever appended behind garbage. ``shoal journal repair`` does the same."""
+        # Imported here: recovery depends on the engine, and this path only runs after a crash.
+        from recovery.repair import truncate_torn_tail
+
+        aside = truncate_torn_tail(self.storage, self.root, tail)
         log.warning(
             "truncated a torn tail: %s from offset %d (%d bytes, %s); a copy is in %s",
             tail.path, tail.offset, tail.size - tail.offset, tail.reason, aside,
@@ -169,7 +175,9 @@ class Journal(Generic[S]):
     def _segment_for_append(
         self, listing: Any, result: ReadResult, tail: TornTail | None, last_seq: int
     ) -> SegmentWriter:
-        segments = [s for s in listing.segments if not (tail and tail.offset == 0 and s[1] == tail.path)]
+        segments = [
+            s for s in listing.segments if not (tail and tail.offset == 0 and s[1] == tail.path)
+        ]
         writer = SegmentWriter(self.storage, self.root, self.options.segment_size, None, 0, 0)
         if segments:
             first, path = segments[-1]
@@ -188,13 +196,17 @@ class Journal(Generic[S]):
         assert self._commit is not None, "journal is not open"
         payload = self._encode(entry)
         code = self._codes[type(entry)]
-        seq = self._commit.reserve(lambda s: frame(s, code, payload))
+        seq = self._commit.reserve(code, payload)
         self._since_checkpoint += 1
         return seq
 
     def wait(self, seq: int) -> None:
         assert self._commit is not None
         self._commit.wait(seq)
+
+    async def wait_async(self, seq: int) -> None:
+        assert self._commit is not None
+        await self._commit.wait_async(seq)
 
     def flush(self) -> None:
         assert self._commit is not None
@@ -241,7 +253,8 @@ class Journal(Generic[S]):
                 try:
                     segment.start_segment(seq + 1)
                 except OSError as exc:
-                    commit._fail(exc)
+                    with commit._lock:  # _fail notifies waiters: it needs the lock held
+                        commit._fail(exc)
                     raise
             ckpt = write_checkpoint(
                 self.storage, self.root, seq, lambda conn: self.codec.fill(state, conn)
@@ -255,7 +268,9 @@ class Journal(Generic[S]):
         keep = max(1, self.options.keep_checkpoints)
         old = listing.checkpoints[:-keep]
         kept = listing.checkpoints[-keep:]
-        oldest_kept = kept[0].seq if kept else 0
+        # Until `keep` checkpoints exist, the empty state at entry 0 is the fallback for the
+        # oldest one, so the log from entry 1 must stay.
+        oldest_kept = kept[0].seq if len(kept) >= keep else 0
         doomed = [c.path for c in old]
         # A segment may go once the next one starts at or below oldest_kept + 1: every entry in
         # it is then covered by every checkpoint we keep.

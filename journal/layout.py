@@ -1,10 +1,10 @@
 """Names of the files in a journal directory, and what a listing of it holds.
 
-    <journal>/log-<first_seq:020d>.seg        log segments
-    <journal>/log-<first_seq:020d>.seg.broken a damaged segment copied aside by repair
-    <journal>/seen                            first_seq of the newest segment ever created
-    <journal>/checkpoints/checkpoint-<seq:020d>-<crc32:08x>.sqlite
-    <journal>/checkpoints/.tmp-*              an interrupted checkpoint (removed at open)
+<journal>/log-<first_seq:020d>.seg        log segments
+<journal>/log-<first_seq:020d>.seg.broken a damaged segment copied aside by repair
+<journal>/seen                            first_seq of the newest segment ever created
+<journal>/checkpoints/checkpoint-<seq:020d>-<crc32:08x>.sqlite
+<journal>/checkpoints/.tmp-*              an interrupted checkpoint (removed at open)
 """
 
 from __future__ import annotations

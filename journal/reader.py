@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from journal import entries
 from journal.errors import JournalCorrupt, JournalError
-from journal.format import BadSegmentHeader, Record, ScanEnd, iter_records, parse_segment_header
+from journal.format import BadSegmentHeader, Record, parse_segment_header, scan_segment
 from journal.layout import Listing, segment_name
 from journal.storage import Storage
 
@@ -41,6 +43,60 @@ def _lost_hint(path: str, offset: int) -> str:
         f"{VERIFY_HINT}; `shoal journal repair --force` would truncate {path} at offset {offset}"
         " and drop every entry after it"
     )
+
+
+def _skip(seq: int, code: int, payload: memoryview, offset: int) -> None:
+    pass
+
+
+def _observed(
+    visit: Callable[[int, int, memoryview, int], object],
+    on_record: Callable[[Record, str], None],
+    path: str,
+) -> Callable[[int, int, memoryview, int], object]:
+    def both(seq: int, code: int, payload: memoryview, offset: int) -> None:
+        on_record(Record(seq, code, payload, offset), path)
+        visit(seq, code, payload, offset)
+
+    return both
+
+
+def _replayer(
+    path: str, after_seq: int, on_entry: Callable[[Any, int], None]
+) -> Callable[[int, int, memoryview, int], None]:
+    """Decodes and applies one record. The common case (a known type whose payload is an array
+    of exactly its fields) is entries.decode inlined; anything else goes through entries.decode,
+    which explains what is wrong."""
+    shapes_get = entries.SHAPES.get
+    unpackb = msgpack.unpackb
+    new = tuple.__new__
+    decode = entries.decode
+
+    def replay(seq: int, code: int, payload: memoryview, offset: int) -> None:
+        if seq <= after_seq:
+            return
+        shape = shapes_get(code)
+        try:
+            fields = unpackb(payload, use_list=False)
+        except Exception:
+            fields = None
+        if shape is not None and type(fields) is tuple and len(fields) == shape[1]:
+            entry = new(shape[0], fields)
+        else:
+            entry = decode(code, payload, where=f"{path} at offset {offset}")
+        try:
+            on_entry(entry, seq)
+        except JournalError:
+            raise
+        except Exception as exc:
+            raise JournalCorrupt(
+                path,
+                offset,
+                f"entry {seq} ({type(entry).__name__}) cannot be applied: {exc}",
+                VERIFY_HINT,
+            ) from exc
+
+    return replay
 
 
 def read_log(
@@ -83,20 +139,28 @@ def read_log(
             " (a segment is missing)",
             "restore the missing segment, or start from a checkpoint that covers the gap",
         )
-    decode = entries.decode
     expect = after_seq + 1
     for i in range(start, len(segments)):
         first, path = segments[i]
         last_segment = i == len(segments) - 1
         data = storage.read(path)
         result.segment_sizes[path] = len(data)
+        # A segment's header is fsynced before `seen` names it; a newest segment of at most a
+        # header that `seen` does not name yet was cut short while being created, so whatever
+        # the cut left in its header (zeros, garbage) is a torn tail, not damage.
+        unfinished = (
+            last_segment and len(data) <= 24 and (listing.seen is None or first > listing.seen)
+        )
         try:
             header_seq = parse_segment_header(data)
         except BadSegmentHeader as exc:
-            if last_segment and (len(data) < 24 or not any(data)):
+            if last_segment and (len(data) < 24 or not any(data) or unfinished):
                 result.tail = TornTail(path, 0, len(data), f"segment header incomplete: {exc}")
                 return result
             raise JournalCorrupt(path, 0, str(exc), VERIFY_HINT) from exc
+        if header_seq != first and unfinished:
+            result.tail = TornTail(path, 0, len(data), "segment header incomplete: wrong first seq")
+            return result
         if header_seq != first:
             raise JournalCorrupt(
                 path, 0, f"segment header says it starts at entry {header_seq}", VERIFY_HINT
@@ -111,33 +175,17 @@ def read_log(
             )
         if i == start:
             expect = first
-        end: ScanEnd | None = None
-        for item in iter_records(data, first):
-            if type(item) is ScanEnd:
-                end = item
-                break
-            rec: Record = item  # type: ignore[assignment]
-            if on_record is not None:
-                on_record(rec, path)
-            seq = rec.seq
-            expect = seq + 1
-            if seq <= after_seq or on_entry is None:
-                continue
-            where = f"{path} at offset {rec.offset} (entry {seq})"
-            entry = decode(rec.type, rec.payload, where=where)
-            try:
-                on_entry(entry, seq)
-            except JournalError:
-                raise
-            except Exception as exc:
-                raise JournalCorrupt(
-                    path,
-                    rec.offset,
-                    f"entry {seq} ({type(entry).__name__}) cannot be applied: {exc}",
-                    VERIFY_HINT,
-                ) from exc
-            result.applied += 1
-        assert end is not None
+        if on_entry is None:
+            visit: Callable[[int, int, memoryview, int], object] = _skip
+        else:
+            visit = _replayer(path, after_seq, on_entry)
+        if on_record is not None:
+            visit = _observed(visit, on_record, path)
+        end = scan_segment(data, first, visit)
+        if end.last_seq >= first:
+            expect = end.last_seq + 1
+            if on_entry is not None:
+                result.applied += max(0, end.last_seq - max(after_seq, first - 1))
         result.last_seq = max(result.last_seq, expect - 1)
         if end.clean:
             continue

@@ -86,7 +86,14 @@ class OsStorage:
         full = self._p(path)
         if not os.path.isdir(full):
             os.makedirs(full, exist_ok=True)
-            self.fsync_dir(os.path.dirname(path))
+            # makedirs may have created several levels: each new entry is durable only once
+            # the directory holding it is fsynced, up to the root.
+            parent = os.path.dirname(path)
+            while True:
+                self.fsync_dir(parent)
+                if not parent:
+                    break
+                parent = os.path.dirname(parent)
 
     def listdir(self, path: str) -> list[str]:
         return sorted(os.listdir(self._p(path)))

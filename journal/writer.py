@@ -16,16 +16,27 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from journal.errors import JournalClosed, JournalFailed
-from journal.format import segment_header
+from journal.format import frame, segment_header
 from journal.layout import SEEN_FILE, segment_name
 from journal.storage import FileHandle, Storage, create_durably, join, write_durably
 
 log = logging.getLogger(__name__)
 
 EXIT_JOURNAL_FAILED = 75
+
+
+_allocate_lock = threading.Lock
+
+
+def _cannot_abort(_: Any) -> Any:
+    import trio
+
+    return trio.lowlevel.Abort.FAILED
 
 
 def exit_process(exc: BaseException) -> None:
@@ -102,15 +113,18 @@ class GroupCommit:
         self._pending: list[bytes] = []
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
-        self._durable = threading.Condition(self._lock)
-        self._writing = False
+        self._waiters: list[tuple[int, Any]] = []
+        # Waiters from trio tasks (the FUSE daemon's concurrency): touched only on the trio
+        # thread; the writer thread schedules _wake_async there after every batch.
+        self._async_waiters: deque[tuple[int, Any]] = deque()
+        self._trio_token: Any = None
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
             self._thread.start()
 
-    def reserve(self, frame_for: Callable[[int], bytes]) -> int:
-        """Assigns the next sequence number, queues ``frame_for(seq)`` and returns the number.
+    def reserve(self, code: int, payload: bytes) -> int:
+        """Assigns the next sequence number, queues the framed record and returns the number.
 
         Sequence order equals queue order because both happen under one lock.
         """
@@ -120,7 +134,7 @@ class GroupCommit:
             if self.closed:
                 raise JournalClosed("the journal is closed")
             seq = self.next_seq
-            self._pending.append(frame_for(seq))
+            self._pending.append(frame(seq, code, payload))
             self.next_seq = seq + 1
             if self._thread is not None and len(self._pending) == 1:
                 self._work.notify()
@@ -128,21 +142,82 @@ class GroupCommit:
 
     def wait(self, seq: int) -> None:
         """Returns once record ``seq`` is durable; raises JournalFailed if it never will be."""
+        if self.durable_seq >= seq:
+            return
         if self._thread is None:
             self.flush()
             return
+        # A private lock per waiter, released by the writer: a woken thread needs no shared
+        # lock, so 64 waiters do not convoy on one mutex after every fsync.
+        gate = _allocate_lock()
+        gate.acquire()
         with self._lock:
-            while self.durable_seq < seq:
-                if self.failed is not None:
-                    raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
-                self._durable.wait()
+            if self.durable_seq < seq and self.failed is None:
+                self._waiters.append((seq, gate))
+            else:
+                gate.release()
+        gate.acquire()
+        if self.durable_seq < seq:
+            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+
+    async def wait_async(self, seq: int) -> None:
+        """``wait`` for trio tasks: many tasks share one fsync without a thread per waiter."""
+        if self.durable_seq >= seq:
+            return
+        if self._thread is None:
+            self.flush()
+            return
+        import trio
+
+        lowlevel = trio.lowlevel
+        # Always the current run's token: a journal can outlive one trio.run.
+        self._trio_token = lowlevel.current_trio_token()
+        self._async_waiters.append((seq, lowlevel.current_task()))
+        # The batch covering seq may have finished before the token was visible to the writer.
+        if self.durable_seq >= seq or self.failed is not None:
+            self._wake_async()
+        await lowlevel.wait_task_rescheduled(_cannot_abort)
+        if self.durable_seq < seq:
+            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+
+    def _wake_async(self) -> None:
+        # Runs on the trio thread.
+        waiters = self._async_waiters
+        if not waiters:
+            return
+        import trio
+
+        durable = self.durable_seq if self.failed is None else 1 << 62
+        keep: deque[tuple[int, Any]] = deque()
+        reschedule = trio.lowlevel.reschedule
+        for seq, task in waiters:
+            if seq <= durable:
+                reschedule(task)
+            else:
+                keep.append((seq, task))
+        self._async_waiters = keep
+
+    def _release_waiters(self) -> None:
+        # Called with the lock held, after durable_seq moved (or the journal failed).
+        durable = self.durable_seq if self.failed is None else 1 << 62
+        keep = []
+        for seq, gate in self._waiters:
+            if seq <= durable:
+                gate.release()
+            else:
+                keep.append((seq, gate))
+        self._waiters = keep
+        token = self._trio_token
+        if token is not None:
+            try:
+                token.run_sync_soon(self._wake_async)
+            except RuntimeError:  # that trio run has ended; its tasks are gone
+                self._trio_token = None
 
     def flush(self) -> None:
         """Makes everything submitted so far durable (synchronous mode, or before a checkpoint)."""
         if self._thread is not None:
-            with self._lock:
-                target = self.next_seq - 1
-            self.wait(target)
+            self.wait(self.next_seq - 1)
             return
         with self._lock:
             self._write_pending()
@@ -163,8 +238,9 @@ class GroupCommit:
         self.durable_seq = last
 
     def _fail(self, exc: BaseException) -> None:
+        # Called with the lock held.
         self.failed = exc
-        self._durable.notify_all()
+        self._release_waiters()
         self.on_fatal(exc)
 
     def _run(self) -> None:
@@ -192,7 +268,7 @@ class GroupCommit:
             with lock:
                 self.fsyncs += 1
                 self.durable_seq = last
-                self._durable.notify_all()
+                self._release_waiters()
 
     def close(self) -> None:
         """Writes what is queued, then stops the writer."""

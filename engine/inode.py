@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
+from typing import Any
 
 from engine.errors import NotADirectory, NotFound
 
@@ -49,11 +50,11 @@ class InodeExt:
         ]
 
     @classmethod
-    def from_row(cls, row: list[object]) -> InodeExt:
+    def from_row(cls, row: list[Any]) -> InodeExt:
         ext = cls()
-        (ext.target, ext.media, ext.ttl_ms, ext.ttl_action, ext.fingerprint, ext.block_size) = (
-            row + [None] * (6 - len(row))
-        )  # type: ignore[assignment]
+        padded = row + [None] * (6 - len(row))
+        ext.target, ext.media, ext.ttl_ms, ext.ttl_action, ext.fingerprint = padded[:5]
+        ext.block_size = padded[5]
         return ext
 
     def empty(self) -> bool:

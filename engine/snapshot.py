@@ -175,7 +175,7 @@ def load_checkpoint(conn: apsw.Connection, seq: int) -> State:
                 else:
                     node.parent = p.id
                     if ino != 1:
-                        p.children[name] = node  # type: ignore[index]
+                        p.children[name] = node
         for node in orphans:
             p = table[node.parent]
             node.parent = p.id  # type: ignore[union-attr]

@@ -295,18 +295,18 @@ class State:
         node = self._node(e.file)
         if e.version != node.version:
             raise ApplyError(f"block of version {e.version}, file {e.file} is at {node.version}")
-        self.blocks.setdefault(e.file, {})[(e.version, e.index)] = BlockInfo(
+        self.blocks.setdefault(e.file, {})[(e.version, e.idx)] = BlockInfo(
             e.tier, e.length, e.checksum
         )
 
     def _block_moved(self, e: E.BlockMoved) -> None:
         blocks = self.blocks[e.file]
-        key = (e.version, e.index)
+        key = (e.version, e.idx)
         blocks[key] = blocks[key]._replace(tier=e.tier)
 
     def _block_removed(self, e: E.BlockRemoved) -> None:
         blocks = self.blocks[e.file]
-        del blocks[(e.version, e.index)]
+        del blocks[(e.version, e.idx)]
         if not blocks:
             del self.blocks[e.file]
 

@@ -136,7 +136,7 @@ class UfsFingerprint(NamedTuple):
 class BlockCached(NamedTuple):
     file: int
     version: int
-    index: int
+    idx: int
     tier: str
     length: int
     checksum: int
@@ -146,7 +146,7 @@ class BlockCached(NamedTuple):
 class BlockMoved(NamedTuple):
     file: int
     version: int
-    index: int
+    idx: int
     tier: str
     time: int
 
@@ -154,7 +154,7 @@ class BlockMoved(NamedTuple):
 class BlockRemoved(NamedTuple):
     file: int
     version: int
-    index: int
+    idx: int
     time: int
 
 
@@ -190,7 +190,7 @@ Entry = (
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
-TYPE_CODES: dict[type, int] = {
+TYPE_CODES: dict[Any, int] = {
     MkDir: 1,
     CreateFile: 2,
     CompleteFile: 3,
@@ -207,10 +207,10 @@ TYPE_CODES: dict[type, int] = {
     PersistRequested: 14,
     Persisted: 15,
 }
-BY_CODE: dict[int, type] = {code: cls for cls, code in TYPE_CODES.items()}
-BY_NAME: dict[str, type] = {cls.__name__: cls for cls in TYPE_CODES}
+BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
+BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}
 # code -> (class, number of fields): what replay's inlined decoder checks a payload against.
-SHAPES: dict[int, tuple[type, int]] = {
+SHAPES: dict[int, tuple[Any, int]] = {
     code: (cls, len(cls._fields)) for code, cls in BY_CODE.items()
 }
 _REQUIRED = {cls: sum(1 for f in cls._fields if f not in cls._field_defaults) for cls in TYPE_CODES}
@@ -226,7 +226,7 @@ def encode(entry: Entry) -> bytes:
     return _packer.pack(entry)
 
 
-def decode(code: int, payload: bytes, *, where: str = "") -> Any:
+def decode(code: int, payload: bytes | memoryview, *, where: str = "") -> Any:
     """The entry stored in a record; raises UnknownEntryType or MalformedEntry."""
     cls = BY_CODE.get(code)
     if cls is None:

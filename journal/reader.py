@@ -80,6 +80,7 @@ def _replayer(
             fields = unpackb(payload, use_list=False)
         except Exception:
             fields = None
+        entry: Any
         if shape is not None and type(fields) is tuple and len(fields) == shape[1]:
             entry = new(shape[0], fields)
         else:

@@ -1,0 +1,31 @@
+"""Lint and type checks run as part of the test suite, so CI fails on either."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["engine", "journal", "ufs", "fuse", "recovery", "tests"]
+
+
+def test_ruff_check() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", *PACKAGES],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_format() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", *PACKAGES],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy() -> None:
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -75,8 +75,8 @@ class State:
         self.persists: dict[int, int] = {}  # file id -> content version to upload
         self.last_seq = 0
         self._dispatch: dict[type, Callable[[Any], None]] = {
-            E.MkDir: self._mkdir_or_create,
-            E.CreateFile: self._mkdir_or_create,
+            E.MkDir: self._mkdir,
+            E.CreateFile: self._create,
             E.CompleteFile: self._complete,
             E.SetAttr: self._setattr,
             E.Rename: self._rename,
@@ -101,9 +101,6 @@ class State:
             raise ApplyError(f"{type(entry).__name__} does not fit the state: {exc!r}") from exc
         self.last_seq = seq
 
-    def apply_fn(self) -> Callable[[Any, int], None]:
-        return self.apply
-
     def block_count(self) -> int:
         return sum(len(b) for b in self.blocks.values())
 
@@ -121,11 +118,13 @@ class State:
             raise ApplyError(f"inode {ino} does not exist")
         return node
 
-    def _new(self, e: Any, mode: int, children: dict[str, Inode] | None, size: int = 0) -> Inode:
+    def _new(
+        self, ino: int, pid: int, name: str, mode: int, uid: int, gid: int, t: int,
+        children: dict[str, Inode] | None, size: int = 0,
+    ) -> Inode:  # fmt: skip
         # The hottest code of replay: one call per created inode.
         tree = self.tree
         table = tree.table
-        ino, pid, name = e.id, e.parent, e.name
         parent = table[pid] if 0 <= pid < len(table) else None
         if parent is None or parent.children is None:
             raise ApplyError(f"inode {pid} is not a directory")
@@ -137,9 +136,7 @@ class State:
             raise ApplyError(f"inode {ino} already exists")
         if ino <= 0:
             raise ApplyError(f"inode id {ino} is invalid")
-        t = e.time
         share = _share
-        uid, gid = e.uid, e.gid
         # Attributes set one by one rather than through Inode(...): a third cheaper per inode.
         node = _new_inode(Inode)
         node.id = ino
@@ -181,30 +178,35 @@ class State:
 
     # -- namespace -----------------------------------------------------------------------------
 
-    def _mkdir_or_create(self, e: E.MkDir | E.CreateFile) -> None:
-        if type(e) is E.MkDir:
-            self._new(e, S_IFDIR | (e.mode & 0o7777), {})
-        else:
-            self._new(e, S_IFREG | (e.mode & 0o7777), None)
+    # Replay's most frequent entries unpack their fields positionally: faster than attributes.
+
+    def _mkdir(self, e: E.MkDir) -> None:
+        ino, pid, name, mode, uid, gid, t = e
+        self._new(ino, pid, name, S_IFDIR | (mode & 0o7777), uid, gid, t, {})
+
+    def _create(self, e: E.CreateFile) -> None:
+        ino, pid, name, mode, uid, gid, t = e
+        self._new(ino, pid, name, S_IFREG | (mode & 0o7777), uid, gid, t, None)
 
     def _symlink(self, e: E.Symlink) -> None:
-        node = self._new(e, S_IFLNK | 0o777, None, len(e.target.encode()))
+        ino, pid, name, target, uid, gid, t = e
+        node = self._new(ino, pid, name, S_IFLNK | 0o777, uid, gid, t, None, len(target.encode()))
         node.flags = COMPLETE
-        node.ensure_ext().target = e.target
+        node.ensure_ext().target = target
 
     def _complete(self, e: E.CompleteFile) -> None:
-        ino = e.id
+        ino, length, block_size, t = e
         table = self.tree.table
         node = table[ino] if 0 <= ino < len(table) else None
         if node is None or node.mode & S_IFMT != S_IFREG:
             raise ApplyError(f"inode {ino} is not a regular file")
-        node.size = e.length
-        bits = _block_bits.get(e.block_size)
+        node.size = length
+        bits = _block_bits.get(block_size)
         if bits is None:
-            bits = _block_bits[e.block_size] = encode_block_size(e.block_size)
+            bits = _block_bits[block_size] = encode_block_size(block_size)
         flags = (node.flags & 0xFF) | COMPLETE | bits
         node.flags = _share(flags, flags)
-        node.mtime = node.ctime = e.time
+        node.mtime = node.ctime = t
 
     def _setattr(self, e: E.SetAttr) -> None:
         node = self._node(e.id)

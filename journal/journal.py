@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -18,13 +18,17 @@ import apsw
 
 from journal import entries
 from journal.checkpoint import CheckpointInvalid, open_checkpoint, write_checkpoint
-from journal.errors import JournalCorrupt, JournalError, JournalNotWritable
+from journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalNotWritable
 from journal.layout import CHECKPOINT_DIR, CheckpointFile, list_journal
 from journal.reader import ReadResult, TornTail, read_log
 from journal.storage import Storage, join, unlink_durably
 from journal.writer import GroupCommit, SegmentWriter, exit_process
 
 log = logging.getLogger(__name__)
+
+
+def _not_open(code: int, payload: bytes) -> int:
+    raise JournalClosed("the journal is not open")
 
 
 def _without_gc(fn: Callable[[], T]) -> T:
@@ -91,7 +95,8 @@ class Journal(Generic[S]):
         self.state: S | None = None
         self.report: OpenReport | None = None
         self._commit: GroupCommit | None = None
-        self._since_checkpoint = 0
+        self._checkpoint_seq = 0  # entries after this one count towards the next checkpoint
+        self._reserve = _not_open
         self._checkpoint_lock = threading.Lock()
         self._encode = entries.encode
         self._codes = entries.TYPE_CODES
@@ -135,7 +140,8 @@ class Journal(Generic[S]):
             flush_window_s=self.options.flush_window_ms / 1000.0,
             on_fatal=self.on_fatal,
         )
-        self._since_checkpoint = result.applied
+        self._reserve = self._commit.reserve
+        self._checkpoint_seq = state.last_seq - result.applied
         self.state = state
         self.report = OpenReport(ckpt, rejected, result.applied, last_seq, tail)
         return state
@@ -193,20 +199,18 @@ class Journal(Generic[S]):
 
     def append(self, entry: Any) -> int:
         """Queues ``entry`` and returns its sequence number; it is durable after ``wait``."""
-        assert self._commit is not None, "journal is not open"
-        payload = self._encode(entry)
-        code = self._codes[type(entry)]
-        seq = self._commit.reserve(code, payload)
-        self._since_checkpoint += 1
-        return seq
+        # On every mutation's path: no more work here than encoding and queueing.
+        return self._reserve(self._codes[type(entry)], self._encode(entry))
 
     def wait(self, seq: int) -> None:
+        """Returns once entry ``seq`` is durable (JournalFailed if it never will be)."""
         assert self._commit is not None
         self._commit.wait(seq)
 
-    async def wait_async(self, seq: int) -> None:
+    def wait_async(self, seq: int) -> Awaitable[None]:
+        """``wait`` for trio tasks: awaiting it never blocks the event loop."""
         assert self._commit is not None
-        await self._commit.wait_async(seq)
+        return self._commit.wait_async(seq)
 
     def flush(self) -> None:
         assert self._commit is not None
@@ -229,7 +233,7 @@ class Journal(Generic[S]):
     @property
     def checkpoint_due(self) -> bool:
         every = self.options.checkpoint_every
-        return every > 0 and self._since_checkpoint >= every
+        return every > 0 and self.last_seq - self._checkpoint_seq >= every
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -259,7 +263,7 @@ class Journal(Generic[S]):
             ckpt = write_checkpoint(
                 self.storage, self.root, seq, lambda conn: self.codec.fill(state, conn)
             )
-            self._since_checkpoint = 0
+            self._checkpoint_seq = seq
             self._collect_garbage()
             return ckpt
 
@@ -289,3 +293,4 @@ class Journal(Generic[S]):
             self.checkpoint(state)
         self._commit.close()
         self._commit = None
+        self._reserve = _not_open

@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,10 +32,15 @@ EXIT_JOURNAL_FAILED = 75
 _allocate_lock = threading.Lock
 
 
-def _cannot_abort(_: Any) -> Any:
-    import trio
+def _trio_lowlevel() -> Any:
+    # trio is imported on first use: only the daemon's trio tasks need it.
+    import trio.lowlevel
 
-    return trio.lowlevel.Abort.FAILED
+    return trio.lowlevel
+
+
+def _cannot_abort(_: Any) -> Any:
+    return _trio_lowlevel().Abort.FAILED
 
 
 def exit_process(exc: BaseException) -> None:
@@ -116,7 +120,7 @@ class GroupCommit:
         self._waiters: list[tuple[int, Any]] = []
         # Waiters from trio tasks (the FUSE daemon's concurrency): touched only on the trio
         # thread; the writer thread schedules _wake_async there after every batch.
-        self._async_waiters: deque[tuple[int, Any]] = deque()
+        self._async_waiters: list[tuple[int, Any]] = []
         self._trio_token: Any = None
         self._thread: threading.Thread | None = None
         if threaded:
@@ -167,9 +171,7 @@ class GroupCommit:
         if self._thread is None:
             self.flush()
             return
-        import trio
-
-        lowlevel = trio.lowlevel
+        lowlevel = _trio_lowlevel()
         # Always the current run's token: a journal can outlive one trio.run.
         self._trio_token = lowlevel.current_trio_token()
         self._async_waiters.append((seq, lowlevel.current_task()))
@@ -185,11 +187,9 @@ class GroupCommit:
         waiters = self._async_waiters
         if not waiters:
             return
-        import trio
-
         durable = self.durable_seq if self.failed is None else 1 << 62
-        keep: deque[tuple[int, Any]] = deque()
-        reschedule = trio.lowlevel.reschedule
+        keep: list[tuple[int, Any]] = []
+        reschedule = _trio_lowlevel().reschedule
         for seq, task in waiters:
             if seq <= durable:
                 reschedule(task)

@@ -120,18 +120,19 @@ class Journal(Generic[S]):
             # Leftovers of an interrupted checkpoint: never renamed into place, never state.
             unlink_durably(storage, listing.temporaries)
         state, ckpt, rejected = self._load_newest_checkpoint(listing.checkpoints)
+        if ckpt is None and rejected and listing.segments and listing.segments[0][0] != 1:
+            raise JournalCorrupt(
+                rejected[0].split(":")[0],
+                None,
+                f"no checkpoint verifies ({'; '.join(rejected)}) and the log no longer starts"
+                " at entry 1",
+                "restore a checkpoint from a backup",
+            )
         result = _without_gc(lambda: read_log(storage, listing, state.last_seq, state.apply))
         tail = result.tail
         if tail is not None:
             self._truncate_torn_tail(tail)
         last_seq = max(result.last_seq, state.last_seq)
-        if ckpt is None and rejected and listing.segments and listing.segments[0][0] != 1:
-            raise JournalCorrupt(
-                rejected[0],
-                None,
-                "no checkpoint verifies and the log does not start at entry 1",
-                "restore a checkpoint from a backup",
-            )
         segment = self._segment_for_append(listing, result, tail, last_seq)
         self._commit = GroupCommit(
             segment,
@@ -190,7 +191,10 @@ class Journal(Generic[S]):
             size = tail.offset if tail and tail.path == path else result.segment_sizes.get(path)
             if size is None:
                 size = self.storage.size(path)
-            if result.last_seq >= last_seq:  # the log is not behind a newer checkpoint
+            # A log that ends before the checkpoint's entry (its tail was lost, but the checkpoint
+            # covers it) continues in a new segment: appending to the old one would leave a gap
+            # inside it that the next open would take for damage.
+            if result.log_end_seq == last_seq:
                 writer.handle = self.storage.open_write(path, append=True)
                 writer.first_seq, writer.size = first, size
         return writer

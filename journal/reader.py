@@ -36,6 +36,9 @@ class ReadResult:
     applied: int  # entries handed to the callback
     tail: TornTail | None  # a torn end of the last segment, to be truncated before appending
     segment_sizes: dict[str, int]
+    # The last record of the last segment read (its first_seq - 1 if it has none; 0 with no
+    # segment): appending may reuse that segment only if this is the state's last entry.
+    log_end_seq: int = 0
 
 
 def _lost_hint(path: str, offset: int) -> str:
@@ -183,6 +186,7 @@ def read_log(
         if on_record is not None:
             visit = _observed(visit, on_record, path)
         end = scan_segment(data, first, visit)
+        result.log_end_seq = end.last_seq
         if end.last_seq >= first:
             expect = end.last_seq + 1
             if on_entry is not None:

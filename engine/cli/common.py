@@ -1,0 +1,67 @@
+"""What every command shares: exit codes, the home, and opening it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from engine.engine import Engine
+from engine.errors import InvalidArgument, NotFound
+from engine.home import JOURNAL_DIR, HomeLock, resolve_home
+from journal.storage import OsStorage
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the operation failed (ShoalError and other expected failures)
+EXIT_USAGE = 2
+EXIT_CORRUPT = 3  # the journal needs an operator: damaged, or written by a newer version
+EXIT_LOCKED = 4  # another process has the home open
+EXIT_NOT_WRITABLE = 5
+
+
+class UsageError(Exception):
+    """The command line asks for something impossible; exit 2 without a traceback."""
+
+
+def home_of(args: argparse.Namespace) -> str:
+    """The home's absolute path from --home or SHOAL_HOME; remembered for error messages."""
+    try:
+        home = resolve_home(args.home)
+    except InvalidArgument as exc:
+        raise UsageError(str(exc)) from None
+    args.resolved_home = home
+    return home
+
+
+def existing_home(args: argparse.Namespace) -> str:
+    """Like ``home_of``, for commands that inspect a home: they must not create one."""
+    home = home_of(args)
+    if not os.path.isdir(os.path.join(home, JOURNAL_DIR)):
+        raise NotFound(f"{home} is not a Shoal home (it has no {JOURNAL_DIR}/ directory)")
+    return home
+
+
+@contextmanager
+def open_engine(args: argparse.Namespace) -> Iterator[Engine]:
+    """The home opened for use (exclusive lock, recovery), closed without a final checkpoint:
+    a one-shot command appends a handful of entries, and a checkpoint per command would start
+    a new segment each time. Count-triggered checkpoints still happen."""
+    engine = Engine.open_home(home_of(args))
+    try:
+        yield engine
+    finally:
+        engine.close(checkpoint=False)
+
+
+@contextmanager
+def locked_journal(args: argparse.Namespace) -> Iterator[tuple[str, OsStorage]]:
+    """The home's storage, under the home's lock but without recovering its state: for
+    commands that read or repair the journal's files and must not race a writer."""
+    home = existing_home(args)
+    lock = HomeLock(home)
+    lock.acquire()
+    try:
+        yield home, OsStorage(home)
+    finally:
+        lock.release()

@@ -1,0 +1,240 @@
+"""`shoal fs ...`: namespace operations on a home that no daemon has open.
+
+Paths are namespace paths; a relative one is taken from the root. Files and directories are
+created owned by the user running the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+from engine.cli.common import EXIT_OK, UsageError, open_engine
+from engine.cli.output import (
+    dumps,
+    flag_names,
+    format_time_full,
+    inode_json,
+    inode_stat_json,
+    key_values,
+    ls_rows,
+    mode_string,
+    safe,
+)
+from engine.engine import Engine
+from engine.errors import IsADirectory, NotFound
+from engine.inode import Inode
+from engine.state import block_size_of
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    fs = sub.add_parser(
+        "fs", help="offline namespace operations (the home must not be in use)", parents=[common]
+    )
+    cmds = fs.add_subparsers(dest="fs_command", metavar="COMMAND", required=True)
+
+    p = cmds.add_parser("mkdir", parents=[common], help="create directories")
+    p.add_argument(
+        "-p",
+        "--parents",
+        action="store_true",
+        help="create missing parents; no error if the directory exists",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_mkdir)
+
+    p = cmds.add_parser(
+        "touch", parents=[common], help="create empty complete files, or update their mtime"
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_touch)
+
+    p = cmds.add_parser("ls", parents=[common], help="list a directory like `ls -l`")
+    p.add_argument("-R", "--recursive", action="store_true", help="list subdirectories too")
+    p.add_argument("--json", action="store_true", help="one JSON object per entry and line")
+    p.add_argument("path", nargs="?", default="/", metavar="PATH")
+    p.set_defaults(func=cmd_ls)
+
+    p = cmds.add_parser("stat", parents=[common], help="show an inode's attributes")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_stat)
+
+    p = cmds.add_parser("rm", parents=[common], help="remove files (directories with -R)")
+    p.add_argument(
+        "-R",
+        "-r",
+        "--recursive",
+        dest="recursive",
+        action="store_true",
+        help="remove directories and everything below them",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.set_defaults(func=cmd_rm)
+
+    p = cmds.add_parser(
+        "mv", parents=[common], help="rename; into DST if DST is an existing directory"
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.set_defaults(func=cmd_mv)
+
+    p = cmds.add_parser("ln", parents=[common], help="create a symbolic link (-s)")
+    p.add_argument(
+        "-s",
+        "--symbolic",
+        action="store_true",
+        help="required: only symbolic links exist in the namespace",
+    )
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_ln)
+
+
+def _abs(path: str) -> str:
+    return path if path.startswith("/") else "/" + path
+
+
+def _join(parent: str, name: str) -> str:
+    return parent.rstrip("/") + "/" + name
+
+
+def _ids() -> tuple[int, int]:
+    return os.getuid(), os.getgid()
+
+
+# -- changes ------------------------------------------------------------------------------------
+
+
+def cmd_mkdir(args: argparse.Namespace) -> int:
+    uid, gid = _ids()
+    with open_engine(args) as engine:
+        for path in args.paths:
+            engine.ns.mkdir(_abs(path), 0o755, uid, gid, parents=args.parents)
+    return EXIT_OK
+
+
+def cmd_touch(args: argparse.Namespace) -> int:
+    uid, gid = _ids()
+    with open_engine(args) as engine:
+        ns = engine.ns
+        for raw in args.paths:
+            path = _abs(raw)
+            try:
+                ns.lookup(path)
+            except NotFound:
+                node = ns.create(path, 0o644, uid, gid)
+                ns.complete(node.id, 0, engine.config.block_size)
+            else:
+                ns.setattr(path, mtime=time.time_ns())
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        for raw in args.paths:
+            path = _abs(raw)
+            if engine.ns.lookup(path).is_dir and not args.recursive:
+                raise IsADirectory(f"{path} is a directory; use -R to remove it")
+            engine.ns.delete(path, recursive=args.recursive)
+    return EXIT_OK
+
+
+def cmd_mv(args: argparse.Namespace) -> int:
+    src, dst = _abs(args.src), _abs(args.dst)
+    with open_engine(args) as engine:
+        ns = engine.ns
+        try:
+            target = ns.lookup(dst)
+        except NotFound:
+            target = None
+        if target is not None and target.is_dir and ns.lookup(src) is not target:
+            dst = _join(dst, src.rstrip("/").rsplit("/", 1)[-1])
+        ns.rename(src, dst)
+    return EXIT_OK
+
+
+def cmd_ln(args: argparse.Namespace) -> int:
+    if not args.symbolic:
+        raise UsageError("only symbolic links exist in the namespace: use `shoal fs ln -s`")
+    uid, gid = _ids()
+    with open_engine(args) as engine:
+        engine.ns.symlink(_abs(args.path), args.target, uid, gid)
+    return EXIT_OK
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _walk(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:
+    """(path, node) of the directory's entries, depth-first when recursive."""
+    out = []
+    for child in engine.ns.listdir(path):
+        child_path = _join(path, child.name)
+        out.append((child_path, child))
+        if recursive and child.is_dir:
+            out.extend(_walk(engine, child_path, recursive))
+    return out
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    path = _abs(args.path)
+    with open_engine(args) as engine:
+        node = engine.ns.lookup(path)
+        if not node.is_dir:
+            if args.json:
+                print(dumps(inode_json(node, path)))
+            else:
+                print("\n".join(ls_rows([(node, path)])))
+            return EXIT_OK
+        if args.json:
+            for child_path, child in _walk(engine, path, args.recursive):
+                print(dumps(inode_json(child, child_path)))
+            return EXIT_OK
+        _print_listing(engine, path, args.recursive, header=args.recursive)
+    return EXIT_OK
+
+
+def _print_listing(engine: Engine, path: str, recursive: bool, *, header: bool) -> None:
+    children = engine.ns.listdir(path)
+    if header:
+        print(f"{safe(path)}:")
+    for line in ls_rows([(c, c.name) for c in children]):
+        print(line)
+    if recursive:
+        for child in children:
+            if child.is_dir:
+                print()
+                _print_listing(engine, _join(path, child.name), recursive, header=True)
+
+
+def cmd_stat(args: argparse.Namespace) -> int:
+    path = _abs(args.path)
+    with open_engine(args) as engine:
+        node = engine.ns.lookup(path)
+        if args.json:
+            print(dumps(inode_stat_json(node, path)))
+            return EXIT_OK
+        rows: list[tuple[str, object]] = [
+            ("path", safe(path)),
+            ("id", node.id),
+            ("type", node.kind),
+            ("mode", f"{node.mode & 0o7777:04o} ({mode_string(node.mode)})"),
+            ("uid", node.uid),
+            ("gid", node.gid),
+            ("size", node.size),
+            ("mtime", f"{format_time_full(node.mtime)} ({node.mtime} ns)"),
+            ("ctime", f"{format_time_full(node.ctime)} ({node.ctime} ns)"),
+            ("version", node.version),
+            ("flags", ", ".join(flag_names(node)) or "-"),
+        ]
+        if node.children is not None:
+            rows.append(("entries", len(node.children)))
+        if block_size_of(node):
+            rows.append(("block size", block_size_of(node)))
+        if node.ext is not None and node.ext.target is not None:
+            rows.append(("target", safe(node.ext.target)))
+        print(key_values(rows))
+    return EXIT_OK

@@ -1,0 +1,242 @@
+"""`shoal fsck`: named invariant checks over a state rebuilt from the journal.
+
+Each check is a function of the state returning its failures (one line each, empty when the
+invariant holds). They read the state only; a failure means the apply functions, a checkpoint
+or the log produced a state the namespace operations could never have, so the report names the
+inodes involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.errors import InvalidName
+from engine.inode import ROOT_ID, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Inode
+from engine.names import check_name
+from engine.state import State
+
+MAX_FAILURES = 20  # per check: enough to locate a problem without flooding the terminal
+
+
+def _nodes(state: State) -> list[Inode]:
+    return [n for n in state.tree.table if n is not None]
+
+
+def check_root(state: State) -> list[str]:
+    root = state.tree.find(ROOT_ID)
+    if root is None:
+        return ["inode 1 (the root) does not exist"]
+    out = []
+    if root.children is None or root.mode & S_IFMT != S_IFDIR:
+        out.append("the root is not a directory")
+    if root.parent != ROOT_ID or root.name != "":
+        out.append(f"the root has parent {root.parent} and name {root.name!r}, not 1 and ''")
+    return out
+
+
+def check_table(state: State) -> list[str]:
+    """Every inode sits in the id table under its own id."""
+    return [
+        f"table slot {i} holds inode {n.id}"
+        for i, n in enumerate(state.tree.table)
+        if n is not None and n.id != i
+    ]
+
+
+def check_parent_links(state: State) -> list[str]:
+    tree = state.tree
+    out = []
+    for node in _nodes(state):
+        if node.id == ROOT_ID:
+            continue
+        parent = tree.find(node.parent)
+        if parent is None:
+            out.append(f"inode {node.id} ({node.name!r}): parent {node.parent} does not exist")
+        elif parent.children is None:
+            out.append(f"inode {node.id}: parent {node.parent} is not a directory")
+        elif parent.children.get(node.name) is not node:
+            out.append(
+                f"inode {node.id}: directory {node.parent} does not list it as {node.name!r}"
+            )
+        if node.children is not None:
+            for name, child in node.children.items():
+                if child.parent != node.id or child.name != name:
+                    out.append(
+                        f"directory {node.id} lists {name!r} as inode {child.id}, whose parent"
+                        f" is {child.parent} and name {child.name!r}"
+                    )
+                if tree.find(child.id) is not child:
+                    out.append(
+                        f"directory {node.id} lists {name!r} as inode {child.id},"
+                        " which is not in the id table"
+                    )
+    return out
+
+
+def check_names(state: State) -> list[str]:
+    out = []
+    for node in _nodes(state):
+        if node.id == ROOT_ID:
+            continue
+        try:
+            check_name(node.name)
+        except InvalidName as exc:
+            out.append(f"inode {node.id}: {exc}")
+    return out
+
+
+def check_no_cycles(state: State) -> list[str]:
+    """Following parents from any inode reaches the root, and the root reaches every inode."""
+    tree = state.tree
+    out = []
+    limit = len(tree.table)
+    for node in _nodes(state):
+        cur, steps = node, 0
+        while cur.id != ROOT_ID and steps <= limit:
+            nxt = tree.find(cur.parent)
+            if nxt is None:
+                break  # reported by parent-links
+            cur, steps = nxt, steps + 1
+        if steps > limit:
+            out.append(f"inode {node.id}: following parents never reaches the root (a cycle)")
+    reached = set()
+    stack = [tree.root] if tree.find(ROOT_ID) is not None else []
+    while stack:
+        cur = stack.pop()
+        if cur.id in reached:
+            out.append(f"inode {cur.id} is reachable by two paths")
+            continue
+        reached.add(cur.id)
+        if cur.children:
+            stack.extend(cur.children.values())
+    for node in _nodes(state):
+        if node.id not in reached:
+            out.append(f"inode {node.id} ({node.name!r}) is not reachable from the root")
+    return out
+
+
+def check_counts(state: State) -> list[str]:
+    present = len(_nodes(state))
+    if state.tree.count != present:
+        return [f"the tree counts {state.tree.count} inodes but holds {present}"]
+    return []
+
+
+def check_next_id(state: State) -> list[str]:
+    top = max((n.id for n in _nodes(state)), default=0)
+    if state.tree.next_id <= top:
+        return [f"next_id {state.tree.next_id} is not above the highest id in use ({top})"]
+    return []
+
+
+def check_kinds(state: State) -> list[str]:
+    """Type bits agree with the node's shape: directories have children, symlinks a target."""
+    out = []
+    for node in _nodes(state):
+        fmt = node.mode & S_IFMT
+        if fmt == S_IFDIR and node.children is None:
+            out.append(f"inode {node.id}: directory mode but no children table")
+        elif fmt != S_IFDIR and node.children is not None:
+            out.append(f"inode {node.id}: has a children table but mode {node.mode:#o}")
+        if fmt == S_IFLNK and (node.ext is None or not node.ext.target):
+            out.append(f"inode {node.id}: symlink without a target")
+        if fmt not in (S_IFDIR, S_IFREG, S_IFLNK):
+            out.append(f"inode {node.id}: unknown file type in mode {node.mode:#o}")
+        if node.size < 0:
+            out.append(f"inode {node.id}: negative size {node.size}")
+    return out
+
+
+def check_mounts(state: State) -> list[str]:
+    out = []
+    for ino, mount in state.mounts.items():
+        node = state.tree.find(ino)
+        if mount.id != ino:
+            out.append(f"mount table key {ino} holds a mount of inode {mount.id}")
+        if node is None:
+            out.append(f"mount {mount.uri} points at inode {ino}, which does not exist")
+        elif node.children is None:
+            out.append(f"mount {mount.uri} points at inode {ino}, which is not a directory")
+    return out
+
+
+def check_blocks(state: State) -> list[str]:
+    out = []
+    for file, blocks in state.blocks.items():
+        node = state.tree.find(file)
+        if node is None:
+            out.append(f"{len(blocks)} cached blocks belong to inode {file}, which does not exist")
+            continue
+        if node.mode & S_IFMT != S_IFREG:
+            out.append(f"cached blocks belong to inode {file}, which is not a regular file")
+        if not blocks:
+            out.append(f"inode {file} has an empty block map entry")
+        for version, index in blocks:
+            if version != node.version:
+                out.append(
+                    f"inode {file}: cached block {index} is of version {version}, the file is"
+                    f" at version {node.version}"
+                )
+            if index < 0:
+                out.append(f"inode {file}: block index {index} is negative")
+    return out
+
+
+def check_persists(state: State) -> list[str]:
+    out = []
+    for file, version in state.persists.items():
+        node = state.tree.find(file)
+        if node is None:
+            out.append(f"a persist is pending for inode {file}, which does not exist")
+        elif node.mode & S_IFMT != S_IFREG:
+            out.append(f"a persist is pending for inode {file}, which is not a regular file")
+        elif version > node.version:
+            out.append(
+                f"inode {file}: persist of version {version} is ahead of the file's"
+                f" version {node.version}"
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    description: str
+    run: Callable[[State], list[str]]
+
+
+CHECKS: list[Check] = [
+    Check("root", "the root is inode 1, a directory, its own parent", check_root),
+    Check("id-table", "every inode is stored under its own id", check_table),
+    Check("parent-links", "parents and directory entries agree", check_parent_links),
+    Check("names", "every name is storable (1-255 bytes, no '/' or NUL)", check_names),
+    Check("no-cycles", "every inode is reachable from the root exactly once", check_no_cycles),
+    Check("counts", "the inode count matches the inodes present", check_counts),
+    Check("next-id", "the next inode id is above every id in use", check_next_id),
+    Check("kinds", "file type bits match the inode's shape", check_kinds),
+    Check("mounts", "mount points are existing directories", check_mounts),
+    Check("blocks", "cached blocks belong to existing files' current versions", check_blocks),
+    Check("persists", "pending persists refer to existing files", check_persists),
+]
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    failures: list[str] = field(default_factory=list)
+    more: int = 0  # failures beyond those listed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def run_checks(state: State, checks: list[Check] | None = None) -> list[CheckResult]:
+    results = []
+    for check in checks or CHECKS:
+        failures = check.run(state)
+        results.append(
+            CheckResult(check, failures[:MAX_FAILURES], max(0, len(failures) - MAX_FAILURES))
+        )
+    return results

@@ -333,3 +333,29 @@ def test_bench_journal_json(tmp_path: Path) -> None:
     assert result["state_inodes"] == 3000
     assert result["digests_match"] is True
     assert result["append_1_per_s"] > 0 and result["replay_per_s"] > 0
+
+
+def test_inspect_expands_a_checkpoint_into_rows_with_paths(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    build(home, files=5)
+    shoal("journal", "inspect", "--out", str(tmp_path / "none.db"), home=home, expect=1)
+    shoal("journal", "checkpoint", home=home)
+    engine = Engine.open_home(str(home))
+    try:
+        engine.ns.delete("/d/f0")  # after the checkpoint: not in what inspect shows
+        expected = {engine.ns.path_of(n) for n in engine.state.tree.walk()} | {"/d/f0"}
+    finally:
+        engine.close(checkpoint=False)
+    out = tmp_path / "state.db"
+    shoal("journal", "inspect", "--out", str(out), home=home)
+    conn = sqlite3.connect(out)
+    paths = {p for (p,) in conn.execute("select path from inodes")}
+    assert paths == expected
+    assert conn.execute(
+        "select type, symlink_target from inodes where path='/link'"
+    ).fetchone() == (
+        "symlink",
+        "/d",
+    )
+    assert conn.execute("select count(*) from inodes where parent = 2").fetchone() == (6,)
+    conn.close()

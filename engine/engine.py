@@ -45,7 +45,7 @@ class Engine:
             if lock is not None:
                 lock.release()
             raise
-        self.ns = Namespace(self.state, self.journal, self._checkpoint_due)
+        self.ns = Namespace(self.state, self.journal)
         report = self.journal.report
         if report is not None:
             log.info(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +31,7 @@ from engine.names import check_name, parent_and_name, split_path
 from engine.state import State
 from journal import entries as E
 from journal.journal import Journal
+from journal.layout import CheckpointFile
 
 
 class Deferred:
@@ -41,14 +42,11 @@ class Deferred:
 
 
 class Namespace:
-    def __init__(
-        self, state: State, journal: Journal[State], on_checkpoint_due: Callable[[], None]
-    ) -> None:
+    def __init__(self, state: State, journal: Journal[State]) -> None:
         self.state = state
         self.tree = state.tree
         self.journal = journal
         self.lock = threading.RLock()
-        self._checkpoint_due = on_checkpoint_due
         self._deferral = threading.local()
 
     # -- the commit pattern ------------------------------------------------------------------
@@ -66,7 +64,14 @@ class Namespace:
             return
         self.journal.wait(seq)
         if self.journal.checkpoint_due:
-            self._checkpoint_due()
+            self.checkpoint(only_if_due=True)
+
+    def checkpoint(self, *, only_if_due: bool = False) -> CheckpointFile | None:
+        """Writes a checkpoint of the state; nothing changes the state meanwhile."""
+        with self.lock:
+            if only_if_due and not self.journal.checkpoint_due:
+                return None  # another operation got there first
+            return self.journal.checkpoint(self.state)
 
     @contextmanager
     def deferred(self) -> Iterator[Deferred]:

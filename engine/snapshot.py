@@ -142,50 +142,45 @@ def load_checkpoint(conn: apsw.Connection, seq: int) -> State:
     state = State()
     tree = state.tree
     meta = dict(conn.execute("SELECT key, value FROM meta"))
-    was_enabled = gc.isenabled()
-    gc.disable()  # a million new objects would trigger useless full collections
-    try:
-        table: list[Inode | None] = [None] * int(meta["next_inode_id"])
-        orphans: list[Inode] = []
-        unpack = msgpack.unpackb
-        share = shared_values.setdefault
-        new = Inode.__new__
-        for (blob,) in conn.execute("SELECT rows FROM inode_chunks ORDER BY first_id"):
-            for row in unpack(blob, use_list=False):
-                ino, parent, name, mode, uid, gid, size, mtime, ctime, version, flags, ext = row
-                # Attributes set one by one rather than through Inode(...): a third cheaper.
-                node = new(Inode)
-                node.id = ino
-                node.name = name
-                node.mode = share(mode, mode)
-                node.uid = share(uid, uid)
-                node.gid = share(gid, gid)
-                node.size = size
-                node.mtime = mtime
-                node.ctime = mtime if ctime == mtime else ctime
-                node.version = version
-                node.flags = share(flags, flags)
-                node.children = {} if mode & 0o170000 == 0o040000 else None
-                node.ext = None if ext is None else InodeExt.from_row(list(ext))
-                table[ino] = node
-                p = table[parent]
-                if p is None:
-                    node.parent = parent
-                    orphans.append(node)  # parent has a higher id (moved under a newer dir)
-                else:
-                    node.parent = p.id
-                    if ino != 1:
-                        p.children[name] = node
-        for node in orphans:
-            p = table[node.parent]
-            node.parent = p.id  # type: ignore[union-attr]
-            p.children[node.name] = node  # type: ignore[union-attr,index]
-        tree.table = table
-        tree.count = int(meta["inode_count"])
-        tree.next_id = int(meta["next_inode_id"])
-    finally:
-        if was_enabled:
-            gc.enable()
+    # Journal.open runs this with the cyclic GC off (journal.journal._build_in_bulk).
+    table: list[Inode | None] = [None] * int(meta["next_inode_id"])
+    orphans: list[Inode] = []
+    unpack = msgpack.unpackb
+    share = shared_values.setdefault
+    new = Inode.__new__
+    for (blob,) in conn.execute("SELECT rows FROM inode_chunks ORDER BY first_id"):
+        for row in unpack(blob, use_list=False):
+            ino, parent, name, mode, uid, gid, size, mtime, ctime, version, flags, ext = row
+            # Attributes set one by one rather than through Inode(...): a third cheaper.
+            node = new(Inode)
+            node.id = ino
+            node.name = name
+            node.mode = share(mode, mode)
+            node.uid = share(uid, uid)
+            node.gid = share(gid, gid)
+            node.size = size
+            node.mtime = mtime
+            node.ctime = mtime if ctime == mtime else ctime
+            node.version = version
+            node.flags = share(flags, flags)
+            node.children = {} if mode & 0o170000 == 0o040000 else None
+            node.ext = None if ext is None else InodeExt.from_row(list(ext))
+            table[ino] = node
+            p = table[parent]
+            if p is None:
+                node.parent = parent
+                orphans.append(node)  # parent has a higher id (moved under a newer dir)
+            else:
+                node.parent = p.id
+                if ino != 1:
+                    p.children[name] = node
+    for node in orphans:
+        p = table[node.parent]
+        node.parent = p.id  # type: ignore[union-attr]
+        p.children[node.name] = node  # type: ignore[union-attr,index]
+    tree.table = table
+    tree.count = int(meta["inode_count"])
+    tree.next_id = int(meta["next_inode_id"])
     for ino, uri, options, readonly, credential, time in conn.execute("SELECT * FROM mounts"):
         state.mounts[ino] = Mount(ino, uri, json.loads(options), bool(readonly), credential, time)
     for file, version, index, tier, length, checksum in conn.execute("SELECT * FROM blocks"):

@@ -9,6 +9,7 @@ one this state was built from; ``apply`` raises ``ApplyError`` for it and change
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 from engine.inode import (
@@ -32,6 +33,10 @@ BLOCK_SHIFT_BITS = 8  # flags bits 8..15 hold log2(block size)
 
 
 _block_bits: dict[int, int] = {}
+
+
+def _build_then_apply(cls: Any, fn: Callable[[Any], None], fields: tuple[Any, ...]) -> None:
+    fn(tuple.__new__(cls, fields))
 
 
 class ApplyError(Exception):
@@ -74,32 +79,34 @@ class State:
         self.blocks: dict[int, dict[tuple[int, int], BlockInfo]] = {}
         self.persists: dict[int, int] = {}  # file id -> content version to upload
         self.last_seq = 0
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            E.MkDir: self._mkdir,
-            E.CreateFile: self._create,
-            E.CompleteFile: self._complete,
-            E.SetAttr: self._setattr,
-            E.Rename: self._rename,
-            E.Delete: self._delete,
-            E.Symlink: self._symlink,
-            E.AddMount: self._add_mount,
-            E.RemoveMount: self._remove_mount,
-            E.UfsFingerprint: self._fingerprint,
-            E.BlockCached: self._block_cached,
-            E.BlockMoved: self._block_moved,
-            E.BlockRemoved: self._block_removed,
-            E.PersistRequested: self._persist_requested,
-            E.Persisted: self._persisted,
-        }
 
     def apply(self, entry: Any, seq: int) -> None:
         try:
-            self._dispatch[type(entry)](entry)
+            _APPLY[type(entry)](self, entry)
         except ApplyError:
             raise
         except (KeyError, IndexError, AttributeError, TypeError) as exc:
             raise ApplyError(f"{type(entry).__name__} does not fit the state: {exc!r}") from exc
         self.last_seq = seq
+
+    def replay_appliers(self) -> dict[int, Callable[[tuple[Any, ...]], None]]:
+        """Type code -> function applying a decoded field tuple, for replay. The frequent
+        entries' apply functions unpack their fields by position, so they take the tuple as
+        it is; the others get the entry built first."""
+        positional: dict[Any, Callable[[Any], None]] = {
+            E.MkDir: self._mkdir,
+            E.CreateFile: self._create,
+            E.CompleteFile: self._complete,
+            E.Symlink: self._symlink,
+        }
+        out: dict[int, Callable[[tuple[Any, ...]], None]] = {}
+        for cls, fn in _APPLY.items():
+            code = E.TYPE_CODES[cls]
+            if cls in positional:
+                out[code] = positional[cls]
+            else:
+                out[code] = partial(_build_then_apply, cls, partial(fn, self))
+        return out
 
     def block_count(self) -> int:
         return sum(len(b) for b in self.blocks.values())
@@ -323,3 +330,24 @@ class State:
         if node.version == e.version:
             node.flags = shared_int(node.flags | PERSISTED)
             node.ensure_ext().fingerprint = e.fingerprint
+
+
+# Entry type -> apply function. A class-level table rather than bound methods in the instance:
+# a State must not be part of a reference cycle (see journal.journal._build_in_bulk).
+_APPLY: dict[Any, Callable[[State, Any], None]] = {
+    E.MkDir: State._mkdir,
+    E.CreateFile: State._create,
+    E.CompleteFile: State._complete,
+    E.SetAttr: State._setattr,
+    E.Rename: State._rename,
+    E.Delete: State._delete,
+    E.Symlink: State._symlink,
+    E.AddMount: State._add_mount,
+    E.RemoveMount: State._remove_mount,
+    E.UfsFingerprint: State._fingerprint,
+    E.BlockCached: State._block_cached,
+    E.BlockMoved: State._block_moved,
+    E.BlockRemoved: State._block_removed,
+    E.PersistRequested: State._persist_requested,
+    E.Persisted: State._persisted,
+}

@@ -65,29 +65,41 @@ def _observed(
 
 
 def _replayer(
-    path: str, after_seq: int, on_entry: Callable[[Any, int], None]
+    path: str,
+    after_seq: int,
+    on_entry: Callable[[Any, int], None],
+    fast: dict[int, Callable[[tuple[Any, ...]], None]] | None,
 ) -> Callable[[int, int, memoryview, int], None]:
-    """Decodes and applies one record. The common case (a known type whose payload is an array
-    of exactly its fields) is entries.decode inlined; anything else goes through entries.decode,
-    which explains what is wrong."""
-    shapes_get = entries.SHAPES.get
+    """Decodes and applies one record.
+
+    The common case — a known type whose payload is an array of exactly its fields — skips
+    building the entry: ``fast[code]`` applies the decoded field tuple directly. Anything else
+    goes through entries.decode, which explains what is wrong, and ``on_entry``.
+    """
+    counts = {code: cls_n[1] for code, cls_n in entries.SHAPES.items()}
+    direct = {code: fn for code, fn in (fast or {}).items() if code in counts}
+    direct_get = direct.get
     unpackb = msgpack.unpackb
-    new = tuple.__new__
     decode = entries.decode
 
     def replay(seq: int, code: int, payload: memoryview, offset: int) -> None:
         if seq <= after_seq:
             return
-        shape = shapes_get(code)
         try:
             fields = unpackb(payload, use_list=False)
-        except Exception:
-            fields = None
-        entry: Any
-        if shape is not None and type(fields) is tuple and len(fields) == shape[1]:
-            entry = new(shape[0], fields)
-        else:
-            entry = decode(code, payload, where=f"{path} at offset {offset}")
+            apply = direct_get(code)
+            if apply is not None and type(fields) is tuple and len(fields) == counts[code]:
+                apply(fields)
+                return
+        except JournalError:
+            raise
+        except (ValueError, msgpack.UnpackException):
+            pass  # decode() below says what is wrong with the payload
+        except Exception as exc:
+            raise JournalCorrupt(
+                path, offset, f"entry {seq} cannot be applied: {exc}", VERIFY_HINT
+            ) from exc
+        entry = decode(code, payload, where=f"{path} at offset {offset}")
         try:
             on_entry(entry, seq)
         except JournalError:
@@ -110,11 +122,16 @@ def read_log(
     on_entry: Callable[[Any, int], None] | None,
     *,
     on_record: Callable[[Record, str], None] | None = None,
+    fast: dict[int, Callable[[tuple[Any, ...]], None]] | None = None,
 ) -> ReadResult:
     """Hands every entry with seq > after_seq to ``on_entry(entry, seq)`` in order.
 
     ``on_record(record, path)`` (if given) sees every valid record of the segments read, decoded
-    or not. Raises JournalCorrupt on a gap, a lost segment, a damaged header or mid-log damage,
+    or not. ``fast`` (type code -> function of the decoded field tuple) takes the place of
+    ``on_entry`` for entries of those types that have exactly their fields; it is not told the
+    sequence number, so the caller records ``result.last_seq`` itself.
+
+    Raises JournalCorrupt on a gap, a lost segment, a damaged header or mid-log damage,
     and UnknownEntryType/MalformedEntry (with their location) on entries it cannot decode.
     """
     segments = listing.segments
@@ -182,7 +199,7 @@ def read_log(
         if on_entry is None:
             visit: Callable[[int, int, memoryview, int], object] = _skip
         else:
-            visit = _replayer(path, after_seq, on_entry)
+            visit = _replayer(path, after_seq, on_entry, fast)
         if on_record is not None:
             visit = _observed(visit, on_record, path)
         end = scan_segment(data, first, visit)

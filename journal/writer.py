@@ -32,11 +32,18 @@ EXIT_JOURNAL_FAILED = 75
 _allocate_lock = threading.Lock
 
 
-def _trio_lowlevel() -> Any:
-    # trio is imported on first use: only the daemon's trio tasks need it.
-    import trio.lowlevel
+_lowlevel: Any = None
 
-    return trio.lowlevel
+
+def _trio_lowlevel() -> Any:
+    # trio is imported on first use (only the daemon's trio tasks need it), and only once: an
+    # import statement on every wait costs more than the rest of the wait.
+    global _lowlevel
+    if _lowlevel is None:
+        import trio.lowlevel
+
+        _lowlevel = trio.lowlevel
+    return _lowlevel
 
 
 def _cannot_abort(_: Any) -> Any:

@@ -132,26 +132,23 @@ class State:
         # The hottest code of replay: one call per created inode.
         tree = self.tree
         table = tree.table
-        parent = table[pid] if 0 <= pid < len(table) else None
-        if parent is None or parent.children is None:
+        n = len(table)
+        parent = table[pid] if 0 < pid < n else None
+        siblings = parent.children if parent is not None else None
+        if siblings is None:
             raise ApplyError(f"inode {pid} is not a directory")
-        siblings = parent.children
         if name in siblings:
             raise ApplyError(f"{name!r} already exists in directory {pid}")
-        n = len(table)
-        if ino < n and table[ino] is not None:
-            raise ApplyError(f"inode {ino} already exists")
-        if ino <= 0:
-            raise ApplyError(f"inode id {ino} is invalid")
-        share = _share
+        if ino < n and (ino <= 0 or table[ino] is not None):
+            raise ApplyError(f"inode {ino} already exists or is invalid")
         # Attributes set one by one rather than through Inode(...): a third cheaper per inode.
         node = _new_inode(Inode)
         node.id = ino
-        node.parent = parent.id  # share the parent's int object
+        node.parent = parent.id  # type: ignore[union-attr]  # share the parent's int object
         node.name = name
-        node.mode = share(mode, mode)
-        node.uid = share(uid, uid)
-        node.gid = share(gid, gid)
+        node.mode = _share(mode, mode)
+        node.uid = _share(uid, uid)
+        node.gid = _share(gid, gid)
         node.size = size
         node.mtime = node.ctime = t
         node.version = node.flags = 0
@@ -159,12 +156,13 @@ class State:
         node.ext = None
         if ino == n:
             table.append(node)
+            tree.next_id = ino + 1 if ino >= tree.next_id else tree.next_id
         else:
             while len(table) <= ino:
                 table.append(None)
             table[ino] = node
-        if ino >= tree.next_id:
-            tree.next_id = ino + 1
+            if ino >= tree.next_id:
+                tree.next_id = ino + 1
         tree.count += 1
         siblings[name] = node
         parent.mtime = parent.ctime = t

@@ -129,17 +129,21 @@ def scan_segment(
     off = SEGMENT_HEADER.size
     expect = first_seq
     seed, mask, unpack, crc32 = CRC_SEED, CRC_MASK, _unpack_header, _crc32
-    # Replay speed depends on this loop: keep it free of calls it does not need.
-    while off + HEADER_SIZE <= end:
-        crc, length, seq, type_code, _flags = unpack(buf, off)
-        stop = off + HEADER_SIZE + length
-        if length == 0 or length > MAX_PAYLOAD or stop > end or seq != expect:
+    # Replay speed depends on this loop: keep it free of work it does not need (headers are
+    # unpacked from the bytes object, which struct reads faster than a memoryview).
+    while True:
+        body = off + HEADER_SIZE
+        if body > end:
             break
-        if (crc32(buf[off + 4 : stop], seed) ^ mask) != crc:
+        crc, length, seq, type_code, _flags = unpack(data, off)
+        stop = body + length
+        if seq != expect or stop > end or not 0 < length <= MAX_PAYLOAD:
             break
-        visit(seq, type_code, buf[off + HEADER_SIZE : stop], off)
+        if crc32(buf[off + 4 : stop], seed) ^ mask != crc:
+            break
+        visit(seq, type_code, buf[body:stop], off)
         off = stop
-        expect += 1
+        expect = seq + 1
     if off >= end:
         return ScanEnd(off, end, "", None, expect - 1)
     reason = _diagnose(buf, off, expect)

@@ -77,7 +77,7 @@ def _replayer(
     goes through entries.decode, which explains what is wrong, and ``on_entry``.
     """
     counts = {code: cls_n[1] for code, cls_n in entries.SHAPES.items()}
-    direct = {code: fn for code, fn in (fast or {}).items() if code in counts}
+    direct = {code: (fn, counts[code]) for code, fn in (fast or {}).items() if code in counts}
     direct_get = direct.get
     unpackb = msgpack.unpackb
     decode = entries.decode
@@ -87,9 +87,9 @@ def _replayer(
             return
         try:
             fields = unpackb(payload, use_list=False)
-            apply = direct_get(code)
-            if apply is not None and type(fields) is tuple and len(fields) == counts[code]:
-                apply(fields)
+            shape = direct_get(code)
+            if shape is not None and type(fields) is tuple and len(fields) == shape[1]:
+                shape[0](fields)
                 return
         except JournalError:
             raise

@@ -51,11 +51,20 @@ class Storage(Protocol):
 
 
 class OsFile:
-    __slots__ = ("fd", "path")
+    """A file opened with O_DSYNC: each write returns once its data (and the size needed to read
+    it back) is on disk, so ``fsync`` has nothing left to do unless the file was truncated.
+
+    Why: a commit is then one system call instead of two. The journal's writer thread needs the
+    GIL back after every system call, and while request handlers hold it that wait can last a
+    whole switch interval.
+    """
+
+    __slots__ = ("fd", "path", "unsynced")
 
     def __init__(self, fd: int, path: str) -> None:
         self.fd = fd
         self.path = path
+        self.unsynced = False  # a change O_DSYNC does not cover (truncate) awaits fsync
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -64,10 +73,13 @@ class OsFile:
             view = view[n:]
 
     def fsync(self) -> None:
-        os.fsync(self.fd)
+        if self.unsynced:
+            os.fsync(self.fd)
+            self.unsynced = False
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
+        self.unsynced = True
 
     def close(self) -> None:
         os.close(self.fd)
@@ -109,7 +121,7 @@ class OsStorage:
             return f.read()
 
     def open_write(self, path: str, *, append: bool) -> OsFile:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_DSYNC
         flags |= os.O_APPEND if append else os.O_TRUNC
         return OsFile(os.open(self._p(path), flags, 0o644), path)
 

@@ -165,7 +165,7 @@ class State:
                 tree.next_id = ino + 1
         tree.count += 1
         siblings[name] = node
-        parent.mtime = parent.ctime = t
+        parent.mtime = parent.ctime = t  # type: ignore[union-attr]
         return node
 
     def _forget(self, dropped: list[Inode]) -> None:

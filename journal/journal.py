@@ -213,7 +213,7 @@ class Journal(Generic[S]):
             # covers it) continues in a new segment: appending to the old one would leave a gap
             # inside it that the next open would take for damage.
             if result.log_end_seq == last_seq:
-                writer.handle = self.storage.open_write(path, append=True)
+                writer.handle = self.storage.open_write(path, append=True, sync_writes=True)
                 writer.first_seq, writer.size = first, size
         return writer
 

@@ -35,8 +35,12 @@ class Storage(Protocol):
 
     def read(self, path: str) -> bytes: ...
 
-    def open_write(self, path: str, *, append: bool) -> FileHandle:
-        """Opens for writing, creating the file; ``append=False`` truncates it first."""
+    def open_write(self, path: str, *, append: bool, sync_writes: bool = False) -> FileHandle:
+        """Opens for writing, creating the file; ``append=False`` truncates it first.
+
+        ``sync_writes`` asks that each write be durable when it returns (O_DSYNC): for small
+        appends that are fsynced one by one, it saves a system call. Callers still call
+        ``fsync``, which then has nothing to do."""
         ...
 
     def rename(self, src: str, dst: str) -> None: ...
@@ -51,20 +55,23 @@ class Storage(Protocol):
 
 
 class OsFile:
-    """A file opened with O_DSYNC: each write returns once its data (and the size needed to read
-    it back) is on disk, so ``fsync`` has nothing left to do unless the file was truncated.
+    """An open file. With ``sync_writes`` it was opened O_DSYNC: each write returns once its
+    data (and the size needed to read it back) is on disk, so ``fsync`` has nothing left to do
+    unless the file was truncated.
 
-    Why: a commit is then one system call instead of two. The journal's writer thread needs the
-    GIL back after every system call, and while request handlers hold it that wait can last a
-    whole switch interval.
+    Why: a journal commit is then one system call instead of two. The journal's writer thread
+    needs the GIL back after every system call, and while request handlers hold it that wait
+    can last a whole switch interval. Large writes (checkpoints) do not use it: O_DSYNC makes
+    them slower than one write and one fsync.
     """
 
-    __slots__ = ("fd", "path", "unsynced")
+    __slots__ = ("fd", "path", "sync_writes", "truncated")
 
-    def __init__(self, fd: int, path: str) -> None:
+    def __init__(self, fd: int, path: str, sync_writes: bool = False) -> None:
         self.fd = fd
         self.path = path
-        self.unsynced = False  # a change O_DSYNC does not cover (truncate) awaits fsync
+        self.sync_writes = sync_writes
+        self.truncated = False  # O_DSYNC does not cover a truncate: fsync must
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -73,13 +80,13 @@ class OsFile:
             view = view[n:]
 
     def fsync(self) -> None:
-        if self.unsynced:
+        if not self.sync_writes or self.truncated:
             os.fsync(self.fd)
-            self.unsynced = False
+            self.truncated = False
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
-        self.unsynced = True
+        self.truncated = True
 
     def close(self) -> None:
         os.close(self.fd)
@@ -120,10 +127,12 @@ class OsStorage:
         with open(self._p(path), "rb") as f:
             return f.read()
 
-    def open_write(self, path: str, *, append: bool) -> OsFile:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_DSYNC
+    def open_write(self, path: str, *, append: bool, sync_writes: bool = False) -> OsFile:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
         flags |= os.O_APPEND if append else os.O_TRUNC
-        return OsFile(os.open(self._p(path), flags, 0o644), path)
+        if sync_writes:
+            flags |= os.O_DSYNC
+        return OsFile(os.open(self._p(path), flags, 0o644), path, sync_writes)
 
     def rename(self, src: str, dst: str) -> None:
         os.rename(self._p(src), self._p(dst))
@@ -169,8 +178,8 @@ def write_durably(storage: Storage, path: str, data: bytes) -> None:
 
 def create_durably(storage: Storage, path: str, data: bytes) -> FileHandle:
     """Create ``path`` holding ``data``, durable with its directory entry; returns it open for
-    appending."""
-    handle = storage.open_write(path, append=False)
+    appending small durable writes."""
+    handle = storage.open_write(path, append=False, sync_writes=True)
     handle.write(data)
     handle.fsync()
     storage.fsync_dir(dirname(path))

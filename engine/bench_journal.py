@@ -148,7 +148,7 @@ def _null_codec() -> Any:
         def apply(self, entry: Any, seq: int) -> None:
             self.last_seq = seq
 
-        def replay_appliers(self) -> dict[int, Callable[[tuple[Any, ...]], None]]:
+        def replay_appliers(self) -> dict[int, Callable[[list[Any]], None]]:
             return {}
 
     return StateCodec(Nothing, lambda conn, seq: Nothing(), lambda s, conn: None)

@@ -10,6 +10,7 @@ its caller only after.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from engine.state import State
 from journal import entries as E
 from journal.journal import Journal
 from journal.layout import CheckpointFile
+
+log = logging.getLogger(__name__)
 
 
 class Deferred:
@@ -64,7 +67,12 @@ class Namespace:
             return
         self.journal.wait(seq)
         if self.journal.checkpoint_due:
-            self.checkpoint(only_if_due=True)
+            try:
+                self.checkpoint(only_if_due=True)
+            except OSError as exc:
+                # The operation is durable already and must not report a failure; the
+                # checkpoint stays due and the next operation retries it.
+                log.error("automatic checkpoint failed, will retry: %s", exc)
 
     def checkpoint(self, *, only_if_due: bool = False) -> CheckpointFile | None:
         """Writes a checkpoint of the state; nothing changes the state meanwhile."""

@@ -35,7 +35,7 @@ BLOCK_SHIFT_BITS = 8  # flags bits 8..15 hold log2(block size)
 _block_bits: dict[int, int] = {}
 
 
-def _build_then_apply(cls: Any, fn: Callable[[Any], None], fields: tuple[Any, ...]) -> None:
+def _build_then_apply(cls: Any, fn: Callable[[Any], None], fields: list[Any]) -> None:
     fn(tuple.__new__(cls, fields))
 
 
@@ -89,9 +89,9 @@ class State:
             raise ApplyError(f"{type(entry).__name__} does not fit the state: {exc!r}") from exc
         self.last_seq = seq
 
-    def replay_appliers(self) -> dict[int, Callable[[tuple[Any, ...]], None]]:
-        """Type code -> function applying a decoded field tuple, for replay. The frequent
-        entries' apply functions unpack their fields by position, so they take the tuple as
+    def replay_appliers(self) -> dict[int, Callable[[list[Any]], None]]:
+        """Type code -> function applying a decoded field list, for replay. The frequent
+        entries' apply functions unpack their fields by position, so they take the list as
         it is; the others get the entry built first."""
         positional: dict[Any, Callable[[Any], None]] = {
             E.MkDir: self._mkdir,
@@ -99,7 +99,7 @@ class State:
             E.CompleteFile: self._complete,
             E.Symlink: self._symlink,
         }
-        out: dict[int, Callable[[tuple[Any, ...]], None]] = {}
+        out: dict[int, Callable[[list[Any]], None]] = {}
         for cls, fn in _APPLY.items():
             code = E.TYPE_CODES[cls]
             if cls in positional:
@@ -201,8 +201,10 @@ class State:
 
     def _complete(self, e: E.CompleteFile) -> None:
         ino, length, block_size, t = e
-        table = self.tree.table
-        node = table[ino] if 0 <= ino < len(table) else None
+        try:
+            node = self.tree.table[ino] if ino > 0 else None
+        except IndexError:
+            node = None
         if node is None or node.mode & S_IFMT != S_IFREG:
             raise ApplyError(f"inode {ino} is not a regular file")
         node.size = length

@@ -61,8 +61,8 @@ class Replayable(Protocol):
 
     def apply(self, entry: Any, seq: int) -> None: ...
 
-    def replay_appliers(self) -> dict[int, Callable[[tuple[Any, ...]], None]]:
-        """Type code -> apply function taking an entry's decoded field tuple (replay's path)."""
+    def replay_appliers(self) -> dict[int, Callable[[list[Any]], None]]:
+        """Type code -> apply function taking an entry's decoded field list (replay's path)."""
         ...
 
 

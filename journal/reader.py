@@ -68,12 +68,12 @@ def _replayer(
     path: str,
     after_seq: int,
     on_entry: Callable[[Any, int], None],
-    fast: dict[int, Callable[[tuple[Any, ...]], None]] | None,
+    fast: dict[int, Callable[[list[Any]], None]] | None,
 ) -> Callable[[int, int, memoryview, int], None]:
     """Decodes and applies one record.
 
     The common case — a known type whose payload is an array of exactly its fields — skips
-    building the entry: ``fast[code]`` applies the decoded field tuple directly. Anything else
+    building the entry: ``fast[code]`` applies the decoded field list directly. Anything else
     goes through entries.decode, which explains what is wrong, and ``on_entry``.
     """
     counts = {code: cls_n[1] for code, cls_n in entries.SHAPES.items()}
@@ -86,9 +86,9 @@ def _replayer(
         if seq <= after_seq:
             return
         try:
-            fields = unpackb(payload, use_list=False)
+            fields = unpackb(payload)  # a list: the default options parse fastest
             shape = direct_get(code)
-            if shape is not None and type(fields) is tuple and len(fields) == shape[1]:
+            if shape is not None and type(fields) is list and len(fields) == shape[1]:
                 shape[0](fields)
                 return
         except JournalError:
@@ -122,12 +122,12 @@ def read_log(
     on_entry: Callable[[Any, int], None] | None,
     *,
     on_record: Callable[[Record, str], None] | None = None,
-    fast: dict[int, Callable[[tuple[Any, ...]], None]] | None = None,
+    fast: dict[int, Callable[[list[Any]], None]] | None = None,
 ) -> ReadResult:
     """Hands every entry with seq > after_seq to ``on_entry(entry, seq)`` in order.
 
     ``on_record(record, path)`` (if given) sees every valid record of the segments read, decoded
-    or not. ``fast`` (type code -> function of the decoded field tuple) takes the place of
+    or not. ``fast`` (type code -> function of the decoded field list) takes the place of
     ``on_entry`` for entries of those types that have exactly their fields; it is not told the
     sequence number, so the caller records ``result.last_seq`` itself.
 

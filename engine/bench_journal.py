@@ -108,6 +108,25 @@ def namespace_create_op(engine: Engine, tag: str, writers: int) -> Op:
     return op
 
 
+def fsyncs_per_second(directory: str, seconds: float) -> float:
+    """The baseline: small appends each followed by fdatasync, in a plain loop, on the same
+    disk. A single durable writer can do no better than this."""
+    path = os.path.join(directory, "fsync-baseline")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        n = 0
+        start = time.perf_counter()
+        stop = start + seconds
+        while time.perf_counter() < stop:
+            os.write(fd, b"x" * 100)
+            os.fdatasync(fd)
+            n += 1
+        return n / (time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def write_synthetic_log(home: str, inodes: int) -> int:
     """A log that builds ``inodes`` inodes (directories of 1000 completed files); returns its
     entry count. Written with large batches: this measures nothing, it prepares replay."""
@@ -195,6 +214,7 @@ def run(
     scratch = tempfile.mkdtemp(prefix="shoal-bench-", dir=workdir)
     try:
         result: dict[str, Any] = {"inodes": inodes}
+        result["fsync_baseline_per_s"] = fsyncs_per_second(scratch, seconds)
         options = JournalOptions(checkpoint_every=0)
         journal: Journal[Any] = Journal(
             OsStorage(os.path.join(scratch, "appends")), "journal", _null_codec(), options
@@ -208,6 +228,7 @@ def run(
             result[key] = rate_in_threads(op, journal.wait, writers, seconds)
         journal.close()
         result["append_64_vs_1"] = result["append_64_per_s"] / result["append_1_per_s"]
+        result["append_1_vs_fsync"] = result["append_1_per_s"] / result["fsync_baseline_per_s"]
 
         engine = _open(os.path.join(scratch, "namespace"))
         for key, writers in (("create_1_per_s", 1), ("create_64_per_s", 64)):
@@ -241,7 +262,9 @@ def run(
 
 def format_table(r: dict[str, Any]) -> str:
     rows = [
+        ("baseline: 100-byte append + fdatasync/s", f"{r['fsync_baseline_per_s']:,.0f}"),
         ("durable appends/s, 1 writer (trio task)", f"{r['append_1_per_s']:,.0f}"),
+        ("  ratio to the baseline", f"{r['append_1_vs_fsync']:.2f}x"),
         ("durable appends/s, 64 writers (trio tasks)", f"{r['append_64_per_s']:,.0f}"),
         ("  ratio 64 : 1", f"{r['append_64_vs_1']:.1f}x"),
         ("durable appends/s, 1 writer (thread)", f"{r['append_1_threads_per_s']:,.0f}"),

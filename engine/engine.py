@@ -67,19 +67,10 @@ class Engine:
             raise
         return cls(OsStorage(path), config.journal, config=config, lock=lock)
 
-    def _checkpoint_due(self) -> None:
-        with self.ns.lock:
-            if self.journal.checkpoint_due:
-                try:
-                    self.journal.checkpoint(self.state)
-                except OSError as exc:
-                    # The operation that found it due is durable already and must not report a
-                    # failure; the checkpoint stays due and the next operation retries it.
-                    log.error("automatic checkpoint failed, will retry: %s", exc)
-
     def checkpoint(self) -> CheckpointFile:
-        with self.ns.lock:
-            return self.journal.checkpoint(self.state)
+        ckpt = self.ns.checkpoint()
+        assert ckpt is not None
+        return ckpt
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Clean shutdown: flush the log and (by default) write a final checkpoint."""

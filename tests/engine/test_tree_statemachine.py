@@ -1,0 +1,241 @@
+"""The namespace against a plain model on a real directory, with checkpoints and clean restarts
+but no crashes; the state from checkpoint + tail must equal a replay of the whole log.
+
+The model and the tree invariants are those of the crash test
+(tests/recovery/test_crash_statemachine.py), so both tests hold the engine to one oracle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from engine import errors as err
+from engine.engine import Engine
+from engine.snapshot import digest
+from engine.state import State
+from journal.layout import list_journal
+from journal.reader import read_log
+from journal.storage import OsStorage
+from tests.recovery.test_crash_statemachine import (
+    NAMES,
+    ROOT,
+    Model,
+    Refused,
+    check_tree_invariants,
+    dump,
+    m_complete,
+    m_create,
+    m_delete,
+    m_mkdir,
+    m_rename,
+    m_setattr,
+    m_symlink,
+)
+
+# Segments must stay for the replay from entry 1: no checkpoint ever lets one go.
+KEEP_EVERYTHING = 1_000_000
+
+
+def full_replay(home: str) -> State:
+    """The state the whole log builds from nothing, ignoring every checkpoint."""
+    storage = OsStorage(home)
+    state = State()
+    listing = list_journal(storage, "journal")
+    # No segment at all is right for a log nothing was ever appended to.
+    assert not listing.segments or listing.segments[0][0] == 1, "the log no longer starts at 1"
+    result = read_log(storage, listing, 0, state.apply)
+    assert result.tail is None, f"a clean log has a torn tail: {result.tail}"
+    return state
+
+
+class TreeMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.home = tempfile.mkdtemp(prefix="shoal-tree-")
+        self.overrides: dict[str, Any] = {}
+        self.engine: Engine | None = None
+        self.model: Model = {"/": ROOT}
+        self.restarts = 0
+
+    def teardown(self) -> None:
+        try:
+            if self.engine is not None:
+                self.engine.close()
+                self._check_replay()
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def _open(self) -> Engine:
+        return Engine.open_home(self.home, self.overrides)
+
+    @property
+    def ns(self) -> Any:
+        assert self.engine is not None
+        return self.engine.ns
+
+    def _run(self, expect: Model | list[Model] | Refused | None, call: Callable[[], Any]) -> None:
+        if isinstance(expect, Refused):
+            assert self.engine is not None
+            before = digest(self.engine.state)
+            with pytest.raises(expect.error):
+                call()
+            assert digest(self.engine.state) == before, "a refused operation changed the state"
+            return
+        call()
+        if isinstance(expect, list):
+            if expect:
+                self.model = expect[-1]
+        elif expect is not None:
+            self.model = expect
+
+    def _expect(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(self.model, *args)
+        except Refused as refused:
+            return refused
+
+    def _path(self, data: st.DataObject) -> str:
+        paths = sorted(p for p in self.model if p != "/")
+        if paths:
+            if data.draw(st.booleans()):
+                return data.draw(st.sampled_from(paths))
+        parts = data.draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3))
+        return "/" + "/".join(parts)
+
+    @initialize(
+        segment_size=st.sampled_from([256, 1024, 1 << 20]),
+        checkpoint_every=st.sampled_from([0, 3, 10]),
+        group_commit=st.booleans(),
+    )
+    def start(self, segment_size: int, checkpoint_every: int, group_commit: bool) -> None:
+        # Goes through shoal.toml-style overrides, as a user's configuration would.
+        self.overrides = {
+            "journal.segment_size": segment_size,
+            "journal.checkpoint_every": checkpoint_every,
+            "journal.keep_checkpoints": KEEP_EVERYTHING,
+            "journal.group_commit": group_commit,
+        }
+        self.engine = self._open()
+
+    @rule(data=st.data(), parents=st.booleans())
+    def mkdir(self, data: st.DataObject, parents: bool) -> None:
+        path = self._path(data)
+        expect = self._expect(m_mkdir, path, 0o750, 2, parents)
+        self._run(expect, lambda: self.ns.mkdir(path, 0o750, 2, 2, parents=parents))
+
+    @rule(data=st.data())
+    def create(self, data: st.DataObject) -> None:
+        path = self._path(data)
+        self._run(self._expect(m_create, path, 0o640, 1), lambda: self.ns.create(path, 0o640, 1, 1))
+
+    @rule(data=st.data(), length=st.integers(0, 1 << 34))
+    def complete(self, data: st.DataObject, length: int) -> None:
+        path = self._path(data)
+        if path not in self.model:
+            return
+        ino = self.ns.lookup(path).id
+        expect = self._expect(m_complete, path, length, 1 << 22)
+        self._run(expect, lambda: self.ns.complete(ino, length, 1 << 22))
+
+    @rule(data=st.data(), link=st.sampled_from(["t", "/abs/t", ""]))
+    def symlink(self, data: st.DataObject, link: str) -> None:
+        path = self._path(data)
+        expect = self._expect(m_symlink, path, link, 0)
+        self._run(expect, lambda: self.ns.symlink(path, link))
+
+    @rule(
+        data=st.data(),
+        changes=st.fixed_dictionaries(
+            {},
+            optional={
+                "mode": st.sampled_from([0o600, 0o755]),
+                "uid": st.integers(0, 2),
+                "size": st.sampled_from([0, 7]),
+                "pinned": st.booleans(),
+                "media": st.just(["ssd"]),
+                "ttl_ms": st.sampled_from([-1, 1000]),
+            },
+        ),
+    )
+    def setattr(self, data: st.DataObject, changes: dict[str, Any]) -> None:
+        path = self._path(data)
+        self._run(self._expect(m_setattr, path, changes), lambda: self.ns.setattr(path, **changes))
+
+    @rule(data=st.data(), noreplace=st.booleans())
+    def rename(self, data: st.DataObject, noreplace: bool) -> None:
+        src, dst = self._path(data), self._path(data)
+        expect = self._expect(m_rename, src, dst, noreplace)
+        self._run(expect, lambda: self.ns.rename(src, dst, noreplace=noreplace))
+
+    @rule(data=st.data(), recursive=st.booleans())
+    def delete(self, data: st.DataObject, recursive: bool) -> None:
+        path = self._path(data)
+        expect = self._expect(m_delete, path, recursive)
+        self._run(expect, lambda: self.ns.delete(path, recursive=recursive))
+
+    @rule()
+    def checkpoint(self) -> None:
+        assert self.engine is not None
+        self.engine.checkpoint()
+
+    @rule(final_checkpoint=st.booleans())
+    def clean_restart(self, final_checkpoint: bool) -> None:
+        assert self.engine is not None
+        before = digest(self.engine.state)
+        self.engine.close(checkpoint=final_checkpoint)
+        self.engine = self._open()
+        self.restarts += 1
+        report = self.engine.journal.report
+        assert report is not None
+        if final_checkpoint:
+            assert report.checkpoint is not None and report.replayed == 0
+        assert digest(self.engine.state) == before, "a clean restart changed the state"
+        self._check_replay()
+
+    def _check_replay(self) -> None:
+        replayed = full_replay(self.home)
+        check_tree_invariants(replayed)
+        if self.engine is not None:
+            assert digest(replayed) == digest(self.engine.state), "checkpoint + tail != replay"
+        assert dump(replayed) == self.model
+
+    @invariant()
+    def agrees_with_the_model(self) -> None:
+        if self.engine is not None:
+            check_tree_invariants(self.engine.state)
+            assert dump(self.engine.state) == self.model
+
+
+TreeMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestTree = TreeMachine.TestCase
+
+
+def test_refused_operations_are_predicted_by_the_model() -> None:
+    # The machine above only checks the engine against the model; check the model alone too.
+    m: Model = {"/": ROOT}
+    (m,) = m_mkdir(m, "/a", 0o755, 0, False)
+    cases: list[tuple[Callable[..., Any], tuple[Any, ...], type[err.ShoalError]]] = [
+        (m_create, ("/a", 0o644, 0), err.AlreadyExists),
+        (m_delete, ("/b", False), err.NotFound),
+        (m_symlink, ("/s", "", 0), err.InvalidArgument),
+        (m_complete, ("/a", 1, 4096), err.IsADirectory),
+    ]
+    for fn, args, error in cases:
+        with pytest.raises(Refused) as info:
+            fn(m, *args)
+        assert info.value.error is error

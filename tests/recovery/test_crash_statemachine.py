@@ -36,6 +36,7 @@ from engine.state import State, block_size_of
 from journal.errors import JournalFailed
 from journal.journal import JournalOptions
 from recovery.crashsim import Crash, Create, FsyncDir, Rename, SimStorage, Unlink, Write
+from recovery.fsck import run_checks
 
 # Names from a small alphabet so that operations collide with what exists.
 NAMES = ("a", "b", "c")
@@ -566,6 +567,9 @@ class CrashMachine(RuleBasedStateMachine):
     def _check_recovered(self, engine: Engine, candidates: list[Model]) -> Model:
         state = engine.state
         check_tree_invariants(state)
+        # fsck must agree: its checks are what an operator runs after a crash.
+        broken = [(r.check.name, r.failures) for r in run_checks(state) if not r.ok]
+        assert not broken, f"fsck after recovery: {broken}"
         assert state.last_seq == engine.journal.last_seq
         got = dump(state)
         for model in reversed(candidates):

@@ -45,14 +45,14 @@ def segment_header(first_seq: int) -> bytes:
     return SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, first_seq)
 
 
-_pack_tail = struct.Struct("<IQHH").pack
+_pack_tail = struct.Struct("<IQHH").pack  # the header after its crc field
+_pack_crc = struct.Struct("<I").pack
 
 
 def frame(seq: int, type_code: int, payload: bytes) -> bytes:
     """One framed record, ready to append."""
-    n = len(payload)
-    crc = _crc32(payload, _crc32(_pack_tail(n, seq, type_code, 0), CRC_SEED)) ^ CRC_MASK
-    return _pack_header(crc, n, seq, type_code, 0) + payload
+    tail = _pack_tail(len(payload), seq, type_code, 0)
+    return _pack_crc(_crc32(payload, _crc32(tail, CRC_SEED)) ^ CRC_MASK) + tail + payload
 
 
 class Record(NamedTuple):

@@ -22,6 +22,7 @@ from journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalN
 from journal.layout import CHECKPOINT_DIR, CheckpointFile, list_journal
 from journal.reader import ReadResult, TornTail, read_log
 from journal.storage import Storage, join, unlink_durably
+from journal.tail import truncate_torn_tail
 from journal.writer import GroupCommit, SegmentWriter, exit_process
 
 log = logging.getLogger(__name__)
@@ -192,9 +193,6 @@ class Journal(Generic[S]):
     def _truncate_torn_tail(self, tail: TornTail) -> None:
         """Copies the damaged segment aside, then cuts it back to its last valid record, so
         nothing is ever appended behind garbage. ``shoal journal repair`` does the same."""
-        # Imported here: recovery depends on the engine, and this path only runs after a crash.
-        from recovery.repair import truncate_torn_tail
-
         aside = truncate_torn_tail(self.storage, self.root, tail)
         log.warning(
             "truncated a torn tail: %s from offset %d (%d bytes, %s); a copy is in %s",

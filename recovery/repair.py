@@ -4,7 +4,7 @@ Two kinds of damage are told apart (journal/format.py says how):
 
 * a *torn tail*: the end of the last segment is an incomplete write that no valid record
   follows. Nothing in it was ever acknowledged, so it is cut off without asking; the segment is
-  copied aside first. Start-up does the same through ``truncate_torn_tail``.
+  copied aside first. Start-up does the same through ``journal.tail.truncate_torn_tail``.
 * anything else (a bad checksum with valid records after it, a gap between segments, a
   missing newest segment): bytes that were once durable are gone or changed, and cutting the
   log there drops acknowledged entries. Repair refuses and says exactly what would be lost;
@@ -32,45 +32,10 @@ from journal.format import (
     segment_header,
 )
 from journal.layout import SEEN_FILE, Listing, broken_name, list_journal, segment_name
-from journal.reader import TornTail, read_log
-from journal.storage import Storage, join, unlink_durably, write_durably
+from journal.reader import read_log
+from journal.storage import Storage, join, write_durably
+from journal.tail import truncate_torn_tail, write_seen
 from recovery.verify import newest_loadable_checkpoint
-
-
-def truncate_torn_tail(storage: Storage, root: str, tail: TornTail) -> str:
-    """Copies the damaged segment aside, then cuts it back to its last valid record (or removes
-    it when not even its header is complete), so nothing is ever appended behind garbage.
-    Returns the path of the copy."""
-    data = storage.read(tail.path)
-    aside = broken_name(storage, tail.path)
-    write_durably(storage, aside, data)
-    if tail.offset == 0:
-        unlink_durably(storage, [tail.path])
-        first = _first_seq_of(tail.path)
-        listing = list_journal(storage, root)
-        if listing.seen is not None and listing.seen == first:
-            # `seen` must not name a segment we removed on purpose, or the next start-up would
-            # report it as lost.
-            _write_seen(storage, root, listing)
-    else:
-        handle = storage.open_write(tail.path, append=True)
-        try:
-            handle.truncate(tail.offset)
-            handle.fsync()
-        finally:
-            handle.close()
-    return aside
-
-
-def _first_seq_of(path: str) -> int:
-    return int(path.rsplit("/", 1)[-1][4:24])
-
-
-def _write_seen(storage: Storage, root: str, listing: Listing) -> int:
-    newest = listing.segments[-1][0] if listing.segments else 0
-    write_durably(storage, join(root, SEEN_FILE), f"{newest}\n".encode())
-    return newest
-
 
 # -- what a forced repair would lose -----------------------------------------------------------
 
@@ -239,7 +204,7 @@ def _apply(storage: Storage, root: str, step: Step) -> None:
         if aside_whole:
             storage.fsync_dir(root)
         listing = list_journal(storage, root)
-    newest = _write_seen(storage, root, listing)
+    newest = write_seen(storage, root, listing)
     done.append(f"set the `seen` marker to {newest}")
 
 

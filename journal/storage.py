@@ -186,6 +186,16 @@ def create_durably(storage: Storage, path: str, data: bytes) -> FileHandle:
     return handle
 
 
+def truncate_durably(storage: Storage, path: str, size: int) -> None:
+    """Cut ``path`` to ``size`` bytes and fsync it: after a crash it is cut or whole."""
+    handle = storage.open_write(path, append=True)
+    try:
+        handle.truncate(size)
+        handle.fsync()
+    finally:
+        handle.close()
+
+
 def unlink_durably(storage: Storage, paths: list[str]) -> None:
     folders = set()
     for path in paths:

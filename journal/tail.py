@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from journal.layout import SEEN_FILE, Listing, broken_name, list_journal
 from journal.reader import TornTail
-from journal.storage import Storage, join, unlink_durably, write_durably
+from journal.storage import Storage, join, truncate_durably, unlink_durably, write_durably
 
 
 def truncate_torn_tail(storage: Storage, root: str, tail: TornTail) -> str:
@@ -28,12 +28,7 @@ def truncate_torn_tail(storage: Storage, root: str, tail: TornTail) -> str:
             # report it as lost.
             write_seen(storage, root, listing)
     else:
-        handle = storage.open_write(tail.path, append=True)
-        try:
-            handle.truncate(tail.offset)
-            handle.fsync()
-        finally:
-            handle.close()
+        truncate_durably(storage, tail.path, tail.offset)
     return aside
 
 

@@ -33,7 +33,7 @@ from journal.format import (
 )
 from journal.layout import SEEN_FILE, Listing, broken_name, list_journal, segment_name
 from journal.reader import read_log
-from journal.storage import Storage, join, write_durably
+from journal.storage import Storage, join, truncate_durably, write_durably
 from journal.tail import truncate_torn_tail, write_seen
 from recovery.verify import newest_loadable_checkpoint
 
@@ -190,12 +190,7 @@ def _apply(storage: Storage, root: str, step: Step) -> None:
             data = storage.read(step.path)
             copy = broken_name(storage, step.path)
             write_durably(storage, copy, data)
-            handle = storage.open_write(step.path, append=True)
-            try:
-                handle.truncate(step.offset)
-                handle.fsync()
-            finally:
-                handle.close()
+            truncate_durably(storage, step.path, step.offset)
             done.append(f"copied {step.path} to {copy}, then truncated it at offset {step.offset}")
         for path in aside_whole:
             target = broken_name(storage, path)

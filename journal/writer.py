@@ -252,10 +252,13 @@ class GroupCommit:
         self.durable_seq = last
 
     def _fail(self, exc: BaseException) -> None:
-        # Called with the lock held.
+        # Called with the lock held. on_fatal runs before any waiter is released: by default it
+        # ends the process, and no caller may see its mutation fail (or succeed) first.
         self.failed = exc
-        self._release_waiters()
-        self.on_fatal(exc)
+        try:
+            self.on_fatal(exc)
+        finally:
+            self._release_waiters()
 
     def _run(self) -> None:
         lock = self._lock

@@ -71,7 +71,6 @@ class SegmentWriter:
         self.handle = handle
         self.first_seq = first_seq
         self.size = size
-        self.on_new_segment: Callable[[int, str], None] | None = None
 
     def start_segment(self, first_seq: int) -> None:
         """Creates ``log-<first_seq>.seg`` durably and records it in ``seen`` (to detect a lost
@@ -85,8 +84,6 @@ class SegmentWriter:
         self.first_seq = first_seq
         self.size = len(header)
         write_durably(self.storage, join(self.root, SEEN_FILE), f"{first_seq}\n".encode())
-        if self.on_new_segment is not None:
-            self.on_new_segment(first_seq, path)
 
     def write(self, data: bytes, first_seq: int) -> None:
         """Appends records first_seq.. durably; a new segment starts once this one is full."""

@@ -202,19 +202,6 @@ class InodeTree:
 
     # -- structural changes, called only by State's apply functions ---------------------------
 
-    def insert(self, node: Inode) -> None:
-        table = self.table
-        ino = node.id
-        while len(table) <= ino:
-            table.append(None)
-        table[ino] = node
-        if ino >= self.next_id:
-            self.next_id = ino + 1
-        parent = table[node.parent]
-        node.parent = parent.id  # type: ignore[union-attr]  # share the int object
-        parent.children[node.name] = node  # type: ignore[union-attr,index]
-        self.count += 1
-
     def detach(self, node: Inode) -> None:
         parent = self.table[node.parent]
         del parent.children[node.name]  # type: ignore[union-attr]

@@ -91,21 +91,13 @@ class State:
 
     def replay_appliers(self) -> dict[int, Callable[[list[Any]], None]]:
         """Type code -> function applying a decoded field list, for replay. The frequent
-        entries' apply functions unpack their fields by position, so they take the list as
-        it is; the others get the entry built first."""
-        positional: dict[Any, Callable[[Any], None]] = {
-            E.MkDir: self._mkdir,
-            E.CreateFile: self._create,
-            E.CompleteFile: self._complete,
-            E.Symlink: self._symlink,
-        }
+        entries' apply functions unpack their fields by position, so they take the list as it
+        is; the others get the entry built first."""
         out: dict[int, Callable[[list[Any]], None]] = {}
         for cls, fn in _APPLY.items():
-            code = E.TYPE_CODES[cls]
-            if cls in positional:
-                out[code] = positional[cls]
-            else:
-                out[code] = partial(_build_then_apply, cls, partial(fn, self))
+            bound = fn.__get__(self)
+            positional = cls in _POSITIONAL
+            out[E.TYPE_CODES[cls]] = bound if positional else partial(_build_then_apply, cls, bound)
         return out
 
     def block_count(self) -> int:
@@ -331,6 +323,9 @@ class State:
             node.flags = shared_int(node.flags | PERSISTED)
             node.ensure_ext().fingerprint = e.fingerprint
 
+
+# Entry types whose apply functions unpack their fields by position (see replay_appliers).
+_POSITIONAL = {E.MkDir, E.CreateFile, E.CompleteFile, E.Symlink}
 
 # Entry type -> apply function. A class-level table rather than bound methods in the instance:
 # a State must not be part of a reference cycle (see journal.journal._build_in_bulk).

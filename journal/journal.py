@@ -110,7 +110,6 @@ class Journal(Generic[S]):
         self.codec = codec
         self.options = options or JournalOptions()
         self.on_fatal = on_fatal
-        self.state: S | None = None
         self.report: OpenReport | None = None
         self._commit: GroupCommit | None = None
         self._checkpoint_seq = 0  # entries after this one count towards the next checkpoint
@@ -166,7 +165,6 @@ class Journal(Generic[S]):
         )
         self._reserve = self._commit.reserve
         self._checkpoint_seq = state.last_seq - result.applied
-        self.state = state
         self.report = OpenReport(ckpt, rejected, result.applied, last_seq, tail)
         return state
 

@@ -166,24 +166,25 @@ class Namespace:
                     continue
                 if not last and not parents:
                     raise NotFound("/" + "/".join(parts[: i + 1]) + " does not exist")
-                check_name(name)
-                self._writable(node)
-                entry = E.MkDir(self.tree.next_id, node.id, name, mode, uid, gid, time.time_ns())
-                seq = self._commit(entry)
-                node = self.tree.table[entry.id]  # type: ignore[assignment]
+                seq, node = self._mkdir_locked(node, name, mode, uid, gid)
         if seq:
             self._durable(seq)
         return node
 
     def mkdir_in(self, parent_id: int, name: str, mode: int, uid: int, gid: int) -> Inode:
         with self.lock:
-            parent = self._dir_by_id(parent_id)
-            self._free_name(parent, name)
-            self._writable(parent)
-            entry = E.MkDir(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
-            seq = self._commit(entry)
+            seq, node = self._mkdir_locked(self._dir_by_id(parent_id), name, mode, uid, gid)
         self._durable(seq)
-        return self.tree.get(entry.id)
+        return node
+
+    def _mkdir_locked(
+        self, parent: Inode, name: str, mode: int, uid: int, gid: int
+    ) -> tuple[int, Inode]:
+        self._free_name(parent, name)
+        self._writable(parent)
+        entry = E.MkDir(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
+        seq = self._commit(entry)
+        return seq, self.tree.get(entry.id)
 
     def create(self, path: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Inode:
         parents, name = parent_and_name(path)

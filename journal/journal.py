@@ -19,7 +19,7 @@ import apsw
 from journal import entries
 from journal.checkpoint import CheckpointInvalid, open_checkpoint, write_checkpoint
 from journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalNotWritable
-from journal.layout import CHECKPOINT_DIR, CheckpointFile, list_journal
+from journal.layout import CHECKPOINT_DIR, CheckpointFile, Listing, list_journal
 from journal.reader import ReadResult, TornTail, read_log
 from journal.storage import Storage, join, unlink_durably
 from journal.tail import truncate_torn_tail
@@ -198,7 +198,7 @@ class Journal(Generic[S]):
         )  # fmt: skip
 
     def _segment_for_append(
-        self, listing: Any, result: ReadResult, tail: TornTail | None, last_seq: int
+        self, listing: Listing, result: ReadResult, tail: TornTail | None, last_seq: int
     ) -> SegmentWriter:
         segments = [
             s for s in listing.segments if not (tail and tail.offset == 0 and s[1] == tail.path)

@@ -11,6 +11,8 @@ from typing import Any
 from engine.errors import InvalidArgument
 from journal.journal import JournalOptions
 
+WRITERS = ("process", "thread")
+
 
 @dataclass
 class Config:
@@ -58,4 +60,8 @@ def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
             cfg.block_size = _coerce(cfg.block_size, value, key)
         else:
             raise InvalidArgument(f"unknown config key {key!r}")
+    if cfg.journal.writer not in WRITERS:
+        raise InvalidArgument(
+            f"config key journal.writer: {cfg.journal.writer!r} is not one of {', '.join(WRITERS)}"
+        )
     return cfg

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ import apsw
 
 from journal import entries
 from journal.checkpoint import CheckpointInvalid, open_checkpoint, write_checkpoint
+from journal.commit_process import ProcessCommit, lock_journal_dir
 from journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalNotWritable
 from journal.layout import CHECKPOINT_DIR, CheckpointFile, Listing, list_journal
 from journal.reader import ReadResult, TornTail, read_log
-from journal.storage import Storage, join, unlink_durably
+from journal.storage import OsStorage, Storage, join, unlink_durably
 from journal.tail import truncate_torn_tail
 from journal.writer import GroupCommit, SegmentWriter, exit_process
 
@@ -78,6 +80,8 @@ class JournalOptions:
     keep_checkpoints: int = 2
     flush_window_ms: float = 0.0
     group_commit: bool = True  # False: every append writes and fsyncs inline (tests)
+    # Group commit's writer: "process" (a child process; on real files) or "thread".
+    writer: str = "process"
 
 
 @dataclass
@@ -111,7 +115,7 @@ class Journal(Generic[S]):
         self.options = options or JournalOptions()
         self.on_fatal = on_fatal
         self.report: OpenReport | None = None
-        self._commit: GroupCommit | None = None
+        self._commit: GroupCommit | ProcessCommit | None = None
         self._checkpoint_seq = 0  # entries after this one count towards the next checkpoint
         self._reserve = _not_open
         self._checkpoint_lock = threading.Lock()
@@ -132,6 +136,28 @@ class Journal(Generic[S]):
                 f"journal directory {getattr(storage, 'root', '')}/{root} is not writable"
                 f" ({exc.strerror or exc}); fix its ownership or permissions, or use another home"
             ) from exc
+        lock_fd = None
+        if self._uses_writer_process():
+            assert isinstance(storage, OsStorage)
+            lock_fd = lock_journal_dir(storage, root)
+        try:
+            state = self._recover(lock_fd)
+        except BaseException:
+            if lock_fd is not None and self._commit is None:
+                os.close(lock_fd)
+            raise
+        return state
+
+    def _uses_writer_process(self) -> bool:
+        options = self.options
+        return (
+            options.group_commit
+            and options.writer == "process"
+            and isinstance(self.storage, OsStorage)
+        )
+
+    def _recover(self, lock_fd: int | None) -> S:
+        storage, root = self.storage, self.root
         listing = list_journal(storage, root)
         if listing.temporaries:
             # Leftovers of an interrupted checkpoint: never renamed into place, never state.
@@ -156,14 +182,19 @@ class Journal(Generic[S]):
             self._truncate_torn_tail(tail)
         last_seq = max(result.last_seq, state.last_seq)
         segment = self._segment_for_append(listing, result, tail, last_seq)
-        self._commit = GroupCommit(
-            segment,
-            last_seq + 1,
-            threaded=self.options.group_commit,
-            flush_window_s=self.options.flush_window_ms / 1000.0,
-            on_fatal=self.on_fatal,
-        )
+        if lock_fd is not None:
+            self._commit = ProcessCommit(segment, last_seq + 1, lock_fd, on_fatal=self.on_fatal)
+        else:
+            self._commit = GroupCommit(
+                segment,
+                last_seq + 1,
+                threaded=self.options.group_commit,
+                flush_window_s=self.options.flush_window_ms / 1000.0,
+                on_fatal=self.on_fatal,
+            )
         self._reserve = self._commit.reserve
+        # Bound directly: awaited once per mutation on the daemon's event loop.
+        self.wait_async = self._commit.wait_async  # type: ignore[method-assign]
         self._checkpoint_seq = state.last_seq - result.applied
         self.report = OpenReport(ckpt, rejected, result.applied, last_seq, tail)
         return state
@@ -274,14 +305,7 @@ class Journal(Generic[S]):
             seq = state.last_seq
             if seq != commit.durable_seq:
                 raise JournalError(f"state is at {seq} but the log at {commit.durable_seq}")
-            segment = commit.segment
-            if segment.handle is None or segment.first_seq <= seq:
-                try:
-                    segment.start_segment(seq + 1)
-                except OSError as exc:
-                    with commit._lock:  # _fail notifies waiters: it needs the lock held
-                        commit._fail(exc)
-                    raise
+            commit.rotate(seq + 1)
             ckpt = write_checkpoint(
                 self.storage, self.root, seq, lambda conn: self.codec.fill(state, conn)
             )

@@ -230,6 +230,19 @@ class GroupCommit:
             except RuntimeError:  # that trio run has ended; its tasks are gone
                 self._trio_token = None
 
+    def rotate(self, first_seq: int) -> None:
+        """Starts segment ``first_seq`` (a checkpoint covers everything before it). Everything
+        appended must be durable already."""
+        segment = self.segment
+        if segment.handle is not None and segment.first_seq >= first_seq:
+            return
+        try:
+            segment.start_segment(first_seq)
+        except OSError as exc:
+            with self._lock:  # _fail notifies waiters: it needs the lock held
+                self._fail(exc)
+            raise
+
     def flush(self) -> None:
         """Makes everything submitted so far durable (synchronous mode, or before a checkpoint)."""
         if self._thread is not None:

@@ -1,0 +1,105 @@
+"""The journal writer process: appends the records its parent sends to the log and syncs them.
+
+Why a process, and the protocol it speaks: see journal/commit_process.py. This side reads the
+data pipe, frames every whole entry it has received (sequence number, checksum), writes them
+with one write (O_DSYNC) per batch,
+rotates segments as the thread writer does, and answers each batch with an ack. It stops at the
+end of the data pipe: its parent closed it, or died (then what arrived is still written; none
+of it was acknowledged, and recovery accepts it as "issued, not acknowledged").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import sys
+
+from journal.format import frame
+from journal.layout import segment_name
+from journal.storage import OsStorage, join
+from journal.writer import SegmentWriter
+
+# Parent -> child: one message per entry, in sequence order (the child numbers them).
+MESSAGE_HEADER = struct.Struct("<IH")  # payload length, entry type code
+CONTROL_ROTATE = 0xFFFF  # payload: u64 seq; the parent has created segment <seq>: append there
+ACK = struct.Struct("<qq")  # durable seq, commits so far; seq -1: failure, then a message
+READ_SIZE = 1 << 20
+
+_unpack_message = MESSAGE_HEADER.unpack_from
+_unpack_seq = struct.Struct("<Q").unpack_from
+
+
+def failure_ack(message: str) -> bytes:
+    text = message.encode("utf-8", "replace")[:3000]  # one atomic pipe write
+    return ACK.pack(-1, len(text)) + text
+
+
+def serve(segment: SegmentWriter, durable: int, data_fd: int, ack_fd: int) -> None:
+    commits = 0
+    buf = bytearray()
+    while True:
+        chunk = os.read(data_fd, READ_SIZE)
+        buf += chunk
+        off = 0
+        records: list[bytes] = []
+        end_of_buf = len(buf)
+        while off + MESSAGE_HEADER.size <= end_of_buf:
+            length, code = _unpack_message(buf, off)
+            start = off + MESSAGE_HEADER.size
+            end = start + length
+            if end > end_of_buf:
+                break
+            off = end
+            if code == CONTROL_ROTATE:
+                if records:
+                    segment.write(b"".join(records), durable - len(records) + 1)
+                    commits += 1
+                    records = []
+                (seq,) = _unpack_seq(buf, start)
+                segment.close()
+                path = join(segment.root, segment_name(seq))
+                segment.handle = segment.storage.open_write(path, append=True, sync_writes=True)
+                segment.first_seq, segment.size = seq, segment.storage.size(path)
+            else:
+                # Framing (the checksum) happens here, on this process's own core.
+                durable += 1
+                records.append(frame(durable, code, bytes(buf[start:end])))
+        if records:
+            segment.write(b"".join(records), durable - len(records) + 1)
+            commits += 1
+        del buf[:off]
+        if off:
+            os.write(ack_fd, ACK.pack(durable, commits))
+        if not chunk:
+            return  # a partial message left in buf was never complete, so never acknowledged
+
+
+def main() -> None:
+    # The parent decides when this process ends (by closing the pipe): a Ctrl-C or SIGTERM sent
+    # to the whole process group must not stop it before the records it holds are written.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    storage_root, root, segment_size, first_seq, size, has_handle, durable, data_fd, ack_fd = (
+        sys.argv[1:10]
+    )
+    storage = OsStorage(storage_root)
+    segment = SegmentWriter(storage, root, int(segment_size), None, int(first_seq), int(size))
+    ack = int(ack_fd)
+    try:
+        if has_handle == "1":
+            path = join(root, segment_name(int(first_seq)))
+            segment.handle = storage.open_write(path, append=True, sync_writes=True)
+        serve(segment, int(durable), int(data_fd), ack)
+        segment.close()
+    except BrokenPipeError:
+        sys.exit(1)  # the parent is gone; it can hear nothing more
+    except BaseException as exc:  # anything else: the parent must stop acknowledging
+        try:
+            os.write(ack, failure_ack(str(exc) or repr(exc)))
+        finally:
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,3 +8,18 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+import pytest  # noqa: E402
+
+from tests.s3server import S3Server, start_s3_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> object:
+    """One moto server for the session; tests make their own buckets."""
+    server: S3Server = start_s3_server()
+    try:
+        yield server
+    finally:
+        server.stop()

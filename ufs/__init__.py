@@ -1,1 +1,2 @@
-"""Under-file-system connectors (local, S3). Built by the UFS issue; nothing here yet."""
+"""Under-file-system connectors: the stores Shoal mounts (local paths and NFS, S3 and its
+compatibles). A connector knows nothing of caching or the journal; see ufs/base.py."""

@@ -1,0 +1,201 @@
+"""The contract every connector passes (after fsspec's abstract suite): a connector opts in with
+a small subclass that provides the ``ufs`` fixture (an empty store) and runs everything here."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO
+
+import pytest
+
+from ufs.base import UnderFS
+from ufs.errors import (
+    UfsInvalidPath,
+    UfsIsADirectory,
+    UfsNotADirectory,
+    UfsNotEmpty,
+    UfsNotFound,
+)
+
+MiB = 1 << 20
+AWKWARD = [
+    "with space", "ünïcødé-日本語", "100%", "%20literal", "a+b", "hash#tag", "q?x", "amp&eq=",
+    "quote'", "tilde~", "semi;colon", "comma,", "(paren)", "dollar$", "at@",
+]  # fmt: skip
+
+
+def put(ufs: UnderFS, path: str, data: bytes) -> None:
+    ufs.write(path, io.BytesIO(data))
+
+
+def read_all(ufs: UnderFS, path: str) -> bytes:
+    return ufs.read(path, 0, ufs.stat(path).size)
+
+
+class PatternStream(io.RawIOBase):
+    """``size`` deterministic bytes, generated as they are read: a large upload that is never
+    whole in this process's memory."""
+
+    def __init__(self, size: int, seed: int = 7) -> None:
+        self.left = size
+        self.block = hashlib.sha256(str(seed).encode()).digest() * (MiB // 32)
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self.left, len(self.block))
+        buffer[:n] = self.block[:n]
+        self.digest.update(self.block[:n])
+        self.left -= n
+        return n
+
+
+class UnderFSContract:
+    @pytest.fixture
+    def ufs(self) -> Iterator[UnderFS]:
+        raise NotImplementedError("a connector's test class provides an empty store")
+
+    # -- files -------------------------------------------------------------------------------
+
+    def test_write_stat_read(self, ufs: UnderFS) -> None:
+        status = ufs.write("a/b/file.bin", io.BytesIO(b"hello world"))
+        assert (status.path, status.is_dir, status.size) == ("a/b/file.bin", False, 11)
+        assert status.fingerprint
+        assert ufs.stat("a/b/file.bin") == status
+        assert ufs.stat("/a/b/file.bin/") == status  # slashes normalised
+        assert read_all(ufs, "a/b/file.bin") == b"hello world"
+        assert ufs.stat("a").is_dir and ufs.stat("a/b").is_dir and ufs.stat("").is_dir
+
+    def test_read_ranges(self, ufs: UnderFS) -> None:
+        data = os.urandom(10_000)
+        put(ufs, "r", data)
+        assert ufs.read("r", 100, 50) == data[100:150]
+        assert ufs.read("r", 9_990, 100) == data[9_990:]  # short at the end
+        assert ufs.read("r", 10_000, 10) == b""  # at the end
+        assert ufs.read("r", 20_000, 10) == b""  # past it
+        assert ufs.read("r", 5, 0) == b""
+
+    def test_overwrite_changes_content_and_fingerprint(self, ufs: UnderFS) -> None:
+        first = ufs.write("f", io.BytesIO(b"A" * 100))
+        second = ufs.write("f", io.BytesIO(b"B" * 100))  # same size, new content
+        assert second.fingerprint != first.fingerprint
+        assert read_all(ufs, "f") == b"B" * 100
+
+    def test_empty_file(self, ufs: UnderFS) -> None:
+        status = ufs.write("empty", io.BytesIO(b""))
+        assert status.size == 0 and not status.is_dir
+        assert ufs.read("empty", 0, 10) == b""
+
+    def test_missing_things_are_not_found(self, ufs: UnderFS) -> None:
+        with pytest.raises(UfsNotFound):
+            ufs.stat("nope")
+        with pytest.raises(UfsNotFound):
+            list(ufs.list("nope"))
+        with pytest.raises(UfsNotFound):
+            ufs.read("nope", 0, 10)
+        with pytest.raises(UfsNotFound):
+            ufs.delete("nope")
+
+    def test_delete(self, ufs: UnderFS) -> None:
+        put(ufs, "d/x", b"1")
+        ufs.delete("d/x")
+        with pytest.raises(UfsNotFound):
+            ufs.stat("d/x")
+        with pytest.raises(UfsIsADirectory):
+            ufs.delete("d")
+
+    def test_rename_replaces_the_target(self, ufs: UnderFS) -> None:
+        put(ufs, "src", b"source bytes")
+        put(ufs, "dir/dst", b"old target")
+        ufs.rename("src", "dir/dst")
+        assert read_all(ufs, "dir/dst") == b"source bytes"
+        with pytest.raises(UfsNotFound):
+            ufs.stat("src")
+
+    # -- directories -------------------------------------------------------------------------
+
+    def test_list_direct_children(self, ufs: UnderFS) -> None:
+        put(ufs, "top/f1", b"1")
+        put(ufs, "top/f2", b"22")
+        put(ufs, "top/sub/deep/f3", b"333")  # sub exists only through a deeper file
+        ufs.mkdir("top/made")
+        entries = {e.name: e for e in ufs.list("top")}
+        assert sorted(entries) == ["f1", "f2", "made", "sub"]
+        assert entries["f2"].size == 2 and not entries["f2"].is_dir
+        assert entries["sub"].is_dir and entries["made"].is_dir
+        assert entries["sub"].path == "top/sub"
+        assert [e.name for e in ufs.list("top/made")] == []
+
+    def test_list_of_a_file_is_not_a_directory(self, ufs: UnderFS) -> None:
+        put(ufs, "file", b"x")
+        with pytest.raises(UfsNotADirectory):
+            list(ufs.list("file"))
+
+    def test_mkdir_rmdir(self, ufs: UnderFS) -> None:
+        ufs.mkdir("m/n/o")
+        ufs.mkdir("m/n/o")  # exists: fine
+        assert ufs.stat("m/n/o").is_dir
+        put(ufs, "m/n/file", b"x")
+        with pytest.raises(UfsNotEmpty):
+            ufs.rmdir("m/n")
+        ufs.rmdir("m/n/o")
+        with pytest.raises(UfsNotFound):
+            ufs.stat("m/n/o")
+
+    def test_awkward_names(self, ufs: UnderFS) -> None:
+        for i, name in enumerate(AWKWARD):
+            put(ufs, f"odd dir/{name}", name.encode() * (i + 1))
+        listed = {e.name for e in ufs.list("odd dir")}
+        assert listed == set(AWKWARD)
+        for i, name in enumerate(AWKWARD):
+            assert read_all(ufs, f"odd dir/{name}") == name.encode() * (i + 1)
+            assert ufs.stat(f"odd dir/{name}").size == len(name.encode()) * (i + 1)
+
+    def test_invalid_paths(self, ufs: UnderFS) -> None:
+        for bad in ("../x", "a/../../x", "a/./b", "nul\0byte"):
+            with pytest.raises(UfsInvalidPath):
+                ufs.stat(bad)
+
+    # -- scale -------------------------------------------------------------------------------
+
+    def populate(self, ufs: UnderFS, paths: list[str]) -> None:
+        """Creates many small files; a connector may do it faster its own way."""
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda p: put(ufs, p, p.encode()), paths))
+
+    def test_ten_thousand_entries_list_as_a_stream(self, ufs: UnderFS) -> None:
+        names = [f"obj-{i:05d}" for i in range(10_000)]
+        self.populate(ufs, [f"many/{n}" for n in names])
+        stream = ufs.list("many")
+        assert isinstance(stream, Iterator)  # not a list built in memory
+        first = next(stream)
+        seen = {first.name} | {e.name for e in stream}
+        assert seen == set(names)
+
+    def test_100_mib_read_by_ranges(self, ufs: UnderFS) -> None:
+        source = PatternStream(100 * MiB, seed=100)
+        ufs.write("big/100mib", source)  # type: ignore[arg-type]
+        expected = source.digest.hexdigest()
+        ranges = [(off, 7 * MiB) for off in range(0, 100 * MiB, 7 * MiB)]
+        with ThreadPoolExecutor(4) as pool:
+            parts = list(pool.map(lambda r: ufs.read("big/100mib", *r), ranges))
+        assert sum(len(p) for p in parts) == 100 * MiB
+        digest = hashlib.sha256()
+        for part in parts:
+            digest.update(part)
+        assert digest.hexdigest() == expected
+
+    def test_64_mib_write_from_a_stream(self, ufs: UnderFS) -> None:
+        source: BinaryIO = PatternStream(64 * MiB, seed=64)  # type: ignore[assignment]
+        status = ufs.write("big/64mib", source)
+        assert status.size == 64 * MiB
+        digest = hashlib.sha256()
+        for off in range(0, 64 * MiB, 16 * MiB):
+            digest.update(ufs.read("big/64mib", off, 16 * MiB))
+        assert digest.hexdigest() == source.digest.hexdigest()  # type: ignore[attr-defined]

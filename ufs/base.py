@@ -1,0 +1,91 @@
+"""The connector contract every under file system implements.
+
+Paths are relative to the connector's root: ``""`` is the root, components are separated by
+``/``, and there is never a leading or trailing slash (``normalize`` makes them so and refuses
+``..``, ``.`` and NUL). A directory's listing is a stream: connectors yield entries as they get
+them, so a directory of a million objects is never held in memory at once. Listing order is
+unspecified. Every method may raise a ``ufs.errors.UfsError``; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ufs.errors import UfsInvalidPath
+
+
+@dataclass(frozen=True, slots=True)
+class UfsStatus:
+    path: str
+    is_dir: bool
+    size: int  # 0 for directories
+    mtime_ns: int  # 0 when the store has none (S3 implicit directories)
+    # Changes whenever the content does (size + mtime + ETag or inode); "" for directories.
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition("/")[2]
+
+
+def normalize(path: str) -> str:
+    """The canonical form of a connector path; raises UfsInvalidPath."""
+    if "\0" in path:
+        raise UfsInvalidPath(f"path {path!r} contains a NUL byte")
+    parts = [p for p in path.split("/") if p]
+    for part in parts:
+        if part in (".", ".."):
+            raise UfsInvalidPath(f"path {path!r}: '{part}' is not allowed in a UFS path")
+    return "/".join(parts)
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+class UnderFS(ABC):
+    """One mounted store. Thread-safe: the engine calls it from many worker threads."""
+
+    uri: str
+
+    @abstractmethod
+    def stat(self, path: str) -> UfsStatus:
+        """The file or directory at ``path``; UfsNotFound if there is none."""
+
+    @abstractmethod
+    def list(self, path: str) -> Iterator[UfsStatus]:
+        """The direct children of directory ``path``, streamed. UfsNotFound if it does not
+        exist, UfsNotADirectory if it is a file."""
+
+    @abstractmethod
+    def read(self, path: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (fewer at the end of the file, none past it)."""
+
+    @abstractmethod
+    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+        """Creates or replaces file ``path`` with everything ``source`` yields, read in chunks
+        (large files in several parts). Readers see the old content or the new, never a mix.
+        Parent directories are created as needed."""
+
+    @abstractmethod
+    def delete(self, path: str) -> None:
+        """Removes file ``path``; UfsNotFound if it is not there, UfsIsADirectory for a dir."""
+
+    @abstractmethod
+    def mkdir(self, path: str) -> None:
+        """Creates directory ``path`` and its missing parents; an existing directory is fine."""
+
+    @abstractmethod
+    def rmdir(self, path: str) -> None:
+        """Removes empty directory ``path``; UfsNotEmpty if it has children."""
+
+    @abstractmethod
+    def rename(self, src: str, dst: str) -> None:
+        """Moves file ``src`` to ``dst``, replacing a file there. On object stores this is a
+        copy then a delete: not atomic, and it costs a copy of the data."""
+
+    def close(self) -> None:  # noqa: B027 - most connectors hold nothing to release
+        """Releases connections."""

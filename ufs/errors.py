@@ -1,0 +1,43 @@
+"""Errors of the connectors. Each message names the store and the path, fit for one line."""
+
+from __future__ import annotations
+
+
+class UfsError(Exception):
+    """Base of every connector failure."""
+
+
+class UfsNotFound(UfsError):
+    pass
+
+
+class UfsExists(UfsError):
+    pass
+
+
+class UfsNotEmpty(UfsError):
+    pass
+
+
+class UfsNotADirectory(UfsError):
+    pass
+
+
+class UfsIsADirectory(UfsError):
+    pass
+
+
+class UfsInvalidPath(UfsError):
+    """A path that is malformed or would leave the connector's root (``..``, a symlink out)."""
+
+
+class UfsAccessDenied(UfsError):
+    """The store refused the credentials or the operation (S3 403): not retried."""
+
+
+class UfsBucketMissing(UfsError):
+    pass
+
+
+class UfsUnavailable(UfsError):
+    """The store did not answer usefully after retries: endpoint down, timeouts, 5xx, throttling."""

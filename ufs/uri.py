@@ -1,0 +1,35 @@
+"""Opening a connector from a UFS URI: ``/path`` or ``file:///path`` (local), ``s3://bucket/prefix``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import unquote, urlsplit
+
+from ufs.base import UnderFS
+from ufs.errors import UfsError
+from ufs.local import LocalUnderFS
+
+SCHEMES = ("file", "s3")
+
+
+def open_ufs(
+    uri: str, options: Mapping[str, str] | None = None, credentials: Mapping[str, str] | None = None
+) -> UnderFS:
+    """The connector for ``uri``, checked (root or bucket reachable); raises UfsError."""
+    options = options or {}
+    if uri.startswith("/") or uri.startswith("file://"):
+        if options:
+            raise UfsError(f"local UFS {uri} takes no mount options (got {', '.join(options)})")
+        return LocalUnderFS(unquote(urlsplit(uri).path) if uri.startswith("file://") else uri)
+    parts = urlsplit(uri)
+    if parts.scheme == "s3":
+        from ufs.s3 import S3Options, S3UnderFS  # boto3 loads only when an S3 mount exists
+
+        if not parts.netloc:
+            raise UfsError(f"{uri}: no bucket; write s3://BUCKET[/PREFIX]")
+        ufs = S3UnderFS(parts.netloc, unquote(parts.path), S3Options.parse(options), credentials)
+        ufs.check()
+        return ufs
+    raise UfsError(
+        f"{uri}: unsupported UFS URI; use an absolute path, file:///PATH or s3://BUCKET[/PREFIX]"
+    )

@@ -108,7 +108,7 @@ class S3UnderFS(UnderFS):
             profile_name=options.profile,
         )
         config = Config(
-            retries={"max_attempts": options.max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": options.max_attempts, "mode": "standard"},
             connect_timeout=options.connect_timeout_s,
             read_timeout=options.read_timeout_s,
             max_pool_connections=options.pool_size,

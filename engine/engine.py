@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.config import Config, load_config
+from engine.credentials import CredentialStore
 from engine.errors import ShoalError
 from engine.home import JOURNAL_DIR, HomeLock, resolve_home
+from engine.mounts import MountTable
 from engine.namespace import Namespace
 from engine.snapshot import fill_checkpoint, load_checkpoint
 from engine.state import State
@@ -46,6 +48,7 @@ class Engine:
                 lock.release()
             raise
         self.ns = Namespace(self.state, self.journal)
+        self.mounts = MountTable(self.ns, CredentialStore(getattr(storage, "root", None)))
         report = self.journal.report
         if report is not None:
             log.info(
@@ -75,6 +78,7 @@ class Engine:
     def close(self, *, checkpoint: bool = True) -> None:
         """Clean shutdown: flush the log and (by default) write a final checkpoint."""
         try:
+            self.mounts.close()
             with self.ns.lock:
                 self.journal.close(self.state if checkpoint else None)
         finally:

@@ -64,3 +64,9 @@ class HomeLocked(ShoalError):
     """Another process has this Shoal home open."""
 
     errno = errno.EBUSY
+
+
+class Unavailable(ShoalError):
+    """A UFS did not answer usefully (endpoint down, timeouts, throttling after retries)."""
+
+    errno = errno.EIO

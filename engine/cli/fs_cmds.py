@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any
 
+from engine.cli import mount_cmds
 from engine.cli.common import EXIT_OK, UsageError, open_engine
 from engine.cli.output import (
     dumps,
@@ -23,6 +24,7 @@ from engine.cli.output import (
     mode_string,
     safe,
 )
+from engine.cli.paths import absolute as _abs
 from engine.engine import Engine
 from engine.errors import IsADirectory, NotFound
 from engine.inode import Inode
@@ -92,9 +94,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_ln)
 
-
-def _abs(path: str) -> str:
-    return path if path.startswith("/") else "/" + path
+    mount_cmds.register(cmds, common)
 
 
 def _join(parent: str, name: str) -> str:

@@ -1,0 +1,211 @@
+"""The mount table: which UFS is attached where in the namespace (Alluxio's unified namespace).
+
+Mounting and unmounting are journaled (AddMount / RemoveMount) like every other mutation; the
+secrets among a mount's options go to the home's credentials file and the entry names them
+(engine/credentials.py). A mount is refused when it would shadow data: over a non-empty
+directory, or over a UFS location that overlaps one already mounted (the same files would have
+two names, and two caches).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import unquote, urlsplit
+
+from engine.credentials import CredentialStore, split_secrets
+from engine.errors import (
+    AlreadyExists,
+    Busy,
+    InvalidArgument,
+    NotADirectory,
+    NotEmpty,
+    NotFound,
+    PermissionDenied,
+    ReadOnly,
+    ShoalError,
+    Unavailable,
+)
+from engine.namespace import Namespace
+from engine.state import Mount
+from journal import entries as E
+from ufs.base import UnderFS
+from ufs.errors import (
+    UfsAccessDenied,
+    UfsBucketMissing,
+    UfsError,
+    UfsInvalidPath,
+    UfsNotFound,
+    UfsUnavailable,
+)
+from ufs.uri import open_ufs
+
+Opener = Callable[[str, Mapping[str, str], Mapping[str, str] | None], UnderFS]
+
+
+def engine_error(exc: UfsError) -> ShoalError:
+    """The engine's error for a connector's failure (the message is the connector's)."""
+    for ufs_cls, cls in (
+        (UfsNotFound, NotFound),
+        (UfsBucketMissing, NotFound),
+        (UfsAccessDenied, PermissionDenied),
+        (UfsUnavailable, Unavailable),
+        (UfsInvalidPath, InvalidArgument),
+    ):
+        if isinstance(exc, ufs_cls):
+            return cls(str(exc))
+    return InvalidArgument(str(exc))
+
+
+def location(uri: str) -> tuple[str, str, tuple[str, ...]]:
+    """(scheme, bucket or "", path components) of a UFS URI, for overlap checks."""
+    if uri.startswith("/"):
+        return ("file", "", tuple(p for p in os.path.realpath(uri).split("/") if p))
+    parts = urlsplit(uri)
+    path = unquote(parts.path)
+    if parts.scheme == "file":
+        path = os.path.realpath(path)
+    return (parts.scheme, parts.netloc, tuple(p for p in path.split("/") if p))
+
+
+def overlaps(a: str, b: str) -> bool:
+    sa, ba, pa = location(a)
+    sb, bb, pb = location(b)
+    n = min(len(pa), len(pb))
+    return (sa, ba) == (sb, bb) and pa[:n] == pb[:n]
+
+
+class MountTable:
+    def __init__(
+        self, ns: Namespace, credentials: CredentialStore, opener: Opener = open_ufs
+    ) -> None:
+        self.ns = ns
+        self.credentials = credentials
+        self.opener = opener
+        self._connectors: dict[int, UnderFS] = {}
+        self._lock = threading.Lock()
+
+    def mount(
+        self, path: str, uri: str, options: Mapping[str, str] | None = None, readonly: bool = False
+    ) -> Mount:
+        """Attaches ``uri`` at directory ``path`` once the UFS answers; returns the mount."""
+        public, hidden = split_secrets(dict(options or {}))
+        ns = self.ns
+        node = ns.lookup(path)
+        self._check_target(path, node.id, uri)
+        try:
+            ufs = self.opener(uri, dict(public), hidden or None)  # proves it is reachable
+        except UfsError as exc:
+            raise engine_error(exc) from None
+        credential = self.credentials.add(hidden) if hidden else None
+        try:
+            with ns.lock:
+                self._check_target(path, node.id, uri)  # again: the UFS check ran unlocked
+                seq = ns._commit(
+                    E.AddMount(node.id, uri, public, readonly, credential, time.time_ns())
+                )
+            ns._durable(seq)
+        except BaseException:
+            ufs.close()
+            if credential:
+                self.credentials.remove(credential)
+            raise
+        with self._lock:
+            self._connectors[node.id] = ufs
+        return ns.state.mounts[node.id]
+
+    def _check_target(self, path: str, node_id: int, uri: str) -> None:
+        ns = self.ns
+        node = ns.tree.find(node_id)
+        if node is None:
+            raise NotFound(f"{path} does not exist")
+        if node.children is None:
+            raise NotADirectory(f"{path} is not a directory")
+        if node.id in ns.state.mounts:
+            raise AlreadyExists(f"{path} is already a mount point; unmount it first")
+        if node.children:
+            raise NotEmpty(
+                f"{path} is not empty: mounting over it would hide what it holds;"
+                " mount on an empty directory"
+            )
+        enclosing = self.mount_of(node_id)
+        if enclosing is not None and enclosing.readonly:
+            raise ReadOnly(f"{path} is inside the read-only mount of {enclosing.uri}")
+        for other in ns.state.mounts.values():
+            if overlaps(other.uri, uri):
+                raise Busy(
+                    f"{uri} overlaps {other.uri}, already mounted at"
+                    f" {self._path(other)}: the same data would have two names"
+                )
+
+    def unmount(self, path: str) -> None:
+        """Detaches the mount at ``path``: what Shoal knew below it leaves the namespace (the
+        UFS keeps its data); the mount point stays as an empty directory."""
+        ns = self.ns
+        with ns.lock:
+            node = ns.lookup(path)
+            mount = ns.state.mounts.get(node.id)
+            if mount is None:
+                raise InvalidArgument(f"{path} is not a mount point")
+            assert node.children is not None
+            for child in list(node.children.values()):
+                if child.children and ns._holds_mount(child):
+                    raise Busy(f"{path} holds another mount point; unmount that first")
+            seq = 0
+            now = time.time_ns()
+            for name, child in sorted(node.children.items()):
+                seq = ns._commit(E.Delete(child.id, node.id, name, now))
+            seq = ns._commit(E.RemoveMount(node.id, now))
+        ns._durable(seq)
+        with self._lock:
+            ufs = self._connectors.pop(node.id, None)
+        if ufs is not None:
+            ufs.close()
+        if mount.credential:
+            self.credentials.remove(mount.credential)
+
+    def mount_of(self, node_id: int) -> Mount | None:
+        """The mount whose subtree holds inode ``node_id`` (the nearest enclosing one)."""
+        mounts, tree = self.ns.state.mounts, self.ns.tree
+        node = tree.find(node_id)
+        while node is not None:
+            m = mounts.get(node.id)
+            if m is not None:
+                return m
+            node = tree.find(node.parent) if node.parent != node.id else None
+        return None
+
+    def _path(self, mount: Mount) -> str:
+        node = self.ns.tree.find(mount.id)
+        return self.ns.path_of(node) if node is not None else f"<inode {mount.id}>"
+
+    def connector(self, mount: Mount) -> UnderFS:
+        """The connector of ``mount``, opened at first use (after a restart: with the secrets
+        found again in the credentials file)."""
+        with self._lock:
+            ufs = self._connectors.get(mount.id)
+        if ufs is not None:
+            return ufs
+        hidden = self.credentials.get(mount.credential) if mount.credential else None
+        if mount.credential and hidden is None:
+            raise PermissionDenied(
+                f"the credentials of {mount.uri} ({mount.credential}) are missing from"
+                f" {self.credentials.path}; unmount and mount it again with its keys"
+            )
+        try:
+            ufs = self.opener(mount.uri, mount.options, hidden)
+        except UfsError as exc:
+            raise engine_error(exc) from None
+        with self._lock:
+            return self._connectors.setdefault(mount.id, ufs)
+
+    def listing(self) -> list[tuple[str, Mount]]:
+        return sorted((self._path(m), m) for m in self.ns.state.mounts.values())
+
+    def close(self) -> None:
+        with self._lock:
+            connectors, self._connectors = self._connectors, {}
+        for ufs in connectors.values():
+            ufs.close()

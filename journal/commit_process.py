@@ -42,7 +42,7 @@ from typing import Any, NoReturn
 
 from journal.errors import JournalClosed, JournalFailed, JournalNotWritable
 from journal.storage import OsStorage, join
-from journal.writer import SegmentWriter, _cannot_abort, _trio_lowlevel, exit_process
+from journal.writer import SegmentWriter, Waiters, _cannot_abort, _trio_lowlevel, exit_process
 from journal.writer_child import ACK, CONTROL_ROTATE, MESSAGE_HEADER
 
 _pack_message = MESSAGE_HEADER.pack
@@ -87,7 +87,7 @@ def lock_journal_dir(storage: OsStorage, root: str, wait_s: float = LOCK_WAIT_S)
             time.sleep(0.01)
 
 
-class ProcessCommit:
+class ProcessCommit(Waiters):
     """Same interface as journal.writer.GroupCommit; the writes happen in a child process."""
 
     def __init__(
@@ -230,15 +230,8 @@ class ProcessCommit:
 
     def _release_waiters(self) -> None:
         # With the lock held, after durable_seq moved (or the journal failed).
-        durable = self.durable_seq if self.failed is None else 1 << 62
         if self._waiters:
-            keep = []
-            for seq, gate in self._waiters:
-                if seq <= durable:
-                    gate.release()
-                else:
-                    keep.append((seq, gate))
-            self._waiters = keep
+            self._release_gates()
         if self._async_waiters:
             if threading.get_ident() == self._trio_thread:
                 self._wake_async()
@@ -251,18 +244,6 @@ class ProcessCommit:
     def _wake_async_locked(self) -> None:
         with self._lock:
             self._wake_async()
-
-    def _wake_async(self) -> None:
-        # On the trio thread, lock held.
-        durable = self.durable_seq if self.failed is None else 1 << 62
-        keep = []
-        reschedule = _trio_lowlevel().reschedule
-        for seq, task in self._async_waiters:
-            if seq <= durable:
-                reschedule(task)
-            else:
-                keep.append((seq, task))
-        self._async_waiters = keep
 
     def _hand_over(self) -> None:
         """With the lock held, as a reading thread leaves: another thread still waiting leads
@@ -350,17 +331,6 @@ class ProcessCommit:
         self.wait(self.next_seq - 1)
 
     # -- failure and shutdown ----------------------------------------------------------------
-
-    def _fail(self, exc: BaseException) -> None:
-        # With the lock held. on_fatal runs before any waiter is released: by default it ends
-        # the process, and no caller may see its mutation fail (or succeed) first.
-        if self.failed is not None:
-            return
-        self.failed = exc
-        try:
-            self.on_fatal(exc)
-        finally:
-            self._release_waiters()
 
     def close(self) -> None:
         """Writes what is queued, stops the child and releases the journal directory."""

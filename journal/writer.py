@@ -100,7 +100,59 @@ class SegmentWriter:
             self.handle = None
 
 
-class GroupCommit:
+class Waiters:
+    """What both group-commit writers share: the callers waiting for durability (threads on a
+    private lock each, trio tasks parked on the event loop), and how a failure reaches them."""
+
+    durable_seq: int
+    failed: BaseException | None
+    on_fatal: Callable[[BaseException], None]
+    _waiters: list[tuple[int, Any]]
+    _async_waiters: list[tuple[int, Any]]
+
+    def _covered(self) -> int:
+        # Every waiter is "covered" once the journal failed: it wakes to raise.
+        return self.durable_seq if self.failed is None else 1 << 62
+
+    def _release_gates(self) -> None:
+        # With the lock held: wakes the threads whose entries are durable.
+        durable = self._covered()
+        keep = []
+        for seq, gate in self._waiters:
+            if seq <= durable:
+                gate.release()
+            else:
+                keep.append((seq, gate))
+        self._waiters = keep
+
+    def _wake_async(self) -> None:
+        # On the trio thread: wakes the tasks whose entries are durable.
+        durable = self._covered()
+        keep: list[tuple[int, Any]] = []
+        reschedule = _trio_lowlevel().reschedule
+        for seq, task in self._async_waiters:
+            if seq <= durable:
+                reschedule(task)
+            else:
+                keep.append((seq, task))
+        self._async_waiters = keep
+
+    def _release_waiters(self) -> None:
+        raise NotImplementedError
+
+    def _fail(self, exc: BaseException) -> None:
+        # With the lock held. on_fatal runs before any waiter is released: by default it ends
+        # the process, and no caller may see its mutation fail (or succeed) first.
+        if self.failed is not None:
+            return
+        self.failed = exc
+        try:
+            self.on_fatal(exc)
+        finally:
+            self._release_waiters()
+
+
+class GroupCommit(Waiters):
     """Orders framed records, writes them in batches and tells waiters when they are durable."""
 
     def __init__(
@@ -198,31 +250,9 @@ class GroupCommit:
         if self.durable_seq < seq:
             raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
 
-    def _wake_async(self) -> None:
-        # Runs on the trio thread.
-        waiters = self._async_waiters
-        if not waiters:
-            return
-        durable = self.durable_seq if self.failed is None else 1 << 62
-        keep: list[tuple[int, Any]] = []
-        reschedule = _trio_lowlevel().reschedule
-        for seq, task in waiters:
-            if seq <= durable:
-                reschedule(task)
-            else:
-                keep.append((seq, task))
-        self._async_waiters = keep
-
     def _release_waiters(self) -> None:
         # Called with the lock held, after durable_seq moved (or the journal failed).
-        durable = self.durable_seq if self.failed is None else 1 << 62
-        keep = []
-        for seq, gate in self._waiters:
-            if seq <= durable:
-                gate.release()
-            else:
-                keep.append((seq, gate))
-        self._waiters = keep
+        self._release_gates()
         token = self._trio_token
         if token is not None:
             try:
@@ -265,15 +295,6 @@ class GroupCommit:
             raise JournalFailed(f"journal write failed: {exc}") from exc
         self.fsyncs += 1
         self.durable_seq = last
-
-    def _fail(self, exc: BaseException) -> None:
-        # Called with the lock held. on_fatal runs before any waiter is released: by default it
-        # ends the process, and no caller may see its mutation fail (or succeed) first.
-        self.failed = exc
-        try:
-            self.on_fatal(exc)
-        finally:
-            self._release_waiters()
 
     def _run(self) -> None:
         lock = self._lock

@@ -18,6 +18,8 @@ WRITERS = ("process", "thread")
 class Config:
     journal: JournalOptions = field(default_factory=JournalOptions)
     block_size: int = 4 * 1024 * 1024
+    # Seconds after which a loaded directory of a mount is listed again; -1 never, 0 always.
+    ufs_sync_interval: float = -1.0
 
 
 def _coerce(current: Any, value: Any, key: str) -> Any:
@@ -58,6 +60,8 @@ def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
             setattr(cfg.journal, name, _coerce(getattr(cfg.journal, name), value, key))
         elif not section and name == "block_size":
             cfg.block_size = _coerce(cfg.block_size, value, key)
+        elif section == "ufs" and name == "sync_interval":
+            cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
         else:
             raise InvalidArgument(f"unknown config key {key!r}")
     if cfg.journal.writer not in WRITERS:

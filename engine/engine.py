@@ -9,11 +9,13 @@ from typing import Any
 from engine.config import Config, load_config
 from engine.credentials import CredentialStore
 from engine.errors import ShoalError
+from engine.filesystem import FileSystem
 from engine.home import JOURNAL_DIR, HomeLock, resolve_home
 from engine.mounts import MountTable
 from engine.namespace import Namespace
 from engine.snapshot import fill_checkpoint, load_checkpoint
 from engine.state import State
+from engine.sync import MetadataSync
 from journal.journal import Journal, JournalOptions, StateCodec
 from journal.layout import CheckpointFile
 from journal.storage import OsStorage, Storage
@@ -49,6 +51,8 @@ class Engine:
             raise
         self.ns = Namespace(self.state, self.journal)
         self.mounts = MountTable(self.ns, CredentialStore(getattr(storage, "root", None)))
+        self.sync = MetadataSync(self.ns, self.mounts, self.config.ufs_sync_interval)
+        self.fs = FileSystem(self.ns, self.mounts, self.sync)
         report = self.journal.report
         if report is not None:
             log.info(

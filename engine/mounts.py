@@ -42,6 +42,9 @@ from ufs.errors import (
 )
 from ufs.uri import open_ufs
 
+# Mount options the engine reads itself; the rest go to the connector.
+ENGINE_OPTIONS = frozenset({"sync_interval"})
+
 Opener = Callable[[str, Mapping[str, str], Mapping[str, str] | None], UnderFS]
 
 
@@ -57,6 +60,10 @@ def engine_error(exc: UfsError) -> ShoalError:
         if isinstance(exc, ufs_cls):
             return cls(str(exc))
     return InvalidArgument(str(exc))
+
+
+def _for_connector(options: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in options.items() if k not in ENGINE_OPTIONS}
 
 
 def location(uri: str) -> tuple[str, str, tuple[str, ...]]:
@@ -96,7 +103,7 @@ class MountTable:
         node = ns.lookup(path)
         self._check_target(path, node.id, uri)
         try:
-            ufs = self.opener(uri, dict(public), hidden or None)  # proves it is reachable
+            ufs = self.opener(uri, _for_connector(public), hidden or None)  # reachable?
         except UfsError as exc:
             raise engine_error(exc) from None
         credential = self.credentials.add(hidden) if hidden else None
@@ -195,7 +202,7 @@ class MountTable:
                 f" {self.credentials.path}; unmount and mount it again with its keys"
             )
         try:
-            ufs = self.opener(mount.uri, mount.options, hidden)
+            ufs = self.opener(mount.uri, _for_connector(mount.options), hidden)
         except UfsError as exc:
             raise engine_error(exc) from None
         with self._lock:

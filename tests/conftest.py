@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -13,6 +15,7 @@ if ROOT not in sys.path:
 import pytest  # noqa: E402
 
 from tests.s3server import S3Server, start_s3_server  # noqa: E402
+from tests.ufs.stores import LocalStore, S3Store, Store  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +26,12 @@ def s3_server() -> object:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An empty UFS of each kind that tests can also change directly."""
+    if request.param == "local":
+        yield LocalStore(tmp_path / "ufs")
+    else:
+        yield S3Store(request.getfixturevalue("s3_server"))

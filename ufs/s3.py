@@ -129,7 +129,7 @@ class S3UnderFS(UnderFS):
     # -- keys and errors ---------------------------------------------------------------------
 
     def _key(self, rel: str) -> str:
-        return join(self.prefix, rel)
+        return join(self.prefix, rel) if rel else self.prefix
 
     def _dir_prefix(self, rel: str) -> str:
         key = self._key(rel)

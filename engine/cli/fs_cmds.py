@@ -7,7 +7,9 @@ created owned by the user running the command.
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import sys
 import time
 from typing import Any
 
@@ -56,8 +58,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = cmds.add_parser("ls", parents=[common], help="list a directory like `ls -l`")
     p.add_argument("-R", "--recursive", action="store_true", help="list subdirectories too")
     p.add_argument("--json", action="store_true", help="one JSON object per entry and line")
+    p.add_argument(
+        "--sync", action="store_true", help="list mounted directories from their UFS first"
+    )
     p.add_argument("path", nargs="?", default="/", metavar="PATH")
     p.set_defaults(func=cmd_ls)
+
+    p = cmds.add_parser(
+        "put", parents=[common], help="copy a local file to PATH (below a mount: THROUGH its UFS)"
+    )
+    p.add_argument("local", metavar="LOCAL_FILE", help="a file, or - for standard input")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_put)
+
+    p = cmds.add_parser("cat", parents=[common], help="write a file's bytes to standard output")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_cat)
+
+    p = cmds.add_parser(
+        "sync", parents=[common], help="bring PATH in step with its UFS now (metadata only)"
+    )
+    p.add_argument("-R", "--recursive", action="store_true", help="every directory below too")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_sync)
 
     p = cmds.add_parser("stat", parents=[common], help="show an inode's attributes")
     p.add_argument("--json", action="store_true")
@@ -112,7 +135,10 @@ def cmd_mkdir(args: argparse.Namespace) -> int:
     uid, gid = _ids()
     with open_engine(args) as engine:
         for path in args.paths:
-            engine.ns.mkdir(_abs(path), 0o755, uid, gid, parents=args.parents)
+            if args.parents:
+                engine.fs.makedirs(_abs(path), 0o755, uid, gid)
+            else:
+                engine.fs.mkdir(_abs(path), 0o755, uid, gid)
     return EXIT_OK
 
 
@@ -123,8 +149,11 @@ def cmd_touch(args: argparse.Namespace) -> int:
         for raw in args.paths:
             path = _abs(raw)
             try:
-                ns.lookup(path)
+                engine.sync.lookup(path)
             except NotFound:
+                if engine.fs.mount_of(path) is not None:  # an empty file, written THROUGH
+                    engine.fs.write_file(path, io.BytesIO(b""), 0o644, uid, gid)
+                    continue
                 node = ns.create(path, 0o644, uid, gid)
                 ns.complete(node.id, 0, engine.config.block_size)
             else:
@@ -136,23 +165,22 @@ def cmd_rm(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
         for raw in args.paths:
             path = _abs(raw)
-            if engine.ns.lookup(path).is_dir and not args.recursive:
+            if engine.sync.lookup(path).is_dir and not args.recursive:
                 raise IsADirectory(f"{path} is a directory; use -R to remove it")
-            engine.ns.delete(path, recursive=args.recursive)
+            engine.fs.delete(path, recursive=args.recursive)
     return EXIT_OK
 
 
 def cmd_mv(args: argparse.Namespace) -> int:
     src, dst = _abs(args.src), _abs(args.dst)
     with open_engine(args) as engine:
-        ns = engine.ns
         try:
-            target = ns.lookup(dst)
+            target = engine.sync.lookup(dst)
         except NotFound:
             target = None
-        if target is not None and target.is_dir and ns.lookup(src) is not target:
+        if target is not None and target.is_dir and engine.sync.lookup(src) is not target:
             dst = _join(dst, src.rstrip("/").rsplit("/", 1)[-1])
-        ns.rename(src, dst)
+        engine.fs.rename(src, dst)
     return EXIT_OK
 
 
@@ -171,7 +199,7 @@ def cmd_ln(args: argparse.Namespace) -> int:
 def _walk(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:
     """(path, node) of the directory's entries, depth-first when recursive."""
     out = []
-    for child in engine.ns.listdir(path):
+    for child in engine.sync.listdir(path):
         child_path = _join(path, child.name)
         out.append((child_path, child))
         if recursive and child.is_dir:
@@ -179,10 +207,40 @@ def _walk(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]
     return out
 
 
+def cmd_put(args: argparse.Namespace) -> int:
+    uid, gid = _ids()
+    with open_engine(args) as engine:
+        if args.local == "-":
+            engine.fs.write_file(_abs(args.path), sys.stdin.buffer, 0o644, uid, gid)
+        else:
+            with open(args.local, "rb") as source:
+                engine.fs.write_file(_abs(args.path), source, 0o644, uid, gid)
+    return EXIT_OK
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    chunk = 8 << 20
+    with open_engine(args) as engine:
+        path = _abs(args.path)
+        size = engine.sync.lookup(path).size
+        out = sys.stdout.buffer
+        for offset in range(0, size, chunk):
+            out.write(engine.fs.read(path, offset, chunk))
+        out.flush()
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        changed = engine.sync.sync(_abs(args.path), recursive=args.recursive)
+    print(f"{changed} change(s) journaled")
+    return EXIT_OK
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     path = _abs(args.path)
     with open_engine(args) as engine:
-        node = engine.ns.lookup(path)
+        node = engine.sync.lookup(path, 0.0 if args.sync else None)
         if not node.is_dir:
             if args.json:
                 print(dumps(inode_json(node, path)))
@@ -198,7 +256,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _print_listing(engine: Engine, path: str, recursive: bool, *, header: bool) -> None:
-    children = engine.ns.listdir(path)
+    children = engine.sync.listdir(path)
     if header:
         print(f"{safe(path)}:")
     for line in ls_rows([(c, c.name) for c in children]):
@@ -213,7 +271,7 @@ def _print_listing(engine: Engine, path: str, recursive: bool, *, header: bool) 
 def cmd_stat(args: argparse.Namespace) -> int:
     path = _abs(args.path)
     with open_engine(args) as engine:
-        node = engine.ns.lookup(path)
+        node = engine.sync.lookup(path)
         if args.json:
             print(dumps(inode_stat_json(node, path)))
             return EXIT_OK

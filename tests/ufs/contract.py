@@ -132,6 +132,15 @@ class UnderFSContract:
         assert entries["sub"].path == "top/sub"
         assert [e.name for e in ufs.list("top/made")] == []
 
+    def test_list_the_root(self, ufs: UnderFS) -> None:
+        put(ufs, "top-file", b"1")
+        put(ufs, "top-dir/inner", b"2")
+        assert {(e.name, e.is_dir) for e in ufs.list("")} == {
+            ("top-file", False),
+            ("top-dir", True),
+        }
+        assert {e.path for e in ufs.list("/")} == {"top-file", "top-dir"}
+
     def test_list_of_a_file_is_not_a_directory(self, ufs: UnderFS) -> None:
         put(ufs, "file", b"x")
         with pytest.raises(UfsNotADirectory):

@@ -1,0 +1,222 @@
+"""The file-system facade: namespace operations that reach the mounted stores.
+
+Below a mount, a mutation is carried out on the UFS first and journaled only once the UFS has
+it: a failure (store down, access denied, disk full) leaves the namespace and the journal as
+they were. A crash between the two leaves the UFS one step ahead; the next sync of that
+directory reconciles it. This is the THROUGH write type: data goes to the UFS synchronously and
+is not cached (the block cache adds the others). Outside every mount the operations are the
+namespace's own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from engine.errors import (
+    AlreadyExists,
+    Busy,
+    InvalidArgument,
+    IsADirectory,
+    NotEmpty,
+    NotFound,
+)
+from engine.inode import Inode
+from engine.mounts import MountTable, engine_error
+from engine.names import check_name, parent_and_name
+from engine.namespace import Namespace
+from engine.state import PERSISTED, Mount
+from engine.sync import MetadataSync
+from journal import entries as E
+from ufs.base import UnderFS
+from ufs.base import join as ufs_join
+from ufs.errors import UfsError, UfsNotFound
+
+
+class FileSystem:
+    def __init__(self, ns: Namespace, mounts: MountTable, sync: MetadataSync) -> None:
+        self.ns = ns
+        self.mounts = mounts
+        self.sync = sync
+
+    def _target(self, path: str) -> tuple[Inode, str, tuple[Mount, UnderFS, str] | None]:
+        """(parent directory, name, (mount, connector, UFS path) if below a mount)."""
+        parents, name = parent_and_name(path)
+        check_name(name)
+        parent = self.sync.lookup("/" + "/".join(parents))
+        if parent.children is None:
+            raise InvalidArgument(f"{'/' + '/'.join(parents)} is not a directory")
+        where = self.sync._mount_of(parent)
+        if where is None:
+            return parent, name, None
+        mount, rel = where
+        self.ns._writable(parent)  # a read-only mount refuses before the UFS is touched
+        return parent, name, (mount, self.mounts.connector(mount), ufs_join(rel, name))
+
+    def mount_of(self, path: str) -> Mount | None:
+        """The mount that ``path`` (existing or not) would be stored in, if any."""
+        parents, _name = parent_and_name(path)
+        where = self.sync._mount_of(self.sync.lookup("/" + "/".join(parents)))
+        return where[0] if where else None
+
+    # -- directories -------------------------------------------------------------------------
+
+    def mkdir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Inode:
+        parent, name, ufs = self._target(path)
+        if name in parent.children:  # type: ignore[operator]
+            raise AlreadyExists(f"{path} already exists")
+        if ufs is not None:
+            _mount, connector, rel = ufs
+            with _ufs_errors():
+                connector.mkdir(rel)
+        return self.ns.mkdir_in(parent.id, name, mode, uid, gid)
+
+    def makedirs(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Inode:
+        """mkdir -p: every missing level, each through its UFS if below a mount."""
+        node = self.ns.tree.root
+        built = ""
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        for part in parts:
+            check_name(part)  # all first: a bad last name must not leave half the levels made
+        for part in parts:
+            built += "/" + part
+            try:
+                node = self.sync.lookup(built)
+            except NotFound:
+                node = self.mkdir(built, mode, uid, gid)
+        return node
+
+    # -- file content ------------------------------------------------------------------------
+
+    def write_file(
+        self, path: str, source: BinaryIO, mode: int = 0o644, uid: int = 0, gid: int = 0
+    ) -> Inode:
+        """Creates or replaces ``path`` with ``source``'s bytes, written THROUGH to its UFS;
+        returns once the UFS holds them and the namespace says so durably."""
+        parent, name, ufs = self._target(path)
+        if ufs is None:
+            raise InvalidArgument(
+                f"{path} is not below a mount: file data needs a UFS until the block cache lands"
+            )
+        existing = parent.children.get(name)  # type: ignore[union-attr]
+        if existing is not None and existing.children is not None:
+            raise IsADirectory(f"{path} is a directory")
+        _mount, connector, rel = ufs
+        with _ufs_errors():
+            status = connector.write(rel, source)
+        ns = self.ns
+        now = time.time_ns()
+        with ns.lock:
+            node = parent.children.get(name)  # type: ignore[union-attr]
+            if node is None:
+                ns._commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                node = parent.children[name]  # type: ignore[index]
+            entry = E.UfsFingerprint(node.id, status.fingerprint, status.size, now, now)
+            seq = ns._commit(entry)
+        ns._durable(seq)
+        return node
+
+    def read(self, path: str, offset: int, length: int) -> bytes:
+        """Bytes of a file as its UFS holds them (the block cache will serve hits first)."""
+        node = self.sync.lookup(path)
+        if node.children is not None:
+            raise IsADirectory(f"{path} is a directory")
+        where = self.sync._mount_of(node)
+        if where is None or not node.flags & PERSISTED:
+            raise InvalidArgument(f"{path} has no copy in a UFS to read from")
+        mount, rel = where
+        with _ufs_errors():
+            return self.mounts.connector(mount).read(rel, offset, length)
+
+    # -- removal and renaming ----------------------------------------------------------------
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        parent, name, ufs = self._target(path)
+        node = parent.children.get(name)  # type: ignore[union-attr]
+        if node is None:
+            raise NotFound(f"{path} does not exist")
+        if ufs is not None:
+            if node.children and not recursive:
+                raise NotEmpty(f"{path} is a directory that is not empty")
+            if self.ns._holds_mount(node):
+                raise Busy(f"{path} is or contains a mount point; unmount it first")
+            _mount, connector, rel = ufs
+            with _ufs_errors():
+                _remove_tree(connector, node, rel)
+        self.ns.delete(path, recursive=recursive)
+
+    def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
+        src_parent, src_name, src_ufs = self._target(src)
+        dst_parent, dst_name, dst_ufs = self._target(dst)
+        node = src_parent.children.get(src_name)  # type: ignore[union-attr]
+        if node is None:
+            raise NotFound(f"{src} does not exist")
+        if src_ufs is None and dst_ufs is None:
+            self.ns.rename(src, dst, noreplace=noreplace)
+            return
+        if src_ufs is None or dst_ufs is None or src_ufs[0].id != dst_ufs[0].id:
+            raise InvalidArgument(f"{src} and {dst} are on different stores: copy, then delete")
+        existing = dst_parent.children.get(dst_name)  # type: ignore[union-attr]
+        if existing is not None and noreplace:
+            raise AlreadyExists(f"{dst} already exists")
+        if node.id in self.ns.state.mounts or (existing and existing.id in self.ns.state.mounts):
+            raise Busy(f"{src} or {dst} is a mount point")
+        _mount, connector, a = src_ufs
+        b = dst_ufs[2]
+        with _ufs_errors():
+            if node.children is None:
+                if node.flags & PERSISTED:
+                    connector.rename(a, b)
+            else:
+                if existing is not None and existing.children:
+                    raise NotEmpty(f"{dst} is a directory that is not empty")
+                _move_tree(connector, node, a, b)
+        self.ns.rename(src, dst, noreplace=noreplace)
+
+
+class _ufs_errors:  # noqa: N801 - used as a `with` statement, like contextlib's helpers
+    """Turns a connector's error into the engine's, so callers see one hierarchy."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, UfsError):
+            raise engine_error(exc) from None
+
+
+def _walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
+    """(node, UFS path) of a subtree, children before their directory."""
+    for name, child in sorted((node.children or {}).items()):
+        yield from _walk(child, ufs_join(rel, name))
+    yield node, rel
+
+
+def _remove_tree(ufs: UnderFS, node: Inode, rel: str) -> None:
+    for item, path in _walk(node, rel):
+        try:
+            if item.children is not None:
+                ufs.rmdir(path)
+            elif item.flags & PERSISTED:
+                ufs.delete(path)
+        except UfsNotFound:
+            pass  # already gone from the UFS: the goal is reached
+
+
+def _move_tree(ufs: UnderFS, node: Inode, src: str, dst: str) -> None:
+    """A directory rename on the UFS: directories made, files renamed one by one, then the old
+    directories removed (object stores have no directory rename)."""
+    ufs.mkdir(dst)
+    for item, path in _walk(node, src):
+        target = dst + path[len(src) :]
+        if item.children is not None:
+            ufs.mkdir(target)
+        elif item.flags & PERSISTED:
+            ufs.rename(path, target)
+    for item, path in _walk(node, src):
+        if item.children is not None:
+            try:
+                ufs.rmdir(path)
+            except UfsNotFound:
+                pass

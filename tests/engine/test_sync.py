@@ -1,0 +1,99 @@
+"""The namespace follows changes made directly in a mounted UFS (a local directory, and S3 on
+moto's server over HTTP): new objects appear, deleted ones leave, a modified one gets a new
+content version whose stale cached blocks are dropped; all of it journaled and replayed."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+
+from shoal_cli import shoal  # noqa: E402
+
+from engine.engine import Engine  # noqa: E402
+from engine.snapshot import digest  # noqa: E402
+from journal import entries as E  # noqa: E402
+from tests.ufs.stores import Store  # noqa: E402
+
+
+def names(engine: Engine, path: str, interval: float | None = None) -> dict[str, int]:
+    return {n.name: n.size for n in engine.sync.listdir(path, interval)}
+
+
+def test_the_namespace_follows_the_ufs(store: Store, tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    store.put("train/a.bin", b"A" * 10)
+    store.put("train/b.bin", b"B" * 20)
+    store.put("val/c.bin", b"C" * 30)
+    engine = Engine.open_home(home)
+    try:
+        engine.ns.mkdir("/data")
+        engine.mounts.mount("/data", store.uri, store.options)
+        assert names(engine, "/data") == {"train": 0, "val": 0}
+        assert names(engine, "/data/train") == {"a.bin": 10, "b.bin": 20}  # loaded lazily
+        b = engine.sync.lookup("/data/train/b.bin")
+        old_version, old_fingerprint = b.version, b.ext.fingerprint  # type: ignore[union-attr]
+        # Two blocks of b.bin are cached (what the block cache journals when it caches them).
+        with engine.ns.lock:
+            for idx in (0, 1):
+                engine.ns._commit(E.BlockCached(b.id, b.version, idx, "MEM", 10, 123, 1))
+        assert len(engine.state.blocks[b.id]) == 2
+        engine.ns.create("/data/train/only-in-shoal")  # not persisted: a sync must keep it
+
+        store.delete("train/a.bin")
+        store.put("train/b.bin", b"b" * 20)  # same size, new content
+        store.put("train/d.bin", b"D" * 40)
+        # The default interval is -1: a loaded listing is not listed again by itself...
+        assert names(engine, "/data/train") == {"a.bin": 10, "b.bin": 20, "only-in-shoal": 0}
+        # ...until a sync.
+        assert engine.sync.sync("/data", recursive=True) >= 3
+        assert names(engine, "/data/train") == {"b.bin": 20, "d.bin": 40, "only-in-shoal": 0}
+        b = engine.sync.lookup("/data/train/b.bin")
+        assert b.ext is not None and b.ext.fingerprint != old_fingerprint
+        assert b.version == old_version + 1  # blocks keyed by the old version can never match
+        assert b.id not in engine.state.blocks  # the stale cached blocks are gone
+        live = digest(engine.state)
+    finally:
+        engine.close(checkpoint=False)
+    engine = Engine.open_home(home)  # everything above came from the journal
+    try:
+        assert digest(engine.state) == live
+    finally:
+        engine.close()
+
+    # A command can ask for a fresh listing; a file deleted in the UFS leaves on that sync.
+    store.delete("val/c.bin")
+    store.put("val/e.bin", b"E")
+    out = shoal("fs", "ls", "--sync", "/data/val", home=home).stdout
+    assert "e.bin" in out and "c.bin" not in out
+
+
+def test_a_per_mount_interval_of_zero_lists_on_every_access(store: Store, tmp_path: Path) -> None:
+    store.put("x", b"1")
+    engine = Engine.open_home(str(tmp_path / "home"))
+    try:
+        engine.ns.mkdir("/live")
+        engine.mounts.mount("/live", store.uri, {**store.options, "sync_interval": "0"})
+        assert names(engine, "/live") == {"x": 1}
+        store.put("y", b"22")
+        assert names(engine, "/live") == {"x": 1, "y": 2}
+        assert engine.state.mounts[engine.ns.lookup("/live").id].options["sync_interval"] == "0"
+    finally:
+        engine.close()
+
+
+def test_a_large_directory_loads_in_batches(tmp_path: Path) -> None:
+    root = tmp_path / "ufs"
+    (root / "big").mkdir(parents=True)
+    for i in range(5000):
+        (root / "big" / f"f{i:05d}").write_bytes(b"")
+    engine = Engine.open_home(str(tmp_path / "home"))
+    try:
+        engine.ns.mkdir("/m")
+        engine.mounts.mount("/m", str(root))
+        assert len(engine.sync.listdir("/m/big")) == 5000
+        assert os.path.exists(tmp_path / "home" / "journal")
+    finally:
+        engine.close()

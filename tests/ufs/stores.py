@@ -1,0 +1,73 @@
+"""UFS stores for engine tests, each with a way to change it behind Shoal's back: a local
+directory, and a bucket prefix on moto's S3 server over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+
+
+class Store(Protocol):
+    uri: str
+    options: dict[str, str]
+
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def keys(self) -> set[str]: ...
+    def delete(self, key: str) -> None: ...
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        root.mkdir()
+        self.root, self.uri, self.options = root, str(root), {}
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def get(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def keys(self) -> set[str]:
+        """Files and directories, as relative paths (directories end with /)."""
+        out = set()
+        for path in self.root.rglob("*"):
+            rel = str(path.relative_to(self.root))
+            out.add(rel + "/" if path.is_dir() else rel)
+        return out
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink()
+
+
+class S3Store:
+    def __init__(self, server: S3Server) -> None:
+        self.bucket = f"sync-{uuid.uuid4().hex[:10]}"
+        self.client = s3_client(server.endpoint)
+        self.client.create_bucket(Bucket=self.bucket)
+        self.uri = f"s3://{self.bucket}/ds"
+        self.options = {
+            "endpoint": server.endpoint, "path_style": "true", "region": "us-east-1",
+            "access_key": ACCESS_KEY, "secret_key": SECRET_KEY,
+        }  # fmt: skip
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=f"ds/{key}", Body=data)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=f"ds/{key}")["Body"].read()
+
+    def keys(self) -> set[str]:
+        """Object keys below the prefix (directory markers end with /)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix="ds/"
+        )
+        return {o["Key"][3:] for page in pages for o in page.get("Contents", ())}
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=f"ds/{key}")

@@ -23,7 +23,7 @@ from engine.errors import (
     NotFound,
 )
 from engine.inode import Inode
-from engine.mounts import MountTable, engine_error
+from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, parent_and_name
 from engine.namespace import Namespace
 from engine.state import PERSISTED, Mount
@@ -31,7 +31,7 @@ from engine.sync import MetadataSync
 from journal import entries as E
 from ufs.base import UnderFS
 from ufs.base import join as ufs_join
-from ufs.errors import UfsError, UfsNotFound
+from ufs.errors import UfsNotFound
 
 
 class FileSystem:
@@ -47,7 +47,7 @@ class FileSystem:
         parent = self.sync.lookup("/" + "/".join(parents))
         if parent.children is None:
             raise InvalidArgument(f"{'/' + '/'.join(parents)} is not a directory")
-        where = self.sync._mount_of(parent)
+        where = self.sync.mount_of(parent)
         if where is None:
             return parent, name, None
         mount, rel = where
@@ -57,7 +57,7 @@ class FileSystem:
     def mount_of(self, path: str) -> Mount | None:
         """The mount that ``path`` (existing or not) would be stored in, if any."""
         parents, _name = parent_and_name(path)
-        where = self.sync._mount_of(self.sync.lookup("/" + "/".join(parents)))
+        where = self.sync.mount_of(self.sync.lookup("/" + "/".join(parents)))
         return where[0] if where else None
 
     # -- directories -------------------------------------------------------------------------
@@ -68,7 +68,7 @@ class FileSystem:
             raise AlreadyExists(f"{path} already exists")
         if ufs is not None:
             _mount, connector, rel = ufs
-            with _ufs_errors():
+            with ufs_errors():
                 connector.mkdir(rel)
         return self.ns.mkdir_in(parent.id, name, mode, uid, gid)
 
@@ -103,7 +103,7 @@ class FileSystem:
         if existing is not None and existing.children is not None:
             raise IsADirectory(f"{path} is a directory")
         _mount, connector, rel = ufs
-        with _ufs_errors():
+        with ufs_errors():
             status = connector.write(rel, source)
         ns = self.ns
         now = time.time_ns()
@@ -122,11 +122,11 @@ class FileSystem:
         node = self.sync.lookup(path)
         if node.children is not None:
             raise IsADirectory(f"{path} is a directory")
-        where = self.sync._mount_of(node)
+        where = self.sync.mount_of(node)
         if where is None or not node.flags & PERSISTED:
             raise InvalidArgument(f"{path} has no copy in a UFS to read from")
         mount, rel = where
-        with _ufs_errors():
+        with ufs_errors():
             return self.mounts.connector(mount).read(rel, offset, length)
 
     # -- removal and renaming ----------------------------------------------------------------
@@ -142,7 +142,7 @@ class FileSystem:
             if self.ns._holds_mount(node):
                 raise Busy(f"{path} is or contains a mount point; unmount it first")
             _mount, connector, rel = ufs
-            with _ufs_errors():
+            with ufs_errors():
                 _remove_tree(connector, node, rel)
         self.ns.delete(path, recursive=recursive)
 
@@ -164,7 +164,7 @@ class FileSystem:
             raise Busy(f"{src} or {dst} is a mount point")
         _mount, connector, a = src_ufs
         b = dst_ufs[2]
-        with _ufs_errors():
+        with ufs_errors():
             if node.children is None:
                 if node.flags & PERSISTED:
                     connector.rename(a, b)
@@ -173,17 +173,6 @@ class FileSystem:
                     raise NotEmpty(f"{dst} is a directory that is not empty")
                 _move_tree(connector, node, a, b)
         self.ns.rename(src, dst, noreplace=noreplace)
-
-
-class _ufs_errors:  # noqa: N801 - used as a `with` statement, like contextlib's helpers
-    """Turns a connector's error into the engine's, so callers see one hierarchy."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, UfsError):
-            raise engine_error(exc) from None
 
 
 def _walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
 from engine.credentials import CredentialStore, split_secrets
@@ -62,6 +63,15 @@ def engine_error(exc: UfsError) -> ShoalError:
     return InvalidArgument(str(exc))
 
 
+@contextmanager
+def ufs_errors() -> Iterator[None]:
+    """Turns a connector's error into the engine's, so callers see one hierarchy."""
+    try:
+        yield
+    except UfsError as exc:
+        raise engine_error(exc) from None
+
+
 def _for_connector(options: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in options.items() if k not in ENGINE_OPTIONS}
 
@@ -102,10 +112,8 @@ class MountTable:
         ns = self.ns
         node = ns.lookup(path)
         self._check_target(path, node.id, uri)
-        try:
+        with ufs_errors():
             ufs = self.opener(uri, _for_connector(public), hidden or None)  # reachable?
-        except UfsError as exc:
-            raise engine_error(exc) from None
         credential = self.credentials.add(hidden) if hidden else None
         try:
             with ns.lock:
@@ -201,10 +209,8 @@ class MountTable:
                 f"the credentials of {mount.uri} ({mount.credential}) are missing from"
                 f" {self.credentials.path}; unmount and mount it again with its keys"
             )
-        try:
+        with ufs_errors():
             ufs = self.opener(mount.uri, _for_connector(mount.options), hidden)
-        except UfsError as exc:
-            raise engine_error(exc) from None
         with self._lock:
             return self._connectors.setdefault(mount.id, ufs)
 

@@ -21,21 +21,23 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from engine.errors import InvalidArgument, InvalidName, NotFound
 from engine.inode import Inode
-from engine.mounts import MountTable, engine_error
+from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
 from engine.state import PERSISTED, Mount
 from journal import entries as E
 from ufs.base import UfsStatus
 from ufs.base import join as ufs_join
-from ufs.errors import UfsError, UfsNotFound
+from ufs.errors import UfsNotFound
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000  # UFS entries applied per hold of the namespace lock
+PARALLEL_LISTINGS = 8  # directories listed at once by a recursive sync
 NEVER = -1.0
 
 
@@ -51,7 +53,7 @@ class MetadataSync:
 
     # -- where a node lives ------------------------------------------------------------------
 
-    def _mount_of(self, node: Inode) -> tuple[Mount, str] | None:
+    def mount_of(self, node: Inode) -> tuple[Mount, str] | None:
         """The mount holding ``node`` and its path relative to that UFS's root."""
         mounts, tree = self.ns.state.mounts, self.ns.tree
         names: list[str] = []
@@ -109,7 +111,7 @@ class MetadataSync:
         return self.ns.listdir(self.ns.path_of(node))
 
     def _refresh(self, node: Inode, override: float | None) -> None:
-        where = self._mount_of(node)
+        where = self.mount_of(node)
         if where is None:
             return
         mount, rel = where
@@ -122,38 +124,54 @@ class MetadataSync:
         """Brings ``path`` (a directory: its listing; with ``recursive``, every directory
         below too) in step with its UFS now; returns how many entries that took."""
         node = self.lookup(path)
-        where = self._mount_of(node)
+        where = self.mount_of(node)
         if where is None:
             raise InvalidArgument(f"{path} is not inside a mount")
         mount, rel = where
         if node.children is None:
             return self._sync_file(node, mount, rel)
+        if not recursive:
+            return self._sync_dir(node, mount, rel)
+        # Directories are listed in parallel (a LIST costs a round trip on an object store);
+        # each one's subdirectories are queued as soon as it is done.
         count = 0
-        stack = [(node, rel)]
-        while stack:
-            folder, folder_rel = stack.pop()
-            count += self._sync_dir(folder, mount, folder_rel)
-            if recursive and folder.children:
-                for child in list(folder.children.values()):
-                    if child.children is not None and child.id not in self.ns.state.mounts:
-                        stack.append((child, ufs_join(folder_rel, child.name)))
+        with ThreadPoolExecutor(PARALLEL_LISTINGS, thread_name_prefix="ufs-sync") as pool:
+            pending = {pool.submit(self._sync_subtree_level, node, rel)}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    changed, subdirs = future.result()
+                    count += changed
+                    for child, child_rel in subdirs:
+                        pending.add(pool.submit(self._sync_subtree_level, child, child_rel))
         return count
+
+    def _sync_subtree_level(self, node: Inode, rel: str) -> tuple[int, list[tuple[Inode, str]]]:
+        where = self.mount_of(node)
+        assert where is not None
+        changed = self._sync_dir(node, where[0], rel)
+        with self.ns.lock:
+            subdirs = [
+                (child, ufs_join(rel, name))
+                for name, child in sorted((node.children or {}).items())
+                if child.children is not None and child.id not in self.ns.state.mounts
+            ]
+        return changed, subdirs
 
     def _sync_file(self, node: Inode, mount: Mount, rel: str) -> int:
         ufs = self.mounts.connector(mount)
-        try:
-            status = ufs.stat(rel)
-        except UfsNotFound:
-            return self._commit_all([self._removal(node)] if self._removable(node) else [])
-        except UfsError as exc:
-            raise engine_error(exc) from None
+        with ufs_errors():
+            try:
+                status = ufs.stat(rel)
+            except UfsNotFound:  # only this: a missing bucket must not empty the namespace
+                return self._commit_all([self._removal(node)] if self._removable(node) else [])
         return self._commit_all(self._changes(node.id, node, status))
 
     def _sync_dir(self, node: Inode, mount: Mount, rel: str) -> int:
         ufs = self.mounts.connector(mount)
         seen: set[str] = set()
         count = 0
-        try:
+        with ufs_errors():
             stream: Iterator[UfsStatus] = ufs.list(rel)
             batch: list[UfsStatus] = []
             for status in stream:
@@ -162,8 +180,6 @@ class MetadataSync:
                     count += self._apply_batch(node, batch, seen)
                     batch = []
             count += self._apply_batch(node, batch, seen)
-        except UfsError as exc:
-            raise engine_error(exc) from None
         ns = self.ns
         seq = 0
         with ns.lock:  # decided and journaled in one hold: nothing can slip in between

@@ -54,6 +54,7 @@ def test_the_namespace_follows_the_ufs(store: Store, tmp_path: Path) -> None:
         assert b.ext is not None and b.ext.fingerprint != old_fingerprint
         assert b.version == old_version + 1  # blocks keyed by the old version can never match
         assert b.id not in engine.state.blocks  # the stale cached blocks are gone
+        assert engine.fs.read("/data/train/b.bin", 0, 100) == b"b" * 20  # the new bytes
         live = digest(engine.state)
     finally:
         engine.close(checkpoint=False)
@@ -80,6 +81,27 @@ def test_a_per_mount_interval_of_zero_lists_on_every_access(store: Store, tmp_pa
         store.put("y", b"22")
         assert names(engine, "/live") == {"x": 1, "y": 2}
         assert engine.state.mounts[engine.ns.lookup("/live").id].options["sync_interval"] == "0"
+    finally:
+        engine.close()
+
+
+def test_a_recursive_sync_of_many_directories_and_a_root_mount(tmp_path: Path) -> None:
+    root = tmp_path / "ufs"
+    for d in range(30):
+        for f in range(20):
+            path = root / f"class{d:02d}" / f"img{f:02d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x" * f)
+    home = str(tmp_path / "home")
+    shoal("fs", "mount", "/", str(root), home=home)  # the whole namespace is the store
+    out = shoal("fs", "sync", "-R", "/", home=home).stdout
+    # Looking up / loaded its 30 directories; the sync then added 600 files, 2 entries each.
+    assert out.startswith("1200 change(s)")
+    engine = Engine.open_home(home)
+    try:
+        assert len(engine.ns.listdir("/")) == 30
+        assert sum(len(engine.ns.listdir(f"/class{d:02d}")) for d in range(30)) == 600
+        assert engine.ns.lookup("/class07/img13.jpg").size == 13
     finally:
         engine.close()
 

@@ -14,7 +14,7 @@ import pytest
 from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 from tests.ufs.contract import MiB, PatternStream, UnderFSContract
 from ufs.base import UnderFS
-from ufs.errors import UfsBucketMissing, UfsNotFound
+from ufs.errors import UfsNotFound
 from ufs.s3 import S3Options, S3UnderFS
 from ufs.uri import open_ufs
 
@@ -98,15 +98,6 @@ def test_a_large_write_goes_multipart(s3_server: S3Server) -> None:
     assert status.fingerprint.endswith("-3")  # an ETag of a 3-part upload: "<md5>-3"
     small = ufs.write("single", io.BytesIO(b"x" * 1000))
     assert "-" not in small.fingerprint.split("-", 1)[1]
-
-
-def test_a_missing_bucket_is_named(s3_server: S3Server) -> None:
-    with pytest.raises(UfsBucketMissing, match="no-such-bucket-here.*does not exist"):
-        open_ufs(
-            "s3://no-such-bucket-here/x",
-            {"endpoint": s3_server.endpoint, "path_style": "true", "region": "us-east-1"},
-            CREDS,
-        )
 
 
 def test_uri_and_options(s3_server: S3Server) -> None:

@@ -19,6 +19,7 @@ from engine.errors import (
     Busy,
     InvalidArgument,
     IsADirectory,
+    NotADirectory,
     NotEmpty,
     NotFound,
 )
@@ -46,7 +47,7 @@ class FileSystem:
         check_name(name)
         parent = self.sync.lookup("/" + "/".join(parents))
         if parent.children is None:
-            raise InvalidArgument(f"{'/' + '/'.join(parents)} is not a directory")
+            raise NotADirectory(f"{'/' + '/'.join(parents)} is not a directory")
         where = self.sync.mount_of(parent)
         if where is None:
             return parent, name, None

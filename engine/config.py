@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import InvalidArgument
+from engine.tiers import TierSpec
 from journal.journal import JournalOptions
 
 WRITERS = ("process", "thread")
@@ -20,6 +22,52 @@ class Config:
     block_size: int = 4 * 1024 * 1024
     # Seconds after which a loaded directory of a mount is listed again; -1 never, 0 always.
     ufs_sync_interval: float = -1.0
+    # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
+    cache_tiers: list[TierSpec] | None = None
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+          "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}  # fmt: skip
+
+
+def parse_size(value: Any, key: str) -> int:
+    """Bytes from 123, "123", "64MiB", "1.5GiB"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower().replace(" ", "")
+    number = text.rstrip("kmgtib")
+    unit = text[len(number) :]
+    try:
+        return int(float(number) * _UNITS[unit])
+    except (KeyError, ValueError):
+        raise InvalidArgument(f"config key {key}: {value!r} is not a size (e.g. 512MiB)") from None
+
+
+def default_tiers(home: str) -> list[TierSpec]:
+    """MEM on /dev/shm (1 GiB) when there is one, then SSD in the home (16 GiB)."""
+    tiers = []
+    if os.path.isdir("/dev/shm"):
+        tag = hashlib.sha1(os.path.abspath(home).encode()).hexdigest()[:12]
+        tiers.append(TierSpec("MEM", [f"/dev/shm/shoal-{tag}"], 1 << 30, sync=False))
+    tiers.append(TierSpec("SSD", [os.path.join(home, "cache")], 16 << 30, sync=True))
+    return tiers
+
+
+def _tiers(value: Any, key: str) -> list[TierSpec]:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise InvalidArgument(f"config key {key}: write each tier as a [[cache.tiers]] table")
+    out = []
+    for i, t in enumerate(value):
+        unknown = set(t) - {"name", "paths", "quota", "sync"}
+        if unknown or "name" not in t or "paths" not in t or "quota" not in t:
+            raise InvalidArgument(
+                f"config key {key}[{i}]: a tier has name, paths, quota (and sync);"
+                f" got {', '.join(sorted(t))}"
+            )
+        paths = [t["paths"]] if isinstance(t["paths"], str) else list(t["paths"])
+        quota = parse_size(t["quota"], f"{key}[{i}].quota")
+        out.append(TierSpec(str(t["name"]), paths, quota, bool(t.get("sync", t["name"] != "MEM"))))
+    return out
 
 
 def _coerce(current: Any, value: Any, key: str) -> Any:
@@ -60,6 +108,8 @@ def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
             setattr(cfg.journal, name, _coerce(getattr(cfg.journal, name), value, key))
         elif not section and name == "block_size":
             cfg.block_size = _coerce(cfg.block_size, value, key)
+        elif section == "cache" and name == "tiers":
+            cfg.cache_tiers = _tiers(value, key)
         elif section == "ufs" and name == "sync_interval":
             cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
         else:

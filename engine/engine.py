@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.config import Config, load_config
+from engine.blockcache import BlockCache
+from engine.config import Config, default_tiers, load_config
 from engine.credentials import CredentialStore
 from engine.errors import ShoalError
 from engine.filesystem import FileSystem
@@ -16,6 +17,7 @@ from engine.namespace import Namespace
 from engine.snapshot import fill_checkpoint, load_checkpoint
 from engine.state import State
 from engine.sync import MetadataSync
+from engine.tiers import TierStore
 from journal.journal import Journal, JournalOptions, StateCodec
 from journal.layout import CheckpointFile
 from journal.storage import OsStorage, Storage
@@ -35,7 +37,10 @@ class Engine:
         config: Config | None = None,
         lock: HomeLock | None = None,
         on_fatal: Callable[[BaseException], None] = exit_process,
+        reconcile: bool = True,
     ) -> None:
+        """``reconcile``: bring the block map and the tier directories in step at start (off
+        for read-only inspection: fsck without --repair, replay)."""
         self.config = config or Config(journal=options)
         self.storage = storage
         self._lock = lock
@@ -51,8 +56,20 @@ class Engine:
             raise
         self.ns = Namespace(self.state, self.journal)
         self.mounts = MountTable(self.ns, CredentialStore(getattr(storage, "root", None)))
-        self.sync = MetadataSync(self.ns, self.mounts, self.config.ufs_sync_interval)
-        self.fs = FileSystem(self.ns, self.mounts, self.sync)
+        cfg = self.config
+        self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
+        home = getattr(storage, "root", None)
+        self.cache: BlockCache | None = None
+        if home is not None:
+            specs = cfg.cache_tiers if cfg.cache_tiers is not None else default_tiers(home)
+            self.cache = BlockCache(self.ns, [TierStore(spec) for spec in specs])
+            fixed = self.cache.reconcile(repair=reconcile)
+            if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):
+                log.warning(
+                    "block cache reconciled: %d orphan files removed, %d blocks dropped",
+                    fixed.orphans_removed, fixed.blocks_dropped,
+                )  # fmt: skip
+        self.fs = FileSystem(self.ns, self.mounts, self.sync, self.cache)
         report = self.journal.report
         if report is not None:
             log.info(
@@ -63,7 +80,9 @@ class Engine:
             )
 
     @classmethod
-    def open_home(cls, home: str | None, overrides: dict[str, Any] | None = None) -> Engine:
+    def open_home(
+        cls, home: str | None, overrides: dict[str, Any] | None = None, *, reconcile: bool = True
+    ) -> Engine:
         path = resolve_home(home)
         lock = HomeLock(path)
         lock.acquire()
@@ -72,7 +91,7 @@ class Engine:
         except ShoalError:
             lock.release()
             raise
-        return cls(OsStorage(path), config.journal, config=config, lock=lock)
+        return cls(OsStorage(path), config.journal, config=config, lock=lock, reconcile=reconcile)
 
     def checkpoint(self) -> CheckpointFile:
         ckpt = self.ns.checkpoint()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from engine.blockcache import BlockCache
 from engine.errors import (
     AlreadyExists,
     Busy,
@@ -27,7 +28,7 @@ from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, parent_and_name
 from engine.namespace import Namespace
-from engine.state import PERSISTED, Mount
+from engine.state import PERSISTED, Mount, block_size_of
 from engine.sync import MetadataSync
 from journal import entries as E
 from ufs.base import UnderFS
@@ -36,10 +37,13 @@ from ufs.errors import UfsNotFound
 
 
 class FileSystem:
-    def __init__(self, ns: Namespace, mounts: MountTable, sync: MetadataSync) -> None:
+    def __init__(
+        self, ns: Namespace, mounts: MountTable, sync: MetadataSync, cache: BlockCache | None
+    ) -> None:
         self.ns = ns
         self.mounts = mounts
         self.sync = sync
+        self.cache = cache
 
     def _target(self, path: str) -> tuple[Inode, str, tuple[Mount, UnderFS, str] | None]:
         """(parent directory, name, (mount, connector, UFS path) if below a mount)."""
@@ -113,22 +117,42 @@ class FileSystem:
             if node is None:
                 ns._commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
                 node = parent.children[name]  # type: ignore[index]
-            entry = E.UfsFingerprint(node.id, status.fingerprint, status.size, now, now)
+            entry = E.UfsFingerprint(
+                node.id, status.fingerprint, status.size, now, now, self.sync.block_size
+            )
             seq = ns._commit(entry)
         ns._durable(seq)
         return node
 
     def read(self, path: str, offset: int, length: int) -> bytes:
-        """Bytes of a file as its UFS holds them (the block cache will serve hits first)."""
+        """Bytes of a file: cached blocks from their tier, the others from the UFS by ranged
+        reads of whole blocks, which are cached as they pass (only the blocks touched)."""
         node = self.sync.lookup(path)
         if node.children is not None:
             raise IsADirectory(f"{path} is a directory")
         where = self.sync.mount_of(node)
         if where is None or not node.flags & PERSISTED:
             raise InvalidArgument(f"{path} has no copy in a UFS to read from")
+        end = min(offset + length, node.size)
+        if offset >= end:
+            return b""
         mount, rel = where
-        with ufs_errors():
-            return self.mounts.connector(mount).read(rel, offset, length)
+        connector = self.mounts.connector(mount)
+        bs = block_size_of(node) or self.sync.block_size
+        parts = []
+        for idx in range(offset // bs, (end - 1) // bs + 1):
+            start = idx * bs
+
+            def fetch(start: int = start) -> bytes:
+                with ufs_errors():
+                    return connector.read(rel, start, bs)
+
+            if self.cache is None:
+                block = fetch()
+            else:
+                block = self.cache.get((node.id, node.version, idx), fetch)
+            parts.append(block[max(0, offset - start) : end - start])
+        return b"".join(parts)
 
     # -- removal and renaming ----------------------------------------------------------------
 

@@ -288,7 +288,12 @@ class State:
         ext.fingerprint = e.fingerprint
         node.size = e.size
         node.mtime = e.mtime
-        node.flags = shared_int(node.flags | PERSISTED | COMPLETE)
+        flags = node.flags | PERSISTED | COMPLETE
+        if e.block_size and not flags >> BLOCK_SHIFT_BITS:
+            # Blocks are cut at this size from now on: a later change of the configured block
+            # size must not shift what a cached block index means.
+            flags |= encode_block_size(e.block_size)
+        node.flags = shared_int(flags)
 
     # -- block cache and persistence ---------------------------------------------------------
 

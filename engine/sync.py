@@ -42,8 +42,11 @@ NEVER = -1.0
 
 
 class MetadataSync:
-    def __init__(self, ns: Namespace, mounts: MountTable, interval_s: float = NEVER) -> None:
+    def __init__(
+        self, ns: Namespace, mounts: MountTable, interval_s: float = NEVER, block_size: int = 0
+    ) -> None:
         self.ns = ns
+        self.block_size = block_size
         self.mounts = mounts
         self.interval_s = interval_s
         # (directory id, mount time) -> monotonic time of its last load: a directory mounted
@@ -244,7 +247,8 @@ class MetadataSync:
         if known == status.fingerprint:
             return []
         mtime = status.mtime_ns or time.time_ns()
-        return [E.UfsFingerprint(ino, status.fingerprint, status.size, mtime, time.time_ns())]
+        now = time.time_ns()
+        return [E.UfsFingerprint(ino, status.fingerprint, status.size, mtime, now, self.block_size)]
 
     def _removable(self, node: Inode) -> bool:
         """A name the UFS no longer shows may leave the namespace only if Shoal holds nothing

@@ -131,6 +131,7 @@ class UfsFingerprint(NamedTuple):
     size: int
     mtime: int
     time: int
+    block_size: int = 0  # the file's block size, when it has none yet (0: leave it)
 
 
 class BlockCached(NamedTuple):

@@ -16,8 +16,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "fsck",
         parents=[common],
         help="check the namespace's invariants (offline)",
-        description="Opens the home, rebuilds its state and runs named invariant checks on it;"
-        " exits 1 listing the checks that fail.",
+        description="Opens the home, rebuilds its state and runs named invariant checks on it,"
+        " and compares the block cache's map with its tier directories; exits 1 listing the"
+        " checks that fail. Changes nothing unless --repair.",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove orphan block files and drop (journaled) blocks that are missing or damaged",
     )
     p.set_defaults(func=cmd_fsck)
 
@@ -58,18 +64,32 @@ def _positive(text: str) -> int:
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
-    with open_engine(args) as engine:
+    with open_engine(args, reconcile=False) as engine:
+        cache = engine.cache.reconcile(repair=args.repair) if engine.cache else None
         with engine.ns.lock:
             results = run_checks(engine.state)
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq
-    failed = [r for r in results if not r.ok]
+    checks = len(results)
+    failed = sum(1 for r in results if not r.ok)
     for r in results:
         print(f"{'ok' if r.ok else 'FAIL':<4}  {r.check.name:<13} {r.check.description}")
         for failure in r.failures:
             print(f"        {failure}")
         if r.more:
             print(f"        ... and {r.more} more")
-    verdict = f"{len(failed)} of {len(results)} checks failed" if failed else "clean"
+    if cache is not None:
+        checks += 1
+        troubles = cache.orphans_removed + cache.blocks_dropped
+        status = "ok" if not troubles else ("fix" if args.repair else "FAIL")
+        print(f"{status:<4}  {'cache':<13} the block map and the tier directories agree")
+        if troubles:
+            done = "repaired" if args.repair else "found; fsck --repair drops them"
+            print(
+                f"        {cache.orphans_removed} orphan block files and"
+                f" {cache.blocks_dropped} missing or damaged blocks {done}"
+            )
+            failed += 0 if args.repair else 1
+    verdict = f"{failed} of {checks} checks failed" if failed else "clean"
     print(f"{inodes} inodes at seq {last_seq}: {verdict}")
     return EXIT_FAILED if failed else EXIT_OK
 

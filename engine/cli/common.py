@@ -43,11 +43,11 @@ def existing_home(args: argparse.Namespace) -> str:
 
 
 @contextmanager
-def open_engine(args: argparse.Namespace) -> Iterator[Engine]:
+def open_engine(args: argparse.Namespace, *, reconcile: bool = True) -> Iterator[Engine]:
     """The home opened for use (exclusive lock, recovery), closed without a final checkpoint:
     a one-shot command appends a handful of entries, and a checkpoint per command would start
     a new segment each time. Count-triggered checkpoints still happen."""
-    engine = Engine.open_home(home_of(args))
+    engine = Engine.open_home(home_of(args), reconcile=reconcile)
     try:
         yield engine
     finally:

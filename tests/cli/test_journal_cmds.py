@@ -301,6 +301,7 @@ def test_fsck_clean(tmp_path: Path) -> None:
         "mounts",
         "blocks",
         "persists",
+        "cache",
     ):
         assert f"ok    {name}" in out
     assert lines[-1] == "7 inodes at seq 6: clean"
@@ -323,7 +324,8 @@ def test_fsck_reports_broken_invariants(tmp_path: Path) -> None:
     assert "FAIL  blocks" in out and "inode 4242, which does not exist" in out
     assert "FAIL  persists" in out and "not a regular file" in out
     assert "ok    parent-links" in out
-    assert out.splitlines()[-1] == "99 inodes at seq 6: 3 of 11 checks failed"
+    assert "FAIL  cache" in out and "1 missing or damaged blocks found" in out
+    assert out.splitlines()[-1] == "99 inodes at seq 6: 4 of 12 checks failed"
 
 
 def test_bench_journal_json(tmp_path: Path) -> None:

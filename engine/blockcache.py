@@ -1,0 +1,297 @@
+"""The tiered block cache: which blocks are where, how room is made, and how reads use it.
+
+The journal's block map (``State.blocks``: file -> {(version, index): BlockInfo}) is the truth;
+this object adds what need not survive a restart: bytes used per tier and the recency order
+the evictor follows. Every change is journaled like any other mutation — BlockCached after the
+block file is durable under its final name, BlockMoved after the copy in the lower tier is,
+BlockRemoved *before* the file is deleted — so a crash at any point leaves at worst an orphan
+file, which ``reconcile`` removes at the next start.
+
+Blocks are keyed by (file id, content version, index). A file whose UFS fingerprint changed
+has a new version, so a block of the old content can never be served; its files are collected
+lazily (they no longer appear in the block map). Every read of a cached block checks its length
+and CRC-32 against the map; a block that fails (corrupted, truncated, or its tier directory
+deleted) is dropped and fetched again: the cache never serves wrong bytes.
+
+Eviction (LRU): to make room in a tier, the least recently used evictable block is demoted to
+the next tier, or dropped from the last. Blocks of pinned files and of files whose current
+content is not persisted in a UFS are never evicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engine.inode import PERSISTED, PINNED
+from engine.namespace import Namespace
+from engine.state import BlockInfo
+from engine.tiers import BlockKey, TierStore
+from journal import entries as E
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    ufs_bytes_read: int = 0
+
+
+@dataclass
+class ReconcileReport:
+    orphans_removed: int = 0
+    blocks_dropped: int = 0  # listed in the journal, missing or damaged on disk
+
+
+class BlockCache:
+    def __init__(self, ns: Namespace, tiers: list[TierStore]) -> None:
+        self.ns = ns
+        self.tiers = tiers
+        self.by_name = {t.name: t for t in tiers}
+        self.stats = CacheStats()
+        self.used = {t.name: 0 for t in tiers}
+        # Per tier, keys from least to most recently used; key -> length.
+        self.lru: dict[str, OrderedDict[BlockKey, int]] = {t.name: OrderedDict() for t in tiers}
+        self._inflight: dict[BlockKey, threading.Event] = {}
+        self._inflight_lock = threading.Lock()
+        for file, blocks in ns.state.blocks.items():
+            for (version, idx), info in blocks.items():
+                if info.tier in self.used:
+                    self.used[info.tier] += info.length
+                    self.lru[info.tier][(file, version, idx)] = info.length
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def info(self, key: BlockKey) -> BlockInfo | None:
+        return self.ns.state.blocks.get(key[0], {}).get((key[1], key[2]))
+
+    def read(self, key: BlockKey) -> bytes | None:
+        """The cached bytes of ``key``, verified; None if it is not cached (or was, damaged)."""
+        with self.ns.lock:
+            info = self.info(key)
+            if info is None:
+                return None
+            tier = self.by_name.get(info.tier)
+        data: bytes | None = None
+        if tier is not None:
+            try:
+                data = tier.read(key)
+            except OSError as exc:
+                log.warning("cached block %s unreadable in %s: %s", key, info.tier, exc)
+        if data is None or len(data) != info.length or zlib.crc32(data) != info.checksum:
+            if data is not None:
+                log.warning("cached block %s in %s failed its check; dropped", key, info.tier)
+            with self.ns.lock:
+                if self.info(key) == info:
+                    self._drop(key, info)
+            return None
+        with self.ns.lock:
+            lru = self.lru.get(info.tier)
+            if lru is not None and key in lru:
+                lru.move_to_end(key)
+        return data
+
+    def get(self, key: BlockKey, fetch: Callable[[], bytes], cache: bool = True) -> bytes:
+        """The block's bytes: from the cache, or ``fetch``-ed (once, however many readers miss
+        it at the same time) and cached when ``cache``."""
+        data = self.read(key)
+        if data is not None:
+            self.stats.hits += 1
+            return data
+        while True:
+            with self._inflight_lock:
+                event = self._inflight.get(key)
+                if event is None:
+                    event = self._inflight[key] = threading.Event()
+                    leader = True
+                else:
+                    leader = False
+            if not leader:
+                event.wait()
+                data = self.read(key)
+                if data is not None:
+                    self.stats.hits += 1
+                    return data
+                continue  # the leader did not cache it (no room, failure): fetch ourselves
+            try:
+                self.stats.misses += 1
+                data = fetch()
+                self.stats.ufs_bytes_read += len(data)
+                if cache:
+                    self.store(key, data)
+                return data
+            finally:
+                with self._inflight_lock:
+                    del self._inflight[key]
+                event.set()
+
+    # -- storing and making room -------------------------------------------------------------
+
+    def store(self, key: BlockKey, data: bytes) -> bool:
+        """Caches ``data`` as block ``key`` in the highest tier that has (or can make) room;
+        False if none can (the caller still has the bytes)."""
+        n = len(data)
+        checksum = zlib.crc32(data)
+        for i, tier in enumerate(self.tiers):
+            with self.ns.lock:
+                if self.info(key) is not None:
+                    return True  # someone cached it meanwhile
+                node = self.ns.tree.find(key[0])
+                if node is None or node.version != key[1]:
+                    return False  # the file changed or went: these bytes are stale already
+                if n > tier.quota or not self._make_room(i, n):
+                    continue
+                self.used[tier.name] += n  # reserved while the file is written
+            try:
+                tier.write(key, data)
+            except OSError as exc:  # a full disk, a deleted directory: try the next tier
+                log.warning("cannot write block %s to tier %s: %s", key, tier.name, exc)
+                with self.ns.lock:
+                    self.used[tier.name] -= n
+                continue
+            with self.ns.lock:
+                node = self.ns.tree.find(key[0])
+                existing = self.info(key)
+                if node is None or node.version != key[1] or existing is not None:
+                    # Stale, or cached by another reader meanwhile: our copy is not needed,
+                    # unless it *is* theirs (same tier, same path).
+                    self.used[tier.name] -= n
+                    if existing is None or existing.tier != tier.name:
+                        tier.remove(key)
+                    return existing is not None
+                seq = self.ns._commit(
+                    E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
+                )
+                self.lru[tier.name][key] = n
+            self.ns._durable(seq)
+            return True
+        return False
+
+    def _evictable(self, key: BlockKey) -> bool | None:
+        """True/False for a block in the map; None for one that left it (stale: collect)."""
+        if self.info(key) is None:
+            return None
+        node = self.ns.tree.find(key[0])
+        if node is None or node.version != key[1]:
+            return None
+        return bool(node.flags & PERSISTED) and not node.flags & PINNED
+
+    def _make_room(self, i: int, n: int) -> bool:
+        """With the namespace lock held: frees ``n`` bytes in tier ``i`` by demoting or
+        dropping least recently used evictable blocks; False if it cannot."""
+        tier = self.tiers[i]
+        lru = self.lru[tier.name]
+        if self.used[tier.name] + n <= tier.quota:
+            return True
+        for key in list(lru):
+            if self.used[tier.name] + n <= tier.quota:
+                break
+            evictable = self._evictable(key)
+            length = lru[key]
+            if evictable is None:  # its file changed or went: the bytes are garbage
+                del lru[key]
+                self.used[tier.name] -= length
+                tier.remove(key)
+                continue
+            if not evictable:
+                continue
+            info = self.info(key)
+            assert info is not None
+            if not self._demote(key, info, i):
+                self._drop(key, info)
+            self.stats.evictions += 1
+        return self.used[tier.name] + n <= tier.quota
+
+    def _demote(self, key: BlockKey, info: BlockInfo, i: int) -> bool:
+        if i + 1 >= len(self.tiers):
+            return False
+        lower = self.tiers[i + 1]
+        if info.length > lower.quota or not self._make_room(i + 1, info.length):
+            return False
+        try:
+            data = self.tiers[i].read(key)
+            if zlib.crc32(data) != info.checksum:
+                return False
+            lower.write(key, data)
+        except OSError as exc:
+            log.warning("cannot demote block %s to %s: %s", key, lower.name, exc)
+            return False
+        seq = self.ns._commit(E.BlockMoved(key[0], key[1], key[2], lower.name, time.time_ns()))
+        self.ns._durable(seq)
+        upper = self.tiers[i]
+        del self.lru[upper.name][key]
+        self.used[upper.name] -= info.length
+        upper.remove(key)
+        self.lru[lower.name][key] = info.length
+        self.used[lower.name] += info.length
+        return True
+
+    def _drop(self, key: BlockKey, info: BlockInfo) -> None:
+        """With the namespace lock held: journals the removal, then deletes the file."""
+        seq = self.ns._commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
+        tier = self.by_name.get(info.tier)
+        lru = self.lru.get(info.tier)
+        if lru is not None and lru.pop(key, None) is not None:
+            self.used[info.tier] -= info.length
+        if tier is not None:
+            tier.remove(key)
+        self.ns._durable(seq)
+
+    def free(self, file: int) -> int:
+        """Drops the cached blocks of a persisted file; returns how many."""
+        with self.ns.lock:
+            node = self.ns.tree.find(file)
+            if node is None or not node.flags & PERSISTED:
+                return 0
+            blocks = dict(self.ns.state.blocks.get(file, {}))
+            for (version, idx), info in blocks.items():
+                self._drop((file, version, idx), info)
+        return len(blocks)
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def reconcile(self, repair: bool = True) -> ReconcileReport:
+        """Makes the tier directories and the journal's block map agree: a block file the map
+        does not list is an orphan and goes; a listed block whose file is missing or has the
+        wrong size is dropped (journaled) and will be fetched again on demand. Without
+        ``repair`` it only counts what it would do."""
+        report = ReconcileReport()
+        with self.ns.lock:
+            present: set[tuple[str, BlockKey]] = set()
+            for tier in self.tiers:
+                for key, path, size in tier.scan():
+                    info = self.info(key) if key is not None else None
+                    if info is None or info.tier != tier.name or info.length != size:
+                        if repair:
+                            _remove_path(path)
+                        report.orphans_removed += 1
+                        continue
+                    present.add((tier.name, key))  # type: ignore[arg-type]
+            for file, blocks in list(self.ns.state.blocks.items()):
+                for (version, idx), info in list(blocks.items()):
+                    key = (file, version, idx)
+                    if (info.tier, key) not in present:
+                        if repair:
+                            self._drop(key, info)
+                        report.blocks_dropped += 1
+        return report
+
+
+def _remove_path(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

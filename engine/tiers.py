@@ -1,0 +1,104 @@
+"""A storage tier of the block cache: one or more directories and a quota.
+
+A block lives in ``<dir>/<file id>/<version>-<index>.blk`` (the directory chosen by the block's
+key, so a tier's directories share its blocks). A block file holds exactly the block's bytes:
+a 100 KB file's only block takes 100 KB, not a whole block size. Blocks are written to a
+temporary name, synced (disk tiers; the MEM tier on /dev/shm has nothing to sync to), and
+renamed into place; only then does the cache journal them. A crash leaves a temporary file or
+a block file the journal does not know; both are orphans that reconciliation removes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+BlockKey = tuple[int, int, int]  # (file id, content version, block index)
+
+TEMP_PREFIX = ".tmp-"
+_BLOCK = re.compile(r"^(\d+)-(\d+)\.blk$")
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    name: str  # MEM, SSD, HDD: the order of the list is the order of the tiers
+    paths: list[str]
+    quota_bytes: int  # for the whole tier, shared by its directories
+    sync: bool = True  # fsync block files (false for memory-backed directories)
+    options: dict[str, str] = field(default_factory=dict)
+
+
+class TierStore:
+    def __init__(self, spec: TierSpec) -> None:
+        if not spec.paths:
+            raise ValueError(f"tier {spec.name} has no directory")
+        self.spec = spec
+        self.name = spec.name
+        self.quota = spec.quota_bytes  # directories are made by the first block written
+
+    def path_of(self, key: BlockKey) -> str:
+        file, version, idx = key
+        paths = self.spec.paths
+        root = paths[(file * 31 + idx) % len(paths)]
+        return os.path.join(root, str(file), f"{version}-{idx}.blk")
+
+    def write(self, key: BlockKey, data: bytes | memoryview) -> None:
+        """Stores the block durably (on disk tiers) under its final name."""
+        final = self.path_of(key)
+        folder = os.path.dirname(final)
+        os.makedirs(folder, exist_ok=True)
+        temp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(6)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.spec.sync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
+        os.close(fd)
+        os.rename(temp, final)
+        if self.spec.sync:
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def read(self, key: BlockKey) -> bytes:
+        with open(self.path_of(key), "rb", buffering=0) as f:
+            return f.read()
+
+    def remove(self, key: BlockKey) -> None:
+        try:
+            os.unlink(self.path_of(key))
+        except FileNotFoundError:
+            pass
+
+    def scan(self) -> Iterator[tuple[BlockKey | None, str, int]]:
+        """Every file in the tier's directories: (its block key, or None for anything that is
+        not a block file, its path, its size)."""
+        for root in self.spec.paths:
+            try:
+                files = os.listdir(root)
+            except FileNotFoundError:
+                continue
+            for name in files:
+                folder = os.path.join(root, name)
+                if not name.isdigit() or not os.path.isdir(folder):
+                    yield None, folder, 0
+                    continue
+                for entry in os.scandir(folder):
+                    m = _BLOCK.match(entry.name)
+                    key = (int(name), int(m[1]), int(m[2])) if m else None
+                    try:
+                        size = entry.stat().st_size
+                    except FileNotFoundError:
+                        continue
+                    yield key, entry.path, size

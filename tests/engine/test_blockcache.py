@@ -1,0 +1,173 @@
+"""The block cache: a second read of a dataset from S3 sends no request to the store; damaged,
+vanished or full tiers are detected and bypassed, never serving wrong bytes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.engine import Engine
+from tests.faultproxy import FaultProxy
+from tests.s3server import S3Server
+from tests.ufs.stores import LocalStore, S3Store
+
+KiB = 1 << 10
+
+
+def make_home(tmp_path: Path, tiers: list[tuple[str, Path, int]], block_size: int) -> str:
+    home = tmp_path / "home"
+    home.mkdir()
+    lines = [f"block_size = {block_size}"]
+    for name, path, quota in tiers:
+        lines += ["[[cache.tiers]]", f'name = "{name}"', f'paths = ["{path}"]', f"quota = {quota}"]
+    (home / "shoal.toml").write_text("\n".join(lines) + "\n")
+    return str(home)
+
+
+def read_all(engine: Engine, path: str) -> bytes:
+    size = engine.sync.lookup(path).size
+    return engine.fs.read(path, 0, size)
+
+
+def test_a_second_pass_over_an_s3_dataset_sends_no_request(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    store = S3Store(s3_server)
+    dataset = {f"train/c{c}/img{i:02d}.jpg": os.urandom(100 * KiB + i) for c in range(3)
+               for i in range(15)}  # fmt: skip
+    dataset["shards/big.tar"] = os.urandom(3 * 1024 * KiB + 17)
+    for key, data in dataset.items():
+        store.put(key, data)
+    proxy = FaultProxy(s3_server.endpoint).start()
+    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", 64 << 20)], block_size=1 << 20)
+    engine = Engine.open_home(home)
+    try:
+        engine.fs.makedirs("/s3")
+        engine.mounts.mount("/s3", store.uri, {**store.options, "endpoint": proxy.endpoint})
+        for key, data in dataset.items():
+            assert read_all(engine, f"/s3/{key}") == data
+        first = len(proxy.requests)
+        proxy.clear()
+        for key, data in dataset.items():  # the second epoch
+            assert read_all(engine, f"/s3/{key}") == data
+        assert proxy.requests == []  # not one GET (nor LIST, nor HEAD) reached the store
+        assert first > len(dataset)
+        assert engine.cache is not None and engine.cache.stats.hits >= len(dataset)
+    finally:
+        engine.close()
+        proxy.stop()
+
+
+@pytest.fixture
+def local_dataset(tmp_path: Path) -> Iterator[tuple[LocalStore, dict[str, bytes]]]:
+    store = LocalStore(tmp_path / "ufs")
+    data = {f"f{i}": os.urandom(50 * KiB + i) for i in range(4)}
+    for key, value in data.items():
+        store.put(key, value)
+    yield store, data
+
+
+def test_a_corrupted_or_vanished_block_is_fetched_again(
+    tmp_path: Path, local_dataset: tuple[LocalStore, dict[str, bytes]]
+) -> None:
+    store, data = local_dataset
+    ssd = tmp_path / "ssd"
+    home = make_home(tmp_path, [("SSD", ssd, 1 << 20)], block_size=16 * KiB)
+    engine = Engine.open_home(home)
+    try:
+        cache = engine.cache
+        assert cache is not None
+        engine.mounts.mount("/", store.uri)
+        for key, value in data.items():
+            assert read_all(engine, f"/{key}") == value
+        # Flip one byte in every cached block file: every read still returns the UFS's bytes.
+        for path in ssd.rglob("*.blk"):
+            raw = bytearray(path.read_bytes())
+            raw[len(raw) // 2] ^= 0xFF
+            path.write_bytes(bytes(raw))
+        misses = cache.stats.misses
+        for key, value in data.items():
+            assert read_all(engine, f"/{key}") == value
+        assert cache.stats.misses > misses  # each damaged block was dropped and fetched again
+        # The tier directory deleted under the running engine: bypassed and rebuilt.
+        subprocess.run(["rm", "-rf", str(ssd)], check=True)
+        for key, value in data.items():
+            assert read_all(engine, f"/{key}") == value
+        assert list(ssd.rglob("*.blk"))  # cached again
+    finally:
+        engine.close()
+    # After a restart the map and the directories agree (fsck has nothing to repair).
+    engine = Engine.open_home(home)
+    try:
+        assert engine.cache is not None
+        report = engine.cache.reconcile(repair=False)
+        assert (report.orphans_removed, report.blocks_dropped) == (0, 0)
+    finally:
+        engine.close()
+
+
+def test_a_full_tier_is_bypassed(
+    tmp_path: Path, local_dataset: tuple[LocalStore, dict[str, bytes]]
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    store, data = local_dataset
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        (small / "filler").write_bytes(b"\0" * 60 * KiB)  # the "disk" is nearly full
+        home = make_home(
+            tmp_path,
+            [("SSD", small / "blocks", 1 << 20), ("HDD", tmp_path / "hdd", 1 << 20)],
+            block_size=16 * KiB,
+        )  # the quota says there is room; the disk does not
+        engine = Engine.open_home(home)
+        try:
+            engine.mounts.mount("/", store.uri)
+            for key, value in data.items():
+                assert read_all(engine, f"/{key}") == value
+            assert engine.cache is not None
+            tiers = {info.tier for blocks in engine.state.blocks.values()
+                     for info in blocks.values()}  # fmt: skip
+            assert "HDD" in tiers  # what did not fit went to the next tier
+            for key, value in data.items():
+                assert read_all(engine, f"/{key}") == value
+        finally:
+            engine.close()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_eviction_demotes_then_drops_and_spares_pinned_files(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "ufs")
+    for name in "abcd":
+        store.put(name, name.encode() * 64)  # 4 blocks of 16 bytes each
+    home = make_home(
+        tmp_path, [("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 64)], block_size=16
+    )
+    engine = Engine.open_home(home)
+    try:
+        cache = engine.cache
+        assert cache is not None
+        engine.mounts.mount("/", store.uri)
+        engine.sync.lookup("/a")
+        engine.ns.setattr("/a", pinned=True)
+        assert read_all(engine, "/a") == b"a" * 64  # 64 bytes pinned: MEM 32 + SSD 32
+        for name in "bcd":
+            assert read_all(engine, f"/{name}") == name.encode() * 64
+        a = engine.sync.lookup("/a")
+        assert len(engine.state.blocks[a.id]) == 4  # every block of the pinned file stayed
+        tiers = {info.tier for blocks in engine.state.blocks.values() for info in blocks.values()}
+        assert tiers == {"MEM", "SSD"}
+        assert cache.used == {"MEM": 32, "SSD": 64}
+        assert cache.stats.evictions > 0
+        engine.ns.setattr("/a", pinned=False)
+        assert read_all(engine, "/b") == b"b" * 64  # now a's blocks may go
+        assert len(engine.state.blocks.get(a.id, {})) < 4
+    finally:
+        engine.close()

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 ACCESS_KEY = "shoal-test-access"
 SECRET_KEY = "shoal-test-secret-do-not-leak-7f3a9c"
@@ -64,7 +65,7 @@ def start_s3_server(env: dict[str, str] | None = None) -> S3Server:
             time.sleep(0.1)
 
 
-def s3_client(endpoint: str):  # type: ignore[no-untyped-def]
+def s3_client(endpoint: str) -> Any:
     import boto3
 
     return boto3.client(

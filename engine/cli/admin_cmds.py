@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from engine import bench_journal
+from engine import bench_cache, bench_journal
 from engine.cli.common import EXIT_FAILED, EXIT_OK, open_engine
 from recovery.fsck import run_checks
 
@@ -52,6 +52,17 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(func=cmd_bench_journal)
 
+    p = cmds.add_parser(
+        "cache",
+        parents=[common],
+        help="read throughput through the block cache, as ratios to direct reads",
+        description="Cache hits against direct local reads, cold reads against direct ranged"
+        " GETs from an S3 endpoint (moto, started here), at 1 and 8 readers. Needs no home.",
+    )
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--file-mib", type=int, default=32, help="size of each of the 8 files")
+    p.set_defaults(func=cmd_bench_cache)
+
 
 def _positive(text: str) -> int:
     try:
@@ -92,6 +103,12 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     verdict = f"{failed} of {checks} checks failed" if failed else "clean"
     print(f"{inodes} inodes at seq {last_seq}: {verdict}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_bench_cache(args: argparse.Namespace) -> int:
+    result = bench_cache.run(args.file_mib)
+    print(json.dumps(result) if args.json else bench_cache.format_table(result))
+    return EXIT_OK
 
 
 def cmd_bench_journal(args: argparse.Namespace) -> int:

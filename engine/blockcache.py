@@ -28,6 +28,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from engine.inode import PERSISTED, PINNED
@@ -47,6 +48,21 @@ class CacheStats:
     ufs_bytes_read: int = 0
 
 
+class _Flight:
+    """A block being fetched (and then stored): its readers wait for ``done``."""
+
+    __slots__ = ("data", "done")
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.done = threading.Event()
+
+
+def _cut(block: bytes, offset: int, length: int) -> bytes:
+    end = len(block) if length < 0 else min(len(block), offset + length)
+    return block if offset == 0 and end == len(block) else block[offset:end]
+
+
 @dataclass
 class ReconcileReport:
     orphans_removed: int = 0
@@ -62,8 +78,11 @@ class BlockCache:
         self.used = {t.name: 0 for t in tiers}
         # Per tier, keys from least to most recently used; key -> length.
         self.lru: dict[str, OrderedDict[BlockKey, int]] = {t.name: OrderedDict() for t in tiers}
-        self._inflight: dict[BlockKey, threading.Event] = {}
+        self._inflight: dict[BlockKey, _Flight] = {}  # being fetched
+        self._storing: dict[BlockKey, _Flight] = {}  # fetched, being written to a tier
         self._inflight_lock = threading.Lock()
+        self._verified: dict[BlockKey, tuple[int, int, int]] = {}  # block -> checked stamp
+        self._writer = ThreadPoolExecutor(2, thread_name_prefix="cache-writer")
         for file, blocks in ns.state.blocks.items():
             for (version, idx), info in blocks.items():
                 if info.tier in self.used:
@@ -75,23 +94,44 @@ class BlockCache:
     def info(self, key: BlockKey) -> BlockInfo | None:
         return self.ns.state.blocks.get(key[0], {}).get((key[1], key[2]))
 
-    def read(self, key: BlockKey) -> bytes | None:
-        """The cached bytes of ``key``, verified; None if it is not cached (or was, damaged)."""
+    def read(self, key: BlockKey, offset: int = 0, length: int = -1) -> bytes | None:
+        """``length`` bytes (all with -1) from ``offset`` of cached block ``key``; None if it
+        is not cached (or was, and failed its check: then it is dropped).
+
+        A block file is checked (length, CRC-32) the first time it is read and whenever its
+        (size, mtime, inode) stamp changed since: a rewritten, truncated or replaced file is
+        caught; an unchanged one is served by a ranged read of just the bytes asked for.
+        """
         with self.ns.lock:
             info = self.info(key)
             if info is None:
                 return None
             tier = self.by_name.get(info.tier)
+        end = info.length if length < 0 else min(info.length, offset + length)
         data: bytes | None = None
-        if tier is not None:
+        try:
+            if tier is None:
+                raise OSError(f"no tier {info.tier} is configured")
+            fd = os.open(tier.path_of(key), os.O_RDONLY | os.O_CLOEXEC)
             try:
-                data = tier.read(key)
-            except OSError as exc:
-                log.warning("cached block %s unreadable in %s: %s", key, info.tier, exc)
-        if data is None or len(data) != info.length or zlib.crc32(data) != info.checksum:
-            if data is not None:
-                log.warning("cached block %s in %s failed its check; dropped", key, info.tier)
+                st = os.fstat(fd)
+                stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+                if self._verified.get(key) == stamp:
+                    data = os.pread(fd, end - offset, offset)
+                else:
+                    whole = os.pread(fd, info.length + 1, 0)
+                    if len(whole) == info.length and zlib.crc32(whole) == info.checksum:
+                        self._verified[key] = stamp
+                        data = whole[offset:end]
+                    else:
+                        log.warning("cached block %s in %s failed its check", key, info.tier)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cached block %s unreadable in %s: %s", key, info.tier, exc)
+        if data is None or len(data) != end - offset:
             with self.ns.lock:
+                self._verified.pop(key, None)
                 if self.info(key) == info:
                     self._drop(key, info)
             return None
@@ -101,39 +141,72 @@ class BlockCache:
                 lru.move_to_end(key)
         return data
 
-    def get(self, key: BlockKey, fetch: Callable[[], bytes], cache: bool = True) -> bytes:
-        """The block's bytes: from the cache, or ``fetch``-ed (once, however many readers miss
-        it at the same time) and cached when ``cache``."""
-        data = self.read(key)
+    def get(
+        self,
+        key: BlockKey,
+        fetch: Callable[[], bytes],
+        offset: int = 0,
+        length: int = -1,
+        cache: bool = True,
+    ) -> bytes:
+        """Bytes ``offset``..``offset+length`` of the block: from the cache, or from the whole
+        block ``fetch``-ed once (however many readers miss it at the same time). The fetched
+        block is handed to the readers at once and cached in the background."""
+        data = self.read(key, offset, length)
         if data is not None:
             self.stats.hits += 1
             return data
         while True:
             with self._inflight_lock:
-                event = self._inflight.get(key)
-                if event is None:
-                    event = self._inflight[key] = threading.Event()
+                flight = self._inflight.get(key) or self._storing.get(key)
+                if flight is None:
+                    flight = self._inflight[key] = _Flight()
                     leader = True
                 else:
                     leader = False
             if not leader:
-                event.wait()
-                data = self.read(key)
-                if data is not None:
+                flight.done.wait()
+                if flight.data is not None:
                     self.stats.hits += 1
-                    return data
-                continue  # the leader did not cache it (no room, failure): fetch ourselves
+                    return _cut(flight.data, offset, length)
+                continue  # the leader's fetch failed: try ourselves
             try:
                 self.stats.misses += 1
-                data = fetch()
-                self.stats.ufs_bytes_read += len(data)
-                if cache:
-                    self.store(key, data)
-                return data
+                flight.data = whole = fetch()
+                self.stats.ufs_bytes_read += len(whole)
             finally:
                 with self._inflight_lock:
                     del self._inflight[key]
-                event.set()
+                    if cache and flight.data is not None:
+                        # Readers of this block use these bytes until the store is done.
+                        self._storing[key] = flight
+                flight.done.set()
+            if cache:
+                self._writer.submit(self._store_then_forget, key, flight)
+            return _cut(whole, offset, length)
+
+    def _store_then_forget(self, key: BlockKey, flight: _Flight) -> None:
+        try:
+            assert flight.data is not None
+            self.store(key, flight.data)
+        except Exception:  # a background store must never die silently
+            log.exception("caching block %s failed", key)
+        finally:
+            with self._inflight_lock:
+                if self._storing.get(key) is flight:
+                    del self._storing[key]
+
+    def drain(self) -> None:
+        """Waits until every block handed to the background writer is stored."""
+        self._writer.submit(lambda: None).result()
+        while True:
+            with self._inflight_lock:
+                if not self._storing:
+                    return
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
 
     # -- storing and making room -------------------------------------------------------------
 
@@ -173,9 +246,18 @@ class BlockCache:
                     E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
                 )
                 self.lru[tier.name][key] = n
+                self._stamp(tier, key)
             self.ns._durable(seq)
             return True
         return False
+
+    def _stamp(self, tier: TierStore, key: BlockKey) -> None:
+        """Records the just-written (so checked) block file's stamp: reads skip the CRC."""
+        try:
+            st = os.stat(tier.path_of(key))
+        except OSError:
+            return
+        self._verified[key] = (st.st_size, st.st_mtime_ns, st.st_ino)
 
     def _evictable(self, key: BlockKey) -> bool | None:
         """True/False for a block in the map; None for one that left it (stale: collect)."""
@@ -234,11 +316,13 @@ class BlockCache:
         upper.remove(key)
         self.lru[lower.name][key] = info.length
         self.used[lower.name] += info.length
+        self._stamp(lower, key)
         return True
 
     def _drop(self, key: BlockKey, info: BlockInfo) -> None:
         """With the namespace lock held: journals the removal, then deletes the file."""
         seq = self.ns._commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
+        self._verified.pop(key, None)
         tier = self.by_name.get(info.tier)
         lru = self.lru.get(info.tier)
         if lru is not None and lru.pop(key, None) is not None:

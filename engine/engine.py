@@ -101,6 +101,8 @@ class Engine:
     def close(self, *, checkpoint: bool = True) -> None:
         """Clean shutdown: flush the log and (by default) write a final checkpoint."""
         try:
+            if self.cache is not None:
+                self.cache.close()  # blocks still being stored are finished first
             self.mounts.close()
             with self.ns.lock:
                 self.journal.close(self.state if checkpoint else None)

@@ -147,12 +147,12 @@ class FileSystem:
                 with ufs_errors():
                     return connector.read(rel, start, bs)
 
+            lo, hi = max(0, offset - start), min(bs, end - start)
             if self.cache is None:
-                block = fetch()
+                parts.append(fetch()[lo:hi])
             else:
-                block = self.cache.get((node.id, node.version, idx), fetch)
-            parts.append(block[max(0, offset - start) : end - start])
-        return b"".join(parts)
+                parts.append(self.cache.get((node.id, node.version, idx), fetch, lo, hi - lo))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     # -- removal and renaming ----------------------------------------------------------------
 

@@ -30,7 +30,10 @@ def make_home(tmp_path: Path, tiers: list[tuple[str, Path, int]], block_size: in
 
 def read_all(engine: Engine, path: str) -> bytes:
     size = engine.sync.lookup(path).size
-    return engine.fs.read(path, 0, size)
+    data = engine.fs.read(path, 0, size)
+    assert engine.cache is not None
+    engine.cache.drain()  # what the read fetched is cached in the background: wait for it
+    return data
 
 
 def test_a_second_pass_over_an_s3_dataset_sends_no_request(

@@ -35,3 +35,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield LocalStore(tmp_path / "ufs")
     else:
         yield S3Store(request.getfixturevalue("s3_server"))
+
+
+@pytest.fixture(autouse=True)
+def no_cache_left_in_shm() -> Iterator[None]:
+    """Homes made by tests get the default MEM tier on /dev/shm; take away what they left."""
+    import glob
+    import shutil
+
+    before = set(glob.glob("/dev/shm/shoal-*"))
+    yield
+    for path in set(glob.glob("/dev/shm/shoal-*")) - before:
+        shutil.rmtree(path, ignore_errors=True)

@@ -13,6 +13,7 @@ import os
 import secrets
 
 from engine.errors import InvalidArgument
+from ufs.atomic import write_atomically
 
 CREDENTIALS_FILE = "credentials"
 SECRET_KEYS = frozenset({"access_key", "secret_key", "session_token", "password", "token"})
@@ -59,17 +60,5 @@ class CredentialStore:
             self._save(data)
 
     def _save(self, data: dict[str, dict[str, str]]) -> None:
-        folder = os.path.dirname(self.path)
-        temp = f"{self.path}.tmp-{secrets.token_hex(4)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temp, self.path)
-        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        payload = json.dumps(data, indent=1, sort_keys=True).encode()
+        write_atomically(self.path, [payload], temp_prefix=f"{CREDENTIALS_FILE}.tmp-", mode=0o600)

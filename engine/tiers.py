@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from ufs.atomic import write_atomically
 
 BlockKey = tuple[int, int, int]  # (file id, content version, block index)
 
@@ -48,28 +49,8 @@ class TierStore:
     def write(self, key: BlockKey, data: bytes | memoryview) -> None:
         """Stores the block durably (on disk tiers) under its final name."""
         final = self.path_of(key)
-        folder = os.path.dirname(final)
-        os.makedirs(folder, exist_ok=True)
-        temp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(6)}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self.spec.sync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(temp)
-            raise
-        os.close(fd)
-        os.rename(temp, final)
-        if self.spec.sync:
-            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        write_atomically(final, [data], temp_prefix=TEMP_PREFIX, mode=0o600, sync=self.spec.sync)
 
     def read(self, key: BlockKey) -> bytes:
         with open(self.path_of(key), "rb", buffering=0) as f:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from ufs.atomic import fsync_dir, write_atomically
 from ufs.base import UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsAccessDenied,
@@ -124,21 +124,8 @@ class LocalUnderFS(UnderFS):
             folder = self._full(parent)
             if os.path.isdir(self._full(rel)):
                 raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
-            temp = os.path.join(folder, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            try:
-                while chunk := source.read(CHUNK):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            except BaseException:
-                os.close(fd)
-                os.unlink(temp)
-                raise
-            os.close(fd)
-            os.rename(temp, os.path.join(folder, name))
-            _fsync_dir(folder)
+            chunks = iter(lambda: source.read(CHUNK), b"")
+            write_atomically(os.path.join(folder, name), chunks, temp_prefix=TEMP_PREFIX)
             return self.stat(rel)
 
     def delete(self, path: str) -> None:
@@ -148,7 +135,7 @@ class LocalUnderFS(UnderFS):
             if os.path.isdir(full) and not os.path.islink(full):
                 raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
             os.unlink(full)
-            _fsync_dir(os.path.dirname(full))
+            fsync_dir(os.path.dirname(full))
 
     def mkdir(self, path: str) -> None:
         rel = normalize(path)
@@ -157,7 +144,7 @@ class LocalUnderFS(UnderFS):
             if os.path.isdir(full):
                 return
             os.makedirs(full, exist_ok=True)
-            _fsync_dir(os.path.dirname(full))
+            fsync_dir(os.path.dirname(full))
 
     def rmdir(self, path: str) -> None:
         rel = normalize(path)
@@ -166,7 +153,7 @@ class LocalUnderFS(UnderFS):
         with self._errors(rel):
             full = self._full(rel)
             os.rmdir(full)
-            _fsync_dir(os.path.dirname(full))
+            fsync_dir(os.path.dirname(full))
 
     def rename(self, src: str, dst: str) -> None:
         a, b = normalize(src), normalize(dst)
@@ -176,14 +163,6 @@ class LocalUnderFS(UnderFS):
                 raise UfsIsADirectory(f"{self.uri}: {a} is a directory")
             self.mkdir(b.rpartition("/")[0])
             os.rename(full_a, full_b)
-            _fsync_dir(os.path.dirname(full_b))
+            fsync_dir(os.path.dirname(full_b))
             if os.path.dirname(full_a) != os.path.dirname(full_b):
-                _fsync_dir(os.path.dirname(full_a))
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+                fsync_dir(os.path.dirname(full_a))

@@ -215,7 +215,11 @@ class BlockCache:
         False if none can (the caller still has the bytes)."""
         n = len(data)
         checksum = zlib.crc32(data)
+        node = self.ns.tree.find(key[0])
+        media = node.ext.media if node is not None and node.ext is not None else None
         for i, tier in enumerate(self.tiers):
+            if media and tier.name not in media:
+                continue  # pinned to other media
             with self.ns.lock:
                 if self.info(key) is not None:
                     return True  # someone cached it meanwhile
@@ -330,6 +334,49 @@ class BlockCache:
         if tier is not None:
             tier.remove(key)
         self.ns._durable(seq)
+
+    def report(self) -> dict[str, object]:
+        """Capacity, use and block count per tier, and this process's counters."""
+        with self.ns.lock:
+            counts = {t.name: 0 for t in self.tiers}
+            for blocks in self.ns.state.blocks.values():
+                for info in blocks.values():
+                    if info.tier in counts:
+                        counts[info.tier] += 1
+            tiers = [
+                {"name": t.name, "capacity_bytes": t.quota, "used_bytes": self.used[t.name],
+                 "blocks": counts[t.name], "paths": list(t.spec.paths)}
+                for t in self.tiers
+            ]  # fmt: skip
+        stats = self.stats
+        total = stats.hits + stats.misses
+        return {
+            "tiers": tiers,
+            "cache_hits": stats.hits,
+            "cache_misses": stats.misses,
+            "hit_ratio": stats.hits / total if total else 0.0,
+            "evictions": stats.evictions,
+            "ufs_bytes_read": stats.ufs_bytes_read,
+        }
+
+    def verify(self, files: list[int]) -> int:
+        """Checks every cached block of ``files`` against its CRC-32 now (not trusting earlier
+        checks); drops the damaged ones; returns how many."""
+        with self.ns.lock:
+            keys = [(f, v, i) for f in files for (v, i) in self.ns.state.blocks.get(f, {})]
+        bad = 0
+        for key in keys:
+            self._verified.pop(key, None)
+            if self.read(key, 0, 0) is None and self.info(key) is None:
+                bad += 1
+        return bad
+
+    def cached_bytes(self, file: int, version: int) -> int:
+        return sum(
+            info.length
+            for (v, _i), info in self.ns.state.blocks.get(file, {}).items()
+            if v == version
+        )
 
     def free(self, file: int) -> int:
         """Drops the cached blocks of a persisted file; returns how many."""

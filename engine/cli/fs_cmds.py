@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from engine.cli import mount_cmds
+from engine.cli import cache_cmds, mount_cmds
 from engine.cli.common import EXIT_OK, UsageError, open_engine
 from engine.cli.output import (
     dumps,
@@ -118,6 +118,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_ln)
 
     mount_cmds.register(cmds, common)
+    cache_cmds.register(cmds, common)
 
 
 def _join(parent: str, name: str) -> str:

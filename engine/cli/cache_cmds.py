@@ -1,0 +1,165 @@
+"""`shoal fs pin|unpin|free|load` and `shoal report`: the block cache of a home no daemon has
+open (the daemon will serve the same commands online)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from tqdm import tqdm
+
+from engine.cli.common import EXIT_FAILED, EXIT_OK, open_engine
+from engine.cli.output import dumps
+from engine.cli.paths import absolute as _abs
+from engine.engine import Engine
+from engine.errors import InvalidArgument, ShoalError
+from engine.inode import Inode
+
+LOAD_CHUNK = 4 << 20
+
+
+def register(cmds: Any, common: argparse.ArgumentParser) -> None:
+    p = cmds.add_parser("pin", parents=[common], help="never evict PATH's cached blocks")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("media", nargs="*", metavar="MEDIUM", help="keep them in these tiers only")
+    p.set_defaults(func=cmd_pin)
+
+    p = cmds.add_parser("unpin", parents=[common], help="let PATH's blocks be evicted again")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_unpin)
+
+    p = cmds.add_parser("free", parents=[common], help="drop cached blocks of persisted files")
+    p.add_argument("-R", "--recursive", action="store_true")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_free)
+
+    p = cmds.add_parser(
+        "load", parents=[common], help="prefetch files into the cache, with a progress bar"
+    )
+    p.add_argument("-R", "--recursive", action="store_true")
+    p.add_argument("--parallel", type=int, default=8, metavar="N", help="files at once")
+    p.add_argument("--verify", action="store_true", help="then check every cached block's CRC-32")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_load)
+
+
+def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("report", parents=[common], help="the block cache's tiers and counters")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+
+def files_under(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:
+    node = engine.sync.lookup(path)
+    if node.children is None:
+        return [(path, node)]
+    if not recursive:
+        raise InvalidArgument(f"{path} is a directory; use -R")
+    out = []
+    stack = [path.rstrip("/") or "/"]
+    while stack:
+        folder = stack.pop()
+        for child in engine.sync.listdir(folder):
+            child_path = f"{folder.rstrip('/')}/{child.name}"
+            if child.children is not None:
+                stack.append(child_path)
+            elif child.kind == "file":
+                out.append((child_path, child))
+    return sorted(out, key=lambda item: item[0])
+
+
+def _cache(engine: Engine) -> Any:
+    if engine.cache is None:
+        raise InvalidArgument("this home has no block cache")
+    return engine.cache
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        tiers = {t.name for t in _cache(engine).tiers}
+        unknown = [m for m in args.media if m not in tiers]
+        if unknown:
+            raise InvalidArgument(f"no tier named {', '.join(unknown)} (tiers: {sorted(tiers)})")
+        path = _abs(args.path)
+        engine.sync.lookup(path)
+        engine.ns.setattr(path, pinned=True, media=list(args.media) or None)
+    return EXIT_OK
+
+
+def cmd_unpin(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        path = _abs(args.path)
+        engine.sync.lookup(path)
+        engine.ns.setattr(path, pinned=False, media=[])
+    return EXIT_OK
+
+
+def cmd_free(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        cache = _cache(engine)
+        dropped = sum(cache.free(node.id) for _p, node in files_under(engine, _abs(args.path),
+                                                                       args.recursive))  # fmt: skip
+    print(f"{dropped} block(s) dropped")
+    return EXIT_OK
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    if args.parallel < 1:
+        raise InvalidArgument("--parallel needs at least 1")
+    with open_engine(args) as engine:
+        cache = _cache(engine)
+        files = files_under(engine, _abs(args.path), args.recursive)
+        todo = [(p, n) for p, n in files if cache.cached_bytes(n.id, n.version) < n.size]
+        skipped = len(files) - len(todo)
+        failures: list[str] = []
+        total = sum(n.size for _p, n in todo)
+        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                   desc=f"loading {len(todo)} files", disable=None)  # fmt: skip
+
+        def load(item: tuple[str, Inode]) -> None:
+            path, node = item
+            for offset in range(0, node.size, LOAD_CHUNK):
+                n = len(engine.fs.read(path, offset, LOAD_CHUNK))
+                bar.update(n)
+
+        with ThreadPoolExecutor(args.parallel) as pool:
+            futures = {pool.submit(load, item): item[0] for item in todo}
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                except ShoalError as exc:
+                    failures.append(f"{futures[future]}: {exc}")
+        cache.drain()
+        bar.close()
+        bad = 0
+        if args.verify:
+            bad = cache.verify([n.id for _p, n in files])
+        print(
+            f"{len(todo) - len(failures)} file(s) loaded ({total:,} bytes), {skipped} already"
+            f" cached, {len(failures)} failed"
+            + (f", {bad} damaged block(s) dropped" if args.verify else "")  # fmt: skip
+        )
+        for failure in failures:
+            print(f"failed: {failure}", file=sys.stderr)
+    return EXIT_FAILED if failures or bad else EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        report = dict(_cache(engine).report())
+        report["pending_persists"] = len(engine.state.persists)
+        report["journal_seq"] = engine.state.last_seq
+    if args.json:
+        print(dumps(report))
+        return EXIT_OK
+    for tier in report["tiers"]:
+        used, cap = tier["used_bytes"], tier["capacity_bytes"]
+        share = 100 * used / cap if cap else 0
+        print(f"{tier['name']:<5} {used:>15,} of {cap:>15,} bytes ({share:5.1f}%),"
+              f" {tier['blocks']:,} blocks  {', '.join(tier['paths'])}")  # fmt: skip
+    print(f"hits {report['cache_hits']:,}  misses {report['cache_misses']:,}"
+          f"  UFS bytes read {report['ufs_bytes_read']:,}")  # fmt: skip
+    print(f"pending persists {report['pending_persists']}  journal seq {report['journal_seq']}")
+    return EXIT_OK

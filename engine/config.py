@@ -22,6 +22,8 @@ class Config:
     block_size: int = 4 * 1024 * 1024
     # Seconds after which a loaded directory of a mount is listed again; -1 never, 0 always.
     ufs_sync_interval: float = -1.0
+    # How file writes below a mount become durable (docs/cache.md); a mount may override it.
+    write_type: str = "THROUGH"
     # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
     cache_tiers: list[TierSpec] | None = None
 
@@ -108,6 +110,8 @@ def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
             setattr(cfg.journal, name, _coerce(getattr(cfg.journal, name), value, key))
         elif not section and name == "block_size":
             cfg.block_size = _coerce(cfg.block_size, value, key)
+        elif not section and name == "write_type":
+            cfg.write_type = str(value).upper()
         elif section == "cache" and name == "tiers":
             cfg.cache_tiers = _tiers(value, key)
         elif section == "ufs" and name == "sync_interval":

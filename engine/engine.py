@@ -14,6 +14,7 @@ from engine.filesystem import FileSystem
 from engine.home import JOURNAL_DIR, HomeLock, resolve_home
 from engine.mounts import MountTable
 from engine.namespace import Namespace
+from engine.persister import Persister
 from engine.snapshot import fill_checkpoint, load_checkpoint
 from engine.state import State
 from engine.sync import MetadataSync
@@ -69,7 +70,16 @@ class Engine:
                     "block cache reconciled: %d orphan files removed, %d blocks dropped",
                     fixed.orphans_removed, fixed.blocks_dropped,
                 )  # fmt: skip
-        self.fs = FileSystem(self.ns, self.mounts, self.sync, self.cache)
+        self.fs = FileSystem(self.ns, self.mounts, self.sync, self.cache, cfg.write_type)
+        self.persister: Persister | None = None
+        if self.cache is not None:
+            self.persister = self.fs.persister = Persister(
+                self.ns, self.mounts, self.sync, self.cache
+            )
+            if reconcile:  # a normal start, not an inspection: pending uploads go on
+                pending = self.persister.resume()
+                if pending:
+                    log.info("resuming %d pending persist(s)", pending)
         report = self.journal.report
         if report is not None:
             log.info(
@@ -101,6 +111,8 @@ class Engine:
     def close(self, *, checkpoint: bool = True) -> None:
         """Clean shutdown: flush the log and (by default) write a final checkpoint."""
         try:
+            if self.persister is not None:
+                self.persister.close()  # uploads under way finish; queued ones stay pending
             if self.cache is not None:
                 self.cache.close()  # blocks still being stored are finished first
             self.mounts.close()

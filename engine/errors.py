@@ -70,3 +70,9 @@ class Unavailable(ShoalError):
     """A UFS did not answer usefully (endpoint down, timeouts, throttling after retries)."""
 
     errno = errno.EIO
+
+
+class DataLost(ShoalError):
+    """Data whose only copy was in the cache is gone (a damaged disk): it cannot be served."""
+
+    errno = errno.EIO

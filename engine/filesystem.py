@@ -18,8 +18,10 @@ from engine.blockcache import BlockCache
 from engine.errors import (
     AlreadyExists,
     Busy,
+    DataLost,
     InvalidArgument,
     IsADirectory,
+    NoSpace,
     NotADirectory,
     NotEmpty,
     NotFound,
@@ -28,6 +30,7 @@ from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, parent_and_name
 from engine.namespace import Namespace
+from engine.persister import Persister
 from engine.state import PERSISTED, Mount, block_size_of
 from engine.sync import MetadataSync
 from journal import entries as E
@@ -38,12 +41,19 @@ from ufs.errors import UfsNotFound
 
 class FileSystem:
     def __init__(
-        self, ns: Namespace, mounts: MountTable, sync: MetadataSync, cache: BlockCache | None
+        self,
+        ns: Namespace,
+        mounts: MountTable,
+        sync: MetadataSync,
+        cache: BlockCache | None,
+        write_type: str = "THROUGH",
     ) -> None:
         self.ns = ns
         self.mounts = mounts
         self.sync = sync
         self.cache = cache
+        self.write_type = write_type
+        self.persister: Persister | None = None
 
     def _target(self, path: str) -> tuple[Inode, str, tuple[Mount, UnderFS, str] | None]:
         """(parent directory, name, (mount, connector, UFS path) if below a mount)."""
@@ -95,21 +105,39 @@ class FileSystem:
     # -- file content ------------------------------------------------------------------------
 
     def write_file(
-        self, path: str, source: BinaryIO, mode: int = 0o644, uid: int = 0, gid: int = 0
+        self,
+        path: str,
+        source: BinaryIO,
+        mode: int = 0o644,
+        uid: int = 0,
+        gid: int = 0,
+        write_type: str | None = None,
     ) -> Inode:
-        """Creates or replaces ``path`` with ``source``'s bytes, written THROUGH to its UFS;
-        returns once the UFS holds them and the namespace says so durably."""
+        """Creates or replaces ``path`` with ``source``'s bytes and returns once they are
+        durable as the write type says (docs/cache.md):
+
+        - THROUGH: in the UFS (not cached);
+        - CACHE_THROUGH: in the UFS, and cached;
+        - MUST_CACHE: in the cache only (never evicted, not persisted);
+        - ASYNC_THROUGH: in the cache, with the persist to the UFS journaled as pending; the
+          persister uploads it in the background, and resumes after a crash.
+        """
         parent, name, ufs = self._target(path)
         if ufs is None:
-            raise InvalidArgument(
-                f"{path} is not below a mount: file data needs a UFS until the block cache lands"
-            )
+            raise InvalidArgument(f"{path} is not below a mount: file data needs a UFS")
+        mount, connector, rel = ufs
+        kind = (write_type or mount.options.get("write_type") or self.write_type).upper()
+        if kind not in WRITE_TYPES:
+            raise InvalidArgument(f"unknown write type {kind!r} (one of {', '.join(WRITE_TYPES)})")
         existing = parent.children.get(name)  # type: ignore[union-attr]
         if existing is not None and existing.children is not None:
             raise IsADirectory(f"{path} is a directory")
-        _mount, connector, rel = ufs
+        if kind in ("MUST_CACHE", "ASYNC_THROUGH"):
+            return self._write_cached(parent, name, source, mode, uid, gid, kind)
+        blocks: list[bytes] | None = [] if kind == "CACHE_THROUGH" and self.cache else None
+        stream = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
         with ufs_errors():
-            status = connector.write(rel, source)
+            status = connector.write(rel, stream)  # type: ignore[arg-type]
         ns = self.ns
         now = time.time_ns()
         with ns.lock:
@@ -122,6 +150,50 @@ class FileSystem:
             )
             seq = ns._commit(entry)
         ns._durable(seq)
+        if blocks and self.cache is not None:
+            for idx, block in enumerate(blocks):
+                self.cache.store((node.id, node.version, idx), block)
+        return node
+
+    def _write_cached(
+        self, parent: Inode, name: str, source: BinaryIO, mode: int, uid: int, gid: int, kind: str
+    ) -> Inode:
+        cache = self.cache
+        if cache is None:
+            raise InvalidArgument(f"write type {kind} needs a block cache")
+        ns = self.ns
+        bs = self.sync.block_size
+        with ns.lock:
+            node = parent.children.get(name)  # type: ignore[union-attr]
+            now = time.time_ns()
+            if node is None:
+                ns._commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                node = parent.children[name]  # type: ignore[index]
+            else:
+                ns._commit(E.SetAttr(node.id, now, size=0))  # a new content version
+            file, version = node.id, node.version
+        length = 0
+        try:
+            idx = 0
+            while block := _read_full(source, bs):
+                if not cache.store((file, version, idx), block):
+                    raise NoSpace(
+                        f"the cache has no room for {ns.path_of(node)} (written {kind}):"
+                        " its tiers are full of pinned or unpersisted blocks"
+                    )
+                length += len(block)
+                idx += 1
+        except BaseException:
+            # Nothing half-written stays visible: the file goes, and its blocks with it.
+            ns.delete(ns.path_of(node))
+            raise
+        with ns.lock:
+            seq = ns._commit(E.CompleteFile(file, length, bs, time.time_ns()))
+            if kind == "ASYNC_THROUGH":
+                seq = ns._commit(E.PersistRequested(file, version, time.time_ns()))
+        ns._durable(seq)
+        if kind == "ASYNC_THROUGH" and self.persister is not None:
+            self.persister.submit(file, version)
         return node
 
     def read(self, path: str, offset: int, length: int) -> bytes:
@@ -131,8 +203,9 @@ class FileSystem:
         if node.children is not None:
             raise IsADirectory(f"{path} is a directory")
         where = self.sync.mount_of(node)
-        if where is None or not node.flags & PERSISTED:
-            raise InvalidArgument(f"{path} has no copy in a UFS to read from")
+        if where is None:
+            raise InvalidArgument(f"{path} is not below a mount")
+        persisted = bool(node.flags & PERSISTED)
         end = min(offset + length, node.size)
         if offset >= end:
             return b""
@@ -144,6 +217,8 @@ class FileSystem:
             start = idx * bs
 
             def fetch(start: int = start) -> bytes:
+                if not persisted:  # its only copy is the cache: a lost block is lost data
+                    raise DataLost(f"{path}: a block not yet persisted is missing from the cache")
                 with ufs_errors():
                     return connector.read(rel, start, bs)
 
@@ -198,6 +273,36 @@ class FileSystem:
                     raise NotEmpty(f"{dst} is a directory that is not empty")
                 _move_tree(connector, node, a, b)
         self.ns.rename(src, dst, noreplace=noreplace)
+
+
+WRITE_TYPES = ("MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH")
+
+
+class _Tee:
+    """Passes a source through while keeping its bytes as blocks (CACHE_THROUGH)."""
+
+    def __init__(self, source: BinaryIO, blocks: list[bytes], block_size: int) -> None:
+        self.source, self.blocks, self.block_size = source, blocks, block_size
+        self.partial = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.partial += data
+        while len(self.partial) >= self.block_size or (not data and self.partial):
+            self.blocks.append(self.partial[: self.block_size])
+            self.partial = self.partial[self.block_size :]
+        return data
+
+
+def _read_full(source: BinaryIO, n: int) -> bytes:
+    parts, left = [], n
+    while left > 0:
+        chunk = source.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
 
 
 def _walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:

@@ -69,6 +69,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("local", metavar="LOCAL_FILE", help="a file, or - for standard input")
     p.add_argument("path", metavar="PATH")
+    p.add_argument(
+        "--write-type",
+        choices=["MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH"],
+        help="default: the mount's write_type option, else the write_type config key",
+    )
     p.set_defaults(func=cmd_put)
 
     p = cmds.add_parser("cat", parents=[common], help="write a file's bytes to standard output")
@@ -211,11 +216,12 @@ def _walk(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]
 def cmd_put(args: argparse.Namespace) -> int:
     uid, gid = _ids()
     with open_engine(args) as engine:
+        kind = args.write_type
         if args.local == "-":
-            engine.fs.write_file(_abs(args.path), sys.stdin.buffer, 0o644, uid, gid)
+            engine.fs.write_file(_abs(args.path), sys.stdin.buffer, 0o644, uid, gid, kind)
         else:
             with open(args.local, "rb") as source:
-                engine.fs.write_file(_abs(args.path), source, 0o644, uid, gid)
+                engine.fs.write_file(_abs(args.path), source, 0o644, uid, gid, kind)
     return EXIT_OK
 
 

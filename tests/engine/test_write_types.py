@@ -1,0 +1,131 @@
+"""Write types: MUST_CACHE, CACHE_THROUGH, THROUGH, ASYNC_THROUGH (on a local UFS and on S3),
+a cache that cannot make room, and kill -9 during ASYNC_THROUGH writes: every acknowledged file
+reaches the UFS intact after the restart."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from engine.engine import Engine
+from engine.errors import NoSpace
+from engine.inode import PERSISTED
+from tests.faultproxy import Fault, FaultProxy
+from tests.s3server import S3Server
+from tests.ufs.stores import S3Store, Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_home(tmp_path: Path, quota: str = "8MiB") -> str:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "shoal.toml").write_text(
+        f'block_size = 65536\n[[cache.tiers]]\nname = "SSD"\npaths = ["{tmp_path / "ssd"}"]\n'
+        f'quota = "{quota}"\n'
+    )
+    return str(home)
+
+
+def content(i: int, size: int = 150_000) -> bytes:
+    return hashlib.sha256(str(i).encode()).digest() * (size // 32) + bytes(i % 7)
+
+
+def test_each_write_type(store: Store, tmp_path: Path) -> None:
+    engine = Engine.open_home(make_home(tmp_path))
+    try:
+        fs = engine.fs
+        fs.makedirs("/m")
+        engine.mounts.mount("/m", store.uri, store.options)
+        for kind in ("MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH"):
+            fs.write_file(f"/m/{kind}", io.BytesIO(content(len(kind))), write_type=kind)
+            assert fs.read(f"/m/{kind}", 0, 1 << 20) == content(len(kind))
+        keys = store.keys()
+        assert "MUST_CACHE" not in keys  # cache only
+        assert {"CACHE_THROUGH", "THROUGH"} <= keys
+        assert engine.persister is not None
+        engine.persister.drain()
+        assert store.get("ASYNC_THROUGH") == content(len("ASYNC_THROUGH"))
+        assert not engine.state.persists
+        node = engine.sync.lookup("/m/ASYNC_THROUGH")
+        assert node.flags & PERSISTED
+        cached = {engine.sync.lookup(f"/m/{k}").id for k in ("MUST_CACHE", "CACHE_THROUGH")}
+        assert cached <= set(engine.state.blocks)
+    finally:
+        engine.close()
+
+
+def test_a_full_cache_says_no_space_and_leaves_nothing(store: Store, tmp_path: Path) -> None:
+    engine = Engine.open_home(make_home(tmp_path, quota="256KiB"))
+    try:
+        engine.mounts.mount("/", store.uri, store.options)
+        engine.fs.write_file("/small", io.BytesIO(b"x" * 100_000), write_type="MUST_CACHE")
+        with pytest.raises(NoSpace, match="no room"):
+            engine.fs.write_file("/big", io.BytesIO(b"y" * 400_000), write_type="MUST_CACHE")
+        assert [n.name for n in engine.ns.listdir("/")] == ["small"]
+        assert engine.fs.read("/small", 0, 10) == b"x" * 10  # unpersisted data is never evicted
+    finally:
+        engine.close()
+
+
+WRITER = textwrap.dedent(
+    """
+    import io, sys
+    from engine.engine import Engine
+    from tests.engine.test_write_types import content
+
+    engine = Engine.open_home(sys.argv[1])
+    for i in range(100_000):
+        data = io.BytesIO(content(i))
+        engine.fs.write_file(f"/s3/out/f{i:05d}", data, write_type="ASYNC_THROUGH")
+        print(f"ACK {i}", flush=True)
+    """
+)
+
+
+def test_kill9_during_async_through_writes(s3_server: S3Server, tmp_path: Path) -> None:
+    store = S3Store(s3_server)
+    proxy = FaultProxy(s3_server.endpoint).start()
+    try:
+        home = make_home(tmp_path, quota="256MiB")
+        engine = Engine.open_home(home)
+        try:
+            engine.fs.makedirs("/s3")
+            engine.mounts.mount("/s3", store.uri, {**store.options, "endpoint": proxy.endpoint})
+            engine.fs.makedirs("/s3/out")
+        finally:
+            engine.close()
+        proxy.add(Fault("delay", -1, seconds=0.2, method="PUT"))  # uploads lag behind writes
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, home], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        acked = []
+        for line in proc.stdout:
+            acked.append(int(line.split()[1]))
+            if len(acked) >= 40:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        engine = Engine.open_home(home)  # resumes the pending persists
+        try:
+            assert engine.persister is not None
+            pending_at_start = len(engine.state.persists)
+            engine.persister.drain()
+            assert pending_at_start > 0, "the kill left nothing pending: the test proved nothing"
+            assert not engine.state.persists
+        finally:
+            engine.close()
+        for i in acked:
+            assert store.get(f"out/f{i:05d}") == content(i), f"acknowledged file {i} is wrong"
+    finally:
+        proxy.stop()

@@ -1,11 +1,13 @@
 """A hypothesis state machine over the block cache with small random quotas and block sizes:
 reads (checked against the UFS's bytes), pins, frees, files changed in the UFS and synced, and
-crashes (the engine abandoned mid-life, reopened). After every step: no tier is over its quota
-and the tier accounting equals the block map; a pinned file's cached blocks stay cached; after
-a crash and recovery the block map matches the files in the tier directories exactly."""
+crashes (the engine abandoned mid-life, reopened), and files written MUST_CACHE (their blocks
+are the only copy). After every step: no tier is over its quota and the tier accounting equals
+the block map; a pinned file's cached blocks stay cached; every unpersisted file is whole in
+the cache; after a crash and recovery the block map matches the tier directories exactly."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from engine.engine import Engine
+from engine.errors import NoSpace
 from engine.tiers import BlockKey
 
 FILES = ["a", "b", "c", "d"]
@@ -45,6 +48,7 @@ class CacheMachine(RuleBasedStateMachine):
         (self.home / "shoal.toml").write_text("\n".join(lines) + "\n")
         self.quotas = {"MEM": mem, "SSD": ssd}
         self.pinned: set[str] = set()
+        self.written: dict[str, bytes] = {}
         self.engine = Engine.open_home(str(self.home))
         self.engine.mounts.mount("/", str(self.ufs))
 
@@ -68,6 +72,27 @@ class CacheMachine(RuleBasedStateMachine):
         self.engine.cache.drain()  # blocks are stored in the background
         for n, keys in pinned_before.items():  # pinned blocks were never evicted to make room
             assert keys <= self.cached_keys(n)
+
+    @rule(size=st.integers(1, 200))
+    def write_cache_only(self, size: int) -> None:
+        """A MUST_CACHE file: its blocks are the only copy and must never be evicted."""
+        name = f"w{len(self.written)}"
+        data = os.urandom(size)
+        try:
+            self.engine.fs.write_file(f"/{name}", io.BytesIO(data), write_type="MUST_CACHE")
+        except NoSpace:
+            assert name not in (self.engine.ns.tree.root.children or {})
+            return
+        self.written[name] = data
+
+    @invariant()
+    def unpersisted_data_is_all_there(self) -> None:
+        if not hasattr(self, "engine"):
+            return
+        for name, data in self.written.items():
+            node = self.engine.ns.lookup(f"/{name}")
+            assert sum(i.length for i in self.engine.state.blocks[node.id].values()) == len(data)
+            assert self.engine.fs.read(f"/{name}", 0, len(data)) == data
 
     @rule(name=st.sampled_from(FILES))
     def pin(self, name: str) -> None:

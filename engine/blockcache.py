@@ -48,6 +48,9 @@ class CacheStats:
     ufs_bytes_read: int = 0
 
 
+EVICTORS = ("LRU", "LRFU")
+
+
 class _Flight:
     """A block being fetched (and then stored): its readers wait for ``done``."""
 
@@ -70,7 +73,20 @@ class ReconcileReport:
 
 
 class BlockCache:
-    def __init__(self, ns: Namespace, tiers: list[TierStore]) -> None:
+    def __init__(
+        self,
+        ns: Namespace,
+        tiers: list[TierStore],
+        evictor: str = "LRU",
+        lrfu_half_life_s: float = 300.0,
+    ) -> None:
+        if evictor not in EVICTORS:
+            raise ValueError(f"unknown evictor {evictor!r} (one of {', '.join(EVICTORS)})")
+        self.evictor = evictor
+        self.half_life_s = lrfu_half_life_s
+        # LRFU: block -> (score, time of its last update); a score halves every half-life
+        # and gains 1 per access, so both recency and frequency count.
+        self._scores: dict[BlockKey, tuple[float, float]] = {}
         self.ns = ns
         self.tiers = tiers
         self.by_name = {t.name: t for t in tiers}
@@ -139,7 +155,56 @@ class BlockCache:
             lru = self.lru.get(info.tier)
             if lru is not None and key in lru:
                 lru.move_to_end(key)
+                self._touch(key)
         return data
+
+    def _touch(self, key: BlockKey) -> None:
+        if self.evictor == "LRFU":
+            now = time.monotonic()
+            score, then = self._scores.get(key, (0.0, now))
+            self._scores[key] = (score * 0.5 ** ((now - then) / self.half_life_s) + 1.0, now)
+
+    def _victims(self, tier: str) -> list[BlockKey]:
+        """A tier's blocks in eviction order: least recently used first (LRU), or lowest
+        decayed score first (LRFU)."""
+        keys = list(self.lru[tier])
+        if self.evictor != "LRFU":
+            return keys
+        now = time.monotonic()
+
+        def score(key: BlockKey) -> float:
+            value, then = self._scores.get(key, (0.0, now))
+            return value * 0.5 ** ((now - then) / self.half_life_s)
+
+        return sorted(keys, key=score)
+
+    def promote(self, key: BlockKey) -> bool:
+        """Moves a block read from a lower tier to the highest one it may use (the
+        CACHE_PROMOTE read type); False if it stays where it is."""
+        with self.ns.lock:
+            info = self.info(key)
+            if info is None:
+                return False
+            current = next(i for i, t in enumerate(self.tiers) if t.name == info.tier)
+            node = self.ns.tree.find(key[0])
+            media = node.ext.media if node is not None and node.ext is not None else None
+            # Taken out of its tier's accounting first: making room above may push blocks down
+            # into that tier, and this block must not be the one evicted to make room for them.
+            source = self.tiers[current].name
+            self.lru[source].pop(key, None)
+            self.used[source] -= info.length
+            moved = False
+            for i in range(current):
+                tier = self.tiers[i]
+                if media and tier.name not in media:
+                    continue
+                if info.length <= tier.quota and self._make_room(i, info.length):
+                    moved = self._move(key, info, current, i, detached=True)
+                    break
+            if not moved:
+                self.lru[source][key] = info.length
+                self.used[source] += info.length
+            return moved
 
     def get(
         self,
@@ -250,6 +315,7 @@ class BlockCache:
                     E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
                 )
                 self.lru[tier.name][key] = n
+                self._touch(key)
                 self._stamp(tier, key)
             self.ns._durable(seq)
             return True
@@ -279,7 +345,7 @@ class BlockCache:
         lru = self.lru[tier.name]
         if self.used[tier.name] + n <= tier.quota:
             return True
-        for key in list(lru):
+        for key in self._victims(tier.name):
             if self.used[tier.name] + n <= tier.quota:
                 break
             evictable = self._evictable(key)
@@ -304,29 +370,39 @@ class BlockCache:
         lower = self.tiers[i + 1]
         if info.length > lower.quota or not self._make_room(i + 1, info.length):
             return False
+        return self._move(key, info, i, i + 1)
+
+    def _move(
+        self, key: BlockKey, info: BlockInfo, src: int, dst: int, detached: bool = False
+    ) -> bool:
+        """With the lock held and room made in ``dst``: copies the block there, journals
+        BlockMoved, then deletes the old copy. ``detached``: the caller already took it out
+        of the source tier's accounting."""
+        source, target = self.tiers[src], self.tiers[dst]
         try:
-            data = self.tiers[i].read(key)
+            data = source.read(key)
             if zlib.crc32(data) != info.checksum:
                 return False
-            lower.write(key, data)
+            target.write(key, data)
         except OSError as exc:
-            log.warning("cannot demote block %s to %s: %s", key, lower.name, exc)
+            log.warning("cannot move block %s to %s: %s", key, target.name, exc)
             return False
-        seq = self.ns._commit(E.BlockMoved(key[0], key[1], key[2], lower.name, time.time_ns()))
+        seq = self.ns._commit(E.BlockMoved(key[0], key[1], key[2], target.name, time.time_ns()))
         self.ns._durable(seq)
-        upper = self.tiers[i]
-        del self.lru[upper.name][key]
-        self.used[upper.name] -= info.length
-        upper.remove(key)
-        self.lru[lower.name][key] = info.length
-        self.used[lower.name] += info.length
-        self._stamp(lower, key)
+        if not detached:
+            del self.lru[source.name][key]
+            self.used[source.name] -= info.length
+        source.remove(key)
+        self.lru[target.name][key] = info.length
+        self.used[target.name] += info.length
+        self._stamp(target, key)
         return True
 
     def _drop(self, key: BlockKey, info: BlockInfo) -> None:
         """With the namespace lock held: journals the removal, then deletes the file."""
         seq = self.ns._commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
         self._verified.pop(key, None)
+        self._scores.pop(key, None)
         tier = self.by_name.get(info.tier)
         lru = self.lru.get(info.tier)
         if lru is not None and lru.pop(key, None) is not None:

@@ -24,6 +24,10 @@ class Config:
     ufs_sync_interval: float = -1.0
     # How file writes below a mount become durable (docs/cache.md); a mount may override it.
     write_type: str = "THROUGH"
+    # How reads use the cache: CACHE, CACHE_PROMOTE or NO_CACHE; a mount may override it.
+    read_type: str = "CACHE"
+    cache_evictor: str = "LRU"  # or LRFU
+    cache_lrfu_half_life_s: float = 300.0
     # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
     cache_tiers: list[TierSpec] | None = None
 
@@ -112,6 +116,14 @@ def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
             cfg.block_size = _coerce(cfg.block_size, value, key)
         elif not section and name == "write_type":
             cfg.write_type = str(value).upper()
+        elif not section and name == "read_type":
+            cfg.read_type = str(value).upper()
+        elif section == "cache" and name == "evictor":
+            cfg.cache_evictor = str(value).upper()
+            if cfg.cache_evictor not in ("LRU", "LRFU"):
+                raise InvalidArgument(f"config key {key}: {value!r} is not LRU or LRFU")
+        elif section == "cache" and name == "lrfu_half_life_s":
+            cfg.cache_lrfu_half_life_s = float(_coerce(cfg.cache_lrfu_half_life_s, value, key))
         elif section == "cache" and name == "tiers":
             cfg.cache_tiers = _tiers(value, key)
         elif section == "ufs" and name == "sync_interval":

@@ -63,14 +63,17 @@ class Engine:
         self.cache: BlockCache | None = None
         if home is not None:
             specs = cfg.cache_tiers if cfg.cache_tiers is not None else default_tiers(home)
-            self.cache = BlockCache(self.ns, [TierStore(spec) for spec in specs])
+            tiers = [TierStore(spec) for spec in specs]
+            self.cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s)
             fixed = self.cache.reconcile(repair=reconcile)
             if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):
                 log.warning(
                     "block cache reconciled: %d orphan files removed, %d blocks dropped",
                     fixed.orphans_removed, fixed.blocks_dropped,
                 )  # fmt: skip
-        self.fs = FileSystem(self.ns, self.mounts, self.sync, self.cache, cfg.write_type)
+        self.fs = FileSystem(
+            self.ns, self.mounts, self.sync, self.cache, cfg.write_type, cfg.read_type
+        )
         self.persister: Persister | None = None
         if self.cache is not None:
             self.persister = self.fs.persister = Persister(

@@ -47,12 +47,14 @@ class FileSystem:
         sync: MetadataSync,
         cache: BlockCache | None,
         write_type: str = "THROUGH",
+        read_type: str = "CACHE",
     ) -> None:
         self.ns = ns
         self.mounts = mounts
         self.sync = sync
         self.cache = cache
         self.write_type = write_type
+        self.read_type = read_type
         self.persister: Persister | None = None
 
     def _target(self, path: str) -> tuple[Inode, str, tuple[Mount, UnderFS, str] | None]:
@@ -196,7 +198,7 @@ class FileSystem:
             self.persister.submit(file, version)
         return node
 
-    def read(self, path: str, offset: int, length: int) -> bytes:
+    def read(self, path: str, offset: int, length: int, read_type: str | None = None) -> bytes:
         """Bytes of a file: cached blocks from their tier, the others from the UFS by ranged
         reads of whole blocks, which are cached as they pass (only the blocks touched)."""
         node = self.sync.lookup(path)
@@ -210,6 +212,9 @@ class FileSystem:
         if offset >= end:
             return b""
         mount, rel = where
+        kind = (read_type or mount.options.get("read_type") or self.read_type).upper()
+        if kind not in READ_TYPES:
+            raise InvalidArgument(f"unknown read type {kind!r} (one of {', '.join(READ_TYPES)})")
         connector = self.mounts.connector(mount)
         bs = block_size_of(node) or self.sync.block_size
         parts = []
@@ -225,8 +230,11 @@ class FileSystem:
             lo, hi = max(0, offset - start), min(bs, end - start)
             if self.cache is None:
                 parts.append(fetch()[lo:hi])
-            else:
-                parts.append(self.cache.get((node.id, node.version, idx), fetch, lo, hi - lo))
+                continue
+            key = (node.id, node.version, idx)
+            parts.append(self.cache.get(key, fetch, lo, hi - lo, cache=kind != "NO_CACHE"))
+            if kind == "CACHE_PROMOTE":
+                self.cache.promote(key)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     # -- removal and renaming ----------------------------------------------------------------
@@ -276,6 +284,7 @@ class FileSystem:
 
 
 WRITE_TYPES = ("MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH")
+READ_TYPES = ("CACHE", "CACHE_PROMOTE", "NO_CACHE")
 
 
 class _Tee:

@@ -44,7 +44,7 @@ from ufs.errors import (
 from ufs.uri import open_ufs
 
 # Mount options the engine reads itself; the rest go to the connector.
-ENGINE_OPTIONS = frozenset({"sync_interval", "write_type"})
+ENGINE_OPTIONS = frozenset({"sync_interval", "write_type", "read_type"})
 
 Opener = Callable[[str, Mapping[str, str], Mapping[str, str] | None], UnderFS]
 

@@ -174,3 +174,39 @@ def test_eviction_demotes_then_drops_and_spares_pinned_files(tmp_path: Path) -> 
         assert len(engine.state.blocks.get(a.id, {})) < 4
     finally:
         engine.close()
+
+
+def test_read_types_and_the_lrfu_evictor(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "ufs")
+    for name in "abcd":
+        store.put(name, name.encode() * 16)  # one 16-byte block each
+    home = make_home(
+        tmp_path, [("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 16)], block_size=16
+    )
+    with open(os.path.join(home, "shoal.toml"), "a") as f:
+        f.write('[cache]\nevictor = "LRFU"\n')
+    engine = Engine.open_home(home)
+    try:
+        cache = engine.cache
+        assert cache is not None and cache.evictor == "LRFU"
+        engine.mounts.mount("/", store.uri)
+
+        def tier_of(name: str) -> str | None:
+            node = engine.sync.lookup(f"/{name}")
+            infos = list(engine.state.blocks.get(node.id, {}).values())
+            return infos[0].tier if infos else None
+
+        assert engine.fs.read("/d", 0, 16, read_type="NO_CACHE") == b"d" * 16
+        cache.drain()
+        assert tier_of("d") is None  # NO_CACHE: served, not kept
+        for _ in range(5):
+            assert read_all(engine, "/a") == b"a" * 16  # a: often
+        assert read_all(engine, "/b") == b"b" * 16  # b: once, but after a
+        assert read_all(engine, "/c") == b"c" * 16  # MEM is full: one goes down to SSD
+        # LRU would demote a (least recent); LRFU demotes b (least used over time).
+        assert (tier_of("a"), tier_of("b"), tier_of("c")) == ("MEM", "SSD", "MEM")
+        # CACHE_PROMOTE brings b back up (and pushes the lowest-scored MEM block down).
+        assert engine.fs.read("/b", 0, 16, read_type="CACHE_PROMOTE") == b"b" * 16
+        assert tier_of("b") == "MEM"
+    finally:
+        engine.close()

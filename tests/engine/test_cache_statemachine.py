@@ -30,8 +30,9 @@ class CacheMachine(RuleBasedStateMachine):
         mem=st.integers(0, 200),
         ssd=st.integers(16, 400),
         sizes=st.lists(st.integers(0, 300), min_size=len(FILES), max_size=len(FILES)),
+        evictor=st.sampled_from(["LRU", "LRFU"]),
     )
-    def start(self, block_size: int, mem: int, ssd: int, sizes: list[int]) -> None:
+    def start(self, block_size: int, mem: int, ssd: int, sizes: list[int], evictor: str) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="shoal-cache-sm-"))
         self.ufs = self.dir / "ufs"
         self.ufs.mkdir()
@@ -42,6 +43,7 @@ class CacheMachine(RuleBasedStateMachine):
         self.home.mkdir()
         tiers = [("MEM", self.dir / "mem", mem), ("SSD", self.dir / "ssd", ssd)]
         lines = [f"block_size = {block_size}", "[journal]", "group_commit = false"]
+        lines += ["[cache]", f'evictor = "{evictor}"', "lrfu_half_life_s = 0.05"]
         for name, path, quota in tiers:
             lines += ["[[cache.tiers]]", f'name = "{name}"', f'paths = ["{path}"]',
                       f"quota = {quota}"]  # fmt: skip
@@ -63,10 +65,15 @@ class CacheMachine(RuleBasedStateMachine):
         blocks = self.engine.state.blocks.get(node.id, {})
         return {(node.id, v, i) for v, i in blocks}
 
-    @rule(name=st.sampled_from(FILES), offset=st.integers(0, 320), length=st.integers(0, 200))
-    def read(self, name: str, offset: int, length: int) -> None:
+    @rule(
+        name=st.sampled_from(FILES),
+        offset=st.integers(0, 320),
+        length=st.integers(0, 200),
+        kind=st.sampled_from(["CACHE", "CACHE", "CACHE_PROMOTE", "NO_CACHE"]),
+    )
+    def read(self, name: str, offset: int, length: int, kind: str) -> None:
         pinned_before = {n: self.cached_keys(n) for n in self.pinned}
-        got = self.engine.fs.read(f"/{name}", offset, length)
+        got = self.engine.fs.read(f"/{name}", offset, length, read_type=kind)
         assert got == self.content[name][offset : offset + length]
         assert self.engine.cache is not None
         self.engine.cache.drain()  # blocks are stored in the background

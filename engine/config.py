@@ -28,6 +28,7 @@ class Config:
     read_type: str = "CACHE"
     cache_evictor: str = "LRU"  # or LRFU
     cache_lrfu_half_life_s: float = 300.0
+    cache_ttl_check_interval_s: float = 60.0  # how often the daemon acts on expired TTLs
     # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
     cache_tiers: list[TierSpec] | None = None
 
@@ -122,6 +123,10 @@ def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
             cfg.cache_evictor = str(value).upper()
             if cfg.cache_evictor not in ("LRU", "LRFU"):
                 raise InvalidArgument(f"config key {key}: {value!r} is not LRU or LRFU")
+        elif section == "cache" and name == "ttl_check_interval_s":
+            cfg.cache_ttl_check_interval_s = float(
+                _coerce(cfg.cache_ttl_check_interval_s, value, key)
+            )
         elif section == "cache" and name == "lrfu_half_life_s":
             cfg.cache_lrfu_half_life_s = float(_coerce(cfg.cache_lrfu_half_life_s, value, key))
         elif section == "cache" and name == "tiers":

@@ -19,6 +19,7 @@ from engine.snapshot import fill_checkpoint, load_checkpoint
 from engine.state import State
 from engine.sync import MetadataSync
 from engine.tiers import TierStore
+from engine.ttl import TtlChecker
 from journal.journal import Journal, JournalOptions, StateCodec
 from journal.layout import CheckpointFile
 from journal.storage import OsStorage, Storage
@@ -74,6 +75,7 @@ class Engine:
         self.fs = FileSystem(
             self.ns, self.mounts, self.sync, self.cache, cfg.write_type, cfg.read_type
         )
+        self.ttl = TtlChecker(self.ns, self.fs, self.cache)
         self.persister: Persister | None = None
         if self.cache is not None:
             self.persister = self.fs.persister = Persister(
@@ -114,6 +116,7 @@ class Engine:
     def close(self, *, checkpoint: bool = True) -> None:
         """Clean shutdown: flush the log and (by default) write a final checkpoint."""
         try:
+            self.ttl.stop()
             if self.persister is not None:
                 self.persister.close()  # uploads under way finish; queued ones stay pending
             if self.cache is not None:

@@ -16,6 +16,7 @@ from engine.cli.paths import absolute as _abs
 from engine.engine import Engine
 from engine.errors import InvalidArgument, ShoalError
 from engine.inode import Inode
+from engine.ttl import parse_duration_ms
 
 LOAD_CHUNK = 4 << 20
 
@@ -29,6 +30,28 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
     p = cmds.add_parser("unpin", parents=[common], help="let PATH's blocks be evicted again")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_unpin)
+
+    p = cmds.add_parser(
+        "setttl", parents=[common], help="expire PATH (and all below it) DURATION from now"
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("duration", metavar="DURATION", help="e.g. 90s, 15m, 12h, 7d")
+    p.add_argument(
+        "--action",
+        choices=["free", "delete"],
+        default="free",
+        help="free: drop cached data (default); delete: remove from Shoal AND the UFS",
+    )
+    p.set_defaults(func=cmd_setttl)
+
+    p = cmds.add_parser("unsetttl", parents=[common], help="remove PATH's TTL")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_unsetttl)
+
+    p = cmds.add_parser(
+        "checkttl", parents=[common], help="act on expired TTLs now (the daemon does it itself)"
+    )
+    p.set_defaults(func=cmd_checkttl)
 
     p = cmds.add_parser("free", parents=[common], help="drop cached blocks of persisted files")
     p.add_argument("-R", "--recursive", action="store_true")
@@ -93,6 +116,33 @@ def cmd_unpin(args: argparse.Namespace) -> int:
         path = _abs(args.path)
         engine.sync.lookup(path)
         engine.ns.setattr(path, pinned=False, media=[])
+    return EXIT_OK
+
+
+def cmd_setttl(args: argparse.Namespace) -> int:
+    try:
+        ttl_ms = parse_duration_ms(args.duration)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    with open_engine(args) as engine:
+        path = _abs(args.path)
+        engine.sync.lookup(path)
+        engine.ns.setattr(path, ttl_ms=ttl_ms, ttl_action=args.action)
+    return EXIT_OK
+
+
+def cmd_unsetttl(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        path = _abs(args.path)
+        engine.sync.lookup(path)
+        engine.ns.setattr(path, ttl_ms=-1)
+    return EXIT_OK
+
+
+def cmd_checkttl(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        done = engine.ttl.run_once()
+    print(f"{done} expired path(s) acted on")
     return EXIT_OK
 
 

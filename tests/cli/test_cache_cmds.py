@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from shoal_cli import shoal
@@ -63,3 +64,25 @@ def test_load_report_pin_free(tmp_path: Path) -> None:
     assert all(t["used_bytes"] == 0 for t in report(home)["tiers"])  # type: ignore[attr-defined]
     text = shoal("report", home=home).stdout
     assert text.startswith("MEM") and "journal seq" in text
+
+
+def test_ttl_free_and_delete(tmp_path: Path) -> None:
+    ufs, home, data = setup(tmp_path)
+    shoal("fs", "load", "-R", "/train", home=home)
+    err = shoal("fs", "setttl", "/train/c0", "soon", home=home, expect=1).stderr
+    assert "not a duration" in err
+    shoal("fs", "setttl", "/train/c0", "250ms", home=home)  # free: the default action
+    shoal("fs", "setttl", "/train/c1", "250ms", "--action", "delete", home=home)
+    shoal("fs", "setttl", "/train/c1/img0.jpg", "1h", home=home)  # not due; inside c1 anyway
+    time.sleep(0.3)
+    out = shoal("fs", "checkttl", home=home).stdout
+    assert out.startswith("2 expired path(s)")
+    stats = report(home)
+    c0_blocks = sum(-(-len(v) // 16384) for k, v in data.items() if k.startswith("train/c0"))
+    assert c0_blocks > 0
+    ls = shoal("fs", "ls", "/train", home=home).stdout
+    assert "c0" in ls and "c1" not in ls  # freed stays; deleted goes...
+    assert not (ufs / "train" / "c1").exists()  # ...from the UFS too
+    assert all((ufs / k).read_bytes() == v for k, v in data.items() if k.startswith("train/c0"))
+    assert all(t["used_bytes"] == 0 for t in stats["tiers"])  # type: ignore[attr-defined]
+    assert shoal("fs", "checkttl", home=home).stdout.startswith("0 expired")  # TTL cleared

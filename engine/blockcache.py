@@ -28,7 +28,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from engine.inode import PERSISTED, PINNED
@@ -99,6 +99,8 @@ class BlockCache:
         self._inflight_lock = threading.Lock()
         self._verified: dict[BlockKey, tuple[int, int, int]] = {}  # block -> checked stamp
         self._writer = ThreadPoolExecutor(2, thread_name_prefix="cache-writer")
+        self._readahead = ThreadPoolExecutor(4, thread_name_prefix="readahead")
+        self._prefetches: set[Future[None]] = set()
         for file, blocks in ns.state.blocks.items():
             for (version, idx), info in blocks.items():
                 if info.tier in self.used:
@@ -250,6 +252,30 @@ class BlockCache:
                 self._writer.submit(self._store_then_forget, key, flight)
             return _cut(whole, offset, length)
 
+    def prefetch(self, key: BlockKey, fetch: Callable[[], bytes]) -> None:
+        """Fetches and caches ``key`` in the background unless it is cached or on its way
+        (readahead for sequential readers)."""
+        with self._inflight_lock:
+            if key in self._inflight or key in self._storing:
+                return
+        with self.ns.lock:
+            if self.info(key) is not None:
+                return
+        future = self._readahead.submit(self._prefetch, key, fetch)
+        with self._inflight_lock:
+            self._prefetches.add(future)
+        future.add_done_callback(self._prefetch_done)
+
+    def _prefetch_done(self, future: Future[None]) -> None:
+        with self._inflight_lock:
+            self._prefetches.discard(future)
+
+    def _prefetch(self, key: BlockKey, fetch: Callable[[], bytes]) -> None:
+        try:
+            self.get(key, fetch, 0, 0)
+        except Exception as exc:  # readahead is a guess: a failure only costs the guess
+            log.debug("readahead of %s failed: %s", key, exc)
+
     def _store_then_forget(self, key: BlockKey, flight: _Flight) -> None:
         try:
             assert flight.data is not None
@@ -262,7 +288,14 @@ class BlockCache:
                     del self._storing[key]
 
     def drain(self) -> None:
-        """Waits until every block handed to the background writer is stored."""
+        """Waits until every readahead is fetched and every block handed to the background
+        writer is stored."""
+        while True:
+            with self._inflight_lock:
+                pending = list(self._prefetches)
+            if not pending:
+                break
+            wait(pending)
         self._writer.submit(lambda: None).result()
         while True:
             with self._inflight_lock:
@@ -271,6 +304,7 @@ class BlockCache:
             time.sleep(0.001)
 
     def close(self) -> None:
+        self._readahead.shutdown(wait=True, cancel_futures=True)
         self._writer.shutdown(wait=True)
 
     # -- storing and making room -------------------------------------------------------------

@@ -29,6 +29,7 @@ class Config:
     cache_evictor: str = "LRU"  # or LRFU
     cache_lrfu_half_life_s: float = 300.0
     cache_ttl_check_interval_s: float = 60.0  # how often the daemon acts on expired TTLs
+    cache_readahead_blocks: int = 2  # blocks fetched ahead of a sequential reader; 0: none
     # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
     cache_tiers: list[TierSpec] | None = None
 
@@ -123,6 +124,8 @@ def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
             cfg.cache_evictor = str(value).upper()
             if cfg.cache_evictor not in ("LRU", "LRFU"):
                 raise InvalidArgument(f"config key {key}: {value!r} is not LRU or LRFU")
+        elif section == "cache" and name == "readahead_blocks":
+            cfg.cache_readahead_blocks = int(_coerce(cfg.cache_readahead_blocks, value, key))
         elif section == "cache" and name == "ttl_check_interval_s":
             cfg.cache_ttl_check_interval_s = float(
                 _coerce(cfg.cache_ttl_check_interval_s, value, key)

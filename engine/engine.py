@@ -75,6 +75,7 @@ class Engine:
         self.fs = FileSystem(
             self.ns, self.mounts, self.sync, self.cache, cfg.write_type, cfg.read_type
         )
+        self.fs.readahead_blocks = cfg.cache_readahead_blocks
         self.ttl = TtlChecker(self.ns, self.fs, self.cache)
         self.persister: Persister | None = None
         if self.cache is not None:

@@ -10,6 +10,7 @@ namespace's own.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -55,6 +56,9 @@ class FileSystem:
         self.cache = cache
         self.write_type = write_type
         self.read_type = read_type
+        self.readahead_blocks = 2
+        self._last_end: dict[int, int] = {}  # file -> where its last read ended
+        self._readers_lock = threading.Lock()
         self.persister: Persister | None = None
 
     def _target(self, path: str) -> tuple[Inode, str, tuple[Mount, UnderFS, str] | None]:
@@ -235,7 +239,32 @@ class FileSystem:
             parts.append(self.cache.get(key, fetch, lo, hi - lo, cache=kind != "NO_CACHE"))
             if kind == "CACHE_PROMOTE":
                 self.cache.promote(key)
+        if self.cache is not None and kind != "NO_CACHE" and self.readahead_blocks:
+            self._read_ahead(node, connector, rel, bs, offset, end)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_ahead(
+        self, node: Inode, connector: UnderFS, rel: str, bs: int, offset: int, end: int
+    ) -> None:
+        """A reader that continues where its last read ended is sequential: the blocks after
+        this read are fetched before it asks for them."""
+        with self._readers_lock:
+            sequential = self._last_end.get(node.id) == offset and offset > 0
+            self._last_end[node.id] = end
+            if len(self._last_end) > 10_000:  # bounded: forget the oldest readers
+                self._last_end.pop(next(iter(self._last_end)))
+        if not sequential or not node.flags & PERSISTED:
+            return
+        assert self.cache is not None
+        first = (end - 1) // bs + 1
+        last = min((node.size - 1) // bs, first + self.readahead_blocks - 1)
+        for idx in range(first, last + 1):
+
+            def fetch(start: int = idx * bs) -> bytes:
+                with ufs_errors():
+                    return connector.read(rel, start, bs)
+
+            self.cache.prefetch((node.id, node.version, idx), fetch)
 
     # -- removal and renaming ----------------------------------------------------------------
 

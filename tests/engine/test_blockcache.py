@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from engine.engine import Engine
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import Fault, FaultProxy
 from tests.s3server import S3Server
 from tests.ufs.stores import LocalStore, S3Store
 
@@ -210,3 +211,34 @@ def test_read_types_and_the_lrfu_evictor(tmp_path: Path) -> None:
         assert tier_of("b") == "MEM"
     finally:
         engine.close()
+
+
+def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    store = S3Store(s3_server)
+    store.put("one", b"1" * 64 * KiB)
+    store.put("stream", os.urandom(8 * 16 * KiB))
+    proxy = FaultProxy(s3_server.endpoint).start()
+    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", 1 << 20)], block_size=16 * KiB)
+    engine = Engine.open_home(home)
+    try:
+        engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
+        engine.sync.listdir("/")
+        proxy.clear()
+        proxy.add(Fault("delay", -1, seconds=0.3, method="GET"))  # misses overlap for sure
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda _: engine.fs.read("/one", 0, 100), range(8)))
+        assert got == [b"1" * 100] * 8
+        assert len([r for r in proxy.requests if r[0] == "GET"]) == 1  # one GET for 8 readers
+        proxy.clear()
+        stream = engine.sync.lookup("/stream")
+        engine.fs.read("/stream", 0, 16 * KiB)
+        engine.fs.read("/stream", 16 * KiB, 16 * KiB)  # sequential: blocks 2 and 3 come ahead
+        assert engine.cache is not None
+        engine.cache.drain()
+        cached = {idx for (_v, idx) in engine.state.blocks[stream.id]}
+        assert cached == {0, 1, 2, 3}
+    finally:
+        engine.close()
+        proxy.stop()

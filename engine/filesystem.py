@@ -202,6 +202,25 @@ class FileSystem:
             self.persister.submit(file, version)
         return node
 
+    def persist(self, node: Inode) -> bool:
+        """Queues the upload of a file whose data is only in the cache (written MUST_CACHE);
+        False if there is nothing to upload."""
+        if self.persister is None or node.children is not None:
+            return False
+        ns = self.ns
+        with ns.lock:
+            if node.flags & PERSISTED or self.sync.mount_of(node) is None:
+                return False
+            if ns.state.persists.get(node.id) != node.version:
+                seq = ns._commit(E.PersistRequested(node.id, node.version, time.time_ns()))
+            else:
+                seq = 0
+            file, version = node.id, node.version
+        if seq:
+            ns._durable(seq)
+        self.persister.submit(file, version)
+        return True
+
     def read(self, path: str, offset: int, length: int, read_type: str | None = None) -> bytes:
         """Bytes of a file: cached blocks from their tier, the others from the UFS by ranged
         reads of whole blocks, which are cached as they pass (only the blocks touched)."""

@@ -15,7 +15,7 @@ from engine.cli.output import dumps
 from engine.cli.paths import absolute as _abs
 from engine.engine import Engine
 from engine.errors import InvalidArgument, ShoalError
-from engine.inode import Inode
+from engine.inode import PERSISTED, Inode
 from engine.ttl import parse_duration_ms
 
 LOAD_CHUNK = 4 << 20
@@ -52,6 +52,11 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         "checkttl", parents=[common], help="act on expired TTLs now (the daemon does it itself)"
     )
     p.set_defaults(func=cmd_checkttl)
+
+    p = cmds.add_parser("persist", parents=[common], help="upload cached-only data to its UFS")
+    p.add_argument("-R", "--recursive", action="store_true")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_persist)
 
     p = cmds.add_parser("free", parents=[common], help="drop cached blocks of persisted files")
     p.add_argument("-R", "--recursive", action="store_true")
@@ -144,6 +149,19 @@ def cmd_checkttl(args: argparse.Namespace) -> int:
         done = engine.ttl.run_once()
     print(f"{done} expired path(s) acted on")
     return EXIT_OK
+
+
+def cmd_persist(args: argparse.Namespace) -> int:
+    with open_engine(args) as engine:
+        files = files_under(engine, _abs(args.path), args.recursive)
+        queued = [(p, n) for p, n in files if engine.fs.persist(n)]
+        if engine.persister is not None:
+            engine.persister.drain()
+        failed = [p for p, n in queued if not n.flags & PERSISTED]
+    print(f"{len(queued) - len(failed)} file(s) persisted, {len(failed)} failed")
+    for path in failed:
+        print(f"failed: {path} (still pending; retried at the next start)", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_free(args: argparse.Namespace) -> int:

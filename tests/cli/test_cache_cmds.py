@@ -86,3 +86,16 @@ def test_ttl_free_and_delete(tmp_path: Path) -> None:
     assert all((ufs / k).read_bytes() == v for k, v in data.items() if k.startswith("train/c0"))
     assert all(t["used_bytes"] == 0 for t in stats["tiers"])  # type: ignore[attr-defined]
     assert shoal("fs", "checkttl", home=home).stdout.startswith("0 expired")  # TTL cleared
+
+
+def test_persist_uploads_cache_only_files(tmp_path: Path) -> None:
+    ufs, home, _data = setup(tmp_path)
+    local = tmp_path / "model.ckpt"
+    local.write_bytes(os.urandom(100_000))
+    shoal("fs", "mkdir", "/ckpt", home=home)
+    shoal("fs", "put", "--write-type", "MUST_CACHE", str(local), "/ckpt/model.ckpt", home=home)
+    assert not (ufs / "ckpt" / "model.ckpt").exists()  # cache only
+    out = shoal("fs", "persist", "-R", "/ckpt", home=home).stdout
+    assert out.startswith("1 file(s) persisted, 0 failed")
+    assert (ufs / "ckpt" / "model.ckpt").read_bytes() == local.read_bytes()
+    assert shoal("fs", "persist", "-R", "/ckpt", home=home).stdout.startswith("0 file(s)")

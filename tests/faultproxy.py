@@ -96,7 +96,7 @@ class FaultProxy:
                         self.wfile.write(payload)
                         return
                     time.sleep(fault.seconds)
-                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+                conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=60)
                 try:
                     headers = dict(self.headers.items())  # Host too: it is signed
                     conn.request(self.command, self.path, body=body, headers=headers)

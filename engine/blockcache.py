@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 import time
 import zlib
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from engine.cache_reconcile import ReconcileReport, reconcile
 from engine.inode import PERSISTED, PINNED
 from engine.namespace import Namespace
 from engine.state import BlockInfo
@@ -64,12 +64,6 @@ class _Flight:
 def _cut(block: bytes, offset: int, length: int) -> bytes:
     end = len(block) if length < 0 else min(len(block), offset + length)
     return block if offset == 0 and end == len(block) else block[offset:end]
-
-
-@dataclass
-class ReconcileReport:
-    orphans_removed: int = 0
-    blocks_dropped: int = 0  # listed in the journal, missing or damaged on disk
 
 
 class BlockCache:
@@ -499,40 +493,6 @@ class BlockCache:
                 self._drop((file, version, idx), info)
         return len(blocks)
 
-    # -- start-up ----------------------------------------------------------------------------
-
     def reconcile(self, repair: bool = True) -> ReconcileReport:
-        """Makes the tier directories and the journal's block map agree: a block file the map
-        does not list is an orphan and goes; a listed block whose file is missing or has the
-        wrong size is dropped (journaled) and will be fetched again on demand. Without
-        ``repair`` it only counts what it would do."""
-        report = ReconcileReport()
-        with self.ns.lock:
-            present: set[tuple[str, BlockKey]] = set()
-            for tier in self.tiers:
-                for key, path, size in tier.scan():
-                    info = self.info(key) if key is not None else None
-                    if info is None or info.tier != tier.name or info.length != size:
-                        if repair:
-                            _remove_path(path)
-                        report.orphans_removed += 1
-                        continue
-                    present.add((tier.name, key))  # type: ignore[arg-type]
-            for file, blocks in list(self.ns.state.blocks.items()):
-                for (version, idx), info in list(blocks.items()):
-                    key = (file, version, idx)
-                    if (info.tier, key) not in present:
-                        if repair:
-                            self._drop(key, info)
-                        report.blocks_dropped += 1
-        return report
-
-
-def _remove_path(path: str) -> None:
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        """See engine/cache_reconcile.py."""
+        return reconcile(self, repair)

@@ -1,0 +1,63 @@
+"""Start-up (and fsck) reconciliation of the block cache: the journal's block map against the
+files in the tier directories.
+
+A crash can leave a block file the map does not list (written, not yet journaled), a temporary
+file, or — if a disk lost data — a listed block whose file is missing or short. The map is the
+truth: unlisted files go, listed blocks without a sound file are dropped (journaled) and will
+be fetched again on demand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.tiers import BlockKey
+
+if TYPE_CHECKING:
+    from engine.blockcache import BlockCache
+
+
+@dataclass
+class ReconcileReport:
+    orphans_removed: int = 0
+    blocks_dropped: int = 0  # listed in the journal, missing or damaged on disk
+
+
+def reconcile(cache: BlockCache, repair: bool = True) -> ReconcileReport:
+    """Makes the tier directories and the journal's block map agree: a block file the map
+    does not list is an orphan and goes; a listed block whose file is missing or has the
+    wrong size is dropped (journaled) and will be fetched again on demand. Without
+    ``repair`` it only counts what it would do."""
+    report = ReconcileReport()
+    with cache.ns.lock:
+        present: set[tuple[str, BlockKey]] = set()
+        for tier in cache.tiers:
+            for key, path, size in tier.scan():
+                info = cache.info(key) if key is not None else None
+                if info is None or info.tier != tier.name or info.length != size:
+                    if repair:
+                        _remove_path(path)
+                    report.orphans_removed += 1
+                    continue
+                present.add((tier.name, key))  # type: ignore[arg-type]
+        for file, blocks in list(cache.ns.state.blocks.items()):
+            for (version, idx), info in list(blocks.items()):
+                key = (file, version, idx)
+                if (info.tier, key) not in present:
+                    if repair:
+                        cache._drop(key, info)
+                    report.blocks_dropped += 1
+    return report
+
+
+def _remove_path(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

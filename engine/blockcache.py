@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from engine.blockfetch import BlockFetcher
 from engine.cache_reconcile import ReconcileReport, reconcile
 from engine.inode import PERSISTED, PINNED
 from engine.namespace import Namespace
@@ -49,21 +48,6 @@ class CacheStats:
 
 
 EVICTORS = ("LRU", "LRFU")
-
-
-class _Flight:
-    """A block being fetched (and then stored): its readers wait for ``done``."""
-
-    __slots__ = ("data", "done")
-
-    def __init__(self) -> None:
-        self.data: bytes | None = None
-        self.done = threading.Event()
-
-
-def _cut(block: bytes, offset: int, length: int) -> bytes:
-    end = len(block) if length < 0 else min(len(block), offset + length)
-    return block if offset == 0 and end == len(block) else block[offset:end]
 
 
 class BlockCache:
@@ -88,13 +72,8 @@ class BlockCache:
         self.used = {t.name: 0 for t in tiers}
         # Per tier, keys from least to most recently used; key -> length.
         self.lru: dict[str, OrderedDict[BlockKey, int]] = {t.name: OrderedDict() for t in tiers}
-        self._inflight: dict[BlockKey, _Flight] = {}  # being fetched
-        self._storing: dict[BlockKey, _Flight] = {}  # fetched, being written to a tier
-        self._inflight_lock = threading.Lock()
         self._verified: dict[BlockKey, tuple[int, int, int]] = {}  # block -> checked stamp
-        self._writer = ThreadPoolExecutor(2, thread_name_prefix="cache-writer")
-        self._readahead = ThreadPoolExecutor(4, thread_name_prefix="readahead")
-        self._prefetches: set[Future[None]] = set()
+        self.fetcher = BlockFetcher(self)
         for file, blocks in ns.state.blocks.items():
             for (version, idx), info in blocks.items():
                 if info.tier in self.used:
@@ -202,6 +181,8 @@ class BlockCache:
                 self.used[source] += info.length
             return moved
 
+    # -- the fetch path (engine/blockfetch.py) ---------------------------------------------
+
     def get(
         self,
         key: BlockKey,
@@ -210,96 +191,16 @@ class BlockCache:
         length: int = -1,
         cache: bool = True,
     ) -> bytes:
-        """Bytes ``offset``..``offset+length`` of the block: from the cache, or from the whole
-        block ``fetch``-ed once (however many readers miss it at the same time). The fetched
-        block is handed to the readers at once and cached in the background."""
-        data = self.read(key, offset, length)
-        if data is not None:
-            self.stats.hits += 1
-            return data
-        while True:
-            with self._inflight_lock:
-                flight = self._inflight.get(key) or self._storing.get(key)
-                if flight is None:
-                    flight = self._inflight[key] = _Flight()
-                    leader = True
-                else:
-                    leader = False
-            if not leader:
-                flight.done.wait()
-                if flight.data is not None:
-                    self.stats.hits += 1
-                    return _cut(flight.data, offset, length)
-                continue  # the leader's fetch failed: try ourselves
-            try:
-                self.stats.misses += 1
-                flight.data = whole = fetch()
-                self.stats.ufs_bytes_read += len(whole)
-            finally:
-                with self._inflight_lock:
-                    del self._inflight[key]
-                    if cache and flight.data is not None:
-                        # Readers of this block use these bytes until the store is done.
-                        self._storing[key] = flight
-                flight.done.set()
-            if cache:
-                self._writer.submit(self._store_then_forget, key, flight)
-            return _cut(whole, offset, length)
+        return self.fetcher.get(key, fetch, offset, length, cache)
 
     def prefetch(self, key: BlockKey, fetch: Callable[[], bytes]) -> None:
-        """Fetches and caches ``key`` in the background unless it is cached or on its way
-        (readahead for sequential readers)."""
-        with self._inflight_lock:
-            if key in self._inflight or key in self._storing:
-                return
-        with self.ns.lock:
-            if self.info(key) is not None:
-                return
-        future = self._readahead.submit(self._prefetch, key, fetch)
-        with self._inflight_lock:
-            self._prefetches.add(future)
-        future.add_done_callback(self._prefetch_done)
-
-    def _prefetch_done(self, future: Future[None]) -> None:
-        with self._inflight_lock:
-            self._prefetches.discard(future)
-
-    def _prefetch(self, key: BlockKey, fetch: Callable[[], bytes]) -> None:
-        try:
-            self.get(key, fetch, 0, 0)
-        except Exception as exc:  # readahead is a guess: a failure only costs the guess
-            log.debug("readahead of %s failed: %s", key, exc)
-
-    def _store_then_forget(self, key: BlockKey, flight: _Flight) -> None:
-        try:
-            assert flight.data is not None
-            self.store(key, flight.data)
-        except Exception:  # a background store must never die silently
-            log.exception("caching block %s failed", key)
-        finally:
-            with self._inflight_lock:
-                if self._storing.get(key) is flight:
-                    del self._storing[key]
+        self.fetcher.prefetch(key, fetch)
 
     def drain(self) -> None:
-        """Waits until every readahead is fetched and every block handed to the background
-        writer is stored."""
-        while True:
-            with self._inflight_lock:
-                pending = list(self._prefetches)
-            if not pending:
-                break
-            wait(pending)
-        self._writer.submit(lambda: None).result()
-        while True:
-            with self._inflight_lock:
-                if not self._storing:
-                    return
-            time.sleep(0.001)
+        self.fetcher.drain()
 
     def close(self) -> None:
-        self._readahead.shutdown(wait=True, cancel_futures=True)
-        self._writer.shutdown(wait=True)
+        self.fetcher.close()
 
     # -- storing and making room -------------------------------------------------------------
 

@@ -25,7 +25,6 @@ import os
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.blockfetch import BlockFetcher
@@ -181,20 +180,7 @@ class BlockCache:
                 self.used[source] += info.length
             return moved
 
-    # -- the fetch path (engine/blockfetch.py) ---------------------------------------------
-
-    def get(
-        self,
-        key: BlockKey,
-        fetch: Callable[[], bytes],
-        offset: int = 0,
-        length: int = -1,
-        cache: bool = True,
-    ) -> bytes:
-        return self.fetcher.get(key, fetch, offset, length, cache)
-
-    def prefetch(self, key: BlockKey, fetch: Callable[[], bytes]) -> None:
-        self.fetcher.prefetch(key, fetch)
+    # -- the fetch path lives in engine/blockfetch.py (self.fetcher) ------------------------
 
     def drain(self) -> None:
         self.fetcher.drain()
@@ -240,13 +226,13 @@ class BlockCache:
                     if existing is None or existing.tier != tier.name:
                         tier.remove(key)
                     return existing is not None
-                seq = self.ns._commit(
+                seq = self.ns.commit(
                     E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
                 )
                 self.lru[tier.name][key] = n
                 self._touch(key)
                 self._stamp(tier, key)
-            self.ns._durable(seq)
+            self.ns.durable(seq)
             return True
         return False
 
@@ -316,8 +302,8 @@ class BlockCache:
         except OSError as exc:
             log.warning("cannot move block %s to %s: %s", key, target.name, exc)
             return False
-        seq = self.ns._commit(E.BlockMoved(key[0], key[1], key[2], target.name, time.time_ns()))
-        self.ns._durable(seq)
+        seq = self.ns.commit(E.BlockMoved(key[0], key[1], key[2], target.name, time.time_ns()))
+        self.ns.durable(seq)
         if not detached:
             del self.lru[source.name][key]
             self.used[source.name] -= info.length
@@ -329,7 +315,7 @@ class BlockCache:
 
     def _drop(self, key: BlockKey, info: BlockInfo) -> None:
         """With the namespace lock held: journals the removal, then deletes the file."""
-        seq = self.ns._commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
+        seq = self.ns.commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
         self._verified.pop(key, None)
         self._scores.pop(key, None)
         tier = self.by_name.get(info.tier)
@@ -338,7 +324,7 @@ class BlockCache:
             self.used[info.tier] -= info.length
         if tier is not None:
             tier.remove(key)
-        self.ns._durable(seq)
+        self.ns.durable(seq)
 
     def report(self) -> dict[str, object]:
         """Capacity, use and block count per tier, and this process's counters."""

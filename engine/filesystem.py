@@ -72,7 +72,7 @@ class FileSystem:
         if where is None:
             return parent, name, None
         mount, rel = where
-        self.ns._writable(parent)  # a read-only mount refuses before the UFS is touched
+        self.ns.check_writable(parent)  # a read-only mount refuses before the UFS is touched
         return parent, name, (mount, self.mounts.connector(mount), ufs_join(rel, name))
 
     def mount_of(self, path: str) -> Mount | None:
@@ -149,13 +149,13 @@ class FileSystem:
         with ns.lock:
             node = parent.children.get(name)  # type: ignore[union-attr]
             if node is None:
-                ns._commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                ns.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
                 node = parent.children[name]  # type: ignore[index]
             entry = E.UfsFingerprint(
                 node.id, status.fingerprint, status.size, now, now, self.sync.block_size
             )
-            seq = ns._commit(entry)
-        ns._durable(seq)
+            seq = ns.commit(entry)
+        ns.durable(seq)
         if blocks and self.cache is not None:
             for idx, block in enumerate(blocks):
                 self.cache.store((node.id, node.version, idx), block)
@@ -173,10 +173,10 @@ class FileSystem:
             node = parent.children.get(name)  # type: ignore[union-attr]
             now = time.time_ns()
             if node is None:
-                ns._commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                ns.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
                 node = parent.children[name]  # type: ignore[index]
             else:
-                ns._commit(E.SetAttr(node.id, now, size=0))  # a new content version
+                ns.commit(E.SetAttr(node.id, now, size=0))  # a new content version
             file, version = node.id, node.version
         length = 0
         try:
@@ -194,10 +194,10 @@ class FileSystem:
             ns.delete(ns.path_of(node))
             raise
         with ns.lock:
-            seq = ns._commit(E.CompleteFile(file, length, bs, time.time_ns()))
+            seq = ns.commit(E.CompleteFile(file, length, bs, time.time_ns()))
             if kind == "ASYNC_THROUGH":
-                seq = ns._commit(E.PersistRequested(file, version, time.time_ns()))
-        ns._durable(seq)
+                seq = ns.commit(E.PersistRequested(file, version, time.time_ns()))
+        ns.durable(seq)
         if kind == "ASYNC_THROUGH" and self.persister is not None:
             self.persister.submit(file, version)
         return node
@@ -212,12 +212,12 @@ class FileSystem:
             if node.flags & PERSISTED or self.sync.mount_of(node) is None:
                 return False
             if ns.state.persists.get(node.id) != node.version:
-                seq = ns._commit(E.PersistRequested(node.id, node.version, time.time_ns()))
+                seq = ns.commit(E.PersistRequested(node.id, node.version, time.time_ns()))
             else:
                 seq = 0
             file, version = node.id, node.version
         if seq:
-            ns._durable(seq)
+            ns.durable(seq)
         self.persister.submit(file, version)
         return True
 
@@ -255,7 +255,7 @@ class FileSystem:
                 parts.append(fetch()[lo:hi])
                 continue
             key = (node.id, node.version, idx)
-            parts.append(self.cache.get(key, fetch, lo, hi - lo, cache=kind != "NO_CACHE"))
+            parts.append(self.cache.fetcher.get(key, fetch, lo, hi - lo, cache=kind != "NO_CACHE"))
             if kind == "CACHE_PROMOTE":
                 self.cache.promote(key)
         if self.cache is not None and kind != "NO_CACHE" and self.readahead_blocks:
@@ -283,7 +283,7 @@ class FileSystem:
                 with ufs_errors():
                     return connector.read(rel, start, bs)
 
-            self.cache.prefetch((node.id, node.version, idx), fetch)
+            self.cache.fetcher.prefetch((node.id, node.version, idx), fetch)
 
     # -- removal and renaming ----------------------------------------------------------------
 
@@ -295,7 +295,7 @@ class FileSystem:
         if ufs is not None:
             if node.children and not recursive:
                 raise NotEmpty(f"{path} is a directory that is not empty")
-            if self.ns._holds_mount(node):
+            if self.ns.holds_mount(node):
                 raise Busy(f"{path} is or contains a mount point; unmount it first")
             _mount, connector, rel = ufs
             with ufs_errors():

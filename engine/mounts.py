@@ -118,10 +118,10 @@ class MountTable:
         try:
             with ns.lock:
                 self._check_target(path, node.id, uri)  # again: the UFS check ran unlocked
-                seq = ns._commit(
+                seq = ns.commit(
                     E.AddMount(node.id, uri, public, readonly, credential, time.time_ns())
                 )
-            ns._durable(seq)
+            ns.durable(seq)
         except BaseException:
             ufs.close()
             if credential:
@@ -166,14 +166,14 @@ class MountTable:
                 raise InvalidArgument(f"{path} is not a mount point")
             assert node.children is not None
             for child in list(node.children.values()):
-                if child.children and ns._holds_mount(child):
+                if child.children and ns.holds_mount(child):
                     raise Busy(f"{path} holds another mount point; unmount that first")
             seq = 0
             now = time.time_ns()
             for name, child in sorted(node.children.items()):
-                seq = ns._commit(E.Delete(child.id, node.id, name, now))
-            seq = ns._commit(E.RemoveMount(node.id, now))
-        ns._durable(seq)
+                seq = ns.commit(E.Delete(child.id, node.id, name, now))
+            seq = ns.commit(E.RemoveMount(node.id, now))
+        ns.durable(seq)
         with self._lock:
             ufs = self._connectors.pop(node.id, None)
         if ufs is not None:

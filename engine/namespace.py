@@ -54,13 +54,17 @@ class Namespace:
 
     # -- the commit pattern ------------------------------------------------------------------
 
-    def _commit(self, entry: Any) -> int:
+    # Public because the engine's other modules (mounts, sync, the cache, the persister) make
+    # their mutations the same way: validate under ``lock``, ``commit``, then ``durable``.
+
+    def commit(self, entry: Any) -> int:
         """Append then apply; the caller holds the lock and has validated ``entry``."""
         seq = self.journal.append(entry)
         self.state.apply(entry, seq)
         return seq
 
-    def _durable(self, seq: int) -> None:
+    def durable(self, seq: int) -> None:
+        """Returns once entry ``seq`` is durable (or, in ``deferred()``, records it)."""
         box = getattr(self._deferral, "box", None)
         if box is not None:
             box.seq = max(box.seq, seq)
@@ -112,7 +116,7 @@ class Namespace:
 
     # -- validation helpers ------------------------------------------------------------------
 
-    def _writable(self, node: Inode) -> None:
+    def check_writable(self, node: Inode) -> None:
         mounts = self.state.mounts
         if not mounts:
             return
@@ -168,44 +172,44 @@ class Namespace:
                     raise NotFound("/" + "/".join(parts[: i + 1]) + " does not exist")
                 seq, node = self._mkdir_locked(node, name, mode, uid, gid)
         if seq:
-            self._durable(seq)
+            self.durable(seq)
         return node
 
     def mkdir_in(self, parent_id: int, name: str, mode: int, uid: int, gid: int) -> Inode:
         with self.lock:
             seq, node = self._mkdir_locked(self._dir_by_id(parent_id), name, mode, uid, gid)
-        self._durable(seq)
+        self.durable(seq)
         return node
 
     def _mkdir_locked(
         self, parent: Inode, name: str, mode: int, uid: int, gid: int
     ) -> tuple[int, Inode]:
         self._free_name(parent, name)
-        self._writable(parent)
+        self.check_writable(parent)
         entry = E.MkDir(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
-        seq = self._commit(entry)
+        seq = self.commit(entry)
         return seq, self.tree.get(entry.id)
 
     def create(self, path: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Inode:
         parents, name = parent_and_name(path)
         with self.lock:
             seq, node = self._create_locked(self._dir(parents), name, mode, uid, gid)
-        self._durable(seq)
+        self.durable(seq)
         return node
 
     def create_in(self, parent_id: int, name: str, mode: int, uid: int, gid: int) -> Inode:
         with self.lock:
             seq, node = self._create_locked(self._dir_by_id(parent_id), name, mode, uid, gid)
-        self._durable(seq)
+        self.durable(seq)
         return node
 
     def _create_locked(
         self, parent: Inode, name: str, mode: int, uid: int, gid: int
     ) -> tuple[int, Inode]:
         self._free_name(parent, name)
-        self._writable(parent)
+        self.check_writable(parent)
         entry = E.CreateFile(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
-        seq = self._commit(entry)
+        seq = self.commit(entry)
         return seq, self.tree.get(entry.id)
 
     def complete(self, ino: int, length: int, block_size: int) -> None:
@@ -217,8 +221,8 @@ class Namespace:
             node = self.tree.get(ino)
             if node.mode & S_IFMT != S_IFREG:
                 raise IsADirectory(f"inode {ino} is not a regular file")
-            seq = self._commit(E.CompleteFile(ino, length, block_size, time.time_ns()))
-        self._durable(seq)
+            seq = self.commit(E.CompleteFile(ino, length, block_size, time.time_ns()))
+        self.durable(seq)
 
     def symlink(self, path: str, target: str, uid: int = 0, gid: int = 0) -> Inode:
         parents, name = parent_and_name(path)
@@ -227,10 +231,10 @@ class Namespace:
         with self.lock:
             parent = self._dir(parents)
             self._free_name(parent, name)
-            self._writable(parent)
+            self.check_writable(parent)
             entry = E.Symlink(self.tree.next_id, parent.id, name, target, uid, gid, time.time_ns())
-            seq = self._commit(entry)
-        self._durable(seq)
+            seq = self.commit(entry)
+        self.durable(seq)
         return self.tree.get(entry.id)
 
     def setattr(self, path: str, **changes: Any) -> Inode:
@@ -246,9 +250,9 @@ class Namespace:
             node = self.tree.resolve(split_path(path))
             if size is not None and node.mode & S_IFMT != S_IFREG:
                 raise IsADirectory(f"{path} is not a regular file")
-            self._writable(node)
-            seq = self._commit(E.SetAttr(node.id, time.time_ns(), **changes))
-        self._durable(seq)
+            self.check_writable(node)
+            seq = self.commit(E.SetAttr(node.id, time.time_ns(), **changes))
+        self.durable(seq)
         return node
 
     def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
@@ -262,8 +266,8 @@ class Namespace:
                 raise NotFound(f"{src} does not exist")
             dst_parent = self._dir(dst_parts)
             check_name(dst_name)
-            self._writable(src_parent)
-            self._writable(dst_parent)
+            self.check_writable(src_parent)
+            self.check_writable(dst_parent)
             if node.id in self.state.mounts:
                 raise Busy(f"{src} is a mount point; unmount it first")
             if node.children is not None and tree.is_ancestor(node.id, dst_parent):
@@ -287,8 +291,8 @@ class Namespace:
                 node.id, src_parent.id, src_name, dst_parent.id, dst_name, time.time_ns(),
                 existing.id if existing is not None else None,
             )  # fmt: skip
-            seq = self._commit(entry)
-        self._durable(seq)
+            seq = self.commit(entry)
+        self.durable(seq)
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         parents, name = parent_and_name(path)
@@ -297,15 +301,15 @@ class Namespace:
             node = parent.children.get(name)  # type: ignore[union-attr]
             if node is None:
                 raise NotFound(f"{path} does not exist")
-            self._writable(parent)
+            self.check_writable(parent)
             if node.children and not recursive:
                 raise NotEmpty(f"{path} is a directory that is not empty")
-            if self.state.mounts and self._holds_mount(node):
+            if self.state.mounts and self.holds_mount(node):
                 raise Busy(f"{path} is or contains a mount point; unmount it first")
-            seq = self._commit(E.Delete(node.id, parent.id, name, time.time_ns()))
-        self._durable(seq)
+            seq = self.commit(E.Delete(node.id, parent.id, name, time.time_ns()))
+        self.durable(seq)
 
-    def _holds_mount(self, node: Inode) -> bool:
+    def holds_mount(self, node: Inode) -> bool:
         for ino in self.state.mounts:
             target = self.tree.find(ino)
             if target is not None and self.tree.is_ancestor(node.id, target):

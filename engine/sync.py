@@ -188,10 +188,10 @@ class MetadataSync:
         with ns.lock:  # decided and journaled in one hold: nothing can slip in between
             for name, child in sorted((node.children or {}).items()):
                 if name not in seen and self._removable(child):
-                    seq = ns._commit(self._removal(child))
+                    seq = ns.commit(self._removal(child))
                     count += 1
         if seq:
-            ns._durable(seq)
+            ns.durable(seq)
         with self._lock:
             self._loaded[(node.id, mount.time)] = time.monotonic()
         return count
@@ -218,26 +218,26 @@ class MetadataSync:
                 if existing is not None and (existing.children is not None) != status.is_dir:
                     if not self._removable(existing):
                         continue
-                    seq = ns._commit(self._removal(existing))
+                    seq = ns.commit(self._removal(existing))
                     count += 1
                     existing = None
                 now = time.time_ns()
                 if existing is None:
                     new_id = ns.tree.next_id
                     if status.is_dir:
-                        seq = ns._commit(
+                        seq = ns.commit(
                             E.MkDir(new_id, node.id, name, 0o755, 0, 0, status.mtime_ns or now)
                         )
                         count += 1
                         continue
-                    seq = ns._commit(E.CreateFile(new_id, node.id, name, 0o644, 0, 0, now))
+                    seq = ns.commit(E.CreateFile(new_id, node.id, name, 0o644, 0, 0, now))
                     count += 1
                     existing = ns.tree.get(new_id)
                 for entry in self._changes(existing.id, existing, status):
-                    seq = ns._commit(entry)
+                    seq = ns.commit(entry)
                     count += 1
         if seq:
-            ns._durable(seq)
+            ns.durable(seq)
         return count
 
     def _changes(self, ino: int, node: Inode, status: UfsStatus) -> list[E.UfsFingerprint]:
@@ -270,6 +270,6 @@ class MetadataSync:
         seq = 0
         with ns.lock:
             for entry in entries:
-                seq = ns._commit(entry)
-        ns._durable(seq)
+                seq = ns.commit(entry)
+        ns.durable(seq)
         return len(entries)

@@ -96,28 +96,34 @@ class MetadataSync:
     # -- reading through ---------------------------------------------------------------------
 
     def lookup(self, path: str, sync_interval: float | None = None) -> Inode:
-        """``ns.lookup``, loading directories of mounts on the way as needed."""
+        """``ns.lookup``, loading directories of mounts on the way as needed. The enclosing
+        mount is tracked while descending (one dict lookup per component; this is on every
+        read's path)."""
         node = self.ns.tree.root
+        mounts = self.ns.state.mounts
+        mount = mounts.get(node.id)
+        rel = ""
         for name in split_path(path):
-            if node.children is not None:
-                self._refresh(node, sync_interval)
+            if mount is not None and node.children is not None:
+                self._refresh(node, mount, rel, sync_interval)
             nxt = self.ns.tree.child(node, name)
             if nxt is None:
                 raise NotFound(f"{path} does not exist")
             node = nxt
-        if node.children is not None:
-            self._refresh(node, sync_interval)
+            inner = mounts.get(node.id)
+            if inner is not None:
+                mount, rel = inner, ""
+            elif mount is not None:
+                rel = ufs_join(rel, name)
+        if mount is not None and node.children is not None:
+            self._refresh(node, mount, rel, sync_interval)
         return node
 
     def listdir(self, path: str, sync_interval: float | None = None) -> list[Inode]:
         node = self.lookup(path, sync_interval)
         return self.ns.listdir(self.ns.path_of(node))
 
-    def _refresh(self, node: Inode, override: float | None) -> None:
-        where = self.mount_of(node)
-        if where is None:
-            return
-        mount, rel = where
+    def _refresh(self, node: Inode, mount: Mount, rel: str, override: float | None) -> None:
         if self._due(node, mount, self._interval(mount, override)):
             self._sync_dir(node, mount, rel)
 

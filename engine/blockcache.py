@@ -187,6 +187,21 @@ class BlockCache:
 
     def close(self) -> None:
         self.fetcher.close()
+        self.collect_garbage()
+
+    def collect_garbage(self) -> int:
+        """Deletes the files of blocks whose file changed or went (their map entries left
+        with the apply that did it, which does no I/O). Eviction collects them as it meets
+        them; a clean shutdown collects the rest, so it leaves no orphans for fsck."""
+        removed = 0
+        with self.ns.lock:
+            for tier in self.tiers:
+                lru = self.lru[tier.name]
+                for key in [k for k in lru if self._evictable(k) is None]:
+                    self.used[tier.name] -= lru.pop(key)
+                    tier.remove(key)
+                    removed += 1
+        return removed
 
     # -- storing and making room -------------------------------------------------------------
 

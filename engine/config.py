@@ -32,6 +32,17 @@ class Config:
     cache_readahead_blocks: int = 2  # blocks fetched ahead of a sequential reader; 0: none
     # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
     cache_tiers: list[TierSpec] | None = None
+    # How long the kernel may trust a name (entry) or attributes it was given, in seconds.
+    # Long: training data is read-mostly, and changes made through the mount reach the
+    # kernel with the replies that make them.
+    fuse_entry_timeout_s: float = 300.0
+    fuse_attr_timeout_s: float = 300.0
+    fuse_allow_other: bool = False  # other users may use the mount (permissions are checked)
+    # Largest file the mount lets a write or truncate make (EFBIG above): a file's content
+    # reaches the UFS whole, zeros of a sparse tail included.
+    fuse_max_file_size: int = 1 << 40
+    fuse_max_threads: int = 16  # blocking work (UFS, misses, fsync waits) at once
+    log_level: str = "INFO"  # of the daemon's log file, <home>/logs/shoal.log
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
@@ -91,10 +102,15 @@ def _coerce(current: Any, value: Any, key: str) -> Any:
     return value
 
 
-def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
+def load_config(
+    home: str, overrides: dict[str, Any] | None = None, path: str | None = None
+) -> Config:
+    """The home's shoal.toml (or the file ``path``, which must exist), then ``overrides``."""
     cfg = Config()
     data: dict[str, Any] = {}
-    path = os.path.join(home, "shoal.toml")
+    if path is not None and not os.path.isfile(path):
+        raise InvalidArgument(f"config file {path} does not exist")
+    path = path or os.path.join(home, "shoal.toml")
     if os.path.exists(path):
         try:
             with open(path, "rb") as f:
@@ -134,6 +150,18 @@ def load_config(home: str, overrides: dict[str, Any] | None = None) -> Config:
             cfg.cache_lrfu_half_life_s = float(_coerce(cfg.cache_lrfu_half_life_s, value, key))
         elif section == "cache" and name == "tiers":
             cfg.cache_tiers = _tiers(value, key)
+        elif section == "fuse" and name in ("entry_timeout_s", "attr_timeout_s"):
+            setattr(cfg, f"fuse_{name}", float(_coerce(0.0, value, key)))
+        elif section == "fuse" and name == "allow_other":
+            cfg.fuse_allow_other = _coerce(False, value, key)
+        elif section == "fuse" and name == "max_file_size":
+            cfg.fuse_max_file_size = parse_size(value, key)
+        elif section == "fuse" and name == "max_threads":
+            cfg.fuse_max_threads = max(1, int(_coerce(0, value, key)))
+        elif section == "log" and name == "level":
+            cfg.log_level = str(value).upper()
+            if cfg.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                raise InvalidArgument(f"config key {key}: {value!r} is not a log level")
         elif section == "ufs" and name == "sync_interval":
             cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
         else:

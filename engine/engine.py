@@ -97,13 +97,18 @@ class Engine:
 
     @classmethod
     def open_home(
-        cls, home: str | None, overrides: dict[str, Any] | None = None, *, reconcile: bool = True
+        cls,
+        home: str | None,
+        overrides: dict[str, Any] | None = None,
+        *,
+        reconcile: bool = True,
+        config_file: str | None = None,
     ) -> Engine:
         path = resolve_home(home)
         lock = HomeLock(path)
         lock.acquire()
         try:
-            config = load_config(path, overrides)
+            config = load_config(path, overrides, config_file)
         except ShoalError:
             lock.release()
             raise

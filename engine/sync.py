@@ -93,6 +93,15 @@ class MetadataSync:
             return False
         return time.monotonic() - loaded >= interval
 
+    def needs_load(self, directory: Inode) -> bool:
+        """Whether looking into ``directory`` would list it from its UFS first (a call that
+        may block); False outside mounts."""
+        where = self.mount_of(directory)
+        if where is None:
+            return False
+        mount = where[0]
+        return self._due(directory, mount, self._interval(mount, None))
+
     # -- reading through ---------------------------------------------------------------------
 
     def lookup(self, path: str, sync_interval: float | None = None) -> Inode:

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from engine.cli import admin_cmds, cache_cmds, fs_cmds, journal_cmds
+from engine.cli import admin_cmds, cache_cmds, daemon_cmds, fs_cmds, journal_cmds
 from engine.cli.common import (
     EXIT_CORRUPT,
     EXIT_FAILED,
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     fs_cmds.register(sub, common)
     admin_cmds.register(sub, common)
     cache_cmds.register_report(sub, common)
+    daemon_cmds.register(sub, common)
     return parser
 
 

@@ -1,0 +1,209 @@
+"""`shoal mount` and `shoal umount`: the daemon that serves a home through FUSE."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from engine.cli.common import EXIT_FAILED, EXIT_OK, UsageError, home_of
+from engine.errors import InvalidArgument, ShoalError
+
+# -o keys that are the daemon's own, not options of the UFS.
+FLAG_OPTIONS = {
+    "debug": ("log.level", "DEBUG"),
+    "allow_other": ("fuse.allow_other", "true"),
+}
+TOP_LEVEL_CONFIG_KEYS = ("block_size", "write_type", "read_type")
+READY = b"ready\n"
+UMOUNT_WAIT_S = 300.0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "mount",
+        parents=[common],
+        help="serve UFS_URI at MOUNTPOINT through FUSE (engine, cache and mount in one daemon)",
+        description="Mounts UFS_URI (a local path, file:///PATH or s3://BUCKET[/PREFIX]) at"
+        " MOUNTPOINT and returns once the mount is live; the daemon goes on in the background"
+        " (logs in <home>/logs/shoal.log). -o KEY=VALUE sets a configuration key"
+        " (docs/configuration.md; e.g. -o cache.readahead_blocks=4, -o write_type=CACHE_THROUGH)"
+        " or, for any other key, an option of the UFS (e.g. -o endpoint_url=...); -o debug logs"
+        " verbosely; -o allow_other lets other users in; -o ro mounts read-only.",
+    )
+    p.add_argument("--config", metavar="FILE", help="a TOML configuration file")
+    p.add_argument("-o", dest="option", action="append", default=[], metavar="KEY[=VALUE]")
+    p.add_argument("--foreground", action="store_true", help="serve in this process")
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("uri", metavar="UFS_URI")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.set_defaults(func=cmd_mount)
+
+    p = sub.add_parser(
+        "umount",
+        parents=[common],
+        help="unmount a Shoal mount; returns once its daemon has flushed and checkpointed",
+    )
+    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.set_defaults(func=cmd_umount)
+
+
+def split_options(items: list[str]) -> tuple[dict[str, Any], dict[str, str], bool]:
+    """(configuration overrides, UFS options, read-only) from -o items."""
+    overrides: dict[str, Any] = {}
+    ufs: dict[str, str] = {}
+    readonly = False
+    for item in items:
+        for part in item.split(","):
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not key:
+                raise UsageError(f"mount option {item!r} has an empty key")
+            if key in FLAG_OPTIONS and not sep:
+                name, flag = FLAG_OPTIONS[key]
+                overrides[name] = flag
+            elif key == "ro" and not sep:
+                readonly = True
+            elif not sep:
+                raise UsageError(f"mount option {key!r} needs a value: -o {key}=VALUE")
+            elif "." in key or key in TOP_LEVEL_CONFIG_KEYS:
+                overrides[key] = value
+            else:
+                ufs[key] = value
+    return overrides, ufs, readonly
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    home = home_of(args)
+    items = list(args.option)
+    if args.foreground and "SHOAL_MOUNT_OPTIONS" in os.environ:
+        items += json.loads(os.environ.pop("SHOAL_MOUNT_OPTIONS"))
+    overrides, ufs_options, readonly = split_options(items)
+    if args.foreground:
+        from fuse import daemon  # pyfuse3 loads only for the daemon
+
+        ready_fd = args.ready_fd
+
+        def ready() -> None:
+            if ready_fd is not None:
+                os.write(ready_fd, READY)
+                os.close(ready_fd)
+
+        return daemon.run(
+            home,
+            args.uri,
+            args.mountpoint,
+            overrides=overrides,
+            ufs_options=ufs_options,
+            readonly=readonly,
+            config_file=args.config,
+            ready=ready,
+        )
+    return _start_daemon(args, home)
+
+
+def _start_daemon(args: argparse.Namespace, home: str) -> int:
+    """Starts the daemon in its own session; returns when its mount is live, or with the
+    error it stopped on."""
+    logs = os.path.join(home, "logs")
+    os.makedirs(logs, exist_ok=True)
+    errors = os.path.join(logs, "daemon.stderr")
+    argv = [sys.executable, "-m", "engine.cli.main", "mount", "--foreground", "--home", home]
+    argv += ["-v"] * (args.verbose or 0)
+    if args.config:
+        argv += ["--config", os.path.abspath(args.config)]
+    # The options reach the daemon through its environment, not its argv: they may hold
+    # secrets, and anyone can read a process's argv (environ is its owner's only).
+    env = dict(os.environ, SHOAL_MOUNT_OPTIONS=json.dumps(args.option))
+    r, w = os.pipe()
+    argv += ["--ready-fd", str(w), args.uri, os.path.abspath(args.mountpoint)]
+    with open(errors, "w") as err:
+        proc = subprocess.Popen(
+            argv,
+            pass_fds=(w,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            env=env,
+        )
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        said = pipe.read()
+    if said == READY:
+        return EXIT_OK
+    code = proc.wait()
+    with open(errors) as err:
+        sys.stderr.write(err.read())
+    return code or EXIT_FAILED
+
+
+def _unescape(field: str) -> str:
+    """/proc/self/mountinfo writes space, tab, newline and backslash as octal escapes."""
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        field = field.replace(code, chr(int(code[1:], 8)))
+    return field
+
+
+def shoal_mounts() -> dict[str, str]:
+    """mountpoint -> home of every Shoal mount of this machine."""
+    found = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            point, source = _unescape(fields[4]), _unescape(fields[sep + 2])
+            if fields[sep + 1] == "fuse.shoal" and source.startswith("shoal:"):
+                found[point] = source[len("shoal:") :]
+    return found
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    mountpoint = os.path.abspath(args.mountpoint)
+    home = shoal_mounts().get(mountpoint)
+    if home is None:
+        try:
+            os.stat(mountpoint)
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+            # The daemon died: only the kernel's side is left to clear.
+            subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=True)
+            return EXIT_OK
+        raise InvalidArgument(f"{mountpoint} is not a Shoal mount")
+    pid = _daemon_pid(home)
+    done = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ShoalError(f"{mountpoint}: {done.stderr.strip() or 'fusermount3 -u failed'}")
+    deadline = time.monotonic() + UMOUNT_WAIT_S
+    while pid is not None and _alive(pid):
+        if time.monotonic() > deadline:
+            raise ShoalError(f"the daemon (pid {pid}) of {home} did not stop within 5 minutes")
+        time.sleep(0.05)
+    return EXIT_OK
+
+
+def _daemon_pid(home: str) -> int | None:
+    try:
+        with open(os.path.join(home, "daemon.pid")) as f:
+            return int(f.readline())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose (its parent has not reaped it yet).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,57 @@
+"""The one place where engine errors become errno for the kernel.
+
+Any exception other than ``FUSEError`` escaping a handler would take the whole mount down
+("Transport endpoint is not connected"), so every handler goes through ``answers_errno``:
+engine errors and OS errors keep their errno, anything else is a bug, logged with its
+traceback and answered EIO.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import pyfuse3
+
+from engine.errors import ShoalError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def errno_of(exc: BaseException) -> int:
+    if isinstance(exc, ShoalError):
+        return exc.errno
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO
+
+
+def answers_errno(
+    handler: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    name = handler.__name__
+
+    @functools.wraps(handler)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await handler(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except (ShoalError, OSError) as exc:
+            code = errno_of(exc)
+            if code == errno.EIO:
+                log.warning("%s: %s", name, exc)
+            else:
+                log.debug("%s: %s", name, exc)
+            raise pyfuse3.FUSEError(code) from None
+        except Exception:
+            log.exception("%s failed unexpectedly; answered EIO", name)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return guarded

@@ -1,0 +1,173 @@
+"""The mount daemon: engine, cache and FUSE in one process (the embedded default).
+
+Its life: clear a dead mount left on the mountpoint by a killed daemon, open the home (the
+home's lock refuses a second daemon), attach the UFS at the namespace's root, mount, say
+"ready" to whoever started it, serve until unmounted (``shoal umount``, ``fusermount3 -u``) or
+told to stop (SIGTERM, SIGINT), then finish what is in flight, flush the journal and write a
+checkpoint. The kernel names the mount ``shoal:<home>``, which is how ``shoal umount`` finds the
+daemon of a mountpoint.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import logging.handlers
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pyfuse3
+import trio
+
+from engine.engine import Engine
+from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
+from fuse.operations import ShoalOperations
+
+log = logging.getLogger(__name__)
+
+PID_FILE = "daemon.pid"
+LOG_DIR = "logs"
+LOG_FILE = "shoal.log"
+SPOOL_DIR = "spool"
+FSNAME_PREFIX = "shoal:"
+
+
+def clear_dead_mount(mountpoint: str) -> None:
+    """A daemon killed with SIGKILL leaves its mount behind, answering ENOTCONN: detach it.
+    Anything else already mounted there is refused."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            log.warning("%s: clearing the mount of a daemon that died", mountpoint)
+            subprocess.run(
+                ["fusermount3", "-u", "-z", mountpoint], check=False, capture_output=True
+            )
+        elif exc.errno == errno.ENOENT:
+            raise NotFound(f"mountpoint {mountpoint} does not exist") from None
+        else:
+            raise
+    if not os.path.isdir(mountpoint):
+        raise NotADirectory(f"mountpoint {mountpoint} is not a directory")
+    if os.path.ismount(mountpoint):
+        raise Busy(f"{mountpoint} is already a mount point; unmount it first")
+
+
+def attach_root(engine: Engine, uri: str, options: dict[str, str], readonly: bool) -> None:
+    """The UFS at the namespace's root; a home that already serves it is reused."""
+    root = engine.ns.tree.root
+    current = engine.ns.state.mounts.get(root.id)
+    if current is None:
+        engine.mounts.mount("/", uri, options, readonly=readonly)
+    elif current.uri.rstrip("/") != uri.rstrip("/"):
+        raise InvalidArgument(
+            f"this home already serves {current.uri}, not {uri}: use another --home for"
+            " another store"
+        )
+
+
+def setup_logging(home: str, level: str) -> None:
+    """The daemon logs to <home>/logs/shoal.log, rotated at 10 MiB, five files kept."""
+    directory = os.path.join(home, LOG_DIR)
+    os.makedirs(directory, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        os.path.join(directory, LOG_FILE), maxBytes=10 << 20, backupCount=5
+    )
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level))
+
+
+def raise_readahead(mountpoint: str, kib: int = 1024) -> None:
+    """Buffered reads are capped by the mount's readahead (128 KiB by default); large
+    sequential reads run at twice the speed with 1 MiB. Needs root; best effort. The device
+    comes from mountinfo: a stat of the mountpoint would be a request to this very daemon,
+    which does not serve yet."""
+    device = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == mountpoint.replace(" ", "\\040"):
+                device = fields[2]
+    if device is None:
+        return
+    path = f"/sys/class/bdi/{device}/read_ahead_kb"
+    try:
+        with open(path, "w") as f:
+            f.write(str(kib))
+    except OSError as exc:
+        log.info("readahead left as it is (%s: %s)", path, exc.strerror)
+
+
+def fuse_options(home: str, allow_other: bool) -> set[str]:
+    options = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
+    options |= {f"fsname={FSNAME_PREFIX}{home}", "subtype=shoal", "noatime"}
+    if allow_other:
+        options.add("allow_other")
+    return options
+
+
+async def _serve() -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def stop_on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("signal %d: unmounting", signum)
+                    pyfuse3.terminate()
+                    return
+
+        nursery.start_soon(stop_on_signal)
+        await pyfuse3.main(min_tasks=4, max_tasks=64)
+        nursery.cancel_scope.cancel()
+
+
+def run(
+    home: str,
+    uri: str,
+    mountpoint: str,
+    *,
+    overrides: dict[str, Any],
+    ufs_options: dict[str, str],
+    readonly: bool,
+    config_file: str | None,
+    ready: Callable[[], None],
+) -> int:
+    mountpoint = os.path.abspath(mountpoint)
+    clear_dead_mount(mountpoint)
+    engine = Engine.open_home(home, overrides, config_file=config_file)
+    pid_file = os.path.join(home, PID_FILE)
+    try:
+        config = engine.config
+        setup_logging(home, config.log_level)
+        attach_root(engine, uri, ufs_options, readonly)
+        spool = os.path.join(home, SPOOL_DIR)
+        os.makedirs(spool, exist_ok=True)
+        ops = ShoalOperations(engine, config, spool)
+        pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
+        try:
+            raise_readahead(mountpoint)
+            with open(pid_file, "w") as f:
+                f.write(f"{os.getpid()}\n{mountpoint}\n")
+            engine.ttl.start(config.cache_ttl_check_interval_s)
+            log.info("serving %s at %s (home %s)", uri, mountpoint, home)
+            ready()
+            trio.run(_serve)
+        finally:
+            pyfuse3.close(unmount=True)
+        log.info("unmounted %s", mountpoint)
+    finally:
+        try:
+            engine.close()  # in-flight stores and uploads finish; journal flushed, checkpoint
+        finally:
+            try:
+                os.unlink(pid_file)
+            except FileNotFoundError:
+                pass
+    return 0

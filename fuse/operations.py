@@ -1,0 +1,457 @@
+"""The pyfuse3 frontend: kernel requests translated into engine calls, nothing decided here.
+
+Shoal's inode ids are the kernel's inode numbers (the root is 1 in both, and ids are never
+reused, so ``forget`` has nothing to free). Requests that only read memory or a local tier run
+inline on the trio loop: attributes, lookups in loaded directories, listings, cache hits,
+writes into a spool file. Everything that may block (a UFS, a journal fsync wait, a cache miss)
+goes to a worker thread under a capacity limiter.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+import stat
+import time
+from array import array
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from engine.config import Config
+from engine.engine import Engine
+from engine.errors import NotFound
+from engine.inode import Inode
+from engine.names import check_name
+from engine.state import block_size_of
+from fuse.boundary import answers_errno
+from fuse.writebuffer import WriteBuffer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# What `cp`, `tar` and friends size their buffers by: one max_read request.
+BLKSIZE = 1 << 20
+NAME_MAX = 255
+
+
+class Handle:
+    __slots__ = ("ino", "node", "buffer")
+
+    def __init__(self, node: Inode, buffer: WriteBuffer | None) -> None:
+        self.ino = node.id
+        self.node = node  # still readable after an unlink, as POSIX wants
+        self.buffer = buffer
+
+
+class DirHandle:
+    __slots__ = ("ino", "ids")
+
+    def __init__(self, ino: int, ids: array[int]) -> None:
+        self.ino = ino
+        self.ids = ids  # children at opendir: offsets are indexes, stable while it changes
+
+
+def _name(raw: bytes) -> str:
+    name = os.fsdecode(raw)
+    check_name(name)  # over 255 bytes: ENAMETOOLONG, whatever the kernel let through
+    return name
+
+
+class ShoalOperations(pyfuse3.Operations):
+    enable_writeback_cache = False
+
+    def __init__(self, engine: Engine, config: Config, spool_dir: str) -> None:
+        super().__init__()
+        self.engine = engine
+        self.fs = engine.fs
+        self.ns = engine.ns
+        self.tree = engine.ns.tree
+        self.spool_dir = spool_dir
+        self.entry_timeout = config.fuse_entry_timeout_s
+        self.attr_timeout = config.fuse_attr_timeout_s
+        self.limiter = trio.CapacityLimiter(config.fuse_max_threads)
+        self.max_file_size = config.fuse_max_file_size
+        self.handles: dict[int, Handle] = {}
+        self.dirs: dict[int, DirHandle] = {}
+        self.buffers: dict[int, WriteBuffer] = {}  # inode -> its content being written
+        self._fh = itertools.count(1)
+        # Content version each inode had when last opened: the kernel's page cache of a file
+        # is kept (keep_cache) only while the version it was filled from is still current.
+        self._seen_version: dict[int, int] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+        return await trio.to_thread.run_sync(call, limiter=self.limiter)
+
+    def _node(self, ino: int) -> Inode:
+        node = self.tree.find(ino)
+        if node is None:
+            raise NotFound(f"inode {ino} does not exist")
+        return node
+
+    def _dir(self, ino: int) -> Inode:
+        node = self._node(ino)
+        if node.children is None:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return node
+
+    def _child_path(self, parent: Inode, name: str) -> str:
+        return self.ns.path_of(parent).rstrip("/") + "/" + name
+
+    async def _loaded(self, directory: Inode) -> None:
+        """Lists a directory of a mount from its UFS first if it is due (lazy load, sync)."""
+        if self.fs.sync.needs_load(directory):
+            await self._blocking(self.fs.sync.lookup, self.ns.path_of(directory))
+
+    def _attrs(self, node: Inode) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.id
+        a.generation = 0
+        a.entry_timeout = self.entry_timeout
+        a.attr_timeout = self.attr_timeout
+        a.st_mode = node.mode
+        a.st_nlink = 2 if node.children is not None else 1
+        a.st_uid = node.uid
+        a.st_gid = node.gid
+        a.st_rdev = 0
+        buffer = self.buffers.get(node.id)
+        size = buffer.size if buffer is not None else node.size
+        a.st_size = size
+        a.st_blksize = BLKSIZE
+        a.st_blocks = (size + 511) // 512
+        mtime = buffer.mtime_ns if buffer is not None and buffer.dirty else node.mtime
+        a.st_mtime_ns = a.st_atime_ns = mtime
+        a.st_ctime_ns = max(node.ctime, mtime)
+        return a
+
+    def _owner(self, parent: Inode, ctx: pyfuse3.RequestContext) -> tuple[int, int]:
+        """Owner and group of a new entry: the caller's, or a setgid parent's group."""
+        gid = parent.gid if parent.mode & stat.S_ISGID else ctx.gid
+        return ctx.uid, gid
+
+    def _buffer(self, node: Inode) -> WriteBuffer:
+        buffer = self.buffers.get(node.id)
+        if buffer is None:
+            read_old = functools.partial(self.fs.read_node, node)
+            bs = block_size_of(node) or self.fs.sync.block_size
+            buffer = WriteBuffer(self.spool_dir, node.id, node.size, bs, read_old)
+            self.buffers[node.id] = buffer
+        return buffer
+
+    def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:
+        fh = next(self._fh)
+        self.handles[fh] = Handle(node, buffer)
+        if buffer is not None:
+            buffer.handles += 1
+        return fh
+
+    async def _commit(self, buffer: WriteBuffer) -> None:
+        """Hands a buffer's new content to the engine; returns once it is durable as the
+        file's write type says."""
+        if not buffer.dirty:
+            return
+        await self._blocking(self._commit_now, buffer)
+        self._seen_version.pop(buffer.ino, None)
+
+    def _commit_now(self, buffer: WriteBuffer) -> None:
+        with buffer.lock:
+            if not buffer.dirty:
+                return
+            node = self.tree.find(buffer.ino)
+            if node is None:  # unlinked while open: its content has nowhere to go
+                buffer.dirty = False
+                return
+            content: Any = buffer.content()  # a stream with read(n): all write_file needs
+            self.fs.write_file(
+                self.ns.path_of(node), content, node.mode & 0o7777, node.uid, node.gid
+            )
+            buffer.dirty = False
+
+    # -- names and attributes ----------------------------------------------------------------
+
+    @answers_errno
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        if name == b".":
+            return self._attrs(parent)
+        if name == b"..":
+            return self._attrs(self._node(parent.parent))
+        key = _name(name)
+        await self._loaded(parent)
+        child = parent.children.get(key)  # type: ignore[union-attr]
+        if child is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attrs(child)
+
+    async def forget(self, inode_list: Any) -> None:
+        return None  # ids are never reused: nothing to free
+
+    @answers_errno
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self._attrs(self._node(inode))
+
+    @answers_errno
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        node = self._node(inode)
+        if fields.update_size:
+            await self._truncate(node, attr.st_size, fh)
+        changes: dict[str, int] = {}
+        if fields.update_mode:
+            changes["mode"] = attr.st_mode & 0o7777
+        if fields.update_uid:
+            changes["uid"] = attr.st_uid
+        if fields.update_gid:
+            changes["gid"] = attr.st_gid
+        if fields.update_mtime:
+            changes["mtime"] = attr.st_mtime_ns
+        if changes:
+            buffer = self.buffers.get(node.id)
+            if "mtime" in changes and buffer is not None and buffer.dirty:
+                # The content is still to be committed, which would stamp its own time:
+                # commit first, so the time asked for (tar, rsync -a, cp -p) is the last word.
+                await self._commit(buffer)
+            await self._blocking(self.ns.setattr, self.ns.path_of(node), **changes)
+        return self._attrs(node)
+
+    async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
+        if node.children is not None:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if size > self.max_file_size:
+            raise pyfuse3.FUSEError(errno.EFBIG)
+        self.ns.check_writable(node)
+        handle = self.handles.get(fh) if fh is not None else None
+        buffer = handle.buffer if handle is not None else None
+        if buffer is not None:
+            await self._blocking(buffer.truncate, size)
+            return
+        # A path-based truncate: the new content is committed at once.
+        buffer = self._buffer(node)
+        buffer.handles += 1
+        try:
+            await self._blocking(buffer.truncate, size)
+            await self._commit(buffer)
+        finally:
+            self._drop_handle_of(buffer)
+
+    def _drop_handle_of(self, buffer: WriteBuffer) -> None:
+        buffer.handles -= 1
+        if buffer.handles == 0 and not buffer.dirty:
+            self.buffers.pop(buffer.ino, None)
+            buffer.close()
+
+    @answers_errno
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self._node(inode)
+        target = node.ext.target if node.ext is not None else None
+        if target is None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(target)
+
+    # -- directories -------------------------------------------------------------------------
+
+    @answers_errno
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self._dir(inode)
+        await self._loaded(node)
+        with self.ns.lock:
+            ids = array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
+        fh = next(self._fh)
+        self.dirs[fh] = DirHandle(node.id, ids)
+        return fh
+
+    @answers_errno
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        handle = self.dirs[fh]
+        ids, find = handle.ids, self.tree.find
+        for i in range(start_id, len(ids)):
+            node = find(ids[i])
+            if node is None or node.parent != handle.ino:
+                continue  # deleted or moved away since opendir
+            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attrs(node), i + 1):
+                break
+
+    async def releasedir(self, fh: int) -> None:
+        self.dirs.pop(fh, None)
+
+    @answers_errno
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        path = self._child_path(parent, _name(name))
+        uid, gid = self._owner(parent, ctx)
+        mode = mode & ~ctx.umask & 0o7777
+        if parent.mode & stat.S_ISGID:
+            mode |= stat.S_ISGID
+        node = await self._blocking(self.fs.mkdir, path, mode, uid, gid)
+        return self._attrs(node)
+
+    @answers_errno
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        path = self._child_path(self._dir(parent_inode), _name(name))
+        await self._blocking(self.fs.delete, path, directory=True)
+
+    @answers_errno
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        path = self._child_path(self._dir(parent_inode), _name(name))
+        await self._blocking(self.fs.delete, path, directory=False)
+
+    @answers_errno
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)  # an object store cannot swap atomically
+        src = self._child_path(self._dir(parent_inode_old), _name(name_old))
+        dst = self._child_path(self._dir(parent_inode_new), _name(name_new))
+        noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
+        await self._blocking(self.fs.rename, src, dst, noreplace=noreplace)
+
+    @answers_errno
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        path = self._child_path(parent, _name(name))
+        uid, gid = self._owner(parent, ctx)
+        node = await self._blocking(self.ns.symlink, path, os.fsdecode(target), uid, gid)
+        return self._attrs(node)
+
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)  # no hard links: an object has one name
+
+    # -- files -------------------------------------------------------------------------------
+
+    @answers_errno
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        parent = self._dir(parent_inode)
+        key = _name(name)
+        uid, gid = self._owner(parent, ctx)
+        mode = mode & ~ctx.umask & 0o7777
+        # Only the name is journaled now; the content reaches the UFS when it is committed
+        # (flush, fsync, close), which is when a file of zero bytes gets there too.
+        node = await self._blocking(self.ns.create_in, parent.id, key, mode, uid, gid)
+        buffer = self._buffer(node)
+        buffer.dirty = True
+        buffer.mtime_ns = node.mtime
+        fh = self._open_handle(node, buffer)
+        return pyfuse3.FileInfo(fh=fh), self._attrs(node)
+
+    @answers_errno
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        if node.children is not None:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        writing = flags & os.O_ACCMODE != os.O_RDONLY
+        if not writing:
+            seen = self._seen_version.get(inode)
+            self._seen_version[inode] = node.version
+            keep = seen == node.version and inode not in self.buffers
+            return pyfuse3.FileInfo(fh=self._open_handle(node, None), keep_cache=keep)
+        self.ns.check_writable(node)
+        buffer = self._buffer(node)
+        fh = self._open_handle(node, buffer)
+        if flags & os.O_TRUNC and buffer.size:
+            await self._blocking(buffer.truncate, 0)
+        return pyfuse3.FileInfo(fh=fh)
+
+    @answers_errno
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self.handles[fh]
+        buffer = self.buffers.get(handle.ino)
+        if buffer is not None:
+            if buffer.needs_old_data(off, size, for_write=False) or buffer.lock.locked():
+                return await self._blocking(buffer.read, off, size)
+            return buffer.read(off, size)
+        node = self.tree.find(handle.ino) or handle.node
+        data = self.fs.read_cached(node, off, size)  # a hit: served here, no thread
+        if data is None:
+            data = await self._blocking(self.fs.read_node, node, off, size)
+        return data
+
+    @answers_errno
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        buffer = self.handles[fh].buffer
+        if buffer is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        if off + len(buf) > self.max_file_size:
+            raise pyfuse3.FUSEError(errno.EFBIG)
+        if buffer.needs_old_data(off, len(buf), for_write=True) or buffer.lock.locked():
+            written = await self._blocking(buffer.write, off, buf)
+        else:
+            written = buffer.write(off, buf)
+        buffer.mtime_ns = time.time_ns()
+        return written
+
+    @answers_errno
+    async def flush(self, fh: int) -> None:
+        # close(2) waits for this: a closed file is durable as its write type says.
+        buffer = self.handles[fh].buffer
+        if buffer is not None:
+            await self._commit(buffer)
+
+    @answers_errno
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        buffer = self.handles[fh].buffer
+        if buffer is not None:
+            await self._commit(buffer)
+
+    @answers_errno
+    async def release(self, fh: int) -> None:
+        handle = self.handles.pop(fh)
+        buffer = handle.buffer
+        if buffer is None:
+            return
+        try:
+            await self._commit(buffer)  # normally done by flush already
+        finally:
+            self._drop_handle_of(buffer)
+            if buffer.handles == 0 and buffer.dirty:
+                log.error("inode %d: new content could not be committed and is lost", buffer.ino)
+                self.buffers.pop(buffer.ino, None)
+                buffer.close()
+
+    @answers_errno
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        s = pyfuse3.StatvfsData()
+        capacity = used = 0
+        cache = self.engine.cache
+        if cache is not None:
+            for tier in cache.tiers:
+                capacity += tier.quota
+                used += cache.used[tier.name]
+        s.f_bsize = s.f_frsize = 4096
+        s.f_blocks = capacity // 4096
+        s.f_bfree = s.f_bavail = max(0, capacity - used) // 4096
+        s.f_files = self.tree.count + 1_000_000_000
+        s.f_ffree = s.f_favail = 1_000_000_000
+        s.f_namemax = NAME_MAX
+        return s

@@ -1,0 +1,134 @@
+"""The content of a file open for writing: POSIX writes over write-once objects.
+
+Objects in a UFS are written whole, but POSIX programs write at random offsets, append,
+overwrite and truncate. A ``WriteBuffer`` holds a file's new content in an anonymous spool file
+in the home (O_TMPFILE: a crash leaves nothing behind). It starts empty and sparse: a block of
+the old content is copied in only when a write covers it partly or a reader of the buffer needs
+it, so a small change to a large file copies one block, not the file. ``commit`` hands the
+whole new content to the engine, which makes it durable as the write type says; until then the
+old content version stays what every other reader of the engine sees.
+
+Every handle of the inode that writes shares one buffer, and every read of the inode goes to it
+while it exists, so the mount sees its own writes at once (size included).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+ReadOld = Callable[[int, int], bytes]  # (offset, length) -> bytes of the old content
+
+
+class WriteBuffer:
+    def __init__(
+        self, spool_dir: str, ino: int, size: int, block_size: int, read_old: ReadOld
+    ) -> None:
+        self.ino = ino
+        self.block_size = block_size
+        self.read_old = read_old
+        self.fd = os.open(spool_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        self.size = size
+        # Bytes below old_size that are not in a filled block still read as the old content.
+        self.old_size = size
+        self.filled: set[int] = set()
+        self.dirty = False
+        self.mtime_ns = 0  # of the last write, shown while the content is not committed
+        self.handles = 0  # open handles writing through this buffer
+        self.lock = threading.Lock()  # held while a block is copied in or the spool changes
+        if size:
+            os.ftruncate(self.fd, size)
+
+    # -- which blocks still hold old content -------------------------------------------------
+
+    def _unfilled(self, offset: int, end: int, whole: bool) -> list[int]:
+        """Blocks touched by [offset, end) that still read as old content; with ``whole``
+        False only those whose old bytes the range does not cover entirely (a write that
+        covers them all replaces the block without reading it)."""
+        bs = self.block_size
+        if offset >= end or offset >= self.old_size:
+            return []
+        out = []
+        for idx in range(offset // bs, (min(end, self.old_size) - 1) // bs + 1):
+            if idx in self.filled:
+                continue
+            lo, hi = idx * bs, min((idx + 1) * bs, self.old_size)
+            if whole or offset > lo or end < hi:
+                out.append(idx)
+        return out
+
+    def needs_old_data(self, offset: int, length: int, *, for_write: bool) -> bool:
+        """Whether the operation would read old content (a call that may block on a UFS)."""
+        return bool(self._unfilled(offset, offset + length, whole=not for_write))
+
+    def _fill(self, blocks: list[int]) -> None:
+        bs = self.block_size
+        for idx in blocks:
+            lo = idx * bs
+            data = self.read_old(lo, min(bs, self.old_size - lo))
+            os.pwrite(self.fd, data, lo)
+            self.filled.add(idx)
+
+    # -- the file operations -----------------------------------------------------------------
+
+    def write(self, offset: int, data: bytes) -> int:
+        with self.lock:
+            end = offset + len(data)
+            self._fill(self._unfilled(offset, end, whole=False))
+            bs = self.block_size
+            if offset < self.old_size:  # blocks whose old bytes it replaced or were filled
+                for idx in range(offset // bs, (min(end, self.old_size) - 1) // bs + 1):
+                    self.filled.add(idx)
+            written = os.pwrite(self.fd, data, offset)
+            self.size = max(self.size, offset + written)
+            self.dirty = True
+            return written
+
+    def read(self, offset: int, length: int) -> bytes:
+        with self.lock:
+            end = min(offset + length, self.size)
+            if offset >= end:
+                return b""
+            self._fill(self._unfilled(offset, end, whole=True))
+            return os.pread(self.fd, end - offset, offset)
+
+    def truncate(self, size: int) -> None:
+        with self.lock:
+            if size < self.old_size:
+                # Old bytes past the new end are gone: growing again must read zeros.
+                self.old_size = size
+                self.filled = {i for i in self.filled if i * self.block_size < size}
+            os.ftruncate(self.fd, size)
+            self.size = size
+            self.dirty = True
+
+    def content(self) -> _SpoolReader:
+        """The whole new content as a stream (old blocks copied in first). Call with the
+        buffer's lock held, so no write lands while the engine reads it."""
+        self._fill(self._unfilled(0, self.size, whole=True))
+        self.old_size = self.size
+        self.filled = set(range((self.size + self.block_size - 1) // self.block_size))
+        return _SpoolReader(self.fd, self.size)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _SpoolReader:
+    """A read-only stream over the first ``size`` bytes of the spool file."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size, self.pos = fd, size, 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.pos
+        if n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        data = os.pread(self.fd, n, self.pos)
+        self.pos += len(data)
+        return data

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuse.mounting import Mounted
-from tests.ufs.stores import LocalStore, S3Store, Store
+from tests.ufs.stores import LocalStore, Store
 
 
 @pytest.fixture

@@ -24,32 +24,31 @@ import trio
 
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
+from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
 
 log = logging.getLogger(__name__)
 
-PID_FILE = "daemon.pid"
 LOG_DIR = "logs"
 LOG_FILE = "shoal.log"
 SPOOL_DIR = "spool"
-FSNAME_PREFIX = "shoal:"
 
 
 def clear_dead_mount(mountpoint: str) -> None:
-    """A daemon killed with SIGKILL leaves its mount behind, answering ENOTCONN: detach it.
-    Anything else already mounted there is refused."""
+    """A daemon killed with SIGKILL leaves its mount behind (answering ENOTCONN, or stale
+    attributes from the kernel's cache): detach it. Anything else mounted there is refused."""
+    dead = served(mountpoint) is False
     try:
         os.stat(mountpoint)
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            log.warning("%s: clearing the mount of a daemon that died", mountpoint)
-            subprocess.run(
-                ["fusermount3", "-u", "-z", mountpoint], check=False, capture_output=True
-            )
-        elif exc.errno == errno.ENOENT:
+        if exc.errno == errno.ENOENT:
             raise NotFound(f"mountpoint {mountpoint} does not exist") from None
-        else:
+        if exc.errno != errno.ENOTCONN:
             raise
+        dead = True
+    if dead:
+        log.warning("%s: clearing the mount of a daemon that died", mountpoint)
+        subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False, capture_output=True)
     if not os.path.isdir(mountpoint):
         raise NotADirectory(f"mountpoint {mountpoint} is not a directory")
     if os.path.ismount(mountpoint):
@@ -89,14 +88,10 @@ def raise_readahead(mountpoint: str, kib: int = 1024) -> None:
     sequential reads run at twice the speed with 1 MiB. Needs root; best effort. The device
     comes from mountinfo: a stat of the mountpoint would be a request to this very daemon,
     which does not serve yet."""
-    device = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == mountpoint.replace(" ", "\\040"):
-                device = fields[2]
-    if device is None:
+    entry = shoal_mounts().get(mountpoint)
+    if entry is None:
         return
+    device = entry[1]
     path = f"/sys/class/bdi/{device}/read_ahead_kb"
     try:
         with open(path, "w") as f:

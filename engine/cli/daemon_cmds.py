@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any
 
 from engine.cli.common import EXIT_FAILED, EXIT_OK, UsageError, home_of
 from engine.errors import InvalidArgument, ShoalError
+from fuse.mountinfo import alive, daemon_pid, shoal_mounts
 
 # -o keys that are the daemon's own, not options of the UFS.
 FLAG_OPTIONS = {
@@ -143,67 +143,23 @@ def _start_daemon(args: argparse.Namespace, home: str) -> int:
     return code or EXIT_FAILED
 
 
-def _unescape(field: str) -> str:
-    """/proc/self/mountinfo writes space, tab, newline and backslash as octal escapes."""
-    for code in ("\\040", "\\011", "\\012", "\\134"):
-        field = field.replace(code, chr(int(code[1:], 8)))
-    return field
-
-
-def shoal_mounts() -> dict[str, str]:
-    """mountpoint -> home of every Shoal mount of this machine."""
-    found = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            point, source = _unescape(fields[4]), _unescape(fields[sep + 2])
-            if fields[sep + 1] == "fuse.shoal" and source.startswith("shoal:"):
-                found[point] = source[len("shoal:") :]
-    return found
-
-
 def cmd_umount(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(args.mountpoint)
-    home = shoal_mounts().get(mountpoint)
-    if home is None:
-        try:
-            os.stat(mountpoint)
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                raise
-            # The daemon died: only the kernel's side is left to clear.
-            subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=True)
-            return EXIT_OK
+    entry = shoal_mounts().get(mountpoint)
+    if entry is None:
         raise InvalidArgument(f"{mountpoint} is not a Shoal mount")
-    pid = _daemon_pid(home)
+    home = entry[0]
+    pid = daemon_pid(home)
+    if pid is None or not alive(pid):
+        # The daemon died: only the kernel's side is left to clear.
+        subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=True)
+        return EXIT_OK
     done = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)
     if done.returncode != 0:
         raise ShoalError(f"{mountpoint}: {done.stderr.strip() or 'fusermount3 -u failed'}")
     deadline = time.monotonic() + UMOUNT_WAIT_S
-    while pid is not None and _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             raise ShoalError(f"the daemon (pid {pid}) of {home} did not stop within 5 minutes")
         time.sleep(0.05)
     return EXIT_OK
-
-
-def _daemon_pid(home: str) -> int | None:
-    try:
-        with open(os.path.join(home, "daemon.pid")) as f:
-            return int(f.readline())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose (its parent has not reaped it yet).
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1].split()[0] != "Z"
-    except OSError:
-        return False

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from fuse.mountinfo import alive, served
 from tests.cli.shoal_cli import shoal
 
 
@@ -43,34 +44,19 @@ class Mounted:
         assert pid is not None, "no daemon to kill"
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def teardown(self) -> None:
         """Whatever state the test left: unmounted, daemon gone."""
-        try:
-            os.stat(self.path)
-        except OSError:
-            pass
-        if os.path.ismount(self.path) or _stale(self.path):
-            done = shoal("umount", str(self.path), expect=None)
-            if done.returncode != 0:
-                pid = self.pid()
-                if pid is not None:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
-
-
-def _stale(path: Path) -> bool:
-    try:
-        os.stat(path)
-    except OSError as exc:
-        return exc.errno == 107  # ENOTCONN: a dead daemon's mount
-    return False
+        if served(str(self.path)) is None:
+            return
+        done = shoal("umount", str(self.path), expect=None)
+        if done.returncode != 0:
+            pid = self.pid()
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)

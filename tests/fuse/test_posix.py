@@ -1,0 +1,207 @@
+"""POSIX details users' tools rely on, checked through a real mount (local UFS)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fuse.mounting import Mounted
+from tests.ufs.stores import LocalStore
+
+NOBODY = 65534
+# Another user cannot run the venv's interpreter where it lives below /root: use the system's
+# (the code it runs needs only the standard library).
+PYTHON = next(
+    (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)),
+    sys.executable,
+)
+
+
+@pytest.fixture
+def shared_mount() -> Iterator[Mounted]:
+    """A mount other users may use (-o allow_other), in a directory they can reach."""
+    base = Path(tempfile.mkdtemp(prefix="shoal-posix-"))
+    base.chmod(0o755)
+    store = LocalStore(base / "ufs")
+    m = Mounted(base / "home", store.uri, base / "mnt")
+    m.store = store  # type: ignore[attr-defined]
+    m.mount("allow_other")
+    try:
+        yield m
+    finally:
+        m.teardown()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def as_nobody(code: str, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
+    """Runs Python ``code`` as user and group nobody (65534), no supplementary groups."""
+    prelude = f"import os, errno, sys\nos.umask({umask:#o})\n"
+    return subprocess.run(
+        [PYTHON, "-c", prelude + code],
+        user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
+        cwd="/", timeout=60,
+    )  # fmt: skip
+
+
+def test_new_entries_belong_to_the_caller_with_its_umask(shared_mount: Mounted) -> None:
+    mnt = shared_mount.path
+    (mnt / "shared").mkdir()
+    os.chmod(mnt / "shared", 0o1777)
+    out = as_nobody(
+        f"d = {str(mnt / 'shared')!r}\n"
+        "os.mkdir(d + '/dir', 0o777)\n"
+        "open(d + '/file', 'w').write('x')\n"
+        "os.symlink('file', d + '/link')\n",
+        umask=0o027,
+    )
+    assert out.returncode == 0, out.stderr
+    st = os.stat(mnt / "shared" / "dir")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o750)
+    st = os.stat(mnt / "shared" / "file")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o640)
+    st = os.lstat(mnt / "shared" / "link")
+    assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY) and stat.S_ISLNK(st.st_mode)
+
+
+def test_setgid_directory_passes_its_group_on(shared_mount: Mounted) -> None:
+    d = shared_mount.path / "group"
+    d.mkdir()
+    os.chown(d, 0, 1234)
+    os.chmod(d, 0o2775)
+    (d / "file").write_text("x")
+    (d / "sub").mkdir()
+    assert os.stat(d / "file").st_gid == 1234
+    sub = os.stat(d / "sub")
+    assert sub.st_gid == 1234 and sub.st_mode & stat.S_ISGID
+
+
+def test_permissions_are_enforced_for_other_users(shared_mount: Mounted) -> None:
+    mnt = shared_mount.path
+    (mnt / "private").write_text("secret")
+    os.chmod(mnt / "private", 0o600)
+    (mnt / "public").write_text("hello")
+    out = as_nobody(
+        f"m = {str(mnt)!r}\n"
+        "print(open(m + '/public').read())\n"
+        "for what, call in [('create', lambda: open(m + '/new', 'w')),\n"
+        "                   ('read', lambda: open(m + '/private').read()),\n"
+        "                   ('chmod', lambda: os.chmod(m + '/public', 0o777)),\n"
+        "                   ('unlink', lambda: os.unlink(m + '/public'))]:\n"
+        "    try:\n"
+        "        call()\n"
+        "        print(what, 'allowed')\n"
+        "    except OSError as e:\n"
+        "        print(what, errno.errorcode[e.errno])\n"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:5] == [
+        "hello", "create EACCES", "read EACCES", "chmod EPERM", "unlink EACCES",
+    ]  # fmt: skip
+    assert not (mnt / "new").exists()
+
+
+def test_names_over_255_bytes(shared_mount: Mounted) -> None:
+    mnt = shared_mount.path
+    (mnt / ("a" * 255)).write_text("ok")
+    for call in (
+        lambda: open(mnt / ("b" * 256), "w"),
+        lambda: os.mkdir(mnt / ("é" * 128)),  # 256 bytes in UTF-8
+        lambda: os.stat(mnt / ("c" * 300)),
+    ):
+        with pytest.raises(OSError) as caught:
+            call()
+        assert caught.value.errno == errno.ENAMETOOLONG
+    assert os.statvfs(mnt).f_namemax == 255
+
+
+def test_truncate_to_huge_sizes_allocates_nothing(shared_mount: Mounted) -> None:
+    path = shared_mount.path / "sparse"
+    path.write_bytes(b"head")
+    with pytest.raises(OSError) as caught:
+        os.truncate(path, 10**15)
+    assert caught.value.errno == errno.EFBIG
+    pid = shared_mount.pid()
+    before = _rss(pid)
+    os.truncate(path, 64 * 1024 * 1024)
+    assert os.stat(path).st_size == 64 * 1024 * 1024
+    with open(path, "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(64 * 1024 * 1024 - 10)
+        assert f.read() == b"\0" * 10
+    assert _rss(pid) - before < 32 * 1024 * 1024
+
+
+def _rss(pid: int | None) -> int:
+    assert pid is not None
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_open_file_sees_its_truncate(shared_mount: Mounted) -> None:
+    path = shared_mount.path / "t"
+    path.write_bytes(b"x" * 100_000)
+    with open(path, "r+b") as f:
+        os.ftruncate(f.fileno(), 10)
+        assert os.fstat(f.fileno()).st_size == 10
+        assert os.stat(path).st_size == 10
+    assert path.read_bytes() == b"x" * 10
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd = -100
+    rc = libc.renameat2(at_fdcwd, bytes(src), at_fdcwd, bytes(dst), flags)
+    return 0 if rc == 0 else ctypes.get_errno()
+
+
+def test_renames_and_removals(shared_mount: Mounted) -> None:
+    m = shared_mount.path
+    (m / "a").write_text("A")
+    (m / "b").write_text("B")
+    os.rename(m / "a", m / "b")  # over a file: replaced
+    assert (m / "b").read_text() == "A" and not (m / "a").exists()
+    (m / "d1").mkdir()
+    (m / "d1" / "f").write_text("in d1")
+    (m / "empty").mkdir()
+    os.rename(m / "d1", m / "empty")  # a directory over an empty one
+    assert (m / "empty" / "f").read_text() == "in d1"
+    (m / "full").mkdir()
+    (m / "full" / "g").write_text("g")
+    expect = {
+        "rename dir over non-empty dir": (lambda: os.rename(m / "empty", m / "full"),
+                                          errno.ENOTEMPTY),
+        "rename dir over file": (lambda: os.rename(m / "full", m / "b"), errno.ENOTDIR),
+        "rename file over dir": (lambda: os.rename(m / "b", m / "full"), errno.EISDIR),
+        "rmdir non-empty": (lambda: os.rmdir(m / "full"), errno.ENOTEMPTY),
+        "rmdir a file": (lambda: os.rmdir(m / "b"), errno.ENOTDIR),
+        "unlink a dir": (lambda: os.unlink(m / "full"), errno.EISDIR),
+        "hard link": (lambda: os.link(m / "b", m / "b2"), errno.EPERM),
+        "mkdir over file": (lambda: os.mkdir(m / "b"), errno.EEXIST),
+        "file below a file": (lambda: open(m / "b" / "x", "w"), errno.ENOTDIR),
+    }  # fmt: skip
+    for what, (call, code) in expect.items():
+        with pytest.raises(OSError) as caught:
+            call()
+        assert caught.value.errno == code, what
+    (m / "c").write_text("C")
+    assert _renameat2(m / "c", m / "b", 1) == errno.EEXIST  # RENAME_NOREPLACE
+    assert (m / "b").read_text() == "A"
+    assert _renameat2(m / "c", m / "new", 1) == 0
+    assert _renameat2(m / "new", m / "b", 2) == errno.EINVAL  # RENAME_EXCHANGE
+    shared_mount.umount()
+    ufs = shared_mount.store.root  # type: ignore[attr-defined]
+    assert (ufs / "b").read_text() == "A" and (ufs / "new").read_text() == "C"
+    assert (ufs / "empty" / "f").read_text() == "in d1" and not (ufs / "d1").exists()

@@ -22,6 +22,7 @@ from typing import Any
 import pyfuse3
 import trio
 
+from engine.cli.online import AdminServer
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
@@ -151,9 +152,14 @@ def run(
             with open(pid_file, "w") as f:
                 f.write(f"{os.getpid()}\n{mountpoint}\n")
             engine.ttl.start(config.cache_ttl_check_interval_s)
+            admin = AdminServer(engine, home)
+            admin.start()
             log.info("serving %s at %s (home %s)", uri, mountpoint, home)
             ready()
-            trio.run(_serve)
+            try:
+                trio.run(_serve)
+            finally:
+                admin.close()
         finally:
             pyfuse3.close(unmount=True)
         log.info("unmounted %s", mountpoint)

@@ -42,11 +42,20 @@ def existing_home(args: argparse.Namespace) -> str:
     return home
 
 
+# Set in the daemon: commands that arrive through its admin channel run on its engine.
+ONLINE_ENGINE: Engine | None = None
+
+
 @contextmanager
 def open_engine(args: argparse.Namespace, *, reconcile: bool = True) -> Iterator[Engine]:
     """The home opened for use (exclusive lock, recovery), closed without a final checkpoint:
     a one-shot command appends a handful of entries, and a checkpoint per command would start
-    a new segment each time. Count-triggered checkpoints still happen."""
+    a new segment each time. Count-triggered checkpoints still happen. In the daemon: its own
+    engine, left open."""
+    if ONLINE_ENGINE is not None:
+        args.resolved_home = getattr(ONLINE_ENGINE.storage, "root", None)
+        yield ONLINE_ENGINE
+        return
     engine = Engine.open_home(home_of(args), reconcile=reconcile)
     try:
         yield engine

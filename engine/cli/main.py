@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from engine.cli import admin_cmds, cache_cmds, daemon_cmds, fs_cmds, journal_cmds
+from engine.cli import admin_cmds, cache_cmds, daemon_cmds, fs_cmds, journal_cmds, online
 from engine.cli.common import (
     EXIT_CORRUPT,
     EXIT_FAILED,
@@ -137,9 +137,18 @@ def describe(exc: BaseException, home: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    forwarded = online.forward(argv, args)
+    if forwarded is not None:
+        return forwarded
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs a parsed command: its exit code, expected failures as one line on stderr."""
     try:
         code: int = args.func(args)
         sys.stdout.flush()

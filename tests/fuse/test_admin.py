@@ -1,0 +1,46 @@
+"""The daemon's admin channel: commands run online, on the daemon's engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from tests.cli.shoal_cli import env, shoal
+from tests.fuse.mounting import Mounted
+
+
+def test_commands_run_through_the_daemon(local_mount: Mounted) -> None:
+    ufs: Path = local_mount.store.root  # type: ignore[attr-defined]
+    (ufs / "train").mkdir()
+    for i in range(5):
+        (ufs / "train" / f"img{i}.jpg").write_bytes(os.urandom(50_000))
+    sock = local_mount.home / "admin.sock"
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+    home = local_mount.home
+
+    # A path inside the mountpoint names the file in the mount; its home is found from it.
+    no_home = env()
+    loaded = shoal("fs", "load", "-R", str(local_mount.path / "train"), env=no_home)
+    assert "5 file(s) loaded (250,000 bytes)" in loaded.stdout
+    report = json.loads(shoal("report", "--json", home=home).stdout)
+    assert sum(t["blocks"] for t in report["tiers"]) == 5
+    assert report["ufs_bytes_read"] == 250_000
+    for i in range(5):  # served from the cache, through the mount
+        (local_mount.path / "train" / f"img{i}.jpg").read_bytes()
+    after = json.loads(shoal("report", "--json", home=home).stdout)
+    assert after["ufs_bytes_read"] == 250_000 and after["cache_hits"] >= 5
+
+    checkpoint = shoal("journal", "checkpoint", home=home)
+    assert "wrote checkpoint" in checkpoint.stdout
+    shoal("fs", "mkdir", "/made-online", home=home)
+    assert (local_mount.path / "made-online").is_dir()
+    listing = shoal("fs", "ls", str(local_mount.path / "train"), env=no_home)
+    assert len(listing.stdout.splitlines()) == 5
+
+    # Commands that need the home to themselves say who holds it.
+    busy = shoal("fsck", home=home, expect=4)
+    assert "in use by process" in busy.stderr
+    failed = shoal("fs", "rm", "/no-such-file", home=home, expect=1)
+    assert "does not exist" in failed.stderr

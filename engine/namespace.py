@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -51,6 +51,9 @@ class Namespace:
         self.journal = journal
         self.lock = threading.RLock()
         self._deferral = threading.local()
+        # Called with each committed entry, under the lock (so: cheap, no I/O). The FUSE
+        # frontend listens to tell the kernel about changes it did not make itself.
+        self.observers: list[Callable[[Any], None]] = []
 
     # -- the commit pattern ------------------------------------------------------------------
 
@@ -61,6 +64,8 @@ class Namespace:
         """Append then apply; the caller holds the lock and has validated ``entry``."""
         seq = self.journal.append(entry)
         self.state.apply(entry, seq)
+        for observe in self.observers:
+            observe(entry)
         return seq
 
     def durable(self, seq: int) -> None:

@@ -147,6 +147,8 @@ def run(
         os.makedirs(spool, exist_ok=True)
         ops = ShoalOperations(engine, config, spool)
         pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
+        engine.ns.observers.append(ops.invalidator.observe)
+        ops.invalidator.start()
         try:
             raise_readahead(mountpoint)
             with open(pid_file, "w") as f:
@@ -161,6 +163,7 @@ def run(
             finally:
                 admin.close()
         finally:
+            ops.invalidator.close()
             pyfuse3.close(unmount=True)
         log.info("unmounted %s", mountpoint)
     finally:

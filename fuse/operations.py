@@ -30,6 +30,7 @@ from engine.inode import Inode
 from engine.names import check_name
 from engine.state import block_size_of
 from fuse.boundary import answers_errno
+from fuse.invalidator import KernelInvalidator
 from fuse.writebuffer import WriteBuffer
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class ShoalOperations(pyfuse3.Operations):
         self.entry_timeout = config.fuse_entry_timeout_s
         self.attr_timeout = config.fuse_attr_timeout_s
         self.limiter = trio.CapacityLimiter(config.fuse_max_threads)
+        self.invalidator = KernelInvalidator()
         self.max_file_size = config.fuse_max_file_size
         self.handles: dict[int, Handle] = {}
         self.dirs: dict[int, DirHandle] = {}
@@ -89,8 +91,17 @@ class ShoalOperations(pyfuse3.Operations):
     # -- helpers -----------------------------------------------------------------------------
 
     async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
-        return await trio.to_thread.run_sync(call, limiter=self.limiter)
+        call = functools.partial(fn, *args, **kwargs)
+        mark = self.invalidator.from_kernel
+
+        def as_kernel_request() -> T:
+            mark(True)  # what this changes, the kernel asked for: nothing to invalidate
+            try:
+                return call()
+            finally:
+                mark(False)
+
+        return await trio.to_thread.run_sync(as_kernel_request, limiter=self.limiter)
 
     def _node(self, ino: int) -> Inode:
         node = self.tree.find(ino)

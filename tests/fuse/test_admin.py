@@ -44,3 +44,20 @@ def test_commands_run_through_the_daemon(local_mount: Mounted) -> None:
     assert "in use by process" in busy.stderr
     failed = shoal("fs", "rm", "/no-such-file", home=home, expect=1)
     assert "does not exist" in failed.stderr
+
+
+def test_changes_made_outside_the_mount_reach_the_kernel(local_mount: Mounted) -> None:
+    """Names, attributes and pages are cached by the kernel for long timeouts; a sync that
+    finds new content, or a command through the daemon, must drop them."""
+    ufs: Path = local_mount.store.root  # type: ignore[attr-defined]
+    (ufs / "data.txt").write_bytes(b"version one")
+    (ufs / "gone.txt").write_bytes(b"soon removed")
+    mnt, home = local_mount.path, local_mount.home
+    assert (mnt / "data.txt").read_bytes() == b"version one"  # pages and attributes cached
+    assert (mnt / "gone.txt").exists()
+    (ufs / "data.txt").write_bytes(b"version two, longer")
+    shoal("fs", "sync", "/", home=home)
+    assert (mnt / "data.txt").read_bytes() == b"version two, longer"
+    shoal("fs", "rm", str(mnt / "gone.txt"), env=env())
+    assert not (mnt / "gone.txt").exists()
+    assert sorted(os.listdir(mnt)) == ["data.txt"]

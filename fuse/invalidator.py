@@ -1,0 +1,79 @@
+"""Telling the kernel about changes it did not make.
+
+The kernel keeps names, attributes and file pages for long timeouts (training data is
+read-mostly). Changes that come through the mount reach it with the replies that make them;
+changes made otherwise (a metadata sync that found a new fingerprint, a command through the
+admin channel, the TTL checker) are journal entries like any other, and this listener turns
+them into invalidations: the entry or inode is dropped from the kernel's caches, so the next
+access asks the daemon again.
+
+Invalidations are sent from a thread of their own: they can block (the kernel may have to
+wait for pages) and must never run on the event loop or under the namespace's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from typing import Any
+
+import pyfuse3
+
+from journal import entries as E
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class KernelInvalidator:
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="invalidator", daemon=True)
+        self.sent = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=10)
+
+    def from_kernel(self, value: bool) -> None:
+        """Marks the calling thread as carrying out a kernel request (or not anymore)."""
+        self._local.active = value
+
+    def observe(self, entry: Any) -> None:
+        """A namespace observer: called under the namespace's lock, so it only queues."""
+        if getattr(self._local, "active", False):
+            return  # the kernel made this change: it knows
+        if isinstance(entry, E.Delete):
+            self._queue.put(("entry", entry.parent, entry.name, entry.id))
+        elif isinstance(entry, E.Rename):
+            self._queue.put(("entry", entry.src_parent, entry.src_name, 0))
+            self._queue.put(("entry", entry.dst_parent, entry.dst_name, 0))
+        elif isinstance(entry, E.UfsFingerprint):
+            self._queue.put(("inode", entry.id, False))  # new content: pages go too
+        elif isinstance(entry, E.SetAttr):
+            self._queue.put(("inode", entry.id, entry.size is None))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                if item[0] == "entry":
+                    _kind, parent, name, deleted = item
+                    pyfuse3.invalidate_entry(parent, os.fsencode(name), deleted)
+                else:
+                    _kind, ino, attr_only = item
+                    pyfuse3.invalidate_inode(ino, attr_only)
+                self.sent += 1
+            except OSError:
+                pass  # the kernel did not have it cached: nothing to drop
+            except Exception:
+                log.exception("invalidating %s failed", item)

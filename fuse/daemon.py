@@ -120,7 +120,7 @@ async def _serve() -> None:
                     return
 
         nursery.start_soon(stop_on_signal)
-        await pyfuse3.main(min_tasks=4, max_tasks=64)
+        await pyfuse3.main(min_tasks=1, max_tasks=64)
         nursery.cancel_scope.cancel()
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from engine import bench_cache, bench_journal
+from engine import bench_cache, bench_journal, bench_read
 from engine.cli.common import EXIT_FAILED, EXIT_OK, open_engine
 from recovery.fsck import run_checks
 
@@ -68,6 +68,27 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(func=cmd_bench_cache)
 
+    p = cmds.add_parser(
+        "read",
+        parents=[common],
+        help="a training read workload through a real mount, beside local and boto3 reads",
+        description="ImageNet-like small files and large shards read by parallel processes"
+        " from a local directory, by direct boto3 GETs and through `shoal mount` (cold, then"
+        " warm) of an S3 endpoint (moto on 127.0.0.1, with latency added by a proxy). Runs in"
+        " a scratch directory below DIR (default: the system's temporary directory); needs no"
+        " home, needs root (FUSE) and the test extras (moto).",
+    )
+    p.add_argument("dir", metavar="DIR", nargs="?", help="where the scratch directory goes")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--chart", metavar="PNG", help="also draw the figures into this PNG file")
+    p.add_argument("--classes", type=int, default=20, help="class folders (default 20)")
+    p.add_argument("--per-class", type=int, default=150, help="files per class (default 150)")
+    p.add_argument("--shards", type=int, default=4, help="large files (default 4)")
+    p.add_argument("--shard-mib", type=int, default=64, help="size of each (default 64)")
+    p.add_argument("--readers", type=int, default=4, help="parallel readers (default 4)")
+    p.add_argument("--latency-ms", type=float, default=20.0, help="added per S3 request")
+    p.set_defaults(func=cmd_bench_read)
+
 
 def _positive(text: str) -> int:
     try:
@@ -123,6 +144,22 @@ def cmd_bench_cache(args: argparse.Namespace) -> int:
         return EXIT_OK
     result = bench_cache.run(args.file_mib)
     print(json.dumps(result) if args.json else bench_cache.format_table(result))
+    return EXIT_OK
+
+
+def cmd_bench_read(args: argparse.Namespace) -> int:
+    result = bench_read.run(
+        classes=args.classes,
+        per_class=args.per_class,
+        shards=args.shards,
+        shard_mib=args.shard_mib,
+        readers=args.readers,
+        latency_ms=args.latency_ms,
+        workdir=args.dir,
+    )
+    if args.chart:
+        bench_read.chart(result, args.chart)
+    print(json.dumps(result) if args.json else bench_read.format_table(result))
     return EXIT_OK
 
 

@@ -1,0 +1,248 @@
+"""`shoal bench read`: a training-style read workload through a real mount, in the spirit of
+`juicefs bench`, with its baselines measured in the same run.
+
+The dataset is ImageNet-like (class folders of ~110 KB files) plus a few large shards. It is
+read by N parallel reader processes (4 by default):
+
+- from a local directory (the same bytes, from the page cache: the ceiling of the machine);
+- by direct boto3 GETs from an S3 endpoint (moto's server on 127.0.0.1 with ~20 ms added to
+  every request by a proxy, as a remote store would cost; needs the test extras);
+- through `shoal mount` of that endpoint, cold (every byte from S3, cached on the way), then
+  warm (the second epoch: from Shoal's cache and the kernel's page cache).
+
+The mount is read-only (a training mount), so FLUSH is off, as it would be in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+MiB = 1 << 20
+SMALL_SIZE = 110_000
+
+
+def _read_file(path: str) -> int:
+    n = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(MiB):
+            n += len(chunk)
+    return n
+
+
+def _read_files(paths: list[str]) -> int:
+    return sum(_read_file(p) for p in paths)
+
+
+def _timed(readers: int, paths: list[str]) -> tuple[float, int]:
+    """Seconds and bytes for ``readers`` processes to read ``paths`` (dealt round-robin)."""
+    shares = [paths[i::readers] for i in range(readers)]
+    with ProcessPoolExecutor(readers) as pool:
+        pool.submit(int).result()  # the workers are up before the clock starts
+        start = time.perf_counter()
+        total = sum(pool.map(_read_files, shares))
+        return time.perf_counter() - start, total
+
+
+def _figures(files: int, seconds: float, total: int) -> dict[str, float]:
+    return {"files_per_s": files / seconds, "mib_per_s": total / seconds / MiB}
+
+
+def _make_dataset(root: str, classes: int, per_class: int, shards: int, shard_mib: int) -> None:
+    for c in range(classes):
+        folder = os.path.join(root, "train", f"n{c:08d}")
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            with open(os.path.join(folder, f"img_{i:05d}.JPEG"), "wb") as f:
+                f.write(os.urandom(SMALL_SIZE))
+    os.makedirs(os.path.join(root, "shards"), exist_ok=True)
+    for s in range(shards):
+        with open(os.path.join(root, "shards", f"shard-{s:04d}.tar"), "wb") as f:
+            for _ in range(shard_mib):
+                f.write(os.urandom(MiB))
+
+
+def _listing(root: str) -> tuple[list[str], list[str]]:
+    small = sorted(
+        os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, "train")) for f in fs
+    )
+    large = sorted(
+        os.path.join(root, "shards", f) for f in os.listdir(os.path.join(root, "shards"))
+    )
+    return small, large
+
+
+def _shoal(*args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli.main", *args], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"shoal {args[0]} failed: {done.stderr.strip()}")
+
+
+def run(
+    classes: int = 20,
+    per_class: int = 150,
+    shards: int = 4,
+    shard_mib: int = 64,
+    readers: int = 4,
+    latency_ms: float = 20.0,
+    workdir: str | None = None,
+) -> dict[str, Any]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)  # the S3 server and the proxy live with the tests
+    from tests.faultproxy import Fault, FaultProxy
+    from tests.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
+
+    scratch = tempfile.mkdtemp(prefix="shoal-bench-read-", dir=workdir)
+    src, mnt, home = (os.path.join(scratch, d) for d in ("src", "mnt", "home"))
+    os.makedirs(mnt)
+    _make_dataset(src, classes, per_class, shards, shard_mib)
+    small, large = _listing(src)
+    result: dict[str, Any] = {
+        "dataset": {
+            "small_files": len(small), "small_bytes": SMALL_SIZE,
+            "large_files": len(large), "large_mib": shard_mib,
+        },
+        "readers": readers, "latency_ms": latency_ms,
+    }  # fmt: skip
+
+    def measure(
+        label: str, paths: list[str], read: Callable[[list[str]], tuple[float, int]]
+    ) -> None:
+        seconds, total = read(paths)
+        result[label] = _figures(len(paths), seconds, total)
+
+    # The machine's ceiling: the same files from a local directory (page cache).
+    _read_files(small + large)
+    measure("local_small", small, lambda p: _timed(readers, p))
+    measure("local_large", large, lambda p: _timed(readers, p))
+
+    server = start_s3_server()
+    proxy = FaultProxy(server.endpoint).start()
+    try:
+        direct = s3_client(server.endpoint)
+        direct.create_bucket(Bucket="bench")
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(
+                lambda p: direct.upload_file(p, "bench", "ds/" + os.path.relpath(p, src)),
+                small + large,
+            ))  # fmt: skip
+        proxy.add(Fault("delay", -1, seconds=latency_ms / 1000))
+        slow = s3_client(proxy.endpoint)
+
+        def get_all(paths: list[str]) -> tuple[float, int]:
+            keys = ["ds/" + os.path.relpath(p, src) for p in paths]
+
+            def get(key: str) -> int:
+                return len(slow.get_object(Bucket="bench", Key=key)["Body"].read())
+
+            with ThreadPoolExecutor(readers) as pool:
+                start = time.perf_counter()
+                total = sum(pool.map(get, keys))
+                return time.perf_counter() - start, total
+
+        measure("boto3_small", small, get_all)
+        measure("boto3_large", large, get_all)
+
+        options = {
+            "endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
+            "access_key": ACCESS_KEY, "secret_key": SECRET_KEY,
+        }  # fmt: skip
+        mount_args = ["mount", "--home", home, "s3://bench/ds", mnt, "-o", "ro"]
+        for key, value in options.items():
+            mount_args += ["-o", f"{key}={value}"]
+        _shoal(*mount_args)
+        try:
+            in_mount = [os.path.join(mnt, os.path.relpath(p, src)) for p in small]
+            in_mount_large = [os.path.join(mnt, os.path.relpath(p, src)) for p in large]
+            for phase in ("cold", "warm"):
+                measure(f"mount_{phase}_small", in_mount, lambda p: _timed(readers, p))
+                measure(f"mount_{phase}_large", in_mount_large, lambda p: _timed(readers, p))
+        finally:
+            _shoal("umount", mnt)
+    finally:
+        proxy.stop()
+        server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    result["ratios"] = {
+        "cold_small_vs_boto3": result["mount_cold_small"]["mib_per_s"]
+        / result["boto3_small"]["mib_per_s"],
+        "cold_large_vs_boto3": result["mount_cold_large"]["mib_per_s"]
+        / result["boto3_large"]["mib_per_s"],
+        "warm_small_vs_local": result["mount_warm_small"]["files_per_s"]
+        / result["local_small"]["files_per_s"],
+        "warm_large_vs_local": result["mount_warm_large"]["mib_per_s"]
+        / result["local_large"]["mib_per_s"],
+    }
+    return result
+
+
+ROWS = [
+    ("local directory (page cache)", "local"),
+    ("direct boto3 GETs", "boto3"),
+    ("shoal mount, cold", "mount_cold"),
+    ("shoal mount, warm", "mount_warm"),
+]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    d = result["dataset"]
+    lines = [
+        f"{d['small_files']} files of {d['small_bytes'] // 1000} KB and {d['large_files']} shards"
+        f" of {d['large_mib']} MiB; {result['readers']} readers;"
+        f" {result['latency_ms']:.0f} ms added to each S3 request",
+        "",
+        f"{'':<30} {'small files/s':>14} {'small MiB/s':>12} {'large MiB/s':>12}",
+    ]
+    for label, key in ROWS:
+        s, big = result[f"{key}_small"], result[f"{key}_large"]
+        lines.append(
+            f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}"
+            f" {big['mib_per_s']:>12,.1f}"
+        )
+    lines.append("")
+    for name, value in result["ratios"].items():
+        lines.append(f"{name:<24} {value:6.2f}x")
+    return "\n".join(lines)
+
+
+def chart(result: dict[str, Any], path: str) -> None:
+    """A PNG of the table: small files/s and large MiB/s per way of reading."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label for label, _ in ROWS]
+    small = [result[f"{key}_small"]["files_per_s"] for _, key in ROWS]
+    large = [result[f"{key}_large"]["mib_per_s"] for _, key in ROWS]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    a.barh(labels, small, color="#4477aa")
+    a.set_xlabel("small files / s")
+    a.invert_yaxis()
+    b.barh(labels, large, color="#ee6677")
+    b.set_xlabel("large files, MiB / s")
+    b.invert_yaxis()
+    b.set_yticklabels([])
+    fig.suptitle(
+        f"shoal bench read: {result['readers']} readers,"
+        f" {result['latency_ms']:.0f} ms added to each S3 request"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def dumps(result: dict[str, Any]) -> str:
+    return json.dumps(result)

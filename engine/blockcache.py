@@ -25,7 +25,7 @@ import os
 import time
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.blockfetch import BlockFetcher
 from engine.cache_reconcile import ReconcileReport, reconcile
@@ -44,6 +44,8 @@ class CacheStats:
     misses: int = 0
     evictions: int = 0
     ufs_bytes_read: int = 0
+    tier_hits: dict[str, int] = field(default_factory=dict)
+    tier_evictions: dict[str, int] = field(default_factory=dict)
 
 
 EVICTORS = ("LRU", "LRFU")
@@ -130,6 +132,8 @@ class BlockCache:
             if lru is not None and key in lru:
                 lru.move_to_end(key)
                 self._touch(key)
+            hits = self.stats.tier_hits
+            hits[info.tier] = hits.get(info.tier, 0) + 1
         return data
 
     def _touch(self, key: BlockKey) -> None:
@@ -292,6 +296,8 @@ class BlockCache:
             if not self._demote(key, info, i):
                 self._drop(key, info)
             self.stats.evictions += 1
+            evicted = self.stats.tier_evictions
+            evicted[tier.name] = evicted.get(tier.name, 0) + 1
         return self.used[tier.name] + n <= tier.quota
 
     def _demote(self, key: BlockKey, info: BlockInfo, i: int) -> bool:

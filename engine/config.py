@@ -45,7 +45,9 @@ class Config:
     # close(2) returns once written data is durable (as the write type says). False turns the
     # kernel's FLUSH off: faster closes, and only fsync acknowledges written data.
     fuse_flush_on_close: bool = True  # blocking work (UFS, misses, fsync waits) at once
-    log_level: str = "INFO"  # of the daemon's log file, <home>/logs/shoal.log
+    log_level: str = "INFO"
+    # Prometheus metrics on 127.0.0.1:<port> (/metrics); 0 serves none (and measures nothing).
+    metrics_port: int = 0  # of the daemon's log file, <home>/logs/shoal.log
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
@@ -161,6 +163,10 @@ def load_config(
             cfg.fuse_max_file_size = parse_size(value, key)
         elif section == "fuse" and name == "max_threads":
             cfg.fuse_max_threads = max(1, int(_coerce(0, value, key)))
+        elif section == "metrics" and name == "port":
+            cfg.metrics_port = int(_coerce(0, value, key))
+            if not 0 <= cfg.metrics_port < 65536:
+                raise InvalidArgument(f"config key {key}: {value!r} is not a port")
         elif section == "log" and name == "level":
             cfg.log_level = str(value).upper()
             if cfg.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

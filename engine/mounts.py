@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
+from engine import metrics
 from engine.credentials import CredentialStore, split_secrets
 from engine.errors import (
     AlreadyExists,
@@ -113,7 +114,7 @@ class MountTable:
         node = ns.lookup(path)
         self._check_target(path, node.id, uri)
         with ufs_errors():
-            ufs = self.opener(uri, _for_connector(public), hidden or None)  # reachable?
+            ufs = self._open(uri, _for_connector(public), hidden or None)  # reachable?
         credential = self.credentials.add(hidden) if hidden else None
         try:
             with ns.lock:
@@ -210,9 +211,15 @@ class MountTable:
                 f" {self.credentials.path}; unmount and mount it again with its keys"
             )
         with ufs_errors():
-            ufs = self.opener(mount.uri, _for_connector(mount.options), hidden)
+            ufs = self._open(mount.uri, _for_connector(mount.options), hidden)
         with self._lock:
             return self._connectors.setdefault(mount.id, ufs)
+
+    def _open(
+        self, uri: str, options: Mapping[str, str], hidden: Mapping[str, str] | None
+    ) -> UnderFS:
+        ufs = self.opener(uri, options, hidden)
+        return metrics.CountedUnderFS(ufs) if metrics.ENABLED else ufs
 
     def listing(self) -> list[tuple[str, Mount]]:
         return sorted((self._path(m), m) for m in self.ns.state.mounts.values())

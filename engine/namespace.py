@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from engine import metrics
 from engine.errors import (
     AlreadyExists,
     Busy,
@@ -74,7 +75,10 @@ class Namespace:
         if box is not None:
             box.seq = max(box.seq, seq)
             return
-        self.journal.wait(seq)
+        if metrics.ENABLED:
+            metrics.timed_wait(self.journal.wait, seq)
+        else:
+            self.journal.wait(seq)
         if self.journal.checkpoint_due:
             try:
                 self.checkpoint(only_if_due=True)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
+from engine import metrics
 from engine.errors import ShoalError
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,11 @@ def answers_errno(
 
     @functools.wraps(handler)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        if metrics.ENABLED:
+            return await _measured(name, guarded_call, *args, **kwargs)
+        return await guarded_call(*args, **kwargs)
+
+    async def guarded_call(*args: Any, **kwargs: Any) -> T:
         try:
             return await handler(*args, **kwargs)
         except pyfuse3.FUSEError:
@@ -55,3 +62,16 @@ def answers_errno(
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return guarded
+
+
+async def _measured(name: str, call: Callable[..., Coroutine[Any, Any, T]], *args: Any,
+                    **kwargs: Any) -> T:  # fmt: skip
+    start = time.perf_counter()
+    try:
+        return await call(*args, **kwargs)
+    except pyfuse3.FUSEError as exc:
+        metrics.FUSE_ERRORS.labels(name, errno.errorcode.get(exc.errno, str(exc.errno))).inc()
+        raise
+    finally:
+        metrics.FUSE_REQUESTS.labels(name).inc()
+        metrics.FUSE_SECONDS.labels(name).observe(time.perf_counter() - start)

@@ -22,6 +22,7 @@ from typing import Any
 import pyfuse3
 import trio
 
+from engine import metrics
 from engine.cli.online import AdminServer
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
@@ -142,6 +143,8 @@ def run(
     try:
         config = engine.config
         setup_logging(home, config.log_level)
+        if config.metrics_port:
+            metrics.serve(engine, config.metrics_port)
         attach_root(engine, uri, ufs_options, readonly)
         spool = os.path.join(home, SPOOL_DIR)
         os.makedirs(spool, exist_ok=True)

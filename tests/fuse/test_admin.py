@@ -61,3 +61,44 @@ def test_changes_made_outside_the_mount_reach_the_kernel(local_mount: Mounted) -
     shoal("fs", "rm", str(mnt / "gone.txt"), env=env())
     assert not (mnt / "gone.txt").exists()
     assert sorted(os.listdir(mnt)) == ["data.txt"]
+
+
+def test_prometheus_metrics(tmp_path: Path) -> None:
+    import urllib.request
+
+    from tests.s3server import free_port
+    from tests.ufs.stores import LocalStore
+
+    store = LocalStore(tmp_path / "ufs")
+    (store.root / "f.bin").write_bytes(os.urandom(300_000))
+    port = free_port()
+    m = Mounted(tmp_path / "home", store.uri, tmp_path / "mnt")
+    m.mount(f"metrics.port={port}")
+    try:
+        (m.path / "f.bin").read_bytes()
+        (m.path / "new.txt").write_text("x")
+        with open(m.path / "new.txt", "rb") as f:  # a second handle: served from the cache
+            f.read()
+        try:
+            os.stat(m.path / "missing")
+        except FileNotFoundError:
+            pass
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        samples = {}
+        for line in text.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        assert samples['shoal_fuse_requests_total{op="read"}'] >= 1
+        assert samples['shoal_fuse_errors_total{errno="ENOENT",op="lookup"}'] >= 1
+        assert samples['shoal_fuse_request_seconds_count{op="create"}'] == 1
+        assert samples['shoal_ufs_requests_total{op="read"}'] >= 1
+        assert samples['shoal_ufs_requests_total{op="write"}'] == 1
+        assert samples["shoal_ufs_read_bytes_total"] >= 300_000
+        assert samples["shoal_cache_misses_total"] >= 1
+        assert samples['shoal_cache_blocks{tier="MEM"}'] >= 1
+        assert samples["shoal_journal_entries_total"] > 0
+        assert samples["shoal_journal_durable_wait_seconds_count"] > 0
+        assert samples["shoal_pending_persists"] == 0
+    finally:
+        m.teardown()

@@ -132,11 +132,13 @@ def run(
     try:
         direct = s3_client(server.endpoint)
         direct.create_bucket(Bucket="bench")
+
+        def upload(path: str) -> None:
+            with open(path, "rb") as f:
+                direct.put_object(Bucket="bench", Key="ds/" + os.path.relpath(path, src), Body=f)
+
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(
-                lambda p: direct.upload_file(p, "bench", "ds/" + os.path.relpath(p, src)),
-                small + large,
-            ))  # fmt: skip
+            list(pool.map(upload, small + large))
         proxy.add(Fault("delay", -1, seconds=latency_ms / 1000))
         slow = s3_client(proxy.endpoint)
 

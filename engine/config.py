@@ -30,6 +30,7 @@ class Config:
     cache_lrfu_half_life_s: float = 300.0
     cache_ttl_check_interval_s: float = 60.0  # how often the daemon acts on expired TTLs
     cache_readahead_blocks: int = 2  # blocks fetched ahead of a sequential reader; 0: none
+    cache_readahead_max_blocks: int = 8  # how far that window grows for a long stream
     # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
     cache_tiers: list[TierSpec] | None = None
     # How long the kernel may trust a name (entry) or attributes it was given, in seconds.
@@ -147,6 +148,8 @@ def load_config(
                 raise InvalidArgument(f"config key {key}: {value!r} is not LRU or LRFU")
         elif section == "cache" and name == "readahead_blocks":
             cfg.cache_readahead_blocks = int(_coerce(cfg.cache_readahead_blocks, value, key))
+        elif section == "cache" and name == "readahead_max_blocks":
+            cfg.cache_readahead_max_blocks = int(_coerce(0, value, key))
         elif section == "cache" and name == "ttl_check_interval_s":
             cfg.cache_ttl_check_interval_s = float(
                 _coerce(cfg.cache_ttl_check_interval_s, value, key)

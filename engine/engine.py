@@ -76,6 +76,9 @@ class Engine:
             self.ns, self.mounts, self.sync, self.cache, cfg.write_type, cfg.read_type
         )
         self.fs.readahead_blocks = cfg.cache_readahead_blocks
+        self.fs.readahead_max_blocks = max(
+            cfg.cache_readahead_max_blocks, cfg.cache_readahead_blocks
+        )
         self.ttl = TtlChecker(self.ns, self.fs, self.cache)
         self.persister: Persister | None = None
         if self.cache is not None:

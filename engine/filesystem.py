@@ -56,8 +56,11 @@ class FileSystem:
         self.cache = cache
         self.write_type = write_type
         self.read_type = read_type
-        self.readahead_blocks = 2
-        self._last_end: dict[int, int] = {}  # file -> where its last read ended
+        self.readahead_blocks = 2  # the readahead window when a reader turns sequential
+        self.readahead_max_blocks = 8  # how far it grows while the reader stays sequential
+        # file -> (where its reads have reached, readahead window in blocks, last block
+        # asked for by readahead)
+        self._streams: dict[int, tuple[int, int, int]] = {}
         self._readers_lock = threading.Lock()
         self.persister: Persister | None = None
 
@@ -313,24 +316,46 @@ class FileSystem:
         self, node: Inode, connector: UnderFS, rel: str, bs: int, offset: int, end: int
     ) -> None:
         """A reader that continues where its last read ended is sequential: the blocks after
-        this read are fetched before it asks for them."""
+        this read are fetched before it asks for them, a window that starts at
+        ``readahead_blocks`` and doubles up to ``readahead_max_blocks`` (JuiceFS and the
+        kernel grow theirs the same way: a long stream needs many requests in flight to hide
+        a store's latency, a short one wastes little)."""
         with self._readers_lock:
-            sequential = self._last_end.get(node.id) == offset and offset > 0
-            self._last_end[node.id] = end
-            if len(self._last_end) > 10_000:  # bounded: forget the oldest readers
-                self._last_end.pop(next(iter(self._last_end)))
-        if not sequential or not node.flags & PERSISTED:
+            last_end, window, issued = self._streams.get(node.id, (-1, 0, -1))
+            # The kernel issues a sequential reader's requests several at a time, so they may
+            # arrive a little out of order: within a block of where the last one ended counts.
+            sequential = offset > 0 and last_end >= 0 and abs(offset - last_end) <= bs
+            if offset == 0 and end >= STREAM_START:
+                # A large read from the start (the kernel's readahead-sized request) is most
+                # likely a stream: start its readahead now rather than after this block.
+                sequential, window, last_end, issued = True, 0, end, -1
+            if sequential:  # the window doubles while the reader stays sequential
+                window = min(max(window * 2, self.readahead_blocks), self.readahead_max_blocks)
+                last_end = max(last_end, end)
+            else:
+                window, last_end, issued = 0, end, -1
+            current = (end - 1) // bs
+            final = min((node.size - 1) // bs, current + window)
+            # Like the kernel's readahead marker: a new batch only once the reader is past
+            # half of what was asked for, so each batch is several blocks (requests are
+            # costly; the bytes in them are not).
+            start = max(issued + 1, current + 1)
+            due = sequential and final >= start and issued - current < max(1, window // 2)
+            if due:
+                issued = final
+            self._streams[node.id] = (last_end, window, issued)
+            if len(self._streams) > 10_000:  # bounded: forget the oldest readers
+                self._streams.pop(next(iter(self._streams)))
+        if not due or not node.flags & PERSISTED:
             return
         assert self.cache is not None
-        first = (end - 1) // bs + 1
-        last = min((node.size - 1) // bs, first + self.readahead_blocks - 1)
-        for idx in range(first, last + 1):
+        first, last = start, final
 
-            def fetch(start: int = idx * bs) -> bytes:
-                with ufs_errors():
-                    return connector.read(rel, start, bs)
+        def fetch(index: int, count: int) -> bytes:
+            with ufs_errors():
+                return connector.read(rel, index * bs, count * bs)
 
-            self.cache.fetcher.prefetch((node.id, node.version, idx), fetch)
+        self.cache.fetcher.readahead(node.id, node.version, first, last, bs, fetch)
 
     # -- removal and renaming ----------------------------------------------------------------
 
@@ -385,6 +410,7 @@ class FileSystem:
 
 
 WRITE_TYPES = ("MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH")
+STREAM_START = 128 * 1024  # a first read this large, from offset 0, starts a readahead stream
 READ_TYPES = ("CACHE", "CACHE_PROMOTE", "NO_CACHE")
 
 

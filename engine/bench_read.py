@@ -230,12 +230,16 @@ def chart(result: dict[str, Any], path: str) -> None:
     small = [result[f"{key}_small"]["files_per_s"] for _, key in ROWS]
     large = [result[f"{key}_large"]["mib_per_s"] for _, key in ROWS]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
-    a.barh(labels, small, color="#4477aa")
-    a.set_xlabel("small files / s")
-    a.invert_yaxis()
-    b.barh(labels, large, color="#ee6677")
-    b.set_xlabel("large files, MiB / s")
-    b.invert_yaxis()
+    for axis, values, color, unit in (
+        (a, small, "#4477aa", "small files / s (log scale)"),
+        (b, large, "#ee6677", "large files, MiB / s (log scale)"),
+    ):
+        bars = axis.barh(labels, values, color=color)
+        axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=3, fontsize=8)
+        axis.set_xscale("log")  # cold and warm differ by orders of magnitude
+        axis.set_xlim(1, max(values) * 8)
+        axis.set_xlabel(unit)
+        axis.invert_yaxis()
     b.set_yticklabels([])
     fig.suptitle(
         f"shoal bench read: {result['readers']} readers,"

@@ -128,11 +128,7 @@ class BlockFetcher:
             for run in runs:
                 self._queued.update(run)
         for run in runs:
-
-            def fetch_run(start: int = run[0][2], count: int = len(run)) -> bytes:
-                return fetch(start, count)
-
-            future = self._readahead.submit(self._fetch_run, run, block_size, fetch_run)
+            future = self._readahead.submit(self._fetch_run, run, block_size, fetch)
             with self._inflight_lock:
                 self._prefetches.add(future)
             future.add_done_callback(functools.partial(self._readahead_done, run))
@@ -142,7 +138,9 @@ class BlockFetcher:
             self._prefetches.discard(future)
             self._queued.difference_update(run)
 
-    def _fetch_run(self, keys: list[BlockKey], block_size: int, fetch: Callable[[], bytes]) -> None:
+    def _fetch_run(
+        self, keys: list[BlockKey], block_size: int, fetch: Callable[[int, int], bytes]
+    ) -> None:
         flights: dict[BlockKey, _Flight] = {}
         with self._inflight_lock:
             for key in keys:
@@ -156,14 +154,18 @@ class BlockFetcher:
                     flights.pop(key).done.set()
         if not flights:
             return
+        # Readers may have fetched some of the run's blocks themselves since it was queued:
+        # only the span of the blocks still wanted is asked for.
+        lo = min(key[2] for key in flights)
+        hi = max(key[2] for key in flights)
         data = b""
         try:
             self.stats.misses += len(flights)
             start = time.perf_counter()
-            data = fetch()
+            data = fetch(lo, hi - lo + 1)
             log.debug(
                 "readahead of blocks %d..%d of file %d: %d bytes in %.1f ms",
-                keys[0][2], keys[-1][2], keys[0][0], len(data), (time.perf_counter() - start) * 1e3,
+                lo, hi, keys[0][0], len(data), (time.perf_counter() - start) * 1e3,
             )  # fmt: skip
             self.stats.ufs_bytes_read += len(data)
         except Exception as exc:  # readahead is a guess: waiting readers fetch for themselves
@@ -171,11 +173,9 @@ class BlockFetcher:
         finally:
             view = memoryview(data)
             with self._inflight_lock:
-                for i, key in enumerate(keys):
-                    flight = flights.get(key)
-                    if flight is None:
-                        continue
+                for key, flight in flights.items():
                     del self._inflight[key]
+                    i = key[2] - lo
                     block = bytes(view[i * block_size : (i + 1) * block_size])
                     if block:
                         flight.data = block

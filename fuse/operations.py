@@ -56,7 +56,9 @@ class DirHandle:
 
     def __init__(self, ino: int, ids: array[int]) -> None:
         self.ino = ino
-        self.ids = ids  # children at opendir: offsets are indexes, stable while it changes
+        # children when the listing (re)started: offsets are indexes into it, stable while
+        # the directory changes
+        self.ids = ids
 
 
 def _name(raw: bytes) -> str:
@@ -287,15 +289,20 @@ class ShoalOperations(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         node = self._dir(inode)
         await self._loaded(node)
-        with self.ns.lock:
-            ids = array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
         fh = next(self._fh)
-        self.dirs[fh] = DirHandle(node.id, ids)
+        self.dirs[fh] = DirHandle(node.id, array("q"))  # listed by the first readdir
         return fh
+
+    async def _children(self, node: Inode) -> array[int]:
+        await self._loaded(node)
+        with self.ns.lock:
+            return array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
 
     @answers_errno
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self.dirs[fh]
+        if start_id == 0:  # (re)started from the top, as rewinddir does: a fresh listing
+            handle.ids = await self._children(self._dir(handle.ino))
         ids, find = handle.ids, self.tree.find
         for i in range(start_id, len(ids)):
             node = find(ids[i])

@@ -29,6 +29,8 @@ from ufs.errors import (
 )
 
 CHUNK = 1 << 20
+LONG_PATH = 3072  # bytes: longer paths are reached through a directory descriptor
+PROC_FD = "/proc/self/fd/"
 TEMP_PREFIX = ".shoal-tmp-"
 
 _ERRNO = {
@@ -50,15 +52,58 @@ class LocalUnderFS(UnderFS):
         self.root = real
         self.uri = f"file://{real}"
 
-    def _full(self, path: str) -> str:
-        """The real path for ``path``, refused if it (or, for a new name, its parent) resolves
-        outside the root."""
+    @contextmanager
+    def _path(self, path: str, *, make_parents: bool = False) -> Iterator[str]:
+        """A path the OS accepts for ``path``, refused if it (or, for a new name, its parent)
+        resolves outside the root.
+
+        Trees deeper than PATH_MAX (4096 bytes) are legal in Shoal's namespace, but no system
+        call takes such a path: then the parent directory is opened by walking from the root
+        one name at a time (never following a symlink, so nothing leads out), and the path
+        given is ``/proc/self/fd/<that directory>/<name>``, valid until the block ends.
+        ``make_parents`` creates missing directories on that walk."""
         rel = normalize(path)
         full = os.path.join(self.root, rel) if rel else self.root
-        real = os.path.realpath(full)
-        if real != self.root and not real.startswith(self.root + os.sep):
-            raise UfsInvalidPath(f"{self.uri}: {path!r} leads outside the UFS root")
-        return full
+        if len(os.fsencode(full)) < LONG_PATH:
+            real = os.path.realpath(full)
+            if real != self.root and not real.startswith(self.root + os.sep):
+                raise UfsInvalidPath(f"{self.uri}: {path!r} leads outside the UFS root")
+            yield full
+            return
+        *parents, name = rel.split("/")
+        fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parents:
+                flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                try:
+                    inner = os.open(part, flags, dir_fd=fd)
+                except FileNotFoundError:
+                    if not make_parents:
+                        raise
+                    try:
+                        os.mkdir(f"{PROC_FD}{fd}/{part}")
+                    except FileExistsError:
+                        pass
+                    inner = os.open(part, flags, dir_fd=fd)
+                except OSError:  # ENOTDIR or ELOOP: a file, or a symlink we do not follow
+                    self._refuse_symlink(fd, part, path)
+                    raise
+                os.close(fd)
+                fd = inner
+            self._refuse_symlink(fd, name, path)
+            yield f"{PROC_FD}{fd}/{name}"
+        finally:
+            os.close(fd)
+
+    def _refuse_symlink(self, dir_fd: int, name: str, path: str) -> None:
+        try:
+            if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
+                raise UfsInvalidPath(
+                    f"{self.uri}: {path[:80]!r}...: symlinks are not followed in paths over"
+                    f" {LONG_PATH} bytes"
+                )
+        except FileNotFoundError:
+            pass  # a new name
 
     @contextmanager
     def _errors(self, path: str) -> Iterator[None]:
@@ -79,17 +124,32 @@ class LocalUnderFS(UnderFS):
 
     def stat(self, path: str) -> UfsStatus:
         rel = normalize(path)
-        with self._errors(rel):
-            return self._status(rel, os.stat(self._full(rel)))
+        with self._errors(rel), self._path(rel) as full:
+            return self._status(rel, os.stat(full))
 
     def list(self, path: str) -> Iterator[UfsStatus]:
         rel = normalize(path)
-        full = self._full(rel)
-        with self._errors(rel):
-            it = os.scandir(full)
-        return self._entries(rel, it)
+        dir_fd = -1
+        with self._errors(rel), self._path(rel) as full:
+            if full.startswith(PROC_FD):
+                # Entries of a scandir by path are stat-ed by path, which dies with the walk's
+                # descriptor; a scandir of a descriptor stats relative to it.
+                dir_fd = os.open(full, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                it: Iterator[os.DirEntry[str]] = os.scandir(dir_fd)
+            else:
+                it = os.scandir(full)  # the directory stays open once scandir has it
+        return self._entries(rel, it, dir_fd)
 
-    def _entries(self, rel: str, it: Iterator[os.DirEntry[str]]) -> Iterator[UfsStatus]:
+    def _entries(
+        self, rel: str, it: Iterator[os.DirEntry[str]], dir_fd: int = -1
+    ) -> Iterator[UfsStatus]:
+        try:
+            yield from self._statuses(rel, it)
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
+
+    def _statuses(self, rel: str, it: Iterator[os.DirEntry[str]]) -> Iterator[UfsStatus]:
         with self._errors(rel), it as entries:  # type: ignore[attr-defined]
             for entry in entries:
                 if entry.name.startswith(TEMP_PREFIX):
@@ -97,7 +157,8 @@ class LocalUnderFS(UnderFS):
                 child = join(rel, entry.name)
                 try:
                     if entry.is_symlink():
-                        self._full(child)  # a link out of the root is not part of this UFS
+                        with self._path(child):  # a link out of the root is not in this UFS
+                            pass
                     st = entry.stat()
                 except (UfsInvalidPath, FileNotFoundError):
                     continue
@@ -105,8 +166,8 @@ class LocalUnderFS(UnderFS):
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         rel = normalize(path)
-        with self._errors(rel):
-            fd = os.open(self._full(rel), os.O_RDONLY | os.O_CLOEXEC)
+        with self._errors(rel), self._path(rel) as full:
+            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
@@ -121,17 +182,16 @@ class LocalUnderFS(UnderFS):
         parent, _, name = rel.rpartition("/")
         with self._errors(rel):
             self.mkdir(parent)
-            folder = self._full(parent)
-            if os.path.isdir(self._full(rel)):
-                raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
-            chunks = iter(lambda: source.read(CHUNK), b"")
-            write_atomically(os.path.join(folder, name), chunks, temp_prefix=TEMP_PREFIX)
+            with self._path(rel) as target:
+                if os.path.isdir(target):
+                    raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
+                chunks = iter(lambda: source.read(CHUNK), b"")
+                write_atomically(target, chunks, temp_prefix=TEMP_PREFIX)
             return self.stat(rel)
 
     def delete(self, path: str) -> None:
         rel = normalize(path)
-        with self._errors(rel):
-            full = self._full(rel)
+        with self._errors(rel), self._path(rel) as full:
             if os.path.isdir(full) and not os.path.islink(full):
                 raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
             os.unlink(full)
@@ -139,8 +199,7 @@ class LocalUnderFS(UnderFS):
 
     def mkdir(self, path: str) -> None:
         rel = normalize(path)
-        with self._errors(rel):
-            full = self._full(rel)
+        with self._errors(rel), self._path(rel, make_parents=True) as full:
             if os.path.isdir(full):
                 return
             os.makedirs(full, exist_ok=True)
@@ -150,18 +209,17 @@ class LocalUnderFS(UnderFS):
         rel = normalize(path)
         if not rel:
             raise UfsInvalidPath(f"{self.uri}: the root cannot be removed")
-        with self._errors(rel):
-            full = self._full(rel)
+        with self._errors(rel), self._path(rel) as full:
             os.rmdir(full)
             fsync_dir(os.path.dirname(full))
 
     def rename(self, src: str, dst: str) -> None:
         a, b = normalize(src), normalize(dst)
         with self._errors(a):
-            full_a, full_b = self._full(a), self._full(b)
+            self.mkdir(b.rpartition("/")[0])
+        with self._errors(a), self._path(a) as full_a, self._path(b) as full_b:
             if os.path.isdir(full_a):
                 raise UfsIsADirectory(f"{self.uri}: {a} is a directory")
-            self.mkdir(b.rpartition("/")[0])
             os.rename(full_a, full_b)
             fsync_dir(os.path.dirname(full_b))
             if os.path.dirname(full_a) != os.path.dirname(full_b):

@@ -66,3 +66,38 @@ def test_uris(tmp_path: Path) -> None:
     assert open_ufs(f"file://{tmp_path}").stat("").is_dir
     with pytest.raises(UfsNotFound):
         open_ufs(str(tmp_path / "missing"))
+
+
+def test_trees_deeper_than_path_max(tmp_path: Path) -> None:
+    """No system call takes a path over 4096 bytes; the connector walks directory descriptors
+    instead, and still never follows a symlink out of the root."""
+    root = tmp_path / "root"
+    root.mkdir()
+    ufs = LocalUnderFS(str(root))
+    deep = "/".join(["d" * 60] * 90)  # 5,490 bytes
+    ufs.mkdir(deep)
+    status = ufs.write(deep + "/leaf.bin", io.BytesIO(b"x" * 5000))
+    assert status.size == 5000 and ufs.stat(deep + "/leaf.bin").size == 5000
+    assert ufs.read(deep + "/leaf.bin", 4990, 100) == b"x" * 10
+    assert [s.path.rsplit("/", 1)[1] for s in ufs.list(deep)] == ["leaf.bin"]
+    ufs.write(deep + "/more/new.txt", io.BytesIO(b"parents made on the way"))
+    ufs.rename(deep + "/leaf.bin", deep + "/more/moved.bin")
+    assert ufs.read(deep + "/more/moved.bin", 0, 3) == b"xxx"
+    fd = os.open(root, os.O_RDONLY)  # plant a symlink out of the root, deep down
+    try:
+        for part in deep.split("/"):
+            inner = os.open(part, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.symlink(str(tmp_path), "escape", dir_fd=fd)
+    finally:
+        os.close(fd)
+    (tmp_path / "secret").write_text("outside")
+    with pytest.raises(UfsInvalidPath):
+        ufs.read(deep + "/escape/secret", 0, 10)
+    assert sorted(s.path.rsplit("/", 1)[1] for s in ufs.list(deep)) == ["more"]
+    ufs.delete(deep + "/more/moved.bin")
+    ufs.delete(deep + "/more/new.txt")
+    ufs.rmdir(deep + "/more")
+    with pytest.raises(UfsNotFound):
+        ufs.stat(deep + "/more")

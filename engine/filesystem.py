@@ -78,6 +78,45 @@ class FileSystem:
         self.ns.check_writable(parent)  # a read-only mount refuses before the UFS is touched
         return parent, name, (mount, self.mounts.connector(mount), ufs_join(rel, name))
 
+    def path_type(self, node: Inode, which: str) -> str | None:
+        """The read or write type (``which``: "read_type" or "write_type") set on ``node`` or
+        its nearest ancestor that has one: a directory's type applies to the tree below it."""
+        tree = self.ns.tree
+        cur: Inode | None = node
+        while cur is not None:
+            ext = cur.ext
+            if ext is not None:
+                value = getattr(ext, which)
+                if value:
+                    return value
+            if cur.parent == cur.id:
+                return None
+            cur = tree.find(cur.parent)
+        return None
+
+    def set_types(
+        self, path: str, read_type: str | None = None, write_type: str | None = None
+    ) -> Inode:
+        """Sets (a type) or clears ("") the read and write types of ``path`` and the tree
+        below it; None leaves one as it is."""
+        changes: dict[str, str] = {}
+        for which, value, known in (
+            ("read_type", read_type, READ_TYPES),
+            ("write_type", write_type, WRITE_TYPES),
+        ):
+            if value is None:
+                continue
+            value = value.upper()
+            if value and value not in known:
+                raise InvalidArgument(
+                    f"unknown {which.replace('_', ' ')} {value!r} (one of {', '.join(known)})"
+                )
+            changes[which] = value
+        if not changes:
+            return self.sync.lookup(path)
+        self.sync.lookup(path)  # loads what the path crosses
+        return self.ns.setattr(path, **changes)
+
     def mount_of(self, path: str) -> Mount | None:
         """The mount that ``path`` (existing or not) would be stored in, if any."""
         parents, _name = parent_and_name(path)
@@ -135,10 +174,15 @@ class FileSystem:
         if ufs is None:
             raise InvalidArgument(f"{path} is not below a mount: file data needs a UFS")
         mount, connector, rel = ufs
-        kind = (write_type or mount.options.get("write_type") or self.write_type).upper()
+        existing = parent.children.get(name)  # type: ignore[union-attr]
+        kind = (
+            write_type
+            or self.path_type(existing or parent, "write_type")
+            or mount.options.get("write_type")
+            or self.write_type
+        ).upper()
         if kind not in WRITE_TYPES:
             raise InvalidArgument(f"unknown write type {kind!r} (one of {', '.join(WRITE_TYPES)})")
-        existing = parent.children.get(name)  # type: ignore[union-attr]
         if existing is not None and existing.children is not None:
             raise IsADirectory(f"{path} is a directory")
         if kind in ("MUST_CACHE", "ASYNC_THROUGH"):
@@ -237,7 +281,12 @@ class FileSystem:
         if where is None:
             raise InvalidArgument(f"{self.ns.path_of(node)} is not below a mount")
         mount, rel = where
-        kind = (read_type or mount.options.get("read_type") or self.read_type).upper()
+        kind = (
+            read_type
+            or self.path_type(node, "read_type")
+            or mount.options.get("read_type")
+            or self.read_type
+        ).upper()
         if kind not in READ_TYPES:
             raise InvalidArgument(f"unknown read type {kind!r} (one of {', '.join(READ_TYPES)})")
         return mount, rel, kind

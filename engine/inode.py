@@ -29,7 +29,10 @@ PINNED = 4  # never evict this file's blocks
 class InodeExt:
     """Attributes few inodes have."""
 
-    __slots__ = ("target", "media", "ttl_ms", "ttl_action", "fingerprint", "block_size")
+    __slots__ = (
+        "target", "media", "ttl_ms", "ttl_action", "fingerprint", "block_size", "read_type",
+        "write_type",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.target: str | None = None  # symlink target
@@ -38,6 +41,8 @@ class InodeExt:
         self.ttl_action: str | None = None
         self.fingerprint: str | None = None  # of the UFS copy
         self.block_size: int | None = None
+        self.read_type: str | None = None  # for this inode and the tree below it
+        self.write_type: str | None = None
 
     def as_row(self) -> list[object]:
         return [
@@ -47,14 +52,16 @@ class InodeExt:
             self.ttl_action,
             self.fingerprint,
             self.block_size,
+            self.read_type,
+            self.write_type,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> InodeExt:
         ext = cls()
-        padded = row + [None] * (6 - len(row))
+        padded = row + [None] * (8 - len(row))  # rows of older checkpoints are shorter
         ext.target, ext.media, ext.ttl_ms, ext.ttl_action, ext.fingerprint = padded[:5]
-        ext.block_size = padded[5]
+        ext.block_size, ext.read_type, ext.write_type = padded[5:8]
         return ext
 
     def empty(self) -> bool:

@@ -71,7 +71,8 @@ INODE_COLUMNS = """
     flags   INTEGER NOT NULL,     -- bit0 complete, bit1 persisted, bit2 pinned,
                                   -- bits 8-15 log2(block size)
     ext                           -- NULL, or [symlink target, pinned media, ttl_ms, ttl_action,
-                                  --           UFS fingerprint, unused]
+                                  --           UFS fingerprint, block size, read type,
+                                  --           write type] (older checkpoints: shorter)
 """
 
 

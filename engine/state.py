@@ -233,6 +233,10 @@ class State:
                 ext.ttl_ms = ext.ttl_action = None
             else:
                 ext.ttl_ms, ext.ttl_action = e.ttl_ms, e.ttl_action or "free"
+        if e.read_type is not None:
+            node.ensure_ext().read_type = e.read_type or None
+        if e.write_type is not None:
+            node.ensure_ext().write_type = e.write_type or None
         if node.ext is not None and node.ext.empty():
             node.ext = None
         node.ctime = e.time

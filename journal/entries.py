@@ -68,6 +68,10 @@ class SetAttr(NamedTuple):
     ttl_ms: int | None = None
     ttl_action: str | None = None
     size: int | None = None
+    # Per-path read and write types for this inode and (a directory's) descendants; "" clears.
+    # Appended last: entries written before they existed decode with None.
+    read_type: str | None = None
+    write_type: str | None = None
 
 
 class Rename(NamedTuple):

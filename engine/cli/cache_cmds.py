@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from engine.cli.common import EXIT_FAILED, EXIT_OK, open_engine
+from engine.cli.common import EXIT_FAILED, EXIT_OK, UsageError, open_engine
 from engine.cli.output import dumps
 from engine.cli.paths import absolute as _abs
 from engine.engine import Engine
@@ -47,6 +47,22 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
     p = cmds.add_parser("unsetttl", parents=[common], help="remove PATH's TTL")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_unsetttl)
+
+    p = cmds.add_parser(
+        "settype",
+        parents=[common],
+        help="set the read and/or write type of PATH and the tree below it",
+        description="A type set on a path applies to it and everything below it, before the"
+        " mount's and the global ones (docs/cache.md). 'inherit' removes it.",
+    )
+    p.add_argument("--read", metavar="TYPE", help="CACHE, CACHE_PROMOTE, NO_CACHE or inherit")
+    p.add_argument(
+        "--write",
+        metavar="TYPE",
+        help="MUST_CACHE, CACHE_THROUGH, THROUGH, ASYNC_THROUGH or inherit",
+    )
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_settype)
 
     p = cmds.add_parser(
         "checkttl", parents=[common], help="act on expired TTLs now (the daemon does it itself)"
@@ -141,6 +157,18 @@ def cmd_unsetttl(args: argparse.Namespace) -> int:
         path = _abs(args.path)
         engine.sync.lookup(path)
         engine.ns.setattr(path, ttl_ms=-1)
+    return EXIT_OK
+
+
+def cmd_settype(args: argparse.Namespace) -> int:
+    if args.read is None and args.write is None:
+        raise UsageError("give --read TYPE, --write TYPE or both")
+
+    def value(text: str | None) -> str | None:
+        return None if text is None else "" if text.lower() == "inherit" else text
+
+    with open_engine(args) as engine:
+        engine.fs.set_types(_abs(args.path), value(args.read), value(args.write))
     return EXIT_OK
 
 

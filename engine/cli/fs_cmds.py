@@ -301,5 +301,11 @@ def cmd_stat(args: argparse.Namespace) -> int:
             rows.append(("block size", block_size_of(node)))
         if node.ext is not None and node.ext.target is not None:
             rows.append(("target", safe(node.ext.target)))
+        for which in ("read_type", "write_type"):
+            own = getattr(node.ext, which) if node.ext is not None else None
+            effective = engine.fs.path_type(node, which)
+            if effective:
+                label = which.replace("_", " ")
+                rows.append((label, own or f"{effective} (from a parent directory)"))
         print(key_values(rows))
     return EXIT_OK

@@ -75,7 +75,7 @@ def inode_stat_json(node: Inode, path: str) -> dict[str, Any]:
         out["entries"] = len(node.children)
     ext = node.ext
     if ext is not None:
-        for key in ("media", "ttl_ms", "ttl_action", "fingerprint"):
+        for key in ("media", "ttl_ms", "ttl_action", "fingerprint", "read_type", "write_type"):
             value = getattr(ext, key)
             if value is not None:
                 out[key] = value

@@ -7,29 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuse.mounting import Mounted
+from tests.fuse.mounting import Mounted, mounted
 from tests.ufs.stores import LocalStore, Store
 
 
 @pytest.fixture
 def local_mount(tmp_path: Path) -> Iterator[Mounted]:
-    store = LocalStore(tmp_path / "ufs")
-    m = Mounted(tmp_path / "home", store.uri, tmp_path / "mnt")
-    m.store = store  # type: ignore[attr-defined]
-    m.mount()
-    try:
+    with mounted(LocalStore(tmp_path / "ufs"), tmp_path) as m:
         yield m
-    finally:
-        m.teardown()
 
 
 @pytest.fixture
 def any_mount(store: Store, tmp_path: Path) -> Iterator[Mounted]:
     """A mount over each kind of UFS: a local directory, and S3 (moto over HTTP)."""
-    m = Mounted(tmp_path / "home", store.uri, tmp_path / "mnt", store.options)
-    m.store = store  # type: ignore[attr-defined]
-    m.mount()
-    try:
+    with mounted(store, tmp_path) as m:
         yield m
-    finally:
-        m.teardown()

@@ -6,10 +6,13 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fuse.mountinfo import alive, served
 from tests.cli.shoal_cli import shoal
+from tests.ufs.stores import Store
 
 
 class Mounted:
@@ -60,3 +63,15 @@ class Mounted:
                 except ProcessLookupError:
                     pass
             subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
+
+
+@contextmanager
+def mounted(store: Store, base: Path, *extra: str) -> Iterator[Mounted]:
+    """``store`` mounted at ``base``/mnt with its home in ``base``/home, torn down after."""
+    m = Mounted(base / "home", store.uri, base / "mnt", store.options)
+    m.store = store  # type: ignore[attr-defined]
+    m.mount(*extra)
+    try:
+        yield m
+    finally:
+        m.teardown()

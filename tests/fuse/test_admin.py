@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from tests.cli.shoal_cli import env, shoal
-from tests.fuse.mounting import Mounted
+from tests.fuse.mounting import Mounted, mounted
 
 
 def test_commands_run_through_the_daemon(local_mount: Mounted) -> None:
@@ -72,9 +72,7 @@ def test_prometheus_metrics(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "ufs")
     (store.root / "f.bin").write_bytes(os.urandom(300_000))
     port = free_port()
-    m = Mounted(tmp_path / "home", store.uri, tmp_path / "mnt")
-    m.mount(f"metrics.port={port}")
-    try:
+    with mounted(store, tmp_path, f"metrics.port={port}") as m:
         (m.path / "f.bin").read_bytes()
         (m.path / "new.txt").write_text("x")
         with open(m.path / "new.txt", "rb") as f:  # a second handle: served from the cache
@@ -100,5 +98,3 @@ def test_prometheus_metrics(tmp_path: Path) -> None:
         assert samples["shoal_journal_entries_total"] > 0
         assert samples["shoal_journal_durable_wait_seconds_count"] > 0
         assert samples["shoal_pending_persists"] == 0
-    finally:
-        m.teardown()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.shoal_cli import shoal
-from tests.fuse.mounting import Mounted
+from tests.fuse.mounting import mounted
 from tests.ufs.stores import LocalStore
 
 WRITER = r"""
@@ -43,9 +43,7 @@ while True:
 @pytest.mark.parametrize("write_type", ["THROUGH", "ASYNC_THROUGH"])
 def test_kill9_mid_workload(tmp_path: Path, write_type: str) -> None:
     store = LocalStore(tmp_path / "ufs")
-    m = Mounted(tmp_path / "home", store.uri, tmp_path / "mnt")
-    m.mount(f"write_type={write_type}")
-    try:
+    with mounted(store, tmp_path, f"write_type={write_type}") as m:
         writer = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(m.path / "work")],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -68,5 +66,3 @@ def test_kill9_mid_workload(tmp_path: Path, write_type: str) -> None:
                 assert hashlib.sha256(store.get(rel)).hexdigest() == digest, rel
         report = shoal("fsck", home=m.home)
         assert "clean" in report.stdout
-    finally:
-        m.teardown()

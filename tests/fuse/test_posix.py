@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuse.mounting import Mounted
+from tests.fuse.mounting import Mounted, mounted
 from tests.ufs.stores import LocalStore
 
 NOBODY = 65534
@@ -32,14 +32,10 @@ def shared_mount() -> Iterator[Mounted]:
     """A mount other users may use (-o allow_other), in a directory they can reach."""
     base = Path(tempfile.mkdtemp(prefix="shoal-posix-"))
     base.chmod(0o755)
-    store = LocalStore(base / "ufs")
-    m = Mounted(base / "home", store.uri, base / "mnt")
-    m.store = store  # type: ignore[attr-defined]
-    m.mount("allow_other")
     try:
-        yield m
+        with mounted(LocalStore(base / "ufs"), base, "allow_other") as m:
+            yield m
     finally:
-        m.teardown()
         shutil.rmtree(base, ignore_errors=True)
 
 

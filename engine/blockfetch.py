@@ -180,10 +180,15 @@ class BlockFetcher:
                     if block:
                         flight.data = block
                         self._storing[key] = flight
+            for flight in flights.values():
+                flight.done.set()  # every waiter, before anything below can fail
             for key, flight in flights.items():
-                flight.done.set()
                 if flight.data is not None:
-                    self._writer.submit(self._store_then_forget, key, flight)
+                    try:
+                        self._writer.submit(self._store_then_forget, key, flight)
+                    except RuntimeError:  # closing: the bytes were handed over, not cached
+                        with self._inflight_lock:
+                            self._storing.pop(key, None)
 
     def _store_then_forget(self, key: BlockKey, flight: _Flight) -> None:
         try:

@@ -24,6 +24,7 @@ import trio
 
 from engine import metrics
 from engine.cli.online import AdminServer
+from engine.credentials import split_secrets
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
@@ -58,23 +59,49 @@ def clear_dead_mount(mountpoint: str) -> None:
 
 
 def attach_root(engine: Engine, uri: str, options: dict[str, str], readonly: bool) -> None:
-    """The UFS at the namespace's root; a home that already serves it is reused."""
+    """The UFS at the namespace's root; a home that already serves it is reused, as it was
+    mounted: a different -o ro, or different UFS options, are refused rather than silently
+    ignored (no options: the stored ones, secrets from the credentials file)."""
     root = engine.ns.tree.root
     current = engine.ns.state.mounts.get(root.id)
     if current is None:
         engine.mounts.mount("/", uri, options, readonly=readonly)
-    elif current.uri.rstrip("/") != uri.rstrip("/"):
+        return
+    if current.uri.rstrip("/") != uri.rstrip("/"):
         raise InvalidArgument(
             f"this home already serves {current.uri}, not {uri}: use another --home for"
             " another store"
         )
+    public, _secrets = split_secrets(options)  # none given: the stored ones are used
+    changed = sorted(k for k in public.keys() | current.options.keys()
+                     if public and public.get(k) != current.options.get(k))  # fmt: skip
+    if current.readonly != readonly or changed:
+        what = "read-only" if current.readonly else "read-write"
+        raise InvalidArgument(
+            f"this home serves {uri} {what}"
+            + (f" with other options ({', '.join(changed)})" if changed else "")
+            + ": mount it as it was, or use another --home"
+        )
+
+
+class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files only their owner can read (0600)."""
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding)
+
+
+# Loggers that -o debug makes verbose. Not the root: botocore's debug output carries request
+# headers (session tokens among them), and secrets never reach the logs.
+OWN_LOGGERS = ("engine", "journal", "ufs", "fuse", "recovery", "pyfuse3")
 
 
 def setup_logging(home: str, level: str) -> None:
-    """The daemon logs to <home>/logs/shoal.log, rotated at 10 MiB, five files kept."""
+    """The daemon logs to <home>/logs/shoal.log (0600), rotated at 10 MiB, five files kept."""
     directory = os.path.join(home, LOG_DIR)
     os.makedirs(directory, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
+    handler = _PrivateRotatingFile(
         os.path.join(directory, LOG_FILE), maxBytes=10 << 20, backupCount=5
     )
     handler.setFormatter(
@@ -82,7 +109,9 @@ def setup_logging(home: str, level: str) -> None:
     )
     root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(getattr(logging, level))
+    root.setLevel(max(logging.INFO, getattr(logging, level)))
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(getattr(logging, level))
 
 
 def raise_readahead(mountpoint: str, kib: int = 1024) -> None:

@@ -55,7 +55,7 @@ class KernelInvalidator:
         elif isinstance(entry, E.Rename):
             self._queue.put(("entry", entry.src_parent, entry.src_name, 0))
             self._queue.put(("entry", entry.dst_parent, entry.dst_name, 0))
-        elif isinstance(entry, E.UfsFingerprint):
+        elif isinstance(entry, E.UfsFingerprint | E.CompleteFile):
             self._queue.put(("inode", entry.id, False))  # new content: pages go too
         elif isinstance(entry, E.SetAttr):
             self._queue.put(("inode", entry.id, entry.size is None))

@@ -9,13 +9,14 @@ goes to a worker thread under a capacity limiter.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
 import logging
 import os
 import stat
-import time
+import threading
 from array import array
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,7 +32,7 @@ from engine.names import check_name
 from engine.state import block_size_of
 from fuse.boundary import answers_errno
 from fuse.invalidator import KernelInvalidator
-from fuse.writebuffer import WriteBuffer
+from fuse.writebuffer import BufferClosed, WriteBuffer
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,14 @@ T = TypeVar("T")
 # What `cp`, `tar` and friends size their buffers by: one max_read request.
 BLKSIZE = 1 << 20
 NAME_MAX = 255
+SEEN_VERSIONS = 1_000_000  # files whose page cache may be kept across opens
 
 
 class Handle:
-    __slots__ = ("ino", "node", "buffer")
+    __slots__ = ("ino", "buffer")
 
     def __init__(self, node: Inode, buffer: WriteBuffer | None) -> None:
         self.ino = node.id
-        self.node = node  # still readable after an unlink, as POSIX wants
         self.buffer = buffer
 
 
@@ -182,17 +183,19 @@ class ShoalOperations(pyfuse3.Operations):
 
     def _commit_now(self, buffer: WriteBuffer) -> None:
         with buffer.lock:
-            if not buffer.dirty:
-                return
-            node = self.tree.find(buffer.ino)
-            if node is None:  # unlinked while open: its content has nowhere to go
-                buffer.dirty = False
-                return
-            content: Any = buffer.content()  # a stream with read(n): all write_file needs
-            self.fs.write_file(
-                self.ns.path_of(node), content, node.mode & 0o7777, node.uid, node.gid
-            )
+            self._commit_locked(buffer)
+
+    def _commit_locked(self, buffer: WriteBuffer) -> None:
+        """With ``buffer.lock`` held: its content to the engine, if it changed."""
+        if not buffer.dirty:
+            return
+        node = self.tree.find(buffer.ino)
+        if node is None:  # unlinked while open: its content has nowhere to go
             buffer.dirty = False
+            return
+        content: Any = buffer.content()  # a stream with read(n): all write_file needs
+        self.fs.write_file(self.ns.path_of(node), content, node.mode & 0o7777, node.uid, node.gid)
+        buffer.dirty = False
 
     # -- names and attributes ----------------------------------------------------------------
 
@@ -272,8 +275,18 @@ class ShoalOperations(pyfuse3.Operations):
     def _drop_handle_of(self, buffer: WriteBuffer) -> None:
         buffer.handles -= 1
         if buffer.handles == 0 and not buffer.dirty:
-            self.buffers.pop(buffer.ino, None)
+            self._retire(buffer)
+
+    def _retire(self, buffer: WriteBuffer) -> None:
+        """Stops routing the inode's reads to the buffer and closes it once nobody uses it
+        (a reader in a worker thread may still hold its lock: never wait for that here)."""
+        if self.buffers.get(buffer.ino) is buffer:
+            del self.buffers[buffer.ino]
+        if buffer.lock.acquire(blocking=False):
+            buffer.lock.release()
             buffer.close()
+        else:
+            threading.Thread(target=buffer.close, name="retire-buffer", daemon=True).start()
 
     @answers_errno
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -334,8 +347,42 @@ class ShoalOperations(pyfuse3.Operations):
 
     @answers_errno
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        path = self._child_path(self._dir(parent_inode), _name(name))
-        await self._blocking(self.fs.delete, path, directory=False)
+        parent, key = self._dir(parent_inode), _name(name)
+        path = self._child_path(parent, key)
+        doomed = parent.children.get(key)  # type: ignore[union-attr]
+        buffers = self._buffers_of(doomed)
+        await self._blocking(
+            self._quiesced, buffers, [], buffers, self.fs.delete, path, directory=False
+        )
+
+    def _buffers_of(self, *nodes: Inode | None) -> list[WriteBuffer]:
+        found = (self.buffers.get(n.id) for n in nodes if n is not None)
+        return [b for b in found if b is not None]
+
+    def _quiesced(
+        self,
+        held: list[WriteBuffer],
+        commit: list[WriteBuffer],
+        discard: list[WriteBuffer],
+        change: Callable[..., T],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """Runs a namespace change (rename, unlink) with the write buffers of the inodes it
+        touches held: ``commit`` ones committed first (their content must reach the UFS under
+        the old name before the name moves), ``discard`` ones dropped (their content goes
+        away with the change). A commit racing the change could otherwise upload to a name
+        that no longer is the file's, and journal it onto another inode. Locks are taken in
+        inode order, so two changes cannot wait on each other."""
+        with contextlib.ExitStack() as stack:
+            for buffer in sorted({id(b): b for b in held}.values(), key=lambda b: b.ino):
+                stack.enter_context(buffer.lock)
+            for buffer in commit:
+                self._commit_locked(buffer)
+            result = change(*args, **kwargs)
+            for buffer in discard:  # only once the change is done: a refused one keeps them
+                buffer.dirty = False
+            return result
 
     @answers_errno
     async def rename(
@@ -349,10 +396,17 @@ class ShoalOperations(pyfuse3.Operations):
     ) -> None:
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise pyfuse3.FUSEError(errno.EINVAL)  # an object store cannot swap atomically
-        src = self._child_path(self._dir(parent_inode_old), _name(name_old))
-        dst = self._child_path(self._dir(parent_inode_new), _name(name_new))
+        old_parent, new_parent = self._dir(parent_inode_old), self._dir(parent_inode_new)
+        old_name, new_name = _name(name_old), _name(name_new)
+        src = self._child_path(old_parent, old_name)
+        dst = self._child_path(new_parent, new_name)
         noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
-        await self._blocking(self.fs.rename, src, dst, noreplace=noreplace)
+        moving = self._buffers_of(old_parent.children.get(old_name))  # type: ignore[union-attr]
+        replaced = [] if noreplace else self._buffers_of(new_parent.children.get(new_name))  # type: ignore[union-attr]
+        await self._blocking(
+            self._quiesced, moving + replaced, moving, replaced,
+            self.fs.rename, src, dst, noreplace=noreplace,
+        )  # fmt: skip
 
     @answers_errno
     async def symlink(
@@ -397,24 +451,36 @@ class ShoalOperations(pyfuse3.Operations):
         if not writing:
             seen = self._seen_version.get(inode)
             self._seen_version[inode] = node.version
+            if len(self._seen_version) > SEEN_VERSIONS:  # bounded: forget the oldest
+                self._seen_version.pop(next(iter(self._seen_version)))
             keep = seen == node.version and inode not in self.buffers
             return pyfuse3.FileInfo(fh=self._open_handle(node, None), keep_cache=keep)
         self.ns.check_writable(node)
         buffer = self._buffer(node)
-        fh = self._open_handle(node, buffer)
         if flags & os.O_TRUNC and buffer.size:
-            await self._blocking(buffer.truncate, 0)
-        return pyfuse3.FileInfo(fh=fh)
+            try:
+                await self._blocking(buffer.truncate, 0)
+            except BaseException:
+                if buffer.handles == 0 and not buffer.dirty:  # no handle will release it
+                    self._retire(buffer)
+                raise
+        return pyfuse3.FileInfo(fh=self._open_handle(node, buffer))
 
     @answers_errno
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self.handles[fh]
         buffer = self.buffers.get(handle.ino)
         if buffer is not None:
-            if buffer.needs_old_data(off, size, for_write=False) or buffer.lock.locked():
-                return await self._blocking(buffer.read, off, size)
-            return buffer.read(off, size)
-        node = self.tree.find(handle.ino) or handle.node
+            try:
+                got = buffer.try_read(off, size)
+                return got if got is not None else await self._blocking(buffer.read, off, size)
+            except BufferClosed:
+                pass  # committed and retired meanwhile: the engine has the content
+        node = self.tree.find(handle.ino)
+        if node is None:
+            # Unlinked or replaced while open: its blocks went with it, and its old name may
+            # hold another file now. ESTALE rather than someone else's bytes.
+            raise pyfuse3.FUSEError(errno.ESTALE)
         data = self.fs.read_cached(node, off, size)  # a hit: served here, no thread
         if data is None:
             data = await self._blocking(self.fs.read_node, node, off, size)
@@ -427,11 +493,9 @@ class ShoalOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF)
         if off + len(buf) > self.max_file_size:
             raise pyfuse3.FUSEError(errno.EFBIG)
-        if buffer.needs_old_data(off, len(buf), for_write=True) or buffer.lock.locked():
+        written = buffer.try_write(off, buf)  # a pwrite to the spool: no thread needed
+        if written is None:
             written = await self._blocking(buffer.write, off, buf)
-        else:
-            written = buffer.write(off, buf)
-        buffer.mtime_ns = time.time_ns()
         return written
 
     @answers_errno
@@ -463,8 +527,7 @@ class ShoalOperations(pyfuse3.Operations):
             self._drop_handle_of(buffer)
             if buffer.handles == 0 and buffer.dirty:
                 log.error("inode %d: new content could not be committed and is lost", buffer.ino)
-                self.buffers.pop(buffer.ino, None)
-                buffer.close()
+                self._retire(buffer)
 
     @answers_errno
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 
 ReadOld = Callable[[int, int], bytes]  # (offset, length) -> bytes of the old content
@@ -58,10 +59,6 @@ class WriteBuffer:
                 out.append(idx)
         return out
 
-    def needs_old_data(self, offset: int, length: int, *, for_write: bool) -> bool:
-        """Whether the operation would read old content (a call that may block on a UFS)."""
-        return bool(self._unfilled(offset, offset + length, whole=not for_write))
-
     def _fill(self, blocks: list[int]) -> None:
         bs = self.block_size
         for idx in blocks:
@@ -73,28 +70,67 @@ class WriteBuffer:
     # -- the file operations -----------------------------------------------------------------
 
     def write(self, offset: int, data: bytes) -> int:
+        """May read old content (a UFS call): from a worker thread."""
         with self.lock:
-            end = offset + len(data)
-            self._fill(self._unfilled(offset, end, whole=False))
-            bs = self.block_size
-            if offset < self.old_size:  # blocks whose old bytes it replaced or were filled
-                for idx in range(offset // bs, (min(end, self.old_size) - 1) // bs + 1):
-                    self.filled.add(idx)
-            written = os.pwrite(self.fd, data, offset)
-            self.size = max(self.size, offset + written)
-            self.dirty = True
-            return written
+            return self._write(offset, data)
+
+    def try_write(self, offset: int, data: bytes) -> int | None:
+        """``write`` if it can be done now without waiting (the lock is free, no old content
+        to copy in: a pwrite to the spool's page cache), else None. For the event loop."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if self._unfilled(offset, offset + len(data), whole=False):
+                return None
+            return self._write(offset, data)
+        finally:
+            self.lock.release()
+
+    def _write(self, offset: int, data: bytes) -> int:
+        self._check_open()
+        end = offset + len(data)
+        self._fill(self._unfilled(offset, end, whole=False))
+        bs = self.block_size
+        if offset < self.old_size:  # blocks whose old bytes it replaced or were filled
+            for idx in range(offset // bs, (min(end, self.old_size) - 1) // bs + 1):
+                self.filled.add(idx)
+        written = os.pwrite(self.fd, data, offset)
+        self.size = max(self.size, offset + written)
+        self.dirty = True
+        self.mtime_ns = time.time_ns()
+        return written
 
     def read(self, offset: int, length: int) -> bytes:
+        """May read old content (a UFS call): from a worker thread."""
         with self.lock:
-            end = min(offset + length, self.size)
-            if offset >= end:
-                return b""
-            self._fill(self._unfilled(offset, end, whole=True))
-            return os.pread(self.fd, end - offset, offset)
+            return self._read(offset, length)
+
+    def try_read(self, offset: int, length: int) -> bytes | None:
+        """``read`` if it can be done now without waiting, else None (see ``try_write``)."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if self._unfilled(offset, min(offset + length, self.size), whole=True):
+                return None
+            return self._read(offset, length)
+        finally:
+            self.lock.release()
+
+    def _read(self, offset: int, length: int) -> bytes:
+        self._check_open()
+        end = min(offset + length, self.size)
+        if offset >= end:
+            return b""
+        self._fill(self._unfilled(offset, end, whole=True))
+        return os.pread(self.fd, end - offset, offset)
+
+    def _check_open(self) -> None:
+        if self.fd < 0:
+            raise BufferClosed(f"the write buffer of inode {self.ino} is closed")
 
     def truncate(self, size: int) -> None:
         with self.lock:
+            self._check_open()
             if size < self.old_size:
                 # Old bytes past the new end are gone: growing again must read zeros.
                 self.old_size = size
@@ -102,6 +138,7 @@ class WriteBuffer:
             os.ftruncate(self.fd, size)
             self.size = size
             self.dirty = True
+            self.mtime_ns = time.time_ns()
 
     def content(self) -> _SpoolReader:
         """The whole new content as a stream (old blocks copied in first). Call with the
@@ -112,9 +149,15 @@ class WriteBuffer:
         return _SpoolReader(self.fd, self.size)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        """Waits for whoever uses the buffer (a reader copying old content in, a commit)."""
+        with self.lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+
+
+class BufferClosed(Exception):
+    """The buffer was retired (its content committed): read the file from the engine."""
 
 
 class _SpoolReader:

@@ -135,7 +135,11 @@ class LocalUnderFS(UnderFS):
                 # Entries of a scandir by path are stat-ed by path, which dies with the walk's
                 # descriptor; a scandir of a descriptor stats relative to it.
                 dir_fd = os.open(full, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                it: Iterator[os.DirEntry[str]] = os.scandir(dir_fd)
+                try:
+                    it: Iterator[os.DirEntry[str]] = os.scandir(dir_fd)
+                except BaseException:
+                    os.close(dir_fd)
+                    raise
             else:
                 it = os.scandir(full)  # the directory stays open once scandir has it
         return self._entries(rel, it, dir_fd)

@@ -122,7 +122,7 @@ def _start_daemon(args: argparse.Namespace, home: str) -> int:
     env = dict(os.environ, SHOAL_MOUNT_OPTIONS=json.dumps(args.option))
     r, w = os.pipe()
     argv += ["--ready-fd", str(w), args.uri, os.path.abspath(args.mountpoint)]
-    with open(errors, "w") as err:
+    with open(os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as err:
         proc = subprocess.Popen(
             argv,
             pass_fds=(w,),

@@ -17,11 +17,14 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import socket
 import socketserver
 import sys
+import tempfile
 import threading
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from typing import IO, Any
 
 from engine.cli.common import EXIT_FAILED, EXIT_USAGE
@@ -33,11 +36,19 @@ log = logging.getLogger(__name__)
 SOCKET = "admin.sock"
 
 
+# Commands whose data moves between the caller's files or terminal and Shoal: in the daemon
+# they would read its stdin and write its stdout. While a daemon serves the home, the mount
+# does their job (cp, cat).
+LOCAL_IO = ("put", "cat")
+
+
 def runs_online(args: argparse.Namespace) -> bool:
     command = args.command
     if command == "journal":
         return args.journal_command == "checkpoint"
-    return command in ("fs", "report")
+    if command == "fs":
+        return args.fs_command not in LOCAL_IO
+    return command == "report"
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -54,7 +65,8 @@ def translate(argv: list[str]) -> tuple[list[str], str | None]:
             path = os.path.abspath(token)
             for point, (mount_home, _device) in mounts.items():
                 if path == point or path.startswith(point.rstrip("/") + "/"):
-                    token = "/" + os.path.relpath(path, point).removeprefix(".")
+                    rel = os.path.relpath(path, point)
+                    token = "/" if rel == "." else "/" + rel
                     home = home or mount_home
                     break
         out.append(token)
@@ -72,10 +84,11 @@ def forward(argv: list[str], args: argparse.Namespace) -> int | None:
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(os.path.join(os.path.abspath(home), SOCKET))
-    except (FileNotFoundError, ConnectionRefusedError):
+        with _short_path(os.path.abspath(home)) as folder:
+            sock.connect(os.path.join(folder, SOCKET))
+    except OSError:  # no daemon serves this home (no socket, refused, not ours to reach)
         sock.close()
-        return None  # no daemon serves this home
+        return None
     with sock, sock.makefile("rwb") as wire:
         wire.write(json.dumps({"argv": argv}).encode() + b"\n")
         wire.flush()
@@ -91,6 +104,20 @@ def forward(argv: list[str], args: argparse.Namespace) -> int | None:
                 return int(frame["exit"])
     print("shoal: error: the daemon closed the admin channel mid-command", file=sys.stderr)
     return EXIT_FAILED
+
+
+@contextmanager
+def _short_path(folder: str) -> Iterator[str]:
+    """``folder`` as a path short enough for a Unix socket address (108 bytes at most): a
+    home may be deeper than that, so it is reached through a descriptor of it."""
+    if len(os.fsencode(folder)) < 80:
+        yield folder
+        return
+    fd = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 # -- the daemon's side -----------------------------------------------------------------------
@@ -140,11 +167,19 @@ class AdminServer:
                     code = _run_here(argv, self.wfile)
                 self.wfile.write(json.dumps({"exit": code}).encode() + b"\n")
 
-        old = os.umask(0o177)  # the socket is born 0600: no window for other users
+        # Bound in a private directory, made 0600 there, then moved into place: other users
+        # never see it with looser permissions (a umask would be process-wide).
+        private = tempfile.mkdtemp(prefix=".admin-", dir=home)
         try:
-            self.server = socketserver.ThreadingUnixStreamServer(self.path, Handler)
+            with _short_path(private) as folder:
+                self.server = socketserver.ThreadingUnixStreamServer(
+                    os.path.join(folder, SOCKET), Handler
+                )
+            os.chmod(os.path.join(private, SOCKET), 0o600)
+            os.rename(os.path.join(private, SOCKET), self.path)
         finally:
-            os.umask(old)
+            shutil.rmtree(private, ignore_errors=True)
+        self._command_lock = command_lock
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="admin-channel", daemon=True
@@ -156,8 +191,10 @@ class AdminServer:
     def close(self) -> None:
         from engine.cli import common
 
-        self.server.shutdown()
+        self.server.shutdown()  # no new commands
         self.server.server_close()
+        with self._command_lock:  # the one running, if any, finishes first
+            pass
         common.ONLINE_ENGINE = None
         try:
             os.unlink(self.path)

@@ -98,3 +98,12 @@ def test_prometheus_metrics(tmp_path: Path) -> None:
         assert samples["shoal_journal_entries_total"] > 0
         assert samples["shoal_journal_durable_wait_seconds_count"] > 0
         assert samples["shoal_pending_persists"] == 0
+
+
+def test_paths_in_the_mount_translate(local_mount: Mounted) -> None:
+    (local_mount.path / ".hidden").mkdir()
+    (local_mount.path / ".hidden" / "f").write_text("x")
+    out = shoal("fs", "stat", str(local_mount.path / ".hidden"), env=env()).stdout
+    assert "path:    /.hidden" in out and "type:    dir" in out
+    root = shoal("fs", "ls", str(local_mount.path), env=env()).stdout
+    assert ".hidden" in root

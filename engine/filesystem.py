@@ -216,6 +216,7 @@ class FileSystem:
             raise InvalidArgument(f"write type {kind} needs a block cache")
         ns = self.ns
         bs = self.sync.block_size
+        restore: E.UfsFingerprint | None = None
         with ns.lock:
             node = parent.children.get(name)  # type: ignore[union-attr]
             now = time.time_ns()
@@ -223,6 +224,10 @@ class FileSystem:
                 ns.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
                 node = parent.children[name]  # type: ignore[index]
             else:
+                fingerprint = node.ext.fingerprint if node.ext is not None else None
+                if node.flags & PERSISTED and fingerprint:
+                    # What the file goes back to if this write fails: its copy in the UFS.
+                    restore = E.UfsFingerprint(node.id, fingerprint, node.size, node.mtime, 0)
                 ns.commit(E.SetAttr(node.id, now, size=0))  # a new content version
             file, version = node.id, node.version
         length = 0
@@ -237,8 +242,18 @@ class FileSystem:
                 length += len(block)
                 idx += 1
         except BaseException:
-            # Nothing half-written stays visible: the file goes, and its blocks with it.
-            ns.delete(ns.path_of(node))
+            # Nothing half-written stays visible. A file the UFS holds goes back to that copy:
+            # two fingerprint changes (a new content version each) leave none of this write's
+            # blocks servable and the UFS's fingerprint recorded. Any other file goes, and its
+            # blocks with it (its old content was only in the cache, which had no room).
+            if restore is not None:
+                with ns.lock:
+                    now = time.time_ns()
+                    ns.commit(restore._replace(fingerprint=restore.fingerprint + "~", time=now))
+                    seq = ns.commit(restore._replace(time=now))
+                ns.durable(seq)
+            else:
+                ns.delete(ns.path_of(node))
             raise
         with ns.lock:
             seq = ns.commit(E.CompleteFile(file, length, bs, time.time_ns()))

@@ -72,6 +72,14 @@ def test_a_full_cache_says_no_space_and_leaves_nothing(store: Store, tmp_path: P
             engine.fs.write_file("/big", io.BytesIO(b"y" * 400_000), write_type="MUST_CACHE")
         assert [n.name for n in engine.ns.listdir("/")] == ["small"]
         assert engine.fs.read("/small", 0, 10) == b"x" * 10  # unpersisted data is never evicted
+        # An edit of a file the UFS holds that finds no room leaves the UFS's copy in place.
+        engine.fs.write_file("/kept", io.BytesIO(b"k" * 50_000), write_type="THROUGH")
+        with pytest.raises(NoSpace):
+            engine.fs.write_file("/kept", io.BytesIO(b"n" * 400_000), write_type="ASYNC_THROUGH")
+        kept = engine.sync.lookup("/kept")
+        assert kept.size == 50_000 and kept.flags & PERSISTED
+        assert engine.fs.read("/kept", 0, 1 << 20) == b"k" * 50_000
+        assert store.get("kept") == b"k" * 50_000
     finally:
         engine.close()
 

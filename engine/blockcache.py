@@ -86,19 +86,29 @@ class BlockCache:
     def info(self, key: BlockKey) -> BlockInfo | None:
         return self.ns.state.blocks.get(key[0], {}).get((key[1], key[2]))
 
-    def read(self, key: BlockKey, offset: int = 0, length: int = -1) -> bytes | None:
+    def read(
+        self, key: BlockKey, offset: int = 0, length: int = -1, *, wait: bool = True
+    ) -> bytes | None:
         """``length`` bytes (all with -1) from ``offset`` of cached block ``key``; None if it
         is not cached (or was, and failed its check: then it is dropped).
 
         A block file is checked (length, CRC-32) the first time it is read and whenever its
         (size, mtime, inode) stamp changed since: a rewritten, truncated or replaced file is
         caught; an unchanged one is served by a ranged read of just the bytes asked for.
+
+        ``wait`` False (the FUSE event loop): None rather than wait for the namespace's lock
+        (a checkpoint or an eviction's journal write may hold it), check a whole block, or
+        drop a damaged one; a worker thread then does it with ``wait``.
         """
-        with self.ns.lock:
+        if not self.ns.lock.acquire(blocking=wait):
+            return None
+        try:
             info = self.info(key)
             if info is None:
                 return None
             tier = self.by_name.get(info.tier)
+        finally:
+            self.ns.lock.release()
         end = info.length if length < 0 else min(info.length, offset + length)
         data: bytes | None = None
         try:
@@ -110,6 +120,8 @@ class BlockCache:
                 stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
                 if self._verified.get(key) == stamp:
                     data = os.pread(fd, end - offset, offset)
+                elif not wait:
+                    return None
                 else:
                     whole = os.pread(fd, info.length + 1, 0)
                     if len(whole) == info.length and zlib.crc32(whole) == info.checksum:
@@ -122,18 +134,23 @@ class BlockCache:
         except OSError as exc:
             log.warning("cached block %s unreadable in %s: %s", key, info.tier, exc)
         if data is None or len(data) != end - offset:
+            if not wait:
+                return None
             with self.ns.lock:
                 self._verified.pop(key, None)
                 if self.info(key) == info:
                     self._drop(key, info)
             return None
-        with self.ns.lock:
-            lru = self.lru.get(info.tier)
-            if lru is not None and key in lru:
-                lru.move_to_end(key)
-                self._touch(key)
-            hits = self.stats.tier_hits
-            hits[info.tier] = hits.get(info.tier, 0) + 1
+        if self.ns.lock.acquire(blocking=wait):  # busy: this hit does not count for the LRU
+            try:
+                lru = self.lru.get(info.tier)
+                if lru is not None and key in lru:
+                    lru.move_to_end(key)
+                    self._touch(key)
+                hits = self.stats.tier_hits
+                hits[info.tier] = hits.get(info.tier, 0) + 1
+            finally:
+                self.ns.lock.release()
         return data
 
     def _touch(self, key: BlockKey) -> None:

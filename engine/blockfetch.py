@@ -133,6 +133,24 @@ class BlockFetcher:
                 self._prefetches.add(future)
             future.add_done_callback(functools.partial(self._readahead_done, run))
 
+    def later(self, work: Callable[[], None]) -> None:
+        """Runs ``work`` (a readahead decision's follow-up) on a readahead thread."""
+        future = self._readahead.submit(self._quietly, work)
+        with self._inflight_lock:
+            self._prefetches.add(future)
+        future.add_done_callback(self._later_done)
+
+    def _later_done(self, future: Future[None]) -> None:
+        with self._inflight_lock:
+            self._prefetches.discard(future)
+
+    @staticmethod
+    def _quietly(work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception as exc:  # readahead is a guess: a failure only costs the guess
+            log.debug("readahead failed: %s", exc)
+
     def _readahead_done(self, run: list[BlockKey], future: Future[None]) -> None:
         with self._inflight_lock:
             self._prefetches.discard(future)

@@ -320,7 +320,7 @@ class FileSystem:
         first, last = offset // bs, (end - 1) // bs
         ino, version = node.id, node.version
         if first == last:
-            data = cache.read((ino, version, first), offset - first * bs, end - offset)
+            data = cache.read((ino, version, first), offset - first * bs, end - offset, wait=False)
             if data is None:
                 return None
             parts = [data]
@@ -329,7 +329,7 @@ class FileSystem:
             for idx in range(first, last + 1):
                 start = idx * bs
                 lo, hi = max(0, offset - start), min(bs, end - start)
-                data = cache.read((ino, version, idx), lo, hi - lo)
+                data = cache.read((ino, version, idx), lo, hi - lo, wait=False)
                 if data is None:
                     return None
                 parts.append(data)
@@ -337,7 +337,15 @@ class FileSystem:
         if self.readahead_blocks and node.flags & PERSISTED:
             mount, rel, kind = self._read_plan(node, None)
             if kind != "NO_CACHE":
-                self._read_ahead(node, self.mounts.connector(mount), rel, bs, offset, end)
+                # Decided here; the rest (opening the connector, looking at the block map)
+                # may wait, so it runs on a readahead thread.
+                batch = self._readahead_batch(node, bs, offset, end)
+                if batch is not None:
+                    cache.fetcher.later(
+                        lambda: self._fetch_ahead(
+                            node, self.mounts.connector(mount), rel, bs, batch
+                        )
+                    )
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read_node(
@@ -373,17 +381,20 @@ class FileSystem:
             if kind == "CACHE_PROMOTE":
                 self.cache.promote(key)
         if self.cache is not None and kind != "NO_CACHE" and self.readahead_blocks:
-            self._read_ahead(node, connector, rel, bs, offset, end)
+            batch = self._readahead_batch(node, bs, offset, end)
+            if batch is not None:
+                self._fetch_ahead(node, connector, rel, bs, batch)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _read_ahead(
-        self, node: Inode, connector: UnderFS, rel: str, bs: int, offset: int, end: int
-    ) -> None:
-        """A reader that continues where its last read ended is sequential: the blocks after
-        this read are fetched before it asks for them, a window that starts at
-        ``readahead_blocks`` and doubles up to ``readahead_max_blocks`` (JuiceFS and the
-        kernel grow theirs the same way: a long stream needs many requests in flight to hide
-        a store's latency, a short one wastes little)."""
+    def _readahead_batch(
+        self, node: Inode, bs: int, offset: int, end: int
+    ) -> tuple[int, int] | None:
+        """The blocks to fetch ahead of this read, if a batch is due. A reader that continues
+        where its last read ended is sequential: the blocks after its read are fetched before
+        it asks for them, a window that starts at ``readahead_blocks`` and doubles up to
+        ``readahead_max_blocks`` (JuiceFS and the kernel grow theirs the same way: a long
+        stream needs many requests in flight to hide a store's latency, a short one wastes
+        little)."""
         with self._readers_lock:
             last_end, window, issued = self._streams.get(node.id, (-1, 0, -1))
             # The kernel issues a sequential reader's requests several at a time, so they may
@@ -411,9 +422,14 @@ class FileSystem:
             if len(self._streams) > 10_000:  # bounded: forget the oldest readers
                 self._streams.pop(next(iter(self._streams)))
         if not due or not node.flags & PERSISTED:
-            return
+            return None
+        return start, final
+
+    def _fetch_ahead(
+        self, node: Inode, connector: UnderFS, rel: str, bs: int, batch: tuple[int, int]
+    ) -> None:
         assert self.cache is not None
-        first, last = start, final
+        first, last = batch
 
         def fetch(index: int, count: int) -> bytes:
             with ufs_errors():

@@ -308,8 +308,20 @@ class ShoalOperations(pyfuse3.Operations):
 
     async def _children(self, node: Inode) -> array[int]:
         await self._loaded(node)
+        if self.ns.lock.acquire(blocking=False):  # else a checkpoint, say: not on the loop
+            try:
+                return self._child_ids(node)
+            finally:
+                self.ns.lock.release()
+        return await self._blocking(self._child_ids_locked, node)
+
+    def _child_ids_locked(self, node: Inode) -> array[int]:
         with self.ns.lock:
-            return array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
+            return self._child_ids(node)
+
+    @staticmethod
+    def _child_ids(node: Inode) -> array[int]:
+        return array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
 
     @answers_errno
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:

@@ -48,15 +48,18 @@ class KernelInvalidator:
 
     def observe(self, entry: Any) -> None:
         """A namespace observer: called under the namespace's lock, so it only queues."""
-        if getattr(self._local, "active", False):
-            return  # the kernel made this change: it knows
-        if isinstance(entry, E.Delete):
+        if isinstance(entry, E.UfsFingerprint | E.CompleteFile):
+            # New content, whoever made it: the kernel's pages of the file must go (after a
+            # write through the mount they hold the same bytes, and are dropped at a cost of
+            # one re-read; a sync during a lookup finds changes the kernel never saw).
+            self._queue.put(("inode", entry.id, False))
+        elif getattr(self._local, "active", False):
+            return  # the kernel asked for this change: its reply told it
+        elif isinstance(entry, E.Delete):
             self._queue.put(("entry", entry.parent, entry.name, entry.id))
         elif isinstance(entry, E.Rename):
             self._queue.put(("entry", entry.src_parent, entry.src_name, 0))
             self._queue.put(("entry", entry.dst_parent, entry.dst_name, 0))
-        elif isinstance(entry, E.UfsFingerprint | E.CompleteFile):
-            self._queue.put(("inode", entry.id, False))  # new content: pages go too
         elif isinstance(entry, E.SetAttr):
             self._queue.put(("inode", entry.id, entry.size is None))
 

@@ -100,10 +100,17 @@ class ShoalOperations(pyfuse3.Operations):
 
     async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         call = functools.partial(fn, *args, **kwargs)
+        return await trio.to_thread.run_sync(call, limiter=self.limiter)
+
+    async def _kernel_change(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``_blocking`` for the change a kernel request asks for (mkdir, unlink, rename,
+        ...): the kernel learns its outcome from the reply, so the entries it makes need no
+        invalidation. Anything else found on the way (a sync during a lookup) still gets it."""
+        call = functools.partial(fn, *args, **kwargs)
         mark = self.invalidator.from_kernel
 
         def as_kernel_request() -> T:
-            mark(True)  # what this changes, the kernel asked for: nothing to invalidate
+            mark(True)
             try:
                 return call()
             finally:
@@ -249,7 +256,7 @@ class ShoalOperations(pyfuse3.Operations):
                 # The content is still to be committed, which would stamp its own time:
                 # commit first, so the time asked for (tar, rsync -a, cp -p) is the last word.
                 await self._commit(buffer)
-            await self._blocking(self.ns.setattr, self.ns.path_of(node), **changes)
+            await self._kernel_change(self.ns.setattr, self.ns.path_of(node), **changes)
         return self._attrs(node)
 
     async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
@@ -349,13 +356,13 @@ class ShoalOperations(pyfuse3.Operations):
         mode = mode & ~ctx.umask & 0o7777
         if parent.mode & stat.S_ISGID:
             mode |= stat.S_ISGID
-        node = await self._blocking(self.fs.mkdir, path, mode, uid, gid)
+        node = await self._kernel_change(self.fs.mkdir, path, mode, uid, gid)
         return self._attrs(node)
 
     @answers_errno
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         path = self._child_path(self._dir(parent_inode), _name(name))
-        await self._blocking(self.fs.delete, path, directory=True)
+        await self._kernel_change(self.fs.delete, path, directory=True)
 
     @answers_errno
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -363,7 +370,7 @@ class ShoalOperations(pyfuse3.Operations):
         path = self._child_path(parent, key)
         doomed = parent.children.get(key)  # type: ignore[union-attr]
         buffers = self._buffers_of(doomed)
-        await self._blocking(
+        await self._kernel_change(
             self._quiesced, buffers, [], buffers, self.fs.delete, path, directory=False
         )
 
@@ -415,7 +422,7 @@ class ShoalOperations(pyfuse3.Operations):
         noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
         moving = self._buffers_of(old_parent.children.get(old_name))  # type: ignore[union-attr]
         replaced = [] if noreplace else self._buffers_of(new_parent.children.get(new_name))  # type: ignore[union-attr]
-        await self._blocking(
+        await self._kernel_change(
             self._quiesced, moving + replaced, moving, replaced,
             self.fs.rename, src, dst, noreplace=noreplace,
         )  # fmt: skip
@@ -427,7 +434,7 @@ class ShoalOperations(pyfuse3.Operations):
         parent = self._dir(parent_inode)
         path = self._child_path(parent, _name(name))
         uid, gid = self._owner(parent, ctx)
-        node = await self._blocking(self.ns.symlink, path, os.fsdecode(target), uid, gid)
+        node = await self._kernel_change(self.ns.symlink, path, os.fsdecode(target), uid, gid)
         return self._attrs(node)
 
     async def link(
@@ -447,7 +454,7 @@ class ShoalOperations(pyfuse3.Operations):
         mode = mode & ~ctx.umask & 0o7777
         # Only the name is journaled now; the content reaches the UFS when it is committed
         # (flush, fsync, close), which is when a file of zero bytes gets there too.
-        node = await self._blocking(self.ns.create_in, parent.id, key, mode, uid, gid)
+        node = await self._kernel_change(self.ns.create_in, parent.id, key, mode, uid, gid)
         buffer = self._buffer(node)
         buffer.dirty = True
         buffer.mtime_ns = node.mtime

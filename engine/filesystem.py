@@ -335,17 +335,11 @@ class FileSystem:
                 parts.append(data)
         cache.stats.hits += len(parts)
         if self.readahead_blocks and node.flags & PERSISTED:
-            mount, rel, kind = self._read_plan(node, None)
-            if kind != "NO_CACHE":
-                # Decided here; the rest (opening the connector, looking at the block map)
-                # may wait, so it runs on a readahead thread.
-                batch = self._readahead_batch(node, bs, offset, end)
-                if batch is not None:
-                    cache.fetcher.later(
-                        lambda: self._fetch_ahead(
-                            node, self.mounts.connector(mount), rel, bs, batch
-                        )
-                    )
+            # Decided here (cheap, and most reads start no batch); the rest (the read plan,
+            # opening the connector, the block map) may wait: a readahead thread does it.
+            batch = self._readahead_batch(node, bs, offset, end)
+            if batch is not None:
+                cache.fetcher.later(lambda: self._fetch_ahead_planned(node, bs, batch))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read_node(
@@ -424,6 +418,11 @@ class FileSystem:
         if not due or not node.flags & PERSISTED:
             return None
         return start, final
+
+    def _fetch_ahead_planned(self, node: Inode, bs: int, batch: tuple[int, int]) -> None:
+        mount, rel, kind = self._read_plan(node, None)
+        if kind != "NO_CACHE":
+            self._fetch_ahead(node, self.mounts.connector(mount), rel, bs, batch)
 
     def _fetch_ahead(
         self, node: Inode, connector: UnderFS, rel: str, bs: int, batch: tuple[int, int]

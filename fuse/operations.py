@@ -106,17 +106,16 @@ class ShoalOperations(pyfuse3.Operations):
         """``_blocking`` for the change a kernel request asks for (mkdir, unlink, rename,
         ...): the kernel learns its outcome from the reply, so the entries it makes need no
         invalidation. Anything else found on the way (a sync during a lookup) still gets it."""
-        call = functools.partial(fn, *args, **kwargs)
         mark = self.invalidator.from_kernel
 
         def as_kernel_request() -> T:
             mark(True)
             try:
-                return call()
+                return fn(*args, **kwargs)
             finally:
                 mark(False)
 
-        return await trio.to_thread.run_sync(as_kernel_request, limiter=self.limiter)
+        return await self._blocking(as_kernel_request)
 
     def _node(self, ino: int) -> Inode:
         node = self.tree.find(ino)

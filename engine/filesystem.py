@@ -353,6 +353,13 @@ class FileSystem:
             return b""
         connector = self.mounts.connector(mount)
         bs = block_size_of(node) or self.sync.block_size
+        if self.cache is not None and kind != "NO_CACHE" and self.readahead_blocks:
+            # Before this read's own blocks: the batch is on its way while they are fetched,
+            # and readers of the same file in other threads, which ask for those blocks a
+            # moment later, wait for its one request rather than each making their own.
+            batch = self._readahead_batch(node, bs, offset, end)
+            if batch is not None:
+                self._fetch_ahead(node, connector, rel, bs, batch)
         parts = []
         for idx in range(offset // bs, (end - 1) // bs + 1):
             start = idx * bs
@@ -374,10 +381,6 @@ class FileSystem:
             parts.append(self.cache.fetcher.get(key, fetch, lo, hi - lo, cache=kind != "NO_CACHE"))
             if kind == "CACHE_PROMOTE":
                 self.cache.promote(key)
-        if self.cache is not None and kind != "NO_CACHE" and self.readahead_blocks:
-            batch = self._readahead_batch(node, bs, offset, end)
-            if batch is not None:
-                self._fetch_ahead(node, connector, rel, bs, batch)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _readahead_batch(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -239,6 +240,39 @@ def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(
         engine.cache.drain()
         cached = {idx for (_v, idx) in engine.state.blocks[stream.id]}
         assert cached == {0, 1, 2, 3}
+    finally:
+        engine.close()
+        proxy.stop()
+
+
+def test_parallel_readers_of_one_file_share_the_readahead_requests(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    # A training loader often splits one shard among threads, each taking the next chunk: the
+    # stream is sequential across readers, and each of them should find its block already on
+    # its way instead of sending a request of its own.
+    bs = 128 * KiB
+    store = S3Store(s3_server)
+    content = os.urandom(8 * bs)
+    store.put("shard", content)
+    proxy = FaultProxy(s3_server.endpoint).start()
+    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", 4 << 20)], block_size=bs)
+    engine = Engine.open_home(home)
+    try:
+        engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
+        engine.sync.listdir("/")
+        proxy.clear()
+        proxy.add(Fault("delay", -1, seconds=0.5, method="GET"))
+
+        def read_block(i: int) -> bytes:
+            time.sleep(0.05 * i)  # in order, each while the earlier ones are still in flight
+            return engine.fs.read("/shard", i * bs, bs)
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(read_block, range(8)))
+        assert b"".join(got) == content
+        gets = [r for r in proxy.requests if r[0] == "GET"]
+        assert len(gets) <= 4, gets  # a request per block would be 8
     finally:
         engine.close()
         proxy.stop()

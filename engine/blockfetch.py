@@ -1,9 +1,12 @@
 """The fetch path of the block cache: misses fetched once, handed over, stored in the back.
 
 However many readers miss the same block at the same time, one fetches it (single flight); the
-others wait for its bytes. The block is handed to every reader first and written to a tier by
-a background writer, during which readers of it are served from memory. Readahead queues
-fetches of the blocks a sequential reader will want next.
+others wait for its bytes. The block's bytes reach its readers as they arrive: each reader
+waits only for its own range (a 4 KiB read of a cold 4 MiB block is served after its first
+chunk, not after the whole block), and the first reader hands the rest of the stream to a
+background thread. The whole block is then written to a tier by a background writer, during
+which readers of it are served from memory. Readahead queues fetches of the blocks a
+sequential reader will want next, each block handed over as soon as it is complete.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
@@ -24,16 +27,47 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READAHEAD_RUN = 4  # blocks fetched by one request of the readahead
+REST_THREADS = 16  # finish the blocks whose first reader already has its bytes
 
 
 class _Flight:
-    """A block being fetched (and then stored): its readers wait for ``done``."""
+    """A block being fetched (and then stored). Its bytes grow as they arrive, and a reader
+    waits only until its own range has come, not for the whole block."""
 
-    __slots__ = ("data", "done")
+    __slots__ = ("buf", "data", "ended", "cond")
 
     def __init__(self) -> None:
-        self.data: bytes | None = None
-        self.done = threading.Event()
+        self.buf = bytearray()  # what has come so far
+        self.data: bytes | None = None  # the whole block, once the fetch ended well
+        self.ended = False
+        self.cond = threading.Condition(threading.Lock())
+
+    def add(self, chunk: bytes | memoryview) -> None:
+        with self.cond:
+            self.buf += chunk
+            self.cond.notify_all()
+
+    def end(self, ok: bool) -> None:
+        with self.cond:
+            if ok:
+                self.data = bytes(self.buf)
+                self.buf = bytearray()
+            self.ended = True
+            self.cond.notify_all()
+
+    def wait_for(self, offset: int, length: int) -> bytes | None:
+        """Bytes ``offset``..``offset+length`` of the block (fewer at its end) once they have
+        come; None if the fetch failed before they did."""
+        want = offset + length if length >= 0 else -1
+        with self.cond:
+            while True:
+                if self.data is not None:
+                    return _cut(self.data, offset, length)
+                if 0 <= want <= len(self.buf):
+                    return bytes(self.buf[offset:want])
+                if self.ended:
+                    return None
+                self.cond.wait()
 
 
 def _cut(block: bytes, offset: int, length: int) -> bytes:
@@ -50,25 +84,29 @@ class BlockFetcher:
         self._inflight_lock = threading.Lock()
         self._writer = ThreadPoolExecutor(2, thread_name_prefix="cache-writer")
         self._readahead = ThreadPoolExecutor(8, thread_name_prefix="readahead")
+        self._rest = ThreadPoolExecutor(REST_THREADS, thread_name_prefix="fetch-rest")
         self._prefetches: set[Future[None]] = set()
         self._queued: set[BlockKey] = set()  # readaheads submitted, not finished
 
     def get(
         self,
         key: BlockKey,
-        fetch: Callable[[], bytes],
+        fetch: Callable[[], Iterable[bytes]],
         offset: int = 0,
         length: int = -1,
         cache: bool = True,
+        size: int = -1,
     ) -> bytes:
-        """Bytes ``offset``..``offset+length`` of the block: from the cache, or from the whole
-        block ``fetch``-ed once (however many readers miss it at the same time). The fetched
-        block is handed to the readers at once and cached in the background."""
-        data = self.cache.read(key, offset, length)
-        if data is not None:
-            self.stats.hits += 1
-            return data
+        """Bytes ``offset``..``offset+length`` of the block: from the cache, or from the block
+        ``fetch``-ed once however many readers miss it at the same time (``fetch`` yields its
+        bytes as they arrive; ``size`` is the block's expected length, if known). Each reader
+        has its bytes as soon as they have come; the rest of the block is fetched and cached
+        in the background."""
         while True:
+            data = self.cache.read(key, offset, length)
+            if data is not None:
+                self.stats.hits += 1
+                return data
             with self._inflight_lock:
                 flight = self._inflight.get(key) or self._storing.get(key)
                 if flight is None:
@@ -76,26 +114,81 @@ class BlockFetcher:
                     leader = True
                 else:
                     leader = False
-            if not leader:
-                flight.done.wait()
-                if flight.data is not None:
-                    self.stats.hits += 1
-                    return _cut(flight.data, offset, length)
-                continue  # the leader's fetch failed: try ourselves
-            try:
+            if leader:
                 self.stats.misses += 1
-                flight.data = whole = fetch()
-                self.stats.ufs_bytes_read += len(whole)
-            finally:
-                with self._inflight_lock:
-                    del self._inflight[key]
-                    if cache and flight.data is not None:
-                        # Readers of this block use these bytes until the store is done.
-                        self._storing[key] = flight
-                flight.done.set()
-            if cache:
+                return self._lead(key, flight, fetch, offset, length, cache, size)
+            got = flight.wait_for(offset, length)
+            if got is not None:
+                self.stats.hits += 1
+                return got
+            # The leader's fetch failed (or found the block cached meanwhile): look again.
+
+    def _lead(
+        self,
+        key: BlockKey,
+        flight: _Flight,
+        fetch: Callable[[], Iterable[bytes]],
+        offset: int,
+        length: int,
+        cache: bool,
+        size: int,
+    ) -> bytes:
+        """The first reader of a missing block fetches it until its own range has come, then
+        hands the rest of the stream to a background thread."""
+        want = offset + length if length >= 0 else -1
+        early = 0 <= want < size  # the whole block is wanted: no hand-over
+        try:
+            chunks = iter(fetch())
+            for chunk in chunks:
+                flight.add(chunk)
+                self.stats.ufs_bytes_read += len(chunk)
+                if early and len(flight.buf) >= want:
+                    break
+            else:
+                self._finish(key, flight, True, cache)
+                return _cut(flight.data or b"", offset, length)
+        except BaseException:
+            self._finish(key, flight, False, cache)
+            raise
+        data = bytes(flight.buf[offset:want])
+        try:
+            future = self._rest.submit(self._drain, key, flight, chunks, cache)
+        except RuntimeError:  # closing: this reader has its bytes; the others fetch theirs
+            self._finish(key, flight, False, cache)
+            return data
+        with self._inflight_lock:
+            self._prefetches.add(future)
+        future.add_done_callback(self._later_done)
+        return data
+
+    def _drain(self, key: BlockKey, flight: _Flight, chunks: Iterator[bytes], cache: bool) -> None:
+        ok = False
+        try:
+            for chunk in chunks:
+                flight.add(chunk)
+                self.stats.ufs_bytes_read += len(chunk)
+            ok = True
+        except Exception as exc:  # its first reader is served; the others fetch for themselves
+            log.debug("fetching the rest of block %s failed: %s", key, exc)
+        finally:
+            self._finish(key, flight, ok, cache)
+
+    def _finish(self, key: BlockKey, flight: _Flight, ok: bool, cache: bool) -> None:
+        """A fetch ended: the flight's readers are woken; a whole block goes to the writer."""
+        with self._inflight_lock:
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+            flight.end(ok)
+            # Readers of this block use these bytes until the store is done.
+            store = cache and bool(flight.data)
+            if store:
+                self._storing[key] = flight
+        if store:
+            try:
                 self._writer.submit(self._store_then_forget, key, flight)
-            return _cut(whole, offset, length)
+            except RuntimeError:  # closing: the bytes were handed over, not cached
+                with self._inflight_lock:
+                    self._storing.pop(key, None)
 
     def readahead(
         self,
@@ -104,13 +197,13 @@ class BlockFetcher:
         first: int,
         last: int,
         block_size: int,
-        fetch: Callable[[int, int], bytes],
+        fetch: Callable[[int, int], Iterable[bytes]],
     ) -> None:
         """Fetches and caches blocks ``first``..``last`` of a file version in the background,
         except those cached or already on their way. Consecutive wanted blocks go in runs of
-        up to READAHEAD_RUN, one request each (``fetch(first_index, count)`` returns their
-        bytes end to end): fewer round trips than a request per block, more streams in flight
-        than one request for all."""
+        up to READAHEAD_RUN, one request each (``fetch(first_index, count)`` yields their
+        bytes end to end, as they arrive): fewer round trips than a request per block, more
+        streams in flight than one request for all."""
         with self.cache.ns.lock:
             blocks = self.cache.ns.state.blocks.get(file, {})
             cached = {idx for (v, idx) in blocks if v == version}
@@ -157,7 +250,7 @@ class BlockFetcher:
             self._queued.difference_update(run)
 
     def _fetch_run(
-        self, keys: list[BlockKey], block_size: int, fetch: Callable[[int, int], bytes]
+        self, keys: list[BlockKey], block_size: int, fetch: Callable[[int, int], Iterable[bytes]]
     ) -> None:
         flights: dict[BlockKey, _Flight] = {}
         with self._inflight_lock:
@@ -167,46 +260,46 @@ class BlockFetcher:
         with self.cache.ns.lock:
             for key in list(flights):
                 if self.cache.info(key) is not None:  # cached since: nothing to fetch for it
-                    with self._inflight_lock:
-                        del self._inflight[key]
-                    flights.pop(key).done.set()
+                    self._finish(key, flights.pop(key), False, False)
         if not flights:
             return
         # Readers may have fetched some of the run's blocks themselves since it was queued:
         # only the span of the blocks still wanted is asked for.
         lo = min(key[2] for key in flights)
         hi = max(key[2] for key in flights)
-        data = b""
+        file, version = keys[0][0], keys[0][1]
+        received = 0  # bytes of the span so far
+        self.stats.misses += len(flights)
+        start = time.perf_counter()
         try:
-            self.stats.misses += len(flights)
-            start = time.perf_counter()
-            data = fetch(lo, hi - lo + 1)
+            # Each block is handed over (and stored) as soon as its last byte has come.
+            for chunk in fetch(lo, hi - lo + 1):
+                view = memoryview(chunk)
+                self.stats.ufs_bytes_read += len(view)
+                while view:
+                    idx, within = lo + received // block_size, received % block_size
+                    take = min(len(view), block_size - within)
+                    key = (file, version, idx)
+                    flight = flights.get(key)
+                    if flight is not None:
+                        flight.add(view[:take])
+                        if within + take == block_size:
+                            self._finish(key, flights.pop(key), True, True)
+                    received += take
+                    view = view[take:]
             log.debug(
                 "readahead of blocks %d..%d of file %d: %d bytes in %.1f ms",
-                lo, hi, keys[0][0], len(data), (time.perf_counter() - start) * 1e3,
+                lo, hi, file, received, (time.perf_counter() - start) * 1e3,
             )  # fmt: skip
-            self.stats.ufs_bytes_read += len(data)
         except Exception as exc:  # readahead is a guess: waiting readers fetch for themselves
             log.debug("readahead of %s.. failed: %s", keys[0], exc)
-        finally:
-            view = memoryview(data)
-            with self._inflight_lock:
-                for key, flight in flights.items():
-                    del self._inflight[key]
-                    i = key[2] - lo
-                    block = bytes(view[i * block_size : (i + 1) * block_size])
-                    if block:
-                        flight.data = block
-                        self._storing[key] = flight
-            for flight in flights.values():
-                flight.done.set()  # every waiter, before anything below can fail
             for key, flight in flights.items():
-                if flight.data is not None:
-                    try:
-                        self._writer.submit(self._store_then_forget, key, flight)
-                    except RuntimeError:  # closing: the bytes were handed over, not cached
-                        with self._inflight_lock:
-                            self._storing.pop(key, None)
+                self._finish(key, flight, False, True)
+            return
+        # The end of the span: the file's last block is short; blocks past its end got none
+        # (their readers fetch for themselves and learn what is there).
+        for key, flight in flights.items():
+            self._finish(key, flight, bool(flight.buf), True)
 
     def _store_then_forget(self, key: BlockKey, flight: _Flight) -> None:
         try:
@@ -237,6 +330,7 @@ class BlockFetcher:
 
     def close(self) -> None:
         self._readahead.shutdown(wait=True, cancel_futures=True)
+        self._rest.shutdown(wait=True)
         self._writer.shutdown(wait=True)
 
     # -- storing and making room -------------------------------------------------------------

@@ -364,21 +364,25 @@ class FileSystem:
         for idx in range(offset // bs, (end - 1) // bs + 1):
             start = idx * bs
 
-            def fetch(start: int = start) -> bytes:
+            def fetch(start: int = start) -> Iterator[bytes]:
                 if not persisted:  # its only copy is the cache: a lost block is lost data
                     raise DataLost(
                         f"{self.ns.path_of(node)}: a block not yet persisted is missing"
                         " from the cache"
                     )
                 with ufs_errors():
-                    return connector.read(rel, start, bs)
+                    yield from connector.read_stream(rel, start, bs)
 
             lo, hi = max(0, offset - start), min(bs, end - start)
             if self.cache is None:
-                parts.append(fetch()[lo:hi])
+                parts.append(b"".join(fetch())[lo:hi])
                 continue
             key = (node.id, node.version, idx)
-            parts.append(self.cache.fetcher.get(key, fetch, lo, hi - lo, cache=kind != "NO_CACHE"))
+            parts.append(
+                self.cache.fetcher.get(
+                    key, fetch, lo, hi - lo, kind != "NO_CACHE", min(bs, node.size - start)
+                )
+            )
             if kind == "CACHE_PROMOTE":
                 self.cache.promote(key)
         return parts[0] if len(parts) == 1 else b"".join(parts)
@@ -433,9 +437,9 @@ class FileSystem:
         assert self.cache is not None
         first, last = batch
 
-        def fetch(index: int, count: int) -> bytes:
+        def fetch(index: int, count: int) -> Iterator[bytes]:
             with ufs_errors():
-                return connector.read(rel, index * bs, count * bs)
+                yield from connector.read_stream(rel, index * bs, count * bs)
 
         self.cache.fetcher.readahead(node.id, node.version, first, last, bs, fetch)
 

@@ -130,6 +130,16 @@ class CountedUnderFS(UnderFS):
         UFS_BYTES_READ.inc(len(data))
         return data
 
+    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
+        UFS_REQUESTS.labels("read").inc()
+        try:
+            for chunk in self.inner.read_stream(path, offset, length):
+                UFS_BYTES_READ.inc(len(chunk))
+                yield chunk
+        except UfsError:
+            UFS_ERRORS.labels("read").inc()
+            raise
+
     def write(self, path: str, source: BinaryIO) -> UfsStatus:
         status: UfsStatus = self._call("write", self.inner.write, path, source)
         UFS_BYTES_WRITTEN.inc(status.size)

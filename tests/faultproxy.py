@@ -1,7 +1,8 @@
 """An HTTP proxy on 127.0.0.1 that injects faults between a client and a real server.
 
 Rules are consumed in order by the requests they match: answer with a status (503 SlowDown, 500),
-drop the connection without answering, or hold the request for a while before forwarding it.
+drop the connection without answering, hold the request for a while before forwarding it, or
+stall a reply after the first bytes of its body until the test releases the rest.
 Everything else is forwarded untouched. ``stop`` closes the port (the endpoint goes down).
 """
 
@@ -23,10 +24,12 @@ ERROR_BODY = {
 
 @dataclass
 class Fault:
-    action: str  # "status", "drop" or "delay"
+    action: str  # "status", "drop", "delay" or "stall"
     times: int  # how many matching requests it applies to; -1: all of them
     status: int = 503
     seconds: float = 0.0
+    keep: int = 0  # stall: body bytes sent before the stall
+    release: threading.Event = field(default_factory=threading.Event)  # stall: ends it
     method: str | None = None  # only requests with this method
     query: str | None = None  # only requests whose query string contains this
 
@@ -95,7 +98,8 @@ class FaultProxy:
                         self.end_headers()
                         self.wfile.write(payload)
                         return
-                    time.sleep(fault.seconds)
+                    if fault.action == "delay":
+                        time.sleep(fault.seconds)
                 conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=60)
                 try:
                     headers = dict(self.headers.items())  # Host too: it is signed
@@ -109,6 +113,11 @@ class FaultProxy:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     if self.command != "HEAD":
+                        if fault is not None and fault.action == "stall":
+                            self.wfile.write(data[: fault.keep])
+                            self.wfile.flush()
+                            fault.release.wait(60)
+                            data = data[fault.keep :]
                         self.wfile.write(data)
                 finally:
                     conn.close()

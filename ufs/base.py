@@ -64,6 +64,14 @@ class UnderFS(ABC):
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes from ``offset`` (fewer at the end of the file, none past it)."""
 
+    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
+        """The bytes ``read`` returns, in order, as they arrive: a reader of the start of a
+        range has its bytes before the rest has come. Connectors whose reads are requests
+        over a network yield chunks; this default yields one ``read``."""
+        data = self.read(path, offset, length)
+        if data:
+            yield data
+
     @abstractmethod
     def write(self, path: str, source: BinaryIO) -> UfsStatus:
         """Creates or replaces file ``path`` with everything ``source`` yields, read in chunks

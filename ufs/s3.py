@@ -37,6 +37,7 @@ from ufs.errors import (
     UfsUnavailable,
 )
 
+STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
 SECRET_OPTIONS = frozenset({"access_key", "secret_key", "session_token"})
 
 
@@ -252,9 +253,12 @@ class S3UnderFS(UnderFS):
             raise UfsNotADirectory(f"{self.uri}: {rel} is a file")
 
     def read(self, path: str, offset: int, length: int) -> bytes:
+        return b"".join(self.read_stream(path, offset, length))
+
+    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
         rel = normalize(path)
         if length <= 0:
-            return b""
+            return
         with self._errors(rel):
             try:
                 reply = self.client.get_object(
@@ -264,11 +268,14 @@ class S3UnderFS(UnderFS):
                 )
             except botocore.exceptions.ClientError as exc:
                 if str(exc.response.get("Error", {}).get("Code")) == "InvalidRange":
-                    return b""  # at or past the end of the object
+                    return  # at or past the end of the object
                 raise
             body = reply["Body"]
             try:
-                return body.read()
+                # The body checks its length against Content-Length when it ends: a
+                # connection cut short is an error, never a short block.
+                while chunk := body.read(STREAM_CHUNK):
+                    yield chunk
             finally:
                 body.close()
 

@@ -276,3 +276,43 @@ def test_parallel_readers_of_one_file_share_the_readahead_requests(
     finally:
         engine.close()
         proxy.stop()
+
+
+def test_a_reader_has_its_bytes_before_the_rest_of_a_cold_block_arrives(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    bs = 1 << 20
+    store = S3Store(s3_server)
+    content = os.urandom(2 * bs)
+    store.put("big", content)
+    proxy = FaultProxy(s3_server.endpoint).start()
+    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", 8 << 20)], block_size=bs)
+    engine = Engine.open_home(home)
+    try:
+        engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
+        engine.sync.listdir("/")
+        engine.fs.readahead_blocks = 0  # only the reads' own block is fetched
+        proxy.clear()
+        stall = Fault("stall", 1, method="GET", keep=300 * KiB)
+        proxy.add(stall)
+        with ThreadPoolExecutor(2) as pool:
+            head = pool.submit(engine.fs.read, "/big", 0, 4 * KiB)
+            # The block's first bytes have come, the rest is held back by the proxy: the
+            # reader of the start is served now (this would time out if it waited for all).
+            assert head.result(timeout=30) == content[: 4 * KiB]
+            tail = pool.submit(engine.fs.read, "/big", 900 * KiB, 4 * KiB)
+            time.sleep(0.2)
+            assert not tail.done()  # its bytes are among those held back
+            stall.release.set()
+            assert tail.result(timeout=30) == content[900 * KiB : 904 * KiB]
+        assert engine.cache is not None
+        engine.cache.drain()
+        node = engine.sync.lookup("/big")
+        assert {idx for (_v, idx) in engine.state.blocks[node.id]} == {0}
+        assert len([r for r in proxy.requests if r[0] == "GET"]) == 1  # one GET for both
+        proxy.clear()
+        assert engine.fs.read("/big", 0, bs) == content[:bs]  # the whole block, from the cache
+        assert not [r for r in proxy.requests if r[0] == "GET"]
+    finally:
+        engine.close()
+        proxy.stop()

@@ -81,6 +81,18 @@ class UnderFSContract:
         assert ufs.read("r", 20_000, 10) == b""  # past it
         assert ufs.read("r", 5, 0) == b""
 
+    def test_read_stream_yields_the_bytes_of_read(self, ufs: UnderFS) -> None:
+        data = os.urandom(700_000)  # several S3 chunks
+        put(ufs, "s", data)
+        chunks = list(ufs.read_stream("s", 1000, 600_000))
+        assert b"".join(chunks) == data[1000:601_000]
+        assert all(chunks)  # never an empty chunk
+        assert b"".join(ufs.read_stream("s", 699_000, 5000)) == data[699_000:]
+        assert list(ufs.read_stream("s", 700_000, 10)) == []  # at the end
+        assert list(ufs.read_stream("s", 5, 0)) == []
+        with pytest.raises(UfsNotFound):
+            list(ufs.read_stream("missing", 0, 10))
+
     def test_overwrite_changes_content_and_fingerprint(self, ufs: UnderFS) -> None:
         first = ufs.write("f", io.BytesIO(b"A" * 100))
         second = ufs.write("f", io.BytesIO(b"B" * 100))  # same size, new content

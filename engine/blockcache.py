@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from engine.blockfetch import BlockFetcher
@@ -49,6 +49,11 @@ class CacheStats:
 
 
 EVICTORS = ("LRU", "LRFU")
+# Hits recorded for the eviction order between two uses of it. A hit takes no lock: it appends
+# to this buffer, and whoever next needs the order (an eviction, a store, a promotion) applies
+# the buffer first, under the namespace lock, in order. Beyond this many, the oldest hits are
+# forgotten (Caffeine's read buffer does the same): the order is then a little less exact.
+ACCESS_BUFFER = 1 << 16
 
 
 class BlockCache:
@@ -74,6 +79,7 @@ class BlockCache:
         # Per tier, keys from least to most recently used; key -> length.
         self.lru: dict[str, OrderedDict[BlockKey, int]] = {t.name: OrderedDict() for t in tiers}
         self._verified: dict[BlockKey, tuple[int, int, int]] = {}  # block -> checked stamp
+        self._accesses: deque[tuple[BlockKey, str, float]] = deque(maxlen=ACCESS_BUFFER)
         self.fetcher = BlockFetcher(self)
         for file, blocks in ns.state.blocks.items():
             for (version, idx), info in blocks.items():
@@ -96,41 +102,38 @@ class BlockCache:
         (size, mtime, inode) stamp changed since: a rewritten, truncated or replaced file is
         caught; an unchanged one is served by a ranged read of just the bytes asked for.
 
-        ``wait`` False (the FUSE event loop): None rather than wait for the namespace's lock
-        (a checkpoint or an eviction's journal write may hold it), check a whole block, or
-        drop a damaged one; a worker thread then does it with ``wait``.
+        ``wait`` False (the FUSE event loop): None rather than check a whole block or drop a
+        damaged one (both may wait: on the disk, on the namespace's lock); a worker thread
+        then does it with ``wait``.
         """
-        if not self.ns.lock.acquire(blocking=wait):
+        # No lock: a dict lookup is atomic, and a block dropped or replaced meanwhile shows as
+        # a missing file or a changed stamp, both caught below. Hits from many threads (and
+        # from the FUSE event loop) never queue on the namespace's lock.
+        info = self.info(key)
+        if info is None:
             return None
-        try:
-            info = self.info(key)
-            if info is None:
-                return None
-            tier = self.by_name.get(info.tier)
-        finally:
-            self.ns.lock.release()
+        tier = self.by_name.get(info.tier)
         end = info.length if length < 0 else min(info.length, offset + length)
         data: bytes | None = None
         try:
             if tier is None:
                 raise OSError(f"no tier {info.tier} is configured")
-            fd = os.open(tier.path_of(key), os.O_RDONLY | os.O_CLOEXEC)
+            opened, st = tier.files.take(key)
             try:
-                st = os.fstat(fd)
                 stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
                 if self._verified.get(key) == stamp:
-                    data = os.pread(fd, end - offset, offset)
+                    data = os.pread(opened.fd, end - offset, offset)
                 elif not wait:
                     return None
                 else:
-                    whole = os.pread(fd, info.length + 1, 0)
+                    whole = os.pread(opened.fd, info.length + 1, 0)
                     if len(whole) == info.length and zlib.crc32(whole) == info.checksum:
                         self._verified[key] = stamp
                         data = whole[offset:end]
                     else:
                         log.warning("cached block %s in %s failed its check", key, info.tier)
             finally:
-                os.close(fd)
+                tier.files.give_back(opened)
         except OSError as exc:
             log.warning("cached block %s unreadable in %s: %s", key, info.tier, exc)
         if data is None or len(data) != end - offset:
@@ -141,27 +144,36 @@ class BlockCache:
                 if self.info(key) == info:
                     self._drop(key, info)
             return None
-        if self.ns.lock.acquire(blocking=wait):  # busy: this hit does not count for the LRU
-            try:
-                lru = self.lru.get(info.tier)
-                if lru is not None and key in lru:
-                    lru.move_to_end(key)
-                    self._touch(key)
-                hits = self.stats.tier_hits
-                hits[info.tier] = hits.get(info.tier, 0) + 1
-            finally:
-                self.ns.lock.release()
+        self._accesses.append((key, info.tier, time.monotonic()))
+        hits = self.stats.tier_hits
+        hits[info.tier] = hits.get(info.tier, 0) + 1
         return data
 
-    def _touch(self, key: BlockKey) -> None:
+    def _apply_accesses(self) -> None:
+        """With the namespace lock held: the hits recorded since the last call, in the order
+        they happened, moved into the eviction order."""
+        pop = self._accesses.popleft
+        while True:
+            try:
+                key, tier, when = pop()
+            except IndexError:
+                return
+            lru = self.lru.get(tier)
+            if lru is not None and key in lru:
+                lru.move_to_end(key)
+                self._touch(key, when)
+
+    def _touch(self, key: BlockKey, now: float | None = None) -> None:
         if self.evictor == "LRFU":
-            now = time.monotonic()
+            if now is None:
+                now = time.monotonic()
             score, then = self._scores.get(key, (0.0, now))
             self._scores[key] = (score * 0.5 ** ((now - then) / self.half_life_s) + 1.0, now)
 
     def _victims(self, tier: str) -> list[BlockKey]:
         """A tier's blocks in eviction order: least recently used first (LRU), or lowest
         decayed score first (LRFU)."""
+        self._apply_accesses()
         keys = list(self.lru[tier])
         if self.evictor != "LRFU":
             return keys
@@ -177,6 +189,7 @@ class BlockCache:
         """Moves a block read from a lower tier to the highest one it may use (the
         CACHE_PROMOTE read type); False if it stays where it is."""
         with self.ns.lock:
+            self._apply_accesses()
             info = self.info(key)
             if info is None:
                 return False
@@ -209,6 +222,8 @@ class BlockCache:
     def close(self) -> None:
         self.fetcher.close()
         self.collect_garbage()
+        for tier in self.tiers:
+            tier.files.close()
 
     def collect_garbage(self) -> int:
         """Deletes the files of blocks whose file changed or went (their map entries left
@@ -265,6 +280,7 @@ class BlockCache:
                 seq = self.ns.commit(
                     E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
                 )
+                self._apply_accesses()  # earlier hits come before this block in the order
                 self.lru[tier.name][key] = n
                 self._touch(key)
                 self._stamp(tier, key)

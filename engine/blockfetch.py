@@ -204,9 +204,10 @@ class BlockFetcher:
         up to READAHEAD_RUN, one request each (``fetch(first_index, count)`` yields their
         bytes end to end, as they arrive): fewer round trips than a request per block, more
         streams in flight than one request for all."""
-        with self.cache.ns.lock:
-            blocks = self.cache.ns.state.blocks.get(file, {})
-            cached = {idx for (v, idx) in blocks if v == version}
+        # No lock: list() copies the keys in one step (readers of a cached stream call this
+        # on every batch; they must not queue on the namespace's lock).
+        blocks = list(self.cache.ns.state.blocks.get(file, {}))
+        cached = {idx for (v, idx) in blocks if v == version}
         runs: list[list[BlockKey]] = []
         with self._inflight_lock:
             busy = self._inflight.keys() | self._storing.keys() | self._queued

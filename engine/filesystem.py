@@ -289,6 +289,10 @@ class FileSystem:
         node = self.sync.lookup(path)
         if node.children is not None:
             raise IsADirectory(f"{path} is a directory")
+        if read_type is None:
+            data = self.read_cached(node, offset, length)  # a hit needs no read plan
+            if data is not None:
+                return data
         return self.read_node(node, offset, length, read_type)
 
     def _read_plan(self, node: Inode, read_type: str | None) -> tuple[Mount, str, str]:
@@ -334,13 +338,32 @@ class FileSystem:
                     return None
                 parts.append(data)
         cache.stats.hits += len(parts)
+        blocks = self.ns.state.blocks.get(ino, {})
+        if len(cache.tiers) > 1:
+            top = cache.tiers[0].name
+            lower = [
+                (ino, version, idx)
+                for idx in range(first, last + 1)
+                if (info := blocks.get((version, idx))) is not None and info.tier != top
+            ]
+            if lower:  # promoted if the read type asks (moving blocks is for a thread)
+                cache.fetcher.later(lambda: self._promote_planned(node, lower))
         if self.readahead_blocks and node.flags & PERSISTED:
             # Decided here (cheap, and most reads start no batch); the rest (the read plan,
-            # opening the connector, the block map) may wait: a readahead thread does it.
+            # opening the connector, the block map) may wait: a readahead thread does it,
+            # unless every block of the batch is cached already.
             batch = self._readahead_batch(node, bs, offset, end)
-            if batch is not None:
+            if batch is not None and any(
+                (version, idx) not in blocks for idx in range(batch[0], batch[1] + 1)
+            ):
                 cache.fetcher.later(lambda: self._fetch_ahead_planned(node, bs, batch))
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _promote_planned(self, node: Inode, keys: list[tuple[int, int, int]]) -> None:
+        assert self.cache is not None
+        if self._read_plan(node, None)[2] == "CACHE_PROMOTE":
+            for key in keys:
+                self.cache.promote(key)
 
     def read_node(
         self, node: Inode, offset: int, length: int, read_type: str | None = None

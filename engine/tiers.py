@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from engine.openblocks import OpenBlockFiles
 from ufs.atomic import write_atomically
 
 BlockKey = tuple[int, int, int]  # (file id, content version, block index)
@@ -39,6 +40,7 @@ class TierStore:
         self.spec = spec
         self.name = spec.name
         self.quota = spec.quota_bytes  # directories are made by the first block written
+        self.files = OpenBlockFiles(self.path_of)  # hits read through these
 
     def path_of(self, key: BlockKey) -> str:
         file, version, idx = key
@@ -51,12 +53,14 @@ class TierStore:
         final = self.path_of(key)
         os.makedirs(os.path.dirname(final), exist_ok=True)
         write_atomically(final, [data], temp_prefix=TEMP_PREFIX, mode=0o600, sync=self.spec.sync)
+        self.files.forget(key)
 
     def read(self, key: BlockKey) -> bytes:
         with open(self.path_of(key), "rb", buffering=0) as f:
             return f.read()
 
     def remove(self, key: BlockKey) -> None:
+        self.files.forget(key)
         try:
             os.unlink(self.path_of(key))
         except FileNotFoundError:

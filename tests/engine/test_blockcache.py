@@ -214,6 +214,41 @@ def test_read_types_and_the_lrfu_evictor(tmp_path: Path) -> None:
         engine.close()
 
 
+def test_a_hit_served_without_a_read_plan_still_promotes_when_the_path_asks(
+    tmp_path: Path,
+) -> None:
+    # The FUSE layer serves hits with read_cached (no read plan on the event loop); a path set
+    # to CACHE_PROMOTE must still bring its lower-tier blocks up.
+    store = LocalStore(tmp_path / "ufs")
+    for name in "abc":
+        store.put(name, name.encode() * 16)
+    home = make_home(
+        tmp_path, [("MEM", tmp_path / "mem", 16), ("SSD", tmp_path / "ssd", 32)], block_size=16
+    )
+    engine = Engine.open_home(home)
+    try:
+        engine.mounts.mount("/", store.uri)
+
+        def tier_of(name: str) -> str:
+            node = engine.sync.lookup(f"/{name}")
+            return next(iter(engine.state.blocks[node.id].values())).tier
+
+        for name in "abc":
+            read_all(engine, f"/{name}")
+        assert (tier_of("a"), tier_of("c")) == ("SSD", "MEM")
+        node = engine.sync.lookup("/a")
+        assert engine.fs.read_cached(node, 0, 16) == b"a" * 16  # CACHE: stays below
+        assert engine.cache is not None
+        engine.cache.drain()
+        assert tier_of("a") == "SSD"
+        engine.fs.set_types("/a", read_type="CACHE_PROMOTE")
+        assert engine.fs.read_cached(node, 0, 16) == b"a" * 16
+        engine.cache.drain()
+        assert (tier_of("a"), tier_of("c")) == ("MEM", "SSD")
+    finally:
+        engine.close()
+
+
 def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(
     s3_server: S3Server, tmp_path: Path
 ) -> None:

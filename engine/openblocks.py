@@ -1,0 +1,117 @@
+"""Block files kept open between hits.
+
+A hit used to open the block file, fstat it, pread and close it: three system calls around
+the one that moves the bytes, each a moment where eight readers on two cores hand the GIL
+around. Descriptors stay open here instead (bounded, least recently used closed first).
+
+A descriptor is closed only when nobody is reading through it: a number closed under a
+reader could be reused by another open meanwhile, and that reader would read another file.
+Whoever takes one gets its fstat too: a block file unlinked or replaced since it was opened
+(st_nlink 0) is reopened by name, so a cached descriptor never hides a change on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+OPEN_LIMIT = 256  # descriptors kept per tier
+K = TypeVar("K", bound=Hashable)  # a block key
+
+
+class _Open:
+    __slots__ = ("fd", "users", "forgotten")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+        self.forgotten = False  # out of the table: closed by its last user
+
+
+class OpenBlockFiles(Generic[K]):
+    def __init__(self, path_of: Callable[[K], str], limit: int = OPEN_LIMIT) -> None:
+        self._path_of = path_of
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._open: OrderedDict[K, _Open] = OrderedDict()
+
+    def take(self, key: K) -> tuple[_Open, os.stat_result]:
+        """An open descriptor of block ``key``'s file (``.fd``) and its current fstat, to be
+        handed back with ``give_back``; OSError (such as FileNotFoundError) if there is no
+        such file. (Not a context manager: this is on every hit's path, and a generator-based
+        one costs more than the rest of this.)"""
+        entry = self._take(key)
+        try:
+            st = os.fstat(entry.fd)
+            if st.st_nlink == 0:  # unlinked or replaced since it was opened: by name again
+                self.give_back(entry)
+                self.forget(key)
+                entry = self._take(key)
+                st = os.fstat(entry.fd)
+        except BaseException:
+            self.give_back(entry)
+            raise
+        return entry, st
+
+    @contextmanager
+    def opened(self, key: K) -> Iterator[tuple[int, os.stat_result]]:
+        """``take`` and ``give_back`` around a block: (descriptor, fstat)."""
+        entry, st = self.take(key)
+        try:
+            yield entry.fd, st
+        finally:
+            self.give_back(entry)
+
+    def forget(self, key: K) -> None:
+        """The block's file is going (or being replaced): its descriptor is closed once
+        unused."""
+        with self._lock:
+            entry = self._open.pop(key, None)
+            if entry is not None:
+                entry.forgotten = True
+                if entry.users == 0:
+                    os.close(entry.fd)
+
+    def close(self) -> None:
+        with self._lock:
+            for entry in self._open.values():
+                entry.forgotten = True
+                if entry.users == 0:
+                    os.close(entry.fd)
+            self._open.clear()
+
+    def _take(self, key: K) -> _Open:
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is not None:
+                entry.users += 1
+                self._open.move_to_end(key)
+                return entry
+        fd = os.open(self._path_of(key), os.O_RDONLY | os.O_CLOEXEC)
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is not None:  # opened by another reader meanwhile: use theirs
+                os.close(fd)
+            else:
+                entry = self._open[key] = _Open(fd)
+                self._trim()
+            entry.users += 1
+            return entry
+
+    def give_back(self, entry: _Open) -> None:
+        with self._lock:
+            entry.users -= 1
+            if entry.forgotten and entry.users == 0:
+                os.close(entry.fd)
+
+    def _trim(self) -> None:
+        # With the lock held: the least recently used beyond the limit, if nobody reads them.
+        excess = len(self._open) - self._limit
+        if excess <= 0:
+            return
+        for key in [k for k, e in self._open.items() if e.users == 0][:excess]:
+            os.close(self._open.pop(key).fd)

@@ -113,5 +113,11 @@ class OpenBlockFiles(Generic[K]):
         excess = len(self._open) - self._limit
         if excess <= 0:
             return
-        for key in [k for k, e in self._open.items() if e.users == 0][:excess]:
+        victims = []
+        for key, entry in self._open.items():  # oldest first: usually the first will do
+            if entry.users == 0:
+                victims.append(key)
+                if len(victims) == excess:
+                    break
+        for key in victims:
             os.close(self._open.pop(key).fd)

@@ -96,6 +96,7 @@ class ProcessCommit(Waiters):
         next_seq: int,
         lock_fd: int,
         *,
+        flush_window_s: float = 0.0,
         on_fatal: Callable[[BaseException], None] = exit_process,
     ) -> None:
         storage = segment.storage
@@ -127,6 +128,7 @@ class ProcessCommit(Waiters):
             sys.executable, "-c", _CHILD, _CODE_ROOT, storage.root, segment.root,
             str(segment.segment_size), str(segment.first_seq), str(segment.size),
             "1" if handle is not None else "0", str(self.durable_seq), str(data_r), str(ack_w),
+            repr(flush_window_s),
         ]  # fmt: skip
         segment.close()  # the child opens the segment itself
         try:

@@ -183,7 +183,13 @@ class Journal(Generic[S]):
         last_seq = max(result.last_seq, state.last_seq)
         segment = self._segment_for_append(listing, result, tail, last_seq)
         if lock_fd is not None:
-            self._commit = ProcessCommit(segment, last_seq + 1, lock_fd, on_fatal=self.on_fatal)
+            self._commit = ProcessCommit(
+                segment,
+                last_seq + 1,
+                lock_fd,
+                flush_window_s=self.options.flush_window_ms / 1000.0,
+                on_fatal=self.on_fatal,
+            )
         else:
             self._commit = GroupCommit(
                 segment,

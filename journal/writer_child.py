@@ -11,9 +11,11 @@ of it was acknowledged, and recovery accepts it as "issued, not acknowledged").
 from __future__ import annotations
 
 import os
+import select
 import signal
 import struct
 import sys
+import time
 
 from journal.format import frame
 from journal.layout import segment_name
@@ -35,11 +37,22 @@ def failure_ack(message: str) -> bytes:
     return ACK.pack(-1, len(text)) + text
 
 
-def serve(segment: SegmentWriter, durable: int, data_fd: int, ack_fd: int) -> None:
+def serve(
+    segment: SegmentWriter, durable: int, data_fd: int, ack_fd: int, window_s: float = 0.0
+) -> None:
     commits = 0
     buf = bytearray()
     while True:
         chunk = os.read(data_fd, READ_SIZE)
+        if window_s > 0 and chunk:
+            # The flush window: more writers may join this batch (fewer, larger commits, each
+            # entry waiting up to the window longer).
+            time.sleep(window_s)
+            while select.select([data_fd], [], [], 0)[0]:
+                more = os.read(data_fd, READ_SIZE)
+                chunk += more
+                if not more or len(more) < READ_SIZE:
+                    break
         buf += chunk
         off = 0
         records: list[bytes] = []
@@ -80,9 +93,10 @@ def main() -> None:
     # to the whole process group must not stop it before the records it holds are written.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    storage_root, root, segment_size, first_seq, size, has_handle, durable, data_fd, ack_fd = (
-        sys.argv[1:10]
-    )
+    (
+        storage_root, root, segment_size, first_seq, size, has_handle, durable, data_fd, ack_fd,
+        window_s,
+    ) = sys.argv[1:11]  # fmt: skip
     storage = OsStorage(storage_root)
     segment = SegmentWriter(storage, root, int(segment_size), None, int(first_seq), int(size))
     ack = int(ack_fd)
@@ -90,7 +104,7 @@ def main() -> None:
         if has_handle == "1":
             path = join(root, segment_name(int(first_seq)))
             segment.handle = storage.open_write(path, append=True, sync_writes=True)
-        serve(segment, int(durable), int(data_fd), ack)
+        serve(segment, int(durable), int(data_fd), ack, float(window_s))
         segment.close()
     except BrokenPipeError:
         sys.exit(1)  # the parent is gone; it can hear nothing more

@@ -96,3 +96,32 @@ def test_more_than_a_pipe_holds_is_queued_and_written(tmp_path: Path) -> None:
         assert engine.state.tree.count == count + 1
     finally:
         engine.close(checkpoint=False)
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_the_flush_window_gathers_concurrent_writers_into_one_commit(
+    tmp_path: Path, writer: str
+) -> None:
+    # A window far longer than it takes 8 threads to append: the first entry's commit waits
+    # for all of them. Without the window the first would usually be committed alone.
+    options = JournalOptions(writer=writer, checkpoint_every=0, flush_window_ms=300)
+    engine = Engine(OsStorage(str(tmp_path)), options)
+    try:
+        ns = engine.ns
+        ns.mkdir("/d")
+        start = threading.Barrier(8)
+        fsyncs = engine.journal.fsyncs
+
+        def create(i: int) -> None:
+            start.wait()
+            ns.create(f"/d/f{i}")  # returns once durable
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(ns.listdir("/d")) == 8
+        assert engine.journal.fsyncs - fsyncs == 1
+    finally:
+        engine.close(checkpoint=False)

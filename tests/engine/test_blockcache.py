@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,28 @@ def read_all(engine: Engine, path: str) -> bytes:
     assert engine.cache is not None
     engine.cache.drain()  # what the read fetched is cached in the background: wait for it
     return data
+
+
+@contextmanager
+def engine_behind_proxy(
+    s3_server: S3Server, tmp_path: Path, objects: dict[str, bytes], block_size: int, quota: int
+) -> Iterator[tuple[Engine, FaultProxy]]:
+    """An engine whose mount reaches the S3 server through a fault proxy (its requests
+    cleared: the test sees only its own)."""
+    store = S3Store(s3_server)
+    for key, data in objects.items():
+        store.put(key, data)
+    proxy = FaultProxy(s3_server.endpoint).start()
+    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", quota)], block_size=block_size)
+    engine = Engine.open_home(home)
+    try:
+        engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
+        engine.sync.listdir("/")
+        proxy.clear()
+        yield engine, proxy
+    finally:
+        engine.close()
+        proxy.stop()
 
 
 def test_a_second_pass_over_an_s3_dataset_sends_no_request(
@@ -252,16 +275,8 @@ def test_a_hit_served_without_a_read_plan_still_promotes_when_the_path_asks(
 def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    store = S3Store(s3_server)
-    store.put("one", b"1" * 64 * KiB)
-    store.put("stream", os.urandom(8 * 16 * KiB))
-    proxy = FaultProxy(s3_server.endpoint).start()
-    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", 1 << 20)], block_size=16 * KiB)
-    engine = Engine.open_home(home)
-    try:
-        engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
-        engine.sync.listdir("/")
-        proxy.clear()
+    objects = {"one": b"1" * 64 * KiB, "stream": os.urandom(8 * 16 * KiB)}
+    with engine_behind_proxy(s3_server, tmp_path, objects, 16 * KiB, 1 << 20) as (engine, proxy):
         proxy.add(Fault("delay", -1, seconds=0.3, method="GET"))  # misses overlap for sure
         with ThreadPoolExecutor(8) as pool:
             got = list(pool.map(lambda _: engine.fs.read("/one", 0, 100), range(8)))
@@ -275,9 +290,6 @@ def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(
         engine.cache.drain()
         cached = {idx for (_v, idx) in engine.state.blocks[stream.id]}
         assert cached == {0, 1, 2, 3}
-    finally:
-        engine.close()
-        proxy.stop()
 
 
 def test_parallel_readers_of_one_file_share_the_readahead_requests(
@@ -287,16 +299,11 @@ def test_parallel_readers_of_one_file_share_the_readahead_requests(
     # stream is sequential across readers, and each of them should find its block already on
     # its way instead of sending a request of its own.
     bs = 128 * KiB
-    store = S3Store(s3_server)
     content = os.urandom(8 * bs)
-    store.put("shard", content)
-    proxy = FaultProxy(s3_server.endpoint).start()
-    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", 4 << 20)], block_size=bs)
-    engine = Engine.open_home(home)
-    try:
-        engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
-        engine.sync.listdir("/")
-        proxy.clear()
+    with engine_behind_proxy(s3_server, tmp_path, {"shard": content}, bs, 4 << 20) as (
+        engine,
+        proxy,
+    ):
         proxy.add(Fault("delay", -1, seconds=0.5, method="GET"))
 
         def read_block(i: int) -> bytes:
@@ -308,26 +315,18 @@ def test_parallel_readers_of_one_file_share_the_readahead_requests(
         assert b"".join(got) == content
         gets = [r for r in proxy.requests if r[0] == "GET"]
         assert len(gets) <= 4, gets  # a request per block would be 8
-    finally:
-        engine.close()
-        proxy.stop()
 
 
 def test_a_reader_has_its_bytes_before_the_rest_of_a_cold_block_arrives(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
     bs = 1 << 20
-    store = S3Store(s3_server)
     content = os.urandom(2 * bs)
-    store.put("big", content)
-    proxy = FaultProxy(s3_server.endpoint).start()
-    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", 8 << 20)], block_size=bs)
-    engine = Engine.open_home(home)
-    try:
-        engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
-        engine.sync.listdir("/")
+    with engine_behind_proxy(s3_server, tmp_path, {"big": content}, bs, 8 << 20) as (
+        engine,
+        proxy,
+    ):
         engine.fs.readahead_blocks = 0  # only the reads' own block is fetched
-        proxy.clear()
         stall = Fault("stall", 1, method="GET", keep=300 * KiB)
         proxy.add(stall)
         with ThreadPoolExecutor(2) as pool:
@@ -348,6 +347,3 @@ def test_a_reader_has_its_bytes_before_the_rest_of_a_cold_block_arrives(
         proxy.clear()
         assert engine.fs.read("/big", 0, bs) == content[:bs]  # the whole block, from the cache
         assert not [r for r in proxy.requests if r[0] == "GET"]
-    finally:
-        engine.close()
-        proxy.stop()

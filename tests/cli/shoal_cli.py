@@ -75,15 +75,15 @@ def rewrite_checkpoint(path: Path, *edits: str | Callable[[apsw.Connection], Non
 
 def rename_inode(old: str, new: str) -> Callable[[apsw.Connection], None]:
     """An edit for ``rewrite_checkpoint``: the inode named ``old`` is named ``new`` (inodes are
-    stored as msgpack chunks of rows; the name is a row's third column)."""
+    stored as msgpack chunks [palette, rows]; the name is a row's third column)."""
 
     def edit(conn: apsw.Connection) -> None:
         for first_id, blob in list(conn.execute("SELECT first_id, rows FROM inode_chunks")):
-            rows = msgpack.unpackb(blob, use_list=True)
+            palette, rows = msgpack.unpackb(blob, use_list=True)
             for row in rows:
                 if row[2] == old:
                     row[2] = new
-            packed = msgpack.packb(rows, use_bin_type=True)
+            packed = msgpack.packb([palette, rows], use_bin_type=True)
             conn.execute("UPDATE inode_chunks SET rows = ? WHERE first_id = ?", (packed, first_id))
 
     return edit

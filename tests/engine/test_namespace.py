@@ -6,6 +6,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import apsw
+import msgpack
 import pytest
 
 from engine import errors as err
@@ -13,6 +15,7 @@ from engine.engine import Engine
 from engine.inode import COMPLETE, PINNED
 from engine.snapshot import digest
 from engine.state import block_size_of
+from tests.cli.shoal_cli import rewrite_checkpoint
 
 
 @pytest.fixture
@@ -267,3 +270,42 @@ def test_reopen_without_final_checkpoint_replays_the_log(tmp_path: Path) -> None
 def test_a_second_open_of_the_same_home_is_refused(engine: Engine, tmp_path: Path) -> None:
     with pytest.raises(err.HomeLocked):
         Engine.open_home(str(tmp_path))
+
+
+def test_a_checkpoint_in_the_first_chunk_format_still_loads(tmp_path: Path) -> None:
+    # Checkpoints written before the attribute palette (chunk format 1: every row carries its
+    # own mode, uid, gid and flags) must give the same state.
+    engine = Engine.open_home(str(tmp_path))
+    ns = engine.ns
+    ns.mkdir("/a/b", parents=True)
+    ns.mkdir("/z")
+    for i in range(5):
+        ns.create(f"/a/b/f{i}", uid=i, mode=0o600 + i)
+    ns.rename("/a", "/z/a")  # a directory under a newer one: its parent comes later
+    ns.symlink("/link", "/z/a/b")
+    ns.setattr("/z", pinned=True, media=["mem"])
+    before = digest(engine.state)
+    engine.close()  # writes a checkpoint in the current format
+    ckpt = sorted((tmp_path / "journal" / "checkpoints").glob("checkpoint-*.sqlite"))[-1]
+
+    def to_format_1(conn: apsw.Connection) -> None:
+        for first_id, blob in list(conn.execute("SELECT first_id, rows FROM inode_chunks")):
+            palette, rows = msgpack.unpackb(blob, use_list=True)
+            old = [
+                [ino, parent, name, *palette[attrs][:3], size, mtime,
+                 mtime if ctime is None else ctime, version, palette[attrs][3], ext]
+                for ino, parent, name, attrs, size, mtime, ctime, version, ext in rows
+            ]  # fmt: skip
+            packed = msgpack.packb(old, use_bin_type=True)
+            conn.execute("UPDATE inode_chunks SET rows = ? WHERE first_id = ?", (packed, first_id))
+        conn.execute("DELETE FROM meta WHERE key = 'inode_chunk_format'")
+
+    rewrite_checkpoint(ckpt, to_format_1)
+    engine = Engine.open_home(str(tmp_path))
+    try:
+        report = engine.journal.report
+        assert report.checkpoint is not None and report.replayed == 0  # all from the checkpoint
+        assert digest(engine.state) == before
+        assert engine.ns.lookup("/z/a/b/f3").mode & 0o7777 == 0o603
+    finally:
+        engine.close()

@@ -47,14 +47,18 @@ class OpenBlockFiles(Generic[K]):
         entry = self._take(key)
         try:
             st = os.fstat(entry.fd)
-            if st.st_nlink == 0:  # unlinked or replaced since it was opened: by name again
-                self.give_back(entry)
-                self.forget(key)
-                entry = self._take(key)
-                st = os.fstat(entry.fd)
         except BaseException:
             self.give_back(entry)
             raise
+        if st.st_nlink == 0:  # unlinked or replaced since it was opened: by name again
+            self.give_back(entry)
+            self.forget(key)
+            entry = self._take(key)
+            try:
+                st = os.fstat(entry.fd)
+            except BaseException:
+                self.give_back(entry)
+                raise
         return entry, st
 
     @contextmanager

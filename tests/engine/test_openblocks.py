@@ -47,3 +47,16 @@ def test_a_descriptor_is_closed_only_when_nobody_reads_through_it(tmp_path: Path
     assert open_fds() - before == 2  # the limit; "a" closed by its last reader
     files.close()
     assert open_fds() == before
+
+
+def test_a_vanished_file_leaves_no_descriptor_behind(tmp_path: Path) -> None:
+    files: OpenBlockFiles[str] = OpenBlockFiles(lambda k: str(tmp_path / k))
+    (tmp_path / "a").write_bytes(b"a")
+    before = open_fds()
+    with files.opened("a"):
+        pass
+    os.unlink(tmp_path / "a")  # the kept descriptor now points at an unlinked file
+    with pytest.raises(FileNotFoundError), files.opened("a"):
+        pass
+    assert open_fds() == before  # the stale one was closed, nothing was left open
+    files.close()

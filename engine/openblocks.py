@@ -44,22 +44,20 @@ class OpenBlockFiles(Generic[K]):
         handed back with ``give_back``; OSError (such as FileNotFoundError) if there is no
         such file. (Not a context manager: this is on every hit's path, and a generator-based
         one costs more than the rest of this.)"""
-        entry = self._take(key)
-        try:
-            st = os.fstat(entry.fd)
-        except BaseException:
-            self.give_back(entry)
-            raise
+        entry, st = self._take_with_stat(key)
         if st.st_nlink == 0:  # unlinked or replaced since it was opened: by name again
             self.give_back(entry)
             self.forget(key)
-            entry = self._take(key)
-            try:
-                st = os.fstat(entry.fd)
-            except BaseException:
-                self.give_back(entry)
-                raise
+            entry, st = self._take_with_stat(key)
         return entry, st
+
+    def _take_with_stat(self, key: K) -> tuple[_Open, os.stat_result]:
+        entry = self._take(key)
+        try:
+            return entry, os.fstat(entry.fd)
+        except BaseException:
+            self.give_back(entry)
+            raise
 
     @contextmanager
     def opened(self, key: K) -> Iterator[tuple[int, os.stat_result]]:

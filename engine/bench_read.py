@@ -26,6 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from engine.config import default_tiers
+
 MiB = 1 << 20
 SMALL_SIZE = 110_000
 
@@ -176,6 +178,11 @@ def run(
         proxy.stop()
         server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
+        # The home's default MEM tier lives on /dev/shm, outside the scratch directory: left
+        # there, every run would keep up to a GiB of RAM.
+        for tier in default_tiers(home):
+            for path in tier.paths:
+                shutil.rmtree(path, ignore_errors=True)
 
     result["ratios"] = {
         "cold_small_vs_boto3": result["mount_cold_small"]["mib_per_s"]

@@ -3,6 +3,7 @@ never asserted: the machine is noisy)."""
 
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from tests.cli.shoal_cli import shoal
 
 
 def test_bench_read_small_run(tmp_path: Path) -> None:
+    shm_before = set(glob.glob("/dev/shm/shoal-*"))
     chart = tmp_path / "chart.png"
     proc = shoal(
         "bench", "read", str(tmp_path), "--json", "--chart", str(chart), "--classes", "2",
@@ -25,3 +27,4 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
     }  # fmt: skip
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert list(tmp_path.glob("shoal-bench-read-*")) == []  # its scratch is removed
+    assert set(glob.glob("/dev/shm/shoal-*")) <= shm_before  # and its MEM tier

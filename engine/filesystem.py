@@ -346,8 +346,10 @@ class FileSystem:
                 for idx in range(first, last + 1)
                 if (info := blocks.get((version, idx))) is not None and info.tier != top
             ]
-            if lower:  # promoted if the read type asks (moving blocks is for a thread)
-                cache.fetcher.later(lambda: self._promote_planned(node, lower))
+            # Promoted if the read type asks: deciding costs two walks up the tree, done here
+            # (a thread hop per hit of a lower tier would cost more); moving is for a thread.
+            if lower and self._read_type_of(node) == "CACHE_PROMOTE":
+                cache.fetcher.later(lambda: self._promote(lower))
         if self.readahead_blocks and node.flags & PERSISTED:
             # Decided here (cheap, and most reads start no batch); the rest (the read plan,
             # opening the connector, the block map) may wait: a readahead thread does it,
@@ -359,11 +361,16 @@ class FileSystem:
                 cache.fetcher.later(lambda: self._fetch_ahead_planned(node, bs, batch))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def _promote_planned(self, node: Inode, keys: list[tuple[int, int, int]]) -> None:
+    def _read_type_of(self, node: Inode) -> str | None:
+        try:
+            return self._read_plan(node, None)[2]
+        except InvalidArgument:  # not below a mount, or a bad type: nothing to promote for
+            return None
+
+    def _promote(self, keys: list[tuple[int, int, int]]) -> None:
         assert self.cache is not None
-        if self._read_plan(node, None)[2] == "CACHE_PROMOTE":
-            for key in keys:
-                self.cache.promote(key)
+        for key in keys:
+            self.cache.promote(key)
 
     def read_node(
         self, node: Inode, offset: int, length: int, read_type: str | None = None

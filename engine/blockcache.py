@@ -67,6 +67,7 @@ class BlockCache:
         if evictor not in EVICTORS:
             raise ValueError(f"unknown evictor {evictor!r} (one of {', '.join(EVICTORS)})")
         self.evictor = evictor
+        self._lrfu = evictor == "LRFU"  # only LRFU scores need a hit's time
         self.half_life_s = lrfu_half_life_s
         # LRFU: block -> (score, time of its last update); a score halves every half-life
         # and gains 1 per access, so both recency and frequency count.
@@ -144,7 +145,7 @@ class BlockCache:
                 if self.info(key) == info:
                     self._drop(key, info)
             return None
-        self._accesses.append((key, info.tier, time.monotonic()))
+        self._accesses.append((key, info.tier, time.monotonic() if self._lrfu else 0.0))
         hits = self.stats.tier_hits
         hits[info.tier] = hits.get(info.tier, 0) + 1
         return data

@@ -329,6 +329,9 @@ class FileSystem:
                 return None
             parts = [data]
         else:
+            blocks = self.ns.state.blocks.get(ino, {})
+            if any((version, idx) not in blocks for idx in range(first, last + 1)):
+                return None  # a miss among them: read_node reads them all, none twice
             parts = []
             for idx in range(first, last + 1):
                 start = idx * bs

@@ -14,6 +14,7 @@ from engine.tiers import TierSpec
 from journal.journal import JournalOptions
 
 WRITERS = ("process", "thread")
+REPLAY_SCANNERS = ("auto", "process", "inline")
 
 
 @dataclass
@@ -181,5 +182,10 @@ def load_config(
     if cfg.journal.writer not in WRITERS:
         raise InvalidArgument(
             f"config key journal.writer: {cfg.journal.writer!r} is not one of {', '.join(WRITERS)}"
+        )
+    if cfg.journal.replay_scanner not in REPLAY_SCANNERS:
+        raise InvalidArgument(
+            f"config key journal.replay_scanner: {cfg.journal.replay_scanner!r} is not one of"
+            f" {', '.join(REPLAY_SCANNERS)}"
         )
     return cfg

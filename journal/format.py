@@ -20,8 +20,10 @@ tail* when no valid record follows anywhere after it (a crash cut the last write
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -115,39 +117,88 @@ def _record_at(buf: memoryview, off: int, expect_seq: int | None) -> tuple[int, 
     return seq, type_code, length
 
 
+class SegmentScan:
+    """Checks a segment image record by record, in steps, so that what was checked can be used
+    while the rest is still being checked. ``step`` appends each valid record's offset to
+    ``offsets`` and its type code to ``codes``; a record's payload runs from its offset +
+    HEADER_SIZE to the next offset (the last one's to ``ScanEnd.offset``).
+
+    This is the one decoder of the log: replay, verify, dump, repair and fsck all use it.
+    """
+
+    def __init__(self, data: bytes, first_seq: int) -> None:
+        self.data = data
+        self.off = SEGMENT_HEADER.size
+        self.expect = first_seq
+        self.end: ScanEnd | None = None  # set once the whole image is checked
+
+    def step(self, offsets: array, codes: array, max_bytes: int = 1 << 62) -> ScanEnd | None:
+        """Checks the records that start in the next ``max_bytes``; returns the ScanEnd, saying
+        where and why checking stopped, once there is nothing more to check."""
+        data, off, expect = self.data, self.off, self.expect
+        end = len(data)
+        pause = off + max_bytes
+        seed, mask, unpack, crc32 = CRC_SEED, CRC_MASK, _unpack_header, _crc32
+        add_offset, add_code = offsets.append, codes.append
+        # Replay speed depends on this loop: keep it free of work it does not need (headers are
+        # unpacked from the bytes object, which struct reads faster than a memoryview, and a
+        # checksum over a copied slice is cheaper than over a memoryview of one).
+        while off < pause:
+            body = off + HEADER_SIZE
+            if body > end:
+                break
+            crc, length, seq, type_code, _flags = unpack(data, off)
+            stop = body + length
+            if seq != expect or stop > end or not 0 < length <= MAX_PAYLOAD:
+                break
+            if crc32(data[off + 4 : stop], seed) ^ mask != crc:
+                break
+            add_offset(off)
+            add_code(type_code)
+            off = stop
+            expect = seq + 1
+        else:
+            if off < end:
+                self.off, self.expect = off, expect
+                return None
+        self.off, self.expect = off, expect
+        if off >= end:
+            self.end = ScanEnd(off, end, "", None, expect - 1)
+        else:
+            buf = memoryview(data)
+            reason = _diagnose(buf, off, expect)
+            later = _find_later_record(buf, off + 1, expect)
+            self.end = ScanEnd(off, end, reason, later, expect - 1)
+        return self.end
+
+
+def payload_bounds(offsets: array, next_offset: int) -> tuple[Iterator[int], Iterator[int]]:
+    """The (start, stop) offsets of the payloads of the records a ``SegmentScan`` step found,
+    given where the record after them starts (``SegmentScan.off`` after that step)."""
+    if not offsets:
+        return iter(()), iter(())
+    starts = map(HEADER_SIZE.__add__, offsets)
+    stops = itertools.chain(itertools.islice(offsets, 1, None), (next_offset,))
+    return starts, stops
+
+
 def scan_segment(
     data: bytes, first_seq: int, visit: Callable[[int, int, memoryview, int], object]
 ) -> ScanEnd:
     """Calls ``visit(seq, type, payload, offset)`` for each valid record of a segment image, in
-    order, and returns a ScanEnd saying where and why scanning stopped.
-
-    This is the one decoder of the log: replay, verify, dump, repair and fsck all use it. An
-    exception from ``visit`` stops the scan and propagates.
+    order, and returns a ScanEnd saying where and why scanning stopped (``SegmentScan``). An
+    exception from ``visit`` stops the visits and propagates.
     """
+    offsets, codes = array("Q"), array("H")
+    end = SegmentScan(data, first_seq).step(offsets, codes)
+    assert end is not None
     buf = memoryview(data)
-    end = len(buf)
-    off = SEGMENT_HEADER.size
-    expect = first_seq
-    seed, mask, unpack, crc32 = CRC_SEED, CRC_MASK, _unpack_header, _crc32
-    # Replay speed depends on this loop: keep it free of work it does not need (headers are
-    # unpacked from the bytes object, which struct reads faster than a memoryview).
-    while True:
-        body = off + HEADER_SIZE
-        if body > end:
-            break
-        crc, length, seq, type_code, _flags = unpack(data, off)
-        stop = body + length
-        if seq != expect or stop > end or not 0 < length <= MAX_PAYLOAD:
-            break
-        if crc32(buf[off + 4 : stop], seed) ^ mask != crc:
-            break
-        visit(seq, type_code, buf[body:stop], off)
-        off = stop
-        expect = seq + 1
-    if off >= end:
-        return ScanEnd(off, end, "", None, expect - 1)
-    reason = _diagnose(buf, off, expect)
-    return ScanEnd(off, end, reason, _find_later_record(buf, off + 1, expect), expect - 1)
+    starts, stops = payload_bounds(offsets, end.offset)
+    seq = first_seq
+    for off, code, start, stop in zip(offsets, codes, starts, stops, strict=True):
+        visit(seq, code, buf[start:stop], off)
+        seq += 1
+    return end
 
 
 def iter_records(data: bytes, first_seq: int) -> Iterator[Record | ScanEnd]:

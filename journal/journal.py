@@ -82,6 +82,9 @@ class JournalOptions:
     group_commit: bool = True  # False: every append writes and fsyncs inline (tests)
     # Group commit's writer: "process" (a child process; on real files) or "thread".
     writer: str = "process"
+    # Who checks the log's records at start-up: "process" (a child process, while this one
+    # applies them; on real files), "inline", or "auto" (a process for logs over 4 MiB).
+    replay_scanner: str = "auto"
 
 
 @dataclass
@@ -174,7 +177,14 @@ class Journal(Generic[S]):
             )
         fast = state.replay_appliers()
         result = _build_in_bulk(
-            lambda: read_log(storage, listing, state.last_seq, state.apply, fast=fast)
+            lambda: read_log(
+                storage,
+                listing,
+                state.last_seq,
+                state.apply,
+                fast=fast,
+                scanner=self.options.replay_scanner,
+            )  # fmt: skip
         )
         state.last_seq = max(state.last_seq, result.last_seq)
         tail = result.tail

@@ -7,17 +7,21 @@ trust, and reports (rather than repairs) a torn tail at the end of the last segm
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from journal import entries
+from journal import entries, scan_process
 from journal.errors import JournalCorrupt, JournalError
 from journal.format import BadSegmentHeader, Record, parse_segment_header, scan_segment
 from journal.layout import Listing, segment_name
-from journal.storage import Storage
+from journal.scan_process import ScanProcess, ScanProcessFailed
+from journal.storage import OsStorage, Storage, join
+
+log = logging.getLogger(__name__)
 
 VERIFY_HINT = "run `shoal journal verify` for a full report"
 
@@ -64,44 +68,59 @@ def _observed(
     return both
 
 
-def _replayer(
-    path: str,
-    after_seq: int,
-    on_entry: Callable[[Any, int], None],
-    fast: dict[int, Callable[[list[Any]], None]] | None,
-) -> Callable[[int, int, memoryview, int], None]:
-    """Decodes and applies one record.
+class _Replayer:
+    """Decodes and applies the records of one segment.
 
     The common case — a known type whose payload is an array of exactly its fields — skips
     building the entry: ``fast[code]`` applies the decoded field list directly. Anything else
     goes through entries.decode, which explains what is wrong, and ``on_entry``.
     """
-    counts = {code: cls_n[1] for code, cls_n in entries.SHAPES.items()}
-    direct = {code: (fn, counts[code]) for code, fn in (fast or {}).items() if code in counts}
-    direct_get = direct.get
-    unpackb = msgpack.unpackb
-    decode = entries.decode
 
-    def replay(seq: int, code: int, payload: memoryview, offset: int) -> None:
-        if seq <= after_seq:
-            return
-        try:
-            fields = unpackb(payload)  # a list: the default options parse fastest
-            shape = direct_get(code)
-            if shape is not None and type(fields) is list and len(fields) == shape[1]:
-                shape[0](fields)
+    def __init__(
+        self, path: str, after_seq: int, on_entry: Callable[[Any, int], None],
+        fast: dict[int, Callable[[list[Any]], None]] | None,
+    ) -> None:  # fmt: skip
+        self.path = path
+        self.after_seq = after_seq
+        self.on_entry = on_entry
+        counts = {code: cls_n[1] for code, cls_n in entries.SHAPES.items()}
+        self.direct = {
+            code: (fn, counts[code]) for code, fn in (fast or {}).items() if code in counts
+        }
+
+    def visit(self) -> Callable[[int, int, memoryview, int], None]:
+        """The scan_segment callback (a closure: one call per record)."""
+        after_seq = self.after_seq
+        direct_get = self.direct.get
+        unpackb = msgpack.unpackb
+        path, slow = self.path, self.slow_payload
+
+        def replay(seq: int, code: int, payload: memoryview, offset: int) -> None:
+            if seq <= after_seq:
                 return
-        except JournalError:
-            raise
-        except (ValueError, msgpack.UnpackException):
-            pass  # decode() below says what is wrong with the payload
-        except Exception as exc:
-            raise JournalCorrupt(
-                path, offset, f"entry {seq} cannot be applied: {exc}", VERIFY_HINT
-            ) from exc
-        entry = decode(code, payload, where=f"{path} at offset {offset}")
+            try:
+                fields = unpackb(payload)  # a list: the default options parse fastest
+                shape = direct_get(code)
+                if shape is not None and type(fields) is list and len(fields) == shape[1]:
+                    shape[0](fields)
+                    return
+            except JournalError:
+                raise
+            except (ValueError, msgpack.UnpackException):
+                pass  # decode() below says what is wrong with the payload
+            except Exception as exc:
+                raise JournalCorrupt(
+                    path, offset, f"entry {seq} cannot be applied: {exc}", VERIFY_HINT
+                ) from exc
+            slow(seq, code, payload, offset)
+
+        return replay
+
+    def slow_payload(self, seq: int, code: int, payload: bytes | memoryview, offset: int) -> None:
+        path = self.path
+        entry = entries.decode(code, payload, where=f"{path} at offset {offset}")
         try:
-            on_entry(entry, seq)
+            self.on_entry(entry, seq)
         except JournalError:
             raise
         except Exception as exc:
@@ -112,7 +131,39 @@ def _replayer(
                 VERIFY_HINT,
             ) from exc
 
-    return replay
+    def slow_fields(
+        self, seq: int, code: int, fields: Any, offset: int, failed: Exception | None
+    ) -> None:
+        """A record decoded by the scanning process that the fast path did not take, or that
+        raised ``failed`` there: handled as ``visit`` handles it."""
+        if isinstance(failed, JournalError):
+            raise failed
+        if failed is not None and not isinstance(failed, (ValueError, msgpack.UnpackException)):
+            raise JournalCorrupt(
+                self.path, offset, f"entry {seq} cannot be applied: {failed}", VERIFY_HINT
+            ) from failed
+        self.slow_payload(seq, code, msgpack.packb(fields), offset)
+
+
+def _scan_process_for(
+    storage: Storage, segments: list[tuple[int, str]], after_seq: int, only_if_long: bool
+) -> ScanProcess | None:
+    """A process that checks the records of ``segments`` while this one applies them, when the
+    log is on real files (and, ``only_if_long``, long enough to be worth a process)."""
+    if not isinstance(storage, OsStorage) or not segments:
+        return None
+    try:
+        size = sum(storage.size(path) for _, path in segments)
+    except OSError:
+        return None  # reading the segments will say what is wrong
+    if only_if_long and size < scan_process.SCAN_IN_CHILD_ABOVE:
+        return None
+    try:
+        paths = [(join(storage.root, path), first) for first, path in segments]
+        return ScanProcess(paths, after_seq)
+    except OSError as exc:
+        log.warning("replaying without a log scanning process: %s", exc)
+        return None
 
 
 def read_log(
@@ -123,13 +174,17 @@ def read_log(
     *,
     on_record: Callable[[Record, str], None] | None = None,
     fast: dict[int, Callable[[list[Any]], None]] | None = None,
+    scanner: str = "auto",
 ) -> ReadResult:
     """Hands every entry with seq > after_seq to ``on_entry(entry, seq)`` in order.
 
     ``on_record(record, path)`` (if given) sees every valid record of the segments read, decoded
     or not. ``fast`` (type code -> function of the decoded field list) takes the place of
     ``on_entry`` for entries of those types that have exactly their fields; it is not told the
-    sequence number, so the caller records ``result.last_seq`` itself.
+    sequence number, so the caller records ``result.last_seq`` itself. With ``fast`` and no
+    ``on_record``, the records can be checked by a second process (journal/scan_process.py)
+    while this one applies them: ``scanner`` "process" does that for logs on real files, "auto"
+    when they are longer than scan_process.SCAN_IN_CHILD_ABOVE, "inline" never.
 
     Raises JournalCorrupt on a gap, a lost segment, a damaged header or mid-log damage,
     and UnknownEntryType/MalformedEntry (with their location) on entries it cannot decode.
@@ -160,6 +215,24 @@ def read_log(
             " (a segment is missing)",
             "restore the missing segment, or start from a checkpoint that covers the gap",
         )
+    process = None
+    if on_entry is not None and on_record is None and fast and scanner != "inline":
+        process = _scan_process_for(storage, segments[start:], after_seq, scanner == "auto")
+    try:
+        return _read_segments(storage, listing, start, result, on_entry, on_record, fast, process)
+    finally:
+        if process is not None:
+            process.close()
+
+
+def _read_segments(
+    storage: Storage, listing: Listing, start: int, result: ReadResult,
+    on_entry: Callable[[Any, int], None] | None, on_record: Callable[[Record, str], None] | None,
+    fast: dict[int, Callable[[list[Any]], None]] | None, process: ScanProcess | None,
+) -> ReadResult:  # fmt: skip
+    """read_log's walk over the segments from ``start`` on."""
+    segments = listing.segments
+    after_seq = result.last_seq
     expect = after_seq + 1
     for i in range(start, len(segments)):
         first, path = segments[i]
@@ -196,13 +269,25 @@ def read_log(
             )
         if i == start:
             expect = first
+        end = None
         if on_entry is None:
             visit: Callable[[int, int, memoryview, int], object] = _skip
         else:
-            visit = _replayer(path, after_seq, on_entry, fast)
+            replayer = _Replayer(path, after_seq, on_entry, fast)
+            visit = replayer.visit()
+            if process is not None:
+                try:
+                    end = process.replay_segment(replayer.direct, replayer.slow_fields, visit)
+                except ScanProcessFailed as exc:
+                    log.warning("%s; replaying %s in this process", exc, path)
+                    replayer.after_seq = process.applied_seq
+                    visit = replayer.visit()
+                    process.close()
+                    process = None
         if on_record is not None:
             visit = _observed(visit, on_record, path)
-        end = scan_segment(data, first, visit)
+        if end is None:
+            end = scan_segment(data, first, visit)
         result.log_end_seq = end.last_seq
         if end.last_seq >= first:
             expect = end.last_seq + 1

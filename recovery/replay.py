@@ -105,5 +105,9 @@ def _replay_from_start(engine: Engine) -> FullReplay:
             " later checkpoints covered them, so a replay from entry 1 is not possible",
         )
     state = State()
-    result = read_log(engine.storage, listing, 0, state.apply)
+    # The same reading as start-up: fast appliers, and the scanning process for a long log.
+    fast = state.replay_appliers()
+    scanner = engine.journal.options.replay_scanner
+    result = read_log(engine.storage, listing, 0, state.apply, fast=fast, scanner=scanner)
+    state.last_seq = max(state.last_seq, result.last_seq)
     return FullReplay(True, "", digest(state), result.applied, state.last_seq)

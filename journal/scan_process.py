@@ -2,10 +2,11 @@
 
 Why: replaying a large log costs about as much in checking its records (record headers,
 checksums, msgpack framing) as in applying them, and at start-up the machine's other cores are
-idle. The child runs ``scan_segment`` (the one decoder of the log) over each segment and streams
-back what replay needs, in chunks: the records' type codes and offsets, and their payloads back
-to back. It checks that each payload decodes as exactly one msgpack object, so this process can
-decode a whole chunk with one streaming Unpacker and apply the field lists as they come. Each
+idle. The child runs ``SegmentScan`` (the one decoder of the log) over each segment, a step at
+a time, and streams back what replay needs, in chunks: the records' type codes and offsets, and
+their payloads back to back. It checks that each payload is exactly one msgpack object, so this
+process can decode a whole chunk with one streaming Unpacker and apply the field lists as they
+come. Each
 segment's stream ends with its ``ScanEnd``, so torn tails and damage are judged exactly as
 in-process replay judges them.
 

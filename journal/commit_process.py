@@ -34,12 +34,12 @@ import os
 import select
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from journal.child import child_argv
 from journal.errors import JournalClosed, JournalFailed, JournalNotWritable
 from journal.storage import OsStorage, join
 from journal.writer import SegmentWriter, Waiters, _cannot_abort, _trio_lowlevel, exit_process
@@ -53,10 +53,6 @@ log = logging.getLogger(__name__)
 PIPE_SIZE = 1 << 20
 LOCK_WAIT_S = 30.0
 THREAD_POLL_MS = 50
-_CHILD = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from journal.writer_child import main; main()"
-)
-_CODE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ChildFailed(OSError):
@@ -124,12 +120,12 @@ class ProcessCommit(Waiters):
         except OSError:  # above /proc/sys/fs/pipe-max-size: the default size still works
             pass
         handle = segment.handle
-        args = [
-            sys.executable, "-c", _CHILD, _CODE_ROOT, storage.root, segment.root,
+        args = child_argv(
+            "journal.writer_child", storage.root, segment.root,
             str(segment.segment_size), str(segment.first_seq), str(segment.size),
             "1" if handle is not None else "0", str(self.durable_seq), str(data_r), str(ack_w),
             repr(flush_window_s),
-        ]  # fmt: skip
+        )  # fmt: skip
         segment.close()  # the child opens the segment itself
         try:
             self._child = subprocess.Popen(

@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
+from journal.child import child_argv
 from journal.format import ScanEnd, SegmentScan, payload_bounds
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,6 @@ STEP_BYTES = 192 << 10  # of segment checked per chunk sent
 SCAN_IN_CHILD_ABOVE = 4 << 20
 PIPE_SIZE = 1 << 20
 
-_CHILD = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); from journal.scan_process import main; main()"
-)
-_CODE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (seq, type code, payload, offset): replay of one record the fast path does not take.
 Visit = Callable[[int, int, Any, int], None]
@@ -177,10 +174,7 @@ class ScanProcess:
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:  # above /proc/sys/fs/pipe-max-size: the default size works too
             pass
-        args = [
-            sys.executable, "-c", _CHILD, _CODE_ROOT, str(write_fd), str(after_seq),
-            str(STEP_BYTES),
-        ]  # fmt: skip
+        args = child_argv("journal.scan_process", str(write_fd), str(after_seq), str(STEP_BYTES))
         for path, first in segments:
             args += [path, str(first)]
         try:

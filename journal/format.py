@@ -130,7 +130,6 @@ class SegmentScan:
         self.data = data
         self.off = SEGMENT_HEADER.size
         self.expect = first_seq
-        self.end: ScanEnd | None = None  # set once the whole image is checked
 
     def step(self, offsets: array, codes: array, max_bytes: int = 1 << 62) -> ScanEnd | None:
         """Checks the records that start in the next ``max_bytes``; returns the ScanEnd, saying
@@ -163,13 +162,10 @@ class SegmentScan:
                 return None
         self.off, self.expect = off, expect
         if off >= end:
-            self.end = ScanEnd(off, end, "", None, expect - 1)
-        else:
-            buf = memoryview(data)
-            reason = _diagnose(buf, off, expect)
-            later = _find_later_record(buf, off + 1, expect)
-            self.end = ScanEnd(off, end, reason, later, expect - 1)
-        return self.end
+            return ScanEnd(off, end, "", None, expect - 1)
+        buf = memoryview(data)
+        reason = _diagnose(buf, off, expect)
+        return ScanEnd(off, end, reason, _find_later_record(buf, off + 1, expect), expect - 1)
 
 
 def payload_bounds(offsets: array, next_offset: int) -> tuple[Iterator[int], Iterator[int]]:

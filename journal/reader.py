@@ -93,7 +93,7 @@ class _Replayer:
         after_seq = self.after_seq
         direct_get = self.direct.get
         unpackb = msgpack.unpackb
-        path, slow = self.path, self.slow_payload
+        slow, failed = self.slow_payload, self.fast_failed
 
         def replay(seq: int, code: int, payload: memoryview, offset: int) -> None:
             if seq <= after_seq:
@@ -104,17 +104,22 @@ class _Replayer:
                 if shape is not None and type(fields) is list and len(fields) == shape[1]:
                     shape[0](fields)
                     return
-            except JournalError:
-                raise
-            except (ValueError, msgpack.UnpackException):
-                pass  # decode() below says what is wrong with the payload
             except Exception as exc:
-                raise JournalCorrupt(
-                    path, offset, f"entry {seq} cannot be applied: {exc}", VERIFY_HINT
-                ) from exc
+                failed(seq, offset, exc)
             slow(seq, code, payload, offset)
 
         return replay
+
+    def fast_failed(self, seq: int, offset: int, exc: Exception) -> None:
+        """Decoding or fast application of entry ``seq`` raised ``exc``: raises what start-up
+        must stop with, or returns when the slow path (entries.decode, which says what is
+        wrong with a payload) is to take the entry."""
+        if isinstance(exc, JournalError):
+            raise exc
+        if not isinstance(exc, (ValueError, msgpack.UnpackException)):
+            raise JournalCorrupt(
+                self.path, offset, f"entry {seq} cannot be applied: {exc}", VERIFY_HINT
+            ) from exc
 
     def slow_payload(self, seq: int, code: int, payload: bytes | memoryview, offset: int) -> None:
         path = self.path
@@ -136,12 +141,8 @@ class _Replayer:
     ) -> None:
         """A record decoded by the scanning process that the fast path did not take, or that
         raised ``failed`` there: handled as ``visit`` handles it."""
-        if isinstance(failed, JournalError):
-            raise failed
-        if failed is not None and not isinstance(failed, (ValueError, msgpack.UnpackException)):
-            raise JournalCorrupt(
-                self.path, offset, f"entry {seq} cannot be applied: {failed}", VERIFY_HINT
-            ) from failed
+        if failed is not None:
+            self.fast_failed(seq, offset, failed)
         self.slow_payload(seq, code, msgpack.packb(fields), offset)
 
 

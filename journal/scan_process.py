@@ -41,6 +41,7 @@ from typing import Any, BinaryIO
 import msgpack
 
 from journal.child import child_argv
+from journal.errors import JournalError
 from journal.format import ScanEnd, SegmentScan, payload_bounds
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ PIPE_SIZE = 1 << 20
 
 # (seq, type code, payload, offset): replay of one record the fast path does not take.
 Visit = Callable[[int, int, Any, int], None]
-# (seq, type code, decoded fields, offset, the error the fast path raised or None)
+# (seq, type code, decoded fields, offset, the error the fast path raised or None); raises
+# only JournalError
 SlowApply = Callable[[int, int, Any, int, "Exception | None"], None]
 
 
@@ -247,12 +249,12 @@ class ScanProcess:
                         slow(seq, code, fields, offsets[seq - first], None)
                     done = seq
                 return
+            except JournalError:
+                raise  # from ``slow``: it already says what is wrong and where
             except Exception as exc:
                 if seq == done:  # the stream itself: the child and this process disagree
                     self.applied_seq = done
                     raise ScanProcessFailed(f"the scanned stream cannot be decoded: {exc}") from exc
-                if not (shape is not None and type(fields) is list and len(fields) == shape[1]):
-                    raise  # from ``slow``, which already says what is wrong and where
                 slow(seq, code, fields, offsets[seq - first], exc)
                 done = seq
 

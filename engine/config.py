@@ -183,6 +183,11 @@ def load_config(
         raise InvalidArgument(
             f"config key journal.writer: {cfg.journal.writer!r} is not one of {', '.join(WRITERS)}"
         )
+    preallocate = cfg.journal.preallocate
+    if isinstance(preallocate, bool) or not isinstance(preallocate, int) or preallocate < 0:
+        raise InvalidArgument(
+            f"config key journal.preallocate: {preallocate!r} is not a byte count (0 turns it off)"
+        )
     if cfg.journal.replay_scanner not in REPLAY_SCANNERS:
         raise InvalidArgument(
             f"config key journal.replay_scanner: {cfg.journal.replay_scanner!r} is not one of"

@@ -123,6 +123,7 @@ class ProcessCommit(Waiters):
         args = child_argv(
             "journal.writer_child", storage.root, segment.root,
             str(segment.segment_size), str(segment.first_seq), str(segment.size),
+            str(segment.allocated), str(segment.preallocate),
             "1" if handle is not None else "0", str(self.durable_seq), str(data_r), str(ack_w),
             repr(flush_window_s),
         )  # fmt: skip

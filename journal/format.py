@@ -68,8 +68,8 @@ class Record(NamedTuple):
 class ScanEnd:
     """Why scanning a segment stopped, and where."""
 
-    offset: int  # first byte that is not part of a valid record
-    size: int  # size of the segment file
+    offset: int  # first byte that is not part of a valid record (the next record goes here)
+    size: int  # size of the segment file (zeros from offset on when clean)
     reason: str  # "" when the segment ended cleanly
     next_valid_offset: int | None  # a later valid record, which makes the damage corruption
     last_seq: int = 0  # of the last valid record (first_seq - 1 if there is none)
@@ -161,7 +161,9 @@ class SegmentScan:
                 self.off, self.expect = off, expect
                 return None
         self.off, self.expect = off, expect
-        if off >= end:
+        if off >= end or data.count(0, off) == end - off:
+            # Zeros after the last record are the segment's preallocated end (journal/writer.py):
+            # nothing was written there, which a torn write (garbage, a cut record) is not.
             return ScanEnd(off, end, "", None, expect - 1)
         buf = memoryview(data)
         reason = _diagnose(buf, off, expect)

@@ -85,6 +85,9 @@ class JournalOptions:
     # Who checks the log's records at start-up: "process" (a child process, while this one
     # applies them; on real files), "inline", or "auto" (a process for logs over 4 MiB).
     replay_scanner: str = "auto"
+    # Bytes zero-filled at a time ahead of the open segment's last record, so that commits
+    # overwrite written blocks instead of growing the file (journal/writer.py); 0: off.
+    preallocate: int = 1 << 20
 
 
 @dataclass
@@ -250,18 +253,22 @@ class Journal(Generic[S]):
         segments = [
             s for s in listing.segments if not (tail and tail.offset == 0 and s[1] == tail.path)
         ]
-        writer = SegmentWriter(self.storage, self.root, self.options.segment_size, None, 0, 0)
+        options = self.options
+        writer = SegmentWriter(
+            self.storage, self.root, options.segment_size, None, 0, 0,
+            preallocate=options.preallocate,
+        )  # fmt: skip
         if segments:
             first, path = segments[-1]
-            size = tail.offset if tail and tail.path == path else result.segment_sizes.get(path)
-            if size is None:
-                size = self.storage.size(path)
             # A log that ends before the checkpoint's entry (its tail was lost, but the checkpoint
             # covers it) continues in a new segment: appending to the old one would leave a gap
             # inside it that the next open would take for damage.
-            if result.log_end_seq == last_seq:
-                writer.handle = self.storage.open_write(path, append=True, sync_writes=True)
-                writer.first_seq, writer.size = first, size
+            if result.log_end_seq == last_seq and path in result.segment_ends:
+                if tail and tail.path == path:
+                    end = allocated = tail.offset
+                else:
+                    end, allocated = result.segment_ends[path], result.segment_sizes[path]
+                writer.open_existing(path, first, end, allocated)
         return writer
 
     # -- appending ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -39,7 +39,8 @@ class ReadResult:
     last_seq: int  # the last valid entry in the log (or after_seq if there is none after it)
     applied: int  # entries handed to the callback
     tail: TornTail | None  # a torn end of the last segment, to be truncated before appending
-    segment_sizes: dict[str, int]
+    segment_sizes: dict[str, int]  # path -> file size
+    segment_ends: dict[str, int] = field(default_factory=dict)  # path -> end of its last record
     # The last record of the last segment read (its first_seq - 1 if it has none; 0 with no
     # segment): appending may reuse that segment only if this is the state's last entry.
     log_end_seq: int = 0
@@ -290,6 +291,7 @@ def _read_segments(
         if end is None:
             end = scan_segment(data, first, visit)
         result.log_end_seq = end.last_seq
+        result.segment_ends[path] = end.offset
         if end.last_seq >= first:
             expect = end.last_seq + 1
             if on_entry is not None:

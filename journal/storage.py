@@ -17,6 +17,10 @@ from typing import Protocol
 class FileHandle(Protocol):
     def write(self, data: bytes) -> None: ...
 
+    def write_at(self, data: bytes, offset: int) -> None:
+        """Writes ``data`` at ``offset`` (the file's end grows if it is passed)."""
+        ...
+
     def fsync(self) -> None: ...
 
     def truncate(self, size: int) -> None: ...
@@ -41,6 +45,11 @@ class Storage(Protocol):
         ``sync_writes`` asks that each write be durable when it returns (O_DSYNC): for small
         appends that are fsynced one by one, it saves a system call. Callers still call
         ``fsync``, which then has nothing to do."""
+        ...
+
+    def open_update(self, path: str, *, sync_writes: bool = False) -> FileHandle:
+        """Opens an existing file for ``write_at``: neither truncated nor appended to (a log
+        segment whose end is zero-filled ahead of its last record)."""
         ...
 
     def rename(self, src: str, dst: str) -> None: ...
@@ -78,6 +87,13 @@ class OsFile:
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
+
+    def write_at(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view = view[n:]
+            offset += n
 
     def fsync(self) -> None:
         if not self.sync_writes or self.truncated:
@@ -133,6 +149,11 @@ class OsStorage:
         if sync_writes:
             flags |= os.O_DSYNC
         return OsFile(os.open(self._p(path), flags, 0o644), path, sync_writes)
+
+    def open_update(self, path: str, *, sync_writes: bool = False) -> OsFile:
+        # Not O_APPEND: on Linux, pwrite to an O_APPEND file ignores its offset.
+        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_DSYNC if sync_writes else 0)
+        return OsFile(os.open(self._p(path), flags), path, sync_writes)
 
     def rename(self, src: str, dst: str) -> None:
         os.rename(self._p(src), self._p(dst))

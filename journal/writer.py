@@ -59,18 +59,35 @@ def exit_process(exc: BaseException) -> None:
 
 
 class SegmentWriter:
-    """The open (last) segment: appends batches, rotates at ``segment_size``."""
+    """The open (last) segment: appends batches, rotates at ``segment_size``.
+
+    With ``preallocate`` > 0 the segment's end is zero-filled (and synced) that many bytes at a
+    time ahead of its last record, and batches are written over the zeros. Why: on ext4 an
+    O_DSYNC write that grows the file must also commit the file's new size to the file system's
+    journal; one that overwrites written blocks syncs only its data. Measured on the test
+    machine: 4,200-5,000 such syncs/s against 2,900-3,400 for appends, and 64 trio writers'
+    durable appends/s up 8-15% (docs/benchmarks.md). Readers take zeros after the last record
+    for the segment's clean end (journal/format.py).
+    """
 
     def __init__(
         self, storage: Storage, root: str, segment_size: int, handle: FileHandle | None,
-        first_seq: int, size: int,
+        first_seq: int, size: int, *, allocated: int = 0, preallocate: int = 0,
     ) -> None:  # fmt: skip
         self.storage = storage
         self.root = root
         self.segment_size = segment_size
         self.handle = handle
         self.first_seq = first_seq
-        self.size = size
+        self.size = size  # where the next record goes: the end of the last one
+        self.allocated = max(allocated, size)  # the file's size: zeros from self.size on
+        self.preallocate = preallocate
+
+    def open_existing(self, path: str, first_seq: int, size: int, allocated: int) -> None:
+        """Continues segment ``path`` after its last record, which ends at ``size``."""
+        self.close()
+        self.handle = self.storage.open_update(path, sync_writes=True)
+        self.first_seq, self.size, self.allocated = first_seq, size, max(allocated, size)
 
     def start_segment(self, first_seq: int) -> None:
         """Creates ``log-<first_seq>.seg`` durably and records it in ``seen`` (to detect a lost
@@ -82,7 +99,7 @@ class SegmentWriter:
         header = segment_header(first_seq)
         self.handle = create_durably(self.storage, path, header)
         self.first_seq = first_seq
-        self.size = len(header)
+        self.size = self.allocated = len(header)
         write_durably(self.storage, join(self.root, SEEN_FILE), f"{first_seq}\n".encode())
 
     def write(self, data: bytes, first_seq: int) -> None:
@@ -90,9 +107,24 @@ class SegmentWriter:
         if self.handle is None or self.size >= self.segment_size:
             self.start_segment(first_seq)
         assert self.handle is not None
-        self.handle.write(data)
+        end = self.size + len(data)
+        if end > self.allocated and self.preallocate:
+            self._zero_fill(end)
+        self.handle.write_at(data, self.size)
         self.handle.fsync()
-        self.size += len(data)
+        self.size = end
+        self.allocated = max(self.allocated, end)
+
+    def _zero_fill(self, end: int) -> None:
+        # Zeros up to the next multiple of `preallocate` past `end`, never past the segment's
+        # size: the batch that ends a segment just grows the file.
+        assert self.handle is not None
+        step = self.preallocate
+        fill_to = min((end + step - 1) // step * step, self.segment_size)
+        if fill_to > end:
+            self.handle.write_at(bytes(fill_to - self.allocated), self.allocated)
+            self.handle.fsync()
+            self.allocated = fill_to
 
     def close(self) -> None:
         if self.handle is not None:

@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 
-from journal.format import frame
+from journal.format import SEGMENT_HEADER, frame
 from journal.layout import segment_name
 from journal.storage import OsStorage, join
 from journal.writer import SegmentWriter
@@ -70,10 +70,9 @@ def serve(
                     commits += 1
                     records = []
                 (seq,) = _unpack_seq(buf, start)
-                segment.close()
+                # The parent created it: a header, nothing allocated after it yet.
                 path = join(segment.root, segment_name(seq))
-                segment.handle = segment.storage.open_write(path, append=True, sync_writes=True)
-                segment.first_seq, segment.size = seq, segment.storage.size(path)
+                segment.open_existing(path, seq, SEGMENT_HEADER.size, SEGMENT_HEADER.size)
             else:
                 # Framing (the checksum) happens here, on this process's own core.
                 durable += 1
@@ -94,16 +93,19 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     (
-        storage_root, root, segment_size, first_seq, size, has_handle, durable, data_fd, ack_fd,
-        window_s,
-    ) = sys.argv[1:11]  # fmt: skip
+        storage_root, root, segment_size, first_seq, size, allocated, preallocate, has_handle,
+        durable, data_fd, ack_fd, window_s,
+    ) = sys.argv[1:13]  # fmt: skip
     storage = OsStorage(storage_root)
-    segment = SegmentWriter(storage, root, int(segment_size), None, int(first_seq), int(size))
+    segment = SegmentWriter(
+        storage, root, int(segment_size), None, int(first_seq), int(size),
+        preallocate=int(preallocate),
+    )  # fmt: skip
     ack = int(ack_fd)
     try:
         if has_handle == "1":
             path = join(root, segment_name(int(first_seq)))
-            segment.handle = storage.open_write(path, append=True, sync_writes=True)
+            segment.open_existing(path, int(first_seq), int(size), int(allocated))
         serve(segment, int(durable), int(data_fd), ack, float(window_s))
         segment.close()
     except BrokenPipeError:

@@ -272,6 +272,13 @@ class SimFile:
             s._record(Write(self.ino, self.pos, bytes(data)))
         self.pos += len(data)
 
+    def write_at(self, data: bytes, offset: int) -> None:
+        self._check()
+        s = self.storage
+        s._fault("write", self.path)
+        if data:
+            s._record(Write(self.ino, offset, bytes(data)))
+
     def fsync(self) -> None:
         self._check()
         self.storage._fault("fsync", self.path)
@@ -413,6 +420,10 @@ class SimStorage:
         elif not append and self.disk.current.data[ino]:
             self._record(Truncate(ino, 0))
         return SimFile(self, ino, path, append)
+
+    def open_update(self, path: str, *, sync_writes: bool = False) -> SimFile:
+        self._check_allowed(path)
+        return SimFile(self, self._ino(path), path, False)
 
     def rename(self, src: str, dst: str) -> None:
         self._ino(src)

@@ -117,6 +117,10 @@ def append_record(home: Path, type_code: int, payload: bytes) -> int:
     sequence number."""
     segment = segments(home)[-1]
     seq = last_record_seq(segment) + 1
-    with open(segment, "ab") as f:
+    data = segment.read_bytes()
+    *_, end = iter_records(data, parse_segment_header(data))
+    assert isinstance(end, ScanEnd) and end.clean
+    with open(segment, "r+b") as f:  # over the zeros preallocated after the last record
+        f.seek(end.offset)
         f.write(frame(seq, type_code, payload))
     return seq

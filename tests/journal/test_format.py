@@ -82,16 +82,24 @@ def test_record_layout_is_the_documented_one() -> None:
 def test_an_all_zero_region_never_validates(size: int, first_seq: int) -> None:
     zeros = bytes(size)
     got, end = scan(segment_header(first_seq) + zeros, first_seq)
-    assert got == []
-    if size:
-        assert end.torn and end.offset == SEGMENT_HEADER.size
+    # Zeros are the preallocated end of a segment: its clean end, where the next record goes.
+    assert got == [] and end.clean and end.offset == SEGMENT_HEADER.size
     # Even where a zero sequence number would be expected, zeros are not a record.
     got, _ = scan(segment_header(0) + zeros, 0)
     assert got == []
-    # Zeros after valid records are a torn tail, never more records.
+    # Zeros after valid records end the segment cleanly, never as more records.
     data, _ = segment(first_seq, [b"a", b"bc"])
     got, end = scan(data + zeros, first_seq)
-    assert len(got) == 2 and (end.clean if not size else end.torn)
+    assert len(got) == 2 and end.clean and (end.offset, end.size) == (len(data), len(data) + size)
+    if size:
+        # A write cut short inside the zeros (a partial record, garbage) is a torn tail ...
+        cut = frame(first_seq + 2, 1, b"xyz")[: 1 + size % 22]
+        got, end = scan(data + cut + zeros, first_seq)
+        assert len(got) == 2 and end.torn and end.offset == len(data)
+        # ... and zeros with a record after them are damage: that record was written once.
+        later, _ = segment(first_seq, [b"a", b"bc", b"d"])
+        got, end = scan(data + zeros + later[len(data) :], first_seq)
+        assert len(got) == 2 and not end.clean and not end.torn
 
 
 def test_length_zero_is_rejected_even_with_a_correct_checksum() -> None:
@@ -123,7 +131,9 @@ def test_a_cut_anywhere_in_the_last_record_is_a_torn_tail(
             continue  # the "damage" rewrote the very bytes that were there
         got, end = scan(damaged, 10)
         assert [bytes(r.payload) for r in got] == payloads[:-1], damaged[last:]
-        assert end.torn and end.offset == last
+        assert end.offset == last
+        # Zeros alone where the record was are a preallocated end: none of the write arrived.
+        assert end.clean if not any(damaged[last:]) else end.torn
 
 
 @given(

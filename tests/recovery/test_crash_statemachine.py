@@ -421,13 +421,16 @@ class CrashMachine(RuleBasedStateMachine):
         segment_size=st.integers(200, 2000),
         checkpoint_every=st.sampled_from([0, 0, 4, 9, 25]),
         keep=st.integers(1, 3),
+        # Off, a few fills per segment, one fill of the whole segment (journal/writer.py).
+        preallocate=st.sampled_from([0, 96, 1 << 20]),
     )
-    def start(self, segment_size: int, checkpoint_every: int, keep: int) -> None:
+    def start(self, segment_size: int, checkpoint_every: int, keep: int, preallocate: int) -> None:
         self.options = JournalOptions(
             segment_size=segment_size,
             checkpoint_every=checkpoint_every,
             keep_checkpoints=keep,
             group_commit=False,
+            preallocate=preallocate,
         )
         self._restart_history()
         self.engine = self._open(self.storage)

@@ -30,8 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ -x .venv/bin/python ] && [ "$(readlink -f .venv/bin/python)" != "$(readlink -f "$(command -v "$python")")" ]; then
-  echo "install.sh: .venv runs $(readlink -f .venv/bin/python); making it again with $python"
+# A .venv made from another interpreter is made again (compared as the interpreters see
+# themselves: a pyenv shim is a script, not the Python it runs).
+base_of() { "$1" -c 'import os, sys; print(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))'; }
+if [ -x .venv/bin/python ] && [ "$(base_of .venv/bin/python)" != "$(base_of "$python")" ]; then
+  echo "install.sh: .venv runs $(base_of .venv/bin/python); making it again with $python"
   rm -rf .venv
 fi
 if [ ! -x .venv/bin/python ]; then

@@ -133,7 +133,10 @@ def raise_readahead(mountpoint: str, kib: int = 1024) -> None:
 
 def fuse_options(home: str, allow_other: bool) -> set[str]:
     options = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
-    options |= {f"fsname={FSNAME_PREFIX}{home}", "subtype=shoal", "noatime"}
+    # libfuse splits options at commas and takes a backslash as an escape: a home path holding
+    # either must be escaped, or it would end the option (or start an unknown one).
+    fsname = (FSNAME_PREFIX + home).replace("\\", "\\\\").replace(",", "\\,")
+    options |= {f"fsname={fsname}", "subtype=shoal", "noatime"}
     if allow_other:
         options.add("allow_other")
     return options
@@ -178,7 +181,12 @@ def run(
         spool = os.path.join(home, SPOOL_DIR)
         os.makedirs(spool, exist_ok=True)
         ops = ShoalOperations(engine, config, spool)
-        pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
+        try:
+            pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
+        except RuntimeError as exc:  # libfuse has printed its reason on stderr just before
+            raise InvalidArgument(
+                f"libfuse refused to mount {mountpoint} ({exc}); its reason is on the line above"
+            ) from None
         engine.ns.observers.append(ops.invalidator.observe)
         ops.invalidator.start()
         try:

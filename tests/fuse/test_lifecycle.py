@@ -82,3 +82,22 @@ def test_sigterm_and_fusermount_stop_the_daemon_cleanly(local_mount: Mounted) ->
     _wait_gone(pid)
     assert not (local_mount.home / "daemon.pid").exists()
     assert "fsck" not in shoal("fsck", home=local_mount.home).stderr
+
+
+def test_a_home_path_with_commas_backslashes_and_spaces(tmp_path: Path) -> None:
+    # The home is the mount's fsname, which libfuse splits at commas; mountinfo escapes the rest.
+    ufs = tmp_path / "ufs"
+    ufs.mkdir()
+    (ufs / "a.txt").write_text("hi")
+    m = Mounted(tmp_path / "ho,me \\ x", str(ufs), tmp_path / "mnt")
+    m.mount()
+    try:
+        assert (m.path / "a.txt").read_text() == "hi"
+        assert served(str(m.path)) is True
+        pid = m.pid()
+        assert pid is not None
+        m.umount()  # finds the daemon through the home that mountinfo names
+        _wait_gone(pid)
+        assert served(str(m.path)) is None
+    finally:
+        m.teardown()

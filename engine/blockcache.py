@@ -417,6 +417,26 @@ class BlockCache:
                 bad += 1
         return bad
 
+    def has_room_for(self, file: int, nbytes: int) -> bool:
+        """With the namespace lock held: whether ``nbytes`` of new blocks of ``file`` could be
+        stored once its current blocks are replaced, counting free space, evictable and stale
+        blocks and the file's own blocks, over the tiers its media allow. A check, not a
+        reservation: concurrent stores may take the room first, and each block must also fit
+        in one tier."""
+        node = self.ns.tree.find(file)
+        media = node.ext.media if node is not None and node.ext is not None else None
+        tiers = [t for t in self.tiers if not media or t.name in media]
+        room = sum(max(0, t.quota - self.used[t.name]) for t in tiers)
+        for tier in tiers:
+            if room >= nbytes:
+                break
+            for key, length in self.lru[tier.name].items():
+                if key[0] == file or self._evictable(key) is not False:
+                    room += length
+                    if room >= nbytes:
+                        break
+        return room >= nbytes
+
     def cached_bytes(self, file: int, version: int) -> int:
         return sum(
             info.length

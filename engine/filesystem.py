@@ -10,6 +10,9 @@ namespace's own.
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -228,6 +231,16 @@ class FileSystem:
                 if node.flags & PERSISTED and fingerprint:
                     # What the file goes back to if this write fails: its copy in the UFS.
                     restore = E.UfsFingerprint(node.id, fingerprint, node.size, node.mtime, 0)
+                elif node.size:
+                    # Its content is only in the cache: once the new version starts it is gone,
+                    # so a write that clearly cannot fit is refused while it is still there.
+                    needed = _bytes_left(source)
+                    if needed is not None and not cache.has_room_for(node.id, needed):
+                        raise NoSpace(
+                            f"the cache has no room for {ns.path_of(node)} (written {kind},"
+                            f" {needed} bytes): its tiers are full of pinned or unpersisted"
+                            " blocks; the file keeps its content"
+                        )
                 ns.commit(E.SetAttr(node.id, now, size=0))  # a new content version
             file, version = node.id, node.version
         length = 0
@@ -547,6 +560,21 @@ class _Tee:
             self.blocks.append(self.partial[: self.block_size])
             self.partial = self.partial[self.block_size :]
         return data
+
+
+def _bytes_left(source: BinaryIO) -> int | None:
+    """How many bytes ``source`` has left to read, where it can tell (a regular file, bytes in
+    memory, the mount's write spool); None for a pipe."""
+    if isinstance(source, io.BytesIO):
+        return len(source.getbuffer()) - source.tell()
+    remaining = getattr(source, "remaining", None)
+    if callable(remaining):
+        return int(remaining())
+    try:
+        st = os.fstat(source.fileno())
+        return st.st_size - source.tell() if stat.S_ISREG(st.st_mode) else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 def _read_full(source: BinaryIO, n: int) -> bytes:

@@ -166,6 +166,9 @@ class _SpoolReader:
     def __init__(self, fd: int, size: int) -> None:
         self.fd, self.size, self.pos = fd, size, 0
 
+    def remaining(self) -> int:
+        return self.size - self.pos
+
     def read(self, n: int = -1) -> bytes:
         left = self.size - self.pos
         if n < 0 or n > left:

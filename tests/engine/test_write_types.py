@@ -84,6 +84,29 @@ def test_a_full_cache_says_no_space_and_leaves_nothing(store: Store, tmp_path: P
         engine.close()
 
 
+def test_an_overwrite_that_cannot_fit_keeps_a_cache_only_file(store: Store, tmp_path: Path) -> None:
+    engine = Engine.open_home(make_home(tmp_path, quota="256KiB"))
+    try:
+        engine.mounts.mount("/", store.uri, store.options)
+        fs = engine.fs
+        fs.write_file("/only", io.BytesIO(b"o" * 150_000), write_type="MUST_CACHE")
+        fs.write_file("/other", io.BytesIO(b"t" * 60_000), write_type="MUST_CACHE")
+        # Its only copy is in the cache, which cannot hold the new content: refused up front.
+        with pytest.raises(NoSpace, match="the file keeps its content"):
+            fs.write_file("/only", io.BytesIO(b"n" * 250_000), write_type="MUST_CACHE")
+        path = tmp_path / "new-content"
+        path.write_bytes(b"n" * 250_000)
+        with open(path, "rb") as source, pytest.raises(NoSpace, match="keeps its content"):
+            fs.write_file("/only", source, write_type="ASYNC_THROUGH")
+        assert fs.read("/only", 0, 1 << 20) == b"o" * 150_000
+        # The room its own old blocks leave counts: this one fits once they are replaced.
+        fs.write_file("/only", io.BytesIO(b"m" * 190_000), write_type="MUST_CACHE")
+        assert fs.read("/only", 0, 1 << 20) == b"m" * 190_000
+        assert fs.read("/other", 0, 1 << 20) == b"t" * 60_000
+    finally:
+        engine.close()
+
+
 WRITER = textwrap.dedent(
     """
     import io, sys

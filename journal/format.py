@@ -3,7 +3,7 @@
 A journal directory holds log segments named ``log-<first_seq:020d>.seg``. A segment starts with
 a 24-byte header and is followed by records, back to back:
 
-    segment header  = magic "SHOALJNL" (8) | format version u32 | reserved u32 (0)
+    segment header  = magic "SHOALJNL" (8) | format version u32 | features u32
                       | first_seq u64                                       little-endian
     record          = crc u32 | length u32 | seq u64 | type u16 | flags u16 | payload[length]
 
@@ -13,14 +13,20 @@ number and type as well as the payload, and because it is seeded and masked an a
 never validates (the checksum of zeros is not zero, and length 0 is rejected anyway). Sequence
 numbers start at 1 and increase by exactly one from record to record and across segments.
 
-Reading stops at the first record that does not validate. In the last segment that is a *torn
-tail* when no valid record follows anywhere after it (a crash cut the last write short); it is
-*corruption* when a later valid record exists (bytes that were once durable have changed).
+Reading stops at the first record that does not validate. Zeros from there to the end of the
+file are the segment's preallocated end: it ended cleanly. Otherwise, in the last segment, it is
+a *torn tail* when no later write reached the disk (a crash cut the last write short); it is
+*corruption* when one did (bytes that were once durable have changed). In a segment whose
+header has the WRITES_MARKED feature, the first record of every write carries FLAG_WRITE_START,
+and "a later write" is a later valid record with that flag: a write over preallocated zeros may
+reach the disk in any order of its pages, so records of the torn write itself can follow the
+damage. In older segments any later valid record counts.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import struct
 import zlib
 from array import array
@@ -41,20 +47,37 @@ MAX_PAYLOAD = 16 * 1024 * 1024
 _pack_header = RECORD_HEADER.pack
 _unpack_header = RECORD_HEADER.unpack_from
 _crc32 = zlib.crc32
+_NONZERO = re.compile(rb"[^\x00]")
+
+
+# Segment header features: the first record of every write carries FLAG_WRITE_START.
+WRITES_MARKED = 1
+# Record flags (covered by the checksum).
+FLAG_WRITE_START = 1
 
 
 def segment_header(first_seq: int) -> bytes:
-    return SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, first_seq)
+    return SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, WRITES_MARKED, first_seq)
 
 
 _pack_tail = struct.Struct("<IQHH").pack  # the header after its crc field
 _pack_crc = struct.Struct("<I").pack
 
 
-def frame(seq: int, type_code: int, payload: bytes) -> bytes:
+def frame(seq: int, type_code: int, payload: bytes, flags: int = 0) -> bytes:
     """One framed record, ready to append."""
-    tail = _pack_tail(len(payload), seq, type_code, 0)
+    tail = _pack_tail(len(payload), seq, type_code, flags)
     return _pack_crc(_crc32(payload, _crc32(tail, CRC_SEED)) ^ CRC_MASK) + tail + payload
+
+
+def mark_write_start(records: bytes) -> bytes:
+    """``records`` (framed, back to back) with the first one flagged as a write's start."""
+    _crc, length, seq, type_code, flags = _unpack_header(records, 0)
+    if flags & FLAG_WRITE_START:
+        return records
+    stop = HEADER_SIZE + length
+    first = frame(seq, type_code, records[HEADER_SIZE:stop], flags | FLAG_WRITE_START)
+    return first + records[stop:]
 
 
 class Record(NamedTuple):
@@ -130,6 +153,9 @@ class SegmentScan:
         self.data = data
         self.off = SEGMENT_HEADER.size
         self.expect = first_seq
+        features = SEGMENT_HEADER.unpack_from(data)[2] if len(data) >= SEGMENT_HEADER.size else 0
+        # What a record after damage must carry to prove a later write reached the disk.
+        self.later_write_flags = FLAG_WRITE_START if features & WRITES_MARKED else 0
 
     def step(self, offsets: array, codes: array, max_bytes: int = 1 << 62) -> ScanEnd | None:
         """Checks the records that start in the next ``max_bytes``; returns the ScanEnd, saying
@@ -167,7 +193,8 @@ class SegmentScan:
             return ScanEnd(off, end, "", None, expect - 1)
         buf = memoryview(data)
         reason = _diagnose(buf, off, expect)
-        return ScanEnd(off, end, reason, _find_later_record(buf, off + 1, expect), expect - 1)
+        later = _find_later_record(buf, off + 1, expect, self.later_write_flags)
+        return ScanEnd(off, end, reason, later, expect - 1)
 
 
 def payload_bounds(offsets: array, next_offset: int) -> tuple[Iterator[int], Iterator[int]]:
@@ -223,8 +250,9 @@ def _diagnose(buf: memoryview, off: int, expect: int) -> str:
     return "checksum mismatch"
 
 
-def _find_later_record(buf: memoryview, start: int, expect: int) -> int | None:
-    """Offset of any later record that validates with a plausible sequence number.
+def _find_later_record(buf: memoryview, start: int, expect: int, flags: int = 0) -> int | None:
+    """Offset of any later record that validates with a plausible sequence number and carries
+    ``flags``.
 
     Only runs on the failure path. A record that survived beyond a bad one means the bad one is
     not the cut-off end of the last write but damage to bytes that were once complete.
@@ -233,9 +261,18 @@ def _find_later_record(buf: memoryview, start: int, expect: int) -> int | None:
     max_seq = expect + (end - start) // (HEADER_SIZE + 1) + 1
     off = start
     while off + HEADER_SIZE < end:
-        _crc, length, seq, _t, _f = _unpack_header(buf, off)
+        _crc, length, seq, _t, rflags = _unpack_header(buf, off)
+        if length == 0:
+            # No record's length (bytes 4-7) is 0: skip a run of zeros (a preallocated end) with
+            # one search instead of byte by byte. No record starts more than 7 bytes before the
+            # next nonzero byte.
+            found = _NONZERO.search(buf, off + 4)
+            if found is None:
+                return None
+            off = max(off + 1, found.start() - 7)
+            continue
         if expect <= seq <= max_seq and 0 < length <= end - off - HEADER_SIZE:
-            if _record_at(buf, off, None) is not None:
+            if rflags & flags == flags and _record_at(buf, off, None) is not None:
                 return off
         off += 1
     return None

@@ -12,6 +12,7 @@ may have dropped the dirty pages and a retry could "succeed" without the data.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from journal.errors import JournalClosed, JournalFailed
-from journal.format import frame, segment_header
+from journal.format import frame, mark_write_start, segment_header
 from journal.layout import SEEN_FILE, segment_name
 from journal.storage import FileHandle, Storage, create_durably, join, write_durably
 
@@ -107,6 +108,9 @@ class SegmentWriter:
         if self.handle is None or self.size >= self.segment_size:
             self.start_segment(first_seq)
         assert self.handle is not None
+        # Its pages may reach the disk in any order: the mark lets a reader tell this write's
+        # torn remains from damage before a later write (journal/format.py).
+        data = mark_write_start(data)
         end = self.size + len(data)
         if end > self.allocated and self.preallocate:
             self._zero_fill(end)
@@ -122,8 +126,16 @@ class SegmentWriter:
         step = self.preallocate
         fill_to = min((end + step - 1) // step * step, self.segment_size)
         if fill_to > end:
-            self.handle.write_at(bytes(fill_to - self.allocated), self.allocated)
-            self.handle.fsync()
+            try:
+                self.handle.write_at(bytes(fill_to - self.allocated), self.allocated)
+                self.handle.fsync()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                # The fill is only a speed-up: with the disk nearly full, records are appended
+                # (zeros that did get written are a clean end all the same).
+                log.warning("journal: no room to preallocate %s ahead (%s)", self.root, exc)
+                return
             self.allocated = fill_to
 
     def close(self) -> None:

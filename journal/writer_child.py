@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 
-from journal.format import SEGMENT_HEADER, frame
+from journal.format import FLAG_WRITE_START, SEGMENT_HEADER, frame
 from journal.layout import segment_name
 from journal.storage import OsStorage, join
 from journal.writer import SegmentWriter
@@ -76,7 +76,8 @@ def serve(
             else:
                 # Framing (the checksum) happens here, on this process's own core.
                 durable += 1
-                records.append(frame(durable, code, bytes(buf[start:end])))
+                flags = 0 if records else FLAG_WRITE_START  # each batch is one write
+                records.append(frame(durable, code, bytes(buf[start:end]), flags))
         if records:
             segment.write(b"".join(records), durable - len(records) + 1)
             commits += 1

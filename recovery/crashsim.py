@@ -11,7 +11,8 @@ list of operations not yet made durable gives the disk as it stood right after a
   fsynced, and its bytes only if the file was.
 * A crash keeps the durable image plus an arbitrary prefix of the pending operations, and the
   last operation of that prefix, if it is a write, may be torn: cut at any byte, the rest of it
-  zeros, garbage or absent.
+  zeros, garbage or absent; or scattered, some of its sectors on disk and others not, in any
+  order (a write over preallocated space reaches the disk page by page).
 * Directories are created once, up front, so ``makedirs`` is durable at once; files are the
   only things renamed or removed.
 
@@ -209,8 +210,12 @@ class Tracker:
 
 # -- crash choices ----------------------------------------------------------------------------
 
-Fill = Literal["zeros", "garbage", "absent"]
+Fill = Literal["zeros", "garbage", "absent", "scattered"]
 FILLS: tuple[Fill, ...] = ("zeros", "garbage", "absent")
+# A torn write whose sectors reached the disk in any order: some did, others did not (the old
+# bytes stay). Sectors are small here so that the tests' writes span several of them.
+SCATTERED: Fill = "scattered"
+SECTOR = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +238,20 @@ class Tear:
         else:
             tail = b""
         return Write(op.ino, op.offset, op.data[: self.keep] + tail)
+
+    def pieces(self, op: Write) -> list[Write]:
+        """What of ``op`` reached the disk: for "scattered", a random set of its sectors (at
+        least one missing, ``keep`` unused); otherwise ``apply``'s one write."""
+        if self.fill != SCATTERED:
+            return [self.apply(op)]
+        rng = random.Random(self.seed)
+        count = (len(op.data) + SECTOR - 1) // SECTOR
+        lost = rng.randrange(count)
+        return [
+            Write(op.ino, op.offset + i * SECTOR, op.data[i * SECTOR : (i + 1) * SECTOR])
+            for i in range(count)
+            if i != lost and rng.random() < 0.5
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,7 +506,7 @@ class SimStorage:
             last = survivors[-1] if survivors else None
             if not isinstance(last, Write):
                 raise ValueError(f"only a surviving write can be torn, not {last!r}")
-            survivors[-1] = crash.tear.apply(last)
+            survivors[-1:] = crash.tear.pieces(last)
         image = tracker.durable.copy()
         for op in survivors:
             image.apply(op)
@@ -537,7 +556,8 @@ class SimStorage:
                         size - 1 - rng.randrange(min(size, 32)),
                     ]
                 )
-                crash = Crash(cut, prefix, Tear(keep, rng.choice(FILLS), rng.randrange(1 << 30)))
+                fill = SCATTERED if size > SECTOR and rng.random() < 0.3 else rng.choice(FILLS)
+                crash = Crash(cut, prefix, Tear(keep, fill, rng.randrange(1 << 30)))
             else:
                 crash = Crash(cut, rng.randint(0, len(pending)))
             if crash not in choices:

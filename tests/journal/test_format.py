@@ -14,6 +14,7 @@ from journal.errors import MalformedEntry, UnknownEntryType
 from journal.format import (
     CRC_MASK,
     CRC_SEED,
+    FLAG_WRITE_START,
     FORMAT_VERSION,
     HEADER_SIZE,
     RECORD_HEADER,
@@ -23,6 +24,7 @@ from journal.format import (
     ScanEnd,
     frame,
     iter_records,
+    mark_write_start,
     parse_segment_header,
     segment_header,
 )
@@ -39,12 +41,13 @@ def scan(data: bytes, first_seq: int) -> tuple[list[Record], ScanEnd]:
 
 
 def segment(first_seq: int, payloads: list[bytes], type_code: int = 2) -> tuple[bytes, list[int]]:
-    """A segment image holding ``payloads`` as records; also the offset of each record."""
+    """A segment image holding ``payloads`` as records, each written on its own (flagged as a
+    write's start); also the offset of each record."""
     data = bytearray(segment_header(first_seq))
     offsets = []
     for i, payload in enumerate(payloads):
         offsets.append(len(data))
-        data += frame(first_seq + i, type_code, payload)
+        data += frame(first_seq + i, type_code, payload, FLAG_WRITE_START)
     return bytes(data), offsets
 
 
@@ -119,8 +122,8 @@ def test_a_cut_anywhere_in_the_last_record_is_a_torn_tail(
     for cut in range(last, len(image)):
         got, end = scan(image[:cut], 10)
         assert [bytes(r.payload) for r in got] == payloads[:-1]
-        if cut == last:
-            assert end.clean
+        if not any(image[last:cut]):  # nothing but zeros arrived: a clean (preallocated) end
+            assert end.clean and end.offset == last
         else:
             assert end.torn and end.offset == last and end.next_valid_offset is None
     # The same with the rest of the record's range zeroed or overwritten with garbage.
@@ -265,3 +268,25 @@ def test_extra_fields_from_a_newer_version_are_refused_clearly() -> None:
 def test_malformed_payloads_are_refused(payload: bytes, problem: str) -> None:
     with pytest.raises(MalformedEntry, match=problem):
         E.decode(E.TYPE_CODES[E.MkDir], payload, where="here")
+
+
+def test_which_later_record_makes_damage_corruption() -> None:
+    # Three records in one write, then a fourth in a write of its own (flagged as its start).
+    one_write = b"".join(frame(s, 2, bytes([s]) * 40) for s in (1, 2, 3))
+    assert mark_write_start(one_write) != one_write
+    assert mark_write_start(mark_write_start(one_write)) == mark_write_start(one_write)
+    second = frame(4, 2, b"d" * 40, FLAG_WRITE_START)
+    rec = HEADER_SIZE + 40
+    for header, torn_by_own_records in ((segment_header(1), True), (LEGACY_HEADER, False)):
+        image = header + mark_write_start(one_write)
+        damaged = image[:24] + bytes(rec) + image[24 + rec :]  # record 1 lost, 2 and 3 there
+        _, end = scan(damaged, 1)
+        # Marked segments: records of the damaged write itself may follow (its pages reached
+        # the disk in any order), so the damage is a torn tail. Older segments: corruption.
+        assert end.offset == 24 and end.torn == torn_by_own_records
+        _, end = scan(damaged + second, 1)  # a later write made it: damage either way
+        assert not end.torn and end.next_valid_offset is not None
+
+
+# A segment header from before writes were marked (its features field was reserved, 0).
+LEGACY_HEADER = SEGMENT_HEADER.pack(b"SHOALJNL", 1, 0, 1)

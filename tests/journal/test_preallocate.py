@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.engine import Engine
-from journal.format import ScanEnd, iter_records, parse_segment_header
+from journal.format import ScanEnd, frame, iter_records, parse_segment_header
 from journal.journal import JournalOptions
 from journal.storage import OsStorage
 
@@ -82,3 +82,41 @@ def test_rotated_segments_with_zero_ends_read_back_clean(tmp_path: Path, writer:
     engine = open_engine(tmp_path, writer, segment_size=3 * FILL)
     assert names(engine) == {f"f{i:03d}" for i in range(400)}
     engine.close(checkpoint=False)
+
+
+def two_writes(tmp_path: Path) -> tuple[Path, list[int]]:
+    """A segment holding two writes of records 1-10 and 11-30, as the writer lays them out over
+    its zero fill; also the offset of every record."""
+    from journal.writer import SegmentWriter
+
+    writer = SegmentWriter(OsStorage(str(tmp_path)), "", 1 << 20, None, 0, 0, preallocate=FILL)
+    for first, last in ((1, 10), (11, 30)):
+        writer.write(b"".join(frame(s, 2, bytes([s]) * 90) for s in range(first, last + 1)), first)
+    writer.close()
+    path = tmp_path / "log-00000000000000000001.seg"
+    data = path.read_bytes()
+    *records, end = iter_records(data, parse_segment_header(data))
+    assert isinstance(end, ScanEnd) and end.clean and len(records) == 30
+    return path, [r.offset for r in records]  # type: ignore[union-attr]
+
+
+def test_a_write_whose_pages_landed_out_of_order_is_a_torn_tail(tmp_path: Path) -> None:
+    # Over zeros, a crash can keep a later page of the last write and lose an earlier one:
+    # its surviving records follow zeros, yet nothing after them was ever acknowledged.
+    path, offsets = two_writes(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[offsets[10] : offsets[14]] = bytes(offsets[14] - offsets[10])  # records 11-14 lost
+    *records, end = iter_records(bytes(data), 1)
+    assert isinstance(end, ScanEnd) and end.torn and end.offset == offsets[10]
+    assert len(records) == 10
+
+
+def test_damage_before_a_later_write_is_corruption(tmp_path: Path) -> None:
+    # The second write started only once the first was durable: its first record, flagged as a
+    # write's start, proves the zeros in the first write are damage, not a torn write.
+    path, offsets = two_writes(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[offsets[3] : offsets[5]] = bytes(offsets[5] - offsets[3])
+    *_, end = iter_records(bytes(data), 1)
+    assert isinstance(end, ScanEnd) and not end.clean and not end.torn
+    assert end.offset == offsets[3] and end.next_valid_offset == offsets[10]

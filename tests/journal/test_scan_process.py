@@ -21,6 +21,7 @@ from journal.journal import JournalOptions
 from journal.layout import list_journal
 from journal.reader import read_log
 from journal.storage import OsStorage
+from tests.cli.shoal_cli import append_record
 
 SEGMENT_SIZE = 16 << 10
 
@@ -163,13 +164,7 @@ def test_auto_uses_a_process_only_for_long_logs(
 
 
 def _append_raw(home: Path, code: int, payload: bytes) -> None:
-    segment = last_segment(home)
-    storage = OsStorage(str(home))
-    engine = Engine(storage, JournalOptions(checkpoint_every=0, replay_scanner="inline"))
-    seq = engine.journal.last_seq + 1
-    engine.close(checkpoint=False)
-    with open(segment, "ab") as f:
-        f.write(frame(seq, code, payload))
+    append_record(home, code, payload)  # after the last record, over the preallocated zeros
 
 
 @pytest.mark.parametrize(
@@ -207,6 +202,14 @@ def test_damage_ends_the_same_way_through_the_process(
     else:
         assert isinstance(result["inline"], str)  # an error naming the file and offset
         assert "journal/log-" in result["inline"] and " at offset " in result["inline"]
+        problem = {
+            "flipped byte": "checksum mismatch",
+            "unknown type": "unknown entry type 99",
+            "not msgpack": "not msgpack",
+            "two objects": "not msgpack",
+            "wrong shape": "has 2 fields",
+        }[damage]
+        assert problem in result["inline"], result["inline"]
 
 
 def test_a_scanning_process_that_dies_halfway_leaves_replay_to_this_process(

@@ -19,6 +19,7 @@ from journal.journal import JournalOptions
 from journal.storage import OsStorage, create_durably, unlink_durably, write_durably
 from recovery.crashsim import (
     FILLS,
+    SECTOR,
     Crash,
     Create,
     Fsync,
@@ -167,6 +168,26 @@ def test_a_torn_write_keeps_a_prefix_then_its_fill(fill: str) -> None:
         assert len(got) == 14 and got[7:] == random.Random(7).randbytes(7)
     else:
         assert got == b"HEAD012"
+
+
+def test_a_scattered_tear_keeps_some_sectors_and_the_old_bytes_elsewhere() -> None:
+    sim = SimStorage()
+    sim.makedirs("d")
+    f = create_durably(sim, "d/log", bytes(SECTOR * 6))  # a preallocated (zeroed) file
+    new = bytes(range(1, 256)) * 2  # 510 bytes: 8 sectors over the zeros, the last growing it
+    f.write_at(new, SECTOR)
+    end = sim.op_count
+    seen = set()
+    for seed in range(20):
+        got = sim.crashed(end, 1, Tear(0, "scattered", seed)).read("d/log")
+        sectors = [got[i : i + SECTOR] for i in range(SECTOR, SECTOR + len(new), SECTOR)]
+        kept = tuple(g == new[i * SECTOR : (i + 1) * SECTOR] for i, g in enumerate(sectors))
+        assert not all(kept)  # a torn write: at least one sector never arrived
+        # Each sector is the new bytes or the old zeros (or, past the old end, absent).
+        assert all(k or not any(g) for k, g in zip(kept, sectors, strict=True))
+        assert got[:SECTOR] == bytes(SECTOR)
+        seen.add(kept)
+    assert len(seen) > 5  # later sectors arrive without earlier ones, and the other way round
 
 
 def test_tears_are_only_for_writes_and_within_them() -> None:

@@ -120,3 +120,23 @@ def test_damage_before_a_later_write_is_corruption(tmp_path: Path) -> None:
     *_, end = iter_records(bytes(data), 1)
     assert isinstance(end, ScanEnd) and not end.clean and not end.torn
     assert end.offset == offsets[3] and end.next_valid_offset == offsets[10]
+
+
+def test_a_disk_too_full_to_zero_fill_still_takes_records() -> None:
+    from journal.writer import SegmentWriter
+    from recovery.crashsim import SimStorage
+
+    sim = SimStorage()
+    sim.makedirs("j")
+    writer = SegmentWriter(sim, "j", 1 << 20, None, 0, 0, preallocate=FILL)
+    seq = 1
+    while writer.size + 200 <= writer.allocated or seq == 1:  # up to the first fill's end
+        writer.write(frame(seq, 2, b"r" * 100), seq)
+        seq += 1
+    assert writer.allocated == FILL
+    sim.fail_write_after(0)  # the next write, the zero fill, finds the disk full
+    writer.write(frame(seq, 2, b"r" * 100), seq)  # appended instead; nothing fails
+    assert sim.failures and writer.allocated == writer.size > FILL
+    data = sim.read("j/log-00000000000000000001.seg")
+    *records, end = iter_records(data, 1)
+    assert isinstance(end, ScanEnd) and end.clean and len(records) == seq

@@ -195,8 +195,7 @@ class BlockCache:
             if info is None:
                 return False
             current = next(i for i, t in enumerate(self.tiers) if t.name == info.tier)
-            node = self.ns.tree.find(key[0])
-            media = node.ext.media if node is not None and node.ext is not None else None
+            media = self._media(key[0])
             # Taken out of its tier's accounting first: making room above may push blocks down
             # into that tier, and this block must not be the one evicted to make room for them.
             source = self.tiers[current].name
@@ -247,8 +246,7 @@ class BlockCache:
         False if none can (the caller still has the bytes)."""
         n = len(data)
         checksum = zlib.crc32(data)
-        node = self.ns.tree.find(key[0])
-        media = node.ext.media if node is not None and node.ext is not None else None
+        media = self._media(key[0])
         for i, tier in enumerate(self.tiers):
             if media and tier.name not in media:
                 continue  # pinned to other media
@@ -296,6 +294,11 @@ class BlockCache:
         except OSError:
             return
         self._verified[key] = (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def _media(self, file: int) -> list[str] | None:
+        """The tiers ``file`` is pinned to, or None: any tier."""
+        node = self.ns.tree.find(file)
+        return node.ext.media if node is not None and node.ext is not None else None
 
     def _evictable(self, key: BlockKey) -> bool | None:
         """True/False for a block in the map; None for one that left it (stale: collect)."""
@@ -423,8 +426,7 @@ class BlockCache:
         blocks and the file's own blocks, over the tiers its media allow. A check, not a
         reservation: concurrent stores may take the room first, and each block must also fit
         in one tier."""
-        node = self.ns.tree.find(file)
-        media = node.ext.media if node is not None and node.ext is not None else None
+        media = self._media(file)
         tiers = [t for t in self.tiers if not media or t.name in media]
         room = sum(max(0, t.quota - self.used[t.name]) for t in tiers)
         for tier in tiers:

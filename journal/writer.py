@@ -73,7 +73,7 @@ class SegmentWriter:
 
     def __init__(
         self, storage: Storage, root: str, segment_size: int, handle: FileHandle | None,
-        first_seq: int, size: int, *, allocated: int = 0, preallocate: int = 0,
+        first_seq: int, size: int, *, preallocate: int = 0,
     ) -> None:  # fmt: skip
         self.storage = storage
         self.root = root
@@ -81,7 +81,7 @@ class SegmentWriter:
         self.handle = handle
         self.first_seq = first_seq
         self.size = size  # where the next record goes: the end of the last one
-        self.allocated = max(allocated, size)  # the file's size: zeros from self.size on
+        self.allocated = size  # the file's size: zeros from self.size on
         self.preallocate = preallocate
 
     def open_existing(self, path: str, first_seq: int, size: int, allocated: int) -> None:

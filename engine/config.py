@@ -9,8 +9,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from engine.cache.tiers import TierSpec
 from engine.errors import InvalidArgument
-from engine.tiers import TierSpec
 from journal.journal import JournalOptions
 
 WRITERS = ("process", "thread")

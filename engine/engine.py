@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine.blockcache import BlockCache
+from engine.cache.blockcache import BlockCache
+from engine.cache.tiers import TierStore
 from engine.config import Config, default_tiers, load_config
 from engine.credentials import CredentialStore
 from engine.errors import ShoalError
@@ -18,7 +19,6 @@ from engine.persister import Persister
 from engine.snapshot import fill_checkpoint, load_checkpoint
 from engine.state import State
 from engine.sync import MetadataSync
-from engine.tiers import TierStore
 from engine.ttl import TtlChecker
 from journal.journal import Journal, JournalOptions, StateCodec
 from journal.layout import CheckpointFile

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from engine.blockcache import BlockCache
+from engine.cache.blockcache import BlockCache
 from engine.errors import (
     AlreadyExists,
     Busy,

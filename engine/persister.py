@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from engine.blockcache import BlockCache
+from engine.cache.blockcache import BlockCache
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
 from engine.state import block_size_of

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-from engine.blockcache import BlockCache
+from engine.cache.blockcache import BlockCache
 from engine.filesystem import FileSystem
 from engine.inode import Inode
 from engine.namespace import Namespace

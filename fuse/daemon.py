@@ -23,10 +23,10 @@ import pyfuse3
 import trio
 
 from engine import metrics
-from engine.cli.online import AdminServer
 from engine.credentials import split_secrets
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
+from fuse.admin import AdminServer, CommandRunner
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
 
@@ -167,6 +167,7 @@ def run(
     readonly: bool,
     config_file: str | None,
     ready: Callable[[], None],
+    run_command: CommandRunner,
 ) -> int:
     mountpoint = os.path.abspath(mountpoint)
     clear_dead_mount(mountpoint)
@@ -194,7 +195,7 @@ def run(
             with open(pid_file, "w") as f:
                 f.write(f"{os.getpid()}\n{mountpoint}\n")
             engine.ttl.start(config.cache_ttl_check_interval_s)
-            admin = AdminServer(engine, home)
+            admin = AdminServer(engine, home, run_command)
             admin.start()
             log.info("serving %s at %s (home %s)", uri, mountpoint, home)
             ready()

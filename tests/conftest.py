@@ -14,7 +14,7 @@ if ROOT not in sys.path:
 
 import pytest  # noqa: E402
 
-from tests.s3server import S3Server, start_s3_server  # noqa: E402
+from cli.bench.s3server import S3Server, start_s3_server  # noqa: E402
 from tests.ufs.stores import LocalStore, S3Store, Store  # noqa: E402
 
 

@@ -28,9 +28,9 @@ def env(**extra: str) -> dict[str, str]:
 def shoal(
     *args: str, home: Path | str | None = None, expect: int | None = 0, **kwargs: Any
 ) -> subprocess.CompletedProcess[str]:
-    """Runs `python -m engine.cli.main [--home HOME] ARGS`; checks the exit code (unless
+    """Runs `python -m cli.main [--home HOME] ARGS`; checks the exit code (unless
     ``expect`` is None) and that no traceback reached stderr."""
-    cmd = [sys.executable, "-m", "engine.cli.main"]
+    cmd = [sys.executable, "-m", "cli.main"]
     if home is not None:
         cmd += ["--home", str(home)]
     cmd += list(args)

@@ -14,8 +14,8 @@ from shoal_cli import shoal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client  # noqa: E402
 
 
 def test_mount_rules_on_local_paths(tmp_path: Path) -> None:

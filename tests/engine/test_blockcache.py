@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.bench.faultproxy import Fault, FaultProxy
+from cli.bench.s3server import S3Server
 from engine.engine import Engine
-from tests.faultproxy import Fault, FaultProxy
-from tests.s3server import S3Server
 from tests.ufs.stores import LocalStore, S3Store
 
 KiB = 1 << 10

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from engine.cache.tiers import BlockKey
 from engine.engine import Engine
 from engine.errors import NoSpace
-from engine.tiers import BlockKey
 
 FILES = ["a", "b", "c", "d"]
 

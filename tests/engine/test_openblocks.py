@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.openblocks import OpenBlockFiles
+from engine.cache.openblocks import OpenBlockFiles
 
 
 def open_fds() -> int:

@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
 
 from shoal_cli import shoal  # noqa: E402
 
+from cli.bench.faultproxy import Fault, FaultProxy  # noqa: E402
+from cli.bench.s3server import S3Server  # noqa: E402
 from engine.engine import Engine  # noqa: E402
 from engine.errors import NotFound, ReadOnly, Unavailable  # noqa: E402
-from tests.faultproxy import Fault, FaultProxy  # noqa: E402
-from tests.s3server import S3Server  # noqa: E402
 from tests.ufs.contract import MiB, PatternStream  # noqa: E402
 from tests.ufs.stores import S3Store, Store  # noqa: E402
 

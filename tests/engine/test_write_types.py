@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from cli.bench.faultproxy import Fault, FaultProxy
+from cli.bench.s3server import S3Server
 from engine.engine import Engine
 from engine.errors import NoSpace
 from engine.inode import PERSISTED
-from tests.faultproxy import Fault, FaultProxy
-from tests.s3server import S3Server
 from tests.ufs.stores import S3Store, Store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -66,7 +66,7 @@ def test_changes_made_outside_the_mount_reach_the_kernel(local_mount: Mounted) -
 def test_prometheus_metrics(tmp_path: Path) -> None:
     import urllib.request
 
-    from tests.s3server import free_port
+    from cli.bench.s3server import free_port
     from tests.ufs.stores import LocalStore
 
     store = LocalStore(tmp_path / "ufs")

@@ -8,10 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from cli.bench.s3server import S3Server
 from fuse.mountinfo import alive, served
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted
-from tests.s3server import S3Server
 from tests.ufs.stores import S3Store
 
 

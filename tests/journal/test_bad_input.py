@@ -416,7 +416,7 @@ def test_read_only_journal_or_home_is_a_clear_error(shared_home: Path, what: str
     if not _can_bind_read_only(target):
         pytest.skip("cannot make a read-only bind mount here (needs unshare and CAP_SYS_ADMIN)")
     before = snapshot_files(shared_home)
-    cli = [sys.executable, "-m", "engine.cli.main", "--home", str(shared_home)]
+    cli = [sys.executable, "-m", "cli.main", "--home", str(shared_home)]
     proc = _read_only_bind(target, *cli, "fs", "touch", "/new")
     assert proc.returncode == 5, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -490,7 +490,7 @@ def test_home_this_user_may_not_write_is_a_clear_error(shared_home: Path, how: s
         for p in [shared_home, *shared_home.rglob("*")]:
             os.chown(p, 65534, 65534)
     before = snapshot_files(shared_home)
-    cli = [sys.executable, "-m", "engine.cli.main", "--home", str(shared_home)]
+    cli = [sys.executable, "-m", "cli.main", "--home", str(shared_home)]
     for args in (("fs", "touch", "/new"), ("journal", "verify")):
         proc = _run_as_other_user(how, *cli, *args)
         assert proc.returncode == 5, proc.stderr

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 
 
 class Store(Protocol):

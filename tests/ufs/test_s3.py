@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 from tests.ufs.contract import MiB, PatternStream, UnderFSContract
 from ufs.base import UnderFS
 from ufs.errors import UfsNotFound

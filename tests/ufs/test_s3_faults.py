@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.faultproxy import Fault, FaultProxy
-from tests.s3server import S3Server, start_s3_server
+from cli.bench.faultproxy import Fault, FaultProxy
+from cli.bench.s3server import S3Server, start_s3_server
 from tests.ufs.contract import MiB, PatternStream
 from tests.ufs.test_s3 import CREDS, new_bucket
 from ufs.errors import UfsAccessDenied, UfsBucketMissing, UfsNotFound, UfsUnavailable

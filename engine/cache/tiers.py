@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from engine.openblocks import OpenBlockFiles
+from engine.cache.openblocks import OpenBlockFiles
 from ufs.atomic import write_atomically
 
 BlockKey = tuple[int, int, int]  # (file id, content version, block index)

@@ -22,9 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from engine.cache.tiers import TierSpec
 from engine.config import Config
 from engine.engine import Engine
-from engine.tiers import TierSpec
 from journal.journal import JournalOptions
 from journal.storage import OsStorage
 
@@ -107,7 +107,7 @@ def bench_cold(scratch: str, file_mib: int) -> dict[str, float]:
     if root not in sys.path:
         sys.path.insert(0, root)  # the S3 server helper lives with the tests
     try:
-        from tests.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
+        from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
     except ImportError:  # no moto (the test extras) here: no S3 figures
         return {}
     server = start_s3_server()
@@ -166,8 +166,8 @@ def block_size_sweep(
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if root not in sys.path:
         sys.path.insert(0, root)
-    from tests.faultproxy import Fault, FaultProxy
-    from tests.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
+    from cli.bench.faultproxy import Fault, FaultProxy
+    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
 
     scratch = tempfile.mkdtemp(prefix="shoal-bench-bs-", dir=workdir)
     server = start_s3_server()

@@ -83,9 +83,7 @@ def _listing(root: str) -> tuple[list[str], list[str]]:
 
 
 def _shoal(*args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "engine.cli.main", *args], capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"shoal {args[0]} failed: {done.stderr.strip()}")
 
@@ -102,8 +100,8 @@ def run(
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if root not in sys.path:
         sys.path.insert(0, root)  # the S3 server and the proxy live with the tests
-    from tests.faultproxy import Fault, FaultProxy
-    from tests.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
+    from cli.bench.faultproxy import Fault, FaultProxy
+    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
 
     scratch = tempfile.mkdtemp(prefix="shoal-bench-read-", dir=workdir)
     src, mnt, home = (os.path.join(scratch, d) for d in ("src", "mnt", "home"))

@@ -8,11 +8,14 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.cli.common import EXIT_FAILED, EXIT_OK, UsageError, home_of
+from cli.common import EXIT_FAILED, EXIT_OK, UsageError, home_of
 from engine.errors import InvalidArgument, ShoalError
 from fuse.mountinfo import alive, daemon_pid, shoal_mounts
+
+if TYPE_CHECKING:
+    from fuse.admin import CommandRunner
 
 # -o keys that are the daemon's own, not options of the UFS.
 FLAG_OPTIONS = {
@@ -24,7 +27,9 @@ READY = b"ready\n"
 UMOUNT_WAIT_S = 300.0
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
+def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunner) -> None:
+    """``run_command`` runs the admin channel's commands in the daemon (cli.main hands it in:
+    this module is below it)."""
     p = sub.add_parser(
         "mount",
         parents=[common],
@@ -42,7 +47,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("uri", metavar="UFS_URI")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
-    p.set_defaults(func=cmd_mount)
+    p.set_defaults(func=cmd_mount, run_command=run_command)
 
     p = sub.add_parser(
         "umount",
@@ -103,6 +108,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
             readonly=readonly,
             config_file=args.config,
             ready=ready,
+            run_command=args.run_command,
         )
     return _start_daemon(args, home)
 
@@ -113,7 +119,7 @@ def _start_daemon(args: argparse.Namespace, home: str) -> int:
     logs = os.path.join(home, "logs")
     os.makedirs(logs, exist_ok=True)
     errors = os.path.join(logs, "daemon.stderr")
-    argv = [sys.executable, "-m", "engine.cli.main", "mount", "--foreground", "--home", home]
+    argv = [sys.executable, "-m", "cli.main", "mount", "--foreground", "--home", home]
     argv += ["-v"] * (args.verbose or 0)
     if args.config:
         argv += ["--config", os.path.abspath(args.config)]

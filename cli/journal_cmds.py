@@ -7,7 +7,7 @@ import os
 import sys
 from typing import IO, Any
 
-from engine.cli.common import (
+from cli.common import (
     EXIT_CORRUPT,
     EXIT_FAILED,
     EXIT_OK,
@@ -16,7 +16,7 @@ from engine.cli.common import (
     locked_journal,
     open_engine,
 )
-from engine.cli.output import key_values
+from cli.output import key_values
 from engine.home import JOURNAL_DIR
 from journal.errors import JournalError
 from recovery import dump as dumping

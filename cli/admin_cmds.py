@@ -6,8 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from engine import bench_cache, bench_journal, bench_read
-from engine.cli.common import EXIT_FAILED, EXIT_OK, open_engine
+from cli.bench import cache as bench_cache
+from cli.bench import journal as bench_journal
+from cli.bench import read as bench_read
+from cli.common import EXIT_FAILED, EXIT_OK, open_engine
 from recovery.fsck import run_checks
 
 

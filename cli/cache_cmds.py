@@ -10,9 +10,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from engine.cli.common import EXIT_FAILED, EXIT_OK, UsageError, open_engine
-from engine.cli.output import dumps
-from engine.cli.paths import absolute as _abs
+from cli.common import EXIT_FAILED, EXIT_OK, UsageError, open_engine
+from cli.output import dumps
+from cli.paths import absolute as _abs
 from engine.engine import Engine
 from engine.errors import InvalidArgument, ShoalError
 from engine.inode import PERSISTED, Inode

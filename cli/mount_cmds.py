@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from engine.cli.common import EXIT_OK, UsageError, open_engine
-from engine.cli.output import dumps
-from engine.cli.paths import absolute as _abs
+from cli.common import EXIT_OK, UsageError, open_engine
+from cli.output import dumps
+from cli.paths import absolute as _abs
 
 
 def register(cmds: Any, common: argparse.ArgumentParser) -> None:

@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
-from engine.tiers import BlockKey
+from engine.cache.tiers import BlockKey
 
 if TYPE_CHECKING:
-    from engine.blockcache import BlockCache
+    from engine.cache.blockcache import BlockCache
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import logging
 import os
 import sys
 
-from engine.cli import admin_cmds, cache_cmds, daemon_cmds, fs_cmds, journal_cmds, online
-from engine.cli.common import (
+from cli import admin_cmds, cache_cmds, common, daemon_cmds, fs_cmds, journal_cmds, online
+from cli.common import (
     EXIT_CORRUPT,
     EXIT_FAILED,
     EXIT_LOCKED,
@@ -18,6 +18,7 @@ from engine.cli.common import (
     EXIT_USAGE,
     UsageError,
 )
+from engine.engine import Engine
 from engine.errors import HomeLocked, ShoalError
 from journal.errors import (
     JournalCorrupt,
@@ -26,6 +27,8 @@ from journal.errors import (
     MalformedEntry,
     UnknownEntryType,
 )
+
+log = logging.getLogger(__name__)
 
 EPILOG = """\
 exit codes:
@@ -68,13 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     # The global options are accepted after any subcommand too (`shoal journal verify --home
     # X`). Subcommands get their own copies whose default is SUPPRESS, so they do not reset
     # what was given before the subcommand (parents share action objects, hence two copies).
-    common = _global_options(argparse.SUPPRESS, argparse.SUPPRESS)
+    shared = _global_options(argparse.SUPPRESS, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    journal_cmds.register(sub, common)
-    fs_cmds.register(sub, common)
-    admin_cmds.register(sub, common)
-    cache_cmds.register_report(sub, common)
-    daemon_cmds.register(sub, common)
+    journal_cmds.register(sub, shared)
+    fs_cmds.register(sub, shared)
+    admin_cmds.register(sub, shared)
+    cache_cmds.register_report(sub, shared)
+    daemon_cmds.register(sub, shared, run_in_daemon)
     return parser
 
 
@@ -166,6 +169,32 @@ def run(args: argparse.Namespace) -> int:
         message = _one_line(describe(exc, getattr(args, "resolved_home", None)))
         print(f"shoal: error: {message}", file=sys.stderr)
         return code_for
+
+
+def run_in_daemon(argv: list[str], engine: Engine) -> int:
+    """The daemon's ``CommandRunner`` (fuse.admin): one command of its admin channel."""
+    common.ONLINE_ENGINE = engine
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # argparse has printed why
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if not online.runs_online(args):
+            print("shoal: error: this command does not run through the daemon", file=sys.stderr)
+            return EXIT_USAGE
+        # Only the command's name is logged: its arguments may hold secrets (fs mount -o).
+        name = " ".join(
+            str(w) for w in (args.command, getattr(args, "fs_command", None)) if w is not None
+        )
+        log.info("admin channel: shoal %s", name)
+        try:
+            return run(args)
+        except Exception:
+            log.exception("admin command %s failed", name)
+            print("shoal: error: the command failed in the daemon (see its log)", file=sys.stderr)
+            return EXIT_FAILED
+    finally:
+        common.ONLINE_ENGINE = None
 
 
 if __name__ == "__main__":

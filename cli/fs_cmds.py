@@ -13,9 +13,9 @@ import sys
 import time
 from typing import Any
 
-from engine.cli import cache_cmds, mount_cmds
-from engine.cli.common import EXIT_OK, UsageError, open_engine
-from engine.cli.output import (
+from cli import cache_cmds, mount_cmds
+from cli.common import EXIT_OK, UsageError, open_engine
+from cli.output import (
     dumps,
     flag_names,
     format_time_full,
@@ -26,7 +26,7 @@ from engine.cli.output import (
     mode_string,
     safe,
 )
-from engine.cli.paths import absolute as _abs
+from cli.paths import absolute as _abs
 from engine.engine import Engine
 from engine.errors import IsADirectory, NotFound
 from engine.inode import Inode

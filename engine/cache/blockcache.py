@@ -27,12 +27,12 @@ import zlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from engine.blockfetch import BlockFetcher
-from engine.cache_reconcile import ReconcileReport, reconcile
+from engine.cache.fetch import BlockFetcher
+from engine.cache.reconcile import ReconcileReport, reconcile
+from engine.cache.tiers import BlockKey, TierStore
 from engine.inode import PERSISTED, PINNED
 from engine.namespace import Namespace
 from engine.state import BlockInfo
-from engine.tiers import BlockKey, TierStore
 from journal import entries as E
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class BlockCache:
                 self.used[source] += info.length
             return moved
 
-    # -- the fetch path lives in engine/blockfetch.py (self.fetcher) ------------------------
+    # -- the fetch path lives in engine/cache/fetch.py (self.fetcher) ------------------------
 
     def drain(self) -> None:
         self.fetcher.drain()
@@ -458,5 +458,5 @@ class BlockCache:
         return len(blocks)
 
     def reconcile(self, repair: bool = True) -> ReconcileReport:
-        """See engine/cache_reconcile.py."""
+        """See engine/cache/reconcile.py."""
         return reconcile(self, repair)

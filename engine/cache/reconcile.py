@@ -14,10 +14,10 @@ import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.tiers import BlockKey
+from engine.cache.tiers import BlockKey
 
 if TYPE_CHECKING:
-    from engine.blockcache import BlockCache
+    from engine.cache.blockcache import BlockCache
 
 
 @dataclass

@@ -1,0 +1,93 @@
+"""The daemon's admin channel: commands run inside a running daemon, on its engine.
+
+A daemon holds its home's lock, so a command that opens the home itself would be refused.
+Instead `shoal report`, `shoal journal checkpoint` and every `shoal fs ...` are sent through a
+Unix socket in the home (``admin.sock``, mode 0600: only its owner may talk to it) and run
+there; their output streams back as it is written (progress bars included) and the exit code
+ends the exchange. A path inside a Shoal mountpoint names the file in that mount's namespace
+(`shoal fs load /mnt/data/train`), and that mount's home is used when no home is given.
+
+The wire is newline-delimited JSON: the client sends ``{"argv": [...]}``; the daemon answers
+``{"out": text}`` and ``{"err": text}`` frames, then ``{"exit": code}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+
+from cli.common import EXIT_FAILED
+from fuse.admin import SOCKET, short_path
+from fuse.mountinfo import shoal_mounts
+
+# Commands whose data moves between the caller's files or terminal and Shoal: in the daemon
+# they would read its stdin and write its stdout. While a daemon serves the home, the mount
+# does their job (cp, cat).
+LOCAL_IO = ("put", "cat")
+
+
+def runs_online(args: argparse.Namespace) -> bool:
+    command = args.command
+    if command == "journal":
+        return args.journal_command == "checkpoint"
+    if command == "fs":
+        return args.fs_command not in LOCAL_IO
+    return command == "report"
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+def translate(argv: list[str]) -> tuple[list[str], str | None]:
+    """``argv`` with paths inside Shoal mountpoints made namespace paths, and the home of the
+    mount they are in (None if no argument is inside one)."""
+    mounts = shoal_mounts()
+    home = None
+    out = []
+    for token in argv:
+        if token.startswith(("/", ".")) and mounts:
+            path = os.path.abspath(token)
+            for point, (mount_home, _device) in mounts.items():
+                if path == point or path.startswith(point.rstrip("/") + "/"):
+                    rel = os.path.relpath(path, point)
+                    token = "/" if rel == "." else "/" + rel
+                    home = home or mount_home
+                    break
+        out.append(token)
+    return out, home
+
+
+def forward(argv: list[str], args: argparse.Namespace) -> int | None:
+    """Runs the command in the daemon serving its home, if there is one: its exit code; None
+    when the command must run here (offline)."""
+    if not runs_online(args):
+        return None
+    argv, mount_home = translate(argv)
+    home = args.home or os.environ.get("SHOAL_HOME") or mount_home
+    if home is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with short_path(os.path.abspath(home)) as folder:
+            sock.connect(os.path.join(folder, SOCKET))
+    except OSError:  # no daemon serves this home (no socket, refused, not ours to reach)
+        sock.close()
+        return None
+    with sock, sock.makefile("rwb") as wire:
+        wire.write(json.dumps({"argv": argv}).encode() + b"\n")
+        wire.flush()
+        for line in wire:
+            frame = json.loads(line)
+            if "out" in frame:
+                sys.stdout.write(frame["out"])
+                sys.stdout.flush()
+            elif "err" in frame:
+                sys.stderr.write(frame["err"])
+                sys.stderr.flush()
+            elif "exit" in frame:
+                return int(frame["exit"])
+    print("shoal: error: the daemon closed the admin channel mid-command", file=sys.stderr)
+    return EXIT_FAILED

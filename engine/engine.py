@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.tiers import TierStore
+from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
 from engine.credentials import CredentialStore
 from engine.errors import ShoalError
@@ -56,7 +57,8 @@ class Engine:
             if lock is not None:
                 lock.release()
             raise
-        self.ns = Namespace(self.state, self.journal)
+        self.gate = CommitGate(self.state, self.journal)
+        self.ns = Namespace(self.gate)
         self.mounts = MountTable(self.ns, CredentialStore(getattr(storage, "root", None)))
         cfg = self.config
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
@@ -118,7 +120,7 @@ class Engine:
         return cls(OsStorage(path), config.journal, config=config, lock=lock, reconcile=reconcile)
 
     def checkpoint(self) -> CheckpointFile:
-        ckpt = self.ns.checkpoint()
+        ckpt = self.ns.gate.checkpoint()
         assert ckpt is not None
         return ckpt
 
@@ -131,7 +133,7 @@ class Engine:
             if self.cache is not None:
                 self.cache.close()  # blocks still being stored are finished first
             self.mounts.close()
-            with self.ns.lock:
+            with self.gate.lock:
                 self.journal.close(self.state if checkpoint else None)
         finally:
             if self._lock is not None:

@@ -76,3 +76,10 @@ class DataLost(ShoalError):
     """Data whose only copy was in the cache is gone (a damaged disk): it cannot be served."""
 
     errno = errno.EIO
+
+
+class Refused(ShoalError):
+    """The commit gate refused an entry that the state cannot apply: a change raced with another
+    (the file it names was deleted meanwhile) or a bug. Nothing was appended."""
+
+    errno = errno.ESTALE

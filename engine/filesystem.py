@@ -199,13 +199,13 @@ class FileSystem:
         with ns.lock:
             node = parent.children.get(name)  # type: ignore[union-attr]
             if node is None:
-                ns.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                ns.gate.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
                 node = parent.children[name]  # type: ignore[index]
             entry = E.UfsFingerprint(
                 node.id, status.fingerprint, status.size, now, now, self.sync.block_size
             )
-            seq = ns.commit(entry)
-        ns.durable(seq)
+            seq = ns.gate.commit(entry)
+        ns.gate.durable(seq)
         if blocks and self.cache is not None:
             for idx, block in enumerate(blocks):
                 self.cache.store((node.id, node.version, idx), block)
@@ -224,7 +224,7 @@ class FileSystem:
             node = parent.children.get(name)  # type: ignore[union-attr]
             now = time.time_ns()
             if node is None:
-                ns.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                ns.gate.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
                 node = parent.children[name]  # type: ignore[index]
             else:
                 fingerprint = node.ext.fingerprint if node.ext is not None else None
@@ -241,7 +241,7 @@ class FileSystem:
                             f" {needed} bytes): its tiers are full of pinned or unpersisted"
                             " blocks; the file keeps its content"
                         )
-                ns.commit(E.SetAttr(node.id, now, size=0))  # a new content version
+                ns.gate.commit(E.SetAttr(node.id, now, size=0))  # a new content version
             file, version = node.id, node.version
         length = 0
         try:
@@ -262,17 +262,19 @@ class FileSystem:
             if restore is not None:
                 with ns.lock:
                     now = time.time_ns()
-                    ns.commit(restore._replace(fingerprint=restore.fingerprint + "~", time=now))
-                    seq = ns.commit(restore._replace(time=now))
-                ns.durable(seq)
+                    ns.gate.commit(
+                        restore._replace(fingerprint=restore.fingerprint + "~", time=now)
+                    )
+                    seq = ns.gate.commit(restore._replace(time=now))
+                ns.gate.durable(seq)
             else:
                 ns.delete(ns.path_of(node))
             raise
         with ns.lock:
-            seq = ns.commit(E.CompleteFile(file, length, bs, time.time_ns()))
+            seq = ns.gate.commit(E.CompleteFile(file, length, bs, time.time_ns()))
             if kind == "ASYNC_THROUGH":
-                seq = ns.commit(E.PersistRequested(file, version, time.time_ns()))
-        ns.durable(seq)
+                seq = ns.gate.commit(E.PersistRequested(file, version, time.time_ns()))
+        ns.gate.durable(seq)
         if kind == "ASYNC_THROUGH" and self.persister is not None:
             self.persister.submit(file, version)
         return node
@@ -287,12 +289,12 @@ class FileSystem:
             if node.flags & PERSISTED or self.sync.mount_of(node) is None:
                 return False
             if ns.state.persists.get(node.id) != node.version:
-                seq = ns.commit(E.PersistRequested(node.id, node.version, time.time_ns()))
+                seq = ns.gate.commit(E.PersistRequested(node.id, node.version, time.time_ns()))
             else:
                 seq = 0
             file, version = node.id, node.version
         if seq:
-            ns.durable(seq)
+            ns.gate.durable(seq)
         self.persister.submit(file, version)
         return True
 

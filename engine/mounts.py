@@ -119,10 +119,10 @@ class MountTable:
         try:
             with ns.lock:
                 self._check_target(path, node.id, uri)  # again: the UFS check ran unlocked
-                seq = ns.commit(
+                seq = ns.gate.commit(
                     E.AddMount(node.id, uri, public, readonly, credential, time.time_ns())
                 )
-            ns.durable(seq)
+            ns.gate.durable(seq)
         except BaseException:
             ufs.close()
             if credential:
@@ -172,9 +172,9 @@ class MountTable:
             seq = 0
             now = time.time_ns()
             for name, child in sorted(node.children.items()):
-                seq = ns.commit(E.Delete(child.id, node.id, name, now))
-            seq = ns.commit(E.RemoveMount(node.id, now))
-        ns.durable(seq)
+                seq = ns.gate.commit(E.Delete(child.id, node.id, name, now))
+            seq = ns.gate.commit(E.RemoveMount(node.id, now))
+        ns.gate.durable(seq)
         with self._lock:
             ufs = self._connectors.pop(node.id, None)
         if ufs is not None:

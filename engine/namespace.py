@@ -1,23 +1,18 @@
-"""Namespace operations: each validates against the state, builds an entry, appends it, applies
-it, and returns only once the entry is durable.
+"""Namespace operations: each checks the caller's request against the state (names, types,
+emptiness, read-only mounts), builds an entry and proposes it to the commit gate
+(engine/commit.py) under the gate's lock, then waits outside the lock until it is durable.
 
-Appending and applying happen under one lock, so the log's order is the order of application
-and validation always sees the state the entry will be applied to. Waiting for durability
-happens outside the lock, which is what lets concurrent operations share one fsync (group
-commit). A mutation is visible to readers between apply and durability; it is acknowledged to
-its caller only after.
+A mutation is visible to readers between apply and durability; it is acknowledged to its caller
+only after.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from engine import metrics
+from engine.commit import CommitGate
 from engine.errors import (
     AlreadyExists,
     Busy,
@@ -30,81 +25,17 @@ from engine.errors import (
 )
 from engine.inode import ROOT_ID, S_IFMT, S_IFREG, Inode
 from engine.names import check_name, parent_and_name, split_path
-from engine.state import State
 from journal import entries as E
-from journal.journal import Journal
-from journal.layout import CheckpointFile
 
 log = logging.getLogger(__name__)
 
 
-class Deferred:
-    __slots__ = ("seq",)
-
-    def __init__(self) -> None:
-        self.seq = 0
-
-
 class Namespace:
-    def __init__(self, state: State, journal: Journal[State]) -> None:
-        self.state = state
-        self.tree = state.tree
-        self.journal = journal
-        self.lock = threading.RLock()
-        self._deferral = threading.local()
-        # Called with each committed entry, under the lock (so: cheap, no I/O). The FUSE
-        # frontend listens to tell the kernel about changes it did not make itself.
-        self.observers: list[Callable[[Any], None]] = []
-
-    # -- the commit pattern ------------------------------------------------------------------
-
-    # Public because the engine's other modules (mounts, sync, the cache, the persister) make
-    # their mutations the same way: validate under ``lock``, ``commit``, then ``durable``.
-
-    def commit(self, entry: Any) -> int:
-        """Append then apply; the caller holds the lock and has validated ``entry``."""
-        seq = self.journal.append(entry)
-        self.state.apply(entry, seq)
-        for observe in self.observers:
-            observe(entry)
-        return seq
-
-    def durable(self, seq: int) -> None:
-        """Returns once entry ``seq`` is durable (or, in ``deferred()``, records it)."""
-        box = getattr(self._deferral, "box", None)
-        if box is not None:
-            box.seq = max(box.seq, seq)
-            return
-        if metrics.ENABLED:
-            metrics.timed_wait(self.journal.wait, seq)
-        else:
-            self.journal.wait(seq)
-        if self.journal.checkpoint_due:
-            try:
-                self.checkpoint(only_if_due=True)
-            except OSError as exc:
-                # The operation is durable already and must not report a failure; the
-                # checkpoint stays due and the next operation retries it.
-                log.error("automatic checkpoint failed, will retry: %s", exc)
-
-    def checkpoint(self, *, only_if_due: bool = False) -> CheckpointFile | None:
-        """Writes a checkpoint of the state; nothing changes the state meanwhile."""
-        with self.lock:
-            if only_if_due and not self.journal.checkpoint_due:
-                return None  # another operation got there first
-            return self.journal.checkpoint(self.state)
-
-    @contextmanager
-    def deferred(self) -> Iterator[Deferred]:
-        """Operations inside return without waiting for durability; the caller must wait for
-        ``box.seq`` (``await journal.wait_async(box.seq)``) before acknowledging them. This is
-        how trio tasks share fsyncs without blocking the event loop."""
-        box = Deferred()
-        self._deferral.box = box
-        try:
-            yield box
-        finally:
-            self._deferral.box = None
+    def __init__(self, gate: CommitGate) -> None:
+        self.gate = gate
+        self.state = gate.state
+        self.tree = gate.state.tree
+        self.lock = gate.lock
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -181,13 +112,13 @@ class Namespace:
                     raise NotFound("/" + "/".join(parts[: i + 1]) + " does not exist")
                 seq, node = self._mkdir_locked(node, name, mode, uid, gid)
         if seq:
-            self.durable(seq)
+            self.gate.durable(seq)
         return node
 
     def mkdir_in(self, parent_id: int, name: str, mode: int, uid: int, gid: int) -> Inode:
         with self.lock:
             seq, node = self._mkdir_locked(self._dir_by_id(parent_id), name, mode, uid, gid)
-        self.durable(seq)
+        self.gate.durable(seq)
         return node
 
     def _mkdir_locked(
@@ -196,20 +127,20 @@ class Namespace:
         self._free_name(parent, name)
         self.check_writable(parent)
         entry = E.MkDir(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
-        seq = self.commit(entry)
+        seq = self.gate.commit(entry)
         return seq, self.tree.get(entry.id)
 
     def create(self, path: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Inode:
         parents, name = parent_and_name(path)
         with self.lock:
             seq, node = self._create_locked(self._dir(parents), name, mode, uid, gid)
-        self.durable(seq)
+        self.gate.durable(seq)
         return node
 
     def create_in(self, parent_id: int, name: str, mode: int, uid: int, gid: int) -> Inode:
         with self.lock:
             seq, node = self._create_locked(self._dir_by_id(parent_id), name, mode, uid, gid)
-        self.durable(seq)
+        self.gate.durable(seq)
         return node
 
     def _create_locked(
@@ -218,7 +149,7 @@ class Namespace:
         self._free_name(parent, name)
         self.check_writable(parent)
         entry = E.CreateFile(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
-        seq = self.commit(entry)
+        seq = self.gate.commit(entry)
         return seq, self.tree.get(entry.id)
 
     def complete(self, ino: int, length: int, block_size: int) -> None:
@@ -230,8 +161,8 @@ class Namespace:
             node = self.tree.get(ino)
             if node.mode & S_IFMT != S_IFREG:
                 raise IsADirectory(f"inode {ino} is not a regular file")
-            seq = self.commit(E.CompleteFile(ino, length, block_size, time.time_ns()))
-        self.durable(seq)
+            seq = self.gate.commit(E.CompleteFile(ino, length, block_size, time.time_ns()))
+        self.gate.durable(seq)
 
     def symlink(self, path: str, target: str, uid: int = 0, gid: int = 0) -> Inode:
         parents, name = parent_and_name(path)
@@ -242,8 +173,8 @@ class Namespace:
             self._free_name(parent, name)
             self.check_writable(parent)
             entry = E.Symlink(self.tree.next_id, parent.id, name, target, uid, gid, time.time_ns())
-            seq = self.commit(entry)
-        self.durable(seq)
+            seq = self.gate.commit(entry)
+        self.gate.durable(seq)
         return self.tree.get(entry.id)
 
     def setattr(self, path: str, **changes: Any) -> Inode:
@@ -260,8 +191,8 @@ class Namespace:
             if size is not None and node.mode & S_IFMT != S_IFREG:
                 raise IsADirectory(f"{path} is not a regular file")
             self.check_writable(node)
-            seq = self.commit(E.SetAttr(node.id, time.time_ns(), **changes))
-        self.durable(seq)
+            seq = self.gate.commit(E.SetAttr(node.id, time.time_ns(), **changes))
+        self.gate.durable(seq)
         return node
 
     def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
@@ -300,8 +231,8 @@ class Namespace:
                 node.id, src_parent.id, src_name, dst_parent.id, dst_name, time.time_ns(),
                 existing.id if existing is not None else None,
             )  # fmt: skip
-            seq = self.commit(entry)
-        self.durable(seq)
+            seq = self.gate.commit(entry)
+        self.gate.durable(seq)
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         parents, name = parent_and_name(path)
@@ -315,8 +246,8 @@ class Namespace:
                 raise NotEmpty(f"{path} is a directory that is not empty")
             if self.state.mounts and self.holds_mount(node):
                 raise Busy(f"{path} is or contains a mount point; unmount it first")
-            seq = self.commit(E.Delete(node.id, parent.id, name, time.time_ns()))
-        self.durable(seq)
+            seq = self.gate.commit(E.Delete(node.id, parent.id, name, time.time_ns()))
+        self.gate.durable(seq)
 
     def holds_mount(self, node: Inode) -> bool:
         for ino in self.state.mounts:

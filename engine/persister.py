@@ -92,8 +92,8 @@ class Persister:
             if node is None or node.version != version:
                 if self.ns.state.persists.get(file) == version:
                     # Superseded or deleted: nothing of this version is to be uploaded.
-                    seq = self.ns.commit(E.Persisted(file, version, "", time.time_ns()))
-                    self.ns.durable(seq)
+                    seq = self.ns.gate.commit(E.Persisted(file, version, "", time.time_ns()))
+                    self.ns.gate.durable(seq)
                 return
             where = self.sync.mount_of(node)
             size, bs = node.size, block_size_of(node)
@@ -113,8 +113,10 @@ class Persister:
         with ufs_errors():
             status = connector.write(rel, _BlockStream(blocks()))  # type: ignore[arg-type]
         with self.ns.lock:
-            seq = self.ns.commit(E.Persisted(file, version, status.fingerprint, time.time_ns()))
-        self.ns.durable(seq)
+            seq = self.ns.gate.commit(
+                E.Persisted(file, version, status.fingerprint, time.time_ns())
+            )
+        self.ns.gate.durable(seq)
 
     def close(self) -> None:
         """Finishes the uploads under way; queued ones stay pending in the journal and are

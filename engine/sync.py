@@ -203,10 +203,10 @@ class MetadataSync:
         with ns.lock:  # decided and journaled in one hold: nothing can slip in between
             for name, child in sorted((node.children or {}).items()):
                 if name not in seen and self._removable(child):
-                    seq = ns.commit(self._removal(child))
+                    seq = ns.gate.commit(self._removal(child))
                     count += 1
         if seq:
-            ns.durable(seq)
+            ns.gate.durable(seq)
         with self._lock:
             self._loaded[(node.id, mount.time)] = time.monotonic()
         return count
@@ -233,26 +233,26 @@ class MetadataSync:
                 if existing is not None and (existing.children is not None) != status.is_dir:
                     if not self._removable(existing):
                         continue
-                    seq = ns.commit(self._removal(existing))
+                    seq = ns.gate.commit(self._removal(existing))
                     count += 1
                     existing = None
                 now = time.time_ns()
                 if existing is None:
                     new_id = ns.tree.next_id
                     if status.is_dir:
-                        seq = ns.commit(
+                        seq = ns.gate.commit(
                             E.MkDir(new_id, node.id, name, 0o755, 0, 0, status.mtime_ns or now)
                         )
                         count += 1
                         continue
-                    seq = ns.commit(E.CreateFile(new_id, node.id, name, 0o644, 0, 0, now))
+                    seq = ns.gate.commit(E.CreateFile(new_id, node.id, name, 0o644, 0, 0, now))
                     count += 1
                     existing = ns.tree.get(new_id)
                 for entry in self._changes(existing.id, existing, status):
-                    seq = ns.commit(entry)
+                    seq = ns.gate.commit(entry)
                     count += 1
         if seq:
-            ns.durable(seq)
+            ns.gate.durable(seq)
         return count
 
     def _changes(self, ino: int, node: Inode, status: UfsStatus) -> list[E.UfsFingerprint]:
@@ -285,6 +285,6 @@ class MetadataSync:
         seq = 0
         with ns.lock:
             for entry in entries:
-                seq = ns.commit(entry)
-        ns.durable(seq)
+                seq = ns.gate.commit(entry)
+        ns.gate.durable(seq)
         return len(entries)

@@ -188,7 +188,7 @@ def run(
             raise InvalidArgument(
                 f"libfuse refused to mount {mountpoint} ({exc}); its reason is on the line above"
             ) from None
-        engine.ns.observers.append(ops.invalidator.observe)
+        engine.ns.gate.observers.append(ops.invalidator.observe)
         ops.invalidator.start()
         try:
             raise_readahead(mountpoint)

@@ -101,7 +101,7 @@ def namespace_create_op(engine: Engine, tag: str, writers: int) -> Op:
     dirs = [ns.mkdir(f"/{tag}-{i}").id for i in range(writers)]
 
     def op(i: int, n: int) -> int:
-        with ns.deferred() as pending:
+        with ns.gate.deferred() as pending:
             ns.create_in(dirs[i], f"f{n}", 0o644, 0, 0)
         return pending.seq
 

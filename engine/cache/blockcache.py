@@ -276,14 +276,14 @@ class BlockCache:
                     if existing is None or existing.tier != tier.name:
                         tier.remove(key)
                     return existing is not None
-                seq = self.ns.commit(
+                seq = self.ns.gate.commit(
                     E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
                 )
                 self._apply_accesses()  # earlier hits come before this block in the order
                 self.lru[tier.name][key] = n
                 self._touch(key)
                 self._stamp(tier, key)
-            self.ns.durable(seq)
+            self.ns.gate.durable(seq)
             return True
         return False
 
@@ -360,8 +360,8 @@ class BlockCache:
         except OSError as exc:
             log.warning("cannot move block %s to %s: %s", key, target.name, exc)
             return False
-        seq = self.ns.commit(E.BlockMoved(key[0], key[1], key[2], target.name, time.time_ns()))
-        self.ns.durable(seq)
+        seq = self.ns.gate.commit(E.BlockMoved(key[0], key[1], key[2], target.name, time.time_ns()))
+        self.ns.gate.durable(seq)
         if not detached:
             del self.lru[source.name][key]
             self.used[source.name] -= info.length
@@ -373,7 +373,7 @@ class BlockCache:
 
     def _drop(self, key: BlockKey, info: BlockInfo) -> None:
         """With the namespace lock held: journals the removal, then deletes the file."""
-        seq = self.ns.commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
+        seq = self.ns.gate.commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
         self._verified.pop(key, None)
         self._scores.pop(key, None)
         tier = self.by_name.get(info.tier)
@@ -382,7 +382,7 @@ class BlockCache:
             self.used[info.tier] -= info.length
         if tier is not None:
             tier.remove(key)
-        self.ns.durable(seq)
+        self.ns.gate.durable(seq)
 
     def report(self) -> dict[str, object]:
         """Capacity, use and block count per tier, and this process's counters."""

@@ -46,7 +46,7 @@ def test_tasks_and_threads_share_commits_and_survive_a_restart(tmp_path: Path, w
 
     async def task_writer(i: int) -> None:
         for n in range(PER_WRITER):
-            with ns.deferred() as pending:
+            with ns.gate.deferred() as pending:
                 ns.create(f"/task{i}/f{n}")
             await engine.journal.wait_async(pending.seq)
 

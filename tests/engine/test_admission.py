@@ -1,0 +1,129 @@
+"""The commit gate admits exactly the entries the state can apply, and appends nothing else."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.admission import admit
+from engine.engine import Engine
+from engine.errors import Refused
+from engine.state import ApplyError, State
+from journal import entries as E
+
+
+def test_a_persisted_for_a_deleted_file_is_refused_with_nothing_appended(tmp_path: Path) -> None:
+    engine = Engine.open_home(str(tmp_path))
+    try:
+        node = engine.ns.create("/f")
+        engine.ns.delete("/f")
+        last = engine.journal.last_seq
+        with engine.gate.lock, pytest.raises(Refused, match=f"inode {node.id} does not exist"):
+            engine.gate.commit(E.Persisted(node.id, node.version, "etag", time.time_ns()))
+        assert engine.journal.last_seq == last
+    finally:
+        engine.close()
+    Engine.open_home(str(tmp_path)).close()  # the home opens: the log holds nothing unappliable
+
+
+def test_an_entry_of_the_wrong_field_type_is_refused(tmp_path: Path) -> None:
+    with Engine.open_home(str(tmp_path)) as engine, engine.gate.lock:
+        last = engine.journal.last_seq
+        with pytest.raises(Refused, match="MkDir.name"):
+            engine.gate.commit(E.MkDir(engine.ns.tree.next_id, 1, 7, 0o755, 0, 0, 1))  # type: ignore[arg-type]
+        with pytest.raises(Refused, match="not a name"):
+            engine.gate.commit(E.MkDir(engine.ns.tree.next_id, 1, "a/b", 0o755, 0, 0, 1))
+        assert engine.journal.last_seq == last
+
+
+# -- admit() agrees with apply on random states and entries ------------------------------------
+
+# Few ids and names, so that entries often meet the inodes and names earlier ones made.
+ids = st.integers(min_value=0, max_value=5)
+names = st.sampled_from(["a", "b"])
+times = st.integers(min_value=0, max_value=10)
+small = st.integers(min_value=0, max_value=3)
+versions = st.integers(min_value=0, max_value=2)
+block_sizes = st.sampled_from([0, 3, 4096, 1 << 20])
+
+entries = st.one_of(
+    st.builds(E.MkDir, ids, ids, names, st.just(0o755), small, small, times),
+    st.builds(E.CreateFile, ids, ids, names, st.just(0o644), small, small, times),
+    st.builds(E.Symlink, ids, ids, names, st.just("t"), small, small, times),
+    st.builds(E.CompleteFile, ids, small, block_sizes, times),
+    st.builds(
+        E.SetAttr,
+        ids,
+        times,
+        mode=st.none() | st.just(0o600),
+        size=st.none() | small,
+        pinned=st.none() | st.booleans(),
+        ttl_ms=st.none() | st.sampled_from([-1, 5]),
+    ),  # fmt: skip
+    st.builds(E.Rename, ids, ids, names, ids, names, times, st.none() | ids),
+    st.builds(E.Delete, ids, ids, names, times),
+    st.builds(E.AddMount, ids, st.just("file:///x"), st.just({}), st.booleans(), st.none(), times),
+    st.builds(E.RemoveMount, ids, times),
+    st.builds(
+        E.UfsFingerprint, ids, st.sampled_from(["f1", "f2"]), small, times, times, block_sizes
+    ),
+    st.builds(E.BlockCached, ids, versions, small, st.just("SSD"), small, small, times),
+    st.builds(E.BlockMoved, ids, versions, small, st.just("HDD"), times),
+    st.builds(E.BlockRemoved, ids, versions, small, times),
+    st.builds(E.PersistRequested, ids, versions, times),
+    st.builds(E.Persisted, ids, versions, st.just("etag"), times),
+)
+
+
+def aimed(state: State, entry: object, data: st.DataObject) -> object:
+    """``entry`` made likelier to fit: it names an inode that exists where it is, and a rename
+    names what its destination holds now. Blind draws almost never meet such states."""
+    live = [n for n in state.tree.table[2:] if n is not None]
+    dirs = [n.id for n in state.tree.table if n is not None and n.children is not None]
+    if isinstance(entry, E.MkDir | E.CreateFile | E.Symlink):
+        return entry._replace(id=state.tree.next_id, parent=data.draw(st.sampled_from(dirs)))
+    if isinstance(entry, E.Rename | E.Delete) and live:
+        node = data.draw(st.sampled_from(live))
+        if isinstance(entry, E.Delete):
+            return entry._replace(id=node.id, parent=node.parent, name=node.name)
+        entry = entry._replace(
+            id=node.id, src_parent=node.parent, src_name=node.name,
+            dst_parent=data.draw(st.sampled_from(dirs)),
+        )  # fmt: skip
+        dst = state.tree.find(entry.dst_parent)
+        there = dst.children.get(entry.dst_name) if dst and dst.children is not None else None
+        return entry._replace(replaced=there.id if there is not None else None)
+    if isinstance(entry, E.BlockMoved | E.BlockRemoved) and state.blocks:
+        file = data.draw(st.sampled_from(sorted(state.blocks)))
+        version, idx = data.draw(st.sampled_from(sorted(state.blocks[file])))
+        return entry._replace(file=file, version=version, idx=idx)
+    return entry
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_admit_lets_through_exactly_what_apply_applies(data: st.DataObject) -> None:
+    state = State()
+    for seq in range(1, data.draw(st.integers(min_value=1, max_value=60)) + 1):
+        entry = data.draw(entries)
+        if data.draw(st.booleans()):
+            entry = aimed(state, entry, data)
+        try:
+            admit(state, entry)
+            admitted = True
+        except Refused:
+            admitted = False
+        trial = copy.deepcopy(state)
+        try:
+            trial.apply(entry, seq)
+            applied = True
+        except ApplyError:
+            applied = False
+        assert admitted == applied, entry
+        if admitted:
+            state = trial

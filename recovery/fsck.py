@@ -161,15 +161,25 @@ def check_mounts(state: State) -> list[str]:
     return out
 
 
+def _file_problem(node: Inode | None, file: int, what: str, *, count: str = "") -> str | None:
+    """Why inode ``file`` (``node``) cannot be the regular file that ``what``: it does not exist
+    (the message then starts with ``count``) or is of another type. None when it is fine."""
+    if node is None:
+        return f"{count}{what} inode {file}, which does not exist"
+    if node.mode & S_IFMT != S_IFREG:
+        return f"{what} inode {file}, which is not a regular file"
+    return None
+
+
 def check_blocks(state: State) -> list[str]:
     out = []
     for file, blocks in state.blocks.items():
         node = state.tree.find(file)
+        problem = _file_problem(node, file, "cached blocks belong to", count=f"{len(blocks)} ")
+        if problem:
+            out.append(problem)
         if node is None:
-            out.append(f"{len(blocks)} cached blocks belong to inode {file}, which does not exist")
             continue
-        if node.mode & S_IFMT != S_IFREG:
-            out.append(f"cached blocks belong to inode {file}, which is not a regular file")
         if not blocks:
             out.append(f"inode {file} has an empty block map entry")
         for version, index in blocks:
@@ -187,11 +197,10 @@ def check_persists(state: State) -> list[str]:
     out = []
     for file, version in state.persists.items():
         node = state.tree.find(file)
-        if node is None:
-            out.append(f"a persist is pending for inode {file}, which does not exist")
-        elif node.mode & S_IFMT != S_IFREG:
-            out.append(f"a persist is pending for inode {file}, which is not a regular file")
-        elif version > node.version:
+        problem = _file_problem(node, file, "a persist is pending for")
+        if problem:
+            out.append(problem)
+        elif node is not None and version > node.version:
             out.append(
                 f"inode {file}: persist of version {version} is ahead of the file's"
                 f" version {node.version}"

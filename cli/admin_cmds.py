@@ -9,7 +9,14 @@ from typing import Any
 from cli.bench import cache as bench_cache
 from cli.bench import journal as bench_journal
 from cli.bench import read as bench_read
-from cli.common import EXIT_FAILED, EXIT_OK, add_command, command_group, open_engine
+from cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_command,
+    command_group,
+    open_engine,
+    whole_number,
+)
 from recovery.fsck import run_checks
 
 
@@ -95,14 +102,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-ms", type=float, default=20.0, help="added per S3 request")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError("needs at least 2")
-    return value
+_positive = whole_number(2, "a number", "needs at least 2")
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:

@@ -116,23 +116,27 @@ def _cache(engine: Engine) -> Any:
     return engine.cache
 
 
+def _set_on(engine: Engine, raw_path: str, **changes: Any) -> None:
+    """Journals ``changes`` to the path's attributes; a path below a mount that is not known yet
+    is looked up in its UFS first."""
+    path = _abs(raw_path)
+    engine.sync.lookup(path)
+    engine.ns.setattr(path, **changes)
+
+
 def cmd_pin(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
         tiers = {t.name for t in _cache(engine).tiers}
         unknown = [m for m in args.media if m not in tiers]
         if unknown:
             raise InvalidArgument(f"no tier named {', '.join(unknown)} (tiers: {sorted(tiers)})")
-        path = _abs(args.path)
-        engine.sync.lookup(path)
-        engine.ns.setattr(path, pinned=True, media=list(args.media) or None)
+        _set_on(engine, args.path, pinned=True, media=list(args.media) or None)
     return EXIT_OK
 
 
 def cmd_unpin(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
-        path = _abs(args.path)
-        engine.sync.lookup(path)
-        engine.ns.setattr(path, pinned=False, media=[])
+        _set_on(engine, args.path, pinned=False, media=[])
     return EXIT_OK
 
 
@@ -142,17 +146,13 @@ def cmd_setttl(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     with open_engine(args) as engine:
-        path = _abs(args.path)
-        engine.sync.lookup(path)
-        engine.ns.setattr(path, ttl_ms=ttl_ms, ttl_action=args.action)
+        _set_on(engine, args.path, ttl_ms=ttl_ms, ttl_action=args.action)
     return EXIT_OK
 
 
 def cmd_unsetttl(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
-        path = _abs(args.path)
-        engine.sync.lookup(path)
-        engine.ns.setattr(path, ttl_ms=-1)
+        _set_on(engine, args.path, ttl_ms=-1)
     return EXIT_OK
 
 

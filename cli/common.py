@@ -46,6 +46,22 @@ def add_command(
     return parser
 
 
+def whole_number(minimum: int, noun: str, too_small: str) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``minimum``; text that is no integer is
+    refused as not ``noun``, one below ``minimum`` with ``too_small``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(too_small)
+        return value
+
+    return parse
+
+
 def home_of(args: argparse.Namespace) -> str:
     """The home's absolute path from --home or SHOAL_HOME; remembered for error messages."""
     try:

@@ -17,6 +17,7 @@ from cli.common import (
     home_of,
     locked_journal,
     open_engine,
+    whole_number,
 )
 from cli.output import key_values
 from engine.home import JOURNAL_DIR
@@ -138,14 +139,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _seq(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a sequence number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("sequence numbers start at 1")
-    return value
+_seq = whole_number(1, "a sequence number", "sequence numbers start at 1")
 
 
 def _in_home(home: str, path: str) -> str:

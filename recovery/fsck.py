@@ -148,34 +148,38 @@ def check_kinds(state: State) -> list[str]:
     return out
 
 
+def _target_problem(
+    node: Inode | None, ino: int, what: str, *, directory: bool = False, count: str = ""
+) -> str | None:
+    """Why inode ``ino`` (``node``) cannot be the regular file (or directory) that ``what``: it
+    does not exist (the message then starts with ``count``) or is of another type. None when it
+    is fine."""
+    if node is None:
+        return f"{count}{what} inode {ino}, which does not exist"
+    if directory and node.children is None:
+        return f"{what} inode {ino}, which is not a directory"
+    if not directory and node.mode & S_IFMT != S_IFREG:
+        return f"{what} inode {ino}, which is not a regular file"
+    return None
+
+
 def check_mounts(state: State) -> list[str]:
     out = []
     for ino, mount in state.mounts.items():
         node = state.tree.find(ino)
         if mount.id != ino:
             out.append(f"mount table key {ino} holds a mount of inode {mount.id}")
-        if node is None:
-            out.append(f"mount {mount.uri} points at inode {ino}, which does not exist")
-        elif node.children is None:
-            out.append(f"mount {mount.uri} points at inode {ino}, which is not a directory")
+        problem = _target_problem(node, ino, f"mount {mount.uri} points at", directory=True)
+        if problem:
+            out.append(problem)
     return out
-
-
-def _file_problem(node: Inode | None, file: int, what: str, *, count: str = "") -> str | None:
-    """Why inode ``file`` (``node``) cannot be the regular file that ``what``: it does not exist
-    (the message then starts with ``count``) or is of another type. None when it is fine."""
-    if node is None:
-        return f"{count}{what} inode {file}, which does not exist"
-    if node.mode & S_IFMT != S_IFREG:
-        return f"{what} inode {file}, which is not a regular file"
-    return None
 
 
 def check_blocks(state: State) -> list[str]:
     out = []
     for file, blocks in state.blocks.items():
         node = state.tree.find(file)
-        problem = _file_problem(node, file, "cached blocks belong to", count=f"{len(blocks)} ")
+        problem = _target_problem(node, file, "cached blocks belong to", count=f"{len(blocks)} ")
         if problem:
             out.append(problem)
         if node is None:
@@ -197,7 +201,7 @@ def check_persists(state: State) -> list[str]:
     out = []
     for file, version in state.persists.items():
         node = state.tree.find(file)
-        problem = _file_problem(node, file, "a persist is pending for")
+        problem = _target_problem(node, file, "a persist is pending for")
         if problem:
             out.append(problem)
         elif node is not None and version > node.version:

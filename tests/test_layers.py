@@ -4,7 +4,16 @@ module or a function may grow.
 Floors, bottom to top: journal and ufs (0), engine (1), fuse and recovery (2), cli (3). A module
 may import its own package and the floors below it, never one beside or above it. Every import
 statement counts: those under ``if TYPE_CHECKING:`` and inside functions too, since a circle or
-an upward reach that only the type checker or a late import sees is still one.
+an upward reach that only the type checker or a late import sees is still one. Beside each
+other on one floor (journal and ufs; fuse and recovery) packages do not import each other today,
+and must not start: each stands on the floors below alone.
+
+A private name (one leading underscore) belongs to the module that defines it: no
+``from m import _x``, and no ``obj._x`` unless obj is self, cls or super(), or this module
+defines ``_x`` itself (then it is the module's own, e.g. a helper class reaching its partner).
+Names that only look private because the standard library spells them so (namedtuple's
+``_replace``/``_asdict``/``_fields``/``_field_defaults``/``_make``, ``os._exit``,
+``sys._getframe``) are public API.
 """
 
 from __future__ import annotations
@@ -162,6 +171,36 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_strongly_connected_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert _strongly_connected(graph) == [["a", "b", "c"]]
+
+
+def _parsed(name: str, source: str, *, is_package: bool = False) -> Module:
+    return Module(name, ROOT / "x.py", is_package, ast.parse(source), 0)
+
+
+def test_imports_are_resolved() -> None:
+    module = _parsed(
+        "engine.cache.fetch",
+        "from . import tiers\nfrom ..errors import X\nfrom typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import fuse.daemon\n"
+        "def f():\n    from cli.main import main\n",
+    )
+    assert [t for t, _ in _imports_of(module, MODULES)] == [
+        "engine.cache.tiers", "engine.errors", "typing", "fuse.daemon", "cli.main",
+    ]  # fmt: skip
+
+
+def test_private_uses_are_found() -> None:
+    module = _parsed(
+        "cli.x",
+        "import os\nfrom journal.writer import _helper\nfrom m import public\n"
+        "class A:\n    def f(self, other):\n"
+        "        self._own(); super()._base(); other._mine; os._exit(1); t._replace()\n"
+        "        other._theirs; public._hidden\n"
+        "    def _mine(self): ...\n",
+    )
+    assert sorted(use for _, use in _private_uses(module)) == [
+        "from journal.writer import _helper", "other._theirs", "public._hidden",
+    ]  # fmt: skip
 
 
 def test_no_import_cycles() -> None:

@@ -9,15 +9,24 @@ from typing import Any
 from cli.bench import cache as bench_cache
 from cli.bench import journal as bench_journal
 from cli.bench import read as bench_read
-from cli.common import EXIT_FAILED, EXIT_OK, open_engine
+from cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_command,
+    command_group,
+    open_engine,
+    whole_number,
+)
 from recovery.fsck import run_checks
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
+        common,
         "fsck",
-        parents=[common],
-        help="check the namespace's invariants (offline)",
+        cmd_fsck,
+        "check the namespace's invariants (offline)",
         description="Opens the home, rebuilds its state and runs named invariant checks on it,"
         " and compares the block cache's map with its tier directories; exits 1 listing the"
         " checks that fail. Changes nothing unless --repair.",
@@ -27,14 +36,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="remove orphan block files and drop (journaled) blocks that are missing or damaged",
     )
-    p.set_defaults(func=cmd_fsck)
 
-    bench = sub.add_parser("bench", parents=[common], help="benchmarks")
-    cmds = bench.add_subparsers(dest="bench_command", metavar="COMMAND", required=True)
-    p = cmds.add_parser(
+    cmds = command_group(sub, common, "bench", "benchmarks")
+    p = add_command(
+        cmds,
+        common,
         "journal",
-        parents=[common],
-        help="durable append rate, replay rate, checkpoint cost, memory per inode",
+        cmd_bench_journal,
+        "durable append rate, replay rate, checkpoint cost, memory per inode",
         description="Runs in a scratch directory; needs no home.",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -52,12 +61,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="S",
         help="length of each append-rate run (default: 3)",
     )
-    p.set_defaults(func=cmd_bench_journal)
 
-    p = cmds.add_parser(
+    p = add_command(
+        cmds,
+        common,
         "cache",
-        parents=[common],
-        help="read throughput through the block cache, as ratios to direct reads",
+        cmd_bench_cache,
+        "read throughput through the block cache, as ratios to direct reads",
         description="Cache hits against direct local reads, cold reads against direct ranged"
         " GETs from an S3 endpoint (moto, started here), at 1 and 8 readers. Needs no home.",
     )
@@ -68,12 +78,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="MIB,...",
         help="instead: cold read MiB/s of one 64 MiB file per block size, 20 ms added latency",
     )
-    p.set_defaults(func=cmd_bench_cache)
 
-    p = cmds.add_parser(
+    p = add_command(
+        cmds,
+        common,
         "read",
-        parents=[common],
-        help="a training read workload through a real mount, beside local and boto3 reads",
+        cmd_bench_read,
+        "a training read workload through a real mount, beside local and boto3 reads",
         description="ImageNet-like small files and large shards read by parallel processes"
         " from a local directory, by direct boto3 GETs and through `shoal mount` (cold, then"
         " warm) of an S3 endpoint (moto on 127.0.0.1, with latency added by a proxy). Runs in"
@@ -89,17 +100,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-mib", type=int, default=64, help="size of each (default 64)")
     p.add_argument("--readers", type=int, default=4, help="parallel readers (default 4)")
     p.add_argument("--latency-ms", type=float, default=20.0, help="added per S3 request")
-    p.set_defaults(func=cmd_bench_read)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError("needs at least 2")
-    return value
+_positive = whole_number(2, "a number", "needs at least 2")
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from cli.common import EXIT_FAILED, EXIT_OK, UsageError, open_engine
+from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, open_engine
 from cli.output import dumps
 from cli.paths import absolute as _abs
 from engine.engine import Engine
@@ -22,17 +22,15 @@ LOAD_CHUNK = 4 << 20
 
 
 def register(cmds: Any, common: argparse.ArgumentParser) -> None:
-    p = cmds.add_parser("pin", parents=[common], help="never evict PATH's cached blocks")
+    p = add_command(cmds, common, "pin", cmd_pin, "never evict PATH's cached blocks")
     p.add_argument("path", metavar="PATH")
     p.add_argument("media", nargs="*", metavar="MEDIUM", help="keep them in these tiers only")
-    p.set_defaults(func=cmd_pin)
 
-    p = cmds.add_parser("unpin", parents=[common], help="let PATH's blocks be evicted again")
+    p = add_command(cmds, common, "unpin", cmd_unpin, "let PATH's blocks be evicted again")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_unpin)
 
-    p = cmds.add_parser(
-        "setttl", parents=[common], help="expire PATH (and all below it) DURATION from now"
+    p = add_command(
+        cmds, common, "setttl", cmd_setttl, "expire PATH (and all below it) DURATION from now"
     )
     p.add_argument("path", metavar="PATH")
     p.add_argument("duration", metavar="DURATION", help="e.g. 90s, 15m, 12h, 7d")
@@ -42,16 +40,16 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         default="free",
         help="free: drop cached data (default); delete: remove from Shoal AND the UFS",
     )
-    p.set_defaults(func=cmd_setttl)
 
-    p = cmds.add_parser("unsetttl", parents=[common], help="remove PATH's TTL")
+    p = add_command(cmds, common, "unsetttl", cmd_unsetttl, "remove PATH's TTL")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_unsetttl)
 
-    p = cmds.add_parser(
+    p = add_command(
+        cmds,
+        common,
         "settype",
-        parents=[common],
-        help="set the read and/or write type of PATH and the tree below it",
+        cmd_settype,
+        "set the read and/or write type of PATH and the tree below it",
         description="A type set on a path applies to it and everything below it, before the"
         " mount's and the global ones (docs/cache.md). 'inherit' removes it.",
     )
@@ -62,37 +60,35 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         help="MUST_CACHE, CACHE_THROUGH, THROUGH, ASYNC_THROUGH or inherit",
     )
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_settype)
 
-    p = cmds.add_parser(
-        "checkttl", parents=[common], help="act on expired TTLs now (the daemon does it itself)"
+    add_command(
+        cmds,
+        common,
+        "checkttl",
+        cmd_checkttl,
+        "act on expired TTLs now (the daemon does it itself)",
     )
-    p.set_defaults(func=cmd_checkttl)
 
-    p = cmds.add_parser("persist", parents=[common], help="upload cached-only data to its UFS")
+    p = add_command(cmds, common, "persist", cmd_persist, "upload cached-only data to its UFS")
     p.add_argument("-R", "--recursive", action="store_true")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_persist)
 
-    p = cmds.add_parser("free", parents=[common], help="drop cached blocks of persisted files")
+    p = add_command(cmds, common, "free", cmd_free, "drop cached blocks of persisted files")
     p.add_argument("-R", "--recursive", action="store_true")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_free)
 
-    p = cmds.add_parser(
-        "load", parents=[common], help="prefetch files into the cache, with a progress bar"
+    p = add_command(
+        cmds, common, "load", cmd_load, "prefetch files into the cache, with a progress bar"
     )
     p.add_argument("-R", "--recursive", action="store_true")
     p.add_argument("--parallel", type=int, default=8, metavar="N", help="files at once")
     p.add_argument("--verify", action="store_true", help="then check every cached block's CRC-32")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_load)
 
 
 def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("report", parents=[common], help="the block cache's tiers and counters")
+    p = add_command(sub, common, "report", cmd_report, "the block cache's tiers and counters")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_report)
 
 
 def files_under(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:
@@ -120,23 +116,27 @@ def _cache(engine: Engine) -> Any:
     return engine.cache
 
 
+def _set_on(engine: Engine, raw_path: str, **changes: Any) -> None:
+    """Journals ``changes`` to the path's attributes; a path below a mount that is not known yet
+    is looked up in its UFS first."""
+    path = _abs(raw_path)
+    engine.sync.lookup(path)
+    engine.ns.setattr(path, **changes)
+
+
 def cmd_pin(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
         tiers = {t.name for t in _cache(engine).tiers}
         unknown = [m for m in args.media if m not in tiers]
         if unknown:
             raise InvalidArgument(f"no tier named {', '.join(unknown)} (tiers: {sorted(tiers)})")
-        path = _abs(args.path)
-        engine.sync.lookup(path)
-        engine.ns.setattr(path, pinned=True, media=list(args.media) or None)
+        _set_on(engine, args.path, pinned=True, media=list(args.media) or None)
     return EXIT_OK
 
 
 def cmd_unpin(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
-        path = _abs(args.path)
-        engine.sync.lookup(path)
-        engine.ns.setattr(path, pinned=False, media=[])
+        _set_on(engine, args.path, pinned=False, media=[])
     return EXIT_OK
 
 
@@ -146,17 +146,13 @@ def cmd_setttl(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     with open_engine(args) as engine:
-        path = _abs(args.path)
-        engine.sync.lookup(path)
-        engine.ns.setattr(path, ttl_ms=ttl_ms, ttl_action=args.action)
+        _set_on(engine, args.path, ttl_ms=ttl_ms, ttl_action=args.action)
     return EXIT_OK
 
 
 def cmd_unsetttl(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
-        path = _abs(args.path)
-        engine.sync.lookup(path)
-        engine.ns.setattr(path, ttl_ms=-1)
+        _set_on(engine, args.path, ttl_ms=-1)
     return EXIT_OK
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from engine.engine import Engine
 from engine.errors import InvalidArgument, NotFound
@@ -22,6 +23,43 @@ EXIT_NOT_WRITABLE = 5
 
 class UsageError(Exception):
     """The command line asks for something impossible; exit 2 without a traceback."""
+
+
+def command_group(sub: Any, common: argparse.ArgumentParser, name: str, help: str) -> Any:
+    """``shoal NAME COMMAND ...``: a command whose sub-commands are added to what it returns."""
+    group = sub.add_parser(name, help=help, parents=[common])
+    return group.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+
+def add_command(
+    cmds: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help: str,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """A (sub-)command that runs ``func(args)``, taking the global options too; its own
+    arguments are added to the parser it returns."""
+    parser: argparse.ArgumentParser = cmds.add_parser(name, parents=[common], help=help, **kwargs)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def whole_number(minimum: int, noun: str, too_small: str) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``minimum``; text that is no integer is
+    refused as not ``noun``, one below ``minimum`` with ``too_small``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(too_small)
+        return value
+
+    return parse
 
 
 def home_of(args: argparse.Namespace) -> str:

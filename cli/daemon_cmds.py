@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from cli.common import EXIT_FAILED, EXIT_OK, UsageError, home_of
+from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, home_of
 from engine.errors import InvalidArgument, ShoalError
 from fuse.mountinfo import alive, daemon_pid, shoal_mounts
 
@@ -30,10 +30,12 @@ UMOUNT_WAIT_S = 300.0
 def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunner) -> None:
     """``run_command`` runs the admin channel's commands in the daemon (cli.main hands it in:
     this module is below it)."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
+        common,
         "mount",
-        parents=[common],
-        help="serve UFS_URI at MOUNTPOINT through FUSE (engine, cache and mount in one daemon)",
+        cmd_mount,
+        "serve UFS_URI at MOUNTPOINT through FUSE (engine, cache and mount in one daemon)",
         description="Mounts UFS_URI (a local path, file:///PATH or s3://BUCKET[/PREFIX]) at"
         " MOUNTPOINT and returns once the mount is live; the daemon goes on in the background"
         " (logs in <home>/logs/shoal.log). -o KEY=VALUE sets a configuration key"
@@ -47,15 +49,16 @@ def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunn
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("uri", metavar="UFS_URI")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
-    p.set_defaults(func=cmd_mount, run_command=run_command)
+    p.set_defaults(run_command=run_command)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
+        common,
         "umount",
-        parents=[common],
-        help="unmount a Shoal mount; returns once its daemon has flushed and checkpointed",
+        cmd_umount,
+        "unmount a Shoal mount; returns once its daemon has flushed and checkpointed",
     )
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
-    p.set_defaults(func=cmd_umount)
 
 
 def split_options(items: list[str]) -> tuple[dict[str, Any], dict[str, str], bool]:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from cli import cache_cmds, mount_cmds
-from cli.common import EXIT_OK, UsageError, open_engine
+from cli.common import EXIT_OK, UsageError, add_command, command_group, open_engine
 from cli.output import (
     dumps,
     flag_names,
@@ -34,12 +34,11 @@ from engine.state import block_size_of
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    fs = sub.add_parser(
-        "fs", help="offline namespace operations (the home must not be in use)", parents=[common]
+    cmds = command_group(
+        sub, common, "fs", "offline namespace operations (the home must not be in use)"
     )
-    cmds = fs.add_subparsers(dest="fs_command", metavar="COMMAND", required=True)
 
-    p = cmds.add_parser("mkdir", parents=[common], help="create directories")
+    p = add_command(cmds, common, "mkdir", cmd_mkdir, "create directories")
     p.add_argument(
         "-p",
         "--parents",
@@ -47,25 +46,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="create missing parents; no error if the directory exists",
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.set_defaults(func=cmd_mkdir)
 
-    p = cmds.add_parser(
-        "touch", parents=[common], help="create empty complete files, or update their mtime"
+    p = add_command(
+        cmds, common, "touch", cmd_touch, "create empty complete files, or update their mtime"
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.set_defaults(func=cmd_touch)
 
-    p = cmds.add_parser("ls", parents=[common], help="list a directory like `ls -l`")
+    p = add_command(cmds, common, "ls", cmd_ls, "list a directory like `ls -l`")
     p.add_argument("-R", "--recursive", action="store_true", help="list subdirectories too")
     p.add_argument("--json", action="store_true", help="one JSON object per entry and line")
     p.add_argument(
         "--sync", action="store_true", help="list mounted directories from their UFS first"
     )
     p.add_argument("path", nargs="?", default="/", metavar="PATH")
-    p.set_defaults(func=cmd_ls)
 
-    p = cmds.add_parser(
-        "put", parents=[common], help="copy a local file to PATH (below a mount: THROUGH its UFS)"
+    p = add_command(
+        cmds, common, "put", cmd_put, "copy a local file to PATH (below a mount: THROUGH its UFS)"
     )
     p.add_argument("local", metavar="LOCAL_FILE", help="a file, or - for standard input")
     p.add_argument("path", metavar="PATH")
@@ -74,25 +70,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=["MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH"],
         help="default: the mount's write_type option, else the write_type config key",
     )
-    p.set_defaults(func=cmd_put)
 
-    p = cmds.add_parser("cat", parents=[common], help="write a file's bytes to standard output")
+    p = add_command(cmds, common, "cat", cmd_cat, "write a file's bytes to standard output")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_cat)
 
-    p = cmds.add_parser(
-        "sync", parents=[common], help="bring PATH in step with its UFS now (metadata only)"
+    p = add_command(
+        cmds, common, "sync", cmd_sync, "bring PATH in step with its UFS now (metadata only)"
     )
     p.add_argument("-R", "--recursive", action="store_true", help="every directory below too")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_sync)
 
-    p = cmds.add_parser("stat", parents=[common], help="show an inode's attributes")
+    p = add_command(cmds, common, "stat", cmd_stat, "show an inode's attributes")
     p.add_argument("--json", action="store_true")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_stat)
 
-    p = cmds.add_parser("rm", parents=[common], help="remove files (directories with -R)")
+    p = add_command(cmds, common, "rm", cmd_rm, "remove files (directories with -R)")
     p.add_argument(
         "-R",
         "-r",
@@ -102,16 +94,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="remove directories and everything below them",
     )
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.set_defaults(func=cmd_rm)
 
-    p = cmds.add_parser(
-        "mv", parents=[common], help="rename; into DST if DST is an existing directory"
-    )
+    p = add_command(cmds, common, "mv", cmd_mv, "rename; into DST if DST is an existing directory")
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
-    p.set_defaults(func=cmd_mv)
 
-    p = cmds.add_parser("ln", parents=[common], help="create a symbolic link (-s)")
+    p = add_command(cmds, common, "ln", cmd_ln, "create a symbolic link (-s)")
     p.add_argument(
         "-s",
         "--symbolic",
@@ -120,7 +108,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("target", metavar="TARGET")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_ln)
 
     mount_cmds.register(cmds, common)
     cache_cmds.register(cmds, common)

@@ -12,9 +12,12 @@ from cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
+    add_command,
+    command_group,
     home_of,
     locked_journal,
     open_engine,
+    whole_number,
 )
 from cli.output import key_values
 from engine.home import JOURNAL_DIR
@@ -27,20 +30,18 @@ from recovery.verify import VerifyReport, verify_journal
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    journal = sub.add_parser(
-        "journal", help="inspect, check and repair the journal", parents=[common]
-    )
-    cmds = journal.add_subparsers(dest="journal_command", metavar="COMMAND", required=True)
+    cmds = command_group(sub, common, "journal", "inspect, check and repair the journal")
 
-    p = cmds.add_parser(
-        "checkpoint", parents=[common], help="write a checkpoint of the current state"
+    add_command(
+        cmds, common, "checkpoint", cmd_checkpoint, "write a checkpoint of the current state"
     )
-    p.set_defaults(func=cmd_checkpoint)
 
-    p = cmds.add_parser(
+    p = add_command(
+        cmds,
+        common,
         "replay",
-        parents=[common],
-        help="rebuild the state from checkpoint + log and print its counts and digest",
+        cmd_replay,
+        "rebuild the state from checkpoint + log and print its counts and digest",
         description="Rebuilds the state as start-up does (newest checkpoint, then the log after"
         " it) without writing a checkpoint, and prints what it holds.",
     )
@@ -50,12 +51,53 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="also replay the whole log from entry 1 (when it is still present) and compare"
         " the two digests; exit 3 if they differ",
     )
-    p.set_defaults(func=cmd_replay)
 
-    p = cmds.add_parser(
+    _register_dump(cmds, common)
+
+    add_command(
+        cmds,
+        common,
+        "verify",
+        cmd_verify,
+        "check every checksum, sequence number and checkpoint; exit 3 on the first problem",
+    )
+
+    p = add_command(
+        cmds,
+        common,
+        "repair",
+        cmd_repair,
+        "truncate a torn tail; with --force, cut the log at mid-log damage",
+        description="Cuts a torn tail off the last segment (a copy is kept). Damage that would"
+        " drop acknowledged entries is refused unless --force is given; what would be lost is"
+        " printed first. Every affected file is copied or renamed aside (*.broken), never"
+        " deleted.",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="accept losing the entries after mid-log damage"
+    )
+
+    p = add_command(
+        cmds,
+        common,
+        "inspect",
+        cmd_inspect,
+        "expand a checkpoint into plain SQLite tables (one row per inode, with paths)",
+        description="Checkpoints store inodes in compact chunks; this writes the state of one"
+        " (the newest that verifies, or --seq) as tables inodes, mounts, blocks, persists and"
+        " meta, for SQL queries.",
+    )
+    p.add_argument("--seq", type=_seq, default=None, help="the checkpoint at this sequence")
+    p.add_argument("--out", required=True, metavar="FILE", help="the SQLite file to write")
+
+
+def _register_dump(cmds: Any, common: argparse.ArgumentParser) -> None:
+    p = add_command(
+        cmds,
+        common,
         "dump",
-        parents=[common],
-        help="print the log's entries",
+        cmd_dump,
+        "print the log's entries",
         description="Prints the entries of the log, one per line or as an SQLite table. A torn"
         " tail is not dumped: where the valid log ends is said on stderr.",
     )
@@ -83,40 +125,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="write here instead of stdout (required for"
         " sqlite, whose table `entries` is replaced)",
     )
-    p.set_defaults(func=cmd_dump)
-
-    p = cmds.add_parser(
-        "verify",
-        parents=[common],
-        help="check every checksum, sequence number and checkpoint; exit 3 on the first problem",
-    )
-    p.set_defaults(func=cmd_verify)
-
-    p = cmds.add_parser(
-        "repair",
-        parents=[common],
-        help="truncate a torn tail; with --force, cut the log at mid-log damage",
-        description="Cuts a torn tail off the last segment (a copy is kept). Damage that would"
-        " drop acknowledged entries is refused unless --force is given; what would be lost is"
-        " printed first. Every affected file is copied or renamed aside (*.broken), never"
-        " deleted.",
-    )
-    p.add_argument(
-        "--force", action="store_true", help="accept losing the entries after mid-log damage"
-    )
-    p.set_defaults(func=cmd_repair)
-
-    p = cmds.add_parser(
-        "inspect",
-        parents=[common],
-        help="expand a checkpoint into plain SQLite tables (one row per inode, with paths)",
-        description="Checkpoints store inodes in compact chunks; this writes the state of one"
-        " (the newest that verifies, or --seq) as tables inodes, mounts, blocks, persists and"
-        " meta, for SQL queries.",
-    )
-    p.add_argument("--seq", type=_seq, default=None, help="the checkpoint at this sequence")
-    p.add_argument("--out", required=True, metavar="FILE", help="the SQLite file to write")
-    p.set_defaults(func=cmd_inspect)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -131,14 +139,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _seq(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a sequence number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("sequence numbers start at 1")
-    return value
+_seq = whole_number(1, "a sequence number", "sequence numbers start at 1")
 
 
 def _in_home(home: str, path: str) -> str:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.common import EXIT_OK, UsageError, open_engine
+from cli.common import EXIT_OK, UsageError, add_command, open_engine
 from cli.output import dumps
 from cli.paths import absolute as _abs
 
 
 def register(cmds: Any, common: argparse.ArgumentParser) -> None:
-    p = cmds.add_parser(
+    p = add_command(
+        cmds,
+        common,
         "mount",
-        parents=[common],
-        help="attach a UFS (a local path, file:///PATH, s3://BUCKET[/PREFIX]) at PATH",
+        cmd_mount,
+        "attach a UFS (a local path, file:///PATH, s3://BUCKET[/PREFIX]) at PATH",
         description="Secrets among the options (access_key, secret_key, session_token) are kept"
         " only in <home>/credentials (mode 0600), never in the journal.",
     )
@@ -29,15 +31,12 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         help="a mount option, e.g. endpoint=http://127.0.0.1:9000, path_style=true (repeatable)",
     )
     p.add_argument("--readonly", action="store_true", help="refuse every write below PATH")
-    p.set_defaults(func=cmd_mount)
 
-    p = cmds.add_parser("unmount", parents=[common], help="detach the UFS mounted at PATH")
+    p = add_command(cmds, common, "unmount", cmd_unmount, "detach the UFS mounted at PATH")
     p.add_argument("path", metavar="PATH")
-    p.set_defaults(func=cmd_unmount)
 
-    p = cmds.add_parser("mounts", parents=[common], help="list the mount table")
+    p = add_command(cmds, common, "mounts", cmd_mounts, "list the mount table")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_mounts)
 
 
 def parse_options(items: list[str]) -> dict[str, str]:

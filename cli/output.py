@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.inode import COMPLETE, PERSISTED, PINNED, Inode
 from engine.state import block_size_of
+from recovery.inspect import inode_attrs
 
 # Names come from the journal and may hold lone surrogates (undecodable bytes): print them
 # escaped rather than fail on the terminal's encoding.
@@ -48,12 +49,7 @@ def inode_json(node: Inode, path: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": node.id,
         "path": safe(path),
-        "type": node.kind,
-        "mode": node.mode,
-        "uid": node.uid,
-        "gid": node.gid,
-        "size": node.size,
-        "mtime_ns": node.mtime,
+        **inode_attrs(node),
     }
     if node.ext is not None and node.ext.target is not None:
         out["target"] = safe(node.ext.target)

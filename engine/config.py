@@ -114,10 +114,19 @@ def load_config(
 ) -> Config:
     """The home's shoal.toml (or the file ``path``, which must exist), then ``overrides``."""
     cfg = Config()
-    data: dict[str, Any] = {}
     if path is not None and not os.path.isfile(path):
         raise InvalidArgument(f"config file {path} does not exist")
-    path = path or os.path.join(home, "shoal.toml")
+    flat = _read_flat(path or os.path.join(home, "shoal.toml"))
+    flat.update(overrides or {})
+    for key, value in flat.items():
+        _set_key(cfg, key, value)
+    _check_journal(cfg.journal)
+    return cfg
+
+
+def _read_flat(path: str) -> dict[str, Any]:
+    """The TOML file's keys as "section.key" -> value (none when there is no file)."""
+    data: dict[str, Any] = {}
     if os.path.exists(path):
         try:
             with open(path, "rb") as f:
@@ -131,66 +140,70 @@ def load_config(
                 flat[f"{key}.{sub}"] = v
         else:
             flat[key] = value
-    flat.update(overrides or {})
-    journal_keys = {f.name for f in fields(JournalOptions)}
-    for key, value in flat.items():
-        section, _, name = key.rpartition(".")
-        if section == "journal" and name in journal_keys:
-            setattr(cfg.journal, name, _coerce(getattr(cfg.journal, name), value, key))
-        elif not section and name == "block_size":
-            cfg.block_size = _coerce(cfg.block_size, value, key)
-        elif not section and name == "write_type":
-            cfg.write_type = str(value).upper()
-        elif not section and name == "read_type":
-            cfg.read_type = str(value).upper()
-        elif section == "cache" and name == "evictor":
-            cfg.cache_evictor = str(value).upper()
-            if cfg.cache_evictor not in ("LRU", "LRFU"):
-                raise InvalidArgument(f"config key {key}: {value!r} is not LRU or LRFU")
-        elif section == "cache" and name == "readahead_blocks":
-            cfg.cache_readahead_blocks = int(_coerce(cfg.cache_readahead_blocks, value, key))
-        elif section == "cache" and name == "readahead_max_blocks":
-            cfg.cache_readahead_max_blocks = int(_coerce(0, value, key))
-        elif section == "cache" and name == "ttl_check_interval_s":
-            cfg.cache_ttl_check_interval_s = float(
-                _coerce(cfg.cache_ttl_check_interval_s, value, key)
-            )
-        elif section == "cache" and name == "lrfu_half_life_s":
-            cfg.cache_lrfu_half_life_s = float(_coerce(cfg.cache_lrfu_half_life_s, value, key))
-        elif section == "cache" and name == "tiers":
-            cfg.cache_tiers = _tiers(value, key)
-        elif section == "fuse" and name in ("entry_timeout_s", "attr_timeout_s"):
-            setattr(cfg, f"fuse_{name}", float(_coerce(0.0, value, key)))
-        elif section == "fuse" and name in ("allow_other", "flush_on_close"):
-            setattr(cfg, f"fuse_{name}", _coerce(False, value, key))
-        elif section == "fuse" and name == "max_file_size":
-            cfg.fuse_max_file_size = parse_size(value, key)
-        elif section == "fuse" and name == "max_threads":
-            cfg.fuse_max_threads = max(1, int(_coerce(0, value, key)))
-        elif section == "metrics" and name == "port":
-            cfg.metrics_port = int(_coerce(0, value, key))
-            if not 0 <= cfg.metrics_port < 65536:
-                raise InvalidArgument(f"config key {key}: {value!r} is not a port")
-        elif section == "log" and name == "level":
-            cfg.log_level = str(value).upper()
-            if cfg.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-                raise InvalidArgument(f"config key {key}: {value!r} is not a log level")
-        elif section == "ufs" and name == "sync_interval":
-            cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
-        else:
-            raise InvalidArgument(f"unknown config key {key!r}")
-    if cfg.journal.writer not in WRITERS:
+    return flat
+
+
+_JOURNAL_KEYS = frozenset(f.name for f in fields(JournalOptions))
+
+
+def _set_key(cfg: Config, key: str, value: Any) -> None:
+    section, _, name = key.rpartition(".")
+    if section == "journal" and name in _JOURNAL_KEYS:
+        setattr(cfg.journal, name, _coerce(getattr(cfg.journal, name), value, key))
+    elif not section and name == "block_size":
+        cfg.block_size = _coerce(cfg.block_size, value, key)
+    elif not section and name == "write_type":
+        cfg.write_type = str(value).upper()
+    elif not section and name == "read_type":
+        cfg.read_type = str(value).upper()
+    elif section == "cache" and name == "evictor":
+        cfg.cache_evictor = str(value).upper()
+        if cfg.cache_evictor not in ("LRU", "LRFU"):
+            raise InvalidArgument(f"config key {key}: {value!r} is not LRU or LRFU")
+    elif section == "cache" and name == "readahead_blocks":
+        cfg.cache_readahead_blocks = int(_coerce(cfg.cache_readahead_blocks, value, key))
+    elif section == "cache" and name == "readahead_max_blocks":
+        cfg.cache_readahead_max_blocks = int(_coerce(0, value, key))
+    elif section == "cache" and name == "ttl_check_interval_s":
+        cfg.cache_ttl_check_interval_s = float(_coerce(cfg.cache_ttl_check_interval_s, value, key))
+    elif section == "cache" and name == "lrfu_half_life_s":
+        cfg.cache_lrfu_half_life_s = float(_coerce(cfg.cache_lrfu_half_life_s, value, key))
+    elif section == "cache" and name == "tiers":
+        cfg.cache_tiers = _tiers(value, key)
+    elif section == "fuse" and name in ("entry_timeout_s", "attr_timeout_s"):
+        setattr(cfg, f"fuse_{name}", float(_coerce(0.0, value, key)))
+    elif section == "fuse" and name in ("allow_other", "flush_on_close"):
+        setattr(cfg, f"fuse_{name}", _coerce(False, value, key))
+    elif section == "fuse" and name == "max_file_size":
+        cfg.fuse_max_file_size = parse_size(value, key)
+    elif section == "fuse" and name == "max_threads":
+        cfg.fuse_max_threads = max(1, int(_coerce(0, value, key)))
+    elif section == "metrics" and name == "port":
+        cfg.metrics_port = int(_coerce(0, value, key))
+        if not 0 <= cfg.metrics_port < 65536:
+            raise InvalidArgument(f"config key {key}: {value!r} is not a port")
+    elif section == "log" and name == "level":
+        cfg.log_level = str(value).upper()
+        if cfg.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise InvalidArgument(f"config key {key}: {value!r} is not a log level")
+    elif section == "ufs" and name == "sync_interval":
+        cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
+    else:
+        raise InvalidArgument(f"unknown config key {key!r}")
+
+
+def _check_journal(journal: JournalOptions) -> None:
+    if journal.writer not in WRITERS:
         raise InvalidArgument(
-            f"config key journal.writer: {cfg.journal.writer!r} is not one of {', '.join(WRITERS)}"
+            f"config key journal.writer: {journal.writer!r} is not one of {', '.join(WRITERS)}"
         )
-    preallocate = cfg.journal.preallocate
+    preallocate = journal.preallocate
     if isinstance(preallocate, bool) or not isinstance(preallocate, int) or preallocate < 0:
         raise InvalidArgument(
             f"config key journal.preallocate: {preallocate!r} is not a byte count (0 turns it off)"
         )
-    if cfg.journal.replay_scanner not in REPLAY_SCANNERS:
+    if journal.replay_scanner not in REPLAY_SCANNERS:
         raise InvalidArgument(
-            f"config key journal.replay_scanner: {cfg.journal.replay_scanner!r} is not one of"
+            f"config key journal.replay_scanner: {journal.replay_scanner!r} is not one of"
             f" {', '.join(REPLAY_SCANNERS)}"
         )
-    return cfg

@@ -42,7 +42,7 @@ from typing import Any, NoReturn
 from journal.child import child_argv
 from journal.errors import JournalClosed, JournalFailed, JournalNotWritable
 from journal.storage import OsStorage, join
-from journal.writer import SegmentWriter, Waiters, _cannot_abort, _trio_lowlevel, exit_process
+from journal.writer import SegmentWriter, Waiters, exit_process, trio_lowlevel
 from journal.writer_child import ACK, CONTROL_ROTATE, MESSAGE_HEADER
 
 _pack_message = MESSAGE_HEADER.pack
@@ -284,15 +284,14 @@ class ProcessCommit(Waiters):
             finally:
                 with self._lock:
                     self._hand_over()
-        if self.failed is not None and self.durable_seq < seq:
-            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+        self._raise_unless_durable(seq)
 
     async def wait_async(self, seq: int) -> None:
         """``wait`` for trio tasks. Each trio run gets one system task that reads the acks and
         wakes the tasks whose entries they cover: no hand-off between threads on the way."""
         if self.durable_seq >= seq:
             return
-        lowlevel = _trio_lowlevel()
+        lowlevel = trio_lowlevel()
         if lowlevel.current_trio_token() is not self._trio_token:
             self._start_trio_reader(lowlevel)
         if self.failed is not None:
@@ -300,9 +299,7 @@ class ProcessCommit(Waiters):
         # No lock: _async_waiters is only touched on the trio thread, and a thread that moves
         # durable_seq (or fails) meanwhile wakes the waiters through run_sync_soon, later.
         self._async_waiters.append((seq, lowlevel.current_task()))
-        await lowlevel.wait_task_rescheduled(_cannot_abort)
-        if self.durable_seq < seq:
-            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+        await self._park_until_durable(seq)
 
     def _start_trio_reader(self, lowlevel: Any) -> None:
         with self._lock:

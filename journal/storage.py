@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 
@@ -182,17 +184,24 @@ def dirname(path: str) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
+@contextmanager
+def _synced(storage: Storage, path: str, *, append: bool) -> Iterator[FileHandle]:
+    """``path`` open for writing; fsynced if the block succeeds, closed either way."""
+    handle = storage.open_write(path, append=append)
+    try:
+        yield handle
+        handle.fsync()
+    finally:
+        handle.close()
+
+
 def write_durably(storage: Storage, path: str, data: bytes) -> None:
     """Write a whole file under a temporary name, fsync it, rename it into place, fsync the
     directory: after a crash the file is either absent or complete."""
     folder = dirname(path)
     tmp = join(folder, ".tmp-" + path.rsplit("/", 1)[-1])
-    handle = storage.open_write(tmp, append=False)
-    try:
+    with _synced(storage, tmp, append=False) as handle:
         handle.write(data)
-        handle.fsync()
-    finally:
-        handle.close()
     storage.rename(tmp, path)
     storage.fsync_dir(folder)
 
@@ -209,12 +218,8 @@ def create_durably(storage: Storage, path: str, data: bytes) -> FileHandle:
 
 def truncate_durably(storage: Storage, path: str, size: int) -> None:
     """Cut ``path`` to ``size`` bytes and fsync it: after a crash it is cut or whole."""
-    handle = storage.open_write(path, append=True)
-    try:
+    with _synced(storage, path, append=True) as handle:
         handle.truncate(size)
-        handle.fsync()
-    finally:
-        handle.close()
 
 
 def unlink_durably(storage: Storage, paths: list[str]) -> None:

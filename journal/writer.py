@@ -38,7 +38,8 @@ _allocate_lock = threading.Lock
 _lowlevel: Any = None
 
 
-def _trio_lowlevel() -> Any:
+def trio_lowlevel() -> Any:
+    """``trio.lowlevel``, imported on first use."""
     # trio is imported on first use (only the daemon's trio tasks need it), and only once: an
     # import statement on every wait costs more than the rest of the wait.
     global _lowlevel
@@ -50,7 +51,7 @@ def _trio_lowlevel() -> Any:
 
 
 def _cannot_abort(_: Any) -> Any:
-    return _trio_lowlevel().Abort.FAILED
+    return trio_lowlevel().Abort.FAILED
 
 
 def exit_process(exc: BaseException) -> None:
@@ -154,6 +155,16 @@ class Waiters:
     _waiters: list[tuple[int, Any]]
     _async_waiters: list[tuple[int, Any]]
 
+    def _raise_unless_durable(self, seq: int) -> None:
+        if self.durable_seq < seq:
+            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+
+    async def _park_until_durable(self, seq: int) -> None:
+        # Parks the current trio task, already in _async_waiters, until it is rescheduled;
+        # raises if the journal failed before seq was durable.
+        await trio_lowlevel().wait_task_rescheduled(_cannot_abort)
+        self._raise_unless_durable(seq)
+
     def _covered(self) -> int:
         # Every waiter is "covered" once the journal failed: it wakes to raise.
         return self.durable_seq if self.failed is None else 1 << 62
@@ -173,7 +184,7 @@ class Waiters:
         # On the trio thread: wakes the tasks whose entries are durable.
         durable = self._covered()
         keep: list[tuple[int, Any]] = []
-        reschedule = _trio_lowlevel().reschedule
+        reschedule = trio_lowlevel().reschedule
         for seq, task in self._async_waiters:
             if seq <= durable:
                 reschedule(task)
@@ -256,12 +267,18 @@ class GroupCommit(Waiters):
                 self._kick.release()
             return seq
 
-    def wait(self, seq: int) -> None:
-        """Returns once record ``seq`` is durable; raises JournalFailed if it never will be."""
+    def _durable_without_waiting(self, seq: int) -> bool:
+        # Already durable, or made so inline here in synchronous mode (no writer thread).
         if self.durable_seq >= seq:
-            return
+            return True
         if self._thread is None:
             self.flush()
+            return True
+        return False
+
+    def wait(self, seq: int) -> None:
+        """Returns once record ``seq`` is durable; raises JournalFailed if it never will be."""
+        if self._durable_without_waiting(seq):
             return
         # A private lock per waiter, released by the writer: a woken thread needs no shared
         # lock, so 64 waiters do not convoy on one mutex after every fsync.
@@ -273,26 +290,20 @@ class GroupCommit(Waiters):
             else:
                 gate.release()
         gate.acquire()
-        if self.durable_seq < seq:
-            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+        self._raise_unless_durable(seq)
 
     async def wait_async(self, seq: int) -> None:
         """``wait`` for trio tasks: many tasks share one fsync without a thread per waiter."""
-        if self.durable_seq >= seq:
+        if self._durable_without_waiting(seq):
             return
-        if self._thread is None:
-            self.flush()
-            return
-        lowlevel = _trio_lowlevel()
+        lowlevel = trio_lowlevel()
         # Always the current run's token: a journal can outlive one trio.run.
         self._trio_token = lowlevel.current_trio_token()
         self._async_waiters.append((seq, lowlevel.current_task()))
         # The batch covering seq may have finished before the token was visible to the writer.
         if self.durable_seq >= seq or self.failed is not None:
             self._wake_async()
-        await lowlevel.wait_task_rescheduled(_cannot_abort)
-        if self.durable_seq < seq:
-            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+        await self._park_until_durable(seq)
 
     def _release_waiters(self) -> None:
         # Called with the lock held, after durable_seq moved (or the journal failed).

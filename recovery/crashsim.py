@@ -1,20 +1,8 @@
 """An in-memory ``journal.storage.Storage`` that can be crashed into any state a disk allows.
 
-The model: files are inodes (bytes); directories map names to inodes. ``SimStorage`` keeps the
-*current* image (what reads see) and records every mutation as a primitive operation in a log.
-Replaying a prefix of that log on a tracker that also keeps a *durable* image and the ordered
-list of operations not yet made durable gives the disk as it stood right after any operation:
-
-* ``handle.fsync()`` makes every pending content operation (write, truncate) of its inode
-  durable; ``fsync_dir(d)`` makes every pending name operation (create, rename, unlink) in ``d``
-  durable. A created or renamed file therefore survives a crash only if its directory was
-  fsynced, and its bytes only if the file was.
-* A crash keeps the durable image plus an arbitrary prefix of the pending operations, and the
-  last operation of that prefix, if it is a write, may be torn: cut at any byte, the rest of it
-  zeros, garbage or absent; or scattered, some of its sectors on disk and others not, in any
-  order (a write over preallocated space reaches the disk page by page).
-* Directories are created once, up front, so ``makedirs`` is durable at once; files are the
-  only things renamed or removed.
+``SimStorage`` keeps the *current* image (what reads see) and records every mutation as a
+primitive operation in a log; ``recovery.crashdisk`` says what of that log is durable after each
+operation and which disks a crash may leave (its docstring has the model).
 
 Use: ``op_count`` numbers the operations so far; ``crashed(cut, prefix, tear)`` (or
 ``crash(Crash)``) is a new ``SimStorage`` holding the disk after a crash right after operation
@@ -29,238 +17,53 @@ from __future__ import annotations
 
 import errno
 import random
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from collections.abc import Iterator
 
-# -- primitive operations ----------------------------------------------------------------------
+from recovery import crashdisk
+from recovery.crashdisk import (
+    FILLS,
+    SCATTERED,
+    SECTOR,
+    Crash,
+    Create,
+    Fill,
+    Fsync,
+    FsyncDir,
+    Image,
+    MakeDir,
+    Op,
+    Rename,
+    Tear,
+    Tracker,
+    Truncate,
+    Unlink,
+    Write,
+    parents_of,
+    split_path,
+)
 
-
-class Create(NamedTuple):
-    dir: str
-    name: str
-    ino: int
-
-
-class Write(NamedTuple):
-    ino: int
-    offset: int
-    data: bytes
-
-
-class Truncate(NamedTuple):
-    ino: int
-    size: int
-
-
-class Rename(NamedTuple):
-    src_dir: str
-    src_name: str
-    dst_dir: str
-    dst_name: str
-
-
-class Unlink(NamedTuple):
-    dir: str
-    name: str
-
-
-class Fsync(NamedTuple):
-    ino: int
-
-
-class FsyncDir(NamedTuple):
-    dir: str
-
-
-class MakeDir(NamedTuple):
-    path: str
-
-
-Op = Create | Write | Truncate | Rename | Unlink | Fsync | FsyncDir | MakeDir
-
-
-def _dirs_of(op: Op) -> tuple[str, ...]:
-    """The directories a name operation changes (none for other operations)."""
-    if isinstance(op, Rename):
-        return (op.src_dir, op.dst_dir)
-    if isinstance(op, Create | Unlink):
-        return (op.dir,)
-    return ()
-
-
-def _split(path: str) -> tuple[str, str]:
-    if "/" in path:
-        d, n = path.rsplit("/", 1)
-        return d, n
-    return "", path
-
-
-def _parents(path: str) -> list[str]:
-    """``path`` and every directory above it, root ("") excluded, outermost first."""
-    parts = [p for p in path.split("/") if p]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-# -- disk images -------------------------------------------------------------------------------
-
-
-class Image:
-    """Directories, their entries and inode contents. Contents are immutable ``bytes`` so a copy
-    of an image shares them."""
-
-    __slots__ = ("dirs", "entries", "data")
-
-    def __init__(self) -> None:
-        self.dirs: set[str] = {""}
-        self.entries: dict[str, dict[str, int]] = {"": {}}
-        self.data: dict[int, bytes] = {}
-
-    def copy(self) -> Image:
-        out = Image()
-        out.dirs = set(self.dirs)
-        out.entries = {d: dict(e) for d, e in self.entries.items()}
-        out.data = dict(self.data)
-        return out
-
-    def apply(self, op: Op) -> None:
-        if isinstance(op, Write):
-            old = self.data.get(op.ino, b"")
-            if op.offset > len(old):
-                old += bytes(op.offset - len(old))
-            self.data[op.ino] = old[: op.offset] + op.data + old[op.offset + len(op.data) :]
-        elif isinstance(op, Truncate):
-            old = self.data.get(op.ino, b"")
-            grow = op.size - len(old)
-            self.data[op.ino] = old[: op.size] if grow <= 0 else old + bytes(grow)
-        elif isinstance(op, Create):
-            self.entries[op.dir][op.name] = op.ino
-            self.data.setdefault(op.ino, b"")
-        elif isinstance(op, Rename):
-            self.entries[op.dst_dir][op.dst_name] = self.entries[op.src_dir].pop(op.src_name)
-        elif isinstance(op, Unlink):
-            del self.entries[op.dir][op.name]
-        elif isinstance(op, MakeDir):
-            for p in _parents(op.path):
-                self.dirs.add(p)
-                self.entries.setdefault(p, {})
-        else:
-            raise AssertionError(f"{op!r} does not change an image")
-
-    def collect(self) -> None:
-        """Forgets inodes no name refers to (after a crash nothing else can reach them)."""
-        live = {ino for e in self.entries.values() for ino in e.values()}
-        self.data = {ino: b for ino, b in self.data.items() if ino in live}
-
-    def files(self) -> dict[str, bytes]:
-        """Every file's path and content."""
-        out = {}
-        for d, e in self.entries.items():
-            for name, ino in e.items():
-                out[f"{d}/{name}" if d else name] = self.data[ino]
-        return out
-
-
-class Tracker:
-    """Replays operations keeping the current image, the durable image and what is pending."""
-
-    def __init__(self, base: Image) -> None:
-        self.current = base.copy()
-        self.durable = base.copy()
-        self.pending: list[Op] = []
-
-    def do(self, op: Op) -> None:
-        if isinstance(op, Fsync):
-            ino = op.ino
-            self._flush(lambda p: isinstance(p, Write | Truncate) and p.ino == ino)
-        elif isinstance(op, FsyncDir):
-            self._flush_dir(op.dir)
-        elif isinstance(op, MakeDir):
-            self.current.apply(op)
-            self.durable.apply(op)
-        else:
-            self.current.apply(op)
-            self.pending.append(op)
-
-    def _flush(self, selected: Callable[[Op], bool]) -> None:
-        """Applies the pending operations ``selected`` picks to the durable image, in order."""
-        keep = []
-        for p in self.pending:
-            if selected(p):
-                self.durable.apply(p)
-            else:
-                keep.append(p)
-        self.pending = keep
-
-    def _flush_dir(self, d: str) -> None:
-        # A rename links two directories: making it durable needs the earlier operations in both,
-        # so the set of directories grows until no pending rename crosses its boundary. This may
-        # make more durable than a real file system must, never less consistent.
-        dirs = {d}
-        while True:
-            grown = set(dirs)
-            for p in self.pending:
-                if isinstance(p, Rename) and (p.src_dir in dirs or p.dst_dir in dirs):
-                    grown.update(_dirs_of(p))
-            if grown == dirs:
-                break
-            dirs = grown
-        self._flush(lambda p: not dirs.isdisjoint(_dirs_of(p)))
-
-
-# -- crash choices ----------------------------------------------------------------------------
-
-Fill = Literal["zeros", "garbage", "absent", "scattered"]
-FILLS: tuple[Fill, ...] = ("zeros", "garbage", "absent")
-# A torn write whose sectors reached the disk in any order: some did, others did not (the old
-# bytes stay). Sectors are small here so that the tests' writes span several of them.
-SCATTERED: Fill = "scattered"
-SECTOR = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Tear:
-    """How the last surviving write was cut: ``keep`` bytes of it made it, the rest of its range
-    holds zeros, garbage (from ``seed``) or nothing at all."""
-
-    keep: int
-    fill: Fill = "zeros"
-    seed: int = 0
-
-    def apply(self, op: Write) -> Write:
-        if not 0 <= self.keep < len(op.data):
-            raise ValueError(f"cannot keep {self.keep} bytes of a {len(op.data)}-byte write")
-        rest = len(op.data) - self.keep
-        if self.fill == "zeros":
-            tail = bytes(rest)
-        elif self.fill == "garbage":
-            tail = random.Random(self.seed).randbytes(rest)
-        else:
-            tail = b""
-        return Write(op.ino, op.offset, op.data[: self.keep] + tail)
-
-    def pieces(self, op: Write) -> list[Write]:
-        """What of ``op`` reached the disk: for "scattered", a random set of its sectors (at
-        least one missing, ``keep`` unused); otherwise ``apply``'s one write."""
-        if self.fill != SCATTERED:
-            return [self.apply(op)]
-        rng = random.Random(self.seed)
-        count = (len(op.data) + SECTOR - 1) // SECTOR
-        lost = rng.randrange(count)
-        return [
-            Write(op.ino, op.offset + i * SECTOR, op.data[i * SECTOR : (i + 1) * SECTOR])
-            for i in range(count)
-            if i != lost and rng.random() < 0.5
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class Crash:
-    """A crash right after operation ``cut``, keeping ``prefix`` of the pending operations."""
-
-    cut: int
-    prefix: int
-    tear: Tear | None = None
+# The disk model's names, for tests and tools that build crashes from this module.
+__all__ = [
+    "FILLS",
+    "SCATTERED",
+    "SECTOR",
+    "Crash",
+    "Create",
+    "Fill",
+    "Fsync",
+    "FsyncDir",
+    "Image",
+    "MakeDir",
+    "Op",
+    "Rename",
+    "SimFile",
+    "SimStorage",
+    "Tear",
+    "Tracker",
+    "Truncate",
+    "Unlink",
+    "Write",
+]
 
 
 # -- the storage --------------------------------------------------------------------------------
@@ -376,7 +179,7 @@ class SimStorage:
     # -- lookups ------------------------------------------------------------------------------
 
     def _ino(self, path: str) -> int:
-        d, name = _split(path)
+        d, name = split_path(path)
         entries = self.disk.current.entries.get(d)
         if entries is None or name not in entries:
             if path in self.disk.current.dirs:
@@ -393,11 +196,11 @@ class SimStorage:
     # -- the Storage interface ------------------------------------------------------------------
 
     def makedirs(self, path: str) -> None:
-        missing = [p for p in _parents(path) if p not in self.disk.current.dirs]
+        missing = [p for p in parents_of(path) if p not in self.disk.current.dirs]
         if not missing:
             return
         for p in missing:
-            d, name = _split(p)
+            d, name = split_path(p)
             if name in self.disk.current.entries.get(d, {}):
                 raise FileExistsError(errno.EEXIST, "a file is in the way", p)
         self._check_allowed(path)
@@ -414,7 +217,7 @@ class SimStorage:
     def exists(self, path: str) -> bool:
         if path in self.disk.current.dirs:
             return True
-        d, name = _split(path)
+        d, name = split_path(path)
         return name in self.disk.current.entries.get(d, {})
 
     def size(self, path: str) -> int:
@@ -426,7 +229,7 @@ class SimStorage:
     def open_write(self, path: str, *, append: bool, sync_writes: bool = False) -> SimFile:
         # sync_writes is a speed hint for real disks; here durability comes from fsync only,
         # which is the stricter model (callers fsync after writes either way).
-        d, name = _split(path)
+        d, name = split_path(path)
         entries = self._dir(d)
         if path in self.disk.current.dirs:
             raise IsADirectoryError(errno.EISDIR, "is a directory", path)
@@ -446,8 +249,8 @@ class SimStorage:
 
     def rename(self, src: str, dst: str) -> None:
         self._ino(src)
-        sd, sn = _split(src)
-        dd, dn = _split(dst)
+        sd, sn = split_path(src)
+        dd, dn = split_path(dst)
         self._dir(dd)
         if dst in self.disk.current.dirs:
             raise IsADirectoryError(errno.EISDIR, "is a directory", dst)
@@ -460,7 +263,7 @@ class SimStorage:
     def unlink(self, path: str) -> None:
         self._ino(path)
         self._check_allowed(path)
-        self._record(Unlink(*_split(path)))
+        self._record(Unlink(*split_path(path)))
 
     def fsync_dir(self, path: str) -> None:
         self._dir(path)
@@ -498,20 +301,7 @@ class SimStorage:
 
     def crash_image(self, crash: Crash) -> Image:
         """The disk after ``crash``; ``SimStorage(image)`` opens it."""
-        tracker = self.tracker_at(crash.cut)
-        if not 0 <= crash.prefix <= len(tracker.pending):
-            raise ValueError(f"prefix {crash.prefix} of {len(tracker.pending)} pending operations")
-        survivors = list(tracker.pending[: crash.prefix])
-        if crash.tear is not None:
-            last = survivors[-1] if survivors else None
-            if not isinstance(last, Write):
-                raise ValueError(f"only a surviving write can be torn, not {last!r}")
-            survivors[-1:] = crash.tear.pieces(last)
-        image = tracker.durable.copy()
-        for op in survivors:
-            image.apply(op)
-        image.collect()
-        return image
+        return crashdisk.crash_image(self.tracker_at(crash.cut), crash)
 
     def crashed(self, cut: int, prefix: int = 0, tear: Tear | None = None) -> SimStorage:
         """A new storage holding what the disk could hold after a crash right after operation
@@ -523,43 +313,9 @@ class SimStorage:
         return SimStorage(self.crash_image(crash))
 
     def all_crashes(self, cut: int, *, seed: int = 0) -> Iterator[Crash]:
-        """Every crash after operation ``cut``: each prefix of the pending operations and, when a
-        prefix ends with a write, that write cut at every byte with each kind of fill."""
-        pending = self.tracker_at(cut).pending
-        for prefix in range(len(pending) + 1):
-            yield Crash(cut, prefix)
-            last = pending[prefix - 1] if prefix else None
-            if type(last) is Write:
-                for keep in range(len(last.data)):
-                    for fill in FILLS:
-                        yield Crash(cut, prefix, Tear(keep, fill, seed))
+        """Every crash after operation ``cut`` (``crashdisk.all_crashes``)."""
+        return crashdisk.all_crashes(self.tracker_at(cut).pending, cut, seed)
 
     def sample_crashes(self, cut: int, rng: random.Random, n: int) -> list[Crash]:
-        """Up to ``n`` distinct crashes after operation ``cut``, always including the two
-        extremes (nothing pending survived; everything did), the rest drawn by ``rng`` with a
-        bias towards torn writes cut near their start or end, where framing bugs live."""
-        pending = self.tracker_at(cut).pending
-        choices: list[Crash] = [Crash(cut, len(pending))]
-        if pending:
-            choices.append(Crash(cut, 0))
-        writes = [i + 1 for i, op in enumerate(pending) if type(op) is Write]
-        attempts = 0
-        while len(choices) < n and attempts < 4 * n:
-            attempts += 1
-            if writes and rng.random() < 0.7:
-                prefix = rng.choice(writes)
-                size = len(pending[prefix - 1].data)  # type: ignore[union-attr]
-                keep = rng.choice(
-                    [
-                        rng.randrange(size),
-                        rng.randrange(min(size, 32)),
-                        size - 1 - rng.randrange(min(size, 32)),
-                    ]
-                )
-                fill = SCATTERED if size > SECTOR and rng.random() < 0.3 else rng.choice(FILLS)
-                crash = Crash(cut, prefix, Tear(keep, fill, rng.randrange(1 << 30)))
-            else:
-                crash = Crash(cut, rng.randint(0, len(pending)))
-            if crash not in choices:
-                choices.append(crash)
-        return choices[:n]
+        """Up to ``n`` distinct crashes after operation ``cut`` (``crashdisk.sample_crashes``)."""
+        return crashdisk.sample_crashes(self.tracker_at(cut).pending, cut, rng, n)

@@ -148,16 +148,30 @@ def check_kinds(state: State) -> list[str]:
     return out
 
 
+def _target_problem(
+    node: Inode | None, ino: int, what: str, *, directory: bool = False, count: str = ""
+) -> str | None:
+    """Why inode ``ino`` (``node``) cannot be the regular file (or directory) that ``what``: it
+    does not exist (the message then starts with ``count``) or is of another type. None when it
+    is fine."""
+    if node is None:
+        return f"{count}{what} inode {ino}, which does not exist"
+    if directory and node.children is None:
+        return f"{what} inode {ino}, which is not a directory"
+    if not directory and node.mode & S_IFMT != S_IFREG:
+        return f"{what} inode {ino}, which is not a regular file"
+    return None
+
+
 def check_mounts(state: State) -> list[str]:
     out = []
     for ino, mount in state.mounts.items():
         node = state.tree.find(ino)
         if mount.id != ino:
             out.append(f"mount table key {ino} holds a mount of inode {mount.id}")
-        if node is None:
-            out.append(f"mount {mount.uri} points at inode {ino}, which does not exist")
-        elif node.children is None:
-            out.append(f"mount {mount.uri} points at inode {ino}, which is not a directory")
+        problem = _target_problem(node, ino, f"mount {mount.uri} points at", directory=True)
+        if problem:
+            out.append(problem)
     return out
 
 
@@ -165,11 +179,11 @@ def check_blocks(state: State) -> list[str]:
     out = []
     for file, blocks in state.blocks.items():
         node = state.tree.find(file)
+        problem = _target_problem(node, file, "cached blocks belong to", count=f"{len(blocks)} ")
+        if problem:
+            out.append(problem)
         if node is None:
-            out.append(f"{len(blocks)} cached blocks belong to inode {file}, which does not exist")
             continue
-        if node.mode & S_IFMT != S_IFREG:
-            out.append(f"cached blocks belong to inode {file}, which is not a regular file")
         if not blocks:
             out.append(f"inode {file} has an empty block map entry")
         for version, index in blocks:
@@ -187,11 +201,10 @@ def check_persists(state: State) -> list[str]:
     out = []
     for file, version in state.persists.items():
         node = state.tree.find(file)
-        if node is None:
-            out.append(f"a persist is pending for inode {file}, which does not exist")
-        elif node.mode & S_IFMT != S_IFREG:
-            out.append(f"a persist is pending for inode {file}, which is not a regular file")
-        elif version > node.version:
+        problem = _target_problem(node, file, "a persist is pending for")
+        if problem:
+            out.append(problem)
+        elif node is not None and version > node.version:
             out.append(
                 f"inode {file}: persist of version {version} is ahead of the file's"
                 f" version {node.version}"

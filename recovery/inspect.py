@@ -37,6 +37,19 @@ def choose_checkpoint(storage: Storage, root: str, seq: int | None) -> Checkpoin
     return next((c for c in listing.checkpoints if c.seq == seq), None)
 
 
+def inode_attrs(node: Inode) -> dict[str, Any]:
+    """An inode's attributes under the names every export of it uses (these tables, and the
+    command line's JSON), in their order."""
+    return {
+        "type": node.kind,
+        "mode": node.mode,
+        "uid": node.uid,
+        "gid": node.gid,
+        "size": node.size,
+        "mtime_ns": node.mtime,
+    }
+
+
 def _inode_row(state: State, node: Inode) -> dict[str, Any]:
     ext = node.ext
     return {
@@ -44,12 +57,7 @@ def _inode_row(state: State, node: Inode) -> dict[str, Any]:
         "parent": node.parent,
         "name": node.name,
         "path": state.tree.path_of(node),
-        "type": node.kind,
-        "mode": node.mode,
-        "uid": node.uid,
-        "gid": node.gid,
-        "size": node.size,
-        "mtime_ns": node.mtime,
+        **inode_attrs(node),
         "ctime_ns": node.ctime,
         "version": node.version,
         "flags": node.flags,

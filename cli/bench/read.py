@@ -97,11 +97,9 @@ def run(
     latency_ms: float = 20.0,
     workdir: str | None = None,
 ) -> dict[str, Any]:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)  # the S3 server and the proxy live with the tests
+    # Imported here: the S3 server needs moto, one of the test extras.
     from cli.bench.faultproxy import Fault, FaultProxy
-    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
+    from cli.bench.s3server import s3_client, start_s3_server
 
     scratch = tempfile.mkdtemp(prefix="shoal-bench-read-", dir=workdir)
     src, mnt, home = (os.path.join(scratch, d) for d in ("src", "mnt", "home"))
@@ -130,40 +128,13 @@ def run(
     server = start_s3_server()
     proxy = FaultProxy(server.endpoint).start()
     try:
-        direct = s3_client(server.endpoint)
-        direct.create_bucket(Bucket="bench")
-
-        def upload(path: str) -> None:
-            with open(path, "rb") as f:
-                direct.put_object(Bucket="bench", Key="ds/" + os.path.relpath(path, src), Body=f)
-
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(upload, small + large))
+        _upload(s3_client(server.endpoint), src, small + large)
         proxy.add(Fault("delay", -1, seconds=latency_ms / 1000))
-        slow = s3_client(proxy.endpoint)
-
-        def get_all(paths: list[str]) -> tuple[float, int]:
-            keys = ["ds/" + os.path.relpath(p, src) for p in paths]
-
-            def get(key: str) -> int:
-                return len(slow.get_object(Bucket="bench", Key=key)["Body"].read())
-
-            with ThreadPoolExecutor(readers) as pool:
-                start = time.perf_counter()
-                total = sum(pool.map(get, keys))
-                return time.perf_counter() - start, total
-
+        get_all = _s3_reader(s3_client(proxy.endpoint), src, readers)
         measure("boto3_small", small, get_all)
         measure("boto3_large", large, get_all)
 
-        options = {
-            "endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
-            "access_key": ACCESS_KEY, "secret_key": SECRET_KEY,
-        }  # fmt: skip
-        mount_args = ["mount", "--home", home, "s3://bench/ds", mnt, "-o", "ro"]
-        for key, value in options.items():
-            mount_args += ["-o", f"{key}={value}"]
-        _shoal(*mount_args)
+        _shoal(*_mount_args(home, mnt, proxy.endpoint))
         try:
             in_mount = [os.path.join(mnt, os.path.relpath(p, src)) for p in small]
             in_mount_large = [os.path.join(mnt, os.path.relpath(p, src)) for p in large]
@@ -175,24 +146,74 @@ def run(
     finally:
         proxy.stop()
         server.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
-        # The home's default MEM tier lives on /dev/shm, outside the scratch directory: left
-        # there, every run would keep up to a GiB of RAM.
-        for tier in default_tiers(home):
-            for path in tier.paths:
-                shutil.rmtree(path, ignore_errors=True)
+        _remove_scratch(scratch, home)
 
-    result["ratios"] = {
-        "cold_small_vs_boto3": result["mount_cold_small"]["mib_per_s"]
-        / result["boto3_small"]["mib_per_s"],
-        "cold_large_vs_boto3": result["mount_cold_large"]["mib_per_s"]
-        / result["boto3_large"]["mib_per_s"],
-        "warm_small_vs_local": result["mount_warm_small"]["files_per_s"]
-        / result["local_small"]["files_per_s"],
-        "warm_large_vs_local": result["mount_warm_large"]["mib_per_s"]
-        / result["local_large"]["mib_per_s"],
-    }
+    result["ratios"] = _ratios(result)
     return result
+
+
+def _upload(client: Any, src: str, paths: list[str]) -> None:
+    """The dataset into bucket "bench" under ds/."""
+    client.create_bucket(Bucket="bench")
+
+    def upload(path: str) -> None:
+        with open(path, "rb") as f:
+            client.put_object(Bucket="bench", Key="ds/" + os.path.relpath(path, src), Body=f)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, paths))
+
+
+def _s3_reader(client: Any, src: str, readers: int) -> Callable[[list[str]], tuple[float, int]]:
+    """Reads the given dataset files by direct GETs, ``readers`` at once: (seconds, bytes)."""
+
+    def get_all(paths: list[str]) -> tuple[float, int]:
+        keys = ["ds/" + os.path.relpath(p, src) for p in paths]
+
+        def get(key: str) -> int:
+            return len(client.get_object(Bucket="bench", Key=key)["Body"].read())
+
+        with ThreadPoolExecutor(readers) as pool:
+            start = time.perf_counter()
+            total = sum(pool.map(get, keys))
+            return time.perf_counter() - start, total
+
+    return get_all
+
+
+def _mount_args(home: str, mnt: str, endpoint: str) -> list[str]:
+    """`shoal mount` of the bucket at ``mnt``, read-only, through ``endpoint``."""
+    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY
+
+    options = {
+        "endpoint": endpoint, "path_style": "true", "region": "us-east-1",
+        "access_key": ACCESS_KEY, "secret_key": SECRET_KEY,
+    }  # fmt: skip
+    mount_args = ["mount", "--home", home, "s3://bench/ds", mnt, "-o", "ro"]
+    for key, value in options.items():
+        mount_args += ["-o", f"{key}={value}"]
+    return mount_args
+
+
+def _remove_scratch(scratch: str, home: str) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)
+    # The home's default MEM tier lives on /dev/shm, outside the scratch directory: left
+    # there, every run would keep up to a GiB of RAM.
+    for tier in default_tiers(home):
+        for path in tier.paths:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _ratios(result: dict[str, Any]) -> dict[str, float]:
+    def ratio(mine: str, theirs: str, unit: str) -> float:
+        return float(result[mine][unit] / result[theirs][unit])
+
+    return {
+        "cold_small_vs_boto3": ratio("mount_cold_small", "boto3_small", "mib_per_s"),
+        "cold_large_vs_boto3": ratio("mount_cold_large", "boto3_large", "mib_per_s"),
+        "warm_small_vs_local": ratio("mount_warm_small", "local_small", "files_per_s"),
+        "warm_large_vs_local": ratio("mount_warm_large", "local_large", "mib_per_s"),
+    }
 
 
 ROWS = [

@@ -54,14 +54,14 @@ def _path(ns: Namespace, parent: Inode, name: str) -> str:
 # -- reading the tree ------------------------------------------------------------------------
 
 
-def _due(fs: Paths, directory: Inode) -> bool:
-    return fs.sync.needs_load(directory)
-
-
-def _load(fs: Paths, directory: Inode) -> None:
-    """Lists a directory of a mount from its UFS first if it is due (lazy load, sync)."""
+def _loaded(fs: Paths, directory: Inode, wait: bool) -> bool:
+    """Lists a directory of a mount from its UFS first if it is due (lazy load, sync); False,
+    without ``wait``, if that is due (it may block)."""
     if fs.sync.needs_load(directory):
+        if not wait:
+            return False
         fs.sync.lookup(fs.ns.path_of(directory))
+    return True
 
 
 def lookup(fs: Paths, parent_id: int, name: str, wait: bool) -> Inode | None:
@@ -70,35 +70,29 @@ def lookup(fs: Paths, parent_id: int, name: str, wait: bool) -> Inode | None:
     dot = posix.dot_entry(tree, parent, name)
     if dot is not None:
         return dot
-    if not wait and _due(fs, parent):
+    if not _loaded(fs, parent, wait):
         return None
-    _load(fs, parent)
     return posix.entry(parent, name)
 
 
 def open_dir(fs: Paths, ino: int, wait: bool) -> Inode | None:
     node = posix.directory(fs.ns.tree, ino)
-    if not wait and _due(fs, node):
-        return None
-    _load(fs, node)
-    return node
+    return node if _loaded(fs, node, wait) else None
 
 
 def child_ids(fs: Paths, ino: int, wait: bool) -> array[int] | None:
     """The ids of a directory's children, listed from its UFS first if due. Without ``wait``,
     None if that or the namespace lock (a checkpoint, say) would make it wait."""
     node = posix.directory(fs.ns.tree, ino)
+    if not _loaded(fs, node, wait):
+        return None
     lock = fs.ns.lock
-    if not wait:
-        if _due(fs, node) or not lock.acquire(blocking=False):
-            return None
-        try:
-            return _ids(node)
-        finally:
-            lock.release()
-    _load(fs, node)
-    with lock:
+    if not lock.acquire(blocking=wait):
+        return None
+    try:
         return _ids(node)
+    finally:
+        lock.release()
 
 
 def _ids(node: Inode) -> array[int]:

@@ -83,3 +83,29 @@ class Refused(ShoalError):
     (the file it names was deleted meanwhile) or a bug. Nothing was appended."""
 
     errno = errno.ESTALE
+
+
+class NotPermitted(ShoalError):
+    """The operation is not allowed to anyone but an owner (sticky bit), or not at all (hard
+    links): POSIX's EPERM, as opposed to a mode bit refusing access (EACCES)."""
+
+    errno = errno.EPERM
+
+
+class FileTooLarge(ShoalError):
+    """A write or truncate would make a file larger than the mount allows."""
+
+    errno = errno.EFBIG
+
+
+class BadDescriptor(ShoalError):
+    """A write through a handle that was not opened for writing."""
+
+    errno = errno.EBADF
+
+
+class StaleHandle(ShoalError):
+    """An open file was unlinked or replaced meanwhile: its content is gone, and its old name
+    may hold another file."""
+
+    errno = errno.ESTALE

@@ -15,9 +15,11 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+from engine import byinode, posix
 from engine.cache.blockcache import BlockCache
 from engine.errors import (
     AlreadyExists,
@@ -35,6 +37,7 @@ from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, parent_and_name
 from engine.namespace import Namespace
 from engine.persister import Persister
+from engine.posix import Caller
 from engine.state import PERSISTED, Mount, block_size_of
 from engine.sync import MetadataSync
 from journal import entries as E
@@ -541,6 +544,81 @@ class FileSystem:
                     raise NotEmpty(f"{dst} is a directory that is not empty")
                 _move_tree(connector, node, a, b)
         self.ns.rename(src, dst, noreplace=noreplace)
+
+    # -- calls from the FUSE frontend (engine/posix.py holds the rules) --
+    # By inode id and name, on behalf of a Caller; engine/byinode.py applies the rules, then
+    # makes the change through the path-based operations above.
+
+    def inode(self, ino: int) -> Inode:
+        return posix.inode(self.ns.tree, ino)
+
+    def find_inode(self, ino: int) -> Inode | None:
+        return self.ns.tree.find(ino)
+
+    def lookup_in(self, parent_id: int, name: str, wait: bool = True) -> Inode | None:
+        return byinode.lookup(self, parent_id, name, wait)
+
+    def open_dir(self, ino: int, wait: bool = True) -> Inode | None:
+        return byinode.open_dir(self, ino, wait)
+
+    def child_ids(self, ino: int, wait: bool = True) -> array[int] | None:
+        return byinode.child_ids(self, ino, wait)
+
+    def child_of(self, parent_id: int, name: str) -> Inode | None:
+        return byinode.child_of(self, parent_id, name)
+
+    def symlink_target(self, ino: int) -> str:
+        return posix.symlink_target(self.inode(ino))
+
+    def mkdir_as(self, caller: Caller, parent_id: int, name: str, mode: int) -> Inode:
+        return byinode.mkdir(self, caller, parent_id, name, mode)
+
+    def create_as(self, caller: Caller, parent_id: int, name: str, mode: int) -> Inode:
+        return byinode.create(self, caller, parent_id, name, mode)
+
+    def symlink_as(self, caller: Caller, parent_id: int, name: str, target: str) -> Inode:
+        return byinode.symlink(self, caller, parent_id, name, target)
+
+    def link_as(self, caller: Caller, ino: int, parent_id: int, name: str) -> Inode:
+        posix.refuse_hard_link()
+
+    def unlink_as(self, caller: Caller, parent_id: int, name: str) -> None:
+        byinode.remove(self, caller, parent_id, name, directory=False)
+
+    def rmdir_as(self, caller: Caller, parent_id: int, name: str) -> None:
+        byinode.remove(self, caller, parent_id, name, directory=True)
+
+    def rename_as(
+        self, caller: Caller, old: tuple[int, str], new: tuple[int, str], *, noreplace: bool,
+        exchange: bool,
+    ) -> None:  # fmt: skip
+        byinode.rename(self, caller, old, new, noreplace=noreplace, exchange=exchange)
+
+    def setattr_of(self, ino: int, **changes: int | None) -> Inode:
+        return byinode.setattr(self, ino, **changes)
+
+    def open_inode(self, ino: int, writing: bool) -> Inode:
+        node = self.inode(ino)
+        posix.check_open(self.ns, node, writing)
+        return node
+
+    def check_truncate(self, node: Inode, size: int, limit: int) -> None:
+        posix.check_truncate(self.ns, node, size, limit)
+
+    def still_there(self, ino: int) -> Inode:
+        return posix.still_there(self.ns.tree, ino)
+
+    def block_size_for(self, node: Inode) -> int:
+        return byinode.block_size(self, node)
+
+    def commit_content(self, ino: int, content: Callable[[], BinaryIO]) -> bool:
+        return byinode.commit_content(self, ino, content)
+
+    def space(self) -> tuple[int, int, int]:
+        return byinode.space(self)
+
+    def read_only_root(self) -> bool:
+        return byinode.read_only_root(self)
 
 
 WRITE_TYPES = ("MUST_CACHE", "CACHE_THROUGH", "THROUGH", "ASYNC_THROUGH")

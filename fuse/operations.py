@@ -10,12 +10,10 @@ goes to a worker thread under a capacity limiter.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import itertools
 import logging
 import os
-import stat
 import threading
 from array import array
 from collections.abc import Callable
@@ -26,11 +24,10 @@ import trio
 
 from engine.config import Config
 from engine.engine import Engine
-from engine.errors import NotFound
 from engine.inode import Inode
-from engine.names import check_name
-from engine.state import block_size_of
-from fuse.boundary import answers_errno
+from engine.names import NAME_MAX
+from engine.posix import Caller, check_write
+from fuse.boundary import FlushNotNeeded, answers_errno
 from fuse.invalidator import KernelInvalidator
 from fuse.writebuffer import BufferClosed, WriteBuffer
 
@@ -40,7 +37,6 @@ T = TypeVar("T")
 
 # What `cp`, `tar` and friends size their buffers by: one max_read request.
 BLKSIZE = 1 << 20
-NAME_MAX = 255
 SEEN_VERSIONS = 1_000_000  # files whose page cache may be kept across opens
 
 
@@ -62,10 +58,8 @@ class DirHandle:
         self.ids = ids
 
 
-def _name(raw: bytes) -> str:
-    name = os.fsdecode(raw)
-    check_name(name)  # over 255 bytes: ENAMETOOLONG, whatever the kernel let through
-    return name
+def _caller(ctx: pyfuse3.RequestContext) -> Caller:
+    return Caller(ctx.uid, ctx.gid, ctx.umask)
 
 
 class ShoalOperations(pyfuse3.Operations):
@@ -75,8 +69,6 @@ class ShoalOperations(pyfuse3.Operations):
         super().__init__()
         self.engine = engine
         self.fs = engine.fs
-        self.ns = engine.ns
-        self.tree = engine.ns.tree
         self.spool_dir = spool_dir
         self.entry_timeout = config.fuse_entry_timeout_s
         self.attr_timeout = config.fuse_attr_timeout_s
@@ -84,9 +76,7 @@ class ShoalOperations(pyfuse3.Operations):
         self.invalidator = KernelInvalidator()
         # FLUSH serves only to make close(2) an acknowledgment of written data: not needed
         # on a read-only mount, or where the configuration gives that up for speed.
-        root_mount = engine.ns.state.mounts.get(engine.ns.tree.root.id)
-        readonly = root_mount is not None and root_mount.readonly
-        self.flush_on_close = config.fuse_flush_on_close and not readonly
+        self.flush_on_close = config.fuse_flush_on_close and not self.fs.read_only_root()
         self.max_file_size = config.fuse_max_file_size
         self.handles: dict[int, Handle] = {}
         self.dirs: dict[int, DirHandle] = {}
@@ -117,25 +107,13 @@ class ShoalOperations(pyfuse3.Operations):
 
         return await self._blocking(as_kernel_request)
 
-    def _node(self, ino: int) -> Inode:
-        node = self.tree.find(ino)
-        if node is None:
-            raise NotFound(f"inode {ino} does not exist")
-        return node
-
-    def _dir(self, ino: int) -> Inode:
-        node = self._node(ino)
-        if node.children is None:
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
-        return node
-
-    def _child_path(self, parent: Inode, name: str) -> str:
-        return self.ns.path_of(parent).rstrip("/") + "/" + name
-
-    async def _loaded(self, directory: Inode) -> None:
-        """Lists a directory of a mount from its UFS first if it is due (lazy load, sync)."""
-        if self.fs.sync.needs_load(directory):
-            await self._blocking(self.fs.sync.lookup, self.ns.path_of(directory))
+    async def _at_once(self, fn: Callable[..., T | None], *args: Any) -> T:
+        """An engine call that takes ``wait``: answered on the loop if nothing makes it wait
+        (None back), else in a worker thread."""
+        done = fn(*args, wait=False)
+        if done is None:
+            done = await self._blocking(fn, *args, wait=True)
+        return done  # type: ignore[return-value]
 
     def _attrs(self, node: Inode) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
@@ -158,16 +136,11 @@ class ShoalOperations(pyfuse3.Operations):
         a.st_ctime_ns = max(node.ctime, mtime)
         return a
 
-    def _owner(self, parent: Inode, ctx: pyfuse3.RequestContext) -> tuple[int, int]:
-        """Owner and group of a new entry: the caller's, or a setgid parent's group."""
-        gid = parent.gid if parent.mode & stat.S_ISGID else ctx.gid
-        return ctx.uid, gid
-
     def _buffer(self, node: Inode) -> WriteBuffer:
         buffer = self.buffers.get(node.id)
         if buffer is None:
             read_old = functools.partial(self.fs.read_node, node)
-            bs = block_size_of(node) or self.fs.sync.block_size
+            bs = self.fs.block_size_for(node)
             buffer = WriteBuffer(self.spool_dir, node.id, node.size, bs, read_old)
             self.buffers[node.id] = buffer
         return buffer
@@ -195,12 +168,9 @@ class ShoalOperations(pyfuse3.Operations):
         """With ``buffer.lock`` held: its content to the engine, if it changed."""
         if not buffer.dirty:
             return
-        node = self.tree.find(buffer.ino)
-        if node is None:  # unlinked while open: its content has nowhere to go
-            buffer.dirty = False
-            return
-        content: Any = buffer.content()  # a stream with read(n): all write_file needs
-        self.fs.write_file(self.ns.path_of(node), content, node.mode & 0o7777, node.uid, node.gid)
+        # buffer.content(): a stream with read(n), all write_file needs. False back: unlinked
+        # while open, the content has nowhere to go.
+        self.fs.commit_content(buffer.ino, buffer.content)  # type: ignore[arg-type]
         buffer.dirty = False
 
     # -- names and attributes ----------------------------------------------------------------
@@ -209,24 +179,15 @@ class ShoalOperations(pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        parent = self._dir(parent_inode)
-        if name == b".":
-            return self._attrs(parent)
-        if name == b"..":
-            return self._attrs(self._node(parent.parent))
-        key = _name(name)
-        await self._loaded(parent)
-        child = parent.children.get(key)  # type: ignore[union-attr]
-        if child is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attrs(child)
+        node = await self._at_once(self.fs.lookup_in, parent_inode, os.fsdecode(name))
+        return self._attrs(node)
 
     async def forget(self, inode_list: Any) -> None:
         return None  # ids are never reused: nothing to free
 
     @answers_errno
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attrs(self._node(inode))
+        return self._attrs(self.fs.inode(inode))
 
     @answers_errno
     async def setattr(
@@ -237,12 +198,12 @@ class ShoalOperations(pyfuse3.Operations):
         fh: int | None,
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
-        node = self._node(inode)
+        node = self.fs.inode(inode)
         if fields.update_size:
             await self._truncate(node, attr.st_size, fh)
         changes: dict[str, int] = {}
         if fields.update_mode:
-            changes["mode"] = attr.st_mode & 0o7777
+            changes["mode"] = attr.st_mode
         if fields.update_uid:
             changes["uid"] = attr.st_uid
         if fields.update_gid:
@@ -255,15 +216,11 @@ class ShoalOperations(pyfuse3.Operations):
                 # The content is still to be committed, which would stamp its own time:
                 # commit first, so the time asked for (tar, rsync -a, cp -p) is the last word.
                 await self._commit(buffer)
-            await self._kernel_change(self.ns.setattr, self.ns.path_of(node), **changes)
+            await self._kernel_change(self.fs.setattr_of, node.id, **changes)
         return self._attrs(node)
 
     async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
-        if node.children is not None:
-            raise pyfuse3.FUSEError(errno.EISDIR)
-        if size > self.max_file_size:
-            raise pyfuse3.FUSEError(errno.EFBIG)
-        self.ns.check_writable(node)
+        self.fs.check_truncate(node, size, self.max_file_size)
         handle = self.handles.get(fh) if fh is not None else None
         buffer = handle.buffer if handle is not None else None
         if buffer is not None:
@@ -296,45 +253,23 @@ class ShoalOperations(pyfuse3.Operations):
 
     @answers_errno
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        node = self._node(inode)
-        target = node.ext.target if node.ext is not None else None
-        if target is None:
-            raise pyfuse3.FUSEError(errno.EINVAL)
-        return os.fsencode(target)
+        return os.fsencode(self.fs.symlink_target(inode))
 
     # -- directories -------------------------------------------------------------------------
 
     @answers_errno
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        node = self._dir(inode)
-        await self._loaded(node)
+        node = await self._at_once(self.fs.open_dir, inode)
         fh = next(self._fh)
         self.dirs[fh] = DirHandle(node.id, array("q"))  # listed by the first readdir
         return fh
-
-    async def _children(self, node: Inode) -> array[int]:
-        await self._loaded(node)
-        if self.ns.lock.acquire(blocking=False):  # else a checkpoint, say: not on the loop
-            try:
-                return self._child_ids(node)
-            finally:
-                self.ns.lock.release()
-        return await self._blocking(self._child_ids_locked, node)
-
-    def _child_ids_locked(self, node: Inode) -> array[int]:
-        with self.ns.lock:
-            return self._child_ids(node)
-
-    @staticmethod
-    def _child_ids(node: Inode) -> array[int]:
-        return array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
 
     @answers_errno
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self.dirs[fh]
         if start_id == 0:  # (re)started from the top, as rewinddir does: a fresh listing
-            handle.ids = await self._children(self._dir(handle.ino))
-        ids, find = handle.ids, self.tree.find
+            handle.ids = await self._at_once(self.fs.child_ids, handle.ino)
+        ids, find = handle.ids, self.fs.find_inode
         for i in range(start_id, len(ids)):
             node = find(ids[i])
             if node is None or node.parent != handle.ino:
@@ -349,28 +284,21 @@ class ShoalOperations(pyfuse3.Operations):
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        parent = self._dir(parent_inode)
-        path = self._child_path(parent, _name(name))
-        uid, gid = self._owner(parent, ctx)
-        mode = mode & ~ctx.umask & 0o7777
-        if parent.mode & stat.S_ISGID:
-            mode |= stat.S_ISGID
-        node = await self._kernel_change(self.fs.mkdir, path, mode, uid, gid)
+        key = os.fsdecode(name)
+        node = await self._kernel_change(self.fs.mkdir_as, _caller(ctx), parent_inode, key, mode)
         return self._attrs(node)
 
     @answers_errno
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        path = self._child_path(self._dir(parent_inode), _name(name))
-        await self._kernel_change(self.fs.delete, path, directory=True)
+        key = os.fsdecode(name)
+        await self._kernel_change(self.fs.rmdir_as, _caller(ctx), parent_inode, key)
 
     @answers_errno
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        parent, key = self._dir(parent_inode), _name(name)
-        path = self._child_path(parent, key)
-        doomed = parent.children.get(key)  # type: ignore[union-attr]
-        buffers = self._buffers_of(doomed)
+        key = os.fsdecode(name)
+        buffers = self._buffers_of(self.fs.child_of(parent_inode, key))
         await self._kernel_change(
-            self._quiesced, buffers, [], buffers, self.fs.delete, path, directory=False
+            self._quiesced, buffers, [], buffers, self.fs.unlink_as, _caller(ctx), parent_inode, key
         )
 
     def _buffers_of(self, *nodes: Inode | None) -> list[WriteBuffer]:
@@ -412,34 +340,33 @@ class ShoalOperations(pyfuse3.Operations):
         flags: int,
         ctx: pyfuse3.RequestContext,
     ) -> None:
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise pyfuse3.FUSEError(errno.EINVAL)  # an object store cannot swap atomically
-        old_parent, new_parent = self._dir(parent_inode_old), self._dir(parent_inode_new)
-        old_name, new_name = _name(name_old), _name(name_new)
-        src = self._child_path(old_parent, old_name)
-        dst = self._child_path(new_parent, new_name)
+        old = parent_inode_old, os.fsdecode(name_old)
+        new = parent_inode_new, os.fsdecode(name_new)
         noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
-        moving = self._buffers_of(old_parent.children.get(old_name))  # type: ignore[union-attr]
-        replaced = [] if noreplace else self._buffers_of(new_parent.children.get(new_name))  # type: ignore[union-attr]
+        exchange = bool(flags & pyfuse3.RENAME_EXCHANGE)
+        moving = self._buffers_of(self.fs.child_of(*old))
+        replaced = [] if noreplace else self._buffers_of(self.fs.child_of(*new))
         await self._kernel_change(
             self._quiesced, moving + replaced, moving, replaced,
-            self.fs.rename, src, dst, noreplace=noreplace,
+            self.fs.rename_as, _caller(ctx), old, new, noreplace=noreplace, exchange=exchange,
         )  # fmt: skip
 
     @answers_errno
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        parent = self._dir(parent_inode)
-        path = self._child_path(parent, _name(name))
-        uid, gid = self._owner(parent, ctx)
-        node = await self._kernel_change(self.ns.symlink, path, os.fsdecode(target), uid, gid)
+        key, link_to = os.fsdecode(name), os.fsdecode(target)
+        node = await self._kernel_change(
+            self.fs.symlink_as, _caller(ctx), parent_inode, key, link_to
+        )
         return self._attrs(node)
 
+    @answers_errno
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        raise pyfuse3.FUSEError(errno.EPERM)  # no hard links: an object has one name
+        key = os.fsdecode(new_name)
+        return self._attrs(self.fs.link_as(_caller(ctx), inode, new_parent_inode, key))
 
     # -- files -------------------------------------------------------------------------------
 
@@ -447,13 +374,9 @@ class ShoalOperations(pyfuse3.Operations):
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        parent = self._dir(parent_inode)
-        key = _name(name)
-        uid, gid = self._owner(parent, ctx)
-        mode = mode & ~ctx.umask & 0o7777
-        # Only the name is journaled now; the content reaches the UFS when it is committed
-        # (flush, fsync, close), which is when a file of zero bytes gets there too.
-        node = await self._kernel_change(self.ns.create_in, parent.id, key, mode, uid, gid)
+        key = os.fsdecode(name)
+        # Only the name is journaled now; the content follows when it is committed.
+        node = await self._kernel_change(self.fs.create_as, _caller(ctx), parent_inode, key, mode)
         buffer = self._buffer(node)
         buffer.dirty = True
         buffer.mtime_ns = node.mtime
@@ -462,10 +385,8 @@ class ShoalOperations(pyfuse3.Operations):
 
     @answers_errno
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        node = self._node(inode)
-        if node.children is not None:
-            raise pyfuse3.FUSEError(errno.EISDIR)
         writing = flags & os.O_ACCMODE != os.O_RDONLY
+        node = self.fs.open_inode(inode, writing)
         if not writing:
             seen = self._seen_version.get(inode)
             self._seen_version[inode] = node.version
@@ -473,7 +394,6 @@ class ShoalOperations(pyfuse3.Operations):
                 self._seen_version.pop(next(iter(self._seen_version)))
             keep = seen == node.version and inode not in self.buffers
             return pyfuse3.FileInfo(fh=self._open_handle(node, None), keep_cache=keep)
-        self.ns.check_writable(node)
         buffer = self._buffer(node)
         if flags & os.O_TRUNC and buffer.size:
             try:
@@ -494,11 +414,7 @@ class ShoalOperations(pyfuse3.Operations):
                 return got if got is not None else await self._blocking(buffer.read, off, size)
             except BufferClosed:
                 pass  # committed and retired meanwhile: the engine has the content
-        node = self.tree.find(handle.ino)
-        if node is None:
-            # Unlinked or replaced while open: its blocks went with it, and its old name may
-            # hold another file now. ESTALE rather than someone else's bytes.
-            raise pyfuse3.FUSEError(errno.ESTALE)
+        node = self.fs.still_there(handle.ino)  # unlinked or replaced while open: ESTALE
         data = self.fs.read_cached(node, off, size)  # a hit: served here, no thread
         if data is None:
             data = await self._blocking(self.fs.read_node, node, off, size)
@@ -507,10 +423,8 @@ class ShoalOperations(pyfuse3.Operations):
     @answers_errno
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         buffer = self.handles[fh].buffer
-        if buffer is None:
-            raise pyfuse3.FUSEError(errno.EBADF)
-        if off + len(buf) > self.max_file_size:
-            raise pyfuse3.FUSEError(errno.EFBIG)
+        check_write(buffer is not None, off, len(buf), self.max_file_size)
+        assert buffer is not None
         written = buffer.try_write(off, buf)  # a pwrite to the spool: no thread needed
         if written is None:
             written = await self._blocking(buffer.write, off, buf)
@@ -522,7 +436,7 @@ class ShoalOperations(pyfuse3.Operations):
         if not self.flush_on_close:
             # ENOSYS once turns FLUSH off for the whole connection: a round trip less per
             # close (a third of a warm small-file read).
-            raise pyfuse3.FUSEError(errno.ENOSYS)
+            raise FlushNotNeeded
         buffer = self.handles[fh].buffer
         if buffer is not None:
             await self._commit(buffer)
@@ -550,16 +464,11 @@ class ShoalOperations(pyfuse3.Operations):
     @answers_errno
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         s = pyfuse3.StatvfsData()
-        capacity = used = 0
-        cache = self.engine.cache
-        if cache is not None:
-            for tier in cache.tiers:
-                capacity += tier.quota
-                used += cache.used[tier.name]
+        capacity, used, files = self.fs.space()
         s.f_bsize = s.f_frsize = 4096
         s.f_blocks = capacity // 4096
         s.f_bfree = s.f_bavail = max(0, capacity - used) // 4096
-        s.f_files = self.tree.count + 1_000_000_000
+        s.f_files = files + 1_000_000_000
         s.f_ffree = s.f_favail = 1_000_000_000
         s.f_namemax = NAME_MAX
         return s

@@ -1,0 +1,213 @@
+"""The calls a kernel frontend makes: by inode id and name, on behalf of a ``Caller``.
+
+Each applies engine/posix.py's rules in their order of precedence, then makes its change
+through the FileSystem's path-based operations (UFS first below a mount, then the journal), so
+a change made through a mount and one made by the command line are the same change. The
+FileSystem facade hands itself in (its methods under "calls from the FUSE frontend" delegate
+here); ``Paths`` is what these calls need of it.
+
+Calls that may block (listing a directory from its UFS) take ``wait``: with False they return
+None rather than block, so that a frontend can answer from its event loop whenever nothing is
+due and hop to a thread only when something is.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from typing import BinaryIO, Protocol
+
+from engine import posix
+from engine.cache.blockcache import BlockCache
+from engine.inode import Inode
+from engine.names import check_name
+from engine.namespace import Namespace
+from engine.posix import Caller
+from engine.state import block_size_of
+from engine.sync import MetadataSync
+
+
+class Paths(Protocol):
+    """What these calls need of engine/filesystem.py's FileSystem."""
+
+    ns: Namespace
+    sync: MetadataSync
+
+    @property
+    def cache(self) -> BlockCache | None: ...
+
+    def mkdir(self, path: str, mode: int, uid: int, gid: int) -> Inode: ...
+
+    def delete(
+        self, path: str, *, recursive: bool = False, directory: bool | None = None
+    ) -> None: ...
+
+    def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None: ...
+
+    def write_file(self, path: str, source: BinaryIO, mode: int, uid: int, gid: int) -> Inode: ...
+
+
+def _path(ns: Namespace, parent: Inode, name: str) -> str:
+    return ns.path_of(parent).rstrip("/") + "/" + name
+
+
+# -- reading the tree ------------------------------------------------------------------------
+
+
+def _loaded(fs: Paths, directory: Inode, wait: bool) -> bool:
+    """Lists a directory of a mount from its UFS first if it is due (lazy load, sync); False,
+    without ``wait``, if that is due (it may block)."""
+    if fs.sync.needs_load(directory):
+        if not wait:
+            return False
+        fs.sync.lookup(fs.ns.path_of(directory))
+    return True
+
+
+def lookup(fs: Paths, parent_id: int, name: str, wait: bool) -> Inode | None:
+    tree = fs.ns.tree
+    parent = posix.directory(tree, parent_id)
+    dot = posix.dot_entry(tree, parent, name)
+    if dot is not None:
+        return dot
+    if not _loaded(fs, parent, wait):
+        return None
+    return posix.entry(parent, name)
+
+
+def open_dir(fs: Paths, ino: int, wait: bool) -> Inode | None:
+    node = posix.directory(fs.ns.tree, ino)
+    return node if _loaded(fs, node, wait) else None
+
+
+def child_ids(fs: Paths, ino: int, wait: bool) -> array[int] | None:
+    """The ids of a directory's children, listed from its UFS first if due. Without ``wait``,
+    None if that or the namespace lock (a checkpoint, say) would make it wait."""
+    node = posix.directory(fs.ns.tree, ino)
+    if not _loaded(fs, node, wait):
+        return None
+    lock = fs.ns.lock
+    if not lock.acquire(blocking=wait):
+        return None
+    try:
+        return _ids(node)
+    finally:
+        lock.release()
+
+
+def _ids(node: Inode) -> array[int]:
+    return array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
+
+
+def child_of(fs: Paths, parent_id: int, name: str) -> Inode | None:
+    """The entry ``name`` of a directory if there is one; None for anything else."""
+    parent = fs.ns.tree.find(parent_id)
+    if parent is None or parent.children is None:
+        return None
+    return parent.children.get(name)
+
+
+def block_size(fs: Paths, node: Inode) -> int:
+    """The block size a file's content is read and written in."""
+    return block_size_of(node) or fs.sync.block_size
+
+
+def space(fs: Paths) -> tuple[int, int, int]:
+    """(bytes the cache tiers may hold, bytes they hold, inodes) for statfs."""
+    capacity = used = 0
+    cache = fs.cache
+    if cache is not None:
+        for tier in cache.tiers:
+            capacity += tier.quota
+            used += cache.used[tier.name]
+    return capacity, used, fs.ns.tree.count
+
+
+def read_only_root(fs: Paths) -> bool:
+    mount = fs.ns.state.mounts.get(fs.ns.tree.root.id)
+    return mount is not None and mount.readonly
+
+
+# -- changes ---------------------------------------------------------------------------------
+
+
+def mkdir(fs: Paths, caller: Caller, parent_id: int, name: str, mode: int) -> Inode:
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    uid, gid = posix.owner_of_new(caller, parent)
+    mode = posix.mode_of_new(caller, parent, mode, directory=True)
+    return fs.mkdir(_path(fs.ns, parent, name), mode, uid, gid)
+
+
+def create(fs: Paths, caller: Caller, parent_id: int, name: str, mode: int) -> Inode:
+    """Journals the name only; the content reaches the UFS when it is committed (flush,
+    fsync, close), which is when a file of zero bytes gets there too."""
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    uid, gid = posix.owner_of_new(caller, parent)
+    mode = posix.mode_of_new(caller, parent, mode, directory=False)
+    return fs.ns.create_in(parent.id, name, mode, uid, gid)
+
+
+def symlink(fs: Paths, caller: Caller, parent_id: int, name: str, target: str) -> Inode:
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    uid, gid = posix.owner_of_new(caller, parent)
+    return fs.ns.symlink(_path(fs.ns, parent, name), target, uid, gid)
+
+
+def remove(fs: Paths, caller: Caller, parent_id: int, name: str, directory: bool) -> None:
+    """unlink (``directory`` False) or rmdir (True)."""
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    posix.check_remove(fs.ns, caller, parent, name)
+    fs.delete(_path(fs.ns, parent, name), directory=directory)
+
+
+def rename(
+    fs: Paths,
+    caller: Caller,
+    old: tuple[int, str],
+    new: tuple[int, str],
+    *,
+    noreplace: bool,
+    exchange: bool,
+) -> None:
+    posix.check_exchange(exchange)
+    tree = fs.ns.tree
+    old_parent, new_parent = posix.directory(tree, old[0]), posix.directory(tree, new[0])
+    check_name(old[1])
+    check_name(new[1])
+    sides = (old_parent, old[1]), (new_parent, new[1])
+    posix.check_rename(fs.ns, caller, *sides, noreplace=noreplace)
+    src, dst = (_path(fs.ns, parent, name) for parent, name in sides)
+    fs.rename(src, dst, noreplace=noreplace)
+
+
+def setattr(
+    fs: Paths,
+    ino: int,
+    mode: int | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
+    mtime: int | None = None,
+) -> Inode:
+    """chmod, chown, touch -m (the kernel has checked that the caller may)."""
+    node = posix.inode(fs.ns.tree, ino)
+    changes: dict[str, int] = {}
+    if mode is not None:
+        changes["mode"] = posix.mode_change(mode)
+    for key, value in (("uid", uid), ("gid", gid), ("mtime", mtime)):
+        if value is not None:
+            changes[key] = value
+    if changes:
+        fs.ns.setattr(fs.ns.path_of(node), **changes)
+    return node
+
+
+def commit_content(fs: Paths, ino: int, content: Callable[[], BinaryIO]) -> bool:
+    """A file's new content, written by the frontend, made durable as its write type says,
+    with the file's mode and owner kept; False if the file was unlinked while open (its content
+    has nowhere to go, and ``content`` is not asked for)."""
+    node = fs.ns.tree.find(ino)
+    if node is None:
+        return False
+    mode = node.mode & posix.PERMISSION_BITS
+    fs.write_file(fs.ns.path_of(node), content(), mode, node.uid, node.gid)
+    return True

@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from engine.cache.eviction import EVICTORS
 from engine.cache.tiers import TierSpec
 from engine.errors import InvalidArgument
 from journal.journal import JournalOptions
@@ -145,8 +146,9 @@ def load_config(
             cfg.read_type = str(value).upper()
         elif section == "cache" and name == "evictor":
             cfg.cache_evictor = str(value).upper()
-            if cfg.cache_evictor not in ("LRU", "LRFU"):
-                raise InvalidArgument(f"config key {key}: {value!r} is not LRU or LRFU")
+            if cfg.cache_evictor not in EVICTORS:
+                choices = " or ".join(EVICTORS)
+                raise InvalidArgument(f"config key {key}: {value!r} is not {choices}")
         elif section == "cache" and name == "readahead_blocks":
             cfg.cache_readahead_blocks = int(_coerce(cfg.cache_readahead_blocks, value, key))
         elif section == "cache" and name == "readahead_max_blocks":
@@ -179,18 +181,23 @@ def load_config(
             cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
         else:
             raise InvalidArgument(f"unknown config key {key!r}")
-    if cfg.journal.writer not in WRITERS:
+    _check_journal(cfg.journal)
+    return cfg
+
+
+def _check_journal(options: JournalOptions) -> None:
+    """The journal keys that need more than a type."""
+    if options.writer not in WRITERS:
         raise InvalidArgument(
-            f"config key journal.writer: {cfg.journal.writer!r} is not one of {', '.join(WRITERS)}"
+            f"config key journal.writer: {options.writer!r} is not one of {', '.join(WRITERS)}"
         )
-    preallocate = cfg.journal.preallocate
+    preallocate = options.preallocate
     if isinstance(preallocate, bool) or not isinstance(preallocate, int) or preallocate < 0:
         raise InvalidArgument(
             f"config key journal.preallocate: {preallocate!r} is not a byte count (0 turns it off)"
         )
-    if cfg.journal.replay_scanner not in REPLAY_SCANNERS:
+    if options.replay_scanner not in REPLAY_SCANNERS:
         raise InvalidArgument(
-            f"config key journal.replay_scanner: {cfg.journal.replay_scanner!r} is not one of"
+            f"config key journal.replay_scanner: {options.replay_scanner!r} is not one of"
             f" {', '.join(REPLAY_SCANNERS)}"
         )
-    return cfg

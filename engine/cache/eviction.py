@@ -79,7 +79,7 @@ class Lrfu:
 
 
 # The policies by config name, each made from the LRFU half-life (which only LRFU uses).
-EVICTORS: dict[str, Callable[[float], EvictionPolicy]] = {"LRU": Lru, "LRFU": Lrfu}
+EVICTORS: dict[str, Callable[[float], EvictionPolicy]] = {p.name: p for p in (Lru, Lrfu)}
 
 
 def eviction_policy(name: str, half_life_s: float) -> EvictionPolicy:

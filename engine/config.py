@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from engine.cache.eviction import EVICTORS
 from engine.cache.tiers import TierSpec
 from engine.errors import InvalidArgument
 from journal.journal import JournalOptions
@@ -158,8 +159,9 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
         cfg.read_type = str(value).upper()
     elif section == "cache" and name == "evictor":
         cfg.cache_evictor = str(value).upper()
-        if cfg.cache_evictor not in ("LRU", "LRFU"):
-            raise InvalidArgument(f"config key {key}: {value!r} is not LRU or LRFU")
+        if cfg.cache_evictor not in EVICTORS:
+            choices = " or ".join(EVICTORS)
+            raise InvalidArgument(f"config key {key}: {value!r} is not {choices}")
     elif section == "cache" and name == "readahead_blocks":
         cfg.cache_readahead_blocks = int(_coerce(cfg.cache_readahead_blocks, value, key))
     elif section == "cache" and name == "readahead_max_blocks":

@@ -81,7 +81,7 @@ class Engine:
         self.fs.readahead_max_blocks = max(
             cfg.cache_readahead_max_blocks, cfg.cache_readahead_blocks
         )
-        self.ttl = TtlChecker(self.ns, self.fs, self.cache)
+        self.ttl = TtlChecker(self.ns, self.fs.changes, self.cache)
         self.persister: Persister | None = None
         if self.cache is not None:
             self.persister = self.fs.persister = Persister(

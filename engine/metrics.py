@@ -1,28 +1,24 @@
-"""Prometheus metrics of a running daemon, with prometheus_client, served on an opt-in port
-bound to 127.0.0.1 (``metrics.port``; 0, the default, serves nothing and measures nothing).
+"""Prometheus counters and timers of a running daemon, with prometheus_client: measured only
+once the daemon serves them (``metrics.port``; 0, the default, serves nothing and measures
+nothing; engine/exporter.py serves them).
 
 Counted where they happen: FUSE requests and their latency per operation (fuse/boundary.py),
 UFS requests, bytes and errors per operation (a wrapper around each connector), how long
-operations wait for their journal entry to be durable (engine/namespace.py). Read from the
-engine at scrape time: the cache's hits, misses, evictions and use per tier, journal entries
-appended, pending persists.
+operations wait for their journal entry to be durable (engine/commit.py). What is read from the
+engine at scrape time is engine/exporter.py's. This module imports nothing of the engine's, so
+every module may count.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ufs.base import UfsStatus, UnderFS
 from ufs.errors import UfsError
-
-if TYPE_CHECKING:
-    from engine.engine import Engine
 
 ENABLED = False  # set once by the daemon when metrics are served: no cost otherwise
 
@@ -50,58 +46,6 @@ JOURNAL_WAIT = Histogram(
     "time an operation waited for its journal entry to be fsynced (group commit)",
     buckets=LATENCY_BUCKETS, registry=REGISTRY,
 )  # fmt: skip
-
-
-class EngineCollector(Collector):
-    """Figures the engine already keeps, read when Prometheus scrapes."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def collect(self) -> Iterator[Any]:
-        engine = self.engine
-        entries = CounterMetricFamily("shoal_journal_entries", "journal entries appended")
-        entries.add_metric([], engine.state.last_seq)
-        yield entries
-        pending = GaugeMetricFamily("shoal_pending_persists", "files waiting to be uploaded")
-        pending.add_metric([], len(engine.state.persists))
-        yield pending
-        cache = engine.cache
-        if cache is None:
-            return
-        report = cache.report()
-        stats = cache.stats
-        for name, doc, value in (
-            ("shoal_cache_hits", "block reads served from a tier", stats.hits),
-            ("shoal_cache_misses", "block reads fetched from a UFS", stats.misses),
-            ("shoal_cache_evictions", "blocks evicted (demoted or dropped)", stats.evictions),
-        ):
-            family = CounterMetricFamily(name, doc)
-            family.add_metric([], value)
-            yield family
-        hits = CounterMetricFamily("shoal_cache_tier_hits", "block reads per tier", labels=["tier"])
-        evicted = CounterMetricFamily(
-            "shoal_cache_tier_evictions", "evictions per tier", labels=["tier"]
-        )
-        used = GaugeMetricFamily("shoal_cache_used_bytes", "bytes cached", labels=["tier"])
-        capacity = GaugeMetricFamily("shoal_cache_capacity_bytes", "quota", labels=["tier"])
-        blocks = GaugeMetricFamily("shoal_cache_blocks", "blocks cached", labels=["tier"])
-        for tier in report["tiers"]:  # type: ignore[attr-defined]
-            name = tier["name"]
-            hits.add_metric([name], stats.tier_hits.get(name, 0))
-            evicted.add_metric([name], stats.tier_evictions.get(name, 0))
-            used.add_metric([name], tier["used_bytes"])
-            capacity.add_metric([name], tier["capacity_bytes"])
-            blocks.add_metric([name], tier["blocks"])
-        yield from (hits, evicted, used, capacity, blocks)
-
-
-def serve(engine: Engine, port: int) -> None:
-    """Starts serving /metrics on 127.0.0.1:``port`` and turns measuring on."""
-    global ENABLED
-    REGISTRY.register(EngineCollector(engine))
-    start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
-    ENABLED = True
 
 
 class CountedUnderFS(UnderFS):

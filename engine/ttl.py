@@ -16,9 +16,9 @@ import threading
 import time
 
 from engine.cache.blockcache import BlockCache
-from engine.filesystem import FileSystem
 from engine.inode import Inode
 from engine.namespace import Namespace
+from engine.ufsfirst import UfsFirstChanges
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def parse_duration_ms(text: str) -> int:
 
 
 class TtlChecker:
-    def __init__(self, ns: Namespace, fs: FileSystem, cache: BlockCache | None) -> None:
+    def __init__(self, ns: Namespace, changes: UfsFirstChanges, cache: BlockCache | None) -> None:
         self.ns = ns
-        self.fs = fs
+        self.changes = changes  # a delete reaches the UFS first
         self.cache = cache
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -76,7 +76,7 @@ class TtlChecker:
         for path, node, action in self.expired(now_ns):
             try:
                 if action == "delete":
-                    self.fs.delete(path, recursive=True)
+                    self.changes.delete(path, recursive=True)
                 else:
                     self._free(node)
                     self.ns.setattr(path, ttl_ms=-1)

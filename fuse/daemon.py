@@ -22,7 +22,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from engine import metrics
+from engine import exporter
 from engine.credentials import split_secrets
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
@@ -177,7 +177,7 @@ def run(
         config = engine.config
         setup_logging(home, config.log_level)
         if config.metrics_port:
-            metrics.serve(engine, config.metrics_port)
+            exporter.serve(engine, config.metrics_port)
         attach_root(engine, uri, ufs_options, readonly)
         spool = os.path.join(home, SPOOL_DIR)
         os.makedirs(spool, exist_ok=True)

@@ -13,9 +13,10 @@ lazily (they no longer appear in the block map). Every read of a cached block ch
 and CRC-32 against the map; a block that fails (corrupted, truncated, or its tier directory
 deleted) is dropped and fetched again: the cache never serves wrong bytes.
 
-Eviction (LRU): to make room in a tier, the least recently used evictable block is demoted to
-the next tier, or dropped from the last. Blocks of pinned files and of files whose current
-content is not persisted in a UFS are never evicted.
+Eviction: to make room in a tier, the first evictable block in the policy's order (LRU or
+LRFU, engine/cache/eviction.py) is demoted to the next tier, or dropped from the last. Blocks
+of pinned files and of files whose current content is not persisted in a UFS are never
+evicted.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import os
 import time
 import zlib
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
 
+from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
+from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey, TierStore
 from engine.inode import PERSISTED, PINNED
 from engine.namespace import Namespace
@@ -38,17 +40,6 @@ from journal import entries as E
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class CacheStats:
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
-    ufs_bytes_read: int = 0
-    tier_hits: dict[str, int] = field(default_factory=dict)
-    tier_evictions: dict[str, int] = field(default_factory=dict)
-
-
-EVICTORS = ("LRU", "LRFU")
 # Hits recorded for the eviction order between two uses of it. A hit takes no lock: it appends
 # to this buffer, and whoever next needs the order (an eviction, a store, a promotion) applies
 # the buffer first, under the namespace lock, in order. Beyond this many, the oldest hits are
@@ -64,14 +55,8 @@ class BlockCache:
         evictor: str = "LRU",
         lrfu_half_life_s: float = 300.0,
     ) -> None:
-        if evictor not in EVICTORS:
-            raise ValueError(f"unknown evictor {evictor!r} (one of {', '.join(EVICTORS)})")
-        self.evictor = evictor
-        self._lrfu = evictor == "LRFU"  # only LRFU scores need a hit's time
-        self.half_life_s = lrfu_half_life_s
-        # LRFU: block -> (score, time of its last update); a score halves every half-life
-        # and gains 1 per access, so both recency and frequency count.
-        self._scores: dict[BlockKey, tuple[float, float]] = {}
+        self.policy = eviction_policy(evictor, lrfu_half_life_s)
+        self.evictor = self.policy.name
         self.ns = ns
         self.tiers = tiers
         self.by_name = {t.name: t for t in tiers}
@@ -143,9 +128,9 @@ class BlockCache:
             with self.ns.lock:
                 self._verified.pop(key, None)
                 if self.info(key) == info:
-                    self._drop(key, info)
+                    self.drop(key, info)
             return None
-        self._accesses.append((key, info.tier, time.monotonic() if self._lrfu else 0.0))
+        self._accesses.append((key, info.tier, time.monotonic() if self.policy.timed else 0.0))
         hits = self.stats.tier_hits
         hits[info.tier] = hits.get(info.tier, 0) + 1
         return data
@@ -162,29 +147,12 @@ class BlockCache:
             lru = self.lru.get(tier)
             if lru is not None and key in lru:
                 lru.move_to_end(key)
-                self._touch(key, when)
-
-    def _touch(self, key: BlockKey, now: float | None = None) -> None:
-        if self.evictor == "LRFU":
-            if now is None:
-                now = time.monotonic()
-            score, then = self._scores.get(key, (0.0, now))
-            self._scores[key] = (score * 0.5 ** ((now - then) / self.half_life_s) + 1.0, now)
+                self.policy.touch(key, when)
 
     def _victims(self, tier: str) -> list[BlockKey]:
-        """A tier's blocks in eviction order: least recently used first (LRU), or lowest
-        decayed score first (LRFU)."""
+        """A tier's blocks in the eviction policy's order."""
         self._apply_accesses()
-        keys = list(self.lru[tier])
-        if self.evictor != "LRFU":
-            return keys
-        now = time.monotonic()
-
-        def score(key: BlockKey) -> float:
-            value, then = self._scores.get(key, (0.0, now))
-            return value * 0.5 ** ((now - then) / self.half_life_s)
-
-        return sorted(keys, key=score)
+        return self.policy.order(list(self.lru[tier]))
 
     def promote(self, key: BlockKey) -> bool:
         """Moves a block read from a lower tier to the highest one it may use (the
@@ -281,7 +249,7 @@ class BlockCache:
                 )
                 self._apply_accesses()  # earlier hits come before this block in the order
                 self.lru[tier.name][key] = n
-                self._touch(key)
+                self.policy.touch(key)
                 self._stamp(tier, key)
             self.ns.gate.durable(seq)
             return True
@@ -331,7 +299,7 @@ class BlockCache:
             info = self.info(key)
             assert info is not None
             if not self._demote(key, info, i):
-                self._drop(key, info)
+                self.drop(key, info)
             self.stats.evictions += 1
             evicted = self.stats.tier_evictions
             evicted[tier.name] = evicted.get(tier.name, 0) + 1
@@ -371,11 +339,11 @@ class BlockCache:
         self._stamp(target, key)
         return True
 
-    def _drop(self, key: BlockKey, info: BlockInfo) -> None:
+    def drop(self, key: BlockKey, info: BlockInfo) -> None:
         """With the namespace lock held: journals the removal, then deletes the file."""
         seq = self.ns.gate.commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
         self._verified.pop(key, None)
-        self._scores.pop(key, None)
+        self.policy.forget(key)
         tier = self.by_name.get(info.tier)
         lru = self.lru.get(info.tier)
         if lru is not None and lru.pop(key, None) is not None:
@@ -454,7 +422,7 @@ class BlockCache:
                 return 0
             blocks = dict(self.ns.state.blocks.get(file, {}))
             for (version, idx), info in blocks.items():
-                self._drop((file, version, idx), info)
+                self.drop((file, version, idx), info)
         return len(blocks)
 
     def reconcile(self, repair: bool = True) -> ReconcileReport:

@@ -17,17 +17,34 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey
-
-if TYPE_CHECKING:
-    from engine.cache.blockcache import BlockCache
+from engine.namespace import Namespace
+from engine.state import BlockInfo
 
 log = logging.getLogger(__name__)
 
 READAHEAD_RUN = 4  # blocks fetched by one request of the readahead
 REST_THREADS = 16  # finish the blocks whose first reader already has its bytes
+
+
+class BlockStore(Protocol):
+    """What the fetch path needs of the block cache (engine/cache/blockcache.py): its cached
+    blocks, where to store a fetched one, its counters, and the namespace whose lock and block
+    map it uses."""
+
+    ns: Namespace
+    stats: CacheStats
+
+    def read(
+        self, key: BlockKey, offset: int = 0, length: int = -1, *, wait: bool = True
+    ) -> bytes | None: ...
+
+    def info(self, key: BlockKey) -> BlockInfo | None: ...
+
+    def store(self, key: BlockKey, data: bytes) -> bool: ...
 
 
 class _Flight:
@@ -76,7 +93,7 @@ def _cut(block: bytes, offset: int, length: int) -> bytes:
 
 
 class BlockFetcher:
-    def __init__(self, cache: BlockCache) -> None:
+    def __init__(self, cache: BlockStore) -> None:
         self.cache = cache
         self.stats = cache.stats
         self._inflight: dict[BlockKey, _Flight] = {}  # being fetched
@@ -333,5 +350,3 @@ class BlockFetcher:
         self._readahead.shutdown(wait=True, cancel_futures=True)
         self._rest.shutdown(wait=True)
         self._writer.shutdown(wait=True)
-
-    # -- storing and making room -------------------------------------------------------------

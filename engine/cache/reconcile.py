@@ -12,12 +12,23 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from engine.cache.tiers import BlockKey
+from engine.cache.tiers import BlockKey, TierStore
+from engine.namespace import Namespace
+from engine.state import BlockInfo
 
-if TYPE_CHECKING:
-    from engine.cache.blockcache import BlockCache
+
+class BlockMap(Protocol):
+    """What reconciliation needs of the block cache (engine/cache/blockcache.py)."""
+
+    ns: Namespace
+    tiers: list[TierStore]
+
+    def info(self, key: BlockKey) -> BlockInfo | None: ...
+
+    def drop(self, key: BlockKey, info: BlockInfo) -> None:
+        """With the namespace lock held: journals the block's removal, deletes its file."""
 
 
 @dataclass
@@ -26,7 +37,7 @@ class ReconcileReport:
     blocks_dropped: int = 0  # listed in the journal, missing or damaged on disk
 
 
-def reconcile(cache: BlockCache, repair: bool = True) -> ReconcileReport:
+def reconcile(cache: BlockMap, repair: bool = True) -> ReconcileReport:
     """Makes the tier directories and the journal's block map agree: a block file the map
     does not list is an orphan and goes; a listed block whose file is missing or has the
     wrong size is dropped (journaled) and will be fetched again on demand. Without
@@ -48,7 +59,7 @@ def reconcile(cache: BlockCache, repair: bool = True) -> ReconcileReport:
                 key = (file, version, idx)
                 if (info.tier, key) not in present:
                     if repair:
-                        cache._drop(key, info)
+                        cache.drop(key, info)
                     report.blocks_dropped += 1
     return report
 

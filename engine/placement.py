@@ -1,0 +1,121 @@
+"""Where a path is stored and which read and write types apply to it.
+
+A path below a mount is stored in that mount's UFS (its connector and the path within it); a
+path outside every mount is the namespace's own. A read or write type is looked up in order:
+the one asked for, the one set on the node or its nearest ancestor (a directory's type applies
+to the tree below it), the mount's option, the configured default.
+"""
+
+from __future__ import annotations
+
+from engine import iotypes
+from engine.errors import InvalidArgument, NotADirectory
+from engine.inode import Inode
+from engine.iotypes import ReadType, WriteType
+from engine.mounts import MountTable
+from engine.names import check_name, parent_and_name
+from engine.namespace import Namespace
+from engine.state import Mount
+from engine.sync import MetadataSync
+from ufs.base import UnderFS
+from ufs.base import join as ufs_join
+
+# (mount, its connector, the path in its UFS) of a path below a mount
+UfsTarget = tuple[Mount, UnderFS, str]
+
+
+class Placement:
+    def __init__(
+        self,
+        ns: Namespace,
+        mounts: MountTable,
+        sync: MetadataSync,
+        write_type: str = "THROUGH",
+        read_type: str = "CACHE",
+    ) -> None:
+        self.ns = ns
+        self.mounts = mounts
+        self.sync = sync
+        self.write_type = write_type  # the configured defaults
+        self.read_type = read_type
+
+    def target(self, path: str) -> tuple[Inode, str, UfsTarget | None]:
+        """(parent directory, name, (mount, connector, UFS path) if below a mount)."""
+        parents, name = parent_and_name(path)
+        check_name(name)
+        parent = self.sync.lookup("/" + "/".join(parents))
+        if parent.children is None:
+            raise NotADirectory(f"{'/' + '/'.join(parents)} is not a directory")
+        where = self.sync.mount_of(parent)
+        if where is None:
+            return parent, name, None
+        mount, rel = where
+        self.ns.check_writable(parent)  # a read-only mount refuses before the UFS is touched
+        return parent, name, (mount, self.mounts.connector(mount), ufs_join(rel, name))
+
+    def mount_of(self, path: str) -> Mount | None:
+        """The mount that ``path`` (existing or not) would be stored in, if any."""
+        parents, _name = parent_and_name(path)
+        where = self.sync.mount_of(self.sync.lookup("/" + "/".join(parents)))
+        return where[0] if where else None
+
+    def path_type(self, node: Inode, which: str) -> str | None:
+        """The read or write type (``which``: "read_type" or "write_type") set on ``node`` or
+        its nearest ancestor that has one: a directory's type applies to the tree below it."""
+        tree = self.ns.tree
+        cur: Inode | None = node
+        while cur is not None:
+            ext = cur.ext
+            if ext is not None:
+                value = getattr(ext, which)
+                if value:
+                    return value
+            if cur.parent == cur.id:
+                return None
+            cur = tree.find(cur.parent)
+        return None
+
+    def set_types(
+        self, path: str, read_type: str | None = None, write_type: str | None = None
+    ) -> Inode:
+        """Sets (a type) or clears ("") the read and write types of ``path`` and the tree
+        below it; None leaves one as it is."""
+        changes: dict[str, str] = {}
+        if read_type is not None:
+            changes["read_type"] = read_type.upper()
+            if changes["read_type"]:  # "" clears it
+                iotypes.read_type(changes["read_type"])  # refuses an unknown one
+        if write_type is not None:
+            changes["write_type"] = write_type.upper()
+            if changes["write_type"]:
+                iotypes.write_type(changes["write_type"])
+        if not changes:
+            return self.sync.lookup(path)
+        self.sync.lookup(path)  # loads what the path crosses
+        return self.ns.setattr(path, **changes)
+
+    def write_type_of(self, node: Inode, mount: Mount, asked: str | None) -> WriteType:
+        """The write type of a file written at ``node`` (the file, or its parent directory
+        when it is new) below ``mount``; ``asked`` wins."""
+        return iotypes.write_type(
+            (
+                asked
+                or self.path_type(node, "write_type")
+                or mount.options.get("write_type")
+                or self.write_type
+            ).upper()
+        )
+
+    def read_plan(self, node: Inode, asked: str | None) -> tuple[Mount, str, ReadType]:
+        """(mount, UFS path, read type) of a file below a mount; ``asked`` wins."""
+        where = self.sync.mount_of(node)
+        if where is None:
+            raise InvalidArgument(f"{self.ns.path_of(node)} is not below a mount")
+        mount, rel = where
+        kind = (
+            asked
+            or self.path_type(node, "read_type")
+            or mount.options.get("read_type")
+            or self.read_type
+        ).upper()
+        return mount, rel, iotypes.read_type(kind)

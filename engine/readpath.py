@@ -1,0 +1,225 @@
+"""The read path: cached blocks from their tier, misses from the UFS, readahead.
+
+A hit is served from a local tier without a read plan or a thread (``read_cached``: the FUSE
+layer calls it on its event loop). A miss reads whole blocks from the UFS by ranged reads,
+cached as they pass unless the read type says not to (engine/iotypes.py); a block read from a
+lower tier moves up if the read type promotes. A reader that turns sequential has the blocks
+after its read fetched before it asks for them, in a window that grows while it stays so.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from engine.cache.blockcache import BlockCache
+from engine.errors import DataLost, InvalidArgument, IsADirectory
+from engine.inode import Inode
+from engine.mounts import MountTable, ufs_errors
+from engine.namespace import Namespace
+from engine.placement import Placement
+from engine.state import PERSISTED, block_size_of
+from engine.sync import MetadataSync
+from ufs.base import UnderFS
+
+STREAM_START = 128 * 1024  # a first read this large, from offset 0, starts a readahead stream
+
+
+class ReadPath:
+    def __init__(
+        self,
+        ns: Namespace,
+        mounts: MountTable,
+        sync: MetadataSync,
+        cache: BlockCache | None,
+        placement: Placement,
+    ) -> None:
+        self.ns = ns
+        self.mounts = mounts
+        self.sync = sync
+        self.cache = cache
+        self.placement = placement
+        self.readahead_blocks = 2  # the readahead window when a reader turns sequential
+        self.readahead_max_blocks = 8  # how far it grows while the reader stays sequential
+        # file -> (where its reads have reached, readahead window in blocks, last block
+        # asked for by readahead)
+        self._streams: dict[int, tuple[int, int, int]] = {}
+        self._readers_lock = threading.Lock()
+
+    def read(self, path: str, offset: int, length: int, read_type: str | None = None) -> bytes:
+        """Bytes of a file: cached blocks from their tier, the others from the UFS by ranged
+        reads of whole blocks, which are cached as they pass (only the blocks touched)."""
+        node = self.sync.lookup(path)
+        if node.children is not None:
+            raise IsADirectory(f"{path} is a directory")
+        if read_type is None:
+            data = self.read_cached(node, offset, length)  # a hit needs no read plan
+            if data is not None:
+                return data
+        return self.read_node(node, offset, length, read_type)
+
+    def read_cached(self, node: Inode, offset: int, length: int) -> bytes | None:
+        """The bytes if every block they touch is in a local tier, else None; never waits on
+        a UFS. The FUSE layer serves hits with this on its event loop (a ranged pread of a
+        local file costs microseconds; a hop to a thread costs a hundred)."""
+        cache = self.cache
+        end = min(offset + length, node.size)
+        if offset >= end:
+            return b""
+        if cache is None:
+            return None
+        bs = block_size_of(node) or self.sync.block_size
+        first, last = offset // bs, (end - 1) // bs
+        ino, version = node.id, node.version
+        if first == last:
+            data = cache.read((ino, version, first), offset - first * bs, end - offset, wait=False)
+            if data is None:
+                return None
+            parts = [data]
+        else:
+            blocks = self.ns.state.blocks.get(ino, {})
+            if any((version, idx) not in blocks for idx in range(first, last + 1)):
+                return None  # a miss among them: read_node reads them all, none twice
+            parts = []
+            for idx in range(first, last + 1):
+                start = idx * bs
+                lo, hi = max(0, offset - start), min(bs, end - start)
+                data = cache.read((ino, version, idx), lo, hi - lo, wait=False)
+                if data is None:
+                    return None
+                parts.append(data)
+        cache.stats.hits += len(parts)
+        blocks = self.ns.state.blocks.get(ino, {})
+        if len(cache.tiers) > 1:
+            top = cache.tiers[0].name
+            lower = [
+                (ino, version, idx)
+                for idx in range(first, last + 1)
+                if (info := blocks.get((version, idx))) is not None and info.tier != top
+            ]
+            # Promoted if the read type asks: deciding costs two walks up the tree, done here
+            # (a thread hop per hit of a lower tier would cost more); moving is for a thread.
+            if lower and self._promotes(node):
+                cache.fetcher.later(lambda: self._promote(lower))
+        if self.readahead_blocks and node.flags & PERSISTED:
+            # Decided here (cheap, and most reads start no batch); the rest (the read plan,
+            # opening the connector, the block map) may wait: a readahead thread does it,
+            # unless every block of the batch is cached already.
+            batch = self._readahead_batch(node, bs, offset, end)
+            if batch is not None and any(
+                (version, idx) not in blocks for idx in range(batch[0], batch[1] + 1)
+            ):
+                cache.fetcher.later(lambda: self._fetch_ahead_planned(node, bs, batch))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _promotes(self, node: Inode) -> bool:
+        try:
+            return self.placement.read_plan(node, None)[2].promotes
+        except InvalidArgument:  # not below a mount, or a bad type: nothing to promote for
+            return False
+
+    def _promote(self, keys: list[tuple[int, int, int]]) -> None:
+        assert self.cache is not None
+        for key in keys:
+            self.cache.promote(key)
+
+    def read_node(
+        self, node: Inode, offset: int, length: int, read_type: str | None = None
+    ) -> bytes:
+        """``read`` of a file already looked up (the FUSE layer knows inodes, not paths)."""
+        mount, rel, kind = self.placement.read_plan(node, read_type)
+        persisted = bool(node.flags & PERSISTED)
+        end = min(offset + length, node.size)
+        if offset >= end:
+            return b""
+        connector = self.mounts.connector(mount)
+        bs = block_size_of(node) or self.sync.block_size
+        if self.cache is not None and kind.caches and self.readahead_blocks:
+            # Before this read's own blocks: the batch is on its way while they are fetched,
+            # and readers of the same file in other threads, which ask for those blocks a
+            # moment later, wait for its one request rather than each making their own.
+            batch = self._readahead_batch(node, bs, offset, end)
+            if batch is not None:
+                self._fetch_ahead(node, connector, rel, bs, batch)
+        parts = []
+        for idx in range(offset // bs, (end - 1) // bs + 1):
+            start = idx * bs
+
+            def fetch(start: int = start) -> Iterator[bytes]:
+                if not persisted:  # its only copy is the cache: a lost block is lost data
+                    raise DataLost(
+                        f"{self.ns.path_of(node)}: a block not yet persisted is missing"
+                        " from the cache"
+                    )
+                with ufs_errors():
+                    yield from connector.read_stream(rel, start, bs)
+
+            lo, hi = max(0, offset - start), min(bs, end - start)
+            if self.cache is None:
+                parts.append(b"".join(fetch())[lo:hi])
+                continue
+            key = (node.id, node.version, idx)
+            parts.append(
+                self.cache.fetcher.get(
+                    key, fetch, lo, hi - lo, kind.caches, min(bs, node.size - start)
+                )
+            )
+            if kind.promotes:
+                self.cache.promote(key)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _readahead_batch(
+        self, node: Inode, bs: int, offset: int, end: int
+    ) -> tuple[int, int] | None:
+        """The blocks to fetch ahead of this read, if a batch is due. A reader that continues
+        where its last read ended is sequential: the blocks after its read are fetched before
+        it asks for them, a window that starts at ``readahead_blocks`` and doubles up to
+        ``readahead_max_blocks`` (JuiceFS and the kernel grow theirs the same way: a long
+        stream needs many requests in flight to hide a store's latency, a short one wastes
+        little)."""
+        with self._readers_lock:
+            last_end, window, issued = self._streams.get(node.id, (-1, 0, -1))
+            # The kernel issues a sequential reader's requests several at a time, so they may
+            # arrive a little out of order: within a block of where the last one ended counts.
+            sequential = offset > 0 and last_end >= 0 and abs(offset - last_end) <= bs
+            if offset == 0 and end >= STREAM_START:
+                # A large read from the start (the kernel's readahead-sized request) is most
+                # likely a stream: start its readahead now rather than after this block.
+                sequential, window, last_end, issued = True, 0, end, -1
+            if sequential:  # the window doubles while the reader stays sequential
+                window = min(max(window * 2, self.readahead_blocks), self.readahead_max_blocks)
+                last_end = max(last_end, end)
+            else:
+                window, last_end, issued = 0, end, -1
+            current = (end - 1) // bs
+            final = min((node.size - 1) // bs, current + window)
+            # Like the kernel's readahead marker: a new batch only once the reader is past
+            # half of what was asked for, so each batch is several blocks (requests are
+            # costly; the bytes in them are not).
+            start = max(issued + 1, current + 1)
+            due = sequential and final >= start and issued - current < max(1, window // 2)
+            if due:
+                issued = final
+            self._streams[node.id] = (last_end, window, issued)
+            if len(self._streams) > 10_000:  # bounded: forget the oldest readers
+                self._streams.pop(next(iter(self._streams)))
+        if not due or not node.flags & PERSISTED:
+            return None
+        return start, final
+
+    def _fetch_ahead_planned(self, node: Inode, bs: int, batch: tuple[int, int]) -> None:
+        mount, rel, kind = self.placement.read_plan(node, None)
+        if kind.caches:
+            self._fetch_ahead(node, self.mounts.connector(mount), rel, bs, batch)
+
+    def _fetch_ahead(
+        self, node: Inode, connector: UnderFS, rel: str, bs: int, batch: tuple[int, int]
+    ) -> None:
+        assert self.cache is not None
+        first, last = batch
+
+        def fetch(index: int, count: int) -> Iterator[bytes]:
+            with ufs_errors():
+                yield from connector.read_stream(rel, index * bs, count * bs)
+
+        self.cache.fetcher.readahead(node.id, node.version, first, last, bs, fetch)

@@ -1,0 +1,49 @@
+"""Walks of a namespace subtree over its UFS: removing it, and renaming a directory on a store
+that has no directory rename (object stores), one file at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from engine.inode import Inode
+from engine.state import PERSISTED
+from ufs.base import UnderFS
+from ufs.base import join as ufs_join
+from ufs.errors import UfsNotFound
+
+
+def walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
+    """(node, UFS path) of a subtree, children before their directory."""
+    for name, child in sorted((node.children or {}).items()):
+        yield from walk(child, ufs_join(rel, name))
+    yield node, rel
+
+
+def remove_tree(ufs: UnderFS, node: Inode, rel: str) -> None:
+    """Removes a subtree's persisted files and its directories from the UFS."""
+    for item, path in walk(node, rel):
+        try:
+            if item.children is not None:
+                ufs.rmdir(path)
+            elif item.flags & PERSISTED:
+                ufs.delete(path)
+        except UfsNotFound:
+            pass  # already gone from the UFS: the goal is reached
+
+
+def move_tree(ufs: UnderFS, node: Inode, src: str, dst: str) -> None:
+    """A directory rename on the UFS: directories made, files renamed one by one, then the old
+    directories removed (object stores have no directory rename)."""
+    ufs.mkdir(dst)
+    for item, path in walk(node, src):
+        target = dst + path[len(src) :]
+        if item.children is not None:
+            ufs.mkdir(target)
+        elif item.flags & PERSISTED:
+            ufs.rename(path, target)
+    for item, path in walk(node, src):
+        if item.children is not None:
+            try:
+                ufs.rmdir(path)
+            except UfsNotFound:
+                pass

@@ -1,0 +1,253 @@
+"""The write path: a file's content written as its write type says (engine/iotypes.py).
+
+Through the UFS (THROUGH, CACHE_THROUGH), the bytes reach the UFS first and the file is
+journaled once it has them, cached as they pass if the type caches. Through the cache
+(MUST_CACHE, ASYNC_THROUGH), the blocks are stored in the cache under a new content version
+and the file completed once all are; an asynchronous type then journals the persist as pending
+and hands it to the persister. A write that fails leaves nothing half-written visible.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import time
+from typing import BinaryIO
+
+from engine.cache.blockcache import BlockCache
+from engine.errors import InvalidArgument, IsADirectory, NoSpace
+from engine.inode import Inode
+from engine.iotypes import WriteType
+from engine.mounts import ufs_errors
+from engine.namespace import Namespace
+from engine.persister import Persister
+from engine.placement import Placement, UfsTarget
+from engine.state import PERSISTED
+from engine.sync import MetadataSync
+from journal import entries as E
+
+
+class WritePath:
+    def __init__(
+        self, ns: Namespace, sync: MetadataSync, cache: BlockCache | None, placement: Placement
+    ) -> None:
+        self.ns = ns
+        self.sync = sync
+        self.cache = cache
+        self.placement = placement
+        self.persister: Persister | None = None
+
+    def write_file(
+        self,
+        path: str,
+        source: BinaryIO,
+        mode: int = 0o644,
+        uid: int = 0,
+        gid: int = 0,
+        write_type: str | None = None,
+    ) -> Inode:
+        """Creates or replaces ``path`` with ``source``'s bytes and returns once they are
+        durable as the write type says (engine/iotypes.py, docs/cache.md)."""
+        parent, name, ufs = self.placement.target(path)
+        if ufs is None:
+            raise InvalidArgument(f"{path} is not below a mount: file data needs a UFS")
+        existing = parent.children.get(name)  # type: ignore[union-attr]
+        kind = self.placement.write_type_of(existing or parent, ufs[0], write_type)
+        if existing is not None and existing.children is not None:
+            raise IsADirectory(f"{path} is a directory")
+        if not kind.writes_ufs_at_close:
+            return self._write_cached(parent, name, source, mode, uid, gid, kind)
+        return self._write_through(parent, name, source, mode, uid, gid, kind, ufs)
+
+    def _write_through(
+        self,
+        parent: Inode,
+        name: str,
+        source: BinaryIO,
+        mode: int,
+        uid: int,
+        gid: int,
+        kind: WriteType,
+        ufs: UfsTarget,
+    ) -> Inode:
+        """To the UFS first; journaled once it has the bytes; cached as they pass if ``kind``
+        caches."""
+        _mount, connector, rel = ufs
+        blocks: list[bytes] | None = [] if kind.caches and self.cache else None
+        stream = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
+        with ufs_errors():
+            status = connector.write(rel, stream)  # type: ignore[arg-type]
+        ns = self.ns
+        now = time.time_ns()
+        with ns.lock:
+            node = parent.children.get(name)  # type: ignore[union-attr]
+            if node is None:
+                ns.gate.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                node = parent.children[name]  # type: ignore[index]
+            entry = E.UfsFingerprint(
+                node.id, status.fingerprint, status.size, now, now, self.sync.block_size
+            )
+            seq = ns.gate.commit(entry)
+        ns.gate.durable(seq)
+        if blocks and self.cache is not None:
+            for idx, block in enumerate(blocks):
+                self.cache.store((node.id, node.version, idx), block)
+        return node
+
+    def _write_cached(
+        self,
+        parent: Inode,
+        name: str,
+        source: BinaryIO,
+        mode: int,
+        uid: int,
+        gid: int,
+        kind: WriteType,
+    ) -> Inode:
+        cache = self.cache
+        if cache is None:
+            raise InvalidArgument(f"write type {kind.name} needs a block cache")
+        ns = self.ns
+        node, version, restore = self._new_version(
+            cache, parent, name, source, mode, uid, gid, kind
+        )
+        file = node.id
+        length = 0
+        try:
+            idx = 0
+            while block := _read_full(source, self.sync.block_size):
+                if not cache.store((file, version, idx), block):
+                    raise NoSpace(
+                        f"the cache has no room for {ns.path_of(node)} (written {kind.name}):"
+                        " its tiers are full of pinned or unpersisted blocks"
+                    )
+                length += len(block)
+                idx += 1
+        except BaseException:
+            self._undo(node, restore)
+            raise
+        with ns.lock:
+            seq = ns.gate.commit(E.CompleteFile(file, length, self.sync.block_size, time.time_ns()))
+            if kind.persists_async:
+                seq = ns.gate.commit(E.PersistRequested(file, version, time.time_ns()))
+        ns.gate.durable(seq)
+        if kind.persists_async and self.persister is not None:
+            self.persister.submit(file, version)
+        return node
+
+    def _new_version(
+        self,
+        cache: BlockCache,
+        parent: Inode,
+        name: str,
+        source: BinaryIO,
+        mode: int,
+        uid: int,
+        gid: int,
+        kind: WriteType,
+    ) -> tuple[Inode, int, E.UfsFingerprint | None]:
+        """The file to write the blocks to, created or started on a new content version; that
+        version; what the file goes back to if the write fails (its copy in the UFS), if
+        anything."""
+        ns = self.ns
+        restore: E.UfsFingerprint | None = None
+        with ns.lock:
+            node = parent.children.get(name)  # type: ignore[union-attr]
+            now = time.time_ns()
+            if node is None:
+                ns.gate.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                node = parent.children[name]  # type: ignore[index]
+                return node, node.version, None
+            fingerprint = node.ext.fingerprint if node.ext is not None else None
+            if node.flags & PERSISTED and fingerprint:
+                # What the file goes back to if this write fails: its copy in the UFS.
+                restore = E.UfsFingerprint(node.id, fingerprint, node.size, node.mtime, 0)
+            elif node.size:
+                # Its content is only in the cache: once the new version starts it is gone,
+                # so a write that clearly cannot fit is refused while it is still there.
+                needed = _bytes_left(source)
+                if needed is not None and not cache.has_room_for(node.id, needed):
+                    raise NoSpace(
+                        f"the cache has no room for {ns.path_of(node)} (written {kind.name},"
+                        f" {needed} bytes): its tiers are full of pinned or unpersisted"
+                        " blocks; the file keeps its content"
+                    )
+            ns.gate.commit(E.SetAttr(node.id, now, size=0))  # a new content version
+            return node, node.version, restore
+
+    def _undo(self, node: Inode, restore: E.UfsFingerprint | None) -> None:
+        """Nothing half-written stays visible. A file the UFS holds goes back to that copy:
+        two fingerprint changes (a new content version each) leave none of this write's
+        blocks servable and the UFS's fingerprint recorded. Any other file goes, and its
+        blocks with it (its old content was only in the cache, which had no room)."""
+        ns = self.ns
+        if restore is not None:
+            with ns.lock:
+                now = time.time_ns()
+                ns.gate.commit(restore._replace(fingerprint=restore.fingerprint + "~", time=now))
+                seq = ns.gate.commit(restore._replace(time=now))
+            ns.gate.durable(seq)
+        else:
+            ns.delete(ns.path_of(node))
+
+    def persist(self, node: Inode) -> bool:
+        """Queues the upload of a file whose data is only in the cache (written MUST_CACHE);
+        False if there is nothing to upload."""
+        if self.persister is None or node.children is not None:
+            return False
+        ns = self.ns
+        with ns.lock:
+            if node.flags & PERSISTED or self.sync.mount_of(node) is None:
+                return False
+            if ns.state.persists.get(node.id) != node.version:
+                seq = ns.gate.commit(E.PersistRequested(node.id, node.version, time.time_ns()))
+            else:
+                seq = 0
+            file, version = node.id, node.version
+        if seq:
+            ns.gate.durable(seq)
+        self.persister.submit(file, version)
+        return True
+
+
+class _Tee:
+    """Passes a source through while keeping its bytes as blocks (CACHE_THROUGH)."""
+
+    def __init__(self, source: BinaryIO, blocks: list[bytes], block_size: int) -> None:
+        self.source, self.blocks, self.block_size = source, blocks, block_size
+        self.partial = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.partial += data
+        while len(self.partial) >= self.block_size or (not data and self.partial):
+            self.blocks.append(self.partial[: self.block_size])
+            self.partial = self.partial[self.block_size :]
+        return data
+
+
+def _bytes_left(source: BinaryIO) -> int | None:
+    """How many bytes ``source`` has left to read, where it can tell (a regular file, bytes in
+    memory, the mount's write spool); None for a pipe."""
+    if isinstance(source, io.BytesIO):
+        return len(source.getbuffer()) - source.tell()
+    remaining = getattr(source, "remaining", None)
+    if callable(remaining):
+        return int(remaining())
+    try:
+        st = os.fstat(source.fileno())
+        return st.st_size - source.tell() if stat.S_ISREG(st.st_mode) else None
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _read_full(source: BinaryIO, n: int) -> bytes:
+    parts, left = [], n
+    while left > 0:
+        chunk = source.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)

@@ -1,1 +1,1 @@
-"""The pyfuse3 frontend. Built by the POSIX-mount issue; nothing here yet."""
+"""The pyfuse3 frontend and the mount daemon: kernel requests translated into engine calls."""

@@ -1,0 +1,1 @@
+"""Tools that read, check or repair a journal, and the crash simulator."""

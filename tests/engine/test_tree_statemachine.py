@@ -1,13 +1,12 @@
 """The namespace against a plain model on a real directory, with checkpoints and clean restarts
 but no crashes; the state from checkpoint + tail must equal a replay of the whole log.
 
-The model and the tree invariants are those of the crash test
-(tests/recovery/test_crash_statemachine.py), so both tests hold the engine to one oracle.
+The model is the crash test's too (tests/models/namespace_model.py), so both tests hold the
+engine to one oracle; the invariants are fsck's named checks, run after every step.
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -17,19 +16,19 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from engine import errors as err
 from engine.engine import Engine
 from engine.snapshot import digest
 from engine.state import State
 from journal.layout import list_journal
 from journal.reader import read_log
 from journal.storage import OsStorage
-from tests.recovery.test_crash_statemachine import (
+from tests.homes import remove_home
+from tests.invariants import assert_fsck_clean
+from tests.models.namespace_model import (
     NAMES,
     ROOT,
     Model,
     Refused,
-    check_tree_invariants,
     dump,
     m_complete,
     m_create,
@@ -38,6 +37,7 @@ from tests.recovery.test_crash_statemachine import (
     m_rename,
     m_setattr,
     m_symlink,
+    outcome,
 )
 
 # Segments must stay for the replay from entry 1: no checkpoint ever lets one go.
@@ -71,7 +71,7 @@ class TreeMachine(RuleBasedStateMachine):
                 self.engine.close()
                 self._check_replay()
         finally:
-            shutil.rmtree(self.home, ignore_errors=True)
+            remove_home(self.home)  # and its MEM tier on /dev/shm
 
     def _open(self) -> Engine:
         return Engine.open_home(self.home, self.overrides)
@@ -97,10 +97,7 @@ class TreeMachine(RuleBasedStateMachine):
             self.model = expect
 
     def _expect(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(self.model, *args)
-        except Refused as refused:
-            return refused
+        return outcome(fn, self.model, *args)
 
     def _path(self, data: st.DataObject) -> str:
         paths = sorted(p for p in self.model if p != "/")
@@ -202,7 +199,7 @@ class TreeMachine(RuleBasedStateMachine):
 
     def _check_replay(self) -> None:
         replayed = full_replay(self.home)
-        check_tree_invariants(replayed)
+        assert_fsck_clean(replayed)
         if self.engine is not None:
             assert digest(replayed) == digest(self.engine.state), "checkpoint + tail != replay"
         assert dump(replayed) == self.model
@@ -210,7 +207,7 @@ class TreeMachine(RuleBasedStateMachine):
     @invariant()
     def agrees_with_the_model(self) -> None:
         if self.engine is not None:
-            check_tree_invariants(self.engine.state)
+            assert_fsck_clean(self.engine)
             assert dump(self.engine.state) == self.model
 
 
@@ -223,19 +220,3 @@ TreeMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestTree = TreeMachine.TestCase
-
-
-def test_refused_operations_are_predicted_by_the_model() -> None:
-    # The machine above only checks the engine against the model; check the model alone too.
-    m: Model = {"/": ROOT}
-    (m,) = m_mkdir(m, "/a", 0o755, 0, False)
-    cases: list[tuple[Callable[..., Any], tuple[Any, ...], type[err.ShoalError]]] = [
-        (m_create, ("/a", 0o644, 0), err.AlreadyExists),
-        (m_delete, ("/b", False), err.NotFound),
-        (m_symlink, ("/s", "", 0), err.InvalidArgument),
-        (m_complete, ("/a", 1, 4096), err.IsADirectory),
-    ]
-    for fn, args, error in cases:
-        with pytest.raises(Refused) as info:
-            fn(m, *args)
-        assert info.value.error is error

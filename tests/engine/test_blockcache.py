@@ -182,27 +182,24 @@ def test_eviction_demotes_then_drops_and_spares_pinned_files(
     write_config(
         home, block_size=16, tiers=[("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 64)]
     )
-    engine = open_engine()
-    try:
-        cache = engine.cache
-        assert cache is not None
-        engine.mounts.mount("/", store.uri)
-        engine.sync.lookup("/a")
-        engine.ns.setattr("/a", pinned=True)
-        assert read_all(engine, "/a") == b"a" * 64  # 64 bytes pinned: MEM 32 + SSD 32
-        for name in "bcd":
-            assert read_all(engine, f"/{name}") == name.encode() * 64
-        a = engine.sync.lookup("/a")
-        assert len(engine.state.blocks[a.id]) == 4  # every block of the pinned file stayed
-        tiers = {info.tier for blocks in engine.state.blocks.values() for info in blocks.values()}
-        assert tiers == {"MEM", "SSD"}
-        assert cache.used == {"MEM": 32, "SSD": 64}
-        assert cache.stats.evictions > 0
-        engine.ns.setattr("/a", pinned=False)
-        assert read_all(engine, "/b") == b"b" * 64  # now a's blocks may go
-        assert len(engine.state.blocks.get(a.id, {})) < 4
-    finally:
-        engine.close()
+    engine = open_engine()  # fsck-checked and closed after the test
+    cache = engine.cache
+    assert cache is not None
+    engine.mounts.mount("/", store.uri)
+    engine.sync.lookup("/a")
+    engine.ns.setattr("/a", pinned=True)
+    assert read_all(engine, "/a") == b"a" * 64  # 64 bytes pinned: MEM 32 + SSD 32
+    for name in "bcd":
+        assert read_all(engine, f"/{name}") == name.encode() * 64
+    a = engine.sync.lookup("/a")
+    assert len(engine.state.blocks[a.id]) == 4  # every block of the pinned file stayed
+    tiers = {info.tier for blocks in engine.state.blocks.values() for info in blocks.values()}
+    assert tiers == {"MEM", "SSD"}
+    assert cache.used == {"MEM": 32, "SSD": 64}
+    assert cache.stats.evictions > 0
+    engine.ns.setattr("/a", pinned=False)
+    assert read_all(engine, "/b") == b"b" * 64  # now a's blocks may go
+    assert len(engine.state.blocks.get(a.id, {})) < 4
 
 
 def test_read_types_and_the_lrfu_evictor(
@@ -213,31 +210,28 @@ def test_read_types_and_the_lrfu_evictor(
         store.put(name, name.encode() * 16)  # one 16-byte block each
     tiers = [("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 16)]
     write_config(home, '[cache]\nevictor = "LRFU"', block_size=16, tiers=tiers)
-    engine = open_engine()
-    try:
-        cache = engine.cache
-        assert cache is not None and cache.evictor == "LRFU"
-        engine.mounts.mount("/", store.uri)
+    engine = open_engine()  # fsck-checked and closed after the test
+    cache = engine.cache
+    assert cache is not None and cache.evictor == "LRFU"
+    engine.mounts.mount("/", store.uri)
 
-        def tier_of(name: str) -> str | None:
-            node = engine.sync.lookup(f"/{name}")
-            infos = list(engine.state.blocks.get(node.id, {}).values())
-            return infos[0].tier if infos else None
+    def tier_of(name: str) -> str | None:
+        node = engine.sync.lookup(f"/{name}")
+        infos = list(engine.state.blocks.get(node.id, {}).values())
+        return infos[0].tier if infos else None
 
-        assert engine.fs.read("/d", 0, 16, read_type="NO_CACHE") == b"d" * 16
-        cache.drain()
-        assert tier_of("d") is None  # NO_CACHE: served, not kept
-        for _ in range(5):
-            assert read_all(engine, "/a") == b"a" * 16  # a: often
-        assert read_all(engine, "/b") == b"b" * 16  # b: once, but after a
-        assert read_all(engine, "/c") == b"c" * 16  # MEM is full: one goes down to SSD
-        # LRU would demote a (least recent); LRFU demotes b (least used over time).
-        assert (tier_of("a"), tier_of("b"), tier_of("c")) == ("MEM", "SSD", "MEM")
-        # CACHE_PROMOTE brings b back up (and pushes the lowest-scored MEM block down).
-        assert engine.fs.read("/b", 0, 16, read_type="CACHE_PROMOTE") == b"b" * 16
-        assert tier_of("b") == "MEM"
-    finally:
-        engine.close()
+    assert engine.fs.read("/d", 0, 16, read_type="NO_CACHE") == b"d" * 16
+    cache.drain()
+    assert tier_of("d") is None  # NO_CACHE: served, not kept
+    for _ in range(5):
+        assert read_all(engine, "/a") == b"a" * 16  # a: often
+    assert read_all(engine, "/b") == b"b" * 16  # b: once, but after a
+    assert read_all(engine, "/c") == b"c" * 16  # MEM is full: one goes down to SSD
+    # LRU would demote a (least recent); LRFU demotes b (least used over time).
+    assert (tier_of("a"), tier_of("b"), tier_of("c")) == ("MEM", "SSD", "MEM")
+    # CACHE_PROMOTE brings b back up (and pushes the lowest-scored MEM block down).
+    assert engine.fs.read("/b", 0, 16, read_type="CACHE_PROMOTE") == b"b" * 16
+    assert tier_of("b") == "MEM"
 
 
 def test_a_hit_served_without_a_read_plan_still_promotes_when_the_path_asks(
@@ -251,28 +245,25 @@ def test_a_hit_served_without_a_read_plan_still_promotes_when_the_path_asks(
     write_config(
         home, block_size=16, tiers=[("MEM", tmp_path / "mem", 16), ("SSD", tmp_path / "ssd", 32)]
     )
-    engine = open_engine()
-    try:
-        engine.mounts.mount("/", store.uri)
+    engine = open_engine()  # fsck-checked and closed after the test
+    engine.mounts.mount("/", store.uri)
 
-        def tier_of(name: str) -> str:
-            node = engine.sync.lookup(f"/{name}")
-            return next(iter(engine.state.blocks[node.id].values())).tier
+    def tier_of(name: str) -> str:
+        node = engine.sync.lookup(f"/{name}")
+        return next(iter(engine.state.blocks[node.id].values())).tier
 
-        for name in "abc":
-            read_all(engine, f"/{name}")
-        assert (tier_of("a"), tier_of("c")) == ("SSD", "MEM")
-        node = engine.sync.lookup("/a")
-        assert engine.fs.read_cached(node, 0, 16) == b"a" * 16  # CACHE: stays below
-        assert engine.cache is not None
-        engine.cache.drain()
-        assert tier_of("a") == "SSD"
-        engine.fs.set_types("/a", read_type="CACHE_PROMOTE")
-        assert engine.fs.read_cached(node, 0, 16) == b"a" * 16
-        engine.cache.drain()
-        assert (tier_of("a"), tier_of("c")) == ("MEM", "SSD")
-    finally:
-        engine.close()
+    for name in "abc":
+        read_all(engine, f"/{name}")
+    assert (tier_of("a"), tier_of("c")) == ("SSD", "MEM")
+    node = engine.sync.lookup("/a")
+    assert engine.fs.read_cached(node, 0, 16) == b"a" * 16  # CACHE: stays below
+    assert engine.cache is not None
+    engine.cache.drain()
+    assert tier_of("a") == "SSD"
+    engine.fs.set_types("/a", read_type="CACHE_PROMOTE")
+    assert engine.fs.read_cached(node, 0, 16) == b"a" * 16
+    engine.cache.drain()
+    assert (tier_of("a"), tier_of("c")) == ("MEM", "SSD")
 
 
 def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(

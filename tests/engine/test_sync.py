@@ -73,16 +73,13 @@ def test_a_per_mount_interval_of_zero_lists_on_every_access(
     store: Store, open_engine: OpenEngine
 ) -> None:
     store.put("x", b"1")
-    engine = open_engine()
-    try:
-        engine.ns.mkdir("/live")
-        engine.mounts.mount("/live", store.uri, {**store.options, "sync_interval": "0"})
-        assert names(engine, "/live") == {"x": 1}
-        store.put("y", b"22")
-        assert names(engine, "/live") == {"x": 1, "y": 2}
-        assert engine.state.mounts[engine.ns.lookup("/live").id].options["sync_interval"] == "0"
-    finally:
-        engine.close()
+    engine = open_engine()  # fsck-checked and closed after the test
+    engine.ns.mkdir("/live")
+    engine.mounts.mount("/live", store.uri, {**store.options, "sync_interval": "0"})
+    assert names(engine, "/live") == {"x": 1}
+    store.put("y", b"22")
+    assert names(engine, "/live") == {"x": 1, "y": 2}
+    assert engine.state.mounts[engine.ns.lookup("/live").id].options["sync_interval"] == "0"
 
 
 def test_a_recursive_sync_of_many_directories_and_a_root_mount(
@@ -98,13 +95,10 @@ def test_a_recursive_sync_of_many_directories_and_a_root_mount(
     out = shoal("fs", "sync", "-R", "/", home=home).stdout
     # Looking up / loaded its 30 directories; the sync then added 600 files, 2 entries each.
     assert out.startswith("1200 change(s)")
-    engine = open_engine()
-    try:
-        assert len(engine.ns.listdir("/")) == 30
-        assert sum(len(engine.ns.listdir(f"/class{d:02d}")) for d in range(30)) == 600
-        assert engine.ns.lookup("/class07/img13.jpg").size == 13
-    finally:
-        engine.close()
+    engine = open_engine()  # fsck-checked and closed after the test
+    assert len(engine.ns.listdir("/")) == 30
+    assert sum(len(engine.ns.listdir(f"/class{d:02d}")) for d in range(30)) == 600
+    assert engine.ns.lookup("/class07/img13.jpg").size == 13
 
 
 def test_a_large_directory_loads_in_batches(
@@ -114,11 +108,8 @@ def test_a_large_directory_loads_in_batches(
     (root / "big").mkdir(parents=True)
     for i in range(5000):
         (root / "big" / f"f{i:05d}").write_bytes(b"")
-    engine = open_engine()
-    try:
-        engine.ns.mkdir("/m")
-        engine.mounts.mount("/m", str(root))
-        assert len(engine.sync.listdir("/m/big")) == 5000
-        assert os.path.exists(home / "journal")
-    finally:
-        engine.close()
+    engine = open_engine()  # fsck-checked and closed after the test
+    engine.ns.mkdir("/m")
+    engine.mounts.mount("/m", str(root))
+    assert len(engine.sync.listdir("/m/big")) == 5000
+    assert os.path.exists(home / "journal")

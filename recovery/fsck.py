@@ -12,8 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.errors import InvalidName
-from engine.inode import COMPLETE, PERSISTED, PINNED, ROOT_ID, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
-from engine.inode import Inode, InodeTree
+from engine.inode import (
+    COMPLETE,
+    PERSISTED,
+    PINNED,
+    ROOT_ID,
+    S_IFDIR,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
+    Inode,
+    InodeTree,
+)
 from engine.names import check_name
 from engine.state import BLOCK_SHIFT_BITS, State
 

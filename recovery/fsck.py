@@ -12,11 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.errors import InvalidName
-from engine.inode import ROOT_ID, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Inode
+from engine.inode import (
+    COMPLETE,
+    PERSISTED,
+    PINNED,
+    ROOT_ID,
+    S_IFDIR,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
+    Inode,
+    InodeTree,
+)
 from engine.names import check_name
-from engine.state import State
+from engine.state import BLOCK_SHIFT_BITS, State
 
 MAX_FAILURES = 20  # per check: enough to locate a problem without flooding the terminal
+KNOWN_FLAGS = COMPLETE | PERSISTED | PINNED
+BLOCK_SIZE_BITS = 0xFF << BLOCK_SHIFT_BITS  # log2 of the file's block size
 
 
 def _nodes(state: State) -> list[Inode]:
@@ -44,21 +57,25 @@ def check_table(state: State) -> list[str]:
     ]
 
 
+def _link_to_parent(tree: InodeTree, node: Inode) -> list[str]:
+    parent = tree.find(node.parent)
+    if parent is None:
+        return [f"inode {node.id} ({node.name!r}): parent {node.parent} does not exist"]
+    if parent.children is None:
+        return [f"inode {node.id}: parent {node.parent} is not a directory"]
+    if parent.children.get(node.name) is not node:
+        return [f"inode {node.id}: directory {node.parent} does not list it as {node.name!r}"]
+    return []
+
+
 def check_parent_links(state: State) -> list[str]:
+    """Each inode is listed by its parent under its name, and each directory entry (the root's
+    too) names an inode of the table whose parent and name are that directory and that entry."""
     tree = state.tree
     out = []
     for node in _nodes(state):
-        if node.id == ROOT_ID:
-            continue
-        parent = tree.find(node.parent)
-        if parent is None:
-            out.append(f"inode {node.id} ({node.name!r}): parent {node.parent} does not exist")
-        elif parent.children is None:
-            out.append(f"inode {node.id}: parent {node.parent} is not a directory")
-        elif parent.children.get(node.name) is not node:
-            out.append(
-                f"inode {node.id}: directory {node.parent} does not list it as {node.name!r}"
-            )
+        if node.id != ROOT_ID:  # the root's own links are check_root's
+            out.extend(_link_to_parent(tree, node))
         if node.children is not None:
             for name, child in node.children.items():
                 if child.parent != node.id or child.name != name:
@@ -131,9 +148,13 @@ def check_next_id(state: State) -> list[str]:
 
 
 def check_kinds(state: State) -> list[str]:
-    """Type bits agree with the node's shape: directories have children, symlinks a target."""
+    """Type bits agree with the node's shape: directories have children, symlinks a target;
+    flags hold only the known bits (and the block size bits above them)."""
     out = []
     for node in _nodes(state):
+        unknown = node.flags & ~(KNOWN_FLAGS | BLOCK_SIZE_BITS)
+        if unknown:
+            out.append(f"inode {node.id}: unknown flag bits {unknown:#x}")
         fmt = node.mode & S_IFMT
         if fmt == S_IFDIR and node.children is None:
             out.append(f"inode {node.id}: directory mode but no children table")
@@ -227,7 +248,7 @@ CHECKS: list[Check] = [
     Check("no-cycles", "every inode is reachable from the root exactly once", check_no_cycles),
     Check("counts", "the inode count matches the inodes present", check_counts),
     Check("next-id", "the next inode id is above every id in use", check_next_id),
-    Check("kinds", "file type bits match the inode's shape", check_kinds),
+    Check("kinds", "file type and flag bits match the inode's shape", check_kinds),
     Check("mounts", "mount points are existing directories", check_mounts),
     Check("blocks", "cached blocks belong to existing files' current versions", check_blocks),
     Check("persists", "pending persists refer to existing files", check_persists),

@@ -1,4 +1,6 @@
-"""Puts the repository root on sys.path so tests import the packages without installing them."""
+"""Fixtures shared by the test suite: the S3 server, UFS stores, fault proxies, homes and the
+engines opened on them. Puts the repository root on sys.path so tests import the packages
+without installing them."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -14,7 +17,10 @@ if ROOT not in sys.path:
 
 import pytest  # noqa: E402
 
+from cli.bench.faultproxy import FaultProxy  # noqa: E402
 from cli.bench.s3server import S3Server, start_s3_server  # noqa: E402
+from tests.homes import remove_test_mem_tiers  # noqa: E402
+from tests.invariants import CheckedEngine, OpenEngine  # noqa: E402
 from tests.ufs.stores import LocalStore, S3Store, Store  # noqa: E402
 
 
@@ -37,13 +43,57 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield S3Store(request.getfixturevalue("s3_server"))
 
 
-@pytest.fixture(autouse=True)
-def no_cache_left_in_shm() -> Iterator[None]:
-    """Homes made by tests get the default MEM tier on /dev/shm; take away what they left."""
-    import glob
-    import shutil
+@pytest.fixture
+def proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the S3 server (faults added by the test)."""
+    p = FaultProxy(s3_server.endpoint).start()
+    try:
+        yield p
+    finally:
+        p.stop()
 
-    before = set(glob.glob("/dev/shm/shoal-*"))
+
+@pytest.fixture(autouse=True)
+def own_mem_tiers(tmp_path: Path) -> Iterator[None]:
+    """Homes with the default tiers keep a MEM tier on /dev/shm: after the test, remove those of
+    the homes this test made (tests/homes.py), and nothing else."""
     yield
-    for path in set(glob.glob("/dev/shm/shoal-*")) - before:
-        shutil.rmtree(path, ignore_errors=True)
+    remove_test_mem_tiers(tmp_path)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty home directory of the test's own."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def open_engine(home: Path) -> Iterator[OpenEngine]:
+    """Opens engines (on ``home`` unless told another): each one runs fsck's checks when it
+    closes, and those the test leaves open are checked and closed after it."""
+    opened: list[CheckedEngine] = []
+
+    def open_(at: Path | str | None = None, overrides: dict[str, Any] | None = None,
+              **kwargs: Any) -> CheckedEngine:  # fmt: skip
+        engine = CheckedEngine.open_home(str(at or home), overrides, **kwargs)
+        assert isinstance(engine, CheckedEngine)
+        opened.append(engine)
+        return engine
+
+    yield open_
+    failures = []
+    for engine in opened:
+        if not engine.closed:
+            try:
+                engine.close()
+            except AssertionError as exc:
+                failures.append(str(exc))
+    assert not failures, "\n".join(failures)
+
+
+@pytest.fixture
+def engine(open_engine: OpenEngine) -> CheckedEngine:
+    """An engine on the test's home, fsck-checked and closed after the test."""
+    return open_engine()

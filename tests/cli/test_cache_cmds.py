@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from shoal_cli import shoal
+from tests.cli.shoal_cli import shoal
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:

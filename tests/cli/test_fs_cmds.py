@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from shoal_cli import env, shoal
+from tests.cli.shoal_cli import env, shoal
 
 
 def test_help_documents_the_exit_codes() -> None:

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import msgpack
 import sqlite_utils
-from shoal_cli import (
+
+from engine.engine import Engine
+from engine.snapshot import digest
+from journal import entries as E
+from tests.cli.shoal_cli import (
     ROOT,
     append_record,
     checkpoints,
@@ -23,10 +27,7 @@ from shoal_cli import (
     segments,
     shoal,
 )
-
-from engine.engine import Engine
-from engine.snapshot import digest
-from journal import entries as E
+from tests.invariants import OpenEngine
 
 
 def build(home: Path, files: int = 20, **overrides: object) -> int:
@@ -61,13 +62,13 @@ def test_checkpoint(tmp_path: Path) -> None:
     assert f"checkpoint-{last:020d}-" in path.name
 
 
-def test_replay_counts_digest_and_full_replay(tmp_path: Path) -> None:
+def test_replay_counts_digest_and_full_replay(tmp_path: Path, open_engine: OpenEngine) -> None:
     last = build(tmp_path, files=7)
     shoal("journal", "checkpoint", home=tmp_path)
-    engine = Engine.open_home(str(tmp_path))
+    engine = open_engine(tmp_path)
     engine.ns.create("/after")
     engine.close(checkpoint=False)
-    engine = Engine.open_home(str(tmp_path))
+    engine = open_engine(tmp_path)
     expected = digest(engine.state)
     engine.close(checkpoint=False)
 
@@ -337,12 +338,14 @@ def test_bench_journal_json(tmp_path: Path) -> None:
     assert result["append_1_per_s"] > 0 and result["replay_per_s"] > 0
 
 
-def test_inspect_expands_a_checkpoint_into_rows_with_paths(tmp_path: Path) -> None:
+def test_inspect_expands_a_checkpoint_into_rows_with_paths(
+    tmp_path: Path, open_engine: OpenEngine
+) -> None:
     home = tmp_path / "h"
     build(home, files=5)
     shoal("journal", "inspect", "--out", str(tmp_path / "none.db"), home=home, expect=1)
     shoal("journal", "checkpoint", home=home)
-    engine = Engine.open_home(str(home))
+    engine = open_engine(home)
     try:
         engine.ns.delete("/d/f0")  # after the checkpoint: not in what inspect shows
         expected = {engine.ns.path_of(n) for n in engine.state.tree.walk()} | {"/d/f0"}

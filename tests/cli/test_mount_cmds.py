@@ -6,16 +6,12 @@ from __future__ import annotations
 import io
 import os
 import stat
-import sys
 import uuid
 from pathlib import Path
 
-from shoal_cli import shoal
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client  # noqa: E402
-from engine.engine import Engine  # noqa: E402
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from tests.cli.shoal_cli import shoal
+from tests.invariants import OpenEngine
 
 
 def test_mount_rules_on_local_paths(tmp_path: Path) -> None:
@@ -52,8 +48,9 @@ def test_mount_rules_on_local_paths(tmp_path: Path) -> None:
     assert shoal("fs", "mounts", home=home).stdout.strip() == f"/mnt/b\t{other}\tro"
 
 
-def test_a_secret_reaches_only_the_credentials_file(tmp_path: Path, s3_server: S3Server) -> None:
-    home = tmp_path / "home"
+def test_a_secret_reaches_only_the_credentials_file(
+    home: Path, s3_server: S3Server, open_engine: OpenEngine
+) -> None:
     bucket = f"sec-{uuid.uuid4().hex[:10]}"
     s3_client(s3_server.endpoint).create_bucket(Bucket=bucket)
     session_token = "session-token-" + uuid.uuid4().hex
@@ -84,7 +81,7 @@ def test_a_secret_reaches_only_the_credentials_file(tmp_path: Path, s3_server: S
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
     assert not any(s in logs for s in secrets)
     # Found again after a restart: the mount works without the keys on the command line.
-    engine = Engine.open_home(str(home))
+    engine = open_engine()
     try:
         ((path, mount),) = engine.mounts.listing()
         assert path == "/s3" and mount.credential and SECRET_KEY not in repr(mount)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,19 +16,12 @@ import pytest
 from cli.bench.faultproxy import Fault, FaultProxy
 from cli.bench.s3server import S3Server
 from engine.engine import Engine
+from tests.homes import write_config
+from tests.invariants import OpenEngine
 from tests.ufs.stores import LocalStore, S3Store
 
 KiB = 1 << 10
-
-
-def make_home(tmp_path: Path, tiers: list[tuple[str, Path, int]], block_size: int) -> str:
-    home = tmp_path / "home"
-    home.mkdir()
-    lines = [f"block_size = {block_size}"]
-    for name, path, quota in tiers:
-        lines += ["[[cache.tiers]]", f'name = "{name}"', f'paths = ["{path}"]', f"quota = {quota}"]
-    (home / "shoal.toml").write_text("\n".join(lines) + "\n")
-    return str(home)
+BehindProxy = Callable[..., AbstractContextManager[tuple[Engine, FaultProxy]]]
 
 
 def read_all(engine: Engine, path: str) -> bytes:
@@ -39,30 +32,35 @@ def read_all(engine: Engine, path: str) -> bytes:
     return data
 
 
-@contextmanager
-def engine_behind_proxy(
-    s3_server: S3Server, tmp_path: Path, objects: dict[str, bytes], block_size: int, quota: int
-) -> Iterator[tuple[Engine, FaultProxy]]:
-    """An engine whose mount reaches the S3 server through a fault proxy (its requests
-    cleared: the test sees only its own)."""
-    store = S3Store(s3_server)
-    for key, data in objects.items():
-        store.put(key, data)
-    proxy = FaultProxy(s3_server.endpoint).start()
-    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", quota)], block_size=block_size)
-    engine = Engine.open_home(home)
-    try:
-        engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
-        engine.sync.listdir("/")
-        proxy.clear()
-        yield engine, proxy
-    finally:
-        engine.close()
-        proxy.stop()
+@pytest.fixture
+def behind_proxy(
+    s3_server: S3Server, proxy: FaultProxy, home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> BehindProxy:
+    """Opens an engine whose mount reaches the S3 server (holding ``objects``) through a fault
+    proxy (its requests cleared: the test sees only its own)."""
+
+    @contextmanager
+    def open_(
+        objects: dict[str, bytes], block_size: int, quota: int
+    ) -> Iterator[tuple[Engine, FaultProxy]]:
+        store = S3Store(s3_server)
+        for key, data in objects.items():
+            store.put(key, data)
+        write_config(home, block_size=block_size, tiers=[("SSD", tmp_path / "ssd", quota)])
+        engine = open_engine()
+        try:
+            engine.mounts.mount("/", store.uri, {**store.options, "endpoint": proxy.endpoint})
+            engine.sync.listdir("/")
+            proxy.clear()
+            yield engine, proxy
+        finally:
+            engine.close()
+
+    return open_
 
 
 def test_a_second_pass_over_an_s3_dataset_sends_no_request(
-    s3_server: S3Server, tmp_path: Path
+    s3_server: S3Server, proxy: FaultProxy, home: Path, tmp_path: Path, open_engine: OpenEngine
 ) -> None:
     store = S3Store(s3_server)
     dataset = {f"train/c{c}/img{i:02d}.jpg": os.urandom(100 * KiB + i) for c in range(3)
@@ -70,9 +68,8 @@ def test_a_second_pass_over_an_s3_dataset_sends_no_request(
     dataset["shards/big.tar"] = os.urandom(3 * 1024 * KiB + 17)
     for key, data in dataset.items():
         store.put(key, data)
-    proxy = FaultProxy(s3_server.endpoint).start()
-    home = make_home(tmp_path, [("SSD", tmp_path / "ssd", 64 << 20)], block_size=1 << 20)
-    engine = Engine.open_home(home)
+    write_config(home, block_size=1 << 20, tiers=[("SSD", tmp_path / "ssd", 64 << 20)])
+    engine = open_engine()
     try:
         engine.fs.makedirs("/s3")
         engine.mounts.mount("/s3", store.uri, {**store.options, "endpoint": proxy.endpoint})
@@ -87,7 +84,6 @@ def test_a_second_pass_over_an_s3_dataset_sends_no_request(
         assert engine.cache is not None and engine.cache.stats.hits >= len(dataset)
     finally:
         engine.close()
-        proxy.stop()
 
 
 @pytest.fixture
@@ -100,12 +96,15 @@ def local_dataset(tmp_path: Path) -> Iterator[tuple[LocalStore, dict[str, bytes]
 
 
 def test_a_corrupted_or_vanished_block_is_fetched_again(
-    tmp_path: Path, local_dataset: tuple[LocalStore, dict[str, bytes]]
+    home: Path,
+    tmp_path: Path,
+    open_engine: OpenEngine,
+    local_dataset: tuple[LocalStore, dict[str, bytes]],
 ) -> None:
     store, data = local_dataset
     ssd = tmp_path / "ssd"
-    home = make_home(tmp_path, [("SSD", ssd, 1 << 20)], block_size=16 * KiB)
-    engine = Engine.open_home(home)
+    write_config(home, block_size=16 * KiB, tiers=[("SSD", ssd, 1 << 20)])
+    engine = open_engine()
     try:
         cache = engine.cache
         assert cache is not None
@@ -129,7 +128,7 @@ def test_a_corrupted_or_vanished_block_is_fetched_again(
     finally:
         engine.close()
     # After a restart the map and the directories agree (fsck has nothing to repair).
-    engine = Engine.open_home(home)
+    engine = open_engine()
     try:
         assert engine.cache is not None
         report = engine.cache.reconcile(repair=False)
@@ -139,7 +138,10 @@ def test_a_corrupted_or_vanished_block_is_fetched_again(
 
 
 def test_a_full_tier_is_bypassed(
-    tmp_path: Path, local_dataset: tuple[LocalStore, dict[str, bytes]]
+    home: Path,
+    tmp_path: Path,
+    open_engine: OpenEngine,
+    local_dataset: tuple[LocalStore, dict[str, bytes]],
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
@@ -149,12 +151,12 @@ def test_a_full_tier_is_bypassed(
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
     try:
         (small / "filler").write_bytes(b"\0" * 60 * KiB)  # the "disk" is nearly full
-        home = make_home(
-            tmp_path,
-            [("SSD", small / "blocks", 1 << 20), ("HDD", tmp_path / "hdd", 1 << 20)],
+        write_config(
+            home,
             block_size=16 * KiB,
+            tiers=[("SSD", small / "blocks", 1 << 20), ("HDD", tmp_path / "hdd", 1 << 20)],
         )  # the quota says there is room; the disk does not
-        engine = Engine.open_home(home)
+        engine = open_engine()
         try:
             engine.mounts.mount("/", store.uri)
             for key, value in data.items():
@@ -171,112 +173,104 @@ def test_a_full_tier_is_bypassed(
         subprocess.run(["umount", "-l", str(small)], check=False)
 
 
-def test_eviction_demotes_then_drops_and_spares_pinned_files(tmp_path: Path) -> None:
+def test_eviction_demotes_then_drops_and_spares_pinned_files(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
     store = LocalStore(tmp_path / "ufs")
     for name in "abcd":
         store.put(name, name.encode() * 64)  # 4 blocks of 16 bytes each
-    home = make_home(
-        tmp_path, [("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 64)], block_size=16
+    write_config(
+        home, block_size=16, tiers=[("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 64)]
     )
-    engine = Engine.open_home(home)
-    try:
-        cache = engine.cache
-        assert cache is not None
-        engine.mounts.mount("/", store.uri)
-        engine.sync.lookup("/a")
-        engine.ns.setattr("/a", pinned=True)
-        assert read_all(engine, "/a") == b"a" * 64  # 64 bytes pinned: MEM 32 + SSD 32
-        for name in "bcd":
-            assert read_all(engine, f"/{name}") == name.encode() * 64
-        a = engine.sync.lookup("/a")
-        assert len(engine.state.blocks[a.id]) == 4  # every block of the pinned file stayed
-        tiers = {info.tier for blocks in engine.state.blocks.values() for info in blocks.values()}
-        assert tiers == {"MEM", "SSD"}
-        assert cache.used == {"MEM": 32, "SSD": 64}
-        assert cache.stats.evictions > 0
-        engine.ns.setattr("/a", pinned=False)
-        assert read_all(engine, "/b") == b"b" * 64  # now a's blocks may go
-        assert len(engine.state.blocks.get(a.id, {})) < 4
-    finally:
-        engine.close()
+    engine = open_engine()  # fsck-checked and closed after the test
+    cache = engine.cache
+    assert cache is not None
+    engine.mounts.mount("/", store.uri)
+    engine.sync.lookup("/a")
+    engine.ns.setattr("/a", pinned=True)
+    assert read_all(engine, "/a") == b"a" * 64  # 64 bytes pinned: MEM 32 + SSD 32
+    for name in "bcd":
+        assert read_all(engine, f"/{name}") == name.encode() * 64
+    a = engine.sync.lookup("/a")
+    assert len(engine.state.blocks[a.id]) == 4  # every block of the pinned file stayed
+    tiers = {info.tier for blocks in engine.state.blocks.values() for info in blocks.values()}
+    assert tiers == {"MEM", "SSD"}
+    assert cache.used == {"MEM": 32, "SSD": 64}
+    assert cache.stats.evictions > 0
+    engine.ns.setattr("/a", pinned=False)
+    assert read_all(engine, "/b") == b"b" * 64  # now a's blocks may go
+    assert len(engine.state.blocks.get(a.id, {})) < 4
 
 
-def test_read_types_and_the_lrfu_evictor(tmp_path: Path) -> None:
+def test_read_types_and_the_lrfu_evictor(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
     store = LocalStore(tmp_path / "ufs")
     for name in "abcd":
         store.put(name, name.encode() * 16)  # one 16-byte block each
-    home = make_home(
-        tmp_path, [("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 16)], block_size=16
-    )
-    with open(os.path.join(home, "shoal.toml"), "a") as f:
-        f.write('[cache]\nevictor = "LRFU"\n')
-    engine = Engine.open_home(home)
-    try:
-        cache = engine.cache
-        assert cache is not None and cache.evictor == "LRFU"
-        engine.mounts.mount("/", store.uri)
+    tiers = [("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 16)]
+    write_config(home, '[cache]\nevictor = "LRFU"', block_size=16, tiers=tiers)
+    engine = open_engine()  # fsck-checked and closed after the test
+    cache = engine.cache
+    assert cache is not None and cache.evictor == "LRFU"
+    engine.mounts.mount("/", store.uri)
 
-        def tier_of(name: str) -> str | None:
-            node = engine.sync.lookup(f"/{name}")
-            infos = list(engine.state.blocks.get(node.id, {}).values())
-            return infos[0].tier if infos else None
+    def tier_of(name: str) -> str | None:
+        node = engine.sync.lookup(f"/{name}")
+        infos = list(engine.state.blocks.get(node.id, {}).values())
+        return infos[0].tier if infos else None
 
-        assert engine.fs.read("/d", 0, 16, read_type="NO_CACHE") == b"d" * 16
-        cache.drain()
-        assert tier_of("d") is None  # NO_CACHE: served, not kept
-        for _ in range(5):
-            assert read_all(engine, "/a") == b"a" * 16  # a: often
-        assert read_all(engine, "/b") == b"b" * 16  # b: once, but after a
-        assert read_all(engine, "/c") == b"c" * 16  # MEM is full: one goes down to SSD
-        # LRU would demote a (least recent); LRFU demotes b (least used over time).
-        assert (tier_of("a"), tier_of("b"), tier_of("c")) == ("MEM", "SSD", "MEM")
-        # CACHE_PROMOTE brings b back up (and pushes the lowest-scored MEM block down).
-        assert engine.fs.read("/b", 0, 16, read_type="CACHE_PROMOTE") == b"b" * 16
-        assert tier_of("b") == "MEM"
-    finally:
-        engine.close()
+    assert engine.fs.read("/d", 0, 16, read_type="NO_CACHE") == b"d" * 16
+    cache.drain()
+    assert tier_of("d") is None  # NO_CACHE: served, not kept
+    for _ in range(5):
+        assert read_all(engine, "/a") == b"a" * 16  # a: often
+    assert read_all(engine, "/b") == b"b" * 16  # b: once, but after a
+    assert read_all(engine, "/c") == b"c" * 16  # MEM is full: one goes down to SSD
+    # LRU would demote a (least recent); LRFU demotes b (least used over time).
+    assert (tier_of("a"), tier_of("b"), tier_of("c")) == ("MEM", "SSD", "MEM")
+    # CACHE_PROMOTE brings b back up (and pushes the lowest-scored MEM block down).
+    assert engine.fs.read("/b", 0, 16, read_type="CACHE_PROMOTE") == b"b" * 16
+    assert tier_of("b") == "MEM"
 
 
 def test_a_hit_served_without_a_read_plan_still_promotes_when_the_path_asks(
-    tmp_path: Path,
+    home: Path, tmp_path: Path, open_engine: OpenEngine
 ) -> None:
     # The FUSE layer serves hits with read_cached (no read plan on the event loop); a path set
     # to CACHE_PROMOTE must still bring its lower-tier blocks up.
     store = LocalStore(tmp_path / "ufs")
     for name in "abc":
         store.put(name, name.encode() * 16)
-    home = make_home(
-        tmp_path, [("MEM", tmp_path / "mem", 16), ("SSD", tmp_path / "ssd", 32)], block_size=16
+    write_config(
+        home, block_size=16, tiers=[("MEM", tmp_path / "mem", 16), ("SSD", tmp_path / "ssd", 32)]
     )
-    engine = Engine.open_home(home)
-    try:
-        engine.mounts.mount("/", store.uri)
+    engine = open_engine()  # fsck-checked and closed after the test
+    engine.mounts.mount("/", store.uri)
 
-        def tier_of(name: str) -> str:
-            node = engine.sync.lookup(f"/{name}")
-            return next(iter(engine.state.blocks[node.id].values())).tier
+    def tier_of(name: str) -> str:
+        node = engine.sync.lookup(f"/{name}")
+        return next(iter(engine.state.blocks[node.id].values())).tier
 
-        for name in "abc":
-            read_all(engine, f"/{name}")
-        assert (tier_of("a"), tier_of("c")) == ("SSD", "MEM")
-        node = engine.sync.lookup("/a")
-        assert engine.fs.read_cached(node, 0, 16) == b"a" * 16  # CACHE: stays below
-        assert engine.cache is not None
-        engine.cache.drain()
-        assert tier_of("a") == "SSD"
-        engine.fs.set_types("/a", read_type="CACHE_PROMOTE")
-        assert engine.fs.read_cached(node, 0, 16) == b"a" * 16
-        engine.cache.drain()
-        assert (tier_of("a"), tier_of("c")) == ("MEM", "SSD")
-    finally:
-        engine.close()
+    for name in "abc":
+        read_all(engine, f"/{name}")
+    assert (tier_of("a"), tier_of("c")) == ("SSD", "MEM")
+    node = engine.sync.lookup("/a")
+    assert engine.fs.read_cached(node, 0, 16) == b"a" * 16  # CACHE: stays below
+    assert engine.cache is not None
+    engine.cache.drain()
+    assert tier_of("a") == "SSD"
+    engine.fs.set_types("/a", read_type="CACHE_PROMOTE")
+    assert engine.fs.read_cached(node, 0, 16) == b"a" * 16
+    engine.cache.drain()
+    assert (tier_of("a"), tier_of("c")) == ("MEM", "SSD")
 
 
 def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(
-    s3_server: S3Server, tmp_path: Path
+    behind_proxy: BehindProxy,
 ) -> None:
     objects = {"one": b"1" * 64 * KiB, "stream": os.urandom(8 * 16 * KiB)}
-    with engine_behind_proxy(s3_server, tmp_path, objects, 16 * KiB, 1 << 20) as (engine, proxy):
+    with behind_proxy(objects, 16 * KiB, 1 << 20) as (engine, proxy):
         proxy.add(Fault("delay", -1, seconds=0.3, method="GET"))  # misses overlap for sure
         with ThreadPoolExecutor(8) as pool:
             got = list(pool.map(lambda _: engine.fs.read("/one", 0, 100), range(8)))
@@ -293,14 +287,14 @@ def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(
 
 
 def test_parallel_readers_of_one_file_share_the_readahead_requests(
-    s3_server: S3Server, tmp_path: Path
+    behind_proxy: BehindProxy,
 ) -> None:
     # A training loader often splits one shard among threads, each taking the next chunk: the
     # stream is sequential across readers, and each of them should find its block already on
     # its way instead of sending a request of its own.
     bs = 128 * KiB
     content = os.urandom(8 * bs)
-    with engine_behind_proxy(s3_server, tmp_path, {"shard": content}, bs, 4 << 20) as (
+    with behind_proxy({"shard": content}, bs, 4 << 20) as (
         engine,
         proxy,
     ):
@@ -318,11 +312,11 @@ def test_parallel_readers_of_one_file_share_the_readahead_requests(
 
 
 def test_a_reader_has_its_bytes_before_the_rest_of_a_cold_block_arrives(
-    s3_server: S3Server, tmp_path: Path
+    behind_proxy: BehindProxy,
 ) -> None:
     bs = 1 << 20
     content = os.urandom(2 * bs)
-    with engine_behind_proxy(s3_server, tmp_path, {"big": content}, bs, 8 << 20) as (
+    with behind_proxy({"big": content}, bs, 8 << 20) as (
         engine,
         proxy,
     ):

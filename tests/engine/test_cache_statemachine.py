@@ -1,9 +1,10 @@
 """A hypothesis state machine over the block cache with small random quotas and block sizes:
 reads (checked against the UFS's bytes), pins, frees, files changed in the UFS and synced, and
 crashes (the engine abandoned mid-life, reopened), and files written MUST_CACHE (their blocks
-are the only copy). After every step: no tier is over its quota and the tier accounting equals
-the block map; a pinned file's cached blocks stay cached; every unpersisted file is whole in
-the cache; after a crash and recovery the block map matches the tier directories exactly."""
+are the only copy). After every step: fsck's checks hold; no tier is over its quota and the
+tier accounting equals the block map; a pinned file's cached blocks stay cached; every
+unpersisted file is whole in the cache; after a crash and recovery the block map matches the
+tier directories exactly."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from engine.cache.tiers import BlockKey
 from engine.engine import Engine
 from engine.errors import NoSpace
+from tests.homes import write_config
+from tests.invariants import assert_fsck_clean
 
 FILES = ["a", "b", "c", "d"]
 
@@ -41,13 +44,13 @@ class CacheMachine(RuleBasedStateMachine):
             (self.ufs / name).write_bytes(data)
         self.home = self.dir / "home"
         self.home.mkdir()
-        tiers = [("MEM", self.dir / "mem", mem), ("SSD", self.dir / "ssd", ssd)]
-        lines = [f"block_size = {block_size}", "[journal]", "group_commit = false"]
-        lines += ["[cache]", f'evictor = "{evictor}"', "lrfu_half_life_s = 0.05"]
-        for name, path, quota in tiers:
-            lines += ["[[cache.tiers]]", f'name = "{name}"', f'paths = ["{path}"]',
-                      f"quota = {quota}"]  # fmt: skip
-        (self.home / "shoal.toml").write_text("\n".join(lines) + "\n")
+        write_config(
+            self.home,
+            "[journal]\ngroup_commit = false",
+            f'[cache]\nevictor = "{evictor}"\nlrfu_half_life_s = 0.05',
+            block_size=block_size,
+            tiers=[("MEM", self.dir / "mem", mem), ("SSD", self.dir / "ssd", ssd)],
+        )
         self.quotas = {"MEM": mem, "SSD": ssd}
         self.pinned: set[str] = set()
         self.written: dict[str, bytes] = {}
@@ -152,6 +155,11 @@ class CacheMachine(RuleBasedStateMachine):
             for (v, i), info in blocks.items()
         }
         assert on_disk == in_map
+
+    @invariant()
+    def fsck_is_clean(self) -> None:
+        if hasattr(self, "engine"):
+            assert_fsck_clean(self.engine)
 
     @invariant()
     def within_quotas(self) -> None:

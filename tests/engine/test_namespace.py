@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
@@ -16,24 +15,18 @@ from engine.inode import COMPLETE, PINNED
 from engine.snapshot import digest
 from engine.state import block_size_of
 from tests.cli.shoal_cli import rewrite_checkpoint
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = Engine.open_home(str(tmp_path))
-    yield eng
-    eng.close()
+from tests.invariants import OpenEngine
 
 
 def names(engine: Engine, path: str) -> list[str]:
     return [n.name for n in engine.ns.listdir(path)]
 
 
-def reopen(engine: Engine, home: Path) -> Engine:
+def reopen(open_engine: OpenEngine, engine: Engine) -> Engine:
     """Closes ``engine`` and opens its home again, checking the state came back the same."""
     before = digest(engine.state)
     engine.close()
-    again = Engine.open_home(str(home))
+    again = open_engine()
     assert digest(again.state) == before
     return again
 
@@ -224,8 +217,8 @@ def test_setattr(engine: Engine) -> None:
     assert ns.lookup("/d").mode == stat.S_IFDIR | 0o7777
 
 
-def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
-    engine = Engine.open_home(str(tmp_path))
+def test_everything_survives_close_and_reopen(open_engine: OpenEngine) -> None:
+    engine = open_engine()
     ns = engine.ns
     ns.mkdir("/data/train", parents=True)
     for i in range(20):
@@ -235,7 +228,7 @@ def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
     ns.delete("/data/train/part-001")
     ns.symlink("/latest", "/data/train")
     ns.setattr("/data", pinned=True, media=["mem"])
-    engine = reopen(engine, tmp_path)
+    engine = reopen(open_engine, engine)
     try:
         assert len(names(engine, "/data/train")) == 18
         assert engine.ns.lookup("/data/first").size == 0
@@ -243,7 +236,7 @@ def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         engine.ns.create("/after-reopen")  # appending continues the log
         next_id = engine.state.tree.next_id
     finally:
-        engine = reopen(engine, tmp_path)
+        engine = reopen(open_engine, engine)
     try:
         assert names(engine, "/")[:2] == ["after-reopen", "data"]
         assert engine.state.tree.next_id == next_id  # ids are never reused
@@ -251,14 +244,14 @@ def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         engine.close()
 
 
-def test_reopen_without_final_checkpoint_replays_the_log(tmp_path: Path) -> None:
-    engine = Engine.open_home(str(tmp_path))
+def test_reopen_without_final_checkpoint_replays_the_log(open_engine: OpenEngine) -> None:
+    engine = open_engine()
     engine.ns.mkdir("/a/b/c", parents=True)
     engine.ns.create("/a/b/c/f")
     engine.ns.rename("/a/b", "/b")
     before = digest(engine.state)
     engine.close(checkpoint=False)
-    again = Engine.open_home(str(tmp_path))
+    again = open_engine()
     try:
         assert digest(again.state) == before
         report = again.journal.report
@@ -267,15 +260,17 @@ def test_reopen_without_final_checkpoint_replays_the_log(tmp_path: Path) -> None
         again.close()
 
 
-def test_a_second_open_of_the_same_home_is_refused(engine: Engine, tmp_path: Path) -> None:
+def test_a_second_open_of_the_same_home_is_refused(engine: Engine, home: Path) -> None:
     with pytest.raises(err.HomeLocked):
-        Engine.open_home(str(tmp_path))
+        Engine.open_home(str(home))
 
 
-def test_a_checkpoint_in_the_first_chunk_format_still_loads(tmp_path: Path) -> None:
+def test_a_checkpoint_in_the_first_chunk_format_still_loads(
+    home: Path, open_engine: OpenEngine
+) -> None:
     # Checkpoints written before the attribute palette (chunk format 1: every row carries its
     # own mode, uid, gid and flags) must give the same state.
-    engine = Engine.open_home(str(tmp_path))
+    engine = open_engine()
     ns = engine.ns
     ns.mkdir("/a/b", parents=True)
     ns.mkdir("/z")
@@ -286,7 +281,7 @@ def test_a_checkpoint_in_the_first_chunk_format_still_loads(tmp_path: Path) -> N
     ns.setattr("/z", pinned=True, media=["mem"])
     before = digest(engine.state)
     engine.close()  # writes a checkpoint in the current format
-    ckpt = sorted((tmp_path / "journal" / "checkpoints").glob("checkpoint-*.sqlite"))[-1]
+    ckpt = sorted((home / "journal" / "checkpoints").glob("checkpoint-*.sqlite"))[-1]
 
     def to_format_1(conn: apsw.Connection) -> None:
         for first_id, blob in list(conn.execute("SELECT first_id, rows FROM inode_chunks")):
@@ -301,7 +296,7 @@ def test_a_checkpoint_in_the_first_chunk_format_still_loads(tmp_path: Path) -> N
         conn.execute("DELETE FROM meta WHERE key = 'inode_chunk_format'")
 
     rewrite_checkpoint(ckpt, to_format_1)
-    engine = Engine.open_home(str(tmp_path))
+    engine = open_engine()
     try:
         report = engine.journal.report
         assert report.checkpoint is not None and report.replayed == 0  # all from the checkpoint

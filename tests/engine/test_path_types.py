@@ -12,7 +12,8 @@ from engine.engine import Engine
 from engine.errors import InvalidArgument
 from engine.inode import PERSISTED
 from tests.cli.shoal_cli import shoal
-from tests.engine.test_write_types import make_home
+from tests.homes import SsdHome
+from tests.invariants import OpenEngine
 from tests.ufs.stores import LocalStore
 
 
@@ -20,12 +21,14 @@ def _cached_blocks(engine: Engine, path: str) -> int:
     return len(engine.state.blocks.get(engine.sync.lookup(path).id, {}))
 
 
-def test_types_set_on_a_directory(tmp_path: Path) -> None:
+def test_types_set_on_a_directory(
+    tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
     store = LocalStore(tmp_path / "ufs")
     store.put("raw/x.bin", b"r" * 100_000)
     store.put("other/y.bin", b"o" * 100_000)
-    home = make_home(tmp_path)
-    engine = Engine.open_home(home)
+    home = ssd_home()
+    engine = open_engine()
     try:
         fs = engine.fs
         engine.mounts.mount("/", store.uri)
@@ -55,7 +58,7 @@ def test_types_set_on_a_directory(tmp_path: Path) -> None:
         engine.close(checkpoint=False)
 
     for round_ in ("replayed", "from a checkpoint"):
-        engine = Engine.open_home(home)
+        engine = open_engine()
         try:
             deep = engine.sync.lookup("/ckpt/run1")
             assert engine.fs.path_type(deep, "write_type") == "ASYNC_THROUGH", round_

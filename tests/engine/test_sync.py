@@ -5,28 +5,24 @@ content version whose stale cached blocks are dropped; all of it journaled and r
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-
-from shoal_cli import shoal  # noqa: E402
-
-from engine.engine import Engine  # noqa: E402
-from engine.snapshot import digest  # noqa: E402
-from tests.ufs.stores import Store  # noqa: E402
+from engine.engine import Engine
+from engine.snapshot import digest
+from tests.cli.shoal_cli import shoal
+from tests.invariants import OpenEngine
+from tests.ufs.stores import Store
 
 
 def names(engine: Engine, path: str, interval: float | None = None) -> dict[str, int]:
     return {n.name: n.size for n in engine.sync.listdir(path, interval)}
 
 
-def test_the_namespace_follows_the_ufs(store: Store, tmp_path: Path) -> None:
-    home = str(tmp_path / "home")
+def test_the_namespace_follows_the_ufs(store: Store, home: Path, open_engine: OpenEngine) -> None:
     store.put("train/a.bin", b"A" * 10)
     store.put("train/b.bin", b"B" * 20)
     store.put("val/c.bin", b"C" * 30)
-    engine = Engine.open_home(home)
+    engine = open_engine()
     try:
         engine.ns.mkdir("/data")
         engine.mounts.mount("/data", store.uri, store.options)
@@ -60,7 +56,7 @@ def test_the_namespace_follows_the_ufs(store: Store, tmp_path: Path) -> None:
         live = digest(engine.state)
     finally:
         engine.close(checkpoint=False)
-    engine = Engine.open_home(home)  # everything above came from the journal
+    engine = open_engine()  # everything above came from the journal
     try:
         assert digest(engine.state) == live
     finally:
@@ -73,51 +69,47 @@ def test_the_namespace_follows_the_ufs(store: Store, tmp_path: Path) -> None:
     assert "e.bin" in out and "c.bin" not in out
 
 
-def test_a_per_mount_interval_of_zero_lists_on_every_access(store: Store, tmp_path: Path) -> None:
+def test_a_per_mount_interval_of_zero_lists_on_every_access(
+    store: Store, open_engine: OpenEngine
+) -> None:
     store.put("x", b"1")
-    engine = Engine.open_home(str(tmp_path / "home"))
-    try:
-        engine.ns.mkdir("/live")
-        engine.mounts.mount("/live", store.uri, {**store.options, "sync_interval": "0"})
-        assert names(engine, "/live") == {"x": 1}
-        store.put("y", b"22")
-        assert names(engine, "/live") == {"x": 1, "y": 2}
-        assert engine.state.mounts[engine.ns.lookup("/live").id].options["sync_interval"] == "0"
-    finally:
-        engine.close()
+    engine = open_engine()  # fsck-checked and closed after the test
+    engine.ns.mkdir("/live")
+    engine.mounts.mount("/live", store.uri, {**store.options, "sync_interval": "0"})
+    assert names(engine, "/live") == {"x": 1}
+    store.put("y", b"22")
+    assert names(engine, "/live") == {"x": 1, "y": 2}
+    assert engine.state.mounts[engine.ns.lookup("/live").id].options["sync_interval"] == "0"
 
 
-def test_a_recursive_sync_of_many_directories_and_a_root_mount(tmp_path: Path) -> None:
+def test_a_recursive_sync_of_many_directories_and_a_root_mount(
+    tmp_path: Path, home: Path, open_engine: OpenEngine
+) -> None:
     root = tmp_path / "ufs"
     for d in range(30):
         for f in range(20):
             path = root / f"class{d:02d}" / f"img{f:02d}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"x" * f)
-    home = str(tmp_path / "home")
     shoal("fs", "mount", "/", str(root), home=home)  # the whole namespace is the store
     out = shoal("fs", "sync", "-R", "/", home=home).stdout
     # Looking up / loaded its 30 directories; the sync then added 600 files, 2 entries each.
     assert out.startswith("1200 change(s)")
-    engine = Engine.open_home(home)
-    try:
-        assert len(engine.ns.listdir("/")) == 30
-        assert sum(len(engine.ns.listdir(f"/class{d:02d}")) for d in range(30)) == 600
-        assert engine.ns.lookup("/class07/img13.jpg").size == 13
-    finally:
-        engine.close()
+    engine = open_engine()  # fsck-checked and closed after the test
+    assert len(engine.ns.listdir("/")) == 30
+    assert sum(len(engine.ns.listdir(f"/class{d:02d}")) for d in range(30)) == 600
+    assert engine.ns.lookup("/class07/img13.jpg").size == 13
 
 
-def test_a_large_directory_loads_in_batches(tmp_path: Path) -> None:
+def test_a_large_directory_loads_in_batches(
+    tmp_path: Path, home: Path, open_engine: OpenEngine
+) -> None:
     root = tmp_path / "ufs"
     (root / "big").mkdir(parents=True)
     for i in range(5000):
         (root / "big" / f"f{i:05d}").write_bytes(b"")
-    engine = Engine.open_home(str(tmp_path / "home"))
-    try:
-        engine.ns.mkdir("/m")
-        engine.mounts.mount("/m", str(root))
-        assert len(engine.sync.listdir("/m/big")) == 5000
-        assert os.path.exists(tmp_path / "home" / "journal")
-    finally:
-        engine.close()
+    engine = open_engine()  # fsck-checked and closed after the test
+    engine.ns.mkdir("/m")
+    engine.mounts.mount("/m", str(root))
+    assert len(engine.sync.listdir("/m/big")) == 5000
+    assert os.path.exists(home / "journal")

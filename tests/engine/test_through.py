@@ -6,26 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-
-from shoal_cli import shoal  # noqa: E402
-
-from cli.bench.faultproxy import Fault, FaultProxy  # noqa: E402
-from cli.bench.s3server import S3Server  # noqa: E402
-from engine.engine import Engine  # noqa: E402
-from engine.errors import NotFound, ReadOnly, Unavailable  # noqa: E402
-from tests.ufs.contract import MiB, PatternStream  # noqa: E402
-from tests.ufs.stores import S3Store, Store  # noqa: E402
+from cli.bench.faultproxy import Fault, FaultProxy
+from cli.bench.s3server import S3Server
+from engine.errors import NotFound, ReadOnly, Unavailable
+from tests.cli.shoal_cli import shoal
+from tests.invariants import OpenEngine
+from tests.ufs.contract import MiB, PatternStream
+from tests.ufs.stores import S3Store, Store
 
 
-def test_writes_reach_the_ufs(store: Store, tmp_path: Path) -> None:
-    home = str(tmp_path / "home")
-    engine = Engine.open_home(home)
+def test_writes_reach_the_ufs(
+    store: Store, tmp_path: Path, home: Path, open_engine: OpenEngine
+) -> None:
+    engine = open_engine()
     try:
         fs = engine.fs
         fs.makedirs("/m")
@@ -52,7 +49,7 @@ def test_writes_reach_the_ufs(store: Store, tmp_path: Path) -> None:
     assert store.get("train/renamed.jpg") == b"jpeg-1" * 1000
     assert hashlib.sha256(store.get("shard-000.tar")).hexdigest() == big.digest.hexdigest()
     # The namespace after a restart agrees with the UFS, without any sync.
-    engine = Engine.open_home(home)
+    engine = open_engine()
     try:
         assert sorted(n.name for n in engine.ns.listdir("/m/train")) == ["class-one", "renamed.jpg"]
         with pytest.raises(NotFound):
@@ -70,9 +67,9 @@ def test_writes_reach_the_ufs(store: Store, tmp_path: Path) -> None:
     assert "train/cli.bin" not in store.keys()
 
 
-def test_a_readonly_mount_refuses_before_the_ufs(store: Store, tmp_path: Path) -> None:
+def test_a_readonly_mount_refuses_before_the_ufs(store: Store, open_engine: OpenEngine) -> None:
     store.put("kept", b"k")
-    engine = Engine.open_home(str(tmp_path / "home"))
+    engine = open_engine()
     try:
         engine.fs.makedirs("/ro")
         engine.mounts.mount("/ro", store.uri, store.options, readonly=True)
@@ -88,11 +85,10 @@ def test_a_readonly_mount_refuses_before_the_ufs(store: Store, tmp_path: Path) -
 
 
 def test_a_failing_store_leaves_namespace_and_journal_untouched(
-    s3_server: S3Server, tmp_path: Path
+    s3_server: S3Server, proxy: FaultProxy, open_engine: OpenEngine
 ) -> None:
     store = S3Store(s3_server)
-    proxy = FaultProxy(s3_server.endpoint).start()
-    engine = Engine.open_home(str(tmp_path / "home"))
+    engine = open_engine()
     try:
         engine.fs.makedirs("/s3")
         options = {**store.options, "endpoint": proxy.endpoint, "max_attempts": "2"}
@@ -110,5 +106,4 @@ def test_a_failing_store_leaves_namespace_and_journal_untouched(
         assert sorted(n.name for n in engine.ns.listdir("/s3")) == ["ok"]
     finally:
         engine.close()
-        proxy.stop()
     assert {k for k in store.keys() if not k.endswith("/")} == {"ok"}

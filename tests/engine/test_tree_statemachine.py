@@ -1,13 +1,12 @@
 """The namespace against a plain model on a real directory, with checkpoints and clean restarts
 but no crashes; the state from checkpoint + tail must equal a replay of the whole log.
 
-The model and the tree invariants are those of the crash test
-(tests/recovery/test_crash_statemachine.py), so both tests hold the engine to one oracle.
+The model is the crash test's too (tests/models/namespace_model.py), so both tests hold the
+engine to one oracle; the invariants are fsck's named checks, run after every step.
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -17,28 +16,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from engine import errors as err
 from engine.engine import Engine
 from engine.snapshot import digest
 from engine.state import State
 from journal.layout import list_journal
 from journal.reader import read_log
 from journal.storage import OsStorage
-from tests.recovery.test_crash_statemachine import (
-    NAMES,
-    ROOT,
-    Model,
-    Refused,
-    check_tree_invariants,
-    dump,
-    m_complete,
-    m_create,
-    m_delete,
-    m_mkdir,
-    m_rename,
-    m_setattr,
-    m_symlink,
-)
+from tests.homes import remove_home
+from tests.invariants import assert_fsck_clean
+from tests.models import namespace_model as nm
 
 # Segments must stay for the replay from entry 1: no checkpoint ever lets one go.
 KEEP_EVERYTHING = 1_000_000
@@ -62,7 +48,7 @@ class TreeMachine(RuleBasedStateMachine):
         self.home = tempfile.mkdtemp(prefix="shoal-tree-")
         self.overrides: dict[str, Any] = {}
         self.engine: Engine | None = None
-        self.model: Model = {"/": ROOT}
+        self.model: nm.Model = {"/": nm.ROOT}
         self.restarts = 0
 
     def teardown(self) -> None:
@@ -71,7 +57,7 @@ class TreeMachine(RuleBasedStateMachine):
                 self.engine.close()
                 self._check_replay()
         finally:
-            shutil.rmtree(self.home, ignore_errors=True)
+            remove_home(self.home)  # and its MEM tier on /dev/shm
 
     def _open(self) -> Engine:
         return Engine.open_home(self.home, self.overrides)
@@ -81,8 +67,10 @@ class TreeMachine(RuleBasedStateMachine):
         assert self.engine is not None
         return self.engine.ns
 
-    def _run(self, expect: Model | list[Model] | Refused | None, call: Callable[[], Any]) -> None:
-        if isinstance(expect, Refused):
+    def _run(
+        self, expect: nm.Model | list[nm.Model] | nm.Refused | None, call: Callable[[], Any]
+    ) -> None:
+        if isinstance(expect, nm.Refused):
             assert self.engine is not None
             before = digest(self.engine.state)
             with pytest.raises(expect.error):
@@ -97,17 +85,14 @@ class TreeMachine(RuleBasedStateMachine):
             self.model = expect
 
     def _expect(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(self.model, *args)
-        except Refused as refused:
-            return refused
+        return nm.outcome(fn, self.model, *args)
 
     def _path(self, data: st.DataObject) -> str:
         paths = sorted(p for p in self.model if p != "/")
         if paths:
             if data.draw(st.booleans()):
                 return data.draw(st.sampled_from(paths))
-        parts = data.draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3))
+        parts = data.draw(st.lists(st.sampled_from(nm.NAMES), min_size=1, max_size=3))
         return "/" + "/".join(parts)
 
     @initialize(
@@ -128,13 +113,15 @@ class TreeMachine(RuleBasedStateMachine):
     @rule(data=st.data(), parents=st.booleans())
     def mkdir(self, data: st.DataObject, parents: bool) -> None:
         path = self._path(data)
-        expect = self._expect(m_mkdir, path, 0o750, 2, parents)
+        expect = self._expect(nm.m_mkdir, path, 0o750, 2, parents)
         self._run(expect, lambda: self.ns.mkdir(path, 0o750, 2, 2, parents=parents))
 
     @rule(data=st.data())
     def create(self, data: st.DataObject) -> None:
         path = self._path(data)
-        self._run(self._expect(m_create, path, 0o640, 1), lambda: self.ns.create(path, 0o640, 1, 1))
+        self._run(
+            self._expect(nm.m_create, path, 0o640, 1), lambda: self.ns.create(path, 0o640, 1, 1)
+        )
 
     @rule(data=st.data(), length=st.integers(0, 1 << 34))
     def complete(self, data: st.DataObject, length: int) -> None:
@@ -142,13 +129,13 @@ class TreeMachine(RuleBasedStateMachine):
         if path not in self.model:
             return
         ino = self.ns.lookup(path).id
-        expect = self._expect(m_complete, path, length, 1 << 22)
+        expect = self._expect(nm.m_complete, path, length, 1 << 22)
         self._run(expect, lambda: self.ns.complete(ino, length, 1 << 22))
 
     @rule(data=st.data(), link=st.sampled_from(["t", "/abs/t", ""]))
     def symlink(self, data: st.DataObject, link: str) -> None:
         path = self._path(data)
-        expect = self._expect(m_symlink, path, link, 0)
+        expect = self._expect(nm.m_symlink, path, link, 0)
         self._run(expect, lambda: self.ns.symlink(path, link))
 
     @rule(
@@ -167,18 +154,20 @@ class TreeMachine(RuleBasedStateMachine):
     )
     def setattr(self, data: st.DataObject, changes: dict[str, Any]) -> None:
         path = self._path(data)
-        self._run(self._expect(m_setattr, path, changes), lambda: self.ns.setattr(path, **changes))
+        self._run(
+            self._expect(nm.m_setattr, path, changes), lambda: self.ns.setattr(path, **changes)
+        )
 
     @rule(data=st.data(), noreplace=st.booleans())
     def rename(self, data: st.DataObject, noreplace: bool) -> None:
         src, dst = self._path(data), self._path(data)
-        expect = self._expect(m_rename, src, dst, noreplace)
+        expect = self._expect(nm.m_rename, src, dst, noreplace)
         self._run(expect, lambda: self.ns.rename(src, dst, noreplace=noreplace))
 
     @rule(data=st.data(), recursive=st.booleans())
     def delete(self, data: st.DataObject, recursive: bool) -> None:
         path = self._path(data)
-        expect = self._expect(m_delete, path, recursive)
+        expect = self._expect(nm.m_delete, path, recursive)
         self._run(expect, lambda: self.ns.delete(path, recursive=recursive))
 
     @rule()
@@ -202,16 +191,16 @@ class TreeMachine(RuleBasedStateMachine):
 
     def _check_replay(self) -> None:
         replayed = full_replay(self.home)
-        check_tree_invariants(replayed)
+        assert_fsck_clean(replayed)
         if self.engine is not None:
             assert digest(replayed) == digest(self.engine.state), "checkpoint + tail != replay"
-        assert dump(replayed) == self.model
+        assert nm.dump(replayed) == self.model
 
     @invariant()
     def agrees_with_the_model(self) -> None:
         if self.engine is not None:
-            check_tree_invariants(self.engine.state)
-            assert dump(self.engine.state) == self.model
+            assert_fsck_clean(self.engine)
+            assert nm.dump(self.engine.state) == self.model
 
 
 TreeMachine.TestCase.settings = settings(
@@ -223,19 +212,3 @@ TreeMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestTree = TreeMachine.TestCase
-
-
-def test_refused_operations_are_predicted_by_the_model() -> None:
-    # The machine above only checks the engine against the model; check the model alone too.
-    m: Model = {"/": ROOT}
-    (m,) = m_mkdir(m, "/a", 0o755, 0, False)
-    cases: list[tuple[Callable[..., Any], tuple[Any, ...], type[err.ShoalError]]] = [
-        (m_create, ("/a", 0o644, 0), err.AlreadyExists),
-        (m_delete, ("/b", False), err.NotFound),
-        (m_symlink, ("/s", "", 0), err.InvalidArgument),
-        (m_complete, ("/a", 1, 4096), err.IsADirectory),
-    ]
-    for fn, args, error in cases:
-        with pytest.raises(Refused) as info:
-            fn(m, *args)
-        assert info.value.error is error

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fuse.mountinfo import alive, served
 from tests.cli.shoal_cli import shoal
+from tests.homes import track
 from tests.ufs.stores import Store
 
 
@@ -21,7 +22,7 @@ class Mounted:
     def __init__(
         self, home: Path, uri: str, path: Path, options: dict[str, str] | None = None
     ) -> None:
-        self.home, self.uri, self.path = home, uri, path
+        self.home, self.uri, self.path = track(home), uri, path  # its MEM tier goes after the test
         self.options = dict(options or {})
         path.mkdir(parents=True, exist_ok=True)
 

@@ -15,9 +15,14 @@ from pathlib import Path
 import msgpack
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-
-from shoal_cli import (  # noqa: E402
+from engine.engine import Engine
+from engine.snapshot import digest
+from engine.state import State
+from journal.format import frame
+from journal.layout import list_journal
+from journal.reader import read_log
+from journal.storage import OsStorage
+from tests.cli.shoal_cli import (
     ROOT,
     append_record,
     checkpoints,
@@ -26,14 +31,8 @@ from shoal_cli import (  # noqa: E402
     segments,
     shoal,
 )
-
-from engine.engine import Engine  # noqa: E402
-from engine.snapshot import digest  # noqa: E402
-from engine.state import State  # noqa: E402
-from journal.format import frame  # noqa: E402
-from journal.layout import list_journal  # noqa: E402
-from journal.reader import read_log  # noqa: E402
-from journal.storage import OsStorage  # noqa: E402
+from tests.homes import remove_home
+from tests.invariants import OpenEngine
 
 
 def make_home(home: Path, files: int, toml: str = "") -> list[str]:
@@ -255,10 +254,10 @@ def test_torn_segment_header_is_removed_and_seen_follows(tmp_path: Path) -> None
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_older_one(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, open_engine: OpenEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "shoal.toml").write_text("[journal]\nkeep_checkpoints = 3\n")
-    engine = Engine.open_home(str(tmp_path))
+    engine = open_engine(tmp_path)
     for i in range(10):
         engine.ns.create(f"/a{i}")
     older = engine.checkpoint()
@@ -270,7 +269,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_older_one(
     engine.close(checkpoint=False)
 
     flip(tmp_path / newer.path, 200)
-    engine = Engine.open_home(str(tmp_path))
+    engine = open_engine(tmp_path)
     try:
         report = engine.journal.report
         assert report is not None and report.checkpoint == older
@@ -294,8 +293,10 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_older_one(
     assert checkpoints(tmp_path)  # nothing was deleted
 
 
-def test_corrupt_only_checkpoint_falls_back_to_the_whole_log(tmp_path: Path) -> None:
-    engine = Engine.open_home(str(tmp_path))
+def test_corrupt_only_checkpoint_falls_back_to_the_whole_log(
+    tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    engine = open_engine(tmp_path)
     for i in range(5):
         engine.ns.mkdir(f"/d{i}")
     only = engine.checkpoint()
@@ -305,7 +306,7 @@ def test_corrupt_only_checkpoint_falls_back_to_the_whole_log(tmp_path: Path) -> 
     # The log from entry 1 was kept: with one checkpoint, the empty state is its fallback.
     assert segments(tmp_path)[0].name == f"log-{1:020d}.seg"
     flip(tmp_path / only.path, 100)
-    engine = Engine.open_home(str(tmp_path))
+    engine = open_engine(tmp_path)
     try:
         assert engine.journal.report is not None and engine.journal.report.checkpoint is None
         assert digest(engine.state) == expected
@@ -376,25 +377,16 @@ def shared_home() -> Iterator[Path]:
     try:
         yield top / "home"
     finally:
+        remove_home(top / "home")  # and its MEM tier
         shutil.rmtree(top, ignore_errors=True)
 
 
 def _read_only_bind(path: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
     """Runs ``cmd`` in a private mount namespace where ``path`` is a read-only bind mount."""
     script = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
+    unshare = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
     return subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-            str(path),
-            *cmd,
-        ],
+        [*unshare, str(path), *cmd],
         cwd=ROOT,
         env=env(),
         capture_output=True,

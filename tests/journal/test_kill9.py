@@ -9,11 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-
-from shoal_cli import ROOT, env, shoal  # noqa: E402
-
-from engine.engine import Engine  # noqa: E402
+from engine.engine import Engine
+from tests.cli.shoal_cli import ROOT, env, shoal
 
 WRITER = Path(__file__).with_name("kill9_writer.py")
 THREADS = 8

@@ -27,312 +27,34 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from engine import errors as err
 from engine.engine import Engine
-from engine.inode import COMPLETE, PERSISTED, PINNED, ROOT_ID, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 from engine.names import NAME_MAX
 from engine.snapshot import digest
-from engine.state import State, block_size_of
 from journal.errors import JournalFailed
 from journal.journal import JournalOptions
 from recovery.crashsim import Crash, Create, FsyncDir, Rename, SimStorage, Unlink, Write
-from recovery.fsck import run_checks
+from tests.invariants import assert_fsck_clean
+from tests.models.namespace_model import (
+    NAMES,
+    ROOT,
+    Model,
+    Refused,
+    dump,
+    join,
+    m_complete,
+    m_create,
+    m_delete,
+    m_mkdir,
+    m_rename,
+    m_setattr,
+    m_symlink,
+    outcome,
+    parts_of,
+    resolve,
+)
 
-# Names from a small alphabet so that operations collide with what exists.
-NAMES = ("a", "b", "c")
 MIN_CRASH_STATES = 10_000
 CRASH_STATES = 0  # every recovered crash state checked, across the whole run
-
-# -- the model -------------------------------------------------------------------------------------
-
-
-class Attrs(NamedTuple):
-    kind: str  # "dir" | "file" | "symlink"
-    perm: int
-    uid: int
-    gid: int
-    size: int = 0
-    version: int = 0
-    complete: bool = False
-    block_size: int = 0
-    pinned: bool = False
-    media: tuple[str, ...] | None = None
-    ttl_ms: int | None = None
-    ttl_action: str | None = None
-    target: str | None = None
-
-
-Model = dict[str, Attrs]  # absolute path -> attributes; "/" is the root
-ROOT = Attrs("dir", 0o755, 0, 0)
-
-
-class Refused(Exception):
-    """The model says the operation must fail with ``error`` and change nothing."""
-
-    def __init__(self, error: type[err.ShoalError]) -> None:
-        super().__init__(error.__name__)
-        self.error = error
-
-
-def _join(parent: str, name: str) -> str:
-    return parent.rstrip("/") + "/" + name
-
-
-def _parent(path: str) -> str:
-    return path.rsplit("/", 1)[0] or "/"
-
-
-def _parts(path: str) -> list[str]:
-    return [p for p in path.split("/") if p]
-
-
-def _valid_name(name: str) -> None:
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise Refused(err.InvalidName)
-    if len(name.encode()) > NAME_MAX:
-        raise Refused(err.NameTooLong)
-
-
-def _resolve(model: Model, parts: list[str]) -> str:
-    cur = "/"
-    for name in parts:
-        if model[cur].kind != "dir":
-            raise Refused(err.NotADirectory)
-        cur = _join(cur, name)
-        if cur not in model:
-            raise Refused(err.NotFound)
-    return cur
-
-
-def _resolve_dir(model: Model, parts: list[str]) -> str:
-    path = _resolve(model, parts)
-    if model[path].kind != "dir":
-        raise Refused(err.NotADirectory)
-    return path
-
-
-def _below(model: Model, path: str) -> list[str]:
-    """``path`` and everything under it."""
-    prefix = path.rstrip("/") + "/"
-    return [p for p in model if p == path or p.startswith(prefix)]
-
-
-def _has_children(model: Model, path: str) -> bool:
-    prefix = path.rstrip("/") + "/"
-    return any(p.startswith(prefix) for p in model if p != path)
-
-
-def m_mkdir(model: Model, path: str, perm: int, uid: int, parents: bool) -> list[Model]:
-    """The model after each directory ``mkdir`` creates (``-p`` creates several, one entry
-    each, and a crash may keep any prefix of them, as for ``mkdir -p`` on any file system)."""
-    parts = _parts(path)
-    for name in parts:
-        _valid_name(name)
-    m = dict(model)
-    out = []
-    cur = "/"
-    for i, name in enumerate(parts):
-        nxt = _join(cur, name)
-        last = i == len(parts) - 1
-        if nxt in m:
-            if m[nxt].kind != "dir":
-                raise Refused(err.NotADirectory)
-            if last and not parents:
-                raise Refused(err.AlreadyExists)
-        else:
-            if not last and not parents:
-                raise Refused(err.NotFound)
-            m[nxt] = Attrs("dir", perm, uid, uid)
-            out.append(dict(m))
-        cur = nxt
-    return out
-
-
-def m_create(model: Model, path: str, perm: int, uid: int) -> Model:
-    parts = _parts(path)
-    parent = _resolve_dir(model, parts[:-1])
-    _valid_name(parts[-1])
-    if path in model:
-        raise Refused(err.AlreadyExists)
-    m = dict(model)
-    m[_join(parent, parts[-1])] = Attrs("file", perm, uid, uid)
-    return m
-
-
-def m_symlink(model: Model, path: str, target: str, uid: int) -> Model:
-    if not target or "\0" in target:
-        raise Refused(err.InvalidArgument)
-    parts = _parts(path)
-    _resolve_dir(model, parts[:-1])
-    _valid_name(parts[-1])
-    if path in model:
-        raise Refused(err.AlreadyExists)
-    m = dict(model)
-    m[path] = Attrs(
-        "symlink", 0o777, uid, uid, size=len(target.encode()), complete=True, target=target
-    )
-    return m
-
-
-def m_complete(model: Model, path: str, length: int, block_size: int) -> Model:
-    if length < 0 or block_size <= 0 or block_size & (block_size - 1):
-        raise Refused(err.InvalidArgument)
-    if model[path].kind != "file":
-        raise Refused(err.IsADirectory)
-    m = dict(model)
-    m[path] = m[path]._replace(size=length, complete=True, block_size=block_size)
-    return m
-
-
-def m_setattr(model: Model, path: str, changes: dict[str, Any]) -> Model:
-    size = changes.get("size")
-    if size is not None and size < 0:
-        raise Refused(err.InvalidArgument)
-    node = model[_resolve(model, _parts(path))]
-    if size is not None and node.kind != "file":
-        raise Refused(err.IsADirectory)
-    if "mode" in changes:
-        node = node._replace(perm=changes["mode"] & 0o7777)
-    if "uid" in changes:
-        node = node._replace(uid=changes["uid"])
-    if "gid" in changes:
-        node = node._replace(gid=changes["gid"])
-    if size is not None:
-        node = node._replace(size=size, version=node.version + 1)
-    if changes.get("pinned") is not None:
-        pinned = changes["pinned"]
-        media = changes.get("media")
-        node = node._replace(pinned=pinned, media=tuple(media) if pinned and media else None)
-    ttl = changes.get("ttl_ms")
-    if ttl is not None:
-        if ttl < 0:
-            node = node._replace(ttl_ms=None, ttl_action=None)
-        else:
-            node = node._replace(ttl_ms=ttl, ttl_action=changes.get("ttl_action") or "free")
-    m = dict(model)
-    m[path] = node
-    return m
-
-
-def m_rename(model: Model, src: str, dst: str, noreplace: bool) -> Model | None:
-    """The model after the rename, or None when it is a no-op (source and destination are the
-    same file) that writes nothing."""
-    sparts, dparts = _parts(src), _parts(dst)
-    _resolve_dir(model, sparts[:-1])
-    if src not in model:
-        raise Refused(err.NotFound)
-    dparent = _resolve_dir(model, dparts[:-1])
-    _valid_name(dparts[-1])
-    node = model[src]
-    if node.kind == "dir" and (dparent == src or dparent.startswith(src + "/")):
-        raise Refused(err.InvalidArgument)
-    if src == dst:
-        return None
-    existing = model.get(dst)
-    if existing is not None:
-        if noreplace:
-            raise Refused(err.AlreadyExists)
-        if existing.kind == "dir":
-            if node.kind != "dir":
-                raise Refused(err.IsADirectory)
-            if _has_children(model, dst):
-                raise Refused(err.NotEmpty)
-        elif node.kind == "dir":
-            raise Refused(err.NotADirectory)
-    m = dict(model)
-    m.pop(dst, None)
-    for p in _below(model, src):
-        m[dst + p[len(src) :]] = m.pop(p)
-    return m
-
-
-def m_delete(model: Model, path: str, recursive: bool) -> Model:
-    parts = _parts(path)
-    _resolve_dir(model, parts[:-1])
-    if path not in model:
-        raise Refused(err.NotFound)
-    if _has_children(model, path) and not recursive:
-        raise Refused(err.NotEmpty)
-    m = dict(model)
-    for p in _below(model, path):
-        del m[p]
-    return m
-
-
-# -- the engine's namespace, as the model sees it ------------------------------------------------
-
-
-def dump(state: State) -> Model:
-    """The namespace as model attributes; timestamps are left out (the model has none)."""
-    tree = state.tree
-    out: Model = {}
-    for node in tree.walk():
-        ext = node.ext
-        out[tree.path_of(node)] = Attrs(
-            node.kind,
-            node.mode & 0o7777,
-            node.uid,
-            node.gid,
-            node.size,
-            node.version,
-            bool(node.flags & COMPLETE),
-            block_size_of(node),
-            bool(node.flags & PINNED),
-            tuple(ext.media) if ext is not None and ext.media else None,
-            ext.ttl_ms if ext is not None else None,
-            ext.ttl_action if ext is not None else None,
-            ext.target if ext is not None else None,
-        )
-    return out
-
-
-def check_tree_invariants(state: State) -> None:
-    """The structural invariants of an inode tree, whatever operations built it."""
-    tree = state.tree
-    table = tree.table
-    root = table[ROOT_ID]
-    assert root is not None and root.id == ROOT_ID and root.parent == ROOT_ID
-    assert root.name == "" and root.children is not None
-    live = 0
-    for ino, node in enumerate(table):
-        if node is None:
-            continue
-        live += 1
-        assert node.id == ino, f"table slot {ino} holds inode {node.id}"
-        assert ino < tree.next_id, f"inode {ino} is not below next_id {tree.next_id}"
-        fmt = node.mode & S_IFMT
-        assert fmt in (S_IFDIR, S_IFREG, S_IFLNK), f"inode {ino} has file type {fmt:o}"
-        assert (fmt == S_IFDIR) == (node.children is not None), f"inode {ino}: type vs children"
-        assert node.flags & PERSISTED == 0, f"inode {ino} persisted without a UFS"
-        unknown = node.flags & ~(COMPLETE | PERSISTED | PINNED | 0xFF00)
-        assert not unknown, f"inode {ino} has unknown flag bits {unknown:#x}"
-        if fmt == S_IFLNK:
-            assert node.ext is not None and node.ext.target, f"symlink {ino} has no target"
-        if ino == ROOT_ID:
-            continue
-        raw = node.name.encode("utf-8", "surrogateescape")
-        assert 1 <= len(raw) <= NAME_MAX and node.name not in (".", ".."), repr(node.name)
-        assert "/" not in node.name and "\0" not in node.name, repr(node.name)
-        parent = tree.find(node.parent)
-        assert parent is not None and parent.children is not None, f"{ino}: parent not a dir"
-        assert parent.children.get(node.name) is node, f"{ino} not in its parent under its name"
-        for name, child in (node.children or {}).items():
-            assert table[child.id] is child and child.parent == ino and child.name == name
-    for name, child in root.children.items():
-        assert table[child.id] is child and child.parent == ROOT_ID and child.name == name
-    assert tree.count == live, f"count {tree.count}, table holds {live}"
-    # Every inode reaches the root: a parent chain longer than the tree is a cycle.
-    reaches_root = {ROOT_ID}
-    for node in tree.walk():
-        chain = []
-        cur = node
-        while cur.id not in reaches_root:
-            chain.append(cur.id)
-            assert len(chain) <= live, f"inode {node.id} is on a cycle"
-            cur = table[cur.parent]  # type: ignore[assignment]
-        reaches_root.update(chain)
-    for ino in (*state.mounts, *state.blocks, *state.persists):
-        assert tree.find(ino) is not None, f"{ino} is referenced but does not exist"
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -398,11 +120,8 @@ class CrashMachine(RuleBasedStateMachine):
             self.history.append(Step(before, after, model))
             self.model = model
 
-    def _expect(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(self.model, *args)
-        except Refused as refused:
-            return refused
+    def _expect(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return outcome(fn, self.model, *args)
 
     def _path(self, data: st.DataObject, *, existing: float = 0.6) -> str:
         """A path that exists (often), or a random one of the small alphabet."""
@@ -410,7 +129,7 @@ class CrashMachine(RuleBasedStateMachine):
         if paths and data.draw(st.integers(0, 9)) < existing * 10:
             base = data.draw(st.sampled_from(paths))
             if data.draw(st.booleans()) and self.model[base].kind == "dir":
-                return _join(base, data.draw(st.sampled_from(NAMES)))
+                return join(base, data.draw(st.sampled_from(NAMES)))
             return base
         names = data.draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3))
         return "/" + "/".join(names)
@@ -464,7 +183,7 @@ class CrashMachine(RuleBasedStateMachine):
     )
     def complete(self, data: st.DataObject, length: int, block_size: int) -> None:
         path = self._path(data, existing=0.9)
-        found = self._expect(lambda m: _resolve(m, _parts(path)))
+        found = self._expect(lambda m: resolve(m, parts_of(path)))
         if isinstance(found, Refused):
             with pytest.raises(found.error):
                 self.ns.lookup(path)
@@ -514,7 +233,7 @@ class CrashMachine(RuleBasedStateMachine):
     )
     def invalid_name(self, data: st.DataObject, bad: str, op: str) -> None:
         parent = self._path(data, existing=0.7)
-        path = _join(parent, bad)
+        path = join(parent, bad)
         ns = self.ns
         if op == "create":
             expect, call = self._expect(m_create, path, 0o644, 0), lambda: ns.create(path)
@@ -522,7 +241,7 @@ class CrashMachine(RuleBasedStateMachine):
             expect, call = self._expect(m_mkdir, path, 0o755, 0, False), lambda: ns.mkdir(path)
         elif op == "mkdir-p":
             # The bad name comes after directories mkdir -p would create first.
-            deep = _join(_join(_join(parent, "n"), bad), "z")
+            deep = join(join(join(parent, "n"), bad), "z")
             expect = self._expect(m_mkdir, deep, 0o755, 0, True)
             call = lambda: ns.mkdir(deep, parents=True)  # noqa: E731
         elif op == "symlink":
@@ -569,10 +288,8 @@ class CrashMachine(RuleBasedStateMachine):
 
     def _check_recovered(self, engine: Engine, candidates: list[Model]) -> Model:
         state = engine.state
-        check_tree_invariants(state)
-        # fsck must agree: its checks are what an operator runs after a crash.
-        broken = [(r.check.name, r.failures) for r in run_checks(state) if not r.ok]
-        assert not broken, f"fsck after recovery: {broken}"
+        # fsck's checks are the invariants, and what an operator runs after a crash.
+        assert_fsck_clean(state)
         assert state.last_seq == engine.journal.last_seq
         got = dump(state)
         for model in reversed(candidates):
@@ -682,6 +399,11 @@ class CrashMachine(RuleBasedStateMachine):
             assert not self.fatal, f"the journal failed: {self.fatal}"
             assert dump(self.engine.state) == self.model
 
+    @invariant()
+    def fsck_is_clean(self) -> None:
+        if self.engine is not None:
+            assert_fsck_clean(self.engine)
+
 
 CrashMachine.TestCase.settings = settings(
     max_examples=280,
@@ -712,30 +434,3 @@ def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
             f" in {time.monotonic() - start:.1f}s"
         )
     assert explored >= MIN_CRASH_STATES, f"only {explored} crash states explored"
-
-
-def test_model_refuses_like_the_engine_on_a_small_script() -> None:
-    # The model is the oracle above; make sure it is not vacuously agreeing by checking a few
-    # outcomes it must predict on its own.
-    m: Model = {"/": ROOT}
-    (m,) = m_mkdir(m, "/a", 0o755, 0, False)
-    m = m_create(m, "/a/f", 0o644, 0)
-    cases: list[tuple[Callable[..., Any], tuple[Any, ...], type[err.ShoalError]]] = [
-        (m_mkdir, ("/a/f/x", 0o755, 0, True), err.NotADirectory),
-        (m_rename, ("/a", "/a/b", False), err.InvalidArgument),
-        (m_rename, ("/a", "/a/f", False), err.InvalidArgument),
-        (m_rename, ("/a/f", "/a", False), err.IsADirectory),
-        (m_delete, ("/a", False), err.NotEmpty),
-        (m_create, ("/a/f", 0o644, 0), err.AlreadyExists),
-    ]
-    for fn, args, error in cases:
-        with pytest.raises(Refused) as info:
-            fn(m, *args)
-        assert info.value.error is error
-    assert sorted(m_mkdir(m, "/x/y", 0o700, 1, True)[-1]) == ["/", "/a", "/a/f", "/x", "/x/y"]
-    (m,) = m_mkdir(m, "/b", 0o755, 0, False)
-    with pytest.raises(Refused) as info:
-        m_rename(m, "/b", "/a/f", False)
-    assert info.value.error is err.NotADirectory
-    moved = m_rename(m, "/a", "/b", False)
-    assert moved is not None and sorted(moved) == ["/", "/b", "/b/f"]

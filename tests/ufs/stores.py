@@ -9,6 +9,15 @@ from typing import Protocol
 
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 
+CREDS = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+
+
+def new_bucket(server: S3Server) -> str:
+    """An empty bucket of its own on ``server``."""
+    name = f"shoal-{uuid.uuid4().hex[:12]}"
+    s3_client(server.endpoint).create_bucket(Bucket=name)
+    return name
+
 
 class Store(Protocol):
     uri: str

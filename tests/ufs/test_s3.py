@@ -4,27 +4,19 @@ an object store has: marker and implicit directories, streaming pages, multipart
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from cli.bench.s3server import SECRET_KEY, S3Server, s3_client
 from tests.ufs.contract import MiB, PatternStream, UnderFSContract
+from tests.ufs.stores import CREDS, new_bucket
 from ufs.base import UnderFS
 from ufs.errors import UfsNotFound
 from ufs.s3 import S3Options, S3UnderFS
 from ufs.uri import open_ufs
-
-CREDS = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
-
-
-def new_bucket(server: S3Server) -> str:
-    name = f"shoal-{uuid.uuid4().hex[:12]}"
-    s3_client(server.endpoint).create_bucket(Bucket=name)
-    return name
 
 
 def connector(server: S3Server, bucket: str, prefix: str = "", **options: Any) -> S3UnderFS:

@@ -16,19 +16,12 @@ import pytest
 from cli.bench.faultproxy import Fault, FaultProxy
 from cli.bench.s3server import S3Server, start_s3_server
 from tests.ufs.contract import MiB, PatternStream
-from tests.ufs.test_s3 import CREDS, new_bucket
+from tests.ufs.stores import CREDS, new_bucket
 from ufs.errors import UfsAccessDenied, UfsBucketMissing, UfsNotFound, UfsUnavailable
 from ufs.s3 import S3Options, S3UnderFS
 from ufs.uri import open_ufs
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
-    p = FaultProxy(s3_server.endpoint).start()
-    yield p
-    p.stop()
 
 
 def through(proxy: FaultProxy, bucket: str, **options: object) -> S3UnderFS:

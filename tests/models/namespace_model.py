@@ -1,0 +1,268 @@
+"""The plain model of the namespace that the state machines hold the engine to.
+
+A model is a dict from absolute path to attributes. Each ``m_*`` function returns the model after
+an operation, or raises ``Refused`` with the error the engine must raise (and then change
+nothing). ``dump`` shows an engine's state the way the model sees it (no timestamps).
+tests/engine/test_tree_statemachine.py and tests/recovery/test_crash_machine.py both compare
+against it, so the engine is held to one oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from engine import errors as err
+from engine.inode import COMPLETE, PERSISTED, PINNED
+from engine.names import NAME_MAX
+from engine.state import State, block_size_of
+
+# Names from a small alphabet so that operations collide with what exists.
+NAMES = ("a", "b", "c")
+
+
+class Attrs(NamedTuple):
+    kind: str  # "dir" | "file" | "symlink"
+    perm: int
+    uid: int
+    gid: int
+    size: int = 0
+    version: int = 0
+    complete: bool = False
+    block_size: int = 0
+    pinned: bool = False
+    media: tuple[str, ...] | None = None
+    ttl_ms: int | None = None
+    ttl_action: str | None = None
+    target: str | None = None
+    # The engines these models check have no UFS below them: nothing can ever be persisted.
+    persisted: bool = False
+
+
+Model = dict[str, Attrs]  # absolute path -> attributes; "/" is the root
+ROOT = Attrs("dir", 0o755, 0, 0)
+
+
+class Refused(Exception):
+    """The model says the operation must fail with ``error`` and change nothing."""
+
+    def __init__(self, error: type[err.ShoalError]) -> None:
+        super().__init__(error.__name__)
+        self.error = error
+
+
+def outcome(fn: Callable[..., Any], model: Model, *args: Any) -> Any:
+    """What ``fn`` makes of ``model``, or the Refused it raises (a state machine's expectation)."""
+    try:
+        return fn(model, *args)
+    except Refused as refused:
+        return refused
+
+
+def join(parent: str, name: str) -> str:
+    return parent.rstrip("/") + "/" + name
+
+
+def parts_of(path: str) -> list[str]:
+    return [p for p in path.split("/") if p]
+
+
+def _valid_name(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise Refused(err.InvalidName)
+    if len(name.encode()) > NAME_MAX:
+        raise Refused(err.NameTooLong)
+
+
+def resolve(model: Model, parts: list[str]) -> str:
+    cur = "/"
+    for name in parts:
+        if model[cur].kind != "dir":
+            raise Refused(err.NotADirectory)
+        cur = join(cur, name)
+        if cur not in model:
+            raise Refused(err.NotFound)
+    return cur
+
+
+def _resolve_dir(model: Model, parts: list[str]) -> str:
+    path = resolve(model, parts)
+    if model[path].kind != "dir":
+        raise Refused(err.NotADirectory)
+    return path
+
+
+def _below(model: Model, path: str) -> list[str]:
+    """``path`` and everything under it."""
+    prefix = path.rstrip("/") + "/"
+    return [p for p in model if p == path or p.startswith(prefix)]
+
+
+def _has_children(model: Model, path: str) -> bool:
+    prefix = path.rstrip("/") + "/"
+    return any(p.startswith(prefix) for p in model if p != path)
+
+
+def m_mkdir(model: Model, path: str, perm: int, uid: int, parents: bool) -> list[Model]:
+    """The model after each directory ``mkdir`` creates (``-p`` creates several, one entry
+    each, and a crash may keep any prefix of them, as for ``mkdir -p`` on any file system)."""
+    parts = parts_of(path)
+    for name in parts:
+        _valid_name(name)
+    m = dict(model)
+    out = []
+    cur = "/"
+    for i, name in enumerate(parts):
+        nxt = join(cur, name)
+        last = i == len(parts) - 1
+        if nxt in m:
+            if m[nxt].kind != "dir":
+                raise Refused(err.NotADirectory)
+            if last and not parents:
+                raise Refused(err.AlreadyExists)
+        else:
+            if not last and not parents:
+                raise Refused(err.NotFound)
+            m[nxt] = Attrs("dir", perm, uid, uid)
+            out.append(dict(m))
+        cur = nxt
+    return out
+
+
+def m_create(model: Model, path: str, perm: int, uid: int) -> Model:
+    parts = parts_of(path)
+    parent = _resolve_dir(model, parts[:-1])
+    _valid_name(parts[-1])
+    if path in model:
+        raise Refused(err.AlreadyExists)
+    m = dict(model)
+    m[join(parent, parts[-1])] = Attrs("file", perm, uid, uid)
+    return m
+
+
+def m_symlink(model: Model, path: str, target: str, uid: int) -> Model:
+    if not target or "\0" in target:
+        raise Refused(err.InvalidArgument)
+    parts = parts_of(path)
+    _resolve_dir(model, parts[:-1])
+    _valid_name(parts[-1])
+    if path in model:
+        raise Refused(err.AlreadyExists)
+    m = dict(model)
+    m[path] = Attrs(
+        "symlink", 0o777, uid, uid, size=len(target.encode()), complete=True, target=target
+    )
+    return m
+
+
+def m_complete(model: Model, path: str, length: int, block_size: int) -> Model:
+    if length < 0 or block_size <= 0 or block_size & (block_size - 1):
+        raise Refused(err.InvalidArgument)
+    if model[path].kind != "file":
+        raise Refused(err.IsADirectory)
+    m = dict(model)
+    m[path] = m[path]._replace(size=length, complete=True, block_size=block_size)
+    return m
+
+
+def m_setattr(model: Model, path: str, changes: dict[str, Any]) -> Model:
+    size = changes.get("size")
+    if size is not None and size < 0:
+        raise Refused(err.InvalidArgument)
+    node = model[resolve(model, parts_of(path))]
+    if size is not None and node.kind != "file":
+        raise Refused(err.IsADirectory)
+    if "mode" in changes:
+        node = node._replace(perm=changes["mode"] & 0o7777)
+    if "uid" in changes:
+        node = node._replace(uid=changes["uid"])
+    if "gid" in changes:
+        node = node._replace(gid=changes["gid"])
+    if size is not None:
+        node = node._replace(size=size, version=node.version + 1)
+    if changes.get("pinned") is not None:
+        pinned = changes["pinned"]
+        media = changes.get("media")
+        node = node._replace(pinned=pinned, media=tuple(media) if pinned and media else None)
+    ttl = changes.get("ttl_ms")
+    if ttl is not None:
+        if ttl < 0:
+            node = node._replace(ttl_ms=None, ttl_action=None)
+        else:
+            node = node._replace(ttl_ms=ttl, ttl_action=changes.get("ttl_action") or "free")
+    m = dict(model)
+    m[path] = node
+    return m
+
+
+def m_rename(model: Model, src: str, dst: str, noreplace: bool) -> Model | None:
+    """The model after the rename, or None when it is a no-op (source and destination are the
+    same file) that writes nothing."""
+    sparts, dparts = parts_of(src), parts_of(dst)
+    _resolve_dir(model, sparts[:-1])
+    if src not in model:
+        raise Refused(err.NotFound)
+    dparent = _resolve_dir(model, dparts[:-1])
+    _valid_name(dparts[-1])
+    node = model[src]
+    if node.kind == "dir" and (dparent == src or dparent.startswith(src + "/")):
+        raise Refused(err.InvalidArgument)
+    if src == dst:
+        return None
+    existing = model.get(dst)
+    if existing is not None:
+        if noreplace:
+            raise Refused(err.AlreadyExists)
+        if existing.kind == "dir":
+            if node.kind != "dir":
+                raise Refused(err.IsADirectory)
+            if _has_children(model, dst):
+                raise Refused(err.NotEmpty)
+        elif node.kind == "dir":
+            raise Refused(err.NotADirectory)
+    m = dict(model)
+    m.pop(dst, None)
+    for p in _below(model, src):
+        m[dst + p[len(src) :]] = m.pop(p)
+    return m
+
+
+def m_delete(model: Model, path: str, recursive: bool) -> Model:
+    parts = parts_of(path)
+    _resolve_dir(model, parts[:-1])
+    if path not in model:
+        raise Refused(err.NotFound)
+    if _has_children(model, path) and not recursive:
+        raise Refused(err.NotEmpty)
+    m = dict(model)
+    for p in _below(model, path):
+        del m[p]
+    return m
+
+
+# -- the engine's namespace, as the model sees it ------------------------------------------------
+
+
+def dump(state: State) -> Model:
+    """The namespace as model attributes; timestamps are left out (the model has none)."""
+    tree = state.tree
+    out: Model = {}
+    for node in tree.walk():
+        ext = node.ext
+        out[tree.path_of(node)] = Attrs(
+            node.kind,
+            node.mode & 0o7777,
+            node.uid,
+            node.gid,
+            node.size,
+            node.version,
+            bool(node.flags & COMPLETE),
+            block_size_of(node),
+            bool(node.flags & PINNED),
+            tuple(ext.media) if ext is not None and ext.media else None,
+            ext.ttl_ms if ext is not None else None,
+            ext.ttl_action if ext is not None else None,
+            ext.target if ext is not None else None,
+            bool(node.flags & PERSISTED),
+        )
+    return out

@@ -473,8 +473,8 @@ def _entry_that_cannot_apply(sim: SimStorage, options: JournalOptions) -> str:
     expected = digest(engine.state)
     engine.journal.append(E.Delete(999, 1, "ghost", 7))  # appended, never applied
     engine.journal.flush()
-    for name in ("/c", "/d", "/e"):
-        engine.ns.mkdir(name)
+    for i in range(12):
+        engine.ns.mkdir(f"/d{i}")
     engine.close(checkpoint=False)
     assert len([n for n in sim.listdir("journal") if n.endswith(".seg")]) >= 3
     return expected

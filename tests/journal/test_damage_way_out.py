@@ -218,3 +218,56 @@ def test_damage_before_the_checkpoint_in_the_segment_start_up_reads_is_split_off
     shoal("journal", "verify", home=tmp_path)
     shoal("fs", "touch", "/new", home=tmp_path)
     assert names(tmp_path) == set(kept) | set(later) | {"/new"}
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_that_does_not_load_is_set_aside(tmp_path: Path) -> None:
+    expected, _segs, ckpts = _two_checkpoints(tmp_path)
+    flip(ckpts[1], 300)
+    assert names(tmp_path) == expected  # start-up falls back to the older checkpoint
+    proc = shoal("journal", "verify", home=tmp_path, expect=3)
+    assert f"problem: journal/checkpoints/{ckpts[1].name}: checksum" in proc.stdout
+    proc = shoal("journal", "repair", home=tmp_path, expect=3)
+    assert f"a forced repair would rename journal/checkpoints/{ckpts[1].name} aside" in (
+        proc.stdout
+    )
+    proc = shoal("journal", "repair", "--force", home=tmp_path)
+    assert "lost: no entry: start-up does not use this checkpoint" in proc.stdout
+    assert checkpoints(tmp_path) == [ckpts[0]]
+    assert ckpts[1].with_name(ckpts[1].name + ".broken").exists()
+    shoal("journal", "verify", home=tmp_path)
+    proc = shoal("fs", "ls", "/", home=tmp_path)
+    assert proc.stderr == "" and names(tmp_path) == expected
+
+
+def test_no_checkpoint_loads_and_the_log_starts_late_still_has_a_way_out(tmp_path: Path) -> None:
+    """Nothing to rebuild the state from: a forced repair sets the whole journal aside (and
+    says so first), and the home opens empty instead of never."""
+    _expected, segs, ckpts = _two_checkpoints(tmp_path)
+    for ckpt in ckpts:
+        flip(ckpt, 300)
+    before = journal_files(tmp_path)
+    proc = shoal("fs", "ls", "/", home=tmp_path, expect=3)
+    assert "no checkpoint verifies" in proc.stderr
+    proc = shoal("journal", "repair", home=tmp_path, expect=3)
+    assert "a forced repair would lose: entries 1..12 (12 entries)" in proc.stdout
+    assert journal_files(tmp_path) == before
+    shoal("journal", "repair", "--force", home=tmp_path)
+    assert segments(tmp_path) == [] and checkpoints(tmp_path) == []
+    for path in [*segs, *ckpts]:
+        assert (
+            path.with_name(path.name + ".broken").read_bytes()
+            == before[str(path.relative_to(tmp_path))]
+        )
+    shoal("journal", "verify", home=tmp_path)
+    assert names(tmp_path) == set()
+    shoal("fs", "touch", "/fresh", home=tmp_path)
+    assert names(tmp_path) == {"/fresh"}

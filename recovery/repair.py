@@ -208,11 +208,15 @@ def _plan_history(
         f" after it); set aside: {names}: history only older checkpoints needed"
     )
     step.plan = f"rename {names} aside"
-    if step.split:
+    if step.split and step.split_at is None:
+        # The damage reaches past the checkpoint: the log restarts empty right after it.
+        step.note = (
+            f"every entry after the checkpoint at entry {base} that {path} held (entry"
+            f" {base + 1} is not found after the damage); set aside: {names}"
+        )
+        step.plan = f"start an empty segment after entry {base}, then {step.plan}"
+    elif step.split:
         step.plan = f"copy the entries after {base} into a new segment, then {step.plan}"
-        if step.split_at is None:
-            step.note += f"; entry {base + 1} is not found after the damage: entries from it on"
-            step.note += f" that {path} held are lost"
     return step
 
 

@@ -271,3 +271,34 @@ def test_no_checkpoint_loads_and_the_log_starts_late_still_has_a_way_out(tmp_pat
     assert names(tmp_path) == set()
     shoal("fs", "touch", "/fresh", home=tmp_path)
     assert names(tmp_path) == {"/fresh"}
+
+
+def test_damage_reaching_past_the_checkpoint_restarts_the_log_after_it(tmp_path: Path) -> None:
+    """As above, but the entry right after the checkpoint is damaged too: what followed the
+    checkpoint in that segment is lost (and said so), the home opens with the checkpoint."""
+    kept, later = build(tmp_path, 6, 5)
+    first, second = segments(tmp_path)
+    records = second.read_bytes()[24 : _records_end(second)]
+    end = _records_end(first)
+    with open(first, "r+b") as f:
+        f.seek(end)
+        f.write(records)
+    second.unlink()
+    (tmp_path / "journal" / "seen").write_text("1\n")
+    offsets = dict(record_offsets(first))
+    data = bytearray(first.read_bytes())
+    data[offsets[3] + 25] ^= 0xFF
+    data[offsets[7] + 25] ^= 0xFF  # the first entry after the checkpoint at 6
+    first.write_bytes(bytes(data))
+    rel = f"journal/{first.name}"
+
+    proc = shoal("journal", "repair", home=tmp_path, expect=3)
+    assert (
+        f"a forced repair would lose: every entry after the checkpoint at entry 6 that {rel} held"
+        in proc.stdout
+    )
+    proc = shoal("journal", "repair", "--force", home=tmp_path)
+    assert f"started journal/log-{7:020d}.seg after the checkpoint at entry 6" in proc.stdout
+    assert (tmp_path / (rel + ".broken")).read_bytes() == bytes(data)
+    assert names(tmp_path) == set(kept)
+    shoal("journal", "verify", home=tmp_path)

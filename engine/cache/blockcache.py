@@ -11,7 +11,9 @@ Blocks are keyed by (file id, content version, index). A file whose UFS fingerpr
 has a new version, so a block of the old content can never be served; its files are collected
 lazily (they no longer appear in the block map). Every read of a cached block checks its length
 and CRC-32 against the map; a block that fails (corrupted, truncated, or its tier directory
-deleted) is dropped and fetched again: the cache never serves wrong bytes.
+deleted) is dropped and fetched again: the cache never serves wrong bytes. A rewrite's blocks
+are staged under the version above their file's (engine/cache/staging.py): in the map, never
+served, outside the eviction order until the rewrite commits them.
 
 Eviction: to make room in a tier, the first evictable block in the policy's order (LRU or
 LRFU, engine/cache/eviction.py) is demoted to the next tier, or dropped from the last. Blocks

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
-from engine.state import BLOCK_SHIFT_BITS, State
+from engine.state import BLOCK_SHIFT_BITS, State, staged_problem
 from journal import entries as E
 
 
@@ -159,13 +159,25 @@ def _fingerprint(state: State, e: E.UfsFingerprint) -> None:
 
 def _block_cached(state: State, e: E.BlockCached) -> None:
     node = _node(state, e.file)
-    if e.version != node.version:
+    if e.version != node.version and e.version != node.version + 1:  # +1: staged
         raise Refused(f"block of version {e.version}, file {e.file} is at {node.version}")
 
 
 def _cached_block(state: State, e: E.BlockMoved | E.BlockRemoved) -> None:
     if (e.version, e.idx) not in state.blocks.get(e.file, {}):
         raise Refused(f"block {e.idx} of version {e.version} of file {e.file} is not cached")
+
+
+def _content_committed(state: State, e: E.ContentCommitted) -> None:
+    node = _node(state, e.id)
+    if node.mode & S_IFMT != S_IFREG:
+        raise Refused(f"inode {e.id} is not a regular file")
+    if e.version != node.version + 1:
+        raise Refused(f"staged version {e.version}, file {e.id} is at {node.version}")
+    _power_of_two(e.block_size)
+    problem = staged_problem(state.blocks.get(e.id, {}), e.version, e.length, e.block_size)
+    if problem is not None:
+        raise Refused(f"inode {e.id}: {problem}")
 
 
 def _on_file(state: State, e: E.PersistRequested | E.Persisted) -> None:
@@ -188,6 +200,7 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.BlockRemoved: _cached_block,
     E.PersistRequested: _on_file,
     E.Persisted: _on_file,
+    E.ContentCommitted: _content_committed,
 }
 
 # Entry type -> (the exact types of its fields, its check).

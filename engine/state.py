@@ -63,6 +63,28 @@ def block_size_of(node: Inode) -> int:
     return 1 << shift if shift else 0
 
 
+def staged_problem(
+    blocks: dict[tuple[int, int], BlockInfo], version: int, length: int, block_size: int
+) -> str | None:
+    """Why a file's ``blocks`` of staged ``version`` are not exactly the content ``length``
+    bytes cut at ``block_size`` needs (one block per index, each whole but the last); None
+    when they are. The commit gate and apply both judge a ContentCommitted by this."""
+    if length < 0:
+        return f"length {length} is negative"
+    count = -(-length // block_size)
+    for i in range(count):
+        info = blocks.get((version, i))
+        want = min(block_size, length - i * block_size)
+        if info is None:
+            return f"block {i} of staged version {version} is not cached"
+        if info.length != want:
+            return f"block {i} of staged version {version} holds {info.length} bytes, not {want}"
+    extra = sum(1 for v, i in blocks if v == version and not 0 <= i < count)
+    if extra:
+        return f"{extra} staged block(s) of version {version} lie beyond its {length} bytes"
+    return None
+
+
 def encode_block_size(block_size: int) -> int:
     if block_size & (block_size - 1) or block_size <= 0:
         raise ApplyError(f"block size {block_size} is not a power of two")
@@ -303,7 +325,7 @@ class State:
 
     def _block_cached(self, e: E.BlockCached) -> None:
         node = self._node(e.file)
-        if e.version != node.version:
+        if e.version != node.version and e.version != node.version + 1:  # +1: staged
             raise ApplyError(f"block of version {e.version}, file {e.file} is at {node.version}")
         self.blocks.setdefault(e.file, {})[(e.version, e.idx)] = BlockInfo(
             e.tier, e.length, e.checksum
@@ -332,6 +354,30 @@ class State:
             node.flags = shared_int(node.flags | PERSISTED)
             node.ensure_ext().fingerprint = e.fingerprint
 
+    def _content_committed(self, e: E.ContentCommitted) -> None:
+        node = self._node(e.id)
+        if node.mode & S_IFMT != S_IFREG:
+            raise ApplyError(f"inode {e.id} is not a regular file")
+        if e.version != node.version + 1:
+            raise ApplyError(f"staged version {e.version}, file {e.id} is at {node.version}")
+        bits = encode_block_size(e.block_size)
+        blocks = self.blocks.get(e.id, {})
+        problem = staged_problem(blocks, e.version, e.length, e.block_size)
+        if problem is not None:
+            raise ApplyError(f"inode {e.id}: {problem}")
+        # Checked: from here on nothing can fail, so the switch is all or nothing.
+        kept = {key: info for key, info in blocks.items() if key[0] == e.version}
+        if kept:
+            self.blocks[e.id] = kept
+        else:
+            self.blocks.pop(e.id, None)
+        node.version = e.version
+        node.size = e.length
+        node.flags = shared_int((node.flags & 0xFF & ~PERSISTED) | COMPLETE | bits)
+        node.mtime = node.ctime = e.time
+        if e.persist:
+            self.persists[e.id] = e.version
+
 
 # Entry types whose apply functions unpack their fields by position (see replay_appliers).
 _POSITIONAL = {E.MkDir, E.CreateFile, E.CompleteFile, E.Symlink}
@@ -354,4 +400,5 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.BlockRemoved: State._block_removed,
     E.PersistRequested: State._persist_requested,
     E.Persisted: State._persisted,
+    E.ContentCommitted: State._content_committed,
 }

@@ -2,9 +2,11 @@
 
 Through the UFS (THROUGH, CACHE_THROUGH), the bytes reach the UFS first and the file is
 journaled once it has them, cached as they pass if the type caches. Through the cache
-(MUST_CACHE, ASYNC_THROUGH), the blocks are stored in the cache under a new content version
-and the file completed once all are; an asynchronous type then journals the persist as pending
-and hands it to the persister. A write that fails leaves nothing half-written visible.
+(MUST_CACHE, ASYNC_THROUGH), the blocks are staged in the cache as the file's next content
+version while its current one stays readable, and one entry makes the staged version the
+file's content (with its persist pending, for an asynchronous type, which the persister is
+then handed): a crash leaves the old content or the new, never an empty or half file. A write
+that fails leaves nothing half-written visible.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import time
 from typing import BinaryIO
 
 from engine.cache.blockcache import BlockCache
-from engine.errors import InvalidArgument, IsADirectory, NoSpace
+from engine.cache.staging import StagedVersion
+from engine.errors import InvalidArgument, IsADirectory, NoSpace, NotFound
 from engine.inode import Inode
 from engine.iotypes import WriteType
 from engine.mounts import ufs_errors
@@ -105,38 +108,46 @@ class WritePath:
         gid: int,
         kind: WriteType,
     ) -> Inode:
+        """The new content is staged as the file's next version beside its current one and
+        committed with one entry (engine/cache/staging.py): a crash at any point leaves the
+        old content or the new, whole. A write that fails leaves the file as it was (a file
+        this write created goes)."""
         cache = self.cache
         if cache is None:
             raise InvalidArgument(f"write type {kind.name} needs a block cache")
         ns = self.ns
-        node, version, restore = self._new_version(
-            cache, parent, name, source, mode, uid, gid, kind
-        )
-        file = node.id
-        length = 0
+        node, created = self._target(cache, parent, name, source, mode, uid, gid, kind)
+        staged: StagedVersion | None = None
         try:
-            idx = 0
-            while block := _read_full(source, self.sync.block_size):
-                if not cache.store((file, version, idx), block):
-                    raise NoSpace(
-                        f"the cache has no room for {ns.path_of(node)} (written {kind.name}):"
-                        " its tiers are full of pinned or unpersisted blocks"
-                    )
-                length += len(block)
-                idx += 1
+            staged = StagedVersion(cache, node.id, ns.path_of(node))
+            length = self._stage(staged, source, kind)
+            with ns.lock:
+                seq = staged.commit(length, self.sync.block_size, kind.persists_async)
         except BaseException:
-            self._undo(node, restore)
+            if staged is not None:
+                staged.abort()
+            if created:
+                self._remove_new(node)
             raise
-        with ns.lock:
-            seq = ns.gate.commit(E.CompleteFile(file, length, self.sync.block_size, time.time_ns()))
-            if kind.persists_async:
-                seq = ns.gate.commit(E.PersistRequested(file, version, time.time_ns()))
         ns.gate.durable(seq)
         if kind.persists_async and self.persister is not None:
-            self.persister.submit(file, version)
+            self.persister.submit(node.id, staged.version)
         return node
 
-    def _new_version(
+    def _stage(self, staged: StagedVersion, source: BinaryIO, kind: WriteType) -> int:
+        """Stages ``source``'s bytes block by block; their length."""
+        length = idx = 0
+        while block := _read_full(source, self.sync.block_size):
+            if not staged.add(idx, block):
+                raise NoSpace(
+                    f"the cache has no room for {staged.what} (written {kind.name}): its tiers"
+                    " are full of pinned or unpersisted blocks; nothing of this write was kept"
+                )
+            length += len(block)
+            idx += 1
+        return length
+
+    def _target(
         self,
         cache: BlockCache,
         parent: Inode,
@@ -146,50 +157,38 @@ class WritePath:
         uid: int,
         gid: int,
         kind: WriteType,
-    ) -> tuple[Inode, int, E.UfsFingerprint | None]:
-        """The file to write the blocks to, created or started on a new content version; that
-        version; what the file goes back to if the write fails (its copy in the UFS), if
-        anything."""
+    ) -> tuple[Inode, bool]:
+        """The file to write, created if it does not exist (and whether it was). An existing
+        file keeps its content until the new one is committed, so both must fit: a write that
+        clearly cannot is refused before anything is written."""
         ns = self.ns
-        restore: E.UfsFingerprint | None = None
+        needed = _bytes_left(source)  # outside the lock: an fstat
         with ns.lock:
             node = parent.children.get(name)  # type: ignore[union-attr]
-            now = time.time_ns()
             if node is None:
-                ns.gate.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
-                node = parent.children[name]  # type: ignore[index]
-                return node, node.version, None
-            fingerprint = node.ext.fingerprint if node.ext is not None else None
-            if node.flags & PERSISTED and fingerprint:
-                # What the file goes back to if this write fails: its copy in the UFS.
-                restore = E.UfsFingerprint(node.id, fingerprint, node.size, node.mtime, 0)
-            elif node.size:
-                # Its content is only in the cache: once the new version starts it is gone,
-                # so a write that clearly cannot fit is refused while it is still there.
-                needed = _bytes_left(source)
-                if needed is not None and not cache.has_room_for(node.id, needed):
-                    raise NoSpace(
-                        f"the cache has no room for {ns.path_of(node)} (written {kind.name},"
-                        f" {needed} bytes): its tiers are full of pinned or unpersisted"
-                        " blocks; the file keeps its content"
-                    )
-            ns.gate.commit(E.SetAttr(node.id, now, size=0))  # a new content version
-            return node, node.version, restore
-
-    def _undo(self, node: Inode, restore: E.UfsFingerprint | None) -> None:
-        """Nothing half-written stays visible. A file the UFS holds goes back to that copy:
-        two fingerprint changes (a new content version each) leave none of this write's
-        blocks servable and the UFS's fingerprint recorded. Any other file goes, and its
-        blocks with it (its old content was only in the cache, which had no room)."""
-        ns = self.ns
-        if restore is not None:
-            with ns.lock:
                 now = time.time_ns()
-                ns.gate.commit(restore._replace(fingerprint=restore.fingerprint + "~", time=now))
-                seq = ns.gate.commit(restore._replace(time=now))
-            ns.gate.durable(seq)
-        else:
-            ns.delete(ns.path_of(node))
+                ns.gate.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
+                return parent.children[name], True  # type: ignore[index]
+            if needed is not None and not cache.has_room_for(node.id, needed):
+                raise NoSpace(
+                    f"the cache has no room for {ns.path_of(node)} (written {kind.name},"
+                    f" {needed} bytes beside its current content): its tiers are full of pinned"
+                    " or unpersisted blocks; the file keeps its content"
+                )
+            return node, False
+
+    def _remove_new(self, node: Inode) -> None:
+        """A file this write created goes with the write that failed: nothing half-written
+        stays visible."""
+        ns = self.ns
+        with ns.lock:
+            if ns.tree.find(node.id) is not node:
+                return  # removed meanwhile
+            path = ns.path_of(node)
+        try:
+            ns.delete(path)
+        except NotFound:
+            pass
 
     def persist(self, node: Inode) -> bool:
         """Queues the upload of a file whose data is only in the cache (written MUST_CACHE);

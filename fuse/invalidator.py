@@ -48,7 +48,7 @@ class KernelInvalidator:
 
     def observe(self, entry: Any) -> None:
         """A namespace observer: called under the namespace's lock, so it only queues."""
-        if isinstance(entry, E.UfsFingerprint | E.CompleteFile):
+        if isinstance(entry, E.UfsFingerprint | E.CompleteFile | E.ContentCommitted):
             # New content, whoever made it: the kernel's pages of the file must go (after a
             # write through the mount they hold the same bytes, and are dropped at a cost of
             # one re-read; a sync during a lookup finds changes the kernel never saw).

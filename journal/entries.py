@@ -139,6 +139,10 @@ class UfsFingerprint(NamedTuple):
 
 
 class BlockCached(NamedTuple):
+    """Block ``idx`` of ``version`` of ``file`` is cached in ``tier``. ``version`` is the file's
+    current one, or the one above it: a block *staged* by a rewrite, never served until a
+    ContentCommitted makes that version the file's content."""
+
     file: int
     version: int
     idx: int
@@ -176,6 +180,20 @@ class Persisted(NamedTuple):
     time: int
 
 
+class ContentCommitted(NamedTuple):
+    """A rewrite's staged content becomes the file's, atomically: the file moves to
+    ``version`` (one above its current one), whose blocks 0 … ceil(length / block_size) - 1
+    are all staged already (BlockCached); the old version's blocks go, and the file is
+    complete, ``length`` bytes long, not persisted (``persist``: its upload is pending)."""
+
+    id: int
+    version: int
+    length: int
+    block_size: int
+    persist: bool
+    time: int
+
+
 Entry = (
     MkDir
     | CreateFile
@@ -192,6 +210,7 @@ Entry = (
     | BlockRemoved
     | PersistRequested
     | Persisted
+    | ContentCommitted
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -211,6 +230,7 @@ TYPE_CODES: dict[Any, int] = {
     BlockRemoved: 13,
     PersistRequested: 14,
     Persisted: 15,
+    ContentCommitted: 16,
 }
 BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}

@@ -11,7 +11,9 @@ Blocks are keyed by (file id, content version, index). A file whose UFS fingerpr
 has a new version, so a block of the old content can never be served; its files are collected
 lazily (they no longer appear in the block map). Every read of a cached block checks its length
 and CRC-32 against the map; a block that fails (corrupted, truncated, or its tier directory
-deleted) is dropped and fetched again: the cache never serves wrong bytes.
+deleted) is dropped and fetched again: the cache never serves wrong bytes. A rewrite's blocks
+are staged under the version above their file's (engine/cache/staging.py): in the map, never
+served, outside the eviction order until the rewrite commits them.
 
 Eviction: to make room in a tier, the first evictable block in the policy's order (LRU or
 LRFU, engine/cache/eviction.py) is demoted to the next tier, or dropped from the last. Blocks
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import zlib
 from collections import OrderedDict, deque
@@ -67,8 +70,16 @@ class BlockCache:
         self._verified: dict[BlockKey, tuple[int, int, int]] = {}  # block -> checked stamp
         self._accesses: deque[tuple[BlockKey, str, float]] = deque(maxlen=ACCESS_BUFFER)
         self.fetcher = BlockFetcher(self)
+        # file -> the version a rewrite is staging for it (engine/cache/staging.py). Its blocks
+        # are the rewrite's alone until it commits or gives up: no other block of that version
+        # is written, and one rewrite of a file stages at a time (the next waits on this).
+        self.staging: dict[int, int] = {}
+        self.staging_done = threading.Condition(ns.lock)
         for file, blocks in ns.state.blocks.items():
+            node = ns.tree.find(file)
             for (version, idx), info in blocks.items():
+                if node is not None and version > node.version:
+                    continue  # staged by a rewrite a crash cut short: reconcile drops it
                 if info.tier in self.used:
                     self.used[info.tier] += info.length
                     self.lru[info.tier][(file, version, idx)] = info.length
@@ -222,7 +233,7 @@ class BlockCache:
                 if self.info(key) is not None:
                     return True  # someone cached it meanwhile
                 node = self.ns.tree.find(key[0])
-                if node is None or node.version != key[1]:
+                if node is None or node.version != key[1] or self._staged(key):
                     return False  # the file changed or went: these bytes are stale already
                 if n > tier.quota or not self._make_room(i, n):
                     continue
@@ -237,7 +248,8 @@ class BlockCache:
             with self.ns.lock:
                 node = self.ns.tree.find(key[0])
                 existing = self.info(key)
-                if node is None or node.version != key[1] or existing is not None:
+                stale = node is None or node.version != key[1] or self._staged(key)
+                if stale or existing is not None:
                     # Stale, or cached by another reader meanwhile: our copy is not needed,
                     # unless it *is* theirs (same tier, same path).
                     self.used[tier.name] -= n
@@ -254,6 +266,31 @@ class BlockCache:
             self.ns.gate.durable(seq)
             return True
         return False
+
+    def _staged(self, key: BlockKey) -> bool:
+        return self.staging.get(key[0]) == key[1]
+
+    def reserve(self, file: int, n: int, start: int = 0) -> int | None:
+        """With the namespace lock held: the index of the highest tier from ``start`` on that
+        ``file``'s media allow and that has (or can make) room for ``n`` bytes, which now count
+        as used there; None if none can. The caller writes the block file, and gives the room
+        back (``used[tier] -= n``) if it cannot."""
+        media = self._media(file)
+        for i in range(start, len(self.tiers)):
+            tier = self.tiers[i]
+            if media and tier.name not in media:
+                continue
+            if n <= tier.quota and self._make_room(i, n):
+                self.used[tier.name] += n
+                return i
+        return None
+
+    def adopt(self, key: BlockKey, tier: str, n: int) -> None:
+        """With the namespace lock held: a block written beside the eviction order (a staged
+        one, its room reserved) joins it, as the most recently used."""
+        self._apply_accesses()
+        self.lru[tier][key] = n
+        self.policy.touch(key)
 
     def _stamp(self, tier: TierStore, key: BlockKey) -> None:
         """Records the just-written (so checked) block file's stamp: reads skip the CRC."""
@@ -390,9 +427,10 @@ class BlockCache:
 
     def has_room_for(self, file: int, nbytes: int) -> bool:
         """With the namespace lock held: whether ``nbytes`` of new blocks of ``file`` could be
-        stored once its current blocks are replaced, counting free space, evictable and stale
-        blocks and the file's own blocks, over the tiers its media allow. A check, not a
-        reservation: concurrent stores may take the room first, and each block must also fit
+        staged beside its current ones, counting free space and evictable and stale blocks over
+        the tiers its media allow. The file's own blocks count only if evictable: a rewrite
+        keeps them until its new content is committed (engine/cache/staging.py). A check, not
+        a reservation: concurrent stores may take the room first, and each block must also fit
         in one tier."""
         media = self._media(file)
         tiers = [t for t in self.tiers if not media or t.name in media]
@@ -401,7 +439,7 @@ class BlockCache:
             if room >= nbytes:
                 break
             for key, length in self.lru[tier.name].items():
-                if key[0] == file or self._evictable(key) is not False:
+                if self._evictable(key) is not False:
                     room += length
                     if room >= nbytes:
                         break
@@ -420,7 +458,12 @@ class BlockCache:
             node = self.ns.tree.find(file)
             if node is None or not node.flags & PERSISTED:
                 return 0
-            blocks = dict(self.ns.state.blocks.get(file, {}))
+            # Not the blocks a rewrite is staging: they are its, until it commits.
+            blocks = {
+                k: info
+                for k, info in self.ns.state.blocks.get(file, {}).items()
+                if k[0] == node.version
+            }
             for (version, idx), info in blocks.items():
                 self.drop((file, version, idx), info)
         return len(blocks)

@@ -2,13 +2,16 @@
 files in the tier directories.
 
 A crash can leave a block file the map does not list (written, not yet journaled), a temporary
-file, or — if a disk lost data — a listed block whose file is missing or short. The map is the
-truth: unlisted files go, listed blocks without a sound file are dropped (journaled) and will
-be fetched again on demand.
+file, a rewrite's staged blocks of a version its file never reached (engine/cache/staging.py),
+or — if a disk lost data — a listed block whose file is missing or short. The map is the
+truth: unlisted files go, staged blocks are dropped (journaled: that version is never reached
+now), and listed blocks without a sound file are dropped too and will be fetched again on
+demand.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -17,6 +20,8 @@ from typing import Protocol
 from engine.cache.tiers import BlockKey, TierStore
 from engine.namespace import Namespace
 from engine.state import BlockInfo
+
+log = logging.getLogger(__name__)
 
 
 class BlockMap(Protocol):
@@ -35,13 +40,15 @@ class BlockMap(Protocol):
 class ReconcileReport:
     orphans_removed: int = 0
     blocks_dropped: int = 0  # listed in the journal, missing or damaged on disk
+    staged_dropped: int = 0  # staged by a rewrite that never committed (a crash cut it short)
 
 
 def reconcile(cache: BlockMap, repair: bool = True) -> ReconcileReport:
     """Makes the tier directories and the journal's block map agree: a block file the map
     does not list is an orphan and goes; a listed block whose file is missing or has the
-    wrong size is dropped (journaled) and will be fetched again on demand. Without
-    ``repair`` it only counts what it would do."""
+    wrong size is dropped (journaled) and will be fetched again on demand; a block of a version
+    above its file's (staged by a rewrite that a crash cut short: at a start no rewrite is under
+    way) is dropped with its file. Without ``repair`` it only counts what it would do."""
     report = ReconcileReport()
     with cache.ns.lock:
         present: set[tuple[str, BlockKey]] = set()
@@ -55,12 +62,23 @@ def reconcile(cache: BlockMap, repair: bool = True) -> ReconcileReport:
                     continue
                 present.add((tier.name, key))  # type: ignore[arg-type]
         for file, blocks in list(cache.ns.state.blocks.items()):
+            node = cache.ns.tree.find(file)
             for (version, idx), info in list(blocks.items()):
                 key = (file, version, idx)
-                if (info.tier, key) not in present:
+                if node is not None and version > node.version:
+                    if repair:
+                        cache.drop(key, info)
+                    report.staged_dropped += 1
+                elif (info.tier, key) not in present:
                     if repair:
                         cache.drop(key, info)
                     report.blocks_dropped += 1
+    if repair and report.staged_dropped:
+        log.warning(
+            "dropped %d staged block(s) of rewrites a crash cut short: those files keep the"
+            " content they had before",
+            report.staged_dropped,
+        )
     return report
 
 

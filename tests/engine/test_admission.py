@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from engine.admission import admit
 from engine.engine import Engine
 from engine.errors import Refused
+from engine.inode import S_IFMT, S_IFREG
 from engine.state import ApplyError, State
 from journal import entries as E
 from tests.invariants import OpenEngine
@@ -77,6 +78,7 @@ entries = st.one_of(
     st.builds(E.BlockRemoved, ids, versions, small, times),
     st.builds(E.PersistRequested, ids, versions, times),
     st.builds(E.Persisted, ids, versions, st.just("etag"), times),
+    st.builds(E.ContentCommitted, ids, versions, small, block_sizes, st.booleans(), times),
 )
 
 
@@ -98,6 +100,30 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
         dst = state.tree.find(entry.dst_parent)
         there = dst.children.get(entry.dst_name) if dst and dst.children is not None else None
         return entry._replace(replaced=there.id if there is not None else None)
+    files = [n for n in live if n.mode & S_IFMT == S_IFREG]
+    if isinstance(entry, E.BlockCached) and files:
+        # The file's own version, or the one above it: the next block a rewrite stages (of 4
+        # bytes, the block size commits are aimed at, or the last one, shorter).
+        node = data.draw(st.sampled_from(files))
+        if not data.draw(st.booleans()):
+            return entry._replace(file=node.id, version=node.version)
+        staged = [i for v, i in state.blocks.get(node.id, {}) if v == node.version + 1]
+        return entry._replace(
+            file=node.id, version=node.version + 1, idx=len(staged),
+            length=data.draw(st.sampled_from([4, 4, 2])),
+        )  # fmt: skip
+    if isinstance(entry, E.ContentCommitted) and files:
+        # A file with staged blocks if there is one, its staged version, and often the length
+        # those blocks hold (4-byte blocks).
+        staging = [n for n in files if any(v > n.version for v, _i in state.blocks.get(n.id, {}))]
+        node = data.draw(st.sampled_from(staging or files))
+        staged = state.blocks.get(node.id, {})
+        held = sum(info.length for (v, _i), info in staged.items() if v == node.version + 1)
+        length = data.draw(st.sampled_from([held, held, held, entry.length]))
+        block_size = data.draw(st.sampled_from([4, 4, 4, entry.block_size]))
+        return entry._replace(
+            id=node.id, version=node.version + 1, length=length, block_size=block_size
+        )
     if isinstance(entry, E.BlockMoved | E.BlockRemoved) and state.blocks:
         file = data.draw(st.sampled_from(sorted(state.blocks)))
         version, idx = data.draw(st.sampled_from(sorted(state.blocks[file])))

@@ -207,6 +207,7 @@ _SAMPLES: list[E.Entry] = [
     E.BlockRemoved(3, 1, 0, 23),
     E.PersistRequested(3, 1, 24),
     E.Persisted(3, 1, "etag2", 25),
+    E.ContentCommitted(3, 2, 5000, 4096, True, 26),
 ]
 
 

@@ -81,6 +81,7 @@ class Engine:
         self.fs.readahead_max_blocks = max(
             cfg.cache_readahead_max_blocks, cfg.cache_readahead_blocks
         )
+        self.fs.reads.read_deadline_s = cfg.ufs_read_deadline_s
         self.ttl = TtlChecker(self.ns, self.fs.changes, self.cache)
         self.persister: Persister | None = None
         if self.cache is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from threading import Event
 from typing import Any, BinaryIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -100,6 +101,9 @@ class CountedUnderFS(UnderFS):
 
     def rename(self, src: str, dst: str) -> None:
         self._call("rename", self.inner.rename, src, dst)
+
+    def clean_leftovers(self, stop: Event | None = None) -> int:
+        return self.inner.clean_leftovers(stop)
 
     def close(self) -> None:
         self.inner.close()

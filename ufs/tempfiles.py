@@ -117,11 +117,20 @@ def _check(fields: str) -> str:
     return _hash8(f"shoal-tmp:{fields}")
 
 
+def this_writer() -> Writer:
+    """This process, as temporary file names name it (start 0 when /proc cannot tell)."""
+    return Writer(_host_tag(), _system_tag(), os.getpid(), _start_of_this_process() or 0)
+
+
+def name_for(writer: Writer, nonce: str) -> str:
+    """The temporary file name ``writer`` gives with ``nonce`` (16 hex digits)."""
+    fields = f"{writer.host}-{writer.system}-{writer.pid}-{writer.start}-{nonce}"
+    return f"{PREFIX}{fields}-{_check(fields)}"
+
+
 def temp_name() -> str:
     """A new temporary file name of this process (unique: create it with O_EXCL)."""
-    start = _start_of_this_process() or 0
-    fields = f"{_host_tag()}-{_system_tag()}-{os.getpid()}-{start}-{secrets.token_hex(8)}"
-    return f"{PREFIX}{fields}-{_check(fields)}"
+    return name_for(this_writer(), secrets.token_hex(8))
 
 
 def writer_of(name: str) -> Writer | None:
@@ -151,11 +160,12 @@ def abandoned(name: str, mtime_ns: int) -> bool:
     return boot is not None and mtime_ns < boot
 
 
-def sweep(root: str, stop: threading.Event | None = None) -> list[str]:
-    """Removes the abandoned temporary files below ``root`` and returns their paths (relative to
-    ``root``). Walks by directory descriptors (trees deeper than PATH_MAX too), never through a
-    symlink; stops early when ``stop`` is set. Errors (a directory removed meanwhile, one it may
-    not read) skip that directory: the next sweep tries again."""
+def sweep(root: str, stop: threading.Event | None = None, *, remove: bool = True) -> list[str]:
+    """Removes the abandoned temporary files below ``root`` (only finds them with ``remove``
+    false: a report) and returns their paths, relative to ``root``. Walks by directory
+    descriptors (trees deeper than PATH_MAX too), never through a symlink; stops early when
+    ``stop`` is set. Errors (a directory removed meanwhile, one it may not read) skip that
+    entry: the next sweep tries again."""
     removed: list[str] = []
     for folder, _dirs, files, dir_fd in os.fwalk(root, onerror=lambda exc: None):
         if stop is not None and stop.is_set():
@@ -166,7 +176,8 @@ def sweep(root: str, stop: threading.Event | None = None) -> list[str]:
             try:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 if stat.S_ISREG(st.st_mode) and abandoned(name, st.st_mtime_ns):
-                    os.unlink(name, dir_fd=dir_fd)
+                    if remove:
+                        os.unlink(name, dir_fd=dir_fd)
                     removed.append(os.path.relpath(os.path.join(folder, name), root))
             except OSError:
                 continue

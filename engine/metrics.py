@@ -12,7 +12,7 @@ every module may count.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from threading import Event
 from typing import Any, BinaryIO
 
@@ -101,6 +101,9 @@ class CountedUnderFS(UnderFS):
 
     def rename(self, src: str, dst: str) -> None:
         self._call("rename", self.inner.rename, src, dst)
+
+    def leftovers(self) -> Sequence[str]:
+        return self.inner.leftovers()
 
     def clean_leftovers(self, stop: Event | None = None) -> int:
         return self.inner.clean_leftovers(stop)

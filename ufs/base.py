@@ -10,7 +10,7 @@ unspecified. Every method may raise a ``ufs.errors.UfsError``; nothing else esca
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from threading import Event
 from typing import BinaryIO
@@ -95,6 +95,11 @@ class UnderFS(ABC):
     def rename(self, src: str, dst: str) -> None:
         """Moves file ``src`` to ``dst``, replacing a file there. On object stores this is a
         copy then a delete: not atomic, and it costs a copy of the data."""
+
+    def leftovers(self) -> Sequence[str]:
+        """The paths of what ``clean_leftovers`` would remove now (a report: fsck); none by
+        default."""
+        return []
 
     def clean_leftovers(self, stop: Event | None = None) -> int:
         """Removes what writes of processes that died left in the store (the local connector:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from threading import Event
 from typing import BinaryIO
@@ -203,6 +203,9 @@ class LocalUnderFS(UnderFS):
                 chunks = iter(lambda: source.read(CHUNK), b"")
                 write_atomically(target, chunks, temp_name=tempfiles.temp_name())
             return self.stat(rel)
+
+    def leftovers(self) -> Sequence[str]:
+        return tempfiles.sweep(self.root, remove=False)
 
     def clean_leftovers(self, stop: Event | None = None) -> int:
         """Removes the temporary files of writers that died (kill -9, a crash) anywhere below

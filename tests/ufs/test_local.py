@@ -202,11 +202,11 @@ def test_only_temporary_files_of_dead_writers_are_removed(tmp_path: Path) -> Non
     (root / "d" / previous_boot).write_bytes(b"from before the last boot")
     os.utime(root / "d" / previous_boot, ns=(0, 0))  # mtime 1970: older than any boot
     assert set(sizes_in(root, "d")) == keep | {leftover, previous_boot}
-
     ufs = LocalUnderFS(str(root))
+
     # Shoal's own temporary files are never listed, live or not; the user's file is.
     assert [e.name for e in ufs.list("d")] == [".shoal-tmp-foo"]
-    found = tempfiles.sweep(str(root), remove=False)  # a report: nothing removed
+    found = ufs.leftovers()  # a report: nothing removed
     assert sorted(found) == sorted(
         [f"d/{leftover}", f"d/{previous_boot}", f"{deep}/{deep_leftover}"]
     )

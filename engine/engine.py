@@ -92,6 +92,8 @@ class Engine:
                 pending = self.persister.resume()
                 if pending:
                     log.info("resuming %d pending persist(s)", pending)
+        if reconcile:  # what writers killed mid-write left in local stores is swept
+            self.mounts.clean_at_start()
         report = self.journal.report
         if report is not None:
             log.info(

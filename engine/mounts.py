@@ -114,6 +114,7 @@ class MountTable:
         # Background removal of what dead writers left in a writable mount's store, once per
         # connector opened: mount id -> (its thread, the event that stops it early).
         self._cleanups: dict[int, tuple[threading.Thread, threading.Event]] = {}
+        self._starter: threading.Thread | None = None  # clean_at_start's
         self._lock = threading.Lock()
 
     def mount(
@@ -261,8 +262,32 @@ class MountTable:
             cleanup[1].set()
             cleanup[0].join()
 
+    def clean_at_start(self) -> None:
+        """At start-up, opens the connector of every writable local mount in the background, so
+        that what a killed daemon left in it is swept now, not at the mount's first use. Other
+        stores open at first use as before: a start sends them no request."""
+        local = [
+            m
+            for m in self.ns.state.mounts.values()
+            if not m.readonly and location(m.uri)[0] == "file"
+        ]
+        if not local:
+            return
+
+        def run() -> None:
+            for mount in local:
+                try:
+                    self.connector(mount)
+                except ShoalError as exc:  # the mount's first use reports it to its caller
+                    log.warning("opening %s at start-up failed: %s", mount.uri, exc)
+
+        self._starter = threading.Thread(target=run, name="ufs-cleanup-start", daemon=True)
+        self._starter.start()
+
     def wait_for_cleanups(self) -> None:
         """Waits until the background cleanups started so far have finished."""
+        if self._starter is not None:
+            self._starter.join()
         with self._lock:
             threads = [thread for thread, _stop in self._cleanups.values()]
         for thread in threads:
@@ -278,6 +303,8 @@ class MountTable:
         return sorted((self._path(m), m) for m in self.ns.state.mounts.values())
 
     def close(self) -> None:
+        if self._starter is not None:
+            self._starter.join()  # local opens only: quick, and none may start after this
         for mount_id in list(self._cleanups):
             self._stop_cleanup(mount_id)
         with self._lock:

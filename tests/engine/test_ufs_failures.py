@@ -5,6 +5,7 @@ Unavailable (EIO), however many attempts the connector would still make."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import os
@@ -25,6 +26,7 @@ from tests.homes import write_config
 from tests.invariants import OpenEngine
 from tests.ufs.contract import MiB, PatternStream
 from tests.ufs.stores import S3Store, small_filesystem
+from ufs import tempfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 # A Shoal process writing a file below its mount from its stdin, which never ends.
@@ -63,10 +65,34 @@ def test_a_killed_writers_leftover_is_removed_at_the_next_start(
         proc.wait()
 
     engine = open_engine()
-    assert [n.name for n in engine.sync.listdir("/")] == [".shoal-tmp-foo"]
-    engine.mounts.wait_for_cleanups()  # started when the mount's connector opened
+    engine.mounts.wait_for_cleanups()  # the sweep the start began, before any use of the mount
     assert os.listdir(ufs) == [".shoal-tmp-foo"]
+    assert [n.name for n in engine.sync.listdir("/")] == [".shoal-tmp-foo"]
     assert engine.fs.read("/.shoal-tmp-foo", 0, 100) == b"a user's own file"
+
+
+def test_a_mount_sweeps_its_store_unless_it_is_read_only(
+    tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    me = tempfiles.this_writer()
+    # This process's pid with another start time: an earlier process, gone, that had the pid.
+    dead = tempfiles.name_for(dataclasses.replace(me, start=me.start + 1), "3" * 16)
+    for name in ("rw", "ro"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / dead).write_bytes(b"left by a dead writer")
+    engine = open_engine()
+    engine.fs.makedirs("/rw")
+    engine.fs.makedirs("/ro")
+    engine.mounts.mount("/rw", str(tmp_path / "rw"))
+    engine.mounts.mount("/ro", str(tmp_path / "ro"), readonly=True)
+    engine.mounts.wait_for_cleanups()
+    assert os.listdir(tmp_path / "rw") == []
+    assert os.listdir(tmp_path / "ro") == [dead]  # a read-only mount never changes its store
+    assert engine.sync.listdir("/ro") == []  # but the file is still not a file of the namespace
+    engine.close()
+    engine = open_engine()
+    engine.mounts.wait_for_cleanups()
+    assert os.listdir(tmp_path / "ro") == [dead]
 
 
 def test_a_full_local_store_is_no_space(

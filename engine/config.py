@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.cache.eviction import EVICTORS
+from engine.cache.fetch import READ_DEADLINE_S
 from engine.cache.tiers import TierSpec
 from engine.errors import InvalidArgument
 from journal.journal import JournalOptions
@@ -24,6 +25,8 @@ class Config:
     block_size: int = 4 * 1024 * 1024
     # Seconds after which a loaded directory of a mount is listed again; -1 never, 0 always.
     ufs_sync_interval: float = -1.0
+    # Seconds a read that reaches a UFS may take in all, every retry included (EIO after).
+    ufs_read_deadline_s: float = READ_DEADLINE_S
     # How file writes below a mount become durable (docs/cache.md); a mount may override it.
     write_type: str = "THROUGH"
     # How reads use the cache: CACHE, CACHE_PROMOTE or NO_CACHE; a mount may override it.
@@ -190,8 +193,21 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
             raise InvalidArgument(f"config key {key}: {value!r} is not a log level")
     elif section == "ufs" and name == "sync_interval":
         cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
+    elif section == "ufs" and name == "read_deadline_s":
+        cfg.ufs_read_deadline_s = _seconds(value, key)
     else:
         raise InvalidArgument(f"unknown config key {key!r}")
+
+
+def _seconds(value: Any, key: str) -> float:
+    """A positive number of seconds."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if isinstance(value, bool) or not 0 < seconds < float("inf"):
+        raise InvalidArgument(f"config key {key}: {value!r} is not a positive number of seconds")
+    return seconds
 
 
 def _check_journal(journal: JournalOptions) -> None:

@@ -81,6 +81,7 @@ class Engine:
         self.fs.readahead_max_blocks = max(
             cfg.cache_readahead_max_blocks, cfg.cache_readahead_blocks
         )
+        self.fs.reads.read_deadline_s = cfg.ufs_read_deadline_s
         self.ttl = TtlChecker(self.ns, self.fs.changes, self.cache)
         self.persister: Persister | None = None
         if self.cache is not None:
@@ -91,6 +92,8 @@ class Engine:
                 pending = self.persister.resume()
                 if pending:
                     log.info("resuming %d pending persist(s)", pending)
+        if reconcile:  # what writers killed mid-write left in local stores is swept
+            self.mounts.clean_at_start()
         report = self.journal.report
         if report is not None:
             log.info(

@@ -12,7 +12,8 @@ every module may count.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from threading import Event
 from typing import Any, BinaryIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -100,6 +101,12 @@ class CountedUnderFS(UnderFS):
 
     def rename(self, src: str, dst: str) -> None:
         self._call("rename", self.inner.rename, src, dst)
+
+    def leftovers(self) -> Sequence[str]:
+        return self.inner.leftovers()
+
+    def clean_leftovers(self, stop: Event | None = None) -> int:
+        return self.inner.clean_leftovers(stop)
 
     def close(self) -> None:
         self.inner.close()

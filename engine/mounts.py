@@ -9,6 +9,7 @@ two names, and two caches).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from engine.errors import (
     AlreadyExists,
     Busy,
     InvalidArgument,
+    NoSpace,
     NotADirectory,
     NotEmpty,
     NotFound,
@@ -39,10 +41,14 @@ from ufs.errors import (
     UfsBucketMissing,
     UfsError,
     UfsInvalidPath,
+    UfsNoSpace,
     UfsNotFound,
+    UfsReadOnly,
     UfsUnavailable,
 )
 from ufs.uri import open_ufs
+
+log = logging.getLogger(__name__)
 
 # Mount options the engine reads itself; the rest go to the connector.
 ENGINE_OPTIONS = frozenset({"sync_interval", "write_type", "read_type"})
@@ -58,6 +64,8 @@ def engine_error(exc: UfsError) -> ShoalError:
         (UfsAccessDenied, PermissionDenied),
         (UfsUnavailable, Unavailable),
         (UfsInvalidPath, InvalidArgument),
+        (UfsNoSpace, NoSpace),
+        (UfsReadOnly, ReadOnly),
     ):
         if isinstance(exc, ufs_cls):
             return cls(str(exc))
@@ -103,6 +111,10 @@ class MountTable:
         self.credentials = credentials
         self.opener = opener
         self._connectors: dict[int, UnderFS] = {}
+        # Background removal of what dead writers left in a writable mount's store, once per
+        # connector opened: mount id -> (its thread, the event that stops it early).
+        self._cleanups: dict[int, tuple[threading.Thread, threading.Event]] = {}
+        self._starter: threading.Thread | None = None  # clean_at_start's
         self._lock = threading.Lock()
 
     def mount(
@@ -130,6 +142,8 @@ class MountTable:
             raise
         with self._lock:
             self._connectors[node.id] = ufs
+        if not readonly:
+            self._clean_leftovers(node.id, ufs)
         return ns.state.mounts[node.id]
 
     def _check_target(self, path: str, node_id: int, uri: str) -> None:
@@ -175,6 +189,7 @@ class MountTable:
                 seq = ns.gate.commit(E.Delete(child.id, node.id, name, now))
             seq = ns.gate.commit(E.RemoveMount(node.id, now))
         ns.gate.durable(seq)
+        self._stop_cleanup(node.id)
         with self._lock:
             ufs = self._connectors.pop(node.id, None)
         if ufs is not None:
@@ -213,7 +228,70 @@ class MountTable:
         with ufs_errors():
             ufs = self._open(mount.uri, _for_connector(mount.options), hidden)
         with self._lock:
-            return self._connectors.setdefault(mount.id, ufs)
+            kept = self._connectors.setdefault(mount.id, ufs)
+        if kept is not ufs:  # another thread opened it first
+            ufs.close()
+        elif not mount.readonly:
+            self._clean_leftovers(mount.id, ufs)
+        return kept
+
+    def _clean_leftovers(self, mount_id: int, ufs: UnderFS) -> None:
+        """Starts removing, in the background, what writers that died left in the store (a
+        local UFS: temporary files of a daemon killed mid-write); never for a read-only mount,
+        which promises not to change its store."""
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                removed = ufs.clean_leftovers(stop)
+            except Exception as exc:  # a cleanup is a courtesy: a failure costs only space
+                log.warning("cleaning leftovers of dead writers in %s failed: %s", ufs.uri, exc)
+                return
+            if removed:
+                log.info("removed %d leftover temporary file(s) from %s", removed, ufs.uri)
+
+        thread = threading.Thread(target=run, name=f"ufs-cleanup-{mount_id}", daemon=True)
+        with self._lock:
+            self._cleanups[mount_id] = (thread, stop)
+        thread.start()
+
+    def _stop_cleanup(self, mount_id: int) -> None:
+        with self._lock:
+            cleanup = self._cleanups.pop(mount_id, None)
+        if cleanup is not None:
+            cleanup[1].set()
+            cleanup[0].join()
+
+    def clean_at_start(self) -> None:
+        """At start-up, opens the connector of every writable local mount in the background, so
+        that what a killed daemon left in it is swept now, not at the mount's first use. Other
+        stores open at first use as before: a start sends them no request."""
+        local = [
+            m
+            for m in self.ns.state.mounts.values()
+            if not m.readonly and location(m.uri)[0] == "file"
+        ]
+        if not local:
+            return
+
+        def run() -> None:
+            for mount in local:
+                try:
+                    self.connector(mount)
+                except ShoalError as exc:  # the mount's first use reports it to its caller
+                    log.warning("opening %s at start-up failed: %s", mount.uri, exc)
+
+        self._starter = threading.Thread(target=run, name="ufs-cleanup-start", daemon=True)
+        self._starter.start()
+
+    def wait_for_cleanups(self) -> None:
+        """Waits until the background cleanups started so far have finished."""
+        if self._starter is not None:
+            self._starter.join()
+        with self._lock:
+            threads = [thread for thread, _stop in self._cleanups.values()]
+        for thread in threads:
+            thread.join()
 
     def _open(
         self, uri: str, options: Mapping[str, str], hidden: Mapping[str, str] | None
@@ -225,6 +303,10 @@ class MountTable:
         return sorted((self._path(m), m) for m in self.ns.state.mounts.values())
 
     def close(self) -> None:
+        if self._starter is not None:
+            self._starter.join()  # local opens only: quick, and none may start after this
+        for mount_id in list(self._cleanups):
+            self._stop_cleanup(mount_id)
         with self._lock:
             connectors, self._connectors = self._connectors, {}
         for ufs in connectors.values():

@@ -5,6 +5,12 @@ layer calls it on its event loop). A miss reads whole blocks from the UFS by ran
 cached as they pass unless the read type says not to (engine/iotypes.py); a block read from a
 lower tier moves up if the read type promotes. A reader that turns sequential has the blocks
 after its read fetched before it asks for them, in a window that grows while it stays so.
+
+A read that must reach the store is bounded as a whole (``read_deadline_s``, the config key
+``ufs.read_deadline_s``): however many attempts the connector and the fetch path make, the
+reader is answered by then, with Unavailable (EIO) if the store has not answered. Without it a
+store that never answers holds a read for the connector's attempts times its timeout (150 s
+with S3's defaults), and the kernel asks again.
 """
 
 from __future__ import annotations
@@ -13,14 +19,14 @@ import threading
 from collections.abc import Iterator
 
 from engine.cache.blockcache import BlockCache
+from engine.cache.fetch import READ_DEADLINE_S, Deadline
 from engine.errors import DataLost, InvalidArgument, IsADirectory
 from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
-from engine.state import PERSISTED, block_size_of
+from engine.state import PERSISTED, Mount, block_size_of
 from engine.sync import MetadataSync
-from ufs.base import UnderFS
 
 STREAM_START = 128 * 1024  # a first read this large, from offset 0, starts a readahead stream
 
@@ -41,6 +47,7 @@ class ReadPath:
         self.placement = placement
         self.readahead_blocks = 2  # the readahead window when a reader turns sequential
         self.readahead_max_blocks = 8  # how far it grows while the reader stays sequential
+        self.read_deadline_s = READ_DEADLINE_S  # a read that reaches the store ends by then
         # file -> (where its reads have reached, readahead window in blocks, last block
         # asked for by readahead)
         self._streams: dict[int, tuple[int, int, int]] = {}
@@ -132,7 +139,14 @@ class ReadPath:
         end = min(offset + length, node.size)
         if offset >= end:
             return b""
-        connector = self.mounts.connector(mount)
+        seconds = self.read_deadline_s
+        deadline = Deadline(
+            seconds,
+            lambda: (
+                f"{self.ns.path_of(node)}: {mount.uri} did not answer within {seconds:g} s"
+                " (ufs.read_deadline_s); the store may be down or unreachable"
+            ),
+        )
         bs = block_size_of(node) or self.sync.block_size
         if self.cache is not None and kind.caches and self.readahead_blocks:
             # Before this read's own blocks: the batch is on its way while they are fetched,
@@ -140,7 +154,7 @@ class ReadPath:
             # moment later, wait for its one request rather than each making their own.
             batch = self._readahead_batch(node, bs, offset, end)
             if batch is not None:
-                self._fetch_ahead(node, connector, rel, bs, batch)
+                self._fetch_ahead(node, mount, rel, bs, batch)
         parts = []
         for idx in range(offset // bs, (end - 1) // bs + 1):
             start = idx * bs
@@ -151,19 +165,18 @@ class ReadPath:
                         f"{self.ns.path_of(node)}: a block not yet persisted is missing"
                         " from the cache"
                     )
+                # Opened here, on the fetch thread, within the deadline: opening a store
+                # after a restart is a request too (S3: HEAD bucket).
+                connector = self.mounts.connector(mount)
                 with ufs_errors():
                     yield from connector.read_stream(rel, start, bs)
 
             lo, hi = max(0, offset - start), min(bs, end - start)
-            if self.cache is None:
+            if self.cache is None:  # no home directory (the crash simulator): no fetch threads
                 parts.append(b"".join(fetch())[lo:hi])
                 continue
             key = (node.id, node.version, idx)
-            parts.append(
-                self.cache.fetcher.get(
-                    key, fetch, lo, hi - lo, kind.caches, min(bs, node.size - start)
-                )
-            )
+            parts.append(self.cache.fetcher.get(key, fetch, lo, hi - lo, kind.caches, deadline))
             if kind.promotes:
                 self.cache.promote(key)
         return parts[0] if len(parts) == 1 else b"".join(parts)
@@ -210,15 +223,16 @@ class ReadPath:
     def _fetch_ahead_planned(self, node: Inode, bs: int, batch: tuple[int, int]) -> None:
         mount, rel, kind = self.placement.read_plan(node, None)
         if kind.caches:
-            self._fetch_ahead(node, self.mounts.connector(mount), rel, bs, batch)
+            self._fetch_ahead(node, mount, rel, bs, batch)
 
     def _fetch_ahead(
-        self, node: Inode, connector: UnderFS, rel: str, bs: int, batch: tuple[int, int]
+        self, node: Inode, mount: Mount, rel: str, bs: int, batch: tuple[int, int]
     ) -> None:
         assert self.cache is not None
         first, last = batch
 
         def fetch(index: int, count: int) -> Iterator[bytes]:
+            connector = self.mounts.connector(mount)  # on a readahead thread, not the reader's
             with ufs_errors():
                 yield from connector.read_stream(rel, index * bs, count * bs)
 

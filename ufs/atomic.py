@@ -3,7 +3,8 @@ by the local connector, the cache's tiers and the credentials file.
 
 Write to a temporary name in the same directory, fsync, rename over the target, fsync the
 directory: after a crash the target is the old file or the new one, never a mix, and a
-leftover temporary file is the only trace.
+leftover temporary file is the only trace (the local connector names its own so that they can be
+told from a user's files and removed: ufs/tempfiles.py).
 """
 
 from __future__ import annotations
@@ -26,27 +27,35 @@ def write_atomically(
     chunks: Iterable[bytes | memoryview],
     *,
     temp_prefix: str = ".tmp-",
+    temp_name: str | None = None,
     mode: int = 0o644,
     sync: bool = True,
 ) -> None:
     """Replaces ``target`` with the concatenated ``chunks`` (read lazily, so a large source is
-    never whole in memory). With ``sync`` false (memory-backed directories) nothing is fsynced.
+    never whole in memory). The temporary file is ``temp_name`` if given, else ``temp_prefix``
+    and a random tag; it is created with O_EXCL, so it never opens a file that was there. A
+    failure before the rename (a full disk at a write, at fsync, or at close on NFS) removes
+    it. With ``sync`` false (memory-backed directories) nothing is fsynced.
     """
     folder = os.path.dirname(target)
-    temp = os.path.join(folder, f"{temp_prefix}{secrets.token_hex(8)}")
+    temp = os.path.join(folder, temp_name or f"{temp_prefix}{secrets.token_hex(8)}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-        if sync:
-            os.fsync(fd)
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, target)
     except BaseException:
-        os.close(fd)
-        os.unlink(temp)
+        try:
+            os.unlink(temp)
+        except OSError:  # the first error is the one to report; a sweep removes it later
+            pass
         raise
-    os.close(fd)
-    os.rename(temp, target)
     if sync:
         fsync_dir(folder)

@@ -10,8 +10,9 @@ unspecified. Every method may raise a ``ufs.errors.UfsError``; nothing else esca
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from threading import Event
 from typing import BinaryIO
 
 from ufs.errors import UfsInvalidPath
@@ -94,6 +95,18 @@ class UnderFS(ABC):
     def rename(self, src: str, dst: str) -> None:
         """Moves file ``src`` to ``dst``, replacing a file there. On object stores this is a
         copy then a delete: not atomic, and it costs a copy of the data."""
+
+    def leftovers(self) -> Sequence[str]:
+        """The paths of what ``clean_leftovers`` would remove now (a report: fsck); none by
+        default."""
+        return []
+
+    def clean_leftovers(self, stop: Event | None = None) -> int:
+        """Removes what writes of processes that died left in the store (the local connector:
+        temporary files) and returns how many; stops early once ``stop`` is set. Safe while
+        other processes write. Runs in the background when a writable mount is opened. The
+        default has nothing to remove."""
+        return 0
 
     def close(self) -> None:  # noqa: B027 - most connectors hold nothing to release
         """Releases connections."""

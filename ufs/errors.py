@@ -39,5 +39,13 @@ class UfsBucketMissing(UfsError):
     pass
 
 
+class UfsNoSpace(UfsError):
+    """The store is full, or the writer's quota is used up (ENOSPC, EDQUOT)."""
+
+
+class UfsReadOnly(UfsError):
+    """The store refuses every change (a file system mounted read-only)."""
+
+
 class UfsUnavailable(UfsError):
     """The store did not answer usefully after retries: endpoint down, timeouts, 5xx, throttling."""

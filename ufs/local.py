@@ -4,6 +4,8 @@ It never reaches outside its root: every path is resolved (symlinks included) an
 lands outside, so neither ``..`` nor a symlink pointing elsewhere exposes other files. Writes go
 to a temporary file in the target directory, are fsynced and renamed over the target, and the
 directory is fsynced: a reader sees the old file or the new one, and a crash leaves one of them.
+A writer killed before its rename leaves its temporary file; ``clean_leftovers`` removes those
+whose writer is provably gone (ufs/tempfiles.py), and listings leave them out.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from threading import Event
 from typing import BinaryIO
 
+from ufs import tempfiles
 from ufs.atomic import fsync_dir, write_atomically
 from ufs.base import UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
@@ -23,15 +27,17 @@ from ufs.errors import (
     UfsExists,
     UfsInvalidPath,
     UfsIsADirectory,
+    UfsNoSpace,
     UfsNotADirectory,
     UfsNotEmpty,
     UfsNotFound,
+    UfsReadOnly,
+    UfsUnavailable,
 )
 
 CHUNK = 1 << 20
 LONG_PATH = 3072  # bytes: longer paths are reached through a directory descriptor
 PROC_FD = "/proc/self/fd/"
-TEMP_PREFIX = ".shoal-tmp-"
 
 _ERRNO = {
     errno.ENOENT: UfsNotFound,
@@ -41,6 +47,11 @@ _ERRNO = {
     errno.EISDIR: UfsIsADirectory,
     errno.EACCES: UfsAccessDenied,
     errno.EPERM: UfsAccessDenied,
+    errno.ENOSPC: UfsNoSpace,
+    errno.EDQUOT: UfsNoSpace,
+    errno.EROFS: UfsReadOnly,
+    errno.EIO: UfsUnavailable,  # a failing disk, an NFS server that went away (hard mounts)
+    errno.ETIMEDOUT: UfsUnavailable,
 }
 
 
@@ -156,7 +167,7 @@ class LocalUnderFS(UnderFS):
     def _statuses(self, rel: str, it: Iterator[os.DirEntry[str]]) -> Iterator[UfsStatus]:
         with self._errors(rel), it as entries:  # type: ignore[attr-defined]
             for entry in entries:
-                if entry.name.startswith(TEMP_PREFIX):
+                if tempfiles.is_temp(entry.name):  # a write in flight, or a dead writer's
                     continue
                 child = join(rel, entry.name)
                 try:
@@ -190,8 +201,16 @@ class LocalUnderFS(UnderFS):
                 if os.path.isdir(target):
                     raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
                 chunks = iter(lambda: source.read(CHUNK), b"")
-                write_atomically(target, chunks, temp_prefix=TEMP_PREFIX)
+                write_atomically(target, chunks, temp_name=tempfiles.temp_name())
             return self.stat(rel)
+
+    def leftovers(self) -> Sequence[str]:
+        return tempfiles.sweep(self.root, remove=False)
+
+    def clean_leftovers(self, stop: Event | None = None) -> int:
+        """Removes the temporary files of writers that died (kill -9, a crash) anywhere below
+        the root; files of live writers, of other hosts and of users stay."""
+        return len(tempfiles.sweep(self.root, stop))
 
     def delete(self, path: str) -> None:
         rel = normalize(path)

@@ -12,6 +12,7 @@ this object's repr.
 
 from __future__ import annotations
 
+import errno
 import io
 import threading
 from collections.abc import Iterator, Mapping
@@ -185,6 +186,12 @@ class S3UnderFS(UnderFS):
             ) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise UfsError(f"{where}: {exc}") from None
+        except OSError as exc:  # a socket botocore did not wrap, or a write's source failed
+            network = isinstance(exc, (ConnectionError, TimeoutError)) or exc.errno in (
+                errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN,
+            )  # fmt: skip
+            cls = UfsUnavailable if network else UfsError
+            raise cls(f"{where}: {exc.strerror or exc}") from exc
 
     def check(self) -> None:
         """Fails early, with the reason, if the bucket is missing or refuses these credentials."""

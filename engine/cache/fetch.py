@@ -1,12 +1,14 @@
 """The fetch path of the block cache: misses fetched once, handed over, stored in the back.
 
-However many readers miss the same block at the same time, one fetches it (single flight); the
-others wait for its bytes. The block's bytes reach its readers as they arrive: each reader
-waits only for its own range (a 4 KiB read of a cold 4 MiB block is served after its first
-chunk, not after the whole block), and the first reader hands the rest of the stream to a
-background thread. The whole block is then written to a tier by a background writer, during
-which readers of it are served from memory. Readahead queues fetches of the blocks a
-sequential reader will want next, each block handed over as soon as it is complete.
+However many readers miss the same block at the same time, one fetch thread fetches it
+(single flight); its readers, the first included, wait for its bytes. The block's bytes reach
+its readers as they arrive: each reader waits only for its own range (a 4 KiB read of a cold
+4 MiB block is served after its first chunk, not after the whole block), and never longer than
+its read's deadline: a store that never answers holds a fetch thread until the connector gives
+up, not the reader, who is answered ``Unavailable`` when the deadline passes. The whole block
+is then written to a tier by a background writer, during which readers of it are served from
+memory. Readahead queues fetches of the blocks a sequential reader will want next, each block
+handed over as soon as it is complete.
 """
 
 from __future__ import annotations
@@ -15,19 +17,43 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
 from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey
+from engine.errors import Unavailable
 from engine.namespace import Namespace
 from engine.state import BlockInfo
 
 log = logging.getLogger(__name__)
 
 READAHEAD_RUN = 4  # blocks fetched by one request of the readahead
-REST_THREADS = 16  # finish the blocks whose first reader already has its bytes
+# Fetch the blocks readers miss. More than the FUSE layer's threads: a store that hangs keeps a
+# thread until the connector gives up, and fetches of a store that answers must still find one.
+FETCH_THREADS = 64
+# How long a read waits for its store, in all (the config key ufs.read_deadline_s): long enough
+# for S3's 30 s read timeout and one more attempt, well within what a reader will wait.
+READ_DEADLINE_S = 45.0
+
+
+class Deadline:
+    """When a read stops waiting for its store (``time.monotonic()``), and the error it then
+    answers: the whole read is bounded, across the connector's retries and the fetch path's
+    own (a reader whose fetch failed fetches again), not each attempt."""
+
+    __slots__ = ("at", "_describe")
+
+    def __init__(self, seconds: float, describe: Callable[[], str]) -> None:
+        self.at = time.monotonic() + seconds
+        self._describe = describe  # called only when it passed: a path costs a tree walk
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> Unavailable:
+        return Unavailable(self._describe())
 
 
 class BlockStore(Protocol):
@@ -51,12 +77,13 @@ class _Flight:
     """A block being fetched (and then stored). Its bytes grow as they arrive, and a reader
     waits only until its own range has come, not for the whole block."""
 
-    __slots__ = ("buf", "data", "ended", "cond")
+    __slots__ = ("buf", "data", "ended", "error", "cond")
 
     def __init__(self) -> None:
         self.buf = bytearray()  # what has come so far
         self.data: bytes | None = None  # the whole block, once the fetch ended well
         self.ended = False
+        self.error: Exception | None = None  # why the fetch failed, for its first reader
         self.cond = threading.Condition(threading.Lock())
 
     def add(self, chunk: bytes | memoryview) -> None:
@@ -64,17 +91,19 @@ class _Flight:
             self.buf += chunk
             self.cond.notify_all()
 
-    def end(self, ok: bool) -> None:
+    def end(self, ok: bool, error: Exception | None = None) -> None:
         with self.cond:
             if ok:
                 self.data = bytes(self.buf)
                 self.buf = bytearray()
             self.ended = True
+            self.error = error
             self.cond.notify_all()
 
-    def wait_for(self, offset: int, length: int) -> bytes | None:
+    def wait_for(self, offset: int, length: int, deadline: Deadline | None = None) -> bytes | None:
         """Bytes ``offset``..``offset+length`` of the block (fewer at its end) once they have
-        come; None if the fetch failed before they did."""
+        come; None if the fetch failed before they did. Raises ``deadline``'s Unavailable if
+        it passes first."""
         want = offset + length if length >= 0 else -1
         with self.cond:
             while True:
@@ -84,7 +113,13 @@ class _Flight:
                     return bytes(self.buf[offset:want])
                 if self.ended:
                     return None
-                self.cond.wait()
+                if deadline is None:
+                    self.cond.wait()
+                    continue
+                left = deadline.left()
+                if left <= 0:
+                    raise deadline.passed()
+                self.cond.wait(left)
 
 
 def _cut(block: bytes, offset: int, length: int) -> bytes:
@@ -101,7 +136,7 @@ class BlockFetcher:
         self._inflight_lock = threading.Lock()
         self._writer = ThreadPoolExecutor(2, thread_name_prefix="cache-writer")
         self._readahead = ThreadPoolExecutor(8, thread_name_prefix="readahead")
-        self._rest = ThreadPoolExecutor(REST_THREADS, thread_name_prefix="fetch-rest")
+        self._fetchers = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
         self._prefetches: set[Future[None]] = set()
         self._queued: set[BlockKey] = set()  # readaheads submitted, not finished
 
@@ -112,13 +147,13 @@ class BlockFetcher:
         offset: int = 0,
         length: int = -1,
         cache: bool = True,
-        size: int = -1,
+        deadline: Deadline | None = None,
     ) -> bytes:
         """Bytes ``offset``..``offset+length`` of the block: from the cache, or from the block
         ``fetch``-ed once however many readers miss it at the same time (``fetch`` yields its
-        bytes as they arrive; ``size`` is the block's expected length, if known). Each reader
-        has its bytes as soon as they have come; the rest of the block is fetched and cached
-        in the background."""
+        bytes as they arrive). Each reader has its bytes as soon as they have come; the rest of
+        the block is fetched and cached in the background. Raises ``deadline``'s Unavailable
+        once it passes, whatever the fetch is still waiting for."""
         while True:
             data = self.cache.read(key, offset, length)
             if data is not None:
@@ -133,69 +168,54 @@ class BlockFetcher:
                     leader = False
             if leader:
                 self.stats.misses += 1
-                return self._lead(key, flight, fetch, offset, length, cache, size)
-            got = flight.wait_for(offset, length)
+                self._start(key, flight, fetch, cache)
+            got = flight.wait_for(offset, length, deadline)
             if got is not None:
-                self.stats.hits += 1
+                if not leader:
+                    self.stats.hits += 1
                 return got
-            # The leader's fetch failed (or found the block cached meanwhile): look again.
+            if leader:  # its own fetch failed: the reason is its answer
+                raise flight.error or Unavailable(f"fetching block {key} failed")
+            # Another reader's fetch failed (or found the block cached meanwhile): look again.
 
-    def _lead(
-        self,
-        key: BlockKey,
-        flight: _Flight,
-        fetch: Callable[[], Iterable[bytes]],
-        offset: int,
-        length: int,
-        cache: bool,
-        size: int,
-    ) -> bytes:
-        """The first reader of a missing block fetches it until its own range has come, then
-        hands the rest of the stream to a background thread."""
-        want = offset + length if length >= 0 else -1
-        early = 0 <= want < size  # the whole block is wanted: no hand-over
+    def _start(
+        self, key: BlockKey, flight: _Flight, fetch: Callable[[], Iterable[bytes]], cache: bool
+    ) -> None:
+        """Fetches a missed block on a fetch thread, so that no reader waits on the store
+        longer than its deadline."""
         try:
-            chunks = iter(fetch())
-            for chunk in chunks:
-                flight.add(chunk)
-                self.stats.ufs_bytes_read += len(chunk)
-                if early and len(flight.buf) >= want:
-                    break
-            else:
-                self._finish(key, flight, True, cache)
-                return _cut(flight.data or b"", offset, length)
-        except BaseException:
-            self._finish(key, flight, False, cache)
-            raise
-        data = bytes(flight.buf[offset:want])
-        try:
-            future = self._rest.submit(self._drain, key, flight, chunks, cache)
-        except RuntimeError:  # closing: this reader has its bytes; the others fetch theirs
-            self._finish(key, flight, False, cache)
-            return data
+            future = self._fetchers.submit(self._drain, key, flight, fetch, cache)
+        except RuntimeError:  # closing: the reader's own thread fetches it
+            self._drain(key, flight, fetch, cache)
+            return
         with self._inflight_lock:
             self._prefetches.add(future)
         future.add_done_callback(self._later_done)
-        return data
 
-    def _drain(self, key: BlockKey, flight: _Flight, chunks: Iterator[bytes], cache: bool) -> None:
+    def _drain(
+        self, key: BlockKey, flight: _Flight, fetch: Callable[[], Iterable[bytes]], cache: bool
+    ) -> None:
         ok = False
+        error: Exception | None = None
         try:
-            for chunk in chunks:
+            for chunk in fetch():
                 flight.add(chunk)
                 self.stats.ufs_bytes_read += len(chunk)
             ok = True
-        except Exception as exc:  # its first reader is served; the others fetch for themselves
-            log.debug("fetching the rest of block %s failed: %s", key, exc)
+        except Exception as exc:  # handed to the block's first reader (if it still waits)
+            error = exc
+            log.debug("fetching block %s failed: %s", key, exc)
         finally:
-            self._finish(key, flight, ok, cache)
+            self._finish(key, flight, ok, cache, error)
 
-    def _finish(self, key: BlockKey, flight: _Flight, ok: bool, cache: bool) -> None:
+    def _finish(
+        self, key: BlockKey, flight: _Flight, ok: bool, cache: bool, error: Exception | None = None
+    ) -> None:
         """A fetch ended: the flight's readers are woken; a whole block goes to the writer."""
         with self._inflight_lock:
             if self._inflight.get(key) is flight:
                 del self._inflight[key]
-            flight.end(ok)
+            flight.end(ok, error)
             # Readers of this block use these bytes until the store is done.
             store = cache and bool(flight.data)
             if store:
@@ -348,5 +368,5 @@ class BlockFetcher:
 
     def close(self) -> None:
         self._readahead.shutdown(wait=True, cancel_futures=True)
-        self._rest.shutdown(wait=True)
+        self._fetchers.shutdown(wait=True)
         self._writer.shutdown(wait=True)

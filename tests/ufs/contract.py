@@ -14,6 +14,7 @@ import pytest
 
 from ufs.base import UnderFS
 from ufs.errors import (
+    UfsError,
     UfsInvalidPath,
     UfsIsADirectory,
     UfsNotADirectory,
@@ -54,6 +55,23 @@ class PatternStream(io.RawIOBase):
         self.digest.update(self.block[:n])
         self.left -= n
         return n
+
+
+class _Failing(io.RawIOBase):
+    """A source that breaks after its first bytes."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.sent:
+            raise OSError("the source broke mid-way")
+        self.sent = True
+        buffer[:5] = b"start"
+        return 5
 
 
 class UnderFSContract:
@@ -129,6 +147,15 @@ class UnderFSContract:
         assert read_all(ufs, "dir/dst") == b"source bytes"
         with pytest.raises(UfsNotFound):
             ufs.stat("src")
+
+    def test_writes_that_ended_leave_nothing_behind(self, ufs: UnderFS) -> None:
+        put(ufs, "w/f", b"first")
+        put(ufs, "w/f", b"second")
+        with pytest.raises(UfsError, match="the source broke mid-way"):
+            ufs.write("w/g", _Failing())  # type: ignore[arg-type]
+        assert [e.name for e in ufs.list("w")] == ["f"]
+        assert ufs.leftovers() == [] and ufs.clean_leftovers() == 0
+        assert read_all(ufs, "w/f") == b"second"
 
     # -- directories -------------------------------------------------------------------------
 

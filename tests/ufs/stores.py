@@ -3,13 +3,30 @@ directory, and a bucket prefix on moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 
 CREDS = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+
+
+@contextmanager
+def small_filesystem(path: Path, size: str = "1m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` (made here) for a store that fills up (CI runs as
+    root), unmounted after; only this mount is touched."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "shoal-test",
+                    str(path)], check=True)  # fmt: skip
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], check=False).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(path)], check=True)  # busy: detached now
 
 
 def new_bucket(server: S3Server) -> str:

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.ufs.contract import UnderFSContract
+from tests.ufs.contract import MiB, PatternStream, UnderFSContract
+from tests.ufs.stores import small_filesystem
+from ufs import tempfiles
 from ufs.base import UnderFS
-from ufs.errors import UfsError, UfsInvalidPath, UfsNotFound
+from ufs.errors import UfsError, UfsInvalidPath, UfsNoSpace, UfsNotFound
 from ufs.local import LocalUnderFS
 from ufs.uri import open_ufs
+
+ROOT = Path(__file__).resolve().parents[2]
+# A process writing a file through the local connector from its stdin, which never ends.
+WRITER = (
+    "import sys\n"
+    "from ufs.local import LocalUnderFS\n"
+    "LocalUnderFS(sys.argv[1]).write(sys.argv[2], sys.stdin.buffer)\n"
+)
 
 
 class TestLocalUnderFS(UnderFSContract):
@@ -101,3 +116,117 @@ def test_trees_deeper_than_path_max(tmp_path: Path) -> None:
     ufs.rmdir(deep + "/more")
     with pytest.raises(UfsNotFound):
         ufs.stat(deep + "/more")
+
+
+def test_a_users_shoal_tmp_files_are_ordinary_files(tmp_path: Path) -> None:
+    """Only names of Shoal's exact form are its temporary files: a user's own files that merely
+    start the same way are listed, read, and never removed."""
+    root = tmp_path / "root"
+    root.mkdir()
+    mine = {
+        ".shoal-tmp-foo": b"notes",
+        ".shoal-tmp-0123456789abcdef": b"the old form",
+        # Shoal's form, but the check does not match: not Shoal's either.
+        ".shoal-tmp-00000000-00000000-1-1-0123456789abcdef-00000000": b"look-alike",
+    }
+    for name, data in mine.items():
+        (root / name).write_bytes(data)
+    ufs = LocalUnderFS(str(root))
+    assert {e.name for e in ufs.list("")} == set(mine)
+    for name, data in mine.items():
+        assert ufs.read(name, 0, 100) == data
+        assert ufs.stat(name).size == len(data)
+    assert ufs.clean_leftovers() == 0
+    assert set(os.listdir(root)) == set(mine)
+
+
+def sizes_in(root: Path, folder: str) -> dict[str, int]:
+    """Names and sizes of the files in directory ``folder`` below ``root``, reached by
+    descriptors (it may be deeper than PATH_MAX)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in filter(None, folder.split("/")):
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return {name: os.stat(name, dir_fd=fd).st_size for name in os.listdir(fd)}
+    finally:
+        os.close(fd)
+
+
+def killed_writer(root: Path, folder: str) -> str:
+    """Runs a process writing a file in ``folder`` below ``root`` through the connector, kills
+    it with SIGKILL once its temporary file has bytes, and returns that file's name."""
+    before = set(sizes_in(root, folder))
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), f"{folder}/big.bin"],
+                            cwd=ROOT, stdin=subprocess.PIPE)  # fmt: skip
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"x" * (2 * MiB))
+        proc.stdin.flush()
+        limit = time.monotonic() + 60  # the test's own limit; the writer is usually there at once
+        while True:
+            found = [n for n, size in sizes_in(root, folder).items() if n not in before and size]
+            if found or time.monotonic() > limit:
+                break
+            time.sleep(0.02)
+        assert len(found) == 1, "the writer made no temporary file"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return found[0]
+
+
+def test_only_temporary_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    """A writer killed mid-write leaves its temporary file; the sweep removes it and the other
+    files provably abandoned, anywhere in the tree, and leaves everything else."""
+    root = tmp_path / "root"
+    deep = "/".join(["n" * 60] * 70)  # deeper than PATH_MAX
+    (root / "d").mkdir(parents=True)
+    LocalUnderFS(str(root)).mkdir(deep)
+    leftover = killed_writer(root, "d")
+    deep_leftover = killed_writer(root, deep)
+    writer = tempfiles.writer_of(leftover)
+    assert writer is not None and writer.pid != os.getpid()
+    me = tempfiles.this_writer()
+    keep = {
+        tempfiles.temp_name(),  # this process's: a write in flight
+        tempfiles.name_for(dataclasses.replace(me, host="0badf00d"), "0" * 16),  # another host's
+        # This host's, from another pid namespace of this boot (a container): mtime is now.
+        tempfiles.name_for(dataclasses.replace(me, system="0badf00d"), "1" * 16),
+        ".shoal-tmp-foo",  # a user's
+    }
+    previous_boot = tempfiles.name_for(dataclasses.replace(me, system="0badf00d"), "2" * 16)
+    for name in keep:
+        (root / "d" / name).write_bytes(b"kept")
+    (root / "d" / previous_boot).write_bytes(b"from before the last boot")
+    os.utime(root / "d" / previous_boot, ns=(0, 0))  # mtime 1970: older than any boot
+    assert set(sizes_in(root, "d")) == keep | {leftover, previous_boot}
+    ufs = LocalUnderFS(str(root))
+
+    # Shoal's own temporary files are never listed, live or not; the user's file is.
+    assert [e.name for e in ufs.list("d")] == [".shoal-tmp-foo"]
+    found = ufs.leftovers()  # a report: nothing removed
+    assert sorted(found) == sorted(
+        [f"d/{leftover}", f"d/{previous_boot}", f"{deep}/{deep_leftover}"]
+    )
+    assert set(sizes_in(root, "d")) == keep | {leftover, previous_boot}
+    assert ufs.clean_leftovers() == 3  # the killed writers' two, and the one before the boot
+    assert set(sizes_in(root, "d")) == keep
+    assert deep_leftover not in sizes_in(root, deep)
+    assert ufs.clean_leftovers() == 0
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    with small_filesystem(tmp_path / "small") as path:
+        yield path
+
+
+def test_a_full_store_is_no_space_and_keeps_the_old_file(small_fs: Path) -> None:
+    ufs = LocalUnderFS(str(small_fs))
+    ufs.write("model.ckpt", io.BytesIO(b"old checkpoint"))
+    with pytest.raises(UfsNoSpace, match="model.ckpt"):
+        ufs.write("model.ckpt", PatternStream(4 * MiB))  # type: ignore[arg-type]
+    assert ufs.read("model.ckpt", 0, 100) == b"old checkpoint"
+    assert os.listdir(small_fs) == ["model.ckpt"]  # the temporary file went with the failure

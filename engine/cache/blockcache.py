@@ -27,11 +27,13 @@ import time
 import zlib
 from collections import OrderedDict, deque
 
+from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
 from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey, TierStore
+from engine.errors import NoSpace
 from engine.inode import PERSISTED, PINNED
 from engine.namespace import Namespace
 from engine.state import BlockInfo
@@ -164,6 +166,8 @@ class BlockCache:
                 return False
             current = next(i for i, t in enumerate(self.tiers) if t.name == info.tier)
             media = self._media(key[0])
+            node = self.ns.tree.find(key[0])
+            persisted = node is not None and bool(node.flags & PERSISTED)
             # Taken out of its tier's accounting first: making room above may push blocks down
             # into that tier, and this block must not be the one evicted to make room for them.
             source = self.tiers[current].name
@@ -172,8 +176,8 @@ class BlockCache:
             moved = False
             for i in range(current):
                 tier = self.tiers[i]
-                if media and tier.name not in media:
-                    continue
+                if (media and tier.name not in media) or (not tier.spec.sync and not persisted):
+                    continue  # pinned elsewhere, or the only copy: never onto a volatile tier
                 if info.length <= tier.quota and self._make_room(i, info.length):
                     moved = self._move(key, info, current, i, detached=True)
                     break
@@ -211,19 +215,24 @@ class BlockCache:
 
     def store(self, key: BlockKey, data: bytes) -> bool:
         """Caches ``data`` as block ``key`` in the highest tier that has (or can make) room;
-        False if none can (the caller still has the bytes)."""
+        False if none can (the caller still has the bytes).
+
+        A block of a file whose content is not persisted is the only copy of acknowledged
+        data: it goes to a durable tier (``sync``), never to a volatile one (MEM on /dev/shm,
+        which a reboot empties). Raises NoSpace if the file may use no durable tier."""
         n = len(data)
         checksum = zlib.crc32(data)
         media = self._media(key[0])
-        for i, tier in enumerate(self.tiers):
-            if media and tier.name not in media:
-                continue  # pinned to other media
+        for i in self._tiers_for(key, media):
+            tier = self.tiers[i]
             with self.ns.lock:
                 if self.info(key) is not None:
                     return True  # someone cached it meanwhile
                 node = self.ns.tree.find(key[0])
                 if node is None or node.version != key[1]:
                     return False  # the file changed or went: these bytes are stale already
+                if not tier.spec.sync and not node.flags & PERSISTED:
+                    continue  # volatile: only for persisted content (checked under the lock)
                 if n > tier.quota or not self._make_room(i, n):
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
@@ -254,6 +263,23 @@ class BlockCache:
             self.ns.gate.durable(seq)
             return True
         return False
+
+    def _tiers_for(self, key: BlockKey, media: list[str] | None) -> list[int]:
+        """The tiers block ``key`` may be stored in, highest first: those its file is pinned
+        to, and only durable ones while the file's content is not persisted."""
+        allowed = [i for i, t in enumerate(self.tiers) if not media or t.name in media]
+        node = self.ns.tree.find(key[0])
+        if node is None or node.flags & PERSISTED:
+            return allowed
+        durable = [i for i in allowed if self.tiers[i].spec.sync]
+        if allowed and not durable:
+            names = ", ".join(self.tiers[i].name for i in allowed)
+            raise NoSpace(
+                f"{self.ns.path_of(node)} is not in its UFS yet, so its blocks need a durable"
+                f" cache tier (sync = true), and it may only use {names}"
+                + (" (pinned)" if media else "")
+            )
+        return durable
 
     def _stamp(self, tier: TierStore, key: BlockKey) -> None:
         """Records the just-written (so checked) block file's stamp: reads skip the CRC."""
@@ -365,6 +391,7 @@ class BlockCache:
                  "blocks": counts[t.name], "paths": list(t.spec.paths)}
                 for t in self.tiers
             ]  # fmt: skip
+            lost = [describe(self.ns.state, u) for u in pending_without_bytes(self.ns.state)]
         stats = self.stats
         total = stats.hits + stats.misses
         return {
@@ -374,6 +401,7 @@ class BlockCache:
             "hit_ratio": stats.hits / total if total else 0.0,
             "evictions": stats.evictions,
             "ufs_bytes_read": stats.ufs_bytes_read,
+            "persists_without_bytes": lost,
         }
 
     def verify(self, files: list[int]) -> int:

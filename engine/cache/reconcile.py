@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.cache.tiers import BlockKey, TierStore
@@ -35,6 +35,9 @@ class BlockMap(Protocol):
 class ReconcileReport:
     orphans_removed: int = 0
     blocks_dropped: int = 0  # listed in the journal, missing or damaged on disk
+    # Those blocks: without repair still in the map, so whoever judges what is lost (fsck's
+    # data checks) must count them as gone.
+    missing: list[BlockKey] = field(default_factory=list)
 
 
 def reconcile(cache: BlockMap, repair: bool = True) -> ReconcileReport:
@@ -61,6 +64,7 @@ def reconcile(cache: BlockMap, repair: bool = True) -> ReconcileReport:
                     if repair:
                         cache.drop(key, info)
                     report.blocks_dropped += 1
+                    report.missing.append(key)
     return report
 
 

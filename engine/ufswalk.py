@@ -9,7 +9,7 @@ from engine.inode import Inode
 from engine.state import PERSISTED
 from ufs.base import UnderFS
 from ufs.base import join as ufs_join
-from ufs.errors import UfsNotFound
+from ufs.errors import UfsIsADirectory, UfsNotFound
 
 
 def walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
@@ -32,8 +32,13 @@ def remove_tree(
         try:
             if item.children is not None:
                 ufs.rmdir(path)
-            elif in_ufs(item):
+            elif item.flags & PERSISTED:
                 ufs.delete(path)
+            elif in_ufs(item):
+                try:
+                    ufs.delete(path)
+                except UfsIsADirectory:
+                    pass  # not a copy of this file, which may never have reached the UFS
         except UfsNotFound:
             pass  # already gone from the UFS: the goal is reached
 

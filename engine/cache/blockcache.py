@@ -16,7 +16,8 @@ deleted) is dropped and fetched again: the cache never serves wrong bytes.
 Eviction: to make room in a tier, the first evictable block in the policy's order (LRU or
 LRFU, engine/cache/eviction.py) is demoted to the next tier, or dropped from the last. Blocks
 of pinned files and of files whose current content is not persisted in a UFS are never
-evicted.
+evicted; the latter, the only copy of acknowledged data, are also kept off volatile tiers (a
+tier without ``sync``: MEM on /dev/shm, which a reboot empties), whether stored or promoted.
 """
 
 from __future__ import annotations
@@ -419,11 +420,12 @@ class BlockCache:
     def has_room_for(self, file: int, nbytes: int) -> bool:
         """With the namespace lock held: whether ``nbytes`` of new blocks of ``file`` could be
         stored once its current blocks are replaced, counting free space, evictable and stale
-        blocks and the file's own blocks, over the tiers its media allow. A check, not a
-        reservation: concurrent stores may take the room first, and each block must also fit
-        in one tier."""
+        blocks and the file's own blocks, over the durable tiers its media allow (new content
+        of a cached write is not persisted: ``store`` keeps it off volatile tiers). A check,
+        not a reservation: concurrent stores may take the room first, and each block must also
+        fit in one tier."""
         media = self._media(file)
-        tiers = [t for t in self.tiers if not media or t.name in media]
+        tiers = [t for t in self.tiers if (not media or t.name in media) and t.spec.sync]
         room = sum(max(0, t.quota - self.used[t.name]) for t in tiers)
         for tier in tiers:
             if room >= nbytes:

@@ -270,8 +270,8 @@ class BlockCache:
         to, and only durable ones while the file's content is not persisted."""
         allowed = [i for i, t in enumerate(self.tiers) if not media or t.name in media]
         node = self.ns.tree.find(key[0])
-        if node is None or node.flags & PERSISTED:
-            return allowed
+        if node is None or node.version != key[1] or node.flags & PERSISTED:
+            return allowed  # (stale bytes are turned away under the lock)
         durable = [i for i in allowed if self.tiers[i].spec.sync]
         if allowed and not durable:
             names = ", ".join(self.tiers[i].name for i in allowed)

@@ -109,7 +109,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     with open_engine(args, reconcile=False) as engine:
         cache = engine.cache.reconcile(repair=args.repair) if engine.cache else None
         with engine.ns.lock:
-            results = run_checks(engine.state)
+            # Blocks the map lists but no tier holds are gone for the data checks, repaired
+            # (dropped from the map) or not.
+            results = run_checks(engine.state, lost=cache.missing if cache else ())
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq
     checks = len(results)
     failed = sum(1 for r in results if not r.ok)

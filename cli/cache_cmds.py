@@ -254,4 +254,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"hits {report['cache_hits']:,}  misses {report['cache_misses']:,}"
           f"  UFS bytes read {report['ufs_bytes_read']:,}")  # fmt: skip
     print(f"pending persists {report['pending_persists']}  journal seq {report['journal_seq']}")
+    lost = report["persists_without_bytes"]
+    if lost:
+        print(f"pending persists without their bytes {len(lost)} (shoal fsck):")
+        for line in lost:
+            print(f"  {line}")
     return EXIT_OK

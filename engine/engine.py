@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.cache.blockcache import BlockCache
+from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.tiers import TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
@@ -89,9 +90,7 @@ class Engine:
                 self.ns, self.mounts, self.sync, self.cache
             )
             if reconcile:  # a normal start, not an inspection: pending uploads go on
-                pending = self.persister.resume()
-                if pending:
-                    log.info("resuming %d pending persist(s)", pending)
+                self._check_pending()
         if reconcile:  # what writers killed mid-write left in local stores is swept
             self.mounts.clean_at_start()
         report = self.journal.report
@@ -102,6 +101,22 @@ class Engine:
                 report.replayed,
                 report.last_seq,
             )
+
+    def _check_pending(self) -> None:
+        """Resumes the pending uploads, after checking that each still has its bytes (a disk
+        or a tier directory may have lost them): those that do not are reported — they can
+        never complete, and their files read EIO until rewritten or deleted."""
+        assert self.persister is not None
+        with self.gate.lock:
+            lost = pending_without_bytes(self.state)
+            lines = [describe(self.state, item) for item in lost]
+        for line in lines:
+            log.error("pending persist without its bytes: %s", line)
+        if lost:
+            log.error("%d pending persist(s) lost their bytes; `shoal fsck` lists them", len(lost))
+        pending = self.persister.resume()
+        if pending:
+            log.info("resuming %d pending persist(s)", pending)
 
     @classmethod
     def open_home(

@@ -94,7 +94,7 @@ class FileSystem:
 
     @persister.setter
     def persister(self, value: Persister | None) -> None:
-        self.writes.persister = value
+        self.writes.persister = self.changes.persister = value
 
     # -- where things are stored and how -----------------------------------------------------
 
@@ -134,7 +134,9 @@ class FileSystem:
         gid: int = 0,
         write_type: str | None = None,
     ) -> Inode:
-        return self.writes.write_file(path, source, mode, uid, gid, write_type)
+        # A rewrite holds the file: an upload of its old content must not land over the new.
+        with self.changes.holding_path(path):
+            return self.writes.write_file(path, source, mode, uid, gid, write_type)
 
     def persist(self, node: Inode) -> bool:
         return self.writes.persist(node)

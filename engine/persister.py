@@ -6,6 +6,18 @@ Persisted (file, version, fingerprint): from then on the blocks may be evicted l
 Pending requests are part of the state, so after a crash (even kill -9) they are resumed at the
 next start. A request for a version that is no longer the file's current one is dropped: the
 newer content has its own request.
+
+An upload writes to the file's path as it was when the upload began, so a change to that path
+or content must not race it. A delete, rename or rewrite of a file therefore ``hold``s it
+first: that calls off the file's upload under way (its stream stops at the next block: a
+connector's write is atomic, so nothing of it lands), waits until it has ended — outside the
+commit gate's lock — and keeps new uploads of the file from starting until the change is
+journaled; the upload is then tried again if the file still needs one. An upload that had
+already landed when it was called off has journaled its Persisted, so the change sees a
+persisted file and carries it to the UFS (deletes or renames the object). Once a delete is
+acknowledged no upload of the deleted file can still land: a deleted file never comes back to
+the UFS, after a clean shutdown or a kill -9. One file has at most one upload at a time, so an
+older version can never land after a newer one.
 """
 
 from __future__ import annotations
@@ -13,8 +25,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 from engine.cache.blockcache import BlockCache
 from engine.mounts import MountTable, ufs_errors
@@ -22,19 +35,41 @@ from engine.namespace import Namespace
 from engine.state import block_size_of
 from engine.sync import MetadataSync
 from journal import entries as E
+from ufs.base import UnderFS
+from ufs.errors import UfsError
 
 log = logging.getLogger(__name__)
 
 
-class _BlockStream:
-    """The file's cached blocks as a readable stream (what a connector's ``write`` takes)."""
+class Cancelled(Exception):
+    """A change to the file called its upload off (raised into the connector's write)."""
 
-    def __init__(self, blocks: Iterator[bytes]) -> None:
+
+class _Upload:
+    """One upload under way: its file, its version, and whether a change called it off."""
+
+    __slots__ = ("file", "version", "cancelled", "done")
+
+    def __init__(self, file: int) -> None:
+        self.file = file
+        self.version = -1  # known once the upload has read the state
+        self.cancelled = False
+        self.done = threading.Event()
+
+
+class _BlockStream:
+    """The file's cached blocks as a readable stream (what a connector's ``write`` takes); it
+    fails at the next block once its upload is called off."""
+
+    def __init__(self, blocks: Iterator[bytes], upload: _Upload) -> None:
         self.blocks = blocks
+        self.upload = upload
         self.buffer = b""
 
     def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self.buffer) < size:
+            if self.upload.cancelled:
+                raise Cancelled(f"the upload of inode {self.upload.file} was called off")
             block = next(self.blocks, None)
             if block is None:
                 break
@@ -54,8 +89,13 @@ class Persister:
         self.sync = sync
         self.cache = cache
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="persister")
-        self._pending: dict[int, Future[None]] = {}
+        self._pending: list[Future[None]] = []
+        # Taken after the namespace's lock when both are needed, never before it.
         self._lock = threading.Lock()
+        self._running: dict[int, _Upload] = {}  # file -> its upload under way
+        self._held: dict[int, int] = {}  # subtree root -> how many changes hold it
+        self._waiting: set[int] = set()  # files whose upload waits for a hold or an upload
+        self._closed = False
 
     def resume(self) -> int:
         """Queues every persist the journal says is pending (after a restart)."""
@@ -65,38 +105,116 @@ class Persister:
             self.submit(file, version)
         return len(pending)
 
-    def submit(self, file: int, version: int) -> None:
+    def submit(self, file: int, version: int | None = None) -> None:
+        """Queues the upload of ``file``'s pending version. ``version``: the one just
+        requested; an upload of an older one under way is called off (it would only be
+        overwritten), and this one follows it."""
         with self._lock:
-            self._pending[file] = self._pool.submit(self._persist, file, version)
+            if self._closed:
+                return  # pending in the journal: resumed at the next start
+            running = self._running.get(file)
+            if running is not None and version is not None and 0 <= running.version < version:
+                running.cancelled = True
+            try:
+                future = self._pool.submit(self._persist, file)
+            except RuntimeError:  # shut down meanwhile
+                return
+            self._pending.append(future)
 
     def drain(self) -> None:
         """Waits for every queued persist (failures are logged and stay pending)."""
         while True:
             with self._lock:
-                futures = list(self._pending.values())
-                self._pending = {}
+                futures, self._pending = self._pending, []
             if not futures:
                 return
             for future in futures:
                 future.exception()
 
-    def _persist(self, file: int, version: int) -> None:
+    @contextmanager
+    def hold(self, roots: Iterable[int]) -> Iterator[None]:
+        """For a change to the files below ``roots`` (inode ids: files or directories): calls
+        off their uploads under way and waits for them to end, and keeps new ones from
+        starting until the block ends; then the files still pending are queued again. The
+        caller must not hold the namespace's lock (an ending upload journals under it)."""
+        ids = list(dict.fromkeys(roots))
+        with self.ns.lock, self._lock:
+            for root in ids:
+                self._held[root] = self._held.get(root, 0) + 1
+            victims = [u for u in self._running.values() if self._below(u.file, ids)]
+            for upload in victims:
+                upload.cancelled = True
         try:
-            self._upload(file, version)
-        except Exception as exc:  # stays pending in the journal: retried at the next start
-            log.error("persisting inode %d version %d failed: %s", file, version, exc)
+            for upload in victims:
+                upload.done.wait()
+            yield
+        finally:
+            with self._lock:
+                for root in ids:
+                    left = self._held.pop(root) - 1
+                    if left:
+                        self._held[root] = left
+                again, self._waiting = self._waiting, set()
+            for file in again:
+                self.submit(file)
 
-    def _upload(self, file: int, version: int) -> None:
+    def _below(self, file: int, roots: Iterable[int]) -> bool:
+        """With the namespace's lock held: whether ``file`` is one of ``roots`` or below one."""
+        node = self.ns.tree.find(file)
+        if node is None:
+            return False
+        return any(self.ns.tree.is_ancestor(root, node) for root in roots)
+
+    def _start(self, file: int) -> _Upload | None:
+        """The file's upload, registered as running; None if it must wait (a change holds the
+        file, or its previous upload has not ended): it is queued again when that ends."""
+        with self.ns.lock, self._lock:
+            if file in self._running or (self._held and self._below(file, self._held)):
+                self._waiting.add(file)
+                return None
+            upload = self._running[file] = _Upload(file)
+            return upload
+
+    def _finish(self, upload: _Upload) -> None:
+        with self._lock:
+            del self._running[upload.file]
+            again = upload.file in self._waiting or upload.cancelled
+            self._waiting.discard(upload.file)
+        upload.done.set()
+        if again:  # a hold still in place makes it wait again; its end queues it
+            self.submit(upload.file)
+
+    def _persist(self, file: int) -> None:
+        upload = self._start(file)
+        if upload is None:
+            return
+        try:
+            self._upload(upload)
+        except Exception as exc:  # stays pending in the journal: retried at the next start
+            if upload.cancelled:
+                log.info("the upload of inode %d was called off by a change to it", file)
+            else:
+                log.error("persisting inode %d version %d failed: %s", file, upload.version, exc)
+        finally:
+            self._finish(upload)
+
+    def _upload(self, upload: _Upload) -> None:
+        file = upload.file
         with self.ns.lock:
+            version = self.ns.state.persists.get(file)
+            if version is None:
+                return  # persisted already, or the file is gone (its request with it)
+            upload.version = version
             node = self.ns.tree.find(file)
-            if node is None or node.version != version:
-                if self.ns.state.persists.get(file) == version:
-                    # Superseded or deleted: nothing of this version is to be uploaded.
-                    seq = self.ns.gate.commit(E.Persisted(file, version, "", time.time_ns()))
-                    self.ns.gate.durable(seq)
-                return
-            where = self.sync.mount_of(node)
-            size, bs = node.size, block_size_of(node)
+            superseded = 0
+            if node is not None and node.version == version:
+                where = self.sync.mount_of(node)
+                size, bs = node.size, block_size_of(node)
+            else:  # nothing of this version is to be uploaded
+                superseded = self.ns.gate.commit(E.Persisted(file, version, "", time.time_ns()))
+        if superseded:
+            self.ns.gate.durable(superseded)
+            return
         if where is None:
             raise RuntimeError(f"inode {file} is not below a mount")
         mount, rel = where
@@ -111,20 +229,33 @@ class Persister:
 
         connector = self.mounts.connector(mount)
         with ufs_errors():
-            status = connector.write(rel, _BlockStream(blocks()))  # type: ignore[arg-type]
+            status = connector.write(rel, _BlockStream(blocks(), upload))  # type: ignore[arg-type]
         with self.ns.lock:
-            if self.ns.tree.find(file) is None:
-                # Deleted while it was uploading: there is no file to mark persisted, and the
-                # gate would refuse the entry. (The object written may outlive the deletion in
-                # the UFS: a known defect of the persister, filed with the crash-safety work.)
-                log.info("inode %d was deleted while it was persisted", file)
-                return
-            seq = self.ns.gate.commit(
-                E.Persisted(file, version, status.fingerprint, time.time_ns())
-            )
+            node = self.ns.tree.find(file)
+            moved = node is None or self.sync.mount_of(node) != (mount, rel)
+            if not moved:
+                seq = self.ns.gate.commit(
+                    E.Persisted(file, version, status.fingerprint, time.time_ns())
+                )
+        if moved:
+            # Deleted or moved by a change that did not hold the file: the object written is
+            # nobody's. Removed unless it was replaced meanwhile.
+            log.warning("inode %d was deleted or moved while it was uploaded", file)
+            _remove_if_ours(connector, rel, status.fingerprint)
+            return
         self.ns.gate.durable(seq)
 
     def close(self) -> None:
         """Finishes the uploads under way; queued ones stay pending in the journal and are
         resumed at the next start."""
+        with self._lock:
+            self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _remove_if_ours(connector: UnderFS, rel: str, fingerprint: str) -> None:
+    try:
+        if connector.stat(rel).fingerprint == fingerprint:
+            connector.delete(rel)
+    except UfsError as exc:
+        log.warning("cannot remove %s, uploaded for a file that went: %s", rel, exc)

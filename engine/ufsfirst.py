@@ -4,9 +4,18 @@ Below a mount, a change is carried out on the UFS first and journaled only once 
 a failure (store down, access denied, disk full) leaves the namespace and the journal as they
 were. A crash between the two leaves the UFS one step ahead; the next sync of that directory
 reconciles it. Outside every mount the changes are the namespace's own.
+
+A delete or rename of files whose upload may be under way (engine/persister.py) first holds
+them: the upload is called off or has landed before the UFS is changed, and none starts until
+the change is journaled, so a deleted file's upload can never land after the delete. A file
+that is not persisted may still have a copy in the UFS — an older version, or an upload that
+landed just before a crash, before its Persisted was journaled — so its path there is removed
+(or moved) too whenever it may hold one.
 """
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
 
 from engine.errors import (
     AlreadyExists,
@@ -16,20 +25,52 @@ from engine.errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
+    ShoalError,
 )
 from engine.inode import Inode
 from engine.mounts import ufs_errors
 from engine.names import check_name
 from engine.namespace import Namespace
+from engine.persister import Persister
 from engine.placement import Placement
 from engine.state import PERSISTED
 from engine.ufswalk import move_tree, remove_tree
+from ufs.base import UnderFS
+from ufs.errors import UfsNotFound
 
 
 class UfsFirstChanges:
     def __init__(self, ns: Namespace, placement: Placement) -> None:
         self.ns = ns
         self.placement = placement
+        self.persister: Persister | None = None
+
+    def holding(self, *nodes: Inode | None) -> AbstractContextManager[None]:
+        """Keeps the persister off the files at and below ``nodes`` for a change to them
+        (engine/persister.py, ``Persister.hold``)."""
+        ids = [n.id for n in nodes if n is not None]
+        if self.persister is None or not ids:
+            return nullcontext()
+        return self.persister.hold(ids)
+
+    def holding_path(self, path: str) -> AbstractContextManager[None]:
+        """``holding`` the node at ``path``, if there is one (a file about to be rewritten)."""
+        if self.persister is None:
+            return nullcontext()
+        try:
+            node = self.ns.lookup(path)
+        except ShoalError:  # no such file yet (or no such path): the write reports it
+            return nullcontext()
+        return self.holding(node) if node.children is None else nullcontext()
+
+    def may_be_in_ufs(self, node: Inode) -> bool:
+        """Whether the UFS may hold a copy of file ``node``: it is persisted, was once (an
+        older version is there), or has an upload pending (one may have landed)."""
+        return bool(
+            node.flags & PERSISTED
+            or (node.ext is not None and node.ext.fingerprint)
+            or node.id in self.ns.state.persists
+        )
 
     def mkdir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Inode:
         parent, name, ufs = self.placement.target(path)
@@ -73,8 +114,11 @@ class UfsFirstChanges:
             if self.ns.holds_mount(node):
                 raise Busy(f"{path} is or contains a mount point; unmount it first")
             _mount, connector, rel = ufs
-            with ufs_errors():
-                remove_tree(connector, node, rel)
+            with self.holding(node):
+                with ufs_errors():
+                    remove_tree(connector, node, rel, self.may_be_in_ufs)
+                self.ns.delete(path, recursive=recursive)
+            return
         self.ns.delete(path, recursive=recursive)
 
     def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
@@ -95,12 +139,23 @@ class UfsFirstChanges:
             raise Busy(f"{src} or {dst} is a mount point")
         _mount, connector, a = src_ufs
         b = dst_ufs[2]
-        with ufs_errors():
-            if node.children is None:
-                if node.flags & PERSISTED:
-                    connector.rename(a, b)
-            else:
-                if existing is not None and existing.children:
-                    raise NotEmpty(f"{dst} is a directory that is not empty")
-                move_tree(connector, node, a, b)
-        self.ns.rename(src, dst, noreplace=noreplace)
+        with self.holding(node, existing):
+            with ufs_errors():
+                if node.children is None:
+                    self._rename_file(connector, node, a, b)
+                else:
+                    if existing is not None and existing.children:
+                        raise NotEmpty(f"{dst} is a directory that is not empty")
+                    move_tree(connector, node, a, b, self.may_be_in_ufs)
+            self.ns.rename(src, dst, noreplace=noreplace)
+
+    def _rename_file(self, connector: UnderFS, node: Inode, a: str, b: str) -> None:
+        if node.flags & PERSISTED:
+            connector.rename(a, b)
+        elif self.may_be_in_ufs(node):
+            # A stale copy (the pending upload rewrites it at its new path) must not stay
+            # behind under the old name.
+            try:
+                connector.rename(a, b)
+            except UfsNotFound:
+                pass

@@ -3,13 +3,13 @@ that has no directory rename (object stores), one file at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from engine.inode import Inode
 from engine.state import PERSISTED
 from ufs.base import UnderFS
 from ufs.base import join as ufs_join
-from ufs.errors import UfsNotFound
+from ufs.errors import UfsIsADirectory, UfsNotFound
 
 
 def walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
@@ -19,21 +19,36 @@ def walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
     yield node, rel
 
 
-def remove_tree(ufs: UnderFS, node: Inode, rel: str) -> None:
-    """Removes a subtree's persisted files and its directories from the UFS."""
+def _persisted(node: Inode) -> bool:
+    return bool(node.flags & PERSISTED)
+
+
+def remove_tree(
+    ufs: UnderFS, node: Inode, rel: str, in_ufs: Callable[[Inode], bool] = _persisted
+) -> None:
+    """Removes a subtree's files that ``in_ufs`` says the UFS may hold (by default the
+    persisted ones) and its directories from the UFS."""
     for item, path in walk(node, rel):
         try:
             if item.children is not None:
                 ufs.rmdir(path)
             elif item.flags & PERSISTED:
                 ufs.delete(path)
+            elif in_ufs(item):
+                try:
+                    ufs.delete(path)
+                except UfsIsADirectory:
+                    pass  # not a copy of this file, which may never have reached the UFS
         except UfsNotFound:
             pass  # already gone from the UFS: the goal is reached
 
 
-def move_tree(ufs: UnderFS, node: Inode, src: str, dst: str) -> None:
-    """A directory rename on the UFS: directories made, files renamed one by one, then the old
-    directories removed (object stores have no directory rename)."""
+def move_tree(
+    ufs: UnderFS, node: Inode, src: str, dst: str, in_ufs: Callable[[Inode], bool] = _persisted
+) -> None:
+    """A directory rename on the UFS: directories made, files renamed one by one (those
+    ``in_ufs`` says the UFS may hold; a file that is not persisted may not be there), then the
+    old directories removed (object stores have no directory rename)."""
     ufs.mkdir(dst)
     for item, path in walk(node, src):
         target = dst + path[len(src) :]
@@ -41,6 +56,11 @@ def move_tree(ufs: UnderFS, node: Inode, src: str, dst: str) -> None:
             ufs.mkdir(target)
         elif item.flags & PERSISTED:
             ufs.rename(path, target)
+        elif in_ufs(item):
+            try:
+                ufs.rename(path, target)
+            except UfsNotFound:
+                pass
     for item, path in walk(node, src):
         if item.children is not None:
             try:

@@ -1,16 +1,24 @@
 """`shoal fsck`: named invariant checks over a state rebuilt from the journal.
 
 Each check is a function of the state returning its failures (one line each, empty when the
-invariant holds). They read the state only; a failure means the apply functions, a checkpoint
+invariant holds). Most read the state only; a failure means the apply functions, a checkpoint
 or the log produced a state the namespace operations could never have, so the report names the
-inodes involved.
+inodes involved. The data checks (``reads_tiers``) also take the blocks the map lists but no
+tier holds (a reconciliation finds them): they report acknowledged data lost from the cache —
+its only copy — by a disk or by hand, which no operation could cause either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+from engine.cache.durability import (
+    acknowledged_without_blocks,
+    describe,
+    pending_without_bytes,
+)
+from engine.cache.tiers import BlockKey
 from engine.errors import InvalidName
 from engine.inode import (
     COMPLETE,
@@ -252,11 +260,25 @@ def check_persists(state: State) -> list[str]:
     return out
 
 
+def check_pending_bytes(state: State, lost: Collection[BlockKey] = ()) -> list[str]:
+    """Every pending persist still has all its blocks in some tier: the cache holds the only
+    copy of that content, so a missing block is data lost, and the upload can never run."""
+    return [describe(state, item) for item in pending_without_bytes(state, lost)]
+
+
+def check_acknowledged_blocks(state: State, lost: Collection[BlockKey] = ()) -> list[str]:
+    """Every complete file whose content is not persisted (MUST_CACHE, or an upload still
+    pending) has each of its blocks in some tier."""
+    return [describe(state, item) for item in acknowledged_without_blocks(state, lost)]
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
     description: str
-    run: Callable[[State], list[str]]
+    run: Callable[..., list[str]]
+    # Also judges the tier directories: takes the blocks the map lists but no tier holds.
+    reads_tiers: bool = False
 
 
 CHECKS: list[Check] = [
@@ -272,6 +294,18 @@ CHECKS: list[Check] = [
     Check("blocks", "cached blocks belong to existing files' current versions", check_blocks),
     Check("staged", "no staged blocks of a rewrite that never committed", check_staged),
     Check("persists", "pending persists refer to existing files", check_persists),
+    Check(
+        "pending-bytes",
+        "no pending persist without its bytes (every block in some tier)",
+        check_pending_bytes,
+        reads_tiers=True,
+    ),
+    Check(
+        "ack-blocks",
+        "no acknowledged file whose blocks are gone (unpersisted content in the cache)",
+        check_acknowledged_blocks,
+        reads_tiers=True,
+    ),
 ]
 
 
@@ -286,10 +320,15 @@ class CheckResult:
         return not self.failures
 
 
-def run_checks(state: State, checks: list[Check] | None = None) -> list[CheckResult]:
+def run_checks(
+    state: State, checks: list[Check] | None = None, lost: Collection[BlockKey] = ()
+) -> list[CheckResult]:
+    """``lost``: blocks the block map lists whose files are missing or damaged (a
+    reconciliation without repair finds them); the data checks count them as gone."""
     results = []
+    lost = set(lost)
     for check in checks or CHECKS:
-        failures = check.run(state)
+        failures = check.run(state, lost) if check.reads_tiers else check.run(state)
         results.append(
             CheckResult(check, failures[:MAX_FAILURES], max(0, len(failures) - MAX_FAILURES))
         )

@@ -110,7 +110,9 @@ class FaultProxy:
                     for key, value in reply.getheaders():
                         if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                             self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(data)))
+                    # A HEAD reply has no body but tells the object's length: pass that on.
+                    told = reply.getheader("Content-Length") if self.command == "HEAD" else None
+                    self.send_header("Content-Length", told or str(len(data)))
                     self.end_headers()
                     if self.command != "HEAD":
                         if fault is not None and fault.action == "stall":

@@ -18,7 +18,8 @@ served, outside the eviction order until the rewrite commits them.
 Eviction: to make room in a tier, the first evictable block in the policy's order (LRU or
 LRFU, engine/cache/eviction.py) is demoted to the next tier, or dropped from the last. Blocks
 of pinned files and of files whose current content is not persisted in a UFS are never
-evicted.
+evicted; the latter, the only copy of acknowledged data, are also kept off volatile tiers (a
+tier without ``sync``: MEM on /dev/shm, which a reboot empties), whether stored or promoted.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ import time
 import zlib
 from collections import OrderedDict, deque
 
+from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
 from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey, TierStore
+from engine.errors import NoSpace
 from engine.inode import PERSISTED, PINNED
 from engine.namespace import Namespace
 from engine.state import BlockInfo
@@ -175,6 +178,8 @@ class BlockCache:
                 return False
             current = next(i for i, t in enumerate(self.tiers) if t.name == info.tier)
             media = self._media(key[0])
+            node = self.ns.tree.find(key[0])
+            persisted = node is not None and bool(node.flags & PERSISTED)
             # Taken out of its tier's accounting first: making room above may push blocks down
             # into that tier, and this block must not be the one evicted to make room for them.
             source = self.tiers[current].name
@@ -183,8 +188,8 @@ class BlockCache:
             moved = False
             for i in range(current):
                 tier = self.tiers[i]
-                if media and tier.name not in media:
-                    continue
+                if (media and tier.name not in media) or (not tier.spec.sync and not persisted):
+                    continue  # pinned elsewhere, or the only copy: never onto a volatile tier
                 if info.length <= tier.quota and self._make_room(i, info.length):
                     moved = self._move(key, info, current, i, detached=True)
                     break
@@ -222,19 +227,24 @@ class BlockCache:
 
     def store(self, key: BlockKey, data: bytes) -> bool:
         """Caches ``data`` as block ``key`` in the highest tier that has (or can make) room;
-        False if none can (the caller still has the bytes)."""
+        False if none can (the caller still has the bytes).
+
+        A block of a file whose content is not persisted is the only copy of acknowledged
+        data: it goes to a durable tier (``sync``), never to a volatile one (MEM on /dev/shm,
+        which a reboot empties). Raises NoSpace if the file may use no durable tier."""
         n = len(data)
         checksum = zlib.crc32(data)
         media = self._media(key[0])
-        for i, tier in enumerate(self.tiers):
-            if media and tier.name not in media:
-                continue  # pinned to other media
+        for i in self._tiers_for(key, media):
+            tier = self.tiers[i]
             with self.ns.lock:
                 if self.info(key) is not None:
                     return True  # someone cached it meanwhile
                 node = self.ns.tree.find(key[0])
                 if node is None or node.version != key[1] or self._staged(key):
                     return False  # the file changed or went: these bytes are stale already
+                if not tier.spec.sync and not node.flags & PERSISTED:
+                    continue  # volatile: only for persisted content (checked under the lock)
                 if n > tier.quota or not self._make_room(i, n):
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
@@ -278,7 +288,8 @@ class BlockCache:
         media = self._media(file)
         for i in range(start, len(self.tiers)):
             tier = self.tiers[i]
-            if media and tier.name not in media:
+            # Staged content is in no UFS yet: only a durable tier may hold it.
+            if (media and tier.name not in media) or not tier.spec.sync:
                 continue
             if n <= tier.quota and self._make_room(i, n):
                 self.used[tier.name] += n
@@ -291,6 +302,23 @@ class BlockCache:
         self._apply_accesses()
         self.lru[tier][key] = n
         self.policy.touch(key)
+
+    def _tiers_for(self, key: BlockKey, media: list[str] | None) -> list[int]:
+        """The tiers block ``key`` may be stored in, highest first: those its file is pinned
+        to, and only durable ones while the file's content is not persisted."""
+        allowed = [i for i, t in enumerate(self.tiers) if not media or t.name in media]
+        node = self.ns.tree.find(key[0])
+        if node is None or node.version != key[1] or node.flags & PERSISTED:
+            return allowed  # (stale bytes are turned away under the lock)
+        durable = [i for i in allowed if self.tiers[i].spec.sync]
+        if allowed and not durable:
+            names = ", ".join(self.tiers[i].name for i in allowed)
+            raise NoSpace(
+                f"{self.ns.path_of(node)} is not in its UFS yet, so its blocks need a durable"
+                f" cache tier (sync = true), and it may only use {names}"
+                + (" (pinned)" if media else "")
+            )
+        return durable
 
     def _stamp(self, tier: TierStore, key: BlockKey) -> None:
         """Records the just-written (so checked) block file's stamp: reads skip the CRC."""
@@ -402,6 +430,7 @@ class BlockCache:
                  "blocks": counts[t.name], "paths": list(t.spec.paths)}
                 for t in self.tiers
             ]  # fmt: skip
+            lost = [describe(self.ns.state, u) for u in pending_without_bytes(self.ns.state)]
         stats = self.stats
         total = stats.hits + stats.misses
         return {
@@ -411,6 +440,7 @@ class BlockCache:
             "hit_ratio": stats.hits / total if total else 0.0,
             "evictions": stats.evictions,
             "ufs_bytes_read": stats.ufs_bytes_read,
+            "persists_without_bytes": lost,
         }
 
     def verify(self, files: list[int]) -> int:
@@ -428,12 +458,13 @@ class BlockCache:
     def has_room_for(self, file: int, nbytes: int) -> bool:
         """With the namespace lock held: whether ``nbytes`` of new blocks of ``file`` could be
         staged beside its current ones, counting free space and evictable and stale blocks over
-        the tiers its media allow. The file's own blocks count only if evictable: a rewrite
-        keeps them until its new content is committed (engine/cache/staging.py). A check, not
-        a reservation: concurrent stores may take the room first, and each block must also fit
-        in one tier."""
+        the durable tiers its media allow (new content of a cached write is not persisted: it is
+        kept off volatile tiers). The file's own blocks count only if evictable: a rewrite keeps
+        them until its new content is committed (engine/cache/staging.py). A check, not a
+        reservation: concurrent stores may take the room first, and each block must also fit in
+        one tier."""
         media = self._media(file)
-        tiers = [t for t in self.tiers if not media or t.name in media]
+        tiers = [t for t in self.tiers if (not media or t.name in media) and t.spec.sync]
         room = sum(max(0, t.quota - self.used[t.name]) for t in tiers)
         for tier in tiers:
             if room >= nbytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.cache.tiers import BlockKey, TierStore
@@ -41,6 +41,9 @@ class ReconcileReport:
     orphans_removed: int = 0
     blocks_dropped: int = 0  # listed in the journal, missing or damaged on disk
     staged_dropped: int = 0  # staged by a rewrite that never committed (a crash cut it short)
+    # Those blocks: without repair still in the map, so whoever judges what is lost (fsck's
+    # data checks) must count them as gone.
+    missing: list[BlockKey] = field(default_factory=list)
 
 
 def reconcile(cache: BlockMap, repair: bool = True) -> ReconcileReport:
@@ -73,6 +76,7 @@ def reconcile(cache: BlockMap, repair: bool = True) -> ReconcileReport:
                     if repair:
                         cache.drop(key, info)
                     report.blocks_dropped += 1
+                    report.missing.append(key)
     if repair and report.staged_dropped:
         log.warning(
             "dropped %d staged block(s) of rewrites a crash cut short: those files keep the"

@@ -1,10 +1,10 @@
 """A hypothesis state machine over the block cache with small random quotas and block sizes:
-reads (checked against the UFS's bytes), pins, frees, files changed in the UFS and synced, and
-crashes (the engine abandoned mid-life, reopened), and files written MUST_CACHE (their blocks
-are the only copy). After every step: fsck's checks hold; no tier is over its quota and the
-tier accounting equals the block map; a pinned file's cached blocks stay cached; every
-unpersisted file is whole in the cache; after a crash and recovery the block map matches the
-tier directories exactly."""
+reads (checked against the UFS's bytes), pins, frees, files changed in the UFS and synced,
+crashes (the engine abandoned mid-life, reopened), reboots (a crash that also empties the
+volatile MEM tier), and files written MUST_CACHE (their blocks are the only copy). After every
+step: fsck's checks hold; no tier is over its quota and the tier accounting equals the block
+map; a pinned file's cached blocks stay cached; every unpersisted file is whole in the cache;
+after a crash and recovery the block map matches the tier directories exactly."""
 
 from __future__ import annotations
 
@@ -132,6 +132,15 @@ class CacheMachine(RuleBasedStateMachine):
 
     @rule()
     def crash(self) -> None:
+        self._restart(reboot=False)
+
+    @rule()
+    def reboot(self) -> None:
+        """A crash that also empties the volatile MEM tier, as a reboot empties /dev/shm: the
+        files written MUST_CACHE are still whole (unpersisted_data_is_all_there)."""
+        self._restart(reboot=True)
+
+    def _restart(self, reboot: bool) -> None:
         # Abandoned, not closed: every acknowledged entry is on disk already (inline commits).
         # (Between operations: the background block writer has finished; a crash during a
         # store leaves a temporary or orphan file, which reconcile covers below.)
@@ -141,6 +150,8 @@ class CacheMachine(RuleBasedStateMachine):
         lock = self.engine._lock
         assert lock is not None
         lock.release()
+        if reboot:
+            shutil.rmtree(self.dir / "mem", ignore_errors=True)
         self.engine = Engine.open_home(str(self.home))  # recovery + reconcile
         self.pinned = {n for n in FILES if self.engine.sync.lookup(f"/{n}").flags & 4}
         on_disk = set()

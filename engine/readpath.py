@@ -17,7 +17,7 @@ from engine.errors import DataLost, InvalidArgument, IsADirectory
 from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
-from engine.placement import Placement
+from engine.placement import MountConnector, Placement
 from engine.state import PERSISTED, block_size_of
 from engine.sync import MetadataSync
 from ufs.base import UnderFS
@@ -132,7 +132,9 @@ class ReadPath:
         end = min(offset + length, node.size)
         if offset >= end:
             return b""
-        connector = self.mounts.connector(mount)
+        # Opened at the first miss, not here: blocks in the cache are served while the store
+        # is unreachable (after a restart, opening a connector asks the store first).
+        connector = MountConnector(self.mounts, mount)
         bs = block_size_of(node) or self.sync.block_size
         if self.cache is not None and kind.caches and self.readahead_blocks:
             # Before this read's own blocks: the batch is on its way while they are fetched,
@@ -210,7 +212,7 @@ class ReadPath:
     def _fetch_ahead_planned(self, node: Inode, bs: int, batch: tuple[int, int]) -> None:
         mount, rel, kind = self.placement.read_plan(node, None)
         if kind.caches:
-            self._fetch_ahead(node, self.mounts.connector(mount), rel, bs, batch)
+            self._fetch_ahead(node, MountConnector(self.mounts, mount), rel, bs, batch)
 
     def _fetch_ahead(
         self, node: Inode, connector: UnderFS, rel: str, bs: int, batch: tuple[int, int]

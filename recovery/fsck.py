@@ -26,6 +26,7 @@ from engine.inode import (
 )
 from engine.names import check_name
 from engine.state import BLOCK_SHIFT_BITS, State
+from engine.sync import parse_listing_mark
 
 MAX_FAILURES = 20  # per check: enough to locate a problem without flooding the terminal
 KNOWN_FLAGS = COMPLETE | PERSISTED | PINNED
@@ -233,6 +234,25 @@ def check_persists(state: State) -> list[str]:
     return out
 
 
+def check_listing_marks(state: State) -> list[str]:
+    """A directory's UFS fingerprint is only ever its listing mark (engine/sync.py: which mount
+    it was listed from, and when), and no file's fingerprint is one: a mark elsewhere would
+    make a sync serve or skip the wrong listing."""
+    out = []
+    for node in _nodes(state):
+        fingerprint = node.ext.fingerprint if node.ext is not None else None
+        if fingerprint is None:
+            continue
+        marked = parse_listing_mark(fingerprint) is not None
+        if node.children is not None and not marked:
+            out.append(
+                f"directory {node.id}: UFS fingerprint {fingerprint!r} is not a listing mark"
+            )
+        elif node.children is None and marked:
+            out.append(f"inode {node.id}: a listing mark {fingerprint!r} on a non-directory")
+    return out
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -252,6 +272,7 @@ CHECKS: list[Check] = [
     Check("mounts", "mount points are existing directories", check_mounts),
     Check("blocks", "cached blocks belong to existing files' current versions", check_blocks),
     Check("persists", "pending persists refer to existing files", check_persists),
+    Check("listing-marks", "directories' UFS fingerprints are listing marks", check_listing_marks),
 ]
 
 

@@ -16,7 +16,6 @@ from cli.bench.s3server import S3Server
 from engine.engine import Engine
 from engine.errors import Unavailable
 from journal import entries as E
-from recovery.fsck import check_listing_marks
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine
 from tests.ufs.stores import S3Store
@@ -181,6 +180,8 @@ def test_a_directory_mounted_again_is_listed_again(
 def test_fsck_finds_a_directory_fingerprint_that_is_not_a_listing_mark(
     open_engine: OpenEngine,
 ) -> None:
+    from recovery.fsck import check_listing_marks
+
     engine = open_engine()
     node = engine.ns.mkdir("/d")
     assert check_listing_marks(engine.state) == []

@@ -78,8 +78,9 @@ class MetadataSync:
         # (directory id, mount time) -> monotonic time of its last load, in this process or
         # (from its listing mark) before it: a directory mounted again is a new one.
         self._loaded: dict[tuple[int, int], float] = {}
-        # (mount id, mount time) -> (monotonic time its store last failed a listing, why)
-        self._down: dict[tuple[int, int], tuple[float, str]] = {}
+        # (mount id, mount time) -> (monotonic time its store last failed a listing, why, whether
+        # a caller is looking again now)
+        self._down: dict[tuple[int, int], tuple[float, str, bool]] = {}
         self._lock = threading.Lock()
 
     # -- where a node lives ------------------------------------------------------------------
@@ -136,13 +137,21 @@ class MetadataSync:
             return False
         return time.monotonic() - loaded >= interval
 
-    def _backing_off(self, mount: Mount) -> str | None:
-        """Why ``mount``'s store failed, while it is not to be asked again; else None."""
+    def _backing_off(self, mount: Mount, claim: bool = False) -> str | None:
+        """Why ``mount``'s store failed, while it is not to be asked again; else None. Once the
+        back-off is over one caller looks again (``claim``: this one) while the others keep
+        being answered from what was loaded: a store that hangs holds one caller, not all."""
+        key = (mount.id, mount.time)
         with self._lock:
-            down = self._down.get((mount.id, mount.time))
-        if down is None or time.monotonic() - down[0] >= self.retry_after_s:
+            down = self._down.get(key)
+            if down is None:
+                return None
+            failed_at, why, looking = down
+            if looking or time.monotonic() - failed_at < self.retry_after_s:
+                return why
+            if claim:
+                self._down[key] = (failed_at, why, True)
             return None
-        return down[1]
 
     def needs_load(self, directory: Inode) -> bool:
         """Whether looking into ``directory`` would list it from its UFS first (a call that
@@ -194,7 +203,8 @@ class MetadataSync:
         """Lists a due directory; stale while unavailable: if the store cannot be reached, a
         directory loaded before keeps what it holds (its blocks may all be cached), and the
         store is asked again only after ``retry_after_s``, at the next access."""
-        failed = self._backing_off(mount)
+        key = (mount.id, mount.time)
+        failed = self._backing_off(mount, claim=True)
         if failed is None:
             try:
                 self._sync_dir(node, mount, rel)
@@ -202,11 +212,15 @@ class MetadataSync:
             except Unavailable as exc:
                 failed = str(exc)
                 with self._lock:
-                    self._down[(mount.id, mount.time)] = (time.monotonic(), failed)
+                    self._down[key] = (time.monotonic(), failed, False)
                 if self._last_load(node, mount) is None:
                     raise
                 log.warning("%s: serving its last listing: %s", self.ns.path_of(node), failed)
                 return
+            except BaseException:
+                with self._lock:  # the store answered (access denied, say): it is not down
+                    self._down.pop(key, None)
+                raise
         if self._last_load(node, mount) is None:
             raise Unavailable(
                 f"{self.ns.path_of(node)} was never listed from {mount.uri}, which is"

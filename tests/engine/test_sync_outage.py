@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -135,6 +137,35 @@ def test_a_failed_look_is_retried_after_a_back_off_not_on_every_call(
     engine.sync.retry_after_s = 0  # the back-off is over: the next access looks again
     assert names(engine, "/data/train") == {"a.bin", "b.bin", "d.bin"}
     assert names(engine, "/data/val") == {"c.bin"}
+
+
+def test_while_one_caller_looks_again_at_a_hanging_store_the_others_are_answered(
+    proxy: FaultProxy, s3_server: S3Server, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    store = behind(proxy, s3_server, sync_interval="0")
+    fill(store)
+    engine = open_engine(ssd_home())
+    load(engine, store)
+    down(proxy)
+    assert names(engine, "/data/train") == {"a.bin", "b.bin"}  # looked, failed: stale
+
+    proxy.clear()
+    stall = Fault("stall", 1, keep=10, method="GET")
+    proxy.add(stall)  # the next listing hangs halfway through its reply, until released
+    store.put("train/d.bin", b"d")
+    engine.sync.retry_after_s = 0  # the back-off is over: the next access looks again
+    with ThreadPoolExecutor(1) as pool:
+        fresh = pool.submit(names, engine, "/data/train")
+        deadline = time.monotonic() + 60
+        while not proxy.requests and time.monotonic() < deadline:
+            time.sleep(0.01)  # until its listing has reached the store
+        assert proxy.requests, "the look never reached the store"
+        for _ in range(3):  # meanwhile the others are answered, not held, and ask nothing
+            assert names(engine, "/data/train") == {"a.bin", "b.bin"}
+        assert len(proxy.requests) == 1
+        stall.release.set()
+        assert fresh.result(timeout=60) == {"a.bin", "b.bin", "d.bin"}
+    assert names(engine, "/data/train") == {"a.bin", "b.bin", "d.bin"}
 
 
 def test_a_listing_cut_short_is_not_taken_for_a_loaded_directory(

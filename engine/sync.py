@@ -197,7 +197,10 @@ class MetadataSync:
 
     def _refresh(self, node: Inode, mount: Mount, rel: str, override: float | None) -> None:
         if self._due(node, mount, self._interval(mount, override)):
-            self._load(node, mount, rel)
+            if override is None:
+                self._load(node, mount, rel)
+            else:  # a listing asked for by this call (`fs ls --sync`): its failure is reported
+                self._sync_dir(node, mount, rel)
 
     def _load(self, node: Inode, mount: Mount, rel: str) -> None:
         """Lists a due directory; stale while unavailable: if the store cannot be reached, a

@@ -131,6 +131,8 @@ def test_a_failed_look_is_retried_after_a_back_off_not_on_every_call(
     assert len(proxy.requests) == tried  # nobody asked the store during the back-off
     with pytest.raises(Unavailable):
         engine.sync.sync("/data/train")  # an explicit sync asks, and reports the failure
+    with pytest.raises(Unavailable):
+        engine.sync.listdir("/data/train", 0)  # so does a listing asked for now (ls --sync)
 
     proxy.clear()
     store.put("train/d.bin", b"d")

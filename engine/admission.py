@@ -12,7 +12,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
@@ -22,37 +22,42 @@ from journal import entries as E
 
 def admit(state: State, entry: Any) -> None:
     """Returns if ``entry`` applies to ``state``; raises ``Refused`` naming why it does not."""
-    check = _CHECKS.get(type(entry))
-    if check is None:
-        raise Refused(f"{type(entry).__name__} is not a journal entry type")
-    _check_fields(entry)
+    try:
+        allowed_types, check = _RULES[type(entry)]
+    except KeyError:
+        raise Refused(f"{type(entry).__name__} is not a journal entry type") from None
+    # One set lookup per field; the message is worked out only on a refusal.
+    for value, allowed in zip(entry, allowed_types):  # noqa: B905 (the same length)
+        if type(value) not in allowed:
+            _refuse_fields(entry)
     check(state, entry)
 
 
 # -- field types -------------------------------------------------------------------------------
 
 
-def _allowed(annotation: Any) -> tuple[type, ...]:
-    """The runtime types a field annotated so may hold."""
+def _allowed(annotation: Any) -> frozenset[type]:
+    """The exact runtime types a field annotated so may hold (exact: a bool where an int
+    belongs, or the reverse, is a caller's bug)."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return tuple(t for arg in typing.get_args(annotation) for t in _allowed(arg))
+        return frozenset(t for arg in typing.get_args(annotation) for t in _allowed(arg))
     if annotation is None or annotation is type(None):
-        return (type(None),)
+        return frozenset((type(None),))
     origin = typing.get_origin(annotation)
-    return (origin,) if origin is not None else (annotation,)
+    return frozenset((origin if origin is not None else annotation,))
 
 
-_FIELD_TYPES: dict[Any, list[tuple[str, tuple[type, ...]]]] = {
-    cls: [(name, _allowed(hint)) for name, hint in typing.get_type_hints(cls).items()]
+_FIELD_TYPES: dict[Any, tuple[frozenset[type], ...]] = {
+    cls: tuple(_allowed(hint) for hint in typing.get_type_hints(cls).values())
     for cls in E.TYPE_CODES
 }
 
 
-def _check_fields(entry: Any) -> None:
-    for (name, allowed), value in zip(_FIELD_TYPES[type(entry)], entry, strict=True):
-        # bool is an int, but an int where a bool belongs (or the reverse) is a caller's bug.
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+def _refuse_fields(entry: Any) -> NoReturn:
+    for name, value, allowed in zip(entry._fields, entry, _FIELD_TYPES[type(entry)], strict=True):
+        if type(value) not in allowed:
             raise Refused(f"{type(entry).__name__}.{name} is {value!r}, not of its type")
+    raise AssertionError("no field is of the wrong type")
 
 
 # -- the state ---------------------------------------------------------------------------------
@@ -83,13 +88,19 @@ def _power_of_two(block_size: int) -> None:
 
 
 def _new(state: State, e: E.MkDir | E.CreateFile | E.Symlink) -> None:
-    parent = _dir(state, e.parent)
-    _storable(e.name)
-    if e.name in parent.children:  # type: ignore[operator]
-        raise Refused(f"{e.name!r} already exists in directory {e.parent}")
+    # Checked on every create: the tree's table is read directly, as apply reads it.
     table = state.tree.table
-    if e.id <= 0 or (e.id < len(table) and table[e.id] is not None):
-        raise Refused(f"inode {e.id} already exists or is invalid")
+    n = len(table)
+    pid, name, ino = e.parent, e.name, e.id
+    parent = table[pid] if 0 < pid < n else None
+    siblings = parent.children if parent is not None else None
+    if siblings is None:
+        raise Refused(f"inode {pid} is not a directory")
+    if name in siblings:
+        raise Refused(f"{name!r} already exists in directory {pid}")
+    _storable(name)
+    if ino <= 0 or (ino < n and table[ino] is not None):
+        raise Refused(f"inode {ino} already exists or is invalid")
 
 
 def _complete(state: State, e: E.CompleteFile) -> None:
@@ -177,4 +188,9 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.BlockRemoved: _cached_block,
     E.PersistRequested: _on_file,
     E.Persisted: _on_file,
+}
+
+# Entry type -> (the exact types of its fields, its check).
+_RULES: dict[Any, tuple[tuple[frozenset[type], ...], Callable[[State, Any], None]]] = {
+    cls: (_FIELD_TYPES[cls], check) for cls, check in _CHECKS.items()
 }

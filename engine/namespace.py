@@ -124,11 +124,7 @@ class Namespace:
     def _mkdir_locked(
         self, parent: Inode, name: str, mode: int, uid: int, gid: int
     ) -> tuple[int, Inode]:
-        self._free_name(parent, name)
-        self.check_writable(parent)
-        entry = E.MkDir(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
-        seq = self.gate.commit(entry)
-        return seq, self.tree.get(entry.id)
+        return self._new_locked(E.MkDir, parent, name, mode, uid, gid)
 
     def create(self, path: str, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Inode:
         parents, name = parent_and_name(path)
@@ -146,9 +142,16 @@ class Namespace:
     def _create_locked(
         self, parent: Inode, name: str, mode: int, uid: int, gid: int
     ) -> tuple[int, Inode]:
+        return self._new_locked(E.CreateFile, parent, name, mode, uid, gid)
+
+    def _new_locked(
+        self,
+        kind: type[E.MkDir] | type[E.CreateFile],
+        parent: Inode, name: str, mode: int, uid: int, gid: int,
+    ) -> tuple[int, Inode]:  # fmt: skip
         self._free_name(parent, name)
         self.check_writable(parent)
-        entry = E.CreateFile(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
+        entry = kind(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
         seq = self.gate.commit(entry)
         return seq, self.tree.get(entry.id)
 

@@ -33,7 +33,7 @@ from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
-from engine.state import PERSISTED, Mount
+from engine.state import COMPLETE, PERSISTED, Mount
 from journal import entries as E
 from ufs.base import UfsStatus
 from ufs.base import join as ufs_join
@@ -367,6 +367,12 @@ class MetadataSync:
 
     def _changes(self, ino: int, node: Inode, status: UfsStatus) -> list[E.UfsFingerprint]:
         if status.is_dir:
+            return []
+        if node.flags & COMPLETE and not node.flags & PERSISTED:
+            # Shoal holds content the UFS does not have yet (written to the cache, its upload
+            # pending or never asked for): what the UFS shows is older, not a change to follow.
+            # Taking its fingerprint would mark this content persisted, and a block evicted
+            # or missing would then be read back from the older object.
             return []
         known = node.ext.fingerprint if node.ext is not None else None
         if known == status.fingerprint:

@@ -214,7 +214,7 @@ def test_no_upward_or_sideways_imports() -> None:
     offenders = []
     for module in MODULES.values():
         own = _top(module.name)
-        for target, line in module.imports:
+        for target, line in sorted(set(module.imports)):
             other = _top(target)
             if other == own or other not in FLOORS:
                 continue
@@ -230,7 +230,7 @@ def test_no_runtime_module_imports_tests() -> None:
     offenders = [
         f"  {module.path.relative_to(ROOT)}:{line} imports {target}"
         for module in MODULES.values()
-        for target, line in module.imports
+        for target, line in sorted(set(module.imports))
         if _top(target) in {"tests", "conftest"}
     ]
     assert not offenders, "runtime modules importing test code:\n" + "\n".join(offenders)

@@ -1,8 +1,9 @@
 """A real S3 endpoint for benchmarks and tests: moto's server in a subprocess on 127.0.0.1, over
 HTTP (moto is a test extra: `pip install .[test]`).
 
-Started and stopped by the benchmarks and by fixtures (tests/conftest.py); every request goes through a real socket,
-so boto3's HTTP stack, retries and multipart uploads run as they would against AWS or MinIO.
+Started and stopped by the benchmarks and by fixtures (tests/conftest.py); every request goes
+through a real socket, so boto3's HTTP stack, retries and multipart uploads run as they would
+against AWS or MinIO.
 """
 
 from __future__ import annotations

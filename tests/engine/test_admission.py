@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,24 +14,25 @@ from engine.engine import Engine
 from engine.errors import Refused
 from engine.state import ApplyError, State
 from journal import entries as E
+from tests.invariants import OpenEngine
 
 
-def test_a_persisted_for_a_deleted_file_is_refused_with_nothing_appended(tmp_path: Path) -> None:
-    engine = Engine.open_home(str(tmp_path))
-    try:
-        node = engine.ns.create("/f")
-        engine.ns.delete("/f")
-        last = engine.journal.last_seq
-        with engine.gate.lock, pytest.raises(Refused, match=f"inode {node.id} does not exist"):
-            engine.gate.commit(E.Persisted(node.id, node.version, "etag", time.time_ns()))
-        assert engine.journal.last_seq == last
-    finally:
-        engine.close()
-    Engine.open_home(str(tmp_path)).close()  # the home opens: the log holds nothing unappliable
+def test_a_persisted_for_a_deleted_file_is_refused_with_nothing_appended(
+    open_engine: OpenEngine,
+) -> None:
+    engine = open_engine()
+    node = engine.ns.create("/f")
+    engine.ns.delete("/f")
+    last = engine.journal.last_seq
+    with engine.gate.lock, pytest.raises(Refused, match=f"inode {node.id} does not exist"):
+        engine.gate.commit(E.Persisted(node.id, node.version, "etag", time.time_ns()))
+    assert engine.journal.last_seq == last
+    engine.close()
+    open_engine().close()  # the home opens: the log holds nothing replay cannot apply
 
 
-def test_an_entry_of_the_wrong_field_type_is_refused(tmp_path: Path) -> None:
-    with Engine.open_home(str(tmp_path)) as engine, engine.gate.lock:
+def test_an_entry_of_the_wrong_field_type_is_refused(engine: Engine) -> None:
+    with engine.gate.lock:
         last = engine.journal.last_seq
         with pytest.raises(Refused, match="MkDir.name"):
             engine.gate.commit(E.MkDir(engine.ns.tree.next_id, 1, 7, 0o755, 0, 0, 1))  # type: ignore[arg-type]

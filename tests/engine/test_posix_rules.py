@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import io
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from tests.ufs.stores import LocalStore
 ALICE = Caller(1000, 1000, umask=0o022)
 BOB = Caller(2000, 2000, umask=0o022)
 ROOT = Caller(0, 0, umask=0o022)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = Engine.open_home(str(tmp_path / "home"))
-    yield eng
-    eng.close()
 
 
 def perms(mode: int) -> int:

@@ -4,11 +4,13 @@ content version whose stale cached blocks are dropped; all of it journaled and r
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 from engine.engine import Engine
 from engine.snapshot import digest
+from engine.state import PERSISTED
 from tests.cli.shoal_cli import shoal
 from tests.invariants import OpenEngine
 from tests.ufs.stores import Store
@@ -113,3 +115,20 @@ def test_a_large_directory_loads_in_batches(
     engine.mounts.mount("/m", str(root))
     assert len(engine.sync.listdir("/m/big")) == 5000
     assert os.path.exists(home / "journal")
+
+
+def test_a_sync_keeps_content_the_ufs_does_not_have_yet(
+    store: Store, open_engine: OpenEngine
+) -> None:
+    """A file rewritten into the cache only (its upload not done) is ahead of the UFS: a sync
+    that finds the UFS's older object must not take it for the file's content."""
+    engine = open_engine()
+    engine.ns.mkdir("/data")
+    engine.mounts.mount("/data", store.uri, store.options)
+    engine.fs.write_file("/data/f", io.BytesIO(b"v1" * 100), write_type="THROUGH")
+    engine.fs.write_file("/data/f", io.BytesIO(b"v2" * 100), write_type="MUST_CACHE")
+    store.put("f", b"v3" * 100)  # the store's copy changes behind Shoal's back
+    engine.sync.sync("/data", recursive=True)
+    node = engine.sync.lookup("/data/f")
+    assert not node.flags & PERSISTED
+    assert engine.fs.read("/data/f", 0, 1000) == b"v2" * 100

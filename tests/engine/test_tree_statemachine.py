@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import initialize, invariant, rule
 
 from engine.engine import Engine
 from engine.snapshot import digest
@@ -25,6 +25,7 @@ from journal.storage import OsStorage
 from tests.homes import remove_home
 from tests.invariants import assert_fsck_clean
 from tests.models import namespace_model as nm
+from tests.models.housekeeping import Housekeeping
 
 # Segments must stay for the replay from entry 1: no checkpoint ever lets one go.
 KEEP_EVERYTHING = 1_000_000
@@ -42,7 +43,7 @@ def full_replay(home: str) -> State:
     return state
 
 
-class TreeMachine(RuleBasedStateMachine):
+class TreeMachine(Housekeeping):
     def __init__(self) -> None:
         super().__init__()
         self.home = tempfile.mkdtemp(prefix="shoal-tree-")
@@ -170,17 +171,11 @@ class TreeMachine(RuleBasedStateMachine):
         expect = self._expect(nm.m_delete, path, recursive)
         self._run(expect, lambda: self.ns.delete(path, recursive=recursive))
 
-    @rule()
-    def checkpoint(self) -> None:
-        assert self.engine is not None
-        self.engine.checkpoint()
+    def reopen(self) -> Engine:
+        return self._open()
 
-    @rule(final_checkpoint=st.booleans())
-    def clean_restart(self, final_checkpoint: bool) -> None:
+    def after_clean_restart(self, before: str, final_checkpoint: bool) -> None:
         assert self.engine is not None
-        before = digest(self.engine.state)
-        self.engine.close(checkpoint=final_checkpoint)
-        self.engine = self._open()
         self.restarts += 1
         report = self.engine.journal.report
         assert report is not None

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     rule,
@@ -34,6 +33,7 @@ from journal.errors import JournalFailed
 from journal.journal import JournalOptions
 from recovery.crashsim import Crash, Create, FsyncDir, Rename, SimStorage, Unlink, Write
 from tests.invariants import assert_fsck_clean
+from tests.models.housekeeping import Housekeeping
 from tests.models.namespace_model import (
     NAMES,
     ROOT,
@@ -69,7 +69,7 @@ class Step(NamedTuple):
 NEVER = 1 << 62
 
 
-class CrashMachine(RuleBasedStateMachine):
+class CrashMachine(Housekeeping):
     def __init__(self) -> None:
         super().__init__()
         self.fatal: list[BaseException] = []
@@ -254,17 +254,11 @@ class CrashMachine(RuleBasedStateMachine):
 
     # -- journal housekeeping -----------------------------------------------------------------
 
-    @rule()
-    def checkpoint(self) -> None:
-        assert self.engine is not None
-        self.engine.checkpoint()
+    def reopen(self) -> Engine:
+        return self._open(self.storage)
 
-    @rule(final_checkpoint=st.booleans())
-    def clean_restart(self, final_checkpoint: bool) -> None:
+    def after_clean_restart(self, before: str, final_checkpoint: bool) -> None:
         assert self.engine is not None
-        self.engine.close(checkpoint=final_checkpoint)
-        self.engine = None
-        self.engine = self._open(self.storage)
         self._check_recovered(self.engine, [self.model])
 
     # -- crashes ------------------------------------------------------------------------------

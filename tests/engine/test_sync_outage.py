@@ -110,6 +110,36 @@ def test_loaded_metadata_is_served_after_a_restart_while_the_store_is_down(
     assert engine.state.persists  # up.bin's upload is still to be made
 
 
+def test_after_a_restart_the_interval_counts_from_the_last_listing(
+    proxy: FaultProxy, s3_server: S3Server, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    store = behind(proxy, s3_server, sync_interval="3600")
+    fill(store)
+    home = ssd_home()
+    engine = open_engine(home)
+    load(engine, store)
+    engine.close()
+    store.put("train/new.bin", b"n")
+
+    engine = open_engine(home)
+    proxy.clear()
+    assert names(engine, "/data/train") == {"a.bin", "b.bin"}  # listed less than an hour ago
+    assert proxy.requests == []  # nothing was asked of the store
+    # The listing of /data/train, marked as made two hours ago: due at the next start.
+    from engine.sync import listing_mark
+
+    train = engine.sync.lookup("/data/train")
+    mount = engine.mounts.mount_of(train.id)
+    assert mount is not None
+    two_hours_ago = time.time_ns() - 7200 * 10**9
+    with engine.gate.lock:
+        mark = listing_mark(mount.time, two_hours_ago)
+        engine.gate.commit(E.UfsFingerprint(train.id, mark, 0, train.mtime, two_hours_ago))
+    engine.close()
+    engine = open_engine(home)
+    assert names(engine, "/data/train") == {"a.bin", "b.bin", "new.bin"}
+
+
 def test_a_failed_look_is_retried_after_a_back_off_not_on_every_call(
     proxy: FaultProxy, s3_server: S3Server, ssd_home: SsdHome, open_engine: OpenEngine
 ) -> None:

@@ -59,7 +59,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common,
         "verify",
         cmd_verify,
-        "check every checksum, sequence number and checkpoint; exit 3 on the first problem",
+        "check every checksum, sequence number and checkpoint, and that the log replays;"
+        " exit 3 on the first problem",
+        description="Reads every segment from the oldest, decodes every entry, and applies the"
+        " entries after the checkpoint start-up would load to its state, as start-up does: an"
+        " entry that cannot be applied is reported with its sequence number and why. Every"
+        " checkpoint must load and be followed by the log. Changes nothing.",
     )
 
     p = add_command(
@@ -67,15 +72,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         common,
         "repair",
         cmd_repair,
-        "truncate a torn tail; with --force, cut the log at mid-log damage",
-        description="Cuts a torn tail off the last segment (a copy is kept). Damage that would"
-        " drop acknowledged entries is refused unless --force is given; what would be lost is"
-        " printed first. Every affected file is copied or renamed aside (*.broken), never"
-        " deleted.",
+        "truncate a torn tail; with --force, a way out of every damage verify reports",
+        description="Cuts a torn tail off the last segment (a copy is kept). Any other damage"
+        " (changed bytes, a zeroed or lost segment, an entry replay cannot apply, a damaged"
+        " checkpoint or old history) has a way out that is refused unless --force is given:"
+        " the log is cut before the damage, or what only older checkpoints need is set aside;"
+        " what would be lost is printed first. Every affected file is copied or renamed aside"
+        " (*.broken), never deleted.",
     )
-    p.add_argument(
-        "--force", action="store_true", help="accept losing the entries after mid-log damage"
-    )
+    p.add_argument("--force", action="store_true", help="accept what the printed repair would lose")
 
     p = add_command(
         cmds,
@@ -279,6 +284,12 @@ def _verify_text(home: str, r: VerifyReport) -> str:
     span = f" (seq {r.first_seq}..{r.last_seq})" if r.entries else ""
     lines.append(f"  segments: {len(r.segments)}")
     lines.append(f"  entries: {r.entries}{span}")
+    if r.replay_checked:
+        base = r.replay_base
+        on = f"checkpoint {base.path} (seq {base.seq})" if base else "the empty state"
+        lines.append(f"  replayed: {r.replayed} entries applied on {on}, as start-up applies them")
+    else:
+        lines.append("  replayed: not done: the log does not continue from the checkpoint")
     if r.by_type:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(r.by_type.items()))
         lines.append(f"  by type: {counts}")
@@ -318,8 +329,8 @@ def _repair_text(home: str, r: RepairReport, force: bool) -> str:
     lines = []
     for step in r.steps:
         lines.append(f"repaired {step.describe()}")
-        if step.loss is not None:
-            lines.append(f"  lost: {step.loss.describe()}")
+        if step.loss_text():
+            lines.append(f"  lost: {step.loss_text()}")
         lines.extend(f"  {line}" for line in step.done)
     refused = r.refused
     if refused is None:
@@ -329,20 +340,9 @@ def _repair_text(home: str, r: RepairReport, force: bool) -> str:
             lines.append(f"journal of {home} repaired")
         return "\n".join(lines)
     lines.append(f"damage: {refused.describe()}")
-    if r.refusal:
-        lines.append(f"refusing to repair, even with --force: {r.refusal}")
-        return "\n".join(lines)
-    if refused.loss is not None:
-        lines.append(f"a forced repair would lose: {refused.loss.describe()}")
-    if refused.kind == "missing":
-        lines.append("a forced repair would reset the `seen` marker to the newest segment present")
-    elif refused.offset:
-        lines.append(
-            f"a forced repair would copy {refused.path} aside, truncate it at offset"
-            f" {refused.offset} and rename every later segment aside"
-        )
-    else:
-        lines.append(f"a forced repair would rename {refused.path} and every later segment aside")
+    if refused.loss_text():
+        lines.append(f"a forced repair would lose: {refused.loss_text()}")
+    lines.append(f"a forced repair would {refused.plan} (every file it changes is kept as a copy)")
     if not force:
         lines.append(
             "refusing without --force: restore the damaged file from a backup, or run"

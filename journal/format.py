@@ -234,6 +234,22 @@ def iter_records(data: bytes, first_seq: int) -> Iterator[Record | ScanEnd]:
     yield end
 
 
+def find_record(data: bytes, start: int, seq: int) -> int | None:
+    """Offset of the first valid record at or after ``start`` that carries sequence number
+    ``seq`` (repair uses it to find where a needed run of records resumes after damage)."""
+    buf = memoryview(data)
+    needle = struct.pack("<Q", seq)
+    pos = start + 8
+    while True:
+        found = data.find(needle, pos)
+        if found < 0:
+            return None
+        off = found - 8  # the sequence number is at bytes 8-15 of a record header
+        if _record_at(buf, off, seq) is not None:
+            return off
+        pos = found + 1
+
+
 def _diagnose(buf: memoryview, off: int, expect: int) -> str:
     end = len(buf)
     if off + HEADER_SIZE > end:

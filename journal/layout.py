@@ -4,6 +4,7 @@
 <journal>/log-<first_seq:020d>.seg.broken a damaged segment copied aside by repair
 <journal>/seen                            first_seq of the newest segment ever created
 <journal>/checkpoints/checkpoint-<seq:020d>-<crc32:08x>.sqlite
+<journal>/checkpoints/checkpoint-…sqlite.broken  a checkpoint set aside by repair
 <journal>/checkpoints/.tmp-*              an interrupted checkpoint (removed at open)
 """
 
@@ -22,6 +23,7 @@ SEEN_FILE = "seen"
 _SEGMENT = re.compile(r"^log-(\d{20})\.seg$")
 _BROKEN = re.compile(r"^log-\d{20}\.seg\.broken(-\d+)?$")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{20})-([0-9a-f]{8})\.sqlite$")
+_BROKEN_CHECKPOINT = re.compile(r"^checkpoint-\d{20}-[0-9a-f]{8}\.sqlite\.broken(-\d+)?$")
 
 
 def segment_name(first_seq: int) -> str:
@@ -75,12 +77,21 @@ def list_journal(storage: Storage, root: str) -> Listing:
                 out.checkpoints.append(CheckpointFile(int(m.group(1)), int(m.group(2), 16), path))
             elif name.startswith(".tmp-"):
                 out.temporaries.append(path)
-            else:
+            elif not _BROKEN_CHECKPOINT.match(name):
                 out.strays.append(path)
     out.segments.sort()
     out.checkpoints.sort(key=lambda c: c.seq)
     for stray in out.strays:
         log.warning("ignoring stray file %s in the journal directory", stray)
+    return out
+
+
+def set_aside(storage: Storage, root: str) -> list[str]:
+    """The copies repair set aside (``*.broken``), segments and checkpoints."""
+    out = [join(root, n) for n in storage.listdir(root) if _BROKEN.match(n)]
+    cdir = join(root, CHECKPOINT_DIR)
+    if storage.exists(cdir):
+        out += [join(cdir, n) for n in storage.listdir(cdir) if _BROKEN_CHECKPOINT.match(n)]
     return out
 
 

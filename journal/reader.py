@@ -24,6 +24,9 @@ from journal.storage import OsStorage, Storage, join
 log = logging.getLogger(__name__)
 
 VERIFY_HINT = "run `shoal journal verify` for a full report"
+MISSING_HINT = (
+    "restore the file from a backup, or run `shoal journal repair --force` to accept the loss"
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,17 @@ class ReadResult:
 
 
 def _lost_hint(path: str, offset: int) -> str:
+    cut = f"truncate {path} at offset {offset}" if offset else f"set {path} aside"
     return (
-        f"{VERIFY_HINT}; `shoal journal repair --force` would truncate {path} at offset {offset}"
-        " and drop every entry after it"
+        f"{VERIFY_HINT}; `shoal journal repair --force` would {cut} (keeping a copy) and drop"
+        " every entry after it"
     )
+
+
+def _header_problem(data: bytes, exc: BadSegmentHeader) -> str:
+    if data and not any(data):
+        return f"the segment is all zeros ({len(data)} bytes): its header and records are gone"
+    return str(exc)
 
 
 def _skip(seq: int, code: int, payload: memoryview, offset: int) -> None:
@@ -201,8 +211,7 @@ def read_log(
             None,
             f"segment {segment_name(listing.seen)} is missing (the journal's `seen` file says it"
             f" was created; the newest present starts at {newest or 'none'})",
-            "restore the file from a backup, or run `shoal journal repair --force` to accept"
-            " the loss",
+            MISSING_HINT,
         )
     start = 0
     for i, (first, _) in enumerate(segments):
@@ -221,10 +230,37 @@ def read_log(
     if on_entry is not None and on_record is None and fast and scanner != "inline":
         process = _scan_process_for(storage, segments[start:], after_seq, scanner == "auto")
     try:
-        return _read_segments(storage, listing, start, result, on_entry, on_record, fast, process)
+        result = _read_segments(storage, listing, start, result, on_entry, on_record, fast, process)
     finally:
         if process is not None:
             process.close()
+    _check_followed(listing, result)
+    return result
+
+
+def _check_followed(listing: Listing, result: ReadResult) -> None:
+    """Raises JournalCorrupt when the segment that followed the newest checkpoint is gone.
+
+    A checkpoint at entry S is written only after the segment starting at S + 1 was created
+    durably (Journal.checkpoint rotates first), and no segment is deleted while a later one is
+    the newest. So a log that neither has that segment nor holds entry S + 1 lost its newest
+    segment, even when the `seen` marker was lost with it.
+    """
+    if not listing.checkpoints:
+        return
+    ckpt = listing.checkpoints[-1]
+    newest = listing.segments[-1][0] if listing.segments else 0
+    if newest > ckpt.seq or result.log_end_seq > ckpt.seq:
+        return
+    name = segment_name(ckpt.seq + 1)
+    ends = f"ends at entry {result.log_end_seq}" if listing.segments else "has no segment"
+    raise JournalCorrupt(
+        name,
+        None,
+        f"segment {name} is missing (checkpoint {ckpt.path} at entry {ckpt.seq} was written"
+        f" after it was created; the log {ends})",
+        MISSING_HINT,
+    )
 
 
 def _read_segments(
@@ -241,19 +277,21 @@ def _read_segments(
         last_segment = i == len(segments) - 1
         data = storage.read(path)
         result.segment_sizes[path] = len(data)
-        # A segment's header is fsynced before `seen` names it; a newest segment of at most a
-        # header that `seen` does not name yet was cut short while being created, so whatever
-        # the cut left in its header (zeros, garbage) is a torn tail, not damage.
+        # A segment's header is fsynced before `seen` names it and before anything is written
+        # after it; a newest segment of at most a header that `seen` does not name yet was cut
+        # short while being created, so whatever the cut left in its header (zeros, garbage)
+        # is a torn tail. Any other bad header (one `seen` names, or one followed by more
+        # bytes: a zeroed segment) was durable once: damage, never silently cut.
         unfinished = (
             last_segment and len(data) <= 24 and (listing.seen is None or first > listing.seen)
         )
         try:
             header_seq = parse_segment_header(data)
         except BadSegmentHeader as exc:
-            if last_segment and (len(data) < 24 or not any(data) or unfinished):
+            if unfinished:
                 result.tail = TornTail(path, 0, len(data), f"segment header incomplete: {exc}")
                 return result
-            raise JournalCorrupt(path, 0, str(exc), VERIFY_HINT) from exc
+            raise JournalCorrupt(path, 0, _header_problem(data, exc), _lost_hint(path, 0)) from exc
         if header_seq != first and unfinished:
             result.tail = TornTail(path, 0, len(data), "segment header incomplete: wrong first seq")
             return result

@@ -233,6 +233,39 @@ def test_verify_summary(tmp_path: Path) -> None:
     assert f"  entries: {last + 2} (seq 1..{last + 2})\n" in out
     assert "CreateFile 5" in out and "CompleteFile 1" in out
     assert f"  checkpoints: 1\n    journal/checkpoints/checkpoint-{last:020d}-" in out
+    assert (
+        f"  replayed: 2 entries applied on checkpoint journal/checkpoints/checkpoint-{last:020d}-"
+        in out
+    )
+
+
+def test_verify_replays_the_log_and_repair_cuts_before_an_entry_that_cannot_apply(
+    tmp_path: Path,
+) -> None:
+    build(tmp_path, files=3)
+    shoal("fs", "touch", "/kept", home=tmp_path)
+    # Checksums, decodes, and names an inode that never existed: start-up cannot apply it.
+    seq = append_record(tmp_path, E.TYPE_CODES[E.Delete], E.encode(E.Delete(999, 1, "ghost", 7)))
+    [segment] = segments(tmp_path)
+    offset = record_offsets(segment)[-1][1]
+    where = f"journal/{segment.name} at offset {offset}"
+    why = f"entry {seq} (Delete) cannot be applied: "
+
+    proc = shoal("fs", "ls", "/", home=tmp_path, expect=3)
+    assert f"{where}: entry {seq} cannot be applied: inode 999 does not exist" in proc.stderr
+    proc = shoal("journal", "verify", home=tmp_path, expect=3)
+    assert f"problem: {where}: {why}inode 999 does not exist" in proc.stdout
+    assert f"cuts the log before entry {seq}" in proc.stdout
+    assert f"  replayed: {seq - 1} entries applied on the empty state" in proc.stdout
+
+    proc = shoal("journal", "repair", home=tmp_path, expect=3)
+    assert f"a forced repair would lose: entries {seq}..{seq} (1 entries)" in proc.stdout
+    proc = shoal("journal", "repair", "--force", home=tmp_path)
+    assert f"copied journal/{segment.name} to journal/{segment.name}.broken" in proc.stdout
+    assert segment.stat().st_size == offset
+    shoal("journal", "verify", home=tmp_path)
+    out = shoal("fs", "ls", "/", home=tmp_path).stdout
+    assert len(out.splitlines()) == 3 and " kept\n" in out and " link -> /d" in out
 
 
 def test_repair_of_a_healthy_home_changes_nothing(tmp_path: Path) -> None:

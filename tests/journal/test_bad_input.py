@@ -233,14 +233,20 @@ def test_garbled_seen_marker_is_reported_and_rewritten(tmp_path: Path) -> None:
     assert names(tmp_path) == set(paths)
 
 
-def test_torn_segment_header_is_removed_and_seen_follows(tmp_path: Path) -> None:
+def test_torn_segment_header_is_a_torn_tail_until_seen_names_it(tmp_path: Path) -> None:
     paths = make_home(tmp_path, 5)
     [segment] = segments(tmp_path)
-    # A newest segment whose creation was cut short, and a `seen` marker that already names
-    # it: removing it must not leave `seen` naming a segment that is gone.
     torn = segment.with_name("log-00000000000000000006.seg")
     torn.write_bytes(b"SHOALJ")
+    # `seen` names a segment only once its header is durable: then a short header is damage.
     (tmp_path / "journal" / "seen").write_text("6\n")
+    proc = shoal("fs", "touch", "/next", home=tmp_path, expect=3)
+    assert f"journal/{torn.name} at offset 0: segment header is 6 bytes, expected 24" in one_line(
+        proc.stderr
+    )
+    assert torn.read_bytes() == b"SHOALJ"
+    # Not named yet: its creation was cut short, a torn tail removed at open.
+    (tmp_path / "journal" / "seen").write_text("1\n")
     proc = shoal("fs", "touch", "/next", home=tmp_path)
     assert (
         "truncated a torn tail: journal/log-00000000000000000006.seg from offset 0" in proc.stderr

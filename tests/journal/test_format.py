@@ -22,6 +22,7 @@ from journal.format import (
     BadSegmentHeader,
     Record,
     ScanEnd,
+    find_record,
     frame,
     iter_records,
     mark_write_start,
@@ -290,3 +291,16 @@ def test_which_later_record_makes_damage_corruption() -> None:
 
 # A segment header from before writes were marked (its features field was reserved, 0).
 LEGACY_HEADER = SEGMENT_HEADER.pack(b"SHOALJNL", 1, 0, 1)
+
+
+def test_find_record_finds_a_valid_record_by_sequence_number_after_damage() -> None:
+    data, offsets = segment(10, [b"a" * 5, b"b" * 9, b"c" * 3, b"d"])
+    damaged = bytearray(data)
+    damaged[offsets[1] + HEADER_SIZE] ^= 0xFF  # entry 11's payload
+    # A look-alike: the sequence number 12 in a payload is not a record.
+    decoy = frame(99, 2, (12).to_bytes(8, "little") * 3)
+    image = bytes(damaged) + decoy
+    assert find_record(image, offsets[1], 12) == offsets[2]
+    assert find_record(image, offsets[1], 11) is None  # damaged
+    assert find_record(image, 0, 13) == offsets[3]
+    assert find_record(image, offsets[3] + 1, 13) is None

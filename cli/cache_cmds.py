@@ -13,6 +13,7 @@ from tqdm import tqdm
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, open_engine
 from cli.output import dumps
 from cli.paths import absolute as _abs
+from engine.cache.report import cache_report
 from engine.engine import Engine
 from engine.errors import InvalidArgument, ShoalError
 from engine.inode import PERSISTED, Inode
@@ -240,7 +241,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
-        report = dict(_cache(engine).report())
+        report: dict[str, Any] = dict(cache_report(_cache(engine)))
         report["pending_persists"] = len(engine.state.persists)
         report["journal_seq"] = engine.state.last_seq
     if args.json:

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine import metrics
+from engine.cache.report import cache_report
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -39,7 +40,7 @@ class EngineCollector(Collector):
         cache = engine.cache
         if cache is None:
             return
-        report = cache.report()
+        report = cache_report(cache)
         stats = cache.stats
         for name, doc, value in (
             ("shoal_cache_hits", "block reads served from a tier", stats.hits),

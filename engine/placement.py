@@ -8,6 +8,9 @@ to the tree below it), the mount's option, the configured default.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import BinaryIO
+
 from engine import iotypes
 from engine.errors import InvalidArgument, NotADirectory
 from engine.inode import Inode
@@ -17,11 +20,51 @@ from engine.names import check_name, parent_and_name
 from engine.namespace import Namespace
 from engine.state import Mount
 from engine.sync import MetadataSync
-from ufs.base import UnderFS
+from ufs.base import UfsStatus, UnderFS
 from ufs.base import join as ufs_join
 
 # (mount, its connector, the path in its UFS) of a path below a mount
 UfsTarget = tuple[Mount, UnderFS, str]
+
+
+class MountConnector(UnderFS):
+    """A mount's connector, opened (engine/mounts.py) at its first call. Opening fails as
+    the engine's error (``Unavailable`` for a store that does not answer), which the callers'
+    ``ufs_errors()`` lets through."""
+
+    def __init__(self, mounts: MountTable, mount: Mount) -> None:
+        self.mounts, self.mount = mounts, mount
+        self.uri = mount.uri
+
+    def _ufs(self) -> UnderFS:
+        return self.mounts.connector(self.mount)
+
+    def stat(self, path: str) -> UfsStatus:
+        return self._ufs().stat(path)
+
+    def list(self, path: str) -> Iterator[UfsStatus]:
+        return self._ufs().list(path)
+
+    def read(self, path: str, offset: int, length: int) -> bytes:
+        return self._ufs().read(path, offset, length)
+
+    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
+        return self._ufs().read_stream(path, offset, length)
+
+    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+        return self._ufs().write(path, source)
+
+    def delete(self, path: str) -> None:
+        self._ufs().delete(path)
+
+    def mkdir(self, path: str) -> None:
+        self._ufs().mkdir(path)
+
+    def rmdir(self, path: str) -> None:
+        self._ufs().rmdir(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._ufs().rename(src, dst)
 
 
 class Placement:
@@ -51,7 +94,7 @@ class Placement:
             return parent, name, None
         mount, rel = where
         self.ns.check_writable(parent)  # a read-only mount refuses before the UFS is touched
-        return parent, name, (mount, self.mounts.connector(mount), ufs_join(rel, name))
+        return parent, name, (mount, MountConnector(self.mounts, mount), ufs_join(rel, name))
 
     def mount_of(self, path: str) -> Mount | None:
         """The mount that ``path`` (existing or not) would be stored in, if any."""

@@ -11,8 +11,13 @@ a Delete, unless Shoal holds data the UFS does not have yet (a file not persiste
 directory holding one). A listing is consumed as a stream, in batches: a directory of 100,000
 objects never sits in memory as one reply.
 
-When each directory was last loaded is kept in memory only: after a restart every directory is
-loaded again on first access (as Alluxio does after a failover), which costs one listing.
+A completed listing is journaled too, as the directory's own UfsFingerprint: a listing mark
+naming the mount it was listed from and when (wall-clock, so it outlives a restart). After a
+restart a loaded directory is therefore served from the journal, as Alluxio's master serves the
+metadata it holds, and the sync interval, counted from that mark, decides when to list it again.
+While its store is unreachable a due directory that was loaded before keeps its listing (stale
+while unavailable); the failed look is not repeated on every call but after ``retry_after_s``,
+at the next access. A directory never loaded has nothing to serve: it answers ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from engine.errors import InvalidArgument, InvalidName, NotFound
+from engine.errors import InvalidArgument, InvalidName, NotFound, Unavailable
 from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, split_path
@@ -39,6 +44,26 @@ log = logging.getLogger(__name__)
 BATCH = 1000  # UFS entries applied per hold of the namespace lock
 PARALLEL_LISTINGS = 8  # directories listed at once by a recursive sync
 NEVER = -1.0
+RETRY_AFTER_S = 5.0  # a store that failed a listing is not asked again before this
+LISTED = "shoal-listed"  # a directory's fingerprint once listed: LISTED:<mount time>:<ns>
+
+
+def listing_mark(mount_time: int, at_ns: int) -> str:
+    """The fingerprint recorded on a directory listed from the mount of ``mount_time`` at
+    ``at_ns`` (wall clock): a directory mounted again is a new one, and the time outlives a
+    restart, which a monotonic clock does not."""
+    return f"{LISTED}:{mount_time}:{at_ns}"
+
+
+def parse_listing_mark(fingerprint: str | None) -> tuple[int, int] | None:
+    """(mount time, listed at) of a directory's listing mark; None for anything else."""
+    if not fingerprint or not fingerprint.startswith(LISTED + ":"):
+        return None
+    try:
+        _prefix, mount_time, at_ns = fingerprint.split(":")
+        return int(mount_time), int(at_ns)
+    except ValueError:
+        return None
 
 
 class MetadataSync:
@@ -49,9 +74,13 @@ class MetadataSync:
         self.block_size = block_size
         self.mounts = mounts
         self.interval_s = interval_s
-        # (directory id, mount time) -> monotonic time of its last load: a directory mounted
-        # again is a new one.
+        self.retry_after_s = RETRY_AFTER_S
+        # (directory id, mount time) -> monotonic time of its last load, in this process or
+        # (from its listing mark) before it: a directory mounted again is a new one.
         self._loaded: dict[tuple[int, int], float] = {}
+        # (mount id, mount time) -> (monotonic time its store last failed a listing, why, whether
+        # a caller is looking again now)
+        self._down: dict[tuple[int, int], tuple[float, str, bool]] = {}
         self._lock = threading.Lock()
 
     # -- where a node lives ------------------------------------------------------------------
@@ -84,23 +113,57 @@ class MetadataSync:
                 ) from None
         return self.interval_s
 
-    def _due(self, node: Inode, mount: Mount, interval: float) -> bool:
+    def _last_load(self, node: Inode, mount: Mount) -> float | None:
+        """Monotonic time of the directory's last load from ``mount``; None if it never was.
+        A load before a restart is known from the directory's listing mark."""
+        key = (node.id, mount.time)
         with self._lock:
-            loaded = self._loaded.get((node.id, mount.time))
+            loaded = self._loaded.get(key)
+        if loaded is not None:
+            return loaded
+        ext = node.ext
+        mark = parse_listing_mark(ext.fingerprint if ext is not None else None)
+        if mark is None or mark[0] != mount.time:
+            return None
+        age_s = max(0, time.time_ns() - mark[1]) / 1e9  # a clock set back: listed just now
+        with self._lock:
+            return self._loaded.setdefault(key, time.monotonic() - age_s)
+
+    def _due(self, node: Inode, mount: Mount, interval: float) -> bool:
+        loaded = self._last_load(node, mount)
         if loaded is None:
             return True
         if interval < 0:
             return False
         return time.monotonic() - loaded >= interval
 
+    def _backing_off(self, mount: Mount, claim: bool = False) -> str | None:
+        """Why ``mount``'s store failed, while it is not to be asked again; else None. Once the
+        back-off is over one caller looks again (``claim``: this one) while the others keep
+        being answered from what was loaded: a store that hangs holds one caller, not all."""
+        key = (mount.id, mount.time)
+        with self._lock:
+            down = self._down.get(key)
+            if down is None:
+                return None
+            failed_at, why, looking = down
+            if looking or time.monotonic() - failed_at < self.retry_after_s:
+                return why
+            if claim:
+                self._down[key] = (failed_at, why, True)
+            return None
+
     def needs_load(self, directory: Inode) -> bool:
         """Whether looking into ``directory`` would list it from its UFS first (a call that
-        may block); False outside mounts."""
+        may block); False outside mounts, and for a loaded directory whose store failed a
+        moment ago (it is answered from what was loaded)."""
         where = self.mount_of(directory)
         if where is None:
             return False
         mount = where[0]
-        return self._due(directory, mount, self._interval(mount, None))
+        if not self._due(directory, mount, self._interval(mount, None)):
+            return False
+        return self._backing_off(mount) is None or self._last_load(directory, mount) is None
 
     # -- reading through ---------------------------------------------------------------------
 
@@ -134,7 +197,38 @@ class MetadataSync:
 
     def _refresh(self, node: Inode, mount: Mount, rel: str, override: float | None) -> None:
         if self._due(node, mount, self._interval(mount, override)):
-            self._sync_dir(node, mount, rel)
+            if override is None:
+                self._load(node, mount, rel)
+            else:  # a listing asked for by this call (`fs ls --sync`): its failure is reported
+                self._sync_dir(node, mount, rel)
+
+    def _load(self, node: Inode, mount: Mount, rel: str) -> None:
+        """Lists a due directory; stale while unavailable: if the store cannot be reached, a
+        directory loaded before keeps what it holds (its blocks may all be cached), and the
+        store is asked again only after ``retry_after_s``, at the next access."""
+        key = (mount.id, mount.time)
+        failed = self._backing_off(mount, claim=True)
+        if failed is None:
+            try:
+                self._sync_dir(node, mount, rel)
+                return
+            except Unavailable as exc:
+                failed = str(exc)
+                with self._lock:
+                    self._down[key] = (time.monotonic(), failed, False)
+                if self._last_load(node, mount) is None:
+                    raise
+                log.warning("%s: serving its last listing: %s", self.ns.path_of(node), failed)
+                return
+            except BaseException:
+                with self._lock:  # the store answered (access denied, say): it is not down
+                    self._down.pop(key, None)
+                raise
+        if self._last_load(node, mount) is None:
+            raise Unavailable(
+                f"{self.ns.path_of(node)} was never listed from {mount.uri}, which is"
+                f" unreachable ({failed}); asked again {self.retry_after_s:g} s after it failed"
+            )
 
     # -- syncing -----------------------------------------------------------------------------
 
@@ -200,16 +294,32 @@ class MetadataSync:
             count += self._apply_batch(node, batch, seen)
         ns = self.ns
         seq = 0
+        remark = self._remark(node, mount)
         with ns.lock:  # decided and journaled in one hold: nothing can slip in between
             for name, child in sorted((node.children or {}).items()):
                 if name not in seen and self._removable(child):
                     seq = ns.gate.commit(self._removal(child))
                     count += 1
+            if remark and ns.tree.find(node.id) is node and node.children is not None:
+                # Only a listing that ran to its end is marked: one cut short is listed again.
+                now = time.time_ns()
+                mark = listing_mark(mount.time, now)
+                seq = ns.gate.commit(E.UfsFingerprint(node.id, mark, node.size, node.mtime, now))
         if seq:
             ns.gate.durable(seq)
         with self._lock:
             self._loaded[(node.id, mount.time)] = time.monotonic()
+            self._down.pop((mount.id, mount.time), None)
         return count
+
+    def _remark(self, node: Inode, mount: Mount) -> bool:
+        """Whether a listing of ``node`` just done is journaled: the first from this mount, and
+        each one when the interval counts from it (the mark's time decides after a restart);
+        with -1 or 0 the time does not matter, and a listing on every access must not append
+        an entry every time."""
+        ext = node.ext
+        mark = parse_listing_mark(ext.fingerprint if ext is not None else None)
+        return mark is None or mark[0] != mount.time or self._interval(mount, None) > 0
 
     def _apply_batch(self, node: Inode, batch: list[UfsStatus], seen: set[str]) -> int:
         ns = self.ns

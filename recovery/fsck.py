@@ -34,6 +34,7 @@ from engine.inode import (
 )
 from engine.names import check_name
 from engine.state import BLOCK_SHIFT_BITS, State
+from engine.sync import parse_listing_mark
 
 MAX_FAILURES = 20  # per check: enough to locate a problem without flooding the terminal
 KNOWN_FLAGS = COMPLETE | PERSISTED | PINNED
@@ -272,6 +273,25 @@ def check_acknowledged_blocks(state: State, lost: Collection[BlockKey] = ()) -> 
     return [describe(state, item) for item in acknowledged_without_blocks(state, lost)]
 
 
+def check_listing_marks(state: State) -> list[str]:
+    """A directory's UFS fingerprint is only ever its listing mark (engine/sync.py: which mount
+    it was listed from, and when), and no file's fingerprint is one: a mark elsewhere would
+    make a sync serve or skip the wrong listing."""
+    out = []
+    for node in _nodes(state):
+        fingerprint = node.ext.fingerprint if node.ext is not None else None
+        if fingerprint is None:
+            continue
+        marked = parse_listing_mark(fingerprint) is not None
+        if node.children is not None and not marked:
+            out.append(
+                f"directory {node.id}: UFS fingerprint {fingerprint!r} is not a listing mark"
+            )
+        elif node.children is None and marked:
+            out.append(f"inode {node.id}: a listing mark {fingerprint!r} on a non-directory")
+    return out
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -306,6 +326,7 @@ CHECKS: list[Check] = [
         check_acknowledged_blocks,
         reads_tiers=True,
     ),
+    Check("listing-marks", "directories' UFS fingerprints are listing marks", check_listing_marks),
 ]
 
 

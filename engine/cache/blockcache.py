@@ -31,7 +31,6 @@ import time
 import zlib
 from collections import OrderedDict, deque
 
-from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
@@ -416,32 +415,6 @@ class BlockCache:
         if tier is not None:
             tier.remove(key)
         self.ns.gate.durable(seq)
-
-    def report(self) -> dict[str, object]:
-        """Capacity, use and block count per tier, and this process's counters."""
-        with self.ns.lock:
-            counts = {t.name: 0 for t in self.tiers}
-            for blocks in self.ns.state.blocks.values():
-                for info in blocks.values():
-                    if info.tier in counts:
-                        counts[info.tier] += 1
-            tiers = [
-                {"name": t.name, "capacity_bytes": t.quota, "used_bytes": self.used[t.name],
-                 "blocks": counts[t.name], "paths": list(t.spec.paths)}
-                for t in self.tiers
-            ]  # fmt: skip
-            lost = [describe(self.ns.state, u) for u in pending_without_bytes(self.ns.state)]
-        stats = self.stats
-        total = stats.hits + stats.misses
-        return {
-            "tiers": tiers,
-            "cache_hits": stats.hits,
-            "cache_misses": stats.misses,
-            "hit_ratio": stats.hits / total if total else 0.0,
-            "evictions": stats.evictions,
-            "ufs_bytes_read": stats.ufs_bytes_read,
-            "persists_without_bytes": lost,
-        }
 
     def verify(self, files: list[int]) -> int:
         """Checks every cached block of ``files`` against its CRC-32 now (not trusting earlier

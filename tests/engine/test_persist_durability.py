@@ -22,6 +22,7 @@ import pytest
 
 from cli.bench.faultproxy import Fault, FaultProxy
 from cli.bench.s3server import S3Server
+from engine.cache.report import cache_report
 from engine.engine import Engine
 from engine.errors import NoSpace
 from engine.inode import PERSISTED
@@ -230,7 +231,7 @@ def test_lost_cache_only_bytes_are_reported(
             "/only.bin", "/pending.bin"
         ]  # fmt: skip
         assert engine.cache is not None
-        lost = engine.cache.report()["persists_without_bytes"]
+        lost = cache_report(engine.cache)["persists_without_bytes"]
         assert len(lost) == 1 and "/pending.bin" in lost[0]  # type: ignore[index,arg-type]
     finally:
         engine.close()

@@ -18,6 +18,7 @@ from cli.common import (
     whole_number,
 )
 from recovery.fsck import run_checks
+from recovery.storecheck import StoreReport, check_stores
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -133,6 +134,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
                 f" {cache.blocks_dropped} missing or damaged blocks {done}"
             )
             failed += 0 if args.repair else 1
+    checks += 1
+    failed += _print_stores(check_stores(engine.state, args.repair), args.repair)
     verdict = f"{failed} of {checks} checks failed" if failed else "clean"
     print(f"{inodes} inodes at seq {last_seq}: {verdict}")
     return EXIT_FAILED if failed else EXIT_OK
@@ -179,3 +182,18 @@ def cmd_bench_journal(args: argparse.Namespace) -> int:
     result = bench_journal.run(**options)
     print(json.dumps(result) if args.json else bench_journal.format_table(result))
     return EXIT_OK
+
+
+def _print_stores(report: StoreReport, repair: bool) -> int:
+    """The `stores` line of fsck; 1 if it failed."""
+    troubles = report.leftovers + report.unreadable
+    status = "ok" if not troubles else ("fix" if repair and not report.unreadable else "FAIL")
+    print(f"{status:<4}  {'stores':<13} no temporary files of dead writers in local stores")
+    for line in report.leftovers[:20]:
+        print(f"        leftover {line}")
+    for line in report.unreadable:
+        print(f"        not looked at: {line}")
+    if report.leftovers:
+        done = f"{report.removed} removed" if repair else "fsck --repair removes them"
+        print(f"        {len(report.leftovers)} leftover temporary files: {done}")
+    return 1 if troubles and not (repair and not report.unreadable) else 0

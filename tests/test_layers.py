@@ -330,3 +330,13 @@ def test_long_function_allow_list_is_current() -> None:
     }
     stale = sorted(set(LONG_FUNCTION_ALLOWED) - present)
     assert not stale, f"allow-listed functions that no longer exist: {stale}"
+
+
+def test_test_modules_have_unique_names() -> None:
+    # tests/ is not a package tree pytest imports by path: two test files with one basename
+    # stop the whole run at collection.
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    clashes = [paths for paths in seen.values() if len(paths) > 1]
+    assert not clashes, f"test modules sharing a name: {clashes}"

@@ -3,6 +3,7 @@ subprocess against homes built with the engine API."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sqlite3
@@ -28,6 +29,7 @@ from tests.cli.shoal_cli import (
     shoal,
 )
 from tests.invariants import OpenEngine
+from ufs import tempfiles
 
 
 def build(home: Path, files: int = 20, **overrides: object) -> int:
@@ -340,6 +342,7 @@ def test_fsck_clean(tmp_path: Path) -> None:
         "ack-blocks",
         "listing-marks",
         "cache",
+        "stores",
     ):
         assert f"ok    {name}" in out
     assert lines[-1] == "7 inodes at seq 6: clean"
@@ -363,7 +366,7 @@ def test_fsck_reports_broken_invariants(tmp_path: Path) -> None:
     assert "FAIL  persists" in out and "not a regular file" in out
     assert "ok    parent-links" in out
     assert "FAIL  cache" in out and "1 missing or damaged blocks found" in out
-    assert out.splitlines()[-1] == "99 inodes at seq 6: 4 of 16 checks failed"
+    assert out.splitlines()[-1] == "99 inodes at seq 6: 4 of 17 checks failed"
 
 
 def test_bench_journal_json(tmp_path: Path) -> None:
@@ -401,3 +404,27 @@ def test_inspect_expands_a_checkpoint_into_rows_with_paths(
     )
     assert conn.execute("select count(*) from inodes where parent = 2").fetchone() == (6,)
     conn.close()
+
+
+def test_fsck_finds_and_removes_temporary_files_of_dead_writers(
+    tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    ufs = tmp_path / "ufs"
+    ufs.mkdir()
+    me = tempfiles.this_writer()
+    # This process's pid with another start time: an earlier process with the pid, gone.
+    dead = tempfiles.name_for(dataclasses.replace(me, start=me.start + 1), "5" * 16)
+    (ufs / dead).write_bytes(b"half a file")
+    (ufs / ".shoal-tmp-notes").write_bytes(b"a user's own file")
+    engine = open_engine()
+    engine.mounts.mount("/", str(ufs))
+    home = engine.storage.root  # type: ignore[attr-defined]
+    engine.close()
+    (ufs / dead).write_bytes(b"half a file")  # opening the mount may have swept it already
+
+    out = shoal("fsck", home=home, expect=1).stdout
+    assert "FAIL  stores" in out and dead in out and ".shoal-tmp-notes" not in out
+    out = shoal("fsck", "--repair", home=home).stdout
+    assert "fix   stores" in out and "1 removed" in out
+    assert sorted(p.name for p in ufs.iterdir()) == [".shoal-tmp-notes"]
+    assert "ok    stores" in shoal("fsck", home=home).stdout

@@ -45,9 +45,9 @@ WRITE_TYPES = os.environ.get("SHOAL_TORTURE_TYPES", ",".join(ALL_TYPES)).upper()
 MOUNT_TYPE = "ASYNC_THROUGH"  # the mount's -o write_type; the others are set per path
 BLOCK_SIZE = 256 << 10  # files of a few blocks: rewrites of a block, partial last blocks
 KILL_AFTER = (0.2, 2.5)  # seconds of work before the kill, drawn per round
-# fsck needs the home to itself: `shoal umount` and a new mount, 4 s of a round's 8; every
-# second round (and at the end) keeps 20 rounds within about 2.5 minutes. What a kill breaks in
-# the state stays broken until the fsck after it; startup repairs only the cache's leftovers.
+# fsck needs the home to itself: `shoal umount`, fsck and a new mount take about 4 s. After
+# every second round (and at the end) 20 rounds take about 2 minutes. What a kill breaks in the
+# state stays broken until the next fsck: a start repairs only the cache's leftovers.
 FSCK_EVERY = 2
 T = TypeVar("T")
 

@@ -4,10 +4,11 @@ type) creating, writing, fsyncing, renaming, appending, rewriting, truncating an
 and the daemon killed with SIGKILL at a random moment, round after round. After each kill the
 home is mounted again and every directory must hold what its writer's acknowledged calls left
 (tests/fuse/torture.py), nothing deleted may be back in the mount or in the store, and
-`shoal fsck` must find the home clean.
+`shoal fsck` (after every second round, and at the end) must find the home clean.
 
 SHOAL_TORTURE_ROUNDS (default 20) sets the rounds and SHOAL_TORTURE_SEED repeats a run; without
-it a fresh seed is drawn and printed (docs/operations.md, "The kill -9 torture test").
+it a fresh seed is drawn and printed; SHOAL_TORTURE_TYPES narrows it to some write types
+(docs/operations.md, "The kill -9 torture test").
 """
 
 from __future__ import annotations

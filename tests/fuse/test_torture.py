@@ -85,16 +85,15 @@ class Torture:
                 writers.append((subprocess.Popen(argv, stderr=stderr), log, err))
         time.sleep(self.rng.uniform(*KILL_AFTER))
         self.m.kill9()
-        rounds = []
-        for proc, log, err in writers:
+        for proc, _log, _err in writers:
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:  # a call that never returned: no acknowledgement
                 proc.kill()
                 proc.wait()
+        for _proc, _log, err in writers:
             assert not err.read_text(), self.context(f"round {r}, a writer broke: {err}")
-            rounds.append(read_log(log) if log.exists() else Round())
-        return rounds
+        return [read_log(log) if log.exists() else Round() for _proc, log, _err in writers]
 
     def check(self, rounds: list[Round], r: int) -> None:
         for wd, rnd in zip(self.dirs, rounds, strict=True):

@@ -285,10 +285,11 @@ class BlockCache:
         as used there; None if none can. The caller writes the block file, and gives the room
         back (``used[tier] -= n``) if it cannot."""
         media = self._media(file)
+        # Staged content is in no UFS yet: only a durable tier may hold it.
+        durable = self._durable_tiers(file, media)
         for i in range(start, len(self.tiers)):
             tier = self.tiers[i]
-            # Staged content is in no UFS yet: only a durable tier may hold it.
-            if (media and tier.name not in media) or not tier.spec.sync:
+            if i not in durable:
                 continue
             if n <= tier.quota and self._make_room(i, n):
                 self.used[tier.name] += n
@@ -305,17 +306,24 @@ class BlockCache:
     def _tiers_for(self, key: BlockKey, media: list[str] | None) -> list[int]:
         """The tiers block ``key`` may be stored in, highest first: those its file is pinned
         to, and only durable ones while the file's content is not persisted."""
-        allowed = [i for i, t in enumerate(self.tiers) if not media or t.name in media]
         node = self.ns.tree.find(key[0])
         if node is None or node.version != key[1] or node.flags & PERSISTED:
-            return allowed  # (stale bytes are turned away under the lock)
+            # (stale bytes are turned away under the lock)
+            return [i for i, t in enumerate(self.tiers) if not media or t.name in media]
+        return self._durable_tiers(key[0], media)
+
+    def _durable_tiers(self, file: int, media: list[str] | None) -> list[int]:
+        """The durable tiers (sync = true) ``file``'s media allow, highest first; raises
+        NoSpace, naming why, if its media allow only volatile ones."""
+        allowed = [i for i, t in enumerate(self.tiers) if not media or t.name in media]
         durable = [i for i in allowed if self.tiers[i].spec.sync]
         if allowed and not durable:
             names = ", ".join(self.tiers[i].name for i in allowed)
+            node = self.ns.tree.find(file)
+            path = self.ns.path_of(node) if node is not None else f"inode {file}"
             raise NoSpace(
-                f"{self.ns.path_of(node)} is not in its UFS yet, so its blocks need a durable"
-                f" cache tier (sync = true), and it may only use {names}"
-                + (" (pinned)" if media else "")
+                f"{path} is not in its UFS yet, so its blocks need a durable cache tier"
+                f" (sync = true), and it may only use {names}" + (" (pinned)" if media else "")
             )
         return durable
 

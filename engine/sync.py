@@ -85,6 +85,9 @@ class MetadataSync:
         # Wall-clock ns of the start after an unclean stop: listings marked before it may have
         # missed a change cut between its store step and its entry (None: there was none).
         self.relist_before: int | None = None
+        # (directory id, mount time) found listed after it: asked on every access, its mark is
+        # parsed once (a set's add and membership need no lock of ours).
+        self._since_stop: set[tuple[int, int]] = set()
         # (directory id, mount time) -> monotonic time of its last load, in this process or
         # (from its listing mark) before it: a directory mounted again is a new one.
         self._loaded: dict[tuple[int, int], float] = {}
@@ -143,11 +146,17 @@ class MetadataSync:
         """Whether ``node``'s last listing from ``mount`` predates an unclean stop (and has
         not been repeated since): the store may hold changes its journal never got."""
         before = self.relist_before
-        if before is None:
+        key = (node.id, mount.time)
+        if before is None or key in self._since_stop:
             return False
         ext = node.ext
         mark = parse_listing_mark(ext.fingerprint if ext is not None else None)
-        return mark is not None and mark[0] == mount.time and mark[1] < before
+        if mark is None or mark[0] != mount.time:
+            return False  # never listed from this mount: due anyway, and marked when it is
+        if mark[1] < before:
+            return True
+        self._since_stop.add(key)
+        return False
 
     def _due(self, node: Inode, mount: Mount, interval: float) -> bool:
         loaded = self._last_load(node, mount)

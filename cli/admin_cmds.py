@@ -112,7 +112,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         with engine.ns.lock:
             # Blocks the map lists but no tier holds are gone for the data checks, repaired
             # (dropped from the map) or not.
-            results = run_checks(engine.state, lost=cache.missing if cache else ())
+            results = run_checks(
+                engine.state, lost=cache.missing if cache else (), stops=engine.stops
+            )
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq
     checks = len(results)
     failed = sum(1 for r in results if not r.ok)

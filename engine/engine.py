@@ -14,7 +14,15 @@ from engine.config import Config, default_tiers, load_config
 from engine.credentials import CredentialStore
 from engine.errors import ShoalError
 from engine.filesystem import FileSystem
-from engine.home import JOURNAL_DIR, HomeLock, resolve_home
+from engine.home import (
+    JOURNAL_DIR,
+    HomeLock,
+    StopRecord,
+    begin_use,
+    end_use,
+    read_stop_record,
+    resolve_home,
+)
 from engine.mounts import MountTable
 from engine.namespace import Namespace
 from engine.persister import Persister
@@ -44,15 +52,19 @@ class Engine:
         reconcile: bool = True,
     ) -> None:
         """``reconcile``: bring the block map and the tier directories in step at start (off
-        for read-only inspection: fsck without --repair, replay)."""
+        for read-only inspection: fsck without --repair, replay). A start for use (reconcile
+        on) also marks the home open until ``close``; after a stop that did not close it,
+        directories loaded before are listed once more (engine/home.py, engine/sync.py)."""
         self.config = config or Config(journal=options)
         self.storage = storage
         self._lock = lock
         self.journal: Journal[State] = Journal(
             storage, JOURNAL_DIR, STATE_CODEC, options, on_fatal=on_fatal
         )
+        self.in_use = reconcile
         try:
             self.state = self.journal.open()
+            self.stops = self._stop_record(reconcile)
         except BaseException:
             self.journal.close()
             if lock is not None:
@@ -63,6 +75,7 @@ class Engine:
         self.mounts = MountTable(self.ns, CredentialStore(getattr(storage, "root", None)))
         cfg = self.config
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
+        self.sync.relist_before = self.stops.relist_before
         home = getattr(storage, "root", None)
         self.cache: BlockCache | None = None
         if home is not None:
@@ -101,6 +114,19 @@ class Engine:
                 report.replayed,
                 report.last_seq,
             )
+
+    def _stop_record(self, for_use: bool) -> StopRecord:
+        """How the home was last stopped; opened ``for_use``, it is marked open from here on,
+        before anything can change a store: a crash from now on is seen as unclean."""
+        if not for_use:
+            return read_stop_record(self.storage)
+        record = begin_use(self.storage)
+        if record.unclean:
+            log.warning(
+                "the home was not closed cleanly: directories loaded before are listed again"
+                " at their first access"
+            )
+        return record
 
     def _check_pending(self) -> None:
         """Resumes the pending uploads, after checking that each still has its bytes (a disk
@@ -153,6 +179,9 @@ class Engine:
             self.mounts.close()
             with self.gate.lock:
                 self.journal.close(self.state if checkpoint else None)
+            if self.in_use:  # only once everything above finished: else the stop is unclean
+                end_use(self.storage)
+                self.in_use = False
         finally:
             if self._lock is not None:
                 self._lock.release()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
+from dataclasses import dataclass
 
 from engine.errors import HomeLocked, InvalidArgument
+from journal.storage import Storage, unlink_durably, write_durably
 
 JOURNAL_DIR = "journal"
 LOCK_FILE = "lock"
@@ -50,3 +53,68 @@ class HomeLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+# -- clean and unclean stops -----------------------------------------------------------------
+#
+# A change that reaches a store before its journal entry (engine/ufsfirst.py, THROUGH writes)
+# is lost from the journal if the process dies between the two; only a listing of its
+# directory finds it again. A directory loaded before such a stop is therefore listed once more
+# at its first access after it (engine/sync.py), which needs to know that the stop was unclean
+# and which listings predate it, across any number of later starts and clean stops.
+
+OPEN_MARKER = "open"  # exists while a process has the home open for use
+RELIST_FILE = "relist-before"  # wall-clock ns of the last start after an unclean stop
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    """What the home says about how its users stopped.
+
+    ``unclean``: the last process that opened it for use did not close it (its marker is still
+    there: a kill -9, a power loss, a fatal error). ``relist_before``: wall-clock ns of the
+    last start after such a stop; a directory whose listing mark is older is listed once more
+    at its first access. ``problem``: the record file could not be read as a time (every
+    loaded directory is then listed once more, and a start writes it anew)."""
+
+    unclean: bool
+    relist_before: int | None
+    problem: str | None = None
+
+
+def read_stop_record(storage: Storage) -> StopRecord:
+    """The record as it is, changing nothing (fsck, an inspection)."""
+    unclean = storage.exists(OPEN_MARKER)
+    if not storage.exists(RELIST_FILE):
+        return StopRecord(unclean, None)
+    raw = storage.read(RELIST_FILE)
+    try:
+        at_ns = int(raw.decode("ascii").strip())
+        if at_ns <= 0:
+            raise ValueError(at_ns)
+    except ValueError:
+        shown = raw[:40].decode("ascii", errors="replace")
+        return StopRecord(unclean, None, f"{RELIST_FILE} holds {shown!r}, not a time in ns")
+    return StopRecord(unclean, at_ns)
+
+
+def begin_use(storage: Storage) -> StopRecord:
+    """Opens the home for use: after an unclean stop (or with a record that cannot be read)
+    every listing made so far becomes due once, recorded durably before the marker of this
+    use is; returns the record to follow."""
+    record = read_stop_record(storage)
+    if record.unclean or record.problem is not None:
+        # Never earlier than a boundary already recorded: a clock set back must not make a
+        # directory still due look listed after it.
+        at_ns = max(time.time_ns(), (record.relist_before or 0) + 1)
+        write_durably(storage, RELIST_FILE, f"{at_ns}\n".encode())
+        record = StopRecord(True, at_ns, record.problem)
+    if not storage.exists(OPEN_MARKER):
+        write_durably(storage, OPEN_MARKER, f"{os.getpid()}\n".encode())
+    return record
+
+
+def end_use(storage: Storage) -> None:
+    """A clean stop: the journal is closed, nothing is in flight. Durable, so that a power
+    loss right after it is not taken for an unclean stop (that would cost listings only)."""
+    unlink_durably(storage, [OPEN_MARKER])

@@ -18,6 +18,13 @@ metadata it holds, and the sync interval, counted from that mark, decides when t
 While its store is unreachable a due directory that was loaded before keeps its listing (stale
 while unavailable); the failed look is not repeated on every call but after ``retry_after_s``,
 at the next access. A directory never loaded has nothing to serve: it answers ``Unavailable``.
+
+A stop that did not close the home (kill -9, a power loss) may have cut a change that reached a
+store before its journal entry (engine/ufsfirst.py, THROUGH writes): only a listing finds it.
+So after one, every directory listed before it (its mark older than ``relist_before``,
+engine/home.py) is due once more at its first access, whatever the interval; that listing is
+marked, and the interval decides again from there. While its store is down it keeps its
+listing, as any due directory does.
 """
 
 from __future__ import annotations
@@ -75,6 +82,12 @@ class MetadataSync:
         self.mounts = mounts
         self.interval_s = interval_s
         self.retry_after_s = RETRY_AFTER_S
+        # Wall-clock ns of the start after an unclean stop: listings marked before it may have
+        # missed a change cut between its store step and its entry (None: there was none).
+        self.relist_before: int | None = None
+        # (directory id, mount time) found listed after it: asked on every access, its mark is
+        # parsed once (a set's add and membership need no lock of ours).
+        self._since_stop: set[tuple[int, int]] = set()
         # (directory id, mount time) -> monotonic time of its last load, in this process or
         # (from its listing mark) before it: a directory mounted again is a new one.
         self._loaded: dict[tuple[int, int], float] = {}
@@ -129,9 +142,25 @@ class MetadataSync:
         with self._lock:
             return self._loaded.setdefault(key, time.monotonic() - age_s)
 
+    def _before_unclean_stop(self, node: Inode, mount: Mount) -> bool:
+        """Whether ``node``'s last listing from ``mount`` predates an unclean stop (and has
+        not been repeated since): the store may hold changes its journal never got."""
+        before = self.relist_before
+        key = (node.id, mount.time)
+        if before is None or key in self._since_stop:
+            return False
+        ext = node.ext
+        mark = parse_listing_mark(ext.fingerprint if ext is not None else None)
+        if mark is None or mark[0] != mount.time:
+            return False  # never listed from this mount: due anyway, and marked when it is
+        if mark[1] < before:
+            return True
+        self._since_stop.add(key)
+        return False
+
     def _due(self, node: Inode, mount: Mount, interval: float) -> bool:
         loaded = self._last_load(node, mount)
-        if loaded is None:
+        if loaded is None or self._before_unclean_stop(node, mount):
             return True
         if interval < 0:
             return False
@@ -303,7 +332,9 @@ class MetadataSync:
             if remark and ns.tree.find(node.id) is node and node.children is not None:
                 # Only a listing that ran to its end is marked: one cut short is listed again.
                 now = time.time_ns()
-                mark = listing_mark(mount.time, now)
+                # Not before the unclean stop's boundary even with a clock set back: else the
+                # directory would look unlisted since and be listed at every start.
+                mark = listing_mark(mount.time, max(now, self.relist_before or 0))
                 seq = ns.gate.commit(E.UfsFingerprint(node.id, mark, node.size, node.mtime, now))
         if seq:
             ns.gate.durable(seq)
@@ -316,10 +347,13 @@ class MetadataSync:
         """Whether a listing of ``node`` just done is journaled: the first from this mount, and
         each one when the interval counts from it (the mark's time decides after a restart);
         with -1 or 0 the time does not matter, and a listing on every access must not append
-        an entry every time."""
+        an entry every time. One that predates an unclean stop is marked anew: it is listed
+        once more, not at every start."""
         ext = node.ext
         mark = parse_listing_mark(ext.fingerprint if ext is not None else None)
-        return mark is None or mark[0] != mount.time or self._interval(mount, None) > 0
+        if mark is None or mark[0] != mount.time or self._before_unclean_stop(node, mount):
+            return True
+        return self._interval(mount, None) > 0
 
     def _apply_batch(self, node: Inode, batch: list[UfsStatus], seen: set[str]) -> int:
         ns = self.ns

@@ -20,6 +20,7 @@ from engine.cache.durability import (
 )
 from engine.cache.tiers import BlockKey
 from engine.errors import InvalidName
+from engine.home import StopRecord
 from engine.inode import (
     COMPLETE,
     PERSISTED,
@@ -292,6 +293,15 @@ def check_listing_marks(state: State) -> list[str]:
     return out
 
 
+def check_stop_record(state: State, stops: StopRecord) -> list[str]:
+    """The home's record of an unclean stop (engine/home.py) can be read: it says which
+    listings predate the stop and are to be repeated once; one that cannot be read makes every
+    loaded directory due again."""
+    if stops.problem is None:
+        return []
+    return [f"{stops.problem}: the next start lists every loaded directory once more"]
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -299,6 +309,8 @@ class Check:
     run: Callable[..., list[str]]
     # Also judges the tier directories: takes the blocks the map lists but no tier holds.
     reads_tiers: bool = False
+    # Judges the home's record of how it was stopped instead: takes it.
+    reads_stops: bool = False
 
 
 CHECKS: list[Check] = [
@@ -327,6 +339,12 @@ CHECKS: list[Check] = [
         reads_tiers=True,
     ),
     Check("listing-marks", "directories' UFS fingerprints are listing marks", check_listing_marks),
+    Check(
+        "stop-record",
+        "the record of an unclean stop (listings to repeat once) is readable",
+        check_stop_record,
+        reads_stops=True,
+    ),
 ]
 
 
@@ -342,14 +360,23 @@ class CheckResult:
 
 
 def run_checks(
-    state: State, checks: list[Check] | None = None, lost: Collection[BlockKey] = ()
+    state: State,
+    checks: list[Check] | None = None,
+    lost: Collection[BlockKey] = (),
+    stops: StopRecord | None = None,
 ) -> list[CheckResult]:
     """``lost``: blocks the block map lists whose files are missing or damaged (a
-    reconciliation without repair finds them); the data checks count them as gone."""
+    reconciliation without repair finds them); the data checks count them as gone. ``stops``:
+    the home's record of how it was stopped (none for a state without a home: not judged)."""
     results = []
     lost = set(lost)
     for check in checks or CHECKS:
-        failures = check.run(state, lost) if check.reads_tiers else check.run(state)
+        if check.reads_tiers:
+            failures = check.run(state, lost)
+        elif check.reads_stops:
+            failures = check.run(state, stops) if stops is not None else []
+        else:
+            failures = check.run(state)
         results.append(
             CheckResult(check, failures[:MAX_FAILURES], max(0, len(failures) - MAX_FAILURES))
         )

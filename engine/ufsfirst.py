@@ -26,6 +26,7 @@ UFS one step ahead, which the next listing of the directory follows.
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager, nullcontext
 
 from engine.errors import (
@@ -47,7 +48,9 @@ from engine.placement import Placement
 from engine.state import PERSISTED
 from engine.ufswalk import move_tree, remove_tree
 from ufs.base import UnderFS
-from ufs.errors import UfsIsADirectory, UfsNotFound
+from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
+
+log = logging.getLogger(__name__)
 
 
 class UfsFirstChanges:
@@ -154,26 +157,40 @@ class UfsFirstChanges:
         _mount, connector, a = src_ufs
         b = dst_ufs[2]
         with self.holding(node, existing):
+            replaced = False
             with ufs_errors():
                 if node.children is None:
-                    self._rename_file(connector, node, existing, a, b)
+                    replaced = self._rename_file(connector, node, existing, a, b)
                 else:
                     if existing is not None and existing.children:
                         raise NotEmpty(f"{dst} is a directory that is not empty")
                     move_tree(connector, node, a, b, self.may_be_in_ufs)
             self.ns.rename(src, dst, noreplace=noreplace)
+            if replaced:  # still held: the moved file's upload cannot start before this
+                _remove_replaced(connector, b)
 
     def _rename_file(
         self, connector: UnderFS, node: Inode, existing: Inode | None, a: str, b: str
-    ) -> None:
+    ) -> bool:
+        """The UFS's part of a file rename before it is journaled; True if the replaced file's
+        copy at ``b`` is to be removed after it is."""
         if node.flags & PERSISTED:
             connector.rename(a, b)  # the current content, over whatever ``b`` held
-            return
+            return False
         if self.may_be_in_ufs(node):
             _remove_file(connector, a)  # stale: its pending upload writes it anew at ``b``
-        if existing is not None:
-            # Whatever ``b`` holds is the replaced file's, or stale: nothing of the moved file.
-            _remove_file(connector, b)
+        if existing is None:
+            return False
+        # Whatever ``b`` holds is the replaced file's, or stale: nothing of the moved file.
+        if node.id in self.ns.state.persists:
+            # The moved file's pending upload writes over it, and until then the listing does
+            # not take it for the file's content (the file holds content the UFS lacks): it
+            # may wait until the rename is journaled, so a kill before leaves ``b`` whole.
+            return True
+        # Nothing would ever write over it, and a file never committed would take it for its
+        # content at the next listing: it goes first.
+        _remove_file(connector, b)
+        return False
 
 
 def _check_kinds(node: Inode, existing: Inode | None, dst: str) -> None:
@@ -185,6 +202,15 @@ def _check_kinds(node: Inode, existing: Inode | None, dst: str) -> None:
         raise IsADirectory(f"{dst} is a directory")
     if existing.children is None and node.children is not None:
         raise NotADirectory(f"{dst} is not a directory")
+
+
+def _remove_replaced(connector: UnderFS, path: str) -> None:
+    """After the rename is journaled: a failure does not undo it (and is not the caller's:
+    the moved file's pending upload writes over what is left)."""
+    try:
+        _remove_file(connector, path)
+    except UfsError as exc:
+        log.warning("%s: the replaced file's copy stays until an upload replaces it: %s", path, exc)
 
 
 def _remove_file(connector: UnderFS, path: str) -> None:

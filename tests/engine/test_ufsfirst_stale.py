@@ -166,6 +166,7 @@ STOPPED = textwrap.dedent(
     """
     import sys, time
     from engine.engine import Engine
+    from ufs.errors import UfsError
     from ufs.local import LocalUnderFS
 
     home, op, src, dst = sys.argv[1:5]
@@ -178,6 +179,11 @@ STOPPED = textwrap.dedent(
                 time.sleep(60)
         return stepped
 
+    def refused(self, path, source):
+        raise UfsError(f"{path}: uploads are refused in this test")
+
+    if "--no-uploads" in sys.argv:  # a pending upload stays pending
+        LocalUnderFS.write = refused
     LocalUnderFS.delete = stop_after(LocalUnderFS.delete)
     LocalUnderFS.rename = stop_after(LocalUnderFS.rename)
     engine = Engine.open_home(home)
@@ -190,9 +196,9 @@ STOPPED = textwrap.dedent(
 )
 
 
-def kill_after_store_step(home: Path, op: str, src: str, dst: str = "") -> None:
+def kill_after_store_step(home: Path, op: str, src: str, dst: str = "", *more: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", STOPPED, str(home), op, src, dst], cwd=ROOT,
+        [sys.executable, "-c", STOPPED, str(home), op, src, dst, *more], cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -237,4 +243,30 @@ def test_kill9_after_the_store_step_shows_no_superseded_content(
     engine = relisted(open_engine, home)
     assert [n.name for n in engine.ns.listdir("/m")] == []
     assert files(store) == set()
+    engine.close()
+
+
+def test_kill9_before_the_replaced_copy_goes_keeps_the_rename(
+    tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    """A file with its upload pending renamed over a persisted one: the replaced copy is
+    removed only once the rename is journaled (the upload writes over it in any case), so a
+    kill at that removal leaves the rename whole, never the replaced file's name gone alone."""
+    home = ssd_home()
+    store = LocalStore(tmp_path / "ufs")
+    engine = mounted(open_engine, home, store)
+    engine.fs.write_file("/m/b", io.BytesIO(OLD_B), write_type="THROUGH")
+    assert engine.persister is not None
+    engine.persister.close()  # its upload stays pending in the journal
+    node = engine.fs.write_file("/m/a", io.BytesIO(V2), write_type="ASYNC_THROUGH")
+    assert engine.state.persists == {node.id: node.version}
+    engine.close()
+    kill_after_store_step(home, "rename", "/m/a", "/m/b", "--no-uploads")
+
+    engine = relisted(open_engine, home)
+    assert [n.name for n in engine.ns.listdir("/m")] == ["b"]
+    assert engine.fs.read("/m/b", 0, 100) == V2
+    assert engine.persister is not None
+    engine.persister.drain()
+    assert files(store) == {"b"} and store.get("b") == V2
     engine.close()

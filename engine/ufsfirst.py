@@ -10,11 +10,23 @@ them: the upload is called off or has landed before the UFS is changed, and none
 the change is journaled, so a deleted file's upload can never land after the delete. A file
 that is not persisted may still have a copy in the UFS — an older version, or an upload that
 landed just before a crash, before its Persisted was journaled — so its path there is removed
-(or moved) too whenever it may hold one.
+too whenever it may hold one.
+
+Only a persisted file (its current content is the UFS's copy) is moved by a rename. Any other
+copy is stale: moved first and journaled after, a kill between the two would leave superseded
+content under a name the file never had, which the next listing would show; so it is removed,
+and the current content reaches the UFS later by its pending upload, under the journaled name.
+For the same reason a rename over a file removes the replaced file's copy when the moved file
+brings none of its own to write over it: left behind, it would be read back as the moved
+file's content (or come back once that one is deleted). Kill points, the UFS step done and the
+entry not durable: a removed stale copy leaves the file as it was (its content is in the
+cache, its upload still pending); a moved persisted file and a removed replaced file are the
+UFS one step ahead, which the next listing of the directory follows.
 """
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager, nullcontext
 
 from engine.errors import (
@@ -36,7 +48,9 @@ from engine.placement import Placement
 from engine.state import PERSISTED
 from engine.ufswalk import move_tree, remove_tree
 from ufs.base import UnderFS
-from ufs.errors import UfsNotFound
+from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
+
+log = logging.getLogger(__name__)
 
 
 class UfsFirstChanges:
@@ -137,25 +151,70 @@ class UfsFirstChanges:
             raise AlreadyExists(f"{dst} already exists")
         if node.id in self.ns.state.mounts or (existing and existing.id in self.ns.state.mounts):
             raise Busy(f"{src} or {dst} is a mount point")
+        if existing is node:
+            return  # a name renamed onto itself: nothing changes
+        _check_kinds(node, existing, dst)
         _mount, connector, a = src_ufs
         b = dst_ufs[2]
         with self.holding(node, existing):
+            replaced = False
             with ufs_errors():
                 if node.children is None:
-                    self._rename_file(connector, node, a, b)
+                    replaced = self._rename_file(connector, node, existing, a, b)
                 else:
                     if existing is not None and existing.children:
                         raise NotEmpty(f"{dst} is a directory that is not empty")
                     move_tree(connector, node, a, b, self.may_be_in_ufs)
             self.ns.rename(src, dst, noreplace=noreplace)
+            if replaced:  # still held: the moved file's upload cannot start before this
+                _remove_replaced(connector, b)
 
-    def _rename_file(self, connector: UnderFS, node: Inode, a: str, b: str) -> None:
+    def _rename_file(
+        self, connector: UnderFS, node: Inode, existing: Inode | None, a: str, b: str
+    ) -> bool:
+        """The UFS's part of a file rename before it is journaled; True if the replaced file's
+        copy at ``b`` is to be removed after it is."""
         if node.flags & PERSISTED:
-            connector.rename(a, b)
-        elif self.may_be_in_ufs(node):
-            # A stale copy (the pending upload rewrites it at its new path) must not stay
-            # behind under the old name.
-            try:
-                connector.rename(a, b)
-            except UfsNotFound:
-                pass
+            connector.rename(a, b)  # the current content, over whatever ``b`` held
+            return False
+        if self.may_be_in_ufs(node):
+            _remove_file(connector, a)  # stale: its pending upload writes it anew at ``b``
+        if existing is None:
+            return False
+        # Whatever ``b`` holds is the replaced file's, or stale: nothing of the moved file.
+        if node.id in self.ns.state.persists:
+            # The moved file's pending upload writes over it, and until then the listing does
+            # not take it for the file's content (the file holds content the UFS lacks): it
+            # may wait until the rename is journaled, so a kill before leaves ``b`` whole.
+            return True
+        # Nothing would ever write over it, and a file never committed would take it for its
+        # content at the next listing: it goes first.
+        _remove_file(connector, b)
+        return False
+
+
+def _check_kinds(node: Inode, existing: Inode | None, dst: str) -> None:
+    """The namespace's refusals of a rename over a name of the other kind, made before the UFS
+    is touched (the namespace checks them again when it journals)."""
+    if existing is None:
+        return
+    if existing.children is not None and node.children is None:
+        raise IsADirectory(f"{dst} is a directory")
+    if existing.children is None and node.children is not None:
+        raise NotADirectory(f"{dst} is not a directory")
+
+
+def _remove_replaced(connector: UnderFS, path: str) -> None:
+    """After the rename is journaled: a failure does not undo it (and is not the caller's:
+    the moved file's pending upload writes over what is left)."""
+    try:
+        _remove_file(connector, path)
+    except UfsError as exc:
+        log.warning("%s: the replaced file's copy stays until an upload replaces it: %s", path, exc)
+
+
+def _remove_file(connector: UnderFS, path: str) -> None:
+    try:
+        connector.delete(path)
+    except (UfsNotFound, UfsIsADirectory):
+        pass  # nothing there, or not a copy of a file (a directory of the UFS's own)

@@ -46,9 +46,12 @@ def remove_tree(
 def move_tree(
     ufs: UnderFS, node: Inode, src: str, dst: str, in_ufs: Callable[[Inode], bool] = _persisted
 ) -> None:
-    """A directory rename on the UFS: directories made, files renamed one by one (those
-    ``in_ufs`` says the UFS may hold; a file that is not persisted may not be there), then the
-    old directories removed (object stores have no directory rename)."""
+    """A directory rename on the UFS: directories made, persisted files renamed one by one,
+    then the old directories removed (object stores have no directory rename). Any other copy
+    ``in_ufs`` says the UFS may hold is stale (an older version, or an upload whose Persisted
+    was never journaled) and is removed, not moved: moved ahead of the journal entry, a kill
+    would leave superseded content under the new name. The current content reaches the new
+    name later by its pending upload."""
     ufs.mkdir(dst)
     for item, path in walk(node, src):
         target = dst + path[len(src) :]
@@ -58,9 +61,9 @@ def move_tree(
             ufs.rename(path, target)
         elif in_ufs(item):
             try:
-                ufs.rename(path, target)
-            except UfsNotFound:
-                pass
+                ufs.delete(path)
+            except (UfsNotFound, UfsIsADirectory):
+                pass  # not there, or not a copy of this file
     for item, path in walk(node, src):
         if item.children is not None:
             try:

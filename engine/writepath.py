@@ -15,7 +15,7 @@ import io
 import os
 import stat
 import time
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.staging import StagedVersion
@@ -29,6 +29,26 @@ from engine.placement import Placement, UfsTarget
 from engine.state import PERSISTED
 from engine.sync import MetadataSync
 from journal import entries as E
+
+
+class NewFile(NamedTuple):
+    """Where a write puts its file, and the attributes it gets if the write creates it."""
+
+    parent: Inode
+    name: str
+    mode: int
+    uid: int
+    gid: int
+
+    def existing(self) -> Inode | None:
+        return self.parent.children.get(self.name)  # type: ignore[union-attr]
+
+    def create(self, ns: Namespace, now: int) -> Inode:
+        """With the namespace lock held: the file, created."""
+        parent, name = self.parent, self.name
+        entry = E.CreateFile(ns.tree.next_id, parent.id, name, self.mode, self.uid, self.gid, now)
+        ns.gate.commit(entry)
+        return parent.children[name]  # type: ignore[index]
 
 
 class WritePath:
@@ -59,20 +79,13 @@ class WritePath:
         kind = self.placement.write_type_of(existing or parent, ufs[0], write_type)
         if existing is not None and existing.children is not None:
             raise IsADirectory(f"{path} is a directory")
+        new = NewFile(parent, name, mode, uid, gid)
         if not kind.writes_ufs_at_close:
-            return self._write_cached(parent, name, source, mode, uid, gid, kind)
-        return self._write_through(parent, name, source, mode, uid, gid, kind, ufs)
+            return self._write_cached(new, source, kind)
+        return self._write_through(new, source, kind, ufs)
 
     def _write_through(
-        self,
-        parent: Inode,
-        name: str,
-        source: BinaryIO,
-        mode: int,
-        uid: int,
-        gid: int,
-        kind: WriteType,
-        ufs: UfsTarget,
+        self, new: NewFile, source: BinaryIO, kind: WriteType, ufs: UfsTarget
     ) -> Inode:
         """To the UFS first; journaled once it has the bytes; cached as they pass if ``kind``
         caches."""
@@ -84,10 +97,9 @@ class WritePath:
         ns = self.ns
         now = time.time_ns()
         with ns.lock:
-            node = parent.children.get(name)  # type: ignore[union-attr]
+            node = new.existing()
             if node is None:
-                ns.gate.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
-                node = parent.children[name]  # type: ignore[index]
+                node = new.create(ns, now)
             entry = E.UfsFingerprint(
                 node.id, status.fingerprint, status.size, now, now, self.sync.block_size
             )
@@ -98,16 +110,7 @@ class WritePath:
                 self.cache.store((node.id, node.version, idx), block)
         return node
 
-    def _write_cached(
-        self,
-        parent: Inode,
-        name: str,
-        source: BinaryIO,
-        mode: int,
-        uid: int,
-        gid: int,
-        kind: WriteType,
-    ) -> Inode:
+    def _write_cached(self, new: NewFile, source: BinaryIO, kind: WriteType) -> Inode:
         """The new content is staged as the file's next version beside its current one and
         committed with one entry (engine/cache/staging.py): a crash at any point leaves the
         old content or the new, whole. A write that fails leaves the file as it was (a file
@@ -116,7 +119,7 @@ class WritePath:
         if cache is None:
             raise InvalidArgument(f"write type {kind.name} needs a block cache")
         ns = self.ns
-        node, created = self._target(cache, parent, name, source, mode, uid, gid, kind)
+        node, created = self._target(cache, new, source, kind)
         staged: StagedVersion | None = None
         try:
             staged = StagedVersion(cache, node.id, ns.path_of(node))
@@ -148,15 +151,7 @@ class WritePath:
         return length
 
     def _target(
-        self,
-        cache: BlockCache,
-        parent: Inode,
-        name: str,
-        source: BinaryIO,
-        mode: int,
-        uid: int,
-        gid: int,
-        kind: WriteType,
+        self, cache: BlockCache, new: NewFile, source: BinaryIO, kind: WriteType
     ) -> tuple[Inode, bool]:
         """The file to write, created if it does not exist (and whether it was). An existing
         file keeps its content until the new one is committed, so both must fit: a write that
@@ -164,11 +159,9 @@ class WritePath:
         ns = self.ns
         needed = _bytes_left(source)  # outside the lock: an fstat
         with ns.lock:
-            node = parent.children.get(name)  # type: ignore[union-attr]
+            node = new.existing()
             if node is None:
-                now = time.time_ns()
-                ns.gate.commit(E.CreateFile(ns.tree.next_id, parent.id, name, mode, uid, gid, now))
-                return parent.children[name], True  # type: ignore[index]
+                return new.create(ns, time.time_ns()), True
             if needed is not None and not cache.has_room_for(node.id, needed):
                 raise NoSpace(
                     f"the cache has no room for {ns.path_of(node)} (written {kind.name},"

@@ -7,7 +7,10 @@ operation and which disks a crash may leave (its docstring has the model).
 Use: ``op_count`` numbers the operations so far; ``crashed(cut, prefix, tear)`` (or
 ``crash(Crash)``) is a new ``SimStorage`` holding the disk after a crash right after operation
 ``cut``, with its own fresh log; ``sample_crashes`` and ``all_crashes`` give the choices for a
-cut. ``fail_fsync_after``, ``fail_write_after`` and ``deny_writes`` inject faults.
+cut. ``fail_fsync_after``, ``fail_write_after`` and ``deny_writes`` inject faults. ``before_op``, if
+set, is called with each operation's index just before it is recorded: a test whose engine also
+keeps real files (cache tiers, a local UFS) captures them there, so a crash after any operation
+can be paired with the files as they stood at that moment.
 
 Replaying from the start for every crash is deliberately naive: a test's log is a few megabytes
 at most and obviously-correct matters more than fast here.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import errno
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from recovery import crashdisk
 from recovery.crashdisk import (
@@ -130,6 +133,7 @@ class SimStorage:
         self._faults: dict[str, list[int]] = {}
         self._cache: tuple[int, Tracker] | None = None
         self.failures: list[OSError] = []  # injected failures raised so far
+        self.before_op: Callable[[int], None] | None = None
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -138,6 +142,8 @@ class SimStorage:
         return len(self.log)
 
     def _record(self, op: Op) -> None:
+        if self.before_op is not None:
+            self.before_op(len(self.log))
         self.log.append(op)
         self.disk.do(op)
 

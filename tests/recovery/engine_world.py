@@ -1,0 +1,214 @@
+"""The real parts around a crash-simulated journal: cache tiers and a local UFS as real files,
+the store's failures, and the persister run one upload at a time.
+
+The journal lives on ``SimStorage`` (recovery/crashsim.py), which can be crashed into any state
+a disk allows. The tier directories and the UFS are real directories the engine's own code
+writes; SimStorage cannot hold them, so a crash pairs the journal cut at some operation with
+those files *as they stood at that moment*: ``World.capture`` (SimStorage's ``before_op``)
+copies them before every journal operation, and ``World.restore`` puts a copy back. A kill -9
+leaves them as they were (everything written is there); a reboot also empties the MEM tier,
+which lives in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from engine.cache.tiers import TierSpec
+from engine.config import Config
+from engine.engine import Engine
+from engine.persister import Persister
+from journal.journal import JournalOptions
+from recovery.crashsim import SimStorage
+from ufs.base import UfsStatus, UnderFS
+from ufs.errors import UfsUnavailable
+from ufs.local import LocalUnderFS
+
+AREAS = ("ufs", "mem", "ssd")  # the real directories of a world, below its top directory
+Files = dict[str, bytes]  # path below the top directory -> content
+
+
+class StepPersister(Persister):
+    """The production persister, with its uploads queued rather than started: ``step`` runs one
+    (in the persister's own thread, as in production) and waits for it."""
+
+    def __init__(self, engine: Engine) -> None:
+        assert engine.cache is not None
+        super().__init__(engine.ns, engine.mounts, engine.sync, engine.cache)
+        self.queue: list[tuple[int, int]] = []
+
+    def submit(self, file: int, version: int) -> None:
+        self.queue.append((file, version))
+
+    def step(self, index: int) -> tuple[int, int]:
+        file, version = self.queue.pop(index)
+        super().submit(file, version)
+        self.drain()
+        return file, version
+
+
+class _Midway:
+    """A source that runs ``during`` once its first bytes were read: a change made while an
+    upload is under way (the connector has started, the object is not in place yet)."""
+
+    def __init__(self, source: BinaryIO, during: Callable[[], None]) -> None:
+        self.source = source
+        self.during: Callable[[], None] | None = during
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        if self.during is not None:
+            during, self.during = self.during, None
+            during()
+        return data
+
+
+class FlakyUfs(LocalUnderFS):
+    """A local directory whose writes the world can refuse (the store down for writes), and
+    whose next upload can have a change made in its middle."""
+
+    def __init__(self, root: str, world: World) -> None:
+        super().__init__(root)
+        self.world = world
+
+    def _refuse(self, what: str, path: str) -> None:
+        if self.world.ufs_down:
+            raise UfsUnavailable(f"{self.uri}: {what} {path}: the store refuses writes")
+
+    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+        self._refuse("write", path)
+        during, self.world.during = self.world.during, None
+        if during is not None:
+            source = _Midway(source, during)  # type: ignore[assignment]
+        return super().write(path, source)
+
+    def delete(self, path: str) -> None:
+        self._refuse("delete", path)
+        super().delete(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._refuse("rename", src)
+        super().rename(src, dst)
+
+    def mkdir(self, path: str) -> None:
+        self._refuse("mkdir", path)
+        super().mkdir(path)
+
+
+class World:
+    """A tier configuration, a UFS directory, and the files captured at each journal
+    operation of the live storage."""
+
+    def __init__(
+        self, top: Path, options: JournalOptions, block_size: int, mem: int, ssd: int
+    ) -> None:
+        self.top = top
+        for area in AREAS:
+            (top / area).mkdir(parents=True, exist_ok=True)
+        self.ufs = str(top / "ufs")
+        self.options = options
+        self.config = Config(
+            journal=options,
+            block_size=block_size,
+            cache_readahead_blocks=0,  # no background fetches: every step ends settled
+            cache_tiers=[
+                TierSpec("MEM", [str(top / "mem")], mem, sync=False),
+                TierSpec("SSD", [str(top / "ssd")], ssd, sync=True),
+            ],
+        )
+        self.ufs_down = False
+        self.during: Callable[[], None] | None = None
+        self.fatal: list[BaseException] = []
+        self.snapshots: dict[int, Files] = {}  # op index -> files just before that operation
+        self.first: Files = {}  # the files the live storage started with
+
+    # -- files --------------------------------------------------------------------------------
+
+    def files(self) -> Files:
+        out: Files = {}
+        for area in AREAS:
+            for root, _dirs, names in os.walk(self.top / area):
+                for name in names:
+                    path = os.path.join(root, name)
+                    try:
+                        with open(path, "rb") as f:
+                            out[os.path.relpath(path, self.top)] = f.read()
+                    except FileNotFoundError:
+                        continue
+        return out
+
+    def capture(self, index: int) -> None:
+        self.snapshots[index] = self.files()
+
+    def files_at(self, storage: SimStorage, cut: int) -> Files:
+        """The real files when the crash right after operation ``cut`` of ``storage`` came."""
+        if cut >= storage.op_count:
+            return self.files()
+        return self.snapshots.get(cut, self.first)
+
+    def restore(self, files: Files, reboot: bool) -> Files:
+        """The real directories made to hold ``files`` exactly; a reboot empties MEM."""
+        for area in AREAS:
+            shutil.rmtree(self.top / area, ignore_errors=True)
+            (self.top / area).mkdir()
+        kept = {p: b for p, b in files.items() if not (reboot and p.startswith("mem/"))}
+        for rel, data in kept.items():
+            path = self.top / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return kept
+
+    def watch(self, storage: SimStorage, files: Files) -> None:
+        """Makes ``storage`` the live one, which started with ``files``."""
+        self.snapshots = {}
+        self.first = files
+        storage.before_op = self.capture
+
+    # -- the engine ---------------------------------------------------------------------------
+
+    def opener(
+        self, uri: str, options: Mapping[str, str], hidden: Mapping[str, str] | None
+    ) -> UnderFS:
+        return FlakyUfs(uri, self)
+
+    def open(self, storage: SimStorage) -> Engine:
+        """An engine as a daemon opens it (recovery, the block map reconciled with the tiers,
+        pending uploads resumed), its uploads queued for ``StepPersister.step``."""
+        engine = Engine(
+            storage, self.options, config=self.config, on_fatal=self.fatal.append,
+            reconcile=False,
+        )  # fmt: skip
+        assert engine.persister is not None and engine.cache is not None
+        engine.persister.close()
+        steps = StepPersister(engine)
+        engine.persister = engine.fs.persister = steps
+        engine.mounts.opener = self.opener
+        engine.cache.reconcile(repair=True)
+        steps.resume()
+        return engine
+
+
+def persister_of(engine: Engine) -> StepPersister:
+    assert isinstance(engine.persister, StepPersister)
+    return engine.persister
+
+
+def tier_files(engine: Engine) -> set[tuple[str, object, int]]:
+    assert engine.cache is not None
+    return {
+        (tier.name, key if key is not None else path, size)
+        for tier in engine.cache.tiers
+        for key, path, size in tier.scan()
+    }
+
+
+def block_map(engine: Engine) -> set[tuple[str, object, int]]:
+    return {
+        (info.tier, (file, version, idx), info.length)
+        for file, blocks in engine.state.blocks.items()
+        for (version, idx), info in blocks.items()
+    }

@@ -128,6 +128,18 @@ def two_tiers(home: Path, tmp_path: Path, mem_quota: str = "8MiB") -> None:
     )
 
 
+def written_on_two_tiers(
+    home: Path, tmp_path: Path, open_engine: OpenEngine, data: bytes, write_type: str
+) -> Engine:
+    """An engine on two tiers (as above) with a local UFS at its root and /f.bin holding
+    ``data``, written ``write_type``."""
+    two_tiers(home, tmp_path)
+    engine = open_engine()
+    engine.mounts.mount("/", LocalStore(tmp_path / "ufs").uri)
+    engine.fs.write_file("/f.bin", io.BytesIO(data), write_type=write_type)
+    return engine
+
+
 def tiers_of(engine: Engine, path: str) -> set[str]:
     node = engine.ns.lookup(path)
     return {info.tier for info in engine.state.blocks[node.id].values()}
@@ -137,21 +149,15 @@ def tiers_of(engine: Engine, path: str) -> set[str]:
 def test_cache_only_blocks_go_to_a_durable_tier(
     tmp_path: Path, home: Path, open_engine: OpenEngine, write_type: str
 ) -> None:
-    two_tiers(home, tmp_path)
-    engine = open_engine()
-    engine.mounts.mount("/", LocalStore(tmp_path / "ufs").uri)
-    engine.fs.write_file("/f.bin", io.BytesIO(os.urandom(200 * KiB)), write_type=write_type)
+    engine = written_on_two_tiers(home, tmp_path, open_engine, os.urandom(200 * KiB), write_type)
     assert tiers_of(engine, "/f.bin") == {"SSD"}  # as the write was acknowledged
 
 
 def test_promotion_keeps_cache_only_blocks_durable(
     tmp_path: Path, home: Path, open_engine: OpenEngine
 ) -> None:
-    two_tiers(home, tmp_path)
-    engine = open_engine()
-    engine.mounts.mount("/", LocalStore(tmp_path / "ufs").uri)
     data = os.urandom(200 * KiB)
-    engine.fs.write_file("/f.bin", io.BytesIO(data), write_type="MUST_CACHE")
+    engine = written_on_two_tiers(home, tmp_path, open_engine, data, "MUST_CACHE")
     assert engine.fs.read("/f.bin", 0, len(data), read_type="CACHE_PROMOTE") == data
     assert engine.cache is not None
     engine.cache.drain()
@@ -161,11 +167,8 @@ def test_promotion_keeps_cache_only_blocks_durable(
 def test_cache_only_file_survives_a_reboot(
     tmp_path: Path, home: Path, open_engine: OpenEngine
 ) -> None:
-    two_tiers(home, tmp_path)
-    engine = open_engine()
-    engine.mounts.mount("/", LocalStore(tmp_path / "ufs").uri)
     data = os.urandom(300 * KiB)
-    engine.fs.write_file("/f.bin", io.BytesIO(data), write_type="MUST_CACHE")
+    engine = written_on_two_tiers(home, tmp_path, open_engine, data, "MUST_CACHE")
     engine.close()
     shutil.rmtree(tmp_path / "mem", ignore_errors=True)  # a reboot empties /dev/shm
     engine = open_engine()

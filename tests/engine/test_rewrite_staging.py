@@ -8,9 +8,6 @@ from __future__ import annotations
 import copy
 import io
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -25,12 +22,12 @@ from engine.errors import Busy, NoSpace, Refused
 from engine.inode import PERSISTED
 from journal import entries as E
 from tests.cli.shoal_cli import shoal
+from tests.crashes import killed_once_said
 from tests.engine.content import content
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine, assert_fsck_clean
 from tests.ufs.stores import Store
 
-ROOT = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
 OLD = content(1, MIB)[:MIB]  # what was acknowledged before the rewrite
 
@@ -122,15 +119,7 @@ def test_kill9_during_a_rewrite_keeps_the_acknowledged_content(
         assert store.get("f") == OLD  # the UFS holds the old version too
     engine.close()
     # 8 MiB of new content in 64 KiB blocks: 128 blocks staged when the writer stalls.
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(home), "/m/f", kind, str(8 * MIB)], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    said = proc.stdout.readline().strip()
-    os.kill(proc.pid, signal.SIGKILL)
-    _out, err = proc.communicate()
-    assert said == "STALLED", err
+    killed_once_said(WRITER, str(home), "/m/f", kind, str(8 * MIB), said="STALLED")
     assert len(staged_files(home, old_version + 1)) >= 128  # the rewrite was in flight
 
     # Before start-up's repair: the old content, whole...
@@ -169,11 +158,16 @@ def mounted(engine: Engine, tmp_path: Path) -> Engine:
     return engine
 
 
+def with_old(engine: Engine, tmp_path: Path) -> Engine:
+    """``engine`` mounted (as above) with /f holding OLD, in the cache only."""
+    mounted(engine, tmp_path).fs.write_file("/f", io.BytesIO(OLD), write_type="MUST_CACHE")
+    return engine
+
+
 def test_the_old_content_is_served_until_the_new_is_committed(
     ssd_home: SsdHome, open_engine: OpenEngine, tmp_path: Path
 ) -> None:
-    engine = mounted(open_engine(ssd_home()), tmp_path)
-    engine.fs.write_file("/f", io.BytesIO(OLD), write_type="MUST_CACHE")
+    engine = with_old(open_engine(ssd_home()), tmp_path)
     seen: list[bytes] = []
     new = b"n" * (3 * MIB)
     engine.fs.write_file(
@@ -208,8 +202,7 @@ def test_a_file_truncated_during_its_rewrite_keeps_the_truncation(
     ssd_home: SsdHome, open_engine: OpenEngine, tmp_path: Path
 ) -> None:
     home = ssd_home()
-    engine = mounted(open_engine(home), tmp_path)
-    engine.fs.write_file("/f", io.BytesIO(OLD), write_type="MUST_CACHE")
+    engine = with_old(open_engine(home), tmp_path)
     version = engine.sync.lookup("/f").version
     with pytest.raises(Busy, match="changed while its new content was being written"):
         engine.fs.write_file(
@@ -228,8 +221,7 @@ def test_rewrites_of_one_file_from_two_threads_take_turns(
     ssd_home: SsdHome, open_engine: OpenEngine, tmp_path: Path
 ) -> None:
     home = ssd_home()
-    engine = mounted(open_engine(home), tmp_path)
-    engine.fs.write_file("/f", io.BytesIO(OLD), write_type="MUST_CACHE")
+    engine = with_old(open_engine(home), tmp_path)
     first_staging = threading.Event()
     errors: list[BaseException] = []
 

@@ -9,10 +9,6 @@ a real kill -9 of a process stopped right after its store step."""
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,11 +17,11 @@ import pytest
 from engine.engine import Engine
 from engine.errors import NotFound
 from engine.inode import PERSISTED
+from tests.crashes import killed_once_said
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine
 from tests.ufs.stores import LocalStore, Store
 
-ROOT = Path(__file__).resolve().parents[2]
 V1 = b"old-a-v1, in the store"
 V2 = b"NEW-a-v2, only in the cache"
 OLD_B = b"old-b, in the store"
@@ -49,12 +45,40 @@ def relisted(open_engine: OpenEngine, home: Path, path: str = "/m") -> Engine:
     return engine
 
 
+def restarted(engine: Engine, open_engine: OpenEngine, home: Path) -> Engine:
+    """``engine`` closed, and the home relisted (as above)."""
+    engine.close()
+    return relisted(open_engine, home)
+
+
+def listed(engine: Engine) -> list[str]:
+    """The names in /m, sorted."""
+    return sorted(n.name for n in engine.ns.listdir("/m"))
+
+
 def superseded(engine: Engine, path: str) -> None:
     """``path``: V1 written THROUGH (in the store), then V2 over it in the cache only."""
     engine.fs.write_file(path, io.BytesIO(V1), write_type="THROUGH")
     engine.fs.write_file(path, io.BytesIO(V2), write_type="MUST_CACHE")
     node = engine.sync.lookup(path)
     assert not node.flags & PERSISTED and node.ext is not None and node.ext.fingerprint
+
+
+def b_after(op: str, stored: set[str], home: Path, store: Store, open_engine: OpenEngine) -> Engine:
+    """/m/a superseded (as above) beside /m/b, whose OLD_B is in the store, then /m/a deleted
+    or renamed over /m/b (``op``): the store holds the ``stored`` files, and after a restart
+    /m lists b alone."""
+    engine = mounted(open_engine, home, store)
+    superseded(engine, "/m/a")
+    engine.fs.write_file("/m/b", io.BytesIO(OLD_B), write_type="THROUGH")
+    if op == "delete":
+        engine.fs.delete("/m/a")
+    else:
+        engine.fs.rename("/m/a", "/m/b")
+    assert files(store) == stored
+    engine = restarted(engine, open_engine, home)
+    assert listed(engine) == ["b"]
+    return engine
 
 
 def test_a_rename_over_a_file_removes_the_replaced_copy(
@@ -68,10 +92,9 @@ def test_a_rename_over_a_file_removes_the_replaced_copy(
     engine.ns.create("/m/n")  # created (journaled), no content ever committed
     engine.fs.rename("/m/c", "/m/a")
     engine.fs.rename("/m/n", "/m/x")
-    engine.close()
 
     # The next start's listing shows each name with what was renamed onto it...
-    engine = relisted(open_engine, home)
+    engine = restarted(engine, open_engine, home)
     assert engine.fs.read("/m/x", 0, 100) == b""
     assert engine.sync.lookup("/m/x").size == 0
     assert engine.fs.read("/m/a", 0, 100) == b"cache-only"
@@ -79,9 +102,8 @@ def test_a_rename_over_a_file_removes_the_replaced_copy(
     assert files(store) == set()
     engine.fs.delete("/m/a")
     engine.fs.delete("/m/x")
-    engine.close()
-    engine = relisted(open_engine, home)
-    assert [n.name for n in engine.ns.listdir("/m")] == []  # nothing replaced comes back
+    engine = restarted(engine, open_engine, home)
+    assert listed(engine) == []  # nothing replaced comes back
     engine.close()
 
 
@@ -94,10 +116,9 @@ def test_a_persisted_file_is_moved_over_the_replaced_one(
     engine.fs.write_file("/m/q", io.BytesIO(b"replaced"), write_type="THROUGH")
     engine.fs.rename("/m/p", "/m/q")
     assert files(store) == {"q"} and store.get("q") == b"persisted"
-    engine.close()
-    engine = relisted(open_engine, home)
+    engine = restarted(engine, open_engine, home)
     assert engine.fs.read("/m/q", 0, 100) == b"persisted"
-    assert [n.name for n in engine.ns.listdir("/m")] == ["q"]
+    assert listed(engine) == ["q"]
     engine.close()
 
 
@@ -113,10 +134,9 @@ def test_a_stale_copy_is_removed_not_moved(
     engine.fs.rename("/m/d", "/m/e")
     # V1 was acknowledged away: it must not be under any name, old or new.
     assert files(store) == set()
-    engine.close()
 
-    engine = relisted(open_engine, home)
-    assert sorted(n.name for n in engine.ns.listdir("/m")) == ["b", "e"]
+    engine = restarted(engine, open_engine, home)
+    assert listed(engine) == ["b", "e"]
     assert engine.fs.read("/m/b", 0, 100) == V2
     assert engine.fs.read("/m/e/x", 0, 100) == V2
     engine.close()
@@ -126,15 +146,7 @@ def test_unlink_of_a_file_with_an_older_store_copy_brings_nothing_back(
     store: Store, ssd_home: SsdHome, open_engine: OpenEngine
 ) -> None:
     """/tmp/i14-torture-scratch/repro_unlink.sh as a test."""
-    home = ssd_home()
-    engine = mounted(open_engine, home, store)
-    superseded(engine, "/m/a")
-    engine.fs.write_file("/m/b", io.BytesIO(OLD_B), write_type="THROUGH")
-    engine.fs.delete("/m/a")
-    assert files(store) == {"b"}
-    engine.close()
-    engine = relisted(open_engine, home)
-    assert [n.name for n in engine.ns.listdir("/m")] == ["b"]
+    engine = b_after("delete", {"b"}, ssd_home(), store, open_engine)
     assert engine.fs.read("/m/b", 0, 100) == OLD_B
     engine.close()
 
@@ -144,19 +156,12 @@ def test_rename_of_a_file_with_an_older_store_copy_over_another(
 ) -> None:
     """/tmp/i14-torture-scratch/repro_rename.sh as a test."""
     home = ssd_home()
-    engine = mounted(open_engine, home, store)
-    superseded(engine, "/m/a")
-    engine.fs.write_file("/m/b", io.BytesIO(OLD_B), write_type="THROUGH")
-    engine.fs.rename("/m/a", "/m/b")
-    assert files(store) == set()  # neither V1 nor the replaced b stays in the store
-    engine.close()
-    engine = relisted(open_engine, home)
-    assert [n.name for n in engine.ns.listdir("/m")] == ["b"]
+    # Neither V1 nor the replaced b stays in the store.
+    engine = b_after("rename", set(), home, store, open_engine)
     assert engine.fs.read("/m/b", 0, 100) == V2
     engine.fs.delete("/m/b")
-    engine.close()
-    engine = relisted(open_engine, home)
-    assert [n.name for n in engine.ns.listdir("/m")] == []
+    engine = restarted(engine, open_engine, home)
+    assert listed(engine) == []
     engine.close()
 
 
@@ -197,15 +202,7 @@ STOPPED = textwrap.dedent(
 
 
 def kill_after_store_step(home: Path, op: str, src: str, dst: str = "", *more: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", STOPPED, str(home), op, src, dst, *more], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    said = proc.stdout.readline().strip()
-    os.kill(proc.pid, signal.SIGKILL)
-    _out, err = proc.communicate()
-    assert said == "STORE-STEP-DONE", err
+    killed_once_said(STOPPED, str(home), op, src, dst, *more, said="STORE-STEP-DONE")
 
 
 @pytest.mark.parametrize("op", ["rename", "rename-dir", "delete"])
@@ -239,9 +236,8 @@ def test_kill9_after_the_store_step_shows_no_superseded_content(
     else:
         engine.fs.rename(src, dst)
         engine.fs.delete(dst, recursive=True)
-    engine.close()
-    engine = relisted(open_engine, home)
-    assert [n.name for n in engine.ns.listdir("/m")] == []
+    engine = restarted(engine, open_engine, home)
+    assert listed(engine) == []
     assert files(store) == set()
     engine.close()
 
@@ -264,7 +260,7 @@ def test_kill9_before_the_replaced_copy_goes_keeps_the_rename(
     kill_after_store_step(home, "rename", "/m/a", "/m/b", "--no-uploads")
 
     engine = relisted(open_engine, home)
-    assert [n.name for n in engine.ns.listdir("/m")] == ["b"]
+    assert listed(engine) == ["b"]
     assert engine.fs.read("/m/b", 0, 100) == V2
     assert engine.persister is not None
     engine.persister.drain()

@@ -14,8 +14,6 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from engine.engine import Engine
 from engine.home import OPEN_MARKER, RELIST_FILE
 from engine.inode import PERSISTED
 from tests.cli.shoal_cli import shoal
+from tests.crashes import killed_once_said
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine
 from tests.ufs.stores import S3Store, Store
@@ -64,16 +63,8 @@ CUTTER = textwrap.dedent(
 
 def cut_and_kill(home: Path, steps: list[list[object]]) -> None:
     """Runs CUTTER with ``steps`` and kills it with SIGKILL once they are in the store."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CUTTER, str(home), json.dumps(steps)], cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    said = proc.stdout.readline().strip()
-    os.kill(proc.pid, signal.SIGKILL)
-    _out, err = proc.communicate()
-    assert said == "CUT", err
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = killed_once_said(CUTTER, str(home), json.dumps(steps), said="CUT", env=env)
     assert proc.returncode == -signal.SIGKILL
 
 
@@ -81,9 +72,10 @@ def names(engine: Engine, path: str) -> set[str]:
     return {node.name for node in engine.sync.listdir(path)}
 
 
-def loaded(engine: Engine, store: Store) -> None:
+def loaded(open_engine: OpenEngine, store: Store) -> None:
     """/m mounted on ``store`` with THROUGH files, a MUST_CACHE one and a subdirectory, all
-    listed (so marked as loaded)."""
+    listed (so marked as loaded), by an engine closed again."""
+    engine = open_engine()
     engine.fs.makedirs("/m")
     engine.mounts.mount("/m", store.uri, store.options)
     for name in ("f", "gone", "a"):
@@ -93,15 +85,14 @@ def loaded(engine: Engine, store: Store) -> None:
     engine.fs.write_file("/m/sub/s", io.BytesIO(OLD), write_type="THROUGH")
     assert names(engine, "/m") == {"f", "gone", "a", "cached", "sub"}
     assert names(engine, "/m/sub") == {"s"}
+    engine.close()
 
 
 def test_after_a_kill_each_loaded_directory_is_listed_once_and_a_clean_stop_lists_none(
     store: Store, ssd_home: SsdHome, open_engine: OpenEngine
 ) -> None:
     home = ssd_home()
-    engine = open_engine()
-    loaded(engine, store)
-    engine.close()
+    loaded(open_engine, store)
 
     # A clean stop: loaded directories are not listed again (the interval is -1).
     store.put("outside", b"put there by someone else")
@@ -153,9 +144,7 @@ def test_after_a_kill_a_loaded_directory_is_served_while_the_store_is_down(
     store = S3Store(s3_server)  # the mount reaches it through the proxy, the test directly
     store.options.update(endpoint=proxy.endpoint, max_attempts="2", connect_timeout_s="1")
     home = ssd_home()
-    engine = open_engine()
-    loaded(engine, store)
-    engine.close()
+    loaded(open_engine, store)
     cut_and_kill(home, [["write", "born", "born ", 100]])
 
     proxy.add(Fault("drop", -1))  # every request dropped from now on
@@ -173,9 +162,7 @@ def test_fsck_names_a_stop_record_that_cannot_be_read_and_a_start_writes_it_anew
     store: Store, ssd_home: SsdHome, open_engine: OpenEngine
 ) -> None:
     home = ssd_home()
-    engine = open_engine()
-    loaded(engine, store)
-    engine.close()
+    loaded(open_engine, store)
     (home / RELIST_FILE).write_bytes(b"garbage")
     out = shoal("fsck", home=home, expect=1).stdout
     assert "FAIL  stop-record" in out, out

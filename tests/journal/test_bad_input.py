@@ -31,6 +31,7 @@ from tests.cli.shoal_cli import (
     segments,
     shoal,
 )
+from tests.crashes import flip, journal_files, names, one_line
 from tests.homes import remove_home
 from tests.invariants import OpenEngine
 
@@ -48,31 +49,6 @@ def make_home(home: Path, files: int, toml: str = "") -> list[str]:
     finally:
         engine.close(checkpoint=False)
     return paths
-
-
-def names(home: Path) -> set[str]:
-    out = shoal("fs", "ls", "/", home=home).stdout
-    return {"/" + line.split()[-1] for line in out.splitlines()}
-
-
-def one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-def flip(path: Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
-def snapshot_files(home: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(home)): p.read_bytes()
-        for p in sorted((home / "journal").rglob("*"))
-        if p.is_file()
-    }
 
 
 # -- torn tail ----------------------------------------------------------------------------------
@@ -142,12 +118,12 @@ def test_flipped_byte_mid_log_refuses_then_force_keeps_entries_before_it(tmp_pat
     assert f"problem: {rel} at offset {bad_offset}: checksum mismatch" in proc.stdout
     assert f"entries: {bad_seq - 1} (seq 1..{bad_seq - 1})" in proc.stdout
 
-    before = snapshot_files(tmp_path)
+    before = journal_files(tmp_path)
     proc = shoal("journal", "repair", home=tmp_path, expect=3)
     assert f"damage: {rel} at offset {bad_offset}: checksum mismatch" in proc.stdout
     assert f"would lose: entries {bad_seq}..50 ({50 - bad_seq + 1} entries" in proc.stdout
     assert "refusing without --force" in proc.stdout
-    assert snapshot_files(tmp_path) == before  # a refused repair touches nothing
+    assert journal_files(tmp_path) == before  # a refused repair touches nothing
 
     proc = shoal("journal", "repair", "--force", home=tmp_path)
     assert f"lost: entries {bad_seq}..50" in proc.stdout
@@ -413,7 +389,7 @@ def test_read_only_journal_or_home_is_a_clear_error(shared_home: Path, what: str
     target = shared_home / "journal" if what == "journal" else shared_home
     if not _can_bind_read_only(target):
         pytest.skip("cannot make a read-only bind mount here (needs unshare and CAP_SYS_ADMIN)")
-    before = snapshot_files(shared_home)
+    before = journal_files(shared_home)
     cli = [sys.executable, "-m", "cli.main", "--home", str(shared_home)]
     proc = _read_only_bind(target, *cli, "fs", "touch", "/new")
     assert proc.returncode == 5, proc.stderr
@@ -427,7 +403,7 @@ def test_read_only_journal_or_home_is_a_clear_error(shared_home: Path, what: str
         )
     else:
         assert line.startswith(f"shoal: error: {shared_home}/lock: Read-only file system;")
-    assert snapshot_files(shared_home) == before
+    assert journal_files(shared_home) == before
     assert names(shared_home) == set(paths)  # still intact and usable once writable
 
 
@@ -487,7 +463,7 @@ def test_home_this_user_may_not_write_is_a_clear_error(shared_home: Path, how: s
     if how != "nobody":
         for p in [shared_home, *shared_home.rglob("*")]:
             os.chown(p, 65534, 65534)
-    before = snapshot_files(shared_home)
+    before = journal_files(shared_home)
     cli = [sys.executable, "-m", "cli.main", "--home", str(shared_home)]
     for args in (("fs", "touch", "/new"), ("journal", "verify")):
         proc = _run_as_other_user(how, *cli, *args)
@@ -496,5 +472,5 @@ def test_home_this_user_may_not_write_is_a_clear_error(shared_home: Path, how: s
         line = one_line(proc.stderr)
         assert line.startswith(f"shoal: error: {shared_home}/lock: Permission denied;"), line
         assert "the home must be writable by the user running shoal" in line
-    assert snapshot_files(shared_home) == before
+    assert journal_files(shared_home) == before
     assert names(shared_home) == set(paths)

@@ -12,6 +12,7 @@ import pytest
 from engine.engine import Engine
 from journal.format import ScanEnd, iter_records, parse_segment_header
 from tests.cli.shoal_cli import checkpoints, record_offsets, segments, shoal
+from tests.crashes import flip, journal_files, names, one_line
 
 
 def build(home: Path, before: int, after: int, toml: str = "") -> tuple[list[str], list[str]]:
@@ -35,23 +36,25 @@ def build(home: Path, before: int, after: int, toml: str = "") -> tuple[list[str
     return first, second
 
 
-def names(home: Path) -> set[str]:
-    out = shoal("fs", "ls", "/", home=home).stdout
-    return {"/" + line.split()[-1] for line in out.splitlines()}
+def damage_records(segment: Path, *offsets: int) -> bytes:
+    """Flips a byte inside each record of ``segment`` starting at ``offsets`` (so that its
+    checksum no longer matches); returns the segment's bytes as they are now."""
+    for offset in offsets:
+        flip(segment, offset + 25)
+    return segment.read_bytes()
 
 
-def one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    return lines[0]
-
-
-def journal_files(home: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(home)): p.read_bytes()
-        for p in sorted((home / "journal").rglob("*"))
-        if p.is_file()
-    }
+def refused_then_forced(home: Path, would: str, did: str, problem: str = "") -> None:
+    """`shoal journal verify` names the ``problem`` (when one is given), `shoal journal repair`
+    refuses (exit 3) saying what a forced repair ``would`` do, and `repair --force` says what
+    it ``did``."""
+    if problem:
+        proc = shoal("journal", "verify", home=home, expect=3)
+        assert problem in proc.stdout
+    proc = shoal("journal", "repair", home=home, expect=3)
+    assert would in proc.stdout
+    proc = shoal("journal", "repair", "--force", home=home)
+    assert did in proc.stdout
 
 
 # -- a zeroed newest segment (defect 5) ---------------------------------------------------------
@@ -113,14 +116,12 @@ def test_newest_segment_deleted_with_the_seen_marker_is_found_by_the_checkpoint(
     assert f"at entry {seq} was written after it was created" in line
     assert "shoal journal repair --force" in line
 
-    proc = shoal("journal", "verify", home=tmp_path, expect=3)
-    assert f"problem: {newest.name}: segment {newest.name} is missing" in proc.stdout
-    proc = shoal("journal", "repair", home=tmp_path, expect=3)
-    assert f"the missing segment {newest.name} (entries from {seq + 1} on) stays lost" in (
-        proc.stdout
+    refused_then_forced(
+        tmp_path,
+        problem=f"problem: {newest.name}: segment {newest.name} is missing",
+        would=f"the missing segment {newest.name} (entries from {seq + 1} on) stays lost",
+        did=f"started journal/{newest.name} after the checkpoint at entry {seq}",
     )
-    proc = shoal("journal", "repair", "--force", home=tmp_path)
-    assert f"started journal/{newest.name} after the checkpoint at entry {seq}" in proc.stdout
     assert names(tmp_path) == set(kept)
     shoal("journal", "verify", home=tmp_path)
     shoal("fs", "touch", "/new", home=tmp_path)
@@ -153,9 +154,7 @@ def test_damage_only_an_older_checkpoint_needs_has_a_way_out(tmp_path: Path) -> 
     assert len(segs) == 2 and len(ckpts) == 2  # the log after the older checkpoint, and after
     old = segs[0]
     seq, offset = record_offsets(old)[2]
-    data = bytearray(old.read_bytes())
-    data[offset + 25] ^= 0xFF
-    old.write_bytes(bytes(data))
+    data = damage_records(old, offset)
     rel = f"journal/{old.name}"
     assert names(tmp_path) == expected  # start-up reads from the newest checkpoint: unharmed
 
@@ -183,14 +182,12 @@ def _records_end(segment: Path) -> int:
     return end.offset
 
 
-def test_damage_before_the_checkpoint_in_the_segment_start_up_reads_is_split_off(
-    tmp_path: Path,
-) -> None:
-    """A segment holding entries on both sides of the checkpoint (the log continued in the
-    older segment, as it does once a rotation's torn segment was cut): damage before the
-    checkpoint stops start-up, and a forced repair keeps every entry after the checkpoint."""
-    kept, later = build(tmp_path, 6, 5)
-    first, second = segments(tmp_path)
+def _joined(home: Path) -> tuple[list[str], list[str], Path]:
+    """build(home, 6, 5) with its two segments joined into the first: a segment holding entries
+    on both sides of the checkpoint (the log continued in the older segment, as it does once a
+    rotation's torn segment was cut). Returns both lists of paths and the segment."""
+    kept, later = build(home, 6, 5)
+    first, second = segments(home)
     # Join the two: the records after the checkpoint move to the end of the first segment.
     records = second.read_bytes()[24 : _records_end(second)]
     end = _records_end(first)
@@ -198,21 +195,30 @@ def test_damage_before_the_checkpoint_in_the_segment_start_up_reads_is_split_off
         f.seek(end)
         f.write(records)
     second.unlink()
-    (tmp_path / "journal" / "seen").write_text("1\n")
+    (home / "journal" / "seen").write_text("1\n")
+    return kept, later, first
+
+
+def test_damage_before_the_checkpoint_in_the_segment_start_up_reads_is_split_off(
+    tmp_path: Path,
+) -> None:
+    """A segment holding entries on both sides of the checkpoint (the log continued in the
+    older segment, as it does once a rotation's torn segment was cut): damage before the
+    checkpoint stops start-up, and a forced repair keeps every entry after the checkpoint."""
+    kept, later, first = _joined(tmp_path)
     assert names(tmp_path) == set(kept) | set(later)  # a valid home, if an unusual one
 
     seq, offset = record_offsets(first)[2]  # /b2's entry: before the checkpoint
-    data = bytearray(first.read_bytes())
-    data[offset + 25] ^= 0xFF
-    first.write_bytes(bytes(data))
+    data = damage_records(first, offset)
     rel = f"journal/{first.name}"
     proc = shoal("fs", "ls", "/", home=tmp_path, expect=3)
     assert f"{rel} at offset {offset}: checksum mismatch" in one_line(proc.stderr)
 
-    proc = shoal("journal", "repair", home=tmp_path, expect=3)
-    assert "a forced repair would lose: no entry of the state the home opens with" in proc.stdout
-    proc = shoal("journal", "repair", "--force", home=tmp_path)
-    assert f"copied the records of {rel} from offset" in proc.stdout
+    refused_then_forced(
+        tmp_path,
+        would="a forced repair would lose: no entry of the state the home opens with",
+        did=f"copied the records of {rel} from offset",
+    )
     assert (tmp_path / (rel + ".broken")).read_bytes() == bytes(data)
     assert names(tmp_path) == set(kept) | set(later)  # nothing after the checkpoint was lost
     shoal("journal", "verify", home=tmp_path)
@@ -223,24 +229,16 @@ def test_damage_before_the_checkpoint_in_the_segment_start_up_reads_is_split_off
 # -- checkpoints --------------------------------------------------------------------------------
 
 
-def flip(path: Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 def test_a_checkpoint_that_does_not_load_is_set_aside(tmp_path: Path) -> None:
     expected, _segs, ckpts = _two_checkpoints(tmp_path)
     flip(ckpts[1], 300)
     assert names(tmp_path) == expected  # start-up falls back to the older checkpoint
-    proc = shoal("journal", "verify", home=tmp_path, expect=3)
-    assert f"problem: journal/checkpoints/{ckpts[1].name}: checksum" in proc.stdout
-    proc = shoal("journal", "repair", home=tmp_path, expect=3)
-    assert f"a forced repair would rename journal/checkpoints/{ckpts[1].name} aside" in (
-        proc.stdout
+    refused_then_forced(
+        tmp_path,
+        problem=f"problem: journal/checkpoints/{ckpts[1].name}: checksum",
+        would=f"a forced repair would rename journal/checkpoints/{ckpts[1].name} aside",
+        did="lost: no entry: start-up does not use this checkpoint",
     )
-    proc = shoal("journal", "repair", "--force", home=tmp_path)
-    assert "lost: no entry: start-up does not use this checkpoint" in proc.stdout
     assert checkpoints(tmp_path) == [ckpts[0]]
     assert ckpts[1].with_name(ckpts[1].name + ".broken").exists()
     shoal("journal", "verify", home=tmp_path)
@@ -276,29 +274,18 @@ def test_no_checkpoint_loads_and_the_log_starts_late_still_has_a_way_out(tmp_pat
 def test_damage_reaching_past_the_checkpoint_restarts_the_log_after_it(tmp_path: Path) -> None:
     """As above, but the entry right after the checkpoint is damaged too: what followed the
     checkpoint in that segment is lost (and said so), the home opens with the checkpoint."""
-    kept, later = build(tmp_path, 6, 5)
-    first, second = segments(tmp_path)
-    records = second.read_bytes()[24 : _records_end(second)]
-    end = _records_end(first)
-    with open(first, "r+b") as f:
-        f.seek(end)
-        f.write(records)
-    second.unlink()
-    (tmp_path / "journal" / "seen").write_text("1\n")
+    kept, later, first = _joined(tmp_path)
     offsets = dict(record_offsets(first))
-    data = bytearray(first.read_bytes())
-    data[offsets[3] + 25] ^= 0xFF
-    data[offsets[7] + 25] ^= 0xFF  # the first entry after the checkpoint at 6
-    first.write_bytes(bytes(data))
+    # The entry at 7 is the first after the checkpoint at 6.
+    data = damage_records(first, offsets[3], offsets[7])
     rel = f"journal/{first.name}"
 
-    proc = shoal("journal", "repair", home=tmp_path, expect=3)
-    assert (
-        f"a forced repair would lose: every entry after the checkpoint at entry 6 that {rel} held"
-        in proc.stdout
+    refused_then_forced(
+        tmp_path,
+        would=f"a forced repair would lose: every entry after the checkpoint at entry 6 that {rel}"
+        " held",
+        did=f"started journal/log-{7:020d}.seg after the checkpoint at entry 6",
     )
-    proc = shoal("journal", "repair", "--force", home=tmp_path)
-    assert f"started journal/log-{7:020d}.seg after the checkpoint at entry 6" in proc.stdout
     assert (tmp_path / (rel + ".broken")).read_bytes() == bytes(data)
     assert names(tmp_path) == set(kept)
     shoal("journal", "verify", home=tmp_path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -52,18 +53,27 @@ class StepPersister(Persister):
 
 
 class _Midway:
-    """A source that runs ``during`` once its first bytes were read: a change made while an
-    upload is under way (the connector has started, the object is not in place yet)."""
+    """A source that starts ``during`` once its first bytes were read: a change made by another
+    caller while an upload is under way (the connector has started, the object is not in place
+    yet). The change runs in its own thread, as it would in production: it may wait for this
+    very upload (the persister holds uploads around deletes, renames and rewrites), so the
+    upload goes on after giving it a moment to begin."""
 
-    def __init__(self, source: BinaryIO, during: Callable[[], None]) -> None:
+    def __init__(
+        self, source: BinaryIO, during: Callable[[], None], started: list[threading.Thread]
+    ) -> None:
         self.source = source
         self.during: Callable[[], None] | None = during
+        self.started = started
 
     def read(self, size: int = -1) -> bytes:
         data = self.source.read(size)
         if self.during is not None:
             during, self.during = self.during, None
-            during()
+            thread = threading.Thread(target=during, name="change-midway", daemon=True)
+            thread.start()
+            self.started.append(thread)
+            thread.join(timeout=0.05)
         return data
 
 
@@ -83,7 +93,7 @@ class FlakyUfs(LocalUnderFS):
         self._refuse("write", path)
         during, self.world.during = self.world.during, None
         if during is not None:
-            source = _Midway(source, during)  # type: ignore[assignment]
+            source = _Midway(source, during, self.world.midway)  # type: ignore[assignment]
         return super().write(path, source)
 
     def delete(self, path: str) -> None:
@@ -122,6 +132,7 @@ class World:
         )
         self.ufs_down = False
         self.during: Callable[[], None] | None = None
+        self.midway: list[threading.Thread] = []  # changes started during an upload
         self.fatal: list[BaseException] = []
         self.snapshots: dict[int, Files] = {}  # op index -> files just before that operation
         self.first: Files = {}  # the files the live storage started with

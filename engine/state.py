@@ -309,7 +309,7 @@ class State:
     def _fingerprint(self, e: E.UfsFingerprint) -> None:
         node = self._node(e.id)
         ext = node.ensure_ext()
-        if ext.fingerprint is not None and ext.fingerprint != e.fingerprint:
+        if e.new_content or (ext.fingerprint is not None and ext.fingerprint != e.fingerprint):
             self._new_content(node)
         ext.fingerprint = e.fingerprint
         node.size = e.size

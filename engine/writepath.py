@@ -98,10 +98,11 @@ class WritePath:
         now = time.time_ns()
         with ns.lock:
             node = new.existing()
+            replaced = node is not None  # its old blocks (maybe its only copy) must not serve
             if node is None:
                 node = new.create(ns, now)
             entry = E.UfsFingerprint(
-                node.id, status.fingerprint, status.size, now, now, self.sync.block_size
+                node.id, status.fingerprint, status.size, now, now, self.sync.block_size, replaced
             )
             seq = ns.gate.commit(entry)
         ns.gate.durable(seq)

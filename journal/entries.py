@@ -136,6 +136,10 @@ class UfsFingerprint(NamedTuple):
     mtime: int
     time: int
     block_size: int = 0  # the file's block size, when it has none yet (0: leave it)
+    # A write through the UFS replaced the file's content: a new content version even where
+    # the file had no fingerprint (its content was only in the cache). Appended last: older
+    # entries decode with False, and replay them as before.
+    new_content: bool = False
 
 
 class BlockCached(NamedTuple):

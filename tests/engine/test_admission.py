@@ -71,8 +71,15 @@ entries = st.one_of(
     st.builds(E.AddMount, ids, st.just("file:///x"), st.just({}), st.booleans(), st.none(), times),
     st.builds(E.RemoveMount, ids, times),
     st.builds(
-        E.UfsFingerprint, ids, st.sampled_from(["f1", "f2"]), small, times, times, block_sizes
-    ),
+        E.UfsFingerprint,
+        ids,
+        st.sampled_from(["f1", "f2"]),
+        small,
+        times,
+        times,
+        block_sizes,
+        st.booleans(),
+    ),  # fmt: skip
     st.builds(E.BlockCached, ids, versions, small, st.just("SSD"), small, small, times),
     st.builds(E.BlockMoved, ids, versions, small, st.just("HDD"), times),
     st.builds(E.BlockRemoved, ids, versions, small, times),

@@ -107,3 +107,20 @@ def test_a_failing_store_leaves_namespace_and_journal_untouched(
     finally:
         engine.close()
     assert {k for k in store.keys() if not k.endswith("/")} == {"ok"}
+
+
+@pytest.mark.parametrize("through", ["THROUGH", "CACHE_THROUGH"])
+def test_a_cache_only_file_rewritten_through_the_ufs_serves_the_new_bytes(
+    store: Store, open_engine: OpenEngine, through: str
+) -> None:
+    """Its old content was only in the cache (no UFS fingerprint): the write through the UFS
+    must still start a new content version, or the old cached blocks keep being served."""
+    engine = open_engine()
+    engine.ns.mkdir("/data")
+    engine.mounts.mount("/data", store.uri, store.options)
+    engine.fs.write_file("/data/f", io.BytesIO(b"<"), write_type="MUST_CACHE")
+    engine.fs.write_file("/data/f", io.BytesIO(b"<2"), write_type=through)
+    assert engine.fs.read("/data/f", 0, 100) == b"<2"
+    engine.close()
+    engine = open_engine()  # and so says the journal
+    assert engine.fs.read("/data/f", 0, 100) == b"<2"

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import pytest
+
 from engine import errors as err
 from engine.inode import COMPLETE, PERSISTED, PINNED
 from engine.names import NAME_MAX
@@ -266,3 +268,14 @@ def dump(state: State) -> Model:
             bool(node.flags & PERSISTED),
         )
     return out
+
+
+def check_refused(
+    refused: Refused, call: Callable[[], object], op_count: Callable[[], int]
+) -> None:
+    """``call`` raises the error the model says, and the storage (counted by ``op_count``)
+    records no operation for it: a refused operation writes nothing to the journal."""
+    before = op_count()
+    with pytest.raises(refused.error):
+        call()
+    assert op_count() == before, "a refused operation wrote to the journal"

@@ -3,6 +3,10 @@ then, and a clean restart (close, optionally with a final checkpoint, and open a
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
@@ -35,3 +39,21 @@ class Housekeeping(RuleBasedStateMachine):
         self.engine = None
         self.engine = self.reopen()
         self.after_clean_restart(before, final_checkpoint)
+
+
+# SHOAL_CRASH_EXAMPLES=N: a long run of N examples from fresh seeds (not derandomized).
+LONG_RUN = int(os.environ.get("SHOAL_CRASH_EXAMPLES", "0"))
+
+
+def crash_settings(examples: int, **extra: Any) -> settings:
+    """The crash machines' settings: ``examples`` derandomized in CI, or a long run."""
+    return settings(
+        max_examples=LONG_RUN or examples,
+        stateful_step_count=40,
+        derandomize=not LONG_RUN,
+        database=None,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        **extra,
+    )

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule, run_state_machine_as_test
 
@@ -52,14 +51,13 @@ from tests.models.data_model import (
     view,
     where_of,
 )
-from tests.models.housekeeping import Housekeeping
+from tests.models.housekeeping import Housekeeping, crash_settings
 from tests.models.namespace_model import Refused, check_refused, outcome
 from tests.recovery.engine_world import World, block_map, persister_of, tier_files
 
 NAMES = ("a", "b", "c")
 MIN_CRASH_STATES = 2_000  # with the journal machine's, well over 10,000 a CI run
 CRASH_STATES = 0
-LONG_RUN = int(os.environ.get("SHOAL_CRASH_EXAMPLES", "0"))
 NEVER = 1 << 62  # the acknowledgement of a state an operation passes through
 SPREAD_TOP = 1 << 16
 SPREAD = st.integers(0, SPREAD_TOP)  # a choice among a number of things known only when run
@@ -452,15 +450,9 @@ class EngineCrashMachine(Housekeeping):
             assert_fsck_clean(self.engine)
 
 
-EngineCrashMachine.TestCase.settings = settings(
-    max_examples=LONG_RUN or 250,
-    stateful_step_count=40,
-    derandomize=not LONG_RUN,
-    database=None,
-    deadline=None,
-    print_blob=True,
+EngineCrashMachine.TestCase.settings = crash_settings(
+    250,
     report_multiple_bugs=False,  # shrinking one failure of this machine takes minutes
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
 

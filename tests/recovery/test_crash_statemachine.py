@@ -14,13 +14,11 @@ tier and UFS files: tests/recovery/test_crash_engine.py.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     initialize,
@@ -36,7 +34,7 @@ from journal.errors import JournalFailed
 from journal.journal import JournalOptions
 from recovery.crashsim import Crash, Create, FsyncDir, Rename, SimStorage, Unlink, Write
 from tests.invariants import assert_fsck_clean
-from tests.models.housekeeping import Housekeeping
+from tests.models.housekeeping import Housekeeping, crash_settings
 from tests.models.namespace_model import (
     NAMES,
     ROOT,
@@ -401,18 +399,7 @@ class CrashMachine(Housekeeping):
             assert_fsck_clean(self.engine)
 
 
-# SHOAL_CRASH_EXAMPLES=N: a long run of N examples from fresh seeds (not derandomized).
-LONG_RUN = int(os.environ.get("SHOAL_CRASH_EXAMPLES", "0"))
-
-CrashMachine.TestCase.settings = settings(
-    max_examples=LONG_RUN or 280,
-    stateful_step_count=40,
-    derandomize=not LONG_RUN,
-    database=None,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+CrashMachine.TestCase.settings = crash_settings(280)
 
 
 def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,8 +42,8 @@ from tests.invariants import assert_fsck_clean
 from tests.models.data_model import (
     WRITE_TYPES,
     File,
-    copy_of,
     Files,
+    copy_of,
     m_changed_in_ufs,
     m_delete,
     m_rename,

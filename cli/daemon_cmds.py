@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, home_of
 from engine.errors import InvalidArgument, ShoalError
 from fuse.mountinfo import alive, daemon_pid, shoal_mounts
+from journal.storage import makedirs_private
 
 if TYPE_CHECKING:
     from fuse.admin import CommandRunner
@@ -120,7 +121,7 @@ def _start_daemon(args: argparse.Namespace, home: str) -> int:
     """Starts the daemon in its own session; returns when its mount is live, or with the
     error it stopped on."""
     logs = os.path.join(home, "logs")
-    os.makedirs(logs, exist_ok=True)
+    makedirs_private(logs)
     errors = os.path.join(logs, "daemon.stderr")
     argv = [sys.executable, "-m", "cli.main", "mount", "--foreground", "--home", home]
     argv += ["-v"] * (args.verbose or 0)

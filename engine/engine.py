@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from engine.home import (
     end_use,
     read_stop_record,
     resolve_home,
+    tighten,
 )
 from engine.mounts import MountTable
 from engine.namespace import Namespace
@@ -54,7 +56,8 @@ class Engine:
         """``reconcile``: bring the block map and the tier directories in step at start (off
         for read-only inspection: fsck without --repair, replay). A start for use (reconcile
         on) also marks the home open until ``close``; after a stop that did not close it,
-        directories loaded before are listed once more (engine/home.py, engine/sync.py)."""
+        directories loaded before are listed once more (engine/home.py, engine/sync.py), and
+        whatever of the home and its tiers other users could read is made its owner's only."""
         self.config = config or Config(journal=options)
         self.storage = storage
         self._lock = lock
@@ -62,7 +65,14 @@ class Engine:
             storage, JOURNAL_DIR, STATE_CODEC, options, on_fatal=on_fatal
         )
         self.in_use = reconcile
+        home = getattr(storage, "root", None)
+        cfg = self.config
+        self.tier_specs = (cfg.cache_tiers if cfg.cache_tiers is not None else
+                           default_tiers(home) if home is not None else [])  # fmt: skip
         try:
+            if reconcile and home is not None:  # before anything is read or written
+                created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
+                tighten(self.private_paths(), announce=not created)
             self.state = self.journal.open()
             self.stops = self._stop_record(reconcile)
         except BaseException:
@@ -72,15 +82,12 @@ class Engine:
             raise
         self.gate = CommitGate(self.state, self.journal)
         self.ns = Namespace(self.gate)
-        self.mounts = MountTable(self.ns, CredentialStore(getattr(storage, "root", None)))
-        cfg = self.config
+        self.mounts = MountTable(self.ns, CredentialStore(home))
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
         self.sync.relist_before = self.stops.relist_before
-        home = getattr(storage, "root", None)
         self.cache: BlockCache | None = None
         if home is not None:
-            specs = cfg.cache_tiers if cfg.cache_tiers is not None else default_tiers(home)
-            tiers = [TierStore(spec) for spec in specs]
+            tiers = [TierStore(spec) for spec in self.tier_specs]
             self.cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s)
             fixed = self.cache.reconcile(repair=reconcile)
             if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):
@@ -114,6 +121,17 @@ class Engine:
                 report.replayed,
                 report.last_seq,
             )
+
+    def private_paths(self) -> list[str]:
+        """What only the home's owner may read: the home, and the cache's tier directories
+        outside it (a MEM tier on /dev/shm)."""
+        home = getattr(self.storage, "root", None)
+        if home is None:
+            return []
+        inside = home.rstrip("/") + "/"
+        tiers = [p for spec in self.tier_specs for p in spec.paths]
+        return [home] + sorted({os.path.abspath(p) for p in tiers
+                                if not os.path.abspath(p).startswith(inside)})  # fmt: skip
 
     def _stop_record(self, for_use: bool) -> StopRecord:
         """How the home was last stopped; opened ``for_use``, it is marked open from here on,

@@ -29,6 +29,7 @@ from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
 from fuse.admin import AdminServer, CommandRunner
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
+from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ OWN_LOGGERS = ("engine", "journal", "ufs", "fuse", "recovery", "pyfuse3")
 def setup_logging(home: str, level: str) -> None:
     """The daemon logs to <home>/logs/shoal.log (0600), rotated at 10 MiB, five files kept."""
     directory = os.path.join(home, LOG_DIR)
-    os.makedirs(directory, exist_ok=True)
+    makedirs_private(directory)
     handler = _PrivateRotatingFile(
         os.path.join(directory, LOG_FILE), maxBytes=10 << 20, backupCount=5
     )
@@ -180,7 +181,7 @@ def run(
             exporter.serve(engine, config.metrics_port)
         attach_root(engine, uri, ufs_options, readonly)
         spool = os.path.join(home, SPOOL_DIR)
-        os.makedirs(spool, exist_ok=True)
+        makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)
         try:
             pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
@@ -192,7 +193,8 @@ def run(
         ops.invalidator.start()
         try:
             raise_readahead(mountpoint)
-            with open(pid_file, "w") as f:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            with open(os.open(pid_file, flags, PRIVATE_FILE_MODE), "w") as f:
                 f.write(f"{os.getpid()}\n{mountpoint}\n")
             engine.ttl.start(config.cache_ttl_check_interval_s)
             admin = AdminServer(engine, home, run_command)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
-from engine.cache.tiers import TierStore
+from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
 from engine.credentials import CredentialStore
@@ -25,6 +25,7 @@ from engine.home import (
     resolve_home,
     tighten,
 )
+from engine.inode import ROOT_ID
 from engine.mounts import MountTable
 from engine.namespace import Namespace
 from engine.persister import Persister
@@ -42,6 +43,13 @@ log = logging.getLogger(__name__)
 STATE_CODEC: StateCodec[State] = StateCodec(State, load_checkpoint, fill_checkpoint)
 
 
+def _tier_specs(cfg: Config, home: str | None) -> list[TierSpec]:
+    """The block cache's tiers: configured, else the defaults; none without a home."""
+    if home is None:
+        return []
+    return cfg.cache_tiers if cfg.cache_tiers is not None else default_tiers(home)
+
+
 class Engine:
     def __init__(
         self,
@@ -52,12 +60,14 @@ class Engine:
         lock: HomeLock | None = None,
         on_fatal: Callable[[BaseException], None] = exit_process,
         reconcile: bool = True,
+        root_secrets: Mapping[str, str] | None = None,
     ) -> None:
         """``reconcile``: bring the block map and the tier directories in step at start (off
         for read-only inspection: fsck without --repair, replay). A start for use (reconcile
         on) also marks the home open until ``close``; after a stop that did not close it,
         directories loaded before are listed once more (engine/home.py, engine/sync.py), and
-        whatever of the home and its tiers other users could read is made its owner's only."""
+        what of the home and its tiers other users could read is made its owner's only.
+        ``root_secrets``: for the mount at the root, in memory only (engine/credentials.py)."""
         self.config = config or Config(journal=options)
         self.storage = storage
         self._lock = lock
@@ -67,12 +77,10 @@ class Engine:
         self.in_use = reconcile
         home = getattr(storage, "root", None)
         cfg = self.config
-        self.tier_specs = (cfg.cache_tiers if cfg.cache_tiers is not None else
-                           default_tiers(home) if home is not None else [])  # fmt: skip
+        self.tier_specs = _tier_specs(cfg, home)
         try:
-            if reconcile and home is not None:  # before anything is read or written
-                created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
-                tighten(self.private_paths(), announce=not created)
+            if reconcile:  # before anything is read or written
+                self._tighten()
             self.state = self.journal.open()
             self.stops = self._stop_record(reconcile)
         except BaseException:
@@ -82,7 +90,8 @@ class Engine:
             raise
         self.gate = CommitGate(self.state, self.journal)
         self.ns = Namespace(self.gate)
-        self.mounts = MountTable(self.ns, CredentialStore(home))
+        given = {ROOT_ID: root_secrets} if root_secrets else None
+        self.mounts = MountTable(self.ns, CredentialStore(home), given=given)
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
         self.sync.relist_before = self.stops.relist_before
         self.cache: BlockCache | None = None
@@ -121,6 +130,15 @@ class Engine:
                 report.replayed,
                 report.last_seq,
             )
+
+    def _tighten(self) -> None:
+        """What other users could read of the home and its tiers becomes its owner's only;
+        said at warning level unless the home is being created (the directory the user has just
+        made for it is no exposure)."""
+        home = getattr(self.storage, "root", None)
+        if home is not None:
+            created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
+            tighten(self.private_paths(), announce=not created)
 
     def private_paths(self) -> list[str]:
         """What only the home's owner may read: the home, and the cache's tier directories
@@ -170,6 +188,7 @@ class Engine:
         *,
         reconcile: bool = True,
         config_file: str | None = None,
+        root_secrets: Mapping[str, str] | None = None,
     ) -> Engine:
         path = resolve_home(home)
         lock = HomeLock(path)
@@ -179,7 +198,14 @@ class Engine:
         except ShoalError:
             lock.release()
             raise
-        return cls(OsStorage(path), config.journal, config=config, lock=lock, reconcile=reconcile)
+        return cls(
+            OsStorage(path),
+            config.journal,
+            config=config,
+            lock=lock,
+            reconcile=reconcile,
+            root_secrets=root_secrets,
+        )
 
     def checkpoint(self) -> CheckpointFile:
         ckpt = self.ns.gate.checkpoint()

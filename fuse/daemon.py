@@ -23,7 +23,7 @@ import pyfuse3
 import trio
 
 from engine import exporter
-from engine.credentials import split_secrets
+from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
 from fuse.admin import AdminServer, CommandRunner
@@ -62,11 +62,13 @@ def clear_dead_mount(mountpoint: str) -> None:
 def attach_root(engine: Engine, uri: str, options: dict[str, str], readonly: bool) -> None:
     """The UFS at the namespace's root; a home that already serves it is reused, as it was
     mounted: a different -o ro, or different UFS options, are refused rather than silently
-    ignored (no options: the stored ones, secrets from the credentials file)."""
+    ignored (no options: the stored ones). Secrets given now were handed to the engine when it
+    opened, for this run only; without them, those the home keeps (references to files, or
+    values an older version or ``shoal fs mount`` stored) are used."""
     root = engine.ns.tree.root
     current = engine.ns.state.mounts.get(root.id)
     if current is None:
-        engine.mounts.mount("/", uri, options, readonly=readonly)
+        engine.mounts.mount("/", uri, options, readonly=readonly, keep_secrets=False)
         return
     if current.uri.rstrip("/") != uri.rstrip("/"):
         raise InvalidArgument(
@@ -171,8 +173,12 @@ def run(
     run_command: CommandRunner,
 ) -> int:
     mountpoint = os.path.abspath(mountpoint)
+    # Secrets come in ufs_options (the command line took its own environment's); none stays
+    # in the environment, where children would inherit it.
+    take_environment_secrets()
     clear_dead_mount(mountpoint)
-    engine = Engine.open_home(home, overrides, config_file=config_file)
+    _public, secrets = split_secrets(ufs_options)
+    engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
     pid_file = os.path.join(home, PID_FILE)
     try:
         config = engine.config

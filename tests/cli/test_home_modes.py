@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import default_tiers
-from tests.cli.shoal_cli import ROOT, env, shoal, segments
+from tests.cli.shoal_cli import ROOT, env, segments, shoal
 from tests.homes import track
 
 NOBODY = 65534

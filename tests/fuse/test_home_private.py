@@ -35,6 +35,15 @@ def reachable() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def as_nobody(code: str) -> subprocess.CompletedProcess[str]:
+    assert PYTHON is not None
+    return subprocess.run(
+        [PYTHON, "-c", code],
+        user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
+        cwd="/", timeout=60,
+    )  # fmt: skip
+
+
 def test_every_file_of_a_mounted_home_is_private(reachable: Path) -> None:
     old = os.umask(0)  # the daemon inherits it: nothing narrows the modes Shoal asks for
     try:
@@ -53,15 +62,7 @@ def test_every_file_of_a_mounted_home_is_private(reachable: Path) -> None:
                 f"print(sorted(os.listdir({str(home)!r})) if os.access({str(home)!r}, os.R_OK)"
                 " else 'unlistable')\n"
             )
-            other = (
-                subprocess.run(
-                    [PYTHON, "-c", "import os\n" + code],
-                    user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
-                    cwd="/", timeout=60,
-                )  # fmt: skip
-                if PYTHON
-                else None
-            )
+            other = as_nobody("import os\n" + code) if PYTHON else None
         after = open_modes(home, mem_tier(home))  # the final checkpoint, the log's last lines
     finally:
         os.umask(old)

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from cli import secrets
+from cli import secret_sources
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, home_of
 from engine.credentials import ENV_SECRETS
 from engine.errors import InvalidArgument, ShoalError
@@ -55,7 +55,7 @@ def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunn
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     # The daemon's options, secrets among them, come through this pipe: never argv nor env.
     p.add_argument("--options-fd", type=int, help=argparse.SUPPRESS)
-    secrets.add_arguments(p)
+    secret_sources.add_arguments(p)
     p.add_argument("uri", metavar="UFS_URI")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
     p.set_defaults(run_command=run_command)
@@ -110,7 +110,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         overrides, ufs_options, readonly = _handed(args.options_fd)
     else:
         overrides, ufs_options, readonly = split_options(args.option)
-        ufs_options = secrets.gather(
+        ufs_options = secret_sources.gather(
             ufs_options, stdin_key=args.secret_key_stdin, use_environment=True
         )
     if args.foreground:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from cli import common, secrets
+from cli import common, secret_sources
 from cli.common import EXIT_OK, UsageError, add_command, open_engine
 from cli.output import dumps
 from cli.paths import absolute as _abs
@@ -37,7 +37,7 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         help="a mount option, e.g. endpoint=http://127.0.0.1:9000, path_style=true (repeatable)",
     )
     p.add_argument("--readonly", action="store_true", help="refuse every write below PATH")
-    secrets.add_arguments(p)
+    secret_sources.add_arguments(p)
     # Secrets the caller gave (read from its standard input): through the admin channel only.
     p.add_argument("--given-secrets", help=argparse.SUPPRESS)
     p.set_defaults(take_secrets=take_secrets)
@@ -63,7 +63,7 @@ def take_secrets(args: argparse.Namespace, argv: list[str]) -> list[str]:
     """Gathers the secrets where the command is run (its standard input, its files), before it
     may be sent to the daemon serving the home; returns the argv to send, which hands them
     over through the admin channel (a socket only the home's owner can use)."""
-    args.gathered = secrets.gather(
+    args.gathered = secret_sources.gather(
         parse_options(args.option), stdin_key=args.secret_key_stdin, use_environment=False
     )
     hidden = {k: v for k, v in args.gathered.items() if is_secret_option(k)}
@@ -77,7 +77,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         options = parse_options(args.option)
         if args.given_secrets:
             options.update(json.loads(args.given_secrets))
-        options = secrets.gather(
+        options = secret_sources.gather(
             options,
             stdin_key=args.secret_key_stdin,
             use_environment=False,

@@ -253,3 +253,31 @@ def test_a_foreground_daemon_hides_the_secret_it_was_started_with(
     assert proc.stderr is not None
     assert (way == "argv") == ("visible to every user" in proc.stderr.read())
     assert copies_in(s, signed_s3.secret_key) == []
+
+
+def test_fs_mount_through_the_daemon_reads_the_secret_where_it_is_run(
+    signed_s3: SignedS3, tmp_path: Path
+) -> None:
+    # `shoal fs mount --secret-key-stdin` while a daemon serves the home runs in the daemon:
+    # the key is read from the command's own standard input and sent over the admin socket.
+    s = setup(signed_s3, tmp_path, "file")
+    other = f"nested-{uuid.uuid4().hex[:10]}"
+    signed_s3.client().create_bucket(Bucket=other)
+    try:
+        shoal("mount", *s.args, home=s.home, env=s.env)
+        (s.mnt / "nested").mkdir()
+        opts = {"endpoint": signed_s3.server.endpoint, "path_style": "true",
+                "region": "us-east-1", "access_key": signed_s3.access_key}  # fmt: skip
+        args = [a for k, v in opts.items() for a in ("-o", f"{k}={v}")]
+        shoal("fs", "mount", "/nested", f"s3://{other}/n", *args, "--secret-key-stdin",
+              home=s.home, env=s.env, input=signed_s3.secret_key + "\n")  # fmt: skip
+        (s.mnt / "nested" / "f.txt").write_text("through the nested mount")
+        assert (s.mnt / "nested" / "f.txt").read_text() == "through the nested mount"
+        pid = int((s.home / "daemon.pid").read_text().split()[0])
+        assert shown_by(pid, signed_s3.secret_key) == []
+        # A mount recorded for later processes keeps a value in credentials (0600), nowhere else.
+        assert copies_in(s, signed_s3.secret_key) == [str(s.home / "credentials")]
+    finally:
+        unmount(s)
+    stored = signed_s3.client().get_object(Bucket=other, Key="n/f.txt")
+    assert stored["Body"].read() == b"through the nested mount"

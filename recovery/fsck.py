@@ -20,7 +20,7 @@ from engine.cache.durability import (
 )
 from engine.cache.tiers import BlockKey
 from engine.errors import InvalidName
-from engine.home import StopRecord
+from engine.home import StopRecord, too_open
 from engine.inode import (
     COMPLETE,
     PERSISTED,
@@ -302,6 +302,17 @@ def check_stop_record(state: State, stops: StopRecord) -> list[str]:
     return [f"{stops.problem}: the next start lists every loaded directory once more"]
 
 
+def check_home_modes(state: State, roots: list[str]) -> list[str]:
+    """Nothing in the home, nor in the cache's tiers, is open to other users: the log and the
+    checkpoints name every file, the tiers hold their data (engine/home.py). A start for use
+    tightens what it finds; fsck --repair does too."""
+    return [
+        f"{path}: mode {st.st_mode & 0o7777:04o} (owner uid {st.st_uid}) lets other users in;"
+        f" chmod go-rwx it, or run fsck --repair"
+        for path, st in too_open(roots)
+    ]
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -311,6 +322,8 @@ class Check:
     reads_tiers: bool = False
     # Judges the home's record of how it was stopped instead: takes it.
     reads_stops: bool = False
+    # Judges the files of the home and of its tiers: takes their root directories.
+    reads_home: bool = False
 
 
 CHECKS: list[Check] = [
@@ -345,6 +358,12 @@ CHECKS: list[Check] = [
         check_stop_record,
         reads_stops=True,
     ),
+    Check(
+        "home-modes",
+        "the home and the cache tiers are their owner's only (0700 / 0600)",
+        check_home_modes,
+        reads_home=True,
+    ),
 ]
 
 
@@ -364,10 +383,12 @@ def run_checks(
     checks: list[Check] | None = None,
     lost: Collection[BlockKey] = (),
     stops: StopRecord | None = None,
+    private: list[str] | None = None,
 ) -> list[CheckResult]:
     """``lost``: blocks the block map lists whose files are missing or damaged (a
     reconciliation without repair finds them); the data checks count them as gone. ``stops``:
-    the home's record of how it was stopped (none for a state without a home: not judged)."""
+    the home's record of how it was stopped (none for a state without a home: not judged).
+    ``private``: the home and its tier directories (none: not judged)."""
     results = []
     lost = set(lost)
     for check in checks or CHECKS:
@@ -375,6 +396,8 @@ def run_checks(
             failures = check.run(state, lost)
         elif check.reads_stops:
             failures = check.run(state, stops) if stops is not None else []
+        elif check.reads_home:
+            failures = check.run(state, private) if private is not None else []
         else:
             failures = check.run(state)
         results.append(

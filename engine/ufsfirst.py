@@ -54,7 +54,6 @@ from engine.persister import Persister
 from engine.placement import Placement
 from engine.state import PERSISTED
 from engine.ufswalk import move_tree, remove_tree
-from journal.entries import STALE_COPY
 from ufs.base import UnderFS
 from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
 
@@ -174,7 +173,7 @@ class UfsFirstChanges:
                     move_tree(connector, node, a, b, self.may_be_in_ufs)
             stale = self.ns.rename(src, dst, noreplace=noreplace, below_mount=True)
             if stale is not None:  # still held: the moved file's upload cannot start before this
-                _remove_stale(connector, b, stale)
+                _remove_stale(connector, b)
 
     def _rename_file(self, connector: UnderFS, node: Inode, a: str, b: str) -> None:
         """The UFS's part of a file rename before it is journaled: the file's own copy, moved
@@ -198,17 +197,12 @@ def _check_kinds(node: Inode, existing: Inode | None, dst: str) -> None:
         raise NotADirectory(f"{dst} is not a directory")
 
 
-def _remove_stale(connector: UnderFS, path: str, stale: str) -> None:
-    """After the rename is journaled: removes the copy the entry recorded (``stale``: its
-    fingerprint, or STALE_COPY when unknown), not anything written there since. A failure does
-    not undo the rename, and is not the caller's: the journal has the copy recorded on the
-    moved file, whose next delete or rename removes it (or whose upload writes over it)."""
+def _remove_stale(connector: UnderFS, path: str) -> None:
+    """After the rename is journaled: a failure does not undo it, and is not the caller's. The
+    journal has the copy recorded on the moved file (Rename.stale), whose next delete or rename
+    removes it, and whose pending upload, if any, writes over it."""
     try:
-        if stale != STALE_COPY and connector.stat(path).fingerprint != stale:
-            return  # written over since (the moved file's own content): not the stale copy
         _remove_file(connector, path)
-    except UfsNotFound:
-        pass
     except UfsError as exc:
         log.warning("%s: the replaced file's copy stays until the file there is deleted,"
                     " renamed or uploaded: %s", path, exc)  # fmt: skip

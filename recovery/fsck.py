@@ -293,16 +293,26 @@ def check_listing_marks(state: State) -> list[str]:
     return out
 
 
-def _below_mount(state: State, node: Inode) -> bool:
-    tree, seen = state.tree, 0
+def _below_mount(state: State, node: Inode, known: dict[int, bool]) -> bool:
+    """Whether ``node`` is a mount point or below one; ``known``: directories' answers so far
+    (millions of files share a few thousand directories)."""
+    tree, path = state.tree, []
     cur: Inode | None = node
-    while cur is not None and seen <= len(tree.table):  # a cycle is check_no_cycles's
+    answer = False
+    while cur is not None and len(path) <= len(tree.table):  # a cycle is check_no_cycles's
+        if cur.id in known:
+            answer = known[cur.id]
+            break
         if cur.id in state.mounts:
-            return True
+            answer = True
+            break
+        path.append(cur.id)
         if cur.id == ROOT_ID:
-            return False
-        cur, seen = tree.find(cur.parent), seen + 1
-    return False
+            break
+        cur = tree.find(cur.parent)
+    for ino in path[1:]:
+        known[ino] = answer
+    return answer
 
 
 def check_store_copies(state: State) -> list[str]:
@@ -311,10 +321,11 @@ def check_store_copies(state: State) -> list[str]:
     (Rename.stale, engine/ufsfirst.py). Its next delete or rename removes a copy of the second
     kind only below a mount: outside every mount nothing would, and a later mount of that
     store would show it again."""
-    out = []
+    out: list[str] = []
+    known: dict[int, bool] = {}
     for node in _nodes(state):
         fingerprint = node.ext.fingerprint if node.ext is not None else None
-        if fingerprint is None or node.children is not None or _below_mount(state, node):
+        if fingerprint is None or node.children is not None or _below_mount(state, node, known):
             continue
         kind = "its content" if node.flags & PERSISTED else "a stale copy it is to remove"
         out.append(

@@ -41,6 +41,7 @@ STOPPED = textwrap.dedent(
     from engine.commit import CommitGate
     from engine.engine import Engine
     from journal import entries as E
+    from ufs.errors import UfsError
     from ufs.local import LocalUnderFS
 
     home, point = sys.argv[1:3]
@@ -51,6 +52,12 @@ STOPPED = textwrap.dedent(
             time.sleep(60)
 
     commit, delete = CommitGate.commit, LocalUnderFS.delete
+
+    def refused(self, path, source):
+        raise UfsError(f"{path}: uploads are refused in this test")
+
+    if "--no-uploads" in sys.argv:  # a pending upload stays pending
+        LocalUnderFS.write = refused
 
     def committing(self, entry):
         if point == "entry" and isinstance(entry, E.Rename):
@@ -141,6 +148,35 @@ def test_kill9_once_the_copy_is_gone_keeps_the_rename(
     engine = relisted(open_engine, home)
     assert listed(engine) == ["b"]
     assert engine.fs.read("/m/b", 0, 100) == NEW
+    engine.close()
+
+
+def test_a_file_never_written_does_not_take_an_unknown_replaced_copy(
+    tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    """/m/b's upload landed but a kill cut its Persisted: the store holds a copy the state has
+    no fingerprint of. A file created and never written, renamed over it with a kill before
+    that copy is removed, must not take it for its content at the next listing."""
+    home = ssd_home()
+    store = LocalStore(tmp_path / "ufs")
+    engine = mounted(open_engine, home, store)
+    assert engine.persister is not None
+    engine.persister.close()  # its upload stays pending in the journal
+    engine.fs.write_file("/m/b", io.BytesIO(OLD_B), write_type="ASYNC_THROUGH")
+    store.put("b", OLD_B)  # the upload landed; its Persisted never made it to the journal
+    engine.ns.create("/m/a")
+    engine.close()
+    killed_once_said(STOPPED, str(home), "before-delete", "--no-uploads", said="STOPPED")
+    assert files(store) == {"b"}
+
+    engine = relisted(open_engine, home)
+    assert listed(engine) == ["b"]
+    assert engine.fs.read("/m/b", 0, 100) == b""
+    assert engine.sync.lookup("/m/b").size == 0
+    engine.fs.delete("/m/b")
+    assert files(store) == set()
+    engine = restarted(engine, open_engine, home)
+    assert listed(engine) == []
     engine.close()
 
 

@@ -296,7 +296,8 @@ def check_listing_marks(state: State) -> list[str]:
 def _below_mount(state: State, node: Inode, known: dict[int, bool]) -> bool:
     """Whether ``node`` is a mount point or below one; ``known``: directories' answers so far
     (millions of files share a few thousand directories)."""
-    tree, path = state.tree, []
+    tree = state.tree
+    path: list[int] = []
     cur: Inode | None = node
     answer = False
     while cur is not None and len(path) <= len(tree.table):  # a cycle is check_no_cycles's

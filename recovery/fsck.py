@@ -293,6 +293,49 @@ def check_listing_marks(state: State) -> list[str]:
     return out
 
 
+def _below_mount(state: State, node: Inode, known: dict[int, bool]) -> bool:
+    """Whether ``node`` is a mount point or below one; ``known``: directories' answers so far
+    (millions of files share a few thousand directories)."""
+    tree = state.tree
+    path: list[int] = []
+    cur: Inode | None = node
+    answer = False
+    while cur is not None and len(path) <= len(tree.table):  # a cycle is check_no_cycles's
+        if cur.id in known:
+            answer = known[cur.id]
+            break
+        if cur.id in state.mounts:
+            answer = True
+            break
+        path.append(cur.id)
+        if cur.id == ROOT_ID:
+            break
+        cur = tree.find(cur.parent)
+    for ino in path[1:]:
+        known[ino] = answer
+    return answer
+
+
+def check_store_copies(state: State) -> list[str]:
+    """A file with a UFS fingerprint has a copy in a store: its content (persisted), or one it
+    is to remove there — an older version, or the copy of a file it was renamed over
+    (Rename.stale, engine/ufsfirst.py). Its next delete or rename removes a copy of the second
+    kind only below a mount: outside every mount nothing would, and a later mount of that
+    store would show it again."""
+    out: list[str] = []
+    known: dict[int, bool] = {}
+    for node in _nodes(state):
+        fingerprint = node.ext.fingerprint if node.ext is not None else None
+        if fingerprint is None or node.children is not None or _below_mount(state, node, known):
+            continue
+        kind = "its content" if node.flags & PERSISTED else "a stale copy it is to remove"
+        out.append(
+            f"inode {node.id} ({node.name!r}): UFS fingerprint {fingerprint!r} ({kind}) but"
+            " it is below no mount"
+        )
+    return out
+
+
 def check_stop_record(state: State, stops: StopRecord) -> list[str]:
     """The home's record of an unclean stop (engine/home.py) can be read: it says which
     listings predate the stop and are to be repeated once; one that cannot be read makes every
@@ -352,6 +395,12 @@ CHECKS: list[Check] = [
         reads_tiers=True,
     ),
     Check("listing-marks", "directories' UFS fingerprints are listing marks", check_listing_marks),
+    Check(
+        "store-copies",
+        "every file with a copy in a store (its content, or a stale one to remove) is below a"
+        " mount",
+        check_store_copies,
+    ),
     Check(
         "stop-record",
         "the record of an unclean stop (listings to repeat once) is readable",

@@ -187,6 +187,12 @@ def _on_file(state: State, e: E.PersistRequested | E.Persisted) -> None:
     _node(state, e.id)
 
 
+def _store_copy(state: State, e: E.StoreCopy) -> None:
+    problem = stale_problem(_node(state, e.id), e.fingerprint)
+    if problem is not None:
+        raise Refused(problem)
+
+
 _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.MkDir: _new,
     E.CreateFile: _new,
@@ -204,6 +210,7 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.PersistRequested: _on_file,
     E.Persisted: _on_file,
     E.ContentCommitted: _content_committed,
+    E.StoreCopy: _store_copy,
 }
 
 # Entry type -> (the exact types of its fields, its check).

@@ -86,10 +86,10 @@ def staged_problem(
 
 
 def stale_problem(node: Inode, stale: str | None) -> str | None:
-    """Why a Rename's ``stale`` copy cannot be recorded on the moved ``node`` (see
-    journal/entries.py, Rename); None when it can (or there is none). Only a file not persisted
-    can have a copy in the store that is not its content: a persisted one's copy was moved, and
-    a directory has no copy of its own."""
+    """Why a stale copy (Rename's ``stale``, StoreCopy's fingerprint) cannot be recorded on
+    ``node`` (see journal/entries.py); None when it can (or there is none). Only a file not
+    persisted can have a copy in the store that is not its content: a persisted one's copy is
+    its content, and a directory has no copy of its own."""
     if stale is None:
         return None
     if not stale:
@@ -99,6 +99,17 @@ def stale_problem(node: Inode, stale: str | None) -> str | None:
     if node.flags & PERSISTED:
         return f"inode {node.id} is persisted: its own copy was moved, nothing stale is left"
     return None
+
+
+def store_may_hold(state: State, node: Inode) -> bool:
+    """Whether the store may hold a copy of file ``node`` under its name: it is persisted,
+    has a fingerprint (an older version, or a stale copy: Rename.stale, StoreCopy, a
+    superseded upload), or has an upload pending (one may have landed)."""
+    return bool(
+        node.flags & PERSISTED
+        or (node.ext is not None and node.ext.fingerprint)
+        or node.id in state.persists
+    )
 
 
 def encode_block_size(block_size: int) -> int:
@@ -408,6 +419,14 @@ class State:
         if e.persist:
             self.persists[e.id] = e.version
 
+    def _store_copy(self, e: E.StoreCopy) -> None:
+        node = self._node(e.id)
+        problem = stale_problem(node, e.fingerprint)
+        if problem is not None:
+            raise ApplyError(problem)
+        ext = node.ensure_ext()
+        ext.fingerprint = ext.fingerprint or e.fingerprint
+
 
 # Entry types whose apply functions unpack their fields by position (see replay_appliers).
 _POSITIONAL = {E.MkDir, E.CreateFile, E.CompleteFile, E.Symlink}
@@ -431,4 +450,5 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.PersistRequested: State._persist_requested,
     E.Persisted: State._persisted,
     E.ContentCommitted: State._content_committed,
+    E.StoreCopy: State._store_copy,
 }

@@ -52,7 +52,7 @@ from engine.names import check_name
 from engine.namespace import Namespace
 from engine.persister import Persister
 from engine.placement import Placement
-from engine.state import PERSISTED
+from engine.state import PERSISTED, store_may_hold
 from engine.ufswalk import move_tree, remove_tree
 from ufs.base import UnderFS
 from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
@@ -85,13 +85,7 @@ class UfsFirstChanges:
         return self.holding(node) if node.children is None else nullcontext()
 
     def may_be_in_ufs(self, node: Inode) -> bool:
-        """Whether the UFS may hold a copy of file ``node``: it is persisted, was once (an
-        older version is there), or has an upload pending (one may have landed)."""
-        return bool(
-            node.flags & PERSISTED
-            or (node.ext is not None and node.ext.fingerprint)
-            or node.id in self.ns.state.persists
-        )
+        return store_may_hold(self.ns.state, node)
 
     def mkdir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Inode:
         parent, name, ufs = self.placement.target(path)

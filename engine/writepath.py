@@ -15,6 +15,7 @@ import io
 import os
 import stat
 import time
+from collections.abc import Callable
 from typing import BinaryIO, NamedTuple
 
 from engine.cache.blockcache import BlockCache
@@ -26,7 +27,7 @@ from engine.mounts import ufs_errors
 from engine.namespace import Namespace
 from engine.persister import Persister
 from engine.placement import Placement, UfsTarget
-from engine.state import PERSISTED
+from engine.state import PERSISTED, store_may_hold
 from engine.sync import MetadataSync
 from journal import entries as E
 
@@ -91,7 +92,8 @@ class WritePath:
         caches."""
         _mount, connector, rel = ufs
         blocks: list[bytes] | None = [] if kind.caches and self.cache else None
-        stream = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
+        tee = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
+        stream = _Announced(tee, lambda: self._store_copy_first(new))
         with ufs_errors():
             status = connector.write(rel, stream)  # type: ignore[arg-type]
         ns = self.ns
@@ -110,6 +112,19 @@ class WritePath:
             for idx, block in enumerate(blocks):
                 self.cache.store((node.id, node.version, idx), block)
         return node
+
+    def _store_copy_first(self, new: NewFile) -> None:
+        """Before a write through the UFS can land over an existing file the state knows no
+        copy of (its content only in the cache): StoreCopy, durable. A crash after the object
+        landed and before the write's entry then leaves the copy remembered, so the file's
+        next delete removes it instead of the listing bringing it back afterwards."""
+        ns = self.ns
+        with ns.lock:
+            node = new.existing()
+            if node is None or node.children is not None or store_may_hold(ns.state, node):
+                return
+            seq = ns.gate.commit(E.StoreCopy(node.id, E.STALE_COPY, time.time_ns()))
+        ns.gate.durable(seq)
 
     def _write_cached(self, new: NewFile, source: BinaryIO, kind: WriteType) -> Inode:
         """The new content is staged as the file's next version beside its current one and
@@ -218,6 +233,22 @@ class _Tee:
             self.blocks.append(self.partial[: self.block_size])
             self.partial = self.partial[self.block_size :]
         return data
+
+
+class _Announced:
+    """A source that calls ``first`` before it gives out its first bytes: what must be
+    journaled before a connector can land anything (a connector that fails before it reads
+    has written nothing, and then nothing was journaled either)."""
+
+    def __init__(self, source: _Tee | BinaryIO, first: Callable[[], None]) -> None:
+        self.source = source
+        self.first: Callable[[], None] | None = first
+
+    def read(self, size: int = -1) -> bytes:
+        if self.first is not None:
+            first, self.first = self.first, None
+            first()
+        return self.source.read(size)
 
 
 def _bytes_left(source: BinaryIO) -> int | None:

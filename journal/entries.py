@@ -212,6 +212,18 @@ class ContentCommitted(NamedTuple):
     time: int
 
 
+class StoreCopy(NamedTuple):
+    """The store may hold a copy under file ``id``'s name that is not its content: written
+    before a write through the UFS over a file the state knows no copy of, so that a crash
+    between the object landing and the write's own entry leaves the copy remembered (the
+    file's next delete or rename removes it; the listing does not take it for the content).
+    ``fingerprint``: the copy's, or STALE_COPY when unknown."""
+
+    id: int
+    fingerprint: str
+    time: int
+
+
 Entry = (
     MkDir
     | CreateFile
@@ -229,6 +241,7 @@ Entry = (
     | PersistRequested
     | Persisted
     | ContentCommitted
+    | StoreCopy
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -249,6 +262,7 @@ TYPE_CODES: dict[Any, int] = {
     PersistRequested: 14,
     Persisted: 15,
     ContentCommitted: 16,
+    StoreCopy: 18,
 }
 BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}

@@ -85,8 +85,9 @@ entries = st.one_of(
     st.builds(E.BlockMoved, ids, versions, small, st.just("HDD"), times),
     st.builds(E.BlockRemoved, ids, versions, small, times),
     st.builds(E.PersistRequested, ids, versions, times),
-    st.builds(E.Persisted, ids, versions, st.just("etag"), times),
+    st.builds(E.Persisted, ids, versions, st.sampled_from(["etag", ""]), times),
     st.builds(E.ContentCommitted, ids, versions, small, block_sizes, st.booleans(), times),
+    st.builds(E.StoreCopy, ids, stale_copies.filter(lambda s: s is not None), times),
 )
 
 

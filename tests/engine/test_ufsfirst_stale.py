@@ -337,3 +337,31 @@ def test_a_superseded_upload_that_landed_unrecorded_never_comes_back(
     engine = restarted(engine, open_engine, home)
     assert listed(engine) == []  # V1 did not come back
     engine.close()
+
+
+# A process that writes /m/a THROUGH over its cache-only content and is killed the instant
+# the object has landed in the store, before the write is journaled.
+THROUGH_LANDS = LANDS.replace('write_type="ASYNC_THROUGH"', 'write_type="THROUGH"')
+
+
+def test_a_write_through_that_landed_unrecorded_never_comes_back(
+    tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    """/m/a holds V2 in the cache only (MUST_CACHE); a THROUGH rewrite lands V1 in the store
+    and a kill -9 comes before its entry. After the restart /m/a still reads V2 (the rewrite
+    was not acknowledged); once it is deleted, the landed object must not come back."""
+    home = ssd_home()
+    store = LocalStore(tmp_path / "ufs")
+    engine = mounted(open_engine, home, store)
+    engine.fs.write_file("/m/a", io.BytesIO(V2), write_type="MUST_CACHE")
+    engine.close()
+    killed_once_said(THROUGH_LANDS, str(home), V1.decode(), said="LANDED")
+    assert store.get("a") == V1
+
+    engine = relisted(open_engine, home)
+    assert engine.fs.read("/m/a", 0, 100) == V2
+    engine.fs.delete("/m/a")
+    assert files(store) == set()
+    engine = restarted(engine, open_engine, home)
+    assert listed(engine) == []  # V1 did not come back
+    engine.close()

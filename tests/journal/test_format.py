@@ -208,6 +208,7 @@ _SAMPLES: list[E.Entry] = [
     E.PersistRequested(3, 1, 24),
     E.Persisted(3, 1, "etag2", 25),
     E.ContentCommitted(3, 2, 5000, 4096, True, 26),
+    E.StoreCopy(3, E.STALE_COPY, 27),
 ]
 
 

@@ -211,9 +211,12 @@ class EngineCrashMachine(Housekeeping):
         if not queue:
             return
         index = data.draw(SPREAD) % len(queue)
-        file, version = queue[index]
+        file = queue[index][0]
+        # An upload takes the version pending when it runs, whatever it was queued for (a
+        # request queued again after a hold names none).
+        version = self.live.state.persists.get(file)
         node = self.live.ns.tree.find(file)
-        current = node is not None and node.version == version
+        current = version is not None and node is not None and node.version == version
         name = self._name_of(file)
         changes: list[BaseException] = []
         if current and during and not self.world.ufs_down and name is not None:

@@ -36,6 +36,9 @@ from engine.inode import (
 from engine.names import check_name
 from engine.state import BLOCK_SHIFT_BITS, State
 from engine.sync import parse_listing_mark
+from ufs.base import join as ufs_join
+from ufs.errors import UfsError
+from ufs.uri import name_rules
 
 MAX_FAILURES = 20  # per check: enough to locate a problem without flooding the terminal
 KNOWN_FLAGS = COMPLETE | PERSISTED | PINNED
@@ -110,6 +113,33 @@ def check_names(state: State) -> list[str]:
             check_name(node.name)
         except InvalidName as exc:
             out.append(f"inode {node.id}: {exc}")
+    for mount in state.mounts.values():
+        out += _unstorable_below(state, mount.id, mount.uri)
+    return out
+
+
+def _unstorable_below(state: State, mount_id: int, uri: str) -> list[str]:
+    """Names below a mount that its store could not hold (S3: not UTF-8, or a key over 1,024
+    bytes): the engine refuses them before they are journaled, so none should be here."""
+    top = state.tree.find(mount_id)
+    try:
+        rules = name_rules(uri)
+    except UfsError:
+        return []  # a URI no connector takes: the mount's own problem, not its names'
+    out = []
+    stack = [(top, "")] if top is not None and top.children is not None else []
+    while stack:
+        directory, rel = stack.pop()
+        for name, child in directory.children.items():  # type: ignore[union-attr]
+            if child.id in state.mounts:
+                continue  # a mount below: its own store's rules
+            path = ufs_join(rel, name)
+            try:
+                rules.check(path, child.children is not None)
+            except UfsError as exc:
+                out.append(f"inode {child.id} in {uri}: {exc}")
+            if child.children:
+                stack.append((child, path))
     return out
 
 
@@ -317,7 +347,11 @@ CHECKS: list[Check] = [
     Check("root", "the root is inode 1, a directory, its own parent", check_root),
     Check("id-table", "every inode is stored under its own id", check_table),
     Check("parent-links", "parents and directory entries agree", check_parent_links),
-    Check("names", "every name is storable (1-255 bytes, no '/' or NUL)", check_names),
+    Check(
+        "names",
+        "every name is storable (1-255 bytes, no '/' or NUL), and below a mount by its store",
+        check_names,
+    ),
     Check("no-cycles", "every inode is reachable from the root exactly once", check_no_cycles),
     Check("counts", "the inode count matches the inodes present", check_counts),
     Check("next-id", "the next inode id is above every id in use", check_next_id),

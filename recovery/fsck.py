@@ -133,7 +133,8 @@ def _unstorable_below(state: State, mount_id: int, uri: str) -> list[str]:
         for name, child in directory.children.items():  # type: ignore[union-attr]
             if child.id in state.mounts:
                 continue  # a mount below: its own store's rules
-            path = ufs_join(rel, name)
+            # Only a store that limits whole keys needs the path; per name is enough elsewhere.
+            path = ufs_join(rel, name) if rules.key_max is not None else name
             try:
                 rules.check(path, child.children is not None)
             except UfsError as exc:

@@ -226,6 +226,8 @@ class S3UnderFS(UnderFS):
         rel = normalize(path)
         if not rel:
             return UfsStatus("", True, 0, 0, "")
+        if not _is_utf8(rel):  # no key can be named so: nothing to ask the store
+            raise UfsNotFound(f"{self.uri}: {rel!r}: no such file or directory")
         with self._errors(rel):
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
@@ -245,6 +247,8 @@ class S3UnderFS(UnderFS):
         return self._list(rel)
 
     def _list(self, rel: str) -> Iterator[UfsStatus]:
+        if not _is_utf8(rel):
+            raise UfsNotFound(f"{self.uri}: {rel!r}: no such directory")
         prefix = self._dir_prefix(rel)
         cut = len(prefix)
         found = False
@@ -406,3 +410,11 @@ class _FullReads(io.RawIOBase):
 def _file_status(rel: str, size: int, modified: Any, etag: str) -> UfsStatus:
     mtime_ns = int(modified.timestamp() * 1_000_000_000)
     return UfsStatus(rel, False, size, mtime_ns, f"{size}-{etag.strip(chr(34))}")
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -135,6 +135,8 @@ def test_s3_refuses_names_that_are_not_utf8_with_einval(s3_mount: Mounted) -> No
         errno.EINVAL,
     )
     assert sorted(os.listdir(mnt)) == [b"dir", b"file"]
+    with pytest.raises(FileNotFoundError):  # a lookup of such a name: there is none
+        os.stat(mnt + b"/bad\xe9")
     assert "bad" not in _journaled_names(s3_mount)
 
 

@@ -212,6 +212,8 @@ class UnderFSContract:
         with its error, before anything is written: the engine relies on both."""
         rules = ufs.rules
         latin = os.fsdecode(b"caf\xe9")  # a Latin-1 name: not UTF-8
+        with pytest.raises(UfsNotFound):  # looked up, it is simply not there
+            ufs.stat(latin)
         if rules.utf8:
             with pytest.raises(UfsInvalidName):
                 put(ufs, f"{latin}/f", b"x")

@@ -207,3 +207,19 @@ def test_fsck_names_finds_a_name_its_store_cannot_hold() -> None:
     assert len(names.failures) == 2, names.failures
     assert "inode 3 in s3://bucket/ds" in names.failures[0] + names.failures[1]
     assert any("inode 7" in f and "1026 bytes" in f for f in names.failures), names.failures
+
+
+def test_a_ufs_uri_that_is_not_utf8_is_refused_with_a_clear_error(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """Checkpoints keep a mount's URI as text: such a directory is mounted through a symlink."""
+    odd = os.fsencode(tmp_path) + b"/caf\xe9"
+    os.mkdir(odd)
+    engine.fs.makedirs("/m")
+    last = engine.journal.last_seq
+    with pytest.raises(ShoalError, match="not UTF-8"):
+        engine.mounts.mount("/m", os.fsdecode(odd))
+    assert engine.journal.last_seq == last and not engine.state.mounts
+    os.symlink(odd, tmp_path / "cafe")
+    engine.mounts.mount("/m", str(tmp_path / "cafe"))
+    assert _names(engine, "/m") == set()

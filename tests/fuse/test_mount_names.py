@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,6 +95,17 @@ def test_names_that_are_not_utf8_made_through_the_mount_survive_restarts(
         assert names == ["/n\\xe9w/g\\xfd", "/n\\xe9w/h\\xfb"]  # the bytes, escaped
         m.umount()
     shoal("fsck", home=m.home)
+    # The command line's views of the home, offline: escaped, never a traceback.
+    listed = shoal("fs", "ls", "-R", "/", home=m.home).stdout
+    assert "l\\xfc -> n\\xe9w/g\\xfd" in listed and "/n\\xe9w:" in listed
+    dump = shoal("journal", "dump", "--format", "jsonl", home=m.home).stdout
+    assert '"name":"h\\udcfb"' in dump  # the entries the log still holds after its checkpoint
+    out = tmp_path / "inspect.sqlite"
+    shoal("journal", "inspect", "--out", str(out), home=m.home)
+    with sqlite3.connect(out) as db:  # a name that is not UTF-8: a BLOB of its bytes
+        names = {row[0] for row in db.execute("SELECT name FROM inodes")}
+    assert {b"n\xe9w", b"g\xfd", b"h\xfb", b"l\xfc"} <= names
+    assert "Traceback" not in (m.home / "logs" / "shoal.log").read_text(errors="replace")
 
 
 @pytest.fixture

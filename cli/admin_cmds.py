@@ -17,6 +17,7 @@ from cli.common import (
     open_engine,
     whole_number,
 )
+from engine.home import tighten
 from recovery.fsck import run_checks
 from recovery.storecheck import StoreReport, check_stores
 
@@ -108,12 +109,18 @@ _positive = whole_number(2, "a number", "needs at least 2")
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     with open_engine(args, reconcile=False) as engine:
+        private = engine.private_paths()
+        if args.repair:
+            tighten(private)
         cache = engine.cache.reconcile(repair=args.repair) if engine.cache else None
         with engine.ns.lock:
             # Blocks the map lists but no tier holds are gone for the data checks, repaired
             # (dropped from the map) or not.
             results = run_checks(
-                engine.state, lost=cache.missing if cache else (), stops=engine.stops
+                engine.state,
+                lost=cache.missing if cache else (),
+                stops=engine.stops,
+                private=private,
             )
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq
     checks = len(results)

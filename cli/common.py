@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -75,7 +76,13 @@ def home_of(args: argparse.Namespace) -> str:
 def existing_home(args: argparse.Namespace) -> str:
     """Like ``home_of``, for commands that inspect a home: they must not create one."""
     home = home_of(args)
-    if not os.path.isdir(os.path.join(home, JOURNAL_DIR)):
+    try:
+        is_home = stat.S_ISDIR(os.stat(os.path.join(home, JOURNAL_DIR)).st_mode)
+    except PermissionError:  # another user's home (0700): opening its lock says so
+        is_home = True
+    except (FileNotFoundError, NotADirectoryError):
+        is_home = False
+    if not is_home:
         raise NotFound(f"{home} is not a Shoal home (it has no {JOURNAL_DIR}/ directory)")
     return home
 

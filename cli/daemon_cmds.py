@@ -10,9 +10,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from cli import secret_sources
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, home_of
+from engine.credentials import ENV_SECRETS
 from engine.errors import InvalidArgument, ShoalError
 from fuse.mountinfo import alive, daemon_pid, shoal_mounts
+from journal.storage import makedirs_private
 
 if TYPE_CHECKING:
     from fuse.admin import CommandRunner
@@ -41,12 +44,18 @@ def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunn
         " (logs in <home>/logs/shoal.log). -o KEY=VALUE sets a configuration key"
         " (docs/configuration.md; e.g. -o cache.readahead_blocks=4, -o write_type=CACHE_THROUGH)"
         " or, for any other key, an option of the UFS (e.g. -o endpoint_url=...); -o debug logs"
-        " verbosely; -o allow_other lets other users in; -o ro mounts read-only.",
+        " verbosely; -o allow_other lets other users in; -o ro mounts read-only. Secrets:"
+        " -o secret_key_file=PATH (mode 0600), --secret-key-stdin, -o profile=NAME or the"
+        " AWS_* environment variables; the daemon gets them through a pipe and keeps them in"
+        " memory only (-o secret_key=VALUE works, with a warning: `ps` shows it).",
     )
     p.add_argument("--config", metavar="FILE", help="a TOML configuration file")
     p.add_argument("-o", dest="option", action="append", default=[], metavar="KEY[=VALUE]")
     p.add_argument("--foreground", action="store_true", help="serve in this process")
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    # The daemon's options, secrets among them, come through this pipe: never argv nor env.
+    p.add_argument("--options-fd", type=int, help=argparse.SUPPRESS)
+    secret_sources.add_arguments(p)
     p.add_argument("uri", metavar="UFS_URI")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
     p.set_defaults(run_command=run_command)
@@ -86,12 +95,24 @@ def split_options(items: list[str]) -> tuple[dict[str, Any], dict[str, str], boo
     return overrides, ufs, readonly
 
 
+def _handed(fd: int) -> tuple[dict[str, Any], dict[str, str], bool]:
+    """What the command that started this daemon sent through its pipe (_start_daemon)."""
+    with os.fdopen(fd, "rb") as pipe:
+        handed = json.loads(pipe.read())
+    return handed["overrides"], handed["ufs"], bool(handed["readonly"])
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
     home = home_of(args)
-    items = list(args.option)
-    if args.foreground and "SHOAL_MOUNT_OPTIONS" in os.environ:
-        items += json.loads(os.environ.pop("SHOAL_MOUNT_OPTIONS"))
-    overrides, ufs_options, readonly = split_options(items)
+    if args.options_fd is not None:  # a daemon started by _start_daemon: all gathered there
+        if not args.foreground:
+            raise UsageError("--options-fd is for the daemon that `shoal mount` starts")
+        overrides, ufs_options, readonly = _handed(args.options_fd)
+    else:
+        overrides, ufs_options, readonly = split_options(args.option)
+        ufs_options = secret_sources.gather(
+            ufs_options, stdin_key=args.secret_key_stdin, use_environment=True
+        )
     if args.foreground:
         from fuse import daemon  # pyfuse3 loads only for the daemon
 
@@ -113,28 +134,33 @@ def cmd_mount(args: argparse.Namespace) -> int:
             ready=ready,
             run_command=args.run_command,
         )
-    return _start_daemon(args, home)
+    handed = {"overrides": overrides, "ufs": ufs_options, "readonly": readonly}
+    return _start_daemon(args, home, json.dumps(handed).encode())
 
 
-def _start_daemon(args: argparse.Namespace, home: str) -> int:
-    """Starts the daemon in its own session; returns when its mount is live, or with the
-    error it stopped on."""
+def _start_daemon(args: argparse.Namespace, home: str, handed: bytes) -> int:
+    """Starts the daemon in its own session, handing it ``handed`` (its options, secrets
+    among them) through a pipe; returns when its mount is live, or with the error it stopped
+    on."""
     logs = os.path.join(home, "logs")
-    os.makedirs(logs, exist_ok=True)
+    makedirs_private(logs)
     errors = os.path.join(logs, "daemon.stderr")
     argv = [sys.executable, "-m", "cli.main", "mount", "--foreground", "--home", home]
     argv += ["-v"] * (args.verbose or 0)
     if args.config:
         argv += ["--config", os.path.abspath(args.config)]
-    # The options reach the daemon through its environment, not its argv: they may hold
-    # secrets, and anyone can read a process's argv (environ is its owner's only).
-    env = dict(os.environ, SHOAL_MOUNT_OPTIONS=json.dumps(args.option))
+    # Anyone can read a process's argv, and a daemon's environment is inherited by whatever it
+    # starts: the options, secrets among them, go through a pipe instead, and secrets this
+    # command took from its environment are not passed on in the daemon's.
+    env = {k: v for k, v in os.environ.items() if k not in ENV_SECRETS}
+    options_r, options_w = os.pipe()
     r, w = os.pipe()
-    argv += ["--ready-fd", str(w), args.uri, os.path.abspath(args.mountpoint)]
+    argv += ["--options-fd", str(options_r), "--ready-fd", str(w)]
+    argv += [args.uri, os.path.abspath(args.mountpoint)]
     with open(os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as err:
         proc = subprocess.Popen(
             argv,
-            pass_fds=(w,),
+            pass_fds=(w, options_r),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -142,6 +168,12 @@ def _start_daemon(args: argparse.Namespace, home: str) -> int:
             env=env,
         )
     os.close(w)
+    os.close(options_r)
+    try:
+        with os.fdopen(options_w, "wb") as pipe:
+            pipe.write(handed)
+    except BrokenPipeError:  # the daemon stopped before reading: its stderr says why
+        pass
     with os.fdopen(r, "rb") as pipe:
         said = pipe.read()
     if said == READY:

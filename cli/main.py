@@ -144,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    take_secrets = getattr(args, "take_secrets", None)
+    if take_secrets is not None:  # read here, where the user typed the command (its stdin)
+        try:
+            argv = take_secrets(args, argv)
+        except Exception as exc:
+            if classify(exc) is None:
+                raise
+            print(f"shoal: error: {_one_line(describe(exc, None))}", file=sys.stderr)
+            return classify(exc) or EXIT_FAILED
     forwarded = online.forward(argv, args)
     if forwarded is not None:
         return forwarded

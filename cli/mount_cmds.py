@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
+from cli import common, secret_sources
 from cli.common import EXIT_OK, UsageError, add_command, open_engine
 from cli.output import dumps
 from cli.paths import absolute as _abs
+from engine.credentials import is_secret_option
 
 
 def register(cmds: Any, common: argparse.ArgumentParser) -> None:
@@ -17,8 +20,11 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         "mount",
         cmd_mount,
         "attach a UFS (a local path, file:///PATH, s3://BUCKET[/PREFIX]) at PATH",
-        description="Secrets among the options (access_key, secret_key, session_token) are kept"
-        " only in <home>/credentials (mode 0600), never in the journal.",
+        description="Secrets: -o secret_key_file=PATH (a file of mode 0600; the home keeps"
+        " its path, never the secret), -o profile=NAME (S3's shared credentials file), or"
+        " --secret-key-stdin; a secret given by value (that way, or -o secret_key=VALUE, which"
+        " `ps` shows to every user) is kept in <home>/credentials (mode 0600) for the processes"
+        " that serve the mount later, never in the journal.",
     )
     p.add_argument("path", metavar="PATH", help="an empty directory of the namespace, or /")
     p.add_argument("uri", metavar="UFS_URI")
@@ -31,6 +37,10 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         help="a mount option, e.g. endpoint=http://127.0.0.1:9000, path_style=true (repeatable)",
     )
     p.add_argument("--readonly", action="store_true", help="refuse every write below PATH")
+    secret_sources.add_arguments(p)
+    # Secrets the caller gave (read from its standard input): through the admin channel only.
+    p.add_argument("--given-secrets", help=argparse.SUPPRESS)
+    p.set_defaults(take_secrets=take_secrets)
 
     p = add_command(cmds, common, "unmount", cmd_unmount, "detach the UFS mounted at PATH")
     p.add_argument("path", metavar="PATH")
@@ -49,8 +59,30 @@ def parse_options(items: list[str]) -> dict[str, str]:
     return options
 
 
+def take_secrets(args: argparse.Namespace, argv: list[str]) -> list[str]:
+    """Gathers the secrets where the command is run (its standard input, its files), before it
+    may be sent to the daemon serving the home; returns the argv to send, which hands them
+    over through the admin channel (a socket only the home's owner can use)."""
+    args.gathered = secret_sources.gather(
+        parse_options(args.option), stdin_key=args.secret_key_stdin, use_environment=False
+    )
+    hidden = {k: v for k, v in args.gathered.items() if is_secret_option(k)}
+    argv = [a for a in argv if a != "--secret-key-stdin"]
+    return argv + ["--given-secrets", json.dumps(hidden)] if hidden else argv
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
-    options = parse_options(args.option)
+    options = getattr(args, "gathered", None)
+    if options is None:
+        options = parse_options(args.option)
+        if args.given_secrets:
+            options.update(json.loads(args.given_secrets))
+        options = secret_sources.gather(
+            options,
+            stdin_key=args.secret_key_stdin,
+            use_environment=False,
+            quiet=common.ONLINE_ENGINE is not None,  # no argv of ours showed them
+        )
     with open_engine(args) as engine:
         engine.mounts.mount(_abs(args.path), args.uri, options, readonly=args.readonly)
     return EXIT_OK

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
-from engine.state import BLOCK_SHIFT_BITS, State, staged_problem
+from engine.state import BLOCK_SHIFT_BITS, State, staged_problem, stale_problem
 from journal import entries as E
 
 
@@ -129,6 +129,9 @@ def _rename(state: State, e: E.Rename) -> None:
     replaced = existing.id if existing is not None and existing is not node else None
     if replaced != e.replaced:
         raise Refused(f"rename expected to replace {e.replaced}, found {replaced}")
+    problem = stale_problem(node, e.stale)
+    if problem is not None:
+        raise Refused(problem)
     if replaced is not None and existing.children:  # type: ignore[union-attr]
         raise Refused(f"rename over non-empty directory {replaced}")
 

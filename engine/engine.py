@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
-from engine.cache.tiers import TierStore
+from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
 from engine.credentials import CredentialStore
@@ -22,7 +23,9 @@ from engine.home import (
     end_use,
     read_stop_record,
     resolve_home,
+    tighten,
 )
+from engine.inode import ROOT_ID
 from engine.mounts import MountTable
 from engine.namespace import Namespace
 from engine.persister import Persister
@@ -40,6 +43,13 @@ log = logging.getLogger(__name__)
 STATE_CODEC: StateCodec[State] = StateCodec(State, load_checkpoint, fill_checkpoint)
 
 
+def _tier_specs(cfg: Config, home: str | None) -> list[TierSpec]:
+    """The block cache's tiers: configured, else the defaults; none without a home."""
+    if home is None:
+        return []
+    return cfg.cache_tiers if cfg.cache_tiers is not None else default_tiers(home)
+
+
 class Engine:
     def __init__(
         self,
@@ -50,11 +60,14 @@ class Engine:
         lock: HomeLock | None = None,
         on_fatal: Callable[[BaseException], None] = exit_process,
         reconcile: bool = True,
+        root_secrets: Mapping[str, str] | None = None,
     ) -> None:
         """``reconcile``: bring the block map and the tier directories in step at start (off
         for read-only inspection: fsck without --repair, replay). A start for use (reconcile
         on) also marks the home open until ``close``; after a stop that did not close it,
-        directories loaded before are listed once more (engine/home.py, engine/sync.py)."""
+        directories loaded before are listed once more (engine/home.py, engine/sync.py), and
+        what of the home and its tiers other users could read is made its owner's only.
+        ``root_secrets``: for the mount at the root, in memory only (engine/credentials.py)."""
         self.config = config or Config(journal=options)
         self.storage = storage
         self._lock = lock
@@ -62,7 +75,12 @@ class Engine:
             storage, JOURNAL_DIR, STATE_CODEC, options, on_fatal=on_fatal
         )
         self.in_use = reconcile
+        home = getattr(storage, "root", None)
+        cfg = self.config
+        self.tier_specs = _tier_specs(cfg, home)
         try:
+            if reconcile:  # before anything is read or written
+                self._tighten()
             self.state = self.journal.open()
             self.stops = self._stop_record(reconcile)
         except BaseException:
@@ -72,15 +90,13 @@ class Engine:
             raise
         self.gate = CommitGate(self.state, self.journal)
         self.ns = Namespace(self.gate)
-        self.mounts = MountTable(self.ns, CredentialStore(getattr(storage, "root", None)))
-        cfg = self.config
+        given = {ROOT_ID: root_secrets} if root_secrets else None
+        self.mounts = MountTable(self.ns, CredentialStore(home), given=given)
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
         self.sync.relist_before = self.stops.relist_before
-        home = getattr(storage, "root", None)
         self.cache: BlockCache | None = None
         if home is not None:
-            specs = cfg.cache_tiers if cfg.cache_tiers is not None else default_tiers(home)
-            tiers = [TierStore(spec) for spec in specs]
+            tiers = [TierStore(spec) for spec in self.tier_specs]
             self.cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s)
             fixed = self.cache.reconcile(repair=reconcile)
             if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):
@@ -114,6 +130,26 @@ class Engine:
                 report.replayed,
                 report.last_seq,
             )
+
+    def _tighten(self) -> None:
+        """What other users could read of the home and its tiers becomes its owner's only;
+        said at warning level unless the home is being created (the directory the user has just
+        made for it is no exposure)."""
+        home = getattr(self.storage, "root", None)
+        if home is not None:
+            created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
+            tighten(self.private_paths(), announce=not created)
+
+    def private_paths(self) -> list[str]:
+        """What only the home's owner may read: the home, and the cache's tier directories
+        outside it (a MEM tier on /dev/shm)."""
+        home = getattr(self.storage, "root", None)
+        if home is None:
+            return []
+        inside = home.rstrip("/") + "/"
+        tiers = [p for spec in self.tier_specs for p in spec.paths]
+        return [home] + sorted({os.path.abspath(p) for p in tiers
+                                if not os.path.abspath(p).startswith(inside)})  # fmt: skip
 
     def _stop_record(self, for_use: bool) -> StopRecord:
         """How the home was last stopped; opened ``for_use``, it is marked open from here on,
@@ -152,6 +188,7 @@ class Engine:
         *,
         reconcile: bool = True,
         config_file: str | None = None,
+        root_secrets: Mapping[str, str] | None = None,
     ) -> Engine:
         path = resolve_home(home)
         lock = HomeLock(path)
@@ -161,7 +198,14 @@ class Engine:
         except ShoalError:
             lock.release()
             raise
-        return cls(OsStorage(path), config.journal, config=config, lock=lock, reconcile=reconcile)
+        return cls(
+            OsStorage(path),
+            config.journal,
+            config=config,
+            lock=lock,
+            reconcile=reconcile,
+            root_secrets=root_secrets,
+        )
 
     def checkpoint(self) -> CheckpointFile:
         ckpt = self.ns.gate.checkpoint()

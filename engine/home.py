@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import shlex
+import stat
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from engine.errors import HomeLocked, InvalidArgument
-from journal.storage import Storage, unlink_durably, write_durably
+from engine.errors import HomeLocked, InvalidArgument, PermissionDenied
+from journal.storage import (
+    PRIVATE_FILE_MODE,
+    Storage,
+    makedirs_private,
+    unlink_durably,
+    write_durably,
+)
+
+log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "journal"
 LOCK_FILE = "lock"
@@ -31,9 +43,9 @@ class HomeLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        os.makedirs(self.home, exist_ok=True)
+        makedirs_private(self.home)
         path = os.path.join(self.home, LOCK_FILE)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -53,6 +65,77 @@ class HomeLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+# -- who may read the home ------------------------------------------------------------------
+#
+# A home holds every name of the namespace (the log, checkpoints), the logs and the cached data
+# of files whose store may refuse other users: everything in it, and in the cache's tiers kept
+# elsewhere (/dev/shm), is its owner's only. New files and directories are created so
+# (journal/storage.py); a home made by an older version, or opened up by hand, is tightened
+# when it is opened for use, and `shoal fsck` reports what is still too open.
+
+OPEN_BITS = 0o077  # any permission for the group or for others
+
+
+def too_open(roots: Iterable[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file and directory at or below ``roots`` that its group or others may use (mode,
+    stat). Symbolic links (their mode means nothing) and other file systems mounted inside
+    (a FUSE mount would be asked to serve its own daemon) are not entered."""
+    for root in roots:
+        try:
+            st = os.lstat(root)
+        except FileNotFoundError:
+            continue
+        yield from _walk(root, st, st.st_dev)
+
+
+def _walk(path: str, st: os.stat_result, device: int) -> Iterator[tuple[str, os.stat_result]]:
+    if stat.S_ISLNK(st.st_mode) or st.st_dev != device:
+        return
+    if st.st_mode & OPEN_BITS:
+        yield path, st
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    try:
+        entries = list(os.scandir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        try:
+            inner = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # removed meanwhile (a block evicted, a log rotated)
+            continue
+        yield from _walk(entry.path, inner, device)
+
+
+def tighten(roots: list[str], *, announce: bool = True) -> list[str]:
+    """Takes the group's and others' permissions from everything at or below ``roots`` (the
+    home, the cache's tier directories); logs each path changed, once, and returns them
+    (``announce`` false: at info level only, for a home being created, whose directories the
+    user has just made and nothing has been exposed yet). A path this user cannot change
+    (another user owns it) is refused, saying what to run."""
+    changed = []
+    for path, st in too_open(roots):
+        old = stat.S_IMODE(st.st_mode)
+        try:
+            os.chmod(path, old & ~OPEN_BITS)  # only narrows: a symlink swapped in is harmless
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            root = next(r for r in roots if path == r or path.startswith(r.rstrip("/") + "/"))
+            raise PermissionDenied(
+                f"{path} is mode {old:04o}: other users can read it, and this user (uid"
+                f" {os.geteuid()}) cannot change it (its owner is uid {st.st_uid}); run"
+                f" `chmod -R go-rwx {shlex.quote(root)}` as its owner, then start again"
+            ) from None
+        log.log(
+            logging.WARNING if announce else logging.INFO,
+            "%s was mode %04o, open to other users: tightened to %04o",
+            path, old, old & ~OPEN_BITS,
+        )  # fmt: skip
+        changed.append(path)
+    return changed
 
 
 # -- clean and unclean stops -----------------------------------------------------------------

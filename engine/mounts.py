@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
 from engine import metrics
-from engine.credentials import CredentialStore, split_secrets
+from engine.credentials import CredentialStore, holds_values, resolve, split_secrets
 from engine.errors import (
     AlreadyExists,
     Busy,
@@ -111,11 +111,18 @@ def overlaps(a: str, b: str) -> bool:
 
 class MountTable:
     def __init__(
-        self, ns: Namespace, credentials: CredentialStore, opener: Opener = open_ufs
+        self,
+        ns: Namespace,
+        credentials: CredentialStore,
+        opener: Opener = open_ufs,
+        given: Mapping[int, Mapping[str, str]] | None = None,
     ) -> None:
+        """``given``: secrets this process was handed for mounts (directory id -> secrets and
+        references), kept in memory only; they replace the stored ones of those mounts."""
         self.ns = ns
         self.credentials = credentials
         self.opener = opener
+        self._given: dict[int, dict[str, str]] = {k: dict(v) for k, v in (given or {}).items()}
         self._connectors: dict[int, UnderFS] = {}
         # Background removal of what dead writers left in a writable mount's store, once per
         # connector opened: mount id -> (its thread, the event that stops it early).
@@ -124,9 +131,17 @@ class MountTable:
         self._lock = threading.Lock()
 
     def mount(
-        self, path: str, uri: str, options: Mapping[str, str] | None = None, readonly: bool = False
+        self,
+        path: str,
+        uri: str,
+        options: Mapping[str, str] | None = None,
+        readonly: bool = False,
+        *,
+        keep_secrets: bool = True,
     ) -> Mount:
-        """Attaches ``uri`` at directory ``path`` once the UFS answers; returns the mount."""
+        """Attaches ``uri`` at directory ``path`` once the UFS answers; returns the mount.
+        ``keep_secrets`` false (a daemon handed its secrets): secret values are kept in this
+        process's memory only; references to them (``*_file``) are stored all the same."""
         public, hidden = split_secrets(dict(options or {}))
         try:
             uri.encode("utf-8")  # checkpoints keep it as text
@@ -137,9 +152,11 @@ class MountTable:
         ns = self.ns
         node = ns.lookup(path)
         self._check_target(path, node.id, uri)
+        opened = resolve(hidden)
         with ufs_errors():
-            ufs = self._open(uri, _for_connector(public), hidden or None)  # reachable?
-        credential = self.credentials.add(hidden) if hidden else None
+            ufs = self._open(uri, _for_connector(public), opened or None)  # reachable?
+        stored = hidden if keep_secrets or not holds_values(hidden) else {}
+        credential = self.credentials.add(stored) if stored else None
         try:
             with ns.lock:
                 self._check_target(path, node.id, uri)  # again: the UFS check ran unlocked
@@ -153,6 +170,8 @@ class MountTable:
                 self.credentials.remove(credential)
             raise
         with self._lock:
+            if hidden and not stored:
+                self._given[node.id] = dict(hidden)
             self._connectors[node.id] = ufs
         if not readonly:
             self._clean_leftovers(node.id, ufs)
@@ -206,6 +225,8 @@ class MountTable:
             ufs = self._connectors.pop(node.id, None)
         if ufs is not None:
             ufs.close()
+        with self._lock:
+            self._given.pop(node.id, None)
         if mount.credential:
             self.credentials.remove(mount.credential)
 
@@ -225,20 +246,23 @@ class MountTable:
         return self.ns.path_of(node) if node is not None else f"<inode {mount.id}>"
 
     def connector(self, mount: Mount) -> UnderFS:
-        """The connector of ``mount``, opened at first use (after a restart: with the secrets
-        found again in the credentials file)."""
+        """The connector of ``mount``, opened at first use: with the secrets this process was
+        handed for it, else those of the credentials file (values, or files read again now)."""
         with self._lock:
             ufs = self._connectors.get(mount.id)
+            hidden = self._given.get(mount.id)
         if ufs is not None:
             return ufs
-        hidden = self.credentials.get(mount.credential) if mount.credential else None
-        if mount.credential and hidden is None:
-            raise PermissionDenied(
-                f"the credentials of {mount.uri} ({mount.credential}) are missing from"
-                f" {self.credentials.path}; unmount and mount it again with its keys"
-            )
+        if not hidden and mount.credential:
+            hidden = self.credentials.get(mount.credential)
+            if hidden is None:
+                raise PermissionDenied(
+                    f"the credentials of {mount.uri} ({mount.credential}) are missing from"
+                    f" {self.credentials.path}; unmount and mount it again with its keys"
+                )
+        opened = resolve(hidden) if hidden else None
         with ufs_errors():
-            ufs = self._open(mount.uri, _for_connector(mount.options), hidden)
+            ufs = self._open(mount.uri, _for_connector(mount.options), opened)
         with self._lock:
             kept = self._connectors.setdefault(mount.id, ufs)
         if kept is not ufs:  # another thread opened it first

@@ -24,7 +24,7 @@ from engine.errors import (
     NotFound,
     ReadOnly,
 )
-from engine.inode import ROOT_ID, S_IFMT, S_IFREG, Inode
+from engine.inode import PERSISTED, ROOT_ID, S_IFMT, S_IFREG, Inode
 from engine.names import check_name, name_bytes, parent_and_name, split_path
 from journal import entries as E
 
@@ -203,7 +203,13 @@ class Namespace:
         self.gate.durable(seq)
         return node
 
-    def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
+    def rename(
+        self, src: str, dst: str, *, noreplace: bool = False, below_mount: bool = False
+    ) -> str | None:
+        """``below_mount``: the names are in a mount's store (engine/ufsfirst.py), where a
+        file not persisted moved over another leaves the replaced file's copy in the store
+        until it is removed after this entry; the entry records it on the moved file
+        (Rename.stale). Returns what it recorded, None if nothing."""
         src_parts, src_name = parent_and_name(src)
         dst_parts, dst_name = parent_and_name(dst)
         with self.lock:
@@ -222,7 +228,7 @@ class Namespace:
                 raise InvalidArgument(f"cannot move {src} into itself")
             existing = dst_parent.children.get(dst_name)  # type: ignore[union-attr]
             if existing is node:
-                return
+                return None
             if existing is not None:
                 if noreplace:
                     raise AlreadyExists(f"{dst} already exists")
@@ -235,12 +241,14 @@ class Namespace:
                         raise NotEmpty(f"{dst} is a directory that is not empty")
                 elif node.children is not None:
                     raise NotADirectory(f"{dst} is not a directory")
+            stale = _stale_copy(node, existing) if below_mount else None
             entry = E.Rename(
                 node.id, src_parent.id, src_name, dst_parent.id, dst_name, time.time_ns(),
-                existing.id if existing is not None else None,
+                existing.id if existing is not None else None, stale,
             )  # fmt: skip
             seq = self.gate.commit(entry)
         self.gate.durable(seq)
+        return stale
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         parents, name = parent_and_name(path)
@@ -269,3 +277,14 @@ class Namespace:
         if node.children is None:
             raise NotADirectory(f"inode {ino} is not a directory")
         return node
+
+
+def _stale_copy(node: Inode, existing: Inode | None) -> str | None:
+    """What a rename of ``node`` over ``existing`` below a mount records as the copy the store
+    may still hold under the new name (Rename.stale): the replaced file's, unless the moved file
+    is persisted (its own copy was moved over it) or a directory (nothing is replaced but an
+    empty directory)."""
+    if existing is None or node.children is not None or node.flags & PERSISTED:
+        return None
+    known = existing.ext.fingerprint if existing.ext is not None else None
+    return known or E.STALE_COPY

@@ -85,6 +85,22 @@ def staged_problem(
     return None
 
 
+def stale_problem(node: Inode, stale: str | None) -> str | None:
+    """Why a Rename's ``stale`` copy cannot be recorded on the moved ``node`` (see
+    journal/entries.py, Rename); None when it can (or there is none). Only a file not persisted
+    can have a copy in the store that is not its content: a persisted one's copy was moved, and
+    a directory has no copy of its own."""
+    if stale is None:
+        return None
+    if not stale:
+        return "an empty stale copy fingerprint"
+    if node.children is not None:
+        return f"directory {node.id} cannot have a stale copy"
+    if node.flags & PERSISTED:
+        return f"inode {node.id} is persisted: its own copy was moved, nothing stale is left"
+    return None
+
+
 def encode_block_size(block_size: int) -> int:
     if block_size & (block_size - 1) or block_size <= 0:
         raise ApplyError(f"block size {block_size} is not a power of two")
@@ -277,6 +293,9 @@ class State:
         replaced = existing.id if existing is not None and existing is not node else None
         if replaced != e.replaced:
             raise ApplyError(f"rename expected to replace {e.replaced}, found {replaced}")
+        problem = stale_problem(node, e.stale)
+        if problem is not None:
+            raise ApplyError(problem)
         if existing is not None and existing is not node:
             if existing.children:
                 raise ApplyError(f"rename over non-empty directory {existing.id}")
@@ -284,6 +303,10 @@ class State:
             self._forget(tree.drop_subtree(existing))
         tree.detach(node)
         tree.attach(node, dst, e.dst_name)
+        if e.stale is not None:
+            # In the same entry as the move: no crash can separate the name from what the
+            # store may still hold under it (engine/ufsfirst.py removes that copy after).
+            node.ensure_ext().fingerprint = e.stale
         node.ctime = e.time
         src.mtime = src.ctime = dst.mtime = dst.ctime = e.time
 

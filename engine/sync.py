@@ -402,13 +402,14 @@ class MetadataSync:
     def _changes(self, ino: int, node: Inode, status: UfsStatus) -> list[E.UfsFingerprint]:
         if status.is_dir:
             return []
-        if node.flags & COMPLETE and not node.flags & PERSISTED:
-            # Shoal holds content the UFS does not have yet (written to the cache, its upload
-            # pending or never asked for): what the UFS shows is older, not a change to follow.
-            # Taking its fingerprint would mark this content persisted, and a block evicted
-            # or missing would then be read back from the older object.
-            return []
         known = node.ext.fingerprint if node.ext is not None else None
+        if not node.flags & PERSISTED and (node.flags & COMPLETE or known):
+            # Shoal holds content the UFS does not have yet (written to the cache, its upload
+            # pending or never asked for), or a file not yet written was renamed over one whose
+            # copy the store still holds (Rename.stale): what the UFS shows is older, not a
+            # change to follow. Taking its fingerprint would mark this content persisted, and a
+            # block evicted or missing would then be read back from the older object.
+            return []
         if known == status.fingerprint:
             return []
         mtime = status.mtime_ns or time.time_ns()

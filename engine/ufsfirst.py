@@ -16,12 +16,19 @@ Only a persisted file (its current content is the UFS's copy) is moved by a rena
 copy is stale: moved first and journaled after, a kill between the two would leave superseded
 content under a name the file never had, which the next listing would show; so it is removed,
 and the current content reaches the UFS later by its pending upload, under the journaled name.
-For the same reason a rename over a file removes the replaced file's copy when the moved file
-brings none of its own to write over it: left behind, it would be read back as the moved
-file's content (or come back once that one is deleted). Kill points, the UFS step done and the
-entry not durable: a removed stale copy leaves the file as it was (its content is in the
-cache, its upload still pending); a moved persisted file and a removed replaced file are the
-UFS one step ahead, which the next listing of the directory follows.
+
+A rename of a file not persisted over another leaves the replaced file's copy in the store
+under the new name. It is removed only once the rename is journaled: removed before, a kill
+between the two would lose the replaced file, acknowledged, to a rename never acknowledged
+(the journal still names it, its store no longer has it). The Rename entry records that copy
+on the moved file (Rename.stale: the file takes its fingerprint, which for a file not
+persisted means the store may hold an older copy under its name), so no crash separates the
+new name from the knowledge: the next listing does not take the copy for the moved file's
+content (engine/sync.py), and its next delete or rename removes it even if the removal after
+the entry failed or a kill cut it. Kill points, the UFS step done and the entry not durable: a
+removed stale copy of the moved file leaves it as it was (its content in the cache, its upload
+still pending); a moved persisted file is the UFS one step ahead, which the next listing of
+the directory follows.
 """
 
 from __future__ import annotations
@@ -163,40 +170,26 @@ class UfsFirstChanges:
         _mount, connector, a = src_ufs
         b = dst_ufs[2]
         with self.holding(node, existing):
-            replaced = False
             with ufs_errors():
                 if node.children is None:
-                    replaced = self._rename_file(connector, node, existing, a, b)
+                    self._rename_file(connector, node, a, b)
                 else:
                     if existing is not None and existing.children:
                         raise NotEmpty(f"{dst} is a directory that is not empty")
                     move_tree(connector, node, a, b, self.may_be_in_ufs)
-            self.ns.rename(src, dst, noreplace=noreplace)
-            if replaced:  # still held: the moved file's upload cannot start before this
-                _remove_replaced(connector, b)
+            stale = self.ns.rename(src, dst, noreplace=noreplace, below_mount=True)
+            if stale is not None:  # still held: the moved file's upload cannot start before this
+                _remove_stale(connector, b)
 
-    def _rename_file(
-        self, connector: UnderFS, node: Inode, existing: Inode | None, a: str, b: str
-    ) -> bool:
-        """The UFS's part of a file rename before it is journaled; True if the replaced file's
-        copy at ``b`` is to be removed after it is."""
+    def _rename_file(self, connector: UnderFS, node: Inode, a: str, b: str) -> None:
+        """The UFS's part of a file rename before it is journaled: the file's own copy, moved
+        if it is the current content, else removed (stale). Nothing at ``b`` is touched unless
+        the file's current copy goes over it: the replaced file's copy there is removed after
+        the entry (``_remove_stale``)."""
         if node.flags & PERSISTED:
             connector.rename(a, b)  # the current content, over whatever ``b`` held
-            return False
-        if self.may_be_in_ufs(node):
+        elif self.may_be_in_ufs(node):
             _remove_file(connector, a)  # stale: its pending upload writes it anew at ``b``
-        if existing is None:
-            return False
-        # Whatever ``b`` holds is the replaced file's, or stale: nothing of the moved file.
-        if node.id in self.ns.state.persists:
-            # The moved file's pending upload writes over it, and until then the listing does
-            # not take it for the file's content (the file holds content the UFS lacks): it
-            # may wait until the rename is journaled, so a kill before leaves ``b`` whole.
-            return True
-        # Nothing would ever write over it, and a file never committed would take it for its
-        # content at the next listing: it goes first.
-        _remove_file(connector, b)
-        return False
 
 
 def _check_kinds(node: Inode, existing: Inode | None, dst: str) -> None:
@@ -210,13 +203,15 @@ def _check_kinds(node: Inode, existing: Inode | None, dst: str) -> None:
         raise NotADirectory(f"{dst} is not a directory")
 
 
-def _remove_replaced(connector: UnderFS, path: str) -> None:
-    """After the rename is journaled: a failure does not undo it (and is not the caller's:
-    the moved file's pending upload writes over what is left)."""
+def _remove_stale(connector: UnderFS, path: str) -> None:
+    """After the rename is journaled: a failure does not undo it, and is not the caller's. The
+    journal has the copy recorded on the moved file (Rename.stale), whose next delete or rename
+    removes it, and whose pending upload, if any, writes over it."""
     try:
         _remove_file(connector, path)
     except UfsError as exc:
-        log.warning("%s: the replaced file's copy stays until an upload replaces it: %s", path, exc)
+        log.warning("%s: the replaced file's copy stays until the file there is deleted,"
+                    " renamed or uploaded: %s", path, exc)  # fmt: skip
 
 
 def _remove_file(connector: UnderFS, path: str) -> None:

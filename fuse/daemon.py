@@ -23,12 +23,13 @@ import pyfuse3
 import trio
 
 from engine import exporter
-from engine.credentials import split_secrets
+from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
 from fuse.admin import AdminServer, CommandRunner
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
+from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,13 @@ def clear_dead_mount(mountpoint: str) -> None:
 def attach_root(engine: Engine, uri: str, options: dict[str, str], readonly: bool) -> None:
     """The UFS at the namespace's root; a home that already serves it is reused, as it was
     mounted: a different -o ro, or different UFS options, are refused rather than silently
-    ignored (no options: the stored ones, secrets from the credentials file)."""
+    ignored (no options: the stored ones). Secrets given now were handed to the engine when it
+    opened, for this run only; without them, those the home keeps (references to files, or
+    values an older version or ``shoal fs mount`` stored) are used."""
     root = engine.ns.tree.root
     current = engine.ns.state.mounts.get(root.id)
     if current is None:
-        engine.mounts.mount("/", uri, options, readonly=readonly)
+        engine.mounts.mount("/", uri, options, readonly=readonly, keep_secrets=False)
         return
     if current.uri.rstrip("/") != uri.rstrip("/"):
         raise InvalidArgument(
@@ -101,7 +104,7 @@ OWN_LOGGERS = ("engine", "journal", "ufs", "fuse", "recovery", "pyfuse3")
 def setup_logging(home: str, level: str) -> None:
     """The daemon logs to <home>/logs/shoal.log (0600), rotated at 10 MiB, five files kept."""
     directory = os.path.join(home, LOG_DIR)
-    os.makedirs(directory, exist_ok=True)
+    makedirs_private(directory)
     handler = _PrivateRotatingFile(
         os.path.join(directory, LOG_FILE), maxBytes=10 << 20, backupCount=5
     )
@@ -171,8 +174,12 @@ def run(
     run_command: CommandRunner,
 ) -> int:
     mountpoint = os.path.abspath(mountpoint)
+    # Secrets come in ufs_options (the command line took its own environment's); none stays
+    # in the environment, where children would inherit it.
+    take_environment_secrets()
     clear_dead_mount(mountpoint)
-    engine = Engine.open_home(home, overrides, config_file=config_file)
+    _public, secrets = split_secrets(ufs_options)
+    engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
     pid_file = os.path.join(home, PID_FILE)
     try:
         config = engine.config
@@ -181,7 +188,7 @@ def run(
             exporter.serve(engine, config.metrics_port)
         attach_root(engine, uri, ufs_options, readonly)
         spool = os.path.join(home, SPOOL_DIR)
-        os.makedirs(spool, exist_ok=True)
+        makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)
         try:
             pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
@@ -193,7 +200,8 @@ def run(
         ops.invalidator.start()
         try:
             raise_readahead(mountpoint)
-            with open(pid_file, "w") as f:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            with open(os.open(pid_file, flags, PRIVATE_FILE_MODE), "w") as f:
                 f.write(f"{os.getpid()}\n{mountpoint}\n")
             engine.ttl.start(config.cache_ttl_check_interval_s)
             admin = AdminServer(engine, home, run_command)

@@ -80,6 +80,14 @@ class Rename(NamedTuple):
 
     ``replaced`` is the id of the file or empty directory at the destination that the rename
     removes, or None.
+
+    ``stale``: set when the moved file is not persisted and the store may still hold, under
+    the destination name, a copy that is not its content (the replaced file's, removed from
+    the store only once this entry is journaled): that copy's fingerprint, or ``STALE_COPY``
+    when it is not known. The moved file takes it as its UFS fingerprint, which for a file not
+    persisted means "the store may hold an older copy under my name": its next delete or
+    rename removes that copy, and no listing takes it for the file's content. Appended last:
+    older entries decode with None and replay as before.
     """
 
     id: int
@@ -89,6 +97,12 @@ class Rename(NamedTuple):
     dst_name: str
     time: int
     replaced: int | None = None
+    stale: str | None = None
+
+
+# Rename.stale when the replaced file's copy has no fingerprint the state knows (its upload
+# was pending: one may have landed). Never a fingerprint a store gives, nor a listing mark.
+STALE_COPY = "shoal-stale-copy"
 
 
 class Delete(NamedTuple):

@@ -20,7 +20,7 @@ from engine.cache.durability import (
 )
 from engine.cache.tiers import BlockKey
 from engine.errors import InvalidName
-from engine.home import StopRecord
+from engine.home import StopRecord, too_open
 from engine.inode import (
     COMPLETE,
     PERSISTED,
@@ -324,6 +324,49 @@ def check_listing_marks(state: State) -> list[str]:
     return out
 
 
+def _below_mount(state: State, node: Inode, known: dict[int, bool]) -> bool:
+    """Whether ``node`` is a mount point or below one; ``known``: directories' answers so far
+    (millions of files share a few thousand directories)."""
+    tree = state.tree
+    path: list[int] = []
+    cur: Inode | None = node
+    answer = False
+    while cur is not None and len(path) <= len(tree.table):  # a cycle is check_no_cycles's
+        if cur.id in known:
+            answer = known[cur.id]
+            break
+        if cur.id in state.mounts:
+            answer = True
+            break
+        path.append(cur.id)
+        if cur.id == ROOT_ID:
+            break
+        cur = tree.find(cur.parent)
+    for ino in path[1:]:
+        known[ino] = answer
+    return answer
+
+
+def check_store_copies(state: State) -> list[str]:
+    """A file with a UFS fingerprint has a copy in a store: its content (persisted), or one it
+    is to remove there — an older version, or the copy of a file it was renamed over
+    (Rename.stale, engine/ufsfirst.py). Its next delete or rename removes a copy of the second
+    kind only below a mount: outside every mount nothing would, and a later mount of that
+    store would show it again."""
+    out: list[str] = []
+    known: dict[int, bool] = {}
+    for node in _nodes(state):
+        fingerprint = node.ext.fingerprint if node.ext is not None else None
+        if fingerprint is None or node.children is not None or _below_mount(state, node, known):
+            continue
+        kind = "its content" if node.flags & PERSISTED else "a stale copy it is to remove"
+        out.append(
+            f"inode {node.id} ({node.name!r}): UFS fingerprint {fingerprint!r} ({kind}) but"
+            " it is below no mount"
+        )
+    return out
+
+
 def check_stop_record(state: State, stops: StopRecord) -> list[str]:
     """The home's record of an unclean stop (engine/home.py) can be read: it says which
     listings predate the stop and are to be repeated once; one that cannot be read makes every
@@ -331,6 +374,17 @@ def check_stop_record(state: State, stops: StopRecord) -> list[str]:
     if stops.problem is None:
         return []
     return [f"{stops.problem}: the next start lists every loaded directory once more"]
+
+
+def check_home_modes(state: State, roots: list[str]) -> list[str]:
+    """Nothing in the home, nor in the cache's tiers, is open to other users: the log and the
+    checkpoints name every file, the tiers hold their data (engine/home.py). A start for use
+    tightens what it finds; fsck --repair does too."""
+    return [
+        f"{path}: mode {st.st_mode & 0o7777:04o} (owner uid {st.st_uid}) lets other users in;"
+        f" chmod go-rwx it, or run fsck --repair"
+        for path, st in too_open(roots)
+    ]
 
 
 @dataclass(frozen=True)
@@ -342,6 +396,8 @@ class Check:
     reads_tiers: bool = False
     # Judges the home's record of how it was stopped instead: takes it.
     reads_stops: bool = False
+    # Judges the files of the home and of its tiers: takes their root directories.
+    reads_home: bool = False
 
 
 CHECKS: list[Check] = [
@@ -375,10 +431,22 @@ CHECKS: list[Check] = [
     ),
     Check("listing-marks", "directories' UFS fingerprints are listing marks", check_listing_marks),
     Check(
+        "store-copies",
+        "every file with a copy in a store (its content, or a stale one to remove) is below a"
+        " mount",
+        check_store_copies,
+    ),
+    Check(
         "stop-record",
         "the record of an unclean stop (listings to repeat once) is readable",
         check_stop_record,
         reads_stops=True,
+    ),
+    Check(
+        "home-modes",
+        "the home and the cache tiers are their owner's only (0700 / 0600)",
+        check_home_modes,
+        reads_home=True,
     ),
 ]
 
@@ -399,10 +467,12 @@ def run_checks(
     checks: list[Check] | None = None,
     lost: Collection[BlockKey] = (),
     stops: StopRecord | None = None,
+    private: list[str] | None = None,
 ) -> list[CheckResult]:
     """``lost``: blocks the block map lists whose files are missing or damaged (a
     reconciliation without repair finds them); the data checks count them as gone. ``stops``:
-    the home's record of how it was stopped (none for a state without a home: not judged)."""
+    the home's record of how it was stopped (none for a state without a home: not judged).
+    ``private``: the home and its tier directories (none: not judged)."""
     results = []
     lost = set(lost)
     for check in checks or CHECKS:
@@ -410,6 +480,8 @@ def run_checks(
             failures = check.run(state, lost)
         elif check.reads_stops:
             failures = check.run(state, stops) if stops is not None else []
+        elif check.reads_home:
+            failures = check.run(state, private) if private is not None else []
         else:
             failures = check.run(state)
         results.append(

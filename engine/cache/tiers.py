@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from engine.cache.openblocks import OpenBlockFiles
+from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 from ufs.atomic import write_atomically
 
 BlockKey = tuple[int, int, int]  # (file id, content version, block index)
@@ -51,8 +52,10 @@ class TierStore:
     def write(self, key: BlockKey, data: bytes | memoryview) -> None:
         """Stores the block durably (on disk tiers) under its final name."""
         final = self.path_of(key)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        write_atomically(final, [data], temp_prefix=TEMP_PREFIX, mode=0o600, sync=self.spec.sync)
+        makedirs_private(os.path.dirname(final))  # the tier's directory too: 0700, like the home
+        write_atomically(
+            final, [data], temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE, sync=self.spec.sync
+        )
         self.files.forget(key)
 
     def read(self, key: BlockKey) -> bytes:

@@ -70,6 +70,7 @@ def rewrite_checkpoint(path: Path, *edits: str | Callable[[apsw.Connection], Non
     new = path.with_name(f"checkpoint-{seq}-{zlib.crc32(data):08x}.sqlite")
     path.unlink()
     new.write_bytes(data)
+    new.chmod(0o600)  # as Shoal writes it: only the damage planted is to be reported
     return new
 
 

@@ -4,6 +4,7 @@ the rule that a secret given as a mount option lands only in <home>/credentials 
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import uuid
@@ -94,3 +95,40 @@ def test_a_secret_reaches_only_the_credentials_file(
     assert raw["Body"].read() == b"hi"
     shoal("fs", "unmount", "/s3", home=home)
     assert credentials.read_text().strip() == "{}"
+
+
+def test_a_secret_file_is_kept_by_reference(
+    home: Path, tmp_path: Path, s3_server: S3Server, open_engine: OpenEngine
+) -> None:
+    bucket = f"ref-{uuid.uuid4().hex[:10]}"
+    s3_client(s3_server.endpoint).create_bucket(Bucket=bucket)
+    key_file = tmp_path / "secret-key"
+    key_file.write_text(SECRET_KEY + "\n")
+    key_file.chmod(0o640)
+    shoal("fs", "mkdir", "/s3", home=home)
+    args = ["fs", "mount", "/s3", f"s3://{bucket}/train", "-o", f"endpoint={s3_server.endpoint}",
+            "-o", "path_style=true", "-o", "region=us-east-1", "-o", f"access_key={ACCESS_KEY}",
+            "-o", f"secret_key_file={key_file}"]  # fmt: skip
+    refused = shoal(*args, home=home, expect=1).stderr
+    assert f"secret_key_file {key_file} is mode 0640" in refused and "chmod 600" in refused
+    assert shoal("fs", "mounts", home=home).stdout == ""
+    key_file.chmod(0o600)
+    done = shoal(*args, home=home)
+    assert "visible to every user" not in done.stderr
+    credentials = json.loads((home / "credentials").read_text())
+    assert list(credentials.values()) == [
+        {"access_key": ACCESS_KEY, "secret_key_file": str(key_file)}
+    ]
+    for folder, _dirs, files in os.walk(home):
+        for name in files:
+            assert SECRET_KEY.encode() not in (Path(folder) / name).read_bytes(), name
+    # A later process reads the file again: the store opens with it.
+    engine = open_engine()
+    try:
+        ((_path, mount),) = engine.mounts.listing()
+        ufs = engine.mounts.connector(mount)
+        ufs.write("hello.txt", io.BytesIO(b"hi"))
+    finally:
+        engine.close(checkpoint=False)
+    raw = s3_client(s3_server.endpoint).get_object(Bucket=bucket, Key="train/hello.txt")
+    assert raw["Body"].read() == b"hi"

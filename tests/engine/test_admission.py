@@ -51,6 +51,7 @@ times = st.integers(min_value=0, max_value=10)
 small = st.integers(min_value=0, max_value=3)
 versions = st.integers(min_value=0, max_value=2)
 block_sizes = st.sampled_from([0, 3, 4096, 1 << 20])
+stale_copies = st.none() | st.sampled_from(["f1", E.STALE_COPY, ""])  # "": refused
 
 entries = st.one_of(
     st.builds(E.MkDir, ids, ids, names, st.just(0o755), small, small, times),
@@ -66,7 +67,7 @@ entries = st.one_of(
         pinned=st.none() | st.booleans(),
         ttl_ms=st.none() | st.sampled_from([-1, 5]),
     ),  # fmt: skip
-    st.builds(E.Rename, ids, ids, names, ids, names, times, st.none() | ids),
+    st.builds(E.Rename, ids, ids, names, ids, names, times, st.none() | ids, stale_copies),
     st.builds(E.Delete, ids, ids, names, times),
     st.builds(E.AddMount, ids, st.just("file:///x"), st.just({}), st.booleans(), st.none(), times),
     st.builds(E.RemoveMount, ids, times),

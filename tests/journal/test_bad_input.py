@@ -214,6 +214,7 @@ def test_torn_segment_header_is_a_torn_tail_until_seen_names_it(tmp_path: Path) 
     [segment] = segments(tmp_path)
     torn = segment.with_name("log-00000000000000000006.seg")
     torn.write_bytes(b"SHOALJ")
+    torn.chmod(0o600)  # as Shoal creates its files: only the torn header is to be reported
     # `seen` names a segment only once its header is durable: then a short header is damage.
     (tmp_path / "journal" / "seen").write_text("6\n")
     proc = shoal("fs", "touch", "/next", home=tmp_path, expect=3)
@@ -334,6 +335,8 @@ def test_stray_files_are_ignored_with_a_warning_and_listed_by_verify(tmp_path: P
     paths = make_home(tmp_path, 8)
     (tmp_path / "journal" / "notes.txt").write_text("mine")
     (tmp_path / "journal" / "checkpoints" / "old.db").write_bytes(b"x")
+    for stray in ("notes.txt", "checkpoints/old.db"):  # private, as the home's files must be
+        (tmp_path / "journal" / stray).chmod(0o600)
     proc = shoal("fs", "ls", "/", home=tmp_path)
     assert proc.stderr.splitlines() == [
         "shoal: warning: ignoring stray file journal/notes.txt in the journal directory",

@@ -30,6 +30,11 @@ WHERE = {
 class File(NamedTuple):
     content: bytes
     where: str  # "ufs" | "pending" | "cache"
+    # Whether the store may hold a copy of the file (the engine's ``may_be_in_ufs``): its
+    # content is there, an upload of it may have landed (pending), or an older version was
+    # there once. Deleting or moving such a file needs the store: left behind, the copy would
+    # come back at the next listing.
+    copy: bool = False
 
 
 Files = dict[str, File]
@@ -39,13 +44,15 @@ def m_write(model: Files, name: str, data: bytes, write_type: str, ufs_down: boo
     where = WHERE[write_type]
     if where == "ufs" and ufs_down:
         raise Refused(err.Unavailable)
-    return {**model, name: File(data, where)}
+    # A rewrite keeps the file: an older version the store holds is still its copy there.
+    copy = where != "cache" or (name in model and model[name].copy)
+    return {**model, name: File(data, where, copy)}
 
 
 def m_delete(model: Files, name: str, ufs_down: bool) -> Files:
     if name not in model:
         raise Refused(err.NotFound)
-    if ufs_down and model[name].where == "ufs":
+    if ufs_down and model[name].copy:
         raise Refused(err.Unavailable)
     return {n: f for n, f in model.items() if n != name}
 
@@ -55,7 +62,9 @@ def m_rename(model: Files, src: str, dst: str, ufs_down: bool) -> Files:
         raise Refused(err.NotFound)
     if src == dst:
         return model
-    if ufs_down and model[src].where == "ufs":
+    # The store's copy is moved or removed first; a file renamed over another removes what
+    # the store holds under the new name first.
+    if ufs_down and (model[src].copy or dst in model):
         raise Refused(err.Unavailable)
     out = {n: f for n, f in model.items() if n != src}
     out[dst] = model[src]
@@ -64,7 +73,7 @@ def m_rename(model: Files, src: str, dst: str, ufs_down: bool) -> Files:
 
 def m_uploaded(model: Files, name: str) -> Files:
     """The pending upload of ``name``'s current content has reached the store."""
-    return {**model, name: File(model[name].content, "ufs")}
+    return {**model, name: File(model[name].content, "ufs", True)}
 
 
 def m_changed_in_ufs(model: Files, name: str, data: bytes | None) -> Files:
@@ -74,7 +83,7 @@ def m_changed_in_ufs(model: Files, name: str, data: bytes | None) -> Files:
         return model
     if data is None:
         return {n: f for n, f in model.items() if n != name}
-    return {**model, name: File(data, "ufs")}
+    return {**model, name: File(data, "ufs", True)}
 
 
 def where_of(engine: Engine, name: str) -> str:
@@ -90,5 +99,9 @@ def view(engine: Engine) -> Files:
     out = {}
     for name, node in sorted((engine.ns.tree.root.children or {}).items()):
         data = engine.fs.read(f"/{name}", 0, node.size + 1)
-        out[name] = File(data, where_of(engine, name))
+        out[name] = File(data, where_of(engine, name), copy_of(engine, name))
     return out
+
+
+def copy_of(engine: Engine, name: str) -> bool:
+    return engine.fs.changes.may_be_in_ufs(engine.ns.lookup(f"/{name}"))

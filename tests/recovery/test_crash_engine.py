@@ -43,6 +43,7 @@ from tests.models.data_model import (
     WRITE_TYPES,
     File,
     Files,
+    copy_of,
     m_changed_in_ufs,
     m_delete,
     m_rename,
@@ -194,7 +195,7 @@ class EngineCrashMachine(Housekeeping):
             return
         expect = self.model
         if expect[name].where == "cache":
-            expect = {**expect, name: expect[name]._replace(where="pending")}
+            expect = {**expect, name: expect[name]._replace(where="pending", copy=True)}
         node = self.live.ns.lookup(f"/{name}")
         self._run(expect, lambda: self.live.fs.persist(node))
 
@@ -439,6 +440,7 @@ class EngineCrashMachine(Housekeeping):
         assert names == sorted(self.model)
         for name, file in self.model.items():
             assert where_of(self.engine, name) == file.where, name
+            assert copy_of(self.engine, name) == file.copy, f"{name}: may the store hold it?"
             got = self.engine.fs.read(f"/{name}", 0, len(file.content) + 1)
             assert got == file.content, name
         assert self.engine.cache is not None

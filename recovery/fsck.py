@@ -36,9 +36,7 @@ from engine.inode import (
 from engine.names import check_name
 from engine.state import BLOCK_SHIFT_BITS, State
 from engine.sync import parse_listing_mark
-from ufs.base import join as ufs_join
-from ufs.errors import UfsError
-from ufs.uri import name_rules
+from recovery.storenames import unstorable_below
 
 MAX_FAILURES = 20  # per check: enough to locate a problem without flooding the terminal
 KNOWN_FLAGS = COMPLETE | PERSISTED | PINNED
@@ -114,33 +112,7 @@ def check_names(state: State) -> list[str]:
         except InvalidName as exc:
             out.append(f"inode {node.id}: {exc}")
     for mount in state.mounts.values():
-        out += _unstorable_below(state, mount.id, mount.uri)
-    return out
-
-
-def _unstorable_below(state: State, mount_id: int, uri: str) -> list[str]:
-    """Names below a mount that its store could not hold (S3: not UTF-8, or a key over 1,024
-    bytes): the engine refuses them before they are journaled, so none should be here."""
-    top = state.tree.find(mount_id)
-    try:
-        rules = name_rules(uri)
-    except UfsError:
-        return []  # a URI no connector takes: the mount's own problem, not its names'
-    out = []
-    stack = [(top, "")] if top is not None and top.children is not None else []
-    while stack:
-        directory, rel = stack.pop()
-        for name, child in directory.children.items():  # type: ignore[union-attr]
-            if child.id in state.mounts:
-                continue  # a mount below: its own store's rules
-            # Only a store that limits whole keys needs the path; per name is enough elsewhere.
-            path = ufs_join(rel, name) if rules.key_max is not None else name
-            try:
-                rules.check(path, child.children is not None)
-            except UfsError as exc:
-                out.append(f"inode {child.id} in {uri}: {exc}")
-            if child.children:
-                stack.append((child, path))
+        out += unstorable_below(state, mount.id, mount.uri)
     return out
 
 

@@ -372,11 +372,18 @@ class State:
 
     def _persisted(self, e: E.Persisted) -> None:
         node = self._node(e.id)
-        if self.persists.get(e.id) == e.version:
+        requested = self.persists.get(e.id) == e.version
+        if requested:
             del self.persists[e.id]
         if node.version == e.version:
             node.flags = shared_int(node.flags | PERSISTED)
             node.ensure_ext().fingerprint = e.fingerprint
+        elif requested and not node.flags & PERSISTED:
+            # A superseded request: an upload of it may have landed before a crash (its own
+            # Persisted never journaled), so the store may hold that copy under the file's
+            # name. Remembered like a stale copy, so deleting the file removes it there.
+            ext = node.ensure_ext()
+            ext.fingerprint = ext.fingerprint or e.fingerprint or E.STALE_COPY
 
     def _content_committed(self, e: E.ContentCommitted) -> None:
         node = self._node(e.id)

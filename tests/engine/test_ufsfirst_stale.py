@@ -266,3 +266,74 @@ def test_kill9_before_the_replaced_copy_goes_keeps_the_rename(
     engine.persister.drain()
     assert files(store) == {"b"} and store.get("b") == V2
     engine.close()
+
+
+# A process that writes /m/a ASYNC_THROUGH and is killed the instant its upload has landed in
+# the store, before the upload's Persisted is journaled.
+LANDS = textwrap.dedent(
+    """
+    import io, sys, time
+    from engine.engine import Engine
+    from ufs.local import LocalUnderFS
+
+    write = LocalUnderFS.write
+
+    def landing(self, path, source):
+        status = write(self, path, source)
+        print("LANDED", flush=True)
+        while True:
+            time.sleep(60)
+
+    LocalUnderFS.write = landing
+    engine = Engine.open_home(sys.argv[1])
+    engine.fs.write_file("/m/a", io.BytesIO(sys.argv[2].encode()), write_type="ASYNC_THROUGH")
+    time.sleep(60)
+    """
+)
+
+# A process that rewrites /m/a MUST_CACHE while every upload fails (the resumed one with it),
+# and is killed once that is acknowledged.
+REWRITES = textwrap.dedent(
+    """
+    import io, sys, time
+    from engine.engine import Engine
+    from ufs.errors import UfsUnavailable
+    from ufs.local import LocalUnderFS
+
+    def refused(self, path, source):
+        raise UfsUnavailable(f"{path}: uploads are refused in this test")
+
+    LocalUnderFS.write = refused
+    engine = Engine.open_home(sys.argv[1])
+    engine.fs.write_file("/m/a", io.BytesIO(sys.argv[2].encode()), write_type="MUST_CACHE")
+    assert engine.state.persists, "the old request is still pending"
+    print("REWRITTEN", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_superseded_upload_that_landed_unrecorded_never_comes_back(
+    tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    """/m/a's ASYNC_THROUGH upload landed and a kill -9 cut its Persisted. After the restart
+    the file is rewritten MUST_CACHE before the upload runs again (then another kill -9): the
+    request is dropped as superseded, yet the store holds that copy. Deleting the file must
+    remove it there, or the next listing brings the deleted file back."""
+    home = ssd_home()
+    store = LocalStore(tmp_path / "ufs")
+    mounted(open_engine, home, store).close()
+    killed_once_said(LANDS, str(home), V1.decode(), said="LANDED")
+    assert store.get("a") == V1
+    killed_once_said(REWRITES, str(home), V2.decode(), said="REWRITTEN")
+
+    engine = open_engine(home)
+    assert engine.persister is not None
+    engine.persister.drain()  # the resumed request, superseded, is dropped
+    assert not engine.state.persists
+    assert engine.fs.read("/m/a", 0, 100) == V2
+    engine.fs.delete("/m/a")
+    assert files(store) == set()
+    engine = restarted(engine, open_engine, home)
+    assert listed(engine) == []  # V1 did not come back
+    engine.close()

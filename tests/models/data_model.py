@@ -62,12 +62,13 @@ def m_rename(model: Files, src: str, dst: str, ufs_down: bool) -> Files:
         raise Refused(err.NotFound)
     if src == dst:
         return model
-    # The store's copy is moved or removed first; a file renamed over another removes what
-    # the store holds under the new name first.
-    if ufs_down and (model[src].copy or dst in model):
+    # The moved file's own copy is moved (or removed, if stale) in the store first. What the
+    # store holds under the new name is removed once the rename is journaled, and the moved
+    # file remembers it (a failure to remove it is not the caller's).
+    if ufs_down and model[src].copy:
         raise Refused(err.Unavailable)
     out = {n: f for n, f in model.items() if n != src}
-    out[dst] = model[src]
+    out[dst] = model[src]._replace(copy=model[src].copy or dst in model)
     return out
 
 

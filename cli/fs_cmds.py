@@ -182,7 +182,7 @@ def cmd_ln(args: argparse.Namespace) -> int:
         raise UsageError("only symbolic links exist in the namespace: use `shoal fs ln -s`")
     uid, gid = _ids()
     with open_engine(args) as engine:
-        engine.ns.symlink(_abs(args.path), args.target, uid, gid)
+        engine.fs.symlink(_abs(args.path), args.target, uid, gid)
     return EXIT_OK
 
 

@@ -12,13 +12,17 @@ from engine.inode import COMPLETE, PERSISTED, PINNED, Inode
 from engine.state import block_size_of
 from recovery.inspect import inode_attrs
 
-# Names come from the journal and may hold lone surrogates (undecodable bytes): print them
-# escaped rather than fail on the terminal's encoding.
+# Names come from the journal and may hold lone surrogates (bytes that are not UTF-8): print
+# those bytes escaped (b"caf\xe9" as caf\xe9) rather than fail on the terminal's encoding.
 _SAFE = "backslashreplace"
 
 
 def safe(text: str) -> str:
-    return text.encode("utf-8", _SAFE).decode("utf-8")
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that stand for no byte: shown as themselves
+        return text.encode("utf-8", _SAFE).decode("utf-8")
+    return raw.decode("utf-8", _SAFE)
 
 
 def mode_string(mode: int) -> str:

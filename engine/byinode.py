@@ -46,6 +46,10 @@ class Paths(Protocol):
 
     def write_file(self, path: str, source: BinaryIO, mode: int, uid: int, gid: int) -> Inode: ...
 
+    def symlink(self, path: str, target: str, uid: int, gid: int) -> Inode: ...
+
+    def check_storable(self, path: str, is_dir: bool) -> None: ...
+
 
 def _path(ns: Namespace, parent: Inode, name: str) -> str:
     return ns.path_of(parent).rstrip("/") + "/" + name
@@ -144,13 +148,16 @@ def create(fs: Paths, caller: Caller, parent_id: int, name: str, mode: int) -> I
     parent = posix.parent_for(fs.ns.tree, parent_id, name)
     uid, gid = posix.owner_of_new(caller, parent)
     mode = posix.mode_of_new(caller, parent, mode, directory=False)
+    if name not in parent.children:  # type: ignore[operator]
+        # Only the name is journaled now: a name the store cannot hold is refused before.
+        fs.check_storable(_path(fs.ns, parent, name), is_dir=False)
     return fs.ns.create_in(parent.id, name, mode, uid, gid)
 
 
 def symlink(fs: Paths, caller: Caller, parent_id: int, name: str, target: str) -> Inode:
     parent = posix.parent_for(fs.ns.tree, parent_id, name)
     uid, gid = posix.owner_of_new(caller, parent)
-    return fs.ns.symlink(_path(fs.ns, parent, name), target, uid, gid)
+    return fs.symlink(_path(fs.ns, parent, name), target, uid, gid)
 
 
 def remove(fs: Paths, caller: Caller, parent_id: int, name: str, directory: bool) -> None:

@@ -123,6 +123,15 @@ class FileSystem:
     def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
         self.changes.rename(src, dst, noreplace=noreplace)
 
+    def symlink(self, path: str, target: str, uid: int = 0, gid: int = 0) -> Inode:
+        """A symlink lives in the namespace only, but below a mount its name must be one the
+        store could hold, as every name there."""
+        self.placement.check_storable(path, is_dir=False)
+        return self.ns.symlink(path, target, uid, gid)
+
+    def check_storable(self, path: str, is_dir: bool) -> None:
+        self.placement.check_storable(path, is_dir)
+
     # -- file content ------------------------------------------------------------------------
 
     def write_file(

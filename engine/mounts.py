@@ -23,6 +23,8 @@ from engine.errors import (
     AlreadyExists,
     Busy,
     InvalidArgument,
+    InvalidName,
+    NameTooLong,
     NoSpace,
     NotADirectory,
     NotEmpty,
@@ -40,7 +42,9 @@ from ufs.errors import (
     UfsAccessDenied,
     UfsBucketMissing,
     UfsError,
+    UfsInvalidName,
     UfsInvalidPath,
+    UfsNameTooLong,
     UfsNoSpace,
     UfsNotFound,
     UfsReadOnly,
@@ -63,6 +67,8 @@ def engine_error(exc: UfsError) -> ShoalError:
         (UfsBucketMissing, NotFound),
         (UfsAccessDenied, PermissionDenied),
         (UfsUnavailable, Unavailable),
+        (UfsNameTooLong, NameTooLong),
+        (UfsInvalidName, InvalidName),
         (UfsInvalidPath, InvalidArgument),
         (UfsNoSpace, NoSpace),
         (UfsReadOnly, ReadOnly),
@@ -137,6 +143,12 @@ class MountTable:
         ``keep_secrets`` false (a daemon handed its secrets): secret values are kept in this
         process's memory only; references to them (``*_file``) are stored all the same."""
         public, hidden = split_secrets(dict(options or {}))
+        try:
+            uri.encode("utf-8")  # checkpoints keep it as text
+        except UnicodeEncodeError:
+            raise InvalidArgument(
+                f"UFS URI {uri!r} is not UTF-8: mount it through a path that is (a symlink)"
+            ) from None
         ns = self.ns
         node = ns.lookup(path)
         self._check_target(path, node.id, uri)

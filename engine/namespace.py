@@ -17,6 +17,7 @@ from engine.errors import (
     AlreadyExists,
     Busy,
     InvalidArgument,
+    InvalidName,
     IsADirectory,
     NotADirectory,
     NotEmpty,
@@ -24,7 +25,7 @@ from engine.errors import (
     ReadOnly,
 )
 from engine.inode import PERSISTED, ROOT_ID, S_IFMT, S_IFREG, Inode
-from engine.names import check_name, parent_and_name, split_path
+from engine.names import check_name, name_bytes, parent_and_name, split_path
 from journal import entries as E
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,10 @@ class Namespace:
         parents, name = parent_and_name(path)
         if not target or "\0" in target:
             raise InvalidArgument("a symlink target must be non-empty and free of NUL")
+        try:
+            name_bytes(target)  # bytes, UTF-8 or not, as a name is
+        except InvalidName as exc:
+            raise InvalidArgument(f"symlink target: {exc}") from None
         with self.lock:
             parent = self._dir(parents)
             self._free_name(parent, name)

@@ -15,13 +15,14 @@ from engine import iotypes
 from engine.errors import InvalidArgument, NotADirectory
 from engine.inode import Inode
 from engine.iotypes import ReadType, WriteType
-from engine.mounts import MountTable
-from engine.names import check_name, parent_and_name
+from engine.mounts import MountTable, ufs_errors
+from engine.names import check_name, parent_and_name, split_path
 from engine.namespace import Namespace
 from engine.state import Mount
 from engine.sync import MetadataSync
-from ufs.base import UfsStatus, UnderFS
+from ufs.base import NameRules, UfsStatus, UnderFS
 from ufs.base import join as ufs_join
+from ufs.uri import name_rules
 
 # (mount, its connector, the path in its UFS) of a path below a mount
 UfsTarget = tuple[Mount, UnderFS, str]
@@ -81,6 +82,7 @@ class Placement:
         self.sync = sync
         self.write_type = write_type  # the configured defaults
         self.read_type = read_type
+        self._rules: dict[tuple[int, int], NameRules] = {}  # (mount id, time) -> its store's
 
     def target(self, path: str) -> tuple[Inode, str, UfsTarget | None]:
         """(parent directory, name, (mount, connector, UFS path) if below a mount)."""
@@ -95,6 +97,43 @@ class Placement:
         mount, rel = where
         self.ns.check_writable(parent)  # a read-only mount refuses before the UFS is touched
         return parent, name, (mount, MountConnector(self.mounts, mount), ufs_join(rel, name))
+
+    def rules(self, mount: Mount) -> NameRules:
+        """The names ``mount``'s store can hold (known from its URI: no request is sent)."""
+        key = (mount.id, mount.time)
+        rules = self._rules.get(key)
+        if rules is None:
+            with ufs_errors():
+                rules = self._rules[key] = name_rules(mount.uri)
+        return rules
+
+    def check_storable(self, path: str, is_dir: bool) -> None:
+        """Raises InvalidName or NameTooLong if the store ``path`` would be created in could
+        not hold it (S3: a key that is not UTF-8 or over 1,024 bytes), before anything reaches
+        the store or the journal. Missing levels of ``path`` (mkdir -p) are checked at once, with
+        the path's end: a refusal must not leave half of them made. Reads only the namespace."""
+        parts = split_path(path)
+        node = self.ns.tree.root
+        i = 0
+        while i < len(parts) and node.children is not None and parts[i] in node.children:
+            node = node.children[parts[i]]
+            i += 1
+        where = self.sync.mount_of(node)
+        if where is None or i == len(parts):
+            return  # the namespace's own, or there already (the store holds it)
+        mount, rel = where
+        with ufs_errors():
+            self.rules(mount).check(ufs_join(rel, "/".join(parts[i:])), is_dir)
+
+    def check_moved_tree(self, node: Inode, target: UfsTarget) -> None:
+        """A directory about to be renamed to ``target``: every key below it must still fit
+        the store (an object store moves them one by one, and would stop halfway)."""
+        mount, _connector, dst = target
+        rules = self.rules(mount)
+        with ufs_errors():
+            rules.check(dst, is_dir=True)
+            if rules.key_max is not None:
+                _check_below(rules, node, dst)
 
     def mount_of(self, path: str) -> Mount | None:
         """The mount that ``path`` (existing or not) would be stored in, if any."""
@@ -162,3 +201,10 @@ class Placement:
             or self.read_type
         ).upper()
         return mount, rel, iotypes.read_type(kind)
+
+
+def _check_below(rules: NameRules, node: Inode, rel: str) -> None:
+    for name, child in (node.children or {}).items():
+        path = ufs_join(rel, name)
+        rules.check(path, child.children is not None)
+        _check_below(rules, child, path)

@@ -15,6 +15,7 @@ have the same digest exactly when their checkpoints hold the same rows.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
@@ -27,6 +28,7 @@ import msgpack
 
 from engine.inode import Inode, InodeExt, InodeTree, shared_values
 from engine.state import BlockInfo, Mount, State
+from journal import fsnames
 
 SCHEMA = """
 CREATE TABLE inode_chunks (
@@ -69,7 +71,8 @@ INODE_CHUNK_FORMAT = 2  # meta "inode_chunk_format"; checkpoints without it are 
 INODE_COLUMNS = """
     id      INTEGER PRIMARY KEY,  -- never reused; 1 is the root (its own parent, name '')
     parent  INTEGER NOT NULL,     -- id of the containing directory
-    name    TEXT NOT NULL,        -- 1-255 bytes of UTF-8, no '/' or NUL
+    name    TEXT NOT NULL,        -- 1-255 bytes, no '/' or NUL; in a chunk, a name that is
+                                  -- not UTF-8 is msgpack ext type 1 of its bytes (fsnames.py)
     mode    INTEGER NOT NULL,     -- st_mode: file type bits | permission bits
     uid     INTEGER NOT NULL,
     gid     INTEGER NOT NULL,
@@ -116,7 +119,7 @@ def _persist_rows(state: State) -> Iterator[tuple[object, ...]]:
 
 
 def _inode_chunks(tree: InodeTree) -> Iterator[tuple[int, int, bytes]]:
-    pack = msgpack.Packer(use_bin_type=True).pack
+    pack = fsnames.packer()
     nodes = (n for n in tree.table if n is not None)
     while True:
         chunk = list(islice(nodes, INODE_CHUNK))
@@ -173,7 +176,7 @@ def load_checkpoint(conn: apsw.Connection, seq: int) -> State:
     # Journal.open runs this with the cyclic GC off (journal.journal._build_in_bulk).
     table: list[Inode | None] = [None] * int(meta["next_inode_id"])
     orphans: list[Inode] = []
-    unpack = msgpack.unpackb
+    unpack = functools.partial(msgpack.unpackb, ext_hook=fsnames.ext_hook)
     blobs = (blob for (blob,) in conn.execute("SELECT rows FROM inode_chunks ORDER BY first_id"))
     if meta.get("inode_chunk_format", 1) == 1:
         _load_rows((_chunk_from_v1(unpack(b, use_list=False)) for b in blobs), table, orphans)
@@ -247,7 +250,7 @@ def _chunk_from_v1(rows: Sequence[Sequence[Any]]) -> Chunk:
 
 def digest(state: State) -> str:
     h = hashlib.blake2b(digest_size=16)
-    pack = msgpack.Packer(use_bin_type=True).pack
+    pack = fsnames.packer()
     for name, rows in (
         ("inodes", _inode_rows(state.tree)),
         ("mounts", _mount_rows(state)),

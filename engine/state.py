@@ -236,7 +236,8 @@ class State:
 
     def _symlink(self, e: E.Symlink) -> None:
         ino, pid, name, target, uid, gid, t = e
-        node = self._new(ino, pid, name, S_IFLNK | 0o777, uid, gid, t, None, len(target.encode()))
+        size = len(target.encode("utf-8", "surrogateescape"))  # its bytes, UTF-8 or not
+        node = self._new(ino, pid, name, S_IFLNK | 0o777, uid, gid, t, None, size)
         node.flags = COMPLETE
         node.ensure_ext().target = target
 

@@ -92,6 +92,7 @@ class UfsFirstChanges:
         if name in parent.children:  # type: ignore[operator]
             raise AlreadyExists(f"{path} already exists")
         if ufs is not None:
+            self.placement.check_storable(path, is_dir=True)
             _mount, connector, rel = ufs
             with ufs_errors():
                 connector.mkdir(rel)
@@ -104,6 +105,7 @@ class UfsFirstChanges:
         parts = [p for p in path.split("/") if p not in ("", ".")]
         for part in parts:
             check_name(part)  # all first: a bad last name must not leave half the levels made
+        self.placement.check_storable("/" + "/".join(parts), is_dir=True)
         for part in parts:
             built += "/" + part
             try:
@@ -155,6 +157,10 @@ class UfsFirstChanges:
         if existing is node:
             return  # a name renamed onto itself: nothing changes
         _check_kinds(node, existing, dst)
+        if node.children is None:
+            self.placement.check_storable(dst, is_dir=False)
+        else:
+            self.placement.check_moved_tree(node, dst_ufs)
         _mount, connector, a = src_ufs
         b = dst_ufs[2]
         with self.holding(node, existing):

@@ -80,6 +80,8 @@ class WritePath:
         kind = self.placement.write_type_of(existing or parent, ufs[0], write_type)
         if existing is not None and existing.children is not None:
             raise IsADirectory(f"{path} is a directory")
+        if existing is None:
+            self.placement.check_storable(path, is_dir=False)
         new = NewFile(parent, name, mode, uid, gid)
         if not kind.writes_ufs_at_close:
             return self._write_cached(new, source, kind)

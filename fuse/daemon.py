@@ -92,7 +92,8 @@ class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
 
     def _open(self) -> Any:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        return os.fdopen(fd, "a", encoding=self.encoding)
+        # A name that is not UTF-8 in a message is written escaped, not lost with the record.
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors="backslashreplace")
 
 
 # Loggers that -o debug makes verbose. Not the root: botocore's debug output carries request

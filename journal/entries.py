@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from journal import fsnames
 from journal.errors import MalformedEntry, UnknownEntryType
 
 
@@ -272,7 +273,8 @@ SHAPES: dict[int, tuple[Any, int]] = {
 }
 _REQUIRED = {cls: sum(1 for f in cls._fields if f not in cls._field_defaults) for cls in TYPE_CODES}
 
-_packer = msgpack.Packer(use_bin_type=True)
+# Names that are not UTF-8 go as fsnames.RAW_NAME (docs/journal.md, "Names").
+_pack = fsnames.packer()
 
 
 def type_code(entry: Entry) -> int:
@@ -280,7 +282,7 @@ def type_code(entry: Entry) -> int:
 
 
 def encode(entry: Entry) -> bytes:
-    return _packer.pack(entry)
+    return _pack(entry)
 
 
 def decode(code: int, payload: bytes | memoryview, *, where: str = "") -> Any:
@@ -289,7 +291,9 @@ def decode(code: int, payload: bytes | memoryview, *, where: str = "") -> Any:
     if cls is None:
         raise UnknownEntryType(code, where)
     try:
-        fields = msgpack.unpackb(payload, use_list=True, raw=False, strict_map_key=False)
+        fields = msgpack.unpackb(
+            payload, use_list=True, raw=False, strict_map_key=False, ext_hook=fsnames.ext_hook
+        )
     except (ValueError, msgpack.UnpackException) as exc:
         raise MalformedEntry(f"{where}: {cls.__name__} payload is not msgpack: {exc}") from exc
     if type(fields) is not list:

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from journal import entries, scan_process
+from journal import entries, fsnames, scan_process
 from journal.errors import JournalCorrupt, JournalError
 from journal.format import BadSegmentHeader, Record, parse_segment_header, scan_segment
 from journal.layout import Listing, segment_name
@@ -22,6 +22,7 @@ from journal.scan_process import ScanProcess, ScanProcessFailed
 from journal.storage import OsStorage, Storage, join
 
 log = logging.getLogger(__name__)
+_pack = fsnames.packer()  # a decoded entry's fields, packed again for the slow path
 
 VERIFY_HINT = "run `shoal journal verify` for a full report"
 MISSING_HINT = (
@@ -104,13 +105,14 @@ class _Replayer:
         after_seq = self.after_seq
         direct_get = self.direct.get
         unpackb = msgpack.unpackb
+        names = fsnames.ext_hook
         slow, failed = self.slow_payload, self.fast_failed
 
         def replay(seq: int, code: int, payload: memoryview, offset: int) -> None:
             if seq <= after_seq:
                 return
             try:
-                fields = unpackb(payload)  # a list: the default options parse fastest
+                fields = unpackb(payload, ext_hook=names)  # a list: the defaults parse fastest
                 shape = direct_get(code)
                 if shape is not None and type(fields) is list and len(fields) == shape[1]:
                     shape[0](fields)
@@ -154,7 +156,7 @@ class _Replayer:
         raised ``failed`` there: handled as ``visit`` handles it."""
         if failed is not None:
             self.fast_failed(seq, offset, failed)
-        self.slow_payload(seq, code, msgpack.packb(fields), offset)
+        self.slow_payload(seq, code, _pack(fields), offset)
 
 
 def _scan_process_for(

@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
+from journal import fsnames
 from journal.child import child_argv
 from journal.errors import JournalError
 from journal.format import ScanEnd, SegmentScan, payload_bounds
@@ -187,7 +188,7 @@ class ScanProcess:
         finally:
             os.close(write_fd)
         self._pipe: BinaryIO = os.fdopen(read_fd, "rb", buffering=PIPE_SIZE)
-        self._unpacker = msgpack.Unpacker()
+        self._unpacker = msgpack.Unpacker(ext_hook=fsnames.ext_hook)
         self.applied_seq = after_seq  # the last entry applied from the child's stream
 
     def _read(self, n: int) -> bytes:

@@ -91,7 +91,9 @@ class LineSink:
         self.out.flush()
 
 
-def _sql_value(value: Any) -> Any:
+def sql_value(value: Any) -> Any:
+    """``value`` for an SQLite column: a str that is not UTF-8 (a name's undecodable bytes)
+    as a BLOB of its bytes, a structure as JSON."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -125,11 +127,11 @@ class SqliteSink:
         row: dict[str, Any] = {
             "seq": seq,
             "type": type(entry).__name__,
-            "time": _sql_value(fields.get("time")),
+            "time": sql_value(fields.get("time")),
             "fields": _json(fields),
         }
         for key in COMMON_FIELDS:
-            row[key] = _sql_value(fields.get(key))
+            row[key] = sql_value(fields.get(key))
         self.rows.append(row)
         if len(self.rows) >= self.BATCH:
             self._flush()

@@ -36,6 +36,7 @@ from engine.inode import (
 from engine.names import check_name
 from engine.state import BLOCK_SHIFT_BITS, State
 from engine.sync import parse_listing_mark
+from recovery.storenames import unstorable_below
 
 MAX_FAILURES = 20  # per check: enough to locate a problem without flooding the terminal
 KNOWN_FLAGS = COMPLETE | PERSISTED | PINNED
@@ -110,6 +111,8 @@ def check_names(state: State) -> list[str]:
             check_name(node.name)
         except InvalidName as exc:
             out.append(f"inode {node.id}: {exc}")
+    for mount in state.mounts.values():
+        out += unstorable_below(state, mount.id, mount.uri)
     return out
 
 
@@ -373,7 +376,11 @@ CHECKS: list[Check] = [
     Check("root", "the root is inode 1, a directory, its own parent", check_root),
     Check("id-table", "every inode is stored under its own id", check_table),
     Check("parent-links", "parents and directory entries agree", check_parent_links),
-    Check("names", "every name is storable (1-255 bytes, no '/' or NUL)", check_names),
+    Check(
+        "names",
+        "every name is storable (1-255 bytes, no '/' or NUL), and below a mount by its store",
+        check_names,
+    ),
     Check("no-cycles", "every inode is reachable from the root exactly once", check_no_cycles),
     Check("counts", "the inode count matches the inodes present", check_counts),
     Check("next-id", "the next inode id is above every id in use", check_next_id),

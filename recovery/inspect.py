@@ -18,6 +18,7 @@ from engine.state import State
 from journal.checkpoint import open_checkpoint
 from journal.layout import CheckpointFile, list_journal
 from journal.storage import Storage
+from recovery.dump import sql_value
 from recovery.verify import newest_loadable_checkpoint
 
 BATCH = 10_000
@@ -55,13 +56,13 @@ def _inode_row(state: State, node: Inode) -> dict[str, Any]:
     return {
         "id": node.id,
         "parent": node.parent,
-        "name": node.name,
-        "path": state.tree.path_of(node),
+        "name": sql_value(node.name),  # a name that is not UTF-8: a BLOB of its bytes
+        "path": sql_value(state.tree.path_of(node)),
         **inode_attrs(node),
         "ctime_ns": node.ctime,
         "version": node.version,
         "flags": node.flags,
-        "symlink_target": ext.target if ext else None,
+        "symlink_target": sql_value(ext.target) if ext else None,
         "pinned_media": json.dumps(ext.media) if ext and ext.media else None,
         "ttl_ms": ext.ttl_ms if ext else None,
         "ttl_action": ext.ttl_action if ext else None,

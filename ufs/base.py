@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from threading import Event
 from typing import BinaryIO
 
-from ufs.errors import UfsInvalidPath
+from ufs.errors import UfsInvalidName, UfsInvalidPath, UfsNameTooLong
+
+NAME_MAX = 255  # bytes of one name on most local file systems (and POSIX's portable limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,48 @@ class UfsStatus:
     @property
     def name(self) -> str:
         return self.path.rpartition("/")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class NameRules:
+    """The names a store can hold, known without asking it: the engine checks a new name
+    against them before anything reaches the store or the journal (an S3 key too long fails
+    only at its upload, long after a ``create`` was answered).
+
+    Paths are connector paths; names are str whose bytes that are not UTF-8 are lone
+    surrogates (``os.fsdecode``'s surrogateescape)."""
+
+    name_max: int = NAME_MAX  # bytes of one path component
+    key_max: int | None = None  # bytes of the whole key the store sees; None: no limit
+    key_base: int = 0  # bytes the store puts before a connector path (S3: "<prefix>/")
+    dir_suffix: int = 0  # bytes a directory's own key adds (S3: its marker's trailing "/")
+    utf8: bool = False  # names must be UTF-8 (S3 keys); else any bytes but "/" and NUL
+
+    def check(self, path: str, is_dir: bool = False) -> None:
+        """Raises UfsInvalidName or UfsNameTooLong if the store cannot hold ``path``."""
+        if path.isascii():
+            raw = path.encode("ascii")
+        else:
+            try:
+                raw = path.encode("utf-8") if self.utf8 else path.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raise UfsInvalidName(
+                    f"{path!r}: this store takes only UTF-8 names; rename it to UTF-8"
+                    if self.utf8
+                    else f"{path!r} holds characters that stand for no bytes"
+                ) from None
+        for part in raw.split(b"/"):
+            if len(part) > self.name_max:
+                raise UfsNameTooLong(
+                    f"a name of {len(part)} bytes is longer than this store's {self.name_max}"
+                )
+        if self.key_max is not None:
+            size = self.key_base + len(raw) + (self.dir_suffix if is_dir else 0)
+            if size > self.key_max:
+                raise UfsNameTooLong(
+                    f"{path[:60]!r}...: its key would be {size} bytes, over this store's"
+                    f" {self.key_max}"
+                )
 
 
 def normalize(path: str) -> str:
@@ -51,6 +95,7 @@ class UnderFS(ABC):
     """One mounted store. Thread-safe: the engine calls it from many worker threads."""
 
     uri: str
+    rules: NameRules = NameRules()  # what names it can hold; connectors set their own
 
     @abstractmethod
     def stat(self, path: str) -> UfsStatus:

@@ -31,6 +31,14 @@ class UfsInvalidPath(UfsError):
     """A path that is malformed or would leave the connector's root (``..``, a symlink out)."""
 
 
+class UfsInvalidName(UfsInvalidPath):
+    """A name the store cannot hold (S3: a key that is not UTF-8)."""
+
+
+class UfsNameTooLong(UfsInvalidName):
+    """A name, or the whole key it makes, longer than the store allows (S3: 1,024 bytes)."""
+
+
 class UfsAccessDenied(UfsError):
     """The store refused the credentials or the operation (S3 403): not retried."""
 

@@ -20,13 +20,14 @@ from typing import BinaryIO
 
 from ufs import tempfiles
 from ufs.atomic import fsync_dir, write_atomically
-from ufs.base import UfsStatus, UnderFS, join, normalize
+from ufs.base import NAME_MAX, NameRules, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsAccessDenied,
     UfsError,
     UfsExists,
     UfsInvalidPath,
     UfsIsADirectory,
+    UfsNameTooLong,
     UfsNoSpace,
     UfsNotADirectory,
     UfsNotEmpty,
@@ -50,6 +51,7 @@ _ERRNO = {
     errno.ENOSPC: UfsNoSpace,
     errno.EDQUOT: UfsNoSpace,
     errno.EROFS: UfsReadOnly,
+    errno.ENAMETOOLONG: UfsNameTooLong,
     errno.EIO: UfsUnavailable,  # a failing disk, an NFS server that went away (hard mounts)
     errno.ETIMEDOUT: UfsUnavailable,
 }
@@ -62,6 +64,17 @@ class LocalUnderFS(UnderFS):
             raise UfsNotFound(f"local UFS root {root} is not a directory")
         self.root = real
         self.uri = f"file://{real}"
+        self.rules = self.rules_at(real)
+
+    @staticmethod
+    def rules_at(root: str) -> NameRules:
+        """Any bytes but '/' and NUL, each name at most the file system's NAME_MAX; no limit on
+        the whole path (deeper than PATH_MAX is reached through descriptors, see ``_path``)."""
+        try:
+            name_max = os.pathconf(root, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            name_max = -1
+        return NameRules(name_max=name_max if name_max > 0 else NAME_MAX)
 
     @contextmanager
     def _path(self, path: str, *, make_parents: bool = False) -> Iterator[str]:

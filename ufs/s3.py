@@ -25,11 +25,12 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from ufs.base import UfsStatus, UnderFS, join, normalize
+from ufs.base import NameRules, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsAccessDenied,
     UfsBucketMissing,
     UfsError,
+    UfsInvalidName,
     UfsInvalidPath,
     UfsIsADirectory,
     UfsNotADirectory,
@@ -40,6 +41,7 @@ from ufs.errors import (
 
 STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
 SECRET_OPTIONS = frozenset({"access_key", "secret_key", "session_token"})
+KEY_MAX = 1024  # bytes of an object key, UTF-8 (the S3 API's limit)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class S3UnderFS(UnderFS):
     ) -> None:
         self.bucket = bucket
         self.prefix = normalize(prefix)
+        self.rules = self.rules_for(self.prefix)
         self.options = options = options or S3Options()
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         creds = credentials or {}
@@ -127,6 +130,14 @@ class S3UnderFS(UnderFS):
 
     def __repr__(self) -> str:
         return f"S3UnderFS({self.uri!r}, endpoint={self.options.endpoint!r})"
+
+    @staticmethod
+    def rules_for(prefix: str) -> NameRules:
+        """Keys are UTF-8 and at most KEY_MAX bytes, the prefix and a directory marker's
+        trailing "/" included."""
+        prefix = normalize(prefix)
+        base = len(prefix.encode("utf-8", "surrogateescape")) + 1 if prefix else 0
+        return NameRules(name_max=KEY_MAX, key_max=KEY_MAX, key_base=base, dir_suffix=1, utf8=True)
 
     # -- keys and errors ---------------------------------------------------------------------
 
@@ -179,6 +190,8 @@ class S3UnderFS(UnderFS):
                 f"{where}: endpoint {self.options.endpoint or 'AWS'} unreachable after"
                 f" {self.options.max_attempts} attempts ({type(exc).__name__})"
             ) from None
+        except UnicodeEncodeError:  # a key that is not UTF-8: no object can have it
+            raise UfsInvalidName(f"{where!r}: S3 keys are UTF-8") from None
         except botocore.exceptions.NoCredentialsError:
             raise UfsAccessDenied(
                 f"{where}: no credentials: give access_key and secret_key, a profile, or"
@@ -213,6 +226,8 @@ class S3UnderFS(UnderFS):
         rel = normalize(path)
         if not rel:
             return UfsStatus("", True, 0, 0, "")
+        if not _is_utf8(rel):  # no key can be named so: nothing to ask the store
+            raise UfsNotFound(f"{self.uri}: {rel!r}: no such file or directory")
         with self._errors(rel):
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
@@ -232,6 +247,8 @@ class S3UnderFS(UnderFS):
         return self._list(rel)
 
     def _list(self, rel: str) -> Iterator[UfsStatus]:
+        if not _is_utf8(rel):
+            raise UfsNotFound(f"{self.uri}: {rel!r}: no such directory")
         prefix = self._dir_prefix(rel)
         cut = len(prefix)
         found = False
@@ -292,6 +309,7 @@ class S3UnderFS(UnderFS):
         rel = normalize(path)
         if not rel:
             raise UfsIsADirectory(f"{self.uri}: the root is a directory")
+        self.rules.check(rel)
         with self._errors(rel):
             # Managed transfer: one PUT below the threshold, else a multipart upload of
             # multipart_chunk parts read from the stream as they go (bounded memory).
@@ -327,6 +345,7 @@ class S3UnderFS(UnderFS):
         rel = normalize(path)
         if not rel:
             return
+        self.rules.check(rel, is_dir=True)
         with self._errors(rel):
             self.client.put_object(Bucket=self.bucket, Key=self._dir_prefix(rel), Body=b"")
 
@@ -346,6 +365,7 @@ class S3UnderFS(UnderFS):
 
     def rename(self, src: str, dst: str) -> None:
         a, b = normalize(src), normalize(dst)
+        self.rules.check(b)
         if self.stat(a).is_dir:
             raise UfsIsADirectory(f"{self.uri}: {a} is a directory")
         with self._errors(a):
@@ -390,3 +410,11 @@ class _FullReads(io.RawIOBase):
 def _file_status(rel: str, size: int, modified: Any, etag: str) -> UfsStatus:
     mtime_ns = int(modified.timestamp() * 1_000_000_000)
     return UfsStatus(rel, False, size, mtime_ns, f"{size}-{etag.strip(chr(34))}")
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

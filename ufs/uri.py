@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
-from ufs.base import UnderFS
+from ufs.base import NameRules, UnderFS
 from ufs.errors import UfsError
 from ufs.local import LocalUnderFS
 
@@ -33,3 +33,19 @@ def open_ufs(
     raise UfsError(
         f"{uri}: unsupported UFS URI; use an absolute path, file:///PATH or s3://BUCKET[/PREFIX]"
     )
+
+
+def name_rules(uri: str) -> NameRules:
+    """What names the store at ``uri`` can hold, without opening it (no request is sent: a
+    create below a mount whose store is down is still checked); raises UfsError for a URI
+    ``open_ufs`` would refuse."""
+    if uri.startswith("file://"):
+        return LocalUnderFS.rules_at(unquote(urlsplit(uri).path))
+    if uri.startswith("/"):
+        return LocalUnderFS.rules_at(uri)
+    parts = urlsplit(uri)
+    if parts.scheme == "s3":
+        from ufs.s3 import S3UnderFS
+
+        return S3UnderFS.rules_for(unquote(parts.path))
+    raise UfsError(f"{uri}: unsupported UFS URI")

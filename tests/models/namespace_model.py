@@ -19,8 +19,9 @@ from engine.inode import COMPLETE, PERSISTED, PINNED
 from engine.names import NAME_MAX
 from engine.state import State, block_size_of
 
-# Names from a small alphabet so that operations collide with what exists.
-NAMES = ("a", "b", "c")
+# Names from a small alphabet so that operations collide with what exists; one is not UTF-8
+# (b"c\xe9", as a local store may hold it), so every crash state meets such a name too.
+NAMES = ("a", "b", "c\udce9")
 
 
 class Attrs(NamedTuple):
@@ -69,10 +70,22 @@ def parts_of(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
 
 
+def _raw(text: str, error: type[err.ShoalError]) -> bytes:
+    """The bytes a name (or symlink target) stands for, UTF-8 or not; refused with ``error``
+    unless ``text`` is their one spelling (surrogateescape, as os.fsdecode gives)."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise Refused(error) from None
+    if raw.decode("utf-8", "surrogateescape") != text:  # escapes of bytes that are UTF-8
+        raise Refused(error)
+    return raw
+
+
 def _valid_name(name: str) -> None:
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         raise Refused(err.InvalidName)
-    if len(name.encode()) > NAME_MAX:
+    if len(_raw(name, err.InvalidName)) > NAME_MAX:
         raise Refused(err.NameTooLong)
 
 
@@ -145,15 +158,14 @@ def m_create(model: Model, path: str, perm: int, uid: int) -> Model:
 def m_symlink(model: Model, path: str, target: str, uid: int) -> Model:
     if not target or "\0" in target:
         raise Refused(err.InvalidArgument)
+    size = len(_raw(target, err.InvalidArgument))
     parts = parts_of(path)
     _resolve_dir(model, parts[:-1])
     _valid_name(parts[-1])
     if path in model:
         raise Refused(err.AlreadyExists)
     m = dict(model)
-    m[path] = Attrs(
-        "symlink", 0o777, uid, uid, size=len(target.encode()), complete=True, target=target
-    )
+    m[path] = Attrs("symlink", 0o777, uid, uid, size=size, complete=True, target=target)
     return m
 
 

@@ -170,7 +170,10 @@ class CrashMachine(Housekeeping):
             self._expect(m_create, path, perm, uid), lambda: self.ns.create(path, perm, uid, uid)
         )
 
-    @rule(data=st.data(), link=st.sampled_from(["a", "../b/c", "/x/y", "", "t\0"]))
+    @rule(
+        data=st.data(),
+        link=st.sampled_from(["a", "../b/c", "/x/y", "", "t\0", "t\udcff/u", "\udcc3\udca9"]),
+    )
     def symlink(self, data: st.DataObject, link: str) -> None:
         path = self._path(data, existing=0.4)
         expect = self._expect(m_symlink, path, link, 1)
@@ -228,7 +231,7 @@ class CrashMachine(Housekeeping):
 
     @rule(
         data=st.data(),
-        bad=st.sampled_from(["x" * (NAME_MAX + 1), "\u00e9" * 128, "nul\0"]),
+        bad=st.sampled_from(["x" * (NAME_MAX + 1), "\u00e9" * 128, "nul\0", "\udcc3\udca9"]),
         op=st.sampled_from(["create", "mkdir", "mkdir-p", "symlink", "rename"]),
     )
     def invalid_name(self, data: st.DataObject, bad: str, op: str) -> None:

@@ -15,8 +15,10 @@ import pytest
 from ufs.base import UnderFS
 from ufs.errors import (
     UfsError,
+    UfsInvalidName,
     UfsInvalidPath,
     UfsIsADirectory,
+    UfsNameTooLong,
     UfsNotADirectory,
     UfsNotEmpty,
     UfsNotFound,
@@ -204,6 +206,35 @@ class UnderFSContract:
         for i, name in enumerate(AWKWARD):
             assert read_all(ufs, f"odd dir/{name}") == name.encode() * (i + 1)
             assert ufs.stat(f"odd dir/{name}").size == len(name.encode()) * (i + 1)
+
+    def test_names_follow_the_connectors_rules(self, ufs: UnderFS) -> None:
+        """What ``rules`` (ufs/base.py NameRules) accepts is stored; what it refuses is refused
+        with its error, before anything is written: the engine relies on both."""
+        rules = ufs.rules
+        latin = os.fsdecode(b"caf\xe9")  # a Latin-1 name: not UTF-8
+        with pytest.raises(UfsNotFound):  # looked up, it is simply not there
+            ufs.stat(latin)
+        if rules.utf8:
+            with pytest.raises(UfsInvalidName):
+                put(ufs, f"{latin}/f", b"x")
+            with pytest.raises(UfsInvalidName):
+                ufs.mkdir(latin)
+        else:
+            put(ufs, f"{latin}/f", b"latin")
+            assert [e.name for e in ufs.list("")] == [latin]
+            assert read_all(ufs, f"{latin}/f") == b"latin"
+            ufs.delete(f"{latin}/f")
+            ufs.rmdir(latin)
+        longest = rules.name_max
+        if rules.key_max is not None:
+            longest = min(longest, rules.key_max - rules.key_base)
+        rules.check("n" * longest)
+        put(ufs, "n" * longest, b"at the limit")
+        with pytest.raises(UfsNameTooLong):
+            rules.check("m" * (longest + 1))
+        with pytest.raises(UfsNameTooLong):
+            put(ufs, "m" * (longest + 1), b"over")
+        assert [e.name for e in ufs.list("")] == ["n" * longest]
 
     def test_invalid_paths(self, ufs: UnderFS) -> None:
         for bad in ("../x", "a/../../x", "a/./b", "nul\0byte"):

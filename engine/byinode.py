@@ -13,13 +13,16 @@ due and hop to a thread only when something is.
 
 from __future__ import annotations
 
+import io
 from array import array
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from engine import posix
 from engine.cache.blockcache import BlockCache
-from engine.inode import Inode
+from engine.errors import AlreadyExists
+from engine.inode import S_IFMT, S_IFREG, Inode
+from engine.links import LinkChanges
 from engine.names import check_name
 from engine.namespace import Namespace
 from engine.posix import Caller
@@ -32,6 +35,7 @@ class Paths(Protocol):
 
     ns: Namespace
     sync: MetadataSync
+    links: LinkChanges
 
     @property
     def cache(self) -> BlockCache | None: ...
@@ -95,6 +99,21 @@ def child_ids(fs: Paths, ino: int, wait: bool) -> array[int] | None:
         lock.release()
 
 
+def child_entries(fs: Paths, ino: int, wait: bool) -> tuple[list[str], array[int]] | None:
+    """``child_ids`` with the names: a hard-linked file is listed under each of its names."""
+    node = posix.directory(fs.ns.tree, ino)
+    if not _loaded(fs, node, wait):
+        return None
+    lock = fs.ns.lock
+    if not lock.acquire(blocking=wait):
+        return None
+    try:
+        children = node.children
+        return list(children), _ids(node)  # type: ignore[arg-type]
+    finally:
+        lock.release()
+
+
 def _ids(node: Inode) -> array[int]:
     return array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
 
@@ -151,6 +170,29 @@ def symlink(fs: Paths, caller: Caller, parent_id: int, name: str, target: str) -
     parent = posix.parent_for(fs.ns.tree, parent_id, name)
     uid, gid = posix.owner_of_new(caller, parent)
     return fs.ns.symlink(_path(fs.ns, parent, name), target, uid, gid)
+
+
+def mknod(fs: Paths, caller: Caller, parent_id: int, name: str, mode: int, rdev: int) -> Inode:
+    """A special file (a fifo, a socket, a device); mknod of a regular file makes an empty
+    one, through the UFS as any written file."""
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    uid, gid = posix.owner_of_new(caller, parent)
+    perms = posix.mode_of_new(caller, parent, mode, directory=False)
+    path = _path(fs.ns, parent, name)
+    fmt = mode & S_IFMT
+    if fmt in (0, S_IFREG):
+        fs.ns.check_writable(parent)  # EROFS before EEXIST
+        if fs.ns.tree.child(parent, name) is not None:
+            raise AlreadyExists(f"{path} already exists")
+        return fs.write_file(path, io.BytesIO(), perms, uid, gid)
+    return fs.links.mknod(path, fmt | perms, rdev, uid, gid)
+
+
+def link(fs: Paths, ino: int, parent_id: int, name: str) -> Inode:
+    """A hard link (the kernel has checked the caller's right to make it)."""
+    node = posix.inode(fs.ns.tree, ino)
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    return fs.links.link(node, _path(fs.ns, parent, name))
 
 
 def remove(fs: Paths, caller: Caller, parent_id: int, name: str, directory: bool) -> None:

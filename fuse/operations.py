@@ -306,14 +306,16 @@ class ShoalOperations(pyfuse3.Operations):
     @answers_errno
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         key = os.fsdecode(name)
-        buffers = self._buffers_of(self.fs.child_of(parent_inode, key))
+        node = self.fs.child_of(parent_inode, key)
+        held, gone = self._buffers_of(node), self._buffers_of(node, last_name=True)
         await self._kernel_change(
-            self._quiesced, buffers, [], buffers, self.fs.unlink_as, _caller(ctx), parent_inode, key
+            self._quiesced, held, [], gone, self.fs.unlink_as, _caller(ctx), parent_inode, key
         )
 
-    def _buffers_of(self, *nodes: Inode | None) -> list[WriteBuffer]:
-        found = (self.buffers.get(n.id) for n in nodes if n is not None)
-        return [b for b in found if b is not None]
+    def _buffers_of(self, *nodes: Inode | None, last_name: bool = False) -> list[WriteBuffer]:
+        # last_name: only of files losing it (a hard-linked file's content stays with the rest)
+        live = (n.id for n in nodes if n is not None and (not last_name or n.nlink == 1))
+        return [b for b in map(self.buffers.get, live) if b is not None]
 
     def _quiesced(
         self,
@@ -355,9 +357,10 @@ class ShoalOperations(pyfuse3.Operations):
         noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
         exchange = bool(flags & pyfuse3.RENAME_EXCHANGE)
         moving = self._buffers_of(self.fs.child_of(*old))
-        replaced = [] if noreplace else self._buffers_of(self.fs.child_of(*new))
+        target = None if noreplace else self.fs.child_of(*new)
+        replaced, gone = self._buffers_of(target), self._buffers_of(target, last_name=True)
         await self._kernel_change(
-            self._quiesced, moving + replaced, moving, replaced,
+            self._quiesced, moving + replaced, moving, gone,
             self.fs.rename_as, _caller(ctx), old, new, noreplace=noreplace, exchange=exchange,
         )  # fmt: skip
 

@@ -185,3 +185,24 @@ def test_cp_a_keeps_hard_links(any_mount: Mounted, tmp_path: Path) -> None:
     back = tmp_path / "back"
     subprocess.run(["cp", "-a", str(any_mount.path / "copied"), str(back)], check=True)
     assert tree_of(back) == tree_of(src)
+
+
+def test_a_name_unlinked_while_open_keeps_the_content_for_the_other(any_mount: Mounted) -> None:
+    """Written through an open handle, one name unlinked before close: the file lives on under
+    its other name with everything written (the write buffer is not dropped with the name)."""
+    mnt = any_mount.path
+    (mnt / "f").write_bytes(b"")
+    os.link(mnt / "f", mnt / "g")
+    with open(mnt / "f", "wb", buffering=0) as out:
+        out.write(b"written before the unlink\n")
+        os.unlink(mnt / "f")  # and nothing written after: the close has it to commit
+    assert (mnt / "g").read_bytes() == b"written before the unlink\n"
+    other = mnt / "h"
+    other.write_bytes(b"")
+    os.link(other, mnt / "h2")
+    (mnt / "src").write_bytes(b"replacement\n")
+    with open(other, "wb", buffering=0) as out:
+        out.write(b"kept under h2\n")
+        os.rename(mnt / "src", other)  # a rename over the open name
+    assert (mnt / "h2").read_bytes() == b"kept under h2\n"
+    assert other.read_bytes() == b"replacement\n"

@@ -107,10 +107,11 @@ def check_names(state: State) -> list[str]:
     for node in _nodes(state):
         if node.id == ROOT_ID:
             continue
-        try:
-            check_name(node.name)
-        except InvalidName as exc:
-            out.append(f"inode {node.id}: {exc}")
+        for _parent, name in state.tree.names_of(node):  # a hard-linked file's every name
+            try:
+                check_name(name)
+            except InvalidName as exc:
+                out.append(f"inode {node.id}: {exc}")
     return out
 
 

@@ -51,6 +51,14 @@ class Namespace:
                 raise NotADirectory(f"{path} is not a directory")
             return [node.children[name] for name in sorted(node.children)]
 
+    def entries(self, path: str) -> list[tuple[str, Inode]]:
+        """``listdir`` with each entry's name: a hard-linked file's ``name`` is only its own."""
+        with self.lock:
+            node = self.tree.resolve(split_path(path))
+            if node.children is None:
+                raise NotADirectory(f"{path} is not a directory")
+            return sorted(node.children.items())
+
     def path_of(self, node: Inode) -> str:
         with self.lock:
             return self.tree.path_of(node)

@@ -224,6 +224,11 @@ class MetadataSync:
         node = self.lookup(path, sync_interval)
         return self.ns.listdir(self.ns.path_of(node))
 
+    def entries(self, path: str, sync_interval: float | None = None) -> list[tuple[str, Inode]]:
+        """(name, inode) of ``path``'s entries, loaded as ``listdir`` loads them."""
+        node = self.lookup(path, sync_interval)
+        return self.ns.entries(self.ns.path_of(node))
+
     def _refresh(self, node: Inode, mount: Mount, rel: str, override: float | None) -> None:
         if self._due(node, mount, self._interval(mount, override)):
             if override is None:

@@ -49,6 +49,7 @@ def test_a_file_has_several_names_and_loses_them_one_at_a_time(engine: Engine) -
     assert ns.lookup("/d/g") is f and ns.lookup("/d/h") is f
     assert ns.tree.nlink(f) == 3
     assert names(engine, "/f") == [("/d/g", f.id), ("/d/h", f.id), ("/f", f.id)]
+    assert engine.ns.entries("/d") == [("g", f), ("h", f)]  # listed under these names
     ns.delete("/f")  # its own name: the oldest other one takes over
     assert ns.tree.find(f.id) is f and (f.parent, f.name) == (ns.lookup("/d").id, "g")
     assert ns.tree.nlink(f) == 2

@@ -199,6 +199,7 @@ def remove(fs: Paths, caller: Caller, parent_id: int, name: str, directory: bool
     """unlink (``directory`` False) or rmdir (True)."""
     parent = posix.parent_for(fs.ns.tree, parent_id, name)
     posix.check_remove(fs.ns, caller, parent, name)
+    fs.links.hand_over(child_of(fs, parent.id, name), parent, name)
     fs.delete(_path(fs.ns, parent, name), directory=directory)
 
 
@@ -218,6 +219,9 @@ def rename(
     check_name(new[1])
     sides = (old_parent, old[1]), (new_parent, new[1])
     posix.check_rename(fs.ns, caller, *sides, noreplace=noreplace)
+    replaced = None if noreplace else child_of(fs, new_parent.id, new[1])
+    if replaced is not child_of(fs, old_parent.id, old[1]):
+        fs.links.hand_over(replaced, new_parent, new[1])
     src, dst = (_path(fs.ns, parent, name) for parent, name in sides)
     fs.rename(src, dst, noreplace=noreplace)
 

@@ -47,7 +47,7 @@ class FileSystem:
         self.cache = cache
         self.placement = Placement(ns, mounts, sync, write_type, read_type)
         self.changes = UfsFirstChanges(ns, self.placement)
-        self.links = LinkChanges(ns, self.placement)
+        self.links = LinkChanges(ns, self.placement, self.changes.holding)
         self.writes = WritePath(ns, sync, cache, self.placement)
         self.reads = ReadPath(ns, mounts, sync, cache, self.placement)
 

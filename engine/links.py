@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from engine.errors import CrossDevice, InvalidArgument, NotADirectory
 from engine.inode import S_IFMT, SPECIAL_TYPES, Inode
@@ -40,29 +42,59 @@ log = logging.getLogger(__name__)
 
 
 class LinkChanges:
-    def __init__(self, ns: Namespace, placement: Placement) -> None:
+    def __init__(
+        self,
+        ns: Namespace,
+        placement: Placement,
+        holding: Callable[[Inode], AbstractContextManager[None]],
+    ) -> None:
         self.ns = ns
         self.placement = placement
         self.sync: MetadataSync = placement.sync
+        # Keeps the persister off a file (engine/ufsfirst.py's ``holding``): an upload landing
+        # between the look at the file and its Link would mirror to the names it has so far.
+        self.holding = holding
 
     def link(self, node: Inode, path: str) -> Inode:
         """``path`` (its directory exists, the name does not) becomes another name of file
         ``node``. EEXIST before EPERM (a directory), as Linux answers."""
         ns = self.ns
         parent, name, ufs = self.placement.target(path)
-        with ns.lock:
-            ns.check_link(node, parent, name)
-            src = self.sync.mount_of(node)
-            in_store = bool(node.flags & PERSISTED)
-        if ufs is None and src is None:
+        with self.holding(node):
+            with ns.lock:
+                ns.check_link(node, parent, name)
+                src = self.sync.mount_of(node)
+                in_store = bool(node.flags & PERSISTED)
+            if ufs is None and src is None:
+                return ns.link_in(node.id, parent.id, name)
+            if ufs is None or src is None or src[0].id != ufs[0].id:
+                raise CrossDevice(f"{path} and {ns.path_of(node)} are not on the same store")
+            _mount, connector, rel = ufs
+            if in_store:
+                with ufs_errors():
+                    connector.link(src[1], rel)
             return ns.link_in(node.id, parent.id, name)
-        if ufs is None or src is None or src[0].id != ufs[0].id:
-            raise CrossDevice(f"{path} and {ns.path_of(node)} are not on the same store")
-        _mount, connector, rel = ufs
-        if in_store:
-            with ufs_errors():
-                connector.link(src[1], rel)
-        return ns.link_in(node.id, parent.id, name)
+
+    def hand_over(self, node: Inode | None, parent: Inode, name: str) -> None:
+        """Before ``name`` in ``parent`` goes (unlink, or a rename over it): if it is the own
+        name of a file in the store that keeps other names, the name taking over is given the
+        content in the store first. It may lack it (a link made before the content got there,
+        then a kill before ``mirror_names``; a copy that failed), and reads and uploads will
+        use it."""
+        ns = self.ns
+        with ns.lock:
+            if node is None or node.nlink < 2 or not node.flags & PERSISTED:
+                return
+            if (node.parent, node.name) != (parent.id, name):
+                return
+            pid, heir = node.ext.links[0]  # type: ignore[union-attr,index]
+            heir_dir = ns.tree.find(pid)
+            src = self.sync.mount_of(node)
+            dst = self.sync.mount_of(heir_dir) if heir_dir is not None else None
+        if src is None or dst is None or src[0].id != dst[0].id:
+            return
+        with ufs_errors():
+            self.placement.mounts.connector(src[0]).link(src[1], ufs_join(dst[1], heir))
 
     def mknod(self, path: str, mode: int, rdev: int, uid: int, gid: int) -> Inode:
         """A special file (``mode``'s type bits: a fifo, a socket, a device) at ``path``."""

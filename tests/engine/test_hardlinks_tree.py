@@ -204,6 +204,13 @@ def test_below_a_local_mount_the_store_gets_real_links(engine: Engine, tmp_path:
     engine.sync.sync("/m")
     assert engine.journal.last_seq - seq <= 1  # at most the listing mark
     assert fs.ns.tree.nlink(f) == 2
+    fs.link_as(ROOT, f.id, m.id, "h")
+    # The other name's copy lost from the store (a kill before it was made again): when the
+    # file's own name goes, the name taking over gets the content first.
+    os.unlink(store.root / "g")
+    fs.unlink_as(ROOT, m.id, "f")
+    assert (store.root / "g").read_bytes() == b"two" and not (store.root / "f").exists()
+    assert (f.parent, f.name) == (m.id, "g")
     fifo = fs.mknod_as(ROOT, m.id, "fifo", stat.S_IFIFO | 0o600, 0)
     assert stat.S_ISFIFO(os.lstat(store.root / "fifo").st_mode) and stat.S_ISFIFO(fifo.mode)
     other = engine.ns.mkdir("/elsewhere")

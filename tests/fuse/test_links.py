@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuse.mounting import Mounted
+from tests.fuse.test_posix import NOBODY, as_nobody, shared_mount  # noqa: F401 (a fixture)
 
 
 def tree_of(root: Path) -> dict[str, tuple[object, ...]]:
@@ -206,3 +207,31 @@ def test_a_name_unlinked_while_open_keeps_the_content_for_the_other(any_mount: M
         os.rename(mnt / "src", other)  # a rename over the open name
     assert (mnt / "h2").read_bytes() == b"kept under h2\n"
     assert other.read_bytes() == b"replacement\n"
+
+
+def test_hard_links_as_another_user(request: pytest.FixtureRequest) -> None:
+    """Through an allow_other mount, user nobody links its own file (and unlinks one name),
+    and may not link a file of root's it cannot read or write (protected_hardlinks)."""
+    shared: Mounted = request.getfixturevalue("shared_mount")  # test_posix's
+    mnt = shared.path
+    (mnt / "pub").mkdir()
+    os.chmod(mnt / "pub", 0o1777)
+    (mnt / "pub" / "roots").write_bytes(b"secret\n")
+    os.chmod(mnt / "pub" / "roots", 0o600)
+    code = (
+        f"d = {str(mnt / 'pub')!r}\n"
+        "open(d + '/mine', 'w').write('mine')\n"
+        "os.link(d + '/mine', d + '/mine2')\n"
+        "print(os.stat(d + '/mine2').st_nlink)\n"
+        "os.unlink(d + '/mine')\n"
+        "print(open(d + '/mine2').read(), os.stat(d + '/mine2').st_nlink)\n"
+        "try:\n"
+        "    os.link(d + '/roots', d + '/stolen')\n"
+        "except PermissionError:\n"
+        "    print('refused')\n"
+    )
+    out = as_nobody(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["2", "mine 1", "refused"]
+    assert os.stat(mnt / "pub" / "mine2").st_uid == NOBODY
+    assert not (mnt / "pub" / "stolen").exists()

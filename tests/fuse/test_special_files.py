@@ -5,21 +5,17 @@ and sockets keep their type and number, across restarts and in the store."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fuse.mounting import Mounted, mounted
-from tests.fuse.test_posix import NOBODY, as_nobody
-from tests.ufs.stores import LocalStore
+from tests.fuse.mounting import Mounted
+from tests.fuse.test_posix import NOBODY, as_nobody, shared_mount  # noqa: F401 (a fixture)
 
 DEVICE = os.makedev(1, 3)  # /dev/null's number
 
@@ -154,22 +150,11 @@ def test_readdir_lists_dot_and_dotdot_first(any_mount: Mounted) -> None:
     assert [name for _ino, name in entries[2:]] == ["f"]
 
 
-@pytest.fixture
-def shared_local_mount() -> Iterator[Mounted]:
-    """A mount other users may use (-o allow_other), in a directory they can reach."""
-    base = Path(tempfile.mkdtemp(prefix="shoal-special-"))
-    base.chmod(0o755)
-    try:
-        with mounted(LocalStore(base / "ufs"), base, "allow_other") as m:
-            yield m
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def test_a_fifo_as_another_user(shared_local_mount: Mounted) -> None:
+def test_a_fifo_as_another_user(request: pytest.FixtureRequest) -> None:
     """mkfifo needs no privilege: user nobody makes one through an allow_other mount, owns
     it, and passes bytes through it to another of its processes; a device it may not make."""
-    mnt = shared_local_mount.path
+    shared: Mounted = request.getfixturevalue("shared_mount")  # test_posix's
+    mnt = shared.path
     (mnt / "pub").mkdir()
     os.chmod(mnt / "pub", 0o1777)
     pipe = mnt / "pub" / "pipe"
@@ -191,7 +176,7 @@ def test_a_fifo_as_another_user(shared_local_mount: Mounted) -> None:
     assert out.stdout.split("\n")[:2] == ["from nobody", "no device"]
     st = os.stat(pipe)
     assert stat.S_ISFIFO(st.st_mode) and st.st_uid == NOBODY
-    store_root = shared_local_mount.store.root  # type: ignore[attr-defined]
+    store_root = shared.store.root  # type: ignore[attr-defined]
     assert stat.S_ISFIFO(os.lstat(store_root / "pub" / "pipe").st_mode)
 
 

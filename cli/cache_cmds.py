@@ -102,8 +102,8 @@ def files_under(engine: Engine, path: str, recursive: bool) -> list[tuple[str, I
     stack = [path.rstrip("/") or "/"]
     while stack:
         folder = stack.pop()
-        for child in engine.sync.listdir(folder):
-            child_path = f"{folder.rstrip('/')}/{child.name}"
+        for name, child in engine.sync.entries(folder):
+            child_path = f"{folder.rstrip('/')}/{name}"
             if child.children is not None:
                 stack.append(child_path)
             elif child.kind == "file":

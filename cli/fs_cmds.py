@@ -192,8 +192,8 @@ def cmd_ln(args: argparse.Namespace) -> int:
 def _walk(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:
     """(path, node) of the directory's entries, depth-first when recursive."""
     out = []
-    for child in engine.sync.listdir(path):
-        child_path = _join(path, child.name)
+    for name, child in engine.sync.entries(path):
+        child_path = _join(path, name)
         out.append((child_path, child))
         if recursive and child.is_dir:
             out.extend(_walk(engine, child_path, recursive))
@@ -250,16 +250,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _print_listing(engine: Engine, path: str, recursive: bool, *, header: bool) -> None:
-    children = engine.sync.listdir(path)
+    children = engine.sync.entries(path)
     if header:
         print(f"{safe(path)}:")
-    for line in ls_rows([(c, c.name) for c in children]):
+    for line in ls_rows([(c, name) for name, c in children]):
         print(line)
     if recursive:
-        for child in children:
+        for name, child in children:
             if child.is_dir:
                 print()
-                _print_listing(engine, _join(path, child.name), recursive, header=True)
+                _print_listing(engine, _join(path, name), recursive, header=True)
 
 
 def cmd_stat(args: argparse.Namespace) -> int:

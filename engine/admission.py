@@ -129,11 +129,23 @@ def _rename(state: State, e: E.Rename) -> None:
     replaced = existing.id if existing is not None and existing is not node else None
     if replaced != e.replaced:
         raise Refused(f"rename expected to replace {e.replaced}, found {replaced}")
+    if existing is node and (src is not dst or e.src_name != e.dst_name):
+        raise Refused(f"{e.dst_name!r} is another name of inode {e.id} already")
     problem = stale_problem(node, e.stale)
     if problem is not None:
         raise Refused(problem)
     if replaced is not None and existing.children:  # type: ignore[union-attr]
         raise Refused(f"rename over non-empty directory {replaced}")
+
+
+def _link(state: State, e: E.Link) -> None:
+    node = _node(state, e.id)
+    if node.children is not None:
+        raise Refused(f"inode {e.id} is a directory: it cannot have another name")
+    parent = _dir(state, e.parent)
+    if e.name in parent.children:  # type: ignore[operator]
+        raise Refused(f"{e.name!r} already exists in directory {e.parent}")
+    _storable(e.name)
 
 
 def _delete(state: State, e: E.Delete) -> None:
@@ -211,6 +223,7 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.Persisted: _on_file,
     E.ContentCommitted: _content_committed,
     E.StoreCopy: _store_copy,
+    E.Link: _link,
 }
 
 # Entry type -> (the exact types of its fields, its check).

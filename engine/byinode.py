@@ -13,13 +13,16 @@ due and hop to a thread only when something is.
 
 from __future__ import annotations
 
+import io
 from array import array
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from engine import posix
 from engine.cache.blockcache import BlockCache
-from engine.inode import Inode
+from engine.errors import AlreadyExists
+from engine.inode import S_IFMT, S_IFREG, Inode
+from engine.links import LinkChanges
 from engine.names import check_name
 from engine.namespace import Namespace
 from engine.posix import Caller
@@ -32,6 +35,7 @@ class Paths(Protocol):
 
     ns: Namespace
     sync: MetadataSync
+    links: LinkChanges
 
     @property
     def cache(self) -> BlockCache | None: ...
@@ -99,6 +103,21 @@ def child_ids(fs: Paths, ino: int, wait: bool) -> array[int] | None:
         lock.release()
 
 
+def child_entries(fs: Paths, ino: int, wait: bool) -> tuple[list[str], array[int]] | None:
+    """``child_ids`` with the names: a hard-linked file is listed under each of its names."""
+    node = posix.directory(fs.ns.tree, ino)
+    if not _loaded(fs, node, wait):
+        return None
+    lock = fs.ns.lock
+    if not lock.acquire(blocking=wait):
+        return None
+    try:
+        children = node.children
+        return list(children), _ids(node)  # type: ignore[arg-type]
+    finally:
+        lock.release()
+
+
 def _ids(node: Inode) -> array[int]:
     return array("q", [child.id for child in node.children.values()])  # type: ignore[union-attr]
 
@@ -160,10 +179,34 @@ def symlink(fs: Paths, caller: Caller, parent_id: int, name: str, target: str) -
     return fs.symlink(_path(fs.ns, parent, name), target, uid, gid)
 
 
+def mknod(fs: Paths, caller: Caller, parent_id: int, name: str, mode: int, rdev: int) -> Inode:
+    """A special file (a fifo, a socket, a device); mknod of a regular file makes an empty
+    one, through the UFS as any written file."""
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    uid, gid = posix.owner_of_new(caller, parent)
+    perms = posix.mode_of_new(caller, parent, mode, directory=False)
+    path = _path(fs.ns, parent, name)
+    fmt = mode & S_IFMT
+    if fmt in (0, S_IFREG):
+        fs.ns.check_writable(parent)  # EROFS before EEXIST
+        if fs.ns.tree.child(parent, name) is not None:
+            raise AlreadyExists(f"{path} already exists")
+        return fs.write_file(path, io.BytesIO(), perms, uid, gid)
+    return fs.links.mknod(path, fmt | perms, rdev, uid, gid)
+
+
+def link(fs: Paths, ino: int, parent_id: int, name: str) -> Inode:
+    """A hard link (the kernel has checked the caller's right to make it)."""
+    node = posix.inode(fs.ns.tree, ino)
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    return fs.links.link(node, _path(fs.ns, parent, name))
+
+
 def remove(fs: Paths, caller: Caller, parent_id: int, name: str, directory: bool) -> None:
     """unlink (``directory`` False) or rmdir (True)."""
     parent = posix.parent_for(fs.ns.tree, parent_id, name)
     posix.check_remove(fs.ns, caller, parent, name)
+    fs.links.hand_over(child_of(fs, parent.id, name), parent, name)
     fs.delete(_path(fs.ns, parent, name), directory=directory)
 
 
@@ -183,6 +226,9 @@ def rename(
     check_name(new[1])
     sides = (old_parent, old[1]), (new_parent, new[1])
     posix.check_rename(fs.ns, caller, *sides, noreplace=noreplace)
+    replaced = None if noreplace else child_of(fs, new_parent.id, new[1])
+    if replaced is not child_of(fs, old_parent.id, old[1]):
+        fs.links.hand_over(replaced, new_parent, new[1])
     src, dst = (_path(fs.ns, parent, name) for parent, name in sides)
     fs.rename(src, dst, noreplace=noreplace)
 

@@ -109,3 +109,9 @@ class StaleHandle(ShoalError):
     may hold another file."""
 
     errno = errno.ESTALE
+
+
+class CrossDevice(ShoalError):
+    """A hard link between names on two stores (or one outside every store)."""
+
+    errno = errno.EXDEV

@@ -18,6 +18,7 @@ from typing import BinaryIO
 from engine import byinode, posix
 from engine.cache.blockcache import BlockCache
 from engine.inode import Inode
+from engine.links import LinkChanges
 from engine.mounts import MountTable
 from engine.namespace import Namespace
 from engine.persister import Persister
@@ -46,6 +47,7 @@ class FileSystem:
         self.cache = cache
         self.placement = Placement(ns, mounts, sync, write_type, read_type)
         self.changes = UfsFirstChanges(ns, self.placement)
+        self.links = LinkChanges(ns, self.placement, self.changes.holding)
         self.writes = WritePath(ns, sync, cache, self.placement)
         self.reads = ReadPath(ns, mounts, sync, cache, self.placement)
 
@@ -180,6 +182,9 @@ class FileSystem:
     def child_ids(self, ino: int, wait: bool = True) -> array[int] | None:
         return byinode.child_ids(self, ino, wait)
 
+    def child_entries(self, ino: int, wait: bool = True) -> tuple[list[str], array[int]] | None:
+        return byinode.child_entries(self, ino, wait)
+
     def child_of(self, parent_id: int, name: str) -> Inode | None:
         return byinode.child_of(self, parent_id, name)
 
@@ -196,7 +201,10 @@ class FileSystem:
         return byinode.symlink(self, caller, parent_id, name, target)
 
     def link_as(self, caller: Caller, ino: int, parent_id: int, name: str) -> Inode:
-        posix.refuse_hard_link()
+        return byinode.link(self, ino, parent_id, name)
+
+    def mknod_as(self, caller: Caller, parent_id: int, name: str, mode: int, rdev: int) -> Inode:
+        return byinode.mknod(self, caller, parent_id, name, mode, rdev)
 
     def unlink_as(self, caller: Caller, parent_id: int, name: str) -> None:
         byinode.remove(self, caller, parent_id, name, directory=False)

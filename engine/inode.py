@@ -19,6 +19,8 @@ S_IFDIR = stat.S_IFDIR
 S_IFREG = stat.S_IFREG
 S_IFLNK = stat.S_IFLNK
 S_IFMT = 0o170000
+# Special files: only a name and attributes in Shoal (the kernel serves a fifo's I/O itself).
+SPECIAL_TYPES = frozenset((stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK))
 
 # Inode.flags bits.
 COMPLETE = 1  # the file's content is final (all of it is known: length, blocks)
@@ -31,7 +33,7 @@ class InodeExt:
 
     __slots__ = (
         "target", "media", "ttl_ms", "ttl_action", "fingerprint", "block_size", "read_type",
-        "write_type",
+        "write_type", "links", "rdev",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -43,6 +45,10 @@ class InodeExt:
         self.block_size: int | None = None
         self.read_type: str | None = None  # for this inode and the tree below it
         self.write_type: str | None = None
+        # A hard-linked file's names besides (parent, name): [parent, name] pairs, in the
+        # order they were made; the first takes over when the inode's own name goes.
+        self.links: list[list[Any]] | None = None
+        self.rdev: int | None = None  # a character or block device's number
 
     def as_row(self) -> list[object]:
         return [
@@ -54,14 +60,19 @@ class InodeExt:
             self.block_size,
             self.read_type,
             self.write_type,
+            self.links,
+            self.rdev,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> InodeExt:
         ext = cls()
-        padded = row + [None] * (8 - len(row))  # rows of older checkpoints are shorter
+        padded = row + [None] * (10 - len(row))  # rows of older checkpoints are shorter
         ext.target, ext.media, ext.ttl_ms, ext.ttl_action, ext.fingerprint = padded[:5]
         ext.block_size, ext.read_type, ext.write_type = padded[5:8]
+        links = padded[8]
+        ext.links = [list(pair) for pair in links] if links else None
+        ext.rdev = padded[9]
         return ext
 
     def empty(self) -> bool:
@@ -124,6 +135,12 @@ class Inode:
         return self.mode & S_IFMT == S_IFLNK
 
     @property
+    def nlink(self) -> int:
+        """A file's names (a directory's link count is the tree's: ``InodeTree.nlink``)."""
+        ext = self.ext
+        return 1 + len(ext.links) if ext is not None and ext.links else 1
+
+    @property
     def kind(self) -> str:
         fmt = self.mode & S_IFMT
         return "dir" if fmt == S_IFDIR else "symlink" if fmt == S_IFLNK else "file"
@@ -149,7 +166,7 @@ def shared_int(value: int) -> int:
 class InodeTree:
     """Directories and files by id and by name; the structural part of ``State``."""
 
-    __slots__ = ("table", "count", "next_id")
+    __slots__ = ("table", "count", "next_id", "subdirs")
 
     def __init__(self) -> None:
         root = Inode(ROOT_ID, ROOT_ID, "", S_IFDIR | 0o755, 0, 0, 0, 0, 0, 0, 0, {}, None)
@@ -157,6 +174,8 @@ class InodeTree:
         self.count = 1
         # Ids are never reused, even across restarts: the checkpoint records next_id.
         self.next_id = ROOT_ID + 1
+        # directory id -> how many subdirectories it holds (absent: none), for st_nlink
+        self.subdirs: dict[int, int] = {}
 
     @property
     def root(self) -> Inode:
@@ -207,6 +226,21 @@ class InodeTree:
                 return False
             node = self.table[node.parent]  # type: ignore[assignment]
 
+    def nlink(self, node: Inode) -> int:
+        """st_nlink: a directory's 2 (its name and its ``.``) plus one per subdirectory (its
+        ``..``), kept as the tree changes; a file's names."""
+        if node.children is not None:
+            return 2 + self.subdirs.get(node.id, 0)
+        return node.nlink
+
+    def names_of(self, node: Inode) -> list[tuple[int, str]]:
+        """Every (parent, name) of ``node``: its own first, then its hard links'."""
+        names = [(node.parent, node.name)]
+        ext = node.ext
+        if ext is not None and ext.links:
+            names.extend((pid, name) for pid, name in ext.links)
+        return names
+
     # -- structural changes, called only by State's apply functions ---------------------------
 
     def detach(self, node: Inode) -> None:
@@ -218,8 +252,66 @@ class InodeTree:
         node.name = name
         parent.children[name] = node  # type: ignore[index]
 
+    def count_subdir(self, parent_id: int, delta: int) -> None:
+        count = self.subdirs.get(parent_id, 0) + delta
+        if count:
+            self.subdirs[parent_id] = count
+        else:
+            self.subdirs.pop(parent_id, None)
+
+    def add_name(self, node: Inode, parent: Inode, name: str) -> None:
+        """A hard link: ``node`` (not a directory) is also ``name`` in ``parent``."""
+        parent.children[name] = node  # type: ignore[index]
+        ext = node.ensure_ext()
+        if ext.links is None:
+            ext.links = []
+        ext.links.append([parent.id, name])
+
+    def remove_name(self, node: Inode, parent: Inode, name: str) -> bool:
+        """Takes ``name`` in ``parent`` from ``node``; True if it was its last (``node`` is
+        then out of the tree, for ``drop_subtree``)."""
+        del parent.children[name]  # type: ignore[union-attr]
+        last = self._forget_name(node, parent.id, name)
+        if last and node.children is not None:
+            self.count_subdir(parent.id, -1)
+        return last
+
+    def _forget_name(self, node: Inode, parent_id: int, name: str) -> bool:
+        """``remove_name`` without the directory's side (a directory being dropped)."""
+        ext = node.ext
+        links = ext.links if ext is not None else None
+        if not links:
+            return True
+        if node.parent == parent_id and node.name == name:
+            # Deterministic: the oldest other name becomes the inode's own.
+            pid, node.name = links.pop(0)
+            parent = self.table[pid]  # None: a directory being dropped
+            node.parent = parent.id if parent is not None else pid
+        else:
+            links.remove([parent_id, name])
+        if not links:
+            ext.links = None  # type: ignore[union-attr]
+            if ext.empty():  # type: ignore[union-attr]
+                node.ext = None
+        return False
+
+    def rename_name(self, node: Inode, src: Inode, src_name: str, dst: Inode, name: str) -> None:
+        """Moves ``node``'s name ``src_name`` in ``src`` to ``name`` in ``dst``."""
+        del src.children[src_name]  # type: ignore[union-attr]
+        dst.children[name] = node  # type: ignore[index]
+        if node.parent == src.id and node.name == src_name:
+            node.parent = dst.id
+            node.name = name
+            if node.children is not None and src is not dst:
+                self.count_subdir(src.id, -1)
+                self.count_subdir(dst.id, 1)
+            return
+        links: list[list[Any]] = node.ext.links  # type: ignore[union-attr,assignment]
+        links[links.index([src.id, src_name])] = [dst.id, name]
+
     def drop_subtree(self, node: Inode) -> list[Inode]:
-        """Forgets ``node`` (already detached) and everything below it; returns what it dropped."""
+        """Forgets ``node`` (already out of the tree) and everything below it; returns what it
+        dropped. A file below with a name outside keeps that name and stays."""
         dropped = []
         stack = [node]
         while stack:
@@ -227,7 +319,10 @@ class InodeTree:
             dropped.append(cur)
             self.table[cur.id] = None
             if cur.children:
-                stack.extend(cur.children.values())
+                self.subdirs.pop(cur.id, None)
+                for name, child in cur.children.items():
+                    if child.children is not None or self._forget_name(child, cur.id, name):
+                        stack.append(child)
         self.count -= len(dropped)
         return dropped
 

@@ -22,6 +22,7 @@ from engine.errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
+    NotPermitted,
     ReadOnly,
 )
 from engine.inode import PERSISTED, ROOT_ID, S_IFMT, S_IFREG, Inode
@@ -50,6 +51,14 @@ class Namespace:
             if node.children is None:
                 raise NotADirectory(f"{path} is not a directory")
             return [node.children[name] for name in sorted(node.children)]
+
+    def entries(self, path: str) -> list[tuple[str, Inode]]:
+        """``listdir`` with each entry's name: a hard-linked file's ``name`` is only its own."""
+        with self.lock:
+            node = self.tree.resolve(split_path(path))
+            if node.children is None:
+                raise NotADirectory(f"{path} is not a directory")
+            return sorted(node.children.items())
 
     def path_of(self, node: Inode) -> str:
         with self.lock:
@@ -134,9 +143,12 @@ class Namespace:
         self.gate.durable(seq)
         return node
 
-    def create_in(self, parent_id: int, name: str, mode: int, uid: int, gid: int) -> Inode:
+    def create_in(
+        self, parent_id: int, name: str, mode: int, uid: int, gid: int, rdev: int = 0
+    ) -> Inode:
+        """A file; a special one where ``mode``'s type bits say so (engine/links.py)."""
         with self.lock:
-            seq, node = self._create_locked(self._dir_by_id(parent_id), name, mode, uid, gid)
+            seq, node = self.create_locked(self._dir_by_id(parent_id), name, mode, uid, gid, rdev)
         self.gate.durable(seq)
         return node
 
@@ -145,16 +157,51 @@ class Namespace:
     ) -> tuple[int, Inode]:
         return self._new_locked(E.CreateFile, parent, name, mode, uid, gid)
 
+    def create_locked(
+        self, parent: Inode, name: str, mode: int, uid: int, gid: int, rdev: int
+    ) -> tuple[int, Inode]:
+        """With the lock held: a file, of ``mode``'s type (a special file) if it has one."""
+        self.check_new_name(parent, name)
+        entry = E.CreateFile(
+            self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns(), rdev
+        )
+        seq = self.gate.commit(entry)
+        return seq, self.tree.get(entry.id)
+
+    def check_new_name(self, parent: Inode, name: str) -> None:
+        """With the lock held: ``name`` may be made in ``parent``."""
+        self._free_name(parent, name)
+        self.check_writable(parent)
+
     def _new_locked(
         self,
         kind: type[E.MkDir] | type[E.CreateFile],
         parent: Inode, name: str, mode: int, uid: int, gid: int,
     ) -> tuple[int, Inode]:  # fmt: skip
-        self._free_name(parent, name)
-        self.check_writable(parent)
+        self.check_new_name(parent, name)
         entry = kind(self.tree.next_id, parent.id, name, mode, uid, gid, time.time_ns())
         seq = self.gate.commit(entry)
         return seq, self.tree.get(entry.id)
+
+    def check_link(self, node: Inode, parent: Inode, name: str) -> None:
+        """With the lock held: ``name`` in ``parent`` may become another name of ``node``:
+        EINVAL (the name), EROFS, EEXIST, then EPERM for a directory, ENOENT for an inode
+        that is gone."""
+        if self.tree.find(node.id) is not node:
+            raise NotFound(f"inode {node.id} does not exist")
+        self.check_new_name(parent, name)
+        if node.children is not None:
+            raise NotPermitted(f"{self.tree.path_of(node)} is a directory: it has one name")
+
+    def link_in(self, ino: int, parent_id: int, name: str) -> Inode:
+        """A hard link: ``name`` in directory ``parent_id`` becomes another name of ``ino``."""
+        with self.lock:
+            node = self.tree.get(ino)
+            parent = self._dir_by_id(parent_id)
+            self.check_link(node, parent, name)
+            seq = self.gate.commit(E.Link(node.id, parent.id, name, time.time_ns()))
+        self.gate.durable(seq)
+        return node
 
     def complete(self, ino: int, length: int, block_size: int) -> None:
         if length < 0:

@@ -30,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from engine.cache.blockcache import BlockCache
+from engine.links import mirror_names
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
 from engine.state import block_size_of
@@ -244,6 +245,8 @@ class Persister:
             _remove_if_ours(connector, rel, status.fingerprint)
             return
         self.ns.gate.durable(seq)
+        if node is not None and node.nlink > 1:
+            mirror_names(self.ns, self.sync, connector, node, mount, rel)
 
     def close(self) -> None:
         """Finishes the uploads under way; queued ones stay pending in the journal and are

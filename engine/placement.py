@@ -67,6 +67,12 @@ class MountConnector(UnderFS):
     def rename(self, src: str, dst: str) -> None:
         self._ufs().rename(src, dst)
 
+    def link(self, src: str, dst: str) -> UfsStatus:
+        return self._ufs().link(src, dst)
+
+    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
+        return self._ufs().mknod(path, mode, rdev)
+
 
 class Placement:
     def __init__(

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass
-from typing import NoReturn
 
 from engine.errors import (
     BadDescriptor,
@@ -196,10 +195,6 @@ def check_exchange(exchange: bool) -> None:
     swap two names atomically."""
     if exchange:
         raise InvalidArgument("an exchanging rename is not supported")
-
-
-def refuse_hard_link() -> NoReturn:
-    raise NotPermitted("no hard links: an object has one name")
 
 
 # -- content: opening, sizes -----------------------------------------------------------------

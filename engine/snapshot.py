@@ -26,7 +26,7 @@ from typing import Any
 import apsw
 import msgpack
 
-from engine.inode import Inode, InodeExt, InodeTree, shared_values
+from engine.inode import ROOT_ID, Inode, InodeExt, InodeTree, shared_values
 from engine.state import BlockInfo, Mount, State
 from journal import fsnames
 
@@ -84,7 +84,9 @@ INODE_COLUMNS = """
                                   -- bits 8-15 log2(block size)
     ext                           -- NULL, or [symlink target, pinned media, ttl_ms, ttl_action,
                                   --           UFS fingerprint, block size, read type,
-                                  --           write type] (older checkpoints: shorter)
+                                  --           write type, hard links: [[parent, name], ...]
+                                  --           besides (parent, name), a device's rdev]
+                                  --           (older checkpoints: shorter)
 """
 
 
@@ -176,16 +178,21 @@ def load_checkpoint(conn: apsw.Connection, seq: int) -> State:
     # Journal.open runs this with the cyclic GC off (journal.journal._build_in_bulk).
     table: list[Inode | None] = [None] * int(meta["next_inode_id"])
     orphans: list[Inode] = []
+    linked: list[Inode] = []
     unpack = functools.partial(msgpack.unpackb, ext_hook=fsnames.ext_hook)
     blobs = (blob for (blob,) in conn.execute("SELECT rows FROM inode_chunks ORDER BY first_id"))
     if meta.get("inode_chunk_format", 1) == 1:
-        _load_rows((_chunk_from_v1(unpack(b, use_list=False)) for b in blobs), table, orphans)
+        chunks: Iterable[Chunk] = (_chunk_from_v1(unpack(b, use_list=False)) for b in blobs)
     else:
-        _load_rows((unpack(b, use_list=False) for b in blobs), table, orphans)
+        chunks = (unpack(b, use_list=False) for b in blobs)
+    _load_rows(chunks, table, orphans, linked, tree.subdirs)
     for node in orphans:
         p = table[node.parent]
         node.parent = p.id  # type: ignore[union-attr]
         p.children[node.name] = node  # type: ignore[union-attr,index]
+    for node in linked:  # a hard-linked file's other names, once every directory exists
+        for pid, name in node.ext.links:  # type: ignore[union-attr]
+            table[pid].children[name] = node
     tree.table = table
     tree.count = int(meta["inode_count"])
     tree.next_id = int(meta["next_inode_id"])
@@ -202,9 +209,17 @@ def load_checkpoint(conn: apsw.Connection, seq: int) -> State:
 Chunk = tuple[Sequence[Sequence[int]], Sequence[Sequence[Any]]]  # (palette, rows), format 2
 
 
-def _load_rows(chunks: Iterable[Chunk], table: list[Inode | None], orphans: list[Inode]) -> None:
+def _load_rows(
+    chunks: Iterable[Chunk],
+    table: list[Inode | None],
+    orphans: list[Inode],
+    linked: list[Inode],
+    subdirs: dict[int, int],
+) -> None:
     """Builds the inodes of format-2 chunks into ``table``; those whose parent comes later
-    (moved under a newer directory) go to ``orphans``, to be linked once all exist."""
+    (moved under a newer directory) go to ``orphans``, to be linked once all exist, and
+    hard-linked files to ``linked``, whose other names are added then. Directories are
+    counted into ``subdirs`` (st_nlink's, derived from the tree, so not stored)."""
     share = shared_values.setdefault
     new = Inode.__new__
     for sets, rows in chunks:
@@ -223,8 +238,18 @@ def _load_rows(chunks: Iterable[Chunk], table: list[Inode | None], orphans: list
             node.mtime = mtime
             node.ctime = mtime if ctime is None else ctime
             node.version = version
-            node.children = {} if is_dir else None
-            node.ext = None if ext is None else InodeExt.from_row(list(ext))
+            if is_dir:
+                node.children = {}
+                if ino != ROOT_ID:
+                    subdirs[parent] = subdirs.get(parent, 0) + 1
+            else:
+                node.children = None
+            if ext is None:
+                node.ext = None
+            else:
+                node.ext = InodeExt.from_row(list(ext))
+                if node.ext.links:
+                    linked.append(node)
             table[ino] = node
             p = table[parent]
             if p is None:

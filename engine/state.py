@@ -20,6 +20,7 @@ from engine.inode import (
     S_IFLNK,
     S_IFMT,
     S_IFREG,
+    SPECIAL_TYPES,
     Inode,
     InodeTree,
     shared_int,
@@ -206,6 +207,9 @@ class State:
                 tree.next_id = ino + 1
         tree.count += 1
         siblings[name] = node
+        if children is not None:
+            subdirs = tree.subdirs
+            subdirs[pid] = subdirs.get(pid, 0) + 1
         parent.mtime = parent.ctime = t  # type: ignore[union-attr]
         return node
 
@@ -231,8 +235,26 @@ class State:
         self._new(ino, pid, name, S_IFDIR | (mode & 0o7777), uid, gid, t, {})
 
     def _create(self, e: E.CreateFile) -> None:
-        ino, pid, name, mode, uid, gid, t = e
-        self._new(ino, pid, name, S_IFREG | (mode & 0o7777), uid, gid, t, None)
+        ino, pid, name, mode, uid, gid, t, rdev = e
+        fmt = mode & S_IFMT
+        if fmt not in SPECIAL_TYPES:  # older entries carry no type, or S_IFREG
+            self._new(ino, pid, name, S_IFREG | (mode & 0o7777), uid, gid, t, None)
+            return
+        node = self._new(ino, pid, name, fmt | (mode & 0o7777), uid, gid, t, None)
+        node.flags = COMPLETE  # no content to wait for
+        if rdev:
+            node.ensure_ext().rdev = rdev
+
+    def _link(self, e: E.Link) -> None:
+        node = self._node(e.id)
+        if node.children is not None:
+            raise ApplyError(f"inode {e.id} is a directory: it cannot have another name")
+        parent = self._dir(e.parent)
+        if e.name in parent.children:  # type: ignore[operator]
+            raise ApplyError(f"{e.name!r} already exists in directory {e.parent}")
+        self.tree.add_name(node, parent, e.name)
+        node.ctime = e.time
+        parent.mtime = parent.ctime = e.time
 
     def _symlink(self, e: E.Symlink) -> None:
         ino, pid, name, target, uid, gid, t = e
@@ -307,13 +329,13 @@ class State:
         problem = stale_problem(node, e.stale)
         if problem is not None:
             raise ApplyError(problem)
+        if existing is node and (src is not dst or e.src_name != e.dst_name):
+            raise ApplyError(f"{e.dst_name!r} is another name of inode {e.id} already")
         if existing is not None and existing is not node:
             if existing.children:
                 raise ApplyError(f"rename over non-empty directory {existing.id}")
-            tree.detach(existing)
-            self._forget(tree.drop_subtree(existing))
-        tree.detach(node)
-        tree.attach(node, dst, e.dst_name)
+            self._unname(existing, dst, e.dst_name, e.time)
+        tree.rename_name(node, src, e.src_name, dst, e.dst_name)
         if e.stale is not None:
             # In the same entry as the move: no crash can separate the name from what the
             # store may still hold under it (engine/ufsfirst.py removes that copy after).
@@ -326,9 +348,15 @@ class State:
         parent = self._dir(e.parent)
         if parent.children.get(e.name) is not node:  # type: ignore[union-attr]
             raise ApplyError(f"inode {e.id} is not {e.name!r} in directory {e.parent}")
-        self.tree.detach(node)
-        self._forget(self.tree.drop_subtree(node))
+        self._unname(node, parent, e.name, e.time)
         parent.mtime = parent.ctime = e.time
+
+    def _unname(self, node: Inode, parent: Inode, name: str, t: int) -> None:
+        """One name of ``node`` goes; with its last, the inode (and what is below it)."""
+        if self.tree.remove_name(node, parent, name):
+            self._forget(self.tree.drop_subtree(node))
+        else:
+            node.ctime = t
 
     # -- mounts and UFS ----------------------------------------------------------------------
 
@@ -452,4 +480,5 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.Persisted: State._persisted,
     E.ContentCommitted: State._content_committed,
     E.StoreCopy: State._store_copy,
+    E.Link: State._link,
 }

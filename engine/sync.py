@@ -224,6 +224,11 @@ class MetadataSync:
         node = self.lookup(path, sync_interval)
         return self.ns.listdir(self.ns.path_of(node))
 
+    def entries(self, path: str, sync_interval: float | None = None) -> list[tuple[str, Inode]]:
+        """(name, inode) of ``path``'s entries, loaded as ``listdir`` loads them."""
+        node = self.lookup(path, sync_interval)
+        return self.ns.entries(self.ns.path_of(node))
+
     def _refresh(self, node: Inode, mount: Mount, rel: str, override: float | None) -> None:
         if self._due(node, mount, self._interval(mount, override)):
             if override is None:
@@ -305,7 +310,8 @@ class MetadataSync:
             try:
                 status = ufs.stat(rel)
             except UfsNotFound:  # only this: a missing bucket must not empty the namespace
-                return self._commit_all([self._removal(node)] if self._removable(node) else [])
+                removal = self._removal(node, node.parent, node.name)
+                return self._commit_all([removal] if self._removable(node) else [])
         return self._commit_all(self._changes(node.id, node, status))
 
     def _sync_dir(self, node: Inode, mount: Mount, rel: str) -> int:
@@ -326,8 +332,10 @@ class MetadataSync:
         remark = self._remark(node, mount)
         with ns.lock:  # decided and journaled in one hold: nothing can slip in between
             for name, child in sorted((node.children or {}).items()):
-                if name not in seen and self._removable(child):
-                    seq = ns.gate.commit(self._removal(child))
+                if name in seen or child.parent != node.id or child.name != name:
+                    continue  # a hard link's other name follows its file (engine/links.py)
+                if self._removable(child):
+                    seq = ns.gate.commit(self._removal(child, node.id, name))
                     count += 1
             if remark and ns.tree.find(node.id) is node and node.children is not None:
                 # Only a listing that ran to its end is marked: one cut short is listed again.
@@ -377,7 +385,7 @@ class MetadataSync:
                 if existing is not None and (existing.children is not None) != status.is_dir:
                     if not self._removable(existing):
                         continue
-                    seq = ns.gate.commit(self._removal(existing))
+                    seq = ns.gate.commit(self._removal(existing, node.id, name))
                     count += 1
                     existing = None
                 now = time.time_ns()
@@ -389,9 +397,14 @@ class MetadataSync:
                         )
                         count += 1
                         continue
-                    seq = ns.gate.commit(E.CreateFile(new_id, node.id, name, 0o644, 0, 0, now))
+                    mode = status.special | 0o644  # a special file's type: engine/links.py
+                    seq = ns.gate.commit(
+                        E.CreateFile(new_id, node.id, name, mode, 0, 0, now, status.rdev)
+                    )
                     count += 1
                     existing = ns.tree.get(new_id)
+                elif existing.parent != node.id or existing.name != name:
+                    continue  # a hard link's other name: the file follows its own (links.py)
                 for entry in self._changes(existing.id, existing, status):
                     seq = ns.gate.commit(entry)
                     count += 1
@@ -425,8 +438,9 @@ class MetadataSync:
             return bool(node.flags & PERSISTED)
         return all(self._removable(child) for child in node.children.values())
 
-    def _removal(self, node: Inode) -> E.Delete:
-        return E.Delete(node.id, node.parent, node.name, time.time_ns())
+    def _removal(self, node: Inode, parent: int, name: str) -> E.Delete:
+        """The Delete of one name of ``node`` (a hard-linked file keeps its others)."""
+        return E.Delete(node.id, parent, name, time.time_ns())
 
     def _commit_all(self, entries: list[E.Delete] | list[E.UfsFingerprint]) -> int:
         # Only for a single file's entries, decided from one inode without a listing.

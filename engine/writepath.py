@@ -23,6 +23,7 @@ from engine.cache.staging import StagedVersion
 from engine.errors import InvalidArgument, IsADirectory, NoSpace, NotFound
 from engine.inode import Inode
 from engine.iotypes import WriteType
+from engine.links import mirror_names
 from engine.mounts import ufs_errors
 from engine.namespace import Namespace
 from engine.persister import Persister
@@ -110,6 +111,8 @@ class WritePath:
             )
             seq = ns.gate.commit(entry)
         ns.gate.durable(seq)
+        if node.nlink > 1:
+            mirror_names(ns, self.sync, connector, node, _mount, rel)
         if blocks and self.cache is not None:
             for idx, block in enumerate(blocks):
                 self.cache.store((node.id, node.version, idx), block)

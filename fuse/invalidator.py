@@ -62,6 +62,9 @@ class KernelInvalidator:
             self._queue.put(("entry", entry.dst_parent, entry.dst_name, 0))
         elif isinstance(entry, E.SetAttr):
             self._queue.put(("inode", entry.id, entry.size is None))
+        elif isinstance(entry, E.Link):  # a name the kernel may hold as missing; a link count
+            self._queue.put(("entry", entry.parent, entry.name, 0))
+            self._queue.put(("inode", entry.id, True))
 
     def _run(self) -> None:
         while True:

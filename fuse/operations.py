@@ -49,12 +49,13 @@ class Handle:
 
 
 class DirHandle:
-    __slots__ = ("ino", "ids")
+    __slots__ = ("ino", "names", "ids")
 
     def __init__(self, ino: int, ids: array[int]) -> None:
         self.ino = ino
-        # children when the listing (re)started: offsets are indexes into it, stable while
-        # the directory changes
+        # children when the listing (re)started, after "." and "..": offsets are indexes
+        # into it, stable while the directory changes
+        self.names: list[str] = []
         self.ids = ids
 
 
@@ -122,10 +123,10 @@ class ShoalOperations(pyfuse3.Operations):
         a.entry_timeout = self.entry_timeout
         a.attr_timeout = self.attr_timeout
         a.st_mode = node.mode
-        a.st_nlink = 2 if node.children is not None else 1
+        a.st_nlink = self.fs.ns.tree.nlink(node)
         a.st_uid = node.uid
         a.st_gid = node.gid
-        a.st_rdev = 0
+        a.st_rdev = (node.ext.rdev or 0) if node.ext is not None else 0
         buffer = self.buffers.get(node.id)
         size = buffer.size if buffer is not None else node.size
         a.st_size = size
@@ -268,13 +269,22 @@ class ShoalOperations(pyfuse3.Operations):
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         handle = self.dirs[fh]
         if start_id == 0:  # (re)started from the top, as rewinddir does: a fresh listing
-            handle.ids = await self._at_once(self.fs.child_ids, handle.ino)
-        ids, find = handle.ids, self.fs.find_inode
-        for i in range(start_id, len(ids)):
-            node = find(ids[i])
-            if node is None or node.parent != handle.ino:
-                continue  # deleted or moved away since opendir
-            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attrs(node), i + 1):
+            handle.names, handle.ids = await self._at_once(self.fs.child_entries, handle.ino)
+        directory = self.fs.find_inode(handle.ino)
+        if directory is None or directory.children is None:
+            return  # removed since opendir: an empty listing, as Linux gives one
+        # "." and ".." at offsets 1 and 2; entry i of the listing at offset i + 3.
+        parent = self.fs.find_inode(directory.parent) or directory
+        reply = pyfuse3.readdir_reply
+        for offset, dot, node in ((1, b".", directory), (2, b"..", parent)):
+            if start_id < offset and not reply(token, dot, self._attrs(node), offset):
+                return
+        names, ids, children = handle.names, handle.ids, directory.children
+        for i in range(max(0, start_id - 2), len(ids)):
+            child = children.get(names[i])
+            if child is None or child.id != ids[i]:
+                continue  # removed, renamed or replaced since the listing started
+            if not reply(token, os.fsencode(names[i]), self._attrs(child), i + 3):
                 break
 
     async def releasedir(self, fh: int) -> None:
@@ -296,14 +306,16 @@ class ShoalOperations(pyfuse3.Operations):
     @answers_errno
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         key = os.fsdecode(name)
-        buffers = self._buffers_of(self.fs.child_of(parent_inode, key))
+        node = self.fs.child_of(parent_inode, key)
+        held, gone = self._buffers_of(node), self._buffers_of(node, last_name=True)
         await self._kernel_change(
-            self._quiesced, buffers, [], buffers, self.fs.unlink_as, _caller(ctx), parent_inode, key
+            self._quiesced, held, [], gone, self.fs.unlink_as, _caller(ctx), parent_inode, key
         )
 
-    def _buffers_of(self, *nodes: Inode | None) -> list[WriteBuffer]:
-        found = (self.buffers.get(n.id) for n in nodes if n is not None)
-        return [b for b in found if b is not None]
+    def _buffers_of(self, *nodes: Inode | None, last_name: bool = False) -> list[WriteBuffer]:
+        # last_name: only of files losing it (a hard-linked file's content stays with the rest)
+        live = (n.id for n in nodes if n is not None and (not last_name or n.nlink == 1))
+        return [b for b in map(self.buffers.get, live) if b is not None]
 
     def _quiesced(
         self,
@@ -345,9 +357,10 @@ class ShoalOperations(pyfuse3.Operations):
         noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
         exchange = bool(flags & pyfuse3.RENAME_EXCHANGE)
         moving = self._buffers_of(self.fs.child_of(*old))
-        replaced = [] if noreplace else self._buffers_of(self.fs.child_of(*new))
+        target = None if noreplace else self.fs.child_of(*new)
+        replaced, gone = self._buffers_of(target), self._buffers_of(target, last_name=True)
         await self._kernel_change(
-            self._quiesced, moving + replaced, moving, replaced,
+            self._quiesced, moving + replaced, moving, gone,
             self.fs.rename_as, _caller(ctx), old, new, noreplace=noreplace, exchange=exchange,
         )  # fmt: skip
 
@@ -366,7 +379,20 @@ class ShoalOperations(pyfuse3.Operations):
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         key = os.fsdecode(new_name)
-        return self._attrs(self.fs.link_as(_caller(ctx), inode, new_parent_inode, key))
+        node = await self._kernel_change(
+            self.fs.link_as, _caller(ctx), inode, new_parent_inode, key
+        )
+        return self._attrs(node)
+
+    @answers_errno
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        key = os.fsdecode(name)
+        node = await self._kernel_change(
+            self.fs.mknod_as, _caller(ctx), parent_inode, key, mode, rdev
+        )
+        return self._attrs(node)
 
     # -- files -------------------------------------------------------------------------------
 

@@ -31,6 +31,9 @@ class MkDir(NamedTuple):
 
 
 class CreateFile(NamedTuple):
+    """A file: regular, or special where ``mode``'s type bits say so (a fifo, a socket, a
+    character or block device numbered ``rdev``); any other type bits make a regular file."""
+
     id: int
     parent: int
     name: str
@@ -38,6 +41,7 @@ class CreateFile(NamedTuple):
     uid: int
     gid: int
     time: int
+    rdev: int = 0  # appended last: entries written before it decode with 0
 
 
 class CompleteFile(NamedTuple):
@@ -106,7 +110,18 @@ STALE_COPY = "shoal-stale-copy"
 
 
 class Delete(NamedTuple):
-    """Removes ``id`` (named ``name`` in ``parent``) and, for a directory, everything below it."""
+    """Removes the name ``name`` in ``parent`` of ``id``, and ``id`` itself with its last name
+    (a file with other hard links keeps those); a directory goes with everything below it."""
+
+    id: int
+    parent: int
+    name: str
+    time: int
+
+
+class Link(NamedTuple):
+    """A hard link: file ``id`` (never a directory) is also ``name`` in ``parent``. A Delete
+    or Rename names the one (parent, name) it changes; the file goes with its last name."""
 
     id: int
     parent: int
@@ -243,6 +258,7 @@ Entry = (
     | Persisted
     | ContentCommitted
     | StoreCopy
+    | Link
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -264,6 +280,7 @@ TYPE_CODES: dict[Any, int] = {
     Persisted: 15,
     ContentCommitted: 16,
     StoreCopy: 18,
+    Link: 19,
 }
 BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}

@@ -30,6 +30,7 @@ from engine.inode import (
     S_IFLNK,
     S_IFMT,
     S_IFREG,
+    SPECIAL_TYPES,
     Inode,
     InodeTree,
 )
@@ -89,7 +90,7 @@ def check_parent_links(state: State) -> list[str]:
             out.extend(_link_to_parent(tree, node))
         if node.children is not None:
             for name, child in node.children.items():
-                if child.parent != node.id or child.name != name:
+                if (node.id, name) not in tree.names_of(child):
                     out.append(
                         f"directory {node.id} lists {name!r} as inode {child.id}, whose parent"
                         f" is {child.parent} and name {child.name!r}"
@@ -107,10 +108,11 @@ def check_names(state: State) -> list[str]:
     for node in _nodes(state):
         if node.id == ROOT_ID:
             continue
-        try:
-            check_name(node.name)
-        except InvalidName as exc:
-            out.append(f"inode {node.id}: {exc}")
+        for _parent, name in state.tree.names_of(node):  # a hard-linked file's every name
+            try:
+                check_name(name)
+            except InvalidName as exc:
+                out.append(f"inode {node.id}: {exc}")
     for mount in state.mounts.values():
         out += unstorable_below(state, mount.id, mount.uri)
     return out
@@ -130,19 +132,61 @@ def check_no_cycles(state: State) -> list[str]:
             cur, steps = nxt, steps + 1
         if steps > limit:
             out.append(f"inode {node.id}: following parents never reaches the root (a cycle)")
-    reached = set()
+    reached: dict[int, int] = {}
     stack = [tree.root] if tree.find(ROOT_ID) is not None else []
     while stack:
         cur = stack.pop()
-        if cur.id in reached:
-            out.append(f"inode {cur.id} is reachable by two paths")
+        seen = reached[cur.id] = reached.get(cur.id, 0) + 1
+        if seen > 1:
+            # A hard-linked file is reached once per name (link-counts judges how many).
+            if cur.children is not None or seen > cur.nlink:
+                out.append(f"inode {cur.id} is reachable by more paths than it has names")
             continue
-        reached.add(cur.id)
         if cur.children:
             stack.extend(cur.children.values())
     for node in _nodes(state):
         if node.id not in reached:
             out.append(f"inode {node.id} ({node.name!r}) is not reachable from the root")
+    return out
+
+
+def check_link_counts(state: State) -> list[str]:
+    """A file's link count is the number of directory entries naming it: each of its names
+    (its own and its hard links') is listed by its directory, once; directories have one."""
+    tree = state.tree
+    entries: dict[int, int] = {}
+    for node in _nodes(state):
+        for child in (node.children or {}).values():
+            entries[child.id] = entries.get(child.id, 0) + 1
+    out = []
+    for node in _nodes(state):
+        names = tree.names_of(node)
+        if node.children is not None and len(names) > 1:
+            out.append(f"directory {node.id} has hard links {names[1:]}")
+        if len(set(names)) != len(names):
+            out.append(f"inode {node.id} holds one name twice: {names}")
+        found = entries.get(node.id, 0)
+        if node.id != ROOT_ID and found != node.nlink:
+            out.append(f"inode {node.id}: link count {node.nlink}, named by {found} entries")
+    return out
+
+
+def check_directory_links(state: State) -> list[str]:
+    """A directory's link count (2 + its subdirectories), kept as the tree changes, matches
+    the subdirectories it holds."""
+    tree = state.tree
+    out = []
+    for node in _nodes(state):
+        if node.children is None:
+            continue
+        subdirs = sum(1 for c in node.children.values() if c.children is not None)
+        if tree.nlink(node) != 2 + subdirs:
+            out.append(
+                f"directory {node.id}: link count {tree.nlink(node)}, but {subdirs} subdirectories"
+            )
+    stray = [ino for ino in tree.subdirs if (d := tree.find(ino)) is None or d.children is None]
+    if stray:
+        out.append(f"subdirectory counts kept for {sorted(stray)[:5]}, not directories")
     return out
 
 
@@ -175,7 +219,7 @@ def check_kinds(state: State) -> list[str]:
             out.append(f"inode {node.id}: has a children table but mode {node.mode:#o}")
         if fmt == S_IFLNK and (node.ext is None or not node.ext.target):
             out.append(f"inode {node.id}: symlink without a target")
-        if fmt not in (S_IFDIR, S_IFREG, S_IFLNK):
+        if fmt not in (S_IFDIR, S_IFREG, S_IFLNK) and fmt not in SPECIAL_TYPES:
             out.append(f"inode {node.id}: unknown file type in mode {node.mode:#o}")
         if node.size < 0:
             out.append(f"inode {node.id}: negative size {node.size}")
@@ -382,6 +426,12 @@ CHECKS: list[Check] = [
         check_names,
     ),
     Check("no-cycles", "every inode is reachable from the root exactly once", check_no_cycles),
+    Check("link-counts", "files' link counts match the names found", check_link_counts),
+    Check(
+        "dir-link-counts",
+        "directories' link counts are 2 + their subdirectories",
+        check_directory_links,
+    ),
     Check("counts", "the inode count matches the inodes present", check_counts),
     Check("next-id", "the next inode id is above every id in use", check_next_id),
     Check("kinds", "file type and flag bits match the inode's shape", check_kinds),

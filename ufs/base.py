@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from threading import Event
 from typing import BinaryIO
 
-from ufs.errors import UfsInvalidName, UfsInvalidPath, UfsNameTooLong
+from ufs.errors import UfsError, UfsInvalidName, UfsInvalidPath, UfsNameTooLong
 
 NAME_MAX = 255  # bytes of one name on most local file systems (and POSIX's portable limit)
 
@@ -28,6 +28,10 @@ class UfsStatus:
     mtime_ns: int  # 0 when the store has none (S3 implicit directories)
     # Changes whenever the content does (size + mtime + ETag or inode); "" for directories.
     fingerprint: str
+    # A special file's type bits (stat.S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK), 0 for a regular
+    # file or a directory; a device's number (docs/mount.md: what each store holds for them).
+    special: int = 0
+    rdev: int = 0
 
     @property
     def name(self) -> str:
@@ -140,6 +144,17 @@ class UnderFS(ABC):
     def rename(self, src: str, dst: str) -> None:
         """Moves file ``src`` to ``dst``, replacing a file there. On object stores this is a
         copy then a delete: not atomic, and it costs a copy of the data."""
+
+    def link(self, src: str, dst: str) -> UfsStatus:
+        """Makes ``dst`` hold file ``src``'s content too, replacing a file there: a real hard
+        link where the store has them, else a copy (two independent objects); its status.
+        UfsNotFound if ``src`` is not there, UfsIsADirectory for a directory."""
+        raise UfsError(f"{self.uri}: this store cannot link {src} to {dst}")
+
+    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
+        """Creates special file ``path`` of ``mode``'s type (a fifo, a socket, a character or
+        block device numbered ``rdev``); its status. UfsExists if the name is taken."""
+        raise UfsError(f"{self.uri}: this store cannot hold special file {path}")
 
     def leftovers(self) -> Sequence[str]:
         """The paths of what ``clean_leftovers`` would remove now (a report: fsck); none by

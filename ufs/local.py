@@ -142,9 +142,12 @@ class LocalUnderFS(UnderFS):
     def _status(self, rel: str, st: os.stat_result) -> UfsStatus:
         if stat.S_ISDIR(st.st_mode):
             return UfsStatus(rel, True, 0, st.st_mtime_ns, "")
+        fmt = stat.S_IFMT(st.st_mode)
+        special = 0 if fmt == stat.S_IFREG else fmt
         return UfsStatus(
-            rel, False, st.st_size, st.st_mtime_ns, f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
-        )
+            rel, False, st.st_size, st.st_mtime_ns, f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}",
+            special, st.st_rdev if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0,
+        )  # fmt: skip
 
     def stat(self, path: str) -> UfsStatus:
         rel = normalize(path)
@@ -216,6 +219,34 @@ class LocalUnderFS(UnderFS):
                 chunks = iter(lambda: source.read(CHUNK), b"")
                 write_atomically(target, chunks, temp_name=tempfiles.temp_name())
             return self.stat(rel)
+
+    def link(self, src: str, dst: str) -> UfsStatus:
+        """A real hard link, made under a temporary name and renamed over ``dst``: a reader
+        of ``dst`` sees its old file or the link, and a crash leaves one of them."""
+        a, b = normalize(src), normalize(dst)
+        with self._errors(b):
+            self.mkdir(b.rpartition("/")[0])
+        with self._errors(a), self._path(a) as full_a, self._path(b) as full_b:
+            if os.path.isdir(full_a):
+                raise UfsIsADirectory(f"{self.uri}: {a} is a directory")
+            temp = os.path.join(os.path.dirname(full_b), tempfiles.temp_name())
+            os.link(full_a, temp, follow_symlinks=False)
+            try:
+                os.rename(temp, full_b)
+            except BaseException:
+                os.unlink(temp)
+                raise
+            fsync_dir(os.path.dirname(full_b))
+        return self.stat(b)
+
+    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
+        rel = normalize(path)
+        with self._errors(rel):
+            self.mkdir(rel.rpartition("/")[0])
+        with self._errors(rel), self._path(rel) as full:
+            os.mknod(full, mode, rdev)
+            fsync_dir(os.path.dirname(full))
+        return self.stat(rel)
 
     def leftovers(self) -> Sequence[str]:
         return tempfiles.sweep(self.root, remove=False)

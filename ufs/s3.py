@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import io
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -231,7 +232,10 @@ class S3UnderFS(UnderFS):
         with self._errors(rel):
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
-                return _file_status(rel, head["ContentLength"], head["LastModified"], head["ETag"])
+                return _file_status(
+                    rel, head["ContentLength"], head["LastModified"], head["ETag"],
+                    head.get("Metadata"),
+                )  # fmt: skip
             except botocore.exceptions.ClientError as exc:
                 if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND:
                     raise
@@ -269,6 +273,12 @@ class S3UnderFS(UnderFS):
                     found = True
                     name = obj["Key"][cut:]
                     if not name:  # the directory's own marker
+                        continue
+                    if obj["Size"] == 0:  # maybe a special file: its type is in metadata
+                        try:
+                            yield self.stat(join(rel, name))
+                        except UfsNotFound:  # deleted since the page was listed
+                            pass
                         continue
                     yield _file_status(
                         join(rel, name), obj["Size"], obj["LastModified"], obj["ETag"]
@@ -379,6 +389,30 @@ class S3UnderFS(UnderFS):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(a))
             self._keep_parent(a)
 
+    def link(self, src: str, dst: str) -> UfsStatus:
+        """A copy: S3 has no links, so ``dst`` is an independent object (docs/mount.md)."""
+        a, b = normalize(src), normalize(dst)
+        if self.stat(a).is_dir:
+            raise UfsIsADirectory(f"{self.uri}: {a} is a directory")
+        with self._errors(a):
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self._key(a)},
+                self.bucket,
+                self._key(b),
+                Config=self._transfer,
+            )
+        return self.stat(b)
+
+    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
+        """An empty object whose metadata carries the type, as s3fs-fuse writes one."""
+        rel = normalize(path)
+        meta = {"mode": str(mode)}
+        if rdev:
+            meta["rdev"] = str(rdev)
+        with self._errors(rel):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=b"", Metadata=meta)
+        return self.stat(rel)
+
     def close(self) -> None:
         self.client.close()
 
@@ -407,9 +441,26 @@ class _FullReads(io.RawIOBase):
         return b"".join(parts)
 
 
-def _file_status(rel: str, size: int, modified: Any, etag: str) -> UfsStatus:
+def _file_status(
+    rel: str, size: int, modified: Any, etag: str, meta: Mapping[str, str] | None = None
+) -> UfsStatus:
     mtime_ns = int(modified.timestamp() * 1_000_000_000)
-    return UfsStatus(rel, False, size, mtime_ns, f"{size}-{etag.strip(chr(34))}")
+    special, rdev = _special(meta) if meta and not size else (0, 0)
+    return UfsStatus(rel, False, size, mtime_ns, f"{size}-{etag.strip(chr(34))}", special, rdev)
+
+
+def _special(meta: Mapping[str, str]) -> tuple[int, int]:
+    """(type bits, rdev) of an empty object whose x-amz-meta-mode names a special file (as
+    s3fs-fuse writes them); (0, 0) for anything else."""
+    try:
+        mode = int(meta.get("mode", ""))
+        rdev = int(meta.get("rdev", "0"))
+    except ValueError:
+        return 0, 0
+    fmt = stat.S_IFMT(mode)
+    if fmt not in (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
+        return 0, 0
+    return fmt, rdev if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0
 
 
 def _is_utf8(path: str) -> bool:

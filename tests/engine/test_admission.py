@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from stat import S_IFCHR, S_IFIFO
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from engine.admission import admit
 from engine.engine import Engine
 from engine.errors import Refused
-from engine.inode import S_IFMT, S_IFREG
+from engine.inode import S_IFDIR, S_IFMT, S_IFREG
 from engine.state import ApplyError, State
 from journal import entries as E
 from tests.invariants import OpenEngine
@@ -55,7 +56,18 @@ stale_copies = st.none() | st.sampled_from(["f1", E.STALE_COPY, ""])  # "": refu
 
 entries = st.one_of(
     st.builds(E.MkDir, ids, ids, names, st.just(0o755), small, small, times),
-    st.builds(E.CreateFile, ids, ids, names, st.just(0o644), small, small, times),
+    st.builds(
+        E.CreateFile,
+        ids,
+        ids,
+        names,
+        st.sampled_from([0o644, S_IFREG | 0o600, S_IFIFO | 0o644, S_IFCHR | 0o600, S_IFDIR | 0o7]),
+        small,
+        small,
+        times,
+        st.sampled_from([0, 259]),
+    ),  # fmt: skip
+    st.builds(E.Link, ids, ids, names, times),
     st.builds(E.Symlink, ids, ids, names, st.just("t"), small, small, times),
     st.builds(E.CompleteFile, ids, small, block_sizes, times),
     st.builds(
@@ -98,12 +110,17 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
     dirs = [n.id for n in state.tree.table if n is not None and n.children is not None]
     if isinstance(entry, E.MkDir | E.CreateFile | E.Symlink):
         return entry._replace(id=state.tree.next_id, parent=data.draw(st.sampled_from(dirs)))
+    if isinstance(entry, E.Link) and live:
+        node = data.draw(st.sampled_from(live))
+        return entry._replace(id=node.id, parent=data.draw(st.sampled_from(dirs)))
     if isinstance(entry, E.Rename | E.Delete) and live:
         node = data.draw(st.sampled_from(live))
+        # Any of its names: a hard-linked file's other names change only themselves.
+        parent, name = data.draw(st.sampled_from(state.tree.names_of(node)))
         if isinstance(entry, E.Delete):
-            return entry._replace(id=node.id, parent=node.parent, name=node.name)
+            return entry._replace(id=node.id, parent=parent, name=name)
         entry = entry._replace(
-            id=node.id, src_parent=node.parent, src_name=node.name,
+            id=node.id, src_parent=parent, src_name=name,
             dst_parent=data.draw(st.sampled_from(dirs)),
         )  # fmt: skip
         dst = state.tree.find(entry.dst_parent)

@@ -165,6 +165,23 @@ class TreeMachine(Housekeeping):
         expect = self._expect(nm.m_rename, src, dst, noreplace)
         self._run(expect, lambda: self.ns.rename(src, dst, noreplace=noreplace))
 
+    @rule(data=st.data())
+    def link(self, data: st.DataObject) -> None:
+        # Mostly an existing file: a link of a missing one is one refusal among many.
+        files = sorted(p for p, a in self.model.items() if a.kind != "dir")
+        src = data.draw(st.sampled_from(files)) if files else self._path(data)
+        dirs = sorted(p for p, a in self.model.items() if a.kind == "dir")
+        if data.draw(st.booleans()):
+            dst = nm.join(data.draw(st.sampled_from(dirs)), data.draw(st.sampled_from(nm.NAMES)))
+        else:
+            dst = self._path(data)
+
+        def call() -> None:
+            assert self.engine is not None
+            self.engine.fs.links.link(self.ns.lookup(src), dst)
+
+        self._run(self._expect(nm.m_link, src, dst), call)
+
     @rule(data=st.data(), recursive=st.booleans())
     def delete(self, data: st.DataObject, recursive: bool) -> None:
         path = self._path(data)

@@ -184,7 +184,8 @@ def test_renames_and_removals(shared_mount: Mounted) -> None:
         "rmdir non-empty": (lambda: os.rmdir(m / "full"), errno.ENOTEMPTY),
         "rmdir a file": (lambda: os.rmdir(m / "b"), errno.ENOTDIR),
         "unlink a dir": (lambda: os.unlink(m / "full"), errno.EISDIR),
-        "hard link": (lambda: os.link(m / "b", m / "b2"), errno.EPERM),
+        "hard link of a dir": (lambda: os.link(m / "full", m / "full2"), errno.EPERM),
+        "hard link onto a name": (lambda: os.link(m / "full", m / "b"), errno.EEXIST),
         "mkdir over file": (lambda: os.mkdir(m / "b"), errno.EEXIST),
         "file below a file": (lambda: open(m / "b" / "x", "w"), errno.ENOTDIR),
     }  # fmt: skip

@@ -209,7 +209,14 @@ _SAMPLES: list[E.Entry] = [
     E.Persisted(3, 1, "etag2", 25),
     E.ContentCommitted(3, 2, 5000, 4096, True, 26),
     E.StoreCopy(3, E.STALE_COPY, 27),
+    E.Link(3, 1, "h", 27),
+    E.CreateFile(5, 1, "null", 0o20600, 0, 0, 28, 259),  # a character device
 ]
+
+
+def test_a_create_written_before_rdev_existed_decodes_as_a_regular_file_entry() -> None:
+    old = msgpack.packb([3, 2, "f", 0o644, 0, 0, 11])  # seven fields: no rdev
+    assert E.decode(E.TYPE_CODES[E.CreateFile], old) == E.CreateFile(3, 2, "f", 0o644, 0, 0, 11, 0)
 
 
 def test_every_entry_type_has_a_sample() -> None:

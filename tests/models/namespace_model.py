@@ -40,6 +40,9 @@ class Attrs(NamedTuple):
     target: str | None = None
     # The engines these models check have no UFS below them: nothing can ever be persisted.
     persisted: bool = False
+    # A hard-linked file's paths, all of them (sorted), the same attributes under each; None
+    # for a file with one name.
+    names: tuple[str, ...] | None = None
 
 
 Model = dict[str, Attrs]  # absolute path -> attributes; "/" is the root
@@ -118,6 +121,38 @@ def _has_children(model: Model, path: str) -> bool:
     return any(p.startswith(prefix) for p in model if p != path)
 
 
+def _regroup(m: Model, moved: dict[str, str | None]) -> Model:
+    """``m`` with hard-linked files' ``names`` following paths that moved (to None: gone)."""
+    for path, attrs in list(m.items()):
+        if attrs.names is not None:
+            kept = (moved.get(p, p) for p in attrs.names)
+            names = tuple(sorted(p for p in kept if p is not None))
+            m[path] = attrs._replace(names=names if len(names) > 1 else None)
+    return m
+
+
+def _set(m: Model, path: str, attrs: Attrs) -> None:
+    """``attrs`` for the file at ``path``, under each of its names."""
+    for p in attrs.names or (path,):
+        m[p] = attrs
+
+
+def m_link(model: Model, src: str, dst: str) -> Model:
+    """``dst`` becomes another name of ``src``'s file: EEXIST before EPERM (a directory)."""
+    source = resolve(model, parts_of(src))
+    dparts = parts_of(dst)
+    _valid_name(dparts[-1])
+    _resolve_dir(model, dparts[:-1])
+    if dst in model:
+        raise Refused(err.AlreadyExists)
+    node = model[source]
+    if node.kind == "dir":
+        raise Refused(err.NotPermitted)
+    m = dict(model)
+    _set(m, dst, node._replace(names=tuple(sorted((node.names or (source,)) + (dst,)))))
+    return m
+
+
 def m_mkdir(model: Model, path: str, perm: int, uid: int, parents: bool) -> list[Model]:
     """The model after each directory ``mkdir`` creates (``-p`` creates several, one entry
     each, and a crash may keep any prefix of them, as for ``mkdir -p`` on any file system)."""
@@ -175,7 +210,7 @@ def m_complete(model: Model, path: str, length: int, block_size: int) -> Model:
     if model[path].kind != "file":
         raise Refused(err.IsADirectory)
     m = dict(model)
-    m[path] = m[path]._replace(size=length, complete=True, block_size=block_size)
+    _set(m, path, m[path]._replace(size=length, complete=True, block_size=block_size))
     return m
 
 
@@ -205,7 +240,7 @@ def m_setattr(model: Model, path: str, changes: dict[str, Any]) -> Model:
         else:
             node = node._replace(ttl_ms=ttl, ttl_action=changes.get("ttl_action") or "free")
     m = dict(model)
-    m[path] = node
+    _set(m, path, node)
     return m
 
 
@@ -221,8 +256,8 @@ def m_rename(model: Model, src: str, dst: str, noreplace: bool) -> Model | None:
     node = model[src]
     if node.kind == "dir" and (dparent == src or dparent.startswith(src + "/")):
         raise Refused(err.InvalidArgument)
-    if src == dst:
-        return None
+    if src == dst or dst in (node.names or ()):
+        return None  # one name onto another of the same file: nothing happens (POSIX)
     existing = model.get(dst)
     if existing is not None:
         if noreplace:
@@ -236,9 +271,11 @@ def m_rename(model: Model, src: str, dst: str, noreplace: bool) -> Model | None:
             raise Refused(err.NotADirectory)
     m = dict(model)
     m.pop(dst, None)
+    moved: dict[str, str | None] = {dst: None}
     for p in _below(model, src):
         m[dst + p[len(src) :]] = m.pop(p)
-    return m
+        moved[p] = dst + p[len(src) :]
+    return _regroup(m, moved)
 
 
 def m_delete(model: Model, path: str, recursive: bool) -> Model:
@@ -249,9 +286,11 @@ def m_delete(model: Model, path: str, recursive: bool) -> Model:
     if _has_children(model, path) and not recursive:
         raise Refused(err.NotEmpty)
     m = dict(model)
+    gone: dict[str, str | None] = {}
     for p in _below(model, path):
         del m[p]
-    return m
+        gone[p] = None
+    return _regroup(m, gone)
 
 
 # -- the engine's namespace, as the model sees it ------------------------------------------------
@@ -263,7 +302,12 @@ def dump(state: State) -> Model:
     out: Model = {}
     for node in tree.walk():
         ext = node.ext
-        out[tree.path_of(node)] = Attrs(
+        paths = [
+            tree.path_of(tree.get(pid)).rstrip("/") + "/" + name if node.id != 1 else "/"
+            for pid, name in tree.names_of(node)
+        ]
+        names = tuple(sorted(paths)) if len(paths) > 1 else None
+        attrs = Attrs(
             node.kind,
             node.mode & 0o7777,
             node.uid,
@@ -278,7 +322,10 @@ def dump(state: State) -> Model:
             ext.ttl_action if ext is not None else None,
             ext.target if ext is not None else None,
             bool(node.flags & PERSISTED),
+            names,
         )
+        for path in paths:
+            out[path] = attrs
     return out
 
 

@@ -46,6 +46,7 @@ from tests.models.namespace_model import (
     m_complete,
     m_create,
     m_delete,
+    m_link,
     m_mkdir,
     m_rename,
     m_setattr,
@@ -222,6 +223,13 @@ class CrashMachine(Housekeeping):
         dst = self._path(data, existing=0.5)
         expect = self._expect(m_rename, src, dst, noreplace)
         self._run(expect, lambda: self.ns.rename(src, dst, noreplace=noreplace))
+
+    @rule(data=st.data())
+    def link(self, data: st.DataObject) -> None:
+        src = self._path(data, existing=0.8)
+        dst = self._path(data, existing=0.4)
+        expect = self._expect(m_link, src, dst)
+        self._run(expect, lambda: self.engine.fs.links.link(self.ns.lookup(src), dst))  # type: ignore[union-attr]
 
     @rule(data=st.data(), recursive=st.booleans())
     def delete(self, data: st.DataObject, recursive: bool) -> None:

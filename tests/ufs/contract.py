@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
@@ -149,6 +150,26 @@ class UnderFSContract:
         assert read_all(ufs, "dir/dst") == b"source bytes"
         with pytest.raises(UfsNotFound):
             ufs.stat("src")
+
+    def test_link_gives_a_second_name_the_same_content(self, ufs: UnderFS) -> None:
+        put(ufs, "src", b"linked bytes")
+        put(ufs, "d/dst", b"old target")
+        status = ufs.link("src", "d/dst")  # over a file there, parents made
+        assert status.size == 12 and status.fingerprint == ufs.stat("src").fingerprint
+        assert read_all(ufs, "d/dst") == read_all(ufs, "src") == b"linked bytes"
+        ufs.delete("src")
+        assert read_all(ufs, "d/dst") == b"linked bytes"
+        with pytest.raises(UfsNotFound):
+            ufs.link("src", "again")
+        assert sorted(e.name for e in ufs.list("")) == ["d"]  # nothing left of a temporary
+
+    def test_mknod_makes_a_special_file(self, ufs: UnderFS) -> None:
+        status = ufs.mknod("sp/fifo", stat.S_IFIFO | 0o640, 0)
+        assert status.special == stat.S_IFIFO and not status.is_dir and status.size == 0
+        (listed,) = list(ufs.list("sp"))
+        assert listed.name == "fifo" and listed.special == stat.S_IFIFO
+        put(ufs, "sp/empty", b"")
+        assert ufs.stat("sp/empty").special == 0  # an empty regular file stays one
 
     def test_writes_that_ended_leave_nothing_behind(self, ufs: UnderFS) -> None:
         put(ufs, "w/f", b"first")

@@ -1,0 +1,200 @@
+"""Special files, directory link counts and readdir's ``.`` and ``..`` through a real mount,
+over a local UFS and over S3: a fifo works as a fifo between processes of this host, devices
+and sockets keep their type and number, across restarts and in the store."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.fuse.mounting import Mounted
+from tests.fuse.test_posix import NOBODY, as_nobody, shared_mount  # noqa: F401 (a fixture)
+
+DEVICE = os.makedev(1, 3)  # /dev/null's number
+
+
+def store_mode(m: Mounted, key: str) -> int:
+    """The file type bits the store holds for ``key``: a local store's own file, or the
+    x-amz-meta-mode of an S3 object (which must be empty)."""
+    store = m.store  # type: ignore[attr-defined]
+    root = getattr(store, "root", None)
+    if root is not None:
+        return stat.S_IFMT(os.lstat(root / key).st_mode)
+    head = store.client.head_object(Bucket=store.bucket, Key=f"ds/{key}")
+    assert head["ContentLength"] == 0
+    return stat.S_IFMT(int(head["Metadata"]["mode"]))
+
+
+def pass_through_fifo(path: Path, payload: bytes) -> bytes:
+    """``payload`` written into fifo ``path`` by one process and read by another."""
+    read = f"import sys; sys.stdout.buffer.write(open({str(path)!r}, 'rb').read())"
+    write = f"import sys; open({str(path)!r}, 'wb').write(sys.stdin.buffer.read())"
+    reader = subprocess.Popen([sys.executable, "-c", read], stdout=subprocess.PIPE)
+    writer = subprocess.run([sys.executable, "-c", write], input=payload, timeout=60, check=True)
+    out, _ = reader.communicate(timeout=60)
+    assert writer.returncode == 0 and reader.returncode == 0
+    return out
+
+
+def test_a_fifo_works_between_processes(any_mount: Mounted) -> None:
+    mnt = any_mount.path
+    os.mkfifo(mnt / "pipe", 0o640)
+    st = os.stat(mnt / "pipe")
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
+    payload = os.urandom(300_000)  # more than a pipe buffer: reader and writer take turns
+    assert pass_through_fifo(mnt / "pipe", payload) == payload
+    assert store_mode(any_mount, "pipe") == stat.S_IFIFO
+    any_mount.umount()
+    any_mount.mount()
+    assert stat.S_ISFIFO(os.stat(mnt / "pipe").st_mode)
+    assert pass_through_fifo(mnt / "pipe", b"again\n") == b"again\n"
+
+
+def test_a_character_device_as_root(any_mount: Mounted) -> None:
+    assert os.geteuid() == 0, "mknod of a device needs root"
+    mnt = any_mount.path
+    os.mknod(mnt / "null", stat.S_IFCHR | 0o600, DEVICE)
+    os.mknod(mnt / "blk", stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    st = os.stat(mnt / "null")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == DEVICE
+    assert stat.S_ISBLK(os.stat(mnt / "blk").st_mode)
+    assert store_mode(any_mount, "null") == stat.S_IFCHR
+    any_mount.kill9()  # replay, not a checkpoint, brings it back
+    any_mount.teardown()
+    any_mount.mount()
+    st = os.stat(mnt / "null")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == DEVICE
+    assert os.stat(mnt / "blk").st_rdev == os.makedev(7, 0)
+
+
+def test_a_unix_socket_binds_in_the_mount(any_mount: Mounted) -> None:
+    path = any_mount.path / "sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(path))
+        server.listen(1)
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(str(path))
+        conn, _ = server.accept()
+        client.sendall(b"ping")
+        assert conn.recv(4) == b"ping"
+        conn.close()
+        client.close()
+    finally:
+        server.close()
+    assert store_mode(any_mount, "sock") == stat.S_IFSOCK
+    os.unlink(path)
+    assert not path.exists()
+
+
+def test_special_files_made_in_the_store_are_loaded(any_mount: Mounted) -> None:
+    """A fifo another tool made in the store (a local mkfifo, an s3fs-style empty object)."""
+    store = any_mount.store  # type: ignore[attr-defined]
+    root = getattr(store, "root", None)
+    if root is not None:
+        (root / "made").mkdir()
+        os.mkfifo(root / "made" / "fifo")
+    else:
+        store.client.put_object(
+            Bucket=store.bucket, Key="ds/made/fifo", Body=b"",
+            Metadata={"mode": str(stat.S_IFIFO | 0o644)},
+        )  # fmt: skip
+        store.put("made/empty", b"")  # an empty object without a mode stays a regular file
+    made = any_mount.path / "made"
+    assert stat.S_ISFIFO(os.stat(made / "fifo").st_mode)
+    if root is None:
+        assert stat.S_ISREG(os.stat(made / "empty").st_mode)
+
+
+def test_directory_link_count_counts_subdirectories(any_mount: Mounted) -> None:
+    mnt = any_mount.path
+    d = mnt / "d"
+    d.mkdir()
+    for name in ("a", "b", "c"):
+        (d / name).mkdir()
+    (d / "file").write_bytes(b"x")
+    assert os.stat(d).st_nlink == 5
+    (d / "c").rmdir()
+    assert os.stat(d).st_nlink == 4
+    os.rename(d / "b", mnt / "b")  # moved out: one less here, one more at the top
+    assert os.stat(d).st_nlink == 3
+    top = os.stat(mnt).st_nlink
+    any_mount.kill9()
+    any_mount.teardown()
+    any_mount.mount()
+    assert os.stat(d).st_nlink == 3 and os.stat(mnt).st_nlink == top
+    any_mount.umount()
+    any_mount.mount()
+    assert os.stat(d).st_nlink == 3 and os.stat(d / "a").st_nlink == 2
+
+
+def test_readdir_lists_dot_and_dotdot_first(any_mount: Mounted) -> None:
+    mnt = any_mount.path
+    (mnt / "top" / "sub").mkdir(parents=True)
+    (mnt / "top" / "sub" / "f").write_bytes(b"x")
+    out = subprocess.run(
+        ["ls", "-1aif", str(mnt / "top" / "sub")], check=True, capture_output=True, text=True
+    ).stdout.split("\n")
+    entries = [line.split(maxsplit=1) for line in out if line.strip()]
+    assert [name for _ino, name in entries[:2]] == [".", ".."]
+    assert int(entries[0][0]) == os.stat(mnt / "top" / "sub").st_ino
+    assert int(entries[1][0]) == os.stat(mnt / "top").st_ino
+    assert [name for _ino, name in entries[2:]] == ["f"]
+
+
+def test_a_fifo_as_another_user(request: pytest.FixtureRequest) -> None:
+    """mkfifo needs no privilege: user nobody makes one through an allow_other mount, owns
+    it, and passes bytes through it to another of its processes; a device it may not make."""
+    shared: Mounted = request.getfixturevalue("shared_mount")  # test_posix's
+    mnt = shared.path
+    (mnt / "pub").mkdir()
+    os.chmod(mnt / "pub", 0o1777)
+    pipe = mnt / "pub" / "pipe"
+    code = (
+        f"p = {str(pipe)!r}\n"
+        "os.mkfifo(p, 0o600)\n"
+        "if os.fork() == 0:\n"
+        "    open(p, 'wb').write(b'from nobody')\n"
+        "    os._exit(0)\n"
+        "print(open(p, 'rb').read().decode())\n"
+        "os.wait()\n"
+        "try:\n"
+        "    os.mknod(p + '-dev', 0o20600, os.makedev(1, 3))\n"
+        "except PermissionError:\n"
+        "    print('no device')\n"
+    )
+    out = as_nobody(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["from nobody", "no device"]
+    st = os.stat(pipe)
+    assert stat.S_ISFIFO(st.st_mode) and st.st_uid == NOBODY
+    store_root = shared.store.root  # type: ignore[attr-defined]
+    assert stat.S_ISFIFO(os.lstat(store_root / "pub" / "pipe").st_mode)
+
+
+def test_the_mount_answers_while_a_fifo_reader_waits(any_mount: Mounted) -> None:
+    """A reader blocked opening a fifo waits in the kernel, not in the daemon."""
+    mnt = any_mount.path
+    os.mkfifo(mnt / "busy")
+    done: list[bytes] = []
+
+    def read() -> None:
+        with open(mnt / "busy", "rb") as f:
+            done.append(f.read())
+
+    t = threading.Thread(target=read)
+    t.start()
+    (mnt / "meanwhile").write_bytes(b"the mount answers while a reader waits\n")
+    with open(mnt / "busy", "wb") as f:
+        f.write(b"x")
+    t.join(60)
+    assert done == [b"x"]
+    assert (mnt / "meanwhile").read_bytes().startswith(b"the mount")

@@ -46,6 +46,15 @@ class Paths(Protocol):
 
     def write_file(self, path: str, source: BinaryIO, mode: int, uid: int, gid: int) -> Inode: ...
 
+    def set_attrs(
+        self,
+        node: Inode,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        mtime: int | None = None,
+    ) -> None: ...
+
 
 def _path(ns: Namespace, parent: Inode, name: str) -> str:
     return ns.path_of(parent).rstrip("/") + "/" + name
@@ -188,7 +197,8 @@ def setattr(
     gid: int | None = None,
     mtime: int | None = None,
 ) -> Inode:
-    """chmod, chown, touch -m (the kernel has checked that the caller may)."""
+    """chmod, chown, touch -m (the kernel has checked that the caller may); below a mount
+    they reach the store too (engine/ufsattrs.py)."""
     node = posix.inode(fs.ns.tree, ino)
     changes: dict[str, int] = {}
     if mode is not None:
@@ -197,7 +207,7 @@ def setattr(
         if value is not None:
             changes[key] = value
     if changes:
-        fs.ns.setattr(fs.ns.path_of(node), **changes)
+        fs.set_attrs(node, **changes)
     return node
 
 

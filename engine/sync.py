@@ -25,6 +25,12 @@ So after one, every directory listed before it (its mark older than ``relist_bef
 engine/home.py) is due once more at its first access, whatever the interval; that listing is
 marked, and the interval decides again from there. While its store is down it keeps its
 listing, as any due directory does.
+
+A name loaded from a store gets the store's owner and permission bits (docs/mount.md): where it
+keeps none (an S3 object without POSIX metadata), 0644 for a file and 0755 for a directory,
+owned by root. A later listing that finds them changed journals a SetAttr, unless the file holds
+content the store does not have yet (its upload will carry the namespace's). The mount's root
+takes its attributes from the store's root at each of its listings.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from engine.errors import InvalidArgument, InvalidName, NotFound, Unavailable
@@ -53,6 +59,29 @@ PARALLEL_LISTINGS = 8  # directories listed at once by a recursive sync
 NEVER = -1.0
 RETRY_AFTER_S = 5.0  # a store that failed a listing is not asked again before this
 LISTED = "shoal-listed"  # a directory's fingerprint once listed: LISTED:<mount time>:<ns>
+# What a name gets where its store keeps no owner or mode (S3 objects without metadata).
+DEFAULT_FILE_MODE, DEFAULT_DIR_MODE, DEFAULT_UID, DEFAULT_GID = 0o644, 0o755, 0, 0
+
+
+def attrs_of(status: UfsStatus) -> tuple[int, int, int]:
+    """(mode, uid, gid) a name loaded from ``status`` gets: the store's, else the defaults."""
+    default = DEFAULT_DIR_MODE if status.is_dir else DEFAULT_FILE_MODE
+    return (
+        default if status.mode is None else status.mode,
+        DEFAULT_UID if status.uid is None else status.uid,
+        DEFAULT_GID if status.gid is None else status.gid,
+    )
+
+
+def attr_change(node: Inode, status: UfsStatus) -> E.SetAttr | None:
+    """The SetAttr that gives ``node`` the owner and mode ``status`` shows, if they differ (a
+    store that keeps none changes nothing)."""
+    mode = status.mode if status.mode != node.mode & 0o7777 else None
+    uid = status.uid if status.uid != node.uid else None
+    gid = status.gid if status.gid != node.gid else None
+    if mode is None and uid is None and gid is None:
+        return None
+    return E.SetAttr(node.id, time.time_ns(), mode=mode, uid=uid, gid=gid)
 
 
 def listing_mark(mount_time: int, at_ns: int) -> str:
@@ -313,6 +342,8 @@ class MetadataSync:
         seen: set[str] = set()
         count = 0
         with ufs_errors():
+            # The mount's root has no listing above it to bring its owner and mode.
+            own = ufs.stat(rel) if not rel else None
             stream: Iterator[UfsStatus] = ufs.list(rel)
             batch: list[UfsStatus] = []
             for status in stream:
@@ -325,6 +356,10 @@ class MetadataSync:
         seq = 0
         remark = self._remark(node, mount)
         with ns.lock:  # decided and journaled in one hold: nothing can slip in between
+            changed = attr_change(node, own) if own is not None else None
+            if changed is not None and ns.tree.find(node.id) is node:
+                seq = ns.gate.commit(changed)
+                count += 1
             for name, child in sorted((node.children or {}).items()):
                 if name not in seen and self._removable(child):
                     seq = ns.gate.commit(self._removal(child))
@@ -383,13 +418,14 @@ class MetadataSync:
                 now = time.time_ns()
                 if existing is None:
                     new_id = ns.tree.next_id
+                    mode, uid, gid = attrs_of(status)
                     if status.is_dir:
                         seq = ns.gate.commit(
-                            E.MkDir(new_id, node.id, name, 0o755, 0, 0, status.mtime_ns or now)
+                            E.MkDir(new_id, node.id, name, mode, uid, gid, status.mtime_ns or now)
                         )
                         count += 1
                         continue
-                    seq = ns.gate.commit(E.CreateFile(new_id, node.id, name, 0o644, 0, 0, now))
+                    seq = ns.gate.commit(E.CreateFile(new_id, node.id, name, mode, uid, gid, now))
                     count += 1
                     existing = ns.tree.get(new_id)
                 for entry in self._changes(existing.id, existing, status):
@@ -399,21 +435,29 @@ class MetadataSync:
             ns.gate.durable(seq)
         return count
 
-    def _changes(self, ino: int, node: Inode, status: UfsStatus) -> list[E.UfsFingerprint]:
+    def _changes(
+        self, ino: int, node: Inode, status: UfsStatus
+    ) -> list[E.UfsFingerprint | E.SetAttr]:
+        changed = attr_change(node, status)
+        attrs: list[E.UfsFingerprint | E.SetAttr] = [changed] if changed is not None else []
         if status.is_dir:
-            return []
+            return attrs
         if node.flags & COMPLETE and not node.flags & PERSISTED:
             # Shoal holds content the UFS does not have yet (written to the cache, its upload
             # pending or never asked for): what the UFS shows is older, not a change to follow.
             # Taking its fingerprint would mark this content persisted, and a block evicted
-            # or missing would then be read back from the older object.
+            # or missing would then be read back from the older object. Its owner and mode
+            # are the namespace's too: its upload carries them to the store.
             return []
         known = node.ext.fingerprint if node.ext is not None else None
         if known == status.fingerprint:
-            return []
+            return attrs
         mtime = status.mtime_ns or time.time_ns()
         now = time.time_ns()
-        return [E.UfsFingerprint(ino, status.fingerprint, status.size, mtime, now, self.block_size)]
+        fingerprint = E.UfsFingerprint(
+            ino, status.fingerprint, status.size, mtime, now, self.block_size
+        )
+        return [fingerprint, *attrs]
 
     def _removable(self, node: Inode) -> bool:
         """A name the UFS no longer shows may leave the namespace only if Shoal holds nothing
@@ -427,7 +471,7 @@ class MetadataSync:
     def _removal(self, node: Inode) -> E.Delete:
         return E.Delete(node.id, node.parent, node.name, time.time_ns())
 
-    def _commit_all(self, entries: list[E.Delete] | list[E.UfsFingerprint]) -> int:
+    def _commit_all(self, entries: Sequence[E.Delete | E.UfsFingerprint | E.SetAttr]) -> int:
         # Only for a single file's entries, decided from one inode without a listing.
         if not entries:
             return 0

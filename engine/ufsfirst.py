@@ -47,7 +47,7 @@ from engine.persister import Persister
 from engine.placement import Placement
 from engine.state import PERSISTED
 from engine.ufswalk import move_tree, remove_tree
-from ufs.base import UnderFS
+from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class UfsFirstChanges:
         if ufs is not None:
             _mount, connector, rel = ufs
             with ufs_errors():
-                connector.mkdir(rel)
+                connector.mkdir(rel, UfsAttrs(mode, uid, gid))
         return self.ns.mkdir_in(parent.id, name, mode, uid, gid)
 
     def makedirs(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Inode:

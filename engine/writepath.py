@@ -29,6 +29,7 @@ from engine.placement import Placement, UfsTarget
 from engine.state import PERSISTED
 from engine.sync import MetadataSync
 from journal import entries as E
+from ufs.base import UfsAttrs
 
 
 class NewFile(NamedTuple):
@@ -82,10 +83,14 @@ class WritePath:
         new = NewFile(parent, name, mode, uid, gid)
         if not kind.writes_ufs_at_close:
             return self._write_cached(new, source, kind)
-        return self._write_through(new, source, kind, ufs)
+        # The store's copy gets the file's owner and mode (a new file: the ones asked for).
+        attrs = UfsAttrs(mode, uid, gid)
+        if existing is not None:
+            attrs = UfsAttrs(existing.mode & 0o7777, existing.uid, existing.gid)
+        return self._write_through(new, source, kind, ufs, attrs)
 
     def _write_through(
-        self, new: NewFile, source: BinaryIO, kind: WriteType, ufs: UfsTarget
+        self, new: NewFile, source: BinaryIO, kind: WriteType, ufs: UfsTarget, attrs: UfsAttrs
     ) -> Inode:
         """To the UFS first; journaled once it has the bytes; cached as they pass if ``kind``
         caches."""
@@ -93,7 +98,7 @@ class WritePath:
         blocks: list[bytes] | None = [] if kind.caches and self.cache else None
         stream = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
         with ufs_errors():
-            status = connector.write(rel, stream)  # type: ignore[arg-type]
+            status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
         ns = self.ns
         now = time.time_ns()
         with ns.lock:

@@ -25,7 +25,7 @@ from engine.engine import Engine
 from engine.persister import Persister
 from journal.journal import JournalOptions
 from recovery.crashsim import SimStorage
-from ufs.base import UfsStatus, UnderFS
+from ufs.base import UfsAttrs, UfsStatus, UnderFS
 from ufs.errors import UfsUnavailable
 from ufs.local import LocalUnderFS
 
@@ -89,12 +89,12 @@ class FlakyUfs(LocalUnderFS):
         if self.world.ufs_down:
             raise UfsUnavailable(f"{self.uri}: {what} {path}: the store refuses writes")
 
-    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+    def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         self._refuse("write", path)
         during, self.world.during = self.world.during, None
         if during is not None:
             source = _Midway(source, during, self.world.midway)  # type: ignore[assignment]
-        return super().write(path, source)
+        return super().write(path, source, attrs)
 
     def delete(self, path: str) -> None:
         self._refuse("delete", path)
@@ -104,9 +104,13 @@ class FlakyUfs(LocalUnderFS):
         self._refuse("rename", src)
         super().rename(src, dst)
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, attrs: UfsAttrs | None = None) -> None:
         self._refuse("mkdir", path)
-        super().mkdir(path)
+        super().mkdir(path, attrs)
+
+    def set_attrs(self, path: str, attrs: UfsAttrs) -> UfsStatus:
+        self._refuse("set_attrs", path)
+        return super().set_attrs(path, attrs)
 
 
 class World:

@@ -47,6 +47,7 @@ from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
 from engine.state import COMPLETE, PERSISTED, Mount
+from engine.storeattrs import attr_change, attrs_of
 from journal import entries as E
 from ufs.base import UfsStatus
 from ufs.base import join as ufs_join
@@ -59,29 +60,6 @@ PARALLEL_LISTINGS = 8  # directories listed at once by a recursive sync
 NEVER = -1.0
 RETRY_AFTER_S = 5.0  # a store that failed a listing is not asked again before this
 LISTED = "shoal-listed"  # a directory's fingerprint once listed: LISTED:<mount time>:<ns>
-# What a name gets where its store keeps no owner or mode (S3 objects without metadata).
-DEFAULT_FILE_MODE, DEFAULT_DIR_MODE, DEFAULT_UID, DEFAULT_GID = 0o644, 0o755, 0, 0
-
-
-def attrs_of(status: UfsStatus) -> tuple[int, int, int]:
-    """(mode, uid, gid) a name loaded from ``status`` gets: the store's, else the defaults."""
-    default = DEFAULT_DIR_MODE if status.is_dir else DEFAULT_FILE_MODE
-    return (
-        default if status.mode is None else status.mode,
-        DEFAULT_UID if status.uid is None else status.uid,
-        DEFAULT_GID if status.gid is None else status.gid,
-    )
-
-
-def attr_change(node: Inode, status: UfsStatus) -> E.SetAttr | None:
-    """The SetAttr that gives ``node`` the owner and mode ``status`` shows, if they differ (a
-    store that keeps none changes nothing)."""
-    mode = status.mode if status.mode != node.mode & 0o7777 else None
-    uid = status.uid if status.uid != node.uid else None
-    gid = status.gid if status.gid != node.gid else None
-    if mode is None and uid is None and gid is None:
-        return None
-    return E.SetAttr(node.id, time.time_ns(), mode=mode, uid=uid, gid=gid)
 
 
 def listing_mark(mount_time: int, at_ns: int) -> str:
@@ -341,9 +319,10 @@ class MetadataSync:
         ufs = self.mounts.connector(mount)
         seen: set[str] = set()
         count = 0
+        mtime = node.mtime  # the store's (from the listing above): loading its names moves it
         with ufs_errors():
             # The mount's root has no listing above it to bring its owner and mode.
-            own = ufs.stat(rel) if not rel else None
+            own = ufs.stat(rel) if not rel else UfsStatus(rel, True, 0, 0, "")
             stream: Iterator[UfsStatus] = ufs.list(rel)
             batch: list[UfsStatus] = []
             for status in stream:
@@ -356,14 +335,14 @@ class MetadataSync:
         seq = 0
         remark = self._remark(node, mount)
         with ns.lock:  # decided and journaled in one hold: nothing can slip in between
-            changed = attr_change(node, own) if own is not None else None
-            if changed is not None and ns.tree.find(node.id) is node:
-                seq = ns.gate.commit(changed)
-                count += 1
             for name, child in sorted((node.children or {}).items()):
                 if name not in seen and self._removable(child):
                     seq = ns.gate.commit(self._removal(child))
                     count += 1
+            # Not counted as a change found: mostly the directory's own mtime put back.
+            changed = attr_change(node, own, mtime) if ns.tree.find(node.id) is node else None
+            if changed is not None:
+                seq = ns.gate.commit(changed)
             if remark and ns.tree.find(node.id) is node and node.children is not None:
                 # Only a listing that ran to its end is marked: one cut short is listed again.
                 now = time.time_ns()

@@ -30,6 +30,7 @@ WHERE = {
 class File(NamedTuple):
     content: bytes
     where: str  # "ufs" | "pending" | "cache"
+    mode: int = 0o644  # permission bits: in the store too once it has the file
 
 
 Files = dict[str, File]
@@ -39,7 +40,8 @@ def m_write(model: Files, name: str, data: bytes, write_type: str, ufs_down: boo
     where = WHERE[write_type]
     if where == "ufs" and ufs_down:
         raise Refused(err.Unavailable)
-    return {**model, name: File(data, where)}
+    mode = model[name].mode if name in model else File._field_defaults["mode"]
+    return {**model, name: File(data, where, mode)}
 
 
 def m_delete(model: Files, name: str, ufs_down: bool) -> Files:
@@ -64,7 +66,7 @@ def m_rename(model: Files, src: str, dst: str, ufs_down: bool) -> Files:
 
 def m_uploaded(model: Files, name: str) -> Files:
     """The pending upload of ``name``'s current content has reached the store."""
-    return {**model, name: File(model[name].content, "ufs")}
+    return {**model, name: model[name]._replace(where="ufs")}
 
 
 def m_changed_in_ufs(model: Files, name: str, data: bytes | None) -> Files:
@@ -74,7 +76,18 @@ def m_changed_in_ufs(model: Files, name: str, data: bytes | None) -> Files:
         return model
     if data is None:
         return {n: f for n, f in model.items() if n != name}
+    if name in model:  # rewritten in place: the store's file keeps its mode
+        return {**model, name: model[name]._replace(content=data, where="ufs")}
     return {**model, name: File(data, "ufs")}
+
+
+def m_chmod(model: Files, name: str, mode: int, ufs_down: bool) -> Files:
+    """chmod: in the store first where it has the file, else journaled for its upload."""
+    if name not in model:
+        raise Refused(err.NotFound)
+    if ufs_down and model[name].where == "ufs":
+        raise Refused(err.Unavailable)
+    return {**model, name: model[name]._replace(mode=mode)}
 
 
 def where_of(engine: Engine, name: str) -> str:
@@ -90,5 +103,5 @@ def view(engine: Engine) -> Files:
     out = {}
     for name, node in sorted((engine.ns.tree.root.children or {}).items()):
         data = engine.fs.read(f"/{name}", 0, node.size + 1)
-        out[name] = File(data, where_of(engine, name))
+        out[name] = File(data, where_of(engine, name), node.mode & 0o7777)
     return out

@@ -30,7 +30,8 @@ from ufs.errors import UfsUnavailable
 from ufs.local import LocalUnderFS
 
 AREAS = ("ufs", "mem", "ssd")  # the real directories of a world, below its top directory
-Files = dict[str, bytes]  # path below the top directory -> content
+# path below the top directory -> (content, permission bits: chmod reaches the store)
+Files = dict[str, tuple[bytes, int]]
 
 
 class StepPersister(Persister):
@@ -151,7 +152,8 @@ class World:
                     path = os.path.join(root, name)
                     try:
                         with open(path, "rb") as f:
-                            out[os.path.relpath(path, self.top)] = f.read()
+                            mode = os.fstat(f.fileno()).st_mode & 0o7777
+                            out[os.path.relpath(path, self.top)] = (f.read(), mode)
                     except FileNotFoundError:
                         continue
         return out
@@ -171,10 +173,11 @@ class World:
             shutil.rmtree(self.top / area, ignore_errors=True)
             (self.top / area).mkdir()
         kept = {p: b for p, b in files.items() if not (reboot and p.startswith("mem/"))}
-        for rel, data in kept.items():
+        for rel, (data, mode) in kept.items():
             path = self.top / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+            path.chmod(mode)
         return kept
 
     def watch(self, storage: SimStorage, files: Files) -> None:

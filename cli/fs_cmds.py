@@ -142,15 +142,15 @@ def cmd_touch(args: argparse.Namespace) -> int:
         for raw in args.paths:
             path = _abs(raw)
             try:
-                engine.sync.lookup(path)
+                node = engine.sync.lookup(path)
             except NotFound:
                 if engine.fs.mount_of(path) is not None:  # an empty file, written THROUGH
                     engine.fs.write_file(path, io.BytesIO(b""), 0o644, uid, gid)
                     continue
                 node = ns.create(path, 0o644, uid, gid)
                 ns.complete(node.id, 0, engine.config.block_size)
-            else:
-                ns.setattr(path, mtime=time.time_ns())
+            else:  # the store's copy too, as touch through the mount does
+                engine.fs.set_attrs(node, mtime=time.time_ns())
     return EXIT_OK
 
 

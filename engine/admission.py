@@ -112,7 +112,7 @@ def _complete(state: State, e: E.CompleteFile) -> None:
 
 def _setattr(state: State, e: E.SetAttr) -> None:
     node = _node(state, e.id)
-    if e.size is not None and node.mode & S_IFMT != S_IFREG:
+    if (e.size is not None or e.fingerprint is not None) and node.mode & S_IFMT != S_IFREG:
         raise Refused(f"inode {e.id} is not a regular file")
 
 

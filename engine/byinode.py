@@ -54,6 +54,15 @@ class Paths(Protocol):
 
     def check_storable(self, path: str, is_dir: bool) -> None: ...
 
+    def set_attrs(
+        self,
+        node: Inode,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        mtime: int | None = None,
+    ) -> None: ...
+
 
 def _path(ns: Namespace, parent: Inode, name: str) -> str:
     return ns.path_of(parent).rstrip("/") + "/" + name
@@ -241,7 +250,8 @@ def setattr(
     gid: int | None = None,
     mtime: int | None = None,
 ) -> Inode:
-    """chmod, chown, touch -m (the kernel has checked that the caller may)."""
+    """chmod, chown, touch -m (the kernel has checked that the caller may); below a mount
+    they reach the store too (engine/ufsattrs.py)."""
     node = posix.inode(fs.ns.tree, ino)
     changes: dict[str, int] = {}
     if mode is not None:
@@ -250,7 +260,7 @@ def setattr(
         if value is not None:
             changes[key] = value
     if changes:
-        fs.ns.setattr(fs.ns.path_of(node), **changes)
+        fs.set_attrs(node, **changes)
     return node
 
 

@@ -5,6 +5,7 @@ Each job is its own module; this class only wires them and keeps the calls in on
 
 - engine/placement.py: where a path is stored, which read and write types apply to it;
 - engine/ufsfirst.py: mkdir, delete, rename, carried out on the UFS before the journal;
+- engine/ufsattrs.py: owners, modes and times, likewise;
 - engine/writepath.py: a file's content written as its write type says, persist requests;
 - engine/readpath.py: cache hits, misses from the UFS, readahead.
 """
@@ -27,6 +28,7 @@ from engine.posix import Caller
 from engine.readpath import ReadPath
 from engine.state import Mount
 from engine.sync import MetadataSync
+from engine.ufsattrs import StoreAttrs
 from engine.ufsfirst import UfsFirstChanges
 from engine.writepath import WritePath
 
@@ -48,6 +50,7 @@ class FileSystem:
         self.placement = Placement(ns, mounts, sync, write_type, read_type)
         self.changes = UfsFirstChanges(ns, self.placement)
         self.links = LinkChanges(ns, self.placement, self.changes.holding)
+        self.attrs = StoreAttrs(ns, self.placement, self.changes)
         self.writes = WritePath(ns, sync, cache, self.placement)
         self.reads = ReadPath(ns, mounts, sync, cache, self.placement)
 
@@ -133,6 +136,17 @@ class FileSystem:
 
     def check_storable(self, path: str, is_dir: bool) -> None:
         self.placement.check_storable(path, is_dir)
+
+    def set_attrs(
+        self,
+        node: Inode,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        mtime: int | None = None,
+    ) -> None:
+        """chmod, chown, utimens: in the store first where it holds a copy."""
+        self.attrs.set(node, mode, uid, gid, mtime)
 
     # -- file content ------------------------------------------------------------------------
 

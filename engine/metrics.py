@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ufs.base import UfsStatus, UnderFS
+from ufs.base import UfsAttrs, UfsStatus, UnderFS
 from ufs.errors import UfsError
 
 ENABLED = False  # set once by the daemon when metrics are served: no cost otherwise
@@ -85,16 +85,20 @@ class CountedUnderFS(UnderFS):
             UFS_ERRORS.labels("read").inc()
             raise
 
-    def write(self, path: str, source: BinaryIO) -> UfsStatus:
-        status: UfsStatus = self._call("write", self.inner.write, path, source)
+    def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
+        status: UfsStatus = self._call("write", self.inner.write, path, source, attrs)
         UFS_BYTES_WRITTEN.inc(status.size)
         return status
 
     def delete(self, path: str) -> None:
         self._call("delete", self.inner.delete, path)
 
-    def mkdir(self, path: str) -> None:
-        self._call("mkdir", self.inner.mkdir, path)
+    def mkdir(self, path: str, attrs: UfsAttrs | None = None) -> None:
+        self._call("mkdir", self.inner.mkdir, path, attrs)
+
+    def set_attrs(self, path: str, attrs: UfsAttrs) -> UfsStatus:
+        status: UfsStatus = self._call("set_attrs", self.inner.set_attrs, path, attrs)
+        return status
 
     def rmdir(self, path: str) -> None:
         self._call("rmdir", self.inner.rmdir, path)

@@ -36,7 +36,7 @@ from engine.namespace import Namespace
 from engine.state import block_size_of
 from engine.sync import MetadataSync
 from journal import entries as E
-from ufs.base import UnderFS
+from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import UfsError
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,9 @@ class Persister:
             if node is not None and node.version == version:
                 where = self.sync.mount_of(node)
                 size, bs = node.size, block_size_of(node)
+                # A change of these holds the file (engine/ufsattrs.py): this upload is called
+                # off and the next one carries the new ones.
+                attrs = UfsAttrs(node.mode & 0o7777, node.uid, node.gid, node.mtime)
             else:  # nothing of this version is to be uploaded
                 superseded = self.ns.gate.commit(E.Persisted(file, version, "", time.time_ns()))
         if superseded:
@@ -230,7 +233,8 @@ class Persister:
 
         connector = self.mounts.connector(mount)
         with ufs_errors():
-            status = connector.write(rel, _BlockStream(blocks(), upload))  # type: ignore[arg-type]
+            stream = _BlockStream(blocks(), upload)
+            status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
         with self.ns.lock:
             node = self.ns.tree.find(file)
             moved = node is None or self.sync.mount_of(node) != (mount, rel)

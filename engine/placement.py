@@ -20,7 +20,7 @@ from engine.names import check_name, parent_and_name, split_path
 from engine.namespace import Namespace
 from engine.state import Mount
 from engine.sync import MetadataSync
-from ufs.base import NameRules, UfsStatus, UnderFS
+from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS
 from ufs.base import join as ufs_join
 from ufs.uri import name_rules
 
@@ -52,14 +52,17 @@ class MountConnector(UnderFS):
     def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
         return self._ufs().read_stream(path, offset, length)
 
-    def write(self, path: str, source: BinaryIO) -> UfsStatus:
-        return self._ufs().write(path, source)
+    def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
+        return self._ufs().write(path, source, attrs)
 
     def delete(self, path: str) -> None:
         self._ufs().delete(path)
 
-    def mkdir(self, path: str) -> None:
-        self._ufs().mkdir(path)
+    def mkdir(self, path: str, attrs: UfsAttrs | None = None) -> None:
+        self._ufs().mkdir(path, attrs)
+
+    def set_attrs(self, path: str, attrs: UfsAttrs) -> UfsStatus:
+        return self._ufs().set_attrs(path, attrs)
 
     def rmdir(self, path: str) -> None:
         self._ufs().rmdir(path)

@@ -281,6 +281,8 @@ class State:
 
     def _setattr(self, e: E.SetAttr) -> None:
         node = self._node(e.id)
+        if e.fingerprint is not None and node.mode & S_IFMT != S_IFREG:
+            raise ApplyError(f"inode {e.id} is not a regular file: it has no UFS copy")
         if e.mode is not None:
             node.mode = shared_int((node.mode & S_IFMT) | (e.mode & 0o7777))
         if e.uid is not None:
@@ -309,6 +311,8 @@ class State:
             node.ensure_ext().read_type = e.read_type or None
         if e.write_type is not None:
             node.ensure_ext().write_type = e.write_type or None
+        if e.fingerprint is not None:
+            node.ensure_ext().fingerprint = e.fingerprint
         if node.ext is not None and node.ext.empty():
             node.ext = None
         node.ctime = e.time

@@ -25,6 +25,12 @@ So after one, every directory listed before it (its mark older than ``relist_bef
 engine/home.py) is due once more at its first access, whatever the interval; that listing is
 marked, and the interval decides again from there. While its store is down it keeps its
 listing, as any due directory does.
+
+A name loaded from a store gets the store's owner and permission bits (docs/mount.md): where it
+keeps none (an S3 object without POSIX metadata), 0644 for a file and 0755 for a directory,
+owned by root. A later listing that finds them changed journals a SetAttr, unless the file holds
+content the store does not have yet (its upload will carry the namespace's). The mount's root
+takes its attributes from the store's root at each of its listings.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from engine.errors import InvalidArgument, InvalidName, NotFound, Unavailable
@@ -41,6 +47,7 @@ from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
 from engine.state import COMPLETE, PERSISTED, Mount
+from engine.storeattrs import attr_change, attrs_of
 from journal import entries as E
 from ufs.base import UfsStatus
 from ufs.base import join as ufs_join
@@ -318,7 +325,10 @@ class MetadataSync:
         ufs = self.mounts.connector(mount)
         seen: set[str] = set()
         count = 0
+        mtime = node.mtime  # the store's (from the listing above): loading its names moves it
         with ufs_errors():
+            # The mount's root has no listing above it to bring its owner and mode.
+            own = ufs.stat(rel) if not rel else UfsStatus(rel, True, 0, 0, "")
             stream: Iterator[UfsStatus] = ufs.list(rel)
             batch: list[UfsStatus] = []
             for status in stream:
@@ -337,6 +347,10 @@ class MetadataSync:
                 if self._removable(child):
                     seq = ns.gate.commit(self._removal(child, node.id, name))
                     count += 1
+            # Not counted as a change found: mostly the directory's own mtime put back.
+            changed = attr_change(node, own, mtime) if ns.tree.find(node.id) is node else None
+            if changed is not None:
+                seq = ns.gate.commit(changed)
             if remark and ns.tree.find(node.id) is node and node.children is not None:
                 # Only a listing that ran to its end is marked: one cut short is listed again.
                 now = time.time_ns()
@@ -391,15 +405,16 @@ class MetadataSync:
                 now = time.time_ns()
                 if existing is None:
                     new_id = ns.tree.next_id
+                    mode, uid, gid = attrs_of(status)
                     if status.is_dir:
                         seq = ns.gate.commit(
-                            E.MkDir(new_id, node.id, name, 0o755, 0, 0, status.mtime_ns or now)
+                            E.MkDir(new_id, node.id, name, mode, uid, gid, status.mtime_ns or now)
                         )
                         count += 1
                         continue
-                    mode = status.special | 0o644  # a special file's type: engine/links.py
+                    mode |= status.special  # a special file's type: engine/links.py
                     seq = ns.gate.commit(
-                        E.CreateFile(new_id, node.id, name, mode, 0, 0, now, status.rdev)
+                        E.CreateFile(new_id, node.id, name, mode, uid, gid, now, status.rdev)
                     )
                     count += 1
                     existing = ns.tree.get(new_id)
@@ -412,9 +427,13 @@ class MetadataSync:
             ns.gate.durable(seq)
         return count
 
-    def _changes(self, ino: int, node: Inode, status: UfsStatus) -> list[E.UfsFingerprint]:
+    def _changes(
+        self, ino: int, node: Inode, status: UfsStatus
+    ) -> list[E.UfsFingerprint | E.SetAttr]:
+        changed = attr_change(node, status)
+        attrs: list[E.UfsFingerprint | E.SetAttr] = [changed] if changed is not None else []
         if status.is_dir:
-            return []
+            return attrs
         known = node.ext.fingerprint if node.ext is not None else None
         if not node.flags & PERSISTED and (node.flags & COMPLETE or known):
             # Shoal holds content the UFS does not have yet (written to the cache, its upload
@@ -424,10 +443,13 @@ class MetadataSync:
             # block evicted or missing would then be read back from the older object.
             return []
         if known == status.fingerprint:
-            return []
+            return attrs
         mtime = status.mtime_ns or time.time_ns()
         now = time.time_ns()
-        return [E.UfsFingerprint(ino, status.fingerprint, status.size, mtime, now, self.block_size)]
+        fingerprint = E.UfsFingerprint(
+            ino, status.fingerprint, status.size, mtime, now, self.block_size
+        )
+        return [fingerprint, *attrs]
 
     def _removable(self, node: Inode) -> bool:
         """A name the UFS no longer shows may leave the namespace only if Shoal holds nothing
@@ -442,7 +464,7 @@ class MetadataSync:
         """The Delete of one name of ``node`` (a hard-linked file keeps its others)."""
         return E.Delete(node.id, parent, name, time.time_ns())
 
-    def _commit_all(self, entries: list[E.Delete] | list[E.UfsFingerprint]) -> int:
+    def _commit_all(self, entries: Sequence[E.Delete | E.UfsFingerprint | E.SetAttr]) -> int:
         # Only for a single file's entries, decided from one inode without a listing.
         if not entries:
             return 0

@@ -54,7 +54,7 @@ from engine.persister import Persister
 from engine.placement import Placement
 from engine.state import PERSISTED, store_may_hold
 from engine.ufswalk import move_tree, remove_tree
-from ufs.base import UnderFS
+from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class UfsFirstChanges:
             self.placement.check_storable(path, is_dir=True)
             _mount, connector, rel = ufs
             with ufs_errors():
-                connector.mkdir(rel)
+                connector.mkdir(rel, UfsAttrs(mode, uid, gid))
         return self.ns.mkdir_in(parent.id, name, mode, uid, gid)
 
     def makedirs(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Inode:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 from engine.inode import Inode
 from engine.state import PERSISTED
-from ufs.base import UnderFS
+from ufs.base import UfsAttrs, UnderFS
 from ufs.base import join as ufs_join
 from ufs.errors import UfsIsADirectory, UfsNotFound
 
@@ -17,6 +17,11 @@ def walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
     for name, child in sorted((node.children or {}).items()):
         yield from walk(child, ufs_join(rel, name))
     yield node, rel
+
+
+def _attrs(directory: Inode) -> UfsAttrs:
+    """A directory made anew by a move keeps its owner and mode in the store."""
+    return UfsAttrs(directory.mode & 0o7777, directory.uid, directory.gid)
 
 
 def _persisted(node: Inode) -> bool:
@@ -52,11 +57,11 @@ def move_tree(
     was never journaled) and is removed, not moved: moved ahead of the journal entry, a kill
     would leave superseded content under the new name. The current content reaches the new
     name later by its pending upload."""
-    ufs.mkdir(dst)
+    ufs.mkdir(dst, _attrs(node))
     for item, path in walk(node, src):
         target = dst + path[len(src) :]
         if item.children is not None:
-            ufs.mkdir(target)
+            ufs.mkdir(target, _attrs(item))
         elif item.flags & PERSISTED:
             ufs.rename(path, target)
         elif in_ufs(item):

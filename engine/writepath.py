@@ -31,6 +31,7 @@ from engine.placement import Placement, UfsTarget
 from engine.state import PERSISTED, store_may_hold
 from engine.sync import MetadataSync
 from journal import entries as E
+from ufs.base import UfsAttrs
 
 
 class NewFile(NamedTuple):
@@ -86,10 +87,14 @@ class WritePath:
         new = NewFile(parent, name, mode, uid, gid)
         if not kind.writes_ufs_at_close:
             return self._write_cached(new, source, kind)
-        return self._write_through(new, source, kind, ufs)
+        # The store's copy gets the file's owner and mode (a new file: the ones asked for).
+        attrs = UfsAttrs(mode, uid, gid)
+        if existing is not None:
+            attrs = UfsAttrs(existing.mode & 0o7777, existing.uid, existing.gid)
+        return self._write_through(new, source, kind, ufs, attrs)
 
     def _write_through(
-        self, new: NewFile, source: BinaryIO, kind: WriteType, ufs: UfsTarget
+        self, new: NewFile, source: BinaryIO, kind: WriteType, ufs: UfsTarget, attrs: UfsAttrs
     ) -> Inode:
         """To the UFS first; journaled once it has the bytes; cached as they pass if ``kind``
         caches."""
@@ -98,7 +103,7 @@ class WritePath:
         tee = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
         stream = _Announced(tee, lambda: self._store_copy_first(new))
         with ufs_errors():
-            status = connector.write(rel, stream)  # type: ignore[arg-type]
+            status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
         ns = self.ns
         now = time.time_ns()
         with ns.lock:

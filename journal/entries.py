@@ -77,6 +77,9 @@ class SetAttr(NamedTuple):
     # Appended last: entries written before they existed decode with None.
     read_type: str | None = None
     write_type: str | None = None
+    # A file's UFS copy after a change of its attributes alone reached it (utimens on a local
+    # store moves its fingerprint): the same content, so no new version. Appended last.
+    fingerprint: str | None = None
 
 
 class Rename(NamedTuple):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 def fsync_dir(path: str) -> None:
@@ -30,12 +30,15 @@ def write_atomically(
     temp_name: str | None = None,
     mode: int = 0o644,
     sync: bool = True,
+    finish: Callable[[int], None] | None = None,
 ) -> None:
     """Replaces ``target`` with the concatenated ``chunks`` (read lazily, so a large source is
     never whole in memory). The temporary file is ``temp_name`` if given, else ``temp_prefix``
     and a random tag; it is created with O_EXCL, so it never opens a file that was there. A
     failure before the rename (a full disk at a write, at fsync, or at close on NFS) removes
-    it. With ``sync`` false (memory-backed directories) nothing is fsynced.
+    it. With ``sync`` false (memory-backed directories) nothing is fsynced. ``finish`` is
+    called with the temporary file's descriptor once its bytes are written, before it is
+    fsynced and renamed: what it sets (owner, mode, times) arrives with the content.
     """
     folder = os.path.dirname(target)
     temp = os.path.join(folder, temp_name or f"{temp_prefix}{secrets.token_hex(8)}")
@@ -46,6 +49,8 @@ def write_atomically(
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
+            if finish is not None:
+                finish(fd)
             if sync:
                 os.fsync(fd)
         finally:

@@ -32,6 +32,11 @@ class UfsStatus:
     # file or a directory; a device's number (docs/mount.md: what each store holds for them).
     special: int = 0
     rdev: int = 0
+    # The owner and permission bits (0o7777) the store keeps; None where it keeps none (an S3
+    # object without POSIX metadata, an implicit directory): the engine's defaults then apply.
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
 
     @property
     def name(self) -> str:
@@ -80,6 +85,22 @@ class NameRules:
                 )
 
 
+@dataclass(frozen=True, slots=True)
+class UfsAttrs:
+    """Ownership, permission bits and modification time to give a file or directory in the
+    store; None leaves the store's own (or its default, for a new one)."""
+
+    mode: int | None = None  # permission bits only: the type is the store's
+    uid: int | None = None
+    gid: int | None = None
+    mtime_ns: int | None = None
+
+    def empty(self) -> bool:
+        return (
+            self.mode is None and self.uid is None and self.gid is None and (self.mtime_ns is None)
+        )
+
+
 def normalize(path: str) -> str:
     """The canonical form of a connector path; raises UfsInvalidPath."""
     if "\0" in path:
@@ -123,18 +144,27 @@ class UnderFS(ABC):
             yield data
 
     @abstractmethod
-    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+    def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         """Creates or replaces file ``path`` with everything ``source`` yields, read in chunks
         (large files in several parts). Readers see the old content or the new, never a mix.
-        Parent directories are created as needed."""
+        Parent directories are created as needed. The new file gets ``attrs`` where the store
+        keeps them (with its content, not after it: no reader sees it with other ones)."""
 
     @abstractmethod
     def delete(self, path: str) -> None:
         """Removes file ``path``; UfsNotFound if it is not there, UfsIsADirectory for a dir."""
 
     @abstractmethod
-    def mkdir(self, path: str) -> None:
-        """Creates directory ``path`` and its missing parents; an existing directory is fine."""
+    def mkdir(self, path: str, attrs: UfsAttrs | None = None) -> None:
+        """Creates directory ``path`` and its missing parents; an existing directory is fine.
+        A directory this call creates at ``path`` gets ``attrs`` where the store keeps them."""
+
+    def set_attrs(self, path: str, attrs: UfsAttrs) -> UfsStatus:
+        """Gives file or directory ``path`` the attributes ``attrs`` names (chmod, chown,
+        utimens) and returns its status after. A store that keeps none of them changes
+        nothing (the default). One that cannot change the owner (a local store served by
+        a user other than root) keeps its own and says so once in the log."""
+        return self.stat(path)
 
     @abstractmethod
     def rmdir(self, path: str) -> None:

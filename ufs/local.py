@@ -6,21 +6,28 @@ to a temporary file in the target directory, are fsynced and renamed over the ta
 directory is fsynced: a reader sees the old file or the new one, and a crash leaves one of them.
 A writer killed before its rename leaves its temporary file; ``clean_leftovers`` removes those
 whose writer is provably gone (ufs/tempfiles.py), and listings leave them out.
+
+Files and directories keep the store's own owner, permission bits and modification time: a
+status carries them, and ``write``, ``mkdir`` and ``set_attrs`` give them what the engine asks
+(a written file gets them on its temporary file, before the rename). Changing the owner needs
+root (CAP_CHOWN): a daemon run by another user keeps the store's owner, logged once.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from threading import Event
 from typing import BinaryIO
 
 from ufs import tempfiles
 from ufs.atomic import fsync_dir, write_atomically
-from ufs.base import NAME_MAX, NameRules, UfsStatus, UnderFS, join, normalize
+from ufs.base import NAME_MAX, NameRules, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsAccessDenied,
     UfsError,
@@ -35,6 +42,8 @@ from ufs.errors import (
     UfsReadOnly,
     UfsUnavailable,
 )
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 LONG_PATH = 3072  # bytes: longer paths are reached through a directory descriptor
@@ -65,6 +74,7 @@ class LocalUnderFS(UnderFS):
         self.root = real
         self.uri = f"file://{real}"
         self.rules = self.rules_at(real)
+        self._chown_refused = False  # logged once: the owners asked for stay the store's
 
     @staticmethod
     def rules_at(root: str) -> NameRules:
@@ -140,14 +150,44 @@ class LocalUnderFS(UnderFS):
             raise cls(f"{self.uri}: {path or '/'}: {exc.strerror or exc}") from exc
 
     def _status(self, rel: str, st: os.stat_result) -> UfsStatus:
+        mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
         if stat.S_ISDIR(st.st_mode):
-            return UfsStatus(rel, True, 0, st.st_mtime_ns, "")
+            return UfsStatus(rel, True, 0, st.st_mtime_ns, "", mode=mode, uid=uid, gid=gid)
         fmt = stat.S_IFMT(st.st_mode)
         special = 0 if fmt == stat.S_IFREG else fmt
         return UfsStatus(
             rel, False, st.st_size, st.st_mtime_ns, f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}",
             special, st.st_rdev if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0,
+            mode=mode, uid=uid, gid=gid,
         )  # fmt: skip
+
+    def _give(self, target: int | str, attrs: UfsAttrs) -> None:
+        """Gives ``target`` (a descriptor or a path) ``attrs``: the owner first, as chown
+        clears the setuid and setgid bits that the mode then sets."""
+        if attrs.uid is not None or attrs.gid is not None:
+            uid = -1 if attrs.uid is None else attrs.uid
+            gid = -1 if attrs.gid is None else attrs.gid
+            try:
+                os.chown(target, uid, gid)
+            except PermissionError:
+                if not self._chown_refused:
+                    self._chown_refused = True
+                    log.warning(
+                        "%s: this process (uid %d) may not change owners in the store: files"
+                        " and directories keep the store's owner (run the daemon as root for"
+                        " owners set through the mount to reach it)", self.uri, os.geteuid(),
+                    )  # fmt: skip
+        if attrs.mode is not None:
+            os.chmod(target, attrs.mode & 0o7777)
+        if attrs.mtime_ns is not None:
+            atime = os.stat(target).st_atime_ns
+            os.utime(target, ns=(atime, attrs.mtime_ns))
+
+    def set_attrs(self, path: str, attrs: UfsAttrs) -> UfsStatus:
+        rel = normalize(path)
+        with self._errors(rel), self._path(rel) as full:
+            self._give(full, attrs)
+            return self._status(rel, os.stat(full))
 
     def stat(self, path: str) -> UfsStatus:
         rel = normalize(path)
@@ -206,7 +246,7 @@ class LocalUnderFS(UnderFS):
             finally:
                 os.close(fd)
 
-    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+    def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         rel = normalize(path)
         if not rel:
             raise UfsIsADirectory(f"{self.uri}: the root is a directory")
@@ -217,7 +257,8 @@ class LocalUnderFS(UnderFS):
                 if os.path.isdir(target):
                     raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
                 chunks = iter(lambda: source.read(CHUNK), b"")
-                write_atomically(target, chunks, temp_name=tempfiles.temp_name())
+                finish = None if attrs is None else partial(self._give, attrs=attrs)
+                write_atomically(target, chunks, temp_name=tempfiles.temp_name(), finish=finish)
             return self.stat(rel)
 
     def link(self, src: str, dst: str) -> UfsStatus:
@@ -264,12 +305,14 @@ class LocalUnderFS(UnderFS):
             os.unlink(full)
             fsync_dir(os.path.dirname(full))
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, attrs: UfsAttrs | None = None) -> None:
         rel = normalize(path)
         with self._errors(rel), self._path(rel, make_parents=True) as full:
             if os.path.isdir(full):
                 return
             os.makedirs(full, exist_ok=True)
+            if attrs is not None:
+                self._give(full, attrs)
             fsync_dir(os.path.dirname(full))
 
     def rmdir(self, path: str) -> None:

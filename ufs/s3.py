@@ -8,15 +8,26 @@ backoff with jitter on throttling (503 SlowDown), 5xx, and connection errors and
 error saying what to fix. Credentials come from the mount options if given, else from the
 environment, a named ``profile`` or any source boto3 knows; they are never logged or stored in
 this object's repr.
+
+POSIX attributes live in user metadata under the names s3fs-fuse and rclone use, so a bucket
+shared with them looks the same through each: ``x-amz-meta-mode`` (the decimal st_mode, file
+type bits included, as s3fs writes it), ``x-amz-meta-uid``, ``x-amz-meta-gid`` (decimal) and
+``x-amz-meta-mtime`` (seconds since the epoch, with a fraction of up to nine digits). They are
+written with every upload and directory marker, changed by a copy of the object onto itself
+(MetadataDirective REPLACE), and read back by ``stat`` (its HEAD) and by ``list``, which asks a
+HEAD of every object and marker it lists (LIST returns no metadata), in parallel; the mount
+option ``posix_metadata=false`` gives that up (a listing costs one request per 1,000 keys again,
+and every object gets the engine's defaults). What is missing or unreadable is None.
 """
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
-import stat
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -26,7 +37,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from ufs.base import NameRules, UfsStatus, UnderFS, join, normalize
+from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsAccessDenied,
     UfsBucketMissing,
@@ -39,6 +50,7 @@ from ufs.errors import (
     UfsNotFound,
     UfsUnavailable,
 )
+from ufs.s3meta import dir_status, file_status, posix_metadata
 
 STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
 SECRET_OPTIONS = frozenset({"access_key", "secret_key", "session_token"})
@@ -59,6 +71,7 @@ class S3Options:
     multipart_chunk: int = 16 << 20
     upload_concurrency: int = 4
     page_size: int = 1000  # keys per LIST request
+    posix_metadata: bool = True  # a listing HEADs each entry for its mode, owner and mtime
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> S3Options:
@@ -84,6 +97,9 @@ class S3Options:
                 raise UfsError(f"S3 mount option {key}: {raw!r} is not a valid value") from None
         return cls(**values)
 
+
+# A listed entry: (its UFS path, the key to HEAD, its listing; None for a directory).
+_Listed = tuple[str, str, Mapping[str, Any] | None]
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {
@@ -128,6 +144,7 @@ class S3UnderFS(UnderFS):
             max_concurrency=options.upload_concurrency,
         )
         self._lock = threading.Lock()
+        self._head_pool: ThreadPoolExecutor | None = None  # a listing's HEADs
 
     def __repr__(self) -> str:
         return f"S3UnderFS({self.uri!r}, endpoint={self.options.endpoint!r})"
@@ -232,19 +249,39 @@ class S3UnderFS(UnderFS):
         with self._errors(rel):
             try:
                 head = self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
-                return _file_status(
+                return file_status(
                     rel, head["ContentLength"], head["LastModified"], head["ETag"],
                     head.get("Metadata"),
                 )  # fmt: skip
             except botocore.exceptions.ClientError as exc:
                 if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND:
                     raise
-            reply = self.client.list_objects_v2(
-                Bucket=self.bucket, Prefix=self._dir_prefix(rel), MaxKeys=1
-            )
+            marker = self._dir_prefix(rel)
+            reply = self.client.list_objects_v2(Bucket=self.bucket, Prefix=marker, MaxKeys=1)
             if reply.get("KeyCount", 0) > 0:
-                return UfsStatus(rel, True, 0, 0, "")
+                contents = reply.get("Contents", [])
+                first = contents[0].get("Key") if contents else None
+                # A marker sorts first below its prefix: without one there is no metadata.
+                meta = self._metadata(marker) if first == marker else None
+                return dir_status(rel, meta)
         raise UfsNotFound(f"{self.uri}: {rel}: no such file or directory")
+
+    def _metadata(self, key: str) -> dict[str, str] | None:
+        """The user metadata of object ``key`` (a HEAD); None if it is not there."""
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {}))
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+                return None
+            raise
+
+    def _heads(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._head_pool is None:
+                self._head_pool = ThreadPoolExecutor(
+                    max(1, min(32, self.options.pool_size)), thread_name_prefix="s3-head"
+                )
+            return self._head_pool
 
     def list(self, path: str) -> Iterator[UfsStatus]:
         rel = normalize(path)
@@ -264,27 +301,45 @@ class S3UnderFS(UnderFS):
                 PaginationConfig={"PageSize": self.options.page_size},
             )
             for page in pages:
+                # (UFS path, its key to HEAD, the object's listing, or None for a directory)
+                found_here: builtins.list[_Listed] = []
                 for common in page.get("CommonPrefixes", ()):
                     name = common["Prefix"][cut:-1]
                     if name:
-                        found = True
-                        yield UfsStatus(join(rel, name), True, 0, 0, "")
+                        found_here.append((join(rel, name), common["Prefix"], None))
                 for obj in page.get("Contents", ()):
                     found = True
                     name = obj["Key"][cut:]
-                    if not name:  # the directory's own marker
-                        continue
-                    if obj["Size"] == 0:  # maybe a special file: its type is in metadata
-                        try:
-                            yield self.stat(join(rel, name))
-                        except UfsNotFound:  # deleted since the page was listed
-                            pass
-                        continue
-                    yield _file_status(
-                        join(rel, name), obj["Size"], obj["LastModified"], obj["ETag"]
-                    )
+                    if name:  # else the directory's own marker
+                        found_here.append((join(rel, name), obj["Key"], obj))
+                found = found or bool(found_here)
+                yield from self._statuses(found_here)
         if not found and rel and not self.stat(rel).is_dir:
             raise UfsNotADirectory(f"{self.uri}: {rel} is a file")
+
+    def _statuses(self, items: builtins.list[_Listed]) -> Iterator[UfsStatus]:
+        """A page's entries, with their metadata HEADed in parallel (posix_metadata)."""
+        # Without posix_metadata, an empty object is still HEADed: it may be a special file,
+        # whose type only its metadata holds.
+        wanted = [
+            self.options.posix_metadata or (obj is not None and obj["Size"] == 0)
+            for _rel, _key, obj in items
+        ]
+        if any(wanted):
+            heads = iter(
+                self._heads().map(
+                    self._metadata,
+                    [key for (_r, key, _o), w in zip(items, wanted, strict=True) if w],
+                )
+            )
+            metas: Iterator[dict[str, str] | None] = (next(heads) if w else None for w in wanted)
+        else:
+            metas = iter([None] * len(items))
+        for (path, _key, obj), meta in zip(items, metas, strict=True):
+            if obj is None:
+                yield dir_status(path, meta)
+            else:
+                yield file_status(path, obj["Size"], obj["LastModified"], obj["ETag"], meta)
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         return b"".join(self.read_stream(path, offset, length))
@@ -315,11 +370,12 @@ class S3UnderFS(UnderFS):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+    def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         rel = normalize(path)
         if not rel:
             raise UfsIsADirectory(f"{self.uri}: the root is a directory")
         self.rules.check(rel)
+        meta = posix_metadata(attrs, directory=False)
         with self._errors(rel):
             # Managed transfer: one PUT below the threshold, else a multipart upload of
             # multipart_chunk parts read from the stream as they go (bounded memory).
@@ -327,8 +383,42 @@ class S3UnderFS(UnderFS):
                 _FullReads(source),  # type: ignore[arg-type]
                 self.bucket,
                 self._key(rel),
+                ExtraArgs={"Metadata": meta} if meta else None,
                 Config=self._transfer,
             )
+        return self.stat(rel)
+
+    def set_attrs(self, path: str, attrs: UfsAttrs) -> UfsStatus:
+        rel = normalize(path)
+        if not rel and not self.prefix:
+            return self.stat(rel)  # a bucket's root has no object to hold them
+        with self._errors(rel):
+            key = self._key(rel)
+            try:
+                head: Mapping[str, Any] | None = self.client.head_object(
+                    Bucket=self.bucket, Key=key
+                )
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND:
+                    raise
+                head = None
+            if head is None:  # a directory: its marker holds them (written if it had none)
+                if not self.stat(rel).is_dir:
+                    raise UfsNotFound(f"{self.uri}: {rel}: no such file or directory")
+                marker = self._dir_prefix(rel)
+                meta = self._metadata(marker) or {}
+                meta.update(posix_metadata(attrs, directory=True))
+                self.client.put_object(Bucket=self.bucket, Key=marker, Body=b"", Metadata=meta)
+            else:  # a copy onto itself: new metadata, the same bytes
+                meta = dict(head.get("Metadata", {}))
+                meta.update(posix_metadata(attrs, directory=False))
+                extra = {"Metadata": meta, "MetadataDirective": "REPLACE"}
+                if head.get("ContentType"):
+                    extra["ContentType"] = head["ContentType"]
+                self.client.copy(
+                    {"Bucket": self.bucket, "Key": key}, self.bucket, key,
+                    ExtraArgs=extra, Config=self._transfer,
+                )  # fmt: skip
         return self.stat(rel)
 
     def delete(self, path: str) -> None:
@@ -351,13 +441,16 @@ class S3UnderFS(UnderFS):
         if not reply.get("KeyCount", 0):
             self.client.put_object(Bucket=self.bucket, Key=prefix, Body=b"")
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, attrs: UfsAttrs | None = None) -> None:
         rel = normalize(path)
         if not rel:
             return
         self.rules.check(rel, is_dir=True)
+        meta = posix_metadata(attrs, directory=True)
         with self._errors(rel):
-            self.client.put_object(Bucket=self.bucket, Key=self._dir_prefix(rel), Body=b"")
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._dir_prefix(rel), Body=b"", Metadata=meta
+            )
 
     def rmdir(self, path: str) -> None:
         rel = normalize(path)
@@ -414,6 +507,10 @@ class S3UnderFS(UnderFS):
         return self.stat(rel)
 
     def close(self) -> None:
+        with self._lock:
+            pool, self._head_pool = self._head_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self.client.close()
 
 
@@ -439,28 +536,6 @@ class _FullReads(io.RawIOBase):
             parts.append(chunk)
             size -= len(chunk)
         return b"".join(parts)
-
-
-def _file_status(
-    rel: str, size: int, modified: Any, etag: str, meta: Mapping[str, str] | None = None
-) -> UfsStatus:
-    mtime_ns = int(modified.timestamp() * 1_000_000_000)
-    special, rdev = _special(meta) if meta and not size else (0, 0)
-    return UfsStatus(rel, False, size, mtime_ns, f"{size}-{etag.strip(chr(34))}", special, rdev)
-
-
-def _special(meta: Mapping[str, str]) -> tuple[int, int]:
-    """(type bits, rdev) of an empty object whose x-amz-meta-mode names a special file (as
-    s3fs-fuse writes them); (0, 0) for anything else."""
-    try:
-        mode = int(meta.get("mode", ""))
-        rdev = int(meta.get("rdev", "0"))
-    except ValueError:
-        return 0, 0
-    fmt = stat.S_IFMT(mode)
-    if fmt not in (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
-        return 0, 0
-    return fmt, rdev if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0
 
 
 def _is_utf8(path: str) -> bool:

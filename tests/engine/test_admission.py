@@ -75,9 +75,11 @@ entries = st.one_of(
         ids,
         times,
         mode=st.none() | st.just(0o600),
+        uid=st.none() | small,
         size=st.none() | small,
         pinned=st.none() | st.booleans(),
         ttl_ms=st.none() | st.sampled_from([-1, 5]),
+        fingerprint=st.none() | st.sampled_from(["f1", "f3"]),
     ),  # fmt: skip
     st.builds(E.Rename, ids, ids, names, ids, names, times, st.none() | ids, stale_copies),
     st.builds(E.Delete, ids, ids, names, times),

@@ -35,6 +35,7 @@ class File(NamedTuple):
     # there once. Deleting or moving such a file needs the store: left behind, the copy would
     # come back at the next listing.
     copy: bool = False
+    mode: int = 0o644  # permission bits: in the store too once it has the file
 
 
 Files = dict[str, File]
@@ -46,7 +47,8 @@ def m_write(model: Files, name: str, data: bytes, write_type: str, ufs_down: boo
         raise Refused(err.Unavailable)
     # A rewrite keeps the file: an older version the store holds is still its copy there.
     copy = where != "cache" or (name in model and model[name].copy)
-    return {**model, name: File(data, where, copy)}
+    mode = model[name].mode if name in model else File._field_defaults["mode"]
+    return {**model, name: File(data, where, copy, mode)}
 
 
 def m_delete(model: Files, name: str, ufs_down: bool) -> Files:
@@ -74,7 +76,7 @@ def m_rename(model: Files, src: str, dst: str, ufs_down: bool) -> Files:
 
 def m_uploaded(model: Files, name: str) -> Files:
     """The pending upload of ``name``'s current content has reached the store."""
-    return {**model, name: File(model[name].content, "ufs", True)}
+    return {**model, name: model[name]._replace(where="ufs", copy=True)}
 
 
 def m_changed_in_ufs(model: Files, name: str, data: bytes | None) -> Files:
@@ -84,7 +86,18 @@ def m_changed_in_ufs(model: Files, name: str, data: bytes | None) -> Files:
         return model
     if data is None:
         return {n: f for n, f in model.items() if n != name}
+    if name in model:  # rewritten in place: the store's file keeps its mode
+        return {**model, name: model[name]._replace(content=data, where="ufs", copy=True)}
     return {**model, name: File(data, "ufs", True)}
+
+
+def m_chmod(model: Files, name: str, mode: int, ufs_down: bool) -> Files:
+    """chmod: in the store first where it has the file, else journaled for its upload."""
+    if name not in model:
+        raise Refused(err.NotFound)
+    if ufs_down and model[name].where == "ufs":
+        raise Refused(err.Unavailable)
+    return {**model, name: model[name]._replace(mode=mode)}
 
 
 def where_of(engine: Engine, name: str) -> str:
@@ -100,7 +113,7 @@ def view(engine: Engine) -> Files:
     out = {}
     for name, node in sorted((engine.ns.tree.root.children or {}).items()):
         data = engine.fs.read(f"/{name}", 0, node.size + 1)
-        out[name] = File(data, where_of(engine, name), copy_of(engine, name))
+        out[name] = File(data, where_of(engine, name), copy_of(engine, name), node.mode & 0o7777)
     return out
 
 

@@ -25,12 +25,13 @@ from engine.engine import Engine
 from engine.persister import Persister
 from journal.journal import JournalOptions
 from recovery.crashsim import SimStorage
-from ufs.base import UfsStatus, UnderFS
+from ufs.base import UfsAttrs, UfsStatus, UnderFS
 from ufs.errors import UfsUnavailable
 from ufs.local import LocalUnderFS
 
 AREAS = ("ufs", "mem", "ssd")  # the real directories of a world, below its top directory
-Files = dict[str, bytes]  # path below the top directory -> content
+# path below the top directory -> (content, permission bits: chmod reaches the store)
+Files = dict[str, tuple[bytes, int]]
 
 
 class StepPersister(Persister):
@@ -89,12 +90,12 @@ class FlakyUfs(LocalUnderFS):
         if self.world.ufs_down:
             raise UfsUnavailable(f"{self.uri}: {what} {path}: the store refuses writes")
 
-    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+    def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         self._refuse("write", path)
         during, self.world.during = self.world.during, None
         if during is not None:
             source = _Midway(source, during, self.world.midway)  # type: ignore[assignment]
-        return super().write(path, source)
+        return super().write(path, source, attrs)
 
     def delete(self, path: str) -> None:
         self._refuse("delete", path)
@@ -104,9 +105,13 @@ class FlakyUfs(LocalUnderFS):
         self._refuse("rename", src)
         super().rename(src, dst)
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, attrs: UfsAttrs | None = None) -> None:
         self._refuse("mkdir", path)
-        super().mkdir(path)
+        super().mkdir(path, attrs)
+
+    def set_attrs(self, path: str, attrs: UfsAttrs) -> UfsStatus:
+        self._refuse("set_attrs", path)
+        return super().set_attrs(path, attrs)
 
 
 class World:
@@ -147,7 +152,8 @@ class World:
                     path = os.path.join(root, name)
                     try:
                         with open(path, "rb") as f:
-                            out[os.path.relpath(path, self.top)] = f.read()
+                            mode = os.fstat(f.fileno()).st_mode & 0o7777
+                            out[os.path.relpath(path, self.top)] = (f.read(), mode)
                     except FileNotFoundError:
                         continue
         return out
@@ -167,10 +173,11 @@ class World:
             shutil.rmtree(self.top / area, ignore_errors=True)
             (self.top / area).mkdir()
         kept = {p: b for p, b in files.items() if not (reboot and p.startswith("mem/"))}
-        for rel, data in kept.items():
+        for rel, (data, mode) in kept.items():
             path = self.top / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+            path.chmod(mode)
         return kept
 
     def watch(self, storage: SimStorage, files: Files) -> None:

@@ -45,6 +45,7 @@ from tests.models.data_model import (
     Files,
     copy_of,
     m_changed_in_ufs,
+    m_chmod,
     m_delete,
     m_rename,
     m_uploaded,
@@ -185,6 +186,17 @@ class EngineCrashMachine(Housekeeping):
     def rename(self, src: str, dst: str) -> None:
         if src != dst:
             self._rename(src, dst)
+
+    @rule(name=st.sampled_from(NAMES), mode=st.sampled_from([0o600, 0o640, 0o755]))
+    def chmod(self, name: str, mode: int) -> None:
+        """chmod through the mount: the store's file first (a persisted file), or the journal
+        only, and then the file's upload carries it."""
+        expect = outcome(m_chmod, self.model, name, mode, self.world.ufs_down)
+
+        def chmod() -> None:
+            self.live.fs.setattr_of(self.live.ns.lookup(f"/{name}").id, mode=mode)
+
+        self._run(expect, chmod)
 
     # -- the persister ------------------------------------------------------------------------
 
@@ -390,7 +402,8 @@ class EngineCrashMachine(Housekeeping):
             CRASH_STATES += 1
 
     def _recover(
-        self, crash: Crash, files: dict[str, bytes], reboot: bool, candidates: list[Files],
+        self, crash: Crash, files: dict[str, tuple[bytes, int]], reboot: bool,
+        candidates: list[Files],
         survivor: bool,
     ) -> None:  # fmt: skip
         what = f"recovery from {crash} ({'reboot' if reboot else 'kill -9'})"
@@ -444,6 +457,10 @@ class EngineCrashMachine(Housekeeping):
         for name, file in self.model.items():
             assert where_of(self.engine, name) == file.where, name
             assert copy_of(self.engine, name) == file.copy, f"{name}: may the store hold it?"
+            assert self.engine.ns.lookup(f"/{name}").mode & 0o7777 == file.mode, name
+            if file.where == "ufs":
+                store = os.stat(Path(self.world.ufs) / name).st_mode & 0o7777
+                assert store == file.mode, f"{name}: the store has {store:o}"
             got = self.engine.fs.read(f"/{name}", 0, len(file.content) + 1)
             assert got == file.content, name
         assert self.engine.cache is not None

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import pytest
 
-from ufs.base import UnderFS
+from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import (
     UfsError,
     UfsInvalidName,
@@ -179,6 +179,38 @@ class UnderFSContract:
         assert [e.name for e in ufs.list("w")] == ["f"]
         assert ufs.leftovers() == [] and ufs.clean_leftovers() == 0
         assert read_all(ufs, "w/f") == b"second"
+
+    # -- owners, modes, times ----------------------------------------------------------------
+
+    def test_a_write_and_a_mkdir_give_their_attributes(self, ufs: UnderFS) -> None:
+        when = 1_700_000_000_123_456_789
+        status = ufs.write("own/f", io.BytesIO(b"data"), UfsAttrs(0o640, 1000, 1001, when))
+        assert (status.mode, status.uid, status.gid, status.mtime_ns) == (0o640, 1000, 1001, when)
+        ufs.mkdir("own/private", UfsAttrs(0o700, 1002, 1003))
+        listed = {e.name: e for e in ufs.list("own")}
+        assert listed["f"] == ufs.stat("own/f") == status
+        assert (listed["f"].mode, listed["f"].uid, listed["f"].gid) == (0o640, 1000, 1001)
+        made = ufs.stat("own/private")
+        assert (made.mode, made.uid, made.gid) == (0o700, 1002, 1003)
+        assert (listed["private"].mode, listed["private"].uid) == (0o700, 1002)
+        # An overwrite gives what it is asked to, not what the old file had.
+        again = ufs.write("own/f", io.BytesIO(b"new"), UfsAttrs(0o600, 1000, 1001))
+        assert (again.mode, again.uid, again.gid) == (0o600, 1000, 1001)
+
+    def test_set_attrs_changes_them_and_not_the_content(self, ufs: UnderFS) -> None:
+        put(ufs, "sa/f", b"content")
+        ufs.mkdir("sa/d")
+        when = 1_600_000_000_000_000_000
+        after = ufs.set_attrs("sa/f", UfsAttrs(mode=0o4751, uid=1234, gid=4321, mtime_ns=when))
+        assert (after.mode, after.uid, after.gid, after.mtime_ns) == (0o4751, 1234, 4321, when)
+        assert ufs.stat("sa/f") == after and read_all(ufs, "sa/f") == b"content"
+        only_mode = ufs.set_attrs("sa/f", UfsAttrs(mode=0o600))
+        assert (only_mode.mode, only_mode.uid, only_mode.gid) == (0o600, 1234, 4321)
+        d = ufs.set_attrs("sa/d", UfsAttrs(mode=0o1777, uid=7, gid=8))
+        assert d.is_dir and (d.mode, d.uid, d.gid) == (0o1777, 7, 8)
+        assert {e.name: e.mode for e in ufs.list("sa")} == {"f": 0o600, "d": 0o1777}
+        with pytest.raises(UfsNotFound):
+            ufs.set_attrs("sa/missing", UfsAttrs(mode=0o600))
 
     # -- directories -------------------------------------------------------------------------
 

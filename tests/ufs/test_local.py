@@ -5,9 +5,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +234,45 @@ def test_a_full_store_is_no_space_and_keeps_the_old_file(small_fs: Path) -> None
         ufs.write("model.ckpt", PatternStream(4 * MiB))  # type: ignore[arg-type]
     assert ufs.read("model.ckpt", 0, 100) == b"old checkpoint"
     assert os.listdir(small_fs) == ["model.ckpt"]  # the temporary file went with the failure
+
+
+def test_a_daemon_that_is_not_root_keeps_the_stores_owners() -> None:
+    """chown needs root: run by another user the connector keeps the store's owner (its own,
+    for what it makes), says so once in the log, and still gives modes."""
+    base = Path(tempfile.mkdtemp(prefix="shoal-owners-"))  # a place user nobody can reach
+    try:
+        base.chmod(0o755)
+        _not_root_keeps_owners(base / "root")
+    finally:
+        shutil.rmtree(base)
+
+
+def _not_root_keeps_owners(root: Path) -> None:
+    nobody = 65534
+    root.mkdir()
+    os.chown(root, nobody, nobody)
+    code = textwrap.dedent(f"""
+        import io, logging, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+        from ufs.base import UfsAttrs
+        from ufs.local import LocalUnderFS
+        ufs = LocalUnderFS({str(root)!r})
+        for name in ("a", "b"):
+            ufs.write(name, io.BytesIO(b"x"), UfsAttrs(0o600, 0, 0))
+        ufs.mkdir("d", UfsAttrs(0o700, 0, 0))
+        print(ufs.set_attrs("a", UfsAttrs(mode=0o640, uid=1000)).uid)
+    """)
+    python = next(p for p in ("/usr/bin/python3", "/usr/local/bin/python3", sys.executable)
+                  if os.access(p, os.X_OK))  # fmt: skip
+    done = subprocess.run(
+        [python, "-B", "-c", code], user=nobody, group=nobody, extra_groups=[],
+        capture_output=True, text=True, cwd="/", timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(nobody)]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "may not change owners" in warnings[0], done.stderr
+    for name, mode in (("a", 0o640), ("b", 0o600), ("d", 0o700)):
+        st = os.stat(root / name)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (nobody, nobody, mode), name

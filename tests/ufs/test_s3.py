@@ -13,7 +13,7 @@ import pytest
 from cli.bench.s3server import SECRET_KEY, S3Server, s3_client
 from tests.ufs.contract import MiB, PatternStream, UnderFSContract
 from tests.ufs.stores import CREDS, new_bucket
-from ufs.base import UnderFS
+from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import UfsNotFound
 from ufs.s3 import S3Options, S3UnderFS
 from ufs.uri import open_ufs
@@ -101,3 +101,43 @@ def test_uri_and_options(s3_server: S3Server) -> None:
     )
     assert isinstance(ufs, S3UnderFS) and ufs.prefix == "some prefix"
     assert SECRET_KEY not in repr(ufs)
+
+
+def test_posix_metadata_of_other_s3_file_systems(s3_server: S3Server) -> None:
+    """x-amz-meta-mode/uid/gid/mtime as s3fs-fuse and rclone write them are read back by stat
+    and list; an object without them has none; what Shoal writes, they read."""
+    bucket = new_bucket(s3_server)
+    raw = s3_client(s3_server.endpoint)
+    s3fs_style = {"mode": "33152", "uid": "1000", "gid": "1000", "mtime": "1700000000"}
+    raw.put_object(Bucket=bucket, Key="d/s3fs", Body=b"a", Metadata=s3fs_style)
+    rclone_style = {"mtime": "1700000000.5"}
+    raw.put_object(Bucket=bucket, Key="d/rclone", Body=b"b", Metadata=rclone_style)
+    raw.put_object(Bucket=bucket, Key="d/plain", Body=b"c")
+    raw.put_object(Bucket=bucket, Key="d/bad", Body=b"d", Metadata={"mode": "rw", "uid": "-1"})
+    raw.put_object(Bucket=bucket, Key="d/sub/", Body=b"", Metadata={"mode": str(0o40750)})
+    ufs = connector(s3_server, bucket)
+    listed = {e.name: e for e in ufs.list("d")}
+    for name, status in listed.items():
+        assert ufs.stat(f"d/{name}") == status, name
+    s3fs, rclone, plain = listed["s3fs"], listed["rclone"], listed["plain"]
+    assert (s3fs.mode, s3fs.uid, s3fs.gid, s3fs.mtime_ns) == (0o600, 1000, 1000, 1700000000 * 10**9)
+    assert rclone.mode is None and rclone.mtime_ns == 1700000000 * 10**9 + 500_000_000
+    assert (plain.mode, plain.uid, plain.gid) == (None, None, None) and plain.mtime_ns > 0
+    assert (listed["bad"].mode, listed["bad"].uid) == (None, None)
+    assert listed["sub"].is_dir and listed["sub"].mode == 0o750
+    ufs.write("d/ours", io.BytesIO(b"e"), UfsAttrs(0o640, 7, 8, 1_600_000_000_000_000_001))
+    ufs.mkdir("d/made", UfsAttrs(0o700, 7, 8))
+    assert raw.head_object(Bucket=bucket, Key="d/ours")["Metadata"] == {
+        "mode": "33184", "uid": "7", "gid": "8", "mtime": "1600000000.000000001",
+    }  # fmt: skip
+    assert raw.head_object(Bucket=bucket, Key="d/made/")["Metadata"]["mode"] == "16832"
+    ufs.set_attrs("d/plain", UfsAttrs(mode=0o604))
+    assert raw.get_object(Bucket=bucket, Key="d/plain")["Body"].read() == b"c"
+    assert raw.head_object(Bucket=bucket, Key="d/plain")["Metadata"] == {"mode": "33156"}
+    # Without posix_metadata a listing asks no HEADs, and nothing has attributes.
+    quick = connector(s3_server, bucket, posix_metadata=False)
+    heads: list[int] = []
+    quick.client.meta.events.register("before-call.s3.HeadObject", lambda **kw: heads.append(1))
+    assert {e.mode for e in quick.list("d")} == {None} and heads == []
+    ufs.close()
+    quick.close()

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import builtins
 import errno
-import io
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import boto3
@@ -51,51 +49,11 @@ from ufs.errors import (
     UfsUnavailable,
 )
 from ufs.s3meta import dir_status, file_status, posix_metadata
+from ufs.s3options import S3Options
+from ufs.s3stream import FullReads
 
 STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
-SECRET_OPTIONS = frozenset({"access_key", "secret_key", "session_token"})
 KEY_MAX = 1024  # bytes of an object key, UTF-8 (the S3 API's limit)
-
-
-@dataclass(frozen=True)
-class S3Options:
-    endpoint: str | None = None  # e.g. http://127.0.0.1:9000 for MinIO; None: AWS
-    region: str | None = None
-    path_style: bool = False  # bucket in the path, not the host name (MinIO, Ceph RGW)
-    profile: str | None = None
-    max_attempts: int = 5  # per request, first try included
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    pool_size: int = 64  # connections; parallel reads need one each
-    multipart_threshold: int = 64 << 20
-    multipart_chunk: int = 16 << 20
-    upload_concurrency: int = 4
-    page_size: int = 1000  # keys per LIST request
-    posix_metadata: bool = True  # a listing HEADs each entry for its mode, owner and mtime
-
-    @classmethod
-    def parse(cls, options: Mapping[str, str]) -> S3Options:
-        """From mount options (strings); unknown keys are an error naming the key."""
-        known = {f for f in cls.__dataclass_fields__}
-        values: dict[str, Any] = {}
-        for key, raw in options.items():
-            if key in SECRET_OPTIONS:
-                continue
-            if key not in known:
-                raise UfsError(f"unknown S3 mount option {key!r}")
-            current = getattr(cls, key)
-            try:
-                if isinstance(current, bool):
-                    values[key] = str(raw).lower() in ("1", "true", "yes")
-                elif isinstance(current, int):
-                    values[key] = int(raw)
-                elif isinstance(current, float):
-                    values[key] = float(raw)
-                else:
-                    values[key] = str(raw)
-            except ValueError:
-                raise UfsError(f"S3 mount option {key}: {raw!r} is not a valid value") from None
-        return cls(**values)
 
 
 # A listed entry: (its UFS path, the key to HEAD, its listing; None for a directory).
@@ -380,7 +338,7 @@ class S3UnderFS(UnderFS):
             # Managed transfer: one PUT below the threshold, else a multipart upload of
             # multipart_chunk parts read from the stream as they go (bounded memory).
             self.client.upload_fileobj(
-                _FullReads(source),  # type: ignore[arg-type]
+                FullReads(source),  # type: ignore[arg-type]
                 self.bucket,
                 self._key(rel),
                 ExtraArgs={"Metadata": meta} if meta else None,
@@ -512,30 +470,6 @@ class S3UnderFS(UnderFS):
         if pool is not None:
             pool.shutdown(wait=True)
         self.client.close()
-
-
-class _FullReads(io.RawIOBase):
-    """``read(n)`` returns n bytes unless the source ends: the transfer manager decides between
-    one PUT and a multipart upload by reading ``multipart_threshold`` bytes once, and a source
-    that returns short reads (a pipe, a socket, a raw file) would be taken for a small one."""
-
-    def __init__(self, source: BinaryIO) -> None:
-        self.source = source
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            return self.source.read()
-        parts = []
-        while size > 0:
-            chunk = self.source.read(size)
-            if not chunk:
-                break
-            parts.append(chunk)
-            size -= len(chunk)
-        return b"".join(parts)
 
 
 def _is_utf8(path: str) -> bool:

@@ -25,7 +25,7 @@ from tests.engine.test_ufsfirst_stale import files, listed, mounted, relisted, r
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine
 from tests.ufs.stores import LocalStore
-from ufs.base import UfsStatus
+from ufs.base import UfsAttrs, UfsStatus
 from ufs.errors import UfsUnavailable
 from ufs.local import LocalUnderFS
 
@@ -53,7 +53,7 @@ STOPPED = textwrap.dedent(
 
     commit, delete = CommitGate.commit, LocalUnderFS.delete
 
-    def refused(self, path, source):
+    def refused(self, path, source, attrs=None):
         raise UfsError(f"{path}: uploads are refused in this test")
 
     if "--no-uploads" in sys.argv:  # a pending upload stays pending
@@ -187,10 +187,10 @@ class RefusingStore(LocalUnderFS):
     down = False
     kept: frozenset[str] = frozenset()
 
-    def write(self, path: str, source: BinaryIO) -> UfsStatus:
+    def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         if RefusingStore.down:
             raise UfsUnavailable(f"{path}: the store refuses writes")
-        return super().write(path, source)
+        return super().write(path, source, attrs)
 
     def delete(self, path: str) -> None:
         if path in RefusingStore.kept:

@@ -184,7 +184,7 @@ STOPPED = textwrap.dedent(
                 time.sleep(60)
         return stepped
 
-    def refused(self, path, source):
+    def refused(self, path, source, attrs=None):
         raise UfsError(f"{path}: uploads are refused in this test")
 
     if "--no-uploads" in sys.argv:  # a pending upload stays pending
@@ -278,8 +278,8 @@ LANDS = textwrap.dedent(
 
     write = LocalUnderFS.write
 
-    def landing(self, path, source):
-        status = write(self, path, source)
+    def landing(self, path, source, attrs=None):
+        status = write(self, path, source, attrs)
         print("LANDED", flush=True)
         while True:
             time.sleep(60)
@@ -300,7 +300,7 @@ REWRITES = textwrap.dedent(
     from ufs.errors import UfsUnavailable
     from ufs.local import LocalUnderFS
 
-    def refused(self, path, source):
+    def refused(self, path, source, attrs=None):
         raise UfsUnavailable(f"{path}: uploads are refused in this test")
 
     LocalUnderFS.write = refused

@@ -3,8 +3,13 @@ against a plain model.
 
 After every recovery the namespace must equal the model as it was after some operation between
 the last acknowledged one and the last issued one: nothing acknowledged is lost and nothing is
-half-applied. The journal runs without group commit, so every operation writes and fsyncs inline
-and the storage operation counter says exactly when an operation was issued and acknowledged.
+half-applied. Each example draws who writes the live journal: inline (no group commit), the
+writer thread, or the writer process (the production path: the real child process, its storage
+operations served by this process's SimStorage, journal/remote_storage.py). One caller appends
+and waits at a time, so with any of them the storage operation counter says exactly when an
+operation was issued and acknowledged. Recovering a crashed image is checked with an inline
+journal (starting a child for each of thousands of recoveries would cost minutes); the one a run
+continues from is reopened with the drawn writer.
 A crash is simulated right after any storage operation (a *cut*), keeping any prefix of what was
 not yet durable, with the last surviving write possibly torn. The layers above the namespace
 (cache tiers, write types, the persister, metadata sync) have their own crash machine, over real
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import pytest
@@ -56,7 +62,11 @@ from tests.models.namespace_model import (
 )
 
 MIN_CRASH_STATES = 10_000
-CRASH_STATES = 0  # every recovered crash state checked, across the whole run
+WRITERS = ("inline", "thread", "process")
+# Every recovered crash state checked across the whole run, by the live journal's writer; and
+# how many writer processes the run started.
+CRASH_STATES = dict.fromkeys(WRITERS, 0)
+SPAWNS = [0]
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -75,7 +85,9 @@ class CrashMachine(Housekeeping):
     def __init__(self) -> None:
         super().__init__()
         self.fatal: list[BaseException] = []
+        self.writer = "inline"
         self.options = JournalOptions()
+        self.recovery_options = JournalOptions()
         self.storage = SimStorage()
         self.engine: Engine | None = None
         self.model: Model = {"/": ROOT}
@@ -85,6 +97,7 @@ class CrashMachine(Housekeeping):
         # Hypothesis keeps this machine in a reference cycle: drop what it holds (logs with the
         # checkpoint images of a whole example) now, not whenever (or, if a large state build
         # ran gc.freeze, never) the cyclic collector gets to it.
+        self._stop_writer()
         self.engine = None
         self.storage = SimStorage()
         self.history = []
@@ -92,8 +105,20 @@ class CrashMachine(Housekeeping):
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _open(self, storage: SimStorage) -> Engine:
+    def _open(self, storage: SimStorage, *, live: bool = False) -> Engine:
+        """The engine on ``storage``: with the drawn writer if it is the ``live`` one the run
+        goes on with, else inline (a recovery being checked)."""
+        if not live:
+            return Engine(storage, self.recovery_options, on_fatal=self.fatal.append)
+        storage.serves_writer_process = self.writer == "process"
+        SPAWNS[0] += self.writer == "process"
         return Engine(storage, self.options, on_fatal=self.fatal.append)
+
+    def _stop_writer(self) -> None:
+        """Stops the live journal's writer (its thread, or its process and the thread serving
+        it) before the run leaves that engine: only its storage's log is kept."""
+        if self.engine is not None:
+            self.engine.journal.close()
 
     def _restart_history(self) -> None:
         # Everything the storage logged so far rebuilds self.model; a crash during that
@@ -142,17 +167,28 @@ class CrashMachine(Housekeeping):
         keep=st.integers(1, 3),
         # Off, a few fills per segment, one fill of the whole segment (journal/writer.py).
         preallocate=st.sampled_from([0, 96, 1 << 20]),
+        writer=st.sampled_from(WRITERS),
     )
-    def start(self, segment_size: int, checkpoint_every: int, keep: int, preallocate: int) -> None:
-        self.options = JournalOptions(
+    def start(
+        self, segment_size: int, checkpoint_every: int, keep: int, preallocate: int, writer: str
+    ) -> None:
+        self.recovery_options = JournalOptions(
             segment_size=segment_size,
             checkpoint_every=checkpoint_every,
             keep_checkpoints=keep,
             group_commit=False,
             preallocate=preallocate,
         )
+        # flush_window 0: the writer takes each entry as it comes, as its caller waits for it.
+        self.writer = writer
+        self.options = replace(
+            self.recovery_options,
+            group_commit=writer != "inline",
+            writer="thread" if writer == "thread" else "process",
+            flush_window_ms=0,
+        )
         self._restart_history()
-        self.engine = self._open(self.storage)
+        self.engine = self._open(self.storage, live=True)
 
     # -- namespace operations -----------------------------------------------------------------
 
@@ -255,7 +291,7 @@ class CrashMachine(Housekeeping):
     # -- journal housekeeping -----------------------------------------------------------------
 
     def reopen(self) -> Engine:
-        return self._open(self.storage)
+        return self._open(self.storage, live=True)
 
     def after_clean_restart(self, before: str, final_checkpoint: bool) -> None:
         assert self.engine is not None
@@ -298,15 +334,20 @@ class CrashMachine(Housekeeping):
 
     def _explore(self, data: st.DataObject, cuts: list[int], per_cut: int) -> None:
         """Recovers from many crash states and checks each; the machine continues from one."""
-        global CRASH_STATES
         rng = data.draw(st.randoms(use_true_random=False))
         survivors: list[tuple[SimStorage, Engine, Model]] = []
         for cut in cuts:
             candidates = self._candidates(cut)
             for crash in self.storage.sample_crashes(cut, rng, per_cut):
                 survivors.append(self._recover(crash, candidates))
-                CRASH_STATES += 1
+                CRASH_STATES[self.writer] += 1
         storage, engine, model = survivors[data.draw(st.integers(0, len(survivors) - 1))]
+        self._stop_writer()
+        if self.writer != "inline":
+            # Checked inline; the run goes on with the drawn writer (the reopening is part of
+            # this storage's log, so later crashes cover it too).
+            engine.journal.close()
+            engine = self._open(storage, live=True)
         self.storage, self.engine, self.model = storage, engine, model
         self._restart_history()
 
@@ -404,7 +445,8 @@ CrashMachine.TestCase.settings = crash_settings(280)
 
 def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
     start = time.monotonic()
-    before = CRASH_STATES
+    before = dict(CRASH_STATES)
+    spawns = SPAWNS[0]
     # Every torn tail repaired logs a warning: thousands of expected lines, not news.
     journal_log = logging.getLogger("journal")
     level = journal_log.level
@@ -413,10 +455,14 @@ def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
         run_state_machine_as_test(CrashMachine, settings=CrashMachine.TestCase.settings)
     finally:
         journal_log.setLevel(level)
-    explored = CRASH_STATES - before
+    by_writer = {w: CRASH_STATES[w] - before[w] for w in WRITERS}
+    explored = sum(by_writer.values())
     with capsys.disabled():
         print(
             f"\ncrash state machine: {explored} crash states recovered and checked"
-            f" in {time.monotonic() - start:.1f}s"
+            f" in {time.monotonic() - start:.1f}s; by the live journal's writer: "
+            + ", ".join(f"{w} {n}" for w, n in by_writer.items())
+            + f"; {SPAWNS[0] - spawns} writer processes started"
         )
     assert explored >= MIN_CRASH_STATES, f"only {explored} crash states explored"
+    assert all(by_writer.values()), f"a writer was never crash-simulated: {by_writer}"

@@ -9,7 +9,8 @@ operations served by this process's SimStorage, journal/remote_storage.py). One 
 and waits at a time, so with any of them the storage operation counter says exactly when an
 operation was issued and acknowledged. Recovering a crashed image is checked with an inline
 journal (starting a child for each of thousands of recoveries would cost minutes); the one a run
-continues from is reopened with the drawn writer.
+continues from is reopened with a group-commit writer: in a writer-process example, the process
+after a clean restart and after every other crash, the thread after the others.
 A crash is simulated right after any storage operation (a *cut*), keeping any prefix of what was
 not yet durable, with the last surviving write possibly torn. The layers above the namespace
 (cache tiers, write types, the persister, metadata sync) have their own crash machine, over real
@@ -101,8 +102,9 @@ class CrashMachine(Housekeeping):
     def __init__(self) -> None:
         super().__init__()
         self.fatal: list[BaseException] = []
-        self.writer = "inline"
-        self.options = JournalOptions()
+        self.writer = "inline"  # drawn for the example
+        self.live_writer = "inline"  # the live journal's
+        self.explored = 0
         self.recovery_options = JournalOptions()
         self.storage = SimStorage()
         self.engine: Engine | None = None
@@ -121,14 +123,22 @@ class CrashMachine(Housekeeping):
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _open(self, storage: SimStorage, *, live: bool = False) -> Engine:
-        """The engine on ``storage``: with the drawn writer if it is the ``live`` one the run
-        goes on with, else inline (a recovery being checked)."""
+    def _open(self, storage: SimStorage, *, live: bool = False, writer: str = "") -> Engine:
+        """The engine on ``storage``: for the ``live`` one the run goes on with, with
+        ``writer`` (by default the drawn one); else inline (a recovery being checked)."""
         if not live:
             return Engine(storage, self.recovery_options, on_fatal=self.fatal.append)
-        storage.serves_writer_process = self.writer == "process"
-        SPAWNS[0] += self.writer == "process"
-        return Engine(storage, self.options, on_fatal=self.fatal.append)
+        self.live_writer = writer = writer or self.writer
+        storage.serves_writer_process = writer == "process"
+        SPAWNS[0] += writer == "process"
+        # flush_window 0: the writer takes each entry as it comes, as its caller waits for it.
+        options = replace(
+            self.recovery_options,
+            group_commit=writer != "inline",
+            writer="thread" if writer == "thread" else "process",
+            flush_window_ms=0,
+        )
+        return Engine(storage, options, on_fatal=self.fatal.append)
 
     def _stop_writer(self) -> None:
         """Stops the live journal's writer (its thread, or its process and the thread serving
@@ -195,14 +205,7 @@ class CrashMachine(Housekeeping):
             group_commit=False,
             preallocate=preallocate,
         )
-        # flush_window 0: the writer takes each entry as it comes, as its caller waits for it.
         self.writer = writer
-        self.options = replace(
-            self.recovery_options,
-            group_commit=writer != "inline",
-            writer="thread" if writer == "thread" else "process",
-            flush_window_ms=0,
-        )
         self._restart_history()
         self.engine = self._open(self.storage, live=True)
 
@@ -357,14 +360,17 @@ class CrashMachine(Housekeeping):
             candidates = self._candidates(cut)
             for crash in self.storage.sample_crashes(cut, rng, per_cut):
                 survivors.append(self._recover(crash, candidates))
-                CRASH_STATES[self.writer] += 1
+                CRASH_STATES[self.live_writer] += 1
         storage, engine, model = _picked(data, survivors, 1, 1)[0]
         self._stop_writer()
+        self.explored += 1
         if self.writer != "inline":
-            # Checked inline; the run goes on with the drawn writer (the reopening is part of
-            # this storage's log, so later crashes cover it too).
+            # Checked inline; the run goes on with a group-commit writer (the reopening is part
+            # of this storage's log, so later crashes cover it too). After every other crash the
+            # writer process gives way to the thread: each process start costs ~40 ms of CPU.
             engine.journal.close()
-            engine = self._open(storage, live=True)
+            writer = "thread" if self.writer == "process" and self.explored % 2 else ""
+            engine = self._open(storage, live=True, writer=writer)
         self.storage, self.engine, self.model = storage, engine, model
         self._restart_history()
 

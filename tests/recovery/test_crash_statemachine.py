@@ -10,7 +10,7 @@ and waits at a time, so with any of them the storage operation counter says exac
 operation was issued and acknowledged. Recovering a crashed image is checked with an inline
 journal (starting a child for each of thousands of recoveries would cost minutes); the one a run
 continues from is reopened with a group-commit writer: in a writer-process example, the process
-after a clean restart and after every other crash, the thread after the others.
+after a clean restart and after two crashes of three, the thread after the third.
 A crash is simulated right after any storage operation (a *cut*), keeping any prefix of what was
 not yet durable, with the last surviving write possibly torn. The layers above the namespace
 (cache tiers, write types, the persister, metadata sync) have their own crash machine, over real
@@ -68,6 +68,7 @@ WRITERS = ("inline", "thread", "process")
 # Every recovered crash state checked across the whole run, by the live journal's writer; and
 # how many writer processes the run started.
 CRASH_STATES = dict.fromkeys(WRITERS, 0)
+EXAMPLES = dict.fromkeys(WRITERS, 0)  # by the writer each example drew
 SPAWNS = [0]
 
 
@@ -206,6 +207,7 @@ class CrashMachine(Housekeeping):
             preallocate=preallocate,
         )
         self.writer = writer
+        EXAMPLES[writer] += 1
         self._restart_history()
         self.engine = self._open(self.storage, live=True)
 
@@ -366,10 +368,10 @@ class CrashMachine(Housekeeping):
         self.explored += 1
         if self.writer != "inline":
             # Checked inline; the run goes on with a group-commit writer (the reopening is part
-            # of this storage's log, so later crashes cover it too). After every other crash the
+            # of this storage's log, so later crashes cover it too). After every third crash the
             # writer process gives way to the thread: each process start costs ~40 ms of CPU.
             engine.journal.close()
-            writer = "thread" if self.writer == "process" and self.explored % 2 else ""
+            writer = "thread" if self.writer == "process" and self.explored % 3 == 0 else ""
             engine = self._open(storage, live=True, writer=writer)
         self.storage, self.engine, self.model = storage, engine, model
         self._restart_history()
@@ -468,6 +470,7 @@ CrashMachine.TestCase.settings = crash_settings(280)
 def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
     start = time.monotonic()
     before = dict(CRASH_STATES)
+    examples = dict(EXAMPLES)
     spawns = SPAWNS[0]
     # Every torn tail repaired logs a warning: thousands of expected lines, not news.
     journal_log = logging.getLogger("journal")
@@ -484,7 +487,8 @@ def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
             f"\ncrash state machine: {explored} crash states recovered and checked"
             f" in {time.monotonic() - start:.1f}s; by the live journal's writer: "
             + ", ".join(f"{w} {n}" for w, n in by_writer.items())
-            + f"; {SPAWNS[0] - spawns} writer processes started"
+            + f"; {SPAWNS[0] - spawns} writer processes started; examples by drawn writer: "
+            + ", ".join(f"{w} {EXAMPLES[w] - examples[w]}" for w in WRITERS)
         )
     assert explored >= MIN_CRASH_STATES, f"only {explored} crash states explored"
     assert all(by_writer.values()), f"a writer was never crash-simulated: {by_writer}"

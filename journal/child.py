@@ -9,6 +9,10 @@ import sys
 # caller's working directory and however shoal was installed.
 CODE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# A child's storage named "fd:<n>" on its command line is the socket of a
+# journal.remote_storage.StorageServer, not a directory (an OsStorage root is absolute).
+STORAGE_FD_PREFIX = "fd:"
+
 
 def child_argv(module: str, *args: str) -> list[str]:
     """The command line that runs ``module.main()`` in a fresh interpreter with ``args`` as its

@@ -23,6 +23,12 @@ thread, once its own entry is durable, hands the role on.
 
 The journal directory stays flock-ed while the child runs, even after this process is killed,
 so a restarted process never reads the log while an orphaned writer is still appending to it.
+
+Storage that is not real files (the crash simulator's ``SimStorage``) is served to the child by
+a thread of this process (journal/remote_storage.py): the child's every storage operation is
+done here, in the order it makes them. There is no lock then (``lock_fd`` None): such storage
+lives in this process's memory, so a child can change it only while this process serves it,
+never after this process is gone; and there is no directory to flock.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ from typing import Any, NoReturn
 
 from journal.child import child_argv
 from journal.errors import JournalClosed, JournalFailed, JournalNotWritable
-from journal.storage import OsStorage, join
+from journal.remote_storage import StorageServer
+from journal.storage import FileHandle, OsFile, OsStorage, Storage, join
 from journal.writer import SegmentWriter, Waiters, exit_process, trio_lowlevel
 from journal.writer_child import ACK, CONTROL_ROTATE, MESSAGE_HEADER
 
@@ -90,13 +97,13 @@ class ProcessCommit(Waiters):
         self,
         segment: SegmentWriter,
         next_seq: int,
-        lock_fd: int,
+        lock_fd: int | None,
         *,
         flush_window_s: float = 0.0,
         on_fatal: Callable[[BaseException], None] = exit_process,
     ) -> None:
-        storage = segment.storage
-        assert isinstance(storage, OsStorage)
+        handle = segment.handle
+        where, served = _child_storage(segment.storage, handle)
         self.next_seq = next_seq
         self.durable_seq = next_seq - 1
         self.on_fatal = on_fatal
@@ -104,7 +111,9 @@ class ProcessCommit(Waiters):
         self.failed: BaseException | None = None
         self.closed = False
         self._segment = segment  # this side only creates segments for checkpoints
-        self._rotated_at = 0
+        # The segment open at start-up may be one a checkpoint's rotation left empty (a clean
+        # stop): rotating to it again would truncate and rewrite a segment `seen` names.
+        self._rotated_at = segment.first_seq if handle is not None else 0
         self._lock = threading.Lock()
         self._backlog: list[bytes] = []
         self._acks = b""
@@ -119,23 +128,36 @@ class ProcessCommit(Waiters):
             fcntl.fcntl(self._data_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:  # above /proc/sys/fs/pipe-max-size: the default size still works
             pass
-        handle = segment.handle
+        # The open segment is handed to the child, not reopened there by name (writer_child).
+        handed = ""
+        passed = [data_r, ack_w]
+        if served is not None:
+            passed.append(served.child_fd)
+            handed = "0" if handle is not None else ""
+        elif handle is not None:
+            assert isinstance(handle, OsFile)
+            passed.append(handle.fd)
+            handed = str(handle.fd)
+        if lock_fd is not None:
+            passed.append(lock_fd)
         args = child_argv(
-            "journal.writer_child", storage.root, segment.root,
+            "journal.writer_child", where, segment.root,
             str(segment.segment_size), str(segment.first_seq), str(segment.size),
             str(segment.allocated), str(segment.preallocate),
-            "1" if handle is not None else "0", str(self.durable_seq), str(data_r), str(ack_w),
-            repr(flush_window_s),
+            handed, str(self.durable_seq), str(data_r), str(ack_w), repr(flush_window_s),
         )  # fmt: skip
-        segment.close()  # the child opens the segment itself
         try:
-            self._child = subprocess.Popen(
-                args, pass_fds=(data_r, ack_w, lock_fd), stdin=subprocess.DEVNULL
-            )
+            self._child = subprocess.Popen(args, pass_fds=passed, stdin=subprocess.DEVNULL)
         finally:
             os.close(data_r)
             os.close(ack_w)
+            if served is not None:
+                os.close(served.child_fd)
+                segment.handle = None  # the server owns it now
+            else:
+                segment.close()  # the child has its own copy of the descriptor
         self._lock_fd = lock_fd
+        self._served = served
         os.set_blocking(self._data_fd, False)
         os.set_blocking(self._ack_fd, False)
 
@@ -342,7 +364,19 @@ class ProcessCommit(Waiters):
             os.close(self._data_fd)  # the child exits
             self._child.wait()
             os.close(self._ack_fd)
-            os.close(self._lock_fd)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+            if self._served is not None:
+                self._served.close()
+
+
+def _child_storage(storage: Storage, handle: FileHandle | None) -> tuple[str, StorageServer | None]:
+    """How the child reaches ``storage``: real files by their root, any other storage through a
+    server thread here (journal/remote_storage.py), which holds the open segment as handle 0."""
+    if isinstance(storage, OsStorage):
+        return storage.root, None
+    served = StorageServer(storage, handle)
+    return served.address, served
 
 
 _trio_module: Any = None

@@ -23,6 +23,7 @@ from journal.commit_process import ProcessCommit, lock_journal_dir
 from journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalNotWritable
 from journal.layout import CHECKPOINT_DIR, CheckpointFile, Listing, list_journal
 from journal.reader import ReadResult, TornTail, read_log
+from journal.remote_storage import is_servable
 from journal.storage import OsStorage, Storage, join, unlink_durably
 from journal.tail import truncate_torn_tail
 from journal.writer import GroupCommit, SegmentWriter, exit_process
@@ -143,8 +144,8 @@ class Journal(Generic[S]):
                 f" ({exc.strerror or exc}); fix its ownership or permissions, or use another home"
             ) from exc
         lock_fd = None
-        if self._uses_writer_process():
-            assert isinstance(storage, OsStorage)
+        if self._uses_writer_process() and isinstance(storage, OsStorage):
+            # Served storage has no lock: journal/commit_process.py says why.
             lock_fd = lock_journal_dir(storage, root)
         try:
             state = self._recover(lock_fd)
@@ -155,11 +156,14 @@ class Journal(Generic[S]):
         return state
 
     def _uses_writer_process(self) -> bool:
+        """The writer process runs on real files, and on a storage that asked to be served to
+        it (the crash simulator's: journal/remote_storage.py); other storage gets the thread."""
         options = self.options
+        storage = self.storage
         return (
             options.group_commit
             and options.writer == "process"
-            and isinstance(self.storage, OsStorage)
+            and (isinstance(storage, OsStorage) or is_servable(storage))
         )
 
     def _recover(self, lock_fd: int | None) -> S:
@@ -195,7 +199,7 @@ class Journal(Generic[S]):
             self._truncate_torn_tail(tail)
         last_seq = max(result.last_seq, state.last_seq)
         segment = self._segment_for_append(listing, result, tail, last_seq)
-        if lock_fd is not None:
+        if self._uses_writer_process():
             self._commit = ProcessCommit(
                 segment,
                 last_seq + 1,

@@ -88,7 +88,11 @@ class SegmentWriter:
     def open_existing(self, path: str, first_seq: int, size: int, allocated: int) -> None:
         """Continues segment ``path`` after its last record, which ends at ``size``."""
         self.close()
-        self.handle = self.storage.open_update(path, sync_writes=True)
+        self.adopt(self.storage.open_update(path, sync_writes=True), first_seq, size, allocated)
+
+    def adopt(self, handle: FileHandle, first_seq: int, size: int, allocated: int) -> None:
+        """Continues the segment open as ``handle`` (opened as ``open_existing`` opens it)."""
+        self.handle = handle
         self.first_seq, self.size, self.allocated = first_seq, size, max(allocated, size)
 
     def start_segment(self, first_seq: int) -> None:

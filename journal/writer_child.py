@@ -17,9 +17,10 @@ import struct
 import sys
 import time
 
+from journal.child import STORAGE_FD_PREFIX
 from journal.format import FLAG_WRITE_START, SEGMENT_HEADER, frame
 from journal.layout import segment_name
-from journal.storage import OsStorage, join
+from journal.storage import FileHandle, OsFile, OsStorage, Storage, join
 from journal.writer import SegmentWriter
 
 # Parent -> child: one message per entry, in sequence order (the child numbers them).
@@ -94,19 +95,34 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     (
-        storage_root, root, segment_size, first_seq, size, allocated, preallocate, has_handle,
+        storage_root, root, segment_size, first_seq, size, allocated, preallocate, handle,
         durable, data_fd, ack_fd, window_s,
     ) = sys.argv[1:13]  # fmt: skip
-    storage = OsStorage(storage_root)
+    storage: Storage
+    if storage_root.startswith(STORAGE_FD_PREFIX):
+        # Storage in the parent's memory (the crash simulator), served over a socket.
+        from journal.remote_storage import RemoteFile, RemoteStorage
+
+        storage = remote = RemoteStorage(int(storage_root[len(STORAGE_FD_PREFIX) :]))
+    else:
+        storage = OsStorage(storage_root)
     segment = SegmentWriter(
         storage, root, int(segment_size), None, int(first_seq), int(size),
         preallocate=int(preallocate),
     )  # fmt: skip
     ack = int(ack_fd)
     try:
-        if has_handle == "1":
+        if handle:
+            # The parent's open segment, handed over (an fd; for served storage, the server's
+            # number of its handle): opening it again by name could race a checkpoint that
+            # the parent starts meanwhile and whose clean-up deletes that segment.
             path = join(root, segment_name(int(first_seq)))
-            segment.open_existing(path, int(first_seq), int(size), int(allocated))
+            opened: FileHandle
+            if isinstance(storage, OsStorage):
+                opened = OsFile(int(handle), path, sync_writes=True)
+            else:
+                opened = RemoteFile(remote, int(handle), path)
+            segment.adopt(opened, int(first_seq), int(size), int(allocated))
         serve(segment, int(durable), int(data_fd), ack, float(window_s))
         segment.close()
     except BrokenPipeError:

@@ -19,8 +19,11 @@ at most and obviously-correct matters more than fast here.
 from __future__ import annotations
 
 import errno
+import functools
 import random
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from recovery import crashdisk
 from recovery.crashdisk import (
@@ -71,6 +74,21 @@ __all__ = [
 
 # -- the storage --------------------------------------------------------------------------------
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """Runs ``method`` under its storage's lock: the journal's writer process reaches the
+    storage through a server thread (journal/remote_storage.py) while the caller's threads use
+    it too, and each operation must be checked, recorded and applied as one."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with (self if isinstance(self, SimStorage) else self.storage)._lock:
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
 
 class SimFile:
     __slots__ = ("storage", "ino", "path", "append", "pos", "closed")
@@ -87,6 +105,7 @@ class SimFile:
         if self.closed:
             raise ValueError(f"{self.path}: I/O on a closed file")
 
+    @_locked
     def write(self, data: bytes) -> None:
         self._check()
         s = self.storage
@@ -97,6 +116,7 @@ class SimFile:
             s._record(Write(self.ino, self.pos, bytes(data)))
         self.pos += len(data)
 
+    @_locked
     def write_at(self, data: bytes, offset: int) -> None:
         self._check()
         s = self.storage
@@ -104,17 +124,20 @@ class SimFile:
         if data:
             s._record(Write(self.ino, offset, bytes(data)))
 
+    @_locked
     def fsync(self) -> None:
         self._check()
         self.storage._fault("fsync", self.path)
         self.storage._record(Fsync(self.ino))
 
+    @_locked
     def truncate(self, size: int) -> None:
         self._check()
         if size < 0:
             raise OSError(errno.EINVAL, "negative size", self.path)
         self.storage._record(Truncate(self.ino, size))
 
+    @_locked
     def close(self) -> None:
         self.closed = True
 
@@ -134,6 +157,12 @@ class SimStorage:
         self._cache: tuple[int, Tracker] | None = None
         self.failures: list[OSError] = []  # injected failures raised so far
         self.before_op: Callable[[int], None] | None = None
+        # A journal with writer="process" runs its writer process on this storage, served to it
+        # over a socket (journal/remote_storage.py); off, such a journal uses the thread writer.
+        self.serves_writer_process = False
+        # Every operation holds it: the writer process's server thread and the caller's
+        # threads call at once, and before_op must see the operations in their true order.
+        self._lock = threading.RLock()
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -201,6 +230,7 @@ class SimStorage:
 
     # -- the Storage interface ------------------------------------------------------------------
 
+    @_locked
     def makedirs(self, path: str) -> None:
         missing = [p for p in parents_of(path) if p not in self.disk.current.dirs]
         if not missing:
@@ -212,6 +242,7 @@ class SimStorage:
         self._check_allowed(path)
         self._record(MakeDir(path))
 
+    @_locked
     def listdir(self, path: str) -> list[str]:
         names = set(self._dir(path))
         prefix = path + "/" if path else ""
@@ -220,18 +251,22 @@ class SimStorage:
                 names.add(d[len(prefix) :])
         return sorted(names)
 
+    @_locked
     def exists(self, path: str) -> bool:
         if path in self.disk.current.dirs:
             return True
         d, name = split_path(path)
         return name in self.disk.current.entries.get(d, {})
 
+    @_locked
     def size(self, path: str) -> int:
         return len(self.disk.current.data[self._ino(path)])
 
+    @_locked
     def read(self, path: str) -> bytes:
         return self.disk.current.data[self._ino(path)]
 
+    @_locked
     def open_write(self, path: str, *, append: bool, sync_writes: bool = False) -> SimFile:
         # sync_writes is a speed hint for real disks; here durability comes from fsync only,
         # which is the stricter model (callers fsync after writes either way).
@@ -249,10 +284,12 @@ class SimStorage:
             self._record(Truncate(ino, 0))
         return SimFile(self, ino, path, append)
 
+    @_locked
     def open_update(self, path: str, *, sync_writes: bool = False) -> SimFile:
         self._check_allowed(path)
         return SimFile(self, self._ino(path), path, False)
 
+    @_locked
     def rename(self, src: str, dst: str) -> None:
         self._ino(src)
         sd, sn = split_path(src)
@@ -266,26 +303,31 @@ class SimStorage:
             return  # POSIX: renaming a file onto itself does nothing
         self._record(Rename(sd, sn, dd, dn))
 
+    @_locked
     def unlink(self, path: str) -> None:
         self._ino(path)
         self._check_allowed(path)
         self._record(Unlink(*split_path(path)))
 
+    @_locked
     def fsync_dir(self, path: str) -> None:
         self._dir(path)
         self._fault("fsync", path)
         self._record(FsyncDir(path))
 
+    @_locked
     def check_writable(self, path: str) -> None:
         self._dir(path)
         self._check_allowed(path)
 
     # -- inspection ---------------------------------------------------------------------------
 
+    @_locked
     def files(self) -> dict[str, bytes]:
         """The current content of every file, by path."""
         return self.disk.current.files()
 
+    @_locked
     def tracker_at(self, cut: int) -> Tracker:
         """The disk right after operation ``cut`` (0: as this storage started). Do not modify."""
         if not 0 <= cut <= len(self.log):

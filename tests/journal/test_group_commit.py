@@ -125,3 +125,32 @@ def test_the_flush_window_gathers_concurrent_writers_into_one_commit(
         assert engine.journal.fsyncs - fsyncs == 1
     finally:
         engine.close(checkpoint=False)
+
+
+def test_a_checkpoint_at_once_after_open_does_not_pull_the_segment_from_under_the_child(
+    tmp_path: Path,
+) -> None:
+    """The writer process starts slowly (a fresh interpreter); a checkpoint taken before it is
+    up rotates the log and, with one checkpoint kept, deletes the segment the child was to
+    continue. It used to open that segment by name, found it gone and failed: the next append
+    stopped the journal. Now it is handed the open segment."""
+    options = JournalOptions(keep_checkpoints=1, checkpoint_every=0)
+    engine = Engine(OsStorage(str(tmp_path)), options)
+    for i in range(3):
+        engine.ns.create(f"/f{i}")
+    engine.checkpoint()
+    engine.ns.create("/g")  # the newest segment now holds an entry the next checkpoint covers
+    engine.close(checkpoint=False)
+    fatal: list[BaseException] = []
+    engine = Engine(OsStorage(str(tmp_path)), options, on_fatal=fatal.append)
+    try:
+        engine.checkpoint()
+        engine.ns.create("/h")
+        assert not fatal, fatal
+    finally:
+        engine.close(checkpoint=False)
+    engine = open_engine(tmp_path, "process")
+    try:
+        assert sorted(n.name for n in engine.ns.listdir("/")) == ["f0", "f1", "f2", "g", "h"]
+    finally:
+        engine.close(checkpoint=False)

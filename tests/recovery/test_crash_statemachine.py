@@ -3,8 +3,14 @@ against a plain model.
 
 After every recovery the namespace must equal the model as it was after some operation between
 the last acknowledged one and the last issued one: nothing acknowledged is lost and nothing is
-half-applied. The journal runs without group commit, so every operation writes and fsyncs inline
-and the storage operation counter says exactly when an operation was issued and acknowledged.
+half-applied. Each example draws who writes the live journal: inline (no group commit), the
+writer thread, or the writer process (the production path: the real child process, its storage
+operations served by this process's SimStorage, journal/remote_storage.py). One caller appends
+and waits at a time, so with any of them the storage operation counter says exactly when an
+operation was issued and acknowledged. Recovering a crashed image is checked with an inline
+journal (starting a child for each of thousands of recoveries would cost minutes); the one a run
+continues from is reopened with a group-commit writer: in a writer-process example, the process
+after a clean restart and after two crashes of three, the thread after the third.
 A crash is simulated right after any storage operation (a *cut*), keeping any prefix of what was
 not yet durable, with the last surviving write possibly torn. The layers above the namespace
 (cache tiers, write types, the persister, metadata sync) have their own crash machine, over real
@@ -14,8 +20,10 @@ tier and UFS files: tests/recovery/test_crash_engine.py.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import pytest
@@ -57,7 +65,12 @@ from tests.models.namespace_model import (
 )
 
 MIN_CRASH_STATES = 10_000
-CRASH_STATES = 0  # every recovered crash state checked, across the whole run
+WRITERS = ("inline", "thread", "process")
+# Every recovered crash state checked across the whole run, by the live journal's writer; and
+# how many writer processes the run started.
+CRASH_STATES = dict.fromkeys(WRITERS, 0)
+EXAMPLES = dict.fromkeys(WRITERS, 0)  # by the writer each example drew
+SPAWNS = [0]
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -70,13 +83,31 @@ class Step(NamedTuple):
 
 
 NEVER = 1 << 62
+# Draws about the storage log (cuts, which crash to go on from) take values in 0..SPAN and scale
+# them: with a group-commit writer the entries of one operation (mkdir -p), appended before one
+# wait, may be written in one batch or in several, so the log's length is not the same in
+# every run, and draws bounded by it would make hypothesis's data generation inconsistent.
+SPAN = 1 << 16
+
+
+def _scaled(data: st.DataObject, lo: int, hi: int, min_size: int, max_size: int) -> list[int]:
+    """``min_size`` to ``max_size`` integers in ``lo..hi``, drawn independently of the bounds."""
+    raw = data.draw(st.lists(st.integers(0, SPAN), min_size=min_size, max_size=max_size))
+    return [lo + v * (hi - lo) // SPAN for v in raw]
+
+
+def _picked(data: st.DataObject, items: list[Any], least: int, most: int) -> list[Any]:
+    return [items[i] for i in _scaled(data, 0, len(items) - 1, least, most)]
 
 
 class CrashMachine(Housekeeping):
     def __init__(self) -> None:
         super().__init__()
         self.fatal: list[BaseException] = []
-        self.options = JournalOptions()
+        self.writer = "inline"  # drawn for the example
+        self.live_writer = "inline"  # the live journal's
+        self.explored = 0
+        self.recovery_options = JournalOptions()
         self.storage = SimStorage()
         self.engine: Engine | None = None
         self.model: Model = {"/": ROOT}
@@ -86,6 +117,7 @@ class CrashMachine(Housekeeping):
         # Hypothesis keeps this machine in a reference cycle: drop what it holds (logs with the
         # checkpoint images of a whole example) now, not whenever (or, if a large state build
         # ran gc.freeze, never) the cyclic collector gets to it.
+        self._stop_writer()
         self.engine = None
         self.storage = SimStorage()
         self.history = []
@@ -93,8 +125,28 @@ class CrashMachine(Housekeeping):
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _open(self, storage: SimStorage) -> Engine:
-        return Engine(storage, self.options, on_fatal=self.fatal.append)
+    def _open(self, storage: SimStorage, *, live: bool = False, writer: str = "") -> Engine:
+        """The engine on ``storage``: for the ``live`` one the run goes on with, with
+        ``writer`` (by default the drawn one); else inline (a recovery being checked)."""
+        if not live:
+            return Engine(storage, self.recovery_options, on_fatal=self.fatal.append)
+        self.live_writer = writer = writer or self.writer
+        storage.serves_writer_process = writer == "process"
+        SPAWNS[0] += writer == "process"
+        # flush_window 0: the writer takes each entry as it comes, as its caller waits for it.
+        options = replace(
+            self.recovery_options,
+            group_commit=writer != "inline",
+            writer="thread" if writer == "thread" else "process",
+            flush_window_ms=0,
+        )
+        return Engine(storage, options, on_fatal=self.fatal.append)
+
+    def _stop_writer(self) -> None:
+        """Stops the live journal's writer (its thread, or its process and the thread serving
+        it) before the run leaves that engine: only its storage's log is kept."""
+        if self.engine is not None:
+            self.engine.journal.close()
 
     def _restart_history(self) -> None:
         # Everything the storage logged so far rebuilds self.model; a crash during that
@@ -143,17 +195,22 @@ class CrashMachine(Housekeeping):
         keep=st.integers(1, 3),
         # Off, a few fills per segment, one fill of the whole segment (journal/writer.py).
         preallocate=st.sampled_from([0, 96, 1 << 20]),
+        writer=st.sampled_from(WRITERS),
     )
-    def start(self, segment_size: int, checkpoint_every: int, keep: int, preallocate: int) -> None:
-        self.options = JournalOptions(
+    def start(
+        self, segment_size: int, checkpoint_every: int, keep: int, preallocate: int, writer: str
+    ) -> None:
+        self.recovery_options = JournalOptions(
             segment_size=segment_size,
             checkpoint_every=checkpoint_every,
             keep_checkpoints=keep,
             group_commit=False,
             preallocate=preallocate,
         )
+        self.writer = writer
+        EXAMPLES[writer] += 1
         self._restart_history()
-        self.engine = self._open(self.storage)
+        self.engine = self._open(self.storage, live=True)
 
     # -- namespace operations -----------------------------------------------------------------
 
@@ -266,7 +323,7 @@ class CrashMachine(Housekeeping):
     # -- journal housekeeping -----------------------------------------------------------------
 
     def reopen(self) -> Engine:
-        return self._open(self.storage)
+        return self._open(self.storage, live=True)
 
     def after_clean_restart(self, before: str, final_checkpoint: bool) -> None:
         assert self.engine is not None
@@ -309,15 +366,24 @@ class CrashMachine(Housekeeping):
 
     def _explore(self, data: st.DataObject, cuts: list[int], per_cut: int) -> None:
         """Recovers from many crash states and checks each; the machine continues from one."""
-        global CRASH_STATES
-        rng = data.draw(st.randoms(use_true_random=False))
+        # A seed, not st.randoms(): how many values sample_crashes asks for depends on the log.
+        rng = random.Random(data.draw(st.integers(0, SPAN)))
         survivors: list[tuple[SimStorage, Engine, Model]] = []
         for cut in cuts:
             candidates = self._candidates(cut)
             for crash in self.storage.sample_crashes(cut, rng, per_cut):
                 survivors.append(self._recover(crash, candidates))
-                CRASH_STATES += 1
-        storage, engine, model = survivors[data.draw(st.integers(0, len(survivors) - 1))]
+                CRASH_STATES[self.live_writer] += 1
+        storage, engine, model = _picked(data, survivors, 1, 1)[0]
+        self._stop_writer()
+        self.explored += 1
+        if self.writer != "inline":
+            # Checked inline; the run goes on with a group-commit writer (the reopening is part
+            # of this storage's log, so later crashes cover it too). After every third crash the
+            # writer process gives way to the thread: each process start costs ~40 ms of CPU.
+            engine.journal.close()
+            writer = "thread" if self.writer == "process" and self.explored % 3 == 0 else ""
+            engine = self._open(storage, live=True, writer=writer)
         self.storage, self.engine, self.model = storage, engine, model
         self._restart_history()
 
@@ -343,11 +409,10 @@ class CrashMachine(Housekeeping):
         end = self.storage.op_count
         names, writes = self._interesting_cuts()
         cuts = {end}
-        cuts.update(data.draw(st.lists(st.integers(0, end), min_size=2, max_size=5)))
+        cuts.update(_scaled(data, 0, end, 2, 5))
         for interesting, least, most in ((names, 1, 3), (writes, 2, 6)):
             if interesting:
-                pick = st.lists(st.sampled_from(interesting), min_size=least, max_size=most)
-                cuts.update(data.draw(pick))
+                cuts.update(_picked(data, interesting, least, most))
         self._explore(data, sorted(cuts), per_cut=12)
 
     @rule(data=st.data(), restart=st.booleans())
@@ -361,7 +426,7 @@ class CrashMachine(Housekeeping):
         else:
             self.engine.checkpoint()
         end = self.storage.op_count
-        cuts = {end, *data.draw(st.lists(st.integers(before, end), min_size=3, max_size=8))}
+        cuts = {end, *_scaled(data, before, end, 3, 8)}
         self._explore(data, sorted(cuts), per_cut=6)
 
     @rule(data=st.data())
@@ -369,7 +434,7 @@ class CrashMachine(Housekeeping):
         """Crashes anywhere inside the most recent operation that wrote something."""
         start = self.history[-1].issued if len(self.history) > 1 else 0
         end = self.storage.op_count
-        cuts = {end, *data.draw(st.lists(st.integers(max(start, 0), end), min_size=2, max_size=6))}
+        cuts = {end, *_scaled(data, max(start, 0), end, 2, 6)}
         self._explore(data, sorted(cuts), per_cut=12)
 
     @rule(data=st.data(), after=st.integers(0, 3))
@@ -394,7 +459,7 @@ class CrashMachine(Housekeeping):
             self.model = expect
         self.fatal.clear()
         end = storage.op_count
-        self._explore(data, sorted({end, data.draw(st.integers(0, end))}), per_cut=6)
+        self._explore(data, sorted({end, *_scaled(data, 0, end, 1, 1)}), per_cut=6)
 
     # -- invariants ---------------------------------------------------------------------------
 
@@ -415,7 +480,9 @@ CrashMachine.TestCase.settings = crash_settings(280)
 
 def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
     start = time.monotonic()
-    before = CRASH_STATES
+    before = dict(CRASH_STATES)
+    examples = dict(EXAMPLES)
+    spawns = SPAWNS[0]
     # Every torn tail repaired logs a warning: thousands of expected lines, not news.
     journal_log = logging.getLogger("journal")
     level = journal_log.level
@@ -424,10 +491,15 @@ def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
         run_state_machine_as_test(CrashMachine, settings=CrashMachine.TestCase.settings)
     finally:
         journal_log.setLevel(level)
-    explored = CRASH_STATES - before
+    by_writer = {w: CRASH_STATES[w] - before[w] for w in WRITERS}
+    explored = sum(by_writer.values())
     with capsys.disabled():
         print(
             f"\ncrash state machine: {explored} crash states recovered and checked"
-            f" in {time.monotonic() - start:.1f}s"
+            f" in {time.monotonic() - start:.1f}s; by the live journal's writer: "
+            + ", ".join(f"{w} {n}" for w, n in by_writer.items())
+            + f"; {SPAWNS[0] - spawns} writer processes started; examples by drawn writer: "
+            + ", ".join(f"{w} {EXAMPLES[w] - examples[w]}" for w in WRITERS)
         )
     assert explored >= MIN_CRASH_STATES, f"only {explored} crash states explored"
+    assert all(by_writer.values()), f"a writer was never crash-simulated: {by_writer}"

@@ -54,22 +54,28 @@ class StepPersister(Persister):
 
 
 class _Midway:
-    """A source that starts ``during`` once its first bytes were read: a change made by another
-    caller while an upload is under way (the connector has started, the object is not in place
-    yet). The change runs in its own thread, as it would in production: it may wait for this
-    very upload (the persister holds uploads around deletes, renames and rewrites), so the
-    upload goes on after giving it a moment to begin."""
+    """A source that starts ``during`` once its first bytes were read (``at_end`` False), or
+    once it has been read to its end (True: the connector has everything and is about to put
+    the object in place): a change made by another caller while an upload is under way. The
+    change runs in its own thread, as it would in production: it may wait for this very upload
+    (the persister holds uploads around deletes, renames and rewrites), so the upload goes on
+    after giving it a moment to begin."""
 
     def __init__(
-        self, source: BinaryIO, during: Callable[[], None], started: list[threading.Thread]
+        self,
+        source: BinaryIO,
+        during: Callable[[], None],
+        started: list[threading.Thread],
+        at_end: bool = False,
     ) -> None:
         self.source = source
         self.during: Callable[[], None] | None = during
         self.started = started
+        self.at_end = at_end
 
     def read(self, size: int = -1) -> bytes:
         data = self.source.read(size)
-        if self.during is not None:
+        if self.during is not None and (data == b"" or not self.at_end):
             during, self.during = self.during, None
             thread = threading.Thread(target=during, name="change-midway", daemon=True)
             thread.start()
@@ -94,7 +100,9 @@ class FlakyUfs(LocalUnderFS):
         self._refuse("write", path)
         during, self.world.during = self.world.during, None
         if during is not None:
-            source = _Midway(source, during, self.world.midway)  # type: ignore[assignment]
+            source = _Midway(  # type: ignore[assignment]
+                source, during, self.world.midway, self.world.during_at_end
+            )
         return super().write(path, source, attrs)
 
     def delete(self, path: str) -> None:
@@ -137,6 +145,7 @@ class World:
         )
         self.ufs_down = False
         self.during: Callable[[], None] | None = None
+        self.during_at_end = False  # the change comes once the upload has read everything
         self.midway: list[threading.Thread] = []  # changes started during an upload
         self.fatal: list[BaseException] = []
         self.snapshots: dict[int, Files] = {}  # op index -> files just before that operation

@@ -214,11 +214,15 @@ class EngineCrashMachine(Housekeeping):
     @rule(
         data=st.data(),
         during=st.sampled_from(["", "delete", "rename", "rewrite"]),
+        at_end=st.booleans(),
         dst=st.sampled_from(NAMES),
         kind=st.sampled_from(WRITE_TYPES),
     )
-    def persist_step(self, data: st.DataObject, during: str, dst: str, kind: str) -> None:
-        """Runs one queued upload; ``during`` changes the file while it is under way."""
+    def persist_step(
+        self, data: st.DataObject, during: str, at_end: bool, dst: str, kind: str
+    ) -> None:
+        """Runs one queued upload; ``during`` changes the file while it is under way: once
+        the upload has begun reading, or (``at_end``) once it has read everything."""
         queue = persister_of(self.live).queue
         if not queue:
             return
@@ -245,6 +249,7 @@ class EngineCrashMachine(Housekeeping):
                     changes.append(exc)
 
             self.world.during = change
+            self.world.during_at_end = at_end
         before = self.storage.op_count
         persister_of(self.live).step(index)
         self.world.during = None

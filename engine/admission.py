@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
-from engine.state import BLOCK_SHIFT_BITS, State, staged_problem
+from engine.state import BLOCK_SHIFT_BITS, State, staged_problem, xattr_problem
 from journal import entries as E
 
 
@@ -180,8 +180,14 @@ def _content_committed(state: State, e: E.ContentCommitted) -> None:
         raise Refused(f"inode {e.id}: {problem}")
 
 
-def _on_file(state: State, e: E.PersistRequested | E.Persisted) -> None:
+def _on_file(state: State, e: E.PersistRequested | E.Persisted | E.Accessed) -> None:
     _node(state, e.id)
+
+
+def _set_xattr(state: State, e: E.SetXattr) -> None:
+    problem = xattr_problem(_node(state, e.id), e.name, e.value)
+    if problem is not None:
+        raise Refused(problem)
 
 
 _CHECKS: dict[Any, Callable[[State, Any], None]] = {
@@ -201,6 +207,8 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.PersistRequested: _on_file,
     E.Persisted: _on_file,
     E.ContentCommitted: _content_committed,
+    E.SetXattr: _set_xattr,
+    E.Accessed: _on_file,
 }
 
 # Entry type -> (the exact types of its fields, its check).

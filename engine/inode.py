@@ -31,7 +31,7 @@ class InodeExt:
 
     __slots__ = (
         "target", "media", "ttl_ms", "ttl_action", "fingerprint", "block_size", "read_type",
-        "write_type",
+        "write_type", "xattrs", "atime",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -43,6 +43,8 @@ class InodeExt:
         self.block_size: int | None = None
         self.read_type: str | None = None  # for this inode and the tree below it
         self.write_type: str | None = None
+        self.xattrs: dict[str, bytes] | None = None  # extended attributes (user.*)
+        self.atime: int | None = None  # ns; None: the access time is the modification time
 
     def as_row(self) -> list[object]:
         return [
@@ -54,14 +56,20 @@ class InodeExt:
             self.block_size,
             self.read_type,
             self.write_type,
+            # Sorted: the same attributes give the same row (and digest) whatever their order.
+            None if self.xattrs is None else dict(sorted(self.xattrs.items())),
+            self.atime,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> InodeExt:
         ext = cls()
-        padded = row + [None] * (8 - len(row))  # rows of older checkpoints are shorter
+        padded = row + [None] * (10 - len(row))  # rows of older checkpoints are shorter
         ext.target, ext.media, ext.ttl_ms, ext.ttl_action, ext.fingerprint = padded[:5]
         ext.block_size, ext.read_type, ext.write_type = padded[5:8]
+        xattrs = padded[8]
+        ext.xattrs = None if xattrs is None else dict(xattrs)
+        ext.atime = padded[9]
         return ext
 
     def empty(self) -> bool:

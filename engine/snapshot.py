@@ -81,7 +81,9 @@ INODE_COLUMNS = """
                                   -- bits 8-15 log2(block size)
     ext                           -- NULL, or [symlink target, pinned media, ttl_ms, ttl_action,
                                   --           UFS fingerprint, block size, read type,
-                                  --           write type] (older checkpoints: shorter)
+                                  --           write type, extended attributes (a map
+                                  --           name -> bytes, or nil), atime (ns, or nil:
+                                  --           equal to mtime)] (older checkpoints: shorter)
 """
 
 

@@ -72,6 +72,8 @@ class SetAttr(NamedTuple):
     # Appended last: entries written before they existed decode with None.
     read_type: str | None = None
     write_type: str | None = None
+    # An explicit access time (utimensat, touch -a). Appended last: older entries decode None.
+    atime: int | None = None
 
 
 class Rename(NamedTuple):
@@ -198,6 +200,24 @@ class ContentCommitted(NamedTuple):
     time: int
 
 
+class SetXattr(NamedTuple):
+    """Sets extended attribute ``name`` of ``id`` to ``value``, or removes it (``value``
+    None). Only ``user.*`` names: the others are refused before anything is journaled."""
+
+    id: int
+    name: str
+    value: bytes | None
+    time: int
+
+
+class Accessed(NamedTuple):
+    """A read moved ``id``'s access time to ``atime`` (relatime): unlike SetAttr it leaves the
+    change time alone, and nobody waits for it to be durable."""
+
+    id: int
+    atime: int
+
+
 Entry = (
     MkDir
     | CreateFile
@@ -215,6 +235,8 @@ Entry = (
     | PersistRequested
     | Persisted
     | ContentCommitted
+    | SetXattr
+    | Accessed
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -235,6 +257,8 @@ TYPE_CODES: dict[Any, int] = {
     PersistRequested: 14,
     Persisted: 15,
     ContentCommitted: 16,
+    SetXattr: 21,
+    Accessed: 22,
 }
 BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}

@@ -13,6 +13,7 @@ due and hop to a thread only when something is.
 
 from __future__ import annotations
 
+import time
 from array import array
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
@@ -25,6 +26,7 @@ from engine.namespace import Namespace
 from engine.posix import Caller
 from engine.state import block_size_of
 from engine.sync import MetadataSync
+from journal import entries as E
 
 
 class Paths(Protocol):
@@ -187,18 +189,37 @@ def setattr(
     uid: int | None = None,
     gid: int | None = None,
     mtime: int | None = None,
+    atime: int | None = None,
 ) -> Inode:
-    """chmod, chown, touch -m (the kernel has checked that the caller may)."""
+    """chmod, chown, touch -m, touch -a (the kernel has checked that the caller may)."""
     node = posix.inode(fs.ns.tree, ino)
     changes: dict[str, int] = {}
     if mode is not None:
         changes["mode"] = posix.mode_change(mode)
-    for key, value in (("uid", uid), ("gid", gid), ("mtime", mtime)):
+    for key, value in (("uid", uid), ("gid", gid), ("mtime", mtime), ("atime", atime)):
         if value is not None:
             changes[key] = value
     if changes:
         fs.ns.setattr(fs.ns.path_of(node), **changes)
     return node
+
+
+def accessed(fs: Paths, ino: int) -> None:
+    """A read of ``ino``: its access time moved as relatime says (engine/posix.py). Nobody
+    waits for the entry to be durable (an access time is not data), nor for the lock: taken
+    elsewhere (a checkpoint), the move is left to the next read."""
+    node = fs.ns.tree.find(ino)
+    now = time.time_ns()
+    if node is None or not posix.relatime_due(node, now):
+        return
+    lock = fs.ns.lock
+    if not lock.acquire(blocking=False):
+        return
+    try:
+        if fs.ns.tree.find(ino) is node and not fs.ns.on_read_only_mount(node):
+            fs.ns.gate.commit(E.Accessed(ino, now))
+    finally:
+        lock.release()
 
 
 def commit_content(fs: Paths, ino: int, content: Callable[[], BinaryIO]) -> bool:

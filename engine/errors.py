@@ -109,3 +109,16 @@ class StaleHandle(ShoalError):
     may hold another file."""
 
     errno = errno.ESTALE
+
+
+class NoAttribute(ShoalError):
+    """The inode has no extended attribute of that name (ENODATA, what getxattr answers)."""
+
+    errno = errno.ENODATA
+
+
+class NotSupported(ShoalError):
+    """What the call asks is not kept here: an extended attribute outside user.*, a fallocate
+    mode, or one the store cannot hold."""
+
+    errno = errno.EOPNOTSUPP

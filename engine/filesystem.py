@@ -28,6 +28,7 @@ from engine.state import Mount
 from engine.sync import MetadataSync
 from engine.ufsfirst import UfsFirstChanges
 from engine.writepath import WritePath
+from engine.xattrs import ExtendedAttributes
 
 
 class FileSystem:
@@ -48,6 +49,7 @@ class FileSystem:
         self.changes = UfsFirstChanges(ns, self.placement)
         self.writes = WritePath(ns, sync, cache, self.placement)
         self.reads = ReadPath(ns, mounts, sync, cache, self.placement)
+        self.xattrs = ExtendedAttributes(ns, self.placement)
 
     # -- settings kept by the parts ----------------------------------------------------------
 
@@ -203,6 +205,19 @@ class FileSystem:
 
     def setattr_of(self, ino: int, **changes: int | None) -> Inode:
         return byinode.setattr(self, ino, **changes)
+
+    def accessed(self, ino: int) -> None:
+        byinode.accessed(self, ino)
+
+    def get_xattr(self, ino: int, name: str) -> bytes:
+        return self.xattrs.get(ino, name)
+
+    def list_xattrs(self, ino: int) -> list[str]:
+        return self.xattrs.names(ino)
+
+    def set_xattr(self, ino: int, name: str, value: bytes | None) -> None:
+        """Sets (``value`` None: removes) extended attribute ``name`` of ``ino``."""
+        self.xattrs.set(ino, name, value)
 
     def open_inode(self, ino: int, writing: bool) -> Inode:
         node = self.inode(ino)

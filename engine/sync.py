@@ -40,7 +40,7 @@ from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
-from engine.state import COMPLETE, PERSISTED, Mount
+from engine.state import COMPLETE, PERSISTED, Mount, xattr_problem
 from journal import entries as E
 from ufs.base import UfsStatus
 from ufs.base import join as ufs_join
@@ -383,17 +383,19 @@ class MetadataSync:
                 now = time.time_ns()
                 if existing is None:
                     new_id = ns.tree.next_id
+                    entry: E.MkDir | E.CreateFile
                     if status.is_dir:
-                        seq = ns.gate.commit(
-                            E.MkDir(new_id, node.id, name, 0o755, 0, 0, status.mtime_ns or now)
-                        )
-                        count += 1
-                        continue
-                    seq = ns.gate.commit(E.CreateFile(new_id, node.id, name, 0o644, 0, 0, now))
+                        entry = E.MkDir(new_id, node.id, name, 0o755, 0, 0, status.mtime_ns or now)
+                    else:
+                        entry = E.CreateFile(new_id, node.id, name, 0o644, 0, 0, now)
+                    seq = ns.gate.commit(entry)
                     count += 1
                     existing = ns.tree.get(new_id)
-                for entry in self._changes(existing.id, existing, status):
-                    seq = ns.gate.commit(entry)
+                for change in self._changes(existing.id, existing, status):
+                    seq = ns.gate.commit(change)
+                    count += 1
+                for setting in _xattr_changes(existing, status, now):
+                    seq = ns.gate.commit(setting)
                     count += 1
         if seq:
             ns.gate.durable(seq)
@@ -438,3 +440,17 @@ class MetadataSync:
                 seq = ns.gate.commit(entry)
         ns.gate.durable(seq)
         return len(entries)
+
+
+def _xattr_changes(node: Inode, status: UfsStatus, now: int) -> list[E.SetXattr]:
+    """The user.* attributes a listing found on a name, where the store's copy is the one that
+    counts (a directory, or a file whose content is the store's); none where it did not look."""
+    found = status.xattrs
+    if found is None or (node.children is None and not node.flags & PERSISTED):
+        return []
+    have = node.ext.xattrs if node.ext is not None and node.ext.xattrs else {}
+    out = [E.SetXattr(node.id, name, None, now) for name in have if name not in found]
+    for name, value in found.items():
+        if have.get(name) != value and xattr_problem(node, name, bytes(value)) is None:
+            out.append(E.SetXattr(node.id, name, bytes(value), now))
+    return out

@@ -28,6 +28,7 @@ from engine.persister import Persister
 from engine.placement import Placement, UfsTarget
 from engine.state import PERSISTED
 from engine.sync import MetadataSync
+from engine.xattrs import carry_to_store, xattrs_of
 from journal import entries as E
 
 
@@ -94,6 +95,8 @@ class WritePath:
         stream = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
         with ufs_errors():
             status = connector.write(rel, stream)  # type: ignore[arg-type]
+        old = new.existing()  # a rewrite (or a file made by create): its attributes go along
+        status = carry_to_store(connector, rel, xattrs_of(old) if old else {}, status)
         ns = self.ns
         now = time.time_ns()
         with ns.lock:

@@ -26,9 +26,10 @@ from engine.config import Config
 from engine.engine import Engine
 from engine.inode import Inode
 from engine.names import NAME_MAX
-from engine.posix import Caller, check_write
+from engine.posix import Caller, access_time, check_write
 from fuse.boundary import FlushNotNeeded, answers_errno
 from fuse.invalidator import KernelInvalidator
+from fuse.moreops import MoreOperations
 from fuse.writebuffer import BufferClosed, WriteBuffer
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,12 @@ SEEN_VERSIONS = 1_000_000  # files whose page cache may be kept across opens
 
 
 class Handle:
-    __slots__ = ("ino", "buffer")
+    __slots__ = ("ino", "buffer", "read")
 
     def __init__(self, node: Inode, buffer: WriteBuffer | None) -> None:
         self.ino = node.id
         self.buffer = buffer
+        self.read = False  # read through yet: the first read may move the access time
 
 
 class DirHandle:
@@ -62,7 +64,7 @@ def _caller(ctx: pyfuse3.RequestContext) -> Caller:
     return Caller(ctx.uid, ctx.gid, ctx.umask)
 
 
-class ShoalOperations(pyfuse3.Operations):
+class ShoalOperations(MoreOperations, pyfuse3.Operations):
     enable_writeback_cache = False
 
     def __init__(self, engine: Engine, config: Config, spool_dir: str) -> None:
@@ -132,7 +134,8 @@ class ShoalOperations(pyfuse3.Operations):
         a.st_blksize = BLKSIZE
         a.st_blocks = (size + 511) // 512
         mtime = buffer.mtime_ns if buffer is not None and buffer.dirty else node.mtime
-        a.st_mtime_ns = a.st_atime_ns = mtime
+        a.st_mtime_ns = mtime
+        a.st_atime_ns = access_time(node)
         a.st_ctime_ns = max(node.ctime, mtime)
         return a
 
@@ -210,6 +213,8 @@ class ShoalOperations(pyfuse3.Operations):
             changes["gid"] = attr.st_gid
         if fields.update_mtime:
             changes["mtime"] = attr.st_mtime_ns
+        if fields.update_atime:
+            changes["atime"] = attr.st_atime_ns
         if changes:
             buffer = self.buffers.get(node.id)
             if "mtime" in changes and buffer is not None and buffer.dirty:
@@ -407,6 +412,9 @@ class ShoalOperations(pyfuse3.Operations):
     @answers_errno
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self.handles[fh]
+        if not handle.read:
+            handle.read = True
+            self.fs.accessed(handle.ino)  # relatime: rarely an entry, never a wait
         buffer = self.buffers.get(handle.ino)
         if buffer is not None:
             try:

@@ -10,7 +10,7 @@ unspecified. Every method may raise a ``ufs.errors.UfsError``; nothing else esca
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from threading import Event
 from typing import BinaryIO
@@ -26,6 +26,9 @@ class UfsStatus:
     mtime_ns: int  # 0 when the store has none (S3 implicit directories)
     # Changes whenever the content does (size + mtime + ETag or inode); "" for directories.
     fingerprint: str
+    # The user.* extended attributes, where a listing has them cheaply (a local store); None
+    # where it did not look (S3: one request per object).
+    xattrs: Mapping[str, bytes] | None = None
 
     @property
     def name(self) -> str:
@@ -95,6 +98,20 @@ class UnderFS(ABC):
     def rename(self, src: str, dst: str) -> None:
         """Moves file ``src`` to ``dst``, replacing a file there. On object stores this is a
         copy then a delete: not atomic, and it costs a copy of the data."""
+
+    # Extended attributes (user.* only; the engine keeps them, and hands them to the store).
+
+    def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:  # noqa: B027
+        """Raises UfsUnsupported (saying why) if the store could not keep ``xattrs`` on
+        ``path``; called before they are accepted, also for a file not yet written."""
+
+    def get_xattrs(self, path: str) -> dict[str, bytes]:
+        """The user.* extended attributes the store keeps on ``path``; none by default."""
+        return {}
+
+    def set_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:  # noqa: B027
+        """Makes ``xattrs`` the user.* extended attributes of ``path``, replacing the ones it
+        had. The default keeps none: the namespace alone holds them."""
 
     def leftovers(self) -> Sequence[str]:
         """The paths of what ``clean_leftovers`` would remove now (a report: fsck); none by

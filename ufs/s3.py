@@ -32,11 +32,13 @@ from ufs.errors import (
     UfsError,
     UfsInvalidPath,
     UfsIsADirectory,
+    UfsNoSpace,
     UfsNotADirectory,
     UfsNotEmpty,
     UfsNotFound,
     UfsUnavailable,
 )
+from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
 
 STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
 SECRET_OPTIONS = frozenset({"access_key", "secret_key", "session_token"})
@@ -358,6 +360,61 @@ class S3UnderFS(UnderFS):
             )
             self.client.delete_object(Bucket=self.bucket, Key=self._key(a))
             self._keep_parent(a)
+
+    # -- extended attributes -----------------------------------------------------------------
+
+    def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        size = len(XATTR_META) + len(encode_xattrs(xattrs))
+        if xattrs and size > XATTR_META_MAX:
+            raise UfsNoSpace(
+                f"{self.uri}: {normalize(path) or '/'}: extended attributes take {size} bytes of"
+                f" object metadata encoded, over the {XATTR_META_MAX} bytes S3 leaves them"
+                " (2 KB per object)"
+            )
+
+    def _meta_key(self, rel: str) -> str | None:
+        """The key whose metadata holds ``rel``'s attributes: the object, or a directory's
+        marker; None for a directory without one (an implicit directory)."""
+        if self.stat(rel).is_dir:
+            marker = self._dir_prefix(rel)
+            reply = self.client.list_objects_v2(Bucket=self.bucket, Prefix=marker, MaxKeys=1)
+            first = [o["Key"] for o in reply.get("Contents", ())][:1]
+            return marker if first == [marker] else None
+        return self._key(rel)
+
+    def get_xattrs(self, path: str) -> dict[str, bytes]:
+        rel = normalize(path)
+        with self._errors(rel):
+            key = self._meta_key(rel) if rel else None
+            if key is None:
+                return {}
+            meta = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+        return decode_xattrs(meta.get(XATTR_META, ""))
+
+    def set_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        rel = normalize(path)
+        if not rel:
+            return  # the bucket's root has no object to hold them: the namespace keeps them
+        self.check_xattrs(rel, xattrs)
+        with self._errors(rel):
+            key = self._meta_key(rel)
+            if key is None:  # an implicit directory gets its marker, as s3fs makes one
+                key = self._dir_prefix(rel)
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            meta = dict(head.get("Metadata", {}))
+            meta.pop(XATTR_META, None)
+            if xattrs:
+                meta[XATTR_META] = encode_xattrs(xattrs)
+            extra: dict[str, Any] = {"Metadata": meta, "MetadataDirective": "REPLACE"}
+            if head.get("ContentType"):
+                extra["ContentType"] = head["ContentType"]
+            # S3 changes an object's metadata only by copying it onto itself (the managed copy
+            # goes multipart above 5 GB).
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": key}, self.bucket, key, ExtraArgs=extra,
+                Config=self._transfer,
+            )  # fmt: skip
 
     def close(self) -> None:
         self.client.close()

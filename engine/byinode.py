@@ -204,20 +204,22 @@ def setattr(
     return node
 
 
-def accessed(fs: Paths, ino: int) -> None:
-    """A read of ``ino``: its access time moved as relatime says (engine/posix.py). Nobody
-    waits for the entry to be durable (an access time is not data), nor for the lock: taken
-    elsewhere (a checkpoint), the move is left to the next read."""
+def accessed(fs: Paths, ino: int) -> bool:
+    """A read of ``ino``: its access time moved as relatime says (engine/posix.py); whether it
+    was. Nobody waits for the entry to be durable (an access time is not data), nor for the
+    lock: taken elsewhere (a checkpoint), the move is left to the next read."""
     node = fs.ns.tree.find(ino)
     now = time.time_ns()
     if node is None or not posix.relatime_due(node, now):
-        return
+        return False
     lock = fs.ns.lock
     if not lock.acquire(blocking=False):
-        return
+        return False
     try:
-        if fs.ns.tree.find(ino) is node and not fs.ns.on_read_only_mount(node):
-            fs.ns.gate.commit(E.Accessed(ino, now))
+        if fs.ns.tree.find(ino) is not node or fs.ns.on_read_only_mount(node):
+            return False
+        fs.ns.gate.commit(E.Accessed(ino, now))
+        return True
     finally:
         lock.release()
 

@@ -206,8 +206,8 @@ class FileSystem:
     def setattr_of(self, ino: int, **changes: int | None) -> Inode:
         return byinode.setattr(self, ino, **changes)
 
-    def accessed(self, ino: int) -> None:
-        byinode.accessed(self, ino)
+    def accessed(self, ino: int) -> bool:
+        return byinode.accessed(self, ino)
 
     def get_xattr(self, ino: int, name: str) -> bytes:
         return self.xattrs.get(ino, name)

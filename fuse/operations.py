@@ -398,7 +398,12 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             if len(self._seen_version) > SEEN_VERSIONS:  # bounded: forget the oldest
                 self._seen_version.pop(next(iter(self._seen_version)))
             keep = seen == node.version and inode not in self.buffers
-            return pyfuse3.FileInfo(fh=self._open_handle(node, None), keep_cache=keep)
+            fh = self._open_handle(node, None)
+            if keep:  # reads may all come from the page cache: the open stands for them,
+                self.handles[fh].read = True  # and the kernel, reading none, keeps its atime
+                if self.fs.accessed(inode):
+                    self.invalidator.attributes_now(inode)
+            return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
         buffer = self._buffer(node)
         if flags & os.O_TRUNC and buffer.size:
             try:

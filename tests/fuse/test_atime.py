@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
-from engine.inode import Inode
-from engine.posix import RELATIME_S, relatime_due
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted
 
@@ -56,16 +53,3 @@ def test_a_read_moves_the_access_time_as_relatime_says(any_mount: Mounted) -> No
     any_mount.umount()  # the update was never waited for; a clean stop keeps it
     any_mount.mount()
     assert os.stat(f).st_atime_ns == moved
-
-
-def test_relatime_rule() -> None:
-    now = time.time_ns()
-    node = Inode(2, 1, "f", 0o100644, 0, 0, 0, now - 3 * DAY_NS, now - 3 * DAY_NS, 0, 0, None,
-                 None)  # fmt: skip
-    assert relatime_due(node, now)  # never read: atime is mtime
-    node.ensure_ext().atime = now - 2 * DAY_NS  # read after the last change, two days ago
-    assert relatime_due(node, now)
-    node.ensure_ext().atime = now - RELATIME_S * 10**9 // 2  # read after it, half a day ago
-    assert not relatime_due(node, now)
-    node.ctime = now - 1  # changed since
-    assert relatime_due(node, now)

@@ -208,6 +208,10 @@ _SAMPLES: list[E.Entry] = [
     E.PersistRequested(3, 1, 24),
     E.Persisted(3, 1, "etag2", 25),
     E.ContentCommitted(3, 2, 5000, 4096, True, 26),
+    E.SetXattr(3, "user.k", bytes(range(256)), 27),
+    E.SetXattr(3, "user.k", None, 28),
+    E.SetAttr(3, 29, atime=30),
+    E.Accessed(3, 31),
 ]
 
 

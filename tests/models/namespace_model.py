@@ -39,6 +39,8 @@ class Attrs(NamedTuple):
     target: str | None = None
     # The engines these models check have no UFS below them: nothing can ever be persisted.
     persisted: bool = False
+    xattrs: tuple[tuple[str, bytes], ...] = ()  # extended attributes, sorted by name
+    atime: int | None = None  # an access time set explicitly
 
 
 Model = dict[str, Attrs]  # absolute path -> attributes; "/" is the root
@@ -180,6 +182,8 @@ def m_setattr(model: Model, path: str, changes: dict[str, Any]) -> Model:
         node = node._replace(uid=changes["uid"])
     if "gid" in changes:
         node = node._replace(gid=changes["gid"])
+    if changes.get("atime") is not None:
+        node = node._replace(atime=changes["atime"])
     if size is not None:
         node = node._replace(size=size, version=node.version + 1)
     if changes.get("pinned") is not None:
@@ -194,6 +198,27 @@ def m_setattr(model: Model, path: str, changes: dict[str, Any]) -> Model:
             node = node._replace(ttl_ms=ttl, ttl_action=changes.get("ttl_action") or "free")
     m = dict(model)
     m[path] = node
+    return m
+
+
+def m_setxattr(model: Model, path: str, name: str, value: bytes | None) -> Model:
+    """Sets (``value`` None: removes) an extended attribute: user.* ones only, on files and
+    directories."""
+    key = resolve(model, parts_of(path))
+    node = model[key]
+    if not name.startswith("user."):
+        raise Refused(err.NotSupported)
+    if node.kind == "symlink":
+        raise Refused(err.NotPermitted)
+    xattrs = dict(node.xattrs)
+    if value is None:
+        if name not in xattrs:
+            raise Refused(err.NoAttribute)
+        del xattrs[name]
+    else:
+        xattrs[name] = value
+    m = dict(model)
+    m[key] = node._replace(xattrs=tuple(sorted(xattrs.items())))
     return m
 
 
@@ -266,6 +291,8 @@ def dump(state: State) -> Model:
             ext.ttl_action if ext is not None else None,
             ext.target if ext is not None else None,
             bool(node.flags & PERSISTED),
+            tuple(sorted(ext.xattrs.items())) if ext is not None and ext.xattrs else (),
+            ext.atime if ext is not None else None,
         )
     return out
 

@@ -5,6 +5,7 @@ zero-sized buffer and ERANGE) and fallocate."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -19,6 +20,9 @@ from fuse.fallocate import FALLOC_FL_KEEP_SIZE
 from fuse.writebuffer import WriteBuffer
 
 T = TypeVar("T")
+# The kernel asks for it before every write(2) to a file, to clear file capabilities: never kept
+# (security.* is not), and the answer must cost as little as a request can.
+CAPABILITY = b"security.capability"
 
 
 def _name(raw: bytes) -> str | None:
@@ -32,6 +36,7 @@ def _name(raw: bytes) -> str | None:
 class MoreOperations:
     # ShoalOperations' (fuse/operations.py)
     fs: FileSystem
+    xattrs: bool  # fuse.xattrs: False answers ENOSYS, which turns them off for the connection
     buffers: dict[int, WriteBuffer]
     max_file_size: int
 
@@ -41,8 +46,15 @@ class MoreOperations:
     async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
         raise NotImplementedError  # a path-based truncate, committed at once
 
-    @answers_errno
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+        if name == CAPABILITY:  # asked before every write(2): answered without a thing more
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return await self._getxattr(inode, name)
+
+    @answers_errno
+    async def _getxattr(self, inode: int, name: bytes) -> bytes:
         key = _name(name)
         if key is None:
             raise NoAttribute(f"inode {inode} has no attribute {name!r}")
@@ -50,12 +62,14 @@ class MoreOperations:
 
     @answers_errno
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
+        self._check_on()
         return [key.encode() for key in self.fs.list_xattrs(inode)]
 
     @answers_errno
     async def setxattr(
         self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
     ) -> None:
+        self._check_on()
         key = _name(name)
         if key is None:
             raise InvalidArgument(f"attribute name {name!r} is not UTF-8")
@@ -64,10 +78,15 @@ class MoreOperations:
 
     @answers_errno
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._check_on()
         key = _name(name)
         if key is None:
             raise NoAttribute(f"inode {inode} has no attribute {name!r}")
         await self._blocking(self.fs.set_xattr, inode, key, None)
+
+    def _check_on(self) -> None:
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @answers_errno
     async def fallocate(self, inode: int, mode: int, offset: int, length: int) -> None:

@@ -80,6 +80,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         # on a read-only mount, or where the configuration gives that up for speed.
         self.flush_on_close = config.fuse_flush_on_close and not self.fs.read_only_root()
         self.max_file_size = config.fuse_max_file_size
+        self.xattrs = config.fuse_xattrs
         self.handles: dict[int, Handle] = {}
         self.dirs: dict[int, DirHandle] = {}
         self.buffers: dict[int, WriteBuffer] = {}  # inode -> its content being written

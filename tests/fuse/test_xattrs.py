@@ -171,3 +171,23 @@ def test_rsync_x_twice_and_cp_a(any_mount: Mounted, tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert attributes(dst / "sub" / "b") == {"user.checksum": b"sub/b"}
         assert (dst / "sub" / "b").read_bytes() == b"beta" * 1000
+
+
+def test_extended_attributes_can_be_turned_off(tmp_path: Path) -> None:
+    """fuse.xattrs = false: what the mount did before it kept them (the kernel stops asking,
+    and writes cost no security.capability round trip)."""
+    store = LocalStore(tmp_path / "ufs")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "shoal.toml").write_text("[fuse]\nxattrs = false\n")
+    m = Mounted(home, store.uri, tmp_path / "mnt", store.options)
+    m.mount()
+    try:
+        f = m.path / "file"
+        f.write_bytes(b"x")
+        with pytest.raises(OSError) as exc:
+            os.setxattr(f, "user.a", b"v")
+        assert exc.value.errno == errno.EOPNOTSUPP
+        assert f.read_bytes() == b"x"
+    finally:
+        m.teardown()

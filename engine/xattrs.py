@@ -95,6 +95,8 @@ class ExtendedAttributes:
                 if node.children is not None or node.flags & PERSISTED:
                     connector.set_xattrs(where[1], xattrs)
         with self.ns.lock:
+            if xattrs_of(node).get(name) == value:
+                return  # a listing of the store found the change first (or there is none)
             _changed(node, name, value, create=create or None, replace=replace)  # raced?
             seq = self.ns.gate.commit(E.SetXattr(node.id, name, value, time.time_ns()))
         self.ns.gate.durable(seq)

@@ -13,6 +13,7 @@ due and hop to a thread only when something is.
 
 from __future__ import annotations
 
+import logging
 import time
 from array import array
 from collections.abc import Callable
@@ -27,6 +28,9 @@ from engine.posix import Caller
 from engine.state import block_size_of
 from engine.sync import MetadataSync
 from journal import entries as E
+from journal.errors import JournalError
+
+log = logging.getLogger(__name__)
 
 
 class Paths(Protocol):
@@ -220,6 +224,9 @@ def accessed(fs: Paths, ino: int) -> bool:
             return False
         fs.ns.gate.commit(E.Accessed(ino, now))
         return True
+    except JournalError as exc:  # a failed or closed journal fails changes, not reads
+        log.debug("access time of inode %d not kept: %s", ino, exc)
+        return False
     finally:
         lock.release()
 

@@ -133,4 +133,5 @@ def install(handler: Handler) -> bool:
     ctypes.c_void_p.from_address(ops + OP_FALLOCATE * PTR).value = ctypes.cast(
         callback, ctypes.c_void_p
     ).value
+    log.debug("fallocate requests routed to the mount")
     return True

@@ -8,7 +8,9 @@ import base64
 import errno
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -16,6 +18,7 @@ import pytest
 
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted, mounted
+from tests.fuse.test_posix import as_nobody
 from tests.ufs.stores import LocalStore, S3Store, Store
 
 # Over the 128 bytes a first getxattr(2) gets, so the ERANGE retry is taken; within what an
@@ -191,3 +194,35 @@ def test_extended_attributes_can_be_turned_off(tmp_path: Path) -> None:
         assert f.read_bytes() == b"x"
     finally:
         m.teardown()
+
+
+def test_as_another_user_the_modes_decide() -> None:
+    """Through an allow_other mount, user nobody sets attributes on its own file and reads
+    those of a file it may read; a file it may not write refuses it (EACCES: the kernel's
+    check, user.* attributes follow the mode bits)."""
+    base = Path(tempfile.mkdtemp(prefix="shoal-xattr-"))  # user nobody reaches it (not pytest's)
+    base.chmod(0o755)
+    try:
+        with mounted(LocalStore(base / "ufs"), base, "allow_other") as m:
+            (m.path / "pub").mkdir()
+            os.chmod(m.path / "pub", 0o1777)
+            theirs = m.path / "pub" / "roots"
+            theirs.write_bytes(b"r")
+            os.setxattr(theirs, "user.owner", b"root")
+            code = (
+                f"d = {str(m.path / 'pub')!r}\n"
+                "open(d + '/mine', 'w').write('m')\n"
+                "os.setxattr(d + '/mine', 'user.a', b'nobody')\n"
+                "print(os.getxattr(d + '/mine', 'user.a').decode())\n"
+                "print(os.getxattr(d + '/roots', 'user.owner').decode())\n"
+                "try:\n"
+                "    os.setxattr(d + '/roots', 'user.x', b'no')\n"
+                "except OSError as exc:\n"
+                "    print(errno.errorcode[exc.errno])\n"
+            )
+            out = as_nobody(code)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.split() == ["nobody", "root", "EACCES"]
+            assert os.listxattr(theirs) == ["user.owner"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -3,12 +3,16 @@ checkpoints, replayed; refused as the kernel's callers expect; judged by fsck.""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from engine import errors as err
 from engine.snapshot import digest
 from recovery.fsck import check_xattrs
+from tests.homes import SsdHome
 from tests.invariants import OpenEngine
+from tests.ufs.stores import Store
 
 
 def test_attributes_and_atimes_survive_checkpoint_and_replay(open_engine: OpenEngine) -> None:
@@ -83,3 +87,22 @@ def test_fsck_names_attributes_no_operation_could_make(open_engine: OpenEngine) 
     ext.xattrs = None  # mended, so that the engine closes with a clean fsck
     ext.atime = None
     f.ext = None
+
+
+def test_a_file_uploaded_later_gets_its_attributes_in_the_store(
+    store: Store, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    """Set while its upload waits (ASYNC_THROUGH): the persister hands them over with the
+    content."""
+    engine = open_engine(ssd_home())
+    fs = engine.fs
+    root = fs.makedirs("/m")
+    engine.mounts.mount("/m", store.uri, store.options)
+    assert engine.persister is not None
+    with engine.persister.hold([root.id]):  # no upload starts meanwhile
+        node = fs.write_file("/m/f", io.BytesIO(b"data"), write_type="ASYNC_THROUGH")
+        fs.set_xattr(node.id, "user.a", b"set before the upload")
+        assert "f" not in store.keys()
+    engine.persister.drain()
+    assert store.get("f") == b"data"
+    assert store.xattrs("f") == {"user.a": b"set before the upload"}

@@ -4,40 +4,23 @@ refused the way tools expect, and rsync -X and cp -a working."""
 
 from __future__ import annotations
 
-import base64
 import errno
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted, mounted
 from tests.fuse.test_posix import as_nobody
-from tests.ufs.stores import LocalStore, S3Store, Store
+from tests.ufs.stores import LocalStore, Store
 
 # Over the 128 bytes a first getxattr(2) gets, so the ERANGE retry is taken; within what an
 # ext4 store keeps per file (a block), and over S3's 2 KB of metadata.
 BIG = bytes(range(256)) * 10
-
-
-def store_xattrs(store: Store, key: str) -> dict[str, bytes]:
-    """What the store itself holds: real xattrs of the local file, or the S3 object's
-    x-amz-meta-xattr header decoded as s3fs-fuse writes it (URL-encoded JSON of base64)."""
-    if isinstance(store, LocalStore):
-        path = store.root / key
-        return {n: os.getxattr(path, n) for n in os.listxattr(path) if n.startswith("user.")}
-    assert isinstance(store, S3Store)
-    head = store.client.head_object(Bucket=store.bucket, Key=f"ds/{key}")
-    header = head["Metadata"].get("xattr")
-    if header is None:
-        return {}
-    return {k: base64.b64decode(v) for k, v in json.loads(unquote(header)).items()}
 
 
 def attributes(path: Path) -> dict[str, bytes]:
@@ -97,13 +80,13 @@ def test_the_store_holds_them(any_mount: Mounted) -> None:
     with open(mnt / "late", "wb") as out:
         out.write(b"2")
         os.setxattr(out.fileno(), "user.b", b"with the content")
-    assert store_xattrs(store, "early") == {"user.a": b"on a file in the store"}
-    assert store_xattrs(store, "late") == {"user.b": b"with the content"}
+    assert store.xattrs("early") == {"user.a": b"on a file in the store"}
+    assert store.xattrs("late") == {"user.b": b"with the content"}
     # A rewrite keeps them (a local store's new file replaces the old one by a rename).
     (mnt / "early").write_bytes(b"rewritten")
-    assert store_xattrs(store, "early") == {"user.a": b"on a file in the store"}
+    assert store.xattrs("early") == {"user.a": b"on a file in the store"}
     os.removexattr(mnt / "early", "user.a")
-    assert store_xattrs(store, "early") == {}
+    assert store.xattrs("early") == {}
     assert store.get("early") == b"rewritten"
 
 

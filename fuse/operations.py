@@ -81,6 +81,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         self.flush_on_close = config.fuse_flush_on_close and not self.fs.read_only_root()
         self.max_file_size = config.fuse_max_file_size
         self.xattrs = config.fuse_xattrs
+        self.relatime = config.fuse_relatime  # reads move access times (else noatime)
         self.handles: dict[int, Handle] = {}
         self.dirs: dict[int, DirHandle] = {}
         self.buffers: dict[int, WriteBuffer] = {}  # inode -> its content being written
@@ -151,7 +152,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
 
     def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:
         fh = next(self._fh)
-        self.handles[fh] = Handle(node, buffer)
+        self.handles[fh] = handle = Handle(node, buffer)
+        handle.read = not self.relatime  # noatime: as if read already
         if buffer is not None:
             buffer.handles += 1
         return fh
@@ -400,8 +402,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
                 self._seen_version.pop(next(iter(self._seen_version)))
             keep = seen == node.version and inode not in self.buffers
             fh = self._open_handle(node, None)
-            if keep:  # reads may all come from the page cache: the open stands for them,
-                self.handles[fh].read = True  # and the kernel, reading none, keeps its atime
+            if keep and self.relatime:  # reads may all come from the page cache: the open
+                self.handles[fh].read = True  # stands for them (the kernel keeps its atime)
                 if self.fs.accessed(inode):
                     self.invalidator.attributes_now(inode)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep)

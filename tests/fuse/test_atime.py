@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted
+from tests.ufs.stores import LocalStore
 
 DAY_NS = 24 * 3600 * 10**9
 
@@ -53,3 +55,23 @@ def test_a_read_moves_the_access_time_as_relatime_says(any_mount: Mounted) -> No
     any_mount.umount()  # the update was never waited for; a clean stop keeps it
     any_mount.mount()
     assert os.stat(f).st_atime_ns == moved
+
+
+def test_noatime_reads_leave_it(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "ufs")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "shoal.toml").write_text("[fuse]\nrelatime = false\n")
+    m = Mounted(home, store.uri, tmp_path / "mnt", store.options)
+    m.mount()
+    try:
+        f = m.path / "file"
+        f.write_bytes(b"data")
+        before = os.stat(f)
+        assert f.read_bytes() == b"data"
+        assert f.read_bytes() == b"data"  # the page cache kept: the open path too
+        assert os.stat(f).st_atime_ns == before.st_atime_ns
+        os.utime(f, ns=(5, before.st_mtime_ns))  # explicit times still hold
+        assert os.stat(f).st_atime_ns == 5
+    finally:
+        m.teardown()

@@ -21,13 +21,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from engine.errors import (
-    AlreadyExists,
-    InvalidArgument,
-    NoAttribute,
-    NotPermitted,
-    NotSupported,
-)
+from engine.errors import InvalidArgument, NoAttribute, NotPermitted, NotSupported
 from engine.inode import PERSISTED, S_IFDIR, S_IFMT, S_IFREG, Inode
 from engine.mounts import ufs_errors
 from engine.namespace import Namespace
@@ -76,17 +70,14 @@ class ExtendedAttributes:
     def names(self, ino: int) -> list[str]:
         return sorted(xattrs_of(self.ns.tree.get(ino)))
 
-    def set(
-        self, ino: int, name: str, value: bytes | None, *, create: bool = False,
-        replace: bool = False,
-    ) -> None:  # fmt: skip
-        """Sets (``value`` None: removes) attribute ``name``; ``create``: it must not exist
-        yet (EEXIST), ``replace``: it must (ENODATA)."""
+    def set(self, ino: int, name: str, value: bytes | None) -> None:
+        """Sets (``value`` None: removes) attribute ``name``. setxattr's XATTR_CREATE and
+        XATTR_REPLACE are pyfuse3's to answer (by a getxattr first)."""
         node = self.ns.tree.get(ino)
         _check(node, name, value)
         self.ns.check_writable(node)
         with self.ns.lock:
-            xattrs = _changed(node, name, value, create=create or None, replace=replace)
+            xattrs = _changed(node, name, value)
         where = self.placement.sync.mount_of(node)
         if where is not None:
             connector = MountConnector(self.placement.mounts, where[0])
@@ -97,7 +88,7 @@ class ExtendedAttributes:
         with self.ns.lock:
             if xattrs_of(node).get(name) == value:
                 return  # a listing of the store found the change first (or there is none)
-            _changed(node, name, value, create=create or None, replace=replace)  # raced?
+            _changed(node, name, value)  # the store's answer came after another change?
             seq = self.ns.gate.commit(E.SetXattr(node.id, name, value, time.time_ns()))
         self.ns.gate.durable(seq)
 
@@ -113,17 +104,12 @@ def _check(node: Inode, name: str, value: bytes | None) -> None:
         raise InvalidArgument(f"attribute value of {len(value)} bytes, over {XATTR_SIZE_MAX}")
 
 
-def _changed(
-    node: Inode, name: str, value: bytes | None, *, create: bool | None, replace: bool
-) -> dict[str, bytes]:
-    """The node's attributes with the change made; raises as setxattr's flags say."""
+def _changed(node: Inode, name: str, value: bytes | None) -> dict[str, bytes]:
+    """The node's attributes with the change made (ENODATA: removing one it does not have)."""
     xattrs = xattrs_of(node)
-    if value is None or replace:
+    if value is None:
         if name not in xattrs:
             raise NoAttribute(f"inode {node.id} has no attribute {name!r}")
-    elif create and name in xattrs:
-        raise AlreadyExists(f"inode {node.id} has an attribute {name!r} already")
-    if value is None:
         del xattrs[name]
     else:
         xattrs[name] = value

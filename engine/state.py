@@ -97,8 +97,12 @@ def xattr_problem(node: Inode, name: str, value: bytes | None) -> str | None:
         return f"inode {node.id} is neither a regular file nor a directory"
     if not name.startswith(XATTR_PREFIX) or name == XATTR_PREFIX or "\0" in name:
         return f"{name!r} is not a user.* attribute name"
-    if len(name.encode()) > XATTR_NAME_MAX:
-        return f"attribute name of {len(name.encode())} bytes, over {XATTR_NAME_MAX}"
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:  # undecodable bytes (surrogates): not storable
+        return f"attribute name {name!r} is not UTF-8"
+    if size > XATTR_NAME_MAX:
+        return f"attribute name of {size} bytes, over {XATTR_NAME_MAX}"
     if value is None:
         xattrs = node.ext.xattrs if node.ext is not None else None
         if not xattrs or name not in xattrs:

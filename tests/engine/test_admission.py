@@ -90,7 +90,9 @@ entries = st.one_of(
     st.builds(
         E.SetXattr,
         ids,
-        st.sampled_from(["user.a", "user.b", "user.", "security.x", "user." + "n" * 251]),
+        st.sampled_from(
+            ["user.a", "user.b", "user.", "security.x", "user." + "n" * 251, "user.\udcff"]
+        ),
         st.none() | st.sampled_from([b"", b"v", bytes(65536), bytes(65537)]),
         times,
     ),  # fmt: skip

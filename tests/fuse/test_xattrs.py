@@ -95,6 +95,7 @@ def test_attributes_set_in_a_local_store_are_loaded(tmp_path: Path) -> None:
     store.put("d/f", b"data")
     os.setxattr(store.root / "d" / "f", "user.origin", b"store")
     os.setxattr(store.root / "d", "user.dir", b"yes")
+    os.setxattr(bytes(store.root / "d" / "f"), b"user.\xff", b"a name that is not UTF-8")
     with mounted(store, tmp_path) as m:
         assert attributes(m.path / "d" / "f") == {"user.origin": b"store"}
         assert attributes(m.path / "d") == {"user.dir": b"yes"}

@@ -113,6 +113,33 @@ def store_may_hold(state: State, node: Inode) -> bool:
     )
 
 
+XATTR_PREFIX = "user."  # the only namespace of extended attributes kept
+XATTR_NAME_MAX = 255  # bytes, as Linux (XATTR_NAME_MAX)
+XATTR_SIZE_MAX = 65536  # bytes of one value, as Linux (XATTR_SIZE_MAX)
+
+
+def xattr_problem(node: Inode, name: str, value: bytes | None) -> str | None:
+    """Why extended attribute ``name`` of ``node`` cannot be set to ``value`` (None: removed);
+    None when it can. The commit gate and apply both judge a SetXattr by this."""
+    if node.mode & S_IFMT not in (S_IFREG, S_IFDIR):
+        return f"inode {node.id} is neither a regular file nor a directory"
+    if not name.startswith(XATTR_PREFIX) or name == XATTR_PREFIX or "\0" in name:
+        return f"{name!r} is not a user.* attribute name"
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:  # undecodable bytes (surrogates): not storable
+        return f"attribute name {name!r} is not UTF-8"
+    if size > XATTR_NAME_MAX:
+        return f"attribute name of {size} bytes, over {XATTR_NAME_MAX}"
+    if value is None:
+        xattrs = node.ext.xattrs if node.ext is not None else None
+        if not xattrs or name not in xattrs:
+            return f"inode {node.id} has no attribute {name!r}"
+    elif len(value) > XATTR_SIZE_MAX:
+        return f"attribute value of {len(value)} bytes, over {XATTR_SIZE_MAX}"
+    return None
+
+
 def encode_block_size(block_size: int) -> int:
     if block_size & (block_size - 1) or block_size <= 0:
         raise ApplyError(f"block size {block_size} is not a power of two")
@@ -313,6 +340,8 @@ class State:
             node.ensure_ext().write_type = e.write_type or None
         if e.fingerprint is not None:
             node.ensure_ext().fingerprint = e.fingerprint
+        if e.atime is not None:
+            node.ensure_ext().atime = e.atime
         if node.ext is not None and node.ext.empty():
             node.ext = None
         node.ctime = e.time
@@ -361,6 +390,27 @@ class State:
             self._forget(self.tree.drop_subtree(node))
         else:
             node.ctime = t
+
+    def _set_xattr(self, e: E.SetXattr) -> None:
+        node = self._node(e.id)
+        problem = xattr_problem(node, e.name, e.value)
+        if problem is not None:
+            raise ApplyError(problem)
+        ext = node.ensure_ext()
+        if e.value is None:
+            del ext.xattrs[e.name]  # type: ignore[union-attr]
+            if not ext.xattrs:
+                ext.xattrs = None
+                if ext.empty():
+                    node.ext = None
+        else:
+            if ext.xattrs is None:
+                ext.xattrs = {}
+            ext.xattrs[e.name] = e.value
+        node.ctime = e.time
+
+    def _accessed(self, e: E.Accessed) -> None:
+        self._node(e.id).ensure_ext().atime = e.atime
 
     # -- mounts and UFS ----------------------------------------------------------------------
 
@@ -485,4 +535,6 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.ContentCommitted: State._content_committed,
     E.StoreCopy: State._store_copy,
     E.Link: State._link,
+    E.SetXattr: State._set_xattr,
+    E.Accessed: State._accessed,
 }

@@ -16,13 +16,8 @@ from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
-from engine.state import (
-    BLOCK_SHIFT_BITS,
-    State,
-    staged_problem,
-    stale_problem,
-    xattr_problem,
-)
+from engine.nodechecks import stale_problem, xattr_problem
+from engine.state import BLOCK_SHIFT_BITS, State, staged_problem
 from journal import entries as E
 
 

@@ -46,7 +46,8 @@ from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
-from engine.state import COMPLETE, PERSISTED, Mount, xattr_problem
+from engine.nodechecks import xattr_problem
+from engine.state import COMPLETE, PERSISTED, Mount
 from engine.storeattrs import attr_change, attrs_of
 from journal import entries as E
 from ufs.base import UfsStatus

@@ -25,8 +25,8 @@ from engine.errors import InvalidArgument, NoAttribute, NotPermitted, NotSupport
 from engine.inode import PERSISTED, S_IFDIR, S_IFMT, S_IFREG, Inode
 from engine.mounts import ufs_errors
 from engine.namespace import Namespace
+from engine.nodechecks import XATTR_NAME_MAX, XATTR_PREFIX, XATTR_SIZE_MAX
 from engine.placement import MountConnector, Placement
-from engine.state import XATTR_NAME_MAX, XATTR_PREFIX, XATTR_SIZE_MAX
 from journal import entries as E
 from ufs.base import UfsStatus, UnderFS
 from ufs.errors import UfsError

@@ -1,11 +1,13 @@
 """More requests of the FUSE frontend (fuse/operations.py's ShoalOperations is built on this),
 translation only: extended attributes (the rules are engine/xattrs.py's; pyfuse3 answers a
 setxattr's XATTR_CREATE and XATTR_REPLACE itself, by a getxattr first, and the kernel a
-zero-sized buffer and ERANGE) and fallocate."""
+zero-sized buffer and ERANGE), fallocate, and the answers read from memory alone: readlink
+and statfs."""
 
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -14,6 +16,7 @@ import pyfuse3
 from engine.errors import InvalidArgument, NoAttribute
 from engine.filesystem import FileSystem
 from engine.inode import Inode
+from engine.names import NAME_MAX
 from engine.posix import check_fallocate
 from fuse.boundary import answers_errno
 from fuse.fallocate import FALLOC_FL_KEEP_SIZE
@@ -102,3 +105,19 @@ class MoreOperations:
             await self._truncate(node, end, None)
         else:  # the open file's buffer: committed with its writes
             await self._blocking(buffer.truncate, end)
+
+    @answers_errno
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return os.fsencode(self.fs.symlink_target(inode))
+
+    @answers_errno
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        s = pyfuse3.StatvfsData()
+        capacity, used, files = self.fs.space()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_blocks = capacity // 4096
+        s.f_bfree = s.f_bavail = max(0, capacity - used) // 4096
+        s.f_files = files + 1_000_000_000
+        s.f_ffree = s.f_favail = 1_000_000_000
+        s.f_namemax = NAME_MAX
+        return s

@@ -25,7 +25,6 @@ import trio
 from engine.config import Config
 from engine.engine import Engine
 from engine.inode import Inode
-from engine.names import NAME_MAX
 from engine.posix import Caller, access_time, check_write
 from fuse.boundary import FlushNotNeeded, answers_errno
 from fuse.invalidator import KernelInvalidator
@@ -259,10 +258,6 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             buffer.close()
         else:
             threading.Thread(target=buffer.close, name="retire-buffer", daemon=True).start()
-
-    @answers_errno
-    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        return os.fsencode(self.fs.symlink_target(inode))
 
     # -- directories -------------------------------------------------------------------------
 
@@ -502,15 +497,3 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             if buffer.handles == 0 and buffer.dirty:
                 log.error("inode %d: new content could not be committed and is lost", buffer.ino)
                 self._retire(buffer)
-
-    @answers_errno
-    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        s = pyfuse3.StatvfsData()
-        capacity, used, files = self.fs.space()
-        s.f_bsize = s.f_frsize = 4096
-        s.f_blocks = capacity // 4096
-        s.f_bfree = s.f_bavail = max(0, capacity - used) // 4096
-        s.f_files = files + 1_000_000_000
-        s.f_ffree = s.f_favail = 1_000_000_000
-        s.f_namemax = NAME_MAX
-        return s

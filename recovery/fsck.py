@@ -32,7 +32,8 @@ from engine.inode import (
     SPECIAL_TYPES,
     Inode,
 )
-from engine.state import BLOCK_SHIFT_BITS, State, xattr_problem
+from engine.nodechecks import xattr_problem
+from engine.state import BLOCK_SHIFT_BITS, State
 from engine.sync import parse_listing_mark
 from recovery.treecheck import (
     check_directory_links,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from threading import Event
 from typing import BinaryIO
 
@@ -39,8 +39,9 @@ class UfsStatus:
     uid: int | None = None
     gid: int | None = None
     # The user.* extended attributes, where a listing has them cheaply (a local store); None
-    # where it did not look (S3: one request per object).
-    xattrs: Mapping[str, bytes] | None = None
+    # where it did not look (S3: one request per object; stat). Not compared: a listing's
+    # status and a stat's of the same file are equal.
+    xattrs: Mapping[str, bytes] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 
 from engine.errors import NotFound
-from engine.inode import Inode
+from engine.inode import S_IFMT, S_IFREG, Inode
 from engine.mounts import ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
@@ -89,7 +89,10 @@ class StoreAttrs:
         ns = self.ns
         with ns.lock:
             self._check(node)
-            moved = bool(after) and after != before and node.children is None
+            # Only a regular file has content a fingerprint stands for (SetAttr.fingerprint is
+            # admitted on nothing else): a special file's or a symlink's store status moves
+            # with its mtime too, and is not followed.
+            moved = bool(after) and after != before and node.mode & S_IFMT == S_IFREG
             current = node.ext.fingerprint if node.ext is not None else None
             keep = moved and node.flags & PERSISTED and current == before
             entry = E.SetAttr(

@@ -16,7 +16,8 @@ from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
-from engine.state import BLOCK_SHIFT_BITS, State, staged_problem, stale_problem
+from engine.nodechecks import stale_problem, xattr_problem
+from engine.state import BLOCK_SHIFT_BITS, State, staged_problem
 from journal import entries as E
 
 
@@ -195,12 +196,18 @@ def _content_committed(state: State, e: E.ContentCommitted) -> None:
         raise Refused(f"inode {e.id}: {problem}")
 
 
-def _on_file(state: State, e: E.PersistRequested | E.Persisted) -> None:
+def _on_file(state: State, e: E.PersistRequested | E.Persisted | E.Accessed) -> None:
     _node(state, e.id)
 
 
 def _store_copy(state: State, e: E.StoreCopy) -> None:
     problem = stale_problem(_node(state, e.id), e.fingerprint)
+    if problem is not None:
+        raise Refused(problem)
+
+
+def _set_xattr(state: State, e: E.SetXattr) -> None:
+    problem = xattr_problem(_node(state, e.id), e.name, e.value)
     if problem is not None:
         raise Refused(problem)
 
@@ -224,6 +231,8 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.ContentCommitted: _content_committed,
     E.StoreCopy: _store_copy,
     E.Link: _link,
+    E.SetXattr: _set_xattr,
+    E.Accessed: _on_file,
 }
 
 # Entry type -> (the exact types of its fields, its check).

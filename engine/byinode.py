@@ -14,6 +14,8 @@ due and hop to a thread only when something is.
 from __future__ import annotations
 
 import io
+import logging
+import time
 from array import array
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
@@ -28,6 +30,10 @@ from engine.namespace import Namespace
 from engine.posix import Caller
 from engine.state import block_size_of
 from engine.sync import MetadataSync
+from journal import entries as E
+from journal.errors import JournalError
+
+log = logging.getLogger(__name__)
 
 
 class Paths(Protocol):
@@ -61,6 +67,7 @@ class Paths(Protocol):
         uid: int | None = None,
         gid: int | None = None,
         mtime: int | None = None,
+        atime: int | None = None,
     ) -> None: ...
 
 
@@ -249,19 +256,43 @@ def setattr(
     uid: int | None = None,
     gid: int | None = None,
     mtime: int | None = None,
+    atime: int | None = None,
 ) -> Inode:
-    """chmod, chown, touch -m (the kernel has checked that the caller may); below a mount
-    they reach the store too (engine/ufsattrs.py)."""
+    """chmod, chown, touch -m, touch -a (the kernel has checked that the caller may); below a
+    mount the owner, mode and mtime reach the store too (engine/ufsattrs.py)."""
     node = posix.inode(fs.ns.tree, ino)
     changes: dict[str, int] = {}
     if mode is not None:
         changes["mode"] = posix.mode_change(mode)
-    for key, value in (("uid", uid), ("gid", gid), ("mtime", mtime)):
+    for key, value in (("uid", uid), ("gid", gid), ("mtime", mtime), ("atime", atime)):
         if value is not None:
             changes[key] = value
     if changes:
         fs.set_attrs(node, **changes)
     return node
+
+
+def accessed(fs: Paths, ino: int) -> bool:
+    """A read of ``ino``: its access time moved as relatime says (engine/posix.py); whether it
+    was. Nobody waits for the entry to be durable (an access time is not data), nor for the
+    lock: taken elsewhere (a checkpoint), the move is left to the next read."""
+    node = fs.ns.tree.find(ino)
+    now = time.time_ns()
+    if node is None or not posix.relatime_due(node, now):
+        return False
+    lock = fs.ns.lock
+    if not lock.acquire(blocking=False):
+        return False
+    try:
+        if fs.ns.tree.find(ino) is not node or fs.ns.on_read_only_mount(node):
+            return False
+        fs.ns.gate.commit(E.Accessed(ino, now))
+        return True
+    except JournalError as exc:  # a failed or closed journal fails changes, not reads
+        log.debug("access time of inode %d not kept: %s", ino, exc)
+        return False
+    finally:
+        lock.release()
 
 
 def commit_content(fs: Paths, ino: int, content: Callable[[], BinaryIO]) -> bool:

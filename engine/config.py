@@ -51,6 +51,12 @@ class Config:
     # close(2) returns once written data is durable (as the write type says). False turns the
     # kernel's FLUSH off: faster closes, and only fsync acknowledges written data.
     fuse_flush_on_close: bool = True  # blocking work (UFS, misses, fsync waits) at once
+    # Extended attributes through the mount. They cost every write(2) a round trip (the kernel
+    # asks for security.capability first); False answers ENOSYS once, and the kernel stops.
+    fuse_xattrs: bool = True
+    # Reads move access times as Linux's relatime does (an entry for a file's first read after
+    # a change, or once a day); False: noatime, reads never do.
+    fuse_relatime: bool = True
     log_level: str = "INFO"
     # Prometheus metrics on 127.0.0.1:<port> (/metrics); 0 serves none (and measures nothing).
     metrics_port: int = 0  # of the daemon's log file, <home>/logs/shoal.log
@@ -177,7 +183,7 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
         cfg.cache_tiers = _tiers(value, key)
     elif section == "fuse" and name in ("entry_timeout_s", "attr_timeout_s"):
         setattr(cfg, f"fuse_{name}", float(_coerce(0.0, value, key)))
-    elif section == "fuse" and name in ("allow_other", "flush_on_close"):
+    elif section == "fuse" and name in ("allow_other", "flush_on_close", "xattrs", "relatime"):
         setattr(cfg, f"fuse_{name}", _coerce(False, value, key))
     elif section == "fuse" and name == "max_file_size":
         cfg.fuse_max_file_size = parse_size(value, key)

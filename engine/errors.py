@@ -115,3 +115,16 @@ class CrossDevice(ShoalError):
     """A hard link between names on two stores (or one outside every store)."""
 
     errno = errno.EXDEV
+
+
+class NoAttribute(ShoalError):
+    """The inode has no extended attribute of that name (ENODATA, what getxattr answers)."""
+
+    errno = errno.ENODATA
+
+
+class NotSupported(ShoalError):
+    """What the call asks is not kept here: an extended attribute outside user.*, a fallocate
+    mode, or one the store cannot hold."""
+
+    errno = errno.EOPNOTSUPP

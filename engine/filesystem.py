@@ -31,6 +31,7 @@ from engine.sync import MetadataSync
 from engine.ufsattrs import StoreAttrs
 from engine.ufsfirst import UfsFirstChanges
 from engine.writepath import WritePath
+from engine.xattrs import ExtendedAttributes
 
 
 class FileSystem:
@@ -53,6 +54,7 @@ class FileSystem:
         self.attrs = StoreAttrs(ns, self.placement, self.changes)
         self.writes = WritePath(ns, sync, cache, self.placement)
         self.reads = ReadPath(ns, mounts, sync, cache, self.placement)
+        self.xattrs = ExtendedAttributes(ns, self.placement)
 
     # -- settings kept by the parts ----------------------------------------------------------
 
@@ -144,9 +146,11 @@ class FileSystem:
         uid: int | None = None,
         gid: int | None = None,
         mtime: int | None = None,
+        atime: int | None = None,
     ) -> None:
-        """chmod, chown, utimens: in the store first where it holds a copy."""
-        self.attrs.set(node, mode, uid, gid, mtime)
+        """chmod, chown, utimens: in the store first where it holds a copy (an access time
+        in the namespace only)."""
+        self.attrs.set(node, mode, uid, gid, mtime, atime)
 
     # -- file content ------------------------------------------------------------------------
 
@@ -234,6 +238,19 @@ class FileSystem:
 
     def setattr_of(self, ino: int, **changes: int | None) -> Inode:
         return byinode.setattr(self, ino, **changes)
+
+    def accessed(self, ino: int) -> bool:
+        return byinode.accessed(self, ino)
+
+    def get_xattr(self, ino: int, name: str) -> bytes:
+        return self.xattrs.get(ino, name)
+
+    def list_xattrs(self, ino: int) -> list[str]:
+        return self.xattrs.names(ino)
+
+    def set_xattr(self, ino: int, name: str, value: bytes | None) -> None:
+        """Sets (``value`` None: removes) extended attribute ``name`` of ``ino``."""
+        self.xattrs.set(ino, name, value)
 
     def open_inode(self, ino: int, writing: bool) -> Inode:
         node = self.inode(ino)

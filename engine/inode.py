@@ -33,7 +33,7 @@ class InodeExt:
 
     __slots__ = (
         "target", "media", "ttl_ms", "ttl_action", "fingerprint", "block_size", "read_type",
-        "write_type", "links", "rdev",
+        "write_type", "links", "rdev", "xattrs", "atime",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -49,6 +49,8 @@ class InodeExt:
         # order they were made; the first takes over when the inode's own name goes.
         self.links: list[list[Any]] | None = None
         self.rdev: int | None = None  # a character or block device's number
+        self.xattrs: dict[str, bytes] | None = None  # extended attributes (user.*)
+        self.atime: int | None = None  # ns; None: the access time is the modification time
 
     def as_row(self) -> list[object]:
         return [
@@ -62,17 +64,24 @@ class InodeExt:
             self.write_type,
             self.links,
             self.rdev,
+            # Sorted: the same attributes give the same row (and digest) whatever their order.
+            None if self.xattrs is None else dict(sorted(self.xattrs.items())),
+            self.atime,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> InodeExt:
         ext = cls()
-        padded = row + [None] * (10 - len(row))  # rows of older checkpoints are shorter
+        # Columns are only ever appended: rows of older checkpoints are shorter.
+        padded = row + [None] * (12 - len(row))
         ext.target, ext.media, ext.ttl_ms, ext.ttl_action, ext.fingerprint = padded[:5]
         ext.block_size, ext.read_type, ext.write_type = padded[5:8]
         links = padded[8]
         ext.links = [list(pair) for pair in links] if links else None
         ext.rdev = padded[9]
+        xattrs = padded[10]
+        ext.xattrs = None if xattrs is None else dict(xattrs)
+        ext.atime = padded[11]
         return ext
 
     def empty(self) -> bool:

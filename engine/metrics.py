@@ -12,7 +12,7 @@ every module may count.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from threading import Event
 from typing import Any, BinaryIO
 
@@ -105,6 +105,16 @@ class CountedUnderFS(UnderFS):
 
     def rename(self, src: str, dst: str) -> None:
         self._call("rename", self.inner.rename, src, dst)
+
+    def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        self.inner.check_xattrs(path, xattrs)
+
+    def get_xattrs(self, path: str) -> dict[str, bytes]:
+        got: dict[str, bytes] = self._call("get_xattrs", self.inner.get_xattrs, path)
+        return got
+
+    def set_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        self._call("set_xattrs", self.inner.set_xattrs, path, xattrs)
 
     def leftovers(self) -> Sequence[str]:
         return self.inner.leftovers()

@@ -29,6 +29,7 @@ from engine.errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
+    NotSupported,
     PermissionDenied,
     ReadOnly,
     ShoalError,
@@ -49,6 +50,7 @@ from ufs.errors import (
     UfsNotFound,
     UfsReadOnly,
     UfsUnavailable,
+    UfsUnsupported,
 )
 from ufs.uri import open_ufs
 
@@ -72,6 +74,7 @@ def engine_error(exc: UfsError) -> ShoalError:
         (UfsInvalidPath, InvalidArgument),
         (UfsNoSpace, NoSpace),
         (UfsReadOnly, ReadOnly),
+        (UfsUnsupported, NotSupported),
     ):
         if isinstance(exc, ufs_cls):
             return cls(str(exc))

@@ -81,6 +81,13 @@ class Namespace:
                 return
             cur = self.tree.table[cur.parent]  # type: ignore[assignment]
 
+    def on_read_only_mount(self, node: Inode) -> bool:
+        try:
+            self.check_writable(node)
+        except ReadOnly:
+            return True
+        return False
+
     def _dir(self, parts: list[str]) -> Inode:
         node = self.tree.resolve(parts)
         if node.children is None:

@@ -35,6 +35,7 @@ from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
 from engine.state import block_size_of
 from engine.sync import MetadataSync
+from engine.xattrs import carry_to_store, xattrs_of
 from journal import entries as E
 from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import UfsError
@@ -235,6 +236,8 @@ class Persister:
         with ufs_errors():
             stream = _BlockStream(blocks(), upload)
             status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
+        node = self.ns.tree.find(file)
+        status = carry_to_store(connector, rel, xattrs_of(node) if node else {}, status)
         with self.ns.lock:
             node = self.ns.tree.find(file)
             moved = node is None or self.sync.mount_of(node) != (mount, rel)

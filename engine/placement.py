@@ -8,7 +8,7 @@ to the tree below it), the mount's option, the configured default.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
 from engine import iotypes
@@ -75,6 +75,15 @@ class MountConnector(UnderFS):
 
     def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
         return self._ufs().mknod(path, mode, rdev)
+
+    def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        self._ufs().check_xattrs(path, xattrs)
+
+    def get_xattrs(self, path: str) -> dict[str, bytes]:
+        return self._ufs().get_xattrs(path)
+
+    def set_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        self._ufs().set_xattrs(path, xattrs)
 
 
 class Placement:

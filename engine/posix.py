@@ -35,6 +35,7 @@ from engine.errors import (
     NotADirectory,
     NotFound,
     NotPermitted,
+    NotSupported,
     StaleHandle,
 )
 from engine.inode import Inode, InodeTree
@@ -223,8 +224,35 @@ def check_truncate(ns: Namespace, node: Inode, size: int, limit: int) -> None:
     ns.check_writable(node)
 
 
+def check_fallocate(mode: int, offset: int, length: int, keep_size: int) -> None:
+    """fallocate's modes: 0 and ``keep_size`` only (no hole punching, no zeroing)."""
+    if mode & ~keep_size:
+        raise NotSupported(f"fallocate mode {mode:#x}: only 0 and KEEP_SIZE are supported")
+    if offset < 0 or length <= 0:
+        raise InvalidArgument(f"fallocate of {length} bytes at {offset}")
+
+
 def check_write(writable: bool, offset: int, length: int, limit: int) -> None:
     """EBADF through a handle not opened for writing, then EFBIG."""
     if not writable:
         raise BadDescriptor("the file is not open for writing")
     check_size(offset + length, limit)
+
+
+# -- access times ------------------------------------------------------------------------------
+
+RELATIME_S = 24 * 3600  # an access time older than this moves at the next read anyway
+
+
+def access_time(node: Inode) -> int:
+    """st_atime: the one kept, or the modification time where none was (never read since
+    Shoal kept access times, or loaded from a store)."""
+    ext = node.ext
+    return ext.atime if ext is not None and ext.atime is not None else node.mtime
+
+
+def relatime_due(node: Inode, now: int) -> bool:
+    """Whether a read moves the access time, as Linux's relatime says: when it is not after
+    the last modification or change, or older than a day."""
+    atime = access_time(node)
+    return atime <= node.mtime or atime <= node.ctime or now - atime >= RELATIME_S * 10**9

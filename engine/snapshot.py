@@ -85,7 +85,9 @@ INODE_COLUMNS = """
     ext                           -- NULL, or [symlink target, pinned media, ttl_ms, ttl_action,
                                   --           UFS fingerprint, block size, read type,
                                   --           write type, hard links: [[parent, name], ...]
-                                  --           besides (parent, name), a device's rdev]
+                                  --           besides (parent, name), a device's rdev,
+                                  --           extended attributes (a map name -> bytes, or
+                                  --           nil), atime (ns, or nil: equal to mtime)]
                                   --           (older checkpoints: shorter)
 """
 

@@ -26,6 +26,7 @@ from engine.inode import (
     shared_int,
     shared_values,
 )
+from engine.nodechecks import stale_problem, xattr_problem
 from journal import entries as E
 
 _share = shared_values.setdefault
@@ -83,22 +84,6 @@ def staged_problem(
     extra = sum(1 for v, i in blocks if v == version and not 0 <= i < count)
     if extra:
         return f"{extra} staged block(s) of version {version} lie beyond its {length} bytes"
-    return None
-
-
-def stale_problem(node: Inode, stale: str | None) -> str | None:
-    """Why a stale copy (Rename's ``stale``, StoreCopy's fingerprint) cannot be recorded on
-    ``node`` (see journal/entries.py); None when it can (or there is none). Only a file not
-    persisted can have a copy in the store that is not its content: a persisted one's copy is
-    its content, and a directory has no copy of its own."""
-    if stale is None:
-        return None
-    if not stale:
-        return "an empty stale copy fingerprint"
-    if node.children is not None:
-        return f"directory {node.id} cannot have a stale copy"
-    if node.flags & PERSISTED:
-        return f"inode {node.id} is persisted: its own copy was moved, nothing stale is left"
     return None
 
 
@@ -313,6 +298,8 @@ class State:
             node.ensure_ext().write_type = e.write_type or None
         if e.fingerprint is not None:
             node.ensure_ext().fingerprint = e.fingerprint
+        if e.atime is not None:
+            node.ensure_ext().atime = e.atime
         if node.ext is not None and node.ext.empty():
             node.ext = None
         node.ctime = e.time
@@ -361,6 +348,27 @@ class State:
             self._forget(self.tree.drop_subtree(node))
         else:
             node.ctime = t
+
+    def _set_xattr(self, e: E.SetXattr) -> None:
+        node = self._node(e.id)
+        problem = xattr_problem(node, e.name, e.value)
+        if problem is not None:
+            raise ApplyError(problem)
+        ext = node.ensure_ext()
+        if e.value is None:
+            del ext.xattrs[e.name]  # type: ignore[union-attr]
+            if not ext.xattrs:
+                ext.xattrs = None
+                if ext.empty():
+                    node.ext = None
+        else:
+            if ext.xattrs is None:
+                ext.xattrs = {}
+            ext.xattrs[e.name] = e.value
+        node.ctime = e.time
+
+    def _accessed(self, e: E.Accessed) -> None:
+        self._node(e.id).ensure_ext().atime = e.atime
 
     # -- mounts and UFS ----------------------------------------------------------------------
 
@@ -485,4 +493,6 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.ContentCommitted: State._content_committed,
     E.StoreCopy: State._store_copy,
     E.Link: State._link,
+    E.SetXattr: State._set_xattr,
+    E.Accessed: State._accessed,
 }

@@ -46,6 +46,7 @@ from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
+from engine.nodechecks import xattr_problem
 from engine.state import COMPLETE, PERSISTED, Mount
 from engine.storeattrs import attr_change, attrs_of
 from journal import entries as E
@@ -405,23 +406,16 @@ class MetadataSync:
                 now = time.time_ns()
                 if existing is None:
                     new_id = ns.tree.next_id
-                    mode, uid, gid = attrs_of(status)
-                    if status.is_dir:
-                        seq = ns.gate.commit(
-                            E.MkDir(new_id, node.id, name, mode, uid, gid, status.mtime_ns or now)
-                        )
-                        count += 1
-                        continue
-                    mode |= status.special  # a special file's type: engine/links.py
-                    seq = ns.gate.commit(
-                        E.CreateFile(new_id, node.id, name, mode, uid, gid, now, status.rdev)
-                    )
+                    seq = ns.gate.commit(_creation(new_id, node.id, name, status, now))
                     count += 1
                     existing = ns.tree.get(new_id)
                 elif existing.parent != node.id or existing.name != name:
                     continue  # a hard link's other name: the file follows its own (links.py)
-                for entry in self._changes(existing.id, existing, status):
-                    seq = ns.gate.commit(entry)
+                for change in self._changes(existing.id, existing, status):
+                    seq = ns.gate.commit(change)
+                    count += 1
+                for setting in _xattr_changes(existing, status, now):
+                    seq = ns.gate.commit(setting)
                     count += 1
         if seq:
             ns.gate.durable(seq)
@@ -475,3 +469,29 @@ class MetadataSync:
                 seq = ns.gate.commit(entry)
         ns.gate.durable(seq)
         return len(entries)
+
+
+def _creation(
+    new_id: int, parent: int, name: str, status: UfsStatus, now: int
+) -> E.MkDir | E.CreateFile:
+    """The entry that makes the name a listing found: with the store's owner and mode
+    (engine/storeattrs.py), a special file's type and rdev (engine/links.py)."""
+    mode, uid, gid = attrs_of(status)
+    if status.is_dir:
+        return E.MkDir(new_id, parent, name, mode, uid, gid, status.mtime_ns or now)
+    mode |= status.special
+    return E.CreateFile(new_id, parent, name, mode, uid, gid, now, status.rdev)
+
+
+def _xattr_changes(node: Inode, status: UfsStatus, now: int) -> list[E.SetXattr]:
+    """The user.* attributes a listing found on a name, where the store's copy is the one that
+    counts (a directory, or a file whose content is the store's); none where it did not look."""
+    found = status.xattrs
+    if found is None or (node.children is None and not node.flags & PERSISTED):
+        return []
+    have = node.ext.xattrs if node.ext is not None and node.ext.xattrs else {}
+    out = [E.SetXattr(node.id, name, None, now) for name in have if name not in found]
+    for name, value in found.items():
+        if have.get(name) != value and xattr_problem(node, name, bytes(value)) is None:
+            out.append(E.SetXattr(node.id, name, bytes(value), now))
+    return out

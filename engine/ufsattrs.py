@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 
 from engine.errors import NotFound
-from engine.inode import Inode
+from engine.inode import S_IFMT, S_IFREG, Inode
 from engine.mounts import ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
@@ -45,16 +45,18 @@ class StoreAttrs:
         uid: int | None = None,
         gid: int | None = None,
         mtime: int | None = None,
+        atime: int | None = None,
     ) -> None:
         """Gives ``node`` these attributes (None: unchanged): in its store first, where the
-        store holds a copy of it, then in the journal."""
+        store holds a copy of it, then in the journal. An access time is the namespace's only
+        (stores do not keep it: docs/mount.md)."""
         ns = self.ns
         attrs = UfsAttrs(mode, uid, gid, mtime)
         with ns.lock:
             self._check(node)
             where = self.placement.sync.mount_of(node)
         if where is None or attrs.empty():
-            self._journal(node, attrs, None, None)
+            self._journal(node, attrs, None, None, atime)
             return
         mount, rel = where
         with self.changes.holding(node if node.children is None else None):
@@ -66,7 +68,7 @@ class StoreAttrs:
             if in_store:
                 with ufs_errors():
                     after = self.placement.mounts.connector(mount).set_attrs(rel, attrs)
-            self._journal(node, attrs, before, after.fingerprint if after else None)
+            self._journal(node, attrs, before, after.fingerprint if after else None, atime)
 
     def _check(self, node: Inode) -> None:
         """With the namespace lock held: the node is still there, on a writable mount."""
@@ -74,18 +76,28 @@ class StoreAttrs:
             raise NotFound(f"inode {node.id} does not exist")
         self.ns.check_writable(node)
 
-    def _journal(self, node: Inode, attrs: UfsAttrs, before: str | None, after: str | None) -> None:
+    def _journal(
+        self,
+        node: Inode,
+        attrs: UfsAttrs,
+        before: str | None,
+        after: str | None,
+        atime: int | None = None,
+    ) -> None:
         """The SetAttr, with the fingerprint the store's copy has now if the change moved it
         and the file's content is still that copy (else the next listing decides)."""
         ns = self.ns
         with ns.lock:
             self._check(node)
-            moved = bool(after) and after != before and node.children is None
+            # Only a regular file has content a fingerprint stands for (SetAttr.fingerprint is
+            # admitted on nothing else): a special file's or a symlink's store status moves
+            # with its mtime too, and is not followed.
+            moved = bool(after) and after != before and node.mode & S_IFMT == S_IFREG
             current = node.ext.fingerprint if node.ext is not None else None
             keep = moved and node.flags & PERSISTED and current == before
             entry = E.SetAttr(
                 node.id, time.time_ns(), mode=attrs.mode, uid=attrs.uid, gid=attrs.gid,
-                mtime=attrs.mtime_ns, fingerprint=after if keep else None,
+                mtime=attrs.mtime_ns, fingerprint=after if keep else None, atime=atime,
             )  # fmt: skip
             seq = ns.gate.commit(entry)
         ns.gate.durable(seq)

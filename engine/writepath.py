@@ -30,6 +30,7 @@ from engine.persister import Persister
 from engine.placement import Placement, UfsTarget
 from engine.state import PERSISTED, store_may_hold
 from engine.sync import MetadataSync
+from engine.xattrs import carry_to_store, xattrs_of
 from journal import entries as E
 from ufs.base import UfsAttrs
 
@@ -104,6 +105,8 @@ class WritePath:
         stream = _Announced(tee, lambda: self._store_copy_first(new))
         with ufs_errors():
             status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
+        old = new.existing()  # a rewrite (or a file made by create): its attributes go along
+        status = carry_to_store(connector, rel, xattrs_of(old) if old else {}, status)
         ns = self.ns
         now = time.time_ns()
         with ns.lock:

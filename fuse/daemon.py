@@ -26,6 +26,7 @@ from engine import exporter
 from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
+from fuse import fallocate
 from fuse.admin import AdminServer, CommandRunner
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
@@ -196,6 +197,7 @@ def run(
             raise InvalidArgument(
                 f"libfuse refused to mount {mountpoint} ({exc}); its reason is on the line above"
             ) from None
+        fallocate.install(ops.fallocate)
         engine.ns.gate.observers.append(ops.invalidator.observe)
         ops.invalidator.start()
         try:

@@ -66,6 +66,16 @@ class KernelInvalidator:
             self._queue.put(("entry", entry.parent, entry.name, 0))
             self._queue.put(("inode", entry.id, True))
 
+    def attributes_now(self, ino: int) -> None:
+        """Drops the kernel's attributes of ``ino`` at once, from the calling thread (the event
+        loop may call it): without the pages, the kernel waits for nothing to do it. For a
+        change the kernel must see by the next stat, not after a thread's turn."""
+        try:
+            pyfuse3.invalidate_inode(ino, True)
+            self.sent += 1
+        except OSError:
+            pass  # not cached: nothing to drop
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()

@@ -25,10 +25,10 @@ import trio
 from engine.config import Config
 from engine.engine import Engine
 from engine.inode import Inode
-from engine.names import NAME_MAX
-from engine.posix import Caller, check_write
+from engine.posix import Caller, access_time, check_write
 from fuse.boundary import FlushNotNeeded, answers_errno
 from fuse.invalidator import KernelInvalidator
+from fuse.moreops import MoreOperations
 from fuse.writebuffer import BufferClosed, WriteBuffer
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,12 @@ SEEN_VERSIONS = 1_000_000  # files whose page cache may be kept across opens
 
 
 class Handle:
-    __slots__ = ("ino", "buffer")
+    __slots__ = ("ino", "buffer", "read")
 
     def __init__(self, node: Inode, buffer: WriteBuffer | None) -> None:
         self.ino = node.id
         self.buffer = buffer
+        self.read = False  # read through yet: the first read may move the access time
 
 
 class DirHandle:
@@ -63,7 +64,7 @@ def _caller(ctx: pyfuse3.RequestContext) -> Caller:
     return Caller(ctx.uid, ctx.gid, ctx.umask)
 
 
-class ShoalOperations(pyfuse3.Operations):
+class ShoalOperations(MoreOperations, pyfuse3.Operations):
     enable_writeback_cache = False
 
     def __init__(self, engine: Engine, config: Config, spool_dir: str) -> None:
@@ -79,6 +80,8 @@ class ShoalOperations(pyfuse3.Operations):
         # on a read-only mount, or where the configuration gives that up for speed.
         self.flush_on_close = config.fuse_flush_on_close and not self.fs.read_only_root()
         self.max_file_size = config.fuse_max_file_size
+        self.xattrs = config.fuse_xattrs
+        self.relatime = config.fuse_relatime  # reads move access times (else noatime)
         self.handles: dict[int, Handle] = {}
         self.dirs: dict[int, DirHandle] = {}
         self.buffers: dict[int, WriteBuffer] = {}  # inode -> its content being written
@@ -133,7 +136,8 @@ class ShoalOperations(pyfuse3.Operations):
         a.st_blksize = BLKSIZE
         a.st_blocks = (size + 511) // 512
         mtime = buffer.mtime_ns if buffer is not None and buffer.dirty else node.mtime
-        a.st_mtime_ns = a.st_atime_ns = mtime
+        a.st_mtime_ns = mtime
+        a.st_atime_ns = access_time(node)
         a.st_ctime_ns = max(node.ctime, mtime)
         return a
 
@@ -148,7 +152,8 @@ class ShoalOperations(pyfuse3.Operations):
 
     def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:
         fh = next(self._fh)
-        self.handles[fh] = Handle(node, buffer)
+        self.handles[fh] = handle = Handle(node, buffer)
+        handle.read = not self.relatime  # noatime: as if read already
         if buffer is not None:
             buffer.handles += 1
         return fh
@@ -211,6 +216,8 @@ class ShoalOperations(pyfuse3.Operations):
             changes["gid"] = attr.st_gid
         if fields.update_mtime:
             changes["mtime"] = attr.st_mtime_ns
+        if fields.update_atime:
+            changes["atime"] = attr.st_atime_ns
         if changes:
             buffer = self.buffers.get(node.id)
             if "mtime" in changes and buffer is not None and buffer.dirty:
@@ -251,10 +258,6 @@ class ShoalOperations(pyfuse3.Operations):
             buffer.close()
         else:
             threading.Thread(target=buffer.close, name="retire-buffer", daemon=True).start()
-
-    @answers_errno
-    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        return os.fsencode(self.fs.symlink_target(inode))
 
     # -- directories -------------------------------------------------------------------------
 
@@ -419,7 +422,12 @@ class ShoalOperations(pyfuse3.Operations):
             if len(self._seen_version) > SEEN_VERSIONS:  # bounded: forget the oldest
                 self._seen_version.pop(next(iter(self._seen_version)))
             keep = seen == node.version and inode not in self.buffers
-            return pyfuse3.FileInfo(fh=self._open_handle(node, None), keep_cache=keep)
+            fh = self._open_handle(node, None)
+            if keep and self.relatime:  # reads may all come from the page cache: the open
+                self.handles[fh].read = True  # stands for them (the kernel keeps its atime)
+                if self.fs.accessed(inode):
+                    self.invalidator.attributes_now(inode)
+            return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
         buffer = self._buffer(node)
         if flags & os.O_TRUNC and buffer.size:
             try:
@@ -433,6 +441,9 @@ class ShoalOperations(pyfuse3.Operations):
     @answers_errno
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self.handles[fh]
+        if not handle.read:
+            handle.read = True
+            self.fs.accessed(handle.ino)  # relatime: rarely an entry, never a wait
         buffer = self.buffers.get(handle.ino)
         if buffer is not None:
             try:
@@ -486,15 +497,3 @@ class ShoalOperations(pyfuse3.Operations):
             if buffer.handles == 0 and buffer.dirty:
                 log.error("inode %d: new content could not be committed and is lost", buffer.ino)
                 self._retire(buffer)
-
-    @answers_errno
-    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        s = pyfuse3.StatvfsData()
-        capacity, used, files = self.fs.space()
-        s.f_bsize = s.f_frsize = 4096
-        s.f_blocks = capacity // 4096
-        s.f_bfree = s.f_bavail = max(0, capacity - used) // 4096
-        s.f_files = files + 1_000_000_000
-        s.f_ffree = s.f_favail = 1_000_000_000
-        s.f_namemax = NAME_MAX
-        return s

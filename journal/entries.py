@@ -80,6 +80,8 @@ class SetAttr(NamedTuple):
     # A file's UFS copy after a change of its attributes alone reached it (utimens on a local
     # store moves its fingerprint): the same content, so no new version. Appended last.
     fingerprint: str | None = None
+    # An explicit access time (utimensat, touch -a). Appended last: older entries decode None.
+    atime: int | None = None
 
 
 class Rename(NamedTuple):
@@ -243,6 +245,24 @@ class StoreCopy(NamedTuple):
     time: int
 
 
+class SetXattr(NamedTuple):
+    """Sets extended attribute ``name`` of ``id`` to ``value``, or removes it (``value``
+    None). Only ``user.*`` names: the others are refused before anything is journaled."""
+
+    id: int
+    name: str
+    value: bytes | None
+    time: int
+
+
+class Accessed(NamedTuple):
+    """A read moved ``id``'s access time to ``atime`` (relatime): unlike SetAttr it leaves the
+    change time alone, and nobody waits for it to be durable."""
+
+    id: int
+    atime: int
+
+
 Entry = (
     MkDir
     | CreateFile
@@ -262,6 +282,8 @@ Entry = (
     | ContentCommitted
     | StoreCopy
     | Link
+    | SetXattr
+    | Accessed
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -284,6 +306,8 @@ TYPE_CODES: dict[Any, int] = {
     ContentCommitted: 16,
     StoreCopy: 18,
     Link: 19,
+    SetXattr: 21,
+    Accessed: 22,
 }
 BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}

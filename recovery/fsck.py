@@ -32,6 +32,7 @@ from engine.inode import (
     SPECIAL_TYPES,
     Inode,
 )
+from engine.nodechecks import xattr_problem
 from engine.state import BLOCK_SHIFT_BITS, State
 from engine.sync import parse_listing_mark
 from recovery.treecheck import (
@@ -262,6 +263,28 @@ def check_store_copies(state: State) -> list[str]:
     return out
 
 
+def check_xattrs(state: State) -> list[str]:
+    """Extended attributes are only user.* ones, within Linux's sizes, on files and
+    directories; an access time, where one is kept, is a time."""
+    out = []
+    for node in nodes_of(state):
+        ext = node.ext
+        if ext is None:
+            continue
+        for name, value in (ext.xattrs or {}).items():
+            if not isinstance(value, bytes):
+                out.append(f"inode {node.id}: attribute {name!r} holds {type(value).__name__}")
+                continue
+            problem = xattr_problem(node, name, value)
+            if problem is not None:
+                out.append(f"inode {node.id}: {problem}")
+        if ext.xattrs is not None and not ext.xattrs:
+            out.append(f"inode {node.id}: an empty attribute table kept")
+        if ext.atime is not None and (not isinstance(ext.atime, int) or ext.atime < 0):
+            out.append(f"inode {node.id}: access time {ext.atime!r} is not a time")
+    return out
+
+
 def check_stop_record(state: State, stops: StopRecord) -> list[str]:
     """The home's record of an unclean stop (engine/home.py) can be read: it says which
     listings predate the stop and are to be repeated once; one that cannot be read makes every
@@ -337,6 +360,7 @@ CHECKS: list[Check] = [
         " mount",
         check_store_copies,
     ),
+    Check("xattrs", "extended attributes are user.* ones of allowed sizes", check_xattrs),
     Check(
         "stop-record",
         "the record of an unclean stop (listings to repeat once) is readable",

@@ -10,8 +10,8 @@ unspecified. Every method may raise a ``ufs.errors.UfsError``; nothing else esca
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from threading import Event
 from typing import BinaryIO
 
@@ -32,11 +32,16 @@ class UfsStatus:
     # file or a directory; a device's number (docs/mount.md: what each store holds for them).
     special: int = 0
     rdev: int = 0
+    _: KW_ONLY  # the optional attributes below are given by keyword only
     # The owner and permission bits (0o7777) the store keeps; None where it keeps none (an S3
     # object without POSIX metadata, an implicit directory): the engine's defaults then apply.
     mode: int | None = None
     uid: int | None = None
     gid: int | None = None
+    # The user.* extended attributes, where a listing has them cheaply (a local store); None
+    # where it did not look (S3: one request per object; stat). Not compared: a listing's
+    # status and a stat's of the same file are equal.
+    xattrs: Mapping[str, bytes] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -185,6 +190,20 @@ class UnderFS(ABC):
         """Creates special file ``path`` of ``mode``'s type (a fifo, a socket, a character or
         block device numbered ``rdev``); its status. UfsExists if the name is taken."""
         raise UfsError(f"{self.uri}: this store cannot hold special file {path}")
+
+    # Extended attributes (user.* only; the engine keeps them, and hands them to the store).
+
+    def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:  # noqa: B027
+        """Raises UfsUnsupported (saying why) if the store could not keep ``xattrs`` on
+        ``path``; called before they are accepted, also for a file not yet written."""
+
+    def get_xattrs(self, path: str) -> dict[str, bytes]:
+        """The user.* extended attributes the store keeps on ``path``; none by default."""
+        return {}
+
+    def set_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:  # noqa: B027
+        """Makes ``xattrs`` the user.* extended attributes of ``path``, replacing the ones it
+        had. The default keeps none: the namespace alone holds them."""
 
     def leftovers(self) -> Sequence[str]:
         """The paths of what ``clean_leftovers`` would remove now (a report: fsck); none by

@@ -57,3 +57,8 @@ class UfsReadOnly(UfsError):
 
 class UfsUnavailable(UfsError):
     """The store did not answer usefully after retries: endpoint down, timeouts, 5xx, throttling."""
+
+
+class UfsUnsupported(UfsError):
+    """The store cannot keep what was asked (extended attributes on a file system without
+    them, or more than its metadata holds)."""

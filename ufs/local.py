@@ -19,10 +19,11 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from threading import Event
+from types import MappingProxyType
 from typing import BinaryIO
 
 from ufs import tempfiles
@@ -41,6 +42,7 @@ from ufs.errors import (
     UfsNotFound,
     UfsReadOnly,
     UfsUnavailable,
+    UfsUnsupported,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,31 @@ _ERRNO = {
     errno.ENAMETOOLONG: UfsNameTooLong,
     errno.EIO: UfsUnavailable,  # a failing disk, an NFS server that went away (hard mounts)
     errno.ETIMEDOUT: UfsUnavailable,
+    errno.EOPNOTSUPP: UfsUnsupported,  # a file system without (user) extended attributes
 }
+XATTR_PREFIX = "user."
+NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
+
+
+def _user_xattrs(full: str) -> Mapping[str, bytes]:
+    """The user.* extended attributes of the file at ``full`` (none on a file system without
+    them)."""
+    try:
+        names = [n for n in os.listxattr(full) if n.startswith(XATTR_PREFIX)]
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EACCES, errno.EPERM):
+            return NO_XATTRS
+        raise
+    if not names:
+        return NO_XATTRS
+    out = {}
+    for name in names:
+        try:
+            out[name] = os.getxattr(full, name)
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:  # removed meanwhile
+                raise
+    return out
 
 
 class LocalUnderFS(UnderFS):
@@ -149,16 +175,20 @@ class LocalUnderFS(UnderFS):
             cls = _ERRNO.get(exc.errno or 0, UfsError)
             raise cls(f"{self.uri}: {path or '/'}: {exc.strerror or exc}") from exc
 
-    def _status(self, rel: str, st: os.stat_result) -> UfsStatus:
+    def _status(
+        self, rel: str, st: os.stat_result, xattrs: Mapping[str, bytes] | None = None
+    ) -> UfsStatus:
         mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
         if stat.S_ISDIR(st.st_mode):
-            return UfsStatus(rel, True, 0, st.st_mtime_ns, "", mode=mode, uid=uid, gid=gid)
+            return UfsStatus(
+                rel, True, 0, st.st_mtime_ns, "", mode=mode, uid=uid, gid=gid, xattrs=xattrs
+            )
         fmt = stat.S_IFMT(st.st_mode)
         special = 0 if fmt == stat.S_IFREG else fmt
         return UfsStatus(
             rel, False, st.st_size, st.st_mtime_ns, f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}",
             special, st.st_rdev if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0,
-            mode=mode, uid=uid, gid=gid,
+            mode=mode, uid=uid, gid=gid, xattrs=xattrs,
         )  # fmt: skip
 
     def _give(self, target: int | str, attrs: UfsAttrs) -> None:
@@ -209,18 +239,19 @@ class LocalUnderFS(UnderFS):
                     raise
             else:
                 it = os.scandir(full)  # the directory stays open once scandir has it
-        return self._entries(rel, it, dir_fd)
+        return self._entries(rel, full, it, dir_fd)
 
     def _entries(
-        self, rel: str, it: Iterator[os.DirEntry[str]], dir_fd: int = -1
+        self, rel: str, base: str, it: Iterator[os.DirEntry[str]], dir_fd: int = -1
     ) -> Iterator[UfsStatus]:
         try:
-            yield from self._statuses(rel, it)
+            # Through the descriptor where the path is a walk's, which ends with the block.
+            yield from self._statuses(rel, f"{PROC_FD}{dir_fd}" if dir_fd >= 0 else base, it)
         finally:
             if dir_fd >= 0:
                 os.close(dir_fd)
 
-    def _statuses(self, rel: str, it: Iterator[os.DirEntry[str]]) -> Iterator[UfsStatus]:
+    def _statuses(self, rel: str, base: str, it: Iterator[os.DirEntry[str]]) -> Iterator[UfsStatus]:
         with self._errors(rel), it as entries:  # type: ignore[attr-defined]
             for entry in entries:
                 if tempfiles.is_temp(entry.name):  # a write in flight, or a dead writer's
@@ -231,9 +262,10 @@ class LocalUnderFS(UnderFS):
                         with self._path(child):  # a link out of the root is not in this UFS
                             pass
                     st = entry.stat()
+                    xattrs = _user_xattrs(f"{base}/{entry.name}")
                 except (UfsInvalidPath, FileNotFoundError):
                     continue
-                yield self._status(child, st)
+                yield self._status(child, st, xattrs)
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         rel = normalize(path)
@@ -288,6 +320,20 @@ class LocalUnderFS(UnderFS):
             os.mknod(full, mode, rdev)
             fsync_dir(os.path.dirname(full))
         return self.stat(rel)
+
+    def get_xattrs(self, path: str) -> dict[str, bytes]:
+        rel = normalize(path)
+        with self._errors(rel), self._path(rel) as full:
+            return dict(_user_xattrs(full))
+
+    def set_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        rel = normalize(path)
+        with self._errors(rel), self._path(rel) as full:
+            for name in os.listxattr(full, follow_symlinks=False):
+                if name.startswith(XATTR_PREFIX) and name not in xattrs:
+                    os.removexattr(full, name, follow_symlinks=False)
+            for name, value in xattrs.items():
+                os.setxattr(full, name, value, follow_symlinks=False)
 
     def leftovers(self) -> Sequence[str]:
         return tempfiles.sweep(self.root, remove=False)

@@ -23,11 +23,10 @@ and every object gets the engine's defaults). What is missing or unreadable is N
 from __future__ import annotations
 
 import builtins
-import errno
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
 
 import boto3
@@ -37,20 +36,19 @@ from botocore.config import Config
 
 from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
-    UfsAccessDenied,
     UfsBucketMissing,
-    UfsError,
-    UfsInvalidName,
     UfsInvalidPath,
     UfsIsADirectory,
+    UfsNoSpace,
     UfsNotADirectory,
     UfsNotEmpty,
     UfsNotFound,
-    UfsUnavailable,
 )
+from ufs.s3errors import NOT_FOUND, s3_errors
 from ufs.s3meta import dir_status, file_status, posix_metadata
 from ufs.s3options import S3Options
 from ufs.s3stream import FullReads
+from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
 
 STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
 KEY_MAX = 1024  # bytes of an object key, UTF-8 (the S3 API's limit)
@@ -58,12 +56,6 @@ KEY_MAX = 1024  # bytes of an object key, UTF-8 (the S3 API's limit)
 
 # A listed entry: (its UFS path, the key to HEAD, its listing; None for a directory).
 _Listed = tuple[str, str, Mapping[str, Any] | None]
-
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
-_DENIED = {
-    "403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-    "InvalidToken", "AllAccessDisabled",
-}  # fmt: skip
 
 
 class S3UnderFS(UnderFS):
@@ -124,63 +116,8 @@ class S3UnderFS(UnderFS):
         key = self._key(rel)
         return f"{key}/" if key else ""
 
-    @contextmanager
-    def _errors(self, rel: str) -> Iterator[None]:
-        where = f"{self.uri}: {rel or '/'}"
-        try:
-            yield
-        except UfsError:
-            raise
-        except botocore.exceptions.ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            message = error.get("Message") or code
-            if code == "NoSuchBucket":
-                raise UfsBucketMissing(
-                    f"{self.uri}: bucket {self.bucket!r} does not exist at"
-                    f" {self.options.endpoint or 'AWS'}; create it or fix the URI"
-                ) from None
-            if code in _DENIED or status == "403":
-                raise UfsAccessDenied(
-                    f"{where}: access denied ({code}); check the credentials (access_key,"
-                    " secret_key, session_token or profile) and the bucket policy"
-                ) from None
-            if code in _NOT_FOUND or status == "404":
-                raise UfsNotFound(f"{where}: no such file or directory") from None
-            if code == "InvalidRange":
-                raise UfsNotFound(f"{where}: range not satisfiable") from None
-            if status.startswith("5") or code in ("SlowDown", "Throttling", "RequestTimeout"):
-                raise UfsUnavailable(
-                    f"{where}: the store kept failing after {self.options.max_attempts}"
-                    f" attempts ({code or status}: {message})"
-                ) from None
-            raise UfsError(f"{where}: {code or status}: {message}") from None
-        except (
-            botocore.exceptions.EndpointConnectionError,
-            botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ReadTimeoutError,
-            botocore.exceptions.ConnectionClosedError,
-        ) as exc:
-            raise UfsUnavailable(
-                f"{where}: endpoint {self.options.endpoint or 'AWS'} unreachable after"
-                f" {self.options.max_attempts} attempts ({type(exc).__name__})"
-            ) from None
-        except UnicodeEncodeError:  # a key that is not UTF-8: no object can have it
-            raise UfsInvalidName(f"{where!r}: S3 keys are UTF-8") from None
-        except botocore.exceptions.NoCredentialsError:
-            raise UfsAccessDenied(
-                f"{where}: no credentials: give access_key and secret_key, a profile, or"
-                " set them in the environment"
-            ) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise UfsError(f"{where}: {exc}") from None
-        except OSError as exc:  # a socket botocore did not wrap, or a write's source failed
-            network = isinstance(exc, (ConnectionError, TimeoutError)) or exc.errno in (
-                errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN,
-            )  # fmt: skip
-            cls = UfsUnavailable if network else UfsError
-            raise cls(f"{where}: {exc.strerror or exc}") from exc
+    def _errors(self, rel: str) -> AbstractContextManager[None]:
+        return s3_errors(self.uri, self.bucket, self.options, rel)
 
     def check(self) -> None:
         """Fails early, with the reason, if the bucket is missing or refuses these credentials."""
@@ -212,7 +149,7 @@ class S3UnderFS(UnderFS):
                     head.get("Metadata"),
                 )  # fmt: skip
             except botocore.exceptions.ClientError as exc:
-                if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND:
+                if str(exc.response.get("Error", {}).get("Code")) not in NOT_FOUND:
                     raise
             marker = self._dir_prefix(rel)
             reply = self.client.list_objects_v2(Bucket=self.bucket, Prefix=marker, MaxKeys=1)
@@ -229,7 +166,7 @@ class S3UnderFS(UnderFS):
         try:
             return dict(self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {}))
         except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+            if str(exc.response.get("Error", {}).get("Code")) in NOT_FOUND:
                 return None
             raise
 
@@ -357,7 +294,7 @@ class S3UnderFS(UnderFS):
                     Bucket=self.bucket, Key=key
                 )
             except botocore.exceptions.ClientError as exc:
-                if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND:
+                if str(exc.response.get("Error", {}).get("Code")) not in NOT_FOUND:
                     raise
                 head = None
             if head is None:  # a directory: its marker holds them (written if it had none)
@@ -463,6 +400,61 @@ class S3UnderFS(UnderFS):
         with self._errors(rel):
             self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=b"", Metadata=meta)
         return self.stat(rel)
+
+    # -- extended attributes -----------------------------------------------------------------
+
+    def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        size = len(XATTR_META) + len(encode_xattrs(xattrs))
+        if xattrs and size > XATTR_META_MAX:
+            raise UfsNoSpace(
+                f"{self.uri}: {normalize(path) or '/'}: extended attributes take {size} bytes of"
+                f" object metadata encoded, over the {XATTR_META_MAX} bytes S3 leaves them"
+                " (2 KB per object)"
+            )
+
+    def _meta_key(self, rel: str) -> str | None:
+        """The key whose metadata holds ``rel``'s attributes: the object, or a directory's
+        marker; None for a directory without one (an implicit directory)."""
+        if self.stat(rel).is_dir:
+            marker = self._dir_prefix(rel)
+            reply = self.client.list_objects_v2(Bucket=self.bucket, Prefix=marker, MaxKeys=1)
+            first = [o["Key"] for o in reply.get("Contents", ())][:1]
+            return marker if first == [marker] else None
+        return self._key(rel)
+
+    def get_xattrs(self, path: str) -> dict[str, bytes]:
+        rel = normalize(path)
+        with self._errors(rel):
+            key = self._meta_key(rel) if rel else None
+            if key is None:
+                return {}
+            meta = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+        return decode_xattrs(meta.get(XATTR_META, ""))
+
+    def set_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
+        rel = normalize(path)
+        if not rel:
+            return  # the bucket's root has no object to hold them: the namespace keeps them
+        self.check_xattrs(rel, xattrs)
+        with self._errors(rel):
+            key = self._meta_key(rel)
+            if key is None:  # an implicit directory gets its marker, as s3fs makes one
+                key = self._dir_prefix(rel)
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            meta = dict(head.get("Metadata", {}))
+            meta.pop(XATTR_META, None)
+            if xattrs:
+                meta[XATTR_META] = encode_xattrs(xattrs)
+            extra: dict[str, Any] = {"Metadata": meta, "MetadataDirective": "REPLACE"}
+            if head.get("ContentType"):
+                extra["ContentType"] = head["ContentType"]
+            # S3 changes an object's metadata only by copying it onto itself (the managed copy
+            # goes multipart above 5 GB).
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": key}, self.bucket, key, ExtraArgs=extra,
+                Config=self._transfer,
+            )  # fmt: skip
 
     def close(self) -> None:
         with self._lock:

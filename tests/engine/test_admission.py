@@ -80,6 +80,7 @@ entries = st.one_of(
         pinned=st.none() | st.booleans(),
         ttl_ms=st.none() | st.sampled_from([-1, 5]),
         fingerprint=st.none() | st.sampled_from(["f1", "f3"]),
+        atime=st.none() | times,
     ),  # fmt: skip
     st.builds(E.Rename, ids, ids, names, ids, names, times, st.none() | ids, stale_copies),
     st.builds(E.Delete, ids, ids, names, times),
@@ -102,6 +103,16 @@ entries = st.one_of(
     st.builds(E.Persisted, ids, versions, st.sampled_from(["etag", ""]), times),
     st.builds(E.ContentCommitted, ids, versions, small, block_sizes, st.booleans(), times),
     st.builds(E.StoreCopy, ids, stale_copies.filter(lambda s: s is not None), times),
+    st.builds(
+        E.SetXattr,
+        ids,
+        st.sampled_from(
+            ["user.a", "user.b", "user.", "security.x", "user." + "n" * 251, "user.\udcff"]
+        ),
+        st.none() | st.sampled_from([b"", b"v", bytes(65536), bytes(65537)]),
+        times,
+    ),  # fmt: skip
+    st.builds(E.Accessed, ids, times),
 )
 
 
@@ -152,6 +163,9 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
         return entry._replace(
             id=node.id, version=node.version + 1, length=length, block_size=block_size
         )
+    if isinstance(entry, E.SetXattr | E.Accessed):
+        # Any inode, the root included: directories and symlinks meet the kind rule.
+        return entry._replace(id=data.draw(st.sampled_from([1] + [n.id for n in live])))
     if isinstance(entry, E.BlockMoved | E.BlockRemoved) and state.blocks:
         file = data.draw(st.sampled_from(sorted(state.blocks)))
         version, idx = data.draw(st.sampled_from(sorted(state.blocks[file])))

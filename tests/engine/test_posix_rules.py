@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from engine import errors as err
 from engine import posix
 from engine.engine import Engine
-from engine.inode import ROOT_ID
+from engine.inode import ROOT_ID, Inode
 from engine.posix import Caller
 from tests.ufs.stores import LocalStore
 
@@ -238,3 +239,19 @@ def test_below_a_mount(engine: Engine, tmp_path: Path) -> None:
     with pytest.raises(err.ReadOnly):
         fs.open_inode(fs.lookup_in(m2.id, "g").id, True)  # type: ignore[union-attr]
     assert fs.open_inode(fs.lookup_in(m2.id, "g").id, False)  # type: ignore[union-attr]
+
+
+_DAY_NS = 24 * 3600 * 10**9
+
+
+def test_relatime_rule() -> None:
+    now = time.time_ns()
+    node = Inode(2, 1, "f", 0o100644, 0, 0, 0, now - 3 * _DAY_NS, now - 3 * _DAY_NS, 0, 0, None,
+                 None)  # fmt: skip
+    assert posix.relatime_due(node, now)  # never read: atime is mtime
+    node.ensure_ext().atime = now - 2 * _DAY_NS  # read after the last change, two days ago
+    assert posix.relatime_due(node, now)
+    node.ensure_ext().atime = now - posix.RELATIME_S * 10**9 // 2  # read after it, half a day ago
+    assert not posix.relatime_due(node, now)
+    node.ctime = now - 1  # changed since
+    assert posix.relatime_due(node, now)

@@ -150,6 +150,7 @@ class TreeMachine(Housekeeping):
                 "pinned": st.booleans(),
                 "media": st.just(["ssd"]),
                 "ttl_ms": st.sampled_from([-1, 1000]),
+                "atime": st.integers(0, 10**18),
             },
         ),
     )
@@ -158,6 +159,21 @@ class TreeMachine(Housekeeping):
         self._run(
             self._expect(nm.m_setattr, path, changes), lambda: self.ns.setattr(path, **changes)
         )
+
+    @rule(
+        data=st.data(),
+        name=st.sampled_from(["user.a", "user.a", "user.b", "trusted.t"]),
+        value=st.sampled_from([None, b"", b"v", bytes(range(256))]),
+    )
+    def setxattr(self, data: st.DataObject, name: str, value: bytes | None) -> None:
+        # Mostly an existing file or directory (the root too): blind paths seldom are.
+        kept = sorted(p for p, a in self.model.items() if a.kind != "symlink")
+        path = data.draw(st.sampled_from(kept)) if data.draw(st.integers(0, 3)) else None
+        path = path or self._path(data)
+        assert self.engine is not None
+        fs = self.engine.fs
+        expect = self._expect(nm.m_setxattr, path, name, value)
+        self._run(expect, lambda: fs.set_xattr(self.ns.lookup(path).id, name, value))
 
     @rule(data=st.data(), noreplace=st.booleans())
     def rename(self, data: st.DataObject, noreplace: bool) -> None:

@@ -213,6 +213,10 @@ _SAMPLES: list[E.Entry] = [
     E.StoreCopy(3, E.STALE_COPY, 27),
     E.Link(3, 1, "h", 27),
     E.CreateFile(5, 1, "null", 0o20600, 0, 0, 28, 259),  # a character device
+    E.SetXattr(3, "user.k", bytes(range(256)), 27),
+    E.SetXattr(3, "user.k", None, 28),
+    E.SetAttr(3, 29, atime=30),
+    E.Accessed(3, 31),
 ]
 
 

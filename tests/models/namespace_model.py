@@ -43,6 +43,8 @@ class Attrs(NamedTuple):
     # A hard-linked file's paths, all of them (sorted), the same attributes under each; None
     # for a file with one name.
     names: tuple[str, ...] | None = None
+    xattrs: tuple[tuple[str, bytes], ...] = ()  # extended attributes, sorted by name
+    atime: int | None = None  # an access time set explicitly
 
 
 Model = dict[str, Attrs]  # absolute path -> attributes; "/" is the root
@@ -227,6 +229,8 @@ def m_setattr(model: Model, path: str, changes: dict[str, Any]) -> Model:
         node = node._replace(uid=changes["uid"])
     if "gid" in changes:
         node = node._replace(gid=changes["gid"])
+    if changes.get("atime") is not None:
+        node = node._replace(atime=changes["atime"])
     if size is not None:
         node = node._replace(size=size, version=node.version + 1)
     if changes.get("pinned") is not None:
@@ -241,6 +245,27 @@ def m_setattr(model: Model, path: str, changes: dict[str, Any]) -> Model:
             node = node._replace(ttl_ms=ttl, ttl_action=changes.get("ttl_action") or "free")
     m = dict(model)
     _set(m, path, node)
+    return m
+
+
+def m_setxattr(model: Model, path: str, name: str, value: bytes | None) -> Model:
+    """Sets (``value`` None: removes) an extended attribute: user.* ones only, on files and
+    directories."""
+    key = resolve(model, parts_of(path))
+    node = model[key]
+    if not name.startswith("user."):
+        raise Refused(err.NotSupported)
+    if node.kind == "symlink":
+        raise Refused(err.NotPermitted)
+    xattrs = dict(node.xattrs)
+    if value is None:
+        if name not in xattrs:
+            raise Refused(err.NoAttribute)
+        del xattrs[name]
+    else:
+        xattrs[name] = value
+    m = dict(model)
+    _set(m, key, node._replace(xattrs=tuple(sorted(xattrs.items()))))
     return m
 
 
@@ -323,6 +348,8 @@ def dump(state: State) -> Model:
             ext.target if ext is not None else None,
             bool(node.flags & PERSISTED),
             names,
+            tuple(sorted(ext.xattrs.items())) if ext is not None and ext.xattrs else (),
+            ext.atime if ext is not None else None,
         )
         for path in paths:
             out[path] = attrs

@@ -58,6 +58,7 @@ from tests.models.namespace_model import (
     m_mkdir,
     m_rename,
     m_setattr,
+    m_setxattr,
     m_symlink,
     outcome,
     parts_of,
@@ -266,6 +267,7 @@ class CrashMachine(Housekeeping):
                 "media": st.sampled_from([["ssd"], ["mem", "ssd"], []]),
                 "ttl_ms": st.sampled_from([-1, 0, 60_000]),
                 "ttl_action": st.sampled_from(["free", "delete"]),
+                "atime": st.integers(0, 1 << 62),
             },
         ),
     )
@@ -273,6 +275,17 @@ class CrashMachine(Housekeeping):
         path = self._path(data, existing=0.8)
         expect = self._expect(m_setattr, path, changes)
         self._run(expect, lambda: self.ns.setattr(path, **changes))
+
+    @rule(
+        data=st.data(),
+        name=st.sampled_from(["user.a", "user.a", "user.b", "security.s"]),
+        value=st.sampled_from([None, b"", b"v", bytes(range(256))]),
+    )
+    def setxattr(self, data: st.DataObject, name: str, value: bytes | None) -> None:
+        path = self._path(data, existing=0.9)
+        expect = self._expect(m_setxattr, path, name, value)
+        fs = self.engine.fs  # type: ignore[union-attr]
+        self._run(expect, lambda: fs.set_xattr(self.ns.lookup(path).id, name, value))
 
     @rule(data=st.data(), noreplace=st.booleans())
     def rename(self, data: st.DataObject, noreplace: bool) -> None:

@@ -251,6 +251,24 @@ class UnderFSContract:
         with pytest.raises(UfsNotFound):
             ufs.stat("m/n/o")
 
+    def test_extended_attributes_are_replaced_kept_by_rename_and_read_back(
+        self, ufs: UnderFS
+    ) -> None:
+        put(ufs, "d/f", b"data")
+        ufs.mkdir("d/sub")
+        ufs.check_xattrs("d/f", {"user.a": b"1"})
+        ufs.set_xattrs("d/f", {"user.a": b"1", "user.b": bytes(range(256))})
+        ufs.set_xattrs("d/f", {"user.b": b"2"})  # replaces: user.a goes
+        ufs.set_xattrs("d/sub", {"user.dir": b"x"})
+        ufs.rename("d/f", "d/g")
+        assert ufs.get_xattrs("d/g") == {"user.b": b"2"}
+        assert ufs.get_xattrs("d/sub") == {"user.dir": b"x"}
+        assert read_all(ufs, "d/g") == b"data"
+        ufs.set_xattrs("d/g", {})
+        assert ufs.get_xattrs("d/g") == {}
+        with pytest.raises(UfsNotFound):
+            ufs.set_xattrs("d/missing", {"user.a": b"1"})
+
     def test_awkward_names(self, ufs: UnderFS) -> None:
         for i, name in enumerate(AWKWARD):
             put(ufs, f"odd dir/{name}", name.encode() * (i + 1))

@@ -3,12 +3,16 @@ directory, and a bucket prefix on moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import unquote
 
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 
@@ -44,6 +48,7 @@ class Store(Protocol):
     def get(self, key: str) -> bytes: ...
     def keys(self) -> set[str]: ...
     def delete(self, key: str) -> None: ...
+    def xattrs(self, key: str) -> dict[str, bytes]: ...
 
 
 class LocalStore:
@@ -69,6 +74,11 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink()
+
+    def xattrs(self, key: str) -> dict[str, bytes]:
+        """The user.* extended attributes the store's file holds."""
+        path = self.root / key
+        return {n: os.getxattr(path, n) for n in os.listxattr(path) if n.startswith("user.")}
 
 
 class S3Store:
@@ -97,3 +107,12 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=f"ds/{key}")
+
+    def xattrs(self, key: str) -> dict[str, bytes]:
+        """The object's x-amz-meta-xattr header decoded as s3fs-fuse writes it (URL-encoded
+        JSON of base64 values), independently of Shoal's own decoder."""
+        head = self.client.head_object(Bucket=self.bucket, Key=f"ds/{key}")
+        header = head["Metadata"].get("xattr")
+        if header is None:
+            return {}
+        return {k: base64.b64decode(v) for k, v in json.loads(unquote(header)).items()}

@@ -1,0 +1,123 @@
+"""More requests of the FUSE frontend (fuse/operations.py's ShoalOperations is built on this),
+translation only: extended attributes (the rules are engine/xattrs.py's; pyfuse3 answers a
+setxattr's XATTR_CREATE and XATTR_REPLACE itself, by a getxattr first, and the kernel a
+zero-sized buffer and ERANGE), fallocate, and the answers read from memory alone: readlink
+and statfs."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import pyfuse3
+
+from engine.errors import InvalidArgument, NoAttribute
+from engine.filesystem import FileSystem
+from engine.inode import Inode
+from engine.names import NAME_MAX
+from engine.posix import check_fallocate
+from fuse.boundary import answers_errno
+from fuse.fallocate import FALLOC_FL_KEEP_SIZE
+from fuse.writebuffer import WriteBuffer
+
+T = TypeVar("T")
+# The kernel asks for it before every write(2) to a file, to clear file capabilities: never kept
+# (security.* is not), and the answer must cost as little as a request can.
+CAPABILITY = b"security.capability"
+
+
+def _name(raw: bytes) -> str | None:
+    """An attribute name as the namespace keeps it (UTF-8); None for one that is not."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+class MoreOperations:
+    # ShoalOperations' (fuse/operations.py)
+    fs: FileSystem
+    xattrs: bool  # fuse.xattrs: False answers ENOSYS, which turns them off for the connection
+    buffers: dict[int, WriteBuffer]
+    max_file_size: int
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        raise NotImplementedError  # a worker thread
+
+    async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
+        raise NotImplementedError  # a path-based truncate, committed at once
+
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+        if name == CAPABILITY:  # asked before every write(2): answered without a thing more
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return await self._getxattr(inode, name)
+
+    @answers_errno
+    async def _getxattr(self, inode: int, name: bytes) -> bytes:
+        key = _name(name)
+        if key is None:
+            raise NoAttribute(f"inode {inode} has no attribute {name!r}")
+        return self.fs.get_xattr(inode, key)
+
+    @answers_errno
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
+        self._check_on()
+        return [key.encode() for key in self.fs.list_xattrs(inode)]
+
+    @answers_errno
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        self._check_on()
+        key = _name(name)
+        if key is None:
+            raise InvalidArgument(f"attribute name {name!r} is not UTF-8")
+        # A thread: the store may be written (a local file's xattr, an S3 object's metadata).
+        await self._blocking(self.fs.set_xattr, inode, key, value)
+
+    @answers_errno
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._check_on()
+        key = _name(name)
+        if key is None:
+            raise NoAttribute(f"inode {inode} has no attribute {name!r}")
+        await self._blocking(self.fs.set_xattr, inode, key, None)
+
+    def _check_on(self) -> None:
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+
+    @answers_errno
+    async def fallocate(self, inode: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2), routed here by fuse/fallocate.py: nothing is reserved (content is
+        written when committed); mode 0 past the end grows the file as a truncate would."""
+        node = self.fs.inode(inode)
+        check_fallocate(mode, offset, length, FALLOC_FL_KEEP_SIZE)
+        end, buffer = offset + length, self.buffers.get(node.id)
+        if mode & FALLOC_FL_KEEP_SIZE or end <= (buffer or node).size:
+            return
+        self.fs.check_truncate(node, end, self.max_file_size)
+        if buffer is None:
+            await self._truncate(node, end, None)
+        else:  # the open file's buffer: committed with its writes
+            await self._blocking(buffer.truncate, end)
+
+    @answers_errno
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return os.fsencode(self.fs.symlink_target(inode))
+
+    @answers_errno
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        s = pyfuse3.StatvfsData()
+        capacity, used, files = self.fs.space()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_blocks = capacity // 4096
+        s.f_bfree = s.f_bavail = max(0, capacity - used) // 4096
+        s.f_files = files + 1_000_000_000
+        s.f_ffree = s.f_favail = 1_000_000_000
+        s.f_namemax = NAME_MAX
+        return s

@@ -16,7 +16,13 @@ from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
-from engine.state import BLOCK_SHIFT_BITS, State, staged_problem, stale_problem
+from engine.state import (
+    BLOCK_SHIFT_BITS,
+    State,
+    staged_problem,
+    stale_problem,
+    store_from_problem,
+)
 from journal import entries as E
 
 
@@ -129,7 +135,7 @@ def _rename(state: State, e: E.Rename) -> None:
     replaced = existing.id if existing is not None and existing is not node else None
     if replaced != e.replaced:
         raise Refused(f"rename expected to replace {e.replaced}, found {replaced}")
-    problem = stale_problem(node, e.stale)
+    problem = stale_problem(node, e.stale) or store_from_problem(node, e.store_from)
     if problem is not None:
         raise Refused(problem)
     if replaced is not None and existing.children:  # type: ignore[union-attr]
@@ -187,6 +193,11 @@ def _on_file(state: State, e: E.PersistRequested | E.Persisted) -> None:
     _node(state, e.id)
 
 
+def _store_moved(state: State, e: E.StoreMoved) -> None:
+    if e.id not in state.store_moves:
+        raise Refused(f"inode {e.id} has no pending store move")
+
+
 _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.MkDir: _new,
     E.CreateFile: _new,
@@ -204,6 +215,7 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.PersistRequested: _on_file,
     E.Persisted: _on_file,
     E.ContentCommitted: _content_committed,
+    E.StoreMoved: _store_moved,
 }
 
 # Entry type -> (the exact types of its fields, its check).

@@ -119,6 +119,9 @@ class Engine:
                 self.ns, self.mounts, self.sync, self.cache
             )
             if reconcile:  # a normal start, not an inspection: pending uploads go on
+                # Renames cut before their store moves finished, completed before any listing
+                # or upload can meet their paths (engine/storemove.py).
+                self.fs.changes.moves.settle_quietly(force=True)
                 self._check_pending()
         if reconcile:  # what writers killed mid-write left in local stores is swept
             self.mounts.clean_at_start()

@@ -8,7 +8,7 @@ to the tree below it), the mount's option, the configured default.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from engine import iotypes
@@ -81,6 +81,9 @@ class Placement:
         self.sync = sync
         self.write_type = write_type  # the configured defaults
         self.read_type = read_type
+        # Before a change at a store path: pending store moves there completed, or refused
+        # (engine/storemove.py, ``StoreMoves.check_free``; set by the file system).
+        self.check_free: Callable[[Mount, str], None] | None = None
 
     def target(self, path: str) -> tuple[Inode, str, UfsTarget | None]:
         """(parent directory, name, (mount, connector, UFS path) if below a mount)."""
@@ -94,7 +97,10 @@ class Placement:
             return parent, name, None
         mount, rel = where
         self.ns.check_writable(parent)  # a read-only mount refuses before the UFS is touched
-        return parent, name, (mount, MountConnector(self.mounts, mount), ufs_join(rel, name))
+        rel = ufs_join(rel, name)
+        if self.check_free is not None and self.ns.state.store_moves:
+            self.check_free(mount, rel)
+        return parent, name, (mount, MountConnector(self.mounts, mount), rel)
 
     def mount_of(self, path: str) -> Mount | None:
         """The mount that ``path`` (existing or not) would be stored in, if any."""
@@ -155,6 +161,9 @@ class Placement:
         if where is None:
             raise InvalidArgument(f"{self.ns.path_of(node)} is not below a mount")
         mount, rel = where
+        moved = self.ns.state.store_moves.get(node.id)
+        if moved is not None:  # renamed, its content still at its old path (engine/storemove.py)
+            rel = moved[0]
         kind = (
             asked
             or self.path_type(node, "read_type")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from engine.errors import InvalidArgument, InvalidName, NotFound, Unavailable
@@ -95,6 +95,9 @@ class MetadataSync:
         # a caller is looking again now)
         self._down: dict[tuple[int, int], tuple[float, str, bool]] = {}
         self._lock = threading.Lock()
+        # Completes the pending store moves of a mount before it is listed (engine/storemove.py;
+        # set by the file system): None where nothing is wired (inspection, tests of sync).
+        self.settle_moves: Callable[[Mount], None] | None = None
 
     # -- where a node lives ------------------------------------------------------------------
 
@@ -310,7 +313,11 @@ class MetadataSync:
 
     def _sync_dir(self, node: Inode, mount: Mount, rel: str) -> int:
         ufs = self.mounts.connector(mount)
-        seen: set[str] = set()
+        if self.settle_moves is not None and self.ns.state.store_moves:
+            self.settle_moves(mount)
+        with self.ns.lock:
+            seen = set(self._moved_away(mount, rel))  # never loaded, nor removed below
+        skip = frozenset(seen)
         count = 0
         with ufs_errors():
             stream: Iterator[UfsStatus] = ufs.list(rel)
@@ -318,9 +325,9 @@ class MetadataSync:
             for status in stream:
                 batch.append(status)
                 if len(batch) >= BATCH:
-                    count += self._apply_batch(node, batch, seen)
+                    count += self._apply_batch(node, batch, seen, skip)
                     batch = []
-            count += self._apply_batch(node, batch, seen)
+            count += self._apply_batch(node, batch, seen, skip)
         ns = self.ns
         seq = 0
         remark = self._remark(node, mount)
@@ -355,7 +362,22 @@ class MetadataSync:
             return True
         return self._interval(mount, None) > 0
 
-    def _apply_batch(self, node: Inode, batch: list[UfsStatus], seen: set[str]) -> int:
+    def _moved_away(self, mount: Mount, rel: str) -> list[str]:
+        """With the lock held: the names in store directory ``rel`` that are the old paths of
+        pending store moves (engine/storemove.py): the content of a file renamed elsewhere,
+        not a new file."""
+        out = []
+        for ino, (old, _fingerprint) in self.ns.state.store_moves.items():
+            parent, _slash, name = old.rpartition("/")
+            node = self.ns.tree.find(ino)
+            where = self.mount_of(node) if node is not None and parent == rel else None
+            if where is not None and where[0].id == mount.id:
+                out.append(name)
+        return out
+
+    def _apply_batch(
+        self, node: Inode, batch: list[UfsStatus], seen: set[str], skip: frozenset[str]
+    ) -> int:
         ns = self.ns
         seq = 0
         count = 0
@@ -371,6 +393,8 @@ class MetadataSync:
                     log.warning("UFS entry %r left out of the namespace: %s", status.path, exc)
                     continue
                 seen.add(name)
+                if name in skip:
+                    continue
                 existing = children.get(name)
                 if existing is not None and existing.id in ns.state.mounts:
                     continue  # a mount point shadows what its parent's UFS holds there
@@ -402,6 +426,8 @@ class MetadataSync:
     def _changes(self, ino: int, node: Inode, status: UfsStatus) -> list[E.UfsFingerprint]:
         if status.is_dir:
             return []
+        if node.id in self.ns.state.store_moves:
+            return []  # its content is still at its old path: what is here is not it
         known = node.ext.fingerprint if node.ext is not None else None
         if not node.flags & PERSISTED and (node.flags & COMPLETE or known):
             # Shoal holds content the UFS does not have yet (written to the cache, its upload
@@ -419,8 +445,8 @@ class MetadataSync:
     def _removable(self, node: Inode) -> bool:
         """A name the UFS no longer shows may leave the namespace only if Shoal holds nothing
         the UFS lacks: a persisted file, or a directory with only such files below it."""
-        if node.id in self.ns.state.mounts:
-            return False
+        if node.id in self.ns.state.mounts or node.id in self.ns.state.store_moves:
+            return False  # a mount point, or content still at its old path in the store
         if node.children is None:  # a symlink exists only in Shoal: never persisted, kept
             return bool(node.flags & PERSISTED)
         return all(self._removable(child) for child in node.children.values())

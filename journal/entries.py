@@ -87,6 +87,13 @@ class Rename(NamedTuple):
     persisted means "the store may hold an older copy under my name": its next delete or
     rename removes that copy, and no listing takes it for the file's content. Appended last:
     older entries decode with None and replay as before.
+
+    ``store_from``: below a mount, the store path the moved node's persisted content is still
+    to be moved from (a persisted file's own path, or a directory's): the store is changed
+    only after this entry, and apply records a *pending store move* (of the file, or of the
+    directory and of every persisted file below it) that a StoreMoved ends. Until then reads
+    go to the old path and listings neither drop the node nor load the old path as a new one
+    (engine/storemove.py). Appended last: older entries decode with None.
     """
 
     id: int
@@ -97,6 +104,7 @@ class Rename(NamedTuple):
     time: int
     replaced: int | None = None
     stale: str | None = None
+    store_from: str | None = None
 
 
 # Rename.stale when the replaced file's copy has no fingerprint the state knows (its upload
@@ -198,6 +206,14 @@ class Persisted(NamedTuple):
     time: int
 
 
+class StoreMoved(NamedTuple):
+    """The pending store move of ``id`` (recorded by a Rename's ``store_from``) is done: its
+    content is at its current path, or was superseded since and its old copy removed."""
+
+    id: int
+    time: int
+
+
 class ContentCommitted(NamedTuple):
     """A rewrite's staged content becomes the file's, atomically: the file moves to
     ``version`` (one above its current one), whose blocks 0 … ceil(length / block_size) - 1
@@ -229,6 +245,7 @@ Entry = (
     | PersistRequested
     | Persisted
     | ContentCommitted
+    | StoreMoved
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -249,6 +266,7 @@ TYPE_CODES: dict[Any, int] = {
     PersistRequested: 14,
     Persisted: 15,
     ContentCommitted: 16,
+    StoreMoved: 17,
 }
 BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}

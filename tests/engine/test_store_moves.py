@@ -25,6 +25,7 @@ from engine.snapshot import digest
 from engine.state import State
 from journal import entries as E
 from recovery.fsck import check_store_moves
+from tests.cli.shoal_cli import shoal
 from tests.crashes import killed_once_said
 from tests.engine.test_ufsfirst_stale import files, listed, mounted, relisted, restarted
 from tests.homes import SsdHome
@@ -308,7 +309,12 @@ def test_a_move_that_cannot_complete_is_reported_and_the_file_can_be_deleted(
     engine = open_engine(home)
     engine.fs.rename("/m/a", "/m/b")
     engine.close()
+    out = shoal("fsck", home=home).stdout
+    assert "pending store move" in out and "(inode" in out and "clean" in out
     store.delete("a")  # lost from the store by hand: at neither path
+    failed = shoal("fsck", home=home, expect=None)
+    assert failed.returncode != 0
+    assert "store move cannot complete" in failed.stdout and "at neither path" in failed.stdout
     refusals.moves = False
 
     engine = relisted(open_engine, home)

@@ -205,9 +205,7 @@ def test_kill9_renaming_a_directory_of_persisted_files(
     want = DIR_BEFORE if point == "entry" else DIR_AFTER
     assert tree(engine) == want
     top = "d" if point == "entry" else "e"
-    assert stored(store) == {
-        k: v for k, v in want.items() if not k.endswith("/") and v != CACHE_B
-    }
+    assert stored(store) == {k: v for k, v in want.items() if not k.endswith("/") and v != CACHE_B}
     assert {k for k in store.keys() if k.endswith("/")} == {f"{top}/", f"{top}/s/"}
     engine.fs.delete(f"/m/{top}", recursive=True)
     engine = restarted(engine, open_engine, home)

@@ -25,14 +25,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from engine.cache.blockcache import BlockCache
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
-from engine.state import block_size_of
+from engine.state import Mount, block_size_of
 from engine.sync import MetadataSync
 from journal import entries as E
 from ufs.base import UnderFS
@@ -96,6 +96,9 @@ class Persister:
         self._held: dict[int, int] = {}  # subtree root -> how many changes hold it
         self._waiting: set[int] = set()  # files whose upload waits for a hold or an upload
         self._closed = False
+        # Before an upload writes its path: no pending store move (engine/storemove.py) still
+        # has another file's content there (set by the file system; raises to wait).
+        self.check_free: Callable[[Mount, str, int], None] | None = None
 
     def resume(self) -> int:
         """Queues every persist the journal says is pending (after a restart)."""
@@ -228,6 +231,8 @@ class Persister:
                 yield data
 
         connector = self.mounts.connector(mount)
+        if self.check_free is not None and self.ns.state.store_moves:
+            self.check_free(mount, rel, file)  # refused: stays pending, tried again later
         with ufs_errors():
             status = connector.write(rel, _BlockStream(blocks(), upload))  # type: ignore[arg-type]
         with self.ns.lock:

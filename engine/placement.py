@@ -81,8 +81,8 @@ class Placement:
         self.sync = sync
         self.write_type = write_type  # the configured defaults
         self.read_type = read_type
-        # Before a change at a store path: pending store moves there completed, or refused
-        # (engine/storemove.py, ``StoreMoves.check_free``; set by the file system).
+        # Before a change at a store path: pending store moves there completed, or the change
+        # refused (engine/storemove.py, ``StoreMoves.check_free``; set by the file system).
         self.check_free: Callable[[Mount, str], None] | None = None
 
     def target(self, path: str) -> tuple[Inode, str, UfsTarget | None]:
@@ -97,10 +97,13 @@ class Placement:
             return parent, name, None
         mount, rel = where
         self.ns.check_writable(parent)  # a read-only mount refuses before the UFS is touched
-        rel = ufs_join(rel, name)
+        return parent, name, (mount, MountConnector(self.mounts, mount), ufs_join(rel, name))
+
+    def clear(self, mount: Mount, rel: str) -> None:
+        """Before the store is changed at ``rel`` (written, made, removed, moved onto): no
+        pending store move still has its content there (engine/storemove.py)."""
         if self.check_free is not None and self.ns.state.store_moves:
             self.check_free(mount, rel)
-        return parent, name, (mount, MountConnector(self.mounts, mount), rel)
 
     def mount_of(self, path: str) -> Mount | None:
         """The mount that ``path`` (existing or not) would be stored in, if any."""

@@ -148,17 +148,22 @@ class StoreMoves:
 
     # -- completing ------------------------------------------------------------------------------
 
-    def settle(self, mount: Mount | None = None, *, below: Iterable[Inode] = (),
-               force: bool = False) -> list[str]:  # fmt: skip
-        """Completes the pending moves of ``mount`` (all: None; or those ``below`` nodes);
-        ``force`` tries the ones found stuck before too. Returns why each that cannot complete
-        cannot; raises the engine's error (Unavailable…) when a store fails."""
+    def settle(
+        self, mount: Mount | None = None, *, below: Iterable[Inode] = (), force: bool = False,
+        only: Callable[[int, str], bool] | None = None,
+    ) -> list[str]:  # fmt: skip
+        """Completes the pending moves of ``mount`` (all: None; or those ``below`` nodes; or
+        those of ids and old paths ``only`` accepts); ``force`` tries the ones found stuck
+        before too. Returns why each that cannot complete cannot; raises the engine's error
+        (Unavailable…) when a store fails."""
         if not self.ns.state.store_moves:
             return []
         with self.ns.lock:
             ids = self._pending(mount, below)
             moves = self.ns.state.store_moves
             ids = [i for i in ids if force or self._stuck.get(i) != moves.get(i)]
+            if only is not None:
+                ids = [i for i in ids if only(i, moves[i][0])]
         stuck = []
         for ino in ids:
             node = self.ns.tree.find(ino)
@@ -234,20 +239,22 @@ class StoreMoves:
         if stuck:
             raise Unavailable(f"a store move is still pending: {stuck[0]}; `shoal fsck` lists it")
 
-    def check_free(self, mount: Mount, rel: str) -> None:
-        """Before a change at store path ``rel`` of ``mount``: the pending moves there are
-        completed if they can be; Unavailable if one of them still has its content at, below
-        or above ``rel`` (the change would write over it or remove it)."""
+    def check_free(self, mount: Mount, rel: str, changing: int | None = None) -> None:
+        """Before a change at store path ``rel`` of ``mount`` (of inode ``changing``, if it
+        is one's, whose own move is not waited for: an upload of it holds it): the pending
+        moves with content at, below or above ``rel`` are completed if they can be;
+        Unavailable if one of them is not (the change would write over it or remove it)."""
+
+        def there(ino: int, old: str) -> bool:
+            return ino != changing and _overlap(old, rel)
+
         try:
-            self.settle(mount)
+            self.settle(mount, only=there)
         except ShoalError as exc:
             log.warning("pending store moves stay pending: %s", exc)
         with self.ns.lock:
             moves = self.ns.state.store_moves
-            clash = [
-                moves[i][0] for i in self._pending(mount)
-                if _overlap(moves[i][0], rel)
-            ]  # fmt: skip
+            clash = [moves[i][0] for i in self._pending(mount) if there(i, moves[i][0])]
         if clash:
             raise Unavailable(
                 f"{rel}: the store still holds a renamed file's content at {clash[0]!r}; its"

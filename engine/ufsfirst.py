@@ -111,7 +111,8 @@ class UfsFirstChanges:
         if name in parent.children:  # type: ignore[operator]
             raise AlreadyExists(f"{path} already exists")
         if ufs is not None:
-            _mount, connector, rel = ufs
+            mount, connector, rel = ufs
+            self.placement.clear(mount, rel)
             with ufs_errors():
                 connector.mkdir(rel)
         return self.ns.mkdir_in(parent.id, name, mode, uid, gid)
@@ -147,9 +148,11 @@ class UfsFirstChanges:
                 raise NotEmpty(f"{path} is a directory that is not empty")
             if self.ns.holds_mount(node):
                 raise Busy(f"{path} is or contains a mount point; unmount it first")
-            _mount, connector, rel = ufs
+            mount, connector, rel = ufs
             with self.holding(node):
                 self.moves.settle(below=[node], force=True)  # their content where it is named
+                if node.children is not None or self.may_be_in_ufs(node):
+                    self.placement.clear(mount, rel)
                 with ufs_errors():
                     remove_tree(connector, node, rel, self.may_be_in_ufs)
                 self.ns.delete(path, recursive=recursive)
@@ -175,9 +178,10 @@ class UfsFirstChanges:
         if existing is node:
             return  # a name renamed onto itself: nothing changes
         _check_kinds(node, existing, dst)
-        _mount, connector, a = src_ufs
+        mount, connector, a = src_ufs
         b = dst_ufs[2]
         self.moves.ready(node, existing)  # their content is where their names say
+        self.placement.clear(mount, b)  # nothing is moved onto, nor removed at, another's content
         with self.holding(node, existing):
             with ufs_errors():
                 if node.children is None:

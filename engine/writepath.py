@@ -89,7 +89,8 @@ class WritePath:
     ) -> Inode:
         """To the UFS first; journaled once it has the bytes; cached as they pass if ``kind``
         caches."""
-        _mount, connector, rel = ufs
+        mount, connector, rel = ufs
+        self.placement.clear(mount, rel)
         blocks: list[bytes] | None = [] if kind.caches and self.cache else None
         stream = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
         with ufs_errors():

@@ -285,16 +285,24 @@ def test_a_move_the_store_refuses_after_the_entry_completes_once_it_is_back(
     engine.sync.sync("/m", recursive=True)
     assert tree(engine) == {"b": PERSISTED_A}
     assert engine.fs.read("/m/b", 0, 100, read_type="NO_CACHE") == PERSISTED_A
+    # A new file at the old name: written through the store, it would write over b's content
+    # there (refused); written to the cache, it is taken, and its upload waits for the move.
     with pytest.raises(Unavailable, match="'a'"):
         engine.fs.write_file("/m/a", io.BytesIO(b"new a"), write_type="THROUGH")
+    engine.fs.write_file("/m/a", io.BytesIO(b"new a"), write_type="ASYNC_THROUGH")
+    assert engine.persister is not None
+    engine.persister.drain()
     assert stored(store) == {"a": PERSISTED_A}
 
     refusals.moves = False
     engine.sync.sync("/m")
     assert not engine.state.store_moves
     assert stored(store) == {"b": PERSISTED_A}
-    engine = restarted(engine, open_engine, home)
-    assert tree(engine) == {"b": PERSISTED_A}
+    engine = restarted(engine, open_engine, home)  # the new a's upload resumed
+    assert engine.persister is not None
+    engine.persister.drain()
+    assert tree(engine) == {"a": b"new a", "b": PERSISTED_A}
+    assert stored(store) == {"a": b"new a", "b": PERSISTED_A}
     engine.close()
 
 

@@ -66,7 +66,8 @@ def move_file(
     if old == new:
         return None  # renamed back to where its content is
     at_old = _stat(connector, old)
-    if at_old is not None and not at_old.is_dir and at_old.fingerprint == recorded:
+    is_file = at_old is not None and not at_old.is_dir
+    if at_old is not None and is_file and at_old.fingerprint == recorded:
         if current == recorded:
             connector.rename(old, new)
         else:  # its content changed since the rename: the old copy is superseded
@@ -76,6 +77,11 @@ def move_file(
         return None  # its old copy is gone (or not its own): nothing of it is left to move
     at_new = _stat(connector, new)
     if at_new is not None and not at_new.is_dir and at_new.fingerprint == current:
+        return None  # moved before a stop cut its StoreMoved
+    if is_file and current == recorded:
+        # Rewritten at the old path by another writer since Shoal last saw it: still the
+        # file's copy, moved as the store rename before the entry always moved it.
+        connector.rename(old, new)
         return None
     return (
         f"the store holds its content ({current!r}) neither at {old!r}, where the rename left"
@@ -88,6 +94,8 @@ def finish_dir(connector: UnderFS, old: str, new: str, subdirs: list[str]) -> No
     path (an object store keeps empty ones as markers), the old ones removed."""
     for rel in subdirs:  # parents first
         connector.mkdir(ufs_join(new, rel) if rel else new)
+    if old == new:
+        return  # renamed back: its directories are where they were
     for rel in reversed(subdirs):
         try:
             connector.rmdir(ufs_join(old, rel) if rel else old)

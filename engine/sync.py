@@ -38,6 +38,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from engine.errors import InvalidArgument, InvalidName, NotFound, Unavailable
 from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
+from engine.movestate import moved_away, moving
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
 from engine.state import COMPLETE, PERSISTED, Mount
@@ -316,7 +317,10 @@ class MetadataSync:
         if self.settle_moves is not None and self.ns.state.store_moves:
             self.settle_moves(mount)
         with self.ns.lock:
-            seen = set(self._moved_away(mount, rel))  # never loaded, nor removed below
+            if moving(self.ns.state, node):
+                return 0  # its content is still (partly) at its old path: listed once moved
+            # Old paths of pending moves: never loaded as new files, nor removed below.
+            seen = set(moved_away(self.ns.state, self.mount_of, mount.id, rel))
         skip = frozenset(seen)
         count = 0
         with ufs_errors():
@@ -361,19 +365,6 @@ class MetadataSync:
         if mark is None or mark[0] != mount.time or self._before_unclean_stop(node, mount):
             return True
         return self._interval(mount, None) > 0
-
-    def _moved_away(self, mount: Mount, rel: str) -> list[str]:
-        """With the lock held: the names in store directory ``rel`` that are the old paths of
-        pending store moves (engine/storemove.py): the content of a file renamed elsewhere,
-        not a new file."""
-        out = []
-        for ino, (old, _fingerprint) in self.ns.state.store_moves.items():
-            parent, _slash, name = old.rpartition("/")
-            node = self.ns.tree.find(ino)
-            where = self.mount_of(node) if node is not None and parent == rel else None
-            if where is not None and where[0].id == mount.id:
-                out.append(name)
-        return out
 
     def _apply_batch(
         self, node: Inode, batch: list[UfsStatus], seen: set[str], skip: frozenset[str]

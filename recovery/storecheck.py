@@ -72,14 +72,14 @@ def _fingerprint(ufs: UnderFS, path: str) -> str | None:
 def _judge_moves(state: State, mount: Mount, ufs: UnderFS, report: StoreReport) -> None:
     """Each pending move of a file in ``mount``: can it complete (its content at the old path,
     or already at the new one), or is its content at neither?"""
-    for ino, (old, recorded) in sorted(state.store_moves.items()):
+    for ino, (old, _recorded) in sorted(state.store_moves.items()):
         node = state.tree.find(ino)
         where = _store_path(state, node) if node is not None else None
         if node is None or where is None or where[0] != mount.id or node.children is not None:
             continue
         what = f"{mount.uri}: {where[1]} (inode {ino}) from {old}"
         current = node.ext.fingerprint if node.ext is not None else None
-        if _fingerprint(ufs, old) == recorded or not node.flags & PERSISTED:
+        if _fingerprint(ufs, old) is not None or not node.flags & PERSISTED:
             report.moves.append(what)
         elif current is not None and _fingerprint(ufs, where[1]) == current:
             report.moves.append(what + " (moved; to be journaled)")

@@ -358,3 +358,41 @@ def test_pending_moves_apply_and_fsck() -> None:
     state.apply(E.StoreMoved(3, 6), 6)
     state.apply(E.Delete(2, 1, "e", 7), 7)
     assert state.store_moves == {}
+
+
+def test_a_directory_move_the_store_refuses_stays_whole_until_it_completes(
+    tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine, refusals: type[Refusals]
+) -> None:
+    home = ssd_home()
+    store = LocalStore(tmp_path / "ufs")
+    engine = mounted(open_engine, home, store)
+    engine.fs.makedirs("/m/d/s")
+    for rel, data in DIR_BEFORE.items():
+        if not rel.endswith("/"):
+            kind = "MUST_CACHE" if data == CACHE_B else "THROUGH"
+            engine.fs.write_file(f"/m/{rel}", io.BytesIO(data), write_type=kind)
+    refusals.moves = True
+    engine.fs.rename("/m/d", "/m/e")
+    assert len(engine.state.store_moves) == 5  # e, e/s, and the three persisted files
+    engine.close()
+
+    engine = relisted(open_engine, home)  # the start and the listing cannot move anything
+    assert tree(engine) == DIR_AFTER
+    with pytest.raises(Unavailable, match="refuses renames"):
+        engine.fs.rename("/m/e", "/m/f")  # a second move on top of a pending one: the store
+    with pytest.raises(Unavailable, match="'d"):
+        engine.fs.mkdir("/m/d")  # the store still holds e's files under d
+    assert tree(engine) == DIR_AFTER
+
+    refusals.moves = False
+    engine.sync.sync("/m", recursive=True)
+    assert not engine.state.store_moves
+    assert tree(engine) == DIR_AFTER
+    assert stored(store) == {
+        k: v for k, v in DIR_AFTER.items() if not k.endswith("/") and v != CACHE_B
+    }
+    engine.fs.rename("/m/e", "/m/d")  # and back: nothing of it left under e
+    engine = restarted(engine, open_engine, home)
+    assert tree(engine) == DIR_BEFORE
+    assert {k for k in store.keys() if k.endswith("/")} == {"d/", "d/s/"}
+    engine.close()

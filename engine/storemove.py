@@ -15,7 +15,8 @@ made, its old ones removed).
 
 Until its StoreMoved a pending file is read from its old path (engine/placement.py), and no
 listing drops it, takes the copy at its new path for its content, or loads its old path as a
-new file (engine/sync.py). Pending moves are completed right after their entry, at every start
+new file; a directory whose move is pending is not listed (its new path holds nothing yet),
+only what it holds is served (engine/sync.py, engine/movestate.py). Pending moves are completed right after their entry, at every start
 (before any listing or upload), before any listing of their mount, and before any other change
 below it; a change that would touch a pending move's paths waits for it, and fails (Unavailable)
 while its store cannot complete it.

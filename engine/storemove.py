@@ -16,17 +16,20 @@ made, its old ones removed).
 Until its StoreMoved a pending file is read from its old path (engine/placement.py), and no
 listing drops it, takes the copy at its new path for its content, or loads its old path as a
 new file; a directory whose move is pending is not listed (its new path holds nothing yet),
-only what it holds is served (engine/sync.py, engine/movestate.py). Pending moves are completed right after their entry, at every start
-(before any listing or upload), before any listing of their mount, and before any other change
-below it; a change that would touch a pending move's paths waits for it, and fails (Unavailable)
-while its store cannot complete it.
+only what it holds is served (engine/sync.py, engine/movestate.py). Pending moves are
+completed right after their entry, at every start (before any listing or upload), before any
+listing of their mount, and before a rename or delete of what they move; a change that would
+write, make or remove at a path a pending move still has content at (a THROUGH write, a
+mkdir, a rename's destination, an upload) waits for it, and fails (Unavailable) while the
+store cannot complete it.
 
 Completing one is idempotent, so a kill anywhere in it is harmless: the store holds the
 content at the old path (the fingerprint recorded at the rename) → moved, or removed if the
 file's content changed since (its new content reaches the new path by its own upload); already
-at the new path (the file's fingerprint) → only journaled; neither → it cannot complete, is
-reported (`shoal fsck`, check ``store-moves`` and the ``stores`` line) and left pending — the
-file reads EIO until it is deleted or rewritten.
+at the new path (the file's fingerprint; or, gone from the old path, a file of its size at the
+new one: a store whose copy changes the fingerprint) → only journaled; neither → it cannot
+complete, is reported (`shoal fsck`, check ``store-moves`` and the ``stores`` line) and left
+pending: the file reads EIO until it is deleted or rewritten.
 """
 
 from __future__ import annotations
@@ -60,10 +63,11 @@ def _stat(connector: UnderFS, path: str) -> UfsStatus | None:
 
 
 def move_file(
-    connector: UnderFS, old: str, new: str, recorded: str, current: str | None
+    connector: UnderFS, old: str, new: str, recorded: str, current: str | None, size: int
 ) -> str | None:
     """The store's part of one file's pending move; ``current``: the file's fingerprint now if
-    it is persisted, else None. Returns why it cannot complete, None once it has."""
+    it is persisted, else None; ``size``: its size. Returns why it cannot complete, None once
+    it has."""
     if old == new:
         return None  # renamed back to where its content is
     at_old = _stat(connector, old)
@@ -79,6 +83,10 @@ def move_file(
     at_new = _stat(connector, new)
     if at_new is not None and not at_new.is_dir and at_new.fingerprint == current:
         return None  # moved before a stop cut its StoreMoved
+    if at_new is not None and not at_new.is_dir and at_old is None and at_new.size == size:
+        # Moved too, by a store whose copy does not keep the fingerprint (S3's multipart copy
+        # of a large object gets a new ETag): the next listing takes the new one.
+        return None
     if is_file and current == recorded:
         # Rewritten at the old path by another writer since Shoal last saw it: still the
         # file's copy, moved as the store rename before the entry always moved it.
@@ -211,6 +219,7 @@ class StoreMoves:
             subdirs = _subdirs(node) if node.children is not None else []
             ext = node.ext
             current = ext.fingerprint if ext is not None and node.flags & PERSISTED else None
+            size = node.size
         problem: str | None = None
         if where is None:
             problem = "it is below no mount"
@@ -224,7 +233,7 @@ class StoreMoves:
                 if subdirs:
                     finish_dir(connector, old, new, subdirs)
                 else:
-                    problem = move_file(connector, old, new, recorded, current)
+                    problem = move_file(connector, old, new, recorded, current, size)
         if problem is not None:
             self._stuck[ino] = move
             return f"{path} (inode {ino}) from {move[0]!r}: {problem}"

@@ -23,7 +23,7 @@ journal naming a path the store has left. Before the entry the store is only ask
 the move needs (the content is there, the destination's directory can be made): a store that
 is down or refuses changes fails the rename cleanly, nothing journaled. One that fails after
 the entry leaves the rename done and its move pending, completed once the store answers (at
-the next listing of the mount, change below it, or start).
+the next listing of the mount, rename or delete of it, or start).
 
 A rename of a file not persisted over another leaves the replaced file's copy in the store
 under the new name. It is removed only once the rename is journaled: removed before, a kill
@@ -35,8 +35,8 @@ new name from the knowledge: the next listing does not take the copy for the mov
 content (engine/sync.py), and its next delete or rename removes it even if the removal after
 the entry failed or a kill cut it. Kill points, the UFS step done and the entry not durable: a
 removed stale copy of the moved file leaves it as it was (its content in the cache, its upload
-still pending); a moved persisted file is the UFS one step ahead, which the next listing of
-the directory follows.
+still pending). A persisted file is never moved before its entry: a kill after the entry
+leaves its move pending, which the next start completes.
 """
 
 from __future__ import annotations

@@ -197,12 +197,19 @@ def _print_stores(report: StoreReport, repair: bool) -> int:
     """The `stores` line of fsck; 1 if it failed."""
     troubles = report.leftovers + report.unreadable
     status = "ok" if not troubles else ("fix" if repair and not report.unreadable else "FAIL")
+    status = "FAIL" if report.stuck else status
     print(f"{status:<4}  {'stores':<13} no temporary files of dead writers in local stores")
     for line in report.leftovers[:20]:
         print(f"        leftover {line}")
+    for line in report.moves[:20]:
+        print(f"        pending store move {line}: completed at the next start")
+    for line in report.stuck[:20]:
+        print(f"        store move cannot complete {line}; delete or rewrite the file")
     for line in report.unreadable:
         print(f"        not looked at: {line}")
     if report.leftovers:
         done = f"{report.removed} removed" if repair else "fsck --repair removes them"
         print(f"        {len(report.leftovers)} leftover temporary files: {done}")
+    if report.stuck:
+        return 1
     return 1 if troubles and not (repair and not report.unreadable) else 0

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
 from engine.nodechecks import stale_problem, xattr_problem
-from engine.state import BLOCK_SHIFT_BITS, State, staged_problem
+from engine.state import BLOCK_SHIFT_BITS, State, staged_problem, store_from_problem
 from journal import entries as E
 
 
@@ -132,7 +132,7 @@ def _rename(state: State, e: E.Rename) -> None:
         raise Refused(f"rename expected to replace {e.replaced}, found {replaced}")
     if existing is node and (src is not dst or e.src_name != e.dst_name):
         raise Refused(f"{e.dst_name!r} is another name of inode {e.id} already")
-    problem = stale_problem(node, e.stale)
+    problem = stale_problem(node, e.stale) or store_from_problem(node, e.store_from)
     if problem is not None:
         raise Refused(problem)
     if replaced is not None and existing.children:  # type: ignore[union-attr]
@@ -212,6 +212,11 @@ def _set_xattr(state: State, e: E.SetXattr) -> None:
         raise Refused(problem)
 
 
+def _store_moved(state: State, e: E.StoreMoved) -> None:
+    if e.id not in state.store_moves:
+        raise Refused(f"inode {e.id} has no pending store move")
+
+
 _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.MkDir: _new,
     E.CreateFile: _new,
@@ -233,6 +238,7 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.Link: _link,
     E.SetXattr: _set_xattr,
     E.Accessed: _on_file,
+    E.StoreMoved: _store_moved,
 }
 
 # Entry type -> (the exact types of its fields, its check).

@@ -169,6 +169,9 @@ class Engine:
         or a tier directory may have lost them): those that do not are reported — they can
         never complete, and their files read EIO until rewritten or deleted."""
         assert self.persister is not None
+        # First the store moves of renames a stop cut (engine/storemove.py): completed before
+        # any upload or listing can meet their paths.
+        self.fs.changes.moves.settle_quietly(force=True)
         with self.gate.lock:
             lost = pending_without_bytes(self.state)
             lines = [describe(self.state, item) for item in lost]

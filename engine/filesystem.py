@@ -102,6 +102,8 @@ class FileSystem:
     @persister.setter
     def persister(self, value: Persister | None) -> None:
         self.writes.persister = self.changes.persister = value
+        if value is not None:
+            value.check_free = self.changes.moves.check_free
 
     # -- where things are stored and how -----------------------------------------------------
 

@@ -258,12 +258,15 @@ class Namespace:
         return node
 
     def rename(
-        self, src: str, dst: str, *, noreplace: bool = False, below_mount: bool = False
-    ) -> str | None:
+        self, src: str, dst: str, *, noreplace: bool = False, below_mount: bool = False,
+        store_from: str | None = None,
+    ) -> str | None:  # fmt: skip
         """``below_mount``: the names are in a mount's store (engine/ufsfirst.py), where a
         file not persisted moved over another leaves the replaced file's copy in the store
         until it is removed after this entry; the entry records it on the moved file
-        (Rename.stale). Returns what it recorded, None if nothing."""
+        (Rename.stale). Returns what it recorded, None if nothing. ``store_from``: the store
+        path of a persisted file's (or a directory's) content, moved after this entry
+        (Rename.store_from, engine/storemove.py)."""
         src_parts, src_name = parent_and_name(src)
         dst_parts, dst_name = parent_and_name(dst)
         with self.lock:
@@ -298,7 +301,7 @@ class Namespace:
             stale = _stale_copy(node, existing) if below_mount else None
             entry = E.Rename(
                 node.id, src_parent.id, src_name, dst_parent.id, dst_name, time.time_ns(),
-                existing.id if existing is not None else None, stale,
+                existing.id if existing is not None else None, stale, store_from,
             )  # fmt: skip
             seq = self.gate.commit(entry)
         self.gate.durable(seq)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -33,7 +33,7 @@ from engine.cache.blockcache import BlockCache
 from engine.links import mirror_names
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
-from engine.state import block_size_of
+from engine.state import Mount, block_size_of
 from engine.sync import MetadataSync
 from engine.xattrs import carry_to_store, xattrs_of
 from journal import entries as E
@@ -98,6 +98,9 @@ class Persister:
         self._held: dict[int, int] = {}  # subtree root -> how many changes hold it
         self._waiting: set[int] = set()  # files whose upload waits for a hold or an upload
         self._closed = False
+        # Before an upload writes its path: no pending store move (engine/storemove.py) still
+        # has another file's content there (set by the file system; raises to wait).
+        self.check_free: Callable[[Mount, str, int], None] | None = None
 
     def resume(self) -> int:
         """Queues every persist the journal says is pending (after a restart)."""
@@ -233,6 +236,8 @@ class Persister:
                 yield data
 
         connector = self.mounts.connector(mount)
+        if self.check_free is not None and self.ns.state.store_moves:
+            self.check_free(mount, rel, file)  # refused: stays pending, tried again later
         with ufs_errors():
             stream = _BlockStream(blocks(), upload)
             status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ to the tree below it), the mount's option, the configured default.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import BinaryIO
 
 from engine import iotypes
@@ -101,6 +101,9 @@ class Placement:
         self.write_type = write_type  # the configured defaults
         self.read_type = read_type
         self._rules: dict[tuple[int, int], NameRules] = {}  # (mount id, time) -> its store's
+        # Before a change at a store path: pending store moves there completed, or the change
+        # refused (engine/storemove.py, ``StoreMoves.check_free``; set by the file system).
+        self.check_free: Callable[[Mount, str], None] | None = None
 
     def target(self, path: str) -> tuple[Inode, str, UfsTarget | None]:
         """(parent directory, name, (mount, connector, UFS path) if below a mount)."""
@@ -152,6 +155,12 @@ class Placement:
             rules.check(dst, is_dir=True)
             if rules.key_max is not None:
                 _check_below(rules, node, dst)
+
+    def clear(self, mount: Mount, rel: str) -> None:
+        """Before the store is changed at ``rel`` (written, made, removed, moved onto): no
+        pending store move still has its content there (engine/storemove.py)."""
+        if self.check_free is not None and self.ns.state.store_moves:
+            self.check_free(mount, rel)
 
     def mount_of(self, path: str) -> Mount | None:
         """The mount that ``path`` (existing or not) would be stored in, if any."""
@@ -212,6 +221,9 @@ class Placement:
         if where is None:
             raise InvalidArgument(f"{self.ns.path_of(node)} is not below a mount")
         mount, rel = where
+        moved = self.ns.state.store_moves.get(node.id)
+        if moved is not None:  # renamed, its content still at its old path (engine/storemove.py)
+            rel = moved[0]
         kind = (
             asked
             or self.path_type(node, "read_type")

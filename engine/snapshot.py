@@ -63,6 +63,11 @@ CREATE TABLE persists (
     file    INTEGER PRIMARY KEY,     -- a file whose content version awaits upload to its UFS
     version INTEGER NOT NULL
 );
+CREATE TABLE store_moves (           -- absent from checkpoints written before it: none pending
+    id          INTEGER PRIMARY KEY, -- a renamed file or directory whose store move is pending
+    path        TEXT NOT NULL,       -- the store path its content is still to be moved from
+    fingerprint TEXT NOT NULL        -- the file's fingerprint at the rename; '' for a directory
+);
 """
 
 INODE_CHUNK = 8192
@@ -122,6 +127,11 @@ def _persist_rows(state: State) -> Iterator[tuple[object, ...]]:
         yield (file, state.persists[file])
 
 
+def _store_move_rows(state: State) -> Iterator[tuple[object, ...]]:
+    for ino in sorted(state.store_moves):
+        yield (ino, *state.store_moves[ino])
+
+
 def _inode_chunks(tree: InodeTree) -> Iterator[tuple[int, int, bytes]]:
     pack = fsnames.packer()
     nodes = (n for n in tree.table if n is not None)
@@ -162,6 +172,7 @@ def _fill(state: State, conn: apsw.Connection) -> None:
     conn.executemany("INSERT INTO mounts VALUES (?,?,?,?,?,?)", _mount_rows(state))
     conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?)", _block_rows(state))
     conn.executemany("INSERT INTO persists VALUES (?,?)", _persist_rows(state))
+    conn.executemany("INSERT INTO store_moves VALUES (?,?,?)", _store_move_rows(state))
     conn.executemany(
         "INSERT INTO meta VALUES (?, ?)",
         [
@@ -204,6 +215,10 @@ def load_checkpoint(conn: apsw.Connection, seq: int) -> State:
         state.blocks.setdefault(file, {})[(version, index)] = BlockInfo(tier, length, checksum)
     for file, version in conn.execute("SELECT * FROM persists"):
         state.persists[file] = version
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    if "store_moves" in tables:
+        for ino, path, fingerprint in conn.execute("SELECT * FROM store_moves"):
+            state.store_moves[ino] = (path, fingerprint)
     state.last_seq = seq
     return state
 
@@ -283,6 +298,8 @@ def digest(state: State) -> str:
         ("mounts", _mount_rows(state)),
         ("blocks", _block_rows(state)),
         ("persists", _persist_rows(state)),
+        # Only when there are some: the digests of states without any stay as they were.
+        *([("store_moves", _store_move_rows(state))] if state.store_moves else []),
     ):
         h.update(name.encode())
         for row in rows:

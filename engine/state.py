@@ -98,6 +98,34 @@ def store_may_hold(state: State, node: Inode) -> bool:
     )
 
 
+def store_from_problem(node: Inode, store_from: str | None) -> str | None:
+    """Why a Rename's ``store_from`` cannot be recorded as ``node``'s pending store move (see
+    journal/entries.py, Rename); None when it can (or there is none). Only a persisted file has
+    content of its own in the store to move; a directory's move covers those below it."""
+    if store_from is None:
+        return None
+    if not store_from:
+        return "an empty store path to move from"
+    if node.children is None and not node.flags & PERSISTED:
+        return f"inode {node.id} is not persisted: it has no content in the store to move"
+    return None
+
+
+def _pending_moves(moves: dict[int, tuple[str, str]], node: Inode, old: str) -> None:
+    """Records ``node``'s content as still at store path ``old``: a file with its fingerprint;
+    a directory, and each persisted file below it at its path under ``old`` — unless one
+    already has a move pending: its content is still where that one says."""
+    stack = [(node, old)]
+    while stack:
+        cur, path = stack.pop()
+        if cur.children is not None:
+            moves.setdefault(cur.id, (path, ""))
+            stack.extend((c, f"{path}/{name}") for name, c in cur.children.items())
+        elif cur.flags & PERSISTED:
+            ext = cur.ext
+            moves.setdefault(cur.id, (path, ext.fingerprint or "" if ext is not None else ""))
+
+
 def encode_block_size(block_size: int) -> int:
     if block_size & (block_size - 1) or block_size <= 0:
         raise ApplyError(f"block size {block_size} is not a power of two")
@@ -113,6 +141,9 @@ class State:
         # file id -> {(version, index): BlockInfo}
         self.blocks: dict[int, dict[tuple[int, int], BlockInfo]] = {}
         self.persists: dict[int, int] = {}  # file id -> content version to upload
+        # inode -> (store path its content is still to be moved from, the file's fingerprint
+        # then, "" for a directory): pending store moves (Rename.store_from, StoreMoved)
+        self.store_moves: dict[int, tuple[str, str]] = {}
         self.last_seq = 0
 
     def apply(self, entry: Any, seq: int) -> None:
@@ -204,6 +235,7 @@ class State:
             self.blocks.pop(ino, None)
             self.persists.pop(ino, None)
             self.mounts.pop(ino, None)
+            self.store_moves.pop(ino, None)
 
     def _new_content(self, node: Inode) -> None:
         """The file's bytes changed: a new version; blocks of the old one can never be served."""
@@ -317,7 +349,7 @@ class State:
         replaced = existing.id if existing is not None and existing is not node else None
         if replaced != e.replaced:
             raise ApplyError(f"rename expected to replace {e.replaced}, found {replaced}")
-        problem = stale_problem(node, e.stale)
+        problem = stale_problem(node, e.stale) or store_from_problem(node, e.store_from)
         if problem is not None:
             raise ApplyError(problem)
         if existing is node and (src is not dst or e.src_name != e.dst_name):
@@ -331,6 +363,10 @@ class State:
             # In the same entry as the move: no crash can separate the name from what the
             # store may still hold under it (engine/ufsfirst.py removes that copy after).
             node.ensure_ext().fingerprint = e.stale
+        if e.store_from is not None:
+            # The move itself is recorded, so no crash separates the new name from where the
+            # content still is: the store is changed after this entry (engine/storemove.py).
+            _pending_moves(self.store_moves, node, e.store_from)
         node.ctime = e.time
         src.mtime = src.ctime = dst.mtime = dst.ctime = e.time
 
@@ -468,6 +504,10 @@ class State:
         ext = node.ensure_ext()
         ext.fingerprint = ext.fingerprint or e.fingerprint
 
+    def _store_moved(self, e: E.StoreMoved) -> None:
+        if self.store_moves.pop(e.id, None) is None:
+            raise ApplyError(f"inode {e.id} has no pending store move")
+
 
 # Entry types whose apply functions unpack their fields by position (see replay_appliers).
 _POSITIONAL = {E.MkDir, E.CreateFile, E.CompleteFile, E.Symlink}
@@ -495,4 +535,5 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.Link: State._link,
     E.SetXattr: State._set_xattr,
     E.Accessed: State._accessed,
+    E.StoreMoved: State._store_moved,
 }

@@ -38,12 +38,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from engine.errors import InvalidArgument, InvalidName, NotFound, Unavailable
 from engine.inode import Inode
 from engine.mounts import MountTable, ufs_errors
+from engine.movestate import moved_away, moving
 from engine.names import check_name, split_path
 from engine.namespace import Namespace
 from engine.nodechecks import xattr_problem
@@ -103,6 +104,9 @@ class MetadataSync:
         # a caller is looking again now)
         self._down: dict[tuple[int, int], tuple[float, str, bool]] = {}
         self._lock = threading.Lock()
+        # Completes the pending store moves of a mount before it is listed (engine/storemove.py;
+        # set by the file system): None where nothing is wired (inspection, tests of sync).
+        self.settle_moves: Callable[[Mount], None] | None = None
 
     # -- where a node lives ------------------------------------------------------------------
 
@@ -324,7 +328,14 @@ class MetadataSync:
 
     def _sync_dir(self, node: Inode, mount: Mount, rel: str) -> int:
         ufs = self.mounts.connector(mount)
-        seen: set[str] = set()
+        if self.settle_moves is not None and self.ns.state.store_moves:
+            self.settle_moves(mount)
+        with self.ns.lock:
+            if moving(self.ns.state, node):
+                return 0  # its content is still (partly) at its old path: listed once moved
+            # Old paths of pending moves: never loaded as new files, nor removed below.
+            seen = set(moved_away(self.ns.state, self.mount_of, mount.id, rel))
+        skip = frozenset(seen)
         count = 0
         mtime = node.mtime  # the store's (from the listing above): loading its names moves it
         with ufs_errors():
@@ -335,9 +346,9 @@ class MetadataSync:
             for status in stream:
                 batch.append(status)
                 if len(batch) >= BATCH:
-                    count += self._apply_batch(node, batch, seen)
+                    count += self._apply_batch(node, batch, seen, skip)
                     batch = []
-            count += self._apply_batch(node, batch, seen)
+            count += self._apply_batch(node, batch, seen, skip)
         ns = self.ns
         seq = 0
         remark = self._remark(node, mount)
@@ -378,7 +389,9 @@ class MetadataSync:
             return True
         return self._interval(mount, None) > 0
 
-    def _apply_batch(self, node: Inode, batch: list[UfsStatus], seen: set[str]) -> int:
+    def _apply_batch(
+        self, node: Inode, batch: list[UfsStatus], seen: set[str], skip: frozenset[str]
+    ) -> int:
         ns = self.ns
         seq = 0
         count = 0
@@ -394,6 +407,8 @@ class MetadataSync:
                     log.warning("UFS entry %r left out of the namespace: %s", status.path, exc)
                     continue
                 seen.add(name)
+                if name in skip:
+                    continue
                 existing = children.get(name)
                 if existing is not None and existing.id in ns.state.mounts:
                     continue  # a mount point shadows what its parent's UFS holds there
@@ -428,6 +443,8 @@ class MetadataSync:
         attrs: list[E.UfsFingerprint | E.SetAttr] = [changed] if changed is not None else []
         if status.is_dir:
             return attrs
+        if node.id in self.ns.state.store_moves:
+            return []  # its content is still at its old path: what is here is not it
         known = node.ext.fingerprint if node.ext is not None else None
         if not node.flags & PERSISTED and (node.flags & COMPLETE or known):
             # Shoal holds content the UFS does not have yet (written to the cache, its upload
@@ -448,8 +465,8 @@ class MetadataSync:
     def _removable(self, node: Inode) -> bool:
         """A name the UFS no longer shows may leave the namespace only if Shoal holds nothing
         the UFS lacks: a persisted file, or a directory with only such files below it."""
-        if node.id in self.ns.state.mounts:
-            return False
+        if node.id in self.ns.state.mounts or node.id in self.ns.state.store_moves:
+            return False  # a mount point, or content still at its old path in the store
         if node.children is None:  # a symlink exists only in Shoal: never persisted, kept
             return bool(node.flags & PERSISTED)
         return all(self._removable(child) for child in node.children.values())

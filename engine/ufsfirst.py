@@ -16,6 +16,14 @@ Only a persisted file (its current content is the UFS's copy) is moved by a rena
 copy is stale: moved first and journaled after, a kill between the two would leave superseded
 content under a name the file never had, which the next listing would show; so it is removed,
 and the current content reaches the UFS later by its pending upload, under the journaled name.
+The persisted content itself (a file's, or every one below a directory) is moved only after
+the Rename, which records the move as pending (Rename.store_from), and a StoreMoved ends it
+(engine/storemove.py): a kill between the store step and the entry can no longer leave the
+journal naming a path the store has left. Before the entry the store is only asked what
+the move needs (the content is there, the destination's directory can be made): a store that
+is down or refuses changes fails the rename cleanly, nothing journaled. One that fails after
+the entry leaves the rename done and its move pending, completed once the store answers (at
+the next listing of the mount, rename or delete of it, or start).
 
 A rename of a file not persisted over another leaves the replaced file's copy in the store
 under the new name. It is removed only once the rename is journaled: removed before, a kill
@@ -27,8 +35,8 @@ new name from the knowledge: the next listing does not take the copy for the mov
 content (engine/sync.py), and its next delete or rename removes it even if the removal after
 the entry failed or a kill cut it. Kill points, the UFS step done and the entry not durable: a
 removed stale copy of the moved file leaves it as it was (its content in the cache, its upload
-still pending); a moved persisted file is the UFS one step ahead, which the next listing of
-the directory follows.
+still pending). A persisted file is never moved before its entry: a kill after the entry
+leaves its move pending, which the next start completes.
 """
 
 from __future__ import annotations
@@ -53,7 +61,8 @@ from engine.namespace import Namespace
 from engine.persister import Persister
 from engine.placement import Placement
 from engine.state import PERSISTED, store_may_hold
-from engine.ufswalk import move_tree, remove_tree
+from engine.storemove import StoreMoves
+from engine.ufswalk import clear_tree, remove_tree
 from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
 
@@ -65,6 +74,10 @@ class UfsFirstChanges:
         self.ns = ns
         self.placement = placement
         self.persister: Persister | None = None
+        self.moves = StoreMoves(ns, placement.sync, placement.mounts)
+        self.moves.holding = self.holding
+        placement.check_free = self.moves.check_free
+        placement.sync.settle_moves = self.moves.settle_quietly
 
     def holding(self, *nodes: Inode | None) -> AbstractContextManager[None]:
         """Keeps the persister off the files at and below ``nodes`` for a change to them
@@ -93,7 +106,8 @@ class UfsFirstChanges:
             raise AlreadyExists(f"{path} already exists")
         if ufs is not None:
             self.placement.check_storable(path, is_dir=True)
-            _mount, connector, rel = ufs
+            mount, connector, rel = ufs
+            self.placement.clear(mount, rel)
             with ufs_errors():
                 connector.mkdir(rel, UfsAttrs(mode, uid, gid))
         return self.ns.mkdir_in(parent.id, name, mode, uid, gid)
@@ -130,8 +144,11 @@ class UfsFirstChanges:
                 raise NotEmpty(f"{path} is a directory that is not empty")
             if self.ns.holds_mount(node):
                 raise Busy(f"{path} is or contains a mount point; unmount it first")
-            _mount, connector, rel = ufs
+            mount, connector, rel = ufs
             with self.holding(node):
+                self.moves.settle(below=[node], force=True)  # their content where it is named
+                if node.children is not None or self.may_be_in_ufs(node):
+                    self.placement.clear(mount, rel)
                 with ufs_errors():
                     remove_tree(connector, node, rel, self.may_be_in_ufs)
                 self.ns.delete(path, recursive=recursive)
@@ -161,29 +178,39 @@ class UfsFirstChanges:
             self.placement.check_storable(dst, is_dir=False)
         else:
             self.placement.check_moved_tree(node, dst_ufs)
-        _mount, connector, a = src_ufs
+        mount, connector, a = src_ufs
         b = dst_ufs[2]
+        self.moves.ready(node, existing)  # their content is where their names say
+        self.placement.clear(mount, b)  # nothing is moved onto, nor removed at, another's content
         with self.holding(node, existing):
             with ufs_errors():
                 if node.children is None:
-                    self._rename_file(connector, node, a, b)
+                    moving = self._rename_file(connector, node, a, b)
                 else:
                     if existing is not None and existing.children:
                         raise NotEmpty(f"{dst} is a directory that is not empty")
-                    move_tree(connector, node, a, b, self.may_be_in_ufs)
-            stale = self.ns.rename(src, dst, noreplace=noreplace, below_mount=True)
+                    moving = clear_tree(connector, node, a, b, self.may_be_in_ufs)
+            stale = self.ns.rename(
+                src, dst, noreplace=noreplace, below_mount=True, store_from=a if moving else None
+            )
             if stale is not None:  # still held: the moved file's upload cannot start before this
                 _remove_stale(connector, b)
+            if moving:  # journaled: a failure from here on leaves the move pending, not undone
+                self.moves.settle_quietly(below=[node])
 
-    def _rename_file(self, connector: UnderFS, node: Inode, a: str, b: str) -> None:
-        """The UFS's part of a file rename before it is journaled: the file's own copy, moved
-        if it is the current content, else removed (stale). Nothing at ``b`` is touched unless
-        the file's current copy goes over it: the replaced file's copy there is removed after
-        the entry (``_remove_stale``)."""
+    def _rename_file(self, connector: UnderFS, node: Inode, a: str, b: str) -> bool:
+        """The UFS's part of a file rename before it is journaled: a stale copy removed, or,
+        for a persisted file, whether the store can take the move (its content is at ``a``,
+        ``b``'s directory can be made); True if the content is to move after the entry.
+        Nothing at ``b`` is touched: the moved content goes over it after the entry, the
+        replaced file's copy is removed then (``_remove_stale``)."""
         if node.flags & PERSISTED:
-            connector.rename(a, b)  # the current content, over whatever ``b`` held
-        elif self.may_be_in_ufs(node):
+            connector.stat(a)  # gone from the store: refused (NotFound), as the move would be
+            connector.mkdir(b.rpartition("/")[0])  # the move's first step: refused if down
+            return True
+        if self.may_be_in_ufs(node):
             _remove_file(connector, a)  # stale: its pending upload writes it anew at ``b``
+        return False
 
 
 def _check_kinds(node: Inode, existing: Inode | None, dst: str) -> None:

@@ -1,5 +1,6 @@
-"""Walks of a namespace subtree over its UFS: removing it, and renaming a directory on a store
-that has no directory rename (object stores), one file at a time."""
+"""Walks of a namespace subtree over its UFS: removing it, and preparing a directory's rename
+(object stores have no directory rename: its files are moved one at a time after the entry,
+engine/storemove.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from engine.inode import Inode
 from engine.state import PERSISTED
-from ufs.base import UfsAttrs, UnderFS
+from ufs.base import UnderFS
 from ufs.base import join as ufs_join
 from ufs.errors import UfsIsADirectory, UfsNotFound
 
@@ -17,11 +18,6 @@ def walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
     for name, child in sorted((node.children or {}).items()):
         yield from walk(child, ufs_join(rel, name))
     yield node, rel
-
-
-def _attrs(directory: Inode) -> UfsAttrs:
-    """A directory made anew by a move keeps its owner and mode in the store."""
-    return UfsAttrs(directory.mode & 0o7777, directory.uid, directory.gid)
 
 
 def _persisted(node: Inode) -> bool:
@@ -48,30 +44,27 @@ def remove_tree(
             pass  # already gone from the UFS: the goal is reached
 
 
-def move_tree(
+def clear_tree(
     ufs: UnderFS, node: Inode, src: str, dst: str, in_ufs: Callable[[Inode], bool] = _persisted
-) -> None:
-    """A directory rename on the UFS: directories made, persisted files renamed one by one,
-    then the old directories removed (object stores have no directory rename). Any other copy
-    ``in_ufs`` says the UFS may hold is stale (an older version, or an upload whose Persisted
-    was never journaled) and is removed, not moved: moved ahead of the journal entry, a kill
-    would leave superseded content under the new name. The current content reaches the new
-    name later by its pending upload."""
-    ufs.mkdir(dst, _attrs(node))
+) -> bool:
+    """A directory rename's part on the UFS before it is journaled: any copy ``in_ufs`` says
+    the UFS may hold of a file not persisted is stale (an older version, or an upload whose
+    Persisted was never journaled) and is removed, not moved: moved ahead of the entry, a kill
+    would leave superseded content under the new name (its current content reaches the new
+    name by its pending upload). The persisted files and the directories are moved only after
+    the entry (engine/storemove.py); here the store is only asked whether it answers (the
+    directory looked at) and takes changes (``dst``'s parent made, the move's first step), so
+    that a store that is down fails the rename before anything is journaled. True: the
+    directory's content is to move after the entry."""
+    try:
+        ufs.stat(src)
+    except UfsNotFound:
+        pass  # never made in the store (or removed there): nothing of it to move but files
+    ufs.mkdir(dst.rpartition("/")[0])
     for item, path in walk(node, src):
-        target = dst + path[len(src) :]
-        if item.children is not None:
-            ufs.mkdir(target, _attrs(item))
-        elif item.flags & PERSISTED:
-            ufs.rename(path, target)
-        elif in_ufs(item):
+        if item.children is None and not item.flags & PERSISTED and in_ufs(item):
             try:
                 ufs.delete(path)
             except (UfsNotFound, UfsIsADirectory):
                 pass  # not there, or not a copy of this file
-    for item, path in walk(node, src):
-        if item.children is not None:
-            try:
-                ufs.rmdir(path)
-            except UfsNotFound:
-                pass
+    return True

@@ -99,7 +99,8 @@ class WritePath:
     ) -> Inode:
         """To the UFS first; journaled once it has the bytes; cached as they pass if ``kind``
         caches."""
-        _mount, connector, rel = ufs
+        mount, connector, rel = ufs
+        self.placement.clear(mount, rel)
         blocks: list[bytes] | None = [] if kind.caches and self.cache else None
         tee = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
         stream = _Announced(tee, lambda: self._store_copy_first(new))
@@ -120,7 +121,7 @@ class WritePath:
             seq = ns.gate.commit(entry)
         ns.gate.durable(seq)
         if node.nlink > 1:
-            mirror_names(ns, self.sync, connector, node, _mount, rel)
+            mirror_names(ns, self.sync, connector, node, mount, rel)
         if blocks and self.cache is not None:
             for idx, block in enumerate(blocks):
                 self.cache.store((node.id, node.version, idx), block)

@@ -97,6 +97,13 @@ class Rename(NamedTuple):
     persisted means "the store may hold an older copy under my name": its next delete or
     rename removes that copy, and no listing takes it for the file's content. Appended last:
     older entries decode with None and replay as before.
+
+    ``store_from``: below a mount, the store path the moved node's persisted content is still
+    to be moved from (a persisted file's own path, or a directory's): the store is changed
+    only after this entry, and apply records a *pending store move* (of the file, or of the
+    directory and of every persisted file below it) that a StoreMoved ends. Until then reads
+    go to the old path and listings neither drop the node nor load the old path as a new one
+    (engine/storemove.py). Appended last: older entries decode with None.
     """
 
     id: int
@@ -107,6 +114,7 @@ class Rename(NamedTuple):
     time: int
     replaced: int | None = None
     stale: str | None = None
+    store_from: str | None = None
 
 
 # Rename.stale when the replaced file's copy has no fingerprint the state knows (its upload
@@ -219,6 +227,14 @@ class Persisted(NamedTuple):
     time: int
 
 
+class StoreMoved(NamedTuple):
+    """The pending store move of ``id`` (recorded by a Rename's ``store_from``) is done: its
+    content is at its current path, or was superseded since and its old copy removed."""
+
+    id: int
+    time: int
+
+
 class ContentCommitted(NamedTuple):
     """A rewrite's staged content becomes the file's, atomically: the file moves to
     ``version`` (one above its current one), whose blocks 0 … ceil(length / block_size) - 1
@@ -284,6 +300,7 @@ Entry = (
     | Link
     | SetXattr
     | Accessed
+    | StoreMoved
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -304,6 +321,7 @@ TYPE_CODES: dict[Any, int] = {
     PersistRequested: 14,
     Persisted: 15,
     ContentCommitted: 16,
+    StoreMoved: 17,
     StoreCopy: 18,
     Link: 19,
     SetXattr: 21,

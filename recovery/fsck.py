@@ -285,6 +285,28 @@ def check_xattrs(state: State) -> list[str]:
     return out
 
 
+def check_store_moves(state: State) -> list[str]:
+    """Every pending store move (a rename below a mount whose store part is not journaled done:
+    Rename.store_from, engine/storemove.py) can complete: its inode exists below a mount, and
+    the path it moves from is a store path. Pending ones are completed at the next start, or
+    before the next listing of their mount; `shoal fsck` names them (and, in a local store,
+    those whose content is at neither path) on its ``stores`` line."""
+    out: list[str] = []
+    known: dict[int, bool] = {}
+    for ino, (old, _fingerprint) in sorted(state.store_moves.items()):
+        node = state.tree.find(ino)
+        if node is None:
+            out.append(f"inode {ino}: a store move from {old!r} is pending but no such inode")
+        elif not old:
+            out.append(f"inode {ino} ({node.name!r}): a store move from an empty path")
+        elif not _below_mount(state, node, known):
+            out.append(
+                f"inode {ino} ({node.name!r}): its store move from {old!r} is pending but it is"
+                " below no mount"
+            )
+    return out
+
+
 def check_stop_record(state: State, stops: StopRecord) -> list[str]:
     """The home's record of an unclean stop (engine/home.py) can be read: it says which
     listings predate the stop and are to be repeated once; one that cannot be read makes every
@@ -361,6 +383,11 @@ CHECKS: list[Check] = [
         check_store_copies,
     ),
     Check("xattrs", "extended attributes are user.* ones of allowed sizes", check_xattrs),
+    Check(
+        "store-moves",
+        "pending store moves of renamed files can complete (below a mount)",
+        check_store_moves,
+    ),
     Check(
         "stop-record",
         "the record of an unclean stop (listings to repeat once) is readable",

@@ -53,6 +53,7 @@ small = st.integers(min_value=0, max_value=3)
 versions = st.integers(min_value=0, max_value=2)
 block_sizes = st.sampled_from([0, 3, 4096, 1 << 20])
 stale_copies = st.none() | st.sampled_from(["f1", E.STALE_COPY, ""])  # "": refused
+store_froms = st.none() | st.sampled_from(["a", "d/b", ""])  # "": refused
 
 entries = st.one_of(
     st.builds(E.MkDir, ids, ids, names, st.just(0o755), small, small, times),
@@ -82,7 +83,10 @@ entries = st.one_of(
         fingerprint=st.none() | st.sampled_from(["f1", "f3"]),
         atime=st.none() | times,
     ),  # fmt: skip
-    st.builds(E.Rename, ids, ids, names, ids, names, times, st.none() | ids, stale_copies),
+    st.builds(
+        E.Rename, ids, ids, names, ids, names, times, st.none() | ids, stale_copies, store_froms
+    ),
+    st.builds(E.StoreMoved, ids, times),
     st.builds(E.Delete, ids, ids, names, times),
     st.builds(E.AddMount, ids, st.just("file:///x"), st.just({}), st.booleans(), st.none(), times),
     st.builds(E.RemoveMount, ids, times),
@@ -138,8 +142,12 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
         )  # fmt: skip
         dst = state.tree.find(entry.dst_parent)
         there = dst.children.get(entry.dst_name) if dst and dst.children is not None else None
+        if data.draw(st.booleans()):  # a move of a persisted file's or a directory's content
+            entry = entry._replace(stale=None, store_from=data.draw(st.sampled_from(["a", "b"])))
         return entry._replace(replaced=there.id if there is not None else None)
     files = [n for n in live if n.mode & S_IFMT == S_IFREG]
+    if isinstance(entry, E.UfsFingerprint) and files:  # a persisted file, whose content moves
+        return entry._replace(id=data.draw(st.sampled_from(files)).id)
     if isinstance(entry, E.BlockCached) and files:
         # The file's own version, or the one above it: the next block a rewrite stages (of 4
         # bytes, the block size commits are aimed at, or the last one, shorter).
@@ -166,6 +174,8 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
     if isinstance(entry, E.SetXattr | E.Accessed):
         # Any inode, the root included: directories and symlinks meet the kind rule.
         return entry._replace(id=data.draw(st.sampled_from([1] + [n.id for n in live])))
+    if isinstance(entry, E.StoreMoved) and state.store_moves:
+        return entry._replace(id=data.draw(st.sampled_from(sorted(state.store_moves))))
     if isinstance(entry, E.BlockMoved | E.BlockRemoved) and state.blocks:
         file = data.draw(st.sampled_from(sorted(state.blocks)))
         version, idx = data.draw(st.sampled_from(sorted(state.blocks[file])))

@@ -16,8 +16,8 @@ from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
-from engine.nodechecks import stale_problem, xattr_problem
-from engine.state import BLOCK_SHIFT_BITS, State, staged_problem, store_from_problem
+from engine.nodechecks import staged_problem, stale_problem, store_from_problem, xattr_problem
+from engine.state import BLOCK_SHIFT_BITS, State
 from journal import entries as E
 
 

@@ -1,11 +1,20 @@
 """What a node may be given, judged alike by apply (engine/state.py) and the commit gate
 (engine/admission.py): a stale copy in its store (Rename.stale, StoreCopy) and an extended
-attribute (SetXattr). Each answers why not, or None; the engine's operations and fsck ask the
-same questions."""
+attribute (SetXattr), staged content (ContentCommitted), a pending store move (Rename's
+store_from). Each answers why not, or None; the engine's operations and fsck ask the same
+questions."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol
+
 from engine.inode import PERSISTED, S_IFDIR, S_IFMT, S_IFREG, Inode
+
+
+class _Sized(Protocol):
+    @property
+    def length(self) -> int: ...
 
 
 def stale_problem(node: Inode, stale: str | None) -> str | None:
@@ -49,3 +58,53 @@ def xattr_problem(node: Inode, name: str, value: bytes | None) -> str | None:
     elif len(value) > XATTR_SIZE_MAX:
         return f"attribute value of {len(value)} bytes, over {XATTR_SIZE_MAX}"
     return None
+
+
+def staged_problem(
+    blocks: Mapping[tuple[int, int], _Sized], version: int, length: int, block_size: int
+) -> str | None:
+    """Why a file's ``blocks`` of staged ``version`` are not exactly the content ``length``
+    bytes cut at ``block_size`` needs (one block per index, each whole but the last); None
+    when they are. The commit gate and apply both judge a ContentCommitted by this."""
+    if length < 0:
+        return f"length {length} is negative"
+    count = -(-length // block_size)
+    for i in range(count):
+        info = blocks.get((version, i))
+        want = min(block_size, length - i * block_size)
+        if info is None:
+            return f"block {i} of staged version {version} is not cached"
+        if info.length != want:
+            return f"block {i} of staged version {version} holds {info.length} bytes, not {want}"
+    extra = sum(1 for v, i in blocks if v == version and not 0 <= i < count)
+    if extra:
+        return f"{extra} staged block(s) of version {version} lie beyond its {length} bytes"
+    return None
+
+
+def store_from_problem(node: Inode, store_from: str | None) -> str | None:
+    """Why a Rename's ``store_from`` cannot be recorded as ``node``'s pending store move (see
+    journal/entries.py, Rename); None when it can (or there is none). Only a persisted file has
+    content of its own in the store to move; a directory's move covers those below it."""
+    if store_from is None:
+        return None
+    if not store_from:
+        return "an empty store path to move from"
+    if node.children is None and not node.flags & PERSISTED:
+        return f"inode {node.id} is not persisted: it has no content in the store to move"
+    return None
+
+
+def pending_moves(moves: dict[int, tuple[str, str]], node: Inode, old: str) -> None:
+    """Records ``node``'s content as still at store path ``old``: a file with its fingerprint;
+    a directory, and each persisted file below it at its path under ``old`` — unless one
+    already has a move pending: its content is still where that one says."""
+    stack = [(node, old)]
+    while stack:
+        cur, path = stack.pop()
+        if cur.children is not None:
+            moves.setdefault(cur.id, (path, ""))
+            stack.extend((c, f"{path}/{name}") for name, c in cur.children.items())
+        elif cur.flags & PERSISTED:
+            ext = cur.ext
+            moves.setdefault(cur.id, (path, ext.fingerprint or "" if ext is not None else ""))

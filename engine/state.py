@@ -26,7 +26,13 @@ from engine.inode import (
     shared_int,
     shared_values,
 )
-from engine.nodechecks import stale_problem, xattr_problem
+from engine.nodechecks import (
+    pending_moves,
+    staged_problem,
+    stale_problem,
+    store_from_problem,
+    xattr_problem,
+)
 from journal import entries as E
 
 _share = shared_values.setdefault
@@ -65,28 +71,6 @@ def block_size_of(node: Inode) -> int:
     return 1 << shift if shift else 0
 
 
-def staged_problem(
-    blocks: dict[tuple[int, int], BlockInfo], version: int, length: int, block_size: int
-) -> str | None:
-    """Why a file's ``blocks`` of staged ``version`` are not exactly the content ``length``
-    bytes cut at ``block_size`` needs (one block per index, each whole but the last); None
-    when they are. The commit gate and apply both judge a ContentCommitted by this."""
-    if length < 0:
-        return f"length {length} is negative"
-    count = -(-length // block_size)
-    for i in range(count):
-        info = blocks.get((version, i))
-        want = min(block_size, length - i * block_size)
-        if info is None:
-            return f"block {i} of staged version {version} is not cached"
-        if info.length != want:
-            return f"block {i} of staged version {version} holds {info.length} bytes, not {want}"
-    extra = sum(1 for v, i in blocks if v == version and not 0 <= i < count)
-    if extra:
-        return f"{extra} staged block(s) of version {version} lie beyond its {length} bytes"
-    return None
-
-
 def store_may_hold(state: State, node: Inode) -> bool:
     """Whether the store may hold a copy of file ``node`` under its name: it is persisted,
     has a fingerprint (an older version, or a stale copy: Rename.stale, StoreCopy, a
@@ -96,34 +80,6 @@ def store_may_hold(state: State, node: Inode) -> bool:
         or (node.ext is not None and node.ext.fingerprint)
         or node.id in state.persists
     )
-
-
-def store_from_problem(node: Inode, store_from: str | None) -> str | None:
-    """Why a Rename's ``store_from`` cannot be recorded as ``node``'s pending store move (see
-    journal/entries.py, Rename); None when it can (or there is none). Only a persisted file has
-    content of its own in the store to move; a directory's move covers those below it."""
-    if store_from is None:
-        return None
-    if not store_from:
-        return "an empty store path to move from"
-    if node.children is None and not node.flags & PERSISTED:
-        return f"inode {node.id} is not persisted: it has no content in the store to move"
-    return None
-
-
-def _pending_moves(moves: dict[int, tuple[str, str]], node: Inode, old: str) -> None:
-    """Records ``node``'s content as still at store path ``old``: a file with its fingerprint;
-    a directory, and each persisted file below it at its path under ``old`` — unless one
-    already has a move pending: its content is still where that one says."""
-    stack = [(node, old)]
-    while stack:
-        cur, path = stack.pop()
-        if cur.children is not None:
-            moves.setdefault(cur.id, (path, ""))
-            stack.extend((c, f"{path}/{name}") for name, c in cur.children.items())
-        elif cur.flags & PERSISTED:
-            ext = cur.ext
-            moves.setdefault(cur.id, (path, ext.fingerprint or "" if ext is not None else ""))
 
 
 def encode_block_size(block_size: int) -> int:
@@ -366,7 +322,7 @@ class State:
         if e.store_from is not None:
             # The move itself is recorded, so no crash separates the new name from where the
             # content still is: the store is changed after this entry (engine/storemove.py).
-            _pending_moves(self.store_moves, node, e.store_from)
+            pending_moves(self.store_moves, node, e.store_from)
         node.ctime = e.time
         src.mtime = src.ctime = dst.mtime = dst.ctime = e.time
 

@@ -43,6 +43,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from engine.errors import InvalidArgument, InvalidName, NotFound, Unavailable
 from engine.inode import Inode
+from engine.listingmarks import listing_mark, parse_listing_mark
 from engine.mounts import MountTable, ufs_errors
 from engine.movestate import moved_away, moving
 from engine.names import check_name, split_path
@@ -61,25 +62,6 @@ BATCH = 1000  # UFS entries applied per hold of the namespace lock
 PARALLEL_LISTINGS = 8  # directories listed at once by a recursive sync
 NEVER = -1.0
 RETRY_AFTER_S = 5.0  # a store that failed a listing is not asked again before this
-LISTED = "shoal-listed"  # a directory's fingerprint once listed: LISTED:<mount time>:<ns>
-
-
-def listing_mark(mount_time: int, at_ns: int) -> str:
-    """The fingerprint recorded on a directory listed from the mount of ``mount_time`` at
-    ``at_ns`` (wall clock): a directory mounted again is a new one, and the time outlives a
-    restart, which a monotonic clock does not."""
-    return f"{LISTED}:{mount_time}:{at_ns}"
-
-
-def parse_listing_mark(fingerprint: str | None) -> tuple[int, int] | None:
-    """(mount time, listed at) of a directory's listing mark; None for anything else."""
-    if not fingerprint or not fingerprint.startswith(LISTED + ":"):
-        return None
-    try:
-        _prefix, mount_time, at_ns = fingerprint.split(":")
-        return int(mount_time), int(at_ns)
-    except ValueError:
-        return None
 
 
 class MetadataSync:

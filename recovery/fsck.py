@@ -32,9 +32,9 @@ from engine.inode import (
     SPECIAL_TYPES,
     Inode,
 )
+from engine.listingmarks import parse_listing_mark
 from engine.nodechecks import xattr_problem
 from engine.state import BLOCK_SHIFT_BITS, State
-from engine.sync import parse_listing_mark
 from recovery.treecheck import (
     check_directory_links,
     check_link_counts,

@@ -344,6 +344,7 @@ def test_fsck_clean(tmp_path: Path) -> None:
         "home-modes",
         "store-copies",
         "xattrs",
+        "store-moves",
         "cache",
         "stores",
     ):
@@ -369,7 +370,7 @@ def test_fsck_reports_broken_invariants(tmp_path: Path) -> None:
     assert "FAIL  persists" in out and "not a regular file" in out
     assert "ok    parent-links" in out
     assert "FAIL  cache" in out and "1 missing or damaged blocks found" in out
-    assert out.splitlines()[-1] == "99 inodes at seq 6: 4 of 23 checks failed"
+    assert out.splitlines()[-1] == "99 inodes at seq 6: 4 of 24 checks failed"
 
 
 def test_bench_journal_json(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def test_after_a_restart_the_interval_counts_from_the_last_listing(
     assert names(engine, "/data/train") == {"a.bin", "b.bin"}  # listed less than an hour ago
     assert proxy.requests == []  # nothing was asked of the store
     # The listing of /data/train, marked as made two hours ago: due at the next start.
-    from engine.sync import listing_mark
+    from engine.listingmarks import listing_mark
 
     train = engine.sync.lookup("/data/train")
     mount = engine.mounts.mount_of(train.id)

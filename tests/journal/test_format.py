@@ -211,6 +211,7 @@ _SAMPLES: list[E.Entry] = [
     E.Persisted(3, 1, "etag2", 25),
     E.ContentCommitted(3, 2, 5000, 4096, True, 26),
     E.StoreCopy(3, E.STALE_COPY, 27),
+    E.StoreMoved(3, 28),
     E.Link(3, 1, "h", 27),
     E.CreateFile(5, 1, "null", 0o20600, 0, 0, 28, 259),  # a character device
     E.SetXattr(3, "user.k", bytes(range(256)), 27),

@@ -3,7 +3,10 @@ then, and a clean restart (close, optionally with a final checkpoint, and open a
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -57,3 +60,17 @@ def crash_settings(examples: int, **extra: Any) -> settings:
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         **extra,
     )
+
+
+@contextmanager
+def quiet_logs(*names: str) -> Iterator[None]:
+    """The named loggers silenced below CRITICAL while the block runs."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)

@@ -31,6 +31,7 @@ from tests.engine.test_ufsfirst_stale import files, listed, mounted, relisted, r
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine
 from tests.ufs.stores import LocalStore
+from ufs.base import UfsAttrs
 from ufs.errors import UfsUnavailable
 from ufs.local import LocalUnderFS
 
@@ -156,8 +157,10 @@ def test_kill9_renaming_a_persisted_file_to_a_free_name_keeps_its_inode(
     store = LocalStore(tmp_path / "ufs")
     engine = mounted(open_engine, home, store)
     engine.fs.write_file("/m/a", io.BytesIO(PERSISTED_A), write_type="THROUGH")
-    engine.ns.setattr("/m/a", mode=0o600, uid=7, pinned=True)
-    ino = engine.sync.lookup("/m/a").id
+    node = engine.sync.lookup("/m/a")
+    engine.fs.set_attrs(node, mode=0o600, uid=7)  # in the store too: a relist follows it
+    engine.ns.setattr("/m/a", pinned=True)
+    ino = node.id
     engine.close()
     killed_once_said(STOPPED, str(home), point, "/m/a", "/m/c", said="STOPPED")
 
@@ -231,10 +234,10 @@ def _refused_rename(self: LocalUnderFS, src: str, dst: str) -> None:
     _rename(self, src, dst)
 
 
-def _refused_mkdir(self: LocalUnderFS, path: str) -> None:
+def _refused_mkdir(self: LocalUnderFS, path: str, attrs: UfsAttrs | None = None) -> None:
     if Refusals.changes:
         raise UfsUnavailable(f"{path}: the store refuses changes")
-    _mkdir(self, path)
+    _mkdir(self, path, attrs)
 
 
 @pytest.fixture

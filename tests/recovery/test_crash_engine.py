@@ -1,20 +1,11 @@
-"""The whole engine against crashes: files written with every write type below a mount of a
-local UFS, rewritten, renamed and deleted; the persister's uploads run step by step (and
-changes made while one is under way); reads that evict, frees, pins, TTLs; files changed
-directly in the UFS and synced; a UFS that refuses writes; checkpoints and clean restarts.
-
-A crash is the journal cut after any of its storage operations (recovery/crashsim.py: unsynced
-data lost, the last write torn) with the cache tiers and the UFS as they stood at that moment
-(tests/recovery/engine_world.py). Keeping everything the journal had written is a kill -9: the
-MEM tier survives, at random. Losing any of it is a power loss: the machine rebooted and the
-MEM tier is empty. After each one the engine is opened as a daemon opens it, its metadata synced
-with the UFS, and checked: the mount table; the block map equal to the tier files; fsck clean;
-and every file's bytes (read back through the engine) and where they live (in the UFS, pending
-upload, or only in the cache) equal to the model after some operation between the last
-acknowledged one and the last one issued: nothing acknowledged lost, nothing deleted back.
-
-A long run with fresh seeds: SHOAL_CRASH_EXAMPLES=N (examples, not derandomized).
-"""
+"""The whole engine against crashes (docs/operations.md, "What the crash proofs cover"): files
+below a local UFS written with every write type, rewritten, renamed, deleted; uploads run step
+by step, with changes made while one runs; evictions, frees, pins, TTLs; UFS changes synced; a
+UFS that refuses writes; checkpoints and clean restarts. A crash is the journal cut after any
+of its storage operations (recovery/crashsim.py) with the tiers and the UFS as they stood then
+(tests/recovery/engine_world.py): a kill -9, or a power loss that also empties the MEM tier.
+Each recovery must match the model after some operation between the last acknowledged one and
+the last one issued. A long run with fresh seeds: SHOAL_CRASH_EXAMPLES=N."""
 
 from __future__ import annotations
 
@@ -39,6 +30,7 @@ from journal.journal import JournalOptions
 from recovery.crashsim import Crash, SimStorage
 from tests.invariants import assert_fsck_clean
 from tests.models.data_model import (
+    WHERE,
     WRITE_TYPES,
     File,
     Files,
@@ -151,8 +143,16 @@ class EngineCrashMachine(Housekeeping):
         data = self._data(size)
         expect = outcome(m_write, self.model, name, data, write_type, self.world.ufs_down)
         # A new file is created before its content is written: a crash in between leaves it
-        # empty, as a crash between open(O_CREAT) and write does.
-        between = () if name in self.model else ({**self.model, name: File(b"", "cache")},)
+        # empty, as a crash between open(O_CREAT) and write does. A write through the store
+        # over a file it holds no copy of first records that it may (StoreCopy).
+        old = self.model.get(name)
+        between = (
+            ({**self.model, name: File(b"", "cache")},)
+            if old is None
+            else ({**self.model, name: old._replace(copy=True)},)
+            if not old.copy and WHERE[write_type] == "ufs"
+            else ()
+        )
         self._run(
             expect,
             lambda: self.live.fs.write_file(f"/{name}", io.BytesIO(data), write_type=write_type),

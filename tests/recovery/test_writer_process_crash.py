@@ -121,7 +121,12 @@ def test_the_writer_process_on_simulated_storage_survives_every_crash() -> None:
     assert len(batches) > 5, "no commit took several records at once"
     rng = random.Random(14)
     cuts = sorted(
-        {len(log), *rng.sample(writes, 8), *rng.sample(batches, 8), *rng.sample(fsyncs, 4)}
+        {
+            len(log),
+            *rng.sample(writes, min(8, len(writes))),
+            *rng.sample(batches, min(8, len(batches))),
+            *rng.sample(fsyncs, 4),
+        }
     )
     checked = 0
     for cut in cuts:

@@ -20,6 +20,7 @@ listing does not take the same content for new content.
 from __future__ import annotations
 
 import time
+from stat import S_ISREG
 
 from engine.errors import NotFound
 from engine.inode import Inode
@@ -80,7 +81,9 @@ class StoreAttrs:
         ns = self.ns
         with ns.lock:
             self._check(node)
-            moved = bool(after) and after != before and node.children is None
+            # Only a regular file's content is identified by a fingerprint: a special file's
+            # store copy (a fifo, a device) moves its mtime too, but it has no content to keep.
+            moved = bool(after) and after != before and S_ISREG(node.mode)
             current = node.ext.fingerprint if node.ext is not None else None
             keep = moved and node.flags & PERSISTED and current == before
             entry = E.SetAttr(

@@ -75,3 +75,20 @@ def test_a_read_only_open_with_o_trunc_truncates(local_mount: Mounted) -> None:
         os.close(fd)
     assert os.stat(path).st_size == 0
     assert local_mount.store.get("file") == b""  # type: ignore[attr-defined]
+
+
+def test_a_directory_whose_linked_files_were_removed_can_be_removed(local_mount: Mounted) -> None:
+    """Removing one name of a linked file hands its content to another name in the store
+    (engine/links.py); that name already was the same file there, and no temporary name may
+    stay behind to make the emptied directory's rmdir fail."""
+    d = local_mount.path / "dir"
+    d.mkdir()
+    (d / "a").write_bytes(b"data")
+    os.link(d / "a", d / "b")
+    os.link(d / "b", d / "c")
+    os.unlink(d / "a")
+    assert (d / "c").read_bytes() == b"data" and os.stat(d / "c").st_nlink == 2
+    os.unlink(d / "c")
+    os.unlink(d / "b")
+    os.rmdir(d)
+    assert not (local_mount.store.root / "dir").exists()  # type: ignore[attr-defined]

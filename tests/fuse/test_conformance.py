@@ -3,6 +3,7 @@ conformance"), each checked through a real mount over a local UFS."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -92,3 +93,19 @@ def test_a_directory_whose_linked_files_were_removed_can_be_removed(local_mount:
     os.unlink(d / "b")
     os.rmdir(d)
     assert not (local_mount.store.root / "dir").exists()  # type: ignore[attr-defined]
+
+
+def test_rmdir_of_a_directory_the_store_still_fills_is_enotempty(local_mount: Mounted) -> None:
+    """A name added to the store behind the mount's back, not listed yet: the store refuses
+    the rmdir, and the caller learns why (ENOTEMPTY, as rm -r and rsync expect)."""
+    d = local_mount.path / "dir"
+    d.mkdir()
+    assert os.listdir(d) == []
+    local_mount.store.put("dir/late", b"x")  # type: ignore[attr-defined]
+    try:
+        os.rmdir(d)
+    except OSError as exc:
+        assert exc.errno == errno.ENOTEMPTY, exc
+    else:
+        raise AssertionError("rmdir of a directory holding a file succeeded")
+    assert local_mount.store.get("dir/late") == b"x"  # type: ignore[attr-defined]

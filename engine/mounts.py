@@ -24,6 +24,7 @@ from engine.errors import (
     Busy,
     InvalidArgument,
     InvalidName,
+    IsADirectory,
     NameTooLong,
     NoSpace,
     NotADirectory,
@@ -43,10 +44,14 @@ from ufs.errors import (
     UfsAccessDenied,
     UfsBucketMissing,
     UfsError,
+    UfsExists,
     UfsInvalidName,
     UfsInvalidPath,
+    UfsIsADirectory,
     UfsNameTooLong,
     UfsNoSpace,
+    UfsNotADirectory,
+    UfsNotEmpty,
     UfsNotFound,
     UfsReadOnly,
     UfsUnavailable,
@@ -75,6 +80,12 @@ def engine_error(exc: UfsError) -> ShoalError:
         (UfsNoSpace, NoSpace),
         (UfsReadOnly, ReadOnly),
         (UfsUnsupported, NotSupported),
+        # The store may hold what the namespace does not show yet (a name added behind the
+        # mount's back): its own answer is the POSIX one, not EINVAL.
+        (UfsNotEmpty, NotEmpty),
+        (UfsExists, AlreadyExists),
+        (UfsNotADirectory, NotADirectory),
+        (UfsIsADirectory, IsADirectory),
     ):
         if isinstance(exc, ufs_cls):
             return cls(str(exc))

@@ -381,6 +381,8 @@ class State:
         ext.fingerprint = e.fingerprint
         node.size = e.size
         node.mtime = e.mtime
+        # The store's copy changed then (written through, or by someone else): so did the file.
+        node.ctime = max(node.ctime, e.mtime)
         flags = node.flags | PERSISTED | COMPLETE
         if e.block_size and not flags >> BLOCK_SHIFT_BITS:
             # Blocks are cut at this size from now on: a later change of the configured block

@@ -54,8 +54,7 @@ class DirHandle:
 
     def __init__(self, ino: int, ids: array[int]) -> None:
         self.ino = ino
-        # children when the listing (re)started, after "." and "..": offsets are indexes
-        # into it, stable while the directory changes
+        # children when the listing (re)started, after "." and "..": offsets index it
         self.names: list[str] = []
         self.ids = ids
 
@@ -76,8 +75,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         self.attr_timeout = config.fuse_attr_timeout_s
         self.limiter = trio.CapacityLimiter(config.fuse_max_threads)
         self.invalidator = KernelInvalidator()
-        # FLUSH serves only to make close(2) an acknowledgment of written data: not needed
-        # on a read-only mount, or where the configuration gives that up for speed.
+        # FLUSH makes close(2) acknowledge written data: not needed read-only, or if configured off
         self.flush_on_close = config.fuse_flush_on_close and not self.fs.read_only_root()
         self.max_file_size = config.fuse_max_file_size
         self.xattrs = config.fuse_xattrs
@@ -138,7 +136,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         mtime = buffer.mtime_ns if buffer is not None and buffer.dirty else node.mtime
         a.st_mtime_ns = mtime
         a.st_atime_ns = access_time(node)
-        a.st_ctime_ns = max(node.ctime, mtime)
+        # Uncommitted writes changed the file; a committed mtime may lie ahead (utimens).
+        a.st_ctime_ns = node.ctime if mtime == node.mtime else max(node.ctime, mtime)
         return a
 
     def _buffer(self, node: Inode) -> WriteBuffer:
@@ -414,7 +413,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
 
     @answers_errno
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        writing = flags & os.O_ACCMODE != os.O_RDONLY
+        # O_TRUNC truncates even a read-only open on Linux (the kernel checked write access).
+        writing = flags & os.O_ACCMODE != os.O_RDONLY or bool(flags & os.O_TRUNC)
         node = self.fs.open_inode(inode, writing)
         if not writing:
             seen = self._seen_version.get(inode)

@@ -309,6 +309,11 @@ class LocalUnderFS(UnderFS):
             except BaseException:
                 os.unlink(temp)
                 raise
+            if os.path.lexists(temp):
+                # ``dst`` was a link of the same file already (a name relinked after a write,
+                # or handed over): rename(2) then does nothing and leaves the temporary name,
+                # which would keep its directory from ever being removed.
+                os.unlink(temp)
             fsync_dir(os.path.dirname(full_b))
         return self.stat(b)
 

@@ -163,6 +163,16 @@ class UnderFSContract:
             ufs.link("src", "again")
         assert sorted(e.name for e in ufs.list("")) == ["d"]  # nothing left of a temporary
 
+    def test_linking_a_name_already_linked_leaves_nothing_behind(self, ufs: UnderFS) -> None:
+        put(ufs, "d/src", b"linked bytes")
+        ufs.link("d/src", "d/dst")
+        ufs.link("d/src", "d/dst")  # the same file under both names already: nothing to do
+        assert read_all(ufs, "d/dst") == b"linked bytes"
+        ufs.delete("d/src")
+        ufs.delete("d/dst")
+        ufs.rmdir("d")  # empty: no temporary name left in it
+        assert list(ufs.list("")) == []
+
     def test_mknod_makes_a_special_file(self, ufs: UnderFS) -> None:
         status = ufs.mknod("sp/fifo", stat.S_IFIFO | 0o640, 0)
         assert status.special == stat.S_IFIFO and not status.is_dir and status.size == 0

@@ -24,8 +24,8 @@ from typing import TypeVar
 
 import pytest
 
-from cli.bench.s3server import S3Server
-from tests.cli.shoal_cli import shoal
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.cli.shoal_cli import env, shoal
 from tests.fuse.mounting import Mounted
 from tests.fuse.torture import (
     Round,
@@ -51,6 +51,8 @@ KILL_AFTER = (0.2, 2.5)  # seconds of work before the kill, drawn per round
 # state stays broken until the next fsck: a start repairs only the cache's leftovers.
 FSCK_EVERY = 2
 T = TypeVar("T")
+
+CREDENTIALS_ENV = {**env(), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
 
 
 class Torture:
@@ -127,8 +129,10 @@ class Torture:
         for wd in self.dirs:
             if wd.write_type == "ASYNC_THROUGH":
                 path = "/" + str(wd.mount_path.relative_to(self.m.path))
+                # Offline: the secret the mount was given lives only in the daemon, so this
+                # command gets it from its environment (docs/configuration.md, "Credentials").
                 self.step(f"persisting {path}", shoal, "fs", "persist", "-R", path,
-                          home=self.m.home)  # fmt: skip
+                          home=self.m.home, env=CREDENTIALS_ENV)  # fmt: skip
         for wd in self.dirs:
             check_store(wd, self.totals, final=True)
         self.fail_if_problems("the stores after the final persist")

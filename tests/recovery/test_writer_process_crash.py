@@ -118,7 +118,8 @@ def test_the_writer_process_on_simulated_storage_survives_every_crash() -> None:
     ]
     fsyncs = [i + 1 for i, op in enumerate(log) if type(op) is Fsync]
     assert len(fsyncs) > 20, "the child's commits are not in the parent's log"
-    assert len(batches) > 5, "no commit took several records at once"
+    # How many commits batch depends on the threads' timing: one is enough to cut inside.
+    assert batches, "no commit took several records at once"
     rng = random.Random(14)
     cuts = sorted(
         {

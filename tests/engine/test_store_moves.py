@@ -187,6 +187,17 @@ DIR_AFTER = {"e" + k[1:]: v for k, v in DIR_BEFORE.items()}
 DIR_POINTS = ["entry", "move-0", "move-1", "move-2", "rmdir", "moved"]
 
 
+def directory_before(open_engine: OpenEngine, home: Path, store: LocalStore) -> Engine:
+    """/m/d holding DIR_BEFORE: its files persisted (THROUGH), CACHE_B's only in the cache."""
+    engine = mounted(open_engine, home, store)
+    engine.fs.makedirs("/m/d/s")
+    for rel, data in DIR_BEFORE.items():
+        if not rel.endswith("/"):
+            kind = "MUST_CACHE" if data == CACHE_B else "THROUGH"
+            engine.fs.write_file(f"/m/{rel}", io.BytesIO(data), write_type=kind)
+    return engine
+
+
 @pytest.mark.parametrize("point", DIR_POINTS)
 def test_kill9_renaming_a_directory_of_persisted_files(
     point: str, tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
@@ -195,12 +206,7 @@ def test_kill9_renaming_a_directory_of_persisted_files(
     of the moves leaves the whole directory under one name, never part of it under each."""
     home = ssd_home()
     store = LocalStore(tmp_path / "ufs")
-    engine = mounted(open_engine, home, store)
-    engine.fs.makedirs("/m/d/s")
-    for rel, data in DIR_BEFORE.items():
-        if not rel.endswith("/"):
-            kind = "MUST_CACHE" if data == CACHE_B else "THROUGH"
-            engine.fs.write_file(f"/m/{rel}", io.BytesIO(data), write_type=kind)
+    engine = directory_before(open_engine, home, store)
     engine.close()
     killed_once_said(STOPPED, str(home), point, "/m/d", "/m/e", said="STOPPED")
 
@@ -368,12 +374,7 @@ def test_a_directory_move_the_store_refuses_stays_whole_until_it_completes(
 ) -> None:
     home = ssd_home()
     store = LocalStore(tmp_path / "ufs")
-    engine = mounted(open_engine, home, store)
-    engine.fs.makedirs("/m/d/s")
-    for rel, data in DIR_BEFORE.items():
-        if not rel.endswith("/"):
-            kind = "MUST_CACHE" if data == CACHE_B else "THROUGH"
-            engine.fs.write_file(f"/m/{rel}", io.BytesIO(data), write_type=kind)
+    engine = directory_before(open_engine, home, store)
     refusals.moves = True
     engine.fs.rename("/m/d", "/m/e")
     assert len(engine.state.store_moves) == 5  # e, e/s, and the three persisted files

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
+from engine.orphanrules import orphan_problem
 from engine.state import BLOCK_SHIFT_BITS, State, staged_problem, stale_problem
 from journal import entries as E
 
@@ -63,8 +64,10 @@ def _refuse_fields(entry: Any) -> NoReturn:
 # -- the state ---------------------------------------------------------------------------------
 
 
-def _node(state: State, ino: int) -> Inode:
+def _node(state: State, ino: int, orphans: bool = False) -> Inode:
     node = state.tree.find(ino) if ino > 0 else None
+    if node is None and orphans:
+        node = state.orphans.get(ino)
     if node is None:
         raise Refused(f"inode {ino} does not exist")
     return node
@@ -111,7 +114,7 @@ def _complete(state: State, e: E.CompleteFile) -> None:
 
 
 def _setattr(state: State, e: E.SetAttr) -> None:
-    node = _node(state, e.id)
+    node = _node(state, e.id, orphans=True)
     if (e.size is not None or e.fingerprint is not None) and node.mode & S_IFMT != S_IFREG:
         raise Refused(f"inode {e.id} is not a regular file")
 
@@ -134,6 +137,8 @@ def _rename(state: State, e: E.Rename) -> None:
     problem = stale_problem(node, e.stale)
     if problem is not None:
         raise Refused(problem)
+    if e.orphan and (problem := orphan_problem(existing, node)):
+        raise Refused(problem)
     if replaced is not None and existing.children:  # type: ignore[union-attr]
         raise Refused(f"rename over non-empty directory {replaced}")
 
@@ -153,6 +158,13 @@ def _delete(state: State, e: E.Delete) -> None:
     parent = _dir(state, e.parent)
     if parent.children.get(e.name) is not node:  # type: ignore[union-attr]
         raise Refused(f"inode {e.id} is not {e.name!r} in directory {e.parent}")
+    if e.orphan and (problem := orphan_problem(node)):
+        raise Refused(problem)
+
+
+def _orphan_released(state: State, e: E.OrphanReleased) -> None:
+    if e.id not in state.orphans:
+        raise Refused(f"inode {e.id} is not an orphan")
 
 
 def _add_mount(state: State, e: E.AddMount) -> None:
@@ -173,7 +185,7 @@ def _fingerprint(state: State, e: E.UfsFingerprint) -> None:
 
 
 def _block_cached(state: State, e: E.BlockCached) -> None:
-    node = _node(state, e.file)
+    node = _node(state, e.file, orphans=True)
     if e.version != node.version and e.version != node.version + 1:  # +1: staged
         raise Refused(f"block of version {e.version}, file {e.file} is at {node.version}")
 
@@ -224,6 +236,7 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.ContentCommitted: _content_committed,
     E.StoreCopy: _store_copy,
     E.Link: _link,
+    E.OrphanReleased: _orphan_released,
 }
 
 # Entry type -> (the exact types of its fields, its check).

@@ -26,6 +26,7 @@ from engine.inode import (
     shared_int,
     shared_values,
 )
+from engine.orphanrules import orphan_problem
 from journal import entries as E
 
 _share = shared_values.setdefault
@@ -128,6 +129,7 @@ class State:
         # file id -> {(version, index): BlockInfo}
         self.blocks: dict[int, dict[tuple[int, int], BlockInfo]] = {}
         self.persists: dict[int, int] = {}  # file id -> content version to upload
+        self.orphans: dict[int, Inode] = {}  # unlinked while open: engine/openfiles.py
         self.last_seq = 0
 
     def apply(self, entry: Any, seq: int) -> None:
@@ -161,8 +163,8 @@ class State:
             raise ApplyError(f"inode {ino} is not a directory")
         return node
 
-    def _node(self, ino: int) -> Inode:
-        node = self.tree.find(ino)
+    def _node(self, ino: int, orphans: bool = False) -> Inode:
+        node = self.tree.find(ino) or (self.orphans.get(ino) if orphans else None)
         if node is None:
             raise ApplyError(f"inode {ino} does not exist")
         return node
@@ -280,7 +282,7 @@ class State:
         node.mtime = node.ctime = t
 
     def _setattr(self, e: E.SetAttr) -> None:
-        node = self._node(e.id)
+        node = self._node(e.id, orphans=True)
         if e.fingerprint is not None and node.mode & S_IFMT != S_IFREG:
             raise ApplyError(f"inode {e.id} is not a regular file: it has no UFS copy")
         if e.mode is not None:
@@ -335,10 +337,12 @@ class State:
             raise ApplyError(problem)
         if existing is node and (src is not dst or e.src_name != e.dst_name):
             raise ApplyError(f"{e.dst_name!r} is another name of inode {e.id} already")
+        if e.orphan and (problem := orphan_problem(existing, node)):
+            raise ApplyError(problem)
         if existing is not None and existing is not node:
             if existing.children:
                 raise ApplyError(f"rename over non-empty directory {existing.id}")
-            self._unname(existing, dst, e.dst_name, e.time)
+            self._unname(existing, dst, e.dst_name, e.time, e.orphan)
         tree.rename_name(node, src, e.src_name, dst, e.dst_name)
         if e.stale is not None:
             # In the same entry as the move: no crash can separate the name from what the
@@ -352,16 +356,20 @@ class State:
         parent = self._dir(e.parent)
         if parent.children.get(e.name) is not node:  # type: ignore[union-attr]
             raise ApplyError(f"inode {e.id} is not {e.name!r} in directory {e.parent}")
-        self._unname(node, parent, e.name, e.time)
+        if e.orphan and (problem := orphan_problem(node)):
+            raise ApplyError(problem)
+        self._unname(node, parent, e.name, e.time, e.orphan)
         parent.mtime = parent.ctime = e.time
 
-    def _unname(self, node: Inode, parent: Inode, name: str, t: int) -> None:
+    def _unname(self, node: Inode, parent: Inode, name: str, t: int, orphan: bool = False) -> None:
         """One name of ``node`` goes; with its last, the inode (and what is below it)."""
         if self.tree.remove_name(node, parent, name):
-            self._forget(self.tree.drop_subtree(node))
-        else:
-            node.ctime = t
-
+            dropped = self.tree.drop_subtree(node)
+            if not orphan:
+                return self._forget(dropped)
+            self.persists.pop(node.id, None)  # nothing of an orphan reaches the store
+            self.orphans[node.id] = node
+        node.ctime = t
     # -- mounts and UFS ----------------------------------------------------------------------
 
     def _add_mount(self, e: E.AddMount) -> None:
@@ -391,7 +399,7 @@ class State:
     # -- block cache and persistence ---------------------------------------------------------
 
     def _block_cached(self, e: E.BlockCached) -> None:
-        node = self._node(e.file)
+        node = self._node(e.file, orphans=True)
         if e.version != node.version and e.version != node.version + 1:  # +1: staged
             raise ApplyError(f"block of version {e.version}, file {e.file} is at {node.version}")
         self.blocks.setdefault(e.file, {})[(e.version, e.idx)] = BlockInfo(
@@ -485,4 +493,5 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.ContentCommitted: State._content_committed,
     E.StoreCopy: State._store_copy,
     E.Link: State._link,
+    E.OrphanReleased: lambda st, e: st._forget([st.orphans.pop(e.id)]),
 }

@@ -105,6 +105,8 @@ class Rename(NamedTuple):
     time: int
     replaced: int | None = None
     stale: str | None = None
+    # The replaced file is open: it lives on, nameless, as an orphan until an OrphanReleased.
+    orphan: bool = False
 
 
 # Rename.stale when the replaced file's copy has no fingerprint the state knows (its upload
@@ -114,11 +116,24 @@ STALE_COPY = "shoal-stale-copy"
 
 class Delete(NamedTuple):
     """Removes the name ``name`` in ``parent`` of ``id``, and ``id`` itself with its last name
-    (a file with other hard links keeps those); a directory goes with everything below it."""
+    (a file with other hard links keeps those); a directory goes with everything below it.
+
+    ``orphan``: the file loses its last name while open, so it lives on without a name (its
+    attributes, its blocks) until an OrphanReleased; only ever set for that case. Appended
+    last: older entries decode with False."""
 
     id: int
     parent: int
     name: str
+    time: int
+    orphan: bool = False
+
+
+class OrphanReleased(NamedTuple):
+    """Orphan ``id`` (a file unlinked while open) goes with its blocks: its last handle was
+    closed, or start-up found it (no handle survives a restart)."""
+
+    id: int
     time: int
 
 
@@ -262,6 +277,7 @@ Entry = (
     | ContentCommitted
     | StoreCopy
     | Link
+    | OrphanReleased
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -284,6 +300,7 @@ TYPE_CODES: dict[Any, int] = {
     ContentCommitted: 16,
     StoreCopy: 18,
     Link: 19,
+    OrphanReleased: 20,
 }
 BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}

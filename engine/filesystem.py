@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable
 from typing import BinaryIO
 
-from engine import byinode, posix
+from engine import byinode, openfiles, posix
 from engine.cache.blockcache import BlockCache
 from engine.inode import Inode
 from engine.links import LinkChanges
@@ -182,7 +182,18 @@ class FileSystem:
     # makes the change through the path-based operations above.
 
     def inode(self, ino: int) -> Inode:
+        if openfiles.is_orphan(self.ns, ino):  # unlinked while open: fstat still answers
+            return openfiles.node_of(self.ns, ino)
         return posix.inode(self.ns.tree, ino)
+
+    def opened(self, ino: int) -> None:
+        openfiles.opened(self.ns, ino)
+
+    def released(self, ino: int) -> None:
+        openfiles.released(self.ns, self.cache, ino)
+
+    def nlink(self, node: Inode) -> int:
+        return 0 if openfiles.is_orphan(self.ns, node.id) else self.ns.tree.nlink(node)
 
     def find_inode(self, ino: int) -> Inode | None:
         return self.ns.tree.find(ino)
@@ -233,6 +244,8 @@ class FileSystem:
         byinode.rename(self, caller, old, new, noreplace=noreplace, exchange=exchange)
 
     def setattr_of(self, ino: int, **changes: int | None) -> Inode:
+        if openfiles.is_orphan(self.ns, ino):
+            return openfiles.set_attrs(self.ns, ino, **changes)
         return byinode.setattr(self, ino, **changes)
 
     def open_inode(self, ino: int, writing: bool) -> Inode:
@@ -244,7 +257,7 @@ class FileSystem:
         posix.check_truncate(self.ns, node, size, limit)
 
     def still_there(self, ino: int) -> Inode:
-        return posix.still_there(self.ns.tree, ino)
+        return openfiles.node_of(self.ns, ino)
 
     def block_size_for(self, node: Inode) -> int:
         return byinode.block_size(self, node)

@@ -303,8 +303,11 @@ def digest(state: State) -> str:
         ("blocks", _block_rows(state)),
         ("persists", _persist_rows(state)),
         # Only when there are some: the digest of a state without orphans stays as it was.
-        *([("orphans", _inode_rows(state.orphans[i] for i in sorted(state.orphans)))]
-          if state.orphans else []),
+        *(
+            [("orphans", _inode_rows(state.orphans[i] for i in sorted(state.orphans)))]
+            if state.orphans
+            else []
+        ),
     ):
         h.update(name.encode())
         for row in rows:

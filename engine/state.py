@@ -370,6 +370,7 @@ class State:
             self.persists.pop(node.id, None)  # nothing of an orphan reaches the store
             self.orphans[node.id] = node
         node.ctime = t
+
     # -- mounts and UFS ----------------------------------------------------------------------
 
     def _add_mount(self, e: E.AddMount) -> None:

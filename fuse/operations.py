@@ -123,7 +123,7 @@ class ShoalOperations(pyfuse3.Operations):
         a.entry_timeout = self.entry_timeout
         a.attr_timeout = self.attr_timeout
         a.st_mode = node.mode
-        a.st_nlink = self.fs.ns.tree.nlink(node)
+        a.st_nlink = self.fs.nlink(node)
         a.st_uid = node.uid
         a.st_gid = node.gid
         a.st_rdev = (node.ext.rdev or 0) if node.ext is not None else 0
@@ -149,13 +149,13 @@ class ShoalOperations(pyfuse3.Operations):
     def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:
         fh = next(self._fh)
         self.handles[fh] = Handle(node, buffer)
+        self.fs.opened(node.id)  # the engine decides what an unlink while open does
         if buffer is not None:
             buffer.handles += 1
         return fh
 
     async def _commit(self, buffer: WriteBuffer) -> None:
-        """Hands a buffer's new content to the engine; returns once it is durable as the
-        file's write type says."""
+        """Hands a buffer's new content to the engine, durable as the file's write type says."""
         if not buffer.dirty:
             return
         await self._blocking(self._commit_now, buffer)
@@ -169,8 +169,7 @@ class ShoalOperations(pyfuse3.Operations):
         """With ``buffer.lock`` held: its content to the engine, if it changed."""
         if not buffer.dirty:
             return
-        # buffer.content(): a stream with read(n), all write_file needs. False back: unlinked
-        # while open, the content has nowhere to go.
+        # False back: unlinked while open, the content has nowhere to go but the buffer.
         self.fs.commit_content(buffer.ino, buffer.content)  # type: ignore[arg-type]
         buffer.dirty = False
 
@@ -183,8 +182,8 @@ class ShoalOperations(pyfuse3.Operations):
         node = await self._at_once(self.fs.lookup_in, parent_inode, os.fsdecode(name))
         return self._attrs(node)
 
-    async def forget(self, inode_list: Any) -> None:
-        return None  # ids are never reused: nothing to free
+    async def forget(self, inode_list: Any) -> None:  # ids are never reused: nothing to free
+        return None
 
     @answers_errno
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -478,7 +477,7 @@ class ShoalOperations(pyfuse3.Operations):
         handle = self.handles.pop(fh)
         buffer = handle.buffer
         if buffer is None:
-            return
+            return await self._blocking(self.fs.released, handle.ino)
         try:
             await self._commit(buffer)  # normally done by flush already
         finally:
@@ -486,6 +485,7 @@ class ShoalOperations(pyfuse3.Operations):
             if buffer.handles == 0 and buffer.dirty:
                 log.error("inode %d: new content could not be committed and is lost", buffer.ino)
                 self._retire(buffer)
+            await self._blocking(self.fs.released, handle.ino)
 
     @answers_errno
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

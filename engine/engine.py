@@ -121,10 +121,9 @@ class Engine:
             )
             if reconcile:  # a normal start, not an inspection: pending uploads go on
                 self._check_pending()
-        if reconcile:  # no handle survived the last stop: files unlinked while open go
-            openfiles.release_at_start(self.ns, self.cache)
-        if reconcile:  # what writers killed mid-write left in local stores is swept
+        if reconcile:  # writers killed mid-write: leftovers swept; files they kept open go
             self.mounts.clean_at_start()
+            openfiles.release_at_start(self.ns, self.cache)
         report = self.journal.report
         if report is not None:
             log.info(

@@ -102,7 +102,7 @@ def _new(state: State, e: E.MkDir | E.CreateFile | E.Symlink) -> None:
     if name in siblings:
         raise Refused(f"{name!r} already exists in directory {pid}")
     _storable(name)
-    if ino <= 0 or (ino < n and table[ino] is not None):
+    if ino <= 0 or (ino < n and (table[ino] is not None or ino in state.orphans)):
         raise Refused(f"inode {ino} already exists or is invalid")
 
 

@@ -183,7 +183,7 @@ class State:
             raise ApplyError(f"inode {pid} is not a directory")
         if name in siblings:
             raise ApplyError(f"{name!r} already exists in directory {pid}")
-        if ino < n and (ino <= 0 or table[ino] is not None):
+        if ino < n and (ino <= 0 or table[ino] is not None or ino in self.orphans):
             raise ApplyError(f"inode {ino} already exists or is invalid")
         # Attributes set one by one rather than through Inode(...): a third cheaper per inode.
         node = _new_inode(Inode)

@@ -81,8 +81,11 @@ entries = st.one_of(
         ttl_ms=st.none() | st.sampled_from([-1, 5]),
         fingerprint=st.none() | st.sampled_from(["f1", "f3"]),
     ),  # fmt: skip
-    st.builds(E.Rename, ids, ids, names, ids, names, times, st.none() | ids, stale_copies),
-    st.builds(E.Delete, ids, ids, names, times),
+    st.builds(
+        E.Rename, ids, ids, names, ids, names, times, st.none() | ids, stale_copies, st.booleans()
+    ),
+    st.builds(E.Delete, ids, ids, names, times, st.booleans()),
+    st.builds(E.OrphanReleased, ids, times),
     st.builds(E.AddMount, ids, st.just("file:///x"), st.just({}), st.booleans(), st.none(), times),
     st.builds(E.RemoveMount, ids, times),
     st.builds(
@@ -128,7 +131,12 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
         dst = state.tree.find(entry.dst_parent)
         there = dst.children.get(entry.dst_name) if dst and dst.children is not None else None
         return entry._replace(replaced=there.id if there is not None else None)
-    files = [n for n in live if n.mode & S_IFMT == S_IFREG]
+    if isinstance(entry, E.OrphanReleased) and state.orphans:
+        return entry._replace(id=data.draw(st.sampled_from(sorted(state.orphans))))
+    # Orphans (files unlinked while open) take blocks and attributes like named files.
+    files = [n for n in live if n.mode & S_IFMT == S_IFREG] + list(state.orphans.values())
+    if isinstance(entry, E.SetAttr) and files:
+        return entry._replace(id=data.draw(st.sampled_from(files)).id)
     if isinstance(entry, E.BlockCached) and files:
         # The file's own version, or the one above it: the next block a rewrite stages (of 4
         # bytes, the block size commits are aimed at, or the last one, shorter).

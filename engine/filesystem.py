@@ -123,9 +123,12 @@ class FileSystem:
         return self.changes.makedirs(path, mode, uid, gid)
 
     def delete(self, path: str, *, recursive: bool = False, directory: bool | None = None) -> None:
+        openfiles.keep_content(self.ns, self.reads, path)  # an open file lives on: cache it
         self.changes.delete(path, recursive=recursive, directory=directory)
 
     def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
+        if not noreplace:
+            openfiles.keep_content(self.ns, self.reads, dst)
         self.changes.rename(src, dst, noreplace=noreplace)
 
     def symlink(self, path: str, target: str, uid: int = 0, gid: int = 0) -> Inode:
@@ -170,11 +173,15 @@ class FileSystem:
         return self.reads.read(path, offset, length, read_type)
 
     def read_cached(self, node: Inode, offset: int, length: int) -> bytes | None:
+        if openfiles.is_orphan(self.ns, node.id):
+            return None  # read_node serves it, from the cache alone
         return self.reads.read_cached(node, offset, length)
 
     def read_node(
         self, node: Inode, offset: int, length: int, read_type: str | None = None
     ) -> bytes:
+        if openfiles.is_orphan(self.ns, node.id):
+            return openfiles.read(self.cache, node, self.block_size_for(node), offset, length)
         return self.reads.read_node(node, offset, length, read_type)
 
     # -- calls from the FUSE frontend (engine/posix.py holds the rules) --

@@ -14,9 +14,12 @@ import logging
 import time
 
 from engine.cache.blockcache import BlockCache
-from engine.errors import StaleHandle
+from engine.errors import DataLost, ShoalError, StaleHandle
 from engine.inode import Inode
+from engine.names import split_path
 from engine.namespace import Namespace
+from engine.readpath import ReadPath
+from engine.state import block_size_of
 from journal import entries as E
 
 log = logging.getLogger(__name__)
@@ -83,3 +86,42 @@ def set_attrs(ns: Namespace, ino: int, **changes: int | None) -> Inode:
         seq = ns.gate.commit(entry)
     ns.gate.durable(seq)
     return node
+
+
+def keep_content(ns: Namespace, reads: ReadPath, path: str) -> None:
+    """Before the file at ``path`` loses its name, and with it its store copy: if that leaves
+    it an orphan (it is open), its content is fetched into the cache now, the only place it
+    can live on (a file never read, written THROUGH, is only in its store)."""
+    with ns.lock:
+        try:
+            node = ns.tree.resolve(split_path(path))
+        except ShoalError:
+            return
+        if not ns.open_files.orphans(node) or reads.cache is None:
+            return
+        bs = block_size_of(node) or reads.sync.block_size
+        have = ns.state.blocks.get(node.id, {})
+        if all((node.version, i) in have for i in range(-(-node.size // bs))):
+            return
+    try:
+        reads.read_node(node, 0, node.size)
+        reads.cache.drain()  # its blocks stored and journaled before the name goes
+    except ShoalError as exc:
+        log.warning("%s: unlinked while open, its content could not be cached: %s", path, exc)
+
+
+def read(cache: BlockCache | None, node: Inode, bs: int, offset: int, length: int) -> bytes:
+    """An orphan's bytes (blocks of ``bs``), from its cached blocks only: it has no name, no
+    store copy, and perhaps no parent left to find a mount by."""
+    end = min(offset + length, node.size)
+    if offset >= end:
+        return b""
+    parts = []
+    for idx in range(offset // bs, (end - 1) // bs + 1):
+        start = idx * bs
+        lo, hi = max(0, offset - start), min(bs, end - start)
+        data = cache.read((node.id, node.version, idx), lo, hi - lo) if cache else None
+        if data is None:
+            raise DataLost(f"inode {node.id}, unlinked while open: block {idx} is not cached")
+        parts.append(data)
+    return b"".join(parts)

@@ -103,3 +103,23 @@ def test_kill9_with_orphan_open_leaves_nothing(tmp_path: Path) -> None:
         assert "clean" in report.stdout, report.stdout
         orphans = [line for line in report.stdout.splitlines() if " orphans " in line]
         assert orphans and all(line.startswith("ok") for line in orphans), report.stdout
+
+
+def test_reader_of_unlinked_file_never_cached_keeps_its_content(
+    store: Store, tmp_path: Path
+) -> None:
+    # THROUGH, read type CACHE (the defaults): the content is only in the store until read,
+    # and the store copy goes with the name, so the engine caches it before.
+    with mounted(store, tmp_path, "write_type=THROUGH") as m:
+        f = m.path / "big"
+        data = os.urandom(3 << 20)
+        f.write_bytes(data)
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.unlink(f)
+            assert not _store_has(m, "big")
+            assert os.pread(fd, len(data) + 1, 0) == data
+        finally:
+            os.close(fd)
+        m.umount()
+        assert "clean" in shoal("fsck", home=m.home).stdout

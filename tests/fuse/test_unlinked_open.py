@@ -123,3 +123,44 @@ def test_reader_of_unlinked_file_never_cached_keeps_its_content(
             os.close(fd)
         m.umount()
         assert "clean" in shoal("fsck", home=m.home).stdout
+
+
+def test_open_file_outlives_its_directory(store: Store, tmp_path: Path) -> None:
+    with mounted(store, tmp_path, "write_type=CACHE_THROUGH") as m:
+        d = m.path / "d"
+        d.mkdir()
+        (d / "f").write_bytes(b"kept " * 5000)
+        fd = os.open(d / "f", os.O_RDWR)
+        try:
+            os.unlink(d / "f")
+            os.rmdir(d)
+            assert not d.exists()
+            assert os.pread(fd, 25_000, 0) == b"kept " * 5000
+            os.pwrite(fd, b"KEPT", 0)
+            assert os.pread(fd, 10, 0) == b"KEPT kept "
+            assert os.fstat(fd).st_nlink == 0
+        finally:
+            os.close(fd)
+        assert not {k for k in store.keys() if k.startswith("d")}
+        m.umount()
+        assert "clean" in shoal("fsck", home=m.home).stdout
+
+
+def test_writer_of_file_renamed_over_keeps_its_own_content(store: Store, tmp_path: Path) -> None:
+    with mounted(store, tmp_path) as m:
+        target, new = m.path / "target", m.path / "new"
+        target.write_bytes(b"before")
+        fd = os.open(target, os.O_RDWR)
+        try:
+            os.pwrite(fd, b"unflushed writes ", 0)  # still in the write buffer
+            new.write_bytes(b"the replacement")
+            os.rename(new, target)
+            os.pwrite(fd, b"and more", 17)
+            os.fsync(fd)
+            assert os.pread(fd, 100, 0) == b"unflushed writes and more"
+        finally:
+            os.close(fd)
+        assert target.read_bytes() == b"the replacement"
+        assert store.get("target") == b"the replacement"
+        m.umount()
+        assert "clean" in shoal("fsck", home=m.home).stdout

@@ -12,6 +12,7 @@ import pytest
 
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted, mounted
+from tests.fuse.test_posix import as_nobody, shared_mount  # noqa: F401 (a fixture)
 from tests.ufs.stores import LocalStore, Store
 
 
@@ -164,3 +165,26 @@ def test_writer_of_file_renamed_over_keeps_its_own_content(store: Store, tmp_pat
         assert store.get("target") == b"the replacement"
         m.umount()
         assert "clean" in shoal("fsck", home=m.home).stdout
+
+
+def test_non_root_user_keeps_its_unlinked_file(request: pytest.FixtureRequest) -> None:
+    shared: Mounted = request.getfixturevalue("shared_mount")  # test_posix's, over allow_other
+    d = shared.path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o1777)
+    out = as_nobody(
+        f"p = {str(d / 'mine')!r}\n"
+        "fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "os.write(fd, b'private bytes')\n"
+        "os.fsync(fd)\n"
+        "os.unlink(p)\n"
+        "os.fchmod(fd, 0o400)\n"
+        "st = os.fstat(fd)\n"
+        "print(st.st_nlink, oct(st.st_mode & 0o777), st.st_uid, os.pread(fd, 100, 0).decode())\n"
+        "os.close(fd)\n"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "0o400", "65534", "private", "bytes"]
+    assert os.listdir(d) == []
+    shared.umount()
+    assert "clean" in shoal("fsck", home=shared.home).stdout

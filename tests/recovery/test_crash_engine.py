@@ -178,24 +178,9 @@ class EngineCrashMachine(Housekeeping):
     def write(self, name: str, size: int, kind: str) -> None:
         self._write(name, size, kind)
 
-    @rule(name=st.sampled_from(NAMES), held=st.sampled_from(["no", "no", "open", "closed"]))
-    def delete(self, name: str, held: str) -> None:
-        if held == "no" or name not in self.model:
-            self._delete(name)
-        else:
-            self._delete_while_open(name, close=held == "closed")
-
-    def _delete_while_open(self, name: str, close: bool) -> None:
-        """An open file deleted lives on as an orphan (engine/openfiles.py), its content
-        readable by id, until its handle closes (``close``), a restart or a crash."""
-        fs = self.live.fs
-        ino, content = fs.ns.lookup(f"/{name}").id, self.model[name].content
-        fs.opened(ino)
+    @rule(name=st.sampled_from(NAMES))
+    def delete(self, name: str) -> None:
         self._delete(name)
-        if ino in self.live.state.orphans and not self.world.ufs_down:
-            assert fs.read_node(fs.still_there(ino), 0, len(content) + 1) == content, name
-        if close:
-            self._run(self.model, lambda: fs.released(ino))
 
     @rule(src=st.sampled_from(NAMES), dst=st.sampled_from(NAMES))
     def rename(self, src: str, dst: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
 from engine.nodechecks import staged_problem, stale_problem, store_from_problem, xattr_problem
+from engine.orphanrules import orphan_problem
 from engine.state import BLOCK_SHIFT_BITS, State
 from journal import entries as E
 
@@ -64,8 +65,10 @@ def _refuse_fields(entry: Any) -> NoReturn:
 # -- the state ---------------------------------------------------------------------------------
 
 
-def _node(state: State, ino: int) -> Inode:
+def _node(state: State, ino: int, orphans: bool = False) -> Inode:
     node = state.tree.find(ino) if ino > 0 else None
+    if node is None and orphans:
+        node = state.orphans.get(ino)
     if node is None:
         raise Refused(f"inode {ino} does not exist")
     return node
@@ -100,7 +103,7 @@ def _new(state: State, e: E.MkDir | E.CreateFile | E.Symlink) -> None:
     if name in siblings:
         raise Refused(f"{name!r} already exists in directory {pid}")
     _storable(name)
-    if ino <= 0 or (ino < n and table[ino] is not None):
+    if ino <= 0 or (ino < n and (table[ino] is not None or ino in state.orphans)):
         raise Refused(f"inode {ino} already exists or is invalid")
 
 
@@ -112,7 +115,7 @@ def _complete(state: State, e: E.CompleteFile) -> None:
 
 
 def _setattr(state: State, e: E.SetAttr) -> None:
-    node = _node(state, e.id)
+    node = _node(state, e.id, orphans=True)
     if (e.size is not None or e.fingerprint is not None) and node.mode & S_IFMT != S_IFREG:
         raise Refused(f"inode {e.id} is not a regular file")
 
@@ -135,6 +138,8 @@ def _rename(state: State, e: E.Rename) -> None:
     problem = stale_problem(node, e.stale) or store_from_problem(node, e.store_from)
     if problem is not None:
         raise Refused(problem)
+    if e.orphan and (problem := orphan_problem(existing, node)):
+        raise Refused(problem)
     if replaced is not None and existing.children:  # type: ignore[union-attr]
         raise Refused(f"rename over non-empty directory {replaced}")
 
@@ -154,6 +159,13 @@ def _delete(state: State, e: E.Delete) -> None:
     parent = _dir(state, e.parent)
     if parent.children.get(e.name) is not node:  # type: ignore[union-attr]
         raise Refused(f"inode {e.id} is not {e.name!r} in directory {e.parent}")
+    if e.orphan and (problem := orphan_problem(node)):
+        raise Refused(problem)
+
+
+def _orphan_released(state: State, e: E.OrphanReleased) -> None:
+    if e.id not in state.orphans:
+        raise Refused(f"inode {e.id} is not an orphan")
 
 
 def _add_mount(state: State, e: E.AddMount) -> None:
@@ -174,7 +186,7 @@ def _fingerprint(state: State, e: E.UfsFingerprint) -> None:
 
 
 def _block_cached(state: State, e: E.BlockCached) -> None:
-    node = _node(state, e.file)
+    node = _node(state, e.file, orphans=True)
     if e.version != node.version and e.version != node.version + 1:  # +1: staged
         raise Refused(f"block of version {e.version}, file {e.file} is at {node.version}")
 
@@ -239,6 +251,7 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.SetXattr: _set_xattr,
     E.Accessed: _on_file,
     E.StoreMoved: _store_moved,
+    E.OrphanReleased: _orphan_released,
 }
 
 # Entry type -> (the exact types of its fields, its check).

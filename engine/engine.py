@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from engine import openfiles
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.tiers import TierSpec, TierStore
@@ -120,8 +121,9 @@ class Engine:
             )
             if reconcile:  # a normal start, not an inspection: pending uploads go on
                 self._check_pending()
-        if reconcile:  # what writers killed mid-write left in local stores is swept
+        if reconcile:  # writers killed mid-write: leftovers swept; files they kept open go
             self.mounts.clean_at_start()
+            openfiles.release_at_start(self.ns, self.cache)
         report = self.journal.report
         if report is not None:
             log.info(

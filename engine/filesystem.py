@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable
 from typing import BinaryIO
 
-from engine import byinode, posix
+from engine import byinode, openfiles, posix
 from engine.cache.blockcache import BlockCache
 from engine.inode import Inode
 from engine.links import LinkChanges
@@ -127,9 +127,12 @@ class FileSystem:
         return self.changes.makedirs(path, mode, uid, gid)
 
     def delete(self, path: str, *, recursive: bool = False, directory: bool | None = None) -> None:
+        openfiles.keep_content(self.ns, self.reads, path)  # an open file lives on: cache it
         self.changes.delete(path, recursive=recursive, directory=directory)
 
     def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None:
+        if not noreplace:
+            openfiles.keep_content(self.ns, self.reads, dst)
         self.changes.rename(src, dst, noreplace=noreplace)
 
     def symlink(self, path: str, target: str, uid: int = 0, gid: int = 0) -> Inode:
@@ -176,11 +179,15 @@ class FileSystem:
         return self.reads.read(path, offset, length, read_type)
 
     def read_cached(self, node: Inode, offset: int, length: int) -> bytes | None:
+        if openfiles.is_orphan(self.ns, node.id):
+            return None  # read_node serves it, from the cache alone
         return self.reads.read_cached(node, offset, length)
 
     def read_node(
         self, node: Inode, offset: int, length: int, read_type: str | None = None
     ) -> bytes:
+        if openfiles.is_orphan(self.ns, node.id):
+            return openfiles.read(self.cache, node, self.block_size_for(node), offset, length)
         return self.reads.read_node(node, offset, length, read_type)
 
     # -- calls from the FUSE frontend (engine/posix.py holds the rules) --
@@ -188,7 +195,18 @@ class FileSystem:
     # makes the change through the path-based operations above.
 
     def inode(self, ino: int) -> Inode:
+        if openfiles.is_orphan(self.ns, ino):  # unlinked while open: fstat still answers
+            return openfiles.node_of(self.ns, ino)
         return posix.inode(self.ns.tree, ino)
+
+    def opened(self, ino: int) -> None:
+        openfiles.opened(self.ns, ino)
+
+    def released(self, ino: int) -> None:
+        openfiles.released(self.ns, self.cache, ino)
+
+    def nlink(self, node: Inode) -> int:
+        return 0 if openfiles.is_orphan(self.ns, node.id) else self.ns.tree.nlink(node)
 
     def find_inode(self, ino: int) -> Inode | None:
         return self.ns.tree.find(ino)
@@ -239,6 +257,8 @@ class FileSystem:
         byinode.rename(self, caller, old, new, noreplace=noreplace, exchange=exchange)
 
     def setattr_of(self, ino: int, **changes: int | None) -> Inode:
+        if openfiles.is_orphan(self.ns, ino):
+            return openfiles.set_attrs(self.ns, ino, **changes)
         return byinode.setattr(self, ino, **changes)
 
     def accessed(self, ino: int) -> bool:
@@ -263,7 +283,7 @@ class FileSystem:
         posix.check_truncate(self.ns, node, size, limit)
 
     def still_there(self, ino: int) -> Inode:
-        return posix.still_there(self.ns.tree, ino)
+        return openfiles.node_of(self.ns, ino)
 
     def block_size_for(self, node: Inode) -> int:
         return byinode.block_size(self, node)

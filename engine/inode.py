@@ -159,6 +159,18 @@ class Inode:
             self.ext = InodeExt()
         return self.ext
 
+    def set_xattr(self, name: str, value: bytes | None) -> None:
+        """Sets (None: removes) one extended attribute; an emptied ext goes."""
+        ext = self.ensure_ext()
+        if value is not None:
+            ext.xattrs = {**(ext.xattrs or {}), name: value}
+            return
+        del ext.xattrs[name]  # type: ignore[union-attr]
+        if not ext.xattrs:
+            ext.xattrs = None
+            if ext.empty():
+                self.ext = None
+
     def __repr__(self) -> str:
         return f"Inode({self.id}, {self.kind}, parent={self.parent}, name={self.name!r})"
 

@@ -27,6 +27,7 @@ from engine.errors import (
 )
 from engine.inode import PERSISTED, ROOT_ID, S_IFMT, S_IFREG, Inode
 from engine.names import check_name, name_bytes, parent_and_name, split_path
+from engine.opencounts import OpenCounts
 from journal import entries as E
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Namespace:
         self.state = gate.state
         self.tree = gate.state.tree
         self.lock = gate.lock
+        self.open_files = OpenCounts()  # reported by the frontend (engine/openfiles.py)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -302,6 +304,7 @@ class Namespace:
             entry = E.Rename(
                 node.id, src_parent.id, src_name, dst_parent.id, dst_name, time.time_ns(),
                 existing.id if existing is not None else None, stale, store_from,
+                existing is not node and self.open_files.orphans(existing),
             )  # fmt: skip
             seq = self.gate.commit(entry)
         self.gate.durable(seq)
@@ -319,7 +322,8 @@ class Namespace:
                 raise NotEmpty(f"{path} is a directory that is not empty")
             if self.state.mounts and self.holds_mount(node):
                 raise Busy(f"{path} is or contains a mount point; unmount it first")
-            seq = self.gate.commit(E.Delete(node.id, parent.id, name, time.time_ns()))
+            orphan = self.open_files.orphans(node)
+            seq = self.gate.commit(E.Delete(node.id, parent.id, name, time.time_ns(), orphan))
         self.gate.durable(seq)
 
     def holds_mount(self, node: Inode) -> bool:

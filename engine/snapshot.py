@@ -68,6 +68,11 @@ CREATE TABLE store_moves (           -- absent from checkpoints written before i
     path        TEXT NOT NULL,       -- the store path its content is still to be moved from
     fingerprint TEXT NOT NULL        -- the file's fingerprint at the rename; '' for a directory
 );
+CREATE TABLE orphans (               -- files unlinked while open (absent from older checkpoints)
+    id  INTEGER PRIMARY KEY,
+    row BLOB NOT NULL                -- msgpack of its inode row, as INODE_COLUMNS (parent and
+                                     -- name: the last name it had)
+);
 """
 
 INODE_CHUNK = 8192
@@ -97,8 +102,8 @@ INODE_COLUMNS = """
 """
 
 
-def _inode_rows(tree: InodeTree) -> Iterator[tuple[object, ...]]:
-    for n in tree.table:
+def _inode_rows(tree: InodeTree | Iterable[Inode]) -> Iterator[tuple[object, ...]]:
+    for n in tree.table if isinstance(tree, InodeTree) else tree:
         if n is not None:
             ext = n.ext
             yield (
@@ -173,6 +178,9 @@ def _fill(state: State, conn: apsw.Connection) -> None:
     conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?)", _block_rows(state))
     conn.executemany("INSERT INTO persists VALUES (?,?)", _persist_rows(state))
     conn.executemany("INSERT INTO store_moves VALUES (?,?,?)", _store_move_rows(state))
+    pack = fsnames.packer()
+    orphans = _inode_rows(state.orphans[i] for i in sorted(state.orphans))
+    conn.executemany("INSERT INTO orphans VALUES (?,?)", ((r[0], pack(r)) for r in orphans))
     conn.executemany(
         "INSERT INTO meta VALUES (?, ?)",
         [
@@ -219,8 +227,21 @@ def load_checkpoint(conn: apsw.Connection, seq: int) -> State:
     if "store_moves" in tables:
         for ino, path, fingerprint in conn.execute("SELECT * FROM store_moves"):
             state.store_moves[ino] = (path, fingerprint)
+    _load_orphans(conn, state)
     state.last_seq = seq
     return state
+
+
+def _load_orphans(conn: apsw.Connection, state: State) -> None:
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'orphans'").fetchall()
+    for ino, blob in conn.execute("SELECT id, row FROM orphans ORDER BY id") if has else ():
+        i, parent, name, mode, uid, gid, size, mtime, ctime, version, flags, ext = msgpack.unpackb(
+            blob, ext_hook=fsnames.ext_hook
+        )
+        row_ext = None if ext is None else InodeExt.from_row(list(ext))
+        state.orphans[ino] = Inode(
+            i, parent, name, mode, uid, gid, size, mtime, ctime, version, flags, None, row_ext
+        )
 
 
 Chunk = tuple[Sequence[Sequence[int]], Sequence[Sequence[Any]]]  # (palette, rows), format 2
@@ -300,6 +321,12 @@ def digest(state: State) -> str:
         ("persists", _persist_rows(state)),
         # Only when there are some: the digests of states without any stay as they were.
         *([("store_moves", _store_move_rows(state))] if state.store_moves else []),
+        # Only when there are some: the digest of a state without orphans stays as it was.
+        *(
+            [("orphans", _inode_rows(state.orphans[i] for i in sorted(state.orphans)))]
+            if state.orphans
+            else []
+        ),
     ):
         h.update(name.encode())
         for row in rows:

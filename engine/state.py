@@ -33,6 +33,7 @@ from engine.nodechecks import (
     store_from_problem,
     xattr_problem,
 )
+from engine.orphanrules import orphan_problem
 from journal import entries as E
 
 _share = shared_values.setdefault
@@ -100,6 +101,7 @@ class State:
         # inode -> (store path its content is still to be moved from, the file's fingerprint
         # then, "" for a directory): pending store moves (Rename.store_from, StoreMoved)
         self.store_moves: dict[int, tuple[str, str]] = {}
+        self.orphans: dict[int, Inode] = {}  # unlinked while open: engine/openfiles.py
         self.last_seq = 0
 
     def apply(self, entry: Any, seq: int) -> None:
@@ -133,8 +135,8 @@ class State:
             raise ApplyError(f"inode {ino} is not a directory")
         return node
 
-    def _node(self, ino: int) -> Inode:
-        node = self.tree.find(ino)
+    def _node(self, ino: int, orphans: bool = False) -> Inode:
+        node = self.tree.find(ino) or (self.orphans.get(ino) if orphans else None)
         if node is None:
             raise ApplyError(f"inode {ino} does not exist")
         return node
@@ -153,7 +155,7 @@ class State:
             raise ApplyError(f"inode {pid} is not a directory")
         if name in siblings:
             raise ApplyError(f"{name!r} already exists in directory {pid}")
-        if ino < n and (ino <= 0 or table[ino] is not None):
+        if ino < n and (ino <= 0 or table[ino] is not None or ino in self.orphans):
             raise ApplyError(f"inode {ino} already exists or is invalid")
         # Attributes set one by one rather than through Inode(...): a third cheaper per inode.
         node = _new_inode(Inode)
@@ -253,7 +255,7 @@ class State:
         node.mtime = node.ctime = t
 
     def _setattr(self, e: E.SetAttr) -> None:
-        node = self._node(e.id)
+        node = self._node(e.id, orphans=True)
         if e.fingerprint is not None and node.mode & S_IFMT != S_IFREG:
             raise ApplyError(f"inode {e.id} is not a regular file: it has no UFS copy")
         if e.mode is not None:
@@ -310,10 +312,12 @@ class State:
             raise ApplyError(problem)
         if existing is node and (src is not dst or e.src_name != e.dst_name):
             raise ApplyError(f"{e.dst_name!r} is another name of inode {e.id} already")
+        if e.orphan and (problem := orphan_problem(existing, node)):
+            raise ApplyError(problem)
         if existing is not None and existing is not node:
             if existing.children:
                 raise ApplyError(f"rename over non-empty directory {existing.id}")
-            self._unname(existing, dst, e.dst_name, e.time)
+            self._unname(existing, dst, e.dst_name, e.time, e.orphan)
         tree.rename_name(node, src, e.src_name, dst, e.dst_name)
         if e.stale is not None:
             # In the same entry as the move: no crash can separate the name from what the
@@ -331,32 +335,29 @@ class State:
         parent = self._dir(e.parent)
         if parent.children.get(e.name) is not node:  # type: ignore[union-attr]
             raise ApplyError(f"inode {e.id} is not {e.name!r} in directory {e.parent}")
-        self._unname(node, parent, e.name, e.time)
+        if e.orphan and (problem := orphan_problem(node)):
+            raise ApplyError(problem)
+        self._unname(node, parent, e.name, e.time, e.orphan)
         parent.mtime = parent.ctime = e.time
 
-    def _unname(self, node: Inode, parent: Inode, name: str, t: int) -> None:
+    def _unname(self, node: Inode, parent: Inode, name: str, t: int, orphan: bool = False) -> None:
         """One name of ``node`` goes; with its last, the inode (and what is below it)."""
         if self.tree.remove_name(node, parent, name):
-            self._forget(self.tree.drop_subtree(node))
-        else:
-            node.ctime = t
+            dropped = self.tree.drop_subtree(node)
+            if not orphan:
+                return self._forget(dropped)
+            # Nothing of an orphan reaches the store; its blocks stay for its open handles.
+            self.persists.pop(node.id, None)
+            self.store_moves.pop(node.id, None)
+            self.orphans[node.id] = node
+        node.ctime = t
 
     def _set_xattr(self, e: E.SetXattr) -> None:
         node = self._node(e.id)
         problem = xattr_problem(node, e.name, e.value)
         if problem is not None:
             raise ApplyError(problem)
-        ext = node.ensure_ext()
-        if e.value is None:
-            del ext.xattrs[e.name]  # type: ignore[union-attr]
-            if not ext.xattrs:
-                ext.xattrs = None
-                if ext.empty():
-                    node.ext = None
-        else:
-            if ext.xattrs is None:
-                ext.xattrs = {}
-            ext.xattrs[e.name] = e.value
+        node.set_xattr(e.name, e.value)
         node.ctime = e.time
 
     def _accessed(self, e: E.Accessed) -> None:
@@ -393,7 +394,7 @@ class State:
     # -- block cache and persistence ---------------------------------------------------------
 
     def _block_cached(self, e: E.BlockCached) -> None:
-        node = self._node(e.file)
+        node = self._node(e.file, orphans=True)
         if e.version != node.version and e.version != node.version + 1:  # +1: staged
             raise ApplyError(f"block of version {e.version}, file {e.file} is at {node.version}")
         self.blocks.setdefault(e.file, {})[(e.version, e.idx)] = BlockInfo(
@@ -494,4 +495,5 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.SetXattr: State._set_xattr,
     E.Accessed: State._accessed,
     E.StoreMoved: State._store_moved,
+    E.OrphanReleased: lambda st, e: st._forget([st.orphans.pop(e.id)]),
 }

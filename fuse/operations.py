@@ -124,7 +124,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         a.entry_timeout = self.entry_timeout
         a.attr_timeout = self.attr_timeout
         a.st_mode = node.mode
-        a.st_nlink = self.fs.ns.tree.nlink(node)
+        a.st_nlink = self.fs.nlink(node)
         a.st_uid = node.uid
         a.st_gid = node.gid
         a.st_rdev = (node.ext.rdev or 0) if node.ext is not None else 0
@@ -158,8 +158,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         return fh
 
     async def _commit(self, buffer: WriteBuffer) -> None:
-        """Hands a buffer's new content to the engine; returns once it is durable as the
-        file's write type says."""
+        """Hands a buffer's new content to the engine, durable as the file's write type says."""
         if not buffer.dirty:
             return
         await self._blocking(self._commit_now, buffer)
@@ -173,8 +172,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         """With ``buffer.lock`` held: its content to the engine, if it changed."""
         if not buffer.dirty:
             return
-        # buffer.content(): a stream with read(n), all write_file needs. False back: unlinked
-        # while open, the content has nowhere to go.
+        # False back: unlinked while open, the content has nowhere to go but the buffer.
         self.fs.commit_content(buffer.ino, buffer.content)  # type: ignore[arg-type]
         buffer.dirty = False
 
@@ -187,8 +185,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         node = await self._at_once(self.fs.lookup_in, parent_inode, os.fsdecode(name))
         return self._attrs(node)
 
-    async def forget(self, inode_list: Any) -> None:
-        return None  # ids are never reused: nothing to free
+    async def forget(self, inode_list: Any) -> None:  # ids are never reused: nothing to free
+        return None
 
     @answers_errno
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -489,7 +487,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         handle = self.handles.pop(fh)
         buffer = handle.buffer
         if buffer is None:
-            return
+            return await self._blocking(self.fs.released, handle.ino)
         try:
             await self._commit(buffer)  # normally done by flush already
         finally:
@@ -497,3 +495,4 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             if buffer.handles == 0 and buffer.dirty:
                 log.error("inode %d: new content could not be committed and is lost", buffer.ino)
                 self._retire(buffer)
+            await self._blocking(self.fs.released, handle.ino)

@@ -115,6 +115,8 @@ class Rename(NamedTuple):
     replaced: int | None = None
     stale: str | None = None
     store_from: str | None = None
+    # The replaced file is open: it lives on, nameless, as an orphan until an OrphanReleased.
+    orphan: bool = False
 
 
 # Rename.stale when the replaced file's copy has no fingerprint the state knows (its upload
@@ -124,11 +126,24 @@ STALE_COPY = "shoal-stale-copy"
 
 class Delete(NamedTuple):
     """Removes the name ``name`` in ``parent`` of ``id``, and ``id`` itself with its last name
-    (a file with other hard links keeps those); a directory goes with everything below it."""
+    (a file with other hard links keeps those); a directory goes with everything below it.
+
+    ``orphan``: the file loses its last name while open, so it lives on without a name (its
+    attributes, its blocks) until an OrphanReleased; only ever set for that case. Appended
+    last: older entries decode with False."""
 
     id: int
     parent: int
     name: str
+    time: int
+    orphan: bool = False
+
+
+class OrphanReleased(NamedTuple):
+    """Orphan ``id`` (a file unlinked while open) goes with its blocks: its last handle was
+    closed, or start-up found it (no handle survives a restart)."""
+
+    id: int
     time: int
 
 
@@ -301,6 +316,7 @@ Entry = (
     | SetXattr
     | Accessed
     | StoreMoved
+    | OrphanReleased
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -324,6 +340,7 @@ TYPE_CODES: dict[Any, int] = {
     StoreMoved: 17,
     StoreCopy: 18,
     Link: 19,
+    OrphanReleased: 20,
     SetXattr: 21,
     Accessed: 22,
 }

@@ -35,6 +35,7 @@ from engine.inode import (
 from engine.listingmarks import parse_listing_mark
 from engine.nodechecks import xattr_problem
 from engine.state import BLOCK_SHIFT_BITS, State
+from recovery.orphancheck import check_orphans
 from recovery.treecheck import (
     check_directory_links,
     check_link_counts,
@@ -136,7 +137,7 @@ def check_mounts(state: State) -> list[str]:
 def check_blocks(state: State) -> list[str]:
     out = []
     for file, blocks in state.blocks.items():
-        node = state.tree.find(file)
+        node = state.tree.find(file) or state.orphans.get(file)  # orphans: check_orphans
         problem = _target_problem(node, file, "cached blocks belong to", count=f"{len(blocks)} ")
         if problem:
             out.append(problem)
@@ -363,6 +364,7 @@ CHECKS: list[Check] = [
     Check("blocks", "cached blocks belong to existing files' current versions", check_blocks),
     Check("staged", "no staged blocks of a rewrite that never committed", check_staged),
     Check("persists", "pending persists refer to existing files", check_persists),
+    Check("orphans", "files unlinked while open: nameless, no upload, own blocks", check_orphans),
     Check(
         "pending-bytes",
         "no pending persist without its bytes (every block in some tier)",

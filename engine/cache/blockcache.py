@@ -345,6 +345,8 @@ class BlockCache:
         if self.info(key) is None:
             return None
         node = self.ns.tree.find(key[0])
+        if node is None and key[0] in self.ns.state.orphans:
+            return False  # unlinked while open: these blocks are all its content
         if node is None or node.version != key[1]:
             return None
         return bool(node.flags & PERSISTED) and not node.flags & PINNED

@@ -345,6 +345,7 @@ def test_fsck_clean(tmp_path: Path) -> None:
         "store-copies",
         "xattrs",
         "store-moves",
+        "orphans",
         "cache",
         "stores",
     ):
@@ -362,15 +363,20 @@ def test_fsck_reports_broken_invariants(tmp_path: Path) -> None:
         "UPDATE meta SET value = 99 WHERE key = 'inode_count'",
         "INSERT INTO blocks VALUES (4242, 0, 0, 'mem', 10, 0)",
         "INSERT INTO persists VALUES (3, 7)",
+        # an orphan (a file unlinked while open) that still has its name: inode 3 is /d/sub
+        "INSERT INTO orphans VALUES (3, X'"
+        + msgpack.packb([3, 2, "sub", 0o100644, 0, 0, 0, 1, 1, 0, 1, None]).hex()
+        + "')",
     )
     proc = shoal("fsck", home=tmp_path, expect=1)
     out = proc.stdout
     assert "FAIL  counts" in out and "the tree counts 99 inodes but holds 7" in out
     assert "FAIL  blocks" in out and "inode 4242, which does not exist" in out
     assert "FAIL  persists" in out and "not a regular file" in out
+    assert "FAIL  orphans" in out and "orphan 3 still has a name in the tree" in out
     assert "ok    parent-links" in out
     assert "FAIL  cache" in out and "1 missing or damaged blocks found" in out
-    assert out.splitlines()[-1] == "99 inodes at seq 6: 4 of 24 checks failed"
+    assert out.splitlines()[-1] == "99 inodes at seq 6: 5 of 25 checks failed"
 
 
 def test_bench_journal_json(tmp_path: Path) -> None:

@@ -84,10 +84,21 @@ entries = st.one_of(
         atime=st.none() | times,
     ),  # fmt: skip
     st.builds(
-        E.Rename, ids, ids, names, ids, names, times, st.none() | ids, stale_copies, store_froms
+        E.Rename,
+        ids,
+        ids,
+        names,
+        ids,
+        names,
+        times,
+        st.none() | ids,
+        stale_copies,
+        store_froms,
+        st.booleans(),
     ),
     st.builds(E.StoreMoved, ids, times),
-    st.builds(E.Delete, ids, ids, names, times),
+    st.builds(E.Delete, ids, ids, names, times, st.booleans()),
+    st.builds(E.OrphanReleased, ids, times),
     st.builds(E.AddMount, ids, st.just("file:///x"), st.just({}), st.booleans(), st.none(), times),
     st.builds(E.RemoveMount, ids, times),
     st.builds(
@@ -145,8 +156,15 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
         if data.draw(st.booleans()):  # a move of a persisted file's or a directory's content
             entry = entry._replace(stale=None, store_from=data.draw(st.sampled_from(["a", "b"])))
         return entry._replace(replaced=there.id if there is not None else None)
-    files = [n for n in live if n.mode & S_IFMT == S_IFREG]
-    if isinstance(entry, E.UfsFingerprint) and files:  # a persisted file, whose content moves
+    if isinstance(entry, E.OrphanReleased) and state.orphans:
+        return entry._replace(id=data.draw(st.sampled_from(sorted(state.orphans))))
+    # Orphans (files unlinked while open) take blocks and attributes like named files.
+    named = [n for n in live if n.mode & S_IFMT == S_IFREG]
+    files = named + list(state.orphans.values())
+    if isinstance(entry, E.UfsFingerprint) and named:  # a persisted file, whose content moves
+        return entry._replace(id=data.draw(st.sampled_from(named)).id)
+    if isinstance(entry, E.SetAttr) and files:
+        return entry._replace(id=data.draw(st.sampled_from(files)).id)
         return entry._replace(id=data.draw(st.sampled_from(files)).id)
     if isinstance(entry, E.BlockCached) and files:
         # The file's own version, or the one above it: the next block a rewrite stages (of 4

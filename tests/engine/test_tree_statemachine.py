@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
+from engine import openfiles
 from engine.engine import Engine
+from engine.inode import S_IFMT, S_IFREG
 from engine.snapshot import digest
 from engine.state import State
 from journal.layout import list_journal
@@ -51,6 +53,8 @@ class TreeMachine(Housekeeping):
         self.engine: Engine | None = None
         self.model: nm.Model = {"/": nm.ROOT}
         self.restarts = 0
+        self.handles: list[int] = []  # inodes the frontend holds open, one entry per handle
+        self.had_orphans = False
 
     def teardown(self) -> None:
         try:
@@ -177,9 +181,64 @@ class TreeMachine(Housekeeping):
 
     @rule(data=st.data(), noreplace=st.booleans())
     def rename(self, data: st.DataObject, noreplace: bool) -> None:
-        src, dst = self._path(data), self._path(data)
+        src, dst = self._path(data), self._open_path(data) or self._path(data)
         expect = self._expect(nm.m_rename, src, dst, noreplace)
+        orphaned = self._orphaned_by(dst, src)
         self._run(expect, lambda: self.ns.rename(src, dst, noreplace=noreplace))
+        self._check_orphaned(orphaned)
+
+    # -- files unlinked while open (engine/openfiles.py) ------------------------------------
+
+    def _orphaned_by(self, path: str, keep: str | None = None) -> int | None:
+        """The open file losing its last name if ``path`` goes (and is not ``keep``'s)."""
+        node = self.ns.tree.find(self.ns.lookup(path).id) if path in self.model else None
+        if node is None or keep in self.model and self.ns.lookup(keep) is node:
+            return None
+        last = node.mode & S_IFMT == S_IFREG and node.nlink == 1
+        return node.id if last and node.id in self.handles else None
+
+    def _open_path(self, data: st.DataObject) -> str | None:
+        """Often a name of a file held open, so that unlinks and renames over them happen."""
+        tree = self.ns.tree
+        named = [tree.find(i) for i in sorted(set(self.handles))]
+        paths = [tree.path_of(n) for n in named if n is not None]
+        return data.draw(st.sampled_from(paths)) if paths and data.draw(st.booleans()) else None
+
+    def _check_orphaned(self, ino: int | None) -> None:
+        state = self.ns.state
+        if ino is not None and state.tree.find(ino) is None:
+            assert ino in state.orphans, f"open inode {ino} lost its last name, not orphaned"
+
+    @rule(data=st.data())
+    def open_file(self, data: st.DataObject) -> None:
+        files = sorted(p for p, a in self.model.items() if a.kind == "file")
+        if files:
+            ino = self.ns.lookup(data.draw(st.sampled_from(files))).id
+            self.ns.open_files.opened(ino)
+            self.handles.append(ino)
+
+    @rule(data=st.data())
+    def unlink_while_open(self, data: st.DataObject) -> None:
+        path = "/" + data.draw(st.sampled_from(nm.NAMES))
+        if path not in self.model:  # a file of its own to open, most often
+            self._run(
+                self._expect(nm.m_create, path, 0o640, 1), lambda: self.ns.create(path, 0o640, 1, 1)
+            )
+        self.open_file(data)
+        if self.handles and (node := self.ns.tree.find(self.handles[-1])) is not None:
+            path = self.ns.tree.path_of(node)
+            orphaned = self._orphaned_by(path)
+            self._run(self._expect(nm.m_delete, path, False), lambda: self.ns.delete(path))
+            self._check_orphaned(orphaned)
+
+    @rule(data=st.data())
+    def close_file(self, data: st.DataObject) -> None:
+        if self.handles:
+            ino = self.handles.pop(data.draw(st.integers(0, len(self.handles) - 1)))
+            assert self.engine is not None
+            openfiles.released(self.ns, self.engine.cache, ino)
+            if ino not in self.handles:
+                assert ino not in self.ns.state.orphans, f"orphan {ino} outlived its handles"
 
     @rule(data=st.data())
     def link(self, data: st.DataObject) -> None:
@@ -200,9 +259,11 @@ class TreeMachine(Housekeeping):
 
     @rule(data=st.data(), recursive=st.booleans())
     def delete(self, data: st.DataObject, recursive: bool) -> None:
-        path = self._path(data)
+        path = self._open_path(data) or self._path(data)
         expect = self._expect(nm.m_delete, path, recursive)
+        orphaned = self._orphaned_by(path)
         self._run(expect, lambda: self.ns.delete(path, recursive=recursive))
+        self._check_orphaned(orphaned)
 
     def reopen(self) -> Engine:
         return self._open()
@@ -214,7 +275,10 @@ class TreeMachine(Housekeeping):
         assert report is not None
         if final_checkpoint:
             assert report.checkpoint is not None and report.replayed == 0
-        assert digest(self.engine.state) == before, "a clean restart changed the state"
+        self.handles = []  # no handle outlives the process: start-up released the orphans
+        assert not self.engine.state.orphans, "an orphan outlived a restart"
+        if not self.had_orphans:
+            assert digest(self.engine.state) == before, "a clean restart changed the state"
         self._check_replay()
 
     def _check_replay(self) -> None:
@@ -229,6 +293,9 @@ class TreeMachine(Housekeeping):
         if self.engine is not None:
             assert_fsck_clean(self.engine)
             assert nm.dump(self.engine.state) == self.model
+            orphans = self.engine.state.orphans
+            assert set(orphans) <= set(self.handles), "an orphan no handle holds"
+            self.had_orphans = bool(orphans)
 
 
 TreeMachine.TestCase.settings = settings(

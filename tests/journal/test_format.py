@@ -213,12 +213,22 @@ _SAMPLES: list[E.Entry] = [
     E.StoreCopy(3, E.STALE_COPY, 27),
     E.StoreMoved(3, 28),
     E.Link(3, 1, "h", 27),
+    E.Delete(4, 1, "open", 28, orphan=True),
+    E.Rename(5, 1, "new", 1, "open2", 29, replaced=6, orphan=True),
+    E.OrphanReleased(4, 30),
     E.CreateFile(5, 1, "null", 0o20600, 0, 0, 28, 259),  # a character device
     E.SetXattr(3, "user.k", bytes(range(256)), 27),
     E.SetXattr(3, "user.k", None, 28),
     E.SetAttr(3, 29, atime=30),
     E.Accessed(3, 31),
 ]
+
+
+def test_a_delete_or_rename_written_before_orphans_existed_orphans_nothing() -> None:
+    old = msgpack.packb([2, 1, "d", 16])
+    assert E.decode(E.TYPE_CODES[E.Delete], old) == E.Delete(2, 1, "d", 16, False)
+    old = msgpack.packb([3, 2, "f", 1, "g", 15, 9, None])
+    assert E.decode(E.TYPE_CODES[E.Rename], old).orphan is False
 
 
 def test_a_create_written_before_rdev_existed_decodes_as_a_regular_file_entry() -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
+from engine import openfiles
 from engine.cache.tiers import TierSpec
 from engine.config import Config
 from engine.engine import Engine
@@ -215,6 +216,7 @@ class World:
         engine.persister = engine.fs.persister = steps
         engine.mounts.opener = self.opener
         engine.cache.reconcile(repair=True)
+        openfiles.release_at_start(engine.ns, engine.cache)  # no handle survived
         steps.resume()
         return engine
 

@@ -368,6 +368,7 @@ class EngineCrashMachine(Housekeeping):
         state = engine.state
         assert [(m.id, m.uri) for m in state.mounts.values()] == [(ROOT_ID, self.world.ufs)]
         assert tier_files(engine) == block_map(engine), f"{what}: tier files and block map differ"
+        assert not state.orphans, f"{what}: a file unlinked while open outlived it"
         assert_fsck_clean(engine)
         engine.sync.sync("/")  # what the first look at the mount after a start does
         try:

@@ -35,6 +35,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from engine import openfiles
 from engine.engine import Engine
 from engine.names import NAME_MAX
 from engine.snapshot import digest
@@ -307,6 +308,19 @@ class CrashMachine(Housekeeping):
         expect = self._expect(m_delete, path, recursive)
         self._run(expect, lambda: self.ns.delete(path, recursive=recursive))
 
+    @rule(data=st.data(), close=st.booleans())
+    def unlink_while_open(self, data: st.DataObject, close: bool) -> None:
+        """A file unlinked while open lives on as an orphan (engine/openfiles.py) until its
+        handle closes (``close``) or, as no handle survives one, a restart or crash."""
+        path = self._path(data, existing=0.9)
+        if path not in self.model or self.model[path].kind != "file":
+            return
+        ino = self.ns.lookup(path).id
+        self.ns.open_files.opened(ino)
+        self._run(self._expect(m_delete, path, False), lambda: self.ns.delete(path))
+        if close:
+            self._run(self.model, lambda: openfiles.released(self.ns, None, ino))
+
     @rule(
         data=st.data(),
         bad=st.sampled_from(["x" * (NAME_MAX + 1), "\u00e9" * 128, "nul\0", "\udcc3\udca9"]),
@@ -365,6 +379,7 @@ class CrashMachine(Housekeeping):
         state = engine.state
         # fsck's checks are the invariants, and what an operator runs after a crash.
         assert_fsck_clean(state)
+        assert not state.orphans, "a file unlinked while open outlived a restart"
         assert state.last_seq == engine.journal.last_seq
         got = dump(state)
         for model in reversed(candidates):

@@ -1,0 +1,42 @@
+"""Open handles per inode, as the frontend reports them: what decides whether a file losing
+its last name goes at once or lives on as an orphan until its last close (POSIX)."""
+
+from __future__ import annotations
+
+import threading
+
+from engine.inode import S_IFMT, S_IFREG, Inode
+
+
+class OpenCounts:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[int, int] = {}
+
+    def opened(self, ino: int) -> None:
+        with self._lock:
+            self._counts[ino] = self._counts.get(ino, 0) + 1
+
+    def released(self, ino: int) -> bool:
+        """Counts one handle of ``ino`` closed; True if it was its last."""
+        with self._lock:
+            left = self._counts.get(ino, 0) - 1
+            if left > 0:
+                self._counts[ino] = left
+                return False
+            self._counts.pop(ino, None)
+            return True
+
+    def is_open(self, ino: int) -> bool:
+        with self._lock:
+            return ino in self._counts
+
+    def orphans(self, node: Inode | None) -> bool:
+        """Whether removing one name of ``node`` leaves it an orphan: a regular file losing
+        its last name while a handle is open (a hard-linked file lives on by its others)."""
+        return (
+            node is not None
+            and node.mode & S_IFMT == S_IFREG
+            and node.nlink == 1
+            and self.is_open(node.id)
+        )

@@ -34,6 +34,17 @@ def posix_metadata(attrs: UfsAttrs | None, *, directory: bool) -> dict[str, str]
     return out
 
 
+def replaced_metadata(meta: Mapping[str, str], attrs: UfsAttrs) -> dict[str, str]:
+    """An object's metadata ``meta`` with ``attrs`` recorded in it: a special file keeps the
+    type its mode names (a chmod of a fifo leaves a fifo, not a regular file)."""
+    out = dict(meta)
+    out.update(posix_metadata(attrs, directory=False))
+    special, _rdev = _special(meta)
+    if special and attrs.mode is not None:
+        out["mode"] = str(special | (attrs.mode & 0o7777))
+    return out
+
+
 def _number(meta: Mapping[str, str], key: str) -> int | None:
     try:
         value = int(meta[key])

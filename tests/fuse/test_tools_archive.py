@@ -1,0 +1,221 @@
+"""Archivers and copiers on a real mount, over a local UFS and over S3: `tar` (in and out),
+`rsync -aHAX` (twice: the second run finds nothing to do) and `cp -a` of a tree with hard
+links, fifos, a symlink, user.* xattrs, odd modes, another owner and past mtimes. Every copy is
+compared with its source by one helper: content, types, modes, owners, mtimes, link counts,
+which names share an inode, symlink targets and xattrs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.fuse.mounting import Mounted
+from tests.ufs.stores import LocalStore, S3Store
+
+MIB = 1024 * 1024
+PAST = 1_500_000_000  # 2017: mtimes set in the past, with a fraction of a second
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a tool must keep of one name (a directory's size and inode number are the file
+    system's own; st_nlink of a directory counts its subdirectories, so it is compared too)."""
+
+    kind: int
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    nlink: int
+    content: str  # sha256 of a file, target of a symlink, "" otherwise
+    xattrs: tuple[tuple[str, bytes], ...]
+
+
+def user_xattrs(path: Path) -> tuple[tuple[str, bytes], ...]:
+    if path.is_symlink():
+        return ()
+    names = sorted(n for n in os.listxattr(path) if n.startswith("user."))
+    return tuple((n, os.getxattr(path, n)) for n in names)
+
+
+def describe(path: Path) -> tuple[Entry, int]:
+    st = os.lstat(path)
+    kind = stat.S_IFMT(st.st_mode)
+    content = ""
+    if stat.S_ISREG(st.st_mode):
+        content = hashlib.sha256(path.read_bytes()).hexdigest()
+    elif stat.S_ISLNK(st.st_mode):
+        content = os.readlink(path)
+    entry = Entry(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
+                  st.st_nlink, content, user_xattrs(path))  # fmt: skip
+    return entry, st.st_ino
+
+
+@dataclass(frozen=True)
+class Tree:
+    entries: dict[str, Entry]
+    links: frozenset[frozenset[str]]  # the names that share an inode, for each inode with 2+
+
+
+def walk(root: Path) -> Tree:
+    """Every name below ``root`` (and ``root`` itself as "."), by os.lstat, never following a
+    symlink; hard links grouped by st_ino."""
+    entries: dict[str, Entry] = {}
+    inodes: dict[int, set[str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in [".", *dirnames, *filenames] if here == root else [*dirnames, *filenames]:
+            path = here if name == "." else here / name
+            rel = os.path.relpath(path, root)
+            entries[rel], ino = describe(path)
+            if not stat.S_ISDIR(entries[rel].kind):
+                inodes.setdefault(ino, set()).add(rel)
+    links = frozenset(frozenset(names) for names in inodes.values() if len(names) > 1)
+    return Tree(entries, links)
+
+
+def same_as_source(source: Tree, copy: Path) -> None:
+    """``copy`` holds what ``source`` held, name for name (differences listed by name)."""
+    got = walk(copy)
+    diffs = [f"{rel}: {source.entries.get(rel)} != {got.entries.get(rel)}"
+             for rel in sorted(set(source.entries) | set(got.entries))
+             if source.entries.get(rel) != got.entries.get(rel)]  # fmt: skip
+    assert not diffs, "\n".join(diffs)
+    assert got.links == source.links
+
+
+def make_source(root: Path) -> Tree:
+    """The tree every tool copies: files of several sizes, hard links of 2 and 3 names across
+    directories, a fifo, a symlink, user.* xattrs on files and a directory, modes 0600 and
+    0750, a setgid directory, files owned by nobody, and mtimes in the past."""
+    for d in ("a", "b", "c/deep", "private", "shared"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    blobs = {
+        "empty": b"",
+        "a/one-block": os.urandom(4 * MIB),  # exactly one cache block
+        "a/multi": os.urandom(9 * MIB + 7),
+        "a/small": b"small\n",
+        "b/two-names": b"two names\n",
+        "c/three-names": os.urandom(100_000),
+        "private/secret": b"0600\n",
+        "shared/by-nobody": b"owned by nobody\n",
+    }
+    for rel, data in blobs.items():
+        (root / rel).write_bytes(data)
+    os.link(root / "b/two-names", root / "a/two-names-too")
+    os.link(root / "c/three-names", root / "a/three-2")
+    os.link(root / "c/three-names", root / "c/deep/three-3")
+    os.mkfifo(root / "b/fifo")
+    os.symlink("../a/multi", root / "b/link-to-multi")
+    os.setxattr(root / "a/small", "user.colour", b"blue")
+    os.setxattr(root / "a/small", "user.binary", bytes(range(256)))
+    os.setxattr(root / "c/three-names", "user.linked", b"one inode, three names")
+    os.setxattr(root / "shared", "user.tag", b"a directory's")
+    os.chown(root / "shared", NOBODY, NOBODY)
+    os.chown(root / "shared/by-nobody", NOBODY, NOBODY)
+    os.chown(root / "b/fifo", NOBODY, 0)
+    os.lchown(root / "b/link-to-multi", NOBODY, NOBODY)
+    os.chmod(root / "private/secret", 0o600)
+    os.chmod(root / "private", 0o750)
+    os.chmod(root / "shared", 0o2775)
+    os.chmod(root / "b/fifo", 0o640)
+    os.chmod(root / "a/multi", 0o755)
+    # Times last, deepest first (a change inside a directory moves its mtime).
+    paths = sorted((p for p in root.rglob("*")), key=lambda p: -len(p.parts))
+    for i, path in enumerate([*paths, root]):
+        t = (PAST + 3600 * i) * 1_000_000_000 + 123_456_789
+        os.utime(path, ns=(t, t), follow_symlinks=False)
+    return walk(root)
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, f"{argv}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+TAR_X = ("--xattrs", "--xattrs-include=user.*")
+
+
+def tar_copy(src: Path, dst: Path) -> None:
+    """``src`` archived with tar and extracted into ``dst`` (made here) with -p."""
+    dst.mkdir()
+    archive = dst.parent / f"{dst.name}.tar"
+    run("tar", *TAR_X, "-C", str(src), "-cf", str(archive), ".")
+    try:
+        run("tar", *TAR_X, "-C", str(dst), "-xpf", str(archive))
+    finally:
+        archive.unlink()
+
+
+def test_tar_into_the_mount_and_back_out(any_mount: Mounted, tmp_path: Path) -> None:
+    source = make_source(tmp_path / "src")
+    mnt = any_mount.path
+    tar_copy(tmp_path / "src", mnt / "tar")
+    same_as_source(source, mnt / "tar")
+    tar_copy(mnt / "tar", tmp_path / "back")  # tar c reads it all from the mount
+    same_as_source(source, tmp_path / "back")
+    any_mount.umount()
+    store_holds(any_mount, "tar", source)
+
+
+def test_rsync_ahax_twice(any_mount: Mounted, tmp_path: Path) -> None:
+    source = make_source(tmp_path / "src")
+    mnt = any_mount.path
+    run("rsync", "-aHAX", f"{tmp_path / 'src'}/", f"{mnt / 'dst'}/")
+    same_as_source(source, mnt / "dst")
+    again = run("rsync", "-aHAX", "--itemize-changes", f"{tmp_path / 'src'}/", f"{mnt / 'dst'}/")
+    assert again.stdout == "", again.stdout  # nothing transferred, no attribute changed
+    any_mount.umount()
+    store_holds(any_mount, "dst", source)
+
+
+def test_cp_a_into_the_mount(any_mount: Mounted, tmp_path: Path) -> None:
+    source = make_source(tmp_path / "src")
+    mnt = any_mount.path
+    run("cp", "-a", str(tmp_path / "src"), str(mnt / "cpa"))
+    same_as_source(source, mnt / "cpa")
+    any_mount.umount()
+    store_holds(any_mount, "cpa", source)
+
+
+def without_symlinks(tree: Tree) -> Tree:
+    kept = {rel: e for rel, e in tree.entries.items() if not stat.S_ISLNK(e.kind)}
+    return Tree(kept, tree.links)
+
+
+def store_holds(m: Mounted, prefix: str, source: Tree) -> None:
+    """After unmount, the store itself: a local directory holds the same tree (real links,
+    fifos, xattrs, modes, owners, mtimes); S3 what docs/mount.md says it sees."""
+    store = m.store  # type: ignore[attr-defined]
+    source = without_symlinks(source)  # a symlink lives in the namespace only (docs/mount.md)
+    if isinstance(store, LocalStore):
+        same_as_source(source, store.root / prefix)
+    else:
+        assert isinstance(store, S3Store)
+        s3_holds(store, prefix, source)
+
+
+def s3_holds(store: S3Store, prefix: str, source: Tree) -> None:
+    """Each name an object (a directory its marker) whose x-amz-meta-mode, -uid, -gid, -mtime
+    and xattr header are the source's; every name of a hard link a copy of the same bytes."""
+    for rel, entry in source.entries.items():
+        key = f"ds/{prefix}" if rel == "." else f"ds/{prefix}/{rel}"
+        if stat.S_ISDIR(entry.kind):
+            key += "/"
+        head = store.client.head_object(Bucket=store.bucket, Key=key)
+        meta = head["Metadata"]
+        assert meta.get("mode") == str(entry.kind | entry.mode), (rel, meta)
+        assert (int(meta["uid"]), int(meta["gid"])) == (entry.uid, entry.gid), (rel, meta)
+        seconds, ns = divmod(entry.mtime_ns, 1_000_000_000)
+        assert meta.get("mtime") == f"{seconds}.{ns:09d}", (rel, meta)
+        held = tuple(sorted(store.xattrs(key[3:]).items()))
+        assert held == entry.xattrs, rel
+        if stat.S_ISREG(entry.kind):
+            body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read()
+            assert hashlib.sha256(body).hexdigest() == entry.content, rel

@@ -10,10 +10,10 @@ import hashlib
 import os
 import stat
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tests.fuse.mounting import Mounted
+from tests.fuse.mounting import Mounted, mounted
 from tests.ufs.stores import LocalStore, S3Store
 
 MIB = 1024 * 1024
@@ -64,17 +64,17 @@ class Tree:
 
 def walk(root: Path) -> Tree:
     """Every name below ``root`` (and ``root`` itself as "."), by os.lstat, never following a
-    symlink; hard links grouped by st_ino."""
+    symlink; hard links grouped by st_ino. A directory is described once it has been listed
+    (a store's directory counts its subdirectories when it has loaded them)."""
     entries: dict[str, Entry] = {}
     inodes: dict[int, set[str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
-        for name in [".", *dirnames, *filenames] if here == root else [*dirnames, *filenames]:
-            path = here if name == "." else here / name
-            rel = os.path.relpath(path, root)
-            entries[rel], ino = describe(path)
-            if not stat.S_ISDIR(entries[rel].kind):
-                inodes.setdefault(ino, set()).add(rel)
+        entries[os.path.relpath(here, root)], _ = describe(here)
+        for name in [*filenames, *(d for d in dirnames if (here / d).is_symlink())]:
+            rel = os.path.relpath(here / name, root)
+            entries[rel], ino = describe(here / name)
+            inodes.setdefault(ino, set()).add(rel)
     links = frozenset(frozenset(names) for names in inodes.values() if len(names) > 1)
     return Tree(entries, links)
 
@@ -160,8 +160,7 @@ def test_tar_into_the_mount_and_back_out(any_mount: Mounted, tmp_path: Path) -> 
     same_as_source(source, mnt / "tar")
     tar_copy(mnt / "tar", tmp_path / "back")  # tar c reads it all from the mount
     same_as_source(source, tmp_path / "back")
-    any_mount.umount()
-    store_holds(any_mount, "tar", source)
+    after_unmount(any_mount, "tar", source)
 
 
 def test_rsync_ahax_twice(any_mount: Mounted, tmp_path: Path) -> None:
@@ -171,8 +170,7 @@ def test_rsync_ahax_twice(any_mount: Mounted, tmp_path: Path) -> None:
     same_as_source(source, mnt / "dst")
     again = run("rsync", "-aHAX", "--itemize-changes", f"{tmp_path / 'src'}/", f"{mnt / 'dst'}/")
     assert again.stdout == "", again.stdout  # nothing transferred, no attribute changed
-    any_mount.umount()
-    store_holds(any_mount, "dst", source)
+    after_unmount(any_mount, "dst", source)
 
 
 def test_cp_a_into_the_mount(any_mount: Mounted, tmp_path: Path) -> None:
@@ -180,13 +178,37 @@ def test_cp_a_into_the_mount(any_mount: Mounted, tmp_path: Path) -> None:
     mnt = any_mount.path
     run("cp", "-a", str(tmp_path / "src"), str(mnt / "cpa"))
     same_as_source(source, mnt / "cpa")
-    any_mount.umount()
-    store_holds(any_mount, "cpa", source)
+    after_unmount(any_mount, "cpa", source)
+
+
+def after_unmount(m: Mounted, prefix: str, source: Tree) -> None:
+    """What a copy left: the store holds it, the same home mounted again serves it (a
+    checkpoint), and a new home mounting the store sees what the store can say of it."""
+    m.umount()
+    store_holds(m, prefix, source)
+    m.mount()
+    same_as_source(source, m.path / prefix)
+    m.umount()
+    store = m.store  # type: ignore[attr-defined]
+    with mounted(store, m.home.parent / "fresh") as fresh:
+        same_as_source(as_loaded(source, store), fresh.path / prefix)
 
 
 def without_symlinks(tree: Tree) -> Tree:
     kept = {rel: e for rel, e in tree.entries.items() if not stat.S_ISLNK(e.kind)}
     return Tree(kept, tree.links)
+
+
+def as_loaded(tree: Tree, store: LocalStore | S3Store) -> Tree:
+    """``tree`` as a new home loads it from its store (docs/mount.md): no symlinks, each name
+    of a hard link a file of its own, and on S3 no xattrs (they are not read back)."""
+    keep_xattrs = isinstance(store, LocalStore)
+    entries = {
+        rel: replace(e, nlink=e.nlink if stat.S_ISDIR(e.kind) else 1,
+                     xattrs=e.xattrs if keep_xattrs else ())
+        for rel, e in without_symlinks(tree).entries.items()
+    }  # fmt: skip
+    return Tree(entries, frozenset())
 
 
 def store_holds(m: Mounted, prefix: str, source: Tree) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import stat
 import subprocess
 from dataclasses import dataclass, replace
@@ -166,18 +167,26 @@ def test_tar_into_the_mount_and_back_out(any_mount: Mounted, tmp_path: Path) -> 
 def test_rsync_ahax_twice(any_mount: Mounted, tmp_path: Path) -> None:
     source = make_source(tmp_path / "src")
     mnt = any_mount.path
-    run("rsync", "-aHAX", f"{tmp_path / 'src'}/", f"{mnt / 'dst'}/")
+    rsync = ("rsync", "-aHAX", "--itemize-changes", f"{tmp_path / 'src'}/", f"{mnt / 'dst'}/")
+    run(*rsync)
     same_as_source(source, mnt / "dst")
-    again = run("rsync", "-aHAX", "--itemize-changes", f"{tmp_path / 'src'}/", f"{mnt / 'dst'}/")
+    again = run(*rsync)
     assert again.stdout == "", again.stdout  # nothing transferred, no attribute changed
+    any_mount.umount()
+    any_mount.mount()  # from the checkpoint: still nothing to do
+    assert run(*rsync).stdout == ""
+    run("rsync", "-aHAX", f"{mnt / 'dst'}/", f"{tmp_path / 'back'}/")  # and out of the mount
+    same_as_source(source, tmp_path / "back")
     after_unmount(any_mount, "dst", source)
 
 
-def test_cp_a_into_the_mount(any_mount: Mounted, tmp_path: Path) -> None:
+def test_cp_a_into_the_mount_and_back_out(any_mount: Mounted, tmp_path: Path) -> None:
     source = make_source(tmp_path / "src")
     mnt = any_mount.path
     run("cp", "-a", str(tmp_path / "src"), str(mnt / "cpa"))
     same_as_source(source, mnt / "cpa")
+    run("cp", "-a", str(mnt / "cpa"), str(tmp_path / "back"))
+    same_as_source(source, tmp_path / "back")
     after_unmount(any_mount, "cpa", source)
 
 
@@ -241,3 +250,35 @@ def s3_holds(store: S3Store, prefix: str, source: Tree) -> None:
         if stat.S_ISREG(entry.kind):
             body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read()
             assert hashlib.sha256(body).hexdigest() == entry.content, rel
+
+
+def test_sqlite_in_wal_mode(any_mount: Mounted, tmp_path: Path) -> None:
+    """WAL: a -shm file mapped shared by two connections, the -wal file appended and
+    checkpointed into the database; after the last close the store holds the database alone."""
+    mnt = any_mount.path
+    db = sqlite3.connect(mnt / "wal.db")
+    assert db.execute("pragma journal_mode=wal").fetchone() == ("wal",)
+    db.execute("create table t (k integer primary key, v text)")
+    reader = sqlite3.connect(mnt / "wal.db")
+    for i in range(30):
+        with db:
+            db.executemany("insert into t (v) values (?)", [(f"r{i}-{j}",) for j in range(100)])
+        assert reader.execute("select count(*) from t").fetchone() == ((i + 1) * 100,)
+    db.execute("pragma wal_checkpoint(truncate)")
+    with db:
+        db.execute("delete from t where k % 3 = 0")
+    reader.close()
+    db.close()
+    db = sqlite3.connect(mnt / "wal.db")
+    assert db.execute("pragma integrity_check").fetchone() == ("ok",)
+    assert db.execute("select count(*) from t").fetchone() == (2000,)
+    db.close()
+    any_mount.umount()
+    store = any_mount.store  # type: ignore[attr-defined]
+    assert {k for k in store.keys() if k.startswith("wal.db")} == {"wal.db"}
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(store.get("wal.db"))
+    check = sqlite3.connect(copy)
+    assert check.execute("pragma integrity_check").fetchone() == ("ok",)
+    assert check.execute("select count(*) from t").fetchone() == (2000,)
+    check.close()

@@ -6,13 +6,17 @@ which names share an inode, symlink targets and xattrs."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sqlite3
 import stat
+import struct
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import pytest
 
 from tests.fuse.mounting import Mounted, mounted
 from tests.ufs.stores import LocalStore, S3Store
@@ -93,7 +97,8 @@ def same_as_source(source: Tree, copy: Path) -> None:
 def make_source(root: Path) -> Tree:
     """The tree every tool copies: files of several sizes, hard links of 2 and 3 names across
     directories, a fifo, a symlink, user.* xattrs on files and a directory, modes 0600 and
-    0750, a setgid directory, files owned by nobody, and mtimes in the past."""
+    0750, setuid and setgid files, a setgid and a sticky directory, files owned by nobody, and
+    mtimes in the past."""
     for d in ("a", "b", "c/deep", "private", "shared"):
         (root / d).mkdir(parents=True, exist_ok=True)
     blobs = {
@@ -126,6 +131,9 @@ def make_source(root: Path) -> Tree:
     os.chmod(root / "shared", 0o2775)
     os.chmod(root / "b/fifo", 0o640)
     os.chmod(root / "a/multi", 0o755)
+    os.chmod(root / "a/small", 0o4755)  # setuid and setgid files: chown must not leave them
+    os.chmod(root / "c/three-names", 0o2750)  # cleared (every tool chowns first, then chmods)
+    os.chmod(root / "c/deep", 0o1777)  # sticky
     # Times last, deepest first (a change inside a directory moves its mtime).
     paths = sorted((p for p in root.rglob("*")), key=lambda p: -len(p.parts))
     for i, path in enumerate([*paths, root]):
@@ -282,3 +290,36 @@ def test_sqlite_in_wal_mode(any_mount: Mounted, tmp_path: Path) -> None:
     assert check.execute("pragma integrity_check").fetchone() == ("ok",)
     assert check.execute("select count(*) from t").fetchone() == (2000,)
     check.close()
+
+
+def acl(*entries: tuple[int, int, int]) -> bytes:
+    """A system.posix_acl_* value as Linux encodes it: version 2, then (tag, perm, id)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+def test_posix_acls_are_refused_as_a_file_system_without_them(
+    any_mount: Mounted, tmp_path: Path
+) -> None:
+    """The mount keeps no POSIX ACLs (docs/mount.md): a tree that carries one is copied whole
+    but its ACL, and rsync -A and cp -a say so (exit 23 and 1), as onto a file system mounted
+    without ACLs; never an ACL shown that the kernel would not enforce."""
+    src = tmp_path / "src"
+    make_source(src)
+    anyone = 0xFFFFFFFF
+    # user::rw- user:1000:r-- group::r-- mask::r-- other::---
+    os.setxattr(src / "a/small", "system.posix_acl_access",
+                acl((1, 6, anyone), (2, 4, 1000), (4, 4, anyone), (0x10, 4, anyone),
+                    (0x20, 0, anyone)))  # fmt: skip
+    source = walk(src)
+    mnt = any_mount.path
+    done = subprocess.run(["rsync", "-aHAX", f"{src}/", f"{mnt / 'dst'}/"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 23 and "Operation not supported" in done.stderr, done.stderr
+    same_as_source(source, mnt / "dst")  # all but the ACL, its mode bits included
+    with pytest.raises(OSError) as exc:
+        os.getxattr(mnt / "dst/a/small", "system.posix_acl_access")
+    assert exc.value.errno == errno.ENODATA
+    run("rsync", "-aHX", f"{src}/", f"{mnt / 'dst'}/")  # without -A: nothing left to do
+    done = subprocess.run(["cp", "-a", str(src), str(mnt / "cpa")], capture_output=True, text=True)
+    assert done.returncode == 1 and "preserving permissions" in done.stderr, done.stderr
+    same_as_source(source, mnt / "cpa")

@@ -188,6 +188,35 @@ def test_rsync_ahax_twice(any_mount: Mounted, tmp_path: Path) -> None:
     after_unmount(any_mount, "dst", source)
 
 
+def test_rsync_ahax_follows_a_changed_source(any_mount: Mounted, tmp_path: Path) -> None:
+    """The second run of a backup: content rewritten under three names, xattrs changed and
+    removed, a mode and an owner changed, a file deleted, a new name for a linked file, a
+    rename, a new fifo; rsync --delete makes the copy the source again, and a third run has
+    nothing to do."""
+    src = tmp_path / "src"
+    make_source(src)
+    mnt = any_mount.path
+    rsync = ("rsync", "-aHAX", "--delete", "--itemize-changes", f"{src}/", f"{mnt / 'dst'}/")
+    run(*rsync)
+    (src / "c/three-names").write_bytes(b"new content, three names")
+    os.setxattr(src / "a/small", "user.colour", b"red")
+    os.removexattr(src / "a/small", "user.binary")
+    os.chmod(src / "a/one-block", 0o600)
+    os.chown(src / "empty", NOBODY, NOBODY)
+    (src / "a/multi").unlink()
+    os.link(src / "b/two-names", src / "c/deep/two-3")
+    os.rename(src / "private/secret", src / "private/renamed")
+    os.mkfifo(src / "c/fifo2")
+    for rel in ("a", "b", "c", "c/deep", "c/fifo2", "c/three-names", "private"):
+        # rsync compares whole seconds: a time it need not set must differ in them
+        os.utime(src / rel, ns=(PAST * 10**9, PAST * 10**9))
+    source = walk(src)
+    run(*rsync)
+    same_as_source(source, mnt / "dst")
+    assert run(*rsync).stdout == ""
+    after_unmount(any_mount, "dst", source)
+
+
 def test_cp_a_into_the_mount_and_back_out(any_mount: Mounted, tmp_path: Path) -> None:
     source = make_source(tmp_path / "src")
     mnt = any_mount.path

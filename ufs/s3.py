@@ -45,7 +45,13 @@ from ufs.errors import (
     UfsNotFound,
 )
 from ufs.s3errors import NOT_FOUND, s3_errors
-from ufs.s3meta import dir_status, file_status, posix_metadata, replaced_metadata
+from ufs.s3meta import (
+    dir_status,
+    file_status,
+    posix_metadata,
+    replaced_metadata,
+    special_metadata,
+)
 from ufs.s3options import S3Options
 from ufs.s3stream import FullReads
 from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
@@ -391,10 +397,10 @@ class S3UnderFS(UnderFS):
             )
         return self.stat(b)
 
-    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
+    def mknod(self, path: str, mode: int, rdev: int, attrs: UfsAttrs | None = None) -> UfsStatus:
         """An empty object whose metadata carries the type, as s3fs-fuse writes one."""
         rel = normalize(path)
-        meta = {"mode": str(mode)}
+        meta = special_metadata(mode, attrs)
         if rdev:
             meta["rdev"] = str(rdev)
         with self._errors(rel):

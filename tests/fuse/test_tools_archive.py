@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuse.mounting import Mounted, mounted
+from tests.fuse.test_posix import as_nobody, shared_mount  # noqa: F401 (a fixture)
 from tests.ufs.stores import LocalStore, S3Store
 
 MIB = 1024 * 1024
@@ -279,7 +280,7 @@ def s3_holds(store: S3Store, prefix: str, source: Tree) -> None:
         head = store.client.head_object(Bucket=store.bucket, Key=key)
         meta = head["Metadata"]
         assert meta.get("mode") == str(entry.kind | entry.mode), (rel, meta)
-        assert (int(meta["uid"]), int(meta["gid"])) == (entry.uid, entry.gid), (rel, meta)
+        assert (meta.get("uid"), meta.get("gid")) == (str(entry.uid), str(entry.gid)), (rel, meta)
         seconds, ns = divmod(entry.mtime_ns, 1_000_000_000)
         assert meta.get("mtime") == f"{seconds}.{ns:09d}", (rel, meta)
         held = tuple(sorted(store.xattrs(key[3:]).items()))
@@ -352,3 +353,20 @@ def test_posix_acls_are_refused_as_a_file_system_without_them(
     done = subprocess.run(["cp", "-a", str(src), str(mnt / "cpa")], capture_output=True, text=True)
     assert done.returncode == 1 and "preserving permissions" in done.stderr, done.stderr
     same_as_source(source, mnt / "cpa")
+
+
+def test_mkfifo_by_another_user_is_theirs_in_the_store(
+    shared_mount: Mounted,  # noqa: F811 (test_posix's fixture)
+) -> None:
+    """mkfifo(1) as user nobody: the store's fifo is nobody's too, with the mode asked for
+    (the daemon's own umask does not narrow it), as a new home sees it."""
+    shared = shared_mount.path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o1777)
+    out = as_nobody(f"os.umask(0)\nos.mkfifo({str(shared / 'fifo')!r}, 0o666)\n")
+    assert out.returncode == 0, out.stderr
+    shared_mount.umount()
+    store = shared_mount.store  # type: ignore[attr-defined]
+    st = os.lstat(store.root / "shared/fifo")
+    assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o666
+    assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)

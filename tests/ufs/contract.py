@@ -222,6 +222,17 @@ class UnderFSContract:
         with pytest.raises(UfsNotFound):
             ufs.set_attrs("sa/missing", UfsAttrs(mode=0o600))
 
+    def test_mknod_gives_its_attributes(self, ufs: UnderFS) -> None:
+        old = os.umask(0o077)  # the daemon's own umask must not decide
+        try:
+            made = ufs.mknod("sp/f", stat.S_IFIFO | 0o666, 0, UfsAttrs(0o664, 1000, 1001))
+        finally:
+            os.umask(old)
+        assert (made.special, made.mode, made.uid, made.gid) == (stat.S_IFIFO, 0o664, 1000, 1001)
+        (listed,) = list(ufs.list("sp"))
+        assert (listed.special, listed.mode, listed.uid, listed.gid) == (stat.S_IFIFO, 0o664,
+                                                                        1000, 1001)  # fmt: skip
+
     def test_set_attrs_of_a_special_file_keeps_its_type(self, ufs: UnderFS) -> None:
         ufs.mknod("sp/fifo", stat.S_IFIFO | 0o644, 0)
         after = ufs.set_attrs("sp/fifo", UfsAttrs(mode=0o600, uid=5, gid=6))

@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.fuse.mounting import Mounted
-from tests.fuse.test_posix import NOBODY, as_nobody, shared_mount  # noqa: F401 (a fixture)
-from tests.fuse.test_tools_archive import acl, make_source, same_as_source
+from tests.fuse.test_posix import as_nobody
+from tests.fuse.test_tools_archive import (
+    NOBODY,
+    acl,
+    make_source,
+    other_user_mount,  # noqa: F401 (a fixture)
+    same_as_source,
+)
 
 ANYONE = 0xFFFFFFFF
 # user::rw- user:1000:rw- group::r-- mask::rw- other::---
@@ -40,9 +46,9 @@ def test_tar_acls_of_a_tree_without_acls_is_silent(any_mount: Mounted, tmp_path:
 
 
 def test_an_acl_of_mode_bits_is_a_chmod_of_the_owner(
-    shared_mount: Mounted,  # noqa: F811 (test_posix's fixture)
+    other_user_mount: Mounted,  # noqa: F811 (test_tools_archive's fixture)
 ) -> None:
-    mnt = shared_mount.path
+    mnt = other_user_mount.path
     own, roots = mnt / "own", mnt / "roots"
     own.write_bytes(b"x")
     os.chown(own, NOBODY, NOBODY)
@@ -77,6 +83,6 @@ def test_an_acl_of_mode_bits_is_a_chmod_of_the_owner(
         os.setxattr(roots, "system.posix_acl_default", mode_acl(7, 5, 5))
     assert exc.value.errno == errno.EOPNOTSUPP  # a default ACL would change inheritance
     os.removexattr(roots, "system.posix_acl_default")  # none there: nothing to do
-    shared_mount.umount()
-    store = shared_mount.store  # type: ignore[attr-defined]
+    other_user_mount.umount()
+    store = other_user_mount.store  # type: ignore[attr-defined]
     assert stat.S_IMODE(os.stat(store.root / "own").st_mode) == 0o2754  # the store's own mode

@@ -9,17 +9,20 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import sqlite3
 import stat
 import struct
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from tests.fuse.mounting import Mounted, mounted
-from tests.fuse.test_posix import as_nobody, shared_mount  # noqa: F401 (a fixture)
+from tests.fuse.test_posix import as_nobody
 from tests.ufs.stores import LocalStore, S3Store
 
 MIB = 1024 * 1024
@@ -355,18 +358,29 @@ def test_posix_acls_are_refused_as_a_file_system_without_them(
     same_as_source(source, mnt / "cpa")
 
 
-def test_mkfifo_by_another_user_is_theirs_in_the_store(
-    shared_mount: Mounted,  # noqa: F811 (test_posix's fixture)
-) -> None:
+@pytest.fixture
+def other_user_mount() -> Iterator[Mounted]:
+    """A mount over a local store that user nobody may use (-o allow_other), in a directory
+    it can reach (a test's tmp_path is root's only); removed after."""
+    base = Path(tempfile.mkdtemp(prefix="shoal-tools-"))
+    base.chmod(0o755)
+    try:
+        with mounted(LocalStore(base / "ufs"), base, "allow_other") as m:
+            yield m
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_mkfifo_by_another_user_is_theirs_in_the_store(other_user_mount: Mounted) -> None:
     """mkfifo(1) as user nobody: the store's fifo is nobody's too, with the mode asked for
     (the daemon's own umask does not narrow it), as a new home sees it."""
-    shared = shared_mount.path / "shared"
+    shared = other_user_mount.path / "shared"
     shared.mkdir(mode=0o777)
     os.chmod(shared, 0o1777)
     out = as_nobody(f"os.umask(0)\nos.mkfifo({str(shared / 'fifo')!r}, 0o666)\n")
     assert out.returncode == 0, out.stderr
-    shared_mount.umount()
-    store = shared_mount.store  # type: ignore[attr-defined]
+    other_user_mount.umount()
+    store = other_user_mount.store  # type: ignore[attr-defined]
     st = os.lstat(store.root / "shared/fifo")
     assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o666
     assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted
-from tests.fuse.test_posix import NOBODY, as_nobody, shared_mount  # noqa: F401 (a fixture)
+from tests.fuse.otheruser import NOBODY, nobody_says, store_root
 
 
 def tree_of(root: Path) -> dict[str, tuple[object, ...]]:
@@ -109,6 +110,35 @@ def test_the_store_holds_every_name(any_mount: Mounted) -> None:
     any_mount.mount()
     assert (mnt / "g").read_bytes() == b"version three\n"
     assert os.stat(mnt / "f").st_nlink == 2
+
+
+def test_a_renamed_other_name_is_renamed_in_the_store(any_mount: Mounted) -> None:
+    """The store's copy under a file's other name goes with that name: once, a rename of it
+    moved the copy onto the file's own name instead, and the new name never reached the store
+    (nor, on a local store, did the old one leave)."""
+    mnt = any_mount.path
+    store = any_mount.store  # type: ignore[attr-defined]
+    (mnt / "own").write_bytes(b"linked\n")
+    os.link(mnt / "own", mnt / "other")
+    os.link(mnt / "own", mnt / "third")
+    (mnt / "replaced").write_bytes(b"replaced\n")
+    os.rename(mnt / "other", mnt / "renamed")
+    os.rename(mnt / "third", mnt / "replaced")  # over another file
+    (mnt / "d").mkdir()
+    os.unlink(mnt / "own")  # "renamed" takes over as the file's own name
+    os.link(mnt / "renamed", mnt / "d" / "moved")
+    os.rename(mnt / "d" / "moved", mnt / "d" / "moved-again")
+    names = ["renamed", "replaced", "d/moved-again"]
+    assert sorted(store.keys()) == sorted(["d/", *names])
+    assert {store.get(name) for name in names} == {b"linked\n"}
+    root = store_root(any_mount)
+    if root is not None:  # a local store: one file under every name
+        assert len({os.stat(root / name).st_ino for name in names}) == 1
+    any_mount.umount()
+    assert "clean" in shoal("fsck", home=any_mount.home).stdout
+    any_mount.mount()
+    assert [os.stat(mnt / name).st_nlink for name in names] == [3, 3, 3]
+    assert (mnt / "replaced").read_bytes() == b"linked\n"
 
 
 @pytest.mark.parametrize("stop", ["umount", "kill9"])
@@ -209,29 +239,39 @@ def test_a_name_unlinked_while_open_keeps_the_content_for_the_other(any_mount: M
     assert other.read_bytes() == b"replacement\n"
 
 
-def test_hard_links_as_another_user(request: pytest.FixtureRequest) -> None:
-    """Through an allow_other mount, user nobody links its own file (and unlinks one name),
-    and may not link a file of root's it cannot read or write (protected_hardlinks)."""
-    shared: Mounted = request.getfixturevalue("shared_mount")  # test_posix's
-    mnt = shared.path
-    (mnt / "pub").mkdir()
-    os.chmod(mnt / "pub", 0o1777)
+def protected_hardlinks() -> bool:
+    """Whether the kernel refuses a link to a file the caller may not read and write."""
+    return Path("/proc/sys/fs/protected_hardlinks").read_text().strip() == "1"
+
+
+def test_hard_links_as_another_user(shared_any_mount: Mounted) -> None:
+    """Through an allow_other mount, user nobody links its own file, unlinks and renames one
+    name, and (protected_hardlinks) may not link a file of root's it cannot read or write; the
+    store holds every name nobody made (on S3, a copy)."""
+    mnt = shared_any_mount.path
     (mnt / "pub" / "roots").write_bytes(b"secret\n")
     os.chmod(mnt / "pub" / "roots", 0o600)
     code = (
         f"d = {str(mnt / 'pub')!r}\n"
         "open(d + '/mine', 'w').write('mine')\n"
         "os.link(d + '/mine', d + '/mine2')\n"
+        "os.link(d + '/mine', d + '/mine3')\n"
         "print(os.stat(d + '/mine2').st_nlink)\n"
         "os.unlink(d + '/mine')\n"
-        "print(open(d + '/mine2').read(), os.stat(d + '/mine2').st_nlink)\n"
-        "try:\n"
-        "    os.link(d + '/roots', d + '/stolen')\n"
-        "except PermissionError:\n"
-        "    print('refused')\n"
+        "os.rename(d + '/mine3', d + '/renamed')\n"
+        "print(open(d + '/mine2').read(), os.stat(d + '/renamed').st_nlink)\n"
+        "attempt('link roots', lambda: os.link(d + '/roots', d + '/stolen'))\n"
     )
-    out = as_nobody(code)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:3] == ["2", "mine 1", "refused"]
-    assert os.stat(mnt / "pub" / "mine2").st_uid == NOBODY
-    assert not (mnt / "pub" / "stolen").exists()
+    refused = "EPERM" if protected_hardlinks() else "allowed"
+    assert nobody_says(code) == ["3", "mine 2", f"link roots {refused}"]
+    st = os.stat(mnt / "pub" / "mine2")
+    assert (st.st_uid, st.st_ino) == (NOBODY, os.stat(mnt / "pub" / "renamed").st_ino)
+    assert (mnt / "pub" / "stolen").exists() != protected_hardlinks()
+    shared_any_mount.umount()
+    store = shared_any_mount.store  # type: ignore[attr-defined]
+    assert store.get("pub/mine2") == store.get("pub/renamed") == b"mine"
+    assert "pub/mine" not in store.keys() and "pub/mine3" not in store.keys()
+    root = store_root(shared_any_mount)
+    if root is not None:  # a local store: one file of nobody's under two names
+        one, two = os.stat(root / "pub" / "mine2"), os.stat(root / "pub" / "renamed")
+        assert one.st_ino == two.st_ino and (one.st_uid, one.st_nlink) == (NOBODY, 2)

@@ -62,7 +62,7 @@ from engine.persister import Persister
 from engine.placement import Placement
 from engine.state import PERSISTED, store_may_hold
 from engine.storemove import StoreMoves
-from engine.ufswalk import clear_tree, remove_tree
+from engine.ufswalk import clear_tree, other_names, remove_tree
 from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
 
@@ -204,10 +204,12 @@ class UfsFirstChanges:
             )
             if stale is not None:  # still held: the moved file's upload cannot start before this
                 _remove_stale(connector, b)
-            if other_name:
-                self._mirror_at(connector, node, b)
             if moving:  # journaled: a failure from here on leaves the move pending, not undone
                 self.moves.settle_quietly(below=[node])
+            if other_name:
+                self._mirror_at(connector, node, b)
+            elif node.children is not None:
+                self._mirror_below(connector, node, b)
 
     def _rename_file(self, connector: UnderFS, node: Inode, a: str, b: str) -> bool:
         """The UFS's part of a file rename before it is journaled: a stale copy removed, or,
@@ -222,6 +224,20 @@ class UfsFirstChanges:
         if self.may_be_in_ufs(node):
             _remove_file(connector, a)  # stale: its pending upload writes it anew at ``b``
         return False
+
+    def _mirror_below(self, connector: UnderFS, node: Inode, b: str) -> None:
+        """After directory ``node`` moved to ``b``: the hard-linked files' other names below
+        it mirror their content at their new paths (clear_tree removed the old copies). A
+        file whose own name is elsewhere has a move pending from such a name (not below the
+        directory, so not completed with it): completed first, nothing of it is at that path."""
+        names = list(other_names(node, b))
+        ids = {item.id for item, _path in names}
+        try:
+            self.moves.settle(only=lambda ino, _old: ino in ids)
+        except ShoalError as exc:
+            log.warning("pending store moves stay pending: %s", exc)
+        for item, path in names:
+            self._mirror_at(connector, item, path)
 
     def _mirror_at(self, connector: UnderFS, node: Inode, b: str) -> None:
         """After an other name of linked file ``node`` was renamed to ``b`` (journaled: ``b``

@@ -141,6 +141,40 @@ def test_a_renamed_other_name_is_renamed_in_the_store(any_mount: Mounted) -> Non
     assert (mnt / "replaced").read_bytes() == b"linked\n"
 
 
+def test_a_renamed_directory_takes_the_other_names_in_it_along(any_mount: Mounted) -> None:
+    """A directory holding hard links' other names (of files named outside it, and inside)
+    renamed: the store holds every name at its new path and nothing at the old one. Once the
+    old directory stayed in the store with a copy in it, and the next listing brought it back
+    as a directory of its own."""
+    mnt = any_mount.path
+    store = any_mount.store  # type: ignore[attr-defined]
+    (mnt / "d").mkdir()
+    (mnt / "e" / "sub").mkdir(parents=True)
+    (mnt / "d" / "outside").write_bytes(b"named outside\n")
+    os.link(mnt / "d" / "outside", mnt / "e" / "sub" / "link")
+    (mnt / "e" / "sub" / "inside").write_bytes(b"named inside\n")
+    # Met before its own name in a walk of the directory (which records a move per file).
+    os.link(mnt / "e" / "sub" / "inside", mnt / "e" / "again")
+    os.link(mnt / "e" / "sub" / "inside", mnt / "d" / "out-link")
+    os.rename(mnt / "e", mnt / "moved")
+    content = {
+        "d/outside": b"named outside\n",
+        "moved/sub/link": b"named outside\n",
+        "moved/sub/inside": b"named inside\n",
+        "moved/again": b"named inside\n",
+        "d/out-link": b"named inside\n",
+    }
+    assert sorted(store.keys()) == sorted(["d/", "moved/", "moved/sub/", *content])
+    assert {key: store.get(key) for key in content} == content
+    shoal("fs", "sync", "-R", "/", home=any_mount.home)
+    assert sorted(os.listdir(mnt)) == ["d", "moved"]
+    any_mount.umount()
+    assert "clean" in shoal("fsck", home=any_mount.home).stdout
+    any_mount.mount()
+    assert {key: (mnt / key).read_bytes() for key in content} == content
+    assert os.stat(mnt / "moved" / "again").st_nlink == 3
+
+
 @pytest.mark.parametrize("stop", ["umount", "kill9"])
 def test_links_survive_a_restart(any_mount: Mounted, stop: str) -> None:
     """Through the checkpoint written at unmount, and through replay after a kill -9."""

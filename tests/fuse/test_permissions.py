@@ -193,9 +193,22 @@ def test_changes_through_the_mount_reach_the_store(shared: tuple[Mounted, StoreV
     os.chmod(mnt / "closed", 0o750)
     os.chown(mnt / "closed", 0, OTHER)
     assert view.attrs("closed", directory=True)[:3] == (DIR | 0o750, 0, OTHER)
-    lines = nobody_says(f"open({str(mnt / 'sticky' / 'by-nobody')!r}, 'w').write('n')\n")
+    # nobody's private directories, renamed: the store's copies at the new path keep their
+    # owner and mode (once a local store's were remade there as root's 0755, and a sync then
+    # showed them so).
+    sticky = str(mnt / "sticky")
+    lines = nobody_says(
+        f"s = {sticky!r}\n"
+        "open(s + '/by-nobody', 'w').write('n')\n"
+        "os.mkdir(s + '/nd', 0o700)\n"
+        "os.mkdir(s + '/nd/sub', 0o750)\n"
+        "open(s + '/nd/sub/f', 'w').write('f')\n"
+        "os.rename(s + '/nd', s + '/nd2')\n"
+    )
     assert lines == []
     assert view.attrs("sticky/by-nobody")[1:3] == (NOBODY, NOBODY)
+    assert view.attrs("sticky/nd2", directory=True)[:3] == (DIR | 0o700, NOBODY, NOBODY)
+    assert view.attrs("sticky/nd2/sub", directory=True)[:3] == (DIR | 0o750, NOBODY, NOBODY)
     # The mount shows what it set, also after a restart (journal, and the store agrees).
     m.umount()
     m.mount("allow_other")
@@ -205,6 +218,9 @@ def test_changes_through_the_mount_reach_the_store(shared: tuple[Mounted, StoreV
     assert st.st_mtime_ns == 1_500_000_000_250_000_000
     assert (mnt / "public").read_bytes() == b"everyone reads"
     assert stat.S_IMODE(os.stat(mnt / "made").st_mode) == 0o700
+    for name, mode in (("sticky/nd2", 0o700), ("sticky/nd2/sub", 0o750)):
+        st = os.stat(mnt / name)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, NOBODY, NOBODY), name
 
 
 def test_a_change_in_the_store_is_followed_by_a_sync(shared: tuple[Mounted, StoreView]) -> None:

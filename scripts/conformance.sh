@@ -46,28 +46,45 @@ command -v prove >/dev/null || { echo "prove (perl) is needed" >&2; exit 2; }
 work="$(mktemp -d "${TMPDIR:-/tmp}/shoal-conformance.XXXXXX")"
 # The suite's users must reach the mounts' working directories.
 chmod 0755 "$work"
+# The passthrough works on absolute paths below its source directory: a long one would push the
+# suite's socket paths past sun_path's 108 bytes, failing files for the baseline's setup alone.
+pt_src="$(mktemp -d /tmp/pt.XXXXXX)"
+chmod 0755 "$pt_src"
 logs="${CONFORMANCE_LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/shoal-conformance-logs.XXXXXX")}"
 mkdir -p "$logs"
 pt_mnt="$work/pt-mnt"
+pt_pid=""
 shoal_mnt=""
 shoal_pid=""
 moto_pid=""
 status=0
 
+# Unmounts $1 if it is a mount point; a busy mount is detached (lazily) rather than left.
+unmount() {
+	mountpoint -q "$1" 2>/dev/null || return 0
+	fusermount3 -u "$1" 2>/dev/null || fusermount3 -uz "$1"
+}
+
+stop() {
+	[ -n "$1" ] || return 0
+	kill "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
 cleanup() {
-	if [ -n "$shoal_mnt" ] && mountpoint -q "$shoal_mnt" 2>/dev/null; then
-		fusermount3 -u "$shoal_mnt" 2>/dev/null
+	[ -z "$shoal_mnt" ] || unmount "$shoal_mnt"
+	stop "$shoal_pid"
+	unmount "$pt_mnt"
+	stop "$pt_pid"
+	stop "$moto_pid"
+	# libfuse's passthrough shows the whole root file system: a removal that went through a
+	# mount still there would delete /. Remove nothing while anything below is mounted, and
+	# never cross into another file system.
+	if grep -qF -e " $work/" -e " $pt_src " /proc/self/mounts; then
+		echo "still mounted below $work or at $pt_src: left in place" >&2
+		return
 	fi
-	if [ -n "$shoal_pid" ] && kill -0 "$shoal_pid" 2>/dev/null; then
-		kill "$shoal_pid" 2>/dev/null
-		wait "$shoal_pid" 2>/dev/null
-	fi
-	mountpoint -q "$pt_mnt" 2>/dev/null && fusermount3 -u "$pt_mnt"
-	if [ -n "$moto_pid" ]; then
-		kill "$moto_pid" 2>/dev/null
-		wait "$moto_pid" 2>/dev/null
-	fi
-	rm -rf "$work"
+	rm -rf --one-file-system "$work" "$pt_src"
 }
 trap cleanup EXIT
 
@@ -137,12 +154,20 @@ shoal_side() {
 
 if in_sides passthrough; then
 	[ -x "$passthrough" ] || { echo "no passthrough binary at $passthrough" >&2; exit 2; }
-	mkdir -p "$work/pt-src" "$pt_mnt"
-	"$passthrough" -o allow_other,default_permissions "$pt_mnt"
-	# The passthrough shows the whole root: the suite runs in its view of pt-src.
-	run_suite "$pt_mnt$work/pt-src" "$logs/passthrough.log" \
-		"passthrough -o allow_other,default_permissions"
-	fusermount3 -u "$pt_mnt"
+	mkdir -p "$pt_mnt"
+	"$passthrough" -f -o allow_other,default_permissions "$pt_mnt" 2>"$work/pt.err" &
+	pt_pid=$!
+	if wait_mounted "$pt_mnt" "$pt_pid"; then
+		# The passthrough shows the whole root: the suite runs in its view of pt_src.
+		run_suite "$pt_mnt$pt_src" "$logs/passthrough.log" \
+			"passthrough -o allow_other,default_permissions"
+	else
+		echo "the passthrough did not mount: $(cat "$work/pt.err")" >&2
+		status=1
+	fi
+	unmount "$pt_mnt"
+	stop "$pt_pid"
+	pt_pid=""
 fi
 
 if in_sides shoal; then

@@ -55,6 +55,7 @@ class CountedUnderFS(UnderFS):
     def __init__(self, inner: UnderFS) -> None:
         self.inner = inner
         self.uri = inner.uri
+        self.rules = inner.rules
 
     def _call(self, op: str, fn: Any, *args: Any) -> Any:
         UFS_REQUESTS.labels(op).inc()
@@ -105,6 +106,14 @@ class CountedUnderFS(UnderFS):
 
     def rename(self, src: str, dst: str) -> None:
         self._call("rename", self.inner.rename, src, dst)
+
+    def link(self, src: str, dst: str) -> UfsStatus:
+        status: UfsStatus = self._call("link", self.inner.link, src, dst)
+        return status
+
+    def mknod(self, path: str, mode: int, rdev: int, attrs: UfsAttrs | None = None) -> UfsStatus:
+        status: UfsStatus = self._call("mknod", self.inner.mknod, path, mode, rdev, attrs)
+        return status
 
     def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
         self.inner.check_xattrs(path, xattrs)

@@ -10,6 +10,7 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 import sqlite3
 import stat
 import struct
@@ -23,7 +24,7 @@ import pytest
 
 from tests.fuse.mounting import Mounted, mounted
 from tests.fuse.test_posix import as_nobody
-from tests.ufs.stores import LocalStore, S3Store
+from tests.ufs.stores import LocalStore, S3Store, Store
 
 MIB = 1024 * 1024
 PAST = 1_500_000_000  # 2017: mtimes set in the past, with a fraction of a second
@@ -174,6 +175,19 @@ def test_tar_into_the_mount_and_back_out(any_mount: Mounted, tmp_path: Path) -> 
     tar_copy(mnt / "tar", tmp_path / "back")  # tar c reads it all from the mount
     same_as_source(source, tmp_path / "back")
     after_unmount(any_mount, "tar", source)
+
+
+def test_tar_into_a_mount_that_serves_metrics(store: Store, tmp_path: Path) -> None:
+    """With metrics served, every connector call goes through a counting wrapper: hard links
+    and fifos must still reach the store (they answered EINVAL)."""
+    source = make_source(tmp_path / "src")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mounted(store, tmp_path, f"metrics.port={port}") as m:
+        tar_copy(tmp_path / "src", m.path / "tar")
+        same_as_source(source, m.path / "tar")
+        after_unmount(m, "tar", source)
 
 
 def test_rsync_ahax_twice(any_mount: Mounted, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from engine.placement import Placement
 from engine.state import PERSISTED, Mount
 from engine.sync import MetadataSync
 from journal import entries as E
-from ufs.base import UnderFS
+from ufs.base import UfsAttrs, UnderFS
 from ufs.base import join as ufs_join
 from ufs.errors import UfsError
 
@@ -107,8 +107,14 @@ class LinkChanges:
         if ufs is None:
             return ns.create_in(parent.id, name, mode, uid, gid, rdev)
         _mount, connector, rel = ufs
+        # The caller's owner and mode in the store too: a local store's daemon (root) makes the
+        # node as its own, less its umask, and S3's empty object carries only the type; a sync
+        # would then show another user's fifo as root's.
+        attrs = UfsAttrs(mode & 0o7777, uid, gid)
         with ufs_errors():
             status = connector.mknod(rel, mode, rdev)
+            if (status.mode, status.uid, status.gid) != (attrs.mode, attrs.uid, attrs.gid):
+                status = connector.set_attrs(rel, attrs)
         with ns.lock:
             if parent.children is None:
                 raise NotADirectory(f"{ns.path_of(parent)} is not a directory")

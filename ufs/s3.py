@@ -45,7 +45,7 @@ from ufs.errors import (
     UfsNotFound,
 )
 from ufs.s3errors import NOT_FOUND, s3_errors
-from ufs.s3meta import dir_status, file_status, posix_metadata
+from ufs.s3meta import dir_status, file_status, object_metadata, posix_metadata
 from ufs.s3options import S3Options
 from ufs.s3stream import FullReads
 from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
@@ -305,8 +305,7 @@ class S3UnderFS(UnderFS):
                 meta.update(posix_metadata(attrs, directory=True))
                 self.client.put_object(Bucket=self.bucket, Key=marker, Body=b"", Metadata=meta)
             else:  # a copy onto itself: new metadata, the same bytes
-                meta = dict(head.get("Metadata", {}))
-                meta.update(posix_metadata(attrs, directory=False))
+                meta = object_metadata(head.get("Metadata", {}), attrs)
                 extra = {"Metadata": meta, "MetadataDirective": "REPLACE"}
                 if head.get("ContentType"):
                     extra["ContentType"] = head["ContentType"]

@@ -34,6 +34,17 @@ def posix_metadata(attrs: UfsAttrs | None, *, directory: bool) -> dict[str, str]
     return out
 
 
+def object_metadata(old: Mapping[str, str], attrs: UfsAttrs) -> dict[str, str]:
+    """An object's metadata ``old`` with ``attrs`` recorded in it: a special file keeps its
+    type bits (a chmod of a fifo must not make it a regular file)."""
+    meta = dict(old)
+    meta.update(posix_metadata(attrs, directory=False))
+    fmt, _rdev = _special(old)
+    if fmt and attrs.mode is not None:
+        meta["mode"] = str(fmt | (attrs.mode & 0o7777))
+    return meta
+
+
 def _number(meta: Mapping[str, str], key: str) -> int | None:
     try:
         value = int(meta[key])

@@ -107,8 +107,12 @@ class LinkChanges:
         if ufs is None:
             return ns.create_in(parent.id, name, mode, uid, gid, rdev)
         _mount, connector, rel = ufs
+        # The caller's owner and mode in the store too: a local store's daemon (root) makes the
+        # node as its own, less its umask, and S3's empty object carries only the type; a sync
+        # would then show another user's fifo as root's.
+        attrs = UfsAttrs(mode & 0o7777, uid, gid)
         with ufs_errors():
-            status = connector.mknod(rel, mode, rdev, UfsAttrs(mode & 0o7777, uid, gid))
+            status = connector.mknod(rel, mode, rdev, attrs)
         with ns.lock:
             if parent.children is None:
                 raise NotADirectory(f"{ns.path_of(parent)} is not a directory")

@@ -230,7 +230,8 @@ class UfsFirstChanges:
         it mirror their content at their new paths (clear_tree removed the old copies). A
         file whose own name is elsewhere has a move pending from such a name (not below the
         directory, so not completed with it): completed first, nothing of it is at that path."""
-        names = list(other_names(node, b))
+        with self.ns.lock:  # a consistent look at the tree, as every walk of it
+            names = list(other_names(node, b))
         ids = {item.id for item, _path in names}
         try:
             self.moves.settle(only=lambda ino, _old: ino in ids)

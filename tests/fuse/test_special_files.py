@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted
 from tests.fuse.otheruser import NOBODY, nobody_says
 
@@ -28,6 +29,19 @@ def store_mode(m: Mounted, key: str) -> int:
     head = store.client.head_object(Bucket=store.bucket, Key=f"ds/{key}")
     assert head["ContentLength"] == 0
     return stat.S_IFMT(int(head["Metadata"]["mode"]))
+
+
+def store_attrs(m: Mounted, key: str) -> tuple[int, int, int, int]:
+    """(type bits, permission bits, uid, gid) the store holds for ``key``: a local store's own
+    file, or an S3 object's x-amz-meta-mode, -uid and -gid."""
+    store = m.store  # type: ignore[attr-defined]
+    root = getattr(store, "root", None)
+    if root is not None:
+        st = os.lstat(root / key)
+        return stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    meta = store.client.head_object(Bucket=store.bucket, Key=f"ds/{key}")["Metadata"]
+    mode = int(meta["mode"])
+    return stat.S_IFMT(mode), stat.S_IMODE(mode), int(meta["uid"]), int(meta["gid"])
 
 
 def pass_through_fifo(path: Path, payload: bytes) -> bytes:
@@ -171,11 +185,20 @@ def test_special_files_as_another_user(shared_any_mount: Mounted) -> None:
         "print(server.accept()[0].recv(100).decode())\n"
     )
     assert nobody_says(code) == ["from nobody", "device EPERM", "over the socket"]
-    for path, kind in ((pipe, stat.S_IFIFO), (sock, stat.S_IFSOCK)):
-        st = os.lstat(path)
-        assert (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid) == (kind, NOBODY, NOBODY)
-        assert store_mode(shared_any_mount, f"pub/{path.name}") == kind
     assert not (mnt / "pub" / "pipe-dev").exists()
+    # The store holds them as nobody's (once a local store's were the daemon's: root's, and a
+    # sync showed them so), and a chmod keeps their type (once S3's became a regular file).
+    nobody_says(f"os.chmod({str(sock)!r}, 0o700)\n")
+    wanted = {pipe: (stat.S_IFIFO, 0o600), sock: (stat.S_IFSOCK, 0o700)}
+    for path, (kind, mode) in wanted.items():
+        assert store_attrs(shared_any_mount, f"pub/{path.name}") == (kind, mode, NOBODY, NOBODY)
+    shared_any_mount.umount()
+    shared_any_mount.mount("allow_other")
+    shoal("fs", "sync", "-R", "/", home=shared_any_mount.home)
+    for path, (kind, mode) in wanted.items():
+        st = os.lstat(path)
+        assert (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)) == (kind, mode), path
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY), path
 
 
 def test_link_counts_and_dot_entries_as_another_user(shared_any_mount: Mounted) -> None:

@@ -181,6 +181,15 @@ class UnderFSContract:
         put(ufs, "sp/empty", b"")
         assert ufs.stat("sp/empty").special == 0  # an empty regular file stays one
 
+    def test_a_special_files_attributes_keep_its_type(self, ufs: UnderFS) -> None:
+        ufs.mknod("sp/sock", stat.S_IFSOCK | 0o755, 0)
+        status = ufs.set_attrs("sp/sock", UfsAttrs(0o700, 1000, 1001))
+        assert (status.special, status.mode, status.uid, status.gid) == (
+            stat.S_IFSOCK, 0o700, 1000, 1001,
+        )  # fmt: skip
+        (listed,) = list(ufs.list("sp"))
+        assert listed.special == stat.S_IFSOCK and listed.mode == 0o700
+
     def test_writes_that_ended_leave_nothing_behind(self, ufs: UnderFS) -> None:
         put(ufs, "w/f", b"first")
         put(ufs, "w/f", b"second")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs pjdfstest (https://github.com/pjd/pjdfstest, fetched and built outside this repository)
-# over libfuse's C passthrough and over a Shoal mount of a local UFS, and compares the failed
-# test files. docs/mount.md, "POSIX conformance", says how to get the suite and what to expect.
+# over libfuse's C passthrough and over a Shoal mount of a local UFS (and of S3 with --s3), and
+# compares the failed test files. docs/mount.md, "POSIX conformance", says how to get the suite and what to expect.
 #
 # usage (as root: the suite switches to other users):
 #   scripts/conformance.sh PJDFSTEST_DIR [--only passthrough|shoal|s3] [--s3] [TEST_DIR...]
@@ -14,7 +14,8 @@
 # PYTHON the interpreter with Shoal's dependencies (default: this checkout's .venv, else python3).
 # Each side prints its failed files and their count; the exit status is 1 when a Shoal daemon
 # died (its mount is gone or its process exited before the unmount), else 0. Only what this
-# script made (one scratch directory under ${TMPDIR:-/tmp}, two mounts) is removed; prove's logs
+# script made is unmounted, stopped and removed: its mounts, daemons and moto server, a scratch
+# directory under ${TMPDIR:-/tmp} and the passthrough's source directory /tmp/pt.*; prove's logs
 # stay in a directory of their own (printed), or in $CONFORMANCE_LOGS when set.
 set -uo pipefail
 

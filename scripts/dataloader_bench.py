@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -155,6 +156,8 @@ def epoch(make_dataset: Callable[[Any], Any], workers: int, batch: int) -> dict[
     """One full epoch: (images, seconds, images/s)."""
     from torch.utils.data import DataLoader
 
+    # More workers than cores is the point here: they share the cores with Shoal's daemon.
+    warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
     transforms = import_torchvision().transforms
     transform = transforms.Compose([transforms.RandomResizedCrop(224), transforms.ToTensor()])
     start = time.perf_counter()
@@ -252,61 +255,77 @@ def warm_local(root: str) -> None:
 Reader = Callable[[str], dict[str, float]]
 
 
-def local_ufs_cases(
-    args: argparse.Namespace, data: str, scratch: str, mem: str, read: Reader, out: dict[str, Any]
-) -> None:
+class Bench:
+    """One run: where it works, how an epoch is read, and the figures so far. Every figure is
+    paired with an epoch over the local copy measured just before it, so a machine whose load
+    changes during the run (it is shared) moves both sides of each ratio alike."""
+
+    def __init__(self, args: argparse.Namespace, scratch: str, mem: str, read: Reader) -> None:
+        self.args, self.scratch, self.mem, self.read = args, scratch, mem, read
+        self.out: dict[str, Any] = {"mode": "smoke" if args.smoke else "torch", "ratios": {}}
+
+    def measure(self, label: str, case: Callable[[], dict[str, float]], local: str) -> None:
+        baseline = self.read(local)
+        figures = case()
+        self.out[label] = {**figures, "local_images_per_s": baseline["images_per_s"]}
+        self.out["ratios"][label] = figures["images_per_s"] / baseline["images_per_s"]
+
+    def reading(self, root: str) -> Callable[[], dict[str, float]]:
+        return lambda: self.read(root)
+
+    def home(self, name: str, mem_quota: str) -> tuple[str, str]:
+        """A fresh home (its own MEM directory) and mountpoint for one case."""
+        home, mnt = (os.path.join(self.scratch, f"{d}-{name}") for d in ("home", "mnt"))
+        os.makedirs(mnt)
+        write_tiers(home, os.path.join(self.mem, name), mem_quota, "4GiB")
+        return home, mnt
+
+
+def local_ufs_cases(bench: Bench, data: str) -> None:
     """A mount of the dataset's own directory: cold, warm, the fsspec client, after a remount."""
-    home, mnt = os.path.join(scratch, "home-local"), os.path.join(scratch, "mnt-local")
-    os.makedirs(mnt)
-    write_tiers(home, os.path.join(mem, "local"), "1GiB", "4GiB")
+    home, mnt = bench.home("local", "1GiB")
     with mounted(home, data, mnt, []):
-        out["mount_cold"] = read(mnt)
-        out["mount_warm"] = read(mnt)
-        out.update(fsspec_cases(args, mnt))
+        bench.measure("mount_cold", bench.reading(mnt), data)
+        bench.measure("mount_warm", bench.reading(mnt), data)
+        fsspec_cases(bench, mnt, data)
     with mounted(home, data, mnt, []):
-        out["mount_remount"] = read(mnt)
-        out["mount_remount_report"] = report(home)
+        bench.measure("mount_remount", bench.reading(mnt), data)
+        bench.out["mount_remount_report"] = report(home)
 
 
-def fsspec_cases(args: argparse.Namespace, mnt: str) -> dict[str, Any]:
-    missing = (
-        fsspec_missing() if not args.smoke else "the fsspec client is measured with torch only"
-    )
+def fsspec_cases(bench: Bench, mnt: str, data: str) -> None:
+    args = bench.args
+    missing = fsspec_missing() if not args.smoke else "measured with torch only"
     if missing:
         print(f"skipping the fsspec client: {missing}", file=sys.stderr)
-        return {"fsspec_skipped": missing}
+        bench.out["fsspec_skipped"] = missing
+        return
 
     def make(transform: Any) -> FsspecImageFolder:
         return FsspecImageFolder("shoal", {"mountpoint": mnt}, mnt, transform)
 
-    return {
-        "fsspec_first": epoch(make, args.workers, args.batch),
-        "fsspec_warm": epoch(make, args.workers, args.batch),
-    }
+    for label in ("fsspec_first", "fsspec_warm"):
+        bench.measure(label, lambda: epoch(make, args.workers, args.batch), data)
 
 
-def s3_cases(
-    args: argparse.Namespace, data: str, scratch: str, mem: str, read: Reader, out: dict[str, Any]
-) -> None:
+def s3_cases(bench: Bench, data: str) -> None:
     """The dataset in moto's S3, every request delayed by the proxy: cold, then warm."""
     from cli.bench.faultproxy import Fault, FaultProxy
     from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
 
-    home, mnt = os.path.join(scratch, "home-s3"), os.path.join(scratch, "mnt-s3")
-    os.makedirs(mnt)
-    write_tiers(home, os.path.join(mem, "s3"), "1GiB", "4GiB")
+    home, mnt = bench.home("s3", "1GiB")
     server = start_s3_server()
     proxy = FaultProxy(server.endpoint).start()
     try:
         upload(s3_client(server.endpoint), data)
-        proxy.add(Fault("delay", -1, seconds=args.latency_ms / 1000))
+        proxy.add(Fault("delay", -1, seconds=bench.args.latency_ms / 1000))
         options = [
             f"endpoint={proxy.endpoint}", "path_style=true", "region=us-east-1",
             f"access_key={ACCESS_KEY}", f"secret_key={SECRET_KEY}",
         ]  # fmt: skip
         with mounted(home, "s3://bench/ds", mnt, options):
-            out["s3_cold"] = read(mnt)
-            out["s3_warm"] = read(mnt)
+            bench.measure("s3_cold", bench.reading(mnt), data)
+            bench.measure("s3_warm", bench.reading(mnt), data)
     finally:
         proxy.stop()
         server.stop()
@@ -324,30 +343,20 @@ def upload(client: Any, data: str) -> None:
         list(pool.map(put, paths))
 
 
-def ssd_cases(
-    args: argparse.Namespace, big: str, scratch: str, mem: str, read: Reader, out: dict[str, Any]
-) -> None:
+def ssd_cases(bench: Bench, big: str) -> None:
     """A dataset larger than the MEM tier: the first epoch fills MEM and demotes to SSD; after a
     remount, with the SSD tier's pages dropped, the epoch is served by the tiers, mostly SSD."""
-    home, mnt = os.path.join(scratch, "home-ssd"), os.path.join(scratch, "mnt-ssd")
-    os.makedirs(mnt)
-    write_tiers(home, os.path.join(mem, "ssd"), args.mem_quota, "4GiB")
+    home, mnt = bench.home("ssd", bench.args.mem_quota)
     warm_local(big)
-    out["big_local"] = read(big)
     with mounted(home, big, mnt, []):
-        out["big_cold"] = read(mnt)
-    drop_pages(os.path.join(home, "cache"))
+        bench.measure("big_cold", bench.reading(mnt), big)
     with mounted(home, big, mnt, []):
-        out["big_tiers"] = read(mnt)
-        out["big_tiers_report"] = report(home)
-
-
-RATIOS = {  # figure: the local figure it is compared with
-    "mount_cold": "local", "mount_warm": "local", "mount_remount": "local",
-    "s3_cold": "local", "s3_warm": "local",
-    "fsspec_first": "local", "fsspec_warm": "local",
-    "big_cold": "big_local", "big_tiers": "big_local",
-}  # fmt: skip
+        baseline = bench.read(big)  # first: its epoch must not bring the tier files back
+        drop_pages(os.path.join(home, "cache"))
+        figures = bench.read(mnt)
+        bench.out["big_tiers"] = {**figures, "local_images_per_s": baseline["images_per_s"]}
+        bench.out["ratios"]["big_tiers"] = figures["images_per_s"] / baseline["images_per_s"]
+        bench.out["big_tiers_report"] = report(home)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -356,32 +365,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     mem = tempfile.mkdtemp(prefix="shoal-dataloader-", dir=shm)
     data_root = args.data_dir or os.path.join(scratch, "data")
     data = os.path.join(data_root, f"imagefolder-{args.classes}x{args.per_class}")
-    torch_mode = not args.smoke
-    out: dict[str, Any] = {"mode": "torch" if torch_mode else "smoke"}
     read: Reader = smoke_epoch
-    if torch_mode:
+    if not args.smoke:
         read = lambda root: epoch(image_folder(root), args.workers, args.batch)  # noqa: E731
+    bench = Bench(args, scratch, mem, read)
+    out = bench.out
+    out.update(workers=args.workers, batch=args.batch, latency_ms=args.latency_ms)
     try:
         images = build_dataset(data, args.classes, args.per_class)
         out["dataset"] = {"images": images, "bytes": dataset_bytes(data), "classes": args.classes}
-        out.update(workers=args.workers, batch=args.batch, latency_ms=args.latency_ms)
         warm_local(data)
         out["local"] = read(data)
-        local_ufs_cases(args, data, scratch, mem, read, out)
+        local_ufs_cases(bench, data)
         if not args.skip_s3:
-            s3_cases(args, data, scratch, mem, read, out)
+            s3_cases(bench, data)
         if not args.skip_ssd:
             big = os.path.join(data_root, f"imagefolder-{args.big_classes}x{args.per_class}")
             images = build_dataset(big, args.big_classes, args.per_class)
             out["big_dataset"] = {"images": images, "bytes": dataset_bytes(big)}
             out["mem_quota"] = args.mem_quota
-            ssd_cases(args, big, scratch, mem, read, out)
+            ssd_cases(bench, big)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(mem, ignore_errors=True)
-    out["ratios"] = {
-        k: out[k]["images_per_s"] / out[v]["images_per_s"] for k, v in RATIOS.items() if k in out
-    }
     return out
 
 
@@ -394,22 +400,24 @@ LABELS = [
     ("mount, S3, warm", "s3_warm"),
     ("fsspec client, first pass", "fsspec_first"),
     ("fsspec client, warm", "fsspec_warm"),
-    ("larger than MEM: local copy", "big_local"),
     ("larger than MEM: mount, cold", "big_cold"),
     ("larger than MEM: from the tiers", "big_tiers"),
 ]
 
 
 def format_table(out: dict[str, Any]) -> str:
-    lines = [f"{'case':<36} {'images':>7} {'seconds':>8} {'images/s':>9} {'vs local':>9}"]
+    lines = [f"{'case':<34} {'images':>6} {'seconds':>8} {'images/s':>9} {'local':>6} {'ratio':>6}"]
     for label, key in LABELS:
         if key in out:
             f, ratio = out[key], out["ratios"].get(key)
-            shown = f"{ratio:.2f}x" if ratio is not None else "-"
+            local = f.get("local_images_per_s")
             lines.append(
-                f"{label:<36} {f['images']:>7} {f['seconds']:>8.2f} {f['images_per_s']:>9.0f}"
-                f" {shown:>9}"
+                f"{label:<34} {f['images']:>6} {f['seconds']:>8.2f} {f['images_per_s']:>9.0f}"
+                + (f" {local:>6.0f} {ratio:>5.2f}x" if local else "")
             )
+    lines.append(
+        "(local: images/s of the local copy in the epoch just before; ratio = images/s / local)"
+    )
     if "fsspec_skipped" in out:
         lines.append(f"fsspec client: skipped ({out['fsspec_skipped']})")
     if "big_tiers_report" in out:
@@ -417,8 +425,8 @@ def format_table(out: dict[str, Any]) -> str:
         for tier in rep["tiers"]:
             lines.append(
                 f"  tier {tier['name']}: {tier['used_bytes'] / 2**20:.0f} MiB of"
-                f" {tier['capacity_bytes'] / 2**20:.0f} MiB, {tier['blocks']} blocks"
-                + (f", {tier['hits']} hits" if "hits" in tier else "")
+                f" {tier['capacity_bytes'] / 2**20:.0f} MiB, {tier['blocks']} blocks,"
+                f" {tier['hits']} hits"
             )
         lines.append(
             f"  hits {rep['cache_hits']}  misses {rep['cache_misses']}"

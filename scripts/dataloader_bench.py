@@ -13,7 +13,8 @@ dataset of JPEGs (~100 KB each, made once with PIL into --data-dir):
   tier files' pages dropped (posix_fadvise), and `shoal report` showing which tier holds what.
 
 Each epoch's clock covers listing the dataset (ImageFolder's scan), starting the workers and
-every batch. torch, torchvision and Pillow are not Shoal's dependencies: `pip install
+every batch. Each figure's ratio is against the mean of two epochs over the local copy, just
+before and just after it: on a shared machine the load moves during a run. torch, torchvision and Pillow are not Shoal's dependencies: `pip install
 '.[examples]'` (docs/dataloader.md). `--smoke` reads every file whole and decodes it with PIL in
 this process instead: no torch needed (the tests use it).
 
@@ -257,18 +258,26 @@ Reader = Callable[[str], dict[str, float]]
 
 class Bench:
     """One run: where it works, how an epoch is read, and the figures so far. Every figure is
-    paired with an epoch over the local copy measured just before it, so a machine whose load
-    changes during the run (it is shared) moves both sides of each ratio alike."""
+    compared with epochs over the local copy measured just before and just after it (their
+    mean), so a machine whose load changes during the run (it is shared) moves both sides of
+    each ratio alike."""
 
     def __init__(self, args: argparse.Namespace, scratch: str, mem: str, read: Reader) -> None:
         self.args, self.scratch, self.mem, self.read = args, scratch, mem, read
         self.out: dict[str, Any] = {"mode": "smoke" if args.smoke else "torch", "ratios": {}}
+        self.baseline = 0.0
 
-    def measure(self, label: str, case: Callable[[], dict[str, float]], local: str) -> None:
-        baseline = self.read(local)
+    def measure(
+        self, label: str, case: Callable[[], dict[str, float]], local: str, *, before: bool = True
+    ) -> None:
+        """``case``'s epoch between two of ``local`` (``before=False``: the caller measured
+        the first one, into ``self.baseline``)."""
+        if before:
+            self.baseline = self.read(local)["images_per_s"]
         figures = case()
-        self.out[label] = {**figures, "local_images_per_s": baseline["images_per_s"]}
-        self.out["ratios"][label] = figures["images_per_s"] / baseline["images_per_s"]
+        baseline = (self.baseline + self.read(local)["images_per_s"]) / 2
+        self.out[label] = {**figures, "local_images_per_s": baseline, "load": os.getloadavg()[0]}
+        self.out["ratios"][label] = figures["images_per_s"] / baseline
 
     def reading(self, root: str) -> Callable[[], dict[str, float]]:
         return lambda: self.read(root)
@@ -351,11 +360,9 @@ def ssd_cases(bench: Bench, big: str) -> None:
     with mounted(home, big, mnt, []):
         bench.measure("big_cold", bench.reading(mnt), big)
     with mounted(home, big, mnt, []):
-        baseline = bench.read(big)  # first: its epoch must not bring the tier files back
+        bench.baseline = bench.read(big)["images_per_s"]  # before the tier files' pages go
         drop_pages(os.path.join(home, "cache"))
-        figures = bench.read(mnt)
-        bench.out["big_tiers"] = {**figures, "local_images_per_s": baseline["images_per_s"]}
-        bench.out["ratios"]["big_tiers"] = figures["images_per_s"] / baseline["images_per_s"]
+        bench.measure("big_tiers", bench.reading(mnt), big, before=False)
         bench.out["big_tiers_report"] = report(home)
 
 
@@ -371,6 +378,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args, scratch, mem, read)
     out = bench.out
     out.update(workers=args.workers, batch=args.batch, latency_ms=args.latency_ms)
+    out.update(cpus=os.cpu_count(), load_at_start=os.getloadavg()[0])
     try:
         images = build_dataset(data, args.classes, args.per_class)
         out["dataset"] = {"images": images, "bytes": dataset_bytes(data), "classes": args.classes}
@@ -415,9 +423,7 @@ def format_table(out: dict[str, Any]) -> str:
                 f"{label:<34} {f['images']:>6} {f['seconds']:>8.2f} {f['images_per_s']:>9.0f}"
                 + (f" {local:>6.0f} {ratio:>5.2f}x" if local else "")
             )
-    lines.append(
-        "(local: images/s of the local copy in the epoch just before; ratio = images/s / local)"
-    )
+    lines.append("(local: images/s of the local copy, mean of the epochs just before and after it)")
     if "fsspec_skipped" in out:
         lines.append(f"fsspec client: skipped ({out['fsspec_skipped']})")
     if "big_tiers_report" in out:

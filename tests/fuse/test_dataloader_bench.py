@@ -59,6 +59,7 @@ def test_dataloader_bench_smoke_pass_over_every_mount_case(tmp_path: Path) -> No
     assert report["ufs_bytes_read"] == 0 and report["cache_misses"] == 0
     hits = {t["name"]: t["hits"] for t in report["tiers"]}
     assert hits["SSD"] > hits["MEM"]
+    assert out["big_tiers"]["daemon_disk_read_bytes"] >= 0
     assert "fsspec_skipped" in out
     assert set(out["ratios"]) >= {"mount_cold", "mount_warm", "mount_remount", "big_tiers"}
     # The datasets stay where asked (made once, reused); everything else the script made is gone.

@@ -251,7 +251,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         used, cap = tier["used_bytes"], tier["capacity_bytes"]
         share = 100 * used / cap if cap else 0
         print(f"{tier['name']:<5} {used:>15,} of {cap:>15,} bytes ({share:5.1f}%),"
-              f" {tier['blocks']:,} blocks  {', '.join(tier['paths'])}")  # fmt: skip
+              f" {tier['blocks']:,} blocks, {tier['hits']:,} hits"
+              f"  {', '.join(tier['paths'])}")  # fmt: skip
     print(f"hits {report['cache_hits']:,}  misses {report['cache_misses']:,}"
           f"  UFS bytes read {report['ufs_bytes_read']:,}")  # fmt: skip
     print(f"pending persists {report['pending_persists']}  journal seq {report['journal_seq']}")

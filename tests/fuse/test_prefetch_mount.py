@@ -50,7 +50,9 @@ def test_unmount_during_a_prefetch_stops_it_cleanly(
         assert pid is not None and not alive(pid)
     assert "clean" in shoal("fsck", home=m.home).stdout
     report = json.loads(shoal("report", "--json", home=m.home).stdout)
-    assert 1 <= sum(t["blocks"] for t in report["tiers"]) < len(data)  # it was cut short
+    # It was under way (its first fetches started with the reader's, a second before the
+    # unmount, and were finished and stored), and it was cut short.
+    assert 2 <= sum(t["blocks"] for t in report["tiers"]) < len(data)
     proxy.clear()
     with mounted(store, tmp_path, "ro") as again:  # what was stored is whole; the rest comes
         for key, value in data.items():

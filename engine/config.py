@@ -18,7 +18,7 @@ from journal.journal import JournalOptions
 WRITERS = ("process", "thread")
 REPLAY_SCANNERS = ("auto", "process", "inline")
 # Directory prefetch's defaults (docs/configuration.md: chosen from `shoal bench read` figures)
-PREFETCH_THREADS = 16  # fetches under way at once
+PREFETCH_THREADS = 32  # fetches under way at once
 PREFETCH_DIR_LIMIT = 10_000  # files of one directory fetched at most
 PREFETCH_WATERMARK = 0.9  # the share of a tier's quota prefetch may fill
 

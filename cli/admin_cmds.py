@@ -93,6 +93,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         " a scratch directory below DIR (default: the system's temporary directory); needs no"
         " home, needs root (FUSE) and the test extras (moto).",
     )
+    _bench_read_arguments(p)
+
+
+def _bench_read_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", nargs="?", help="where the scratch directory goes")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--chart", metavar="PNG", help="also draw the figures into this PNG file")

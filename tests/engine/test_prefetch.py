@@ -149,3 +149,23 @@ def test_prefetch_is_off_by_config_by_mount_option_and_on_writable_mounts(
     for key, value in (("cache.prefetch_threads", "-1"), ("cache.prefetch_watermark", "1.5")):
         with pytest.raises(InvalidArgument, match=key):
             open_engine(tmp_path / "other", overrides={key: value})
+
+
+def test_a_directory_whose_ttl_passed_is_not_prefetched(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    store = LocalStore(tmp_path / "ufs")
+    for d in ("expired", "live"):
+        for i in range(4):
+            store.put(f"{d}/f{i}", os.urandom(KiB))
+    write_config(home, block_size=16 * KiB, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri, {"prefetch": "true"})
+    engine.sync.lookup("/expired/f0")
+    # Passed at once: the TTL checker will free what is cached there (it is not run here).
+    engine.ns.setattr("/expired", ttl_ms=0, ttl_action="free")
+    for d in ("expired", "live"):
+        engine.fs.read(f"/{d}/f0", 0, KiB)
+    settle(engine)
+    assert cached_files(engine, "/expired") == {"f0"}  # the reader's own file only
+    assert cached_files(engine, "/live") == {"f0", "f1", "f2", "f3"}

@@ -12,11 +12,11 @@ any miss's block).
 
 Prefetch only uses free room: a block is stored only where its tier stays below ``watermark``
 of its quota without evicting anything (cached blocks, pinned files' blocks, blocks of files
-not yet persisted: none is ever pushed out for a guess); once no tier a file may use has that
-room, the file and the rest of its directory are skipped and counted. Files whose blocks are
-all cached or on their way are skipped; so are files whose TTL (or an ancestor's) has passed,
-and files of read types that do not cache. ``close`` (unmount) cancels what is queued and
-waits for the fetches under way.
+not yet persisted: none is ever pushed out for a guess); a file for which no tier it may use
+has that room is skipped and counted (so, once the tiers are nearly full, every file is).
+Files whose blocks are all cached or on their way are skipped; so are files whose TTL (or an
+ancestor's) has passed, and files of read types that do not cache. ``close`` (unmount)
+cancels what is queued and waits for the fetches under way.
 
 Which mounts: read-only ones (``-o ro``, a dataset), unless the mount option ``prefetch``
 says otherwise (``prefetch=false`` turns it off for one mount, ``prefetch=true`` on for a
@@ -138,7 +138,8 @@ class DirectoryPrefetch:
             return
         bs = block_size_of(node) or self.block_size
         stats = self.cache.stats
-        if not self._has_room(node, len(missing) * bs):
+        wanted = sum(min(bs, node.size - idx * bs) for idx in missing)  # a short last block
+        if not self._has_room(node, wanted):
             stats.prefetch_skipped_space += 1
             return
         try:
@@ -153,11 +154,10 @@ class DirectoryPrefetch:
             with ufs_errors():
                 yield from connector.read_stream(rel, index * bs, count * bs)
 
-        key = (node.id, node.version)
         for run in _runs(missing):
             if self._closed:
                 return
-            keys = [(key[0], key[1], idx) for idx in run]
+            keys = [(node.id, node.version, idx) for idx in run]
             self.cache.fetcher.fetch_now(keys, bs, fetch, self.watermark)
 
     def _has_room(self, node: Inode, nbytes: int) -> bool:

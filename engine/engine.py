@@ -220,7 +220,7 @@ class Engine:
         if self.cache is None or cfg.cache_prefetch_threads <= 0:
             return None
         prefetch = DirectoryPrefetch(
-            self.ns, self.mounts, self.fs.placement, self.cache, cfg.block_size,
+            self.ns, self.mounts, self.fs.placement, self.sync, self.cache, cfg.block_size,
             cfg.cache_prefetch_threads, cfg.cache_prefetch_dir_limit, cfg.cache_prefetch_watermark,
         )  # fmt: skip
         self.fs.reads.on_miss = prefetch.on_miss

@@ -18,6 +18,10 @@ Files whose blocks are all cached or on their way are skipped; so are files whos
 ancestor's) has passed, and files of read types that do not cache. ``close`` (unmount)
 cancels what is queued and waits for the fetches under way.
 
+The directory after it among its parent's, by name (a loader walking class folders in order
+reaches it next), is listed too, if it was not: readers arriving there find its listing (a
+LIST and, on S3 with POSIX metadata, a HEAD per entry) done rather than all waiting for it.
+
 Which mounts: read-only ones (``-o ro``, a dataset), unless the mount option ``prefetch``
 says otherwise (``prefetch=false`` turns it off for one mount, ``prefetch=true`` on for a
 writable one); ``cache.prefetch_threads = 0`` turns it off everywhere.
@@ -42,6 +46,7 @@ from engine.mounts import MountTable, mount_flag, ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
 from engine.state import Mount, block_size_of
+from engine.sync import MetadataSync
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ class DirectoryPrefetch:
         ns: Namespace,
         mounts: MountTable,
         placement: Placement,
+        sync: MetadataSync,
         cache: BlockCache,
         block_size: int,
         threads: int = PREFETCH_THREADS,
@@ -61,6 +67,7 @@ class DirectoryPrefetch:
         watermark: float = PREFETCH_WATERMARK,
     ) -> None:
         self.ns, self.mounts, self.placement, self.cache = ns, mounts, placement, cache
+        self.sync = sync
         self.block_size = block_size  # of files that carry none of their own
         self.threads, self.dir_limit, self.watermark = threads, dir_limit, watermark
         self._pool = ThreadPoolExecutor(threads, "prefetch") if threads > 0 else None
@@ -120,6 +127,26 @@ class DirectoryPrefetch:
                 if self._missing(child):
                     self._submit(self._fetch_file, child.id)
                     queued += 1
+        self._list_next(directory)
+
+    def _list_next(self, directory: Inode) -> None:
+        """Lists the directory after ``directory`` in its parent (by name), if it is not
+        loaded yet (on this prefetch thread: the readers' next directory is then ready when
+        they arrive)."""
+        parent = self.ns.tree.find(directory.parent)
+        if parent is None or parent.children is None or parent.id == directory.id:
+            return
+        names = sorted(parent.children)  # as loaders order class folders (ImageFolder)
+        try:
+            after = names[names.index(directory.name) + 1 :]
+        except ValueError:  # renamed or removed meanwhile
+            return
+        for name in after:
+            sibling = parent.children.get(name)
+            if sibling is not None and sibling.children is not None:
+                if not self._closed and self.sync.needs_load(sibling):
+                    self.sync.lookup(self.ns.path_of(sibling))
+                return
 
     def _missing(self, node: Inode) -> list[int]:
         """The indexes of ``node``'s blocks not cached (nor being stored: the fetcher skips

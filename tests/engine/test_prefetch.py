@@ -169,3 +169,21 @@ def test_a_directory_whose_ttl_passed_is_not_prefetched(
     settle(engine)
     assert cached_files(engine, "/expired") == {"f0"}  # the reader's own file only
     assert cached_files(engine, "/live") == {"f0", "f1", "f2", "f3"}
+
+
+def test_the_next_directory_is_listed_before_its_readers_arrive(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    store = LocalStore(tmp_path / "ufs")
+    for c in range(4):
+        store.put(f"train/c{c}/f0", os.urandom(KiB))
+    write_config(home, block_size=16 * KiB, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri, {}, True)
+    engine.fs.read("/train/c1/f0", 0, KiB)
+    settle(engine)
+    train = engine.sync.lookup("/train")
+    assert train.children is not None
+    for name, node in train.children.items():  # c2 listed too, not read, not fetched
+        assert engine.sync.needs_load(node) == (name not in ("c1", "c2")), name
+    assert cached_files(engine, "/train/c2") == set()

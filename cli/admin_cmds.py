@@ -93,6 +93,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         " a scratch directory below DIR (default: the system's temporary directory); needs no"
         " home, needs root (FUSE) and the test extras (moto).",
     )
+    _bench_read_arguments(p)
+
+
+def _bench_read_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", nargs="?", help="where the scratch directory goes")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--chart", metavar="PNG", help="also draw the figures into this PNG file")
@@ -102,6 +106,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-mib", type=int, default=64, help="size of each (default 64)")
     p.add_argument("--readers", type=int, default=4, help="parallel readers (default 4)")
     p.add_argument("--latency-ms", type=float, default=20.0, help="added per S3 request")
+    p.add_argument(
+        "--prefetch-threads", type=int, default=None,
+        help="cache.prefetch_threads of the prefetch epoch (default: the configured default)",
+    )  # fmt: skip
 
 
 _positive = whole_number(2, "a number", "needs at least 2")
@@ -175,6 +183,7 @@ def cmd_bench_read(args: argparse.Namespace) -> int:
         readers=args.readers,
         latency_ms=args.latency_ms,
         workdir=args.dir,
+        prefetch_threads=args.prefetch_threads,
     )
     if args.chart:
         bench_read.chart(result, args.chart)

@@ -90,6 +90,11 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
 def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
     p = add_command(sub, common, "report", cmd_report, "the block cache's tiers and counters")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--idle",
+        action="store_true",
+        help="first wait until directory prefetches and background stores have ended",
+    )
 
 
 def files_under(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:
@@ -241,6 +246,10 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
+        if args.idle:
+            if engine.prefetch is not None:
+                engine.prefetch.drain()
+            _cache(engine).drain()
         report: dict[str, Any] = dict(cache_report(_cache(engine)))
         report["pending_persists"] = len(engine.state.persists)
         report["journal_seq"] = engine.state.last_seq
@@ -255,6 +264,9 @@ def cmd_report(args: argparse.Namespace) -> int:
               f"  {', '.join(tier['paths'])}")  # fmt: skip
     print(f"hits {report['cache_hits']:,}  misses {report['cache_misses']:,}"
           f"  UFS bytes read {report['ufs_bytes_read']:,}")  # fmt: skip
+    print(f"prefetched {report['prefetched_blocks']:,} blocks"
+          f" ({report['prefetched_bytes']:,} bytes), {report['prefetch_skipped_space']:,}"
+          " left out for want of free room")  # fmt: skip
     print(f"pending persists {report['pending_persists']}  journal seq {report['journal_seq']}")
     lost = report["persists_without_bytes"]
     if lost:

@@ -30,6 +30,7 @@ from engine.inode import ROOT_ID
 from engine.mounts import MountTable
 from engine.namespace import Namespace
 from engine.persister import Persister
+from engine.prefetch import DirectoryPrefetch
 from engine.snapshot import fill_checkpoint, load_checkpoint
 from engine.state import State
 from engine.sync import MetadataSync
@@ -112,7 +113,7 @@ class Engine:
         self.fs.readahead_max_blocks = max(
             cfg.cache_readahead_max_blocks, cfg.cache_readahead_blocks
         )
-        self.fs.reads.read_deadline_s = cfg.ufs_read_deadline_s
+        self.prefetch = self._prefetch(cfg)
         self.ttl = TtlChecker(self.ns, self.fs.changes, self.cache)
         self.persister: Persister | None = None
         if self.cache is not None:
@@ -212,6 +213,19 @@ class Engine:
             root_secrets=root_secrets,
         )
 
+    def _prefetch(self, cfg: Config) -> DirectoryPrefetch | None:
+        """Directory prefetch, told of every miss; None without a cache or with 0 threads.
+        (The read path's deadline is set here too: the constructor is at its length limit.)"""
+        self.fs.reads.read_deadline_s = cfg.ufs_read_deadline_s
+        if self.cache is None or cfg.cache_prefetch_threads <= 0:
+            return None
+        prefetch = DirectoryPrefetch(
+            self.ns, self.mounts, self.fs.placement, self.sync, self.cache, cfg.block_size,
+            cfg.cache_prefetch_threads, cfg.cache_prefetch_dir_limit, cfg.cache_prefetch_watermark,
+        )  # fmt: skip
+        self.fs.reads.on_miss = prefetch.on_miss
+        return prefetch
+
     def checkpoint(self) -> CheckpointFile:
         ckpt = self.ns.gate.checkpoint()
         assert ckpt is not None
@@ -223,6 +237,8 @@ class Engine:
             self.ttl.stop()
             if self.persister is not None:
                 self.persister.close()  # uploads under way finish; queued ones stay pending
+            if self.prefetch is not None:
+                self.prefetch.close()  # before the cache: its fetches store into it
             if self.cache is not None:
                 self.cache.close()  # blocks still being stored are finished first
             self.mounts.close()

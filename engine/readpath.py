@@ -16,12 +16,13 @@ with S3's defaults), and the kernel asks again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.fetch import READ_DEADLINE_S, Deadline
 from engine.errors import DataLost, InvalidArgument, IsADirectory
 from engine.inode import Inode
+from engine.iotypes import ReadType
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
@@ -52,6 +53,8 @@ class ReadPath:
         # asked for by readahead)
         self._streams: dict[int, tuple[int, int, int]] = {}
         self._readers_lock = threading.Lock()
+        # Told of every miss (engine/prefetch.py: a directory's first miss prefetches it).
+        self.on_miss: Callable[[Inode, Mount, ReadType], None] | None = None
 
     def read(self, path: str, offset: int, length: int, read_type: str | None = None) -> bytes:
         """Bytes of a file: cached blocks from their tier, the others from the UFS by ranged
@@ -148,6 +151,8 @@ class ReadPath:
             ),
         )
         bs = block_size_of(node) or self.sync.block_size
+        if self.on_miss is not None:
+            self.on_miss(node, mount, kind)
         if self.cache is not None and kind.caches and self.readahead_blocks:
             # Before this read's own blocks: the batch is on its way while they are fetched,
             # and readers of the same file in other threads, which ask for those blocks a

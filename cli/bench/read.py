@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from cli.bench.readprefetch import prefetch_epoch, prefetch_ratio
 from engine.config import default_tiers
 
 MiB = 1 << 20
@@ -96,6 +97,7 @@ def run(
     readers: int = 4,
     latency_ms: float = 20.0,
     workdir: str | None = None,
+    prefetch_threads: int | None = None,
 ) -> dict[str, Any]:
     # Imported here: the S3 server needs moto, one of the test extras.
     from cli.bench.faultproxy import Fault, FaultProxy
@@ -134,7 +136,9 @@ def run(
         measure("boto3_small", small, get_all)
         measure("boto3_large", large, get_all)
 
-        _shoal(*_mount_args(home, mnt, proxy.endpoint))
+        # Cold means every file asked for by a reader: directory prefetch off (its own epoch,
+        # on a fresh mount, below).
+        _shoal(*_mount_args(home, mnt, proxy.endpoint), "-o", "prefetch=false")
         try:
             in_mount = [os.path.join(mnt, os.path.relpath(p, src)) for p in small]
             in_mount_large = [os.path.join(mnt, os.path.relpath(p, src)) for p in large]
@@ -143,12 +147,19 @@ def run(
                 measure(f"mount_{phase}_large", in_mount_large, lambda p: _timed(readers, p))
         finally:
             _shoal("umount", mnt)
+        measure(
+            "mount_prefetch_small", small,
+            lambda p: prefetch_epoch(
+                scratch, src, p, lambda h, m: _mount_args(h, m, proxy.endpoint), _shoal,
+                lambda q: _timed(readers, q), prefetch_threads,
+            ),
+        )  # fmt: skip
     finally:
         proxy.stop()
         server.stop()
         _remove_scratch(scratch, home)
 
-    result["ratios"] = _ratios(result)
+    result["ratios"] = _ratios(result) | prefetch_ratio(result)
     return result
 
 
@@ -222,6 +233,7 @@ ROWS = [
     ("shoal mount, cold", "mount_cold"),
     ("shoal mount, warm", "mount_warm"),
 ]
+PREFETCH_ROW = ("shoal mount, dir. prefetch", "mount_prefetch")  # small files only
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -239,6 +251,9 @@ def format_table(result: dict[str, Any]) -> str:
             f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}"
             f" {big['mib_per_s']:>12,.1f}"
         )
+    if f"{PREFETCH_ROW[1]}_small" in result:
+        s = result[f"{PREFETCH_ROW[1]}_small"]
+        lines.append(f"{PREFETCH_ROW[0]:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}")
     lines.append("")
     for name, value in result["ratios"].items():
         lines.append(f"{name:<24} {value:6.2f}x")

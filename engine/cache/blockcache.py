@@ -224,9 +224,10 @@ class BlockCache:
 
     # -- storing and making room -------------------------------------------------------------
 
-    def store(self, key: BlockKey, data: bytes) -> bool:
+    def store(self, key: BlockKey, data: bytes, below: float | None = None) -> bool:
         """Caches ``data`` as block ``key`` in the highest tier that has (or can make) room;
-        False if none can (the caller still has the bytes).
+        False if none can (the caller still has the bytes). ``below`` (a prefetch): only in
+        a tier that stays under that share of its quota without evicting.
 
         A block of a file whose content is not persisted is the only copy of acknowledged
         data: it goes to a durable tier (``sync``), never to a volatile one (MEM on /dev/shm,
@@ -244,7 +245,8 @@ class BlockCache:
                     return False  # the file changed or went: these bytes are stale already
                 if not tier.spec.sync and not node.flags & PERSISTED:
                     continue  # volatile: only for persisted content (checked under the lock)
-                if n > tier.quota or not self._make_room(i, n):
+                free = below is None or self.used[tier.name] + n <= tier.quota * below
+                if n > tier.quota or not free or not self._make_room(i, n):
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
             try:

@@ -70,7 +70,7 @@ class BlockStore(Protocol):
 
     def info(self, key: BlockKey) -> BlockInfo | None: ...
 
-    def store(self, key: BlockKey, data: bytes) -> bool: ...
+    def store(self, key: BlockKey, data: bytes, below: float | None = None) -> bool: ...
 
 
 class _Flight:
@@ -209,9 +209,16 @@ class BlockFetcher:
             self._finish(key, flight, ok, cache, error)
 
     def _finish(
-        self, key: BlockKey, flight: _Flight, ok: bool, cache: bool, error: Exception | None = None
+        self,
+        key: BlockKey,
+        flight: _Flight,
+        ok: bool,
+        cache: bool,
+        error: Exception | None = None,
+        below: float | None = None,
     ) -> None:
-        """A fetch ended: the flight's readers are woken; a whole block goes to the writer."""
+        """A fetch ended: the flight's readers are woken; a whole block goes to the writer
+        (or, ``below`` given: a prefetch's, stored on this thread, in free room only)."""
         with self._inflight_lock:
             if self._inflight.get(key) is flight:
                 del self._inflight[key]
@@ -220,7 +227,9 @@ class BlockFetcher:
             store = cache and bool(flight.data)
             if store:
                 self._storing[key] = flight
-        if store:
+        if store and below is not None:
+            self._store_then_forget(key, flight, below)
+        elif store:
             try:
                 self._writer.submit(self._store_then_forget, key, flight)
             except RuntimeError:  # closing: the bytes were handed over, not cached
@@ -287,8 +296,26 @@ class BlockFetcher:
             self._prefetches.discard(future)
             self._queued.difference_update(run)
 
+    def fetch_now(
+        self,
+        keys: list[BlockKey],
+        block_size: int,
+        fetch: Callable[[int, int], Iterable[bytes]],
+        below: float,
+    ) -> None:
+        """Fetches blocks ``keys`` (consecutive, of one file version) on the calling thread
+        (a directory prefetch's), one flight each that readers who miss them join, except
+        those cached or on their way; each block is stored on this thread too (the caller is
+        held back by its stores, no queue grows) and only where its tier stays below ``below``
+        of its quota without evicting anything."""
+        self._fetch_run(keys, block_size, fetch, below)
+
     def _fetch_run(
-        self, keys: list[BlockKey], block_size: int, fetch: Callable[[int, int], Iterable[bytes]]
+        self,
+        keys: list[BlockKey],
+        block_size: int,
+        fetch: Callable[[int, int], Iterable[bytes]],
+        below: float | None = None,
     ) -> None:
         flights: dict[BlockKey, _Flight] = {}
         with self._inflight_lock:
@@ -322,7 +349,7 @@ class BlockFetcher:
                     if flight is not None:
                         flight.add(view[:take])
                         if within + take == block_size:
-                            self._finish(key, flights.pop(key), True, True)
+                            self._finish(key, flights.pop(key), True, True, below=below)
                     received += take
                     view = view[take:]
             log.debug(
@@ -337,12 +364,16 @@ class BlockFetcher:
         # The end of the span: the file's last block is short; blocks past its end got none
         # (their readers fetch for themselves and learn what is there).
         for key, flight in flights.items():
-            self._finish(key, flight, bool(flight.buf), True)
+            self._finish(key, flight, bool(flight.buf), True, below=below)
 
-    def _store_then_forget(self, key: BlockKey, flight: _Flight) -> None:
+    def _store_then_forget(
+        self, key: BlockKey, flight: _Flight, below: float | None = None
+    ) -> None:
         try:
             assert flight.data is not None
-            self.cache.store(key, flight.data)
+            stored = self.cache.store(key, flight.data, below)
+            if below is not None:  # a prefetch's block: counted as stored or left out
+                self.stats.count_prefetch(len(flight.data) if stored else -1)
         except Exception:  # a background store must never die silently
             log.exception("caching block %s failed", key)
         finally:

@@ -32,5 +32,8 @@ def cache_report(cache: BlockCache) -> dict[str, object]:
         "hit_ratio": stats.hits / total if total else 0.0,
         "evictions": stats.evictions,
         "ufs_bytes_read": stats.ufs_bytes_read,
+        "prefetched_blocks": stats.prefetched_blocks,
+        "prefetched_bytes": stats.prefetched_bytes,
+        "prefetch_skipped_space": stats.prefetch_skipped_space,
         "persists_without_bytes": lost,
     }

@@ -191,7 +191,9 @@ class ClientServer:
         except FileNotFoundError:
             pass
         self._gate.observers.remove(self.epoch.observe)
-        # The memfd stays mapped by clients; our mapping goes with the process.
+        # Clients still holding the memfd see it move: what they kept is asked for again (of
+        # the next daemon, which may know of changes made meanwhile).
+        self.epoch.observe(None)
 
 
 def _socket_path(home: str) -> str:

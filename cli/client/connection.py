@@ -5,7 +5,7 @@ What is known of a path (its inode, content version, size, and one open descript
 cached block) is used again without asking while the daemon's epoch (a counter it moves on
 every change of the namespace, of a file's attributes or content; fuse/clientwire.py) has
 not moved: a warm re-read costs a lookup here and a pread, and the daemon never hears of it.
-Only files whose blocks were all cached are kept so; bounded by ``max_open`` descriptors,
+Only files none of whose blocks the daemon lacked are kept so; bounded by ``max_open`` descriptors,
 the least recently opened going first. A descriptor is closed when nothing holds its
 ``Block`` any more (the table, or a file object reading it), never under a reader.
 
@@ -22,6 +22,7 @@ import mmap
 import os
 import socket
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -30,10 +31,13 @@ from fuse import clientwire as W
 BATCH = 64  # the daemon hands out at most this many block descriptors per answer
 
 _forks = [0]  # how many times this process's line was forked: a child sees one more
+_live: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 
 def _forked() -> None:
     _forks[0] += 1
+    for conn in list(_live):  # a lock another thread held at the fork would stay held
+        conn._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -74,7 +78,12 @@ class Opened:
         return (self.size + self.bs - 1) // self.bs
 
     def complete(self) -> bool:
+        """Every block known, as a descriptor."""
         return sum(b is not None for b in self.blocks.values()) == self.count
+
+    def reusable(self) -> bool:
+        """No block known to be missing (those not asked about yet are asked for on use)."""
+        return None not in self.blocks.values()
 
     def learn(self, first: int, indexes: list[int], fds: list[int]) -> None:
         """The daemon's answer about blocks ``first`` .. ``first + BATCH``."""
@@ -95,6 +104,8 @@ class Connection:
         self._epoch: mmap.mmap | None = None
         self._files: OrderedDict[str, Opened] = OrderedDict()
         self._held = 0  # descriptors in _files
+        self.requests = 0  # asked of the daemon, by this process (a warm re-read asks none)
+        _live.add(self)
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("a Shoal connection is not pickled: its file system is")
@@ -103,7 +114,6 @@ class Connection:
 
     def _ensure(self) -> None:
         if self._forks != _forks[0]:
-            self._lock = threading.Lock()  # a lock held by another thread at fork stays held
             self._connect()
 
     def _connect(self) -> None:
@@ -132,6 +142,7 @@ class Connection:
             finally:
                 os.close(fds[0])
             _pid, token = reply[1]
+            self.requests = 0 if self._forks != _forks[0] else self.requests
             if token != self._token:  # another daemon: what the last one said is void
                 self._files.clear()
                 self._held = 0
@@ -147,6 +158,7 @@ class Connection:
         refusal as OSError with its errno (FileNotFoundError, PermissionError...)."""
         with self._lock:
             self._ensure()
+            self.requests += 1
             try:
                 reply, fds = self._exchange(list(request), max_fds)
             except (OSError, EOFError):  # the daemon restarted: once more, on a new socket
@@ -182,13 +194,14 @@ class Connection:
     def open(self, path: str) -> Opened:
         """What is known of namespace ``path`` opened for reading: kept from an earlier open
         while the epoch has not moved, else asked anew."""
-        if self._forks == _forks[0] and self._epoch is not None:
-            known = self._files.get(path)
-            if known is not None and known.epoch == W.EPOCH.unpack_from(self._epoch)[0]:
-                return known
-        with self._lock:
-            self._ensure()
-        epoch = self.epoch()  # before asking: a change meanwhile moves it past this
+        if self._forks != _forks[0]:
+            with self._lock:
+                self._ensure()
+        epoch = self.epoch()
+        known = self._files.get(path)
+        if known is not None and known.epoch == epoch:
+            return known
+        # The epoch was read before asking: a change meanwhile moves it past this one.
         result, fds = self.call(W.OPEN, os.fsencode(path), max_fds=BATCH)
         attrs, bs, indexes = result
         opened = Opened(path, attrs, bs, epoch)
@@ -201,20 +214,31 @@ class Connection:
             old = self._files.pop(opened.path, None)
             if old is not None:
                 self._held -= len(old.blocks)
-            if not opened.complete() or len(opened.blocks) > self.max_open:
+            if not opened.reusable() or len(opened.blocks) > self.max_open:
                 return
             self._files[opened.path] = opened
             self._held += len(opened.blocks)
-            while self._held > self.max_open:
-                _path, gone = self._files.popitem(last=False)
-                self._held -= len(gone.blocks)
+            self._trim()
+
+    def _trim(self) -> None:
+        while self._held > self.max_open:
+            _path, gone = self._files.popitem(last=False)
+            self._held -= len(gone.blocks)
 
     def more_blocks(self, opened: Opened, first: int) -> None:
         result, fds = self.call(
             W.BLOCKS, os.fsencode(opened.path), opened.ino, opened.version, first,
             max_fds=BATCH,
         )  # fmt: skip
+        known = len(opened.blocks)
         opened.learn(first, result, fds)
+        with self._lock:
+            if self._files.get(opened.path) is opened:
+                self._held += len(opened.blocks) - known
+                if not opened.reusable():
+                    del self._files[opened.path]
+                    self._held -= len(opened.blocks)
+                self._trim()
 
     def read_through(self, opened: Opened, offset: int, length: int) -> bytes:
         data, _ = self.call(

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 F_SEAL_FUTURE_WRITE = 0x0010  # Linux 5.1; not in Python 3.11's fcntl
 PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+CLOSE_WAIT_S = 60.0  # how long closing waits for requests being answered
 
 # Entries that change no path, attribute or content a client may have learnt: where a block
 # lives, uploads, access times. Any other entry moves the epoch.
@@ -174,6 +175,12 @@ class ClientServer:
                 os.path.join(folder, os.path.basename(self.path)), _handler(self)
             )
         os.chmod(self.path, 0o666)  # anyone may ask; the files' permissions decide
+        # Connections open and requests being answered: closing ends the first and waits for
+        # the second, so that no request touches the engine once it closes.
+        self._connections: set[socket.socket] = set()
+        self._in_flight = 0
+        self._closing = False
+        self._idle = threading.Condition()
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="client-socket", daemon=True
@@ -183,9 +190,46 @@ class ClientServer:
         self.thread.start()
         log.info("client socket at %s", self.path)
 
+    def serve(self, sock: socket.socket) -> None:
+        """One connection's requests, answered in turn until it closes."""
+        with self._idle:
+            if self._closing:
+                return
+            self._connections.add(sock)
+        try:
+            session = Session(self, peer_caller(sock))
+            while True:
+                try:
+                    request, _ = W.recv(sock)
+                except (EOFError, OSError, ValueError):
+                    return
+                with self._idle:
+                    if self._closing:
+                        return
+                    self._in_flight += 1
+                try:
+                    if not _answer(session, request, sock):
+                        return
+                finally:
+                    with self._idle:
+                        self._in_flight -= 1
+                        self._idle.notify_all()
+        finally:
+            with self._idle:
+                self._connections.discard(sock)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        with self._idle:
+            self._closing = True
+            for sock in self._connections:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # a reader waiting for a request wakes
+                except OSError:
+                    pass
+            # A miss waits on its store no longer than the read deadline.
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=CLOSE_WAIT_S)
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -205,34 +249,33 @@ def _socket_path(home: str) -> str:
     return W.run_socket(home) if W.trusted_run_dir() else W.home_socket(home)
 
 
+def _answer(session: Session, request: Any, sock: socket.socket) -> bool:
+    """Answers one request; False if the connection broke."""
+    fds: list[int] = []
+    try:
+        if not isinstance(request, list) or not request:
+            raise InvalidArgument("a request on the client socket is a list")
+        result, fds = session.answer(request)
+        reply: list[Any] = [0, result]
+    except (ShoalError, OSError) as exc:
+        reply = [errno_of(exc), str(exc)]
+    except Exception as exc:  # a bug: logged and answered; the daemon serves on
+        log.exception("client request %r failed", request[:1])
+        reply = [errno.EIO, f"internal error: {exc}"]
+    try:
+        W.send(sock, reply, fds)
+    except OSError:
+        return False
+    finally:
+        if fds and fds[0] != session.server.epoch.fd:
+            for fd in fds:
+                os.close(fd)
+    return True
+
+
 def _handler(server: ClientServer) -> type[socketserver.BaseRequestHandler]:
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
-            sock: socket.socket = self.request
-            session = Session(server, peer_caller(sock))
-            while True:
-                try:
-                    request, _ = W.recv(sock)
-                except (EOFError, OSError, ValueError):
-                    return
-                fds: list[int] = []
-                try:
-                    if not isinstance(request, list) or not request:
-                        raise InvalidArgument("a request on the client socket is a list")
-                    result, fds = session.answer(request)
-                    reply: list[Any] = [0, result]
-                except (ShoalError, OSError) as exc:
-                    reply = [errno_of(exc), str(exc)]
-                except Exception as exc:  # a bug: logged, answered, the daemon serves on
-                    log.exception("client request %r failed", request[:1])
-                    reply = [errno.EIO, f"internal error: {exc}"]
-                try:
-                    W.send(sock, reply, fds)
-                except OSError:
-                    return
-                finally:
-                    if fds and fds[0] != server.epoch.fd:
-                        for fd in fds:
-                            os.close(fd)
+            server.serve(self.request)
 
     return Handler

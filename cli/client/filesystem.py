@@ -65,6 +65,7 @@ class ShoalFileSystem(AbstractFileSystem):
         if mountpoint is None and home is None:
             raise ValueError("ShoalFileSystem needs the mountpoint of a Shoal mount (or home=)")
         self.mountpoint = os.path.abspath(mountpoint) if mountpoint is not None else None
+        self._prefix = (self.mountpoint or "").rstrip("/") + "/"
         if home is None:
             assert self.mountpoint is not None
             home = home_of(self.mountpoint)
@@ -85,16 +86,15 @@ class ShoalFileSystem(AbstractFileSystem):
     def namespace_path(self, path: str) -> str:
         """The namespace path that ``path`` (as this file system takes it) names."""
         path = self._strip_protocol(path)
+        if "//" in path or "/." in path or path.startswith("."):
+            path = os.path.normpath(path)  # rare: string work is most of a warm open's cost
         mnt = self.mountpoint
-        if mnt is None:
-            return "/" + path.lstrip("/")
-        if not path.startswith("/"):
-            return os.path.normpath("/" + path)
-        path = os.path.normpath(path)
+        if mnt is None or not path.startswith("/"):
+            return "/" + path.lstrip("/") if path != "." else "/"
+        if path.startswith(self._prefix):
+            return path[len(self._prefix) - 1 :]
         if path == mnt:
             return "/"
-        if path.startswith(mnt.rstrip("/") + "/"):
-            return "/" + os.path.relpath(path, mnt)
         return path  # absolute elsewhere: a namespace path
 
     def _name(self, ns_path: str) -> str:

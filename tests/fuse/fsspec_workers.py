@@ -14,12 +14,15 @@ def inherit(fs: Any) -> None:
     _fs = fs
 
 
-def digests(fs: Any, paths: list[str]) -> tuple[dict[str, str], int, int]:
+def digests(fs: Any, paths: list[str]) -> tuple[dict[str, str], int, int, dict[str, int]]:
     """sha256 of each file read whole through ``fs`` (None: the inherited one), this process's
-    pid, and how many requests its connection made."""
+    pid, how many requests its connection made for those reads, and each file's size as
+    ``info`` asks the daemon (requests made by several processes at once)."""
     fs = fs if fs is not None else _fs
     out = {}
     for path in paths:
         with fs.open(path, "rb") as f:
             out[path] = hashlib.sha256(f.read()).hexdigest()
-    return out, os.getpid(), fs.conn.requests
+    requests = fs.conn.requests
+    sizes = {path: fs.info(path)["size"] for path in paths for _ in range(5)}
+    return out, os.getpid(), requests, sizes

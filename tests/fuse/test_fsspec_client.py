@@ -27,6 +27,7 @@ from tests.ufs.stores import Store
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 65536
 NOBODY = 65534
+HANG_S = 120  # not a speed limit: a wait this long means the workers are stuck
 
 
 def _dataset(store: Store) -> dict[str, bytes]:
@@ -70,7 +71,8 @@ def _complete(fs: ShoalFileSystem, path: str) -> bool:
 
 def _pooled(context: str, fs: ShoalFileSystem | None, shares: list[list[str]]) -> list:
     with multiprocessing.get_context(context).Pool(len(shares)) as pool:
-        return pool.starmap(fsspec_workers.digests, [(fs, share) for share in shares])
+        work = pool.starmap_async(fsspec_workers.digests, [(fs, share) for share in shares])
+        return work.get(timeout=HANG_S)  # workers stuck on a mixed-up socket fail the test
 
 
 def test_fsspec_client_reads_ufs_bytes_cold_and_warm_from_worker_processes(
@@ -85,22 +87,26 @@ def test_fsspec_client_reads_ufs_bytes_cold_and_warm_from_worker_processes(
 
         # Cold, in spawned workers (the file system travels pickled): every block is a miss
         # the daemon reads from the UFS.
-        for got, pid, _requests in _pooled("spawn", fs, shares):
+        sizes = {str(m.path / key): len(data) for key, data in files.items()}
+        for got, pid, _requests, got_sizes in _pooled("spawn", fs, shares):
             assert pid != os.getpid()
             assert got == {p: want[p] for p in got}
+            assert got_sizes == {p: sizes[p] for p in got}
         _all_cached(fs, paths)
 
         # Warm, in workers forked from a process that used the client: they connect anew and
-        # read the descriptors they inherited without asking the daemon anything.
+        # read the descriptors they inherited without asking the daemon anything; what they
+        # ask, they ask on connections of their own (one shared would mix their answers).
         fsspec_workers.inherit(fs)
-        for got, pid, requests in _pooled("fork", None, shares):
+        for got, pid, requests, got_sizes in _pooled("fork", None, shares):
             assert pid != os.getpid()
             assert got == {p: want[p] for p in got}
             assert requests == 0
+            assert got_sizes == {p: sizes[p] for p in got}
         before = fs.conn.requests
-        got, _pid, _ = fsspec_workers.digests(fs, paths)
+        got, _pid, requests, _sizes = fsspec_workers.digests(fs, paths)
         assert got == want
-        assert fs.conn.requests == before  # warm: no request reached the daemon
+        assert requests == before  # warm: no request reached the daemon
         shard = str(m.path / "shards" / "big.tar")
         assert (
             fs.cat_file(shard, start=BLOCK - 7, end=3 * BLOCK + 5)

@@ -64,7 +64,8 @@ def _through(conn: Connection, opened: Opened, offset: int, length: int) -> byte
 class ShoalFile(io.RawIOBase):
     """A read-only file object (``fs.open(path, "rb")``). Its content is the one it was
     opened with; if that changes on the daemon meanwhile, a block not yet in hand is refused
-    with ESTALE, and the file is opened again (the rest is read from the new content)."""
+    with ESTALE, and the file is opened again (the rest is read from the new content). If
+    the name holds another file by then, ESTALE reaches the reader."""
 
     def __init__(self, conn: Connection, opened: Opened, name: str) -> None:
         super().__init__()
@@ -93,7 +94,10 @@ class ShoalFile(io.RawIOBase):
         except OSError as exc:
             if exc.errno != errno.ESTALE:
                 raise
-            self.opened = self.conn.open(self.opened.path)
+            again = self.conn.open(self.opened.path)
+            if again.ino != self.opened.ino:  # another file took the name: not ours to read
+                raise
+            self.opened = again
             data = read_range(self.conn, self.opened, self.pos, n)
         self.pos += len(data)
         return data

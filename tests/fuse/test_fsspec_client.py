@@ -267,3 +267,39 @@ def test_fsspec_finds_the_client_by_its_entry_point(local_mount: Mounted, tmp_pa
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["cli.client.filesystem", "ShoalFileSystem", "found"]
+
+
+def test_fsspec_file_rewritten_while_open_reads_on_from_the_new_content(
+    local_mount: Mounted,
+) -> None:
+    path = local_mount.path / "moving.bin"
+    old, new = b"o" * (3 * BLOCK), b"n" * (3 * BLOCK)
+    path.write_bytes(old)
+    fs = ShoalFileSystem(mountpoint=str(local_mount.path))
+    with fs.open("moving.bin", "rb") as f:  # cold: no block in hand, each read asks
+        assert f.read(BLOCK) == old[:BLOCK]
+        path.write_bytes(new)  # the same file (inode), a new content
+        assert f.read() == new[BLOCK:]
+    (local_mount.path / "other.bin").write_bytes(old)
+    with fs.open("other.bin", "rb") as f:
+        assert f.read(BLOCK) == old[:BLOCK]
+        (local_mount.path / "third.bin").write_bytes(new)
+        os.rename(local_mount.path / "third.bin", local_mount.path / "other.bin")
+        with pytest.raises(OSError) as stale:
+            f.read()
+        assert stale.value.errno == errno.ESTALE
+
+
+def test_fsspec_client_imports_neither_fuse_bindings_nor_the_engine() -> None:
+    """A DataLoader worker that imports the client loads no pyfuse3, trio or engine."""
+    code = (
+        "import sys, cli.client.filesystem\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('pyfuse3', 'trio', 'engine', 'journal', 'ufs')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -118,6 +118,8 @@ class Session:
     def answer(self, request: list[Any]) -> tuple[Any, list[int]]:
         """(result, descriptors to send with it) for one request."""
         op, args = request[0], request[1:]
+        if ARGS.get(op) != len(args) or not all(_count(a) for a in args[1:]):
+            raise InvalidArgument(f"a malformed {op!r} request on the client socket")
         if op == W.HELLO:
             return [os.getpid(), self.server.token], [self.server.epoch.fd]
         fs, caller = self.fs, self.caller
@@ -134,20 +136,26 @@ class Session:
             attrs = attributes(fs, node)
             attrs[6] = version  # the content the descriptors are of
             return [attrs, fs.block_size_for(node), [i for i, _ in found]], [f for _, f in found]
-        node = self._reopened(path, int(args[1]), int(args[2]))
+        node = self._reopened(path, args[1], args[2])
         if op == W.BLOCKS:
-            found = shortcircuit.block_fds(fs, node, int(args[2]), int(args[3]))
+            found = shortcircuit.block_fds(fs, node, args[2], args[3])
             return [i for i, _ in found], [f for _, f in found]
-        if op == W.READ:
-            length = min(int(args[4]), W.READ_MAX)
-            return shortcircuit.read(fs, node.id, int(args[2]), int(args[3]), length), []
-        raise InvalidArgument(f"unknown request {op!r} on the client socket")
+        length = min(args[4], W.READ_MAX)  # READ
+        return shortcircuit.read(fs, node.id, args[2], args[3], length), []
 
     def _reopened(self, path: str, ino: int, version: int) -> Inode:
         node = shortcircuit.open_file(self.fs, self.caller, path)
         if node.id != ino:
             raise StaleHandle(f"{path} is another file than inode {ino} now")
         return shortcircuit.current(self.fs, ino, version)
+
+
+# Each request's arguments after the op: a path, then counts (ints, not negative).
+ARGS = {W.HELLO: 0, W.STAT: 1, W.LIST: 1, W.OPEN: 1, W.BLOCKS: 4, W.READ: 5}
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
 
 
 def _path(raw: Any) -> str:
@@ -162,9 +170,6 @@ class ClientServer:
     def __init__(self, engine: Engine, home: str) -> None:
         self.fs = engine.fs
         self.token = secrets.token_bytes(16)  # tells a client this daemon from a later one
-        self.epoch = Epoch()
-        self._gate = engine.ns.gate
-        self._gate.observers.append(self.epoch.observe)
         self.path = _socket_path(home)
         try:
             os.unlink(self.path)  # left by a daemon of this home that died; we hold its lock
@@ -175,6 +180,9 @@ class ClientServer:
                 os.path.join(folder, os.path.basename(self.path)), _handler(self)
             )
         os.chmod(self.path, 0o666)  # anyone may ask; the files' permissions decide
+        self.epoch = Epoch()
+        self._gate = engine.ns.gate
+        self._gate.observers.append(self.epoch.observe)
         # Connections open and requests being answered: closing ends the first and waits for
         # the second, so that no request touches the engine once it closes.
         self._connections: set[socket.socket] = set()
@@ -185,6 +193,18 @@ class ClientServer:
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="client-socket", daemon=True
         )
+
+    @classmethod
+    def serving(cls, engine: Engine, home: str) -> ClientServer | None:
+        """A started server; None (said in the log) if it cannot listen: the mount serves on
+        without its Python client."""
+        try:
+            server = cls(engine, home)
+        except OSError as exc:
+            log.warning("no client socket for the fsspec client: %s", exc)
+            return None
+        server.start()
+        return server
 
     def start(self) -> None:
         self.thread.start()
@@ -241,19 +261,23 @@ class ClientServer:
 
 
 def _socket_path(home: str) -> str:
-    """Under /run/shoal/ where this daemon may make or trust it, else in the home."""
+    """Under /run/shoal/ where this daemon may make (or trust and write) it, else in the
+    home."""
     try:
-        os.makedirs(W.RUN_DIR, mode=0o755, exist_ok=True)
+        os.mkdir(W.RUN_DIR, 0o755)
+        os.chmod(W.RUN_DIR, 0o755)  # whatever the umask: every user must reach the socket
     except OSError:
         pass
-    return W.run_socket(home) if W.trusted_run_dir() else W.home_socket(home)
+    if W.trusted_run_dir() and os.access(W.RUN_DIR, os.W_OK | os.X_OK):
+        return W.run_socket(home)
+    return W.home_socket(home)
 
 
 def _answer(session: Session, request: Any, sock: socket.socket) -> bool:
     """Answers one request; False if the connection broke."""
     fds: list[int] = []
     try:
-        if not isinstance(request, list) or not request:
+        if not isinstance(request, list) or not request or not isinstance(request[0], str):
             raise InvalidArgument("a request on the client socket is a list")
         result, fds = session.answer(request)
         reply: list[Any] = [0, result]

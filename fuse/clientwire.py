@@ -68,6 +68,25 @@ def trusted_run_dir() -> bool:
     )
 
 
+def connect(path: str) -> socket.socket:
+    """A connection to the socket at ``path``, however long (a socket address holds 108
+    bytes: a deep home's is reached through a descriptor of its directory)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        if len(os.fsencode(path)) < 100:
+            sock.connect(path)
+        else:
+            fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                sock.connect(f"/proc/self/fd/{fd}/{os.path.basename(path)}")
+            finally:
+                os.close(fd)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def send(sock: socket.socket, obj: Any, fds: list[int] | None = None) -> None:
     payload = msgpack.packb(obj, use_bin_type=True)
     data = HEADER.pack(len(payload)) + payload

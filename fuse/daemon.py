@@ -209,14 +209,14 @@ def run(
             engine.ttl.start(config.cache_ttl_check_interval_s)
             admin = AdminServer(engine, home, run_command)
             admin.start()
-            clients = ClientServer(engine, home)  # the fsspec client's (docs/client.md)
-            clients.start()
+            clients = ClientServer.serving(engine, home)  # the fsspec client's (docs/client.md)
             log.info("serving %s at %s (home %s)", uri, mountpoint, home)
             ready()
             try:
                 trio.run(_serve)
             finally:
-                clients.close()
+                if clients is not None:
+                    clients.close()
                 admin.close()
         finally:
             ops.invalidator.close()

@@ -122,9 +122,12 @@ class Connection:
             self._sock = None
         errors = []
         for path in self.sockets:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             try:
-                sock.connect(path)
+                sock = W.connect(path)
+            except OSError as exc:
+                errors.append(f"{path}: {exc}")
+                continue
+            try:
                 W.send(sock, [W.HELLO])
                 reply, fds = W.recv(sock, max_fds=1)
             except (OSError, EOFError) as exc:

@@ -142,7 +142,7 @@ def run(
             for phase in ("cold", "warm"):
                 measure(f"mount_{phase}_small", in_mount, lambda p: _timed(readers, p))
                 measure(f"mount_{phase}_large", in_mount_large, lambda p: _timed(readers, p))
-            result.update(readfsspec.measure(mnt, in_mount, readers))  # the fsspec client
+            result.update(readfsspec.measure(mnt, in_mount, small, readers))  # fsspec client
         finally:
             _shoal("umount", mnt)
     finally:

@@ -303,3 +303,26 @@ def test_fsspec_client_imports_neither_fuse_bindings_nor_the_engine() -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_fsspec_client_serves_dataloader_workers(local_mount: Mounted, start: str) -> None:
+    """torch's DataLoader with worker processes started either way (torch is not one of
+    Shoal's dependencies: skipped where it is not installed)."""
+    pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    rng = random.Random(6)
+    want = []
+    for i in range(12):
+        data = rng.randbytes(rng.choice([1, 110_000, 300_000]))
+        (local_mount.path / f"img_{i:02d}.jpg").write_bytes(data)
+        want.append(_sha(data))
+    fs = ShoalFileSystem(mountpoint=str(local_mount.path))
+    dataset = fsspec_workers.FileDigests(fs, fs.find(str(local_mount.path)))
+    for _epoch in range(2):  # cold, then from the cache
+        loader = DataLoader(
+            dataset, batch_size=None, num_workers=2, multiprocessing_context=start,
+            timeout=HANG_S,
+        )  # fmt: skip
+        assert list(loader) == want

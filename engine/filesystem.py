@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable
 from typing import BinaryIO
 
-from engine import byinode, openfiles, posix
+from engine import acls, byinode, openfiles, posix
 from engine.cache.blockcache import BlockCache
 from engine.inode import Inode
 from engine.links import LinkChanges
@@ -273,6 +273,15 @@ class FileSystem:
     def set_xattr(self, ino: int, name: str, value: bytes | None) -> None:
         """Sets (``value`` None: removes) extended attribute ``name`` of ``ino``."""
         self.xattrs.set(ino, name, value)
+
+    def set_acl_as(self, caller: Caller, ino: int, name: str, value: bytes | None) -> None:
+        """setxattr (``value`` None: removexattr) of a POSIX ACL: kept as the mode where it
+        says no more (engine/acls.py), else refused."""
+        node = self.inode(ino)
+        self.ns.check_writable(node)
+        mode = acls.acl_chmod(caller, node, name, value)
+        if mode is not None:
+            self.setattr_of(ino, mode=mode)
 
     def open_inode(self, ino: int, writing: bool) -> Inode:
         node = self.inode(ino)

@@ -34,7 +34,7 @@ from engine.placement import Placement
 from engine.state import PERSISTED, Mount
 from engine.sync import MetadataSync
 from journal import entries as E
-from ufs.base import UnderFS
+from ufs.base import UfsAttrs, UnderFS
 from ufs.base import join as ufs_join
 from ufs.errors import UfsError
 
@@ -108,7 +108,7 @@ class LinkChanges:
             return ns.create_in(parent.id, name, mode, uid, gid, rdev)
         _mount, connector, rel = ufs
         with ufs_errors():
-            status = connector.mknod(rel, mode, rdev)
+            status = connector.mknod(rel, mode, rdev, UfsAttrs(mode & 0o7777, uid, gid))
         with ns.lock:
             if parent.children is None:
                 raise NotADirectory(f"{ns.path_of(parent)} is not a directory")

@@ -98,13 +98,27 @@ def store_from_problem(node: Inode, store_from: str | None) -> str | None:
 def pending_moves(moves: dict[int, tuple[str, str]], node: Inode, old: str) -> None:
     """Records ``node``'s content as still at store path ``old``: a file with its fingerprint;
     a directory, and each persisted file below it at its path under ``old`` — unless one
-    already has a move pending: its content is still where that one says."""
+    already has a move pending: its content is still where that one says. A hard-linked file
+    below it is recorded at its own name's path, where its content is (its other names' store
+    copies only mirror it); at another name's only if its own name is not below ``node``."""
     stack = [(node, old)]
+    others: list[tuple[Inode, str]] = []
     while stack:
         cur, path = stack.pop()
         if cur.children is not None:
             moves.setdefault(cur.id, (path, ""))
-            stack.extend((c, f"{path}/{name}") for name, c in cur.children.items())
+            for name, child in cur.children.items():
+                if child.children is None and (child.parent, child.name) != (cur.id, name):
+                    others.append((child, f"{path}/{name}"))
+                else:
+                    stack.append((child, f"{path}/{name}"))
         elif cur.flags & PERSISTED:
-            ext = cur.ext
-            moves.setdefault(cur.id, (path, ext.fingerprint or "" if ext is not None else ""))
+            _pending_file(moves, cur, path)
+    for child, path in others:  # its own name is elsewhere: nothing of it moves but a mirror
+        if child.flags & PERSISTED:
+            _pending_file(moves, child, path)
+
+
+def _pending_file(moves: dict[int, tuple[str, str]], node: Inode, path: str) -> None:
+    ext = node.ext
+    moves.setdefault(node.id, (path, ext.fingerprint or "" if ext is not None else ""))

@@ -73,8 +73,8 @@ class MountConnector(UnderFS):
     def link(self, src: str, dst: str) -> UfsStatus:
         return self._ufs().link(src, dst)
 
-    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
-        return self._ufs().mknod(path, mode, rdev)
+    def mknod(self, path: str, mode: int, rdev: int, attrs: UfsAttrs | None = None) -> UfsStatus:
+        return self._ufs().mknod(path, mode, rdev, attrs)
 
     def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
         self._ufs().check_xattrs(path, xattrs)

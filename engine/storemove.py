@@ -103,7 +103,9 @@ def finish_dir(connector: UnderFS, old: str, new: str, subdirs: list[tuple[str, 
     path with their owners and modes (an object store keeps empty ones as markers), the old
     ones removed."""
     for rel, attrs in subdirs:  # parents first
-        connector.mkdir(ufs_join(new, rel) if rel else new, attrs)
+        path = ufs_join(new, rel) if rel else new
+        connector.mkdir(path, attrs)
+        _keep_attrs(connector, path, attrs)
     if old == new:
         return  # renamed back: its directories are where they were
     for rel, _attrs in reversed(subdirs):
@@ -113,6 +115,16 @@ def finish_dir(connector: UnderFS, old: str, new: str, subdirs: list[tuple[str, 
             pass  # already removed, or never made
         except UfsNotEmpty:  # files Shoal never listed: left where they are, under the old name
             log.warning("%s: not empty after its move, left in the store", ufs_join(old, rel))
+
+
+def _keep_attrs(connector: UnderFS, path: str, attrs: UfsAttrs) -> None:
+    """A directory the moves of its files made already (a local store makes a moved file's
+    missing parents with its defaults: root's, 0755) gets its owner and mode all the same, or
+    a listing would show a private directory widened. One that has them (S3: the marker just
+    put) is left as it is."""
+    st = connector.stat(path)
+    if (st.mode, st.uid, st.gid) != (attrs.mode, attrs.uid, attrs.gid):
+        connector.set_attrs(path, attrs)
 
 
 def _subdirs(node: Inode) -> list[tuple[str, UfsAttrs]]:

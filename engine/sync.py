@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from engine.errors import InvalidArgument, InvalidName, NotFound, Unavailable
-from engine.inode import Inode
+from engine.inode import S_IFMT, S_IFREG, Inode
 from engine.listingmarks import listing_mark, parse_listing_mark
 from engine.mounts import MountTable, ufs_errors
 from engine.movestate import moved_away, moving
@@ -428,7 +428,8 @@ class MetadataSync:
         if node.id in self.ns.state.store_moves:
             return []  # its content is still at its old path: what is here is not it
         known = node.ext.fingerprint if node.ext is not None else None
-        if not node.flags & PERSISTED and (node.flags & COMPLETE or known):
+        regular = node.mode & S_IFMT == S_IFREG  # a special file has no content to be ahead
+        if regular and not node.flags & PERSISTED and (node.flags & COMPLETE or known):
             # Shoal holds content the UFS does not have yet (written to the cache, its upload
             # pending or never asked for), or a file not yet written was renamed over one whose
             # copy the store still holds (Rename.stale): what the UFS shows is older, not a

@@ -62,7 +62,7 @@ from engine.persister import Persister
 from engine.placement import Placement
 from engine.state import PERSISTED, store_may_hold
 from engine.storemove import StoreMoves
-from engine.ufswalk import clear_tree, remove_tree
+from engine.ufswalk import clear_tree, other_names, remove_tree
 from ufs.base import UfsAttrs, UnderFS
 from ufs.errors import UfsError, UfsIsADirectory, UfsNotFound
 
@@ -180,11 +180,20 @@ class UfsFirstChanges:
             self.placement.check_moved_tree(node, dst_ufs)
         mount, connector, a = src_ufs
         b = dst_ufs[2]
+        # A hard link's other name: its store copy only mirrors the file's own name's.
+        own_name = (node.parent, node.name) == (src_parent.id, src_name)
+        other_name = node.children is None and not own_name
         self.moves.ready(node, existing)  # their content is where their names say
         self.placement.clear(mount, b)  # nothing is moved onto, nor removed at, another's content
         with self.holding(node, existing):
             with ufs_errors():
-                if node.children is None:
+                if other_name:
+                    # Its copy goes first, as an unlink of that name does: a kill before the
+                    # entry leaves the name without a mirror, never a copy the store shows
+                    # as a file of its own under a name that is gone.
+                    _remove_file(connector, a)
+                    moving = False
+                elif node.children is None:
                     moving = self._rename_file(connector, node, a, b)
                 else:
                     if existing is not None and existing.children:
@@ -197,6 +206,10 @@ class UfsFirstChanges:
                 _remove_stale(connector, b)
             if moving:  # journaled: a failure from here on leaves the move pending, not undone
                 self.moves.settle_quietly(below=[node])
+            if other_name:
+                self._mirror_at(connector, node, b)
+            elif node.children is not None:
+                self._mirror_below(connector, node, b)
 
     def _rename_file(self, connector: UnderFS, node: Inode, a: str, b: str) -> bool:
         """The UFS's part of a file rename before it is journaled: a stale copy removed, or,
@@ -211,6 +224,35 @@ class UfsFirstChanges:
         if self.may_be_in_ufs(node):
             _remove_file(connector, a)  # stale: its pending upload writes it anew at ``b``
         return False
+
+    def _mirror_below(self, connector: UnderFS, node: Inode, b: str) -> None:
+        """After directory ``node`` moved to ``b``: the hard-linked files' other names below
+        it mirror their content at their new paths (clear_tree removed the old copies). A
+        file whose own name is elsewhere has a move pending from such a name (not below the
+        directory, so not completed with it): completed first, nothing of it is at that path."""
+        names = list(other_names(node, b))
+        ids = {item.id for item, _path in names}
+        try:
+            self.moves.settle(only=lambda ino, _old: ino in ids)
+        except ShoalError as exc:
+            log.warning("pending store moves stay pending: %s", exc)
+        for item, path in names:
+            self._mirror_at(connector, item, path)
+
+    def _mirror_at(self, connector: UnderFS, node: Inode, b: str) -> None:
+        """After an other name of linked file ``node`` was renamed to ``b`` (journaled: ``b``
+        may hold the replaced file's copy until then): the file's content under it in the
+        store, linked or copied from its own name's. A file not persisted gets it when its
+        upload lands (engine/links.py's ``mirror_names``); a failure leaves the copy stale,
+        as one there does."""
+        with self.ns.lock:
+            own = self.placement.sync.mount_of(node) if node.flags & PERSISTED else None
+        if own is None:
+            return
+        try:
+            connector.link(own[1], b)
+        except UfsError as exc:
+            log.warning("%s: the store's copy under this other name is stale: %s", b, exc)
 
 
 def _check_kinds(node: Inode, existing: Inode | None, dst: str) -> None:

@@ -20,6 +20,17 @@ def walk(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
     yield node, rel
 
 
+def other_names(node: Inode, rel: str) -> Iterator[tuple[Inode, str]]:
+    """(file, UFS path) of each name below ``node`` that is not its file's own: a hard-linked
+    file's other names, whose store copies only mirror the own name's (engine/links.py)."""
+    for name, child in sorted((node.children or {}).items()):
+        path = ufs_join(rel, name)
+        if child.children is not None:
+            yield from other_names(child, path)
+        elif (child.parent, child.name) != (node.id, name):
+            yield child, path
+
+
 def _persisted(node: Inode) -> bool:
     return bool(node.flags & PERSISTED)
 
@@ -61,10 +72,19 @@ def clear_tree(
     except UfsNotFound:
         pass  # never made in the store (or removed there): nothing of it to move but files
     ufs.mkdir(dst.rpartition("/")[0])
-    for item, path in walk(node, src):
-        if item.children is None and not item.flags & PERSISTED and in_ufs(item):
-            try:
-                ufs.delete(path)
-            except (UfsNotFound, UfsIsADirectory):
-                pass  # not there, or not a copy of this file
+    stale = [
+        path
+        for item, path in walk(node, src)
+        if item.children is None and not item.flags & PERSISTED and in_ufs(item)
+    ]
+    # Other names' mirrors go first too, as an unlink of such a name does: their content is
+    # the own name's, moved (or not) on its own, and mirrored at the new paths after the
+    # entry; a kill before it leaves those names without a mirror, never a copy at a path
+    # the namespace has left.
+    stale += [path for _item, path in other_names(node, src)]
+    for path in stale:
+        try:
+            ufs.delete(path)
+        except (UfsNotFound, UfsIsADirectory):
+            pass  # not there, or not a copy of this file
     return True

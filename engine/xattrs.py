@@ -12,7 +12,7 @@ also restores the attributes a rewrite (a new file renamed over the old) would d
 Other namespaces are refused, as a file system without them does: getxattr answers ENODATA
 (nothing is there: the kernel's security.capability check on every write, and ``cp -a`` /
 ``rsync -A`` probing for ACLs, go on), setxattr and removexattr EOPNOTSUPP (``cp -a`` then
-falls back to the mode bits for a plain ACL).
+falls back to the mode bits for a plain ACL). POSIX ACLs are engine/acls.py's.
 """
 
 from __future__ import annotations

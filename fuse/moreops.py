@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
+from engine.acls import ACL_NAMES
 from engine.errors import InvalidArgument, NoAttribute
 from engine.filesystem import FileSystem
 from engine.inode import Inode
 from engine.names import NAME_MAX
-from engine.posix import check_fallocate
+from engine.posix import Caller, check_fallocate
 from fuse.boundary import answers_errno
 from fuse.fallocate import FALLOC_FL_KEEP_SIZE
 from fuse.writebuffer import WriteBuffer
@@ -76,6 +77,10 @@ class MoreOperations:
         key = _name(name)
         if key is None:
             raise InvalidArgument(f"attribute name {name!r} is not UTF-8")
+        if key in ACL_NAMES:  # not through _kernel_change: the kernel's attributes are stale
+            caller = Caller(ctx.uid, ctx.gid, ctx.umask)
+            await self._blocking(self.fs.set_acl_as, caller, inode, key, value)
+            return
         # A thread: the store may be written (a local file's xattr, an S3 object's metadata).
         await self._blocking(self.fs.set_xattr, inode, key, value)
 
@@ -85,6 +90,9 @@ class MoreOperations:
         key = _name(name)
         if key is None:
             raise NoAttribute(f"inode {inode} has no attribute {name!r}")
+        if key in ACL_NAMES:
+            self.fs.set_acl_as(Caller(ctx.uid, ctx.gid, ctx.umask), inode, key, None)
+            return
         await self._blocking(self.fs.set_xattr, inode, key, None)
 
     def _check_on(self) -> None:

@@ -153,6 +153,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         fh = next(self._fh)
         self.handles[fh] = handle = Handle(node, buffer)
         handle.read = not self.relatime  # noatime: as if read already
+        self.fs.opened(node.id)  # the engine decides what an unlink while open does
         if buffer is not None:
             buffer.handles += 1
         return fh

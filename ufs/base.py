@@ -186,9 +186,10 @@ class UnderFS(ABC):
         UfsNotFound if ``src`` is not there, UfsIsADirectory for a directory."""
         raise UfsError(f"{self.uri}: this store cannot link {src} to {dst}")
 
-    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
+    def mknod(self, path: str, mode: int, rdev: int, attrs: UfsAttrs | None = None) -> UfsStatus:
         """Creates special file ``path`` of ``mode``'s type (a fifo, a socket, a character or
-        block device numbered ``rdev``); its status. UfsExists if the name is taken."""
+        block device numbered ``rdev``), with ``attrs`` where the store keeps them; its status.
+        UfsExists if the name is taken."""
         raise UfsError(f"{self.uri}: this store cannot hold special file {path}")
 
     # Extended attributes (user.* only; the engine keeps them, and hands them to the store).

@@ -317,12 +317,14 @@ class LocalUnderFS(UnderFS):
             fsync_dir(os.path.dirname(full_b))
         return self.stat(b)
 
-    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
+    def mknod(self, path: str, mode: int, rdev: int, attrs: UfsAttrs | None = None) -> UfsStatus:
         rel = normalize(path)
         with self._errors(rel):
             self.mkdir(rel.rpartition("/")[0])
         with self._errors(rel), self._path(rel) as full:
             os.mknod(full, mode, rdev)
+            if attrs is not None:  # the caller's owner, and its mode whatever our umask is
+                self._give(full, attrs)
             fsync_dir(os.path.dirname(full))
         return self.stat(rel)
 

@@ -45,7 +45,13 @@ from ufs.errors import (
     UfsNotFound,
 )
 from ufs.s3errors import NOT_FOUND, s3_errors
-from ufs.s3meta import dir_status, file_status, posix_metadata
+from ufs.s3meta import (
+    dir_status,
+    file_status,
+    posix_metadata,
+    replaced_metadata,
+    special_metadata,
+)
 from ufs.s3options import S3Options
 from ufs.s3stream import FullReads
 from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
@@ -305,8 +311,7 @@ class S3UnderFS(UnderFS):
                 meta.update(posix_metadata(attrs, directory=True))
                 self.client.put_object(Bucket=self.bucket, Key=marker, Body=b"", Metadata=meta)
             else:  # a copy onto itself: new metadata, the same bytes
-                meta = dict(head.get("Metadata", {}))
-                meta.update(posix_metadata(attrs, directory=False))
+                meta = replaced_metadata(head.get("Metadata", {}), attrs)
                 extra = {"Metadata": meta, "MetadataDirective": "REPLACE"}
                 if head.get("ContentType"):
                     extra["ContentType"] = head["ContentType"]
@@ -343,9 +348,10 @@ class S3UnderFS(UnderFS):
         self.rules.check(rel, is_dir=True)
         meta = posix_metadata(attrs, directory=True)
         with self._errors(rel):
-            self.client.put_object(
-                Bucket=self.bucket, Key=self._dir_prefix(rel), Body=b"", Metadata=meta
-            )
+            marker = self._dir_prefix(rel)
+            if self._metadata(marker) is not None:
+                return  # it exists: a new marker would drop its attributes and xattrs
+            self.client.put_object(Bucket=self.bucket, Key=marker, Body=b"", Metadata=meta)
 
     def rmdir(self, path: str) -> None:
         rel = normalize(path)
@@ -391,10 +397,10 @@ class S3UnderFS(UnderFS):
             )
         return self.stat(b)
 
-    def mknod(self, path: str, mode: int, rdev: int) -> UfsStatus:
+    def mknod(self, path: str, mode: int, rdev: int, attrs: UfsAttrs | None = None) -> UfsStatus:
         """An empty object whose metadata carries the type, as s3fs-fuse writes one."""
         rel = normalize(path)
-        meta = {"mode": str(mode)}
+        meta = special_metadata(mode, attrs)
         if rdev:
             meta["rdev"] = str(rdev)
         with self._errors(rel):

@@ -34,6 +34,26 @@ def posix_metadata(attrs: UfsAttrs | None, *, directory: bool) -> dict[str, str]
     return out
 
 
+def special_metadata(mode: int, attrs: UfsAttrs | None) -> dict[str, str]:
+    """The metadata of a new special file of ``mode`` (its type bits, and its permission bits
+    unless ``attrs`` has them) with ``attrs``: the type in x-amz-meta-mode, as s3fs-fuse has it."""
+    out = posix_metadata(attrs, directory=False)
+    bits = mode if attrs is None or attrs.mode is None else attrs.mode
+    out["mode"] = str(st.S_IFMT(mode) | (bits & 0o7777))
+    return out
+
+
+def replaced_metadata(meta: Mapping[str, str], attrs: UfsAttrs) -> dict[str, str]:
+    """An object's metadata ``meta`` with ``attrs`` recorded in it: a special file keeps the
+    type its mode names (a chmod of a fifo leaves a fifo, not a regular file)."""
+    out = dict(meta)
+    out.update(posix_metadata(attrs, directory=False))
+    special, _rdev = _special(meta)
+    if special and attrs.mode is not None:
+        out["mode"] = str(special | (attrs.mode & 0o7777))
+    return out
+
+
 def _number(meta: Mapping[str, str], key: str) -> int | None:
     try:
         value = int(meta[key])

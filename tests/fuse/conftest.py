@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuse.mounting import Mounted, mounted
+from tests.fuse.otheruser import shared_any_mount, shared_mount  # noqa: F401 (fixtures)
 from tests.ufs.stores import LocalStore, Store
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted
+from tests.fuse.otheruser import NOBODY, nobody_says
 from tests.ufs.stores import LocalStore
 
 DAY_NS = 24 * 3600 * 10**9
@@ -75,3 +76,40 @@ def test_noatime_reads_leave_it(tmp_path: Path) -> None:
         assert os.stat(f).st_atime_ns == 5
     finally:
         m.teardown()
+
+
+def test_access_times_as_another_user(shared_any_mount: Mounted) -> None:
+    """Through an allow_other mount, user nobody's read of root's file moves its access time;
+    nobody sets explicit times on its own file only, and "now" on a file it may write."""
+    pub = shared_any_mount.path / "pub"
+    for name, mode in (("readable", 0o644), ("writable", 0o666)):
+        (pub / name).write_bytes(b"root's")
+        os.chmod(pub / name, mode)
+    written = os.stat(pub / "readable").st_mtime_ns
+    code = (
+        f"d = {str(pub)!r}\n"
+        "open(d + '/readable').read()\n"
+        "open(d + '/mine', 'w').write('mine')\n"
+        "os.utime(d + '/mine', ns=(1_000_000_000_123, 2_000_000_000_456))\n"
+        "st = os.stat(d + '/mine')\n"
+        "print(st.st_atime_ns, st.st_mtime_ns)\n"
+        "attempt('explicit on writable', lambda: os.utime(d + '/writable', ns=(5, 5)))\n"
+        "attempt('now on writable', lambda: os.utime(d + '/writable'))\n"
+        "attempt('now on readable', lambda: os.utime(d + '/readable'))\n"
+        "attempt('atime only on mine', lambda: os.utime(d + '/mine', ns=(7, st.st_mtime_ns)))\n"
+    )
+    assert nobody_says(code) == [
+        "1000000000123 2000000000456",
+        "explicit on writable EPERM",
+        "now on writable allowed",
+        "now on readable EACCES",
+        "atime only on mine allowed",
+    ]
+    read = os.stat(pub / "readable")
+    assert read.st_atime_ns > written and read.st_mtime_ns == written
+    assert os.stat(pub / "writable").st_mtime_ns > written
+    shared_any_mount.umount()
+    shared_any_mount.mount("allow_other")
+    mine = os.stat(pub / "mine")
+    assert (mine.st_atime_ns, mine.st_mtime_ns, mine.st_uid) == (7, 2_000_000_000_456, NOBODY)
+    assert os.stat(pub / "readable").st_atime_ns == read.st_atime_ns

@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from tests.fuse.mounting import Mounted
+from tests.fuse.otheruser import NOBODY, nobody_says
 from tests.ufs.stores import Store
 
 FALLOC_FL_KEEP_SIZE = 0x01
@@ -76,3 +77,36 @@ def test_fallocate_on_an_open_file(any_mount: Mounted) -> None:
         assert exc.value.errno == errno.EBADF
     finally:
         os.close(ro)
+
+
+def test_fallocate_as_another_user(shared_any_mount: Mounted) -> None:
+    """User nobody, through an allow_other mount, preallocates its own file (mode 0 grows it,
+    KEEP_SIZE does not) and one of root's it may write; one opened for reading only: EBADF."""
+    store: Store = shared_any_mount.store  # type: ignore[attr-defined]
+    pub = shared_any_mount.path / "pub"
+    for name, mode in (("readable", 0o644), ("writable", 0o666)):
+        (pub / name).write_bytes(b"root's")
+        os.chmod(pub / name, mode)
+    code = (
+        f"import ctypes\nd = {str(pub)!r}\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]\n"
+        "def falloc(path, flags, mode, length):\n"
+        "    fd = os.open(path, flags, 0o600)\n"
+        "    try:\n"
+        "        if libc.fallocate(fd, mode, 0, length) != 0:\n"
+        "            raise OSError(ctypes.get_errno(), 'fallocate')\n"
+        "    finally:\n"
+        "        os.close(fd)\n"
+        "    print(os.stat(path).st_size)\n"
+        "falloc(d + '/mine', os.O_RDWR | os.O_CREAT, 0, 5000)\n"
+        "falloc(d + '/mine', os.O_RDWR, 1, 9000)\n"
+        "falloc(d + '/writable', os.O_WRONLY, 0, 100)\n"
+        "attempt('readable', lambda: falloc(d + '/readable', os.O_RDONLY, 0, 100))\n"
+        "attempt('open readable', lambda: falloc(d + '/readable', os.O_RDWR, 0, 100))\n"
+    )
+    assert nobody_says(code) == ["5000", "5000", "100", "readable EBADF", "open readable EACCES"]
+    assert store.get("pub/mine") == bytes(5000)
+    assert store.get("pub/writable") == b"root's" + bytes(94)
+    assert (pub / "readable").read_bytes() == b"root's"
+    assert os.stat(pub / "mine").st_uid == NOBODY

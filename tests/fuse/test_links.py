@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted
-from tests.fuse.test_posix import NOBODY, as_nobody, shared_mount  # noqa: F401 (a fixture)
+from tests.fuse.otheruser import NOBODY, nobody_says, store_root
 
 
 def tree_of(root: Path) -> dict[str, tuple[object, ...]]:
@@ -109,6 +110,69 @@ def test_the_store_holds_every_name(any_mount: Mounted) -> None:
     any_mount.mount()
     assert (mnt / "g").read_bytes() == b"version three\n"
     assert os.stat(mnt / "f").st_nlink == 2
+
+
+def test_a_renamed_other_name_is_renamed_in_the_store(any_mount: Mounted) -> None:
+    """The store's copy under a file's other name goes with that name: once, a rename of it
+    moved the copy onto the file's own name instead, and the new name never reached the store
+    (nor, on a local store, did the old one leave)."""
+    mnt = any_mount.path
+    store = any_mount.store  # type: ignore[attr-defined]
+    (mnt / "own").write_bytes(b"linked\n")
+    os.link(mnt / "own", mnt / "other")
+    os.link(mnt / "own", mnt / "third")
+    (mnt / "replaced").write_bytes(b"replaced\n")
+    os.rename(mnt / "other", mnt / "renamed")
+    os.rename(mnt / "third", mnt / "replaced")  # over another file
+    (mnt / "d").mkdir()
+    os.unlink(mnt / "own")  # "renamed" takes over as the file's own name
+    os.link(mnt / "renamed", mnt / "d" / "moved")
+    os.rename(mnt / "d" / "moved", mnt / "d" / "moved-again")
+    names = ["renamed", "replaced", "d/moved-again"]
+    assert sorted(store.keys()) == sorted(["d/", *names])
+    assert {store.get(name) for name in names} == {b"linked\n"}
+    root = store_root(any_mount)
+    if root is not None:  # a local store: one file under every name
+        assert len({os.stat(root / name).st_ino for name in names}) == 1
+    any_mount.umount()
+    assert "clean" in shoal("fsck", home=any_mount.home).stdout
+    any_mount.mount()
+    assert [os.stat(mnt / name).st_nlink for name in names] == [3, 3, 3]
+    assert (mnt / "replaced").read_bytes() == b"linked\n"
+
+
+def test_a_renamed_directory_takes_the_other_names_in_it_along(any_mount: Mounted) -> None:
+    """A directory holding hard links' other names (of files named outside it, and inside)
+    renamed: the store holds every name at its new path and nothing at the old one. Once the
+    old directory stayed in the store with a copy in it, and the next listing brought it back
+    as a directory of its own."""
+    mnt = any_mount.path
+    store = any_mount.store  # type: ignore[attr-defined]
+    (mnt / "d").mkdir()
+    (mnt / "e" / "sub").mkdir(parents=True)
+    (mnt / "d" / "outside").write_bytes(b"named outside\n")
+    os.link(mnt / "d" / "outside", mnt / "e" / "sub" / "link")
+    (mnt / "e" / "sub" / "inside").write_bytes(b"named inside\n")
+    # Met before its own name in a walk of the directory (which records a move per file).
+    os.link(mnt / "e" / "sub" / "inside", mnt / "e" / "again")
+    os.link(mnt / "e" / "sub" / "inside", mnt / "d" / "out-link")
+    os.rename(mnt / "e", mnt / "moved")
+    content = {
+        "d/outside": b"named outside\n",
+        "moved/sub/link": b"named outside\n",
+        "moved/sub/inside": b"named inside\n",
+        "moved/again": b"named inside\n",
+        "d/out-link": b"named inside\n",
+    }
+    assert sorted(store.keys()) == sorted(["d/", "moved/", "moved/sub/", *content])
+    assert {key: store.get(key) for key in content} == content
+    shoal("fs", "sync", "-R", "/", home=any_mount.home)
+    assert sorted(os.listdir(mnt)) == ["d", "moved"]
+    any_mount.umount()
+    assert "clean" in shoal("fsck", home=any_mount.home).stdout
+    any_mount.mount()
+    assert {key: (mnt / key).read_bytes() for key in content} == content
+    assert os.stat(mnt / "moved" / "again").st_nlink == 3
 
 
 @pytest.mark.parametrize("stop", ["umount", "kill9"])
@@ -209,29 +273,39 @@ def test_a_name_unlinked_while_open_keeps_the_content_for_the_other(any_mount: M
     assert other.read_bytes() == b"replacement\n"
 
 
-def test_hard_links_as_another_user(request: pytest.FixtureRequest) -> None:
-    """Through an allow_other mount, user nobody links its own file (and unlinks one name),
-    and may not link a file of root's it cannot read or write (protected_hardlinks)."""
-    shared: Mounted = request.getfixturevalue("shared_mount")  # test_posix's
-    mnt = shared.path
-    (mnt / "pub").mkdir()
-    os.chmod(mnt / "pub", 0o1777)
+def protected_hardlinks() -> bool:
+    """Whether the kernel refuses a link to a file the caller may not read and write."""
+    return Path("/proc/sys/fs/protected_hardlinks").read_text().strip() == "1"
+
+
+def test_hard_links_as_another_user(shared_any_mount: Mounted) -> None:
+    """Through an allow_other mount, user nobody links its own file, unlinks and renames one
+    name, and (protected_hardlinks) may not link a file of root's it cannot read or write; the
+    store holds every name nobody made (on S3, a copy)."""
+    mnt = shared_any_mount.path
     (mnt / "pub" / "roots").write_bytes(b"secret\n")
     os.chmod(mnt / "pub" / "roots", 0o600)
     code = (
         f"d = {str(mnt / 'pub')!r}\n"
         "open(d + '/mine', 'w').write('mine')\n"
         "os.link(d + '/mine', d + '/mine2')\n"
+        "os.link(d + '/mine', d + '/mine3')\n"
         "print(os.stat(d + '/mine2').st_nlink)\n"
         "os.unlink(d + '/mine')\n"
-        "print(open(d + '/mine2').read(), os.stat(d + '/mine2').st_nlink)\n"
-        "try:\n"
-        "    os.link(d + '/roots', d + '/stolen')\n"
-        "except PermissionError:\n"
-        "    print('refused')\n"
+        "os.rename(d + '/mine3', d + '/renamed')\n"
+        "print(open(d + '/mine2').read(), os.stat(d + '/renamed').st_nlink)\n"
+        "attempt('link roots', lambda: os.link(d + '/roots', d + '/stolen'))\n"
     )
-    out = as_nobody(code)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:3] == ["2", "mine 1", "refused"]
-    assert os.stat(mnt / "pub" / "mine2").st_uid == NOBODY
-    assert not (mnt / "pub" / "stolen").exists()
+    refused = "EPERM" if protected_hardlinks() else "allowed"
+    assert nobody_says(code) == ["3", "mine 2", f"link roots {refused}"]
+    st = os.stat(mnt / "pub" / "mine2")
+    assert (st.st_uid, st.st_ino) == (NOBODY, os.stat(mnt / "pub" / "renamed").st_ino)
+    assert (mnt / "pub" / "stolen").exists() != protected_hardlinks()
+    shared_any_mount.umount()
+    store = shared_any_mount.store  # type: ignore[attr-defined]
+    assert store.get("pub/mine2") == store.get("pub/renamed") == b"mine"
+    assert "pub/mine" not in store.keys() and "pub/mine3" not in store.keys()
+    root = store_root(shared_any_mount)
+    if root is not None:  # a local store: one file of nobody's under two names
+        one, two = os.stat(root / "pub" / "mine2"), os.stat(root / "pub" / "renamed")
+        assert one.st_ino == two.st_ino and (one.st_uid, one.st_nlink) == (NOBODY, 2)

@@ -17,6 +17,7 @@ import pytest
 from cli.bench.s3server import S3Server
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted, mounted
+from tests.fuse.otheruser import NOBODY, nobody_says
 from tests.ufs.stores import LocalStore, S3Store
 
 
@@ -177,3 +178,31 @@ def test_s3_refuses_keys_over_1024_bytes_with_enametoolong(s3_mount: Mounted) ->
         assert f.read() == b"fits"
     dump = _journaled_names(s3_mount)
     assert not any(c * 17 in dump for c in "ghrs") and "a" * 251 not in dump
+
+
+def test_names_as_another_user(shared_any_mount: Mounted) -> None:
+    """User nobody, through an allow_other mount, makes and renames a name that is not UTF-8
+    where the store holds one (local), and gets EINVAL where it cannot (S3); a key over 1,024
+    bytes is ENAMETOOLONG on S3; nothing refused reaches the store."""
+    pub = os.fsencode(shared_any_mount.path / "pub")
+    store = shared_any_mount.store  # type: ignore[attr-defined]
+    # The key of a file in it: "ds/pub/" + 4 x 251 bytes + its name, over 1,024 with 25.
+    deep = pub + b"/" + b"/".join(c * 250 for c in (b"a", b"b", b"c", b"d"))
+    code = (
+        f"p, deep = {pub!r}, {deep!r}\n"
+        "attempt('create', lambda: open(p + b'/caf\\xe9', 'wb').write(b'x'))\n"
+        "attempt('mkdir', lambda: os.mkdir(p + b'/d\\xe9'))\n"
+        "attempt('rename', lambda: os.rename(p + b'/caf\\xe9', p + b'/th\\xe9'))\n"
+        "os.makedirs(deep)\n"
+        "attempt('long key', lambda: open(deep + b'/' + b'k' * 25, 'wb').close())\n"
+    )
+    said = nobody_says(code)
+    if isinstance(store, LocalStore):
+        assert said == ["create allowed", "mkdir allowed", "rename allowed", "long key allowed"]
+        assert sorted(os.listdir(pub)) == [b"a" * 250, b"d\xe9", b"th\xe9"]
+        assert os.stat(pub + b"/th\xe9").st_uid == NOBODY
+        assert os.path.exists(os.fsencode(store.root) + b"/pub/th\xe9")
+    else:
+        assert said == ["create EINVAL", "mkdir EINVAL", "rename ENOENT", "long key ENAMETOOLONG"]
+        assert os.listdir(pub) == [b"a" * 250]
+        assert not any("k" * 25 in key or "\udce9" in key for key in store.keys())

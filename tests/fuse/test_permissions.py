@@ -5,29 +5,17 @@ nobody too, and what is set through the mount reaches the store."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli.bench.s3server import S3Server
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted, mounted
+from tests.fuse.otheruser import NOBODY, OTHER, nobody_says, reachable_dir, store_of
 from tests.ufs.stores import LocalStore, S3Store, Store
 
-NOBODY = 65534
-OTHER = 1000  # a user that is neither root nor nobody
-# Another user cannot run the venv's interpreter where it lives below /root: use the system's
-# (the code it runs needs only the standard library).
-PYTHON = next(
-    (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)),
-    sys.executable,
-)
 FILE, DIR = stat.S_IFREG, stat.S_IFDIR
 
 
@@ -83,15 +71,8 @@ class StoreView:
 def shared(request: pytest.FixtureRequest) -> Iterator[tuple[Mounted, StoreView]]:
     """A store holding entries of several owners and modes (made before the mount, so they
     are loaded from it), mounted with -o allow_other in a directory other users can reach."""
-    base = Path(tempfile.mkdtemp(prefix="shoal-perms-"))
-    base.chmod(0o755)
-    try:
-        store: Store
-        if request.param == "local":
-            store = LocalStore(base / "ufs")
-        else:
-            server: S3Server = request.getfixturevalue("s3_server")
-            store = S3Store(server)
+    with reachable_dir("shoal-perms-") as base:
+        store = store_of(request.param, base, request)
         view = StoreView(store)
         view.put("secret", b"root's secret", 0o600)
         view.put("public", b"everyone reads", 0o644)
@@ -100,32 +81,11 @@ def shared(request: pytest.FixtureRequest) -> Iterator[tuple[Mounted, StoreView]
         view.put("closed/inside", b"hidden", 0o644)
         view.mkdir("sticky", 0o1777)
         view.put("sticky/others", b"not nobody's", 0o666, OTHER, OTHER)
+        view.put("sticky/roots", b"root's in /tmp", 0o666)
+        view.put("sticky/nobodys", b"nobody's own", 0o644, NOBODY, NOBODY)
+        view.mkdir("open", 0o755)
         with mounted(store, base, "allow_other") as m:
             yield m, view
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def as_nobody(code: str) -> list[str]:
-    """Runs Python ``code`` as user and group nobody with no supplementary groups; its output
-    lines."""
-    out = subprocess.run(
-        [PYTHON, "-c", "import os, errno\n" + code],
-        user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
-        cwd="/", timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    return out.stdout.splitlines()
-
-
-TRY_ALL = """
-def attempt(what, call):
-    try:
-        call()
-        print(what, 'allowed')
-    except OSError as e:
-        print(what, errno.errorcode[e.errno])
-"""
 
 
 def test_the_stores_permissions_hold_for_another_user(
@@ -133,30 +93,73 @@ def test_the_stores_permissions_hold_for_another_user(
 ) -> None:
     m, view = shared
     mnt = m.path
-    lines = as_nobody(
-        f"m = {str(mnt)!r}\n" + TRY_ALL + "print(open(m + '/public').read())\n"
+    lines = nobody_says(
+        f"m = {str(mnt)!r}\n" + "print(open(m + '/public').read())\n"
         "attempt('read secret', lambda: open(m + '/secret').read())\n"
         "attempt('read theirs', lambda: open(m + '/theirs').read())\n"
         "attempt('list closed', lambda: os.listdir(m + '/closed'))\n"
+        "attempt('open in closed', lambda: open(m + '/closed/inside').read())\n"
+        "attempt('stat in closed', lambda: os.stat(m + '/closed/inside'))\n"
         "attempt('write public', lambda: open(m + '/public', 'a').write('x'))\n"
+        "attempt('truncate public', lambda: os.truncate(m + '/public', 0))\n"
         "attempt('chmod public', lambda: os.chmod(m + '/public', 0o666))\n"
+        "attempt('chmod closed', lambda: os.chmod(m + '/closed', 0o777))\n"
+        "attempt('utime public', lambda: os.utime(m + '/public', (0, 0)))\n"
+        "attempt('unlink public', lambda: os.unlink(m + '/public'))\n"
+        "attempt('create in open', lambda: open(m + '/open/new', 'w'))\n"
+        "attempt('mkdir in open', lambda: os.mkdir(m + '/open/new'))\n"
         "attempt('unlink in sticky', lambda: os.unlink(m + '/sticky/others'))\n"
         "attempt('rename in sticky', lambda: os.rename(m + '/sticky/others', m + '/sticky/x'))\n"
+        "attempt('unlink roots in sticky', lambda: os.unlink(m + '/sticky/roots'))\n"
+        "attempt('rename roots in sticky',"
+        " lambda: os.rename(m + '/sticky/roots', m + '/sticky/x'))\n"
         "attempt('create in sticky', lambda: open(m + '/sticky/mine', 'w').write('mine'))\n"
+        "attempt('rename mine over roots',"
+        " lambda: os.rename(m + '/sticky/mine', m + '/sticky/roots'))\n"
+        "attempt('chown mine', lambda: os.chown(m + '/sticky/mine', 0, 0))\n"
+        "attempt('rename mine', lambda: os.rename(m + '/sticky/mine', m + '/sticky/mine2'))\n"
+        "attempt('rename own', lambda: os.rename(m + '/sticky/nobodys', m + '/sticky/own2'))\n"
+        "attempt('unlink own', lambda: os.unlink(m + '/sticky/own2'))\n"
     )
     assert lines == [
         "everyone reads",
         "read secret EACCES",
         "read theirs EACCES",
         "list closed EACCES",
+        "open in closed EACCES",
+        "stat in closed EACCES",
         "write public EACCES",
+        "truncate public EACCES",
         "chmod public EPERM",
+        "chmod closed EPERM",
+        "utime public EPERM",
+        "unlink public EACCES",
+        "create in open EACCES",
+        "mkdir in open EACCES",
         "unlink in sticky EPERM",
         "rename in sticky EPERM",
+        "unlink roots in sticky EPERM",
+        "rename roots in sticky EPERM",
         "create in sticky allowed",
+        "rename mine over roots EPERM",
+        "chown mine EPERM",
+        "rename mine allowed",
+        "rename own allowed",
+        "unlink own allowed",
     ]
     assert (mnt / "public").read_bytes() == b"everyone reads"
     assert (mnt / "sticky" / "others").read_bytes() == b"not nobody's"
+    assert sorted(os.listdir(mnt / "sticky")) == ["mine2", "others", "roots"]
+    assert sorted(os.listdir(mnt / "open")) == []
+    # The store holds what the refusals left, and what nobody's own changes made.
+    store = view.store
+    assert (
+        store.get("sticky/roots") == b"root's in /tmp" and store.get("public") == b"everyone reads"
+    )
+    assert store.get("sticky/mine2") == b"mine"
+    assert (
+        not {"sticky/x", "sticky/mine", "sticky/nobodys", "sticky/own2", "open/new"} & store.keys()
+    )
     # What the store holds is what the mount shows.
     for name, mode, uid in [
         ("secret", 0o600, 0), ("public", 0o644, 0), ("theirs", 0o600, OTHER),
@@ -164,7 +167,7 @@ def test_the_stores_permissions_hold_for_another_user(
     ]:  # fmt: skip
         st = os.stat(mnt / name)
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, uid, uid), name
-    assert os.stat(mnt / "sticky" / "mine").st_uid == NOBODY
+    assert os.stat(mnt / "sticky" / "mine2").st_uid == NOBODY
     if view.local is not None:  # S3 markers put above carry no mtime
         for name in ("closed", "closed/inside", "secret"):
             assert os.stat(mnt / name).st_mtime_ns == os.stat(view.local / name).st_mtime_ns
@@ -190,9 +193,22 @@ def test_changes_through_the_mount_reach_the_store(shared: tuple[Mounted, StoreV
     os.chmod(mnt / "closed", 0o750)
     os.chown(mnt / "closed", 0, OTHER)
     assert view.attrs("closed", directory=True)[:3] == (DIR | 0o750, 0, OTHER)
-    lines = as_nobody(f"open({str(mnt / 'sticky' / 'by-nobody')!r}, 'w').write('n')\n")
+    # nobody's private directories, renamed: the store's copies at the new path keep their
+    # owner and mode (once a local store's were remade there as root's 0755, and a sync then
+    # showed them so).
+    sticky = str(mnt / "sticky")
+    lines = nobody_says(
+        f"s = {sticky!r}\n"
+        "open(s + '/by-nobody', 'w').write('n')\n"
+        "os.mkdir(s + '/nd', 0o700)\n"
+        "os.mkdir(s + '/nd/sub', 0o750)\n"
+        "open(s + '/nd/sub/f', 'w').write('f')\n"
+        "os.rename(s + '/nd', s + '/nd2')\n"
+    )
     assert lines == []
     assert view.attrs("sticky/by-nobody")[1:3] == (NOBODY, NOBODY)
+    assert view.attrs("sticky/nd2", directory=True)[:3] == (DIR | 0o700, NOBODY, NOBODY)
+    assert view.attrs("sticky/nd2/sub", directory=True)[:3] == (DIR | 0o750, NOBODY, NOBODY)
     # The mount shows what it set, also after a restart (journal, and the store agrees).
     m.umount()
     m.mount("allow_other")
@@ -202,6 +218,9 @@ def test_changes_through_the_mount_reach_the_store(shared: tuple[Mounted, StoreV
     assert st.st_mtime_ns == 1_500_000_000_250_000_000
     assert (mnt / "public").read_bytes() == b"everyone reads"
     assert stat.S_IMODE(os.stat(mnt / "made").st_mode) == 0o700
+    for name, mode in (("sticky/nd2", 0o700), ("sticky/nd2/sub", 0o750)):
+        st = os.stat(mnt / name)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, NOBODY, NOBODY), name
 
 
 def test_a_change_in_the_store_is_followed_by_a_sync(shared: tuple[Mounted, StoreView]) -> None:
@@ -216,6 +235,6 @@ def test_a_change_in_the_store_is_followed_by_a_sync(shared: tuple[Mounted, Stor
     shoal("fs", "sync", "/", home=m.home)
     st = os.stat(mnt / "public")
     assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, OTHER, OTHER)
-    assert as_nobody(
-        f"m = {str(mnt)!r}\n" + TRY_ALL + "attempt('read', lambda: open(m + '/public').read())\n"
+    assert nobody_says(
+        f"m = {str(mnt)!r}\n" + "attempt('read', lambda: open(m + '/public').read())\n"
     ) == ["read EACCES"]

@@ -1,4 +1,6 @@
-"""POSIX details users' tools rely on, checked through a real mount (local UFS)."""
+"""POSIX details users' tools rely on, checked through a real mount other users may use
+(``allow_other``): over a local UFS and over S3 (moto over HTTP) where the store plays no part,
+over a local UFS where the test looks into it."""
 
 from __future__ import annotations
 
@@ -7,50 +9,16 @@ import errno
 import os
 import shutil
 import stat
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fuse.mounting import Mounted, mounted
-from tests.ufs.stores import LocalStore
-
-NOBODY = 65534
-# Another user cannot run the venv's interpreter where it lives below /root: use the system's
-# (the code it runs needs only the standard library).
-PYTHON = next(
-    (p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)),
-    sys.executable,
-)
+from tests.fuse.mounting import Mounted
+from tests.fuse.otheruser import NOBODY, as_nobody, nobody_says
 
 
-@pytest.fixture
-def shared_mount() -> Iterator[Mounted]:
-    """A mount other users may use (-o allow_other), in a directory they can reach."""
-    base = Path(tempfile.mkdtemp(prefix="shoal-posix-"))
-    base.chmod(0o755)
-    try:
-        with mounted(LocalStore(base / "ufs"), base, "allow_other") as m:
-            yield m
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def as_nobody(code: str, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
-    """Runs Python ``code`` as user and group nobody (65534), no supplementary groups."""
-    prelude = f"import os, errno, sys\nos.umask({umask:#o})\n"
-    return subprocess.run(
-        [PYTHON, "-c", prelude + code],
-        user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
-        cwd="/", timeout=60,
-    )  # fmt: skip
-
-
-def test_new_entries_belong_to_the_caller_with_its_umask(shared_mount: Mounted) -> None:
-    mnt = shared_mount.path
+def test_new_entries_belong_to_the_caller_with_its_umask(shared_any_mount: Mounted) -> None:
+    mnt = shared_any_mount.path
     (mnt / "shared").mkdir()
     os.chmod(mnt / "shared", 0o1777)
     out = as_nobody(
@@ -69,8 +37,8 @@ def test_new_entries_belong_to_the_caller_with_its_umask(shared_mount: Mounted) 
     assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY) and stat.S_ISLNK(st.st_mode)
 
 
-def test_setgid_directory_passes_its_group_on(shared_mount: Mounted) -> None:
-    d = shared_mount.path / "group"
+def test_setgid_directory_passes_its_group_on(shared_any_mount: Mounted) -> None:
+    d = shared_any_mount.path / "group"
     d.mkdir()
     os.chown(d, 0, 1234)
     os.chmod(d, 0o2775)
@@ -81,8 +49,8 @@ def test_setgid_directory_passes_its_group_on(shared_mount: Mounted) -> None:
     assert sub.st_gid == 1234 and sub.st_mode & stat.S_ISGID
 
 
-def test_permissions_are_enforced_for_other_users(shared_mount: Mounted) -> None:
-    mnt = shared_mount.path
+def test_permissions_are_enforced_for_other_users(shared_any_mount: Mounted) -> None:
+    mnt = shared_any_mount.path
     (mnt / "private").write_text("secret")
     os.chmod(mnt / "private", 0o600)
     (mnt / "public").write_text("hello")
@@ -106,8 +74,8 @@ def test_permissions_are_enforced_for_other_users(shared_mount: Mounted) -> None
     assert not (mnt / "new").exists()
 
 
-def test_names_over_255_bytes(shared_mount: Mounted) -> None:
-    mnt = shared_mount.path
+def test_names_over_255_bytes(shared_any_mount: Mounted) -> None:
+    mnt = shared_any_mount.path
     (mnt / ("a" * 255)).write_text("ok")
     for call in (
         lambda: open(mnt / ("b" * 256), "w"),
@@ -118,6 +86,13 @@ def test_names_over_255_bytes(shared_mount: Mounted) -> None:
             call()
         assert caught.value.errno == errno.ENAMETOOLONG
     assert os.statvfs(mnt).f_namemax == 255
+    pub = str(mnt / "pub")
+    assert nobody_says(
+        f"attempt('255', lambda: open({pub!r} + '/' + 'n' * 255, 'w').write('ok'))\n"
+        f"attempt('256', lambda: open({pub!r} + '/' + 'n' * 256, 'w'))\n"
+        f"attempt('mkdir 256', lambda: os.mkdir({pub!r} + '/' + 'd' * 256))\n"
+    ) == ["255 allowed", "256 ENAMETOOLONG", "mkdir 256 ENAMETOOLONG"]
+    assert os.stat(mnt / "pub" / ("n" * 255)).st_uid == NOBODY
 
 
 def test_truncate_to_huge_sizes_allocates_nothing(shared_mount: Mounted) -> None:
@@ -146,8 +121,8 @@ def _rss(pid: int | None) -> int:
     raise AssertionError("no VmRSS")
 
 
-def test_open_file_sees_its_truncate(shared_mount: Mounted) -> None:
-    path = shared_mount.path / "t"
+def test_open_file_sees_its_truncate(shared_any_mount: Mounted) -> None:
+    path = shared_any_mount.path / "t"
     path.write_bytes(b"x" * 100_000)
     with open(path, "r+b") as f:
         os.ftruncate(f.fileno(), 10)

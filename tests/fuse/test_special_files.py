@@ -12,10 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 from tests.fuse.mounting import Mounted
-from tests.fuse.test_posix import NOBODY, as_nobody, shared_mount  # noqa: F401 (a fixture)
+from tests.fuse.otheruser import NOBODY, nobody_says
 
 DEVICE = os.makedev(1, 3)  # /dev/null's number
 
@@ -150,34 +148,60 @@ def test_readdir_lists_dot_and_dotdot_first(any_mount: Mounted) -> None:
     assert [name for _ino, name in entries[2:]] == ["f"]
 
 
-def test_a_fifo_as_another_user(request: pytest.FixtureRequest) -> None:
-    """mkfifo needs no privilege: user nobody makes one through an allow_other mount, owns
-    it, and passes bytes through it to another of its processes; a device it may not make."""
-    shared: Mounted = request.getfixturevalue("shared_mount")  # test_posix's
-    mnt = shared.path
-    (mnt / "pub").mkdir()
-    os.chmod(mnt / "pub", 0o1777)
-    pipe = mnt / "pub" / "pipe"
+def test_special_files_as_another_user(shared_any_mount: Mounted) -> None:
+    """mkfifo and a socket's bind need no privilege: user nobody makes them through an
+    allow_other mount, owns them, and passes bytes through them; a device it may not make."""
+    mnt = shared_any_mount.path
+    pipe, sock = mnt / "pub" / "pipe", mnt / "pub" / "sock"
     code = (
-        f"p = {str(pipe)!r}\n"
+        f"import socket\np, s = {str(pipe)!r}, {str(sock)!r}\n"
         "os.mkfifo(p, 0o600)\n"
         "if os.fork() == 0:\n"
         "    open(p, 'wb').write(b'from nobody')\n"
         "    os._exit(0)\n"
         "print(open(p, 'rb').read().decode())\n"
         "os.wait()\n"
-        "try:\n"
-        "    os.mknod(p + '-dev', 0o20600, os.makedev(1, 3))\n"
-        "except PermissionError:\n"
-        "    print('no device')\n"
+        "attempt('device', lambda: os.mknod(p + '-dev', 0o20600, os.makedev(1, 3)))\n"
+        "server = socket.socket(socket.AF_UNIX)\n"
+        "server.bind(s)\n"
+        "server.listen(1)\n"
+        "client = socket.socket(socket.AF_UNIX)\n"
+        "client.connect(s)\n"
+        "client.sendall(b'over the socket')\n"
+        "print(server.accept()[0].recv(100).decode())\n"
     )
-    out = as_nobody(code)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["from nobody", "no device"]
-    st = os.stat(pipe)
-    assert stat.S_ISFIFO(st.st_mode) and st.st_uid == NOBODY
-    store_root = shared.store.root  # type: ignore[attr-defined]
-    assert stat.S_ISFIFO(os.lstat(store_root / "pub" / "pipe").st_mode)
+    assert nobody_says(code) == ["from nobody", "device EPERM", "over the socket"]
+    for path, kind in ((pipe, stat.S_IFIFO), (sock, stat.S_IFSOCK)):
+        st = os.lstat(path)
+        assert (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid) == (kind, NOBODY, NOBODY)
+        assert store_mode(shared_any_mount, f"pub/{path.name}") == kind
+    assert not (mnt / "pub" / "pipe-dev").exists()
+
+
+def test_link_counts_and_dot_entries_as_another_user(shared_any_mount: Mounted) -> None:
+    """A directory user nobody makes and fills counts its subdirectories, lists . and ..
+    first; rmdir and rename of its subdirectories move the counts."""
+    top = shared_any_mount.path / "pub" / "top"
+    code = (
+        f"t = {str(top)!r}\n"
+        "os.mkdir(t, 0o700)\n"
+        "for name in ('a', 'b', 'c'):\n"
+        "    os.mkdir(t + '/' + name)\n"
+        "open(t + '/f', 'w').write('x')\n"
+        "print(os.stat(t).st_nlink)\n"
+        "os.rmdir(t + '/c')\n"
+        "os.rename(t + '/b', t + '/a/b')\n"
+        "print(os.stat(t).st_nlink, os.stat(t + '/a').st_nlink)\n"
+        "fd = os.open(t + '/a', os.O_RDONLY | os.O_DIRECTORY)\n"
+        "print(*sorted(e.name for e in os.scandir(fd)))\n"
+    )
+    assert nobody_says(code) == ["5", "3 3", "b"]
+    out = subprocess.run(
+        ["ls", "-1aif", str(top / "a")], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert out[1::2] == [".", "..", "b"]
+    assert [int(ino) for ino in out[:4:2]] == [os.stat(top / "a").st_ino, os.stat(top).st_ino]
+    assert os.stat(top).st_uid == NOBODY
 
 
 def test_the_mount_answers_while_a_fifo_reader_waits(any_mount: Mounted) -> None:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted, mounted
-from tests.fuse.test_posix import as_nobody
+from tests.fuse.otheruser import nobody_says
 from tests.ufs.stores import LocalStore, Store
 
 # Over the 128 bytes a first getxattr(2) gets, so the ERANGE retry is taken; within what an
@@ -180,33 +178,44 @@ def test_extended_attributes_can_be_turned_off(tmp_path: Path) -> None:
         m.teardown()
 
 
-def test_as_another_user_the_modes_decide() -> None:
+def test_as_another_user_the_modes_decide(shared_any_mount: Mounted) -> None:
     """Through an allow_other mount, user nobody sets attributes on its own file and reads
     those of a file it may read; a file it may not write refuses it (EACCES: the kernel's
-    check, user.* attributes follow the mode bits)."""
-    base = Path(tempfile.mkdtemp(prefix="shoal-xattr-"))  # user nobody reaches it (not pytest's)
-    base.chmod(0o755)
-    try:
-        with mounted(LocalStore(base / "ufs"), base, "allow_other") as m:
-            (m.path / "pub").mkdir()
-            os.chmod(m.path / "pub", 0o1777)
-            theirs = m.path / "pub" / "roots"
-            theirs.write_bytes(b"r")
-            os.setxattr(theirs, "user.owner", b"root")
-            code = (
-                f"d = {str(m.path / 'pub')!r}\n"
-                "open(d + '/mine', 'w').write('m')\n"
-                "os.setxattr(d + '/mine', 'user.a', b'nobody')\n"
-                "print(os.getxattr(d + '/mine', 'user.a').decode())\n"
-                "print(os.getxattr(d + '/roots', 'user.owner').decode())\n"
-                "try:\n"
-                "    os.setxattr(d + '/roots', 'user.x', b'no')\n"
-                "except OSError as exc:\n"
-                "    print(errno.errorcode[exc.errno])\n"
-            )
-            out = as_nobody(code)
-            assert out.returncode == 0, out.stderr
-            assert out.stdout.split() == ["nobody", "root", "EACCES"]
-            assert os.listxattr(theirs) == ["user.owner"]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    check, user.* attributes follow the mode bits), as does a sticky directory not its own
+    (EPERM), and trusted.* ones need privilege (EPERM). The store holds nobody's."""
+    m = shared_any_mount
+    pub = m.path / "pub"
+    theirs = pub / "roots"
+    theirs.write_bytes(b"r")
+    os.setxattr(theirs, "user.owner", b"root")
+    (m.path / "closed").mkdir(mode=0o700)
+    (m.path / "closed" / "inside").write_bytes(b"i")
+    os.setxattr(m.path / "closed" / "inside", "user.hidden", b"h")
+    code = (
+        f"d, c = {str(pub)!r}, {str(m.path / 'closed')!r}\n"
+        "open(d + '/mine', 'w').write('m')\n"
+        "os.setxattr(d + '/mine', 'user.a', b'nobody')\n"
+        "print(os.getxattr(d + '/mine', 'user.a').decode())\n"
+        "print(os.getxattr(d + '/roots', 'user.owner').decode())\n"
+        "attempt('set on roots', lambda: os.setxattr(d + '/roots', 'user.x', b'no'))\n"
+        "attempt('remove on roots', lambda: os.removexattr(d + '/roots', 'user.owner'))\n"
+        "attempt('set on sticky dir', lambda: os.setxattr(d, 'user.x', b'no'))\n"
+        "attempt('trusted on mine', lambda: os.setxattr(d + '/mine', 'trusted.t', b'no'))\n"
+        "attempt('get in closed', lambda: os.getxattr(c + '/inside', 'user.hidden'))\n"
+        "attempt('list in closed', lambda: os.listxattr(c + '/inside'))\n"
+    )
+    assert nobody_says(code) == [
+        "nobody",
+        "root",
+        "set on roots EACCES",
+        "remove on roots EACCES",
+        "set on sticky dir EPERM",
+        "trusted on mine EPERM",
+        "get in closed EACCES",
+        "list in closed EACCES",
+    ]
+    assert attributes(theirs) == {"user.owner": b"root"}
+    assert os.listxattr(pub) == []
+    assert attributes(pub / "mine") == {"user.a": b"nobody"}
+    store: Store = m.store  # type: ignore[attr-defined]
+    assert store.xattrs("pub/mine") == {"user.a": b"nobody"}

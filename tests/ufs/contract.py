@@ -222,6 +222,36 @@ class UnderFSContract:
         with pytest.raises(UfsNotFound):
             ufs.set_attrs("sa/missing", UfsAttrs(mode=0o600))
 
+    def test_mknod_gives_its_attributes(self, ufs: UnderFS) -> None:
+        old = os.umask(0o077)  # the daemon's own umask must not decide
+        try:
+            made = ufs.mknod("sp/f", stat.S_IFIFO | 0o666, 0, UfsAttrs(0o664, 1000, 1001))
+        finally:
+            os.umask(old)
+        assert (made.special, made.mode, made.uid, made.gid) == (stat.S_IFIFO, 0o664, 1000, 1001)
+        (listed,) = list(ufs.list("sp"))
+        assert (listed.special, listed.mode, listed.uid, listed.gid) == (stat.S_IFIFO, 0o664,
+                                                                        1000, 1001)  # fmt: skip
+
+    def test_set_attrs_of_a_special_file_keeps_its_type(self, ufs: UnderFS) -> None:
+        ufs.mknod("sp/fifo", stat.S_IFIFO | 0o644, 0)
+        after = ufs.set_attrs("sp/fifo", UfsAttrs(mode=0o600, uid=5, gid=6))
+        assert (after.special, after.mode, after.uid, after.gid) == (stat.S_IFIFO, 0o600, 5, 6)
+        (listed,) = list(ufs.list("sp"))
+        assert (listed.special, listed.mode) == (stat.S_IFIFO, 0o600)
+
+    def test_mkdir_of_an_existing_directory_keeps_what_it_has(self, ufs: UnderFS) -> None:
+        when = 1_500_000_000_000_000_000
+        ufs.mkdir("keep/d", UfsAttrs(0o750, 7, 8))
+        ufs.set_attrs("keep/d", UfsAttrs(mtime_ns=when))
+        ufs.set_xattrs("keep/d", {"user.tag": b"kept"})
+        before = ufs.stat("keep/d")
+        ufs.mkdir("keep/d")  # as a rename into it does, to make sure it is there
+        ufs.mkdir("keep/d", UfsAttrs(0o700, 1, 1))
+        after = ufs.stat("keep/d")
+        assert (after.mode, after.uid, after.gid, after.mtime_ns) == (0o750, 7, 8, when)
+        assert after == before and ufs.get_xattrs("keep/d") == {"user.tag": b"kept"}
+
     # -- directories -------------------------------------------------------------------------
 
     def test_list_direct_children(self, ufs: UnderFS) -> None:

@@ -220,7 +220,7 @@ class ClientServer:
             session = Session(self, peer_caller(sock))
             while True:
                 try:
-                    request, _ = W.recv(sock)
+                    request, _ = W.recv(sock, limit=W.MAX_REQUEST)
                 except (EOFError, OSError, ValueError):
                     return
                 with self._idle:

@@ -28,6 +28,7 @@ RUN_DIR = "/run/shoal"
 HOME_SOCKET = "client.sock"
 HEADER = struct.Struct("<I")
 MAX_FRAME = 256 << 20  # a miss's read answers at most READ_MAX bytes, well below this
+MAX_REQUEST = 1 << 20  # a request is a path and a few numbers (a path may pass PATH_MAX)
 READ_MAX = 16 << 20  # bytes per READ request
 MAX_FDS = 253  # SCM_MAX_FD: descriptors one message may carry
 
@@ -98,8 +99,9 @@ def send(sock: socket.socket, obj: Any, fds: list[int] | None = None) -> None:
         sock.sendall(data)
 
 
-def recv(sock: socket.socket, max_fds: int = 0) -> tuple[Any, list[int]]:
-    """One frame and the descriptors it carried; EOFError when the peer closed."""
+def recv(sock: socket.socket, max_fds: int = 0, limit: int = MAX_FRAME) -> tuple[Any, list[int]]:
+    """One frame (of at most ``limit`` bytes) and the descriptors it carried; EOFError when
+    the peer closed."""
     fds: list[int] = []
     if max_fds:
         first, fds, flags, _addr = socket.recv_fds(sock, 1 << 16, max_fds)
@@ -115,7 +117,7 @@ def recv(sock: socket.socket, max_fds: int = 0) -> tuple[Any, list[int]]:
         while len(data) < HEADER.size:
             data += _more(sock, HEADER.size - len(data))
         (size,) = HEADER.unpack_from(data)
-        if size > MAX_FRAME:
+        if size > limit:
             raise ConnectionError(f"a frame of {size} bytes on the client socket")
         end = HEADER.size + size
         if len(data) < end:

@@ -326,3 +326,22 @@ def test_fsspec_client_serves_dataloader_workers(local_mount: Mounted, start: st
             timeout=HANG_S,
         )  # fmt: skip
         assert list(loader) == want
+
+
+def test_fsspec_client_socket_refuses_malformed_requests(local_mount: Mounted) -> None:
+    (local_mount.path / "ok.bin").write_bytes(b"still served")
+    path = sockets_of(home_of(str(local_mount.path)))[0]
+    with W.connect(path) as sock:
+        for bad in (["open"], ["read", b"/ok.bin", 1, 2, -1, 5], ["nope", b"/"], [7], "open"):
+            W.send(sock, bad)
+            (status, message), fds = W.recv(sock)
+            assert (status, fds) == (errno.EINVAL, []), message
+        W.send(sock, ["stat", "/ok.bin"])  # a path travels as bytes
+        assert W.recv(sock)[0][0] == errno.EINVAL
+    with W.connect(path) as sock:  # a frame longer than any request: the daemon hangs up
+        sock.settimeout(HANG_S)  # a daemon waiting for the rest would fail the test, not hang it
+        sock.sendall(W.HEADER.pack(64 << 20))
+        with pytest.raises(EOFError):
+            W.recv(sock)
+    fs = ShoalFileSystem(mountpoint=str(local_mount.path))
+    assert fs.open("ok.bin", "rb").read() == b"still served"

@@ -13,13 +13,15 @@ Processes: a connection used in a process forked after it was made (a DataLoader
 connects again (a socket shared by two processes would interleave their frames), keeping
 the descriptors it inherited while the daemon is the same one (its instance token); a
 process started afresh (spawn) unpickles its file system from the constructor's arguments
-and connects on first use. A daemon restarted since makes the client forget everything.
+and connects on first use. A daemon restarted since makes the client forget everything; one
+that died (kill -9 moves no epoch) is noticed at the next open, by a poll of the socket.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import select
 import socket
 import threading
 import weakref
@@ -102,6 +104,7 @@ class Connection:
         self._forks = -1  # not connected in this process yet
         self._token: bytes | None = None
         self._epoch: mmap.mmap | None = None
+        self._hangup = select.poll()  # the socket's: readable between requests = daemon gone
         self._files: OrderedDict[str, Opened] = OrderedDict()
         self._held = 0  # descriptors in _files
         self.requests = 0  # asked of the daemon, by this process (a warm re-read asks none)
@@ -151,6 +154,8 @@ class Connection:
                 self._held = 0
                 self._token = token
             self._sock, self._epoch, self._forks = sock, epoch, _forks[0]
+            self._hangup = select.poll()
+            self._hangup.register(sock, select.POLLIN)
             return
         raise ConnectionRefusedError(
             "no Shoal daemon answers on its client socket (" + "; ".join(errors) + ")"
@@ -202,7 +207,9 @@ class Connection:
                 self._ensure()
         epoch = self.epoch()
         known = self._files.get(path)
-        if known is not None and known.epoch == epoch:
+        # Between requests the socket has nothing to read unless the daemon is gone (killed:
+        # its epoch will never move again). A poll costs a microsecond, a stale read more.
+        if known is not None and known.epoch == epoch and not self._hangup.poll(0):
             return known
         # The epoch was read before asking: a change meanwhile moves it past this one.
         result, fds = self.call(W.OPEN, os.fsencode(path), max_fds=BATCH)

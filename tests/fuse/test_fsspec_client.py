@@ -345,3 +345,21 @@ def test_fsspec_client_socket_refuses_malformed_requests(local_mount: Mounted) -
             W.recv(sock)
     fs = ShoalFileSystem(mountpoint=str(local_mount.path))
     assert fs.open("ok.bin", "rb").read() == b"still served"
+
+
+def test_fsspec_client_after_the_daemon_was_killed(local_mount: Mounted) -> None:
+    """kill -9 leaves the socket file behind; the next daemon of the home takes its place,
+    and a client that knew the dead one connects to it and forgets what the dead one said."""
+    (local_mount.path / "k.bin").write_bytes(b"before the kill")
+    fs = ShoalFileSystem(mountpoint=str(local_mount.path))
+    assert fs.open("k.bin", "rb").read() == b"before the kill"
+    _all_cached(fs, ["k.bin"])
+    socket_path = Path(sockets_of(home_of(str(local_mount.path)))[0])
+    local_mount.kill9()
+    assert socket_path.exists()
+    local_mount.mount()
+    (local_mount.path / "k.bin").write_bytes(b"after the restart")
+    assert fs.open("k.bin", "rb").read() == b"after the restart"
+    local_mount.kill9()
+    local_mount.teardown()
+    assert not socket_path.exists()  # the fixture removes what a killed daemon left

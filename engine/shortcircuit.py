@@ -72,6 +72,13 @@ def open_file(fs: FileSystem, caller: Caller, path: str) -> Inode:
     return node
 
 
+def content_of(fs: FileSystem, node: Inode) -> tuple[int, int]:
+    """(version, size) of ``node``'s content, taken together: a change between the two reads
+    would pair one content's size with another's blocks."""
+    with fs.ns.lock:
+        return node.version, node.size
+
+
 def current(fs: FileSystem, ino: int, version: int) -> Inode:
     """The file a client opened, if its content is still ``version``; ESTALE if it changed or
     went (the client opens it again by path)."""

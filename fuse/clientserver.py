@@ -131,10 +131,10 @@ class Session:
             return [[os.fsencode(name), attributes(fs, n)] for name, n in entries], []
         if op == W.OPEN:
             node = shortcircuit.open_file(fs, caller, path)
-            version = node.version
+            version, size = shortcircuit.content_of(fs, node)
             found = shortcircuit.block_fds(fs, node, version, 0)
             attrs = attributes(fs, node)
-            attrs[6] = version  # the content the descriptors are of
+            attrs[4], attrs[6] = size, version  # the content the descriptors are of
             return [attrs, fs.block_size_for(node), [i for i, _ in found]], [f for _, f in found]
         node = self._reopened(path, args[1], args[2])
         if op == W.BLOCKS:

@@ -28,6 +28,7 @@ from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
 from fuse import fallocate
 from fuse.admin import AdminServer, CommandRunner
+from fuse.clientserver import ClientServer
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
@@ -208,11 +209,14 @@ def run(
             engine.ttl.start(config.cache_ttl_check_interval_s)
             admin = AdminServer(engine, home, run_command)
             admin.start()
+            clients = ClientServer.serving(engine, home)  # the fsspec client's (docs/client.md)
             log.info("serving %s at %s (home %s)", uri, mountpoint, home)
             ready()
             try:
                 trio.run(_serve)
             finally:
+                if clients is not None:
+                    clients.close()
                 admin.close()
         finally:
             ops.invalidator.close()

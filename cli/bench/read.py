@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from cli.bench.readprefetch import prefetch_epoch, prefetch_ratio
+from cli.bench import readfsspec
 from engine.config import default_tiers
 
 MiB = 1 << 20
@@ -145,6 +146,7 @@ def run(
             for phase in ("cold", "warm"):
                 measure(f"mount_{phase}_small", in_mount, lambda p: _timed(readers, p))
                 measure(f"mount_{phase}_large", in_mount_large, lambda p: _timed(readers, p))
+            result.update(readfsspec.measure(mnt, in_mount, small, readers))  # fsspec client
         finally:
             _shoal("umount", mnt)
         measure(
@@ -224,6 +226,7 @@ def _ratios(result: dict[str, Any]) -> dict[str, float]:
         "cold_large_vs_boto3": ratio("mount_cold_large", "boto3_large", "mib_per_s"),
         "warm_small_vs_local": ratio("mount_warm_small", "local_small", "files_per_s"),
         "warm_large_vs_local": ratio("mount_warm_large", "local_large", "mib_per_s"),
+        **readfsspec.ratios(result),
     }
 
 

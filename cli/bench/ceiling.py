@@ -1,0 +1,190 @@
+"""`shoal bench read`'s hit-path figures: what any pyfuse3 file system can do on this machine,
+and what Shoal does when the bytes are already in its tiers.
+
+- The bare file system: a pyfuse3 file system that does nothing but serve the dataset's small
+  files as constant bytes from memory (as scripts/fuse_ceiling.py: keep_cache, 300 s entry and
+  attribute timeouts, FLUSH off, read-only), in a child process. Its first pass (every file
+  LOOKUP, OPEN, READ, RELEASE) is ``ceiling_first_small``; its second (the kernel's page cache
+  holds the files: only OPEN and RELEASE reach it) is ``ceiling_warm_small``.
+- Shoal over a local UFS holding the same files (a local store, so that the figure is the hit
+  path's, not a store's): a first pass fills the tiers (``mount_local_cold_small``), the mount
+  is stopped (its blocks all stored) and mounted again, so the kernel's page cache holds none
+  of the files: that pass is served from the tiers (``mount_tier_small``), the next one from
+  the page cache again (``mount_tier_warm_small``).
+
+Every figure is read by the caller's reader code, the same for every system.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from engine.config import default_tiers
+
+Measure = Callable[[str, list[str]], None]  # (label, paths): a pass read and recorded
+
+
+def _tree(files: list[tuple[str, int]]) -> tuple[dict[tuple[int, bytes], int], dict[int, int]]:
+    """(parent inode, name) -> inode, and inode -> size (-1: a directory), root 1."""
+    names: dict[tuple[int, bytes], int] = {}
+    sizes = {1: -1}
+    for rel, size in files:
+        parent = 1
+        parts = rel.encode().split(b"/")
+        for i, part in enumerate(parts):
+            ino = names.get((parent, part))
+            if ino is None:
+                ino = names[(parent, part)] = len(sizes) + 1
+                sizes[ino] = size if i == len(parts) - 1 else -1
+            parent = ino
+    return names, sizes
+
+
+def serve(mountpoint: str, listing: str) -> None:
+    """The bare file system over the files listed in JSON file ``listing``: [[path, size]]."""
+    import pyfuse3
+    import trio
+
+    with open(listing) as f:
+        names, sizes = _tree([(p, s) for p, s in json.load(f)])
+    data = memoryview(b"x" * max(sizes.values()))
+    attrs = {}
+    for ino, size in sizes.items():
+        a = attrs[ino] = pyfuse3.EntryAttributes()
+        a.st_ino = ino
+        a.entry_timeout = a.attr_timeout = 300
+        a.st_mode = stat.S_IFDIR | 0o755 if size < 0 else stat.S_IFREG | 0o644
+        a.st_size = max(size, 0)
+        a.st_blksize = 1 << 20
+
+    class Bare(pyfuse3.Operations):  # type: ignore[misc]
+        async def getattr(self, inode: int, ctx: object = None) -> Any:
+            return attrs[inode]
+
+        async def lookup(self, parent: int, name: bytes, ctx: object = None) -> Any:
+            ino = names.get((parent, name))
+            if ino is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            return attrs[ino]
+
+        async def open(self, inode: int, flags: int, ctx: object) -> Any:
+            return pyfuse3.FileInfo(fh=inode, keep_cache=True)
+
+        async def read(self, fh: int, off: int, size: int) -> memoryview:
+            return data[off : min(off + size, sizes[fh])]
+
+        async def flush(self, fh: int) -> None:
+            raise pyfuse3.FUSEError(errno.ENOSYS)  # off for the connection, as Shoal's ro mount
+
+        async def release(self, fh: int) -> None:
+            pass
+
+    options = set(pyfuse3.default_options)
+    options.add("ro")
+    options.add("fsname=shoal-bench-ceiling")
+    pyfuse3.init(Bare(), mountpoint, options)
+    try:
+        trio.run(pyfuse3.main)
+    finally:
+        pyfuse3.close()
+
+
+@contextmanager
+def bare_mount(scratch: str, files: list[tuple[str, int]]) -> Iterator[str]:
+    """The bare file system mounted in ``scratch`` (served by a child process) while inside."""
+    mountpoint = os.path.join(scratch, "ceiling-mnt")
+    listing = os.path.join(scratch, "ceiling-files.json")
+    os.makedirs(mountpoint)
+    with open(listing, "w") as f:
+        json.dump(files, f)
+    server = subprocess.Popen([sys.executable, "-m", "cli.bench.ceiling", mountpoint, listing])
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.ismount(mountpoint):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the bare pyfuse3 file system did not mount")
+            time.sleep(0.05)
+        yield mountpoint
+    finally:
+        subprocess.run(["fusermount3", "-u", mountpoint], check=False, capture_output=True)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        os.rmdir(mountpoint)
+
+
+def _shoal(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"shoal {args[0]} failed: {done.stderr.strip()}")
+
+
+def run(src: str, small: list[str], scratch: str, measure: Measure) -> None:
+    """The bare file system's passes, then Shoal's over ``src`` as a local UFS (see above)."""
+    rel = [os.path.relpath(p, src) for p in small]
+    files = [(r, os.path.getsize(os.path.join(src, r))) for r in rel]
+    with bare_mount(scratch, files) as bare:
+        paths = [os.path.join(bare, r) for r in rel]
+        measure("ceiling_first_small", paths)
+        measure("ceiling_warm_small", paths)
+
+    home, mnt = os.path.join(scratch, "tier-home"), os.path.join(scratch, "tier-mnt")
+    os.makedirs(mnt)
+    in_mount = [os.path.join(mnt, r) for r in rel]
+    mount = ["mount", "--home", home, src, mnt, "-o", "ro"]
+    try:
+        _shoal(*mount)
+        try:
+            measure("mount_local_cold_small", in_mount)
+        finally:
+            _shoal("umount", mnt)  # waits for every block to be stored
+        _shoal(*mount)  # a new mount: the kernel's page cache holds none of its files
+        try:
+            measure("mount_tier_small", in_mount)
+            measure("mount_tier_warm_small", in_mount)
+        finally:
+            _shoal("umount", mnt)
+    finally:
+        for tier in default_tiers(home):  # its MEM tier is on /dev/shm, outside the scratch
+            for path in tier.paths:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def ratios(result: dict[str, Any]) -> dict[str, float]:
+    def ratio(mine: str, theirs: str) -> float:
+        return float(result[mine]["files_per_s"] / result[theirs]["files_per_s"])
+
+    return {
+        "tier_small_vs_ceiling": ratio("mount_tier_small", "ceiling_first_small"),
+        "warm_small_vs_ceiling": ratio("mount_warm_small", "ceiling_warm_small"),
+        "tier_warm_small_vs_ceiling": ratio("mount_tier_warm_small", "ceiling_warm_small"),
+    }
+
+
+ROWS = [
+    ("bare pyfuse3, first pass", "ceiling_first_small"),
+    ("bare pyfuse3, warm", "ceiling_warm_small"),
+    ("shoal, local UFS, cold", "mount_local_cold_small"),
+    ("shoal, from its tiers", "mount_tier_small"),
+    ("shoal, after tiers (warm)", "mount_tier_warm_small"),
+]
+
+
+def table_lines(result: dict[str, Any]) -> list[str]:
+    return [f"{label:<30} {result[key]['files_per_s']:>14,.0f}" for label, key in ROWS]
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.argv[2])

@@ -136,7 +136,7 @@ def raise_readahead(mountpoint: str, kib: int = 1024) -> None:
         log.info("readahead left as it is (%s: %s)", path, exc.strerror)
 
 
-def fuse_options(home: str, allow_other: bool) -> set[str]:
+def fuse_options(home: str, allow_other: bool, readonly: bool = False) -> set[str]:
     options = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
     # libfuse splits options at commas and takes a backslash as an escape: a home path holding
     # either must be escaped, or it would end the option (or start an unknown one).
@@ -144,6 +144,11 @@ def fuse_options(home: str, allow_other: bool) -> set[str]:
     options |= {f"fsname={fsname}", "subtype=shoal", "noatime"}
     if allow_other:
         options.add("allow_other")
+    if readonly:
+        # Read-only to the kernel too (nothing inside a read-only root may be mounted
+        # writable): on a writable mount every READ marks the file's access time stale, and
+        # its next open costs a GETATTR round trip, even with noatime.
+        options.add("ro")
     return options
 
 
@@ -192,7 +197,8 @@ def run(
         makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)
         try:
-            pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
+            options = fuse_options(home, config.fuse_allow_other, engine.fs.read_only_root())
+            pyfuse3.init(ops, mountpoint, options)
         except RuntimeError as exc:  # libfuse has printed its reason on stderr just before
             raise InvalidArgument(
                 f"libfuse refused to mount {mountpoint} ({exc}); its reason is on the line above"

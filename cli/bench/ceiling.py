@@ -5,7 +5,10 @@ and what Shoal does when the bytes are already in its tiers.
   files as constant bytes from memory (as scripts/fuse_ceiling.py: keep_cache, 300 s entry and
   attribute timeouts, FLUSH off, read-only), in a child process. Its first pass (every file
   LOOKUP, OPEN, READ, RELEASE) is ``ceiling_first_small``; its second (the kernel's page cache
-  holds the files: only OPEN and RELEASE reach it) is ``ceiling_warm_small``.
+  holds the files: only OPEN and RELEASE reach it) is ``ceiling_warm_small``. The same file
+  system reading each file from the local copy (open, pread, close: the least a file system
+  serving real bytes does) gives ``ceiling_pread_first_small``: what separates the two is the
+  cost of bytes that are not one constant already in the CPU's cache.
 - Shoal over a local UFS holding the same files (a local store, so that the figure is the hit
   path's, not a store's): a first pass fills the tiers (``mount_local_cold_small``), the mount
   is stopped (its blocks all stored) and mounted again, so the kernel's page cache holds none
@@ -34,10 +37,14 @@ from typing import Any
 from engine.config import default_tiers
 
 
-def _tree(files: list[tuple[str, int]]) -> tuple[dict[tuple[int, bytes], int], dict[int, int]]:
-    """(parent inode, name) -> inode, and inode -> size (-1: a directory), root 1."""
+def _tree(
+    files: list[tuple[str, int]],
+) -> tuple[dict[tuple[int, bytes], int], dict[int, int], dict[int, str]]:
+    """(parent inode, name) -> inode, inode -> size (-1: a directory), file inode -> path;
+    the root is 1."""
     names: dict[tuple[int, bytes], int] = {}
     sizes = {1: -1}
+    paths: dict[int, str] = {}
     for rel, size in files:
         parent = 1
         parts = rel.encode().split(b"/")
@@ -47,16 +54,20 @@ def _tree(files: list[tuple[str, int]]) -> tuple[dict[tuple[int, bytes], int], d
                 ino = names[(parent, part)] = len(sizes) + 1
                 sizes[ino] = size if i == len(parts) - 1 else -1
             parent = ino
-    return names, sizes
+        paths[parent] = rel
+    return names, sizes, paths
 
 
-def serve(mountpoint: str, listing: str) -> None:
-    """The bare file system over the files listed in JSON file ``listing``: [[path, size]]."""
+def serve(mountpoint: str, listing: str, source: str | None = None) -> None:
+    """The bare file system over the files listed in JSON file ``listing``: [[path, size]];
+    with ``source``, each file's bytes read from its copy there (open, pread, close: what any
+    file system serving real bytes does at least), else constant bytes."""
     import pyfuse3
     import trio
 
     with open(listing) as f:
-        names, sizes = _tree([(p, s) for p, s in json.load(f)])
+        files = [(p, s) for p, s in json.load(f)]
+    names, sizes, paths = _tree(files)
     # One constant per size: a read of a whole file slices all of one, which copies nothing.
     blobs = {size: b"x" * size for size in set(sizes.values()) if size >= 0}
     attrs = {}
@@ -79,16 +90,23 @@ def serve(mountpoint: str, listing: str) -> None:
             return attrs[ino]
 
         async def open(self, inode: int, flags: int, ctx: object) -> Any:
-            return pyfuse3.FileInfo(fh=inode, keep_cache=True)
+            if source is None:
+                return pyfuse3.FileInfo(fh=inode, keep_cache=True)
+            return pyfuse3.FileInfo(
+                fh=os.open(f"{source}/{paths[inode]}", os.O_RDONLY), keep_cache=True
+            )
 
         async def read(self, fh: int, off: int, size: int) -> bytes:
-            return blobs[sizes[fh]][off : off + size]
+            if source is None:
+                return blobs[sizes[fh]][off : off + size]
+            return os.pread(fh, size, off)
 
         async def flush(self, fh: int) -> None:
             raise pyfuse3.FUSEError(errno.ENOSYS)  # off for the connection, as Shoal's ro mount
 
         async def release(self, fh: int) -> None:
-            pass
+            if source is not None:
+                os.close(fh)
 
     options = set(pyfuse3.default_options)
     options.add("ro")
@@ -101,7 +119,9 @@ def serve(mountpoint: str, listing: str) -> None:
 
 
 @contextmanager
-def bare_mount(scratch: str, files: list[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+def bare_mount(
+    scratch: str, files: list[tuple[str, int]], source: str | None = None
+) -> Iterator[tuple[str, int]]:
     """The bare file system mounted in ``scratch`` while inside: (mount point, the pid of the
     child process serving it)."""
     mountpoint = os.path.join(scratch, "ceiling-mnt")
@@ -109,7 +129,8 @@ def bare_mount(scratch: str, files: list[tuple[str, int]]) -> Iterator[tuple[str
     os.makedirs(mountpoint)
     with open(listing, "w") as f:
         json.dump(files, f)
-    server = subprocess.Popen([sys.executable, "-m", "cli.bench.ceiling", mountpoint, listing])
+    args = [sys.executable, "-m", "cli.bench.ceiling", mountpoint, listing]
+    server = subprocess.Popen(args + ([source] if source else []))
     try:
         deadline = time.monotonic() + 20
         while not os.path.ismount(mountpoint):
@@ -192,6 +213,9 @@ def run(src: str, small: list[str], scratch: str, read: Reader) -> dict[str, dic
                 paths = [os.path.join(bare, r) for r in rel]
                 passes.measure("ceiling_first_small", paths, server)
                 passes.measure("ceiling_warm_small", paths, server)
+            with bare_mount(scratch, files, source=src) as (bare, server):
+                paths = [os.path.join(bare, r) for r in rel]
+                passes.measure("ceiling_pread_first_small", paths, server)
             _shoal(*mount)  # a new mount: the kernel's page cache holds none of its files
             try:
                 daemon = _daemon_pid(home)
@@ -220,6 +244,7 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
 ROWS = [
     ("bare pyfuse3, first pass", "ceiling_first_small"),
     ("bare pyfuse3, warm", "ceiling_warm_small"),
+    ("bare pyfuse3 + pread, first", "ceiling_pread_first_small"),
     ("shoal, local UFS, cold", "mount_local_cold_small"),
     ("shoal, from its tiers", "mount_tier_small"),
     ("shoal, after tiers (warm)", "mount_tier_warm_small"),
@@ -235,4 +260,4 @@ def table_lines(result: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2])
+    serve(sys.argv[1], sys.argv[2], *sys.argv[3:4])

@@ -11,11 +11,13 @@ daemon of a mountpoint.
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import logging.handlers
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -136,6 +138,9 @@ def raise_readahead(mountpoint: str, kib: int = 1024) -> None:
         log.info("readahead left as it is (%s: %s)", path, exc.strerror)
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
 def fuse_options(home: str, allow_other: bool, readonly: bool = False) -> set[str]:
     options = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
     # libfuse splits options at commas and takes a backslash as an escape: a home path holding
@@ -216,6 +221,14 @@ def run(
             admin.start()
             log.info("serving %s at %s (home %s)", uri, mountpoint, home)
             ready()
+            # What start-up built (modules, connectors, the state) lives as long as the daemon:
+            # out of the cyclic collector's sight, whose full collections otherwise stall the
+            # event loop, and every request on it, for a scan of all of it.
+            gc.freeze()
+            # Every request is answered on the event loop; a background thread (storing a
+            # block, reading ahead, uploading) holding the GIL delays each reply by up to a
+            # switch interval: 5 ms by default, a tenth of that here.
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
             try:
                 trio.run(_serve)
             finally:

@@ -259,5 +259,38 @@ def table_lines(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def chart(results: list[dict[str, Any]], path: str) -> None:
+    """A PNG of the hit-path figures of one or more runs: files/s and the serving process's
+    CPU per file, each system beside the bare file system measured in the same run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label for label, _ in ROWS]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    height = 0.8 / len(results)
+    for n, result in enumerate(results):
+        at = [i + n * height for i in range(len(ROWS))]
+        for axis, unit in ((a, "files_per_s"), (b, "daemon_cpu_us_per_file")):
+            values = [result[key][unit] for _, key in ROWS]
+            bars = axis.barh(at, values, height=height, label=f"run {n + 1}")
+            axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=2, fontsize=7)
+    for axis, unit in ((a, "small files / s"), (b, "CPU µs per file, serving process")):
+        axis.set_yticks([i + 0.4 - height / 2 for i in range(len(ROWS))])
+        axis.set_xlabel(unit)
+        axis.invert_yaxis()
+    a.set_yticklabels(labels)
+    b.set_yticklabels([])
+    a.legend(fontsize=7)
+    fig.suptitle("the hit path against a bare pyfuse3 file system (4 reader processes)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2], *sys.argv[3:4])
+    if sys.argv[1] == "--chart":  # --chart OUT.png RESULT.json...: `bench read --json` outputs
+        chart([json.load(open(f)) for f in sys.argv[3:]], sys.argv[2])
+    else:
+        serve(sys.argv[1], sys.argv[2], *sys.argv[3:4])

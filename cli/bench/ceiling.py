@@ -130,7 +130,10 @@ def bare_mount(
     with open(listing, "w") as f:
         json.dump(files, f)
     args = [sys.executable, "-m", "cli.bench.ceiling", mountpoint, listing]
-    server = subprocess.Popen(args + ([source] if source else []))
+    # In a session of its own, as `shoal mount` starts its daemon: with the kernel's autogroups
+    # a session is a scheduling group, and on a busy machine a server sharing its readers'
+    # group is scheduled differently from one in a group of its own. Both are placed alike.
+    server = subprocess.Popen(args + ([source] if source else []), start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while not os.path.ismount(mountpoint):

@@ -31,6 +31,7 @@ import time
 import zlib
 from collections import OrderedDict, deque
 
+from engine.cache import checked
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
@@ -51,9 +52,7 @@ log = logging.getLogger(__name__)
 # forgotten (Caffeine's read buffer does the same): the order is then a little less exact.
 ACCESS_BUFFER = 1 << 16
 # Blocks up to this long are checked on first read even where the reader may not wait (the FUSE
-# event loop): a CRC-32 of 128 KiB costs ~30 µs, a hop to a worker thread to do it ~110 µs more.
-# After a restart every block's first read is such a check: a training set of small files
-# read from the tiers after a remount pays it once per file. Longer ones go to a thread.
+# event loop): a CRC-32 of 128 KiB costs ~30 µs, a hop to a worker thread ~110 µs more.
 INLINE_CHECK = 256 * 1024
 
 
@@ -64,6 +63,7 @@ class BlockCache:
         tiers: list[TierStore],
         evictor: str = "LRU",
         lrfu_half_life_s: float = 300.0,
+        checked_path: str | None = None,
     ) -> None:
         self.policy = eviction_policy(evictor, lrfu_half_life_s)
         self.evictor = self.policy.name
@@ -90,6 +90,10 @@ class BlockCache:
                 if info.tier in self.used:
                     self.used[info.tier] += info.length
                     self.lru[info.tier][(file, version, idx)] = info.length
+        # Checks carried over a clean restart for volatile tiers (engine/cache/checked.py).
+        self.checked_path, self.volatile = checked_path, {t.name for t in tiers if not t.spec.sync}
+        if checked_path is not None:
+            checked.restore(checked_path, self._verified, self.info, self.volatile)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -210,6 +214,8 @@ class BlockCache:
     def close(self) -> None:
         self.fetcher.close()
         self.collect_garbage()
+        if self.checked_path is not None:
+            checked.keep(self.checked_path, self._verified, self.info, self.volatile)
         for tier in self.tiers:
             tier.files.close()
 

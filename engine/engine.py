@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine import openfiles
+from engine.cache import checked
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.tiers import TierSpec, TierStore
@@ -96,16 +97,7 @@ class Engine:
         self.mounts = MountTable(self.ns, CredentialStore(home), given=given)
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
         self.sync.relist_before = self.stops.relist_before
-        self.cache: BlockCache | None = None
-        if home is not None:
-            tiers = [TierStore(spec) for spec in self.tier_specs]
-            self.cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s)
-            fixed = self.cache.reconcile(repair=reconcile)
-            if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):
-                log.warning(
-                    "block cache reconciled: %d orphan files removed, %d blocks dropped",
-                    fixed.orphans_removed, fixed.blocks_dropped,
-                )  # fmt: skip
+        self.cache = None if home is None else self._open_cache(home, reconcile)
         self.fs = FileSystem(
             self.ns, self.mounts, self.sync, self.cache, cfg.write_type, cfg.read_type
         )
@@ -230,6 +222,20 @@ class Engine:
         ckpt = self.ns.gate.checkpoint()
         assert ckpt is not None
         return ckpt
+
+    def _open_cache(self, home: str, reconcile: bool) -> BlockCache:
+        cfg = self.config
+        tiers = [TierStore(spec) for spec in self.tier_specs]
+        # Only a start for use takes over (and a clean stop leaves) the last run's checks.
+        checks = os.path.join(home, checked.FILE) if reconcile else None
+        cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s, checks)
+        fixed = cache.reconcile(repair=reconcile)
+        if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):
+            log.warning(
+                "block cache reconciled: %d orphan files removed, %d blocks dropped",
+                fixed.orphans_removed, fixed.blocks_dropped,
+            )  # fmt: skip
+        return cache
 
     def close(self, *, checkpoint: bool = True) -> None:
         """Clean shutdown: flush the log and (by default) write a final checkpoint."""

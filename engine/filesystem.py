@@ -205,6 +205,14 @@ class FileSystem:
     def released(self, ino: int) -> None:
         openfiles.released(self.ns, self.cache, ino)
 
+    def closed(self, ino: int) -> bool:
+        """``released`` without the wait: True if an orphan's last handle closed, which
+        ``release_orphan`` (it journals) must then let go."""
+        return openfiles.closed(self.ns, ino)
+
+    def release_orphan(self, ino: int) -> None:
+        openfiles.release(self.ns, self.cache, [ino])
+
     def nlink(self, node: Inode) -> int:
         return 0 if openfiles.is_orphan(self.ns, node.id) else self.ns.tree.nlink(node)
 

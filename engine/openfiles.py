@@ -44,8 +44,14 @@ def opened(ns: Namespace, ino: int) -> None:
 
 def released(ns: Namespace, cache: BlockCache | None, ino: int) -> None:
     """One handle of ``ino`` closed; an orphan goes with its last."""
-    if ns.open_files.released(ino) and ino in ns.state.orphans:
+    if closed(ns, ino):
         release(ns, cache, [ino])
+
+
+def closed(ns: Namespace, ino: int) -> bool:
+    """One handle of ``ino`` closed, counted without a lock or a wait (every close of every
+    file comes here); True if it was an orphan's last, which ``release`` must then let go."""
+    return ns.open_files.released(ino) and ino in ns.state.orphans
 
 
 def release(ns: Namespace, cache: BlockCache | None, inos: list[int]) -> None:

@@ -111,7 +111,8 @@ class ReadPath:
             # (a thread hop per hit of a lower tier would cost more); moving is for a thread.
             if lower and self._promotes(node):
                 cache.fetcher.later(lambda: self._promote(lower))
-        if self.readahead_blocks and node.flags & PERSISTED:
+        if self.readahead_blocks and last < (node.size - 1) // bs and node.flags & PERSISTED:
+            # (A read that reaches the last block has nothing ahead of it: a small file's.)
             # Decided here (cheap, and most reads start no batch); the rest (the read plan,
             # opening the connector, the block map) may wait: a readahead thread does it,
             # unless every block of the batch is cached already.

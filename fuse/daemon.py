@@ -11,11 +11,13 @@ daemon of a mountpoint.
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import logging.handlers
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -137,7 +139,10 @@ def raise_readahead(mountpoint: str, kib: int = 1024) -> None:
         log.info("readahead left as it is (%s: %s)", path, exc.strerror)
 
 
-def fuse_options(home: str, allow_other: bool) -> set[str]:
+SWITCH_INTERVAL_S = 0.0005
+
+
+def fuse_options(home: str, allow_other: bool, readonly: bool = False) -> set[str]:
     options = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
     # libfuse splits options at commas and takes a backslash as an escape: a home path holding
     # either must be escaped, or it would end the option (or start an unknown one).
@@ -145,6 +150,11 @@ def fuse_options(home: str, allow_other: bool) -> set[str]:
     options |= {f"fsname={fsname}", "subtype=shoal", "noatime"}
     if allow_other:
         options.add("allow_other")
+    if readonly:
+        # Read-only to the kernel too (nothing inside a read-only root may be mounted
+        # writable): on a writable mount every READ marks the file's access time stale, and
+        # its next open costs a GETATTR round trip, even with noatime.
+        options.add("ro")
     return options
 
 
@@ -193,7 +203,8 @@ def run(
         makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)
         try:
-            pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
+            options = fuse_options(home, config.fuse_allow_other, engine.fs.read_only_root())
+            pyfuse3.init(ops, mountpoint, options)
         except RuntimeError as exc:  # libfuse has printed its reason on stderr just before
             raise InvalidArgument(
                 f"libfuse refused to mount {mountpoint} ({exc}); its reason is on the line above"
@@ -212,6 +223,14 @@ def run(
             clients = ClientServer.serving(engine, home)  # the fsspec client's (docs/client.md)
             log.info("serving %s at %s (home %s)", uri, mountpoint, home)
             ready()
+            # What start-up built (modules, connectors, the state) lives as long as the daemon:
+            # out of the cyclic collector's sight, whose full collections otherwise stall the
+            # event loop, and every request on it, for a scan of all of it.
+            gc.freeze()
+            # Every request is answered on the event loop; a background thread (storing a
+            # block, reading ahead, uploading) holding the GIL delays each reply by up to a
+            # switch interval: 5 ms by default, a tenth of that here.
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
             try:
                 trio.run(_serve)
             finally:

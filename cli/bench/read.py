@@ -26,8 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from cli.bench import ceiling, readfsspec
 from cli.bench.readprefetch import prefetch_epoch, prefetch_ratio
-from cli.bench import readfsspec
 from engine.config import default_tiers
 
 MiB = 1 << 20
@@ -127,6 +127,8 @@ def run(
     _read_files(small + large)
     measure("local_small", small, lambda p: _timed(readers, p))
     measure("local_large", large, lambda p: _timed(readers, p))
+    # The hit path against the bare pyfuse3 file system, both over local bytes.
+    result.update(ceiling.run(src, small, scratch, lambda p: _timed(readers, p)))
 
     server = start_s3_server()
     proxy = FaultProxy(server.endpoint).start()
@@ -161,7 +163,7 @@ def run(
         server.stop()
         _remove_scratch(scratch, home)
 
-    result["ratios"] = _ratios(result) | prefetch_ratio(result)
+    result["ratios"] = _ratios(result) | prefetch_ratio(result) | ceiling.ratios(result)
     return result
 
 
@@ -257,7 +259,8 @@ def format_table(result: dict[str, Any]) -> str:
     if f"{PREFETCH_ROW[1]}_small" in result:
         s = result[f"{PREFETCH_ROW[1]}_small"]
         lines.append(f"{PREFETCH_ROW[0]:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}")
-    lines.append("")
+    lines += ["", f"{'':<30} {'small files/s':>14} {'CPU µs/file':>12}"]
+    lines += [*ceiling.table_lines(result), ""]
     for name, value in result["ratios"].items():
         lines.append(f"{name:<24} {value:6.2f}x")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from cli.bench.readlocal import run_local
 from engine.config import default_tiers
 
 MiB = 1 << 20
@@ -124,6 +125,7 @@ def run(
     _read_files(small + large)
     measure("local_small", small, lambda p: _timed(readers, p))
     measure("local_large", large, lambda p: _timed(readers, p))
+    _measure_local_ufs(result, src, scratch, small, readers, per_class)
 
     server = start_s3_server()
     proxy = FaultProxy(server.endpoint).start()
@@ -150,6 +152,18 @@ def run(
 
     result["ratios"] = _ratios(result)
     return result
+
+
+def _measure_local_ufs(
+    result: dict[str, Any], src: str, scratch: str, small: list[str], readers: int, per_dir: int
+) -> None:
+    """The bare pyfuse3 file system's first pass and Shoal's cold pass over a local UFS
+    (cli/bench/readlocal.py)."""
+    local = run_local(
+        src, scratch, small, SMALL_SIZE, per_dir, lambda p: _timed(readers, p), _shoal
+    )
+    for label, (seconds, total) in local.items():
+        result[label] = _figures(len(small), seconds, total)
 
 
 def _upload(client: Any, src: str, paths: list[str]) -> None:
@@ -213,6 +227,9 @@ def _ratios(result: dict[str, Any]) -> dict[str, float]:
         "cold_large_vs_boto3": ratio("mount_cold_large", "boto3_large", "mib_per_s"),
         "warm_small_vs_local": ratio("mount_warm_small", "local_small", "files_per_s"),
         "warm_large_vs_local": ratio("mount_warm_large", "local_large", "mib_per_s"),
+        "local_cold_small_vs_ceiling": ratio(
+            "mount_local_cold_small", "ceiling_first_small", "files_per_s"
+        ),
     }
 
 
@@ -221,6 +238,11 @@ ROWS = [
     ("direct boto3 GETs", "boto3"),
     ("shoal mount, cold", "mount_cold"),
     ("shoal mount, warm", "mount_warm"),
+]
+# Small files only: the bare pyfuse3 file system and Shoal's cold pass over a local UFS.
+SMALL_ROWS = [
+    ("bare pyfuse3, first pass", "ceiling_first"),
+    ("shoal mount of a local UFS, cold", "mount_local_cold"),
 ]
 
 
@@ -239,6 +261,10 @@ def format_table(result: dict[str, Any]) -> str:
             f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}"
             f" {big['mib_per_s']:>12,.1f}"
         )
+    for label, key in SMALL_ROWS:
+        if f"{key}_small" in result:
+            s = result[f"{key}_small"]
+            lines.append(f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}")
     lines.append("")
     for name, value in result["ratios"].items():
         lines.append(f"{name:<24} {value:6.2f}x")

@@ -37,7 +37,7 @@ from engine.cache.reconcile import ReconcileReport, reconcile
 from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey, TierStore
 from engine.errors import NoSpace
-from engine.inode import PERSISTED, PINNED
+from engine.inode import PERSISTED, PINNED, Inode
 from engine.namespace import Namespace
 from engine.state import BlockInfo
 from journal import entries as E
@@ -198,7 +198,6 @@ class BlockCache:
             return moved
 
     # -- the fetch path lives in engine/cache/fetch.py (self.fetcher) ------------------------
-
     def drain(self) -> None:
         self.fetcher.drain()
 
@@ -224,13 +223,21 @@ class BlockCache:
 
     # -- storing and making room -------------------------------------------------------------
 
-    def store(self, key: BlockKey, data: bytes) -> bool:
+    def store(self, key: BlockKey, data: bytes, fingerprint: str | None = None) -> bool:
         """Caches ``data`` as block ``key`` in the highest tier that has (or can make) room;
-        False if none can (the caller still has the bytes).
+        False if none can (the caller still has the bytes), or if they are not the version's:
+        its file changed or went, or they came from a UFS file of another ``fingerprint``.
 
         A block of a file whose content is not persisted is the only copy of acknowledged
         data: it goes to a durable tier (``sync``), never to a volatile one (MEM on /dev/shm,
         which a reboot empties). Raises NoSpace if the file may use no durable tier."""
+        seq = self.store_nowait(key, data, fingerprint)
+        if seq:
+            self.ns.gate.durable(seq)
+        return seq is not None
+
+    def store_nowait(self, key: BlockKey, data: bytes, fingerprint: str | None) -> int | None:
+        """``store`` without the wait: BlockCached's seq (0: none to wait for), None: not cached."""
         n = len(data)
         checksum = zlib.crc32(data)
         media = self._media(key[0])
@@ -238,10 +245,10 @@ class BlockCache:
             tier = self.tiers[i]
             with self.ns.lock:
                 if self.info(key) is not None:
-                    return True  # someone cached it meanwhile
-                node = self.ns.tree.find(key[0])
-                if node is None or node.version != key[1] or self._staged(key):
-                    return False  # the file changed or went: these bytes are stale already
+                    return 0  # someone cached it meanwhile
+                node = self._current(key, fingerprint)
+                if node is None:
+                    return None  # the file changed or went: these bytes are stale already
                 if not tier.spec.sync and not node.flags & PERSISTED:
                     continue  # volatile: only for persisted content (checked under the lock)
                 if n > tier.quota or not self._make_room(i, n):
@@ -255,16 +262,14 @@ class BlockCache:
                     self.used[tier.name] -= n
                 continue
             with self.ns.lock:
-                node = self.ns.tree.find(key[0])
                 existing = self.info(key)
-                stale = node is None or node.version != key[1] or self._staged(key)
-                if stale or existing is not None:
+                if self._current(key, fingerprint) is None or existing is not None:
                     # Stale, or cached by another reader meanwhile: our copy is not needed,
                     # unless it *is* theirs (same tier, same path).
                     self.used[tier.name] -= n
                     if existing is None or existing.tier != tier.name:
                         tier.remove(key)
-                    return existing is not None
+                    return None if existing is None else 0
                 seq = self.ns.gate.commit(
                     E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
                 )
@@ -272,12 +277,20 @@ class BlockCache:
                 self.lru[tier.name][key] = n
                 self.policy.touch(key)
                 self._stamp(tier, key)
-            self.ns.gate.durable(seq)
-            return True
-        return False
+            return seq
+        return None
 
     def _staged(self, key: BlockKey) -> bool:
         return self.staging.get(key[0]) == key[1]
+
+    def _current(self, key: BlockKey, fingerprint: str | None) -> Inode | None:
+        """With the lock held: ``key``'s file if bytes for it (from a UFS file of ``fingerprint``
+        if known) are its current content; None if stale."""
+        node = self.ns.tree.find(key[0])
+        if node is None or node.version != key[1] or self._staged(key):
+            return None
+        known = node.ext.fingerprint if node.ext is not None else None
+        return None if fingerprint is not None and known not in (None, fingerprint) else node
 
     def reserve(self, file: int, n: int, start: int = 0) -> int | None:
         """With the namespace lock held: the index of the highest tier from ``start`` on that

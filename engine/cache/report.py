@@ -30,5 +30,6 @@ def cache_report(cache: BlockCache) -> dict[str, object]:
         "hit_ratio": stats.hits / total if total else 0.0,
         "evictions": stats.evictions,
         "ufs_bytes_read": stats.ufs_bytes_read,
+        "stores_dropped": stats.stores_dropped,
         "persists_without_bytes": lost,
     }

@@ -12,5 +12,6 @@ class CacheStats:
     misses: int = 0
     evictions: int = 0
     ufs_bytes_read: int = 0
+    stores_dropped: int = 0  # fetched blocks not stored: the storer's queue was full
     tier_hits: dict[str, int] = field(default_factory=dict)
     tier_evictions: dict[str, int] = field(default_factory=dict)

@@ -276,8 +276,8 @@ class LocalUnderFS(UnderFS):
 
     def read_checked(self, path: str, offset: int, length: int) -> tuple[bytes, str | None]:
         rel = normalize(path)
-        with self._errors(rel), self._path(rel) as full:
-            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+        with self._errors(rel):
+            fd = self._open_inside(rel, path)
             try:
                 if stat.S_ISDIR(os.fstat(fd).st_mode):
                     raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
@@ -288,6 +288,24 @@ class LocalUnderFS(UnderFS):
                 return data, _fingerprint(os.fstat(fd))
             finally:
                 os.close(fd)
+
+    def _open_inside(self, rel: str, path: str) -> int:
+        """``rel`` opened for reading, refused if it resolves outside the root. Opened as a
+        bare reference first (O_PATH: no device or FIFO is opened, nothing waits), its resolved
+        path read back from /proc, then opened through that reference: it checks the very file
+        opened, in four system calls rather than ``_path``'s one per path component."""
+        full = os.path.join(self.root, rel) if rel else self.root
+        if len(os.fsencode(full)) >= LONG_PATH:
+            with self._path(rel) as reachable:
+                return os.open(reachable, os.O_RDONLY | os.O_CLOEXEC)
+        ref = os.open(full, os.O_PATH | os.O_CLOEXEC)
+        try:
+            real = os.readlink(f"{PROC_FD}{ref}")
+            if real != self.root and not real.startswith(self.root + os.sep):
+                raise UfsInvalidPath(f"{self.uri}: {path!r} leads outside the UFS root")
+            return os.open(f"{PROC_FD}{ref}", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(ref)
 
     def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         rel = normalize(path)

@@ -63,7 +63,7 @@ class BlockStorer:
             if (
                 self._closed
                 or self._bytes + len(data) > self.max_bytes
-                or len(self._queue) >= self.max_blocks
+                or len(self._pending) >= self.max_blocks
             ):
                 self.cache.stats.stores_dropped += 1
                 return False

@@ -198,9 +198,9 @@ class BlockFetcher:
     ) -> bytes:
         """``get`` for a store read by system calls: a miss ``read``s the whole block (and
         the fingerprint of the file it came from) in the caller's thread, answers from it, and
-        offers the block to the storer. Readers of a block being fetched or stored are served
-        from its bytes, never wait for a tier write; two readers missing at once both read
-        (a local read costs less than waiting for another's)."""
+        offers the block to the storer. Readers of a block being fetched (by readahead) or
+        stored are served from its bytes, never wait for a tier write; two readers missing at
+        once both read (a local read costs less than waiting for another's)."""
         data = self._cached(key, offset, length)
         if data is not None:
             return data
@@ -208,6 +208,10 @@ class BlockFetcher:
         if queued is not None:
             self.stats.hits += 1
             return _cut(queued, offset, length)
+        flight = self._inflight.get(key)  # a readahead's: a local read, soon done
+        if flight is not None and (got := flight.wait_for(offset, length)) is not None:
+            self.stats.hits += 1
+            return got
         block, fingerprint = read()
         self.stats.misses += 1
         self.stats.ufs_bytes_read += len(block)

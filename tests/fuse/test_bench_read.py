@@ -22,8 +22,11 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
     for key in ("local", "boto3", "mount_cold", "mount_warm"):
         for size in ("small", "large"):
             assert result[f"{key}_{size}"]["mib_per_s"] > 0
+    for key in ("ceiling_first_small", "mount_local_cold_small"):  # cli/bench/readlocal.py
+        assert result[key]["files_per_s"] > 0
     assert set(result["ratios"]) == {
         "cold_small_vs_boto3", "cold_large_vs_boto3", "warm_small_vs_local", "warm_large_vs_local",
+        "local_cold_small_vs_ceiling",
     }  # fmt: skip
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert list(tmp_path.glob("shoal-bench-read-*")) == []  # its scratch is removed

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 from engine.config import default_tiers
 
@@ -97,17 +96,45 @@ def _wait_mounted(mountpoint: str, server: subprocess.Popen[bytes]) -> None:
         time.sleep(0.05)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and its child processes (the
+    daemon's journal writer): what serving costs, a figure a busy machine disturbs less than
+    throughput."""
+    pids, total = [pid], 0.0
+    while pids:
+        p = pids.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    pids += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+def _with_cpu(
+    pid: int, timed: Callable[[list[str]], tuple[float, int]], paths: list[str]
+) -> tuple[float, int, float]:
+    before = cpu_seconds(pid)
+    seconds, total = timed(paths)
+    return seconds, total, cpu_seconds(pid) - before
+
+
 def ceiling_first(
     files: int, size: int, per_dir: int, timed: Callable[[list[str]], tuple[float, int]]
-) -> tuple[float, int]:
-    """Seconds and bytes of one ``timed`` pass over the bare pyfuse3 file system's files."""
+) -> tuple[float, int, float]:
+    """Seconds, bytes and the server's CPU seconds of one ``timed`` pass over the bare pyfuse3
+    file system's files."""
     mountpoint = tempfile.mkdtemp(prefix="shoal-bench-ceiling-")
     command = [sys.executable, "-m", "cli.bench.readlocal", mountpoint, str(files), str(size)]
     server = subprocess.Popen([*command, str(per_dir)])
     try:
         _wait_mounted(mountpoint, server)
         paths = [f"{mountpoint}/d{i // per_dir}/f{i % per_dir}" for i in range(files)]
-        return timed(paths)
+        return _with_cpu(server.pid, timed, paths)
     finally:
         subprocess.run(["fusermount3", "-u", mountpoint], check=False, capture_output=True)
         try:
@@ -126,10 +153,11 @@ def run_local(
     per_dir: int,
     timed: Callable[[list[str]], tuple[float, int]],
     shoal: Callable[..., None],
-) -> dict[str, Any]:
+) -> dict[str, tuple[float, int, float]]:
     """The local-UFS figures (see the module's docstring), measured one after the other:
-    ``{"ceiling_first_small": ..., "mount_local_cold_small": ...}`` as (seconds, bytes)."""
-    out: dict[str, tuple[float, int]] = {}
+    ``{"ceiling_first_small": ..., "mount_local_cold_small": ...}`` as (seconds, bytes, CPU
+    seconds of the file system's processes)."""
+    out: dict[str, tuple[float, int, float]] = {}
     out["ceiling_first_small"] = ceiling_first(len(small), size, per_dir, timed)
     home, mnt = os.path.join(scratch, "home-local"), os.path.join(scratch, "mnt-local")
     os.makedirs(mnt)
@@ -137,7 +165,9 @@ def run_local(
         shoal("mount", "--home", home, src, mnt, "-o", "ro")
         try:
             in_mount = [os.path.join(mnt, os.path.relpath(p, src)) for p in small]
-            out["mount_local_cold_small"] = timed(in_mount)
+            with open(os.path.join(home, "daemon.pid")) as f:
+                daemon = int(f.read().split()[0])
+            out["mount_local_cold_small"] = _with_cpu(daemon, timed, in_mount)
         finally:
             shoal("umount", mnt)
     finally:

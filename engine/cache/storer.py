@@ -87,6 +87,17 @@ class BlockStorer:
             while self._queue or self._busy:
                 self._cond.wait()
 
+    def discard(self) -> int:
+        """Forgets the queued blocks (not those of the batch being stored): what a crash does
+        to the queue. How many were forgotten."""
+        with self._cond:
+            for key in self._queue:
+                self._bytes -= len(self._pending.pop(key)[0])
+            lost = len(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+            return lost
+
     def close(self) -> None:
         """Stores what is queued, then stops the thread; later offers are dropped."""
         with self._cond:

@@ -279,9 +279,7 @@ class LocalUnderFS(UnderFS):
         with self._errors(rel):
             fd = self._open_inside(rel, path)
             try:
-                if stat.S_ISDIR(os.fstat(fd).st_mode):
-                    raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
-                data = os.pread(fd, length, offset)
+                data = os.pread(fd, length, offset)  # a directory: EISDIR, UfsIsADirectory
                 # Stated after the read, of the same open file: a write that changed the
                 # bytes read moved its mtime (or size) by then; a file renamed over it since
                 # is another inode, and not what was read.

@@ -207,6 +207,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         todo = [(p, n) for p, n in files if cache.cached_bytes(n.id, n.version) < n.size]
         skipped = len(files) - len(todo)
         failures: list[str] = []
+        failed: set[str] = set()
         total = sum(n.size for _p, n in todo)
         bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                    desc=f"loading {len(todo)} files", disable=None)  # fmt: skip
@@ -224,7 +225,15 @@ def cmd_load(args: argparse.Namespace) -> int:
                     future.result()
                 except ShoalError as exc:
                     failures.append(f"{futures[future]}: {exc}")
+                    failed.add(futures[future])
         cache.drain()
+        for path, node in todo:  # blocks the storer turned away (its queue full), stored now
+            if path in failed:
+                continue
+            try:
+                engine.fs.store_missing(node)
+            except ShoalError as exc:
+                failures.append(f"{path}: {exc}")
         bar.close()
         bad = 0
         if args.verify:

@@ -217,6 +217,20 @@ class ReadPath:
                 self.cache.promote(key)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def store_missing(self, node: Inode) -> None:
+        """The blocks of ``node``'s content not cached (the storer drops what its full queue
+        cannot hold: engine/cache/storer.py) read and stored in this thread, for callers whose
+        point is to cache: a load, an unlinked open file's content. Not with the namespace
+        lock held."""
+        cache = self.cache
+        assert cache is not None
+        bs = block_size_of(node) or self.sync.block_size
+        have = self.ns.state.blocks.get(node.id, {})
+        for idx in range(-(-node.size // bs)):
+            if (node.version, idx) not in have:
+                data = self.read_node(node, idx * bs, bs)
+                cache.store((node.id, node.version, idx), data)
+
     def _readahead_batch(
         self, node: Inode, bs: int, offset: int, end: int
     ) -> tuple[int, int] | None:

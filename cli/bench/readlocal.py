@@ -124,11 +124,15 @@ def _with_cpu(
 
 
 def ceiling_first(
-    files: int, size: int, per_dir: int, timed: Callable[[list[str]], tuple[float, int]]
+    files: int,
+    size: int,
+    per_dir: int,
+    timed: Callable[[list[str]], tuple[float, int]],
+    workdir: str | None = None,
 ) -> tuple[float, int, float]:
     """Seconds, bytes and the server's CPU seconds of one ``timed`` pass over the bare pyfuse3
     file system's files."""
-    mountpoint = tempfile.mkdtemp(prefix="shoal-bench-ceiling-")
+    mountpoint = tempfile.mkdtemp(prefix="shoal-bench-ceiling-", dir=workdir)
     command = [sys.executable, "-m", "cli.bench.readlocal", mountpoint, str(files), str(size)]
     server = subprocess.Popen([*command, str(per_dir)])
     try:
@@ -145,6 +149,16 @@ def ceiling_first(
         os.rmdir(mountpoint)
 
 
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + MOUNT_WAIT_S
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
 def run_local(
     src: str,
     scratch: str,
@@ -158,9 +172,10 @@ def run_local(
     ``{"ceiling_first_small": ..., "mount_local_cold_small": ...}`` as (seconds, bytes, CPU
     seconds of the file system's processes)."""
     out: dict[str, tuple[float, int, float]] = {}
-    out["ceiling_first_small"] = ceiling_first(len(small), size, per_dir, timed)
+    out["ceiling_first_small"] = ceiling_first(len(small), size, per_dir, timed, scratch)
     home, mnt = os.path.join(scratch, "home-local"), os.path.join(scratch, "mnt-local")
     os.makedirs(mnt)
+    daemon = 0
     try:
         shoal("mount", "--home", home, src, mnt, "-o", "ro")
         try:
@@ -170,6 +185,8 @@ def run_local(
             out["mount_local_cold_small"] = _with_cpu(daemon, timed, in_mount)
         finally:
             shoal("umount", mnt)
+            # The daemon still stores what it holds as it stops: its tiers are removed after.
+            _wait_gone(daemon)
     finally:
         shutil.rmtree(home, ignore_errors=True)
         os.rmdir(mnt)

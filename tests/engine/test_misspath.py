@@ -135,3 +135,19 @@ def test_a_local_miss_with_no_room_in_any_tier_is_still_answered(
     for key, data in files.items():
         node = engine.sync.lookup(f"/{key}")
         assert engine.fs.read_node(node, 0, node.size) == data
+
+
+def test_an_open_file_unlinked_keeps_all_its_content_though_the_store_queue_drops(
+    open_engine: OpenEngine, home: Path, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * BLOCK + 5)
+    engine, _store = _local_engine(open_engine, home, tmp_path, {"keep/f": data}, 64 << 20)
+    cache = engine.cache
+    assert cache is not None
+    node = engine.sync.lookup("/keep/f")
+    cache.fetcher.storer.max_blocks = 0  # every offer turned away, as when far behind
+    engine.fs.opened(node.id)
+    engine.fs.delete("/keep/f")  # its cache blocks are all it has left
+    orphan = engine.fs.still_there(node.id)
+    assert engine.fs.read_node(orphan, 0, len(data)) == data
+    engine.fs.released(node.id)

@@ -262,7 +262,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"{tier['name']:<5} {used:>15,} of {cap:>15,} bytes ({share:5.1f}%),"
               f" {tier['blocks']:,} blocks  {', '.join(tier['paths'])}")  # fmt: skip
     print(f"hits {report['cache_hits']:,}  misses {report['cache_misses']:,}"
-          f"  UFS bytes read {report['ufs_bytes_read']:,}")  # fmt: skip
+          f"  UFS bytes read {report['ufs_bytes_read']:,}"
+          f"  stores dropped {report['stores_dropped']:,}")  # fmt: skip
     print(f"pending persists {report['pending_persists']}  journal seq {report['journal_seq']}")
     lost = report["persists_without_bytes"]
     if lost:

@@ -73,7 +73,7 @@ class BlockStorer:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cache-storer", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            self._cond.notify_all()
             return True
 
     def pending(self, key: BlockKey) -> bytes | None:

@@ -212,6 +212,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         todo = [(p, n) for p, n in files if cache.cached_bytes(n.id, n.version) < n.size]
         skipped = len(files) - len(todo)
         failures: list[str] = []
+        failed: set[str] = set()
         total = sum(n.size for _p, n in todo)
         bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                    desc=f"loading {len(todo)} files", disable=None)  # fmt: skip
@@ -229,7 +230,15 @@ def cmd_load(args: argparse.Namespace) -> int:
                     future.result()
                 except ShoalError as exc:
                     failures.append(f"{futures[future]}: {exc}")
+                    failed.add(futures[future])
         cache.drain()
+        for path, node in todo:  # blocks the storer turned away (its queue full), stored now
+            if path in failed:
+                continue
+            try:
+                engine.fs.store_missing(node)
+            except ShoalError as exc:
+                failures.append(f"{path}: {exc}")
         bar.close()
         bad = 0
         if args.verify:
@@ -263,7 +272,8 @@ def cmd_report(args: argparse.Namespace) -> int:
               f" {tier['blocks']:,} blocks, {tier['hits']:,} hits"
               f"  {', '.join(tier['paths'])}")  # fmt: skip
     print(f"hits {report['cache_hits']:,}  misses {report['cache_misses']:,}"
-          f"  UFS bytes read {report['ufs_bytes_read']:,}")  # fmt: skip
+          f"  UFS bytes read {report['ufs_bytes_read']:,}"
+          f"  stores dropped {report['stores_dropped']:,}")  # fmt: skip
     print(f"prefetched {report['prefetched_blocks']:,} blocks"
           f" ({report['prefetched_bytes']:,} bytes), {report['prefetch_skipped_space']:,}"
           " left out for want of free room")  # fmt: skip

@@ -178,6 +178,9 @@ class FileSystem:
     def read(self, path: str, offset: int, length: int, read_type: str | None = None) -> bytes:
         return self.reads.read(path, offset, length, read_type)
 
+    def store_missing(self, node: Inode) -> None:
+        self.reads.store_missing(node)
+
     def read_cached(self, node: Inode, offset: int, length: int) -> bytes | None:
         if openfiles.is_orphan(self.ns, node.id):
             return None  # read_node serves it, from the cache alone

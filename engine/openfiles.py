@@ -112,6 +112,7 @@ def keep_content(ns: Namespace, reads: ReadPath, path: str) -> None:
     try:
         reads.read_node(node, 0, node.size)
         reads.cache.drain()  # its blocks stored and journaled before the name goes
+        reads.store_missing(node)  # those the storer's full queue turned away
     except ShoalError as exc:
         log.warning("%s: unlinked while open, its content could not be cached: %s", path, exc)
 

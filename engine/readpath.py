@@ -28,6 +28,7 @@ from engine.namespace import Namespace
 from engine.placement import Placement
 from engine.state import PERSISTED, Mount, block_size_of
 from engine.sync import MetadataSync
+from ufs.uri import reads_locally
 
 STREAM_START = 128 * 1024  # a first read this large, from offset 0, starts a readahead stream
 
@@ -161,6 +162,8 @@ class ReadPath:
             batch = self._readahead_batch(node, bs, offset, end)
             if batch is not None:
                 self._fetch_ahead(node, mount, rel, bs, batch)
+        if self.cache is not None and persisted and reads_locally(mount.uri):
+            return self._read_local(node, mount, rel, kind.caches, kind.promotes, offset, end)
         parts = []
         for idx in range(offset // bs, (end - 1) // bs + 1):
             start = idx * bs
@@ -186,6 +189,53 @@ class ReadPath:
             if kind.promotes:
                 self.cache.promote(key)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_local(
+        self,
+        node: Inode,
+        mount: Mount,
+        rel: str,
+        caches: bool,
+        promotes: bool,
+        offset: int,
+        end: int,
+    ) -> bytes:
+        """``read_node``'s misses from a store read by system calls (a local disk, NFS): each
+        block read whole in this thread, the reader answered from it, the block stored in the
+        background (engine/cache/storer.py). No deadline: a read of a local path is answered
+        by the kernel, however long it takes (an NFS hard mount waits for its server)."""
+        assert self.cache is not None
+        fetcher = self.cache.fetcher
+        connector = self.mounts.connector(mount)
+        bs = block_size_of(node) or self.sync.block_size
+        parts = []
+        for idx in range(offset // bs, (end - 1) // bs + 1):
+            start = idx * bs
+
+            def read(start: int = start) -> tuple[bytes, str | None]:
+                with ufs_errors():
+                    return connector.read_checked(rel, start, bs)
+
+            lo, hi = max(0, offset - start), min(bs, end - start)
+            key = (node.id, node.version, idx)
+            parts.append(fetcher.read_local(key, read, lo, hi - lo, caches))
+            if promotes:
+                self.cache.promote(key)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def store_missing(self, node: Inode) -> None:
+        """The blocks of ``node``'s content not cached (the storer drops what its full queue
+        cannot hold: engine/cache/storer.py) read and stored in this thread, for callers whose
+        point is to cache: a load, an unlinked open file's content. Not with the namespace
+        lock held."""
+        cache = self.cache
+        assert cache is not None
+        bs = block_size_of(node) or self.sync.block_size
+        have = self.ns.state.blocks.get(node.id, {})
+        for idx in range(-(-node.size // bs)):
+            if (node.version, idx) not in have:
+                data = self.read_node(node, idx * bs, bs)
+                cache.store((node.id, node.version, idx), data)
 
     def _readahead_batch(
         self, node: Inode, bs: int, offset: int, end: int

@@ -239,6 +239,7 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
 
     return {
         "tier_small_vs_ceiling": ratio("mount_tier_small", "ceiling_first_small"),
+        "local_cold_small_vs_ceiling": ratio("mount_local_cold_small", "ceiling_first_small"),
         "warm_small_vs_ceiling": ratio("mount_warm_small", "ceiling_warm_small"),
         "tier_warm_small_vs_ceiling": ratio("mount_tier_warm_small", "ceiling_warm_small"),
     }

@@ -35,5 +35,6 @@ def cache_report(cache: BlockCache) -> dict[str, object]:
         "prefetched_blocks": stats.prefetched_blocks,
         "prefetched_bytes": stats.prefetched_bytes,
         "prefetch_skipped_space": stats.prefetch_skipped_space,
+        "stores_dropped": stats.stores_dropped,
         "persists_without_bytes": lost,
     }

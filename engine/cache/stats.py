@@ -12,6 +12,7 @@ class CacheStats:
     misses: int = 0
     evictions: int = 0
     ufs_bytes_read: int = 0
+    stores_dropped: int = 0  # fetched blocks not stored: the storer's queue was full
     tier_hits: dict[str, int] = field(default_factory=dict)
     tier_evictions: dict[str, int] = field(default_factory=dict)
     # Directory prefetch (engine/prefetch.py): blocks and bytes it stored, and blocks or

@@ -26,7 +26,7 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
     assert set(result["ratios"]) >= {
         "cold_small_vs_boto3", "cold_large_vs_boto3", "warm_small_vs_local", "warm_large_vs_local",
         "prefetch_small_vs_boto3", "fsspec_small_vs_local", "fsspec_small_vs_local_beside",
-        "tier_small_vs_ceiling", "warm_small_vs_ceiling",
+        "tier_small_vs_ceiling", "warm_small_vs_ceiling", "local_cold_small_vs_ceiling",
     }  # fmt: skip
     for key in ("fsspec_first_small", "fsspec_warm_small", "local_small_beside"):
         assert result[key]["files_per_s"] > 0

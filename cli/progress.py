@@ -1,0 +1,47 @@
+"""Progress bars of long commands (load, free, persist): on the terminal the command was typed
+at, quiet when that is no terminal (a script, a pipe, a log).
+
+Through the daemon, stderr is the admin channel (fuse/admin.py): the client tells the daemon
+whether its own stderr is a terminal and how wide it is, and the channel's stream answers
+``isatty()`` and ``columns`` accordingly, so the bar tqdm draws there is the one the user's
+terminal shows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def bar(total: int, desc: str, **kwargs: Any) -> tqdm[Any]:
+    """A bar on stderr; disabled (drawing nothing) unless stderr is a terminal."""
+    stream = sys.stderr
+    return tqdm(
+        total=total,
+        desc=desc,
+        file=stream,
+        disable=not is_terminal(stream),
+        ncols=getattr(stream, "columns", None),
+        **kwargs,
+    )
+
+
+def over(items: Iterable[T], total: int, desc: str) -> Iterator[T]:
+    """``items``, counted on a bar (``total`` of them) as they are taken."""
+    with bar(total, desc, unit="file") as progress:
+        for item in items:
+            yield item
+            progress.update(1)
+
+
+def is_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):
+        return False

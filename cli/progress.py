@@ -9,6 +9,8 @@ terminal shows.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -26,17 +28,24 @@ def bar(total: int, desc: str, **kwargs: Any) -> tqdm[Any]:
         desc=desc,
         file=stream,
         disable=not is_terminal(stream),
-        ncols=getattr(stream, "columns", None),
+        ncols=getattr(stream, "columns", None) or _size().columns,
+        nrows=_size().lines,
         **kwargs,
     )
 
 
-def over(items: Iterable[T], total: int, desc: str) -> Iterator[T]:
+def over(items: Iterable[T], total: int, desc: str, unit: str = "file") -> Iterator[T]:
     """``items``, counted on a bar (``total`` of them) as they are taken."""
-    with bar(total, desc, unit="file") as progress:
+    with bar(total, desc, unit=unit) as progress:
         for item in items:
             yield item
             progress.update(1)
+
+
+def _size() -> os.terminal_size:
+    """The terminal's size; a pseudo-terminal nobody sized (`script` in a pipeline) says 0x0,
+    which tqdm takes for no room to draw in: $COLUMNS and $LINES, else 80x24, instead."""
+    return shutil.get_terminal_size()
 
 
 def is_terminal(stream: object) -> bool:

@@ -13,7 +13,7 @@ from engine.config import default_tiers
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import Mounted, mounted
 from tests.homes import write_config
-from tests.ufs.stores import LocalStore
+from tests.ufs.stores import LocalStore, Store
 
 
 def _mem_dir(home: Path) -> Path:
@@ -22,11 +22,14 @@ def _mem_dir(home: Path) -> Path:
     return Path(mem.paths[0])
 
 
-def _fill(ufs: Path) -> dict[str, str]:
+SIZES = [(1 << 20) + 1000 * i for i in range(4)]
+
+
+def _fill(store: Store) -> dict[str, str]:
     digests = {}
-    for i in range(4):
-        data = os.urandom((1 << 20) + 1000 * i)
-        (ufs / f"part{i}.bin").write_bytes(data)
+    for i, size in enumerate(SIZES):
+        data = os.urandom(size)
+        store.put(f"part{i}.bin", data)
         digests[f"part{i}.bin"] = hashlib.sha256(data).hexdigest()
     return digests
 
@@ -41,10 +44,10 @@ def _report(home: Path) -> dict[str, dict[str, int]]:
     return {t["name"]: t for t in raw["tiers"]}
 
 
-def test_umount_moves_mem_to_disk_and_cache_clear_removes_the_tiers(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path / "ufs")
-    ufs = store.root
-    digests = _fill(ufs)
+def test_umount_moves_mem_to_disk_and_cache_clear_removes_the_tiers(
+    store: Store, tmp_path: Path
+) -> None:
+    digests = _fill(store)
     with mounted(store, tmp_path) as m:
         mem = _mem_dir(m.home)
         _read_all(m, digests)
@@ -74,15 +77,14 @@ def test_umount_moves_mem_to_disk_and_cache_clear_removes_the_tiers(tmp_path: Pa
         m.mount()  # from the store again
         _read_all(m, digests)
         raw = json.loads(shoal("report", "--json", home=m.home).stdout)
-        assert raw["ufs_bytes_read"] == sum(f.stat().st_size for f in ufs.iterdir())
+        assert raw["ufs_bytes_read"] == sum(SIZES)
         m.umount()
         assert not mem.exists()
 
 
 def test_keep_volatile_tiers_keeps_mem_until_cache_clear(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "ufs")
-    ufs = store.root
-    digests = _fill(ufs)
+    digests = _fill(store)
     home = tmp_path / "home"
     home.mkdir()
     write_config(home, "[cache]", "keep_volatile_tiers = true")

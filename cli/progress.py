@@ -1,5 +1,5 @@
-"""Progress bars of long commands (load, free, persist): on the terminal the command was typed
-at, quiet when that is no terminal (a script, a pipe, a log).
+"""Progress bars of long commands (load, free, persist, fsck, checkpoint): on the terminal the
+command was typed at, quiet when that is no terminal (a script, a pipe, a log).
 
 Through the daemon, stderr is the admin channel (fuse/admin.py): the client tells the daemon
 whether its own stderr is a terminal and how wide it is, and the channel's stream answers
@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -54,3 +56,27 @@ def is_terminal(stream: object) -> bool:
         return bool(isatty()) if callable(isatty) else False
     except (OSError, ValueError):
         return False
+
+
+@contextmanager
+def waiting(desc: str) -> Iterator[None]:
+    """For work that cannot count its steps (a checkpoint is one SQLite fill under the gate's
+    lock): on a terminal, ``desc`` and the time it has taken so far, redrawn while it runs."""
+    progress = bar(0, desc, bar_format="{desc}: {elapsed}")
+    if progress.disable:
+        yield
+        return
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(0.5):
+            progress.refresh()
+
+    ticker = threading.Thread(target=tick, name="progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        progress.close()

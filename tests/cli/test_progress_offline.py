@@ -22,3 +22,16 @@ def test_fsck_shows_its_checks_on_a_terminal_only(tmp_path: Path) -> None:
     quiet = shoal("fsck", home=home)
     assert "checking" not in quiet.stderr and "%" not in quiet.stderr, quiet.stderr
     assert "clean" in quiet.stdout
+
+
+def test_journal_checkpoint_shows_it_is_working_on_a_terminal_only(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shoal("fs", "mkdir", "/data", home=home)
+
+    code, screen = shoal_on_terminal("journal", "checkpoint", "--home", str(home))
+    assert code == 0, screen
+    assert "writing a checkpoint of 2 inodes: 00:00" in screen, screen
+    assert "wrote checkpoint" in screen
+
+    quiet = shoal("journal", "checkpoint", home=home)
+    assert "writing a checkpoint" not in quiet.stderr, quiet.stderr

@@ -28,6 +28,10 @@ def test_load_through_the_daemon_draws_a_bar_on_the_terminal(local_mount: Mounte
     assert code == 0, screen
     assert "freeing" in screen and "4/4" in screen, screen
 
+    code, screen = shoal_on_terminal("journal", "checkpoint", "--home", str(local_mount.home))
+    assert code == 0 and "writing a checkpoint of" in screen, screen
+    assert "wrote checkpoint" in screen
+
     # A script (no terminal) gets the summary only.
     quiet = shoal("fs", "load", "-R", train, env=env())
     assert "4 file(s) loaded" in quiet.stdout

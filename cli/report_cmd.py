@@ -109,7 +109,8 @@ def text(report: dict[str, Any]) -> list[str]:
         )
     if "cache_hits" in report:
         lines.append(
-            f"reads    {report['block_reads']:,} block reads: {report['cache_hits']:,} hits,"
+            f"reads    {report['block_reads']:,} block reads reached Shoal:"
+            f" {report['cache_hits']:,} hits,"
             f" {report['cache_misses']:,} misses (hit ratio {100 * report['hit_ratio']:.1f}%),"
             f" {human(report['ufs_bytes_read'])} read from stores"
         )

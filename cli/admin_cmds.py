@@ -17,8 +17,9 @@ from cli.common import (
     open_engine,
     whole_number,
 )
+from cli.progress import over
 from engine.home import tighten
-from recovery.fsck import run_checks
+from recovery.fsck import CHECKS, run_checks
 from recovery.storecheck import StoreReport, check_stores
 
 
@@ -124,12 +125,18 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         with engine.ns.lock:
             # Blocks the map lists but no tier holds are gone for the data checks, repaired
             # (dropped from the map) or not.
-            results = run_checks(
-                engine.state,
-                lost=cache.missing if cache else (),
-                stops=engine.stops,
-                private=private,
-            )
+            # One check at a time, so a terminal sees how far a large home's fsck has got.
+            results = [
+                result
+                for check in over(CHECKS, len(CHECKS), "checking", unit="check")
+                for result in run_checks(
+                    engine.state,
+                    [check],
+                    lost=cache.missing if cache else (),
+                    stops=engine.stops,
+                    private=private,
+                )
+            ]
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq
     checks = len(results)
     failed = sum(1 for r in results if not r.ok)

@@ -8,12 +8,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from tqdm import tqdm
-
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, open_engine
-from cli.output import dumps
 from cli.paths import absolute as _abs
-from engine.cache.report import cache_report
+from cli.progress import bar as progress_bar
+from cli.progress import over
+from cli.report_cmd import cmd_report
 from engine.engine import Engine
 from engine.errors import InvalidArgument, ShoalError
 from engine.inode import PERSISTED, Inode
@@ -184,7 +183,7 @@ def cmd_checkttl(args: argparse.Namespace) -> int:
 def cmd_persist(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
         files = files_under(engine, _abs(args.path), args.recursive)
-        queued = [(p, n) for p, n in files if engine.fs.persist(n)]
+        queued = [(p, n) for p, n in over(files, len(files), "persisting") if engine.fs.persist(n)]
         if engine.persister is not None:
             engine.persister.drain()
         failed = [p for p, n in queued if not n.flags & PERSISTED]
@@ -197,8 +196,8 @@ def cmd_persist(args: argparse.Namespace) -> int:
 def cmd_free(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
         cache = _cache(engine)
-        dropped = sum(cache.free(node.id) for _p, node in files_under(engine, _abs(args.path),
-                                                                       args.recursive))  # fmt: skip
+        files = files_under(engine, _abs(args.path), args.recursive)
+        dropped = sum(cache.free(node.id) for _p, node in over(files, len(files), "freeing"))
     print(f"{dropped} block(s) dropped")
     return EXIT_OK
 
@@ -214,8 +213,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         failures: list[str] = []
         failed: set[str] = set()
         total = sum(n.size for _p, n in todo)
-        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                   desc=f"loading {len(todo)} files", disable=None)  # fmt: skip
+        bar = progress_bar(total, f"loading {len(todo)} files", unit="B", unit_scale=True,
+                           unit_divisor=1024)  # fmt: skip
 
         def load(item: tuple[str, Inode]) -> None:
             path, node = item
@@ -251,36 +250,3 @@ def cmd_load(args: argparse.Namespace) -> int:
         for failure in failures:
             print(f"failed: {failure}", file=sys.stderr)
     return EXIT_FAILED if failures or bad else EXIT_OK
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    with open_engine(args) as engine:
-        if args.idle:
-            if engine.prefetch is not None:
-                engine.prefetch.drain()
-            _cache(engine).drain()
-        report: dict[str, Any] = dict(cache_report(_cache(engine)))
-        report["pending_persists"] = len(engine.state.persists)
-        report["journal_seq"] = engine.state.last_seq
-    if args.json:
-        print(dumps(report))
-        return EXIT_OK
-    for tier in report["tiers"]:
-        used, cap = tier["used_bytes"], tier["capacity_bytes"]
-        share = 100 * used / cap if cap else 0
-        print(f"{tier['name']:<5} {used:>15,} of {cap:>15,} bytes ({share:5.1f}%),"
-              f" {tier['blocks']:,} blocks, {tier['hits']:,} hits"
-              f"  {', '.join(tier['paths'])}")  # fmt: skip
-    print(f"hits {report['cache_hits']:,}  misses {report['cache_misses']:,}"
-          f"  UFS bytes read {report['ufs_bytes_read']:,}"
-          f"  stores dropped {report['stores_dropped']:,}")  # fmt: skip
-    print(f"prefetched {report['prefetched_blocks']:,} blocks"
-          f" ({report['prefetched_bytes']:,} bytes), {report['prefetch_skipped_space']:,}"
-          " left out for want of free room")  # fmt: skip
-    print(f"pending persists {report['pending_persists']}  journal seq {report['journal_seq']}")
-    lost = report["persists_without_bytes"]
-    if lost:
-        print(f"pending persists without their bytes {len(lost)} (shoal fsck):")
-        for line in lost:
-            print(f"  {line}")
-    return EXIT_OK

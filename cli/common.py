@@ -105,7 +105,7 @@ def open_engine(args: argparse.Namespace, *, reconcile: bool = True) -> Iterator
     try:
         yield engine
     finally:
-        engine.close(checkpoint=False)
+        engine.close(checkpoint=False, release_memory=True)  # no RAM held once we exit
 
 
 @contextmanager

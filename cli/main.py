@@ -9,7 +9,16 @@ import logging
 import os
 import sys
 
-from cli import admin_cmds, cache_cmds, common, daemon_cmds, fs_cmds, journal_cmds, online
+from cli import (
+    admin_cmds,
+    cache_cmds,
+    common,
+    daemon_cmds,
+    fs_cmds,
+    journal_cmds,
+    online,
+    tiers_cmd,
+)
 from cli.common import (
     EXIT_CORRUPT,
     EXIT_FAILED,
@@ -77,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     fs_cmds.register(sub, shared)
     admin_cmds.register(sub, shared)
     cache_cmds.register_report(sub, shared)
+    tiers_cmd.register(sub, shared)
     daemon_cmds.register(sub, shared, run_in_daemon)
     return parser
 

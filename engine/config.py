@@ -48,6 +48,10 @@ class Config:
     cache_prefetch_watermark: float = PREFETCH_WATERMARK
     # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
     cache_tiers: list[TierSpec] | None = None
+    # Volatile tiers (sync = false: MEM on /dev/shm) outlive the daemon as RAM nobody frees; by
+    # default the daemon's stop (and an offline command's end) moves their blocks to a disk
+    # tier and removes them (engine/cache/release.py). True keeps them for the next start.
+    cache_keep_volatile_tiers: bool = False
     # How long the kernel may trust a name (entry) or attributes it was given, in seconds.
     # Long: training data is read-mostly, and changes made through the mount reach the
     # kernel with the replies that make them.
@@ -191,6 +195,8 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
         cfg.cache_ttl_check_interval_s = float(_coerce(cfg.cache_ttl_check_interval_s, value, key))
     elif section == "cache" and name == "lrfu_half_life_s":
         cfg.cache_lrfu_half_life_s = float(_coerce(cfg.cache_lrfu_half_life_s, value, key))
+    elif section == "cache" and name == "keep_volatile_tiers":
+        cfg.cache_keep_volatile_tiers = _coerce(False, value, key)
     elif section == "cache" and name == "tiers":
         cfg.cache_tiers = _tiers(value, key)
     elif section == "fuse" and name in ("entry_timeout_s", "attr_timeout_s"):

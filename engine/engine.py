@@ -11,6 +11,7 @@ from engine import openfiles
 from engine.cache import checked
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
+from engine.cache.release import release_volatile
 from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
@@ -237,8 +238,10 @@ class Engine:
             )  # fmt: skip
         return cache
 
-    def close(self, *, checkpoint: bool = True) -> None:
-        """Clean shutdown: flush the log and (by default) write a final checkpoint."""
+    def close(self, *, checkpoint: bool = True, release_memory: bool = False) -> None:
+        """Clean shutdown: flush the log and (by default) write a final checkpoint.
+        ``release_memory``: the process ends, so its volatile tiers are emptied into disk tiers
+        and removed (engine/cache/release.py), unless the config keeps them."""
         try:
             self.ttl.stop()
             if self.persister is not None:
@@ -247,6 +250,9 @@ class Engine:
                 self.prefetch.close()  # before the cache: its fetches store into it
             if self.cache is not None:
                 self.cache.close()  # blocks still being stored are finished first
+                keep = self.config.cache_keep_volatile_tiers
+                if release_memory and self.in_use and not keep:  # not after an inspection
+                    release_volatile(self.cache)
             self.mounts.close()
             with self.gate.lock:
                 self.journal.close(self.state if checkpoint else None)

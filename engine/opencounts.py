@@ -15,10 +15,14 @@ from engine.inode import S_IFMT, S_IFREG, Inode
 class OpenCounts:
     def __init__(self) -> None:
         self._counts: dict[int, int] = {}
+        # Opens since the process started (`shoal report`): a pass the kernel's page cache
+        # serves reaches Shoal as opens without reads.
+        self.total = 0
 
     def opened(self, ino: int) -> None:
         counts = self._counts
         counts[ino] = counts.get(ino, 0) + 1
+        self.total += 1
 
     def released(self, ino: int) -> bool:
         """Counts one handle of ``ino`` closed; True if it was its last."""

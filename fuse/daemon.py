@@ -243,7 +243,8 @@ def run(
         log.info("unmounted %s", mountpoint)
     finally:
         try:
-            engine.close()  # in-flight stores and uploads finish; journal flushed, checkpoint
+            # In-flight stores and uploads finish; MEM emptied; journal flushed, checkpoint.
+            engine.close(release_memory=True)
         finally:
             try:
                 os.unlink(pid_file)

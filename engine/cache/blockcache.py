@@ -206,6 +206,17 @@ class BlockCache:
                 self.used[source] += info.length
             return moved
 
+    def move_down(self, key: BlockKey, info: BlockInfo, src: int) -> bool:
+        """With the lock held: moves the block from tier ``src`` to the highest durable tier
+        below it that its media allow and that has (or can make) room; False if none can."""
+        media = self._media(key[0])
+        for i in range(src + 1, len(self.tiers)):
+            tier = self.tiers[i]
+            if tier.spec.sync and (not media or tier.name in media) and info.length <= tier.quota:
+                if self._make_room(i, info.length):
+                    return self._move(key, info, src, i)
+        return False
+
     # -- the fetch path lives in engine/cache/fetch.py (self.fetcher) ------------------------
     def drain(self) -> None:
         self.fetcher.drain()

@@ -228,7 +228,8 @@ class Engine:
         cfg = self.config
         tiers = [TierStore(spec) for spec in self.tier_specs]
         # Only a start for use takes over (and a clean stop leaves) the last run's checks.
-        checks = os.path.join(home, checked.FILE) if reconcile else None
+        # (Not on simulated storage, the crash simulator's home: it has no directory to keep them.)
+        checks = os.path.join(home, checked.FILE) if reconcile and os.path.isdir(home) else None
         cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s, checks)
         fixed = cache.reconcile(repair=reconcile)
         if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):

@@ -76,6 +76,13 @@ class CountedUnderFS(UnderFS):
         UFS_BYTES_READ.inc(len(data))
         return data
 
+    def read_checked(self, path: str, offset: int, length: int) -> tuple[bytes, str | None]:
+        got: tuple[bytes, str | None] = self._call(
+            "read", self.inner.read_checked, path, offset, length
+        )
+        UFS_BYTES_READ.inc(len(got[0]))
+        return got
+
     def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
         UFS_REQUESTS.labels("read").inc()
         try:

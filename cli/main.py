@@ -9,7 +9,16 @@ import logging
 import os
 import sys
 
-from cli import admin_cmds, cache_cmds, common, daemon_cmds, fs_cmds, journal_cmds, online
+from cli import (
+    admin_cmds,
+    cache_cmds,
+    common,
+    daemon_cmds,
+    fs_cmds,
+    init_cmds,
+    journal_cmds,
+    online,
+)
 from cli.common import (
     EXIT_CORRUPT,
     EXIT_FAILED,
@@ -41,14 +50,18 @@ exit codes:
   5  the home or its journal is not writable by this user
 
 environment:
-  SHOAL_HOME  the home directory when --home is not given
+  SHOAL_HOME  the home directory when --home is not given (default: /var/lib/shoal
+              for root, else $XDG_DATA_HOME/shoal or ~/.local/share/shoal)
 """
 
 
 def _global_options(default_home: object, default_verbose: object) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument(
-        "--home", metavar="DIR", default=default_home, help="the Shoal home (default: $SHOAL_HOME)"
+        "--home",
+        metavar="DIR",
+        default=default_home,
+        help="the Shoal home (default: $SHOAL_HOME, else see below)",
     )
     options.add_argument(
         "-v",
@@ -78,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_cmds.register(sub, shared)
     cache_cmds.register_report(sub, shared)
     daemon_cmds.register(sub, shared, run_in_daemon)
+    init_cmds.register(sub, shared)
     return parser
 
 

@@ -25,7 +25,7 @@ import trio
 from engine import exporter
 from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
-from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
+from engine.errors import Busy, InvalidArgument, NotADirectory, NotEmpty, NotFound
 from fuse import fallocate
 from fuse.admin import AdminServer, CommandRunner
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
@@ -39,9 +39,10 @@ LOG_FILE = "shoal.log"
 SPOOL_DIR = "spool"
 
 
-def clear_dead_mount(mountpoint: str) -> None:
+def clear_dead_mount(mountpoint: str, nonempty: bool = False) -> None:
     """A daemon killed with SIGKILL leaves its mount behind (answering ENOTCONN, or stale
-    attributes from the kernel's cache): detach it. Anything else mounted there is refused."""
+    attributes from the kernel's cache): detach it. Anything else mounted there is refused, and
+    so is a directory with files (the mount would hide them) unless ``nonempty``."""
     dead = served(mountpoint) is False
     try:
         os.stat(mountpoint)
@@ -58,6 +59,11 @@ def clear_dead_mount(mountpoint: str) -> None:
         raise NotADirectory(f"mountpoint {mountpoint} is not a directory")
     if os.path.ismount(mountpoint):
         raise Busy(f"{mountpoint} is already a mount point; unmount it first")
+    if not nonempty and os.listdir(mountpoint):
+        raise NotEmpty(
+            f"mountpoint {mountpoint} is not empty: the mount would hide its files; empty it,"
+            " choose another, or pass -o nonempty to mount over them"
+        )
 
 
 def attach_root(engine: Engine, uri: str, options: dict[str, str], readonly: bool) -> None:
@@ -170,6 +176,7 @@ def run(
     overrides: dict[str, Any],
     ufs_options: dict[str, str],
     readonly: bool,
+    nonempty: bool = False,
     config_file: str | None,
     ready: Callable[[], None],
     run_command: CommandRunner,
@@ -178,7 +185,7 @@ def run(
     # Secrets come in ufs_options (the command line took its own environment's); none stays
     # in the environment, where children would inherit it.
     take_environment_secrets()
-    clear_dead_mount(mountpoint)
+    clear_dead_mount(mountpoint, nonempty)
     _public, secrets = split_secrets(ufs_options)
     engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
     pid_file = os.path.join(home, PID_FILE)

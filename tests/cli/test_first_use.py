@@ -50,13 +50,14 @@ def test_help_names_only_options_that_are_accepted(tmp_path: Path) -> None:
 
 
 def test_an_unknown_s3_option_names_the_nearest_and_lists_them(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
     refused = shoal(
-        "fs", "mount", "/s3", "s3://bucket/", "-o", "endpoint_url=http://127.0.0.1:1",
+        "mount", "-o", "endpoint_url=http://127.0.0.1:1", "s3://bucket/", str(mnt),
         home=home, expect=1,
     )  # fmt: skip
-    (line,) = refused.stderr.splitlines()
-    assert "unknown S3 mount option 'endpoint_url' (did you mean 'endpoint'?)" in line
+    (line,) = refused.stderr.strip().splitlines()
+    assert "unknown S3 mount option 'endpoint_url' (did you mean 'endpoint'?)" in line, line
     assert "path_style" in line and "region" in line
     typo = shoal("fs", "mount", "/s3", "s3://bucket/", "-o", "regoin=eu", home=home, expect=1)
     assert "did you mean 'region'?" in typo.stderr
@@ -66,8 +67,8 @@ def test_an_endpoint_without_scheme_is_one_line_naming_the_fix(tmp_path: Path) -
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     mnt.mkdir()
     for argv in (
-        ["fs", "mount", "/s3", "s3://bucket/", "-o", "endpoint=127.0.0.1:9511"],
         ["mount", "-o", "endpoint=127.0.0.1:9511", "s3://bucket/", str(mnt)],
+        ["fs", "mount", "/s3", "s3://bucket/", "-o", "endpoint=127.0.0.1:9511"],
     ):
         refused = shoal(*argv, home=home, expect=1)  # no traceback: shoal() checks
         (line,) = refused.stderr.strip().splitlines()

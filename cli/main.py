@@ -27,6 +27,7 @@ from cli.common import (
     EXIT_USAGE,
     UsageError,
 )
+from cli.version import version
 from engine.engine import Engine
 from engine.errors import HomeLocked, ShoalError
 from journal.errors import (
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_global_options(None, 0)],
     )
+    parser.add_argument("--version", action="version", version=f"shoal {version()}")
     # The global options are accepted after any subcommand too (`shoal journal verify --home
     # X`). Subcommands get their own copies whose default is SUPPRESS, so they do not reset
     # what was given before the subcommand (parents share action objects, hence two copies).

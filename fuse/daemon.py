@@ -27,9 +27,11 @@ from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
 from engine.errors import Busy, InvalidArgument, NotADirectory, NotEmpty, NotFound
 from fuse import fallocate
+from fuse.access import refusal_hint
 from fuse.admin import AdminServer, CommandRunner
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
+from fuse.proctitle import set_title
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,7 @@ def run(
     # Secrets come in ufs_options (the command line took its own environment's); none stays
     # in the environment, where children would inherit it.
     take_environment_secrets()
+    set_title(f"shoal: serving {mountpoint}")
     clear_dead_mount(mountpoint, nonempty)
     _public, secrets = split_secrets(ufs_options)
     engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
@@ -201,8 +204,10 @@ def run(
         try:
             pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
         except RuntimeError as exc:  # libfuse has printed its reason on stderr just before
+            hint = refusal_hint(config.fuse_allow_other)
             raise InvalidArgument(
-                f"libfuse refused to mount {mountpoint} ({exc}); its reason is on the line above"
+                f"libfuse refused to mount {mountpoint} ({exc}); "
+                + (hint or "its reason is on the line above")
             ) from None
         fallocate.install(ops.fallocate)
         engine.ns.gate.observers.append(ops.invalidator.observe)

@@ -22,8 +22,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     home = home_of(args)
-    existed = is_home(home)
+    if is_home(home):  # not opened: a daemon may be serving it
+        print(f"{home}: already a Shoal home")
+        return EXIT_OK
     with open_engine(args, create=True):
         pass  # opening for use lays the home out (journal, lock, first segment)
-    print(f"{home}: {'already a Shoal home' if existed else 'a new Shoal home'}")
+    print(f"{home}: a new Shoal home")
     return EXIT_OK

@@ -77,7 +77,8 @@ def test_an_endpoint_without_scheme_is_one_line_naming_the_fix(tmp_path: Path) -
 
 def test_a_mistyped_home_is_refused_not_made(tmp_path: Path) -> None:
     typo = tmp_path / "typo"
-    for argv in (["fs", "ls", "/"], ["fs", "mkdir", "/x"], ["report"], ["journal", "verify"]):
+    typed = [["fs", "ls", "/"], ["fs", "mkdir", "/x"], ["report"], ["journal", "verify"]]
+    for argv in typed + [["journal", "replay"], ["fsck"]]:
         refused = shoal(*argv, env=env(SHOAL_HOME=str(typo)), expect=1)
         (line,) = refused.stderr.strip().splitlines()
         assert f"{typo} is not a Shoal home" in line and "shoal init" in line, line

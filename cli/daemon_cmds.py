@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import subprocess
@@ -95,7 +96,13 @@ def split_options(items: list[str]) -> Split:
             elif key == "nonempty" and not sep:
                 nonempty = True
             elif not sep:
-                raise UsageError(f"mount option {key!r} needs a value: -o {key}=VALUE")
+                flags = sorted([*FLAG_OPTIONS, "ro", "nonempty"])
+                near = difflib.get_close_matches(key, flags, n=1)
+                hint = f"did you mean -o {near[0]}? " if near else ""
+                raise UsageError(
+                    f"mount option {key!r} needs a value: -o {key}=VALUE ({hint}the flags without"
+                    f" a value are {', '.join(flags)})"
+                )
             elif "." in key or key in TOP_LEVEL_CONFIG_KEYS:
                 overrides[key] = value
             else:

@@ -61,6 +61,8 @@ def test_an_unknown_s3_option_names_the_nearest_and_lists_them(tmp_path: Path) -
     assert "path_style" in line and "region" in line
     typo = shoal("fs", "mount", "/s3", "s3://bucket/", "-o", "regoin=eu", home=home, expect=1)
     assert "did you mean 'region'?" in typo.stderr
+    flag = shoal("mount", "-o", "non_empty", "s3://bucket/", str(mnt), home=home, expect=2)
+    assert "did you mean -o nonempty?" in flag.stderr and "allow_other" in flag.stderr
 
 
 def test_an_endpoint_without_scheme_is_one_line_naming_the_fix(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from tests.cli.shoal_cli import env, shoal
+from tests.fuse.otheruser import NOBODY
 from ufs.s3options import SECRET_OPTIONS, S3Options
 
 
@@ -105,3 +106,15 @@ def test_without_a_home_the_default_is_named(tmp_path: Path) -> None:
     default = "/var/lib/shoal" if os.geteuid() == 0 else f"{xdg}/shoal"
     assert f"the default, {default}, is not one yet" in line, line
     assert not xdg.exists()
+    # Another user's default is in its XDG data directory (paths it cannot create: nothing is
+    # made, nothing of root's is reached).
+    for extra, where in (
+        ({"XDG_DATA_HOME": "/nonexistent-xdg"}, "/nonexistent-xdg/shoal"),
+        ({"HOME": "/nonexistent-home"}, "/nonexistent-home/.local/share/shoal"),
+    ):
+        plain = {k: v for k, v in env(**extra).items() if k == "PYTHONPATH" or k == "PATH"}
+        as_user = shoal(
+            "fs", "ls", "/", env={**plain, **extra}, user=NOBODY, group=NOBODY, extra_groups=[],
+            expect=2,
+        )  # fmt: skip
+        assert f"the default, {where}, is not one yet" in as_user.stderr, as_user.stderr

@@ -17,8 +17,9 @@ from cli.common import (
     open_engine,
     whole_number,
 )
+from cli.progress import over
 from engine.home import tighten
-from recovery.fsck import run_checks
+from recovery.fsck import CHECKS, run_checks
 from recovery.storecheck import StoreReport, check_stores
 
 
@@ -93,6 +94,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         " a scratch directory below DIR (default: the system's temporary directory); needs no"
         " home, needs root (FUSE) and the test extras (moto).",
     )
+    _bench_read_arguments(p)
+
+
+def _bench_read_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", nargs="?", help="where the scratch directory goes")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--chart", metavar="PNG", help="also draw the figures into this PNG file")
@@ -102,6 +107,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-mib", type=int, default=64, help="size of each (default 64)")
     p.add_argument("--readers", type=int, default=4, help="parallel readers (default 4)")
     p.add_argument("--latency-ms", type=float, default=20.0, help="added per S3 request")
+    p.add_argument(
+        "--prefetch-threads", type=int, default=None,
+        help="cache.prefetch_threads of the prefetch epoch (default: the configured default)",
+    )  # fmt: skip
 
 
 _positive = whole_number(2, "a number", "needs at least 2")
@@ -116,12 +125,18 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         with engine.ns.lock:
             # Blocks the map lists but no tier holds are gone for the data checks, repaired
             # (dropped from the map) or not.
-            results = run_checks(
-                engine.state,
-                lost=cache.missing if cache else (),
-                stops=engine.stops,
-                private=private,
-            )
+            # One check at a time, so a terminal sees how far a large home's fsck has got.
+            results = [
+                result
+                for check in over(CHECKS, len(CHECKS), "checking", unit="check")
+                for result in run_checks(
+                    engine.state,
+                    [check],
+                    lost=cache.missing if cache else (),
+                    stops=engine.stops,
+                    private=private,
+                )
+            ]
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq
     checks = len(results)
     failed = sum(1 for r in results if not r.ok)
@@ -175,6 +190,7 @@ def cmd_bench_read(args: argparse.Namespace) -> int:
         readers=args.readers,
         latency_ms=args.latency_ms,
         workdir=args.dir,
+        prefetch_threads=args.prefetch_threads,
     )
     if args.chart:
         bench_read.chart(result, args.chart)

@@ -8,12 +8,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
-from tqdm import tqdm
-
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, open_engine
-from cli.output import dumps
 from cli.paths import absolute as _abs
-from engine.cache.report import cache_report
+from cli.progress import bar as progress_bar
+from cli.progress import over
+from cli.report_cmd import cmd_report
 from engine.engine import Engine
 from engine.errors import InvalidArgument, ShoalError
 from engine.inode import PERSISTED, Inode
@@ -90,6 +89,11 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
 def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
     p = add_command(sub, common, "report", cmd_report, "the block cache's tiers and counters")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--idle",
+        action="store_true",
+        help="first wait until directory prefetches and background stores have ended",
+    )
 
 
 def files_under(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:
@@ -179,7 +183,7 @@ def cmd_checkttl(args: argparse.Namespace) -> int:
 def cmd_persist(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
         files = files_under(engine, _abs(args.path), args.recursive)
-        queued = [(p, n) for p, n in files if engine.fs.persist(n)]
+        queued = [(p, n) for p, n in over(files, len(files), "persisting") if engine.fs.persist(n)]
         if engine.persister is not None:
             engine.persister.drain()
         failed = [p for p, n in queued if not n.flags & PERSISTED]
@@ -192,8 +196,8 @@ def cmd_persist(args: argparse.Namespace) -> int:
 def cmd_free(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
         cache = _cache(engine)
-        dropped = sum(cache.free(node.id) for _p, node in files_under(engine, _abs(args.path),
-                                                                       args.recursive))  # fmt: skip
+        files = files_under(engine, _abs(args.path), args.recursive)
+        dropped = sum(cache.free(node.id) for _p, node in over(files, len(files), "freeing"))
     print(f"{dropped} block(s) dropped")
     return EXIT_OK
 
@@ -207,9 +211,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         todo = [(p, n) for p, n in files if cache.cached_bytes(n.id, n.version) < n.size]
         skipped = len(files) - len(todo)
         failures: list[str] = []
+        failed: set[str] = set()
         total = sum(n.size for _p, n in todo)
-        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                   desc=f"loading {len(todo)} files", disable=None)  # fmt: skip
+        bar = progress_bar(total, f"loading {len(todo)} files", unit="B", unit_scale=True,
+                           unit_divisor=1024)  # fmt: skip
 
         def load(item: tuple[str, Inode]) -> None:
             path, node = item
@@ -224,7 +229,15 @@ def cmd_load(args: argparse.Namespace) -> int:
                     future.result()
                 except ShoalError as exc:
                     failures.append(f"{futures[future]}: {exc}")
+                    failed.add(futures[future])
         cache.drain()
+        for path, node in todo:  # blocks the storer turned away (its queue full), stored now
+            if path in failed:
+                continue
+            try:
+                engine.fs.store_missing(node)
+            except ShoalError as exc:
+                failures.append(f"{path}: {exc}")
         bar.close()
         bad = 0
         if args.verify:
@@ -237,27 +250,3 @@ def cmd_load(args: argparse.Namespace) -> int:
         for failure in failures:
             print(f"failed: {failure}", file=sys.stderr)
     return EXIT_FAILED if failures or bad else EXIT_OK
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    with open_engine(args) as engine:
-        report: dict[str, Any] = dict(cache_report(_cache(engine)))
-        report["pending_persists"] = len(engine.state.persists)
-        report["journal_seq"] = engine.state.last_seq
-    if args.json:
-        print(dumps(report))
-        return EXIT_OK
-    for tier in report["tiers"]:
-        used, cap = tier["used_bytes"], tier["capacity_bytes"]
-        share = 100 * used / cap if cap else 0
-        print(f"{tier['name']:<5} {used:>15,} of {cap:>15,} bytes ({share:5.1f}%),"
-              f" {tier['blocks']:,} blocks  {', '.join(tier['paths'])}")  # fmt: skip
-    print(f"hits {report['cache_hits']:,}  misses {report['cache_misses']:,}"
-          f"  UFS bytes read {report['ufs_bytes_read']:,}")  # fmt: skip
-    print(f"pending persists {report['pending_persists']}  journal seq {report['journal_seq']}")
-    lost = report["persists_without_bytes"]
-    if lost:
-        print(f"pending persists without their bytes {len(lost)} (shoal fsck):")
-        for line in lost:
-            print(f"  {line}")
-    return EXIT_OK

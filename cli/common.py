@@ -108,7 +108,7 @@ def open_engine(
     try:
         yield engine
     finally:
-        engine.close(checkpoint=False)
+        engine.close(checkpoint=False, release_memory=True)  # no RAM held once we exit
 
 
 @contextmanager

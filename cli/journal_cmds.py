@@ -20,6 +20,7 @@ from cli.common import (
     whole_number,
 )
 from cli.output import key_values
+from cli.progress import waiting
 from engine.home import JOURNAL_DIR
 from journal.errors import JournalError
 from recovery import dump as dumping
@@ -156,7 +157,9 @@ def _in_home(home: str, path: str) -> str:
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
-        ckpt = engine.checkpoint()
+        inodes = engine.state.tree.count
+        with waiting(f"writing a checkpoint of {inodes:,} inodes"):
+            ckpt = engine.checkpoint()
     print(f"wrote checkpoint {_in_home(args.resolved_home, ckpt.path)} at seq {ckpt.seq}")
     return EXIT_OK
 

@@ -18,6 +18,7 @@ from cli import (
     init_cmds,
     journal_cmds,
     online,
+    tiers_cmd,
 )
 from cli.common import (
     EXIT_CORRUPT,
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     fs_cmds.register(sub, shared)
     admin_cmds.register(sub, shared)
     cache_cmds.register_report(sub, shared)
+    tiers_cmd.register(sub, shared)
     daemon_cmds.register(sub, shared, run_in_daemon)
     init_cmds.register(sub, shared)
     return parser

@@ -7,7 +7,8 @@ there; their output streams back as it is written (progress bars included) and t
 ends the exchange. A path inside a Shoal mountpoint names the file in that mount's namespace
 (`shoal fs load /mnt/data/train`), and that mount's home is used when no home is given.
 
-The wire is newline-delimited JSON: the client sends ``{"argv": [...]}``; the daemon answers
+The wire is newline-delimited JSON: the client sends ``{"argv": [...]}`` and what its terminal
+is (``tty``, ``tty_out``, ``columns``: progress bars are drawn for it); the daemon answers
 ``{"out": text}`` and ``{"err": text}`` frames, then ``{"exit": code}``.
 """
 
@@ -16,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import sys
 
 from cli.common import EXIT_FAILED
+from cli.progress import is_terminal
 from fuse.admin import SOCKET, short_path
 from fuse.mountinfo import shoal_mounts
 
@@ -60,6 +63,17 @@ def translate(argv: list[str]) -> tuple[list[str], str | None]:
     return out, home
 
 
+def _terminal() -> dict[str, object]:
+    """Whether our stderr and stdout are terminals, and how wide: the daemon's progress bars
+    (cli/progress.py) are drawn as if its stderr were ours."""
+    tty = is_terminal(sys.stderr)
+    return {
+        "tty": tty,
+        "tty_out": is_terminal(sys.stdout),
+        "columns": shutil.get_terminal_size().columns if tty else None,
+    }
+
+
 def forward(argv: list[str], args: argparse.Namespace) -> int | None:
     """Runs the command in the daemon serving its home, if there is one: its exit code; None
     when the command must run here (offline)."""
@@ -77,7 +91,7 @@ def forward(argv: list[str], args: argparse.Namespace) -> int | None:
         sock.close()
         return None
     with sock, sock.makefile("rwb") as wire:
-        wire.write(json.dumps({"argv": argv}).encode() + b"\n")
+        wire.write(json.dumps({"argv": argv, **_terminal()}).encode() + b"\n")
         wire.flush()
         for line in wire:
             frame = json.loads(line)

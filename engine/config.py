@@ -17,6 +17,10 @@ from journal.journal import JournalOptions
 
 WRITERS = ("process", "thread")
 REPLAY_SCANNERS = ("auto", "process", "inline")
+# Directory prefetch's defaults (docs/configuration.md: chosen from `shoal bench read` figures)
+PREFETCH_THREADS = 32  # fetches under way at once
+PREFETCH_DIR_LIMIT = 10_000  # files of one directory fetched at most
+PREFETCH_WATERMARK = 0.9  # the share of a tier's quota prefetch may fill
 
 
 @dataclass
@@ -36,8 +40,18 @@ class Config:
     cache_ttl_check_interval_s: float = 60.0  # how often the daemon acts on expired TTLs
     cache_readahead_blocks: int = 2  # blocks fetched ahead of a sequential reader; 0: none
     cache_readahead_max_blocks: int = 8  # how far that window grows for a long stream
+    # Directory prefetch (engine/prefetch.py): threads fetching a directory's other files
+    # after a reader's first miss in it (0: off), files per directory, and the share of a
+    # tier's quota it may fill (it never evicts).
+    cache_prefetch_threads: int = PREFETCH_THREADS
+    cache_prefetch_dir_limit: int = PREFETCH_DIR_LIMIT
+    cache_prefetch_watermark: float = PREFETCH_WATERMARK
     # The block cache's tiers, highest first; None: the defaults of default_tiers(home).
     cache_tiers: list[TierSpec] | None = None
+    # Volatile tiers (sync = false: MEM on /dev/shm) outlive the daemon as RAM nobody frees; by
+    # default the daemon's stop (and an offline command's end) moves their blocks to a disk
+    # tier and removes them (engine/cache/release.py). True keeps them for the next start.
+    cache_keep_volatile_tiers: bool = False
     # How long the kernel may trust a name (entry) or attributes it was given, in seconds.
     # Long: training data is read-mostly, and changes made through the mount reach the
     # kernel with the replies that make them.
@@ -175,10 +189,14 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
         cfg.cache_readahead_blocks = int(_coerce(cfg.cache_readahead_blocks, value, key))
     elif section == "cache" and name == "readahead_max_blocks":
         cfg.cache_readahead_max_blocks = int(_coerce(0, value, key))
+    elif section == "cache" and name.startswith("prefetch_"):
+        _set_prefetch(cfg, name, value, key)
     elif section == "cache" and name == "ttl_check_interval_s":
         cfg.cache_ttl_check_interval_s = float(_coerce(cfg.cache_ttl_check_interval_s, value, key))
     elif section == "cache" and name == "lrfu_half_life_s":
         cfg.cache_lrfu_half_life_s = float(_coerce(cfg.cache_lrfu_half_life_s, value, key))
+    elif section == "cache" and name == "keep_volatile_tiers":
+        cfg.cache_keep_volatile_tiers = _coerce(False, value, key)
     elif section == "cache" and name == "tiers":
         cfg.cache_tiers = _tiers(value, key)
     elif section == "fuse" and name in ("entry_timeout_s", "attr_timeout_s"):
@@ -201,6 +219,23 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
         cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
     elif section == "ufs" and name == "read_deadline_s":
         cfg.ufs_read_deadline_s = _seconds(value, key)
+    else:
+        raise InvalidArgument(f"unknown config key {key!r}")
+
+
+def _set_prefetch(cfg: Config, name: str, value: Any, key: str) -> None:
+    if name in ("prefetch_threads", "prefetch_dir_limit"):
+        count = _coerce(0, value, key)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidArgument(f"config key {key}: {value!r} is not a count (0 or more)")
+        setattr(cfg, f"cache_{name}", count)
+    elif name == "prefetch_watermark":
+        share = _coerce(0.0, value, key)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise InvalidArgument(
+                f"config key {key}: {value!r} is not a share of a tier's quota (0 < x <= 1)"
+            )
+        cfg.cache_prefetch_watermark = float(share)
     else:
         raise InvalidArgument(f"unknown config key {key!r}")
 

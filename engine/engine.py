@@ -8,8 +8,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine import openfiles
+from engine.cache import checked
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
+from engine.cache.release import release_volatile
 from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
@@ -30,6 +32,7 @@ from engine.inode import ROOT_ID
 from engine.mounts import MountTable
 from engine.namespace import Namespace
 from engine.persister import Persister
+from engine.prefetch import DirectoryPrefetch
 from engine.snapshot import fill_checkpoint, load_checkpoint
 from engine.state import State
 from engine.sync import MetadataSync
@@ -95,16 +98,7 @@ class Engine:
         self.mounts = MountTable(self.ns, CredentialStore(home), given=given)
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
         self.sync.relist_before = self.stops.relist_before
-        self.cache: BlockCache | None = None
-        if home is not None:
-            tiers = [TierStore(spec) for spec in self.tier_specs]
-            self.cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s)
-            fixed = self.cache.reconcile(repair=reconcile)
-            if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):
-                log.warning(
-                    "block cache reconciled: %d orphan files removed, %d blocks dropped",
-                    fixed.orphans_removed, fixed.blocks_dropped,
-                )  # fmt: skip
+        self.cache = None if home is None else self._open_cache(home, reconcile)
         self.fs = FileSystem(
             self.ns, self.mounts, self.sync, self.cache, cfg.write_type, cfg.read_type
         )
@@ -112,7 +106,7 @@ class Engine:
         self.fs.readahead_max_blocks = max(
             cfg.cache_readahead_max_blocks, cfg.cache_readahead_blocks
         )
-        self.fs.reads.read_deadline_s = cfg.ufs_read_deadline_s
+        self.prefetch = self._prefetch(cfg)
         self.ttl = TtlChecker(self.ns, self.fs.changes, self.cache)
         self.persister: Persister | None = None
         if self.cache is not None:
@@ -212,19 +206,53 @@ class Engine:
             root_secrets=root_secrets,
         )
 
+    def _prefetch(self, cfg: Config) -> DirectoryPrefetch | None:
+        """Directory prefetch, told of every miss; None without a cache or with 0 threads.
+        (The read path's deadline is set here too: the constructor is at its length limit.)"""
+        self.fs.reads.read_deadline_s = cfg.ufs_read_deadline_s
+        if self.cache is None or cfg.cache_prefetch_threads <= 0:
+            return None
+        prefetch = DirectoryPrefetch(
+            self.ns, self.mounts, self.fs.placement, self.sync, self.cache, cfg.block_size,
+            cfg.cache_prefetch_threads, cfg.cache_prefetch_dir_limit, cfg.cache_prefetch_watermark,
+        )  # fmt: skip
+        self.fs.reads.on_miss = prefetch.on_miss
+        return prefetch
+
     def checkpoint(self) -> CheckpointFile:
         ckpt = self.ns.gate.checkpoint()
         assert ckpt is not None
         return ckpt
 
-    def close(self, *, checkpoint: bool = True) -> None:
-        """Clean shutdown: flush the log and (by default) write a final checkpoint."""
+    def _open_cache(self, home: str, reconcile: bool) -> BlockCache:
+        cfg = self.config
+        tiers = [TierStore(spec) for spec in self.tier_specs]
+        # Only a start for use takes over (and a clean stop leaves) the last run's checks.
+        checks = os.path.join(home, checked.FILE) if reconcile else None
+        cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s, checks)
+        fixed = cache.reconcile(repair=reconcile)
+        if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):
+            log.warning(
+                "block cache reconciled: %d orphan files removed, %d blocks dropped",
+                fixed.orphans_removed, fixed.blocks_dropped,
+            )  # fmt: skip
+        return cache
+
+    def close(self, *, checkpoint: bool = True, release_memory: bool = False) -> None:
+        """Clean shutdown: flush the log and (by default) write a final checkpoint.
+        ``release_memory``: the process ends, so its volatile tiers are emptied into disk tiers
+        and removed (engine/cache/release.py), unless the config keeps them."""
         try:
             self.ttl.stop()
             if self.persister is not None:
                 self.persister.close()  # uploads under way finish; queued ones stay pending
+            if self.prefetch is not None:
+                self.prefetch.close()  # before the cache: its fetches store into it
             if self.cache is not None:
                 self.cache.close()  # blocks still being stored are finished first
+                keep = self.config.cache_keep_volatile_tiers
+                if release_memory and self.in_use and not keep:  # not after an inspection
+                    release_volatile(self.cache)
             self.mounts.close()
             with self.gate.lock:
                 self.journal.close(self.state if checkpoint else None)

@@ -46,6 +46,21 @@ class EngineCollector(Collector):
             ("shoal_cache_hits", "block reads served from a tier", stats.hits),
             ("shoal_cache_misses", "block reads fetched from a UFS", stats.misses),
             ("shoal_cache_evictions", "blocks evicted (demoted or dropped)", stats.evictions),
+            (
+                "shoal_prefetched_blocks",
+                "blocks cached by directory prefetch",
+                stats.prefetched_blocks,
+            ),
+            (
+                "shoal_prefetched_bytes",
+                "bytes cached by directory prefetch",
+                stats.prefetched_bytes,
+            ),
+            (
+                "shoal_prefetch_skipped_space",
+                "prefetches left out: no free room below the watermark",
+                stats.prefetch_skipped_space,
+            ),
         ):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)

@@ -178,6 +178,9 @@ class FileSystem:
     def read(self, path: str, offset: int, length: int, read_type: str | None = None) -> bytes:
         return self.reads.read(path, offset, length, read_type)
 
+    def store_missing(self, node: Inode) -> None:
+        self.reads.store_missing(node)
+
     def read_cached(self, node: Inode, offset: int, length: int) -> bytes | None:
         if openfiles.is_orphan(self.ns, node.id):
             return None  # read_node serves it, from the cache alone
@@ -204,6 +207,14 @@ class FileSystem:
 
     def released(self, ino: int) -> None:
         openfiles.released(self.ns, self.cache, ino)
+
+    def closed(self, ino: int) -> bool:
+        """``released`` without the wait: True if an orphan's last handle closed, which
+        ``release_orphan`` (it journals) must then let go."""
+        return openfiles.closed(self.ns, ino)
+
+    def release_orphan(self, ino: int) -> None:
+        openfiles.release(self.ns, self.cache, [ino])
 
     def nlink(self, node: Inode) -> int:
         return 0 if openfiles.is_orphan(self.ns, node.id) else self.ns.tree.nlink(node)

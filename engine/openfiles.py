@@ -44,8 +44,14 @@ def opened(ns: Namespace, ino: int) -> None:
 
 def released(ns: Namespace, cache: BlockCache | None, ino: int) -> None:
     """One handle of ``ino`` closed; an orphan goes with its last."""
-    if ns.open_files.released(ino) and ino in ns.state.orphans:
+    if closed(ns, ino):
         release(ns, cache, [ino])
+
+
+def closed(ns: Namespace, ino: int) -> bool:
+    """One handle of ``ino`` closed, counted without a lock or a wait (every close of every
+    file comes here); True if it was an orphan's last, which ``release`` must then let go."""
+    return ns.open_files.released(ino) and ino in ns.state.orphans
 
 
 def release(ns: Namespace, cache: BlockCache | None, inos: list[int]) -> None:
@@ -106,6 +112,7 @@ def keep_content(ns: Namespace, reads: ReadPath, path: str) -> None:
     try:
         reads.read_node(node, 0, node.size)
         reads.cache.drain()  # its blocks stored and journaled before the name goes
+        reads.store_missing(node)  # those the storer's full queue turned away
     except ShoalError as exc:
         log.warning("%s: unlinked while open, its content could not be cached: %s", path, exc)
 

@@ -36,6 +36,7 @@ from engine.errors import (
     NotFound,
     NotPermitted,
     NotSupported,
+    PermissionDenied,
     StaleHandle,
 )
 from engine.inode import Inode, InodeTree
@@ -48,8 +49,8 @@ PERMISSION_BITS = 0o7777  # what a mode given by a caller may set: never the fil
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The process a request is made for. ``groups``: its supplementary groups where the
-    frontend knows them (pyfuse3 does not tell; no rule below needs them, as the kernel checks
-    group permissions itself)."""
+    frontend knows them (pyfuse3 does not tell: for the mount the kernel checks group
+    permissions itself; the client socket reads them from /proc for ``may_access``)."""
 
     uid: int
     gid: int
@@ -237,6 +238,34 @@ def check_write(writable: bool, offset: int, length: int, limit: int) -> None:
     if not writable:
         raise BadDescriptor("the file is not open for writing")
     check_size(offset + length, limit)
+
+
+# -- access by mode bits (frontends the kernel does not check for) ---------------------------
+
+R_OK, W_OK, X_OK = 4, 2, 1
+
+
+def may_access(node: Inode, caller: Caller, want: int) -> bool:
+    """Whether ``caller`` may ``want`` (R_OK | W_OK | X_OK) ``node`` by its mode bits, as the
+    kernel's generic_permission decides for the mount (no ACLs here): root reads and writes
+    anything and searches any directory, but executes a file only if someone may. The mount
+    has the kernel decide this; the fsspec client's socket (fuse/clientserver.py) asks here."""
+    mode = node.mode
+    if caller.uid == 0:
+        return not want & X_OK or node.children is not None or bool(mode & 0o111)
+    if caller.uid == node.uid:
+        bits = mode >> 6
+    elif caller.gid == node.gid or node.gid in caller.groups:
+        bits = mode >> 3
+    else:
+        bits = mode
+    return bits & want == want
+
+
+def check_access(node: Inode, caller: Caller, want: int) -> None:
+    """``may_access`` or EACCES."""
+    if not may_access(node, caller, want):
+        raise PermissionDenied(f"{node.name!r}: permission denied to uid {caller.uid}")
 
 
 # -- access times ------------------------------------------------------------------------------

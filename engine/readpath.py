@@ -16,17 +16,19 @@ with S3's defaults), and the kernel asks again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.fetch import READ_DEADLINE_S, Deadline
 from engine.errors import DataLost, InvalidArgument, IsADirectory
 from engine.inode import Inode
+from engine.iotypes import ReadType
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
 from engine.state import PERSISTED, Mount, block_size_of
 from engine.sync import MetadataSync
+from ufs.uri import reads_locally
 
 STREAM_START = 128 * 1024  # a first read this large, from offset 0, starts a readahead stream
 
@@ -52,6 +54,8 @@ class ReadPath:
         # asked for by readahead)
         self._streams: dict[int, tuple[int, int, int]] = {}
         self._readers_lock = threading.Lock()
+        # Told of every miss (engine/prefetch.py: a directory's first miss prefetches it).
+        self.on_miss: Callable[[Inode, Mount, ReadType], None] | None = None
 
     def read(self, path: str, offset: int, length: int, read_type: str | None = None) -> bytes:
         """Bytes of a file: cached blocks from their tier, the others from the UFS by ranged
@@ -108,7 +112,8 @@ class ReadPath:
             # (a thread hop per hit of a lower tier would cost more); moving is for a thread.
             if lower and self._promotes(node):
                 cache.fetcher.later(lambda: self._promote(lower))
-        if self.readahead_blocks and node.flags & PERSISTED:
+        if self.readahead_blocks and last < (node.size - 1) // bs and node.flags & PERSISTED:
+            # (A read that reaches the last block has nothing ahead of it: a small file's.)
             # Decided here (cheap, and most reads start no batch); the rest (the read plan,
             # opening the connector, the block map) may wait: a readahead thread does it,
             # unless every block of the batch is cached already.
@@ -148,6 +153,8 @@ class ReadPath:
             ),
         )
         bs = block_size_of(node) or self.sync.block_size
+        if self.on_miss is not None:
+            self.on_miss(node, mount, kind)
         if self.cache is not None and kind.caches and self.readahead_blocks:
             # Before this read's own blocks: the batch is on its way while they are fetched,
             # and readers of the same file in other threads, which ask for those blocks a
@@ -155,6 +162,8 @@ class ReadPath:
             batch = self._readahead_batch(node, bs, offset, end)
             if batch is not None:
                 self._fetch_ahead(node, mount, rel, bs, batch)
+        if self.cache is not None and persisted and reads_locally(mount.uri):
+            return self._read_local(node, mount, rel, kind.caches, kind.promotes, offset, end)
         parts = []
         for idx in range(offset // bs, (end - 1) // bs + 1):
             start = idx * bs
@@ -180,6 +189,53 @@ class ReadPath:
             if kind.promotes:
                 self.cache.promote(key)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_local(
+        self,
+        node: Inode,
+        mount: Mount,
+        rel: str,
+        caches: bool,
+        promotes: bool,
+        offset: int,
+        end: int,
+    ) -> bytes:
+        """``read_node``'s misses from a store read by system calls (a local disk, NFS): each
+        block read whole in this thread, the reader answered from it, the block stored in the
+        background (engine/cache/storer.py). No deadline: a read of a local path is answered
+        by the kernel, however long it takes (an NFS hard mount waits for its server)."""
+        assert self.cache is not None
+        fetcher = self.cache.fetcher
+        connector = self.mounts.connector(mount)
+        bs = block_size_of(node) or self.sync.block_size
+        parts = []
+        for idx in range(offset // bs, (end - 1) // bs + 1):
+            start = idx * bs
+
+            def read(start: int = start) -> tuple[bytes, str | None]:
+                with ufs_errors():
+                    return connector.read_checked(rel, start, bs)
+
+            lo, hi = max(0, offset - start), min(bs, end - start)
+            key = (node.id, node.version, idx)
+            parts.append(fetcher.read_local(key, read, lo, hi - lo, caches))
+            if promotes:
+                self.cache.promote(key)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def store_missing(self, node: Inode) -> None:
+        """The blocks of ``node``'s content not cached (the storer drops what its full queue
+        cannot hold: engine/cache/storer.py) read and stored in this thread, for callers whose
+        point is to cache: a load, an unlinked open file's content. Not with the namespace
+        lock held."""
+        cache = self.cache
+        assert cache is not None
+        bs = block_size_of(node) or self.sync.block_size
+        have = self.ns.state.blocks.get(node.id, {})
+        for idx in range(-(-node.size // bs)):
+            if (node.version, idx) not in have:
+                data = self.read_node(node, idx * bs, bs)
+                cache.store((node.id, node.version, idx), data)
 
     def _readahead_batch(
         self, node: Inode, bs: int, offset: int, end: int

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import BinaryIO, NamedTuple
 
 from engine.cache.blockcache import BlockCache
+from engine.cache.room import has_room_for
 from engine.cache.staging import StagedVersion
 from engine.errors import InvalidArgument, IsADirectory, NoSpace, NotFound
 from engine.inode import Inode
@@ -192,7 +193,7 @@ class WritePath:
             node = new.existing()
             if node is None:
                 return new.create(ns, time.time_ns()), True
-            if needed is not None and not cache.has_room_for(node.id, needed):
+            if needed is not None and not has_room_for(cache, node.id, needed):
                 raise NoSpace(
                     f"the cache has no room for {ns.path_of(node)} (written {kind.name},"
                     f" {needed} bytes beside its current content): its tiers are full of pinned"

@@ -1,7 +1,9 @@
 """The daemon's side of the admin channel: a Unix socket in the home that runs commands on the
 daemon's engine and streams their output back.
 
-The wire is newline-delimited JSON: the client sends ``{"argv": [...]}``; the daemon answers
+The wire is newline-delimited JSON: the client sends ``{"argv": [...]}`` (with ``"tty"``: whether
+its stderr is a terminal, and ``"columns"``: how wide, so progress bars are drawn for it, or
+not at all in a script); the daemon answers
 ``{"out": text}`` and ``{"err": text}`` frames, then ``{"exit": code}``. Which commands exist and
 how they run is the command line's business: it hands the server a ``CommandRunner`` (the
 daemon must not import the CLI, which sits on the floor above it).
@@ -45,8 +47,11 @@ def short_path(folder: str) -> Iterator[str]:
 class _Frames:
     """A text stream that sends what is written to it as frames of one kind."""
 
-    def __init__(self, wire: BufferedIOBase, kind: str) -> None:
+    def __init__(
+        self, wire: BufferedIOBase, kind: str, tty: bool = False, columns: int | None = None
+    ) -> None:
         self.wire, self.kind = wire, kind
+        self.tty, self.columns = tty, columns
 
     def write(self, text: str) -> int:
         if text:
@@ -57,7 +62,8 @@ class _Frames:
         self.wire.flush()
 
     def isatty(self) -> bool:
-        return False
+        # The client's terminal, not ours: progress bars are drawn for where the user is.
+        return self.tty
 
 
 class AdminServer:
@@ -77,9 +83,13 @@ class AdminServer:
                 try:
                     request = json.loads(self.rfile.readline())
                     argv = [str(a) for a in request["argv"]]
-                except (ValueError, KeyError, TypeError):
+                    tty = request.get("tty") is True
+                    columns = request.get("columns")
+                    columns = columns if isinstance(columns, int) and columns > 0 else None
+                except (ValueError, KeyError, TypeError, AttributeError):
                     return
-                out, err = _Frames(self.wfile, "out"), _Frames(self.wfile, "err")
+                out = _Frames(self.wfile, "out", request.get("tty_out") is True, columns)
+                err = _Frames(self.wfile, "err", tty, columns)
                 with command_lock, redirect_stdout(out), redirect_stderr(err):
                     code = run_command(argv, engine)
                 self.wfile.write(json.dumps({"exit": code}).encode() + b"\n")

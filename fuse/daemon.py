@@ -11,11 +11,13 @@ daemon of a mountpoint.
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import logging.handlers
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,7 @@ from engine.errors import Busy, InvalidArgument, NotADirectory, NotEmpty, NotFou
 from fuse import fallocate
 from fuse.access import refusal_hint
 from fuse.admin import AdminServer, CommandRunner
+from fuse.clientserver import ClientServer
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
 from fuse.proctitle import set_title
@@ -144,7 +147,10 @@ def raise_readahead(mountpoint: str, kib: int = 1024) -> None:
         log.info("readahead left as it is (%s: %s)", path, exc.strerror)
 
 
-def fuse_options(home: str, allow_other: bool) -> set[str]:
+SWITCH_INTERVAL_S = 0.0005
+
+
+def fuse_options(home: str, allow_other: bool, readonly: bool = False) -> set[str]:
     options = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
     # libfuse splits options at commas and takes a backslash as an escape: a home path holding
     # either must be escaped, or it would end the option (or start an unknown one).
@@ -152,6 +158,11 @@ def fuse_options(home: str, allow_other: bool) -> set[str]:
     options |= {f"fsname={fsname}", "subtype=shoal", "noatime"}
     if allow_other:
         options.add("allow_other")
+    if readonly:
+        # Read-only to the kernel too (nothing inside a read-only root may be mounted
+        # writable): on a writable mount every READ marks the file's access time stale, and
+        # its next open costs a GETATTR round trip, even with noatime.
+        options.add("ro")
     return options
 
 
@@ -168,6 +179,17 @@ async def _serve() -> None:
         nursery.start_soon(stop_on_signal)
         await pyfuse3.main(min_tasks=1, max_tasks=64)
         nursery.cancel_scope.cancel()
+
+
+def _mount(ops: ShoalOperations, mountpoint: str, options: set[str]) -> None:
+    try:
+        pyfuse3.init(ops, mountpoint, options)
+    except RuntimeError as exc:  # libfuse has printed its reason on stderr just before
+        hint = refusal_hint("allow_other" in options)
+        raise InvalidArgument(
+            f"libfuse refused to mount {mountpoint} ({exc}); "
+            + (hint or "its reason is on the line above")
+        ) from None
 
 
 def run(
@@ -201,14 +223,8 @@ def run(
         spool = os.path.join(home, SPOOL_DIR)
         makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)
-        try:
-            pyfuse3.init(ops, mountpoint, fuse_options(home, config.fuse_allow_other))
-        except RuntimeError as exc:  # libfuse has printed its reason on stderr just before
-            hint = refusal_hint(config.fuse_allow_other)
-            raise InvalidArgument(
-                f"libfuse refused to mount {mountpoint} ({exc}); "
-                + (hint or "its reason is on the line above")
-            ) from None
+        _mount(ops, mountpoint, fuse_options(home, config.fuse_allow_other,
+                                             engine.fs.read_only_root()))  # fmt: skip
         fallocate.install(ops.fallocate)
         engine.ns.gate.observers.append(ops.invalidator.observe)
         ops.invalidator.start()
@@ -220,11 +236,22 @@ def run(
             engine.ttl.start(config.cache_ttl_check_interval_s)
             admin = AdminServer(engine, home, run_command)
             admin.start()
+            clients = ClientServer.serving(engine, home)  # the fsspec client's (docs/client.md)
             log.info("serving %s at %s (home %s)", uri, mountpoint, home)
             ready()
+            # What start-up built (modules, connectors, the state) lives as long as the daemon:
+            # out of the cyclic collector's sight, whose full collections otherwise stall the
+            # event loop, and every request on it, for a scan of all of it.
+            gc.freeze()
+            # Every request is answered on the event loop; a background thread (storing a
+            # block, reading ahead, uploading) holding the GIL delays each reply by up to a
+            # switch interval: 5 ms by default, a tenth of that here.
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
             try:
                 trio.run(_serve)
             finally:
+                if clients is not None:
+                    clients.close()
                 admin.close()
         finally:
             ops.invalidator.close()
@@ -232,7 +259,8 @@ def run(
         log.info("unmounted %s", mountpoint)
     finally:
         try:
-            engine.close()  # in-flight stores and uploads finish; journal flushed, checkpoint
+            # In-flight stores and uploads finish; MEM emptied; journal flushed, checkpoint.
+            engine.close(release_memory=True)
         finally:
             try:
                 os.unlink(pid_file)

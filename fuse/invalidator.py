@@ -34,6 +34,25 @@ class KernelInvalidator:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="invalidator", daemon=True)
         self.sent = 0
+        # Files whose content changed since their last open: the kernel may still hold pages
+        # of the old content (an invalidation is sent from a thread, later; a read answered
+        # just before the change may land after it), so their next open drops them. Any
+        # other file keeps its pages (keep_cache): they hold its current content. Emptied by
+        # those opens; a read-only dataset never fills it.
+        self._changed: set[int] = set()
+
+    def content_changed(self, ino: int) -> None:
+        self._changed.add(ino)  # atomic: the observer (under the lock) and the loop both mark
+
+    def keep_pages(self, ino: int) -> bool:
+        """At an open of ``ino``: whether the kernel may keep its pages of the file."""
+        if not self._changed:
+            return True
+        try:
+            self._changed.remove(ino)
+        except KeyError:
+            return True
+        return False
 
     def start(self) -> None:
         self._thread.start()
@@ -52,6 +71,7 @@ class KernelInvalidator:
             # New content, whoever made it: the kernel's pages of the file must go (after a
             # write through the mount they hold the same bytes, and are dropped at a cost of
             # one re-read; a sync during a lookup finds changes the kernel never saw).
+            self.content_changed(entry.id)
             self._queue.put(("inode", entry.id, False))
         elif getattr(self._local, "active", False):
             return  # the kernel asked for this change: its reply told it
@@ -61,6 +81,8 @@ class KernelInvalidator:
             self._queue.put(("entry", entry.src_parent, entry.src_name, 0))
             self._queue.put(("entry", entry.dst_parent, entry.dst_name, 0))
         elif isinstance(entry, E.SetAttr):
+            if entry.size is not None:
+                self.content_changed(entry.id)
             self._queue.put(("inode", entry.id, entry.size is None))
         elif isinstance(entry, E.Link):  # a name the kernel may hold as missing; a link count
             self._queue.put(("entry", entry.parent, entry.name, 0))

@@ -27,6 +27,7 @@ from engine.engine import Engine
 from engine.inode import Inode
 from engine.posix import Caller, access_time, check_write
 from fuse.boundary import FlushNotNeeded, answers_errno
+from fuse.handles import DirHandle, Handle
 from fuse.invalidator import KernelInvalidator
 from fuse.moreops import MoreOperations
 from fuse.writebuffer import BufferClosed, WriteBuffer
@@ -37,26 +38,6 @@ T = TypeVar("T")
 
 # What `cp`, `tar` and friends size their buffers by: one max_read request.
 BLKSIZE = 1 << 20
-SEEN_VERSIONS = 1_000_000  # files whose page cache may be kept across opens
-
-
-class Handle:
-    __slots__ = ("ino", "buffer", "read")
-
-    def __init__(self, node: Inode, buffer: WriteBuffer | None) -> None:
-        self.ino = node.id
-        self.buffer = buffer
-        self.read = False  # read through yet: the first read may move the access time
-
-
-class DirHandle:
-    __slots__ = ("ino", "names", "ids")
-
-    def __init__(self, ino: int, ids: array[int]) -> None:
-        self.ino = ino
-        # children when the listing (re)started, after "." and "..": offsets index it
-        self.names: list[str] = []
-        self.ids = ids
 
 
 def _caller(ctx: pyfuse3.RequestContext) -> Caller:
@@ -79,14 +60,12 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         self.flush_on_close = config.fuse_flush_on_close and not self.fs.read_only_root()
         self.max_file_size = config.fuse_max_file_size
         self.xattrs = config.fuse_xattrs
-        self.relatime = config.fuse_relatime  # reads move access times (else noatime)
+        # Reads move access times (else noatime), never on a read-only mount (nothing to change)
+        self.relatime = config.fuse_relatime and not self.fs.read_only_root()
         self.handles: dict[int, Handle] = {}
         self.dirs: dict[int, DirHandle] = {}
         self.buffers: dict[int, WriteBuffer] = {}  # inode -> its content being written
         self._fh = itertools.count(1)
-        # Content version each inode had when last opened: the kernel's page cache of a file
-        # is kept (keep_cache) only while the version it was filled from is still current.
-        self._seen_version: dict[int, int] = {}
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -163,7 +142,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         if not buffer.dirty:
             return
         await self._blocking(self._commit_now, buffer)
-        self._seen_version.pop(buffer.ino, None)
+        self.invalidator.content_changed(buffer.ino)  # the pages a writer left: not kept
 
     def _commit_now(self, buffer: WriteBuffer) -> None:
         with buffer.lock:
@@ -416,11 +395,9 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         writing = flags & os.O_ACCMODE != os.O_RDONLY or bool(flags & os.O_TRUNC)
         node = self.fs.open_inode(inode, writing)
         if not writing:
-            seen = self._seen_version.get(inode)
-            self._seen_version[inode] = node.version
-            if len(self._seen_version) > SEEN_VERSIONS:  # bounded: forget the oldest
-                self._seen_version.pop(next(iter(self._seen_version)))
-            keep = seen == node.version and inode not in self.buffers
+            # The kernel's pages of the file are kept unless its content changed since they
+            # were filled, or is being written through another handle.
+            keep = self.invalidator.keep_pages(inode) and inode not in self.buffers
             fh = self._open_handle(node, None)
             if keep and self.relatime:  # reads may all come from the page cache: the open
                 self.handles[fh].read = True  # stands for them (the kernel keeps its atime)
@@ -453,7 +430,10 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         node = self.fs.still_there(handle.ino)  # unlinked or replaced while open: ESTALE
         data = self.fs.read_cached(node, off, size)  # a hit: served here, no thread
         if data is None:
+            version = node.version
             data = await self._blocking(self.fs.read_node, node, off, size)
+            if node.version != version:  # changed meanwhile: the pages it fills may be stale
+                self.invalidator.content_changed(handle.ino)
         return data
 
     @answers_errno
@@ -487,13 +467,16 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
         buffer = handle.buffer
-        if buffer is None:
-            return await self._blocking(self.fs.released, handle.ino)
         try:
-            await self._commit(buffer)  # normally done by flush already
+            if buffer is not None:
+                await self._commit(buffer)  # normally done by flush already
         finally:
-            self._drop_handle_of(buffer)
-            if buffer.handles == 0 and buffer.dirty:
-                log.error("inode %d: new content could not be committed and is lost", buffer.ino)
-                self._retire(buffer)
-            await self._blocking(self.fs.released, handle.ino)
+            if buffer is not None:
+                self._drop_handle_of(buffer)
+                if buffer.handles == 0 and buffer.dirty:
+                    log.error(
+                        "inode %d: new content could not be committed and is lost", buffer.ino
+                    )
+                    self._retire(buffer)
+            if self.fs.closed(handle.ino):  # counted, no thread: only an orphan's last journals
+                await self._blocking(self.fs.release_orphan, handle.ino)

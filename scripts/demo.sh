@@ -75,5 +75,5 @@ step "shoal fsck (offline)"
 shoal fsck
 
 echo
-echo "The demo's home, UFS and SSD tier are in $work; its MEM tier is on /dev/shm (shoal-*)."
-echo "Remove both when done."
+echo "The demo's home, UFS and SSD tier are in $work (its MEM tier on /dev/shm went with the"
+echo "umount). Remove it when done: rm -rf --one-file-system $work"

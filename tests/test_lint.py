@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["engine", "journal", "ufs", "fuse", "recovery", "cli", "tests"]
+PACKAGES = ["engine", "journal", "ufs", "fuse", "recovery", "cli", "tests", "scripts"]
 
 
 def test_ruff_check() -> None:

@@ -140,6 +140,12 @@ class UnderFS(ABC):
     def read(self, path: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes from ``offset`` (fewer at the end of the file, none past it)."""
 
+    def read_checked(self, path: str, offset: int, length: int) -> tuple[bytes, str | None]:
+        """``read``, with the fingerprint of the very file the bytes came from (None where the
+        connector cannot tell without another request): the cache keeps bytes under a version
+        only if they are that version's, not a later change's that metadata has not seen."""
+        return self.read(path, offset, length), None
+
     def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
         """The bytes ``read`` returns, in order, as they arrive: a reader of the start of a
         range has its bytes before the rest has come. Connectors whose reads are requests

@@ -92,6 +92,10 @@ def _user_xattrs(full: str) -> Mapping[str, bytes]:
     return out
 
 
+def _fingerprint(st: os.stat_result) -> str:
+    return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
+
+
 class LocalUnderFS(UnderFS):
     def __init__(self, root: str) -> None:
         real = os.path.realpath(root)
@@ -186,7 +190,7 @@ class LocalUnderFS(UnderFS):
         fmt = stat.S_IFMT(st.st_mode)
         special = 0 if fmt == stat.S_IFREG else fmt
         return UfsStatus(
-            rel, False, st.st_size, st.st_mtime_ns, f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}",
+            rel, False, st.st_size, st.st_mtime_ns, _fingerprint(st),
             special, st.st_rdev if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0,
             mode=mode, uid=uid, gid=gid, xattrs=xattrs,
         )  # fmt: skip
@@ -268,15 +272,38 @@ class LocalUnderFS(UnderFS):
                 yield self._status(child, st, xattrs)
 
     def read(self, path: str, offset: int, length: int) -> bytes:
+        return self.read_checked(path, offset, length)[0]
+
+    def read_checked(self, path: str, offset: int, length: int) -> tuple[bytes, str | None]:
         rel = normalize(path)
-        with self._errors(rel), self._path(rel) as full:
-            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+        with self._errors(rel):
+            fd = self._open_inside(rel, path)
             try:
-                if stat.S_ISDIR(os.fstat(fd).st_mode):
-                    raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
-                return os.pread(fd, length, offset)
+                data = os.pread(fd, length, offset)  # a directory: EISDIR, UfsIsADirectory
+                # Stated after the read, of the same open file: a write that changed the
+                # bytes read moved its mtime (or size) by then; a file renamed over it since
+                # is another inode, and not what was read.
+                return data, _fingerprint(os.fstat(fd))
             finally:
                 os.close(fd)
+
+    def _open_inside(self, rel: str, path: str) -> int:
+        """``rel`` opened for reading, refused if it resolves outside the root. Opened as a
+        bare reference first (O_PATH: no device or FIFO is opened, nothing waits), its resolved
+        path read back from /proc, then opened through that reference: it checks the very file
+        opened, in four system calls rather than ``_path``'s one per path component."""
+        full = os.path.join(self.root, rel) if rel else self.root
+        if len(os.fsencode(full)) >= LONG_PATH:
+            with self._path(rel) as reachable:
+                return os.open(reachable, os.O_RDONLY | os.O_CLOEXEC)
+        ref = os.open(full, os.O_PATH | os.O_CLOEXEC)
+        try:
+            real = os.readlink(f"{PROC_FD}{ref}")
+            if real != self.root and not real.startswith(self.root + os.sep):
+                raise UfsInvalidPath(f"{self.uri}: {path!r} leads outside the UFS root")
+            return os.open(f"{PROC_FD}{ref}", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(ref)
 
     def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         rel = normalize(path)

@@ -35,6 +35,13 @@ def open_ufs(
     )
 
 
+def reads_locally(uri: str) -> bool:
+    """Whether the store at ``uri`` is read by system calls on a local path (a local disk, an
+    NFS or SMB mount) rather than by requests over a network connection: such a read is
+    cheaper than a hand-over to another thread, and is made in the reader's own."""
+    return uri.startswith("/") or uri.startswith("file://")
+
+
 def name_rules(uri: str) -> NameRules:
     """What names the store at ``uri`` can hold, without opening it (no request is sent: a
     create below a mount whose store is down is still checked); raises UfsError for a URI

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
+from cli.bench import ceiling, readfsspec
+from cli.bench.readprefetch import prefetch_epoch, prefetch_ratio
 from engine.config import default_tiers
 
 MiB = 1 << 20
@@ -96,6 +98,7 @@ def run(
     readers: int = 4,
     latency_ms: float = 20.0,
     workdir: str | None = None,
+    prefetch_threads: int | None = None,
 ) -> dict[str, Any]:
     # Imported here: the S3 server needs moto, one of the test extras.
     from cli.bench.faultproxy import Fault, FaultProxy
@@ -124,6 +127,8 @@ def run(
     _read_files(small + large)
     measure("local_small", small, lambda p: _timed(readers, p))
     measure("local_large", large, lambda p: _timed(readers, p))
+    # The hit path against the bare pyfuse3 file system, both over local bytes.
+    result.update(ceiling.run(src, small, scratch, lambda p: _timed(readers, p)))
 
     server = start_s3_server()
     proxy = FaultProxy(server.endpoint).start()
@@ -134,21 +139,31 @@ def run(
         measure("boto3_small", small, get_all)
         measure("boto3_large", large, get_all)
 
-        _shoal(*_mount_args(home, mnt, proxy.endpoint))
+        # Cold means every file asked for by a reader: directory prefetch off (its own epoch,
+        # on a fresh mount, below).
+        _shoal(*_mount_args(home, mnt, proxy.endpoint), "-o", "prefetch=false")
         try:
             in_mount = [os.path.join(mnt, os.path.relpath(p, src)) for p in small]
             in_mount_large = [os.path.join(mnt, os.path.relpath(p, src)) for p in large]
             for phase in ("cold", "warm"):
                 measure(f"mount_{phase}_small", in_mount, lambda p: _timed(readers, p))
                 measure(f"mount_{phase}_large", in_mount_large, lambda p: _timed(readers, p))
+            result.update(readfsspec.measure(mnt, in_mount, small, readers))  # fsspec client
         finally:
             _shoal("umount", mnt)
+        measure(
+            "mount_prefetch_small", small,
+            lambda p: prefetch_epoch(
+                scratch, src, p, lambda h, m: _mount_args(h, m, proxy.endpoint), _shoal,
+                lambda q: _timed(readers, q), prefetch_threads,
+            ),
+        )  # fmt: skip
     finally:
         proxy.stop()
         server.stop()
         _remove_scratch(scratch, home)
 
-    result["ratios"] = _ratios(result)
+    result["ratios"] = _ratios(result) | prefetch_ratio(result) | ceiling.ratios(result)
     return result
 
 
@@ -213,6 +228,7 @@ def _ratios(result: dict[str, Any]) -> dict[str, float]:
         "cold_large_vs_boto3": ratio("mount_cold_large", "boto3_large", "mib_per_s"),
         "warm_small_vs_local": ratio("mount_warm_small", "local_small", "files_per_s"),
         "warm_large_vs_local": ratio("mount_warm_large", "local_large", "mib_per_s"),
+        **readfsspec.ratios(result),
     }
 
 
@@ -222,6 +238,7 @@ ROWS = [
     ("shoal mount, cold", "mount_cold"),
     ("shoal mount, warm", "mount_warm"),
 ]
+PREFETCH_ROW = ("shoal mount, dir. prefetch", "mount_prefetch")  # small files only
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -239,7 +256,11 @@ def format_table(result: dict[str, Any]) -> str:
             f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}"
             f" {big['mib_per_s']:>12,.1f}"
         )
-    lines.append("")
+    if f"{PREFETCH_ROW[1]}_small" in result:
+        s = result[f"{PREFETCH_ROW[1]}_small"]
+        lines.append(f"{PREFETCH_ROW[0]:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}")
+    lines += ["", f"{'':<30} {'small files/s':>14} {'CPU µs/file':>12}"]
+    lines += [*ceiling.table_lines(result), ""]
     for name, value in result["ratios"].items():
         lines.append(f"{name:<24} {value:6.2f}x")
     return "\n".join(lines)

@@ -31,13 +31,14 @@ import time
 import zlib
 from collections import OrderedDict, deque
 
+from engine.cache import checked
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
 from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey, TierStore
 from engine.errors import NoSpace
-from engine.inode import PERSISTED, PINNED
+from engine.inode import PERSISTED, PINNED, Inode
 from engine.namespace import Namespace
 from engine.state import BlockInfo
 from journal import entries as E
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 # the buffer first, under the namespace lock, in order. Beyond this many, the oldest hits are
 # forgotten (Caffeine's read buffer does the same): the order is then a little less exact.
 ACCESS_BUFFER = 1 << 16
+# Blocks up to this long are checked on first read even where the reader may not wait (the FUSE
+# event loop): a CRC-32 of 128 KiB costs ~30 µs, a hop to a worker thread ~110 µs more.
+INLINE_CHECK = 256 * 1024
 
 
 class BlockCache:
@@ -59,6 +63,7 @@ class BlockCache:
         tiers: list[TierStore],
         evictor: str = "LRU",
         lrfu_half_life_s: float = 300.0,
+        checked_path: str | None = None,
     ) -> None:
         self.policy = eviction_policy(evictor, lrfu_half_life_s)
         self.evictor = self.policy.name
@@ -85,6 +90,10 @@ class BlockCache:
                 if info.tier in self.used:
                     self.used[info.tier] += info.length
                     self.lru[info.tier][(file, version, idx)] = info.length
+        # Checks carried over a clean restart for volatile tiers (engine/cache/checked.py).
+        self.checked_path, self.volatile = checked_path, {t.name for t in tiers if not t.spec.sync}
+        if checked_path is not None:
+            checked.restore(checked_path, self._verified, self.info, self.volatile)
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -101,9 +110,9 @@ class BlockCache:
         (size, mtime, inode) stamp changed since: a rewritten, truncated or replaced file is
         caught; an unchanged one is served by a ranged read of just the bytes asked for.
 
-        ``wait`` False (the FUSE event loop): None rather than check a whole block or drop a
-        damaged one (both may wait: on the disk, on the namespace's lock); a worker thread
-        then does it with ``wait``.
+        ``wait`` False (the FUSE event loop): None rather than check a block longer than
+        ``INLINE_CHECK`` or drop a damaged one (both may wait: on the disk, on the namespace's
+        lock); a worker thread then does it with ``wait``.
         """
         # No lock: a dict lookup is atomic, and a block dropped or replaced meanwhile shows as
         # a missing file or a changed stamp, both caught below. Hits from many threads (and
@@ -122,7 +131,7 @@ class BlockCache:
                 stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
                 if self._verified.get(key) == stamp:
                     data = os.pread(opened.fd, end - offset, offset)
-                elif not wait:
+                elif not wait and info.length > INLINE_CHECK:
                     return None
                 else:
                     whole = os.pread(opened.fd, info.length + 1, 0)
@@ -176,7 +185,7 @@ class BlockCache:
             if info is None:
                 return False
             current = next(i for i, t in enumerate(self.tiers) if t.name == info.tier)
-            media = self._media(key[0])
+            media = self.media_of(key[0])
             node = self.ns.tree.find(key[0])
             persisted = node is not None and bool(node.flags & PERSISTED)
             # Taken out of its tier's accounting first: making room above may push blocks down
@@ -197,14 +206,26 @@ class BlockCache:
                 self.used[source] += info.length
             return moved
 
-    # -- the fetch path lives in engine/cache/fetch.py (self.fetcher) ------------------------
+    def move_down(self, key: BlockKey, info: BlockInfo, src: int) -> bool:
+        """With the lock held: moves the block from tier ``src`` to the highest durable tier
+        below it that its media allow and that has (or can make) room; False if none can."""
+        media = self._media(key[0])
+        for i in range(src + 1, len(self.tiers)):
+            tier = self.tiers[i]
+            if tier.spec.sync and (not media or tier.name in media) and info.length <= tier.quota:
+                if self._make_room(i, info.length):
+                    return self._move(key, info, src, i)
+        return False
 
+    # -- the fetch path lives in engine/cache/fetch.py (self.fetcher) ------------------------
     def drain(self) -> None:
         self.fetcher.drain()
 
     def close(self) -> None:
         self.fetcher.close()
         self.collect_garbage()
+        if self.checked_path is not None:
+            checked.keep(self.checked_path, self._verified, self.info, self.volatile)
         for tier in self.tiers:
             tier.files.close()
 
@@ -216,7 +237,7 @@ class BlockCache:
         with self.ns.lock:
             for tier in self.tiers:
                 lru = self.lru[tier.name]
-                for key in [k for k in lru if self._evictable(k) is None]:
+                for key in [k for k in lru if self.evictable(k) is None]:
                     self.used[tier.name] -= lru.pop(key)
                     tier.remove(key)
                     removed += 1
@@ -224,27 +245,42 @@ class BlockCache:
 
     # -- storing and making room -------------------------------------------------------------
 
-    def store(self, key: BlockKey, data: bytes) -> bool:
+    def store(
+        self, key: BlockKey, data: bytes, fingerprint: str | None = None, below: float | None = None
+    ) -> bool:
         """Caches ``data`` as block ``key`` in the highest tier that has (or can make) room;
-        False if none can (the caller still has the bytes).
+        False if none can (the caller still has the bytes), or if they are not the version's:
+        its file changed or went, or they came from a UFS file of another ``fingerprint``.
+        ``below`` (a prefetch): only in a tier that stays under that share of its quota
+        without evicting.
 
         A block of a file whose content is not persisted is the only copy of acknowledged
         data: it goes to a durable tier (``sync``), never to a volatile one (MEM on /dev/shm,
         which a reboot empties). Raises NoSpace if the file may use no durable tier."""
+        seq = self.store_nowait(key, data, fingerprint, below)
+        if seq:
+            self.ns.gate.durable(seq)
+        return seq is not None
+
+    def store_nowait(
+        self, key: BlockKey, data: bytes, fingerprint: str | None, below: float | None = None
+    ) -> int | None:
+        """``store`` without the wait: BlockCached's seq (0: none to wait for), None: not cached."""
         n = len(data)
         checksum = zlib.crc32(data)
-        media = self._media(key[0])
+        media = self.media_of(key[0])
         for i in self._tiers_for(key, media):
             tier = self.tiers[i]
             with self.ns.lock:
                 if self.info(key) is not None:
-                    return True  # someone cached it meanwhile
-                node = self.ns.tree.find(key[0])
-                if node is None or node.version != key[1] or self._staged(key):
-                    return False  # the file changed or went: these bytes are stale already
+                    return 0  # someone cached it meanwhile
+                node = self._current(key, fingerprint)
+                if node is None:
+                    return None  # the file changed or went: these bytes are stale already
                 if not tier.spec.sync and not node.flags & PERSISTED:
                     continue  # volatile: only for persisted content (checked under the lock)
-                if n > tier.quota or not self._make_room(i, n):
+                free = below is None or self.used[tier.name] + n <= tier.quota * below
+                if n > tier.quota or not free or not self._make_room(i, n):
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
             try:
@@ -255,16 +291,14 @@ class BlockCache:
                     self.used[tier.name] -= n
                 continue
             with self.ns.lock:
-                node = self.ns.tree.find(key[0])
                 existing = self.info(key)
-                stale = node is None or node.version != key[1] or self._staged(key)
-                if stale or existing is not None:
+                if self._current(key, fingerprint) is None or existing is not None:
                     # Stale, or cached by another reader meanwhile: our copy is not needed,
                     # unless it *is* theirs (same tier, same path).
                     self.used[tier.name] -= n
                     if existing is None or existing.tier != tier.name:
                         tier.remove(key)
-                    return existing is not None
+                    return None if existing is None else 0
                 seq = self.ns.gate.commit(
                     E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
                 )
@@ -272,19 +306,27 @@ class BlockCache:
                 self.lru[tier.name][key] = n
                 self.policy.touch(key)
                 self._stamp(tier, key)
-            self.ns.gate.durable(seq)
-            return True
-        return False
+            return seq
+        return None
 
     def _staged(self, key: BlockKey) -> bool:
         return self.staging.get(key[0]) == key[1]
+
+    def _current(self, key: BlockKey, fingerprint: str | None) -> Inode | None:
+        """With the lock held: ``key``'s file if bytes for it (from a UFS file of ``fingerprint``
+        if known) are its current content; None if stale."""
+        node = self.ns.tree.find(key[0])
+        if node is None or node.version != key[1] or self._staged(key):
+            return None
+        known = node.ext.fingerprint if node.ext is not None else None
+        return None if fingerprint is not None and known not in (None, fingerprint) else node
 
     def reserve(self, file: int, n: int, start: int = 0) -> int | None:
         """With the namespace lock held: the index of the highest tier from ``start`` on that
         ``file``'s media allow and that has (or can make) room for ``n`` bytes, which now count
         as used there; None if none can. The caller writes the block file, and gives the room
         back (``used[tier] -= n``) if it cannot."""
-        media = self._media(file)
+        media = self.media_of(file)
         # Staged content is in no UFS yet: only a durable tier may hold it.
         durable = self._durable_tiers(file, media)
         for i in range(start, len(self.tiers)):
@@ -335,12 +377,12 @@ class BlockCache:
             return
         self._verified[key] = (st.st_size, st.st_mtime_ns, st.st_ino)
 
-    def _media(self, file: int) -> list[str] | None:
+    def media_of(self, file: int) -> list[str] | None:
         """The tiers ``file`` is pinned to, or None: any tier."""
         node = self.ns.tree.find(file)
         return node.ext.media if node is not None and node.ext is not None else None
 
-    def _evictable(self, key: BlockKey) -> bool | None:
+    def evictable(self, key: BlockKey) -> bool | None:
         """True/False for a block in the map; None for one that left it (stale: collect)."""
         if self.info(key) is None:
             return None
@@ -361,7 +403,7 @@ class BlockCache:
         for key in self._victims(tier.name):
             if self.used[tier.name] + n <= tier.quota:
                 break
-            evictable = self._evictable(key)
+            evictable = self.evictable(key)
             length = lru[key]
             if evictable is None:  # its file changed or went: the bytes are garbage
                 del lru[key]
@@ -437,27 +479,6 @@ class BlockCache:
             if self.read(key, 0, 0) is None and self.info(key) is None:
                 bad += 1
         return bad
-
-    def has_room_for(self, file: int, nbytes: int) -> bool:
-        """With the namespace lock held: whether ``nbytes`` of new blocks of ``file`` could be
-        staged beside its current ones, counting free space and evictable and stale blocks over
-        the durable tiers its media allow (new content of a cached write is not persisted: it is
-        kept off volatile tiers). The file's own blocks count only if evictable: a rewrite keeps
-        them until its new content is committed (engine/cache/staging.py). A check, not a
-        reservation: concurrent stores may take the room first, and each block must also fit in
-        one tier."""
-        media = self._media(file)
-        tiers = [t for t in self.tiers if (not media or t.name in media) and t.spec.sync]
-        room = sum(max(0, t.quota - self.used[t.name]) for t in tiers)
-        for tier in tiers:
-            if room >= nbytes:
-                break
-            for key, length in self.lru[tier.name].items():
-                if self._evictable(key) is not False:
-                    room += length
-                    if room >= nbytes:
-                        break
-        return room >= nbytes
 
     def cached_bytes(self, file: int, version: int) -> int:
         return sum(

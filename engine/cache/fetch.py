@@ -6,9 +6,11 @@ its readers as they arrive: each reader waits only for its own range (a 4 KiB re
 4 MiB block is served after its first chunk, not after the whole block), and never longer than
 its read's deadline: a store that never answers holds a fetch thread until the connector gives
 up, not the reader, who is answered ``Unavailable`` when the deadline passes. The whole block
-is then written to a tier by a background writer, during which readers of it are served from
-memory. Readahead queues fetches of the blocks a sequential reader will want next, each block
-handed over as soon as it is complete.
+is then handed to the storer (engine/cache/storer.py), which writes it to a tier in the
+background, while its readers are served from memory. A store read by system calls (a local
+disk, NFS) is read in the reader's own thread instead (``read_local``): cheaper than handing
+the read to a fetch thread and waiting for it. Readahead queues fetches of the blocks a
+sequential reader will want next, each block handed over as soon as it is complete.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
 from engine.cache.stats import CacheStats
+from engine.cache.storer import BlockStorer
 from engine.cache.tiers import BlockKey
 from engine.errors import Unavailable
 from engine.namespace import Namespace
@@ -70,7 +73,11 @@ class BlockStore(Protocol):
 
     def info(self, key: BlockKey) -> BlockInfo | None: ...
 
-    def store(self, key: BlockKey, data: bytes) -> bool: ...
+    def store(
+        self, key: BlockKey, data: bytes, fingerprint: str | None = None, below: float | None = None
+    ) -> bool: ...
+
+    def store_nowait(self, key: BlockKey, data: bytes, fingerprint: str | None) -> int | None: ...
 
 
 class _Flight:
@@ -132,9 +139,8 @@ class BlockFetcher:
         self.cache = cache
         self.stats = cache.stats
         self._inflight: dict[BlockKey, _Flight] = {}  # being fetched
-        self._storing: dict[BlockKey, _Flight] = {}  # fetched, being written to a tier
         self._inflight_lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(2, thread_name_prefix="cache-writer")
+        self.storer = BlockStorer(cache)  # fetched blocks, written to a tier in the back
         self._readahead = ThreadPoolExecutor(8, thread_name_prefix="readahead")
         self._fetchers = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
         self._prefetches: set[Future[None]] = set()
@@ -155,12 +161,14 @@ class BlockFetcher:
         the block is fetched and cached in the background. Raises ``deadline``'s Unavailable
         once it passes, whatever the fetch is still waiting for."""
         while True:
-            data = self.cache.read(key, offset, length)
+            data = self._cached(key, offset, length)
             if data is not None:
-                self.stats.hits += 1
                 return data
             with self._inflight_lock:
-                flight = self._inflight.get(key) or self._storing.get(key)
+                flight = self._inflight.get(key)
+                if flight is None and (queued := self.storer.pending(key)) is not None:
+                    self.stats.hits += 1
+                    return _cut(queued, offset, length)
                 if flight is None:
                     flight = self._inflight[key] = _Flight()
                     leader = True
@@ -177,6 +185,43 @@ class BlockFetcher:
             if leader:  # its own fetch failed: the reason is its answer
                 raise flight.error or Unavailable(f"fetching block {key} failed")
             # Another reader's fetch failed (or found the block cached meanwhile): look again.
+
+    def _cached(self, key: BlockKey, offset: int, length: int) -> bytes | None:
+        data = self.cache.read(key, offset, length)
+        if data is not None:
+            self.stats.hits += 1
+        return data
+
+    def read_local(
+        self,
+        key: BlockKey,
+        read: Callable[[], tuple[bytes, str | None]],
+        offset: int = 0,
+        length: int = -1,
+        cache: bool = True,
+    ) -> bytes:
+        """``get`` for a store read by system calls: a miss ``read``s the whole block (and
+        the fingerprint of the file it came from) in the caller's thread, answers from it, and
+        offers the block to the storer. Readers of a block being fetched (by readahead) or
+        stored are served from its bytes, never wait for a tier write; two readers missing at
+        once both read (a local read costs less than waiting for another's)."""
+        data = self._cached(key, offset, length)
+        if data is not None:
+            return data
+        queued = self.storer.pending(key)
+        if queued is not None:
+            self.stats.hits += 1
+            return _cut(queued, offset, length)
+        flight = self._inflight.get(key)  # a readahead's: a local read, soon done
+        if flight is not None and (got := flight.wait_for(offset, length)) is not None:
+            self.stats.hits += 1
+            return got
+        block, fingerprint = read()
+        self.stats.misses += 1
+        self.stats.ufs_bytes_read += len(block)
+        if cache and block:
+            self.storer.offer(key, block, fingerprint)
+        return _cut(block, offset, length)
 
     def _start(
         self, key: BlockKey, flight: _Flight, fetch: Callable[[], Iterable[bytes]], cache: bool
@@ -209,23 +254,27 @@ class BlockFetcher:
             self._finish(key, flight, ok, cache, error)
 
     def _finish(
-        self, key: BlockKey, flight: _Flight, ok: bool, cache: bool, error: Exception | None = None
+        self,
+        key: BlockKey,
+        flight: _Flight,
+        ok: bool,
+        cache: bool,
+        error: Exception | None = None,
+        below: float | None = None,
     ) -> None:
-        """A fetch ended: the flight's readers are woken; a whole block goes to the writer."""
+        """A fetch ended: the flight's readers are woken; a whole block goes to the storer,
+        whose queue serves its readers from then on (offered first: no reader falls between
+        the two and fetches it again). A prefetch's (``below`` given) is stored on this thread
+        instead, in free room only, its flight serving readers until then: no queue builds."""
+        prefetched = cache and ok and below is not None
         with self._inflight_lock:
-            if self._inflight.get(key) is flight:
-                del self._inflight[key]
             flight.end(ok, error)
-            # Readers of this block use these bytes until the store is done.
-            store = cache and bool(flight.data)
-            if store:
-                self._storing[key] = flight
-        if store:
-            try:
-                self._writer.submit(self._store_then_forget, key, flight)
-            except RuntimeError:  # closing: the bytes were handed over, not cached
-                with self._inflight_lock:
-                    self._storing.pop(key, None)
+            if cache and flight.data and not prefetched:
+                self.storer.offer(key, flight.data)
+            if self._inflight.get(key) is flight and not prefetched:
+                del self._inflight[key]
+        if prefetched and below is not None:
+            self._store_prefetched(key, flight, below)
 
     def readahead(
         self,
@@ -247,10 +296,10 @@ class BlockFetcher:
         cached = {idx for (v, idx) in blocks if v == version}
         runs: list[list[BlockKey]] = []
         with self._inflight_lock:
-            busy = self._inflight.keys() | self._storing.keys() | self._queued
+            busy = self._inflight.keys() | self._queued
             for idx in range(first, last + 1):
                 key = (file, version, idx)
-                if idx in cached or key in busy:
+                if idx in cached or key in busy or self.storer.pending(key) is not None:
                     continue
                 if runs and runs[-1][-1][2] == idx - 1 and len(runs[-1]) < READAHEAD_RUN:
                     runs[-1].append(key)
@@ -287,13 +336,31 @@ class BlockFetcher:
             self._prefetches.discard(future)
             self._queued.difference_update(run)
 
+    def fetch_now(
+        self,
+        keys: list[BlockKey],
+        block_size: int,
+        fetch: Callable[[int, int], Iterable[bytes]],
+        below: float,
+    ) -> None:
+        """Fetches blocks ``keys`` (consecutive, of one file version) on the calling thread
+        (a directory prefetch's), one flight each that readers who miss them join, except
+        those cached or on their way; each block is stored on this thread too (the caller is
+        held back by its stores, no queue grows) and only where its tier stays below ``below``
+        of its quota without evicting anything."""
+        self._fetch_run(keys, block_size, fetch, below)
+
     def _fetch_run(
-        self, keys: list[BlockKey], block_size: int, fetch: Callable[[int, int], Iterable[bytes]]
+        self,
+        keys: list[BlockKey],
+        block_size: int,
+        fetch: Callable[[int, int], Iterable[bytes]],
+        below: float | None = None,
     ) -> None:
         flights: dict[BlockKey, _Flight] = {}
         with self._inflight_lock:
             for key in keys:
-                if key not in self._inflight and key not in self._storing:
+                if key not in self._inflight and self.storer.pending(key) is None:
                     flights[key] = self._inflight[key] = _Flight()
         with self.cache.ns.lock:
             for key in list(flights):
@@ -322,7 +389,7 @@ class BlockFetcher:
                     if flight is not None:
                         flight.add(view[:take])
                         if within + take == block_size:
-                            self._finish(key, flights.pop(key), True, True)
+                            self._finish(key, flights.pop(key), True, True, below=below)
                     received += take
                     view = view[take:]
             log.debug(
@@ -337,36 +404,32 @@ class BlockFetcher:
         # The end of the span: the file's last block is short; blocks past its end got none
         # (their readers fetch for themselves and learn what is there).
         for key, flight in flights.items():
-            self._finish(key, flight, bool(flight.buf), True)
+            self._finish(key, flight, bool(flight.buf), True, below=below)
 
-    def _store_then_forget(self, key: BlockKey, flight: _Flight) -> None:
+    def _store_prefetched(self, key: BlockKey, flight: _Flight, below: float) -> None:
         try:
-            assert flight.data is not None
-            self.cache.store(key, flight.data)
+            if flight.data:
+                stored = self.cache.store(key, flight.data, below=below)
+                self.stats.count_prefetch(len(flight.data) if stored else -1)
         except Exception:  # a background store must never die silently
             log.exception("caching block %s failed", key)
         finally:
             with self._inflight_lock:
-                if self._storing.get(key) is flight:
-                    del self._storing[key]
+                if self._inflight.get(key) is flight:
+                    del self._inflight[key]
 
     def drain(self) -> None:
-        """Waits until every readahead is fetched and every block handed to the background
-        writer is stored."""
+        """Waits until every readahead is fetched and every block handed to the storer is
+        stored (or turned away)."""
         while True:
             with self._inflight_lock:
                 pending = list(self._prefetches)
             if not pending:
                 break
             wait(pending)
-        self._writer.submit(lambda: None).result()
-        while True:
-            with self._inflight_lock:
-                if not self._storing:
-                    return
-            time.sleep(0.001)
+        self.storer.flush()
 
     def close(self) -> None:
         self._readahead.shutdown(wait=True, cancel_futures=True)
         self._fetchers.shutdown(wait=True)
-        self._writer.shutdown(wait=True)
+        self.storer.close()

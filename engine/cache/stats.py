@@ -12,5 +12,19 @@ class CacheStats:
     misses: int = 0
     evictions: int = 0
     ufs_bytes_read: int = 0
+    stores_dropped: int = 0  # fetched blocks not stored: the storer's queue was full
     tier_hits: dict[str, int] = field(default_factory=dict)
     tier_evictions: dict[str, int] = field(default_factory=dict)
+    # Directory prefetch (engine/prefetch.py): blocks and bytes it stored, and blocks or
+    # files it left out because no tier had free room below the watermark.
+    prefetched_blocks: int = 0
+    prefetched_bytes: int = 0
+    prefetch_skipped_space: int = 0
+
+    def count_prefetch(self, stored: int) -> None:
+        """A prefetched block: ``stored`` bytes cached, or -1: left out (no free room)."""
+        if stored < 0:
+            self.prefetch_skipped_space += 1
+        else:
+            self.prefetched_blocks += 1
+            self.prefetched_bytes += stored

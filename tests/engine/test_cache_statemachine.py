@@ -134,6 +134,19 @@ class CacheMachine(RuleBasedStateMachine):
     def crash(self) -> None:
         self._restart(reboot=False)
 
+    @rule(name=st.sampled_from(FILES))
+    def crash_with_stores_queued(self, name: str) -> None:
+        """A crash while the storer still holds blocks a read fetched: they are lost, and only
+        that: not cached, and what the map lists is on disk (checked after the restart)."""
+        assert self.engine.cache is not None
+        node = self.engine.sync.lookup(f"/{name}")
+        assert self.engine.fs.read_node(node, 0, node.size) == self.content[name]
+        self.engine.cache.fetcher.storer.discard()
+        self._restart(reboot=False)
+        after = self.engine.sync.lookup(f"/{name}")
+        assert self.engine.fs.read_node(after, 0, after.size) == self.content[name]
+        self.engine.cache.drain()
+
     @rule()
     def reboot(self) -> None:
         """A crash that also empties the volatile MEM tier, as a reboot empties /dev/shm: the

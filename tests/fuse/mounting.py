@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from fuse.clientwire import run_socket
 from fuse.mountinfo import alive, served
 from tests.cli.shoal_cli import shoal
 from tests.homes import track
@@ -53,17 +54,22 @@ class Mounted:
 
     def teardown(self) -> None:
         """Whatever state the test left: unmounted, daemon gone."""
-        if served(str(self.path)) is None:
-            return
-        done = shoal("umount", str(self.path), expect=None)
-        if done.returncode != 0:
+        try:
+            if served(str(self.path)) is None:
+                return
+            done = shoal("umount", str(self.path), expect=None)
+            if done.returncode != 0:
+                pid = self.pid()
+                if pid is not None:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
+        finally:
             pid = self.pid()
-            if pid is not None:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
+            if pid is None or not alive(pid):  # a killed daemon leaves its client socket
+                Path(run_socket(str(self.home))).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -22,9 +22,17 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
     for key in ("local", "boto3", "mount_cold", "mount_warm"):
         for size in ("small", "large"):
             assert result[f"{key}_{size}"]["mib_per_s"] > 0
-    assert set(result["ratios"]) == {
+    assert result["mount_prefetch_small"]["files_per_s"] > 0
+    assert set(result["ratios"]) >= {
         "cold_small_vs_boto3", "cold_large_vs_boto3", "warm_small_vs_local", "warm_large_vs_local",
+        "prefetch_small_vs_boto3", "fsspec_small_vs_local", "fsspec_small_vs_local_beside",
+        "tier_small_vs_ceiling", "warm_small_vs_ceiling", "local_cold_small_vs_ceiling",
     }  # fmt: skip
+    for key in ("fsspec_first_small", "fsspec_warm_small", "local_small_beside"):
+        assert result[key]["files_per_s"] > 0
+    for key in ("ceiling_first", "ceiling_warm", "mount_tier", "mount_tier_warm"):
+        assert result[f"{key}_small"]["files_per_s"] > 0
+        assert result[f"{key}_small"]["daemon_cpu_us_per_file"] >= 0
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert list(tmp_path.glob("shoal-bench-read-*")) == []  # its scratch is removed
     assert set(glob.glob("/dev/shm/shoal-*")) <= shm_before  # and its MEM tier

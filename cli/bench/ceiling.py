@@ -1,0 +1,300 @@
+"""`shoal bench read`'s hit-path figures: what any pyfuse3 file system can do on this machine,
+and what Shoal does when the bytes are already in its tiers.
+
+- The bare file system: a pyfuse3 file system that does nothing but serve the dataset's small
+  files as constant bytes from memory (as scripts/fuse_ceiling.py: keep_cache, 300 s entry and
+  attribute timeouts, FLUSH off, read-only), in a child process. Its first pass (every file
+  LOOKUP, OPEN, READ, RELEASE) is ``ceiling_first_small``; its second (the kernel's page cache
+  holds the files: only OPEN and RELEASE reach it) is ``ceiling_warm_small``. The same file
+  system reading each file from the local copy (open, pread, close: the least a file system
+  serving real bytes does) gives ``ceiling_pread_first_small``: what separates the two is the
+  cost of bytes that are not one constant already in the CPU's cache.
+- Shoal over a local UFS holding the same files (a local store, so that the figure is the hit
+  path's, not a store's): a first pass fills the tiers (``mount_local_cold_small``), the mount
+  is stopped (its blocks all stored) and mounted again, so the kernel's page cache holds none
+  of the files: that pass is served from the tiers (``mount_tier_small``), the next one from
+  the page cache again (``mount_tier_warm_small``).
+
+Every figure is read by the caller's reader code, the same for every system, and is the best
+of ``ROUNDS`` passes (each round mounts both anew); beside files/s, the CPU time the serving
+process spent per file, which other work on the machine disturbs less.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from engine.config import default_tiers
+
+
+def _tree(
+    files: list[tuple[str, int]],
+) -> tuple[dict[tuple[int, bytes], int], dict[int, int], dict[int, str]]:
+    """(parent inode, name) -> inode, inode -> size (-1: a directory), file inode -> path;
+    the root is 1."""
+    names: dict[tuple[int, bytes], int] = {}
+    sizes = {1: -1}
+    paths: dict[int, str] = {}
+    for rel, size in files:
+        parent = 1
+        parts = rel.encode().split(b"/")
+        for i, part in enumerate(parts):
+            ino = names.get((parent, part))
+            if ino is None:
+                ino = names[(parent, part)] = len(sizes) + 1
+                sizes[ino] = size if i == len(parts) - 1 else -1
+            parent = ino
+        paths[parent] = rel
+    return names, sizes, paths
+
+
+def serve(mountpoint: str, listing: str, source: str | None = None) -> None:
+    """The bare file system over the files listed in JSON file ``listing``: [[path, size]];
+    with ``source``, each file's bytes read from its copy there (open, pread, close: what any
+    file system serving real bytes does at least), else constant bytes."""
+    import pyfuse3
+    import trio
+
+    with open(listing) as f:
+        files = [(p, s) for p, s in json.load(f)]
+    names, sizes, paths = _tree(files)
+    # One constant per size: a read of a whole file slices all of one, which copies nothing.
+    blobs = {size: b"x" * size for size in set(sizes.values()) if size >= 0}
+    attrs = {}
+    for ino, size in sizes.items():
+        a = attrs[ino] = pyfuse3.EntryAttributes()
+        a.st_ino = ino
+        a.entry_timeout = a.attr_timeout = 300
+        a.st_mode = stat.S_IFDIR | 0o755 if size < 0 else stat.S_IFREG | 0o644
+        a.st_size = max(size, 0)
+        a.st_blksize = 1 << 20
+
+    class Bare(pyfuse3.Operations):
+        async def getattr(self, inode: int, ctx: object = None) -> Any:
+            return attrs[inode]
+
+        async def lookup(self, parent: int, name: bytes, ctx: object = None) -> Any:
+            ino = names.get((parent, name))
+            if ino is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            return attrs[ino]
+
+        async def open(self, inode: int, flags: int, ctx: object) -> Any:
+            if source is None:
+                return pyfuse3.FileInfo(fh=inode, keep_cache=True)
+            return pyfuse3.FileInfo(
+                fh=os.open(f"{source}/{paths[inode]}", os.O_RDONLY), keep_cache=True
+            )
+
+        async def read(self, fh: int, off: int, size: int) -> bytes:
+            if source is None:
+                return blobs[sizes[fh]][off : off + size]
+            return os.pread(fh, size, off)
+
+        async def flush(self, fh: int) -> None:
+            raise pyfuse3.FUSEError(errno.ENOSYS)  # off for the connection, as Shoal's ro mount
+
+        async def release(self, fh: int) -> None:
+            if source is not None:
+                os.close(fh)
+
+    options = set(pyfuse3.default_options)
+    options.add("ro")
+    options.add("fsname=shoal-bench-ceiling")
+    pyfuse3.init(Bare(), mountpoint, options)
+    try:
+        trio.run(pyfuse3.main)
+    finally:
+        pyfuse3.close()
+
+
+@contextmanager
+def bare_mount(
+    scratch: str, files: list[tuple[str, int]], source: str | None = None
+) -> Iterator[tuple[str, int]]:
+    """The bare file system mounted in ``scratch`` while inside: (mount point, the pid of the
+    child process serving it)."""
+    mountpoint = os.path.join(scratch, "ceiling-mnt")
+    listing = os.path.join(scratch, "ceiling-files.json")
+    os.makedirs(mountpoint)
+    with open(listing, "w") as f:
+        json.dump(files, f)
+    args = [sys.executable, "-m", "cli.bench.ceiling", mountpoint, listing]
+    # In a session of its own, as `shoal mount` starts its daemon: with the kernel's autogroups
+    # a session is a scheduling group, and on a busy machine a server sharing its readers'
+    # group is scheduled differently from one in a group of its own. Both are placed alike.
+    server = subprocess.Popen(args + ([source] if source else []), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.ismount(mountpoint):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the bare pyfuse3 file system did not mount")
+            time.sleep(0.05)
+        yield mountpoint, server.pid
+    finally:
+        subprocess.run(["fusermount3", "-u", mountpoint], check=False, capture_output=True)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        os.rmdir(mountpoint)
+
+
+def _shoal(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"shoal {args[0]} failed: {done.stderr.strip()}")
+
+
+Reader = Callable[[list[str]], tuple[float, int]]  # paths -> (seconds, bytes), every file whole
+ROUNDS = 2  # each figure the best of this many passes: the machine is shared and noisy
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Passes:
+    """Figures of timed passes, each the best of its rounds: files/s, MiB/s, and the CPU the
+    serving process spent per file (steadier than files/s when other work shares the cores)."""
+
+    def __init__(self, read: Reader) -> None:
+        self.read = read
+        self.figures: dict[str, dict[str, float]] = {}
+
+    def measure(self, label: str, paths: list[str], server: int) -> None:
+        cpu = _cpu_s(server)
+        seconds, total = self.read(paths)
+        cpu_us = (_cpu_s(server) - cpu) / len(paths) * 1e6
+        got = {
+            "files_per_s": len(paths) / seconds, "mib_per_s": total / seconds / (1 << 20),
+            "daemon_cpu_us_per_file": cpu_us,
+        }  # fmt: skip
+        best = self.figures.setdefault(label, got)
+        if got["files_per_s"] > best["files_per_s"]:
+            best.update(files_per_s=got["files_per_s"], mib_per_s=got["mib_per_s"])
+        best["daemon_cpu_us_per_file"] = min(best["daemon_cpu_us_per_file"], cpu_us)
+
+
+def _daemon_pid(home: str) -> int:
+    with open(os.path.join(home, "daemon.pid")) as f:
+        return int(f.readline())
+
+
+def run(src: str, small: list[str], scratch: str, read: Reader) -> dict[str, dict[str, float]]:
+    """The bare file system's passes, then Shoal's over ``src`` as a local UFS (see above):
+    ``ROUNDS`` rounds, each mounting both anew; figures by label."""
+    rel = [os.path.relpath(p, src) for p in small]
+    files = [(r, os.path.getsize(os.path.join(src, r))) for r in rel]
+    passes = _Passes(read)
+    home, mnt = os.path.join(scratch, "tier-home"), os.path.join(scratch, "tier-mnt")
+    os.makedirs(mnt)
+    in_mount = [os.path.join(mnt, r) for r in rel]
+    mount = ["mount", "--home", home, src, mnt, "-o", "ro"]
+    try:
+        _shoal(*mount)
+        try:
+            passes.measure("mount_local_cold_small", in_mount, _daemon_pid(home))
+        finally:
+            _shoal("umount", mnt)  # waits for every block to be stored
+        for _ in range(ROUNDS):
+            with bare_mount(scratch, files) as (bare, server):
+                paths = [os.path.join(bare, r) for r in rel]
+                passes.measure("ceiling_first_small", paths, server)
+                passes.measure("ceiling_warm_small", paths, server)
+            with bare_mount(scratch, files, source=src) as (bare, server):
+                paths = [os.path.join(bare, r) for r in rel]
+                passes.measure("ceiling_pread_first_small", paths, server)
+            _shoal(*mount)  # a new mount: the kernel's page cache holds none of its files
+            try:
+                daemon = _daemon_pid(home)
+                passes.measure("mount_tier_small", in_mount, daemon)
+                passes.measure("mount_tier_warm_small", in_mount, daemon)
+            finally:
+                _shoal("umount", mnt)
+    finally:
+        for tier in default_tiers(home):  # its MEM tier is on /dev/shm, outside the scratch
+            for path in tier.paths:
+                shutil.rmtree(path, ignore_errors=True)
+    return passes.figures
+
+
+def ratios(result: dict[str, Any]) -> dict[str, float]:
+    def ratio(mine: str, theirs: str) -> float:
+        return float(result[mine]["files_per_s"] / result[theirs]["files_per_s"])
+
+    return {
+        "tier_small_vs_ceiling": ratio("mount_tier_small", "ceiling_first_small"),
+        "local_cold_small_vs_ceiling": ratio("mount_local_cold_small", "ceiling_first_small"),
+        "warm_small_vs_ceiling": ratio("mount_warm_small", "ceiling_warm_small"),
+        "tier_warm_small_vs_ceiling": ratio("mount_tier_warm_small", "ceiling_warm_small"),
+    }
+
+
+ROWS = [
+    ("bare pyfuse3, first pass", "ceiling_first_small"),
+    ("bare pyfuse3, warm", "ceiling_warm_small"),
+    ("bare pyfuse3 + pread, first", "ceiling_pread_first_small"),
+    ("shoal, local UFS, cold", "mount_local_cold_small"),
+    ("shoal, from its tiers", "mount_tier_small"),
+    ("shoal, after tiers (warm)", "mount_tier_warm_small"),
+]
+
+
+def table_lines(result: dict[str, Any]) -> list[str]:
+    return [
+        f"{label:<30} {result[key]['files_per_s']:>14,.0f}"
+        f" {result[key]['daemon_cpu_us_per_file']:>12,.0f}"
+        for label, key in ROWS
+    ]
+
+
+def chart(results: list[dict[str, Any]], path: str) -> None:
+    """A PNG of the hit-path figures of one or more runs: files/s and the serving process's
+    CPU per file, each system beside the bare file system measured in the same run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label for label, _ in ROWS]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    height = 0.8 / len(results)
+    for n, result in enumerate(results):
+        at = [i + n * height for i in range(len(ROWS))]
+        for axis, unit in ((a, "files_per_s"), (b, "daemon_cpu_us_per_file")):
+            values = [result[key][unit] for _, key in ROWS]
+            bars = axis.barh(at, values, height=height, label=f"run {n + 1}")
+            axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=2, fontsize=7)
+    for axis, unit in ((a, "small files / s"), (b, "CPU µs per file, serving process")):
+        axis.set_yticks([i + 0.4 - height / 2 for i in range(len(ROWS))])
+        axis.set_xlabel(unit)
+        axis.invert_yaxis()
+    a.set_yticklabels(labels)
+    b.set_yticklabels([])
+    a.legend(fontsize=7)
+    fig.suptitle("the hit path against a bare pyfuse3 file system (4 reader processes)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--chart":  # --chart OUT.png RESULT.json...: `bench read --json` outputs
+        chart([json.load(open(f)) for f in sys.argv[3:]], sys.argv[2])
+    else:
+        serve(sys.argv[1], sys.argv[2], *sys.argv[3:4])

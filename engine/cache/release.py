@@ -1,0 +1,109 @@
+"""Giving back the RAM of volatile tiers (``sync = false``: MEM on /dev/shm) when the process
+that holds a home stops: tmpfs pages outlive every process, so a daemon that unmounts (or a
+command that ran offline) would otherwise leave its MEM tier behind until the machine reboots.
+
+Each block still wanted (its file's current, persisted content) moves to the highest durable
+tier with room, journaled as BlockMoved; one no durable tier takes is dropped, journaled as
+BlockRemoved: its bytes are in its UFS. Either way the journal says where every block is, so a
+crash half-way leaves a true state (each move copies before it journals, each drop journals
+before it deletes; reconcile removes files left over). Blocks that are the only copy of their
+content (not persisted, or of a file unlinked while open) are never on a volatile tier
+(BlockCache._durable_tiers), and are left alone if one is. Then the tier's directories, now
+empty, are removed: only empty directories, never anything else that is there.
+
+This runs while nothing else uses the cache (at close), so copying under the namespace lock,
+as eviction does, holds no request up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from engine.cache.blockcache import BlockCache
+from engine.cache.tiers import BlockKey
+from engine.inode import PERSISTED
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Released:
+    moved: int = 0
+    dropped: int = 0
+    kept: int = 0  # the only copy of their content: stay where they are
+    directories_left: int = 0  # tier directories that could not be removed (not empty)
+
+
+def release_volatile(cache: BlockCache) -> Released:
+    """Empties every volatile tier of ``cache`` into its durable ones (or drops), and removes
+    the volatile tiers' directories."""
+    return _empty(cache, volatile_only=True)
+
+
+def clear_tiers(cache: BlockCache) -> Released:
+    """`shoal cache clear`: drops every block whose bytes are also in its UFS, from every tier,
+    and removes the tiers' directories that are then empty. Blocks that are the only copy of
+    their content (not yet persisted) are kept: clearing a cache never loses data."""
+    return _empty(cache, volatile_only=False)
+
+
+def _empty(cache: BlockCache, volatile_only: bool) -> Released:
+    out = Released()
+    for src, tier in enumerate(cache.tiers):
+        if volatile_only and tier.spec.sync:
+            continue
+        with cache.ns.lock:
+            keys = list(cache.lru[tier.name])
+        for key in keys:
+            _release_one(cache, key, src, out, move=volatile_only)
+        tier.files.close()
+        for root in tier.spec.paths:
+            out.directories_left += not remove_empty_tree(root)
+    if out.moved or out.dropped or out.kept:
+        log.info(
+            "cache tiers emptied: %d blocks moved to disk tiers, %d dropped, %d kept",
+            out.moved, out.dropped, out.kept,
+        )  # fmt: skip
+    return out
+
+
+def _release_one(cache: BlockCache, key: BlockKey, src: int, out: Released, *, move: bool) -> None:
+    with cache.ns.lock:
+        info = cache.info(key)
+        if info is None or info.tier != cache.tiers[src].name:
+            return  # collected, moved or dropped meanwhile
+        node = cache.ns.tree.find(key[0])
+        if node is None or node.version != key[1] or not node.flags & PERSISTED:
+            out.kept += 1  # the only copy (or garbage, which a clean close collected)
+            return
+        if move and cache.move_down(key, info, src):
+            out.moved += 1
+        else:
+            cache.drop(key, info)
+            out.dropped += 1
+
+
+def remove_empty_tree(root: str) -> bool:
+    """Removes ``root`` and the directories below it if none holds anything else; True when
+    ``root`` is gone (or never was)."""
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return True
+    except NotADirectoryError:
+        return False
+    empty = True
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            empty = remove_empty_tree(entry.path) and empty
+        else:
+            empty = False
+    if not empty:
+        return False
+    try:
+        os.rmdir(root)
+    except OSError:  # a mount point, or filled meanwhile: left in place
+        return False
+    return True

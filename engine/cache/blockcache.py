@@ -198,24 +198,13 @@ class BlockCache:
                 tier = self.tiers[i]
                 if (media and tier.name not in media) or (not tier.spec.sync and not persisted):
                     continue  # pinned elsewhere, or the only copy: never onto a volatile tier
-                if info.length <= tier.quota and self._make_room(i, info.length):
-                    moved = self._move(key, info, current, i, detached=True)
+                if info.length <= tier.quota and self.make_room(i, info.length):
+                    moved = self.move_block(key, info, current, i, detached=True)
                     break
             if not moved:
                 self.lru[source][key] = info.length
                 self.used[source] += info.length
             return moved
-
-    def move_down(self, key: BlockKey, info: BlockInfo, src: int) -> bool:
-        """With the lock held: moves the block from tier ``src`` to the highest durable tier
-        below it that its media allow and that has (or can make) room; False if none can."""
-        media = self._media(key[0])
-        for i in range(src + 1, len(self.tiers)):
-            tier = self.tiers[i]
-            if tier.spec.sync and (not media or tier.name in media) and info.length <= tier.quota:
-                if self._make_room(i, info.length):
-                    return self._move(key, info, src, i)
-        return False
 
     # -- the fetch path lives in engine/cache/fetch.py (self.fetcher) ------------------------
     def drain(self) -> None:
@@ -280,7 +269,7 @@ class BlockCache:
                 if not tier.spec.sync and not node.flags & PERSISTED:
                     continue  # volatile: only for persisted content (checked under the lock)
                 free = below is None or self.used[tier.name] + n <= tier.quota * below
-                if n > tier.quota or not free or not self._make_room(i, n):
+                if n > tier.quota or not free or not self.make_room(i, n):
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
             try:
@@ -333,7 +322,7 @@ class BlockCache:
             tier = self.tiers[i]
             if i not in durable:
                 continue
-            if n <= tier.quota and self._make_room(i, n):
+            if n <= tier.quota and self.make_room(i, n):
                 self.used[tier.name] += n
                 return i
         return None
@@ -393,7 +382,7 @@ class BlockCache:
             return None
         return bool(node.flags & PERSISTED) and not node.flags & PINNED
 
-    def _make_room(self, i: int, n: int) -> bool:
+    def make_room(self, i: int, n: int) -> bool:
         """With the namespace lock held: frees ``n`` bytes in tier ``i`` by demoting or
         dropping least recently used evictable blocks; False if it cannot."""
         tier = self.tiers[i]
@@ -425,11 +414,11 @@ class BlockCache:
         if i + 1 >= len(self.tiers):
             return False
         lower = self.tiers[i + 1]
-        if info.length > lower.quota or not self._make_room(i + 1, info.length):
+        if info.length > lower.quota or not self.make_room(i + 1, info.length):
             return False
-        return self._move(key, info, i, i + 1)
+        return self.move_block(key, info, i, i + 1)
 
-    def _move(
+    def move_block(
         self, key: BlockKey, info: BlockInfo, src: int, dst: int, detached: bool = False
     ) -> bool:
         """With the lock held and room made in ``dst``: copies the block there, journals

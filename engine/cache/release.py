@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from engine.cache.blockcache import BlockCache
 from engine.cache.tiers import BlockKey
 from engine.inode import PERSISTED
+from engine.state import BlockInfo
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _release_one(cache: BlockCache, key: BlockKey, src: int, out: Released, *, m
         if node is None or node.version != key[1] or not node.flags & PERSISTED:
             out.kept += 1  # the only copy (or garbage, which a clean close collected)
             return
-        if move and cache.move_down(key, info, src):
+        if move and move_down(cache, key, info, src):
             out.moved += 1
         else:
             cache.drop(key, info)
@@ -107,3 +108,15 @@ def remove_empty_tree(root: str) -> bool:
     except OSError:  # a mount point, or filled meanwhile: left in place
         return False
     return True
+
+
+def move_down(cache: BlockCache, key: BlockKey, info: BlockInfo, src: int) -> bool:
+    """With the lock held: moves the block from tier ``src`` to the highest durable tier below
+    it that its media allow and that has (or can make) room; False if none can."""
+    media = cache.media_of(key[0])
+    for i in range(src + 1, len(cache.tiers)):
+        tier = cache.tiers[i]
+        if tier.spec.sync and (not media or tier.name in media) and info.length <= tier.quota:
+            if cache.make_room(i, info.length):
+                return cache.move_block(key, info, src, i)
+    return False

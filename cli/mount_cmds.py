@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from typing import Any
@@ -12,7 +13,7 @@ from cli.common import EXIT_OK, UsageError, add_command, open_engine
 from cli.output import dumps
 from cli.paths import absolute as _abs
 from engine.credentials import is_secret_option
-from engine.errors import NotFound
+from engine.errors import NotFound, ShoalError
 
 
 def register(cmds: Any, common: argparse.ArgumentParser) -> None:
@@ -92,7 +93,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
     with open_engine(args, create=True) as engine:
         made = False
         try:
-            engine.ns.lookup(path)
+            # Listed afresh: a directory only the store has so far is no point to make.
+            engine.sync.lookup(path, 0.0)
         except NotFound:  # as Alluxio's fs mount: the mount point is made (not its parents)
             engine.fs.mkdir(path, 0o755, os.getuid(), os.getgid())
             made = True
@@ -100,7 +102,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
             engine.mounts.mount(path, args.uri, options, readonly=args.readonly)
         except BaseException:
             if made:  # a refused mount leaves the namespace as it found it
-                engine.fs.delete(path, directory=True)
+                with contextlib.suppress(ShoalError):  # the refusal is what to report
+                    engine.fs.delete(path, directory=True)
             raise
     return EXIT_OK
 

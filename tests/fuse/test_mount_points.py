@@ -43,3 +43,9 @@ def test_fs_mount_through_the_daemon_makes_its_mount_point(local_mount: Mounted)
     (local_mount.path / "busy" / "f").write_bytes(b"x")
     full = shoal("fs", "mount", "/busy", str(other), home=home, expect=1)
     assert "/busy is not empty" in full.stderr
+    # A directory only the store has so far (made beside the mount) is found, not made anew.
+    ufs: Path = local_mount.store.root  # type: ignore[attr-defined]
+    (ufs / "from-store").mkdir()
+    (ufs / "from-store" / "g").write_bytes(b"y")
+    unseen = shoal("fs", "mount", "/from-store", str(other), home=home, expect=1)
+    assert "/from-store is not empty" in unseen.stderr, unseen.stderr

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import uuid
 from pathlib import Path
 
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 from tests.cli.shoal_cli import env, shoal
 from tests.fuse.otheruser import NOBODY
 from ufs.s3options import SECRET_OPTIONS, S3Options
@@ -34,6 +36,22 @@ def test_fs_mount_makes_its_mount_point_on_a_new_home(tmp_path: Path) -> None:
     assert "/no does not exist" in deeper.stderr
     names = [line.split()[-1] for line in shoal("fs", "ls", "/", home=home).stdout.splitlines()]
     assert names == ["data", "full"]
+
+
+def test_the_seed_one_click_s3_mount(s3_server: S3Server, tmp_path: Path) -> None:
+    # As the user typed it: a new home, no fs mkdir, an S3 bucket at /s3.
+    bucket = f"seed-{uuid.uuid4().hex[:10]}"
+    client = s3_client(s3_server.endpoint)
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="train/a.jpg", Body=b"jpeg")
+    home = tmp_path / "home"
+    shoal(
+        "fs", "mount", "/s3", f"s3://{bucket}/", "-o", f"endpoint={s3_server.endpoint}",
+        "-o", "path_style=true", "-o", "region=us-east-1", "-o", f"access_key={ACCESS_KEY}",
+        "-o", f"secret_key={SECRET_KEY}", home=home,
+    )  # fmt: skip
+    listed = shoal("fs", "ls", "/s3/train", home=home).stdout
+    assert listed.split()[-1] == "a.jpg"
 
 
 def test_help_names_only_options_that_are_accepted(tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from engine.engine import Engine
-from engine.errors import InvalidArgument, NotFound
-from engine.home import JOURNAL_DIR, HomeLock, resolve_home
+from engine.errors import NotFound
+from engine.home import JOURNAL_DIR, HomeLock, is_home, resolve_home
 from journal.storage import OsStorage
 
 EXIT_OK = 0
@@ -64,27 +63,28 @@ def whole_number(minimum: int, noun: str, too_small: str) -> Callable[[str], int
 
 
 def home_of(args: argparse.Namespace) -> str:
-    """The home's absolute path from --home or SHOAL_HOME; remembered for error messages."""
-    try:
-        home = resolve_home(args.home)
-    except InvalidArgument as exc:
-        raise UsageError(str(exc)) from None
+    """The home's absolute path from --home, SHOAL_HOME or the default (engine/home.py);
+    remembered for error messages."""
+    home = resolve_home(args.home)
     args.resolved_home = home
     return home
 
 
 def existing_home(args: argparse.Namespace) -> str:
-    """Like ``home_of``, for commands that inspect a home: they must not create one."""
+    """Like ``home_of``, for commands that must not create a home: a mistyped path would
+    become a new, empty one."""
     home = home_of(args)
-    try:
-        is_home = stat.S_ISDIR(os.stat(os.path.join(home, JOURNAL_DIR)).st_mode)
-    except PermissionError:  # another user's home (0700): opening its lock says so
-        is_home = True
-    except (FileNotFoundError, NotADirectoryError):
-        is_home = False
-    if not is_home:
-        raise NotFound(f"{home} is not a Shoal home (it has no {JOURNAL_DIR}/ directory)")
-    return home
+    if is_home(home):
+        return home
+    if not (args.home or os.environ.get("SHOAL_HOME")):
+        raise UsageError(
+            f"no Shoal home: pass --home DIR or set SHOAL_HOME (the default, {home}, is not"
+            " one yet: `shoal init` makes it)"
+        )
+    raise NotFound(
+        f"{home} is not a Shoal home (it has no {JOURNAL_DIR}/ directory): check --home or"
+        " SHOAL_HOME, or make one there with `shoal init` or `shoal mount`"
+    )
 
 
 # Set in the daemon: commands that arrive through its admin channel run on its engine.
@@ -92,16 +92,19 @@ ONLINE_ENGINE: Engine | None = None
 
 
 @contextmanager
-def open_engine(args: argparse.Namespace, *, reconcile: bool = True) -> Iterator[Engine]:
+def open_engine(
+    args: argparse.Namespace, *, reconcile: bool = True, create: bool = False
+) -> Iterator[Engine]:
     """The home opened for use (exclusive lock, recovery), closed without a final checkpoint:
     a one-shot command appends a handful of entries, and a checkpoint per command would start
     a new segment each time. Count-triggered checkpoints still happen. In the daemon: its own
-    engine, left open."""
+    engine, left open. Only a command that may begin a home (``create``) makes a new one."""
     if ONLINE_ENGINE is not None:
         args.resolved_home = getattr(ONLINE_ENGINE.storage, "root", None)
         yield ONLINE_ENGINE
         return
-    engine = Engine.open_home(home_of(args), reconcile=reconcile)
+    home = home_of(args) if create else existing_home(args)
+    engine = Engine.open_home(home, reconcile=reconcile)
     try:
         yield engine
     finally:

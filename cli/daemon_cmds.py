@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import subprocess
@@ -43,8 +44,11 @@ def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunn
         " MOUNTPOINT and returns once the mount is live; the daemon goes on in the background"
         " (logs in <home>/logs/shoal.log). -o KEY=VALUE sets a configuration key"
         " (docs/configuration.md; e.g. -o cache.readahead_blocks=4, -o write_type=CACHE_THROUGH)"
-        " or, for any other key, an option of the UFS (e.g. -o endpoint_url=...); -o debug logs"
-        " verbosely; -o allow_other lets other users in; -o ro mounts read-only. Secrets:"
+        " or, for any other key, an option of the UFS (S3: endpoint=http://HOST:PORT, region,"
+        " path_style=true, profile, ...; an unknown one is refused with the list); -o debug"
+        " logs verbosely; -o allow_other lets other users in; -o ro mounts read-only;"
+        " -o nonempty mounts over a directory that has files (they are hidden meanwhile)."
+        " Secrets:"
         " -o secret_key_file=PATH (mode 0600), --secret-key-stdin, -o profile=NAME or the"
         " AWS_* environment variables; the daemon gets them through a pipe and keeps them in"
         " memory only (-o secret_key=VALUE works, with a warning: `ps` shows it).",
@@ -70,11 +74,14 @@ def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunn
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
 
 
-def split_options(items: list[str]) -> tuple[dict[str, Any], dict[str, str], bool]:
-    """(configuration overrides, UFS options, read-only) from -o items."""
+Split = tuple[dict[str, Any], dict[str, str], bool, bool]
+
+
+def split_options(items: list[str]) -> Split:
+    """(configuration overrides, UFS options, read-only, nonempty) from -o items."""
     overrides: dict[str, Any] = {}
     ufs: dict[str, str] = {}
-    readonly = False
+    readonly = nonempty = False
     for item in items:
         for part in item.split(","):
             key, sep, value = part.partition("=")
@@ -86,20 +93,29 @@ def split_options(items: list[str]) -> tuple[dict[str, Any], dict[str, str], boo
                 overrides[name] = flag
             elif key == "ro" and not sep:
                 readonly = True
+            elif key == "nonempty" and not sep:
+                nonempty = True
             elif not sep:
-                raise UsageError(f"mount option {key!r} needs a value: -o {key}=VALUE")
+                flags = sorted([*FLAG_OPTIONS, "ro", "nonempty"])
+                near = difflib.get_close_matches(key, flags, n=1)
+                hint = f"did you mean -o {near[0]}? " if near else ""
+                raise UsageError(
+                    f"mount option {key!r} needs a value: -o {key}=VALUE ({hint}the flags without"
+                    f" a value are {', '.join(flags)})"
+                )
             elif "." in key or key in TOP_LEVEL_CONFIG_KEYS:
                 overrides[key] = value
             else:
                 ufs[key] = value
-    return overrides, ufs, readonly
+    return overrides, ufs, readonly, nonempty
 
 
-def _handed(fd: int) -> tuple[dict[str, Any], dict[str, str], bool]:
+def _handed(fd: int) -> Split:
     """What the command that started this daemon sent through its pipe (_start_daemon)."""
     with os.fdopen(fd, "rb") as pipe:
         handed = json.loads(pipe.read())
-    return handed["overrides"], handed["ufs"], bool(handed["readonly"])
+    nonempty = bool(handed.get("nonempty"))
+    return handed["overrides"], handed["ufs"], bool(handed["readonly"]), nonempty
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
@@ -107,9 +123,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if args.options_fd is not None:  # a daemon started by _start_daemon: all gathered there
         if not args.foreground:
             raise UsageError("--options-fd is for the daemon that `shoal mount` starts")
-        overrides, ufs_options, readonly = _handed(args.options_fd)
+        overrides, ufs_options, readonly, nonempty = _handed(args.options_fd)
     else:
-        overrides, ufs_options, readonly = split_options(args.option)
+        overrides, ufs_options, readonly, nonempty = split_options(args.option)
         ufs_options = secret_sources.gather(
             ufs_options, stdin_key=args.secret_key_stdin, use_environment=True
         )
@@ -130,11 +146,13 @@ def cmd_mount(args: argparse.Namespace) -> int:
             overrides=overrides,
             ufs_options=ufs_options,
             readonly=readonly,
+            nonempty=nonempty,
             config_file=args.config,
             ready=ready,
             run_command=args.run_command,
         )
     handed = {"overrides": overrides, "ufs": ufs_options, "readonly": readonly}
+    handed["nonempty"] = nonempty
     return _start_daemon(args, home, json.dumps(handed).encode())
 
 

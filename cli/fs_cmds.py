@@ -35,7 +35,7 @@ from engine.state import block_size_of
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     cmds = command_group(
-        sub, common, "fs", "offline namespace operations (the home must not be in use)"
+        sub, common, "fs", "namespace operations (in the daemon serving the home, if one runs)"
     )
 
     p = add_command(cmds, common, "mkdir", cmd_mkdir, "create directories")

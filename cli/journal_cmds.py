@@ -14,7 +14,7 @@ from cli.common import (
     UsageError,
     add_command,
     command_group,
-    home_of,
+    existing_home,
     locked_journal,
     open_engine,
     whole_number,
@@ -165,7 +165,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    report = replay_home(home_of(args), verify=args.verify)
+    report = replay_home(existing_home(args), verify=args.verify)  # a typo is not replayed
     c = report.counts
     ckpt = f"{report.checkpoint} (seq {report.checkpoint_seq})" if report.checkpoint else "none"
     rows: list[tuple[str, object]] = [

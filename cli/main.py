@@ -15,6 +15,7 @@ from cli import (
     common,
     daemon_cmds,
     fs_cmds,
+    init_cmds,
     journal_cmds,
     online,
     tiers_cmd,
@@ -27,6 +28,7 @@ from cli.common import (
     EXIT_USAGE,
     UsageError,
 )
+from cli.version import version
 from engine.engine import Engine
 from engine.errors import HomeLocked, ShoalError
 from journal.errors import (
@@ -50,14 +52,18 @@ exit codes:
   5  the home or its journal is not writable by this user
 
 environment:
-  SHOAL_HOME  the home directory when --home is not given
+  SHOAL_HOME  the home directory when --home is not given (default: /var/lib/shoal
+              for root, else $XDG_DATA_HOME/shoal or ~/.local/share/shoal)
 """
 
 
 def _global_options(default_home: object, default_verbose: object) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument(
-        "--home", metavar="DIR", default=default_home, help="the Shoal home (default: $SHOAL_HOME)"
+        "--home",
+        metavar="DIR",
+        default=default_home,
+        help="the Shoal home (default: $SHOAL_HOME, else see below)",
     )
     options.add_argument(
         "-v",
@@ -77,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_global_options(None, 0)],
     )
+    parser.add_argument("--version", action="version", version=f"shoal {version()}")
     # The global options are accepted after any subcommand too (`shoal journal verify --home
     # X`). Subcommands get their own copies whose default is SUPPRESS, so they do not reset
     # what was given before the subcommand (parents share action objects, hence two copies).
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache_cmds.register_report(sub, shared)
     tiers_cmd.register(sub, shared)
     daemon_cmds.register(sub, shared, run_in_daemon)
+    init_cmds.register(sub, shared)
     return parser
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 from typing import Any
 
 from cli import common, secret_sources
@@ -11,6 +13,7 @@ from cli.common import EXIT_OK, UsageError, add_command, open_engine
 from cli.output import dumps
 from cli.paths import absolute as _abs
 from engine.credentials import is_secret_option
+from engine.errors import NotFound, ShoalError
 
 
 def register(cmds: Any, common: argparse.ArgumentParser) -> None:
@@ -26,7 +29,9 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         " `ps` shows to every user) is kept in <home>/credentials (mode 0600) for the processes"
         " that serve the mount later, never in the journal.",
     )
-    p.add_argument("path", metavar="PATH", help="an empty directory of the namespace, or /")
+    p.add_argument(
+        "path", metavar="PATH", help="an empty directory of the namespace (made if missing), or /"
+    )
     p.add_argument("uri", metavar="UFS_URI")
     p.add_argument(
         "-o",
@@ -83,8 +88,23 @@ def cmd_mount(args: argparse.Namespace) -> int:
             use_environment=False,
             quiet=common.ONLINE_ENGINE is not None,  # no argv of ours showed them
         )
-    with open_engine(args) as engine:
-        engine.mounts.mount(_abs(args.path), args.uri, options, readonly=args.readonly)
+    path = _abs(args.path)
+    # A new home is begun by its first mount (the seed's one-click `fs mount /s3 s3://...`).
+    with open_engine(args, create=True) as engine:
+        made = False
+        try:
+            # Listed afresh: a directory only the store has so far is no point to make.
+            engine.sync.lookup(path, 0.0)
+        except NotFound:  # as Alluxio's fs mount: the mount point is made (not its parents)
+            engine.fs.mkdir(path, 0o755, os.getuid(), os.getgid())
+            made = True
+        try:
+            engine.mounts.mount(path, args.uri, options, readonly=args.readonly)
+        except BaseException:
+            if made:  # a refused mount leaves the namespace as it found it
+                with contextlib.suppress(ShoalError):  # the refusal is what to report
+                    engine.fs.delete(path, directory=True)
+            raise
     return EXIT_OK
 
 

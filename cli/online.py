@@ -23,6 +23,7 @@ import sys
 
 from cli.common import EXIT_FAILED
 from cli.progress import is_terminal
+from engine.home import default_home
 from fuse.admin import SOCKET, short_path
 from fuse.mountinfo import shoal_mounts
 
@@ -80,9 +81,8 @@ def forward(argv: list[str], args: argparse.Namespace) -> int | None:
     if not runs_online(args):
         return None
     argv, mount_home = translate(argv)
-    home = args.home or os.environ.get("SHOAL_HOME") or mount_home
-    if home is None:
-        return None
+    # The default home last: a daemon serving it takes the commands that name no home.
+    home = args.home or os.environ.get("SHOAL_HOME") or mount_home or default_home()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with short_path(os.path.abspath(home)) as folder:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from engine.errors import HomeLocked, InvalidArgument, PermissionDenied
+from engine.errors import HomeLocked, PermissionDenied
 from journal.storage import (
     PRIVATE_FILE_MODE,
     Storage,
@@ -28,11 +28,32 @@ LOCK_FILE = "lock"
 CONFIG_FILE = "shoal.toml"
 
 
+def default_home() -> str:
+    """The home when neither --home nor SHOAL_HOME names one: /var/lib/shoal for root, else
+    the user's XDG data directory ($XDG_DATA_HOME, or ~/.local/share) /shoal."""
+    if os.geteuid() == 0:
+        return "/var/lib/shoal"
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return os.path.join(data, "shoal")
+
+
 def resolve_home(home: str | None) -> str:
-    path = home or os.environ.get("SHOAL_HOME")
-    if not path:
-        raise InvalidArgument("no Shoal home: pass --home DIR or set SHOAL_HOME")
+    path = home or os.environ.get("SHOAL_HOME") or default_home()
     return os.path.abspath(path)
+
+
+def is_home(path: str) -> bool:
+    """Whether ``path`` is a home some process has opened for use (it has a journal), or one
+    prepared for it (its shoal.toml written first): a mistyped path is neither."""
+    for inside, want in ((JOURNAL_DIR, stat.S_ISDIR), (CONFIG_FILE, stat.S_ISREG)):
+        try:
+            if want(os.stat(os.path.join(path, inside)).st_mode):
+                return True
+        except PermissionError:  # another user's home (0700): opening its lock says so
+            return True
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return False
 
 
 class HomeLock:

@@ -27,12 +27,14 @@ import trio
 from engine import exporter
 from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
-from engine.errors import Busy, InvalidArgument, NotADirectory, NotFound
+from engine.errors import Busy, InvalidArgument, NotADirectory, NotEmpty, NotFound
 from fuse import fallocate
+from fuse.access import refusal_hint
 from fuse.admin import AdminServer, CommandRunner
 from fuse.clientserver import ClientServer
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
+from fuse.proctitle import set_title
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,10 @@ LOG_FILE = "shoal.log"
 SPOOL_DIR = "spool"
 
 
-def clear_dead_mount(mountpoint: str) -> None:
+def clear_dead_mount(mountpoint: str, nonempty: bool = False) -> None:
     """A daemon killed with SIGKILL leaves its mount behind (answering ENOTCONN, or stale
-    attributes from the kernel's cache): detach it. Anything else mounted there is refused."""
+    attributes from the kernel's cache): detach it. Anything else mounted there is refused, and
+    so is a directory with files (the mount would hide them) unless ``nonempty``."""
     dead = served(mountpoint) is False
     try:
         os.stat(mountpoint)
@@ -61,6 +64,11 @@ def clear_dead_mount(mountpoint: str) -> None:
         raise NotADirectory(f"mountpoint {mountpoint} is not a directory")
     if os.path.ismount(mountpoint):
         raise Busy(f"{mountpoint} is already a mount point; unmount it first")
+    if not nonempty and os.listdir(mountpoint):
+        raise NotEmpty(
+            f"mountpoint {mountpoint} is not empty: the mount would hide its files; empty it,"
+            " choose another, or pass -o nonempty to mount over them"
+        )
 
 
 def attach_root(engine: Engine, uri: str, options: dict[str, str], readonly: bool) -> None:
@@ -173,6 +181,17 @@ async def _serve() -> None:
         nursery.cancel_scope.cancel()
 
 
+def _mount(ops: ShoalOperations, mountpoint: str, options: set[str]) -> None:
+    try:
+        pyfuse3.init(ops, mountpoint, options)
+    except RuntimeError as exc:  # libfuse has printed its reason on stderr just before
+        hint = refusal_hint("allow_other" in options)
+        raise InvalidArgument(
+            f"libfuse refused to mount {mountpoint} ({exc}); "
+            + (hint or "its reason is on the line above")
+        ) from None
+
+
 def run(
     home: str,
     uri: str,
@@ -181,6 +200,7 @@ def run(
     overrides: dict[str, Any],
     ufs_options: dict[str, str],
     readonly: bool,
+    nonempty: bool = False,
     config_file: str | None,
     ready: Callable[[], None],
     run_command: CommandRunner,
@@ -189,7 +209,8 @@ def run(
     # Secrets come in ufs_options (the command line took its own environment's); none stays
     # in the environment, where children would inherit it.
     take_environment_secrets()
-    clear_dead_mount(mountpoint)
+    set_title(f"shoal: serving {mountpoint}")
+    clear_dead_mount(mountpoint, nonempty)
     _public, secrets = split_secrets(ufs_options)
     engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
     pid_file = os.path.join(home, PID_FILE)
@@ -202,13 +223,8 @@ def run(
         spool = os.path.join(home, SPOOL_DIR)
         makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)
-        try:
-            options = fuse_options(home, config.fuse_allow_other, engine.fs.read_only_root())
-            pyfuse3.init(ops, mountpoint, options)
-        except RuntimeError as exc:  # libfuse has printed its reason on stderr just before
-            raise InvalidArgument(
-                f"libfuse refused to mount {mountpoint} ({exc}); its reason is on the line above"
-            ) from None
+        _mount(ops, mountpoint, fuse_options(home, config.fuse_allow_other,
+                                             engine.fs.read_only_root()))  # fmt: skip
         fallocate.install(ops.fallocate)
         engine.ns.gate.observers.append(ops.invalidator.observe)
         ops.invalidator.start()

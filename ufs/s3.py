@@ -137,6 +137,10 @@ class S3UnderFS(UnderFS):
                         f"{self.uri}: bucket {self.bucket!r} does not exist at"
                         f" {self.options.endpoint or 'AWS'}; create it or fix the URI"
                     ) from None
+                if status == 403:
+                    # Nor to tell a wrong key (InvalidAccessKeyId) from a wrong secret
+                    # (SignatureDoesNotMatch) or a policy: a LIST's answer has the code.
+                    self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
                 raise
 
     # -- reading -----------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ufs.errors import UfsError
@@ -36,7 +37,7 @@ class S3Options:
             if key in SECRET_OPTIONS:
                 continue
             if key not in known:
-                raise UfsError(f"unknown S3 mount option {key!r}")
+                raise UfsError(unknown_option(key))
             current = getattr(cls, key)
             try:
                 if isinstance(current, bool):
@@ -49,4 +50,26 @@ class S3Options:
                     values[key] = str(raw)
             except ValueError:
                 raise UfsError(f"S3 mount option {key}: {raw!r} is not a valid value") from None
+        endpoint = values.get("endpoint")
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            # botocore's answer is a ValueError deep in client creation: say the fix here.
+            raise UfsError(
+                f"S3 mount option endpoint: {endpoint!r} has no scheme;"
+                f" write -o endpoint=http://{endpoint} (or https://)"
+            )
         return cls(**values)
+
+
+def option_names() -> list[str]:
+    """Every S3 mount option, secrets included, as a user writes them after -o."""
+    return sorted({f.name for f in fields(S3Options)} | SECRET_OPTIONS)
+
+
+def unknown_option(key: str) -> str:
+    """The message for a key that is no S3 option: the nearest one, and all of them."""
+    names = option_names()
+    near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if not near:  # endpoint_url, aws_region: the option is the key's first or last word
+        near = [n for n in names if n in key.split("_")][:1]
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"unknown S3 mount option {key!r}{hint}; the S3 options are: {', '.join(names)}"

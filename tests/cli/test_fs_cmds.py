@@ -26,6 +26,7 @@ def test_no_home_is_a_usage_error() -> None:
 
 def test_home_from_environment_and_after_the_subcommand(tmp_path: Path) -> None:
     home = tmp_path / "h"
+    shoal("init", env=env(SHOAL_HOME=str(home)))
     shoal("fs", "mkdir", "/from-env", env=env(SHOAL_HOME=str(home)))
     out = shoal("fs", "ls", "/", "--home", str(home)).stdout
     assert out.rstrip().endswith(" from-env")
@@ -33,6 +34,7 @@ def test_home_from_environment_and_after_the_subcommand(tmp_path: Path) -> None:
 
 def test_build_and_list_a_namespace(tmp_path: Path) -> None:
     home = tmp_path / "h"
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "-p", "/data/train/cats", "/data/val", home=home)
     shoal("fs", "touch", "/data/train/cats/1.jpg", "data/train/cats/2.jpg", home=home)
     shoal("fs", "ln", "-s", "/data/train", "/train", home=home)
@@ -73,6 +75,7 @@ def test_build_and_list_a_namespace(tmp_path: Path) -> None:
 
 def test_stat(tmp_path: Path) -> None:
     home = tmp_path / "h"
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "touch", "/f", home=home)
     info = json.loads(shoal("fs", "stat", "--json", "/f", home=home).stdout)
     assert info["path"] == "/f" and info["type"] == "file" and info["flags"] == ["complete"]
@@ -87,6 +90,7 @@ def test_stat(tmp_path: Path) -> None:
 
 def test_mv_and_rm(tmp_path: Path) -> None:
     home = tmp_path / "h"
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "-p", "/a/b", "/dst", home=home)
     shoal("fs", "touch", "/a/b/f", home=home)
     shoal("fs", "mv", "/a/b/f", "/a/g", home=home)  # rename
@@ -106,6 +110,7 @@ def test_mv_and_rm(tmp_path: Path) -> None:
 
 def test_operation_errors_are_one_line_exit_1(tmp_path: Path) -> None:
     home = tmp_path / "h"
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "/d", home=home)
     cases = [
         (("fs", "mkdir", "/d"), "/d already exists"),
@@ -126,6 +131,7 @@ def test_ln_needs_s(tmp_path: Path) -> None:
 
 def test_verbose_reports_the_open(tmp_path: Path) -> None:
     home = tmp_path / "h"
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "/d", home=home)
     quiet = shoal("fs", "ls", "/", home=home)
     assert quiet.stderr == ""

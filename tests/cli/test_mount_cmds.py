@@ -19,6 +19,7 @@ def test_mount_rules_on_local_paths(tmp_path: Path) -> None:
     home, data, other = tmp_path / "home", tmp_path / "data", tmp_path / "other"
     (data / "sub").mkdir(parents=True)
     other.mkdir()
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "-p", "/mnt/a", "/mnt/b", "/full/x", home=home)
     shoal("fs", "mount", "/mnt/a", str(data), home=home)
     out = shoal("fs", "mounts", home=home).stdout
@@ -55,6 +56,7 @@ def test_a_secret_reaches_only_the_credentials_file(
     bucket = f"sec-{uuid.uuid4().hex[:10]}"
     s3_client(s3_server.endpoint).create_bucket(Bucket=bucket)
     session_token = "session-token-" + uuid.uuid4().hex
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "/s3", home=home)
     proc = shoal(
         "-v", "fs", "mount", "/s3", f"s3://{bucket}/train",
@@ -105,6 +107,7 @@ def test_a_secret_file_is_kept_by_reference(
     key_file = tmp_path / "secret-key"
     key_file.write_text(SECRET_KEY + "\n")
     key_file.chmod(0o640)
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "/s3", home=home)
     args = ["fs", "mount", "/s3", f"s3://{bucket}/train", "-o", f"endpoint={s3_server.endpoint}",
             "-o", "path_style=true", "-o", "region=us-east-1", "-o", f"access_key={ACCESS_KEY}",

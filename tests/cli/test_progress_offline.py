@@ -10,6 +10,7 @@ from tests.cli.terminal import shoal_on_terminal
 
 def test_fsck_shows_its_checks_on_a_terminal_only(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "/data", home=home)
 
     code, screen = shoal_on_terminal("fsck", "--home", str(home))
@@ -26,6 +27,7 @@ def test_fsck_shows_its_checks_on_a_terminal_only(tmp_path: Path) -> None:
 
 def test_journal_checkpoint_shows_it_is_working_on_a_terminal_only(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    shoal("init", home=home)  # a home is made explicitly, never by a typo
     shoal("fs", "mkdir", "/data", home=home)
 
     code, screen = shoal_on_terminal("journal", "checkpoint", "--home", str(home))

@@ -17,6 +17,7 @@ from cli import (
     fs_cmds,
     journal_cmds,
     online,
+    service_cmds,
     tiers_cmd,
 )
 from cli.common import (
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache_cmds.register_report(sub, shared)
     tiers_cmd.register(sub, shared)
     daemon_cmds.register(sub, shared, run_in_daemon)
+    service_cmds.register(sub, shared)
     return parser
 
 

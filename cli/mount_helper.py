@@ -106,9 +106,15 @@ def umount_main(argv: list[str] | None = None) -> int:
     fuse.shoal; ``shoal umount`` returns only once the daemon has flushed and checkpointed, where
     the bare system call would return at once and leave that to happen after."""
     argv = sys.argv[1:] if argv is None else argv
-    positional = [a for a in argv if not a.startswith("-")]
-    if "-t" in argv:  # -t TYPE: its value is not a mountpoint
-        positional.remove(argv[argv.index("-t") + 1])
+    positional: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "-t":  # -t TYPE: its value is not a mountpoint
+            if next(args, None) is None:
+                positional = []
+                break
+        elif not arg.startswith("-"):
+            positional.append(arg)
     if len(positional) != 1:
         print("umount.shoal: expected MOUNTPOINT [-flnrv], as umount(8) passes it", file=sys.stderr)
         return EXIT_USAGE

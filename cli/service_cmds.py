@@ -135,7 +135,11 @@ def cmd_install(args: argparse.Namespace) -> int:
     for helper in HELPERS:
         target = os.path.join(os.path.dirname(shoal), helper)
         link = os.path.join(args.helper_dir, helper)
-        if os.path.exists(target) and not os.path.lexists(link):
+        if not os.path.exists(target):
+            continue  # not installed as a package (a source tree): see docs/operations.md
+        if os.path.lexists(link):
+            print(f"left {link} as it is (-> {os.path.realpath(link)})")
+        else:
             os.symlink(target, link)
             print(f"linked {link} -> {target}")
     print(f"now: systemctl daemon-reload && systemctl enable --now shoal@{args.name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,15 @@ def test_service_unit_prints_the_template() -> None:
     out = shoal("service", "unit", "--shoal", "/usr/bin/shoal").stdout
     assert "ExecStart=/usr/bin/shoal mount --foreground" in out
     assert "EnvironmentFile=/etc/shoal/%i.env" in out
+
+
+def test_service_install_links_the_mount_helpers_beside_shoal(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("shoal", "mount.shoal", "mount.fuse.shoal", "umount.fuse.shoal"):
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "sbin").mkdir()
+    install(tmp_path, "--shoal", str(bin_dir / "shoal"))
+    for name in ("mount.shoal", "mount.fuse.shoal", "umount.fuse.shoal"):
+        assert os.readlink(tmp_path / "sbin" / name) == str(bin_dir / name)

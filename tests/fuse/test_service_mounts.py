@@ -64,13 +64,14 @@ def wrapper(path: Path, call: str) -> None:
 
 
 @contextmanager
-def helpers() -> Iterator[str]:
-    """The fstab type whose mount helper runs this tree's: a name of this test's own. The
-    umount helper's name is fixed by the kernel's type of every Shoal mount, fuse.shoal."""
+def helpers(prefix: str = "fuse.") -> Iterator[str]:
+    """The fstab type whose mount helper runs this tree's: a name of this test's own (mount(8)
+    runs mount.fuse.shoal for type fuse.shoal, mount.shoal for shoal). The umount helper's name
+    is fixed by the kernel's type of every Shoal mount, fuse.shoal."""
     unmount = SBIN / "umount.fuse.shoal"
     if os.path.lexists(unmount):
         pytest.skip(f"{unmount} is installed: umount(8) would run it, not this tree's")
-    kind = f"fuse.shoaltest{os.getpid()}"
+    kind = f"{prefix}shoaltest{os.getpid()}"
     mount = SBIN / f"mount.{kind}"
     try:
         wrapper(mount, "main")
@@ -82,12 +83,13 @@ def helpers() -> Iterator[str]:
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root")
-def test_fstab_line_mounts_and_umounts_through_the_helper(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefix", ["fuse.", ""])
+def test_fstab_line_mounts_and_umounts_through_the_helper(tmp_path: Path, prefix: str) -> None:
     (tmp_path / "ufs").mkdir()
     (tmp_path / "ufs" / "a.txt").write_text("from fstab")
     m = Mounted(tmp_path / "home", str(tmp_path / "ufs"), tmp_path / "mnt")
     fstab = tmp_path / "fstab"
-    with helpers() as kind:
+    with helpers(prefix) as kind:
         options = f"home={m.home},_netdev,nofail,x-systemd.requires=network-online.target,ro"
         fstab.write_text(f"{m.uri} {m.path} {kind} {options} 0 0\n")
         try:

@@ -122,3 +122,54 @@ def test_fstab_helper_failure_is_one_line_and_exit_32(tmp_path: Path) -> None:
     assert done.returncode == 32, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert not os.path.ismount(tmp_path / "mnt")
+
+
+def unit_command(unit: str, key: str, settings: dict[str, str]) -> list[str]:
+    """The unit's ``key=`` command as systemd runs it: ``${X}`` one word, ``$X`` split at
+    whitespace (an empty one no word at all); the unit's line continuations joined."""
+    line = next(ln for ln in unit.replace("\\\n", "").splitlines() if ln.startswith(f"{key}="))
+    words: list[str] = []
+    for word in line.partition("=")[2].split():
+        if word.startswith("${") and word.endswith("}"):
+            words.append(settings[word[2:-1]])
+        elif word.startswith("$"):
+            words += settings[word[1:]].split()
+        else:
+            words.append(word)
+    return words
+
+
+def test_service_unit_commands_mount_notify_and_umount(tmp_path: Path) -> None:
+    (tmp_path / "ufs").mkdir()
+    (tmp_path / "ufs" / "a.txt").write_text("from the unit")
+    m = Mounted(tmp_path / "home", str(tmp_path / "ufs"), tmp_path / "mnt")
+    program = tmp_path / "shoal"  # the installed `shoal`, running this tree's code
+    program.write_text(f'#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m cli.main "$@"\n')
+    program.chmod(0o755)
+    shoal("service", "install", "t", m.uri, str(m.path), "-o", "ro,cache.readahead_blocks=2",
+          "--shoal", str(program), "--unit-dir", str(tmp_path / "units"),
+          "--config-dir", str(tmp_path / "conf"), "--helper-dir", str(tmp_path),
+          home=m.home)  # fmt: skip
+    unit = (tmp_path / "units" / "shoal@.service").read_text()
+    lines = (tmp_path / "conf" / "t.env").read_text().splitlines()
+    settings = dict(line.split("=", 1) for line in lines)
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(NOTIFY_WAIT_S)
+        start = unit_command(unit, "ExecStart", settings)
+        daemon = subprocess.Popen(start, env=env(NOTIFY_SOCKET=address))  # the main process
+        try:
+            assert "READY=1" in receive(sock)
+            assert (m.path / "a.txt").read_text() == "from the unit"
+            with pytest.raises(OSError):
+                (m.path / "b.txt").write_text("x")
+            stop = subprocess.run(unit_command(unit, "ExecStop", settings), env=env())
+            assert stop.returncode == 0
+            assert "STOPPING=1" in receive(sock)
+            assert daemon.wait(timeout=NOTIFY_WAIT_S) == 0 and not os.path.ismount(m.path)
+        finally:
+            m.teardown()
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()

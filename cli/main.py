@@ -18,6 +18,7 @@ from cli import (
     init_cmds,
     journal_cmds,
     online,
+    service_cmds,
     tiers_cmd,
 )
 from cli.common import (
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiers_cmd.register(sub, shared)
     daemon_cmds.register(sub, shared, run_in_daemon)
     init_cmds.register(sub, shared)
+    service_cmds.register(sub, shared)
     return parser
 
 

@@ -35,6 +35,7 @@ from fuse.clientserver import ClientServer
 from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
 from fuse.proctitle import set_title
+from fuse.sdnotify import Notifier
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,9 @@ def fuse_options(home: str, allow_other: bool, readonly: bool = False) -> set[st
     return options
 
 
-async def _serve() -> None:
+async def _serve(notifier: Notifier) -> None:
+    """Serves until unmounted or signalled; systemd (a unit of Type=notify) hears READY=1 once
+    the mount is live and answering, STOPPING=1 when the daemon starts to flush and stop."""
     async with trio.open_nursery() as nursery:
 
         async def stop_on_signal() -> None:
@@ -177,7 +180,11 @@ async def _serve() -> None:
                     return
 
         nursery.start_soon(stop_on_signal)
-        await pyfuse3.main(min_tasks=1, max_tasks=64)
+        notifier.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving")
+        try:
+            await pyfuse3.main(min_tasks=1, max_tasks=64)
+        finally:
+            notifier.notify("STOPPING=1", "STATUS=flushing and checkpointing")
         nursery.cancel_scope.cancel()
 
 
@@ -248,7 +255,7 @@ def run(
             # switch interval: 5 ms by default, a tenth of that here.
             sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
             try:
-                trio.run(_serve)
+                trio.run(_serve, Notifier())
             finally:
                 if clients is not None:
                     clients.close()

@@ -8,6 +8,7 @@ against AWS or MinIO.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+from engine.errors import Unavailable
 
 ACCESS_KEY = "shoal-test-access"
 SECRET_KEY = "shoal-test-secret-do-not-leak-7f3a9c"
@@ -46,7 +49,22 @@ class S3Server:
             self.process.wait()
 
 
+def has_moto() -> bool:
+    """Whether moto (a test extra: `pip install .` installs the runtime only) is here."""
+    return importlib.util.find_spec("moto") is not None
+
+
+def require_moto() -> None:
+    """Refuses, in one line, a benchmark that needs moto where it is not installed."""
+    if not has_moto():
+        raise Unavailable(
+            "this benchmark needs moto's S3 server, one of the test extras:"
+            " pip install 'shoal[test]' (or .[test] from a checkout)"
+        )
+
+
 def start_s3_server(env: dict[str, str] | None = None) -> S3Server:
+    require_moto()
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -85,6 +85,10 @@ def test_wheel_mounts_reads_and_unmounts_clean(venv: Path, scratch: Path) -> Non
     src, mnt, home = scratch / "src", scratch / "mnt", scratch / "home"
     src.mkdir()
     mnt.mkdir()
+    # Run from a project of the user's that has a package of one of Shoal's top-level names:
+    # the daemon must still import the installed Shoal, not that.
+    (scratch / "engine").mkdir()
+    (scratch / "engine" / "__init__.py").write_text('"""the user\'s own engine"""\n')
     content = os.urandom(3 * (1 << 20) + 12345)
     (src / "sample.bin").write_bytes(content)
     _ok(_run(shoal, "--home", home, "mount", src, mnt, cwd=scratch))

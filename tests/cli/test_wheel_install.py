@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from tests.cli import wheelhouse
 from tests.cli.shoal_cli import ROOT
 
 pytestmark = pytest.mark.install
+
+RUNTIME_PACKAGES = ("cli", "engine", "fuse", "journal", "recovery", "ufs")
 
 # Not part of the wheel, nor of what is built from: the wheel must stand without them.
 _LEFT_OUT = shutil.ignore_patterns(
@@ -46,14 +49,22 @@ def _ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[s
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment with the repository's wheel installed, runtime only."""
-    top = tmp_path_factory.mktemp("wheel-install")
-    source, dist, house, env_dir = (top / d for d in ("source", "dist", "house", "venv"))
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from a copy of the repository's runtime files."""
+    top = tmp_path_factory.mktemp("wheel-build")
+    source, dist = top / "source", top / "dist"
     shutil.copytree(ROOT, source, ignore=_LEFT_OUT)
     _ok(_run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
              "-w", dist, source, cwd=top))  # fmt: skip
-    (wheel,) = dist.glob("shoal-*.whl")
+    (built,) = dist.glob("shoal-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A fresh virtual environment with the repository's wheel installed, runtime only."""
+    top = tmp_path_factory.mktemp("wheel-install")
+    house, env_dir = top / "house", top / "venv"
     wheelhouse.build(wheel, house)
     _ok(_run(sys.executable, "-m", "venv", env_dir, cwd=top))
     # --retries 0: an index that cannot be reached is given up at once, the wheelhouse serves.
@@ -68,6 +79,20 @@ def scratch(tmp_path: Path) -> Iterator[Path]:
     mnt = tmp_path / "mnt"
     if served(str(mnt)) is not None or os.path.ismount(mnt):
         subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+
+
+def test_wheel_holds_every_runtime_module(wheel: Path) -> None:
+    """A package left out of pyproject.toml's list works from the checkout, not installed."""
+    with zipfile.ZipFile(wheel) as zf:
+        held = {name for name in zf.namelist() if name.endswith(".py")}
+    runtime = {
+        str(path.relative_to(ROOT))
+        for top in RUNTIME_PACKAGES
+        for path in (ROOT / top).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert runtime - held == set()
+    assert not {name for name in held if name.startswith("tests/")}
 
 
 def test_wheel_has_no_test_tools(venv: Path, scratch: Path) -> None:

@@ -54,7 +54,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     top = tmp_path_factory.mktemp("wheel-build")
     source, dist = top / "source", top / "dist"
     shutil.copytree(ROOT, source, ignore=_LEFT_OUT)
-    _ok(_run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+    # Built in isolation, as `pip install .` builds: setuptools as pyproject.toml asks, from the
+    # index, not whatever this environment has (a fresh Python 3.11 venv has 66, too old).
+    _ok(_run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--retries", "0",
              "-w", dist, source, cwd=top))  # fmt: skip
     (built,) = dist.glob("shoal-*.whl")
     return built

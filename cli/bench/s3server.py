@@ -8,7 +8,6 @@ against AWS or MinIO.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -18,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import Unavailable
+from cli.bench.extras import installed, require
 
 ACCESS_KEY = "shoal-test-access"
 SECRET_KEY = "shoal-test-secret-do-not-leak-7f3a9c"
@@ -50,17 +49,11 @@ class S3Server:
 
 
 def has_moto() -> bool:
-    """Whether moto (a test extra: `pip install .` installs the runtime only) is here."""
-    return importlib.util.find_spec("moto") is not None
+    return installed("moto")
 
 
 def require_moto() -> None:
-    """Refuses, in one line, a benchmark that needs moto where it is not installed."""
-    if not has_moto():
-        raise Unavailable(
-            "this benchmark needs moto's S3 server, one of the test extras:"
-            " pip install 'shoal[test]' (or .[test] from a checkout)"
-        )
+    require("moto", "this benchmark's S3 server")
 
 
 def start_s3_server(env: dict[str, str] | None = None) -> S3Server:

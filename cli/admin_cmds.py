@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from cli.bench import cache as bench_cache
+from cli.bench import extras as bench_extras
 from cli.bench import journal as bench_journal
 from cli.bench import read as bench_read
 from cli.common import (
@@ -182,6 +183,8 @@ def cmd_bench_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_read(args: argparse.Namespace) -> int:
+    if args.chart:  # known before the run, not after it
+        bench_extras.require("matplotlib", "--chart")
     result = bench_read.run(
         classes=args.classes,
         per_class=args.per_class,

@@ -163,7 +163,9 @@ def _start_daemon(args: argparse.Namespace, home: str, handed: bytes) -> int:
     logs = os.path.join(home, "logs")
     makedirs_private(logs)
     errors = os.path.join(logs, "daemon.stderr")
-    argv = [sys.executable, "-m", "cli.main", "mount", "--foreground", "--home", home]
+    # -P: the working directory is not put on sys.path, so a user's package named like one of
+    # ours (engine/, cli/) where the command was typed cannot stand in for the installed Shoal.
+    argv = [sys.executable, "-P", "-m", "cli.main", "mount", "--foreground", "--home", home]
     argv += ["-v"] * (args.verbose or 0)
     if args.config:
         argv += ["--config", os.path.abspath(args.config)]

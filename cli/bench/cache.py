@@ -103,12 +103,9 @@ def bench_hits(scratch: str, file_mib: int) -> dict[str, float]:
 
 
 def bench_cold(scratch: str, file_mib: int) -> dict[str, float]:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)  # the S3 server helper lives with the tests
-    try:
-        from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
-    except ImportError:  # no moto (the test extras) here: no S3 figures
+    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, has_moto, s3_client, start_s3_server
+
+    if not has_moto():  # the test extras are not installed: the hit figures only
         return {}
     server = start_s3_server()
     out: dict[str, float] = {}
@@ -163,12 +160,10 @@ def block_size_sweep(
     without readahead and with 2 blocks of it, with ``latency_s`` added to every request by a
     proxy in front of the S3 endpoint: larger blocks pay the round trip less often, smaller
     ones fetch less that a reader never wants."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
     from cli.bench.faultproxy import Fault, FaultProxy
-    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, s3_client, start_s3_server
+    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, require_moto, s3_client, start_s3_server
 
+    require_moto()  # before the scratch directory is made
     scratch = tempfile.mkdtemp(prefix="shoal-bench-bs-", dir=workdir)
     server = start_s3_server()
     proxy = FaultProxy(server.endpoint).start()

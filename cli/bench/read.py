@@ -102,8 +102,9 @@ def run(
 ) -> dict[str, Any]:
     # Imported here: the S3 server needs moto, one of the test extras.
     from cli.bench.faultproxy import Fault, FaultProxy
-    from cli.bench.s3server import s3_client, start_s3_server
+    from cli.bench.s3server import require_moto, s3_client, start_s3_server
 
+    require_moto()  # before minutes of work that would end at the S3 server
     scratch = tempfile.mkdtemp(prefix="shoal-bench-read-", dir=workdir)
     src, mnt, home = (os.path.join(scratch, d) for d in ("src", "mnt", "home"))
     os.makedirs(mnt)

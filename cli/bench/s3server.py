@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from cli.bench.extras import installed, require
+
 ACCESS_KEY = "shoal-test-access"
 SECRET_KEY = "shoal-test-secret-do-not-leak-7f3a9c"
 
@@ -46,7 +48,16 @@ class S3Server:
             self.process.wait()
 
 
+def has_moto() -> bool:
+    return installed("moto")
+
+
+def require_moto() -> None:
+    require("moto", "this benchmark's S3 server")
+
+
 def start_s3_server(env: dict[str, str] | None = None) -> S3Server:
+    require_moto()
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -107,8 +107,8 @@ def test_wheel_has_no_test_tools(venv: Path, scratch: Path) -> None:
 
 def test_wheel_mounts_reads_and_unmounts_clean(venv: Path, scratch: Path) -> None:
     shoal = venv / "bin/shoal"
-    # TODO(lead): `shoal --version` once cli/main.py has it (issue 17, another part).
     assert "usage: shoal" in _ok(_run(shoal, "--help", cwd=scratch)).stdout
+    assert _ok(_run(shoal, "--version", cwd=scratch)).stdout.startswith("shoal ")
     src, mnt, home = scratch / "src", scratch / "mnt", scratch / "home"
     src.mkdir()
     mnt.mkdir()

@@ -132,6 +132,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     environment = environment_text(home, uri, mountpoint, args.option)
     _write(os.path.join(args.unit_dir, UNIT_NAME), unit_text(shoal, args.config_dir), 0o644)
     _write(os.path.join(args.config_dir, f"{args.name}.env"), environment, 0o600)
+    os.makedirs(args.helper_dir, exist_ok=True)
     for helper in HELPERS:
         target = os.path.join(os.path.dirname(shoal), helper)
         link = os.path.join(args.helper_dir, helper)

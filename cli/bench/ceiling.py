@@ -2,7 +2,7 @@
 and what Shoal does when the bytes are already in its tiers.
 
 - The bare file system: a pyfuse3 file system that does nothing but serve the dataset's small
-  files as constant bytes from memory (as scripts/fuse_ceiling.py: keep_cache, 300 s entry and
+  files as constant bytes from memory (keep_cache, 300 s entry and
   attribute timeouts, FLUSH off, read-only), in a child process. Its first pass (every file
   LOOKUP, OPEN, READ, RELEASE) is ``ceiling_first_small``; its second (the kernel's page cache
   holds the files: only OPEN and RELEASE reach it) is ``ceiling_warm_small``. The same file

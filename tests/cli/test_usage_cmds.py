@@ -17,7 +17,6 @@ def _mounted_home(store: Store, tmp_path: Path) -> tuple[Path, bytes]:
     data = os.urandom(3 * (1 << 20) + 777)
     store.put("a/b/x.bin", data)
     store.put("a/y.txt", b"hi\n")
-    shoal("fs", "mkdir", "/m", home=home)
     options = [arg for key, value in store.options.items() for arg in ("-o", f"{key}={value}")]
     shoal("fs", "mount", "/m", store.uri, *options, home=home)
     return home, data
@@ -56,6 +55,7 @@ def test_du_count_checksum_offline(store: Store, tmp_path: Path) -> None:
 
 def test_du_and_checksum_refuse_what_they_cannot_measure(tmp_path: Path) -> None:
     home = tmp_path / "h"
+    shoal("init", home=home)
     shoal("fs", "mkdir", "-p", "/d/e", home=home)
     refused = shoal("fs", "checksum", "/d", home=home, expect=1).stderr
     assert refused == "shoal: error: /d is a directory: checksum takes a file\n"

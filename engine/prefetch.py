@@ -29,7 +29,6 @@ writable one); ``cache.prefetch_threads = 0`` turns it off everywhere.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -91,7 +90,7 @@ class DirectoryPrefetch:
             self._done[directory] = None
             if len(self._done) > _REMEMBERED:
                 self._done.popitem(last=False)
-        self._submit(functools.partial(self._plan, reader=node.id), directory)
+        self._submit(self._plan, directory)
 
     def _submit(self, work: Callable[[int], None], arg: int) -> None:
         assert self._pool is not None
@@ -115,10 +114,8 @@ class DirectoryPrefetch:
 
     # -- planning and fetching ---------------------------------------------------------------
 
-    def _plan(self, directory_id: int, reader: int = 0) -> None:
-        """Queues the directory's files that are not all cached, in the listing's order, but
-        the ``reader``'s own file: its reader is reading it (a local store's miss is read in
-        the reader's thread, in no flight a prefetch could join) and readahead does the rest."""
+    def _plan(self, directory_id: int) -> None:
+        """Queues the directory's files that are not all cached, in the listing's order."""
         directory = self.ns.tree.find(directory_id)
         if directory is None or directory.children is None or self._expired(directory):
             return
@@ -126,8 +123,6 @@ class DirectoryPrefetch:
         for child in list(directory.children.values()):  # a copy: the listing may change
             if queued >= self.dir_limit:
                 break
-            if child.id == reader:
-                continue
             if child.children is None and child.flags & PERSISTED and child.size > 0:
                 if self._missing(child):
                     self._submit(self._fetch_file, child.id)

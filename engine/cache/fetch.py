@@ -202,25 +202,37 @@ class BlockFetcher:
     ) -> bytes:
         """``get`` for a store read by system calls: a miss ``read``s the whole block (and
         the fingerprint of the file it came from) in the caller's thread, answers from it, and
-        offers the block to the storer. Readers of a block being fetched (by readahead) or
-        stored are served from its bytes, never wait for a tier write; two readers missing at
-        once both read (a local read costs less than waiting for another's)."""
+        offers the block to the storer. The read is a flight like a fetch's, so readahead,
+        a prefetch or another reader of the block joins it instead of reading it again; readers
+        of a block being stored are served from its bytes, never wait for a tier write."""
         data = self._cached(key, offset, length)
         if data is not None:
             return data
-        queued = self.storer.pending(key)
+        with self._inflight_lock:
+            queued = self.storer.pending(key)
+            flight = self._inflight.get(key)
+            mine = queued is None and flight is None
+            if mine:
+                flight = self._inflight[key] = _Flight()
         if queued is not None:
             self.stats.hits += 1
             return _cut(queued, offset, length)
-        flight = self._inflight.get(key)  # a readahead's: a local read, soon done
-        if flight is not None and (got := flight.wait_for(offset, length)) is not None:
-            self.stats.hits += 1
-            return got
-        block, fingerprint = read()
+        assert flight is not None
+        if not mine:
+            got = flight.wait_for(offset, length)
+            if got is not None:
+                self.stats.hits += 1
+                return got
+            return self.read_local(key, read, offset, length, cache)  # it failed: try anew
+        try:
+            block, fingerprint = read()
+        except Exception as exc:
+            self._finish(key, flight, False, False, exc)
+            raise
         self.stats.misses += 1
         self.stats.ufs_bytes_read += len(block)
-        if cache and block:
-            self.storer.offer(key, block, fingerprint)
+        flight.add(block)
+        self._finish(key, flight, True, cache, fingerprint=fingerprint)
         return _cut(block, offset, length)
 
     def _start(
@@ -261,6 +273,7 @@ class BlockFetcher:
         cache: bool,
         error: Exception | None = None,
         below: float | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         """A fetch ended: the flight's readers are woken; a whole block goes to the storer,
         whose queue serves its readers from then on (offered first: no reader falls between
@@ -270,7 +283,7 @@ class BlockFetcher:
         with self._inflight_lock:
             flight.end(ok, error)
             if cache and flight.data and not prefetched:
-                self.storer.offer(key, flight.data)
+                self.storer.offer(key, flight.data, fingerprint)
             if self._inflight.get(key) is flight and not prefetched:
                 del self._inflight[key]
         if prefetched and below is not None:

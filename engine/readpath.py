@@ -144,14 +144,6 @@ class ReadPath:
         end = min(offset + length, node.size)
         if offset >= end:
             return b""
-        seconds = self.read_deadline_s
-        deadline = Deadline(
-            seconds,
-            lambda: (
-                f"{self.ns.path_of(node)}: {mount.uri} did not answer within {seconds:g} s"
-                " (ufs.read_deadline_s); the store may be down or unreachable"
-            ),
-        )
         bs = block_size_of(node) or self.sync.block_size
         if self.on_miss is not None:
             self.on_miss(node, mount, kind)
@@ -164,6 +156,15 @@ class ReadPath:
                 self._fetch_ahead(node, mount, rel, bs, batch)
         if self.cache is not None and persisted and reads_locally(mount.uri):
             return self._read_local(node, mount, rel, kind.caches, kind.promotes, offset, end)
+        # Only a fetch from a store waits under a deadline (a local read is the kernel's).
+        seconds = self.read_deadline_s
+        deadline = Deadline(
+            seconds,
+            lambda: (
+                f"{self.ns.path_of(node)}: {mount.uri} did not answer within {seconds:g} s"
+                " (ufs.read_deadline_s); the store may be down or unreachable"
+            ),
+        )
         parts = []
         for idx in range(offset // bs, (end - 1) // bs + 1):
             start = idx * bs

@@ -10,6 +10,7 @@ from cli.bench import cache as bench_cache
 from cli.bench import extras as bench_extras
 from cli.bench import journal as bench_journal
 from cli.bench import read as bench_read
+from cli.bench import readmount as bench_readmount
 from cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -93,13 +94,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         " from a local directory, by direct boto3 GETs and through `shoal mount` (cold, then"
         " warm) of an S3 endpoint (moto on 127.0.0.1, with latency added by a proxy). Runs in"
         " a scratch directory below DIR (default: the system's temporary directory); needs no"
-        " home, needs root (FUSE) and the test extras (moto).",
+        " home, needs root (FUSE) and the test extras (moto). --mount DIR reads in your own"
+        " mount (or any directory) instead; a UFS_URI in place of DIR (s3://BUCKET[/PREFIX],"
+        " file:///PATH) reads that store's files through a temporary read-only mount, with"
+        " `shoal mount`'s -o options and secret sources, beside direct GETs for S3.",
     )
     _bench_read_arguments(p)
+    bench_readmount.add_arguments(p)
 
 
 def _bench_read_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", metavar="DIR", nargs="?", help="where the scratch directory goes")
+    p.add_argument(
+        "dir", metavar="DIR|UFS_URI", nargs="?",
+        help="where the scratch directory goes; or a store to read (s3://BUCKET[/PREFIX])",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--chart", metavar="PNG", help="also draw the figures into this PNG file")
     p.add_argument("--classes", type=int, default=20, help="class folders (default 20)")
@@ -186,6 +194,10 @@ def cmd_bench_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_read(args: argparse.Namespace) -> int:
+    if bench_readmount.chosen(args):  # the user's own mount or store
+        mine = bench_readmount.run_args(args)
+        print(json.dumps(mine) if args.json else bench_readmount.format_table(mine))
+        return EXIT_OK
     if args.chart:  # known before the run, not after it
         bench_extras.require("matplotlib", "--chart")
     result = bench_read.run(

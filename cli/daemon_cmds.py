@@ -156,6 +156,17 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return _start_daemon(args, home, json.dumps(handed).encode())
 
 
+def start_mount(home: str, uri: str, mountpoint: str, split: Split) -> int:
+    """`shoal mount` for another command (`shoal bench read UFS_URI`): the daemon started as
+    this command starts it, its options (``split_options``'s, secrets already gathered) handed
+    through the pipe, never an argv. Its exit code; the daemon's error is on stderr."""
+    overrides, ufs_options, readonly, nonempty = split
+    handed = {"overrides": overrides, "ufs": ufs_options, "readonly": readonly}
+    handed["nonempty"] = nonempty
+    args = argparse.Namespace(verbose=0, config=None, uri=uri, mountpoint=mountpoint)
+    return _start_daemon(args, home, json.dumps(handed).encode())
+
+
 def _start_daemon(args: argparse.Namespace, home: str, handed: bytes) -> int:
     """Starts the daemon in its own session, handing it ``handed`` (its options, secrets
     among them) through a pipe; returns when its mount is live, or with the error it stopped

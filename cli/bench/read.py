@@ -23,65 +23,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cli.bench import ceiling, readfsspec
+from cli.bench.readers import SMALL_SIZE
+from cli.bench.readers import figures as _figures
+from cli.bench.readers import listing as _listing
+from cli.bench.readers import make_dataset as _make_dataset
+from cli.bench.readers import read_files as _read_files
+from cli.bench.readers import timed as _timed
 from cli.bench.readprefetch import prefetch_epoch, prefetch_ratio
 from engine.config import default_tiers
-
-MiB = 1 << 20
-SMALL_SIZE = 110_000
-
-
-def _read_file(path: str) -> int:
-    n = 0
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(MiB):
-            n += len(chunk)
-    return n
-
-
-def _read_files(paths: list[str]) -> int:
-    return sum(_read_file(p) for p in paths)
-
-
-def _timed(readers: int, paths: list[str]) -> tuple[float, int]:
-    """Seconds and bytes for ``readers`` processes to read ``paths`` (dealt round-robin)."""
-    shares = [paths[i::readers] for i in range(readers)]
-    with ProcessPoolExecutor(readers) as pool:
-        pool.submit(int).result()  # the workers are up before the clock starts
-        start = time.perf_counter()
-        total = sum(pool.map(_read_files, shares))
-        return time.perf_counter() - start, total
-
-
-def _figures(files: int, seconds: float, total: int) -> dict[str, float]:
-    return {"files_per_s": files / seconds, "mib_per_s": total / seconds / MiB}
-
-
-def _make_dataset(root: str, classes: int, per_class: int, shards: int, shard_mib: int) -> None:
-    for c in range(classes):
-        folder = os.path.join(root, "train", f"n{c:08d}")
-        os.makedirs(folder, exist_ok=True)
-        for i in range(per_class):
-            with open(os.path.join(folder, f"img_{i:05d}.JPEG"), "wb") as f:
-                f.write(os.urandom(SMALL_SIZE))
-    os.makedirs(os.path.join(root, "shards"), exist_ok=True)
-    for s in range(shards):
-        with open(os.path.join(root, "shards", f"shard-{s:04d}.tar"), "wb") as f:
-            for _ in range(shard_mib):
-                f.write(os.urandom(MiB))
-
-
-def _listing(root: str) -> tuple[list[str], list[str]]:
-    small = sorted(
-        os.path.join(d, f) for d, _, fs in os.walk(os.path.join(root, "train")) for f in fs
-    )
-    large = sorted(
-        os.path.join(root, "shards", f) for f in os.listdir(os.path.join(root, "shards"))
-    )
-    return small, large
 
 
 def _shoal(*args: str) -> None:

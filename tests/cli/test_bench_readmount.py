@@ -164,3 +164,21 @@ def test_bench_uri_bad_inputs(s3_server: S3Server, tmp_path: Path) -> None:
     )  # fmt: skip
     assert "did you mean 'endpoint'" in unknown.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_file_uri_mounts_a_local_store(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "ufs")
+    for i in range(5):
+        store.put(f"d{i % 2}/f{i}.bin", os.urandom(20_000))
+    before = store.keys()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proc = shoal(
+        "bench", "read", f"file://{store.root}", "--json", "--readers", "2",
+        env=env(TMPDIR=str(scratch)),
+    )  # fmt: skip
+    result = json.loads(proc.stdout)
+    _passes(result, "mount_cold", "mount_warm")
+    assert "boto3" not in result and "ratios" not in result  # direct GETs are S3's only
+    assert result["dataset"]["files"] == 5
+    assert store.keys() == before and list(scratch.iterdir()) == []

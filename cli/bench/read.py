@@ -69,6 +69,7 @@ def run(
             "large_files": len(large), "large_mib": shard_mib,
         },
         "readers": readers, "latency_ms": latency_ms,
+        "scratch": scratch,  # removed before this returns, with its homes' MEM tiers
     }  # fmt: skip
 
     def measure(

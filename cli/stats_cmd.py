@@ -11,6 +11,7 @@ side asks once per interval over one connection and prints the differences
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -106,7 +107,11 @@ class DaemonLink:
         return counters
 
     def close(self) -> None:
-        self.wire.close()
+        # A request the daemon never took is still buffered: flushing it to a daemon that has
+        # gone raises EPIPE, which must not hide why the view ended (nor pass for a closed
+        # stdout, which ends a command quietly).
+        with contextlib.suppress(OSError):
+            self.wire.close()
         self.sock.close()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.shoal_cli import shoal
+from tests.cli.shoal_cli import ROOT, env, shoal
 from tests.cli.terminal import shoal_on_terminal
 from tests.fuse.mounting import Mounted, mounted
 from tests.ufs.stores import LocalStore
@@ -139,6 +141,29 @@ def test_stats_says_when_the_mounts_daemon_is_gone(stats_mount: Mounted) -> None
     done = shoal("stats", str(stats_mount.path), "--count", "1", expect=1)
     assert "its daemon is gone" in done.stderr and str(stats_mount.path) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_stats_ends_with_an_error_when_the_daemon_dies_under_it(stats_mount: Mounted) -> None:
+    view = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "stats", str(stats_mount.path), "--interval", "0.1"],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert view.stdout is not None
+        for _ in range(3):  # the header, then a line: the view is live
+            assert view.stdout.readline()
+        stats_mount.kill9()
+        out, err = view.communicate(timeout=60)
+    finally:
+        if view.poll() is None:
+            view.kill()
+            view.wait()
+    assert view.returncode == 1, (out, err)
+    assert err == f"shoal: error: {stats_mount.path}: its daemon stopped\n"
 
 
 def test_stats_figures_of_an_interval_are_differences_per_second() -> None:

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -119,6 +120,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     mountpoint = os.path.abspath(args.mountpoint)
     link = DaemonLink(mountpoint)
     terminal = sys.stdout.isatty()
+    # On a terminal, the groups that fit its width; into a pipe or a file, all of them.
+    groups = stats_view.fit(shutil.get_terminal_size().columns if terminal else None)
     try:
         prev = link.sample()
         start = time.monotonic()
@@ -132,8 +135,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 print(json.dumps(figures), flush=True)
             else:
                 if printed == 0 or (terminal and printed % HEADER_EVERY == 0):
-                    print("\n".join(stats_view.header()))
-                print(stats_view.line(figures), flush=True)
+                    print("\n".join(stats_view.header(groups)))
+                print(stats_view.line(figures, groups), flush=True)
             prev = cur
             printed += 1
     except KeyboardInterrupt:  # how a live view is normally ended

@@ -78,12 +78,15 @@ def size(n: float) -> str:
 
 
 def latency(us: float | None) -> str:
+    """Five characters at most: 850us, 1.2ms, 35ms, 2.1s."""
     if us is None:
         return "-"
     if us < 1000:
         return f"{us:.0f}us"
-    if us < 1e6:
+    if us < 10_000:
         return f"{us / 1000:.1f}ms"
+    if us < 1e6:
+        return f"{us / 1000:.0f}ms"
     return f"{us / 1e6:.1f}s"
 
 
@@ -93,62 +96,69 @@ def _ratio(r: float | None) -> str:
 
 def _other(f: dict[str, Any]) -> float:
     own = sum(f["ops"].get(k, {}).get("per_s", 0.0) for k in OWN_COLUMNS)
-    return float(f["fuse_ops"] / f["interval_s"] - own)
+    return max(0.0, f["fuse_ops"] / f["interval_s"] - own)  # never "-0" from rounding
 
 
-Column = tuple[str, int, Callable[[dict[str, Any]], str]]
+Figure = Callable[[dict[str, Any]], str]
+Column = tuple[str, Figure]
 
-# (group, [(name, width, figure)]): each group one heading over its columns.
-GROUPS: list[tuple[str, list[Column]]] = [
-    (
-        "fuse ops/s",
-        [(k, max(7, len(k) + 1), lambda f, k=k: count(f["ops"].get(k, {}).get("per_s", 0.0)))
-         for k in OWN_COLUMNS]
-        + [("other", 6, lambda f: count(_other(f))), ("lat", 7, lambda f: latency(
-            f["fuse_avg_latency_us"]))],
-    ),
-    (
-        "fuse B/s",
-        [("read", 7, lambda f: size(f["per_s"]["fuse_read_bytes"])),
-         ("write", 7, lambda f: size(f["per_s"]["fuse_write_bytes"]))],
-    ),
-    (
-        "cache blocks/s",
-        [("hit", 7, lambda f: count(f["per_s"]["cache_hits"])),
-         ("miss", 7, lambda f: count(f["per_s"]["cache_misses"])),
-         ("hit%", 6, lambda f: _ratio(f["hit_ratio"]))],
-    ),
-    (
-        "ufs B/s",
-        [("read", 7, lambda f: size(f["per_s"]["ufs_read_bytes"])),
-         ("write", 7, lambda f: size(f["per_s"]["ufs_written_bytes"]))],
-    ),
-    (
-        "journal/s",
-        [("append", 7, lambda f: count(f["per_s"]["journal_appends"])),
-         ("fsync", 6, lambda f: count(f["per_s"]["journal_fsyncs"]))],
-    ),
-    (
-        "background blocks",
-        [("pref/s", 7, lambda f: count(f["per_s"]["prefetched_blocks"])),
-         ("store/s", 8, lambda f: count(f["per_s"]["stored_blocks"])),
-         ("drop/s", 7, lambda f: count(f["per_s"]["stores_dropped"])),
-         ("queue", 6, lambda f: count(f["store_queue"]))],
-    ),
+
+def _rate(key: str, unit: Callable[[float], str] = count) -> Figure:
+    return lambda f: unit(f["per_s"][key])
+
+
+def _op(kind: str) -> Figure:
+    return lambda f: count(f["ops"].get(kind, {}).get("per_s", 0.0))
+
+
+# (priority, group, columns): each group one heading over its columns, shown left to right in
+# this order; on a terminal too narrow for all, the groups of lowest priority (highest
+# number) are left out rather than every line wrapping.
+GROUPS: list[tuple[int, str, list[Column]]] = [
+    (0, "fuse ops/s", [(k, _op(k)) for k in OWN_COLUMNS] + [
+        ("other", lambda f: count(_other(f))),
+        ("lat", lambda f: latency(f["fuse_avg_latency_us"]))]),
+    (3, "fuse B/s", [("read", _rate("fuse_read_bytes", size)),
+                     ("write", _rate("fuse_write_bytes", size))]),
+    (1, "cache blocks/s", [("hit", _rate("cache_hits")), ("miss", _rate("cache_misses")),
+                           ("hit%", lambda f: _ratio(f["hit_ratio"]))]),
+    (2, "ufs B/s", [("read", _rate("ufs_read_bytes", size)),
+                    ("write", _rate("ufs_written_bytes", size))]),
+    (4, "journal/s", [("append", _rate("journal_appends")), ("fsync", _rate("journal_fsyncs"))]),
+    (5, "background blocks", [
+        ("pref/s", _rate("prefetched_blocks")), ("store/s", _rate("stored_blocks")),
+        ("drop/s", _rate("stores_dropped")), ("queue", lambda f: count(f["store_queue"]))]),
 ]  # fmt: skip
 
 
-def header() -> list[str]:
+def _width(name: str) -> int:
+    return max(6, len(name) + 1)  # every figure is 5 characters at most
+
+
+def fit(columns: int | None) -> list[tuple[str, list[Column]]]:
+    """The groups a line of ``columns`` characters holds (None: all), in their order."""
+    kept: set[str] = set()
+    used = -1  # no separator before the first group
+    for _priority, group, cols in sorted(GROUPS, key=lambda g: g[0]):
+        width = 1 + sum(_width(name) for name, _f in cols)
+        if kept and columns is not None and used + width > columns:  # the first one always
+            break
+        kept.add(group)
+        used += width
+    return [(group, cols) for _p, group, cols in GROUPS if group in kept]
+
+
+def header(groups: list[tuple[str, list[Column]]]) -> list[str]:
     """Two lines: each group's name centred in dashes over its columns' names."""
     top, names = [], []
-    for group, columns in GROUPS:
-        width = sum(w for _n, w, _f in columns)
-        top.append(f" {group} ".center(width, "-").rjust(width))
-        names.append("".join(name.rjust(w) for name, w, _f in columns))
+    for group, columns in groups:
+        width = sum(_width(name) for name, _f in columns)
+        top.append(f" {group} ".center(width, "-"))
+        names.append("".join(name.rjust(_width(name)) for name, _f in columns))
     return [" ".join(top), " ".join(names)]
 
 
-def line(figures: dict[str, Any]) -> str:
+def line(figures: dict[str, Any], groups: list[tuple[str, list[Column]]]) -> str:
     return " ".join(
-        "".join(fig(figures).rjust(w) for _n, w, fig in columns) for _g, columns in GROUPS
+        "".join(fig(figures).rjust(_width(name)) for name, fig in columns) for _g, columns in groups
     )

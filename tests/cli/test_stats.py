@@ -124,6 +124,9 @@ def test_stats_repeats_its_header_every_20_lines_on_a_terminal(stats_mount: Moun
     lines = screen.splitlines()
     assert sum("fuse ops/s" in line for line in lines) == 2, screen
     assert len(lines) == 2 * 2 + 21, screen
+    # 100 columns: the groups that fit, none wrapped; the least needed ones left out
+    assert max(len(line) for line in lines) <= 100, screen
+    assert "cache blocks/s" in lines[0] and "background" not in screen, lines[0]
 
 
 def test_stats_refuses_a_directory_no_shoal_daemon_serves(tmp_path: Path) -> None:

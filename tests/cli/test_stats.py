@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,14 +44,14 @@ def _read_all(folder: Path) -> None:
 
 
 @contextmanager
-def busy(work: object) -> Iterator[None]:
+def busy(work: Callable[[], None]) -> Iterator[None]:
     """``work()`` repeated in a thread until the block ends (at least once before it starts)."""
     stop = threading.Event()
-    work()  # type: ignore[operator]
+    work()
 
     def loop() -> None:
         while not stop.is_set():
-            work()  # type: ignore[operator]
+            work()
 
     thread = threading.Thread(target=loop)
     thread.start()

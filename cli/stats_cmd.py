@@ -129,10 +129,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
         while args.count is None or printed < args.count:
             # On a fixed schedule, so the lines do not drift by the time each one costs.
             time.sleep(max(0.0, start + (printed + 1) * args.interval - time.monotonic()))
+            asked = time.time()  # the interval ends no earlier: what came before it is in
             cur = link.sample()
             figures = stats_view.interval(prev, cur, mountpoint)
             if args.json:
-                print(json.dumps(figures), flush=True)
+                print(json.dumps({"time": round(asked, 6), **figures}), flush=True)
             else:
                 if printed == 0 or (terminal and printed % HEADER_EVERY == 0):
                     print("\n".join(stats_view.header(groups)))

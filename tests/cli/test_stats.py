@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from tests.cli.shoal_cli import ROOT, env, shoal
 from tests.cli.terminal import shoal_on_terminal
 from tests.fuse.mounting import Mounted, mounted
-from tests.ufs.stores import LocalStore
+from tests.ufs.stores import LocalStore, Store
 
 
 @pytest.fixture
@@ -167,6 +168,37 @@ def test_stats_ends_with_an_error_when_the_daemon_dies_under_it(stats_mount: Mou
             view.wait()
     assert view.returncode == 1, (out, err)
     assert err == f"shoal: error: {stats_mount.path}: its daemon stopped\n"
+
+
+def test_stats_counts_the_misses_and_store_reads_of_a_cold_pass(
+    store: Store, tmp_path: Path
+) -> None:
+    for i in range(8):
+        store.put(f"cold/f{i}.bin", os.urandom(300 << 10))
+    with mounted(store, tmp_path) as m:
+        view = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "stats", str(m.path), "--interval", "0.2", "--json"],
+            cwd=ROOT,
+            env=env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert view.stdout is not None
+            assert json.loads(view.stdout.readline())  # the view is live before the pass
+            read = sum(len((m.path / f"cold/f{i}.bin").read_bytes()) for i in range(8))
+            done = time.time()
+            lines = []  # every interval up to one that ends after the pass
+            while not lines or lines[-1]["time"] <= done:
+                lines.append(json.loads(view.stdout.readline()))
+        finally:
+            view.kill()
+            view.wait()
+    total = {key: sum(f[key] for f in lines) for key in lines[0] if isinstance(lines[0][key], int)}
+    assert total["cache_misses"] >= 8, lines  # a block a file, fetched from the store
+    assert total["ufs_read_bytes"] > 0 and total["fuse_read_bytes"] >= read == 8 * 300 << 10
+    assert sum(f["ops"]["lookup"]["count"] for f in lines) >= 9  # cold/, then each file
+    assert sum(f["ops"]["open"]["count"] for f in lines) >= 8
 
 
 def test_stats_figures_of_an_interval_are_differences_per_second() -> None:

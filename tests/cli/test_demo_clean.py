@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.config import default_tiers
 from fuse.mountinfo import served
-from tests.cli.shoal_cli import ROOT, env
+from tests.cli.shoal_cli import ROOT, env, shoal
 from tests.fuse.mounting import mounted
 from tests.ufs.stores import LocalStore
 
@@ -27,7 +27,8 @@ def test_demo_clean_removes_an_interrupted_demo_and_its_ram(tmp_path: Path) -> N
     other = tmp_path / "shoal-demo-notes"  # not a demo's directory: it stays
     other.mkdir()
     with mounted(store, work) as m:
-        assert (m.path / "train/n0/img_0000.JPEG").read_bytes()  # cached: MEM has a block
+        assert (m.path / "train/n0/img_0000.JPEG").read_bytes()
+        shoal("report", "--idle", home=m.home)  # the storer has put its block in MEM
         m.kill9()  # the demo interrupted the hard way: mount up, daemon gone, RAM held
         mem = Path(default_tiers(str(m.home))[0].paths[0])
         assert mem.is_dir() and any(mem.rglob("*"))

@@ -6,7 +6,8 @@ Counted where they happen: FUSE requests and their latency per operation (fuse/b
 UFS requests, bytes and errors per operation (a wrapper around each connector), how long
 operations wait for their journal entry to be durable (engine/commit.py). What is read from the
 engine at scrape time is engine/exporter.py's. This module imports nothing of the engine's, so
-every module may count.
+every module may count. ``Tally`` totals (bytes written to stores) are counted always, for
+`shoal stats` (fuse/counters.py).
 """
 
 from __future__ import annotations

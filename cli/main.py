@@ -19,6 +19,7 @@ from cli import (
     journal_cmds,
     online,
     service_cmds,
+    stats_cmd,
     tiers_cmd,
 )
 from cli.common import (
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon_cmds.register(sub, shared, run_in_daemon)
     init_cmds.register(sub, shared)
     service_cmds.register(sub, shared)
+    stats_cmd.register(sub, shared)
     return parser
 
 

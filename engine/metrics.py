@@ -6,14 +6,15 @@ Counted where they happen: FUSE requests and their latency per operation (fuse/b
 UFS requests, bytes and errors per operation (a wrapper around each connector), how long
 operations wait for their journal entry to be durable (engine/commit.py). What is read from the
 engine at scrape time is engine/exporter.py's. This module imports nothing of the engine's, so
-every module may count.
+every module may count. ``Tally`` totals (bytes written to stores) are counted always, for
+`shoal stats` (fuse/counters.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from threading import Event
+from threading import Event, Lock
 from typing import Any, BinaryIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -47,6 +48,23 @@ JOURNAL_WAIT = Histogram(
     "time an operation waited for its journal entry to be fsynced (group commit)",
     buckets=LATENCY_BUCKETS, registry=REGISTRY,
 )  # fmt: skip
+
+
+class Tally:
+    """A total counted always, unlike the Prometheus counters above (`shoal stats` needs no
+    metrics port). Under a lock: for events that are few and large (uploads), never per
+    request."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+
+UFS_WRITTEN = Tally()  # bytes written to stores: uploads and write-through writes
 
 
 class CountedUnderFS(UnderFS):

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
+from engine import metrics
 from engine.cache.blockcache import BlockCache
 from engine.links import mirror_names
 from engine.mounts import MountTable, ufs_errors
@@ -241,6 +242,7 @@ class Persister:
         with ufs_errors():
             stream = _BlockStream(blocks(), upload)
             status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
+        metrics.UFS_WRITTEN.add(status.size)
         node = self.ns.tree.find(file)
         status = carry_to_store(connector, rel, xattrs_of(node) if node else {}, status)
         with self.ns.lock:

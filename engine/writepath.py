@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO, NamedTuple
 
+from engine import metrics
 from engine.cache.blockcache import BlockCache
 from engine.cache.room import has_room_for
 from engine.cache.staging import StagedVersion
@@ -107,6 +108,7 @@ class WritePath:
         stream = _Announced(tee, lambda: self._store_copy_first(new))
         with ufs_errors():
             status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
+        metrics.UFS_WRITTEN.add(status.size)
         old = new.existing()  # a rewrite (or a file made by create): its attributes go along
         status = carry_to_store(connector, rel, xattrs_of(old) if old else {}, status)
         ns = self.ns

@@ -4,9 +4,11 @@ daemon's engine and streams their output back.
 The wire is newline-delimited JSON: the client sends ``{"argv": [...]}`` (with ``"tty"``: whether
 its stderr is a terminal, and ``"columns"``: how wide, so progress bars are drawn for it, or
 not at all in a script); the daemon answers
-``{"out": text}`` and ``{"err": text}`` frames, then ``{"exit": code}``. Which commands exist and
-how they run is the command line's business: it hands the server a ``CommandRunner`` (the
-daemon must not import the CLI, which sits on the floor above it).
+``{"out": text}`` and ``{"err": text}`` frames, then ``{"exit": code}``. A ``{"counters": true}``
+line is answered with the daemon's running totals instead (fuse/counters.py), as often as it
+is sent (`shoal stats`). Which commands exist and how they run is the command line's
+business: it hands the server a ``CommandRunner`` (the daemon must not import the CLI, which
+sits on the floor above it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from io import BufferedIOBase
 
 from engine.engine import Engine
+from fuse import counters
 
 SOCKET = "admin.sock"
 
@@ -66,6 +69,26 @@ class _Frames:
         return self.tty
 
 
+def _serve_counters(
+    engine: Engine, request: dict[str, object], rfile: BufferedIOBase, wfile: BufferedIOBase
+) -> None:
+    """`shoal stats`: the counters, for each ``{"counters": true}`` line, until the client
+    goes. Not a command: no command lock, so it answers while `shoal fs load` runs."""
+    while request.get("counters") is True:
+        try:
+            frame = json.dumps({"counters": counters.snapshot(engine)})
+        except Exception:  # the engine is closing under us: the client sees the end
+            return
+        try:
+            wfile.write(frame.encode() + b"\n")
+            wfile.flush()
+            request = json.loads(rfile.readline())
+        except (OSError, ValueError):  # the client went (an empty line) or spoke nonsense
+            return
+        if not isinstance(request, dict):
+            return
+
+
 class AdminServer:
     """Serves the admin channel of ``engine``'s home from a thread per connection; commands
     run one at a time (their output is redirected process-wide while they run)."""
@@ -82,6 +105,9 @@ class AdminServer:
             def handle(self) -> None:
                 try:
                     request = json.loads(self.rfile.readline())
+                    if request.get("counters") is True:  # `shoal stats`: not a command
+                        _serve_counters(engine, request, self.rfile, self.wfile)
+                        return
                     argv = [str(a) for a in request["argv"]]
                     tty = request.get("tty") is True
                     columns = request.get("columns")

@@ -4,11 +4,37 @@
 # mounts it, reads it twice through the mount with 4 parallel readers (cold: from the UFS,
 # cached on the way; warm: from the cache), shows `shoal report` through the daemon, writes
 # through the mount, unmounts, and checks the home with `shoal fsck`.
+#
+# Everything it makes is in one directory, ${TMPDIR:-/tmp}/shoal-demo.XXXXXX (the dataset, the
+# home and its SSD tier), plus the MEM tier on /dev/shm while mounted. `bash scripts/demo.sh
+# --clean` removes all of it, for every demo run, even one interrupted mid-way: it unmounts
+# what is still mounted, clears the home's cache tiers (shoal cache clear: /dev/shm too), and
+# removes the directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
 export PATH="$PWD/.venv/bin:$PATH"
-work="$(mktemp -d /tmp/shoal-demo.XXXXXX)"
+
+clean() {  # one demo's directory: its mount, its tiers (MEM on /dev/shm), then its files
+  local dir=$1
+  # From the mount table: `mountpoint` says no to a mount whose daemon was killed.
+  if awk -v p="$dir/mnt" '$5 == p {up = 1} END {exit !up}' /proc/self/mountinfo; then
+    shoal umount "$dir/mnt"
+  fi
+  if [ -d "$dir/home/journal" ] && ! SHOAL_HOME="$dir/home" shoal cache clear >/dev/null; then
+    echo "demo.sh: the cache tiers of $dir/home could not be cleared (above); removing the rest" >&2
+  fi
+  rm -rf --one-file-system "$dir"
+  echo "removed $dir"
+}
+if [ "${1:-}" = --clean ]; then
+  command -v shoal >/dev/null || bash scripts/install.sh
+  shopt -s nullglob
+  for dir in "${TMPDIR:-/tmp}"/shoal-demo.??????; do clean "$dir"; done
+  exit 0
+fi
+
+bash scripts/install.sh
+work="$(mktemp -d "${TMPDIR:-/tmp}/shoal-demo.XXXXXX")"
 export SHOAL_HOME="$work/home"
 ufs="$work/ufs" mnt="$work/mnt"
 mkdir -p "$ufs" "$mnt"
@@ -76,4 +102,4 @@ shoal fsck
 
 echo
 echo "The demo's home, UFS and SSD tier are in $work (its MEM tier on /dev/shm went with the"
-echo "umount). Remove it when done: rm -rf --one-file-system $work"
+echo "umount). Remove everything the demo made: bash scripts/demo.sh --clean"

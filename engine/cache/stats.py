@@ -13,6 +13,7 @@ class CacheStats:
     evictions: int = 0
     ufs_bytes_read: int = 0
     stores_dropped: int = 0  # fetched blocks not stored: the storer's queue was full
+    stored_blocks: int = 0  # fetched blocks the storer wrote to a tier (`shoal stats`)
     tier_hits: dict[str, int] = field(default_factory=dict)
     tier_evictions: dict[str, int] = field(default_factory=dict)
     # Directory prefetch (engine/prefetch.py): blocks and bytes it stored, and blocks or

@@ -81,6 +81,11 @@ class BlockStorer:
         got = self._pending.get(key)  # no lock: a dict lookup is atomic
         return None if got is None else got[0]
 
+    @property
+    def queued(self) -> int:
+        """Blocks waiting to be stored or being stored (a glance: no lock)."""
+        return len(self._pending)
+
     def flush(self) -> None:
         """Returns once every block offered so far is stored (or turned away)."""
         with self._cond:
@@ -131,7 +136,10 @@ class BlockStorer:
         for key in batch:
             data, fingerprint = self._pending[key]
             try:
-                last = max(last, self.cache.store_nowait(key, data, fingerprint) or 0)
+                seq = self.cache.store_nowait(key, data, fingerprint)
+                if seq is not None:
+                    self.cache.stats.stored_blocks += 1  # one thread: no lost increment
+                last = max(last, seq or 0)
             except Exception:  # a background store must never die silently, nor stop the rest
                 log.exception("caching block %s failed", key)
         if last:

@@ -14,6 +14,7 @@ from engine.engine import Engine
 from engine.errors import InvalidArgument, InvalidName, NotFound
 from engine.inode import PERSISTED
 from engine.snapshot import digest
+from journal import entries as E
 from recovery.fsck import check_path_confs
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine
@@ -94,14 +95,17 @@ def test_pathconf_survives_replay_and_checkpoint(
         engine.fs.pathconf.set("/data/out", {"write_type": "ASYNC_THROUGH", "ttl": "3600000"})
         engine.fs.pathconf.set("/data/out", {"ttl_action": "delete"})
         engine.fs.pathconf.unset("/data/out", ["ttl"])
+        engine.fs.pathconf.set("/caf\udce9", {"read_type": "NO_CACHE"})  # a name not UTF-8
         live = engine.fs.pathconf.listing()
         before = digest(engine.state)
     finally:
         engine.close(checkpoint=False)
     assert live == [
         ("/", {"sync_interval": "0"}),
+        ("/caf\udce9", {"read_type": "NO_CACHE"}),
         ("/data/out", {"ttl_action": "delete", "write_type": "ASYNC_THROUGH"}),
     ]
+    assert E.TYPE_CODES[E.PathConfSet] == 23  # reserved for it: part of the on-disk format
     for round_ in ("replayed", "from a checkpoint", "after the checkpoint"):
         engine = open_engine()
         try:

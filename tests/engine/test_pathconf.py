@@ -13,6 +13,7 @@ import pytest
 from engine.engine import Engine
 from engine.errors import InvalidArgument, InvalidName, NotFound
 from engine.inode import PERSISTED
+from engine.pathexplain import explain
 from engine.snapshot import digest
 from journal import entries as E
 from recovery.fsck import check_path_confs
@@ -209,5 +210,29 @@ def test_pathconf_ttl_expires_files_below_the_prefix(
         assert not (ufs / "scratch/old.bin").exists()
         with pytest.raises(NotFound):
             engine.sync.lookup("/scratch/old.bin")
+    finally:
+        engine.close(checkpoint=False)
+
+
+def test_pathconf_explain_follows_the_precedence(
+    ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    ssd_home()
+    engine = open_engine()
+    try:
+        fs = engine.fs
+        fs.makedirs("/d/e")
+        fs.pathconf.set("/d", {"ttl": "1000", "ttl_action": "delete", "read_type": "NO_CACHE"})
+        engine.ns.setattr("/d/e", ttl_ms=5000)  # its own TTL, with no action: free
+        got = {k: (v, src) for k, v, src in explain(fs.placement, "/d/e/f", engine.sync.interval_s)}
+        assert got == {
+            "read_type": ("NO_CACHE", "path conf /d"),
+            "write_type": ("THROUGH", "config write_type"),
+            "sync_interval": ("-1", "config ufs.sync_interval"),
+            "ttl": ("5000", "fs setttl on /d/e"),
+            "ttl_action": ("free", "fs setttl on /d/e"),
+        }
+        got = {k: (v, src) for k, v, src in explain(fs.placement, "/d/x", engine.sync.interval_s)}
+        assert got["ttl"] == ("1000", "path conf /d") and got["ttl_action"][0] == "delete"
     finally:
         engine.close(checkpoint=False)

@@ -53,15 +53,10 @@ def explain(placement: Placement, path: str, sync_default: float) -> Explained:
             "ttl": ("-1", "none"),
             "ttl_action": ("free", "default"),
         }
-        own_ttl = _inode_setting(placement, node, "ttl_ms")
         out: Explained = []
         for key in KEYS:
             attr = {"ttl": "ttl_ms"}.get(key, key)
             own = _inode_setting(placement, node, attr) if key != "sync_interval" else None
-            if key == "ttl_action" and own_ttl is not None:  # an own TTL's action goes with it
-                own = (own[0] if own is not None else "free", own_ttl[1])
-            elif key == "ttl_action":
-                own = None
             mounted = where[0].options.get(key) if where is not None and key in _MOUNTED else None
             point = placement.ns.tree.find(where[0].id) if where is not None else None
             if own is not None:

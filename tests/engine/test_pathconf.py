@@ -234,5 +234,12 @@ def test_pathconf_explain_follows_the_precedence(
         }
         got = {k: (v, src) for k, v, src in explain(fs.placement, "/d/x", engine.sync.interval_s)}
         assert got["ttl"] == ("1000", "path conf /d") and got["ttl_action"][0] == "delete"
+        # A TTL set with an action, then removed (`fs unsetttl`): the action left on the node
+        # applies no more, the path conf's does.
+        engine.ns.setattr("/d/e", ttl_ms=5000, ttl_action="free")
+        engine.ns.setattr("/d/e", ttl_ms=-1)
+        got = {k: (v, src) for k, v, src in explain(fs.placement, "/d/e/f", engine.sync.interval_s)}
+        assert got["ttl"] == ("1000", "path conf /d")
+        assert got["ttl_action"] == ("delete", "path conf /d")
     finally:
         engine.close(checkpoint=False)

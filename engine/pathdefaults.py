@@ -69,6 +69,7 @@ class PathDefaults:
         self._generation = -1  # of the table the cache was filled from
         self._epoch = 0  # moves when a directory is renamed: a resolution under way is stale
         self._leaves: frozenset[str] = frozenset()  # last names of the prefixes
+        self._keys: frozenset[str] = frozenset()  # the keys some prefix sets
         ns.gate.observers.append(self._observe)
 
     def _observe(self, entry: Any) -> None:
@@ -88,9 +89,19 @@ class PathDefaults:
         return any(key in conf for conf in self.state.pathconfs.table.values())
 
     def value(self, node: Inode, key: str) -> str | None:
-        """The path conf value of ``key`` in effect at ``node``, or None."""
-        if not self.state.pathconfs.table:
+        """The path conf value of ``key`` in effect at ``node``, or None. On every lookup's
+        path (the sync interval of each directory): a directory resolved before is one dict
+        lookup, and a key no prefix sets costs nothing more."""
+        confs = self.state.pathconfs
+        if not confs.table:
             return None
+        if confs.generation == self._generation:
+            if key not in self._keys:
+                return None
+            got = self._cache.get(node.id) if node.children is not None else None
+            if got is not None:
+                found = got.get(key)
+                return None if found is None else found[0]
         found = self.effective(node).get(key)
         return None if found is None else found[0]
 
@@ -103,6 +114,7 @@ class PathDefaults:
             self._epoch += 1
             self._cache.clear()
             self._leaves = frozenset(p.rpartition("/")[2] for p in confs.table)
+            self._keys = frozenset(k for conf in confs.table.values() for k in conf)
             self._generation = confs.generation
         if node.children is not None:
             return self._of_dir(node)

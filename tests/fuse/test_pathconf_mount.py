@@ -32,6 +32,15 @@ def test_pathconf_write_types_through_the_mount(local_mount: Mounted, tmp_path: 
         shoal("fs", "pathconf", "list", "--json", str(mnt / "prep" / "x"), env=no_home).stdout
     )
     assert listed["write_type"] == {"value": "ASYNC_THROUGH", "source": "path conf /prep"}
+    bad = shoal("fs", "pathconf", "set", str(mnt / "x"), "ttl_acton=free", env=no_home, expect=1)
+    assert "unknown path conf key 'ttl_acton' (did you mean 'ttl_action'?)" in bad.stderr
+    shoal("fs", "pathconf", "set", str(mnt / "x"), "ttl=1h", env=no_home)
+    assert shoal("fs", "pathconf", "unset", str(mnt / "x"), env=no_home).stdout == "/x: unset ttl\n"
+    # No path names the mount: the home does (served by the daemon, so it runs there too).
+    assert shoal("fs", "pathconf", "list", home=local_mount.home).stdout.splitlines() == [
+        "/prep  write_type=ASYNC_THROUGH",
+        "/train  write_type=CACHE_THROUGH",
+    ]
 
     shard, ckpt = os.urandom(300_000), os.urandom(200_000)
     _write(mnt / "prep" / "shard0.bin", shard)

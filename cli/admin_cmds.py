@@ -84,14 +84,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="instead: cold read MiB/s of one 64 MiB file per block size, 20 ms added latency",
     )
 
-    p = add_command(
-        cmds,
-        common,
-        "pathconf",
-        cmd_bench_pathconf,
-        "what per-path defaults cost a warm read, as a ratio",
-        description="Warm reads of small files through the engine API with and without path"
-        " confs, alternating, in a scratch directory. Needs no home.",
+    p = add_command(  # needs no home: a scratch directory
+        cmds, common, "pathconf", cmd_bench_pathconf, "what path confs cost a warm read (a ratio)"
     )
     p.add_argument("--json", action="store_true")
 

@@ -18,7 +18,7 @@ from cli.output import dumps, safe
 from cli.paths import absolute
 from engine.errors import InvalidArgument
 from engine.pathconf import KEYS
-from engine.pathdefaults import unknown_key
+from engine.pathdefaults import normalize, unknown_key
 from engine.pathexplain import explain
 from engine.ttl import parse_duration_ms
 
@@ -104,7 +104,7 @@ def cmd_set(args: argparse.Namespace) -> int:
 def cmd_unset(args: argparse.Namespace) -> int:
     with open_engine(args) as engine:
         removed = engine.fs.pathconf.unset(absolute(args.path), args.keys)
-    print(f"{safe(absolute(args.path))}: unset {' '.join(removed)}")
+    print(f"{safe(normalize(absolute(args.path)))}: unset {' '.join(removed)}")
     return EXIT_OK
 
 

@@ -73,16 +73,14 @@ class PathDefaults:
         ns.gate.observers.append(self._observe)
 
     def _observe(self, entry: Any) -> None:
-        if type(entry) is E.Rename and self._cache:
+        # Even with nothing cached: a resolution under way may have read the old path.
+        if type(entry) is E.Rename:
             node = self.ns.tree.find(entry.id)
             if node is not None and node.children is not None:
                 self._epoch += 1
                 self._cache.clear()
 
     # -- lookups ---------------------------------------------------------------------------
-
-    def any_set(self) -> bool:
-        return bool(self.state.pathconfs.table)
 
     def sets(self, key: str) -> bool:
         """Whether some prefix sets ``key``."""

@@ -55,7 +55,7 @@ def test_pathconf_commands_offline(tmp_path: Path) -> None:
         "fs settype on /m/data/out",
     )
 
-    assert shoal("fs", "pathconf", "unset", "/m/data/out", "ttl", home=home).stdout == (
+    assert shoal("fs", "pathconf", "unset", "m/./data/out/", "ttl", home=home).stdout == (
         "/m/data/out: unset ttl\n"
     )
     shoal("fs", "pathconf", "unset", "/m/data", home=home)  # every key of it

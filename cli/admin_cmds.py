@@ -9,6 +9,7 @@ from typing import Any
 from cli.bench import cache as bench_cache
 from cli.bench import extras as bench_extras
 from cli.bench import journal as bench_journal
+from cli.bench import pathconf as bench_pathconf
 from cli.bench import read as bench_read
 from cli.bench import readmount as bench_readmount
 from cli.common import (
@@ -83,6 +84,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="MIB,...",
         help="instead: cold read MiB/s of one 64 MiB file per block size, 20 ms added latency",
     )
+
+    p = add_command(  # needs no home: a scratch directory
+        cmds, common, "pathconf", cmd_bench_pathconf, "what path confs cost a warm read (a ratio)"
+    )
+    p.add_argument("--json", action="store_true")
 
     p = add_command(
         cmds,
@@ -190,6 +196,12 @@ def cmd_bench_cache(args: argparse.Namespace) -> int:
         return EXIT_OK
     result = bench_cache.run(args.file_mib)
     print(json.dumps(result) if args.json else bench_cache.format_table(result))
+    return EXIT_OK
+
+
+def cmd_bench_pathconf(args: argparse.Namespace) -> int:
+    result = bench_pathconf.run()
+    print(json.dumps(result) if args.json else bench_pathconf.format_table(result))
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from cli import cache_cmds, mount_cmds, usage_cmds
+from cli import cache_cmds, mount_cmds, pathconf_cmds, usage_cmds
 from cli.common import EXIT_OK, UsageError, add_command, command_group, open_engine
 from cli.output import (
     dumps,
@@ -112,6 +112,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     mount_cmds.register(cmds, common)
     cache_cmds.register(cmds, common)
     usage_cmds.register(cmds, common)
+    pathconf_cmds.register(cmds, common)
 
 
 def _join(parent: str, name: str) -> str:

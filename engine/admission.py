@@ -18,6 +18,7 @@ from engine.errors import Refused
 from engine.inode import S_IFMT, S_IFREG, Inode
 from engine.nodechecks import staged_problem, stale_problem, store_from_problem, xattr_problem
 from engine.orphanrules import orphan_problem
+from engine.pathconf import entry_problem
 from engine.state import BLOCK_SHIFT_BITS, State
 from journal import entries as E
 
@@ -229,6 +230,12 @@ def _store_moved(state: State, e: E.StoreMoved) -> None:
         raise Refused(f"inode {e.id} has no pending store move")
 
 
+def _path_conf(state: State, e: E.PathConfSet) -> None:
+    problem = entry_problem(e)
+    if problem is not None:
+        raise Refused(problem)
+
+
 _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.MkDir: _new,
     E.CreateFile: _new,
@@ -252,6 +259,7 @@ _CHECKS: dict[Any, Callable[[State, Any], None]] = {
     E.Accessed: _on_file,
     E.StoreMoved: _store_moved,
     E.OrphanReleased: _orphan_released,
+    E.PathConfSet: _path_conf,
 }
 
 # Entry type -> (the exact types of its fields, its check).

@@ -49,6 +49,7 @@ class FileSystem:
         self.sync = sync
         self.cache = cache
         self.placement = Placement(ns, mounts, sync, write_type, read_type)
+        self.pathconf = self.placement.pathconf  # per-path defaults (engine/pathdefaults.py)
         self.changes = UfsFirstChanges(ns, self.placement)
         self.links = LinkChanges(ns, self.placement, self.changes.holding)
         self.attrs = StoreAttrs(ns, self.placement, self.changes)

@@ -3,7 +3,8 @@
 A path below a mount is stored in that mount's UFS (its connector and the path within it); a
 path outside every mount is the namespace's own. A read or write type is looked up in order:
 the one asked for, the one set on the node or its nearest ancestor (a directory's type applies
-to the tree below it), the mount's option, the configured default.
+to the tree below it), the deepest path conf (engine/pathdefaults.py), the mount's option, the
+configured default.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from engine.iotypes import ReadType, WriteType
 from engine.mounts import MountTable, ufs_errors
 from engine.names import check_name, parent_and_name, split_path
 from engine.namespace import Namespace
+from engine.pathdefaults import PathDefaults
 from engine.state import Mount
 from engine.sync import MetadataSync
 from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS
@@ -104,6 +106,8 @@ class Placement:
         # Before a change at a store path: pending store moves there completed, or the change
         # refused (engine/storemove.py, ``StoreMoves.check_free``; set by the file system).
         self.check_free: Callable[[Mount, str], None] | None = None
+        self.pathconf = PathDefaults(ns)  # per-path defaults; the sync interval's too
+        sync.path_value = self.pathconf.value
 
     def target(self, path: str) -> tuple[Inode, str, UfsTarget | None]:
         """(parent directory, name, (mount, connector, UFS path) if below a mount)."""
@@ -210,6 +214,7 @@ class Placement:
             (
                 asked
                 or self.path_type(node, "write_type")
+                or self.pathconf.value(node, "write_type")
                 or mount.options.get("write_type")
                 or self.write_type
             ).upper()
@@ -227,6 +232,7 @@ class Placement:
         kind = (
             asked
             or self.path_type(node, "read_type")
+            or self.pathconf.value(node, "read_type")
             or mount.options.get("read_type")
             or self.read_type
         ).upper()

@@ -73,6 +73,10 @@ CREATE TABLE orphans (               -- files unlinked while open (absent from o
     row BLOB NOT NULL                -- msgpack of its inode row, as INODE_COLUMNS (parent and
                                      -- name: the last name it had)
 );
+CREATE TABLE path_confs (            -- per-path defaults (absent from older checkpoints: none)
+    prefix BLOB PRIMARY KEY,         -- the absolute path's bytes (engine/pathconf.py)
+    conf   TEXT NOT NULL             -- JSON object key -> canonical value
+);
 """
 
 INODE_CHUNK = 8192
@@ -137,6 +141,11 @@ def _store_move_rows(state: State) -> Iterator[tuple[object, ...]]:
         yield (ino, *state.store_moves[ino])
 
 
+def _path_conf_rows(state: State) -> Iterator[tuple[object, ...]]:
+    for prefix, conf in state.pathconfs.rows():
+        yield (prefix.encode("utf-8", "surrogateescape"), json.dumps(conf, sort_keys=True))
+
+
 def _inode_chunks(tree: InodeTree) -> Iterator[tuple[int, int, bytes]]:
     pack = fsnames.packer()
     nodes = (n for n in tree.table if n is not None)
@@ -178,6 +187,7 @@ def _fill(state: State, conn: apsw.Connection) -> None:
     conn.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?)", _block_rows(state))
     conn.executemany("INSERT INTO persists VALUES (?,?)", _persist_rows(state))
     conn.executemany("INSERT INTO store_moves VALUES (?,?,?)", _store_move_rows(state))
+    conn.executemany("INSERT INTO path_confs VALUES (?,?)", _path_conf_rows(state))
     pack = fsnames.packer()
     orphans = _inode_rows(state.orphans[i] for i in sorted(state.orphans))
     conn.executemany("INSERT INTO orphans VALUES (?,?)", ((r[0], pack(r)) for r in orphans))
@@ -227,6 +237,9 @@ def load_checkpoint(conn: apsw.Connection, seq: int) -> State:
     if "store_moves" in tables:
         for ino, path, fingerprint in conn.execute("SELECT * FROM store_moves"):
             state.store_moves[ino] = (path, fingerprint)
+    if "path_confs" in tables:
+        rows = conn.execute("SELECT prefix, conf FROM path_confs")
+        state.pathconfs.load({p.decode("utf-8", "surrogateescape"): json.loads(c) for p, c in rows})
     _load_orphans(conn, state)
     state.last_seq = seq
     return state
@@ -327,6 +340,8 @@ def digest(state: State) -> str:
             if state.orphans
             else []
         ),
+        # Only when there are some: the digest of a state without path confs stays as it was.
+        *([("path_confs", _path_conf_rows(state))] if state.pathconfs.table else []),
     ):
         h.update(name.encode())
         for row in rows:

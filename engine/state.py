@@ -34,13 +34,12 @@ from engine.nodechecks import (
     xattr_problem,
 )
 from engine.orphanrules import orphan_problem
+from engine.pathconf import PathConfs
 from journal import entries as E
 
 _share = shared_values.setdefault
 _new_inode = Inode.__new__
 BLOCK_SHIFT_BITS = 8  # flags bits 8..15 hold log2(block size)
-
-
 _block_bits: dict[int, int] = {}
 
 
@@ -102,6 +101,7 @@ class State:
         # then, "" for a directory): pending store moves (Rename.store_from, StoreMoved)
         self.store_moves: dict[int, tuple[str, str]] = {}
         self.orphans: dict[int, Inode] = {}  # unlinked while open: engine/openfiles.py
+        self.pathconfs = PathConfs()  # per-path defaults: engine/pathconf.py
         self.last_seq = 0
 
     def apply(self, entry: Any, seq: int) -> None:
@@ -109,7 +109,7 @@ class State:
             _APPLY[type(entry)](self, entry)
         except ApplyError:
             raise
-        except (KeyError, IndexError, AttributeError, TypeError) as exc:
+        except (KeyError, IndexError, AttributeError, TypeError, ValueError) as exc:
             raise ApplyError(f"{type(entry).__name__} does not fit the state: {exc!r}") from exc
         self.last_seq = seq
 
@@ -496,4 +496,5 @@ _APPLY: dict[Any, Callable[[State, Any], None]] = {
     E.Accessed: State._accessed,
     E.StoreMoved: State._store_moved,
     E.OrphanReleased: lambda st, e: st._forget([st.orphans.pop(e.id)]),
+    E.PathConfSet: lambda st, e: st.pathconfs.apply(e),
 }

@@ -3,9 +3,9 @@
 A directory inside a mount is loaded from its UFS the first time it is listed or a name in it
 is looked up (lazy load), and listed again when its last load is older than the sync interval:
 -1 never, 0 on every access, N seconds; set globally (``ufs.sync_interval``), per mount (the
-``sync_interval`` mount option) and per call. ``sync`` forces it. What the UFS shows becomes
-journal entries like any other mutation: a new name is a MkDir or a CreateFile plus a
-UfsFingerprint; a changed fingerprint is a UfsFingerprint, which starts a new content version
+``sync_interval`` option), per path (`fs pathconf`), per call; ``sync`` forces it. The UFS's
+view becomes journal entries like any other mutation: a new name is a MkDir or CreateFile plus
+a UfsFingerprint; a changed fingerprint is a UfsFingerprint, which starts a new content version
 (cached blocks of the old one are dropped and can never be served); a name gone from the UFS is
 a Delete, unless Shoal holds data the UFS does not have yet (a file not persisted, or a
 directory holding one). A listing is consumed as a stream, in batches: a directory of 100,000
@@ -89,6 +89,8 @@ class MetadataSync:
         # Completes the pending store moves of a mount before it is listed (engine/storemove.py;
         # set by the file system): None where nothing is wired (inspection, tests of sync).
         self.settle_moves: Callable[[Mount], None] | None = None
+        # A directory's per-path default of a key (engine/pathdefaults.py; set by placement).
+        self.path_value: Callable[[Inode, str], str | None] = lambda node, key: None
 
     # -- where a node lives ------------------------------------------------------------------
 
@@ -107,10 +109,11 @@ class MetadataSync:
             cur = tree.find(cur.parent)
         return None
 
-    def _interval(self, mount: Mount, override: float | None) -> float:
+    def _interval(self, mount: Mount, override: float | None, node: Inode | None = None) -> float:
         if override is not None:
             return override
-        raw = mount.options.get("sync_interval")
+        raw = None if node is None else self.path_value(node, "sync_interval")
+        raw = raw or mount.options.get("sync_interval")
         if raw is not None:
             try:
                 return float(raw)
@@ -184,7 +187,7 @@ class MetadataSync:
         if where is None:
             return False
         mount = where[0]
-        if not self._due(directory, mount, self._interval(mount, None)):
+        if not self._due(directory, mount, self._interval(mount, None, directory)):
             return False
         return self._backing_off(mount) is None or self._last_load(directory, mount) is None
 
@@ -224,7 +227,7 @@ class MetadataSync:
         return self.ns.entries(self.ns.path_of(node))
 
     def _refresh(self, node: Inode, mount: Mount, rel: str, override: float | None) -> None:
-        if self._due(node, mount, self._interval(mount, override)):
+        if self._due(node, mount, self._interval(mount, override, node)):
             if override is None:
                 self._load(node, mount, rel)
             else:  # a listing asked for by this call (`fs ls --sync`): its failure is reported
@@ -369,7 +372,7 @@ class MetadataSync:
         mark = parse_listing_mark(ext.fingerprint if ext is not None else None)
         if mark is None or mark[0] != mount.time or self._before_unclean_stop(node, mount):
             return True
-        return self._interval(mount, None) > 0
+        return self._interval(mount, None, node) > 0
 
     def _apply_batch(
         self, node: Inode, batch: list[UfsStatus], seen: set[str], skip: frozenset[str]

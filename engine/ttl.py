@@ -7,6 +7,11 @@ its descendants): ``free`` (the default) drops the cached blocks of persisted fi
 the TTL; ``delete`` removes the subtree from Shoal and from the UFS, and must be asked for
 explicitly. The daemon runs the checker every ``cache.ttl_check_interval_s``; offline,
 ``shoal fs checkttl`` runs it once.
+
+A path conf's ``ttl`` (engine/pathdefaults.py) is a default for the files below its prefix that
+have no TTL of their own: each expires that long after its last change, with the path conf's
+``ttl_action``. Nothing is recorded on the file (the prefix's value is what counts, and unsetting
+it ends it), so ``free`` acts only on a persisted file that still has cached blocks.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import threading
 import time
 
 from engine.cache.blockcache import BlockCache
-from engine.inode import Inode
+from engine.inode import PERSISTED, S_IFMT, S_IFREG, Inode
 from engine.namespace import Namespace
+from engine.pathdefaults import PathDefaults
 from engine.ufsfirst import UfsFirstChanges
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,7 @@ class TtlChecker:
         self.ns = ns
         self.changes = changes  # a delete reaches the UFS first
         self.cache = cache
+        self.defaults = PathDefaults(ns)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -58,17 +65,38 @@ class TtlChecker:
         now = time.time_ns() if now_ns is None else now_ns
         out = []
         with self.ns.lock:
+            by_conf = self.defaults.sets("ttl")
             for node in self.ns.tree.table:
-                if node is None or node.ext is None or node.ext.ttl_ms is None:
+                if node is None:
                     continue
-                if node.ctime + node.ext.ttl_ms * 1_000_000 <= now:
-                    out.append((self.ns.tree.path_of(node), node, node.ext.ttl_action or "free"))
+                if node.ext is not None and node.ext.ttl_ms is not None:
+                    ttl_ms, action = node.ext.ttl_ms, node.ext.ttl_action or "free"
+                elif by_conf and node.mode & S_IFMT == S_IFREG:
+                    found = self._by_conf(node)
+                    if found is None:
+                        continue
+                    ttl_ms, action = found
+                else:
+                    continue
+                if node.ctime + ttl_ms * 1_000_000 <= now:
+                    out.append((self.ns.tree.path_of(node), node, action))
         out.sort(key=lambda item: item[0])
         kept: list[tuple[str, Inode, str]] = []
         for item in out:
             if not any(item[0].startswith(k[0].rstrip("/") + "/") for k in kept):
                 kept.append(item)
         return kept
+
+    def _by_conf(self, node: Inode) -> tuple[int, str] | None:
+        """(TTL, action) a path conf gives file ``node``, if it is one to act on."""
+        conf = self.defaults.effective(node)
+        ttl = conf.get("ttl")
+        if ttl is None or ttl[0] == "-1":
+            return None
+        action = conf.get("ttl_action", ("free", ""))[0]
+        if action == "free" and (not node.flags & PERSISTED or node.id not in self.ns.state.blocks):
+            return None  # nothing to free (and an upload pending keeps its only copy)
+        return int(ttl[0]), action
 
     def run_once(self, now_ns: int | None = None) -> int:
         """Acts on every expired node; returns how many."""
@@ -79,7 +107,8 @@ class TtlChecker:
                     self.changes.delete(path, recursive=True)
                 else:
                     self._free(node)
-                    self.ns.setattr(path, ttl_ms=-1)
+                    if node.ext is not None and node.ext.ttl_ms is not None:  # not a path conf's
+                        self.ns.setattr(path, ttl_ms=-1)
                 done += 1
                 log.info("TTL of %s passed: %s", path, action)
             except Exception as exc:  # one failure must not stop the others

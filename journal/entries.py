@@ -294,6 +294,17 @@ class Accessed(NamedTuple):
     atime: int
 
 
+class PathConfSet(NamedTuple):
+    """Per-path defaults (engine/pathconf.py): each key of ``values`` is set for the path
+    prefix ``prefix`` (an absolute, normalized namespace path) and everything below it, or
+    unset (None). Kept by path string, as Alluxio's path configuration is: a rename of a
+    configured directory leaves the configuration at the old path."""
+
+    prefix: str
+    values: dict[str, str | None]
+    time: int
+
+
 Entry = (
     MkDir
     | CreateFile
@@ -317,6 +328,7 @@ Entry = (
     | Accessed
     | StoreMoved
     | OrphanReleased
+    | PathConfSet
 )
 
 # Type codes are part of the on-disk format: never renumber, never reuse.
@@ -343,6 +355,7 @@ TYPE_CODES: dict[Any, int] = {
     OrphanReleased: 20,
     SetXattr: 21,
     Accessed: 22,
+    PathConfSet: 23,
 }
 BY_CODE: dict[int, Any] = {code: cls for cls, code in TYPE_CODES.items()}
 BY_NAME: dict[str, Any] = {cls.__name__: cls for cls in TYPE_CODES}

@@ -34,6 +34,7 @@ from engine.inode import (
 )
 from engine.listingmarks import parse_listing_mark
 from engine.nodechecks import xattr_problem
+from engine.pathconf import prefix_problem, value_problem
 from engine.state import BLOCK_SHIFT_BITS, State
 from recovery.orphancheck import check_orphans
 from recovery.treecheck import (
@@ -308,6 +309,20 @@ def check_store_moves(state: State) -> list[str]:
     return out
 
 
+def check_path_confs(state: State) -> list[str]:
+    out = []
+    for prefix, conf in state.pathconfs.table.items():
+        problem = prefix_problem(prefix)
+        if problem is None and not conf:
+            problem = f"path conf {prefix!r} sets no key"
+        problems = [problem] + [
+            value_problem(key, value) if value is not None else f"path conf {prefix} {key}: null"
+            for key, value in conf.items()
+        ]
+        out += [p for p in problems if p is not None]
+    return out
+
+
 def check_stop_record(state: State, stops: StopRecord) -> list[str]:
     """The home's record of an unclean stop (engine/home.py) can be read: it says which
     listings predate the stop and are to be repeated once; one that cannot be read makes every
@@ -389,6 +404,11 @@ CHECKS: list[Check] = [
         "store-moves",
         "pending store moves of renamed files can complete (below a mount)",
         check_store_moves,
+    ),
+    Check(
+        "path-confs",
+        "per-path defaults: absolute normalized prefixes, known keys, valid values",
+        check_path_confs,
     ),
     Check(
         "stop-record",

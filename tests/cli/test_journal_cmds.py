@@ -346,6 +346,7 @@ def test_fsck_clean(tmp_path: Path) -> None:
         "xattrs",
         "store-moves",
         "orphans",
+        "path-confs",
         "cache",
         "stores",
     ):
@@ -367,6 +368,8 @@ def test_fsck_reports_broken_invariants(tmp_path: Path) -> None:
         "INSERT INTO orphans VALUES (3, X'"
         + msgpack.packb([3, 2, "sub", 0o100644, 0, 0, 0, 1, 1, 0, 1, None]).hex()
         + "')",
+        # a per-path default no PathConfSet could set: a relative prefix, a value that is none
+        "INSERT INTO path_confs VALUES (CAST('data/out' AS BLOB), '{\"ttl\": \"soon\"}')",
     )
     proc = shoal("fsck", home=tmp_path, expect=1)
     out = proc.stdout
@@ -375,8 +378,10 @@ def test_fsck_reports_broken_invariants(tmp_path: Path) -> None:
     assert "FAIL  persists" in out and "not a regular file" in out
     assert "FAIL  orphans" in out and "orphan 3 still has a name in the tree" in out
     assert "ok    parent-links" in out
+    assert "FAIL  path-confs" in out and "prefix 'data/out' is not an absolute path" in out
+    assert "path conf ttl = 'soon' is not valid" in out
     assert "FAIL  cache" in out and "1 missing or damaged blocks found" in out
-    assert out.splitlines()[-1] == "99 inodes at seq 6: 5 of 25 checks failed"
+    assert out.splitlines()[-1] == "99 inodes at seq 6: 6 of 26 checks failed"
 
 
 def test_bench_journal_json(tmp_path: Path) -> None:

@@ -128,6 +128,19 @@ entries = st.one_of(
         times,
     ),  # fmt: skip
     st.builds(E.Accessed, ids, times),
+    st.builds(
+        E.PathConfSet,
+        st.sampled_from(["/", "/a", "/a/b", "a", "/a/", "/a/../b", "//a", "/\udcff", "/\ud800"]),
+        st.dictionaries(
+            st.sampled_from(["read_type", "write_type", "sync_interval", "ttl", "ttl_action", "x"]),
+            st.none()
+            | st.sampled_from(
+                ["CACHE", "ASYNC_THROUGH", "cache", "-1", "0", "2.5", "-2", "nan", "7", "free", ""]
+            ),
+            max_size=3,
+        ),
+        times,
+    ),  # fmt: skip
 )
 
 

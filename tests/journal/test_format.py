@@ -221,6 +221,7 @@ _SAMPLES: list[E.Entry] = [
     E.SetXattr(3, "user.k", None, 28),
     E.SetAttr(3, 29, atime=30),
     E.Accessed(3, 31),
+    E.PathConfSet("/data/caf\udce9", {"write_type": "ASYNC_THROUGH", "ttl": None}, 32),
 ]
 
 

@@ -9,6 +9,7 @@ against it, so the engine is held to one oracle.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -48,6 +49,10 @@ class Attrs(NamedTuple):
 
 
 Model = dict[str, Attrs]  # absolute path -> attributes; "/" is the root
+# Per-path defaults (engine/pathconf.py) in the same dict: PATHCONF + prefix -> an Attrs of kind
+# "pathconf" whose target is the JSON of its keys. Kept by path string: no tree operation moves
+# or removes one, and no path the machines draw starts with it.
+PATHCONF = "pathconf:"
 ROOT = Attrs("dir", 0o755, 0, 0)
 
 
@@ -321,6 +326,27 @@ def m_delete(model: Model, path: str, recursive: bool) -> Model:
 # -- the engine's namespace, as the model sees it ------------------------------------------------
 
 
+def _conf(conf: dict[str, str]) -> Attrs:
+    return Attrs("pathconf", 0, 0, 0, target=json.dumps(conf, sort_keys=True))
+
+
+def m_pathconf_set(model: Model, prefix: str, values: dict[str, str]) -> Model:
+    key = PATHCONF + prefix
+    conf = json.loads(model[key].target or "{}") if key in model else {}
+    return {**model, key: _conf({**conf, **values})}
+
+
+def m_pathconf_unset(model: Model, prefix: str, keys: list[str]) -> Model:
+    """Unsets ``keys`` at ``prefix``; refused (NotFound) when none of them is set there."""
+    key = PATHCONF + prefix
+    conf = json.loads(model[key].target or "{}") if key in model else {}
+    if not any(k in conf for k in keys):
+        raise Refused(err.NotFound)
+    left = {k: v for k, v in conf.items() if k not in keys}
+    out = {p: a for p, a in model.items() if p != key}
+    return {**out, key: _conf(left)} if left else out
+
+
 def dump(state: State) -> Model:
     """The namespace as model attributes; timestamps are left out (the model has none)."""
     tree = state.tree
@@ -353,6 +379,8 @@ def dump(state: State) -> Model:
         )
         for path in paths:
             out[path] = attrs
+    for prefix, conf in state.pathconfs.rows():
+        out[PATHCONF + prefix] = _conf(conf)
     return out
 
 

@@ -139,8 +139,9 @@ class EngineCrashMachine(Housekeeping):
         self.written += 1
         return (f"<{self.written}>".encode() * (size // 3 + 1))[:size]
 
-    def _write(self, name: str, size: int, write_type: str) -> None:
+    def _write(self, name: str, size: int, write_type: str, by_path_conf: bool = False) -> None:
         data = self._data(size)
+        asked = None if by_path_conf else write_type
         expect = outcome(m_write, self.model, name, data, write_type, self.world.ufs_down)
         # A new file is created before its content is written: a crash in between leaves it
         # empty, as a crash between open(O_CREAT) and write does. A write through the store
@@ -155,7 +156,7 @@ class EngineCrashMachine(Housekeeping):
         )
         self._run(
             expect,
-            lambda: self.live.fs.write_file(f"/{name}", io.BytesIO(data), write_type=write_type),
+            lambda: self.live.fs.write_file(f"/{name}", io.BytesIO(data), write_type=asked),
             between,
         )
 
@@ -176,6 +177,14 @@ class EngineCrashMachine(Housekeeping):
     @rule(name=st.sampled_from(NAMES), size=st.integers(0, 150), kind=st.sampled_from(WRITE_TYPES))
     def write(self, name: str, size: int, kind: str) -> None:
         self._write(name, size, kind)
+
+    @rule(name=st.sampled_from(NAMES), size=st.integers(0, 150), kind=st.sampled_from(WRITE_TYPES))
+    def write_by_path_conf(self, name: str, size: int, kind: str) -> None:
+        """The write type from a path conf (fs pathconf set / write_type=...), journaled before
+        the write: a crash keeps both, the conf alone or neither, and the write behaves as the
+        type says (the model knows nothing of the conf: no file changes with it)."""
+        self._run(self.model, lambda: self.live.fs.pathconf.set("/", {"write_type": kind}))
+        self._write(name, size, kind, by_path_conf=True)
 
     @rule(name=st.sampled_from(NAMES))
     def delete(self, name: str) -> None:

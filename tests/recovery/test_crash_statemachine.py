@@ -57,6 +57,8 @@ from tests.models.namespace_model import (
     m_delete,
     m_link,
     m_mkdir,
+    m_pathconf_set,
+    m_pathconf_unset,
     m_rename,
     m_setattr,
     m_setxattr,
@@ -180,7 +182,7 @@ class CrashMachine(Housekeeping):
 
     def _path(self, data: st.DataObject, *, existing: float = 0.6) -> str:
         """A path that exists (often), or a random one of the small alphabet."""
-        paths = sorted(p for p in self.model if p != "/")
+        paths = sorted(p for p in self.model if p != "/" and p.startswith("/"))
         if paths and data.draw(st.integers(0, 9)) < existing * 10:
             base = data.draw(st.sampled_from(paths))
             if data.draw(st.booleans()) and self.model[base].kind == "dir":
@@ -294,6 +296,28 @@ class CrashMachine(Housekeeping):
         dst = self._path(data, existing=0.5)
         expect = self._expect(m_rename, src, dst, noreplace)
         self._run(expect, lambda: self.ns.rename(src, dst, noreplace=noreplace))
+
+    @rule(
+        data=st.data(),
+        values=st.dictionaries(
+            st.sampled_from(["read_type", "ttl"]), st.sampled_from(["NO_CACHE", "5"]), min_size=1
+        ),
+        unset=st.booleans(),
+    )
+    def pathconf(self, data: st.DataObject, values: dict[str, str], unset: bool) -> None:
+        """Sets or unsets per-path defaults (kept by path string: the path need not exist)."""
+        prefix = self._path(data, existing=0.5)
+        values = {k: v for k, v in values.items() if (k == "ttl") == (v == "5")} or {"ttl": "5"}
+        conf = self.engine.fs.pathconf  # type: ignore[union-attr]
+        if unset:
+            keys = sorted(values)
+            self._run(
+                self._expect(m_pathconf_unset, prefix, keys), lambda: conf.unset(prefix, keys)
+            )
+        else:
+            self._run(
+                self._expect(m_pathconf_set, prefix, values), lambda: conf.set(prefix, values)
+            )
 
     @rule(data=st.data())
     def link(self, data: st.DataObject) -> None:

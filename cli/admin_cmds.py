@@ -27,6 +27,11 @@ from recovery.storecheck import StoreReport, check_stores
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    _register_fsck(sub, common)
+    _register_bench(command_group(sub, common, "bench", "benchmarks"), common)
+
+
+def _register_fsck(sub: Any, common: argparse.ArgumentParser) -> None:
     p = add_command(
         sub,
         common,
@@ -43,7 +48,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="remove orphan block files and drop (journaled) blocks that are missing or damaged",
     )
 
-    cmds = command_group(sub, common, "bench", "benchmarks")
+
+def _register_bench(cmds: Any, common: argparse.ArgumentParser) -> None:
     p = add_command(
         cmds,
         common,

@@ -44,6 +44,7 @@ from ufs.errors import (
     UfsUnavailable,
     UfsUnsupported,
 )
+from ufs.staged import StagedWrite
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +320,40 @@ class LocalUnderFS(UnderFS):
                 finish = None if attrs is None else partial(self._give, attrs=attrs)
                 write_atomically(target, chunks, temp_name=tempfiles.temp_name(), finish=finish)
             return self.stat(rel)
+
+    def stage(self, path: str) -> StagedWrite | None:
+        """A temporary file beside ``path`` (named as ours: ufs/tempfiles.py); None for a path
+        too long for one system call, whose bytes then go through ``write``."""
+        rel = normalize(path)
+        if not rel:
+            raise UfsIsADirectory(f"{self.uri}: the root is a directory")
+        with self._errors(rel):
+            self.mkdir(rel.rpartition("/")[0])
+            with self._path(rel) as target:
+                if target.startswith(PROC_FD):
+                    return None
+                temp = os.path.join(os.path.dirname(target), tempfiles.temp_name())
+                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                return StagedWrite(os.open(temp, flags, 0o600), temp)
+
+    def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
+        """As ``write`` lands its temporary file: owner and mode, fsync, rename, the directory
+        fsynced (and the one the temporary file was made in, if the file moved since)."""
+        rel = normalize(path)
+        with self._errors(rel):
+            self.mkdir(rel.rpartition("/")[0])  # as write does
+        with self._errors(rel), self._path(rel) as target:
+            if os.path.isdir(target):
+                raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
+            if attrs is not None:
+                self._give(staged.fd, attrs)
+            os.fsync(staged.fd)
+            os.rename(staged.temp, target)
+            staged.landed = True
+            fsync_dir(os.path.dirname(target))
+            if os.path.dirname(staged.temp) != os.path.dirname(target):
+                fsync_dir(os.path.dirname(staged.temp))
+        return self.stat(rel)
 
     def link(self, src: str, dst: str) -> UfsStatus:
         """A real hard link, made under a temporary name and renamed over ``dst``: a reader

@@ -38,6 +38,7 @@ def test_bench_write_json_figures_and_files_in_the_stores(tmp_path: Path) -> Non
     # (the two THROUGH types) had it there before close returned.
     for mode in ("async_through", "cache_through", "through"):
         assert result[f"tar_{mode}"]["in_ufs"] == files, mode
+        assert result[f"tar_{mode}"]["vs_local"] > 0, mode
     assert result["seq_through"]["in_ufs_bytes"] == mib << 20
     assert result["s3_mount"]["in_store_bytes"] == mib << 20
     assert list(tmp_path.iterdir()) == []  # its scratch directory went with it

@@ -1,5 +1,5 @@
 """Where the frontend spools a new file written through its store (THROUGH, CACHE_THROUGH):
-in the store itself, when it can hold a temporary file beside the file (ufs/staged.py).
+in the store itself, when it can hold a temporary file of ours (ufs/staged.py).
 
 The writer's bytes then go to their final disk once, as they are written, and close or fsync
 only lands them (fsync and rename) instead of copying the whole spool into the store first.

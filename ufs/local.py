@@ -93,6 +93,13 @@ def _user_xattrs(full: str) -> Mapping[str, bytes]:
     return out
 
 
+def _chunks_of(fd: int) -> Iterator[bytes]:
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        yield chunk
+        offset += len(chunk)
+
+
 def _fingerprint(st: os.stat_result) -> str:
     return f"{st.st_size}-{st.st_mtime_ns}-{st.st_ino}"
 
@@ -322,37 +329,45 @@ class LocalUnderFS(UnderFS):
             return self.stat(rel)
 
     def stage(self, path: str) -> StagedWrite | None:
-        """A temporary file beside ``path`` (named as ours: ufs/tempfiles.py); None for a path
-        too long for one system call, whose bytes then go through ``write``."""
+        """A temporary file for ``path`` (named as ours: ufs/tempfiles.py) at the root, not
+        beside it: a directory renamed or removed while the file is written is not held by
+        it, and it is never in the way of a name."""
         rel = normalize(path)
         if not rel:
             raise UfsIsADirectory(f"{self.uri}: the root is a directory")
+        temp = os.path.join(self.root, tempfiles.temp_name())
         with self._errors(rel):
-            self.mkdir(rel.rpartition("/")[0])
-            with self._path(rel) as target:
-                if target.startswith(PROC_FD):
-                    return None
-                temp = os.path.join(os.path.dirname(target), tempfiles.temp_name())
-                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                return StagedWrite(os.open(temp, flags, 0o600), temp)
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        return StagedWrite(fd, temp)
 
     def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
-        """As ``write`` lands its temporary file: owner and mode, fsync, rename, the directory
-        fsynced (and the one the temporary file was made in, if the file moved since)."""
+        """As ``write`` lands its temporary file: owner and mode, fsync, rename, the target's
+        directory fsynced. (The root's is not: a crash that forgets the rename there leaves a
+        second name of the file, a dead writer's temporary file that a start sweeps.) Copied
+        instead where it cannot be renamed: a target on another file system below the root,
+        a temporary file removed by someone else (the descriptor still holds the bytes)."""
         rel = normalize(path)
         with self._errors(rel):
             self.mkdir(rel.rpartition("/")[0])  # as write does
         with self._errors(rel), self._path(rel) as target:
             if os.path.isdir(target):
                 raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
-            if attrs is not None:
-                self._give(staged.fd, attrs)
+            finish = None if attrs is None else partial(self._give, attrs=attrs)
+            if finish is not None:
+                finish(staged.fd)
             os.fsync(staged.fd)
-            os.rename(staged.temp, target)
+            try:
+                os.rename(staged.temp, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOENT):
+                    raise
+                write_atomically(
+                    target, _chunks_of(staged.fd), temp_name=tempfiles.temp_name(), finish=finish
+                )
+                staged.discard()
+                return self.stat(rel)
             staged.landed = True
             fsync_dir(os.path.dirname(target))
-            if os.path.dirname(staged.temp) != os.path.dirname(target):
-                fsync_dir(os.path.dirname(staged.temp))
         return self.stat(rel)
 
     def link(self, src: str, dst: str) -> UfsStatus:

@@ -1,6 +1,6 @@
 """A new file's bytes written straight into its store while the writer still writes them.
 
-A store that can hold a temporary file beside the file's place (the local connector) hands one
+A store that can hold a temporary file of ours (the local connector, at its root) hands one
 out (``UnderFS.stage``) before the first byte is written; the writer writes into it; at close
 or fsync the store lands it (``UnderFS.land``): owner and mode set, fsynced, renamed over the
 target, directory fsynced. The bytes are written once, and close waits only for that tail. A

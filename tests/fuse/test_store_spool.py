@@ -30,9 +30,9 @@ def test_new_file_is_written_into_the_store_while_open(tmp_path: Path, write_typ
         try:
             os.write(fd, data)
             # Before close: the bytes are on the store's disk already, under a temporary
-            # name of ours beside the file's place, and the name is not there yet.
+            # name of ours at the store's root, and the name is not there yet.
             (temp,) = _temps(ufs)
-            assert temp.parent == ufs / "d" and temp.read_bytes() == data
+            assert temp.parent == ufs and temp.read_bytes() == data
             assert not (ufs / "d" / "ckpt").exists()
             assert "ckpt" in os.listdir(m.path / "d")  # the temporary name is never listed
         finally:
@@ -66,6 +66,23 @@ def test_writes_after_fsync_go_on_top_of_the_landed_content(tmp_path: Path) -> N
         assert _temps(ufs) == []
 
 
+def test_directory_renamed_while_a_new_file_in_it_is_written(tmp_path: Path) -> None:
+    ufs = tmp_path / "ufs"
+    with mounted(LocalStore(ufs), tmp_path, "write_type=THROUGH") as m:
+        (m.path / "d").mkdir()
+        data = os.urandom(1 << 20)
+        fd = os.open(m.path / "d" / "f", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.rename(m.path / "d", m.path / "e")  # the store's directory moves
+            os.write(fd, b"more")
+        finally:
+            os.close(fd)
+        assert (ufs / "e" / "f").read_bytes() == data + b"more"
+        assert os.listdir(ufs / "e") == ["f"] and not (ufs / "d").exists()
+        assert (m.path / "e" / "f").read_bytes() == data + b"more"
+
+
 def test_file_unlinked_before_close_leaves_no_temporary_file(tmp_path: Path) -> None:
     ufs = tmp_path / "ufs"
     with mounted(LocalStore(ufs), tmp_path, "write_type=THROUGH") as m:
@@ -79,6 +96,20 @@ def test_file_unlinked_before_close_leaves_no_temporary_file(tmp_path: Path) -> 
             os.close(fd)
         m.umount()  # the kernel's RELEASE follows close without being waited for; this waits
         assert _temps(ufs) == [] and os.listdir(ufs) == []
+
+
+def test_directory_of_a_file_unlinked_while_written_can_be_removed(tmp_path: Path) -> None:
+    ufs = tmp_path / "ufs"
+    with mounted(LocalStore(ufs), tmp_path, "write_type=THROUGH") as m:
+        (m.path / "d").mkdir()
+        fd = os.open(m.path / "d" / "f", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"y" * 5000)
+            os.unlink(m.path / "d" / "f")
+            os.rmdir(m.path / "d")  # empty in the store too: the spool is not in it
+            assert not (ufs / "d").exists()
+        finally:
+            os.close(fd)
 
 
 def test_kill9_mid_write_leaves_a_temporary_file_fsck_lists_and_a_start_sweeps(

@@ -12,6 +12,7 @@ from cli.bench import journal as bench_journal
 from cli.bench import pathconf as bench_pathconf
 from cli.bench import read as bench_read
 from cli.bench import readmount as bench_readmount
+from cli.bench import write as bench_write
 from cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -113,6 +114,32 @@ def _register_bench(cmds: Any, common: argparse.ArgumentParser) -> None:
     )
     _bench_read_arguments(p)
     bench_readmount.add_arguments(p)
+    _register_bench_write(cmds, common)
+
+
+def _register_bench_write(cmds: Any, common: argparse.ArgumentParser) -> None:
+    p = add_command(
+        cmds,
+        common,
+        "write",
+        cmd_bench_write,
+        "tar x of small files and large sequential writes through real mounts, beside local",
+        description="tar x of many 2 KB files (then sync) and a large write with fsync, onto the"
+        " local disk and through `shoal mount` of a local directory on that disk (ASYNC_THROUGH,"
+        " CACHE_THROUGH, THROUGH), and the large write through a mount of an S3 endpoint (moto on"
+        " 127.0.0.1) against boto3's multipart upload. Runs in a scratch directory below DIR"
+        " (default: the system's temporary directory); needs no home, needs root (FUSE) and the"
+        " test extras (moto).",
+    )
+    p.add_argument("dir", metavar="DIR", nargs="?", help="where the scratch directory goes")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--files", type=_at_least_one, default=10_000, help="files in the tar (default 10,000)"
+    )
+    p.add_argument(
+        "--size", type=_at_least_one, default=1024, metavar="MIB",
+        help="size of the sequential writes in MiB (default 1024)",
+    )  # fmt: skip
 
 
 def _bench_read_arguments(p: argparse.ArgumentParser) -> None:
@@ -135,6 +162,7 @@ def _bench_read_arguments(p: argparse.ArgumentParser) -> None:
 
 
 _positive = whole_number(2, "a number", "needs at least 2")
+_at_least_one = whole_number(1, "a number", "needs at least 1")
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
@@ -231,6 +259,12 @@ def cmd_bench_read(args: argparse.Namespace) -> int:
     if args.chart:
         bench_read.chart(result, args.chart)
     print(json.dumps(result) if args.json else bench_read.format_table(result))
+    return EXIT_OK
+
+
+def cmd_bench_write(args: argparse.Namespace) -> int:
+    result = bench_write.run(files=args.files, size_mib=args.size, workdir=args.dir)
+    print(json.dumps(result) if args.json else bench_write.format_table(result))
     return EXIT_OK
 
 

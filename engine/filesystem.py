@@ -26,6 +26,7 @@ from engine.persister import Persister
 from engine.placement import Placement
 from engine.posix import Caller
 from engine.readpath import ReadPath
+from engine.spools import StoreSpool, store_spool
 from engine.state import Mount
 from engine.sync import MetadataSync
 from engine.ufsattrs import StoreAttrs
@@ -172,6 +173,11 @@ class FileSystem:
         # A rewrite holds the file: an upload of its old content must not land over the new.
         with self.changes.holding_path(path):
             return self.writes.write_file(path, source, mode, uid, gid, write_type)
+
+    def store_spool(self, node: Inode) -> StoreSpool | None:
+        """Where the frontend spools ``node``'s new content if not in the home (engine/spools.py):
+        blocking (the store makes a temporary file)."""
+        return store_spool(self.placement, self.ns.path_of(node))
 
     def persist(self, node: Inode) -> bool:
         return self.writes.persist(node)

@@ -24,6 +24,7 @@ from engine.state import Mount
 from engine.sync import MetadataSync
 from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS
 from ufs.base import join as ufs_join
+from ufs.staged import StagedWrite
 from ufs.uri import name_rules
 
 # (mount, its connector, the path in its UFS) of a path below a mount
@@ -56,6 +57,12 @@ class MountConnector(UnderFS):
 
     def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         return self._ufs().write(path, source, attrs)
+
+    def stage(self, path: str) -> StagedWrite | None:
+        return self._ufs().stage(path)
+
+    def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
+        return self._ufs().land(staged, path, attrs)
 
     def delete(self, path: str) -> None:
         self._ufs().delete(path)

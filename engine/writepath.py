@@ -30,11 +30,12 @@ from engine.mounts import ufs_errors
 from engine.namespace import Namespace
 from engine.persister import Persister
 from engine.placement import Placement, UfsTarget
+from engine.spools import StoreSpool
 from engine.state import PERSISTED, store_may_hold
 from engine.sync import MetadataSync
 from engine.xattrs import carry_to_store, xattrs_of
 from journal import entries as E
-from ufs.base import UfsAttrs
+from ufs.base import UfsAttrs, UfsStatus
 
 
 class NewFile(NamedTuple):
@@ -103,11 +104,7 @@ class WritePath:
         caches."""
         mount, connector, rel = ufs
         self.placement.clear(mount, rel)
-        blocks: list[bytes] | None = [] if kind.caches and self.cache else None
-        tee = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
-        stream = _Announced(tee, lambda: self._store_copy_first(new))
-        with ufs_errors():
-            status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
+        status, blocks = self._to_store(new, source, kind, ufs, attrs)
         metrics.UFS_WRITTEN.add(status.size)
         old = new.existing()  # a rewrite (or a file made by create): its attributes go along
         status = carry_to_store(connector, rel, xattrs_of(old) if old else {}, status)
@@ -129,6 +126,29 @@ class WritePath:
             for idx, block in enumerate(blocks):
                 self.cache.store((node.id, node.version, idx), block)
         return node
+
+    def _to_store(
+        self, new: NewFile, source: BinaryIO, kind: WriteType, ufs: UfsTarget, attrs: UfsAttrs
+    ) -> tuple[UfsStatus, list[bytes] | None]:
+        """The bytes into the store: landed where the frontend spooled them in it already
+        (engine/spools.py: written once), else copied there; the blocks to cache, if ``kind``
+        caches."""
+        mount, connector, rel = ufs
+        caching = kind.caches and self.cache is not None
+        spool = getattr(source, "spool", None)
+        if isinstance(spool, StoreSpool) and spool.mount == mount:
+            self._store_copy_first(new)
+            with ufs_errors():
+                status = connector.land(spool.staged, rel, attrs)
+            bs = self.sync.block_size
+            landed = [spool.read(at, bs) for at in range(0, status.size, bs)] if caching else None
+            return status, landed
+        blocks: list[bytes] | None = [] if caching else None
+        tee = _Tee(source, blocks, self.sync.block_size) if blocks is not None else source
+        stream = _Announced(tee, lambda: self._store_copy_first(new))
+        with ufs_errors():
+            status = connector.write(rel, stream, attrs)  # type: ignore[arg-type]
+        return status, blocks
 
     def _store_copy_first(self, new: NewFile) -> None:
         """Before a write through the UFS can land over an existing file the state knows no

@@ -26,6 +26,7 @@ from engine.config import Config
 from engine.engine import Engine
 from engine.inode import Inode
 from engine.posix import Caller, access_time, check_write
+from engine.spools import StoreSpool
 from fuse.boundary import FlushNotNeeded, answers_errno
 from fuse.handles import DirHandle, Handle
 from fuse.invalidator import KernelInvalidator
@@ -119,13 +120,16 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         a.st_ctime_ns = node.ctime if mtime == node.mtime else max(node.ctime, mtime)
         return a
 
-    def _buffer(self, node: Inode) -> WriteBuffer:
+    def _buffer(self, node: Inode, spool: StoreSpool | None = None) -> WriteBuffer:
         buffer = self.buffers.get(node.id)
         if buffer is None:
             read_old = functools.partial(self.fs.read_node, node)
             bs = self.fs.block_size_for(node)
-            buffer = WriteBuffer(self.spool_dir, node.id, node.size, bs, read_old)
+            buffer = WriteBuffer(self.spool_dir, node.id, node.size, bs, read_old, spool)
             self.buffers[node.id] = buffer
+        elif spool is not None:  # written already through another handle: that spool serves
+            spool.discard()
+            os.close(spool.fd)
         return buffer
 
     def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:
@@ -155,6 +159,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         # False back: unlinked while open, the content has nowhere to go but the buffer.
         self.fs.commit_content(buffer.ino, buffer.content)  # type: ignore[arg-type]
         buffer.dirty = False
+        buffer.committed()
 
     # -- names and attributes ----------------------------------------------------------------
 
@@ -382,12 +387,19 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         key = os.fsdecode(name)
         # Only the name is journaled now; the content follows when it is committed.
-        node = await self._kernel_change(self.fs.create_as, _caller(ctx), parent_inode, key, mode)
-        buffer = self._buffer(node)
+        node, spool = await self._kernel_change(self._create, _caller(ctx), parent_inode, key, mode)
+        buffer = self._buffer(node, spool)
         buffer.dirty = True
         buffer.mtime_ns = node.mtime
         fh = self._open_handle(node, buffer)
         return pyfuse3.FileInfo(fh=fh), self._attrs(node)
+
+    def _create(
+        self, caller: Caller, parent: int, name: str, mode: int
+    ) -> tuple[Inode, StoreSpool | None]:
+        """The file, and where its bytes are spooled if in its store (the engine decides)."""
+        node = self.fs.create_as(caller, parent, name, mode)
+        return node, (self.fs.store_spool(node) if node.id not in self.buffers else None)
 
     @answers_errno
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:

@@ -2,11 +2,13 @@
 
 Objects in a UFS are written whole, but POSIX programs write at random offsets, append,
 overwrite and truncate. A ``WriteBuffer`` holds a file's new content in an anonymous spool file
-in the home (O_TMPFILE: a crash leaves nothing behind). It starts empty and sparse: a block of
-the old content is copied in only when a write covers it partly or a reader of the buffer needs
-it, so a small change to a large file copies one block, not the file. ``commit`` hands the
-whole new content to the engine, which makes it durable as the write type says; until then the
-old content version stays what every other reader of the engine sees.
+in the home (O_TMPFILE: a crash leaves nothing behind), or, for a new file the engine spools in
+its store (engine/spools.py), in a temporary file there, which the commit lands. It starts
+empty and sparse: a block of the old content is copied in only when a write covers it partly or
+a reader of the buffer needs it, so a small change to a large file copies one block, not the
+file. ``commit`` hands the whole new content to the engine, which makes it durable as the
+write type says; until then the old content version stays what every other reader of the engine
+sees.
 
 Every handle of the inode that writes shares one buffer, and every read of the inode goes to it
 while it exists, so the mount sees its own writes at once (size included).
@@ -19,17 +21,31 @@ import threading
 import time
 from collections.abc import Callable
 
+from engine.spools import StoreSpool
+
 ReadOld = Callable[[int, int], bytes]  # (offset, length) -> bytes of the old content
 
 
 class WriteBuffer:
     def __init__(
-        self, spool_dir: str, ino: int, size: int, block_size: int, read_old: ReadOld
+        self,
+        spool_dir: str,
+        ino: int,
+        size: int,
+        block_size: int,
+        read_old: ReadOld,
+        spool: StoreSpool | None = None,
     ) -> None:
         self.ino = ino
         self.block_size = block_size
         self.read_old = read_old
-        self.fd = os.open(spool_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        self.spool_dir = spool_dir
+        # A new file the engine spools in its store (engine/spools.py): written there once.
+        self.spool = spool
+        self.fd = spool.fd if spool is not None else self._home_spool()
+        # Once a store spool landed: the store's file, still open, where the old content is
+        # read from (its name may be gone: the file unlinked while open, THROUGH's only copy).
+        self.landed_fd = -1
         self.size = size
         # Bytes below old_size that are not in a filled block still read as the old content.
         self.old_size = size
@@ -40,6 +56,21 @@ class WriteBuffer:
         self.lock = threading.Lock()  # held while a block is copied in or the spool changes
         if size:
             os.ftruncate(self.fd, size)
+
+    def _home_spool(self) -> int:
+        return os.open(self.spool_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+
+    def committed(self) -> None:
+        """After a commit, with the lock held: a spool the store landed is the file's content
+        now, no longer a place for further writes; they go to a new spool in the home, over
+        the committed content (old content, read block by block from the landed file)."""
+        if self.spool is None or not self.spool.landed:
+            return
+        self.landed_fd, self.fd, self.spool = self.fd, self._home_spool(), None
+        if self.size:
+            os.ftruncate(self.fd, self.size)
+        self.old_size = self.size
+        self.filled = set()
 
     # -- which blocks still hold old content -------------------------------------------------
 
@@ -63,7 +94,8 @@ class WriteBuffer:
         bs = self.block_size
         for idx in blocks:
             lo = idx * bs
-            data = self.read_old(lo, min(bs, self.old_size - lo))
+            n = min(bs, self.old_size - lo)
+            data = os.pread(self.landed_fd, n, lo) if self.landed_fd >= 0 else self.read_old(lo, n)
             os.pwrite(self.fd, data, lo)
             self.filled.add(idx)
 
@@ -146,11 +178,17 @@ class WriteBuffer:
         self._fill(self._unfilled(0, self.size, whole=True))
         self.old_size = self.size
         self.filled = set(range((self.size + self.block_size - 1) // self.block_size))
-        return _SpoolReader(self.fd, self.size)
+        return _SpoolReader(self.fd, self.size, self.spool)
 
     def close(self) -> None:
         """Waits for whoever uses the buffer (a reader copying old content in, a commit)."""
         with self.lock:
+            if self.spool is not None:  # never landed: its temporary file goes
+                self.spool.discard()
+                self.spool = None
+            if self.landed_fd >= 0:
+                os.close(self.landed_fd)
+                self.landed_fd = -1
             if self.fd >= 0:
                 os.close(self.fd)
                 self.fd = -1
@@ -163,8 +201,9 @@ class BufferClosed(Exception):
 class _SpoolReader:
     """A read-only stream over the first ``size`` bytes of the spool file."""
 
-    def __init__(self, fd: int, size: int) -> None:
+    def __init__(self, fd: int, size: int, spool: StoreSpool | None) -> None:
         self.fd, self.size, self.pos = fd, size, 0
+        self.spool = spool  # the engine lands it instead of reading it, where it can
 
     def remaining(self) -> int:
         return self.size - self.pos

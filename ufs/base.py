@@ -16,6 +16,7 @@ from threading import Event
 from typing import BinaryIO
 
 from ufs.errors import UfsError, UfsInvalidName, UfsInvalidPath, UfsNameTooLong
+from ufs.staged import StagedWrite
 
 NAME_MAX = 255  # bytes of one name on most local file systems (and POSIX's portable limit)
 
@@ -160,6 +161,16 @@ class UnderFS(ABC):
         (large files in several parts). Readers see the old content or the new, never a mix.
         Parent directories are created as needed. The new file gets ``attrs`` where the store
         keeps them (with its content, not after it: no reader sees it with other ones)."""
+
+    def stage(self, path: str) -> StagedWrite | None:
+        """A temporary file the bytes of a new ``path`` can be written into as they come,
+        landed by ``land`` (ufs/staged.py); None where the store has no such thing (its bytes
+        are handed to ``write`` whole)."""
+        return None
+
+    def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
+        """``staged``'s bytes made ``path``'s content, as ``write`` would have made them."""
+        raise UfsError(f"{self.uri}: this store stages no writes")
 
     @abstractmethod
     def delete(self, path: str) -> None:

@@ -44,6 +44,7 @@ from ufs.errors import (
     UfsUnavailable,
     UfsUnsupported,
 )
+from ufs.staged import StagedWrite
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,13 @@ def _user_xattrs(full: str) -> Mapping[str, bytes]:
             if exc.errno != errno.ENODATA:  # removed meanwhile
                 raise
     return out
+
+
+def _chunks_of(fd: int) -> Iterator[bytes]:
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        yield chunk
+        offset += len(chunk)
 
 
 def _fingerprint(st: os.stat_result) -> str:
@@ -319,6 +327,48 @@ class LocalUnderFS(UnderFS):
                 finish = None if attrs is None else partial(self._give, attrs=attrs)
                 write_atomically(target, chunks, temp_name=tempfiles.temp_name(), finish=finish)
             return self.stat(rel)
+
+    def stage(self, path: str) -> StagedWrite | None:
+        """A temporary file for ``path`` (named as ours: ufs/tempfiles.py) at the root, not
+        beside it: a directory renamed or removed while the file is written is not held by
+        it, and it is never in the way of a name."""
+        rel = normalize(path)
+        if not rel:
+            raise UfsIsADirectory(f"{self.uri}: the root is a directory")
+        temp = os.path.join(self.root, tempfiles.temp_name())
+        with self._errors(rel):
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        return StagedWrite(fd, temp)
+
+    def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
+        """As ``write`` lands its temporary file: owner and mode, fsync, rename, the target's
+        directory fsynced. (The root's is not: a crash that forgets the rename there leaves a
+        second name of the file, a dead writer's temporary file that a start sweeps.) Copied
+        instead where it cannot be renamed: a target on another file system below the root,
+        a temporary file removed by someone else (the descriptor still holds the bytes)."""
+        rel = normalize(path)
+        with self._errors(rel):
+            self.mkdir(rel.rpartition("/")[0])  # as write does
+        with self._errors(rel), self._path(rel) as target:
+            if os.path.isdir(target):
+                raise UfsIsADirectory(f"{self.uri}: {rel} is a directory")
+            finish = None if attrs is None else partial(self._give, attrs=attrs)
+            if finish is not None:
+                finish(staged.fd)
+            os.fsync(staged.fd)
+            try:
+                os.rename(staged.temp, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOENT):
+                    raise
+                write_atomically(
+                    target, _chunks_of(staged.fd), temp_name=tempfiles.temp_name(), finish=finish
+                )
+                staged.discard()
+                return self.stat(rel)
+            staged.landed = True
+            fsync_dir(os.path.dirname(target))
+        return self.stat(rel)
 
     def link(self, src: str, dst: str) -> UfsStatus:
         """A real hard link, made under a temporary name and renamed over ``dst``: a reader

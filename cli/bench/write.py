@@ -1,0 +1,190 @@
+"""`shoal bench write`: the write workloads of issue 20 through real mounts, each against the
+same work done without Shoal in the same run (cli/bench/writeloads.py):
+
+- `tar x` of many 2 KB files in 20 directories, ended with `sync`: onto the local disk (the
+  baseline, right before each mount's run: a shared machine's disk drifts), then through a
+  mount of a local UFS (a directory on that same disk) with ASYNC_THROUGH, CACHE_THROUGH and
+  THROUGH, a fresh home and UFS directory each; each ratio is against its own baseline;
+- a large sequential write (1 MiB writes, fsync, close): onto the local disk, and right after
+  through the THROUGH mount (the bytes are in the UFS when fsync returns);
+- the same write through a THROUGH mount of S3 (moto's server over HTTP on 127.0.0.1), against
+  boto3's own multipart upload of the same bytes to the same server.
+
+After each mount is unmounted, the files and bytes its UFS holds are counted: the figures are
+of work that really arrived, and a test checks them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from cli.bench import writeloads as W
+from engine.config import default_tiers
+
+MODES = ("ASYNC_THROUGH", "CACHE_THROUGH", "THROUGH")
+
+
+def run(files: int = 10_000, size_mib: int = 1024, workdir: str | None = None) -> dict[str, Any]:
+    from cli.bench.s3server import require_moto
+
+    require_moto()  # before minutes of work that would end at the S3 server
+    scratch = tempfile.mkdtemp(prefix="shoal-bench-write-", dir=workdir)
+    homes: list[str] = []
+    try:
+        result = _local_and_mounts(scratch, files, size_mib, homes)
+        result.update(_s3(scratch, size_mib, homes))
+    finally:
+        _remove_scratch(scratch, homes)
+    result.update(ratios(result))
+    return result
+
+
+def _local_and_mounts(scratch: str, files: int, mib: int, homes: list[str]) -> dict[str, Any]:
+    archive = W.make_tar(scratch, files)
+    data = W.chunk()
+    result: dict[str, Any] = {"files": files, "file_bytes": W.SMALL_SIZE, "size_mib": mib}
+    local_seconds = []
+    for mode in MODES:
+        base = os.path.join(scratch, mode.lower())
+        ufs, home, mnt = (os.path.join(base, d) for d in ("ufs", "home", "mnt"))
+        for d in (ufs, mnt):
+            os.makedirs(d)
+        homes.append(home)
+        # Each mount's baseline right before it: on a shared machine the disk's speed drifts.
+        local_seconds.append(W.untar(archive, os.path.join(base, "local")))
+        _shoal("mount", "--home", home, ufs, mnt, "-o", f"write_type={mode}")
+        try:
+            figures = W.tar_figures(files, W.untar(archive, mnt))
+            figures["vs_local"] = local_seconds[-1] / figures["seconds"]
+            if mode == "THROUGH":
+                local = W.local_figures(os.path.join(scratch, "seq-local.bin"), mib, data)
+                result["seq_local"] = local
+                seconds = W.write_sequential(os.path.join(mnt, "seq.bin"), mib, data)
+                result["seq_through"] = W.seq_figures(mib, seconds)
+        finally:
+            _shoal("umount", mnt)
+        figures["in_ufs"] = W.files_below(os.path.join(ufs, "data"))
+        result[f"tar_{mode.lower()}"] = figures
+        if mode == "THROUGH":
+            seq = os.path.join(ufs, "seq.bin")
+            result["seq_through"]["in_ufs_bytes"] = os.path.getsize(seq)
+    result["tar_local"] = W.tar_figures(files, sum(local_seconds) / len(local_seconds))
+    return result
+
+
+def _s3(scratch: str, mib: int, homes: list[str]) -> dict[str, Any]:
+    from cli.bench.s3server import s3_client, start_s3_server
+
+    data = W.chunk()
+    source = os.path.join(scratch, "s3-source.bin")
+    with open(source, "wb") as f:
+        for _ in range(mib):
+            f.write(data)
+    home, mnt = os.path.join(scratch, "s3", "home"), os.path.join(scratch, "s3", "mnt")
+    os.makedirs(mnt)
+    homes.append(home)
+    server = start_s3_server()
+    try:
+        client = s3_client(server.endpoint)
+        client.create_bucket(Bucket="bench")
+        _shoal(*_s3_mount_args(home, mnt, server.endpoint))
+        try:
+            mount = W.seq_figures(mib, W.write_sequential(os.path.join(mnt, "seq.bin"), mib, data))
+        finally:
+            _shoal("umount", mnt)
+        mount["in_store_bytes"] = client.head_object(Bucket="bench", Key="w/seq.bin")[
+            "ContentLength"
+        ]
+        boto3 = W.seq_figures(mib, W.boto3_multipart(client, "bench", "direct.bin", source))
+    finally:
+        server.stop()
+    return {"s3_mount": mount, "s3_boto3": boto3}
+
+
+def _s3_mount_args(home: str, mnt: str, endpoint: str) -> list[str]:
+    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY
+
+    options = {
+        "endpoint": endpoint, "path_style": "true", "region": "us-east-1",
+        "access_key": ACCESS_KEY, "secret_key": SECRET_KEY, "write_type": "THROUGH",
+    }  # fmt: skip
+    args = ["mount", "--home", home, "s3://bench/w", mnt]
+    for key, value in options.items():
+        args += ["-o", f"{key}={value}"]
+    return args
+
+
+def _shoal(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"shoal {args[0]} failed: {done.stderr.strip()}")
+
+
+def _remove_scratch(scratch: str, homes: list[str]) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)
+    # A home's default MEM tier lives on /dev/shm, outside the scratch directory: left there,
+    # every run would keep RAM.
+    for home in homes:
+        for tier in default_tiers(home):
+            for path in tier.paths:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def ratios(result: dict[str, Any]) -> dict[str, float]:
+    """Each against its own baseline, measured right before it."""
+    cached = max(result["tar_async_through"]["vs_local"], result["tar_cache_through"]["vs_local"])
+    return {
+        "tar_small_vs_local": cached,
+        "tar_small_through_vs_local": result["tar_through"]["vs_local"],
+        "seq_write_vs_local": result["seq_through"]["mb_per_s"] / result["seq_local"]["mb_per_s"],
+        "s3_write_vs_boto3": result["s3_mount"]["mb_per_s"] / result["s3_boto3"]["mb_per_s"],
+    }
+
+
+GOALS = {
+    "tar_small_vs_local": 0.3,
+    "tar_small_through_vs_local": 0.1,
+    "seq_write_vs_local": 0.5,
+    "s3_write_vs_boto3": 0.8,
+}
+TAR_ROWS = [
+    ("local disk, tar x + sync", "tar_local"),
+    ("mount, ASYNC_THROUGH", "tar_async_through"),
+    ("mount, CACHE_THROUGH", "tar_cache_through"),
+    ("mount, THROUGH", "tar_through"),
+]
+SEQ_ROWS = [
+    ("local disk", "seq_local"),
+    ("mount of a local UFS, THROUGH", "seq_through"),
+    ("mount of S3 (moto), THROUGH", "s3_mount"),
+    ("boto3 multipart upload to S3", "s3_boto3"),
+]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"tar x of {result['files']:,} files of {result['file_bytes']} bytes, then sync",
+        f"{'':<34} {'seconds':>9} {'files/s':>10}",
+    ]
+    for label, key in TAR_ROWS:
+        r = result[key]
+        lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['files_per_s']:>10,.0f}")
+    lines += ["", f"{result['size_mib']:,} MiB in 1 MiB writes, then fsync and close"]
+    lines.append(f"{'':<34} {'seconds':>9} {'MB/s':>10}")
+    for label, key in SEQ_ROWS:
+        r = result[key]
+        lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['mb_per_s']:>10,.1f}")
+    lines.append("")
+    for name, goal in GOALS.items():
+        lines.append(f"{name:<28} {result[name]:6.2f}x  (goal {goal}x)")
+    return "\n".join(lines)
+
+
+def dumps(result: dict[str, Any]) -> str:
+    return json.dumps(result)

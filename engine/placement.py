@@ -236,6 +236,17 @@ class Placement:
         moved = self.ns.state.store_moves.get(node.id)
         if moved is not None:  # renamed, its content still at its old path (engine/storemove.py)
             rel = moved[0]
+        return mount, rel, self._read_type(node, mount, asked)
+
+    def read_type_of(self, node: Inode) -> ReadType:
+        """``read_plan``'s read type alone: a hit from a lower tier asks it (whether it
+        promotes), and needs no path in the store, which costs a walk that joins names."""
+        mount = self.mounts.mount_of(node.id)
+        if mount is None:
+            raise InvalidArgument(f"{self.ns.path_of(node)} is not below a mount")
+        return self._read_type(node, mount, None)
+
+    def _read_type(self, node: Inode, mount: Mount, asked: str | None) -> ReadType:
         kind = (
             asked
             or self.path_type(node, "read_type")
@@ -243,7 +254,7 @@ class Placement:
             or mount.options.get("read_type")
             or self.read_type
         ).upper()
-        return mount, rel, iotypes.read_type(kind)
+        return iotypes.read_type(kind)
 
 
 def _check_below(rules: NameRules, node: Inode, rel: str) -> None:

@@ -126,7 +126,7 @@ class ReadPath:
 
     def _promotes(self, node: Inode) -> bool:
         try:
-            return self.placement.read_plan(node, None)[2].promotes
+            return self.placement.read_type_of(node).promotes
         except InvalidArgument:  # not below a mount, or a bad type: nothing to promote for
             return False
 

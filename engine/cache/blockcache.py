@@ -28,10 +28,10 @@ import logging
 import os
 import threading
 import time
-import zlib
 from collections import OrderedDict, deque
 
 from engine.cache import checked
+from engine.cache.crc import crc32
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
@@ -135,7 +135,7 @@ class BlockCache:
                     return None
                 else:
                     whole = os.pread(opened.fd, info.length + 1, 0)
-                    if len(whole) == info.length and zlib.crc32(whole) == info.checksum:
+                    if len(whole) == info.length and crc32(whole) == info.checksum:
                         self._verified[key] = stamp
                         data = whole[offset:end]
                     else:
@@ -256,7 +256,7 @@ class BlockCache:
     ) -> int | None:
         """``store`` without the wait: BlockCached's seq (0: none to wait for), None: not cached."""
         n = len(data)
-        checksum = zlib.crc32(data)
+        checksum = crc32(data)
         media = self.media_of(key[0])
         for i in self._tiers_for(key, media):
             tier = self.tiers[i]
@@ -427,7 +427,7 @@ class BlockCache:
         source, target = self.tiers[src], self.tiers[dst]
         try:
             data = source.read(key)
-            if zlib.crc32(data) != info.checksum:
+            if crc32(data) != info.checksum:
                 return False
             target.write(key, data)
         except OSError as exc:

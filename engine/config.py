@@ -276,9 +276,9 @@ def _check_journal(journal: JournalOptions) -> None:
     if (
         isinstance(interval, bool)
         or not isinstance(interval, (int, float))
-        or not 0 < interval <= 1000
+        or not 0 < interval <= 60_000
     ):
         raise InvalidArgument(
             f"config key journal.commit_interval_ms: {interval!r} is not a number of"
-            " milliseconds above 0 and at most 1000"
+            " milliseconds above 0 and at most 60000"
         )

@@ -455,9 +455,9 @@ class BlockCache:
         lru = self.lru.get(info.tier)
         if lru is not None and lru.pop(key, None) is not None:
             self.used[info.tier] -= info.length
+        self.ns.gate.sync(seq)  # and the Persisted that made it evictable: docs/operations.md
         if tier is not None:
             tier.remove(key)
-        self.ns.gate.durable(seq)
 
     def verify(self, files: list[int]) -> int:
         """Checks every cached block of ``files`` against its CRC-32 now (not trusting earlier

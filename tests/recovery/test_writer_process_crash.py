@@ -139,14 +139,7 @@ def test_the_writer_process_on_simulated_storage_survives_every_crash(durability
     # How many commits batch depends on the threads' timing: one is enough to cut inside.
     assert batches, "no commit took several records at once"
     rng = random.Random(14)
-    cuts = sorted(
-        {
-            len(log),
-            *rng.sample(writes, min(8, len(writes))),
-            *rng.sample(batches, min(8, len(batches))),
-            *rng.sample(fsyncs, 4),
-        }
-    )
+    cuts = _cuts(rng, len(log), writes, batches, fsyncs)
     checked = 0
     for cut in cuts:
         crashes = crashes_at(storage, cut, rng)
@@ -158,6 +151,19 @@ def test_the_writer_process_on_simulated_storage_survives_every_crash(durability
             check_recovery(storage, crash, final, must if kept_all or not interval else durable)
             checked += 1
     assert checked > 500
+
+
+def _cuts(
+    rng: random.Random, end: int, writes: list[int], batches: list[int], fsyncs: list[int]
+) -> list[int]:
+    return sorted(
+        {
+            end,
+            *rng.sample(writes, min(8, len(writes))),
+            *rng.sample(batches, min(8, len(batches))),
+            *rng.sample(fsyncs, 4),
+        }
+    )
 
 
 def crashes_at(storage: SimStorage, cut: int, rng: random.Random) -> list[Crash]:

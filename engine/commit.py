@@ -63,7 +63,9 @@ class CommitGate:
         return seq
 
     def durable(self, seq: int) -> None:
-        """Returns once entry ``seq`` is durable (or, in ``deferred()``, records it)."""
+        """Returns once entry ``seq`` may be acknowledged (or, in ``deferred()``, records it):
+        durable with journal.durability = "every_op", written to the log with the default
+        "commit_interval" (``sync`` says what waits for more)."""
         box = getattr(self._deferral, "box", None)
         if box is not None:
             box.seq = max(box.seq, seq)
@@ -79,6 +81,22 @@ class CommitGate:
                 # The operation is durable already and must not report a failure; the
                 # checkpoint stays due and the next operation retries it.
                 log.error("automatic checkpoint failed, will retry: %s", exc)
+
+    def sync(self, seq: int | None = None) -> None:
+        """Returns once entry ``seq`` (default: every entry committed so far) is durable.
+
+        With journal.durability = "commit_interval", ``durable`` returns once an entry is
+        written to the log file, and a power loss may still take it (with every later one)
+        within the commit interval. What promises more waits here: fsync and fsyncdir, the
+        close of a file written THROUGH, umount; and any effect outside the journal that a
+        lost entry would leave the state contradicting (a store move, the removal of a tier
+        file that held a block's only copy) waits here before it is carried out."""
+        self.journal.sync(seq)
+
+    def synced(self) -> bool:
+        """Whether every entry committed so far is durable."""
+        journal = self.journal
+        return journal.durable_seq >= journal.last_seq
 
     def checkpoint(self, *, only_if_due: bool = False) -> CheckpointFile | None:
         """Writes a checkpoint of the state; nothing changes the state meanwhile."""

@@ -17,6 +17,7 @@ from journal.journal import JournalOptions
 
 WRITERS = ("process", "thread")
 REPLAY_SCANNERS = ("auto", "process", "inline")
+DURABILITIES = ("commit_interval", "every_op")
 # Directory prefetch's defaults (docs/configuration.md: chosen from `shoal bench read` figures)
 PREFETCH_THREADS = 32  # fetches under way at once
 PREFETCH_DIR_LIMIT = 10_000  # files of one directory fetched at most
@@ -265,4 +266,19 @@ def _check_journal(journal: JournalOptions) -> None:
         raise InvalidArgument(
             f"config key journal.replay_scanner: {journal.replay_scanner!r} is not one of"
             f" {', '.join(REPLAY_SCANNERS)}"
+        )
+    if journal.durability not in DURABILITIES:
+        raise InvalidArgument(
+            f"config key journal.durability: {journal.durability!r} is not one of"
+            f" {', '.join(DURABILITIES)}"
+        )
+    interval = journal.commit_interval_ms
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not 0 < interval <= 60_000
+    ):
+        raise InvalidArgument(
+            f"config key journal.commit_interval_ms: {interval!r} is not a number of"
+            " milliseconds above 0 and at most 60000"
         )

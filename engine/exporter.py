@@ -34,6 +34,11 @@ class EngineCollector(Collector):
         entries = CounterMetricFamily("shoal_journal_entries", "journal entries appended")
         entries.add_metric([], engine.state.last_seq)
         yield entries
+        durable = CounterMetricFamily(
+            "shoal_journal_durable_entries", "journal entries synced (journal.durability)"
+        )
+        durable.add_metric([], engine.journal.durable_seq)
+        yield durable
         pending = GaugeMetricFamily("shoal_pending_persists", "files waiting to be uploaded")
         pending.add_metric([], len(engine.state.persists))
         yield pending

@@ -323,3 +323,12 @@ class FileSystem:
 
     def read_only_root(self) -> bool:
         return byinode.read_only_root(self)
+
+    def make_durable(self) -> None:
+        """Every change acknowledged so far made durable: fsync, fsyncdir (docs/operations.md,
+        "Durability")."""
+        self.ns.gate.sync()
+
+    def all_durable(self) -> bool:
+        """Whether ``make_durable`` has nothing to wait for (always so with "every_op")."""
+        return self.ns.gate.synced()

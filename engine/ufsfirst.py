@@ -202,6 +202,9 @@ class UfsFirstChanges:
             stale = self.ns.rename(
                 src, dst, noreplace=noreplace, below_mount=True, store_from=a if moving else None
             )
+            if stale is not None or moving or other_name or node.children is not None:
+                # The store is changed below on the entry's word: it must survive any crash.
+                self.ns.gate.sync()
             if stale is not None:  # still held: the moved file's upload cannot start before this
                 _remove_stale(connector, b)
             if moving:  # journaled: a failure from here on leaves the move pending, not undone

@@ -119,7 +119,7 @@ class WritePath:
                 node.id, status.fingerprint, status.size, now, now, self.sync.block_size, replaced
             )
             seq = ns.gate.commit(entry)
-        ns.gate.durable(seq)
+        ns.gate.sync(seq)  # THROUGH: durable at close (docs/operations.md)
         if node.nlink > 1:
             mirror_names(ns, self.sync, connector, node, mount, rel)
         if blocks and self.cache is not None:
@@ -161,7 +161,7 @@ class WritePath:
             if node is None or node.children is not None or store_may_hold(ns.state, node):
                 return
             seq = ns.gate.commit(E.StoreCopy(node.id, E.STALE_COPY, time.time_ns()))
-        ns.gate.durable(seq)
+        ns.gate.sync(seq)  # before the store is written: docs/operations.md
 
     def _write_cached(self, new: NewFile, source: BinaryIO, kind: WriteType) -> Inode:
         """The new content is staged as the file's next version beside its current one and

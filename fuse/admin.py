@@ -118,6 +118,7 @@ class AdminServer:
                 err = _Frames(self.wfile, "err", tty, columns)
                 with command_lock, redirect_stdout(out), redirect_stderr(err):
                     code = run_command(argv, engine)
+                    engine.fs.make_durable()  # as offline: a command's changes durable at exit
                 self.wfile.write(json.dumps({"exit": code}).encode() + b"\n")
 
         # Bound in a private directory, made 0600 there, then moved into place: other users

@@ -49,8 +49,16 @@ from journal.child import child_argv
 from journal.errors import JournalClosed, JournalFailed, JournalNotWritable
 from journal.remote_storage import StorageServer
 from journal.storage import FileHandle, OsFile, OsStorage, Storage, join
-from journal.writer import SegmentWriter, Waiters, exit_process, trio_lowlevel
-from journal.writer_child import ACK, CONTROL_ROTATE, MESSAGE_HEADER
+from journal.writer import (
+    SegmentWriter,
+    Waiters,
+    cannot_abort,
+    exit_process,
+    release_gates,
+    trio_lowlevel,
+    wake_tasks,
+)
+from journal.writer_child import ACK, CONTROL_ROTATE, CONTROL_SYNC, MESSAGE_HEADER
 
 _pack_message = MESSAGE_HEADER.pack
 _pack_seq = struct.Struct("<Q").pack
@@ -100,12 +108,21 @@ class ProcessCommit(Waiters):
         lock_fd: int | None,
         *,
         flush_window_s: float = 0.0,
+        interval_s: float = 0.0,
         on_fatal: Callable[[BaseException], None] = exit_process,
     ) -> None:
         handle = segment.handle
         where, served = _child_storage(segment.storage, handle)
         self.next_seq = next_seq
         self.durable_seq = next_seq - 1
+        # With a commit interval (journal.durability = "commit_interval") an entry is
+        # acknowledged once the child has written it to the log file, and durable (synced)
+        # within interval_s or when ``sync`` asks; without one, written is durable.
+        self.interval_s = interval_s
+        self.written_seq = next_seq - 1
+        self._sync_asked = next_seq - 1  # the last entry a CONTROL_SYNC was sent after
+        self._written_waiters: list[tuple[int, Any]] = []  # threads waiting for "written"
+        self._written_async: list[tuple[int, Any]] = []  # trio tasks waiting for "written"
         self.on_fatal = on_fatal
         self.fsyncs = 0
         self.failed: BaseException | None = None
@@ -145,6 +162,7 @@ class ProcessCommit(Waiters):
             str(segment.segment_size), str(segment.first_seq), str(segment.size),
             str(segment.allocated), str(segment.preallocate),
             handed, str(self.durable_seq), str(data_r), str(ack_w), repr(flush_window_s),
+            repr(interval_s),
         )  # fmt: skip
         try:
             self._child = subprocess.Popen(args, pass_fds=passed, stdin=subprocess.DEVNULL)
@@ -238,12 +256,12 @@ class ProcessCommit(Waiters):
         acks = self._acks + data
         usable = len(acks) - len(acks) % ACK.size
         for off in range(0, usable, ACK.size):
-            seq, value = ACK.unpack_from(acks, off)
+            seq, durable, commits = ACK.unpack_from(acks, off)
             if seq == -1:
-                message = acks[off + ACK.size : off + ACK.size + value].decode(errors="replace")
+                message = acks[off + ACK.size : off + ACK.size + durable].decode(errors="replace")
                 self._fail(ChildFailed(message))
                 return
-            self.durable_seq, self.fsyncs = seq, value
+            self.written_seq, self.durable_seq, self.fsyncs = seq, durable, commits
         self._acks = acks[usable:]
         if self._backlog:
             self._send_backlog()
@@ -251,9 +269,9 @@ class ProcessCommit(Waiters):
 
     def _release_waiters(self) -> None:
         # With the lock held, after durable_seq moved (or the journal failed).
-        if self._waiters:
+        if self._waiters or self._written_waiters:
             self._release_gates()
-        if self._async_waiters:
+        if self._async_waiters or self._written_async:
             if threading.get_ident() == self._trio_thread:
                 self._wake_async()
             elif self._trio_token is not None:
@@ -261,6 +279,19 @@ class ProcessCommit(Waiters):
                     self._trio_token.run_sync_soon(self._wake_async_locked)
                 except RuntimeError:  # that trio run has ended; its tasks are gone
                     self._trio_token = None
+
+    def _written_covered(self) -> int:
+        return self.written_seq if self.failed is None else 1 << 62
+
+    def _release_gates(self) -> None:
+        super()._release_gates()
+        if self._written_waiters:
+            self._written_waiters = release_gates(self._written_waiters, self._written_covered())
+
+    def _wake_async(self) -> None:
+        super()._wake_async()
+        if self._written_async:
+            self._written_async = wake_tasks(self._written_async, self._written_covered())
 
     def _wake_async_locked(self) -> None:
         with self._lock:
@@ -272,14 +303,34 @@ class ProcessCommit(Waiters):
         self._reader = False
         if self._waiters:
             self._waiters.pop(0)[1].release()
+        elif self._written_waiters:
+            self._written_waiters.pop(0)[1].release()
 
     # -- waiting -----------------------------------------------------------------------------
 
+    def _reached(self, durable: bool) -> int:
+        return self.durable_seq if durable else self.written_seq
+
     def wait(self, seq: int) -> None:
-        """Returns once record ``seq`` is durable; raises JournalFailed if it never will be."""
-        while self.durable_seq < seq:
+        """Returns once record ``seq`` may be acknowledged: durable, or with a commit interval
+        written to the log file; raises JournalFailed if it never will be."""
+        self._wait(seq, self.interval_s <= 0)
+
+    def sync(self, seq: int) -> None:
+        """Returns once record ``seq`` is durable (asking the child to sync now)."""
+        if self.durable_seq >= seq:
+            return
+        if self.interval_s > 0:
             with self._lock:
-                if self.durable_seq >= seq:
+                if self._sync_asked < seq and self.failed is None:
+                    self._sync_asked = self.next_seq - 1
+                    self._send(_pack_message(0, CONTROL_SYNC))
+        self._wait(seq, True)
+
+    def _wait(self, seq: int, durable: bool) -> None:
+        while self._reached(durable) < seq:
+            with self._lock:
+                if self._reached(durable) >= seq:
                     break
                 if self.failed is not None:
                     raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
@@ -291,14 +342,15 @@ class ProcessCommit(Waiters):
                 else:
                     gate = threading.Lock()
                     gate.acquire()
-                    self._waiters.append((seq, gate))
+                    parked = self._waiters if durable else self._written_waiters
+                    parked.append((seq, gate))
             if not lead:
                 gate.acquire()
                 continue
             try:
                 poller = select.poll()
                 poller.register(self._ack_fd, select.POLLIN)
-                while self.durable_seq < seq and self.failed is None:
+                while self._reached(durable) < seq and self.failed is None:
                     # Bounded: a trio reader started meanwhile may take the ack meant for us.
                     poller.poll(THREAD_POLL_MS)
                     with self._lock:
@@ -306,22 +358,27 @@ class ProcessCommit(Waiters):
             finally:
                 with self._lock:
                     self._hand_over()
-        self._raise_unless_durable(seq)
+        if self._reached(durable) < seq:
+            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
 
     async def wait_async(self, seq: int) -> None:
         """``wait`` for trio tasks. Each trio run gets one system task that reads the acks and
         wakes the tasks whose entries they cover: no hand-off between threads on the way."""
-        if self.durable_seq >= seq:
+        durable = self.interval_s <= 0
+        if self._reached(durable) >= seq:
             return
         lowlevel = trio_lowlevel()
         if lowlevel.current_trio_token() is not self._trio_token:
             self._start_trio_reader(lowlevel)
         if self.failed is not None:
             raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
-        # No lock: _async_waiters is only touched on the trio thread, and a thread that moves
-        # durable_seq (or fails) meanwhile wakes the waiters through run_sync_soon, later.
-        self._async_waiters.append((seq, lowlevel.current_task()))
-        await self._park_until_durable(seq)
+        # No lock: the waiter lists are only touched on the trio thread, and a thread that
+        # moves durable_seq (or fails) meanwhile wakes the waiters through run_sync_soon, later.
+        parked = self._async_waiters if durable else self._written_async
+        parked.append((seq, lowlevel.current_task()))
+        await lowlevel.wait_task_rescheduled(cannot_abort)
+        if self._reached(durable) < seq:
+            raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
 
     def _start_trio_reader(self, lowlevel: Any) -> None:
         with self._lock:
@@ -346,7 +403,7 @@ class ProcessCommit(Waiters):
 
     def flush(self) -> None:
         """Makes everything submitted so far durable."""
-        self.wait(self.next_seq - 1)
+        self.sync(self.next_seq - 1)
 
     # -- failure and shutdown ----------------------------------------------------------------
 
@@ -359,7 +416,7 @@ class ProcessCommit(Waiters):
         try:
             if self.failed is None:
                 # Before closing the pipe: reading acks is what lets a backlog drain.
-                self.wait(self.next_seq - 1)
+                self.sync(self.next_seq - 1)
         finally:
             os.close(self._data_fd)  # the child exits
             self._child.wait()

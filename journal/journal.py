@@ -89,6 +89,13 @@ class JournalOptions:
     # Bytes zero-filled at a time ahead of the open segment's last record, so that commits
     # overwrite written blocks instead of growing the file (journal/writer.py); 0: off.
     preallocate: int = 1 << 20
+    # "commit_interval": an entry is acknowledged once written to the log file (kill -9 loses
+    # nothing acknowledged) and synced within commit_interval_ms, or at once by ``sync`` (fsync
+    # of a file or directory, close of a THROUGH file, umount). "every_op": each entry is
+    # synced before it is acknowledged. Only the writer process has a commit interval; the
+    # thread and inline writers sync every entry whatever this says.
+    durability: str = "commit_interval"
+    commit_interval_ms: float = 5.0
 
 
 @dataclass
@@ -205,6 +212,7 @@ class Journal(Generic[S]):
                 last_seq + 1,
                 lock_fd,
                 flush_window_s=self.options.flush_window_ms / 1000.0,
+                interval_s=self._interval_s(),
                 on_fatal=self.on_fatal,
             )
         else:
@@ -221,6 +229,13 @@ class Journal(Generic[S]):
         self._checkpoint_seq = state.last_seq - result.applied
         self.report = OpenReport(ckpt, rejected, result.applied, last_seq, tail)
         return state
+
+    def _interval_s(self) -> float:
+        """The writer process's commit interval; 0: every entry synced before its ack."""
+        options = self.options
+        if options.durability != "commit_interval":
+            return 0.0
+        return max(options.commit_interval_ms, 0.001) / 1000.0
 
     def _load_newest_checkpoint(
         self, checkpoints: list[CheckpointFile]
@@ -261,6 +276,7 @@ class Journal(Generic[S]):
         writer = SegmentWriter(
             self.storage, self.root, options.segment_size, None, 0, 0,
             preallocate=options.preallocate,
+            sync_each=not (self._uses_writer_process() and self._interval_s() > 0),
         )  # fmt: skip
         if segments:
             first, path = segments[-1]
@@ -283,9 +299,15 @@ class Journal(Generic[S]):
         return self._reserve(self._codes[type(entry)], self._encode(entry))
 
     def wait(self, seq: int) -> None:
-        """Returns once entry ``seq`` is durable (JournalFailed if it never will be)."""
+        """Returns once entry ``seq`` may be acknowledged (JournalFailed if it never will be):
+        durable with durability "every_op", written to the log file with "commit_interval"."""
         assert self._commit is not None
         self._commit.wait(seq)
+
+    def sync(self, seq: int | None = None) -> None:
+        """Returns once entry ``seq`` (default: every entry appended) is durable."""
+        assert self._commit is not None
+        self._commit.sync(self._commit.next_seq - 1 if seq is None else seq)
 
     def wait_async(self, seq: int) -> Awaitable[None]:
         """``wait`` for trio tasks: awaiting it never blocks the event loop."""

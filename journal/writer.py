@@ -50,7 +50,7 @@ def trio_lowlevel() -> Any:
     return _lowlevel
 
 
-def _cannot_abort(_: Any) -> Any:
+def cannot_abort(_: Any) -> Any:
     return trio_lowlevel().Abort.FAILED
 
 
@@ -74,9 +74,15 @@ class SegmentWriter:
 
     def __init__(
         self, storage: Storage, root: str, segment_size: int, handle: FileHandle | None,
-        first_seq: int, size: int, *, preallocate: int = 0,
+        first_seq: int, size: int, *, preallocate: int = 0, sync_each: bool = True,
     ) -> None:  # fmt: skip
         self.storage = storage
+        # False (journal.durability = "commit_interval"): writes are not synced one by one;
+        # ``sync`` makes everything written durable. The writes between two syncs are then one
+        # "write" for torn-tail purposes: only the first record after a sync carries
+        # FLAG_WRITE_START, because a power loss may keep any subset of their pages.
+        self.sync_each = sync_each
+        self.unsynced = False
         self.root = root
         self.segment_size = segment_size
         self.handle = handle
@@ -88,7 +94,8 @@ class SegmentWriter:
     def open_existing(self, path: str, first_seq: int, size: int, allocated: int) -> None:
         """Continues segment ``path`` after its last record, which ends at ``size``."""
         self.close()
-        self.adopt(self.storage.open_update(path, sync_writes=True), first_seq, size, allocated)
+        handle = self.storage.open_update(path, sync_writes=self.sync_each)
+        self.adopt(handle, first_seq, size, allocated)
 
     def adopt(self, handle: FileHandle, first_seq: int, size: int, allocated: int) -> None:
         """Continues the segment open as ``handle`` (opened as ``open_existing`` opens it)."""
@@ -99,28 +106,38 @@ class SegmentWriter:
         """Creates ``log-<first_seq>.seg`` durably and records it in ``seen`` (to detect a lost
         newest segment)."""
         if self.handle is not None:
+            # A power loss must not keep the new segment and lose the old one's tail: a gap.
+            self.sync()
             self.handle.close()
             self.handle = None
         path = join(self.root, segment_name(first_seq))
         header = segment_header(first_seq)
         self.handle = create_durably(self.storage, path, header)
+        if not self.sync_each:
+            self.handle.close()
+            self.handle = self.storage.open_update(path, sync_writes=False)
         self.first_seq = first_seq
         self.size = self.allocated = len(header)
         write_durably(self.storage, join(self.root, SEEN_FILE), f"{first_seq}\n".encode())
 
     def write(self, data: bytes, first_seq: int) -> None:
-        """Appends records first_seq.. durably; a new segment starts once this one is full."""
+        """Appends records first_seq.. (durably with ``sync_each``, else until ``sync``); a new
+        segment starts once this one is full."""
         if self.handle is None or self.size >= self.segment_size:
             self.start_segment(first_seq)
         assert self.handle is not None
-        # Its pages may reach the disk in any order: the mark lets a reader tell this write's
-        # torn remains from damage before a later write (journal/format.py).
-        data = mark_write_start(data)
         end = self.size + len(data)
         if end > self.allocated and self.preallocate:
             self._zero_fill(end)
+        if not self.unsynced:
+            # Its pages may reach the disk in any order: the mark lets a reader tell this
+            # write's torn remains from damage before a later write (journal/format.py).
+            data = mark_write_start(data)
         self.handle.write_at(data, self.size)
-        self.handle.fsync()
+        if self.sync_each:
+            self.handle.fsync()
+        else:
+            self.unsynced = True
         self.size = end
         self.allocated = max(self.allocated, end)
 
@@ -142,11 +159,41 @@ class SegmentWriter:
                 log.warning("journal: no room to preallocate %s ahead (%s)", self.root, exc)
                 return
             self.allocated = fill_to
+            self.unsynced = False  # that fsync covered the records written before the zeros
+
+    def sync(self) -> None:
+        """Makes every record written so far durable (nothing to do with ``sync_each``)."""
+        if self.unsynced and self.handle is not None:
+            self.handle.fsync()
+        self.unsynced = False
 
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+
+
+def release_gates(waiters: list[tuple[int, Any]], upto: int) -> list[tuple[int, Any]]:
+    """Releases the gates of the threads waiting for entries up to ``upto``; the others."""
+    keep = []
+    for seq, gate in waiters:
+        if seq <= upto:
+            gate.release()
+        else:
+            keep.append((seq, gate))
+    return keep
+
+
+def wake_tasks(waiters: list[tuple[int, Any]], upto: int) -> list[tuple[int, Any]]:
+    """On the trio thread: reschedules the tasks waiting for entries up to ``upto``."""
+    keep: list[tuple[int, Any]] = []
+    reschedule = trio_lowlevel().reschedule
+    for seq, task in waiters:
+        if seq <= upto:
+            reschedule(task)
+        else:
+            keep.append((seq, task))
+    return keep
 
 
 class Waiters:
@@ -166,7 +213,7 @@ class Waiters:
     async def _park_until_durable(self, seq: int) -> None:
         # Parks the current trio task, already in _async_waiters, until it is rescheduled;
         # raises if the journal failed before seq was durable.
-        await trio_lowlevel().wait_task_rescheduled(_cannot_abort)
+        await trio_lowlevel().wait_task_rescheduled(cannot_abort)
         self._raise_unless_durable(seq)
 
     def _covered(self) -> int:
@@ -175,26 +222,11 @@ class Waiters:
 
     def _release_gates(self) -> None:
         # With the lock held: wakes the threads whose entries are durable.
-        durable = self._covered()
-        keep = []
-        for seq, gate in self._waiters:
-            if seq <= durable:
-                gate.release()
-            else:
-                keep.append((seq, gate))
-        self._waiters = keep
+        self._waiters = release_gates(self._waiters, self._covered())
 
     def _wake_async(self) -> None:
         # On the trio thread: wakes the tasks whose entries are durable.
-        durable = self._covered()
-        keep: list[tuple[int, Any]] = []
-        reschedule = trio_lowlevel().reschedule
-        for seq, task in self._async_waiters:
-            if seq <= durable:
-                reschedule(task)
-            else:
-                keep.append((seq, task))
-        self._async_waiters = keep
+        self._async_waiters = wake_tasks(self._async_waiters, self._covered())
 
     def _release_waiters(self) -> None:
         raise NotImplementedError
@@ -331,6 +363,10 @@ class GroupCommit(Waiters):
             with self._lock:  # _fail notifies waiters: it needs the lock held
                 self._fail(exc)
             raise
+
+    def sync(self, seq: int) -> None:
+        """``wait``: this writer acknowledges only durable entries, whatever the durability."""
+        self.wait(seq)
 
     def flush(self) -> None:
         """Makes everything submitted so far durable (synchronous mode, or before a checkpoint)."""

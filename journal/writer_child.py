@@ -2,7 +2,8 @@
 
 Why a process, and the protocol it speaks: see journal/commit_process.py. This side reads the
 data pipe, frames every whole entry it has received (sequence number, checksum), writes them
-with one write (O_DSYNC) per batch,
+with one write per batch (O_DSYNC with journal.durability = "every_op"; else synced within the
+commit interval or when the parent asks),
 rotates segments as the thread writer does, and answers each batch with an ack. It stops at the
 end of the data pipe: its parent closed it, or died (then what arrived is still written; none
 of it was acknowledged, and recovery accepts it as "issued, not acknowledged").
@@ -26,7 +27,11 @@ from journal.writer import SegmentWriter
 # Parent -> child: one message per entry, in sequence order (the child numbers them).
 MESSAGE_HEADER = struct.Struct("<IH")  # payload length, entry type code
 CONTROL_ROTATE = 0xFFFF  # payload: u64 seq; the parent has created segment <seq>: append there
-ACK = struct.Struct("<qq")  # durable seq, commits so far; seq -1: failure, then a message
+CONTROL_SYNC = 0xFFFE  # no payload: make everything sent before it durable, then ack
+# Written seq, durable seq, commits so far. Written: in the log file (the page cache), what
+# journal.durability = "commit_interval" acknowledges; durable: synced. Written -1: failure,
+# then a message of `durable` bytes.
+ACK = struct.Struct("<qqq")
 READ_SIZE = 1 << 20
 
 _unpack_message = MESSAGE_HEADER.unpack_from
@@ -35,28 +40,57 @@ _unpack_seq = struct.Struct("<Q").unpack_from
 
 def failure_ack(message: str) -> bytes:
     text = message.encode("utf-8", "replace")[:3000]  # one atomic pipe write
-    return ACK.pack(-1, len(text)) + text
+    return ACK.pack(-1, len(text), 0) + text
+
+
+def _read_batch(data_fd: int, window_s: float) -> bytes:
+    chunk = os.read(data_fd, READ_SIZE)
+    if window_s > 0 and chunk:
+        # The flush window: more writers may join this batch (fewer, larger commits, each
+        # entry waiting up to the window longer).
+        time.sleep(window_s)
+        while select.select([data_fd], [], [], 0)[0]:
+            more = os.read(data_fd, READ_SIZE)
+            chunk += more
+            if not more or len(more) < READ_SIZE:
+                break
+    return chunk
+
+
+def _idle_until(data_fd: int, deadline: float | None) -> bool:
+    """Whether the data pipe has something before ``deadline`` (None: wait as long as it
+    takes); False: the commit interval ran out first."""
+    if deadline is None:
+        return True
+    timeout = deadline - time.monotonic()
+    return timeout > 0 and bool(select.select([data_fd], [], [], timeout)[0])
 
 
 def serve(
-    segment: SegmentWriter, durable: int, data_fd: int, ack_fd: int, window_s: float = 0.0
+    segment: SegmentWriter,
+    durable: int,
+    data_fd: int,
+    ack_fd: int,
+    window_s: float = 0.0,
+    interval_s: float = 0.0,
 ) -> None:
+    """Writes what arrives; with ``interval_s`` (segment not ``sync_each``) syncs within that
+    time of the first write after the last sync, or at once when a CONTROL_SYNC asks."""
     commits = 0
+    written = durable
+    deadline: float | None = None  # when the oldest unsynced write must be synced
     buf = bytearray()
     while True:
-        chunk = os.read(data_fd, READ_SIZE)
-        if window_s > 0 and chunk:
-            # The flush window: more writers may join this batch (fewer, larger commits, each
-            # entry waiting up to the window longer).
-            time.sleep(window_s)
-            while select.select([data_fd], [], [], 0)[0]:
-                more = os.read(data_fd, READ_SIZE)
-                chunk += more
-                if not more or len(more) < READ_SIZE:
-                    break
+        if not _idle_until(data_fd, deadline):
+            segment.sync()
+            durable, deadline = written, None
+            os.write(ack_fd, ACK.pack(written, durable, commits))
+            continue
+        chunk = _read_batch(data_fd, window_s)
         buf += chunk
         off = 0
         records: list[bytes] = []
+        sync_asked = False
         end_of_buf = len(buf)
         while off + MESSAGE_HEADER.size <= end_of_buf:
             length, code = _unpack_message(buf, off)
@@ -65,26 +99,35 @@ def serve(
             if end > end_of_buf:
                 break
             off = end
-            if code == CONTROL_ROTATE:
+            if code == CONTROL_SYNC:
+                sync_asked = True
+            elif code == CONTROL_ROTATE:
                 if records:
-                    segment.write(b"".join(records), durable - len(records) + 1)
+                    segment.write(b"".join(records), written - len(records) + 1)
                     commits += 1
                     records = []
+                segment.sync()  # the parent rotates after a flush: this is only a safeguard
                 (seq,) = _unpack_seq(buf, start)
                 # The parent created it: a header, nothing allocated after it yet.
                 path = join(segment.root, segment_name(seq))
                 segment.open_existing(path, seq, SEGMENT_HEADER.size, SEGMENT_HEADER.size)
             else:
                 # Framing (the checksum) happens here, on this process's own core.
-                durable += 1
-                flags = 0 if records else FLAG_WRITE_START  # each batch is one write
-                records.append(frame(durable, code, bytes(buf[start:end]), flags))
+                written += 1
+                # Each batch is one write; between syncs, all writes are one (writer.py).
+                flags = 0 if records or segment.unsynced else FLAG_WRITE_START
+                records.append(frame(written, code, bytes(buf[start:end]), flags))
         if records:
-            segment.write(b"".join(records), durable - len(records) + 1)
+            segment.write(b"".join(records), written - len(records) + 1)
             commits += 1
+        if segment.sync_each or sync_asked or not chunk:
+            segment.sync()
+            durable, deadline = written, None
+        elif written > durable and deadline is None:
+            deadline = time.monotonic() + interval_s
         del buf[:off]
         if off:
-            os.write(ack_fd, ACK.pack(durable, commits))
+            os.write(ack_fd, ACK.pack(written, durable, commits))
         if not chunk:
             return  # a partial message left in buf was never complete, so never acknowledged
 
@@ -96,8 +139,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     (
         storage_root, root, segment_size, first_seq, size, allocated, preallocate, handle,
-        durable, data_fd, ack_fd, window_s,
-    ) = sys.argv[1:13]  # fmt: skip
+        durable, data_fd, ack_fd, window_s, interval_s,
+    ) = sys.argv[1:14]  # fmt: skip
     storage: Storage
     if storage_root.startswith(STORAGE_FD_PREFIX):
         # Storage in the parent's memory (the crash simulator), served over a socket.
@@ -108,7 +151,7 @@ def main() -> None:
         storage = OsStorage(storage_root)
     segment = SegmentWriter(
         storage, root, int(segment_size), None, int(first_seq), int(size),
-        preallocate=int(preallocate),
+        preallocate=int(preallocate), sync_each=float(interval_s) <= 0,
     )  # fmt: skip
     ack = int(ack_fd)
     try:
@@ -119,11 +162,11 @@ def main() -> None:
             path = join(root, segment_name(int(first_seq)))
             opened: FileHandle
             if isinstance(storage, OsStorage):
-                opened = OsFile(int(handle), path, sync_writes=True)
+                opened = OsFile(int(handle), path, sync_writes=segment.sync_each)
             else:
                 opened = RemoteFile(remote, int(handle), path)
             segment.adopt(opened, int(first_seq), int(size), int(allocated))
-        serve(segment, int(durable), int(data_fd), ack, float(window_s))
+        serve(segment, int(durable), int(data_fd), ack, float(window_s), float(interval_s))
         segment.close()
     except BrokenPipeError:
         sys.exit(1)  # the parent is gone; it can hear nothing more

@@ -13,7 +13,9 @@ of operations not yet made durable, gives the disk as it stood right after any o
   operations, and the last operation of that prefix, if it is a write, may be torn (``Tear``):
   cut at any byte, the rest of it zeros, garbage or absent; or scattered, some of its sectors on
   disk and others not, in any order (a write over preallocated space reaches the disk page by
-  page).
+  page). Or (``Crash.scatter``) every surviving write keeps any subset of its sectors: with no
+  fsync between them, a power loss may keep a later write's pages and lose an earlier one's (the
+  journal's writes between two syncs, with a commit interval).
 * Directories are created once, up front (``MakeDir`` is durable at once); files are the only
   things renamed or removed.
 """
@@ -253,6 +255,7 @@ class Crash:
     cut: int
     prefix: int
     tear: Tear | None = None
+    scatter: int | None = None  # a seed: each surviving write keeps a subset of its sectors
 
 
 def crash_image(tracker: Tracker, crash: Crash) -> Image:
@@ -265,11 +268,26 @@ def crash_image(tracker: Tracker, crash: Crash) -> Image:
         if not isinstance(last, Write):
             raise ValueError(f"only a surviving write can be torn, not {last!r}")
         survivors[-1:] = crash.tear.pieces(last)
+    if crash.scatter is not None:
+        survivors = _scattered(survivors, random.Random(crash.scatter))
     image = tracker.durable.copy()
     for op in survivors:
         image.apply(op)
     image.collect()
     return image
+
+
+def _scattered(ops: list[Op], rng: random.Random) -> list[Op]:
+    """``ops`` with each write reduced to a random subset of its sectors (or left whole)."""
+    out: list[Op] = []
+    for op in ops:
+        if type(op) is not Write or rng.random() < 0.3:
+            out.append(op)
+            continue
+        for i in range(0, len(op.data), SECTOR):
+            if rng.random() < 0.5:
+                out.append(Write(op.ino, op.offset + i, op.data[i : i + SECTOR]))
+    return out
 
 
 def all_crashes(pending: list[Op], cut: int, seed: int) -> Iterator[Crash]:
@@ -296,7 +314,11 @@ def sample_crashes(pending: list[Op], cut: int, rng: random.Random, n: int) -> l
     attempts = 0
     while len(choices) < n and attempts < 4 * n:
         attempts += 1
-        if writes and rng.random() < 0.7:
+        if len(writes) > 1 and rng.random() < 0.15:
+            # Several writes not yet synced: a power loss keeps any of their sectors.
+            prefix = rng.choice(writes[1:])
+            crash = Crash(cut, prefix, None, rng.randrange(1 << 30))
+        elif writes and rng.random() < 0.7:
             prefix = rng.choice(writes)
             size = len(pending[prefix - 1].data)  # type: ignore[union-attr]
             keep = rng.choice(

@@ -227,6 +227,7 @@ class BlockCache:
             for tier in self.tiers:
                 lru = self.lru[tier.name]
                 for key in [k for k in lru if self.evictable(k) is None]:
+                    self.ns.gate.sync()  # what made it garbage first: docs/operations.md
                     self.used[tier.name] -= lru.pop(key)
                     tier.remove(key)
                     removed += 1
@@ -395,6 +396,7 @@ class BlockCache:
             evictable = self.evictable(key)
             length = lru[key]
             if evictable is None:  # its file changed or went: the bytes are garbage
+                self.ns.gate.sync()  # what made it garbage first: docs/operations.md
                 del lru[key]
                 self.used[tier.name] -= length
                 tier.remove(key)
@@ -434,7 +436,7 @@ class BlockCache:
             log.warning("cannot move block %s to %s: %s", key, target.name, exc)
             return False
         seq = self.ns.gate.commit(E.BlockMoved(key[0], key[1], key[2], target.name, time.time_ns()))
-        self.ns.gate.durable(seq)
+        self.ns.gate.sync(seq)  # lost, the new copy (maybe the only one) is swept at start
         if not detached:
             del self.lru[source.name][key]
             self.used[source.name] -= info.length
@@ -453,9 +455,9 @@ class BlockCache:
         lru = self.lru.get(info.tier)
         if lru is not None and lru.pop(key, None) is not None:
             self.used[info.tier] -= info.length
+        self.ns.gate.sync(seq)  # and the Persisted that made it evictable: docs/operations.md
         if tier is not None:
             tier.remove(key)
-        self.ns.gate.durable(seq)
 
     def verify(self, files: list[int]) -> int:
         """Checks every cached block of ``files`` against its CRC-32 now (not trusting earlier

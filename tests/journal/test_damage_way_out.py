@@ -17,7 +17,9 @@ from tests.crashes import flip, journal_files, names, one_line
 
 def build(home: Path, before: int, after: int, toml: str = "") -> tuple[list[str], list[str]]:
     """/b0.. created, a checkpoint (skipped when ``before`` is 0), then /a0.. created; the home
-    closed without a final checkpoint. Returns both lists of paths."""
+    closed without a final checkpoint. Each create is synced (as an fsync after it would), so
+    every record starts a write that followed a sync: damage to any but the last is corruption,
+    whatever journal.durability says (docs/journal.md). Returns both lists of paths."""
     home.mkdir(parents=True, exist_ok=True)
     if toml:
         (home / "shoal.toml").write_text(toml)
@@ -27,10 +29,12 @@ def build(home: Path, before: int, after: int, toml: str = "") -> tuple[list[str
     try:
         for path in first:
             engine.ns.create(path)
+            engine.fs.make_durable()
         if before:
             engine.checkpoint()
         for path in second:
             engine.ns.create(path)
+            engine.fs.make_durable()
     finally:
         engine.close(checkpoint=False)
     return first, second

@@ -21,13 +21,19 @@ THREADS = 4
 PER_WRITER = 150
 
 
-def open_engine(home: Path, writer: str) -> Engine:
-    return Engine(OsStorage(str(home)), JournalOptions(writer=writer, checkpoint_every=0))
+def open_engine(home: Path, writer: str, durability: str = "commit_interval") -> Engine:
+    options = JournalOptions(writer=writer, checkpoint_every=0, durability=durability)
+    return Engine(OsStorage(str(home)), options)
 
 
-@pytest.mark.parametrize("writer", ["process", "thread"])
-def test_tasks_and_threads_share_commits_and_survive_a_restart(tmp_path: Path, writer: str) -> None:
-    engine = open_engine(tmp_path, writer)
+@pytest.mark.parametrize(
+    "writer,durability",
+    [("process", "commit_interval"), ("process", "every_op"), ("thread", "commit_interval")],
+)
+def test_tasks_and_threads_share_commits_and_survive_a_restart(
+    tmp_path: Path, writer: str, durability: str
+) -> None:
+    engine = open_engine(tmp_path, writer, durability)
     ns = engine.ns
     for i in range(TASKS):
         ns.mkdir(f"/task{i}")
@@ -62,6 +68,8 @@ def test_tasks_and_threads_share_commits_and_survive_a_restart(tmp_path: Path, w
     for t in threads:
         t.join()
     assert not errors, errors
+    if durability == "commit_interval":
+        engine.journal.sync()  # acknowledged once written; durable now
     assert engine.journal.durable_seq == engine.journal.last_seq
     live = digest(engine.state)
     engine.close(checkpoint=False)

@@ -12,9 +12,18 @@ journal (starting a child for each of thousands of recoveries would cost minutes
 continues from is reopened with a group-commit writer: in a writer-process example, the process
 after a clean restart and after two crashes of three, the thread after the third.
 A crash is simulated right after any storage operation (a *cut*), keeping any prefix of what was
-not yet durable, with the last surviving write possibly torn. The layers above the namespace
-(cache tiers, write types, the persister, metadata sync) have their own crash machine, over real
-tier and UFS files: tests/recovery/test_crash_engine.py.
+not yet durable, with the last surviving write possibly torn (or every surviving write reduced
+to some of its sectors: a power loss with several writes not yet synced).
+
+Each example also draws the durability (journal.durability, docs/operations.md). With
+"commit_interval" and the writer process, an operation is acknowledged once its entries are
+written to the log and durable at the next sync (the `sync` rule: what fsync and fsyncdir call)
+or within the interval; after a crash that kept everything written (a kill -9) the namespace is
+at or after the last acknowledged operation, after any other crash (a power loss) at or after
+the last one made durable by a sync: a prefix of the issued operations either way.
+
+The layers above the namespace (cache tiers, write types, the persister, metadata sync) have
+their own crash machine, over real tier and UFS files: tests/recovery/test_crash_engine.py.
 """
 
 from __future__ import annotations
@@ -75,6 +84,10 @@ WRITERS = ("inline", "thread", "process")
 CRASH_STATES = dict.fromkeys(WRITERS, 0)
 EXAMPLES = dict.fromkeys(WRITERS, 0)  # by the writer each example drew
 SPAWNS = [0]
+DURABILITIES = ("commit_interval", "every_op")
+# Crash states recovered while the live journal acknowledged before syncing (writer process
+# with a commit interval), and how many of those lost something that was acknowledged.
+INTERVAL_STATES = [0, 0]
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -84,6 +97,7 @@ class Step(NamedTuple):
     issued: int  # storage op_count when the operation started
     acked: int  # storage op_count when it returned (a huge number if it never did)
     model: Model  # the namespace after it
+    durable: int  # op_count by which it was made durable (acked, unless a commit interval)
 
 
 NEVER = 1 << 62
@@ -110,6 +124,8 @@ class CrashMachine(Housekeeping):
         self.fatal: list[BaseException] = []
         self.writer = "inline"  # drawn for the example
         self.live_writer = "inline"  # the live journal's
+        self.durability = "every_op"  # drawn for the example
+        self.interval_ms = 5.0
         self.explored = 0
         self.recovery_options = JournalOptions()
         self.storage = SimStorage()
@@ -143,8 +159,15 @@ class CrashMachine(Housekeeping):
             group_commit=writer != "inline",
             writer="thread" if writer == "thread" else "process",
             flush_window_ms=0,
+            durability=self.durability,
+            commit_interval_ms=self.interval_ms,
         )
         return Engine(storage, options, on_fatal=self.fatal.append)
+
+    @property
+    def interval(self) -> bool:
+        """Whether the live journal acknowledges entries before they are durable."""
+        return self.live_writer == "process" and self.durability == "commit_interval"
 
     def _stop_writer(self) -> None:
         """Stops the live journal's writer (its thread, or its process and the thread serving
@@ -155,7 +178,7 @@ class CrashMachine(Housekeeping):
     def _restart_history(self) -> None:
         # Everything the storage logged so far rebuilds self.model; a crash during that
         # (recovery, reopening) must still come back to it.
-        self.history = [Step(-1, 0, self.model)]
+        self.history = [Step(-1, 0, self.model, 0)]
 
     @property
     def ns(self) -> Any:
@@ -173,8 +196,9 @@ class CrashMachine(Housekeeping):
         states = [] if expect is None else expect if isinstance(expect, list) else [expect]
         if not states:
             assert after == before, "a no-op wrote to the journal"
+        durable = NEVER if self.interval else after
         for model in states:
-            self.history.append(Step(before, after, model))
+            self.history.append(Step(before, after, model, durable))
             self.model = model
 
     def _expect(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -200,10 +224,21 @@ class CrashMachine(Housekeeping):
         # Off, a few fills per segment, one fill of the whole segment (journal/writer.py).
         preallocate=st.sampled_from([0, 96, 1 << 20]),
         writer=st.sampled_from(WRITERS),
+        durability=st.sampled_from(DURABILITIES),
     )
     def start(
-        self, segment_size: int, checkpoint_every: int, keep: int, preallocate: int, writer: str
+        self,
+        segment_size: int,
+        checkpoint_every: int,
+        keep: int,
+        preallocate: int,
+        writer: str,
+        durability: str,
     ) -> None:
+        # Longer than any example: only the sync rule (and checkpoints) make entries durable,
+        # so what a crash keeps depends on the draws, never on the clock (hypothesis needs
+        # that). The background sync is tested through real mounts (tests/fuse/).
+        self.durability, self.interval_ms = durability, 1e9
         self.recovery_options = JournalOptions(
             segment_size=segment_size,
             checkpoint_every=checkpoint_every,
@@ -371,6 +406,14 @@ class CrashMachine(Housekeeping):
         assert isinstance(expect, Refused), f"the model accepted the name {bad!r}"
         self._run(expect, call)
 
+    @rule()
+    def sync(self) -> None:
+        """fsync or fsyncdir through the mount: everything acknowledged so far made durable."""
+        assert self.engine is not None
+        self.engine.fs.make_durable()
+        now = self.storage.op_count
+        self.history = [s._replace(durable=min(s.durable, now)) for s in self.history]
+
     # -- journal housekeeping -----------------------------------------------------------------
 
     def reopen(self) -> Engine:
@@ -394,8 +437,14 @@ class CrashMachine(Housekeeping):
                 writes.append(i + 1)
         return names, writes
 
-    def _candidates(self, cut: int) -> list[Model]:
-        acked = max(i for i, s in enumerate(self.history) if s.acked <= cut)
+    def _candidates(self, cut: int, kept_all: bool = True) -> list[Model]:
+        """The models a crash at ``cut`` may recover: from the last operation acknowledged (if
+        the crash kept everything written: nothing acknowledged is lost to a kill -9) or made
+        durable (any crash) by then, to the last one issued."""
+        if kept_all:
+            acked = max(i for i, s in enumerate(self.history) if s.acked <= cut)
+        else:
+            acked = max(i for i, s in enumerate(self.history) if s.durable <= cut)
         issued = max([acked] + [i for i, s in enumerate(self.history) if s.issued < cut])
         return [s.model for s in self.history[acked : issued + 1]]
 
@@ -421,12 +470,25 @@ class CrashMachine(Housekeeping):
         # A seed, not st.randoms(): how many values sample_crashes asks for depends on the log.
         rng = random.Random(data.draw(st.integers(0, SPAN)))
         survivors: list[tuple[SimStorage, Engine, Model]] = []
+        steady: list[tuple[SimStorage, Engine, Model]] = []
         for cut in cuts:
-            candidates = self._candidates(cut)
+            pending = len(self.storage.pending_at(cut))
             for crash in self.storage.sample_crashes(cut, rng, per_cut):
+                kept_all = crash.prefix == pending and crash.tear is None and crash.scatter is None
+                candidates = self._candidates(cut, kept_all)
                 survivors.append(self._recover(crash, candidates))
+                if cut == cuts[-1] and crash.tear is None and crash.scatter is None:
+                    if crash.prefix in (0, pending):
+                        steady.append(survivors[-1])
                 CRASH_STATES[self.live_writer] += 1
-        storage, engine, model = _picked(data, survivors, 1, 1)[0]
+                if self.interval:
+                    INTERVAL_STATES[0] += 1
+                    got = survivors[-1][2]
+                    INTERVAL_STATES[1] += all(m is not got for m in self._candidates(cut))
+        # With a commit interval the batches a caller's entries were written in (and so the
+        # prefixes a crash keeps) vary from run to run; the run goes on from a crash at the end
+        # that kept all or nothing unsynced: its state is the same in every run.
+        storage, engine, model = _picked(data, steady if self.interval else survivors, 1, 1)[0]
         self._stop_writer()
         self.explored += 1
         if self.writer != "inline":
@@ -499,15 +561,22 @@ class CrashMachine(Housekeeping):
             path = next(p for p in (f"/f{k}" for k in range(1000)) if p not in self.model)
             expect = m_create(self.model, path, 0o644, 0)
             before = storage.op_count
+            acked = NEVER
             try:
                 self.ns.create(path)
+                acked = storage.op_count
+                if self.interval:  # nothing syncs it otherwise, for up to the interval
+                    self.engine.fs.make_durable()  # type: ignore[union-attr]
             except JournalFailed:
                 assert storage.failures and self.fatal, "fsync failed but on_fatal never ran"
-                self.history.append(Step(before, NEVER, expect))
+                # Acknowledged (a commit interval), it may be lost; else it never was.
+                self.history.append(Step(before, acked, expect, NEVER))
+                if acked != NEVER:
+                    self.model = expect
                 break
             # Returning normally is right only if the operation was durable before the failing
             # fsync (one of an automatic checkpoint's, which the next one retries).
-            self.history.append(Step(before, storage.op_count, expect))
+            self.history.append(Step(before, storage.op_count, expect, storage.op_count))
             self.model = expect
         self.fatal.clear()
         end = storage.op_count
@@ -535,6 +604,7 @@ def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
     before = dict(CRASH_STATES)
     examples = dict(EXAMPLES)
     spawns = SPAWNS[0]
+    interval = list(INTERVAL_STATES)
     # Every torn tail repaired logs a warning: thousands of expected lines, not news.
     journal_log = logging.getLogger("journal")
     level = journal_log.level
@@ -545,6 +615,10 @@ def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
         journal_log.setLevel(level)
     by_writer = {w: CRASH_STATES[w] - before[w] for w in WRITERS}
     explored = sum(by_writer.values())
+    interval_states, interval_lost = (
+        INTERVAL_STATES[0] - interval[0],
+        INTERVAL_STATES[1] - interval[1],
+    )
     with capsys.disabled():
         print(
             f"\ncrash state machine: {explored} crash states recovered and checked"
@@ -552,6 +626,9 @@ def test_crash_statemachine(capsys: pytest.CaptureFixture[str]) -> None:
             + ", ".join(f"{w} {n}" for w, n in by_writer.items())
             + f"; {SPAWNS[0] - spawns} writer processes started; examples by drawn writer: "
             + ", ".join(f"{w} {EXAMPLES[w] - examples[w]}" for w in WRITERS)
+            + f"; with a commit interval: {interval_states}, of which {interval_lost} went"
+            " back past an acknowledged operation (a power loss before its sync)"
         )
     assert explored >= MIN_CRASH_STATES, f"only {explored} crash states explored"
     assert all(by_writer.values()), f"a writer was never crash-simulated: {by_writer}"
+    assert interval_lost, "no crash ever lost an operation acknowledged but not yet durable"

@@ -1,7 +1,9 @@
 """The journal's writer process, crash-simulated: the real child (journal/writer_child.py, its
 batching, framing, segment rotation and acks) writes the log on a SimStorage of this process,
 served to it over a socket (journal/remote_storage.py), so every write and fsync it makes is in
-the storage's log in its true order and every crash after any of them can be recovered from."""
+the storage's log in its true order and every crash after any of them can be recovered from.
+With journal.durability "every_op" (each batch synced before its ack) and "commit_interval"
+(acknowledged once written; synced by a short interval's timer or when asked)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import logging
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import psutil
@@ -28,6 +31,9 @@ PER_THREAD = 60
 OPTIONS = JournalOptions(
     segment_size=700, checkpoint_every=0, keep_checkpoints=2, preallocate=256, flush_window_ms=0
 )
+# A short interval: the child's own timed syncs land among the writes, crash-simulated too.
+INTERVAL = replace(OPTIONS, durability="commit_interval", commit_interval_ms=1.0)
+OPTIONS = replace(OPTIONS, durability="every_op")
 INLINE = JournalOptions(
     segment_size=700, checkpoint_every=0, keep_checkpoints=2, group_commit=False
 )
@@ -49,9 +55,11 @@ def served() -> SimStorage:
     return storage
 
 
-def open_live(storage: SimStorage, fatal: list[BaseException] | None = None) -> Engine:
+def open_live(
+    storage: SimStorage, fatal: list[BaseException] | None = None, options: JournalOptions = OPTIONS
+) -> Engine:
     on_fatal: Any = (fatal if fatal is not None else []).append
-    return Engine(storage, OPTIONS, on_fatal=on_fatal)
+    return Engine(storage, options, on_fatal=on_fatal)
 
 
 def assert_served_child() -> None:
@@ -70,18 +78,23 @@ def live_files(engine: Engine) -> list[tuple[int, str]]:
     return sorted(out)
 
 
-def test_the_writer_process_on_simulated_storage_survives_every_crash() -> None:
+@pytest.mark.parametrize("durability", ["every_op", "commit_interval"])
+def test_the_writer_process_on_simulated_storage_survives_every_crash(durability: str) -> None:
     """Threads create files at once (batches of several records), one of them checkpoints now
-    and then (the parent creates a segment the child moves to) while the child rotates by size;
-    every crash state of chosen cuts recovers a prefix of the log holding every file whose
-    create had returned before the cut."""
+    and then (the parent creates a segment the child moves to) and syncs (as fsync does) while
+    the child rotates by size; every crash state of chosen cuts recovers a prefix of the log
+    holding every file whose create had returned before the cut (every_op, or a crash that
+    kept everything written: a kill -9), or had returned before a sync that returned before the
+    cut (any crash with a commit interval)."""
+    interval = durability == "commit_interval"
     storage = served()
-    engine = open_live(storage)
+    engine = open_live(storage, options=INTERVAL if interval else OPTIONS)
     ns = engine.ns
     for i in range(THREADS):
         ns.mkdir(f"/t{i}")
     assert_served_child()
     acked: list[tuple[int, str]] = []  # (op_count when the create returned, path)
+    synced: list[tuple[int, set[str]]] = []  # (op_count when a sync returned, paths it covers)
     errors: list[BaseException] = []
     lock = threading.Lock()
 
@@ -94,6 +107,11 @@ def test_the_writer_process_on_simulated_storage_survives_every_crash() -> None:
                     acked.append((storage.op_count, path))
                 if i == 0 and n % 20 == 10:
                     engine.checkpoint()
+                if i == 1 and n % 15 == 7:
+                    with lock:
+                        covered = {p for _, p in acked}
+                    engine.fs.make_durable()
+                    synced.append((storage.op_count, covered))
         except BaseException as exc:  # reported below: a thread's failure fails the test
             errors.append(exc)
 
@@ -117,26 +135,35 @@ def test_the_writer_process_on_simulated_storage_survives_every_crash() -> None:
         if type(op) is Write and len(op.data) > 150 and any(op.data)
     ]
     fsyncs = [i + 1 for i, op in enumerate(log) if type(op) is Fsync]
-    assert len(fsyncs) > 20, "the child's commits are not in the parent's log"
+    assert len(fsyncs) > (5 if interval else 20), "the child's commits are not in the parent's log"
     # How many commits batch depends on the threads' timing: one is enough to cut inside.
     assert batches, "no commit took several records at once"
     rng = random.Random(14)
-    cuts = sorted(
+    cuts = _cuts(rng, len(log), writes, batches, fsyncs)
+    checked = 0
+    for cut in cuts:
+        crashes = crashes_at(storage, cut, rng)
+        must = {path for at, path in acked if at <= cut}
+        durable = set().union(*(paths for at, paths in synced if at <= cut))
+        pending = len(storage.pending_at(cut))
+        for crash in crashes:
+            kept_all = crash.prefix == pending and crash.tear is None and crash.scatter is None
+            check_recovery(storage, crash, final, must if kept_all or not interval else durable)
+            checked += 1
+    assert checked > 500
+
+
+def _cuts(
+    rng: random.Random, end: int, writes: list[int], batches: list[int], fsyncs: list[int]
+) -> list[int]:
+    return sorted(
         {
-            len(log),
+            end,
             *rng.sample(writes, min(8, len(writes))),
             *rng.sample(batches, min(8, len(batches))),
             *rng.sample(fsyncs, 4),
         }
     )
-    checked = 0
-    for cut in cuts:
-        crashes = crashes_at(storage, cut, rng)
-        must = {path for at, path in acked if at <= cut}
-        for crash in crashes:
-            check_recovery(storage, crash, final, must)
-            checked += 1
-    assert checked > 500
 
 
 def crashes_at(storage: SimStorage, cut: int, rng: random.Random) -> list[Crash]:
@@ -164,16 +191,23 @@ def check_recovery(
         recovered.close(checkpoint=False)
 
 
+@pytest.mark.parametrize("durability", ["every_op", "commit_interval"])
 @pytest.mark.parametrize("fault", ["fsync", "write"])
-def test_a_fault_in_the_child_stops_the_journal_as_in_the_thread_writer(fault: str) -> None:
+def test_a_fault_in_the_child_stops_the_journal_as_in_the_thread_writer(
+    fault: str, durability: str
+) -> None:
     """An fsync (or write) the child makes fails on the parent's SimStorage: its failure ack
-    reaches the parent, on_fatal runs, the entry is not acknowledged, nothing after it is, and
-    what the disk kept recovers."""
+    reaches the parent, on_fatal runs, the entry is not made durable (with every_op: not
+    acknowledged; with a commit interval the sync that would make it durable fails), nothing
+    after it is acknowledged, and what the disk kept recovers."""
+    interval = durability == "commit_interval"
     storage = served()
     fatal: list[BaseException] = []
-    engine = open_live(storage, fatal)
+    options = replace(INTERVAL, commit_interval_ms=1e9) if interval else OPTIONS
+    engine = open_live(storage, fatal, options)
     for i in range(5):
         engine.ns.create(f"/ok{i}")
+    engine.fs.make_durable()
     assert_served_child()
     if fault == "fsync":
         storage.fail_fsync_after(0)
@@ -181,6 +215,7 @@ def test_a_fault_in_the_child_stops_the_journal_as_in_the_thread_writer(fault: s
         storage.fail_write_after(0, code=errno.EIO)
     with pytest.raises(JournalFailed):
         engine.ns.create("/lost")
+        engine.fs.make_durable()
     assert [f.errno for f in storage.failures] == [errno.EIO]
     assert len(fatal) == 1 and isinstance(fatal[0], ChildFailed), fatal
     assert f"injected {fault} failure" in str(fatal[0])

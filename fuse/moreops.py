@@ -1,8 +1,8 @@
 """More requests of the FUSE frontend (fuse/operations.py's ShoalOperations is built on this),
 translation only: extended attributes (the rules are engine/xattrs.py's; pyfuse3 answers a
 setxattr's XATTR_CREATE and XATTR_REPLACE itself, by a getxattr first, and the kernel a
-zero-sized buffer and ERANGE), fallocate, and the answers read from memory alone: readlink
-and statfs."""
+zero-sized buffer and ERANGE), fallocate, fsync and fsyncdir (the journal's durability points),
+and the answers read from memory alone: readlink and statfs."""
 
 from __future__ import annotations
 
@@ -49,6 +49,27 @@ class MoreOperations:
 
     async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
         raise NotImplementedError  # a path-based truncate, committed at once
+
+    async def _commit(self, buffer: WriteBuffer) -> None:
+        raise NotImplementedError  # a write buffer's content committed
+
+    def _buffer_of(self, fh: int) -> WriteBuffer | None:
+        raise NotImplementedError  # the write buffer of an open file handle, if it writes
+
+    @answers_errno
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        buffer = self._buffer_of(fh)
+        if buffer is not None:
+            await self._commit(buffer)
+        await self._durable()  # the log is ordered: every earlier change with it
+
+    @answers_errno
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        await self._durable()  # its entries, and every change acknowledged before them
+
+    async def _durable(self) -> None:
+        if not self.fs.all_durable():  # with durability "every_op", always: no thread
+            await self._blocking(self.fs.make_durable)
 
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if not self.xattrs:

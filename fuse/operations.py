@@ -225,6 +225,9 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         finally:
             self._drop_handle_of(buffer)
 
+    def _buffer_of(self, fh: int) -> WriteBuffer | None:
+        return self.handles[fh].buffer
+
     def _drop_handle_of(self, buffer: WriteBuffer) -> None:
         buffer.handles -= 1
         if buffer.handles == 0 and not buffer.dirty:
@@ -468,21 +471,6 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         buffer = self.handles[fh].buffer
         if buffer is not None:
             await self._commit(buffer)
-
-    @answers_errno
-    async def fsync(self, fh: int, datasync: bool) -> None:
-        buffer = self.handles[fh].buffer
-        if buffer is not None:
-            await self._commit(buffer)
-        await self._durable()  # the log is ordered: every earlier change with it
-
-    @answers_errno
-    async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        await self._durable()  # its entries, and every change acknowledged before them
-
-    async def _durable(self) -> None:
-        if not self.fs.all_durable():  # with durability "every_op", always: no thread
-            await self._blocking(self.fs.make_durable)
 
     @answers_errno
     async def release(self, fh: int) -> None:

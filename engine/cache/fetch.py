@@ -98,9 +98,14 @@ class _Flight:
             self.buf += chunk
             self.cond.notify_all()
 
+    def whole(self, block: bytes) -> None:
+        """The whole block at once (a local read): kept as it is, not copied into ``buf``."""
+        with self.cond:
+            self.data = block
+
     def end(self, ok: bool, error: Exception | None = None) -> None:
         with self.cond:
-            if ok:
+            if ok and self.data is None:
                 self.data = bytes(self.buf)
                 self.buf = bytearray()
             self.ended = True
@@ -231,7 +236,7 @@ class BlockFetcher:
             raise
         self.stats.misses += 1
         self.stats.ufs_bytes_read += len(block)
-        flight.add(block)
+        flight.whole(block)  # the bytes read are the bytes answered and stored: no copy
         self._finish(key, flight, True, cache, fingerprint=fingerprint)
         return _cut(block, offset, length)
 

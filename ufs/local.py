@@ -44,6 +44,7 @@ from ufs.errors import (
     UfsUnavailable,
     UfsUnsupported,
 )
+from ufs.resident import ResidentReader
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class LocalUnderFS(UnderFS):
         self.uri = f"file://{real}"
         self.rules = self.rules_at(real)
         self._chown_refused = False  # logged once: the owners asked for stay the store's
+        self._resident = ResidentReader(real)  # reads the event loop may make itself
 
     @staticmethod
     def rules_at(root: str) -> NameRules:
@@ -284,6 +286,7 @@ class LocalUnderFS(UnderFS):
 
     def read_checked(self, path: str, offset: int, length: int) -> tuple[bytes, str | None]:
         rel = normalize(path)
+        self._resident.prepare()  # here, where waiting is allowed: the next reads may not wait
         with self._errors(rel):
             fd = self._open_inside(rel, path)
             try:
@@ -298,6 +301,18 @@ class LocalUnderFS(UnderFS):
                 return data, _fingerprint(os.fstat(fd))
             finally:
                 os.close(fd)
+
+    def read_resident(self, path: str, offset: int, length: int) -> tuple[bytes, str] | None:
+        """``read_checked`` if the kernel can answer it from its caches (ufs/resident.py):
+        a path inside the root whose names and bytes it holds; else None, at once."""
+        try:
+            got = self._resident.read(normalize(path), offset, length)
+        except UfsInvalidPath:
+            return None
+        return None if got is None else (got[0], _fingerprint(got[1]))
+
+    def close(self) -> None:
+        self._resident.close()
 
     def _open_inside(self, rel: str, path: str) -> int:
         """``rel`` opened for reading, refused if it resolves outside the root. Opened as a

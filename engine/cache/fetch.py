@@ -251,30 +251,23 @@ class BlockFetcher:
         """``read_local`` for the event loop, which may not wait: ``read`` must not either
         (None back: it would have). None if the block is being read by another thread (which
         the caller's thread then joins) or ``read`` would wait; else the bytes, the block
-        offered to the storer as ``read_local`` does. Not for blocks cached (``_cached`` may
-        wait for a tier)."""
-        with self._inflight_lock:
-            queued = self.storer.pending(key)
-            if queued is None:
-                if key in self._inflight:
-                    return None
-                flight = self._inflight[key] = _Flight()  # joined as read_local's would be
+        offered to the storer as ``read_local`` does. No flight of its own: the read ends
+        before any other reader could join it (one read by a thread at the same moment is
+        one read too many, and one offer the storer ignores)."""
+        queued = self.storer.pending(key)
         if queued is not None:
             self.stats.hits += 1
             return _cut(queued, offset, length)
-        try:
-            got = read()
-        except BaseException:
-            self._finish(key, flight, False, False)
-            raise
+        if key in self._inflight:  # no lock: a dict lookup is atomic
+            return None
+        got = read()
         if got is None:
-            self._finish(key, flight, False, False)  # a reader waiting on it reads anew
             return None
         block, fingerprint = got
         self.stats.misses += 1
         self.stats.ufs_bytes_read += len(block)
-        flight.whole(block)
-        self._finish(key, flight, True, cache, fingerprint=fingerprint)
+        if cache:
+            self.storer.offer(key, block, fingerprint)
         return _cut(block, offset, length)
 
     def _start(

@@ -154,7 +154,8 @@ class ReadPath:
         if data is not None:  # what read_node does around a miss, but never a promotion (I/O)
             if self.on_miss is not None:
                 self.on_miss(node, mount, kind)
-            if kind.caches and self.readahead_blocks:
+            # (A read of the file's last block has nothing ahead of it: a small file's.)
+            if kind.caches and self.readahead_blocks and idx < (node.size - 1) // bs:
                 batch = self._readahead_batch(node, bs, offset, end)
                 if batch is not None:  # queued for readahead threads: no wait here
                     self._fetch_ahead(node, mount, rel, bs, batch)

@@ -52,7 +52,12 @@ def store(tmp_path: Path) -> LocalStore:
 
 
 def _engine(open_engine: OpenEngine, home: Path, tmp_path: Path, store: LocalStore) -> Engine:
-    write_config(home, block_size=BLOCK, tiers=[("SSD", tmp_path / "ssd", 64 << 20)])
+    # No readahead: a block it is reading in a thread is (rightly) not read on the loop too,
+    # which would make what these tests read there depend on that thread's timing.
+    write_config(
+        home, "[cache]\nreadahead_blocks = 0", block_size=BLOCK,
+        tiers=[("SSD", tmp_path / "ssd", 64 << 20)],
+    )  # fmt: skip
     engine = open_engine()
     engine.mounts.mount("/", store.uri, {})
     return engine

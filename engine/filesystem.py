@@ -193,6 +193,13 @@ class FileSystem:
             return None  # read_node serves it, from the cache alone
         return self.reads.read_cached(node, offset, length)
 
+    def read_resident(self, node: Inode, offset: int, length: int) -> bytes | None:
+        """A miss served without waiting (a local store's file in the kernel's caches), for the
+        event loop; None if it would wait: ``read_node`` in a thread then."""
+        if openfiles.is_orphan(self.ns, node.id):
+            return None
+        return self.reads.read_resident(node, offset, length)
+
     def read_node(
         self, node: Inode, offset: int, length: int, read_type: str | None = None
     ) -> bytes:

@@ -101,6 +101,13 @@ class CountedUnderFS(UnderFS):
         UFS_BYTES_READ.inc(len(got[0]))
         return got
 
+    def read_resident(self, path: str, offset: int, length: int) -> tuple[bytes, str] | None:
+        got = self.inner.read_resident(path, offset, length)
+        if got is not None:  # counted only when it read: a refusal reached no store
+            UFS_REQUESTS.labels("read").inc()
+            UFS_BYTES_READ.inc(len(got[0]))
+        return got
+
     def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
         UFS_REQUESTS.labels("read").inc()
         try:

@@ -278,6 +278,10 @@ class MountTable:
         node = self.ns.tree.find(mount.id)
         return self.ns.path_of(node) if node is not None else f"<inode {mount.id}>"
 
+    def opened(self, mount: Mount) -> UnderFS | None:
+        """The connector of ``mount`` if it is open already; None (never waits) if not."""
+        return self._connectors.get(mount.id)  # no lock: one dict lookup is atomic
+
     def connector(self, mount: Mount) -> UnderFS:
         """The connector of ``mount``, opened at first use: with the secrets this process was
         handed for it, else those of the credentials file (values, or files read again now)."""

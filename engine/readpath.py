@@ -124,6 +124,43 @@ class ReadPath:
                 cache.fetcher.later(lambda: self._fetch_ahead_planned(node, bs, batch))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def read_resident(self, node: Inode, offset: int, length: int) -> bytes | None:
+        """A miss answered on the event loop, no thread: a block of a local store's file whose
+        names and bytes the kernel holds (a dataset read or written lately), read by system
+        calls that cannot wait (ufs/resident.py), answered and offered to the storer as
+        ``_read_local`` does. None if anything would wait, or for a read across blocks: the
+        caller's thread then reads it (``read_node``)."""
+        cache = self.cache
+        end = min(offset + length, node.size)
+        if cache is None or offset >= end or not node.flags & PERSISTED:
+            return None
+        bs = block_size_of(node) or self.sync.block_size
+        idx = offset // bs
+        if (end - 1) // bs != idx:
+            return None
+        try:
+            mount, rel, kind = self.placement.read_plan(node, None)
+        except InvalidArgument:  # not below a mount: read_node says so
+            return None
+        connector = self.mounts.opened(mount)  # opening one may wait: read_node's thread does
+        if connector is None or not reads_locally(mount.uri):
+            return None
+        start = idx * bs
+        data = cache.fetcher.read_nowait(
+            (node.id, node.version, idx),
+            lambda: connector.read_resident(rel, start, bs),
+            offset - start, end - offset, kind.caches,
+        )  # fmt: skip
+        if data is not None:  # what read_node does around a miss, but never a promotion (I/O)
+            if self.on_miss is not None:
+                self.on_miss(node, mount, kind)
+            # (A read of the file's last block has nothing ahead of it: a small file's.)
+            if kind.caches and self.readahead_blocks and idx < (node.size - 1) // bs:
+                batch = self._readahead_batch(node, bs, offset, end)
+                if batch is not None:  # queued for readahead threads: no wait here
+                    self._fetch_ahead(node, mount, rel, bs, batch)
+        return data
+
     def _promotes(self, node: Inode) -> bool:
         try:
             return self.placement.read_type_of(node).promotes

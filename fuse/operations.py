@@ -444,6 +444,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
                 pass  # committed and retired meanwhile: the engine has the content
         node = self.fs.still_there(handle.ino)  # unlinked or replaced while open: ESTALE
         data = self.fs.read_cached(node, off, size)  # a hit: served here, no thread
+        if data is None:  # a local store's file in the kernel's caches: no thread either
+            data = self.fs.read_resident(node, off, size)
         if data is None:
             version = node.version
             data = await self._blocking(self.fs.read_node, node, off, size)

@@ -147,6 +147,13 @@ class UnderFS(ABC):
         only if they are that version's, not a later change's that metadata has not seen."""
         return self.read(path, offset, length), None
 
+    def read_resident(self, path: str, offset: int, length: int) -> tuple[bytes, str] | None:
+        """``read_checked`` if it can be answered without waiting at all (no disk, no network,
+        no lock held by another: the event loop calls it), else None at once. Only connectors
+        whose reads are system calls on files the kernel may hold have such reads; the default
+        has none."""
+        return None
+
     def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
         """The bytes ``read`` returns, in order, as they arrive: a reader of the start of a
         range has its bytes before the rest has come. Connectors whose reads are requests

@@ -274,7 +274,7 @@ class BlockCache:
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
             try:
-                tier.write(key, data)
+                written = tier.write(key, data)
             except OSError as exc:  # a full disk, a deleted directory: try the next tier
                 log.warning("cannot write block %s to tier %s: %s", key, tier.name, exc)
                 with self.ns.lock:
@@ -295,7 +295,7 @@ class BlockCache:
                 self._apply_accesses()  # earlier hits come before this block in the order
                 self.lru[tier.name][key] = n
                 self.policy.touch(key)
-                self._stamp(tier, key)
+                self._stamp(tier, key, written)
             return seq
         return None
 
@@ -359,12 +359,13 @@ class BlockCache:
             )
         return durable
 
-    def _stamp(self, tier: TierStore, key: BlockKey) -> None:
+    def _stamp(self, tier: TierStore, key: BlockKey, st: os.stat_result | None = None) -> None:
         """Records the just-written (so checked) block file's stamp: reads skip the CRC."""
-        try:
-            st = os.stat(tier.path_of(key))
-        except OSError:
-            return
+        if st is None:
+            try:
+                st = os.stat(tier.path_of(key))
+            except OSError:
+                return
         self._verified[key] = (st.st_size, st.st_mtime_ns, st.st_ino)
 
     def media_of(self, file: int) -> list[str] | None:

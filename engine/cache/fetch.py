@@ -98,9 +98,14 @@ class _Flight:
             self.buf += chunk
             self.cond.notify_all()
 
+    def whole(self, block: bytes) -> None:
+        """The whole block at once (a local read): kept as it is, not copied into ``buf``."""
+        with self.cond:
+            self.data = block
+
     def end(self, ok: bool, error: Exception | None = None) -> None:
         with self.cond:
-            if ok:
+            if ok and self.data is None:
                 self.data = bytes(self.buf)
                 self.buf = bytearray()
             self.ended = True
@@ -231,8 +236,38 @@ class BlockFetcher:
             raise
         self.stats.misses += 1
         self.stats.ufs_bytes_read += len(block)
-        flight.add(block)
+        flight.whole(block)  # the bytes read are the bytes answered and stored: no copy
         self._finish(key, flight, True, cache, fingerprint=fingerprint)
+        return _cut(block, offset, length)
+
+    def read_nowait(
+        self,
+        key: BlockKey,
+        read: Callable[[], tuple[bytes, str | None] | None],
+        offset: int = 0,
+        length: int = -1,
+        cache: bool = True,
+    ) -> bytes | None:
+        """``read_local`` for the event loop, which may not wait: ``read`` must not either
+        (None back: it would have). None if the block is being read by another thread (which
+        the caller's thread then joins) or ``read`` would wait; else the bytes, the block
+        offered to the storer as ``read_local`` does. No flight of its own: the read ends
+        before any other reader could join it (one read by a thread at the same moment is
+        one read too many, and one offer the storer ignores)."""
+        queued = self.storer.pending(key)
+        if queued is not None:
+            self.stats.hits += 1
+            return _cut(queued, offset, length)
+        if key in self._inflight:  # no lock: a dict lookup is atomic
+            return None
+        got = read()
+        if got is None:
+            return None
+        block, fingerprint = got
+        self.stats.misses += 1
+        self.stats.ufs_bytes_read += len(block)
+        if cache:
+            self.storer.offer(key, block, fingerprint)
         return _cut(block, offset, length)
 
     def _start(

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 QUEUE_BYTES = 256 << 20  # bytes of blocks waiting to be stored: 64 default 4 MiB blocks
 QUEUE_BLOCKS = 4096  # blocks waiting: small files' blocks meet this bound before the bytes
 BATCH = 64  # blocks stored between two waits for durability
+# How long the storer, woken by a first block, lets more gather before storing them: readers
+# answered every few hundred µs each offer a block, and one batch of them costs one wake-up
+# and one wait for durability instead of one of each per block.
+GATHER_S = 0.002
 
 
 class StoreTarget(Protocol):
@@ -73,7 +77,10 @@ class BlockStorer:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="cache-storer", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            if len(self._queue) == 1 or len(self._queue) >= BATCH:
+                # Only the first block wakes the storer (a wake-up is a system call and a
+                # thread switch); the others gather, or wake it once a batch is full.
+                self._cond.notify_all()
             return True
 
     def pending(self, key: BlockKey) -> bytes | None:
@@ -119,6 +126,8 @@ class BlockStorer:
                     self._cond.wait()
                 if not self._queue:
                     return  # closed, and nothing left
+                if len(self._queue) < BATCH and not self._closed:
+                    self._cond.wait(GATHER_S)
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 self._busy = True
             try:

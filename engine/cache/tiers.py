@@ -49,14 +49,18 @@ class TierStore:
         root = paths[(file * 31 + idx) % len(paths)]
         return os.path.join(root, str(file), f"{version}-{idx}.blk")
 
-    def write(self, key: BlockKey, data: bytes | memoryview) -> None:
-        """Stores the block durably (on disk tiers) under its final name."""
+    def write(self, key: BlockKey, data: bytes | memoryview) -> os.stat_result:
+        """Stores the block durably (on disk tiers) under its final name; the status of the
+        file written (from its descriptor: no second path lookup, nor one under a lock)."""
         final = self.path_of(key)
         makedirs_private(os.path.dirname(final))  # the tier's directory too: 0700, like the home
+        written: list[os.stat_result] = []
         write_atomically(
-            final, [data], temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE, sync=self.spec.sync
-        )
+            final, [data], temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE, sync=self.spec.sync,
+            finish=lambda fd: written.append(os.fstat(fd)),
+        )  # fmt: skip
         self.files.forget(key)
+        return written[0]
 
     def read(self, key: BlockKey) -> bytes:
         with open(self.path_of(key), "rb", buffering=0) as f:

@@ -119,15 +119,18 @@ def test_prefetch_fills_only_free_room_below_the_watermark(
 def test_prefetch_is_off_by_config_by_mount_option_and_on_writable_mounts(
     home: Path, tmp_path: Path, open_engine: OpenEngine
 ) -> None:
-    stores = {d: LocalStore(tmp_path / d) for d in ("ro", "off", "rw")}
+    stores = {d: LocalStore(tmp_path / d) for d in ("ro", "off", "rw", "local")}
     for i in range(5):
         for store in stores.values():
             store.put(f"d/f{i}", os.urandom(KiB))
         stores["ro"].put(f"e/f{i}", os.urandom(KiB))
     write_config(home, block_size=16 * KiB, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
     engine = open_engine()
-    for d, options, readonly in (("ro", {}, True), ("off", {"prefetch": "false"}, True),
-                                 ("rw", {}, False)):  # fmt: skip
+    # A local path's store prefetches only when asked ("local"); "ro" stands for a read-only
+    # mount of a network store, which prefetches by default (the S3 test above).
+    for d, options, readonly in (("ro", {"prefetch": "true"}, True),
+                                 ("off", {"prefetch": "false"}, True),
+                                 ("rw", {}, False), ("local", {}, True)):  # fmt: skip
         engine.fs.makedirs(f"/{d}")
         engine.mounts.mount(f"/{d}", stores[d].uri, options, readonly)
         engine.fs.read(f"/{d}/d/f0", 0, KiB)
@@ -135,6 +138,7 @@ def test_prefetch_is_off_by_config_by_mount_option_and_on_writable_mounts(
     assert len(cached_files(engine, "/ro/d")) == 5  # a read-only mount: a dataset
     assert cached_files(engine, "/off/d") == {"f0"}  # prefetch=false
     assert cached_files(engine, "/rw/d") == {"f0"}  # writable: only when asked
+    assert cached_files(engine, "/local/d") == {"f0"}  # a local store: only when asked
     with pytest.raises(InvalidArgument, match="prefetch='maybe'"):
         engine.fs.makedirs("/bad")
         engine.mounts.mount("/bad", str(tmp_path / "bad"), {"prefetch": "maybe"}, True)
@@ -179,7 +183,7 @@ def test_the_next_directory_is_listed_before_its_readers_arrive(
         store.put(f"train/c{c}/f0", os.urandom(KiB))
     write_config(home, block_size=16 * KiB, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
     engine = open_engine()
-    engine.mounts.mount("/", store.uri, {}, True)
+    engine.mounts.mount("/", store.uri, {"prefetch": "true"}, True)  # a local store: asked
     engine.fs.read("/train/c1/f0", 0, KiB)
     settle(engine)
     train = engine.sync.lookup("/train")

@@ -57,3 +57,27 @@ def test_a_kill9_while_cold_blocks_are_stored_leaves_a_clean_home(local_mount: M
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     local_mount.mount()
     assert _read_all(local_mount.path, files) == files
+
+
+def test_cold_reads_through_the_mount_are_right_whether_the_kernel_holds_the_files_or_not(
+    local_mount: Mounted,
+) -> None:
+    # Files in the page cache are read on the event loop (ufs/resident.py); evicted ones would
+    # wait for the disk, so a worker thread reads them. Both answer the store's bytes, and both
+    # kinds of block are stored.
+    ufs: Path = local_mount.store.root  # type: ignore[attr-defined]
+    files = _dataset(ufs, 2, 30)
+    for n, rel in enumerate(files):
+        if n % 2:
+            fd = os.open(ufs / rel, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    assert _read_all(local_mount.path, files) == files
+    local_mount.umount()
+    report = json.loads(shoal("report", "--json", home=local_mount.home).stdout)
+    assert sum(t["blocks"] for t in report["tiers"]) == len(files)
+    local_mount.mount()
+    assert _read_all(local_mount.path, files) == files

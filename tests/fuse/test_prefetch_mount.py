@@ -21,7 +21,8 @@ def test_a_read_only_mount_prefetches_a_directory_after_its_first_file(tmp_path:
     data.update({f"train/c1/img{i:02d}.jpg": os.urandom(30_000) for i in range(5)})
     for key, value in data.items():
         store.put(key, value)
-    with mounted(store, tmp_path, "ro") as m:
+    # A local store prefetches only when asked (engine/prefetch.py's ``prefetches``).
+    with mounted(store, tmp_path, "ro", "prefetch=true") as m:
         first = m.path / "train" / "c0" / "img00.jpg"
         assert first.read_bytes() == data["train/c0/img00.jpg"]
         report = json.loads(shoal("report", "--json", "--idle", home=m.home).stdout)

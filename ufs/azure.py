@@ -86,9 +86,7 @@ class AzureUnderFS(UnderFS):
         return self.client.get_blob_client(key)
 
     def _errors(self, rel: str) -> AbstractContextManager[None]:
-        return azure_errors(
-            self.uri, self.container, self.endpoint, self.options.max_attempts, rel
-        )
+        return azure_errors(self.uri, self.container, self.endpoint, self.options.max_attempts, rel)
 
     def check(self) -> None:
         """Fails early, with the reason, if the container is missing, refuses these credentials
@@ -381,4 +379,3 @@ def _is_utf8(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-

@@ -35,7 +35,7 @@ _SIG = re.compile(r"([?&]sig=)[^&\s]+", re.IGNORECASE)
 
 def code_of(exc: HttpResponseError) -> str:
     """The storage error code of ``exc`` (``BlobNotFound``), or its HTTP status."""
-    code = exc.error_code
+    code = getattr(exc, "error_code", None)  # set by the storage SDK on its errors
     text = getattr(code, "value", code)  # the SDK gives a StorageErrorCode or a str
     return str(text) if text else str(exc.status_code or "")
 
@@ -46,7 +46,9 @@ def clean(text: str) -> str:
 
 
 @contextmanager
-def azure_errors(uri: str, container: str, endpoint: str, attempts: int, rel: str) -> Iterator[None]:
+def azure_errors(
+    uri: str, container: str, endpoint: str, attempts: int, rel: str
+) -> Iterator[None]:
     """What an SDK call below it raises, as the UfsError saying what to fix (naming the path,
     the container, the endpoint and the attempts made)."""
     where = f"{uri}: {rel or '/'}"

@@ -2,13 +2,16 @@
 
 Rules are consumed in order by the requests they match: answer with a status (503 SlowDown, 500),
 drop the connection without answering, hold the request for a while before forwarding it, or
-stall a reply after the first bytes of its body until the test releases the rest.
+stall a reply after the first bytes of its body until the test releases the rest, or cut the
+connection after them (a reset mid-read).
 Everything else is forwarded untouched. ``stop`` closes the port (the endpoint goes down).
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,11 +27,11 @@ ERROR_BODY = {
 
 @dataclass
 class Fault:
-    action: str  # "status", "drop", "delay" or "stall"
+    action: str  # "status", "drop", "delay", "stall" or "cut"
     times: int  # how many matching requests it applies to; -1: all of them
     status: int = 503
     seconds: float = 0.0
-    keep: int = 0  # stall: body bytes sent before the stall
+    keep: int = 0  # stall, cut: body bytes sent before the stall or the cut
     release: threading.Event = field(default_factory=threading.Event)  # stall: ends it
     method: str | None = None  # only requests with this method
     query: str | None = None  # only requests whose query string contains this
@@ -115,6 +118,15 @@ class FaultProxy:
                     self.send_header("Content-Length", told or str(len(data)))
                     self.end_headers()
                     if self.command != "HEAD":
+                        if fault is not None and fault.action == "cut":
+                            self.wfile.write(data[: fault.keep])
+                            self.wfile.flush()
+                            self.close_connection = True
+                            # Lingering 0 s: the close sends a reset, not an orderly end.
+                            linger = struct.pack("ii", 1, 0)
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                            self.connection.close()
+                            return
                         if fault is not None and fault.action == "stall":
                             self.wfile.write(data[: fault.keep])
                             self.wfile.flush()

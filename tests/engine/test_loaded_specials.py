@@ -1,6 +1,6 @@
-"""Special files found in a store (a local directory's fifo, an S3 object whose metadata names a
-fifo, an Azure blob's the same) are loaded with the store's mtime, as regular files and directories are, and on a local
-store follow it when a later listing finds it changed."""
+"""Special files found in a store (a local directory's fifo, an S3 object or an Azure blob whose
+metadata names a fifo) are loaded with the store's mtime, as regular files and directories are,
+and on a local store follow it when a later listing finds it changed."""
 
 from __future__ import annotations
 

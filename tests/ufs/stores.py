@@ -109,6 +109,10 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=f"ds/{key}")
 
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's user metadata (x-amz-meta-*, without the prefix)."""
+        return dict(self.client.head_object(Bucket=self.bucket, Key=f"ds/{key}")["Metadata"])
+
     def xattrs(self, key: str) -> dict[str, bytes]:
         """The object's x-amz-meta-xattr header decoded as s3fs-fuse writes it (URL-encoded
         JSON of base64 values), independently of Shoal's own decoder."""
@@ -150,6 +154,10 @@ class AzureStore:
 
     def delete(self, key: str) -> None:
         self.client.delete_blob(f"ds/{key}")
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The blob's user metadata."""
+        return dict(self.client.get_blob_client(f"ds/{key}").get_blob_properties().metadata)
 
     def xattrs(self, key: str) -> dict[str, bytes]:
         """The blob's xattr metadata decoded as s3fs-fuse's header is (URL-encoded JSON of

@@ -126,10 +126,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
         overrides, ufs_options, readonly, nonempty = _handed(args.options_fd)
     else:
         overrides, ufs_options, readonly, nonempty = split_options(args.option)
-        # The AWS_* variables are an S3 store's: another's options have no such keys (the
-        # daemon's environment is without them whatever the store, _start_daemon).
         ufs_options = secret_sources.gather(
-            ufs_options, stdin_key=args.secret_key_stdin, use_environment=args.uri.startswith("s3:")
+            ufs_options, stdin_key=args.secret_key_stdin, use_environment=True
         )
     if args.foreground:
         from fuse import daemon  # pyfuse3 loads only for the daemon

@@ -17,12 +17,13 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient, BlobPrefix, BlobProperties
 
 from ufs.azureblocks import upload
-from ufs.azureclient import account_url, service_client
+from ufs.azureclient import service_client
 from ufs.azureerrors import azure_errors, code_of
 from ufs.azureoptions import AzureOptions
 from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS, join, normalize
@@ -59,7 +60,9 @@ class AzureUnderFS(UnderFS):
         self.uri = f"az://{container}/{self.prefix}" if self.prefix else f"az://{container}"
         self.service = service_client(options, credentials or {})
         self.client = self.service.get_container_client(container)
-        self.endpoint = self.service.url if options.endpoint is None else account_url(options)
+        # Named in errors: without the query, which holds a SAS given as the credential.
+        where = urlsplit(self.service.url)
+        self.endpoint = f"{where.scheme}://{where.netloc}{where.path}".rstrip("/")
 
     def __repr__(self) -> str:
         return f"AzureUnderFS({self.uri!r}, endpoint={self.endpoint!r})"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from cli.bench.azurite import ACCOUNT_KEY, Azurite
 from cli.bench.faultproxy import FaultProxy
 from cli.bench.s3server import S3Server
@@ -83,3 +85,23 @@ def test_fs_mount_az_beside_s3_in_one_namespace(
     holding = [str(p) for p in home.rglob("*") if p.is_file() and ACCOUNT_KEY.encode()
                in p.read_bytes()]  # fmt: skip
     assert holding == []
+
+
+def test_an_azure_mount_without_a_key_says_what_it_lacks(
+    azurite: Azurite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An S3 user's environment: those variables are an S3 mount's credentials, which this one
+    # does not take; with no secret of its own it goes to the default chain, whose package is
+    # not installed here (and which finds no identity on this host if it is).
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASHOULDNOTMATTER0")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-azure-secret")
+    store = AzureStore(azurite)
+    (tmp_path / "mnt").mkdir()
+    options = ["-o", "account=devstoreaccount1", "-o", f"endpoint={azurite.endpoint}"]
+    mnt = str(tmp_path / "mnt")
+    failed = shoal("mount", store.uri, mnt, *options, home=tmp_path / "home", expect=None)
+    assert failed.returncode != 0
+    assert "access_key" not in failed.stderr, failed.stderr
+    assert "account_key, sas_token or connection_string" in failed.stderr or (
+        "check the credentials" in failed.stderr
+    ), failed.stderr

@@ -9,11 +9,12 @@ import io
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cli.bench.azurite import ACCOUNT, Azurite
+from cli.bench.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from cli.bench.faultproxy import Fault, FaultProxy
 from tests.ufs.contract import MiB, PatternStream
 from tests.ufs.stores import AZURE_CREDS, azure_container
@@ -148,3 +149,23 @@ def test_azure_no_error_shows_the_secret(azurite: Azurite) -> None:
     assert proc.returncode != 0
     assert "UfsAccessDenied" in proc.stderr
     assert "bad-secret-123" not in proc.stderr + proc.stdout
+
+
+def test_azure_a_sas_connection_string_and_its_errors(azurite: Azurite) -> None:
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    sas = generate_account_sas(
+        ACCOUNT, ACCOUNT_KEY, ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(read=True, write=True, list=True, delete=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    creds = {"connection_string": f"BlobEndpoint={azurite.endpoint};SharedAccessSignature={sas}"}
+    container = azure_container(azurite).container_name
+    ufs = open_ufs(f"az://{container}/p", {}, creds)
+    ufs.write("f", io.BytesIO(b"through a SAS"))
+    assert ufs.read("f", 0, 100) == b"through a SAS"
+    with pytest.raises(UfsBucketMissing) as missing:
+        open_ufs("az://no-such-container", {}, creds)
+    assert azurite.endpoint in str(missing.value)
+    signature = dict(p.split("=", 1) for p in sas.split("&"))["sig"]
+    assert signature not in str(missing.value) and "sig=" not in str(missing.value)

@@ -20,7 +20,7 @@ from tests.ufs.contract import MiB, PatternStream
 from tests.ufs.stores import AZURE_CREDS, azure_container
 from ufs.azure import AzureUnderFS
 from ufs.azureoptions import AzureOptions
-from ufs.errors import UfsAccessDenied, UfsBucketMissing, UfsUnavailable
+from ufs.errors import UfsAccessDenied, UfsBucketMissing, UfsUnavailable, UfsUnsupported
 from ufs.uri import open_ufs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +169,15 @@ def test_azure_a_sas_connection_string_and_its_errors(azurite: Azurite) -> None:
     assert azurite.endpoint in str(missing.value)
     signature = dict(p.split("=", 1) for p in sas.split("&"))["sig"]
     assert signature not in str(missing.value) and "sig=" not in str(missing.value)
+
+
+def test_azure_a_hierarchical_namespace_account_is_refused(azure_proxy: FaultProxy,
+                                                           azurite: Azurite) -> None:  # fmt: skip
+    # Azurite's account has none: the proxy makes its Get Account Information say it has.
+    container = azure_container(azurite).container_name
+    options = {"account": ACCOUNT, "endpoint": f"{azure_proxy.endpoint}/{ACCOUNT}"}
+    assert open_ufs(f"az://{container}", options, AZURE_CREDS).stat("").is_dir
+    azure_proxy.add(Fault("header", 1, query="restype=account",
+                          headers={"x-ms-is-hns-enabled": "true"}))  # fmt: skip
+    with pytest.raises(UfsUnsupported, match=r"hierarchical namespace \(ADLS Gen2\)"):
+        open_ufs(f"az://{container}", options, AZURE_CREDS)

@@ -113,6 +113,10 @@ class S3Store:
         """The object's user metadata (x-amz-meta-*, without the prefix)."""
         return dict(self.client.head_object(Bucket=self.bucket, Key=f"ds/{key}")["Metadata"])
 
+    def put_with_metadata(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        """An object with user metadata, as s3fs-fuse writes one."""
+        self.client.put_object(Bucket=self.bucket, Key=f"ds/{key}", Body=data, Metadata=meta)
+
     def xattrs(self, key: str) -> dict[str, bytes]:
         """The object's x-amz-meta-xattr header decoded as s3fs-fuse writes it (URL-encoded
         JSON of base64 values), independently of Shoal's own decoder."""
@@ -158,6 +162,10 @@ class AzureStore:
     def metadata(self, key: str) -> dict[str, str]:
         """The blob's user metadata."""
         return dict(self.client.get_blob_client(f"ds/{key}").get_blob_properties().metadata)
+
+    def put_with_metadata(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        """A blob with user metadata (the names S3's x-amz-meta-* have)."""
+        self.client.upload_blob(f"ds/{key}", data, metadata=meta, overwrite=True)
 
     def xattrs(self, key: str) -> dict[str, bytes]:
         """The blob's xattr metadata decoded as s3fs-fuse's header is (URL-encoded JSON of

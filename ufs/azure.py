@@ -13,8 +13,11 @@ their directories are real objects that blob markers do not describe.
 
 from __future__ import annotations
 
+import builtins
+import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -43,6 +46,7 @@ from ufs.s3xattrs import XATTR_META, decode_xattrs, encode_xattrs
 NAME_MAX = 1024  # characters of a blob name; bytes here, which is never more lenient
 XATTR_META_MAX = 7168  # of the 8 KiB of metadata a blob holds; the rest for mode, owner, times
 COPY_POLL_S = 0.2
+HEADS = 16  # a listing's marker requests in flight
 
 
 class AzureUnderFS(UnderFS):
@@ -60,6 +64,8 @@ class AzureUnderFS(UnderFS):
         self.uri = f"az://{container}/{self.prefix}" if self.prefix else f"az://{container}"
         self.service = service_client(options, credentials or {})
         self.client = self.service.get_container_client(container)
+        self._lock = threading.Lock()
+        self._head_pool: ThreadPoolExecutor | None = None  # a listing's marker requests
         # Named in errors: without the query, which holds a SAS given as the credential.
         where = urlsplit(self.service.url)
         self.endpoint = f"{where.scheme}://{where.netloc}{where.path}".rstrip("/")
@@ -149,29 +155,40 @@ class AzureUnderFS(UnderFS):
         if not _is_utf8(rel):
             raise UfsNotFound(f"{self.uri}: {rel!r}: no such directory")
         prefix = self._dir_prefix(rel)
-        cut = len(prefix)
         found = False
         with self._errors(rel):
-            items = self.client.walk_blobs(
+            pages = self.client.walk_blobs(
                 name_starts_with=prefix or None, include=["metadata"], delimiter="/",
                 results_per_page=self.options.page_size,
-            )  # fmt: skip
-            for item in items:
-                found = True
-                name = item.name[cut:]
-                if isinstance(item, BlobPrefix):
-                    yield self._prefix_status(join(rel, name.rstrip("/")), item)
-                elif name:  # else the directory's own marker
-                    yield _file(join(rel, name), item)
+            ).by_page()  # fmt: skip
+            for page in pages:
+                items = builtins.list(page)
+                found = found or bool(items)
+                yield from self._statuses(rel, len(prefix), items)
         if not found and rel and not self.stat(rel).is_dir:
             raise UfsNotADirectory(f"{self.uri}: {rel} is a file")
 
-    def _prefix_status(self, rel: str, item: BlobPrefix) -> UfsStatus:
-        # A listing gives a prefix without its marker's metadata: a directory with attributes
-        # costs one request more (none for an implicit one)
-        del item
-        marker = self._properties(self._dir_prefix(rel))
-        return dir_status(rel, marker.metadata if marker is not None else None)
+    def _statuses(self, rel: str, cut: int, items: builtins.list[Any]) -> Iterator[UfsStatus]:
+        """A page's entries. A listing gives a subdirectory without its marker's metadata: the
+        page's markers are asked for in parallel (none for a page of files)."""
+        subdirs = [join(rel, i.name[cut:].rstrip("/")) for i in items if isinstance(i, BlobPrefix)]
+        markers: Iterator[BlobProperties | None] = iter(())
+        if subdirs:
+            markers = self._heads().map(lambda d: self._properties(self._dir_prefix(d)), subdirs)
+        for item in items:
+            name = item.name[cut:]
+            if isinstance(item, BlobPrefix):
+                marker = next(markers)
+                meta = marker.metadata if marker is not None else None
+                yield dir_status(join(rel, name.rstrip("/")), meta)
+            elif name:  # else the directory's own marker
+                yield _file(join(rel, name), item)
+
+    def _heads(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._head_pool is None:
+                self._head_pool = ThreadPoolExecutor(HEADS, thread_name_prefix="az-head")
+            return self._head_pool
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         return b"".join(self.read_stream(path, offset, length))
@@ -367,6 +384,10 @@ class AzureUnderFS(UnderFS):
                 self._blob(key).set_blob_metadata(meta)
 
     def close(self) -> None:
+        with self._lock:
+            pool, self._head_pool = self._head_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self.service.close()
 
 

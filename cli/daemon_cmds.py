@@ -40,7 +40,8 @@ def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunn
         "mount",
         cmd_mount,
         "serve UFS_URI at MOUNTPOINT through FUSE (engine, cache and mount in one daemon)",
-        description="Mounts UFS_URI (a local path, file:///PATH or s3://BUCKET[/PREFIX]) at"
+        description="Mounts UFS_URI (a local path, file:///PATH, s3://BUCKET[/PREFIX] or"
+        " az://CONTAINER[/PREFIX]) at"
         " MOUNTPOINT and returns once the mount is live; the daemon goes on in the background"
         " (logs in <home>/logs/shoal.log). -o KEY=VALUE sets a configuration key"
         " (docs/configuration.md; e.g. -o cache.readahead_blocks=4, -o write_type=CACHE_THROUGH)"

@@ -30,6 +30,9 @@ from ufs.atomic import write_atomically
 
 CREDENTIALS_FILE = "credentials"
 SECRET_KEYS = frozenset({"access_key", "secret_key", "session_token", "password", "token"})
+# Azure Blob's (ufs/azureoptions.py): an account key, a SAS token, a connection string (which
+# holds a key or a SAS).
+SECRET_KEYS |= {"account_key", "sas_token", "connection_string"}
 FILE_SUFFIX = "_file"  # secret_key_file=PATH: the secret is that file's content
 # Given on a command line these warn: an access key id names a key but does not unlock it.
 UNLOCKING_KEYS = SECRET_KEYS - {"access_key"}

@@ -48,3 +48,21 @@ if ! { .venv/bin/python -m pip install -q --upgrade pip &&
   exit 1
 fi
 rm -f "$log"
+
+# Azurite, the Azure Blob emulator the az:// tests run (cli/bench/azurite.py), into .tools/ with
+# npm (Node.js 18 or later); skipped when it is there, or when there is no npm (those tests then
+# fail saying to run this script).
+if [ ! -x .tools/node_modules/.bin/azurite-blob ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p .tools
+    log=$(mktemp)
+    if ! npm install --prefix .tools --no-audit --no-fund azurite >"$log" 2>&1; then
+      cat "$log" >&2
+      echo "install.sh: npm could not install azurite (output above)" >&2
+      exit 1
+    fi
+    rm -f "$log"
+  else
+    echo "install.sh: no npm: the Azure tests need azurite (apt-get install npm, run again)" >&2
+  fi
+fi

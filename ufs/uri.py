@@ -1,4 +1,5 @@
-"""Opening a connector from a UFS URI: ``/path`` or ``file:///path`` (local), ``s3://bucket/prefix``."""
+"""Opening a connector from a UFS URI: ``/path`` or ``file:///path`` (local), ``s3://bucket/prefix``,
+``az://container/prefix`` (Azure Blob)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ufs.base import NameRules, UnderFS
 from ufs.errors import UfsError
 from ufs.local import LocalUnderFS
 
-SCHEMES = ("file", "s3")
+SCHEMES = ("file", "s3", "az")
 
 
 def open_ufs(
@@ -30,8 +31,20 @@ def open_ufs(
         ufs = S3UnderFS(parts.netloc, unquote(parts.path), S3Options.parse(options), credentials)
         ufs.check()
         return ufs
+    if parts.scheme == "az":
+        from ufs.azure import AzureUnderFS  # the SDK loads only when an az:// mount exists
+        from ufs.azureoptions import AzureOptions
+
+        if not parts.netloc:
+            raise UfsError(f"{uri}: no container; write az://CONTAINER[/PREFIX]")
+        store = AzureUnderFS(
+            parts.netloc, unquote(parts.path), AzureOptions.parse(options), credentials
+        )
+        store.check()
+        return store
     raise UfsError(
-        f"{uri}: unsupported UFS URI; use an absolute path, file:///PATH or s3://BUCKET[/PREFIX]"
+        f"{uri}: unsupported UFS URI; use an absolute path, file:///PATH, s3://BUCKET[/PREFIX]"
+        " or az://CONTAINER[/PREFIX]"
     )
 
 
@@ -55,4 +68,8 @@ def name_rules(uri: str) -> NameRules:
         from ufs.s3 import S3UnderFS
 
         return S3UnderFS.rules_for(unquote(parts.path))
+    if parts.scheme == "az":
+        from ufs.azure import AzureUnderFS
+
+        return AzureUnderFS.rules_for(unquote(parts.path))
     raise UfsError(f"{uri}: unsupported UFS URI")

@@ -2,13 +2,17 @@
 
 Rules are consumed in order by the requests they match: answer with a status (503 SlowDown, 500),
 drop the connection without answering, hold the request for a while before forwarding it, or
-stall a reply after the first bytes of its body until the test releases the rest.
+stall a reply after the first bytes of its body until the test releases the rest, or cut the
+connection after them (a reset mid-read), or change headers of the reply (a store that says
+it is another kind).
 Everything else is forwarded untouched. ``stop`` closes the port (the endpoint goes down).
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,14 +28,16 @@ ERROR_BODY = {
 
 @dataclass
 class Fault:
-    action: str  # "status", "drop", "delay" or "stall"
+    action: str  # "status", "drop", "delay", "stall", "cut" or "header"
     times: int  # how many matching requests it applies to; -1: all of them
     status: int = 503
     seconds: float = 0.0
-    keep: int = 0  # stall: body bytes sent before the stall
+    keep: int = 0  # stall, cut: body bytes sent before the stall or the cut
     release: threading.Event = field(default_factory=threading.Event)  # stall: ends it
     method: str | None = None  # only requests with this method
     query: str | None = None  # only requests whose query string contains this
+    # "header": the reply, forwarded, with these headers (lowercase names) set or replaced
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,14 +113,28 @@ class FaultProxy:
                     reply = conn.getresponse()
                     data = reply.read()
                     self.send_response(reply.status)
+                    extra = dict(fault.headers) if fault is not None else {}
                     for key, value in reply.getheaders():
+                        if key.lower() in extra:
+                            continue  # replaced
                         if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                             self.send_header(key, value)
+                    for key, value in extra.items():
+                        self.send_header(key, value)
                     # A HEAD reply has no body but tells the object's length: pass that on.
                     told = reply.getheader("Content-Length") if self.command == "HEAD" else None
                     self.send_header("Content-Length", told or str(len(data)))
                     self.end_headers()
                     if self.command != "HEAD":
+                        if fault is not None and fault.action == "cut":
+                            self.wfile.write(data[: fault.keep])
+                            self.wfile.flush()
+                            self.close_connection = True
+                            # Lingering 0 s: the close sends a reset, not an orderly end.
+                            linger = struct.pack("ii", 1, 0)
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                            self.connection.close()
+                            return
                         if fault is not None and fault.action == "stall":
                             self.wfile.write(data[: fault.keep])
                             self.wfile.flush()

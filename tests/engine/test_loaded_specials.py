@@ -1,6 +1,6 @@
-"""Special files found in a store (a local directory's fifo, an S3 object whose metadata names a
-fifo) are loaded with the store's mtime, as regular files and directories are, and on a local
-store follow it when a later listing finds it changed."""
+"""Special files found in a store (a local directory's fifo, an S3 object or an Azure blob whose
+metadata names a fifo) are loaded with the store's mtime, as regular files and directories are,
+and on a local store follow it when a later listing finds it changed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import stat
 
 from tests.invariants import OpenEngine
-from tests.ufs.stores import LocalStore, S3Store, Store
+from tests.ufs.stores import AzureStore, LocalStore, S3Store, Store
 
 PAST = 1_500_000_000_123_456_789
 LATER = 1_600_000_000_000_000_000
@@ -23,9 +23,12 @@ def fifo_in_store(store: Store, key: str, mtime_ns: int) -> None:
             os.mkfifo(path, 0o640)
         os.utime(path, ns=(mtime_ns, mtime_ns))
         return
-    assert isinstance(store, S3Store)
     seconds, ns = divmod(mtime_ns, 1_000_000_000)
     meta = {"mode": str(stat.S_IFIFO | 0o640), "mtime": f"{seconds}.{ns:09d}"}
+    if isinstance(store, AzureStore):  # the same metadata names, on a blob
+        store.client.upload_blob(f"ds/{key}", b"", metadata=meta, overwrite=True)
+        return
+    assert isinstance(store, S3Store)
     store.client.put_object(Bucket=store.bucket, Key=f"ds/{key}", Body=b"", Metadata=meta)
 
 

@@ -1,5 +1,5 @@
 """UFS stores for engine tests, each with a way to change it behind Shoal's back: a local
-directory, and a bucket prefix on moto's S3 server over HTTP."""
+directory, a bucket prefix on moto's S3 server over HTTP, and a container prefix on Azurite."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
+from cli.bench.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 
 CREDS = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
@@ -108,6 +109,14 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=f"ds/{key}")
 
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's user metadata (x-amz-meta-*, without the prefix)."""
+        return dict(self.client.head_object(Bucket=self.bucket, Key=f"ds/{key}")["Metadata"])
+
+    def put_with_metadata(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        """An object with user metadata, as s3fs-fuse writes one."""
+        self.client.put_object(Bucket=self.bucket, Key=f"ds/{key}", Body=data, Metadata=meta)
+
     def xattrs(self, key: str) -> dict[str, bytes]:
         """The object's x-amz-meta-xattr header decoded as s3fs-fuse writes it (URL-encoded
         JSON of base64 values), independently of Shoal's own decoder."""
@@ -116,3 +125,52 @@ class S3Store:
         if header is None:
             return {}
         return {k: base64.b64decode(v) for k, v in json.loads(unquote(header)).items()}
+
+
+AZURE_CREDS = {"account_key": ACCOUNT_KEY}
+
+
+def azure_container(server: Azurite) -> Any:
+    """A new empty container of its own on ``server`` (an SDK ContainerClient)."""
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient(
+        server.endpoint, credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY}
+    )
+    return service.create_container(f"shoal-{uuid.uuid4().hex[:12]}")
+
+
+class AzureStore:
+    def __init__(self, server: Azurite) -> None:
+        self.client = azure_container(server)
+        self.uri = f"az://{self.client.container_name}/ds"
+        self.options = {**server.options, **AZURE_CREDS}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.upload_blob(f"ds/{key}", data, overwrite=True)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.client.download_blob(f"ds/{key}").readall())
+
+    def keys(self) -> set[str]:
+        """Blob names below the prefix (directory markers end with /)."""
+        return {b.name[3:] for b in self.client.list_blobs(name_starts_with="ds/")}
+
+    def delete(self, key: str) -> None:
+        self.client.delete_blob(f"ds/{key}")
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The blob's user metadata."""
+        return dict(self.client.get_blob_client(f"ds/{key}").get_blob_properties().metadata)
+
+    def put_with_metadata(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        """A blob with user metadata (the names S3's x-amz-meta-* have)."""
+        self.client.upload_blob(f"ds/{key}", data, metadata=meta, overwrite=True)
+
+    def xattrs(self, key: str) -> dict[str, bytes]:
+        """The blob's xattr metadata decoded as s3fs-fuse's header is (URL-encoded JSON of
+        base64 values), independently of Shoal's own decoder."""
+        header = self.client.get_blob_client(f"ds/{key}").get_blob_properties().metadata
+        if "xattr" not in header:
+            return {}
+        return {k: base64.b64decode(v) for k, v in json.loads(unquote(header["xattr"])).items()}

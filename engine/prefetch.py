@@ -45,6 +45,7 @@ from engine.iotypes import ReadType
 from engine.mounts import MountTable, mount_flag, ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
+from engine.provisional import ProvisionalAttrs
 from engine.state import Mount, block_size_of
 from engine.sync import MetadataSync
 
@@ -68,6 +69,7 @@ class DirectoryPrefetch:
     ) -> None:
         self.ns, self.mounts, self.placement, self.cache = ns, mounts, placement, cache
         self.sync = sync
+        self.provisional = ProvisionalAttrs(ns, mounts, sync)
         self.block_size = block_size  # of files that carry none of their own
         self.threads, self.dir_limit, self.watermark = threads, dir_limit, watermark
         self._pool = ThreadPoolExecutor(threads, "prefetch") if threads > 0 else None
@@ -176,10 +178,12 @@ class DirectoryPrefetch:
         if not kind.caches:
             return
 
+        watch = self.provisional.watcher(node)  # a GET brings the object's attributes too
+
         def fetch(index: int, count: int) -> Iterator[bytes]:
             connector = self.mounts.connector(mount)
             with ufs_errors():
-                yield from connector.read_stream(rel, index * bs, count * bs)
+                yield from connector.read_stream(rel, index * bs, count * bs, watch)
 
         for run in _runs(missing):
             if self._closed:

@@ -50,7 +50,7 @@ from engine.names import check_name, split_path
 from engine.namespace import Namespace
 from engine.nodechecks import xattr_problem
 from engine.state import COMPLETE, PERSISTED, Mount
-from engine.storeattrs import attr_change, attrs_of
+from engine.storeattrs import attr_change, attrs_of, new_copy
 from journal import entries as E
 from ufs.base import UfsStatus
 from ufs.base import join as ufs_join
@@ -438,12 +438,7 @@ class MetadataSync:
             return []
         if known == status.fingerprint:
             return attrs
-        mtime = status.mtime_ns or time.time_ns()
-        now = time.time_ns()
-        fingerprint = E.UfsFingerprint(
-            ino, status.fingerprint, status.size, mtime, now, self.block_size
-        )
-        return [fingerprint, *attrs]
+        return new_copy(node, status, self.block_size, attrs)
 
     def _removable(self, node: Inode) -> bool:
         """A name the UFS no longer shows may leave the namespace only if Shoal holds nothing

@@ -343,6 +343,7 @@ def test_fsck_clean(tmp_path: Path) -> None:
         "listing-marks",
         "home-modes",
         "store-copies",
+        "provisional-attrs",
         "xattrs",
         "store-moves",
         "orphans",

@@ -54,6 +54,7 @@ class FileSystem:
         self.attrs = StoreAttrs(ns, self.placement, self.changes)
         self.writes = WritePath(ns, sync, cache, self.placement)
         self.reads = ReadPath(ns, mounts, sync, cache, self.placement)
+        sync.reread = self.reads.provisional.reread  # what an explicit sync reads besides
         self.xattrs = ExtendedAttributes(ns, self.placement)
 
     # -- settings kept by the parts ----------------------------------------------------------

@@ -56,6 +56,7 @@ class CountedUnderFS(UnderFS):
         self.inner = inner
         self.uri = inner.uri
         self.rules = inner.rules
+        self.lists_attrs = inner.lists_attrs
 
     def _call(self, op: str, fn: Any, *args: Any) -> Any:
         UFS_REQUESTS.labels(op).inc()

@@ -16,21 +16,30 @@ store's owner, mode and mtime (a SetAttr of all three ends the flag), taken from
   an upload that must carry them to the store (engine/persister.py, engine/writepath.py).
 
 Only while the copy read is the file's own (the same fingerprint): a changed object is the next
-listing's to follow. The GET's SetAttr is not waited for: the reader's first bytes do not wait
-for an fsync, and a crash that loses it leaves the file provisional, completed again by the next
-read. A ``settle``'s is, like any change its caller goes on to rely on.
+listing's to follow. A listing cannot see an object's metadata change either (a copy onto itself
+keeps its ETag): an explicit sync (``shoal fs sync``, ``reread``) reads every listed file's, a
+HEAD each, in parallel, as every listing did before.
+
+The GET's SetAttr is not waited for: the reader's first bytes do not wait for an fsync, and a
+crash that loses it leaves the file provisional, completed again by the next read. A
+``settle``'s is, like any change its caller goes on to rely on.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from engine.inode import PROVISIONAL, Inode
+from engine.inode import PERSISTED, PROVISIONAL, S_IFMT, S_IFREG, Inode
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
-from engine.storeattrs import completion
+from engine.state import Mount
+from engine.storeattrs import attr_change, completion
 from engine.sync import MetadataSync
 from ufs.base import OnStatus, UfsStatus
+from ufs.base import join as ufs_join
+
+REREAD_THREADS = 16  # HEADs in flight while an explicit sync reads a directory's attributes
 
 
 class ProvisionalAttrs:
@@ -75,3 +84,36 @@ class ProvisionalAttrs:
             if ext is None or ext.fingerprint != status.fingerprint:
                 return 0  # another copy than the one listed: the next listing follows it
             return ns.gate.commit(completion(node, status))
+
+    def reread(self, directory: Inode, mount: Mount, rel: str) -> int:
+        """After an explicit sync listed ``directory`` (``rel`` in ``mount``'s store): the
+        store's owner and mode of each of its files whose content is the store's, read where
+        the listing could not (a stat each, in parallel) and followed; how many changed."""
+        connector = self.mounts.connector(mount)
+        if connector.lists_attrs:
+            return 0
+        with self.ns.lock:
+            files = [
+                (child, ufs_join(rel, name))
+                for name, child in (directory.children or {}).items()
+                if child.mode & S_IFMT == S_IFREG and child.flags & PERSISTED and child.size
+            ]
+        if not files:
+            return 0
+        with ufs_errors(), ThreadPoolExecutor(REREAD_THREADS, "reread") as pool:
+            statuses = list(pool.map(connector.stat, [path for _node, path in files]))
+        ns, seq, count = self.ns, 0, 0
+        with ns.lock:
+            for (node, _path), status in zip(files, statuses, strict=True):
+                ext = node.ext
+                if ns.tree.find(node.id) is not node or not node.flags & PERSISTED:
+                    continue
+                if ext is None or ext.fingerprint != status.fingerprint:
+                    continue  # another copy: the next listing follows it
+                change = attr_change(node, status)
+                if change is not None:
+                    seq = ns.gate.commit(change)
+                    count += 1
+        if seq:
+            ns.gate.durable(seq)
+        return count

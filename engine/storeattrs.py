@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from engine.inode import PERSISTED, Inode
+from engine.inode import PERSISTED, PROVISIONAL, Inode
 from journal import entries as E
 from ufs.base import UfsStatus
 
@@ -35,7 +35,10 @@ def attrs_of(status: UfsStatus) -> tuple[int, int, int]:
 def attr_change(node: Inode, status: UfsStatus, mtime: int | None = None) -> E.SetAttr | None:
     """The SetAttr that gives ``node`` the owner and mode ``status`` shows, if they differ (a
     store that keeps none changes nothing); for a directory its mtime too: the store's, else
-    ``mtime``. (A file's mtime changes with its content, by its UfsFingerprint.)"""
+    ``mtime``. (A file's mtime changes with its content, by its UfsFingerprint.) A file with
+    provisional ones gets all of the store's (``completion``), if ``status`` shows them."""
+    if node.flags & PROVISIONAL and status.attrs_known and not status.is_dir:
+        return completion(node, status)
     mode = status.mode if status.mode != node.mode & 0o7777 else None
     uid = status.uid if status.uid != node.uid else None
     gid = status.gid if status.gid != node.gid else None

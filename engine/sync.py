@@ -89,6 +89,8 @@ class MetadataSync:
         # Completes the pending store moves of a mount before it is listed (engine/storemove.py;
         # set by the file system): None where nothing is wired (inspection, tests of sync).
         self.settle_moves: Callable[[Mount], None] | None = None
+        # An explicit sync's look at what a listing does not read (engine/provisional.py).
+        self.reread: Callable[[Inode, Mount, str], int] | None = None
 
     # -- where a node lives ------------------------------------------------------------------
 
@@ -271,7 +273,7 @@ class MetadataSync:
         if node.children is None:
             return self._sync_file(node, mount, rel)
         if not recursive:
-            return self._sync_dir(node, mount, rel)
+            return self._sync_dir(node, mount, rel) + self._reread(node, mount, rel)
         # Directories are listed in parallel (a LIST costs a round trip on an object store);
         # each one's subdirectories are queued as soon as it is done.
         count = 0
@@ -289,7 +291,7 @@ class MetadataSync:
     def _sync_subtree_level(self, node: Inode, rel: str) -> tuple[int, list[tuple[Inode, str]]]:
         where = self.mount_of(node)
         assert where is not None
-        changed = self._sync_dir(node, where[0], rel)
+        changed = self._sync_dir(node, where[0], rel) + self._reread(node, where[0], rel)
         with self.ns.lock:
             subdirs = [
                 (child, ufs_join(rel, name))
@@ -297,6 +299,9 @@ class MetadataSync:
                 if child.children is not None and child.id not in self.ns.state.mounts
             ]
         return changed, subdirs
+
+    def _reread(self, node: Inode, mount: Mount, rel: str) -> int:
+        return self.reread(node, mount, rel) if self.reread is not None else 0
 
     def _sync_file(self, node: Inode, mount: Mount, rel: str) -> int:
         ufs = self.mounts.connector(mount)

@@ -134,6 +134,9 @@ class UnderFS(ABC):
 
     uri: str
     rules: NameRules = NameRules()  # what names it can hold; connectors set their own
+    # Whether ``list`` reads the owners and modes the store keeps (False: some of its
+    # statuses say ``attrs_known=False``; a ``stat`` reads them).
+    lists_attrs: bool = True
 
     @abstractmethod
     def stat(self, path: str) -> UfsStatus:

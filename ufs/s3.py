@@ -81,6 +81,7 @@ class S3UnderFS(UnderFS):
         self.prefix = normalize(prefix)
         self.rules = self.rules_for(self.prefix)
         self.options = options = options or S3Options()
+        self.lists_attrs = not options.posix_metadata  # a listing reads no object's metadata
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         creds = credentials or {}
         session = boto3.session.Session(

@@ -377,7 +377,7 @@ def test_fsck_reports_broken_invariants(tmp_path: Path) -> None:
     assert "FAIL  orphans" in out and "orphan 3 still has a name in the tree" in out
     assert "ok    parent-links" in out
     assert "FAIL  cache" in out and "1 missing or damaged blocks found" in out
-    assert out.splitlines()[-1] == "99 inodes at seq 6: 5 of 25 checks failed"
+    assert out.splitlines()[-1] == "99 inodes at seq 6: 5 of 26 checks failed"
 
 
 def test_bench_journal_json(tmp_path: Path) -> None:

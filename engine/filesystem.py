@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from engine import acls, byinode, openfiles, posix
 from engine.cache.blockcache import BlockCache
-from engine.inode import Inode
+from engine.inode import PROVISIONAL, Inode
 from engine.links import LinkChanges
 from engine.mounts import MountTable
 from engine.namespace import Namespace
@@ -56,6 +56,7 @@ class FileSystem:
         self.attrs = StoreAttrs(ns, self.placement, self.changes)
         self.writes = WritePath(ns, sync, cache, self.placement)
         self.reads = ReadPath(ns, mounts, sync, cache, self.placement)
+        sync.reread = self.reads.provisional.reread  # what an explicit sync reads besides
         self.xattrs = ExtendedAttributes(ns, self.placement)
 
     # -- settings kept by the parts ----------------------------------------------------------
@@ -119,6 +120,22 @@ class FileSystem:
 
     def mount_of(self, path: str) -> Mount | None:
         return self.placement.mount_of(path)
+
+    # -- owners and modes a listing did not read (engine/provisional.py) ---------------------
+
+    def attrs_pending(self, node: Inode) -> bool:
+        """Whether ``node``'s owner and mode are provisional: ``settle_attrs`` reads them."""
+        return bool(node.flags & PROVISIONAL)
+
+    def attrs_needed(self, node: Inode, uid: int) -> bool:
+        """Whether user ``uid``'s request must be answered with ``node``'s store attributes,
+        read first: any user's but root's, whom provisional ones refuse nothing (and whose
+        reads, a training job's, would pay a request per file for them)."""
+        return bool(node.flags & PROVISIONAL) and uid != 0
+
+    def settle_attrs(self, node: Inode) -> None:
+        """Reads ``node``'s owner and mode from its store now (a request: not on the loop)."""
+        self.reads.provisional.settle(node)
 
     # -- UFS-first namespace changes ---------------------------------------------------------
 

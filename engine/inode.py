@@ -26,6 +26,9 @@ SPECIAL_TYPES = frozenset((stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSO
 COMPLETE = 1  # the file's content is final (all of it is known: length, blocks)
 PERSISTED = 2  # the current content version exists in the UFS
 PINNED = 4  # never evict this file's blocks
+# The owner, mode and mtime are provisional: its store's were not read with its listing
+# (engine/provisional.py); a SetAttr of all three (the store's, once read) ends it.
+PROVISIONAL = 8
 
 
 class InodeExt:

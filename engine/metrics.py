@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ufs.base import UfsAttrs, UfsStatus, UnderFS
+from ufs.base import OnStatus, UfsAttrs, UfsStatus, UnderFS
 from ufs.errors import UfsError
 
 ENABLED = False  # set once by the daemon when metrics are served: no cost otherwise
@@ -74,6 +74,7 @@ class CountedUnderFS(UnderFS):
         self.inner = inner
         self.uri = inner.uri
         self.rules = inner.rules
+        self.lists_attrs = inner.lists_attrs
 
     def _call(self, op: str, fn: Any, *args: Any) -> Any:
         UFS_REQUESTS.labels(op).inc()
@@ -108,10 +109,12 @@ class CountedUnderFS(UnderFS):
             UFS_BYTES_READ.inc(len(got[0]))
         return got
 
-    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
+    def read_stream(
+        self, path: str, offset: int, length: int, on_status: OnStatus | None = None
+    ) -> Iterator[bytes]:
         UFS_REQUESTS.labels("read").inc()
         try:
-            for chunk in self.inner.read_stream(path, offset, length):
+            for chunk in self.inner.read_stream(path, offset, length, on_status):
                 UFS_BYTES_READ.inc(len(chunk))
                 yield chunk
         except UfsError:

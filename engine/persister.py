@@ -34,6 +34,7 @@ from engine.cache.blockcache import BlockCache
 from engine.links import mirror_names
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
+from engine.provisional import ProvisionalAttrs
 from engine.state import Mount, block_size_of
 from engine.sync import MetadataSync
 from engine.xattrs import carry_to_store, xattrs_of
@@ -206,6 +207,9 @@ class Persister:
 
     def _upload(self, upload: _Upload) -> None:
         file = upload.file
+        listed = self.ns.tree.find(file)
+        if listed is not None:  # the upload carries its store's owner and mode, never provisional
+            ProvisionalAttrs(self.ns, self.mounts, self.sync).settle(listed)
         with self.ns.lock:
             version = self.ns.state.persists.get(file)
             if version is None:

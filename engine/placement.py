@@ -22,7 +22,7 @@ from engine.namespace import Namespace
 from engine.pathdefaults import PathDefaults
 from engine.state import Mount
 from engine.sync import MetadataSync
-from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS
+from ufs.base import NameRules, OnStatus, UfsAttrs, UfsStatus, UnderFS
 from ufs.base import join as ufs_join
 from ufs.staged import StagedWrite
 from ufs.uri import name_rules
@@ -52,8 +52,10 @@ class MountConnector(UnderFS):
     def read(self, path: str, offset: int, length: int) -> bytes:
         return self._ufs().read(path, offset, length)
 
-    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
-        return self._ufs().read_stream(path, offset, length)
+    def read_stream(
+        self, path: str, offset: int, length: int, on_status: OnStatus | None = None
+    ) -> Iterator[bytes]:
+        return self._ufs().read_stream(path, offset, length, on_status)
 
     def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         return self._ufs().write(path, source, attrs)

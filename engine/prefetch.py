@@ -13,7 +13,12 @@ any miss's block).
 Prefetch only uses free room: a block is stored only where its tier stays below ``watermark``
 of its quota without evicting anything (cached blocks, pinned files' blocks, blocks of files
 not yet persisted: none is ever pushed out for a guess); a file for which no tier it may use
-has that room is skipped and counted (so, once the tiers are nearly full, every file is).
+has that room is skipped and counted (so, once the tiers are nearly full, every file is), and
+remembered: when room frees (a block dropped, evicted, freed or cleared: BlockRemoved; files
+deleted or unmounted, whose blocks are then collected), the skipped files are fetched again, in
+the order they were skipped, as far as the room below the watermark goes. Still never evicting:
+a reader's miss that evicts to make room in a full tier leaves it above the watermark, so
+resuming finds no room and fetches nothing.
 Files whose blocks are all cached or on their way are skipped; so are files whose TTL (or an
 ancestor's) has passed, and files of read types that do not cache. ``close`` (unmount)
 cancels what is queued and waits for the fetches under way.
@@ -46,13 +51,18 @@ from engine.iotypes import ReadType
 from engine.mounts import MountTable, mount_flag, ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
+from engine.provisional import ProvisionalAttrs
 from engine.state import Mount, block_size_of
 from engine.sync import MetadataSync
+from journal import entries as E
 from ufs.uri import reads_locally
 
 log = logging.getLogger(__name__)
 
 _REMEMBERED = 100_000  # directories remembered as prefetched (oldest forgotten beyond)
+# Entries after which a tier may have room again: a block dropped (evicted, freed, cleared),
+# or files that went, whose blocks are room once collected.
+_FREES_ROOM = frozenset((E.BlockRemoved, E.Delete, E.RemoveMount))
 
 
 class DirectoryPrefetch:
@@ -70,6 +80,7 @@ class DirectoryPrefetch:
     ) -> None:
         self.ns, self.mounts, self.placement, self.cache = ns, mounts, placement, cache
         self.sync = sync
+        self.provisional = ProvisionalAttrs(ns, mounts, sync)
         self.block_size = block_size  # of files that carry none of their own
         self.threads, self.dir_limit, self.watermark = threads, dir_limit, watermark
         self._pool = ThreadPoolExecutor(threads, "prefetch") if threads > 0 else None
@@ -77,6 +88,12 @@ class DirectoryPrefetch:
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._closed = False
+        # Files skipped for want of room, fetched when room frees (oldest forgotten beyond
+        # _REMEMBERED); whether a resume is queued, and whether it is to collect garbage first.
+        self._waiting: OrderedDict[int, None] = OrderedDict()
+        self._resume_queued = self._collect = False
+        if self._pool is not None:
+            ns.gate.observers.append(self._observe)
 
     # -- the trigger -------------------------------------------------------------------------
 
@@ -170,6 +187,7 @@ class DirectoryPrefetch:
         wanted = sum(min(bs, node.size - idx * bs) for idx in missing)  # a short last block
         if not self._has_room(node, wanted):
             stats.prefetch_skipped_space += 1
+            self._wait_for_room(file_id)
             return
         try:
             mount, rel, kind = self.placement.read_plan(node, None)
@@ -178,16 +196,70 @@ class DirectoryPrefetch:
         if not kind.caches:
             return
 
+        watch = self.provisional.watcher(node)  # a GET brings the object's attributes too
+
         def fetch(index: int, count: int) -> Iterator[bytes]:
             connector = self.mounts.connector(mount)
             with ufs_errors():
-                yield from connector.read_stream(rel, index * bs, count * bs)
+                yield from connector.read_stream(rel, index * bs, count * bs, watch)
 
         for run in _runs(missing):
             if self._closed:
                 return
             keys = [(node.id, node.version, idx) for idx in run]
             self.cache.fetcher.fetch_now(keys, bs, fetch, self.watermark)
+        if self._missing(node):  # a block found the room gone when it was stored
+            self._wait_for_room(file_id)
+
+    # -- resuming when room frees -------------------------------------------------------------
+
+    def _wait_for_room(self, file_id: int) -> None:
+        with self._lock:
+            self._waiting[file_id] = None
+            if len(self._waiting) > _REMEMBERED:
+                self._waiting.popitem(last=False)
+
+    def _observe(self, entry: object) -> None:
+        """Every committed entry (under the gate's lock: a few checks, no I/O): one that frees
+        room queues one resume of the skipped files, if there are any."""
+        kind = type(entry)
+        if kind not in _FREES_ROOM or not self._waiting:
+            return
+        with self._lock:
+            self._collect = self._collect or kind is not E.BlockRemoved
+            if self._resume_queued or self._closed:
+                return
+            self._resume_queued = True
+        self._submit(self._resume, 0)
+
+    def _resume(self, _unused: int) -> None:
+        """Queues the skipped files, oldest first, while their bytes fit below the watermark
+        (each fetch checks again, and is skipped again if the room went meanwhile)."""
+        with self._lock:
+            self._resume_queued, collect = False, self._collect
+            self._collect = False
+            waiting = list(self._waiting)
+        if collect:  # a deleted or unmounted file's blocks are room once their files go
+            self.cache.collect_garbage()
+        cache = self.cache
+        with self.ns.lock:  # a drop frees its room in the same hold as it commits its entry
+            room = sum(
+                max(0, int(t.quota * self.watermark) - cache.used[t.name]) for t in cache.tiers
+            )
+        for file_id in waiting:
+            node = self.ns.tree.find(file_id)
+            wanted = 0 if node is None else sum(self._block_bytes(node, self._missing(node)))
+            if wanted > room:
+                continue  # a smaller one may fit
+            room -= wanted
+            with self._lock:
+                self._waiting.pop(file_id, None)
+            if wanted:
+                self._submit(self._fetch_file, file_id)
+
+    def _block_bytes(self, node: Inode, indexes: list[int]) -> list[int]:
+        bs = block_size_of(node) or self.block_size
+        return [min(bs, node.size - idx * bs) for idx in indexes]
 
     def _has_room(self, node: Inode, nbytes: int) -> bool:
         """Whether a tier ``node`` may use holds ``nbytes`` more below the watermark, without
@@ -232,6 +304,8 @@ class DirectoryPrefetch:
         with self._lock:
             self._closed = True
         if self._pool is not None:
+            if self._observe in self.ns.gate.observers:
+                self.ns.gate.observers.remove(self._observe)
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -26,6 +26,7 @@ from engine.iotypes import ReadType
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
 from engine.placement import Placement
+from engine.provisional import ProvisionalAttrs
 from engine.state import PERSISTED, Mount, block_size_of
 from engine.sync import MetadataSync
 from ufs.uri import reads_locally
@@ -56,6 +57,7 @@ class ReadPath:
         self._readers_lock = threading.Lock()
         # Told of every miss (engine/prefetch.py: a directory's first miss prefetches it).
         self.on_miss: Callable[[Inode, Mount, ReadType], None] | None = None
+        self.provisional = ProvisionalAttrs(ns, mounts, sync)  # completed by a miss's GET
 
     def read(self, path: str, offset: int, length: int, read_type: str | None = None) -> bytes:
         """Bytes of a file: cached blocks from their tier, the others from the UFS by ranged
@@ -203,6 +205,7 @@ class ReadPath:
             ),
         )
         parts = []
+        watch = self.provisional.watcher(node)
         for idx in range(offset // bs, (end - 1) // bs + 1):
             start = idx * bs
 
@@ -216,7 +219,7 @@ class ReadPath:
                 # after a restart is a request too (S3: HEAD bucket).
                 connector = self.mounts.connector(mount)
                 with ufs_errors():
-                    yield from connector.read_stream(rel, start, bs)
+                    yield from connector.read_stream(rel, start, bs, watch)
 
             lo, hi = max(0, offset - start), min(bs, end - start)
             if self.cache is None:  # no home directory (the crash simulator): no fetch threads
@@ -324,10 +327,11 @@ class ReadPath:
     ) -> None:
         assert self.cache is not None
         first, last = batch
+        watch = self.provisional.watcher(node)
 
         def fetch(index: int, count: int) -> Iterator[bytes]:
             connector = self.mounts.connector(mount)  # on a readahead thread, not the reader's
             with ufs_errors():
-                yield from connector.read_stream(rel, index * bs, count * bs)
+                yield from connector.read_stream(rel, index * bs, count * bs, watch)
 
         self.cache.fetcher.readahead(node.id, node.version, first, last, bs, fetch)

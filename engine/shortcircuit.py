@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 from engine import posix
-from engine.errors import InvalidArgument, NotADirectory, StaleHandle
+from engine.errors import InvalidArgument, NotADirectory, PermissionDenied, StaleHandle
 from engine.filesystem import FileSystem
 from engine.inode import ROOT_ID, S_IFMT, S_IFREG, Inode
 from engine.names import split_path
@@ -68,7 +68,15 @@ def open_file(fs: FileSystem, caller: Caller, path: str) -> Inode:
     posix.check_open(fs.ns, node, writing=False)
     if node.mode & S_IFMT != S_IFREG:
         raise InvalidArgument(f"{path} is not a regular file")
-    posix.check_access(node, caller, R_OK)
+    try:
+        posix.check_access(node, caller, R_OK)
+    except PermissionDenied:
+        if not fs.attrs_pending(node):
+            raise
+        # Provisional attributes refuse all but root (engine/provisional.py): the store's
+        # decide, read first, as the kernel asks a GETATTR before it refuses.
+        fs.settle_attrs(node)
+        posix.check_access(node, caller, R_OK)
     return node
 
 

@@ -16,6 +16,7 @@ from engine.inode import (
     COMPLETE,
     PERSISTED,
     PINNED,
+    PROVISIONAL,
     S_IFDIR,
     S_IFLNK,
     S_IFMT,
@@ -264,6 +265,8 @@ class State:
             node.uid = shared_int(e.uid)
         if e.gid is not None:
             node.gid = shared_int(e.gid)
+            if e.mode is not None and e.uid is not None:  # all three given: none provisional
+                node.flags = shared_int(node.flags & ~PROVISIONAL)
         if e.size is not None:
             if node.mode & S_IFMT != S_IFREG:
                 raise ApplyError(f"inode {e.id} is not a regular file")
@@ -384,7 +387,7 @@ class State:
         node.mtime = e.mtime
         # The store's copy changed then (written through, or by someone else): so did the file.
         node.ctime = max(node.ctime, e.mtime)
-        flags = node.flags | PERSISTED | COMPLETE
+        flags = (node.flags & ~PROVISIONAL) | PERSISTED | COMPLETE | PROVISIONAL * e.provisional
         if e.block_size and not flags >> BLOCK_SHIFT_BITS:
             # Blocks are cut at this size from now on: a later change of the configured block
             # size must not shift what a cached block index means.

@@ -50,7 +50,7 @@ from engine.names import check_name, split_path
 from engine.namespace import Namespace
 from engine.nodechecks import xattr_problem
 from engine.state import COMPLETE, PERSISTED, Mount
-from engine.storeattrs import attr_change, attrs_of
+from engine.storeattrs import attr_change, attrs_of, new_copy
 from journal import entries as E
 from ufs.base import UfsStatus
 from ufs.base import join as ufs_join
@@ -91,6 +91,8 @@ class MetadataSync:
         self.settle_moves: Callable[[Mount], None] | None = None
         # A directory's per-path default of a key (engine/pathdefaults.py; set by placement).
         self.path_value: Callable[[Inode, str], str | None] = lambda node, key: None
+        # An explicit sync's look at what a listing does not read (engine/provisional.py).
+        self.reread: Callable[[Inode, Mount, str], int] | None = None
 
     # -- where a node lives ------------------------------------------------------------------
 
@@ -274,7 +276,7 @@ class MetadataSync:
         if node.children is None:
             return self._sync_file(node, mount, rel)
         if not recursive:
-            return self._sync_dir(node, mount, rel)
+            return self._sync_dir(node, mount, rel) + self._reread(node, mount, rel)
         # Directories are listed in parallel (a LIST costs a round trip on an object store);
         # each one's subdirectories are queued as soon as it is done.
         count = 0
@@ -292,7 +294,7 @@ class MetadataSync:
     def _sync_subtree_level(self, node: Inode, rel: str) -> tuple[int, list[tuple[Inode, str]]]:
         where = self.mount_of(node)
         assert where is not None
-        changed = self._sync_dir(node, where[0], rel)
+        changed = self._sync_dir(node, where[0], rel) + self._reread(node, where[0], rel)
         with self.ns.lock:
             subdirs = [
                 (child, ufs_join(rel, name))
@@ -300,6 +302,9 @@ class MetadataSync:
                 if child.children is not None and child.id not in self.ns.state.mounts
             ]
         return changed, subdirs
+
+    def _reread(self, node: Inode, mount: Mount, rel: str) -> int:
+        return self.reread(node, mount, rel) if self.reread is not None else 0
 
     def _sync_file(self, node: Inode, mount: Mount, rel: str) -> int:
         ufs = self.mounts.connector(mount)
@@ -441,12 +446,7 @@ class MetadataSync:
             return []
         if known == status.fingerprint:
             return attrs
-        mtime = status.mtime_ns or time.time_ns()
-        now = time.time_ns()
-        fingerprint = E.UfsFingerprint(
-            ino, status.fingerprint, status.size, mtime, now, self.block_size
-        )
-        return [fingerprint, *attrs]
+        return new_copy(node, status, self.block_size, attrs)
 
     def _removable(self, node: Inode) -> bool:
         """A name the UFS no longer shows may leave the namespace only if Shoal holds nothing

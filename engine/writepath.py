@@ -30,6 +30,7 @@ from engine.mounts import ufs_errors
 from engine.namespace import Namespace
 from engine.persister import Persister
 from engine.placement import Placement, UfsTarget
+from engine.provisional import ProvisionalAttrs
 from engine.spools import StoreSpool
 from engine.state import PERSISTED, store_may_hold
 from engine.sync import MetadataSync
@@ -93,7 +94,8 @@ class WritePath:
             return self._write_cached(new, source, kind)
         # The store's copy gets the file's owner and mode (a new file: the ones asked for).
         attrs = UfsAttrs(mode, uid, gid)
-        if existing is not None:
+        if existing is not None:  # its store's owner and mode, never provisional ones
+            ProvisionalAttrs(self.ns, self.placement.mounts, self.sync).settle(existing)
             attrs = UfsAttrs(existing.mode & 0o7777, existing.uid, existing.gid)
         return self._write_through(new, source, kind, ufs, attrs)
 

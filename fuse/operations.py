@@ -24,7 +24,7 @@ import trio
 
 from engine.config import Config
 from engine.engine import Engine
-from engine.inode import Inode
+from engine.inode import PROVISIONAL, Inode
 from engine.posix import Caller, access_time, check_write
 from engine.spools import StoreSpool
 from fuse.boundary import FlushNotNeeded, answers_errno
@@ -101,7 +101,10 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         a = pyfuse3.EntryAttributes()
         a.st_ino = node.id
         a.generation = 0
-        a.entry_timeout = self.entry_timeout
+        # Provisional attributes: looked up again at each use, so that another user's is
+        # answered with the store's (sticky directories, owners' chmod: the kernel decides
+        # those on what it holds, without asking).
+        a.entry_timeout = 0 if node.flags & PROVISIONAL else self.entry_timeout
         a.attr_timeout = self.attr_timeout
         a.st_mode = node.mode
         a.st_nlink = self.fs.nlink(node)
@@ -168,6 +171,10 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         node = await self._at_once(self.fs.lookup_in, parent_inode, os.fsdecode(name))
+        if self.fs.attrs_needed(node, ctx.uid):
+            # A kernel request: its reply carries them (an invalidation racing it would make
+            # the kernel drop the reply's attributes and decide on the provisional ones).
+            await self._kernel_change(self.fs.settle_attrs, node)
         return self._attrs(node)
 
     async def forget(self, inode_list: Any) -> None:  # ids are never reused: nothing to free
@@ -175,7 +182,10 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
 
     @answers_errno
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._attrs(self.fs.inode(inode))
+        node = self.fs.inode(inode)
+        if self.fs.attrs_needed(node, ctx.uid):  # the kernel asks before it refuses
+            await self._kernel_change(self.fs.settle_attrs, node)
+        return self._attrs(node)
 
     @answers_errno
     async def setattr(

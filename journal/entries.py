@@ -198,6 +198,10 @@ class UfsFingerprint(NamedTuple):
     # the file had no fingerprint (its content was only in the cache). Appended last: older
     # entries decode with False, and replay them as before.
     new_content: bool = False
+    # The owner, mode and mtime the store keeps for this copy were not read with it (an S3
+    # listing reads no object metadata): the file holds provisional ones until an entry of
+    # the store's own completes them. Appended last: older entries decode with False.
+    provisional: bool = False
 
 
 class BlockCached(NamedTuple):

@@ -24,6 +24,7 @@ from engine.inode import (
     COMPLETE,
     PERSISTED,
     PINNED,
+    PROVISIONAL,
     ROOT_ID,
     S_IFDIR,
     S_IFLNK,
@@ -47,7 +48,7 @@ from recovery.treecheck import (
 )
 
 MAX_FAILURES = 20  # per check: enough to locate a problem without flooding the terminal
-KNOWN_FLAGS = COMPLETE | PERSISTED | PINNED
+KNOWN_FLAGS = COMPLETE | PERSISTED | PINNED | PROVISIONAL
 BLOCK_SIZE_BITS = 0xFF << BLOCK_SHIFT_BITS  # log2 of the file's block size
 
 
@@ -265,6 +266,20 @@ def check_store_copies(state: State) -> list[str]:
     return out
 
 
+def check_provisional_attrs(state: State) -> list[str]:
+    """Provisional owners and modes (engine/provisional.py) are only a regular file's whose
+    store copy holds the real ones: one with a UFS fingerprint to read them from."""
+    out = []
+    for node in nodes_of(state):
+        if not node.flags & PROVISIONAL:
+            continue
+        if node.mode & S_IFMT != S_IFREG:
+            out.append(f"inode {node.id} ({node.name!r}): provisional attributes on a non-file")
+        elif node.ext is None or not node.ext.fingerprint:
+            out.append(f"inode {node.id} ({node.name!r}): provisional attributes, no store copy")
+    return out
+
+
 def check_xattrs(state: State) -> list[str]:
     """Extended attributes are only user.* ones, within Linux's sizes, on files and
     directories; an access time, where one is kept, is a time."""
@@ -398,6 +413,11 @@ CHECKS: list[Check] = [
         "every file with a copy in a store (its content, or a stale one to remove) is below a"
         " mount",
         check_store_copies,
+    ),
+    Check(
+        "provisional-attrs",
+        "provisional owners and modes only on files whose store copy holds the real ones",
+        check_provisional_attrs,
     ),
     Check("xattrs", "extended attributes are user.* ones of allowed sizes", check_xattrs),
     Check(

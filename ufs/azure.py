@@ -29,7 +29,7 @@ from ufs.azureblocks import upload
 from ufs.azureclient import service_client
 from ufs.azureerrors import azure_errors, code_of
 from ufs.azureoptions import AzureOptions
-from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS, join, normalize
+from ufs.base import NameRules, OnStatus, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsError,
     UfsInvalidPath,
@@ -193,7 +193,10 @@ class AzureUnderFS(UnderFS):
     def read(self, path: str, offset: int, length: int) -> bytes:
         return b"".join(self.read_stream(path, offset, length))
 
-    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
+    def read_stream(
+        self, path: str, offset: int, length: int, on_status: OnStatus | None = None
+    ) -> Iterator[bytes]:
+        # on_status is never called: a listing brings each blob's metadata already.
         rel = normalize(path)
         if length <= 0:
             return

@@ -10,7 +10,7 @@ unspecified. Every method may raise a ``ufs.errors.UfsError``; nothing else esca
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from threading import Event
 from typing import BinaryIO
@@ -43,6 +43,10 @@ class UfsStatus:
     # where it did not look (S3: one request per object; stat). Not compared: a listing's
     # status and a stat's of the same file are equal.
     xattrs: Mapping[str, bytes] | None = field(default=None, compare=False)
+    # False where the store may keep an owner, mode and mtime this status does not show: an
+    # S3 listing reads no object metadata (a HEAD per object would double a cold epoch's
+    # requests); the object's first GET, or a stat, brings them.
+    attrs_known: bool = True
 
     @property
     def name(self) -> str:
@@ -107,6 +111,10 @@ class UfsAttrs:
         )
 
 
+# Told the status of the file a read's bytes come from (``UnderFS.read_stream``).
+OnStatus = Callable[[UfsStatus], None]
+
+
 def normalize(path: str) -> str:
     """The canonical form of a connector path; raises UfsInvalidPath."""
     if "\0" in path:
@@ -127,6 +135,9 @@ class UnderFS(ABC):
 
     uri: str
     rules: NameRules = NameRules()  # what names it can hold; connectors set their own
+    # Whether ``list`` reads the owners and modes the store keeps (False: some of its
+    # statuses say ``attrs_known=False``; a ``stat`` reads them).
+    lists_attrs: bool = True
 
     @abstractmethod
     def stat(self, path: str) -> UfsStatus:
@@ -154,10 +165,15 @@ class UnderFS(ABC):
         has none."""
         return None
 
-    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
+    def read_stream(
+        self, path: str, offset: int, length: int, on_status: OnStatus | None = None
+    ) -> Iterator[bytes]:
         """The bytes ``read`` returns, in order, as they arrive: a reader of the start of a
         range has its bytes before the rest has come. Connectors whose reads are requests
-        over a network yield chunks; this default yields one ``read``."""
+        over a network yield chunks; this default yields one ``read``. ``on_status`` is called
+        once, before the first bytes, with the status of the very file they come from where
+        the read's reply shows it (S3: a GET's headers carry the object's size, ETag and user
+        metadata); a connector that learns nothing from a read never calls it."""
         data = self.read(path, offset, length)
         if data:
             yield data

@@ -14,10 +14,14 @@ shared with them looks the same through each: ``x-amz-meta-mode`` (the decimal s
 type bits included, as s3fs writes it), ``x-amz-meta-uid``, ``x-amz-meta-gid`` (decimal) and
 ``x-amz-meta-mtime`` (seconds since the epoch, with a fraction of up to nine digits). They are
 written with every upload and directory marker, changed by a copy of the object onto itself
-(MetadataDirective REPLACE), and read back by ``stat`` (its HEAD) and by ``list``, which asks a
-HEAD of every object and marker it lists (LIST returns no metadata), in parallel; the mount
-option ``posix_metadata=false`` gives that up (a listing costs one request per 1,000 keys again,
-and every object gets the engine's defaults). What is missing or unreadable is None.
+(MetadataDirective REPLACE), and read back by ``stat`` (its HEAD) and by every GET (its reply
+carries them: ``read_stream``'s ``on_status``). LIST returns no metadata, and a HEAD costs a
+store as much as a GET, so ``list`` HEADs no object that holds bytes: their statuses say
+``attrs_known=False``, and the first GET (or a stat) completes them. Only what a listing cannot
+do without is HEADed, in parallel: directory markers (their mode decides who may enter) and
+empty objects (a special file's type is in its metadata alone). The mount option
+``posix_metadata=false`` gives metadata up altogether (a listing costs one request per 1,000
+keys, and every object gets the engine's defaults). What is missing or unreadable is None.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS, join, normalize
+from ufs.base import NameRules, OnStatus, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsBucketMissing,
     UfsInvalidPath,
@@ -50,6 +54,7 @@ from ufs.s3meta import (
     file_status,
     posix_metadata,
     replaced_metadata,
+    reply_status,
     special_metadata,
 )
 from ufs.s3options import S3Options
@@ -76,6 +81,7 @@ class S3UnderFS(UnderFS):
         self.prefix = normalize(prefix)
         self.rules = self.rules_for(self.prefix)
         self.options = options = options or S3Options()
+        self.lists_attrs = not options.posix_metadata  # a listing reads no object's metadata
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         creds = credentials or {}
         session = boto3.session.Session(
@@ -223,11 +229,12 @@ class S3UnderFS(UnderFS):
             raise UfsNotADirectory(f"{self.uri}: {rel} is a file")
 
     def _statuses(self, items: builtins.list[_Listed]) -> Iterator[UfsStatus]:
-        """A page's entries, with their metadata HEADed in parallel (posix_metadata)."""
-        # Without posix_metadata, an empty object is still HEADed: it may be a special file,
-        # whose type only its metadata holds.
+        """A page's entries; directories' markers and empty objects HEADed in parallel."""
+        posix = self.options.posix_metadata
+        # An object with bytes is not HEADed: its first GET brings its metadata. An empty
+        # object may be a special file, whose type only its metadata holds.
         wanted = [
-            self.options.posix_metadata or (obj is not None and obj["Size"] == 0)
+            (posix and obj is None) or (obj is not None and obj["Size"] == 0)
             for _rel, _key, obj in items
         ]
         if any(wanted):
@@ -244,12 +251,17 @@ class S3UnderFS(UnderFS):
             if obj is None:
                 yield dir_status(path, meta)
             else:
-                yield file_status(path, obj["Size"], obj["LastModified"], obj["ETag"], meta)
+                known = not posix or obj["Size"] == 0
+                yield file_status(
+                    path, obj["Size"], obj["LastModified"], obj["ETag"], meta, attrs_known=known
+                )
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         return b"".join(self.read_stream(path, offset, length))
 
-    def read_stream(self, path: str, offset: int, length: int) -> Iterator[bytes]:
+    def read_stream(
+        self, path: str, offset: int, length: int, on_status: OnStatus | None = None
+    ) -> Iterator[bytes]:
         rel = normalize(path)
         if length <= 0:
             return
@@ -265,6 +277,8 @@ class S3UnderFS(UnderFS):
                     return  # at or past the end of the object
                 raise
             body = reply["Body"]
+            if on_status is not None:
+                on_status(reply_status(rel, reply, self.options.posix_metadata))
             try:
                 # The body checks its length against Content-Length when it ends: a
                 # connection cut short is an error, never a short block.

@@ -79,7 +79,12 @@ def _attrs(meta: Mapping[str, str] | None) -> tuple[int | None, int | None, int 
 
 
 def file_status(
-    rel: str, size: int, modified: Any, etag: str, meta: Mapping[str, str] | None = None
+    rel: str,
+    size: int,
+    modified: Any,
+    etag: str,
+    meta: Mapping[str, str] | None = None,
+    attrs_known: bool = True,
 ) -> UfsStatus:
     mtime_ns = _mtime_ns(meta) if meta else None
     if mtime_ns is None:
@@ -88,8 +93,9 @@ def file_status(
     special, rdev = _special(meta) if meta and not size else (0, 0)
     mode, uid, gid = _attrs(meta)
     return UfsStatus(
-        rel, False, size, mtime_ns, fingerprint, special, rdev, mode=mode, uid=uid, gid=gid
-    )
+        rel, False, size, mtime_ns, fingerprint, special, rdev, mode=mode, uid=uid, gid=gid,
+        attrs_known=attrs_known,
+    )  # fmt: skip
 
 
 def _special(meta: Mapping[str, str]) -> tuple[int, int]:
@@ -104,6 +110,15 @@ def _special(meta: Mapping[str, str]) -> tuple[int, int]:
     if fmt not in (st.S_IFIFO, st.S_IFSOCK, st.S_IFCHR, st.S_IFBLK):
         return 0, 0
     return fmt, rdev if fmt in (st.S_IFCHR, st.S_IFBLK) else 0
+
+
+def reply_status(rel: str, reply: Mapping[str, Any], with_meta: bool) -> UfsStatus:
+    """The status of the object a (ranged) GET's ``reply`` came from: its whole size is in
+    Content-Range ("bytes 0-9/1234"), its metadata in the headers, as a HEAD's."""
+    total = str(reply.get("ContentRange") or "").rpartition("/")[2]
+    size = int(total) if total.isdigit() else reply["ContentLength"]
+    meta = reply.get("Metadata") if with_meta else None
+    return file_status(rel, size, reply["LastModified"], reply["ETag"], meta)
 
 
 def dir_status(rel: str, meta: Mapping[str, str] | None) -> UfsStatus:

@@ -110,6 +110,7 @@ entries = st.one_of(
         times,
         block_sizes,
         st.booleans(),
+        st.booleans(),
     ),  # fmt: skip
     st.builds(E.BlockCached, ids, versions, small, st.just("SSD"), small, small, times),
     st.builds(E.BlockMoved, ids, versions, small, st.just("HDD"), times),

@@ -191,3 +191,42 @@ def test_the_next_directory_is_listed_before_its_readers_arrive(
     for name, node in train.children.items():  # c2 listed too, not read, not fetched
         assert engine.sync.needs_load(node) == (name not in ("c1", "c2")), name
     assert cached_files(engine, "/train/c2") == set()
+
+
+def test_prefetch_resumes_when_room_frees_and_still_never_evicts(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    other, dataset = LocalStore(tmp_path / "other"), LocalStore(tmp_path / "dataset")
+    for i in range(12):
+        other.put(f"o{i:02d}", os.urandom(16 * KiB))
+    for i in range(8):
+        dataset.put(f"f{i}", os.urandom(16 * KiB))
+    # 20 blocks of room; prefetch may fill it to 10 (50%).
+    write_config(home, block_size=16 * KiB, tiers=[("SSD", tmp_path / "ssd", 320 * KiB)])
+    engine = open_engine(overrides={"cache.prefetch_watermark": 0.5})
+    cache, fs = engine.cache, engine.fs
+    assert cache is not None and engine.prefetch is not None
+    fs.makedirs("/other")
+    fs.makedirs("/data")
+    engine.mounts.mount("/other", other.uri, {"prefetch": "false"})
+    engine.mounts.mount("/data", dataset.uri, {}, True)  # read-only: prefetched
+    for i in range(12):  # other data, cached by its readers: 12 blocks, over the watermark
+        fs.read(f"/other/o{i:02d}", 0, 1 << 20)
+    settle(engine)
+    fs.read("/data/f0", 0, 1 << 20)
+    settle(engine)
+    assert cached_files(engine, "/data") == {"f0"}  # all else skipped: no room below 50%
+    assert cache.stats.prefetch_skipped_space >= 7  # (f0 too, if planned before it was stored)
+    # Room frees as other data is freed (shoal cache free): 13 - 6 = 7 blocks, so 3 fit.
+    for i in range(6):
+        node = engine.sync.lookup(f"/other/o{i:02d}")
+        assert cache.free(node.id) == 1
+    settle(engine)
+    assert len(cached_files(engine, "/data")) == 4
+    # ... and as the other mount goes: its blocks are collected, and the rest of /data fits.
+    engine.mounts.unmount("/other")
+    settle(engine)
+    assert cached_files(engine, "/data") == {f"f{i}" for i in range(8)}
+    assert cache.stats.evictions == 0
+    for tier in cache.tiers:
+        assert cache.used[tier.name] <= 0.5 * tier.quota

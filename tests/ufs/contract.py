@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import pytest
 
-from ufs.base import UfsAttrs, UnderFS
+from ufs.base import UfsAttrs, UfsStatus, UnderFS
 from ufs.errors import (
     UfsError,
     UfsInvalidName,
@@ -38,6 +38,19 @@ def put(ufs: UnderFS, path: str, data: bytes) -> None:
 
 def read_all(ufs: UnderFS, path: str) -> bytes:
     return ufs.read(path, 0, ufs.stat(path).size)
+
+
+def known(ufs: UnderFS, listed: UfsStatus) -> UfsStatus:
+    """A listed entry with its owner, mode and mtime: as listed where the listing read them,
+    else (``attrs_known`` False: an S3 listing) the stat's, of the very same copy."""
+    if listed.attrs_known:
+        return listed
+    assert (listed.mode, listed.uid, listed.gid) == (None, None, None)
+    full = ufs.stat(listed.path)
+    assert (full.size, full.fingerprint, full.is_dir) == (
+        listed.size, listed.fingerprint, listed.is_dir,
+    )  # fmt: skip
+    return full
 
 
 class PatternStream(io.RawIOBase):
@@ -101,6 +114,13 @@ class UnderFSContract:
         assert ufs.read("r", 10_000, 10) == b""  # at the end
         assert ufs.read("r", 20_000, 10) == b""  # past it
         assert ufs.read("r", 5, 0) == b""
+
+    def test_a_reads_status_is_the_one_stat_gives(self, ufs: UnderFS) -> None:
+        when = 1_700_000_000_000_000_000
+        ufs.write("st/f", io.BytesIO(b"x" * 5000), UfsAttrs(0o640, 1000, 1001, when))
+        seen: list[UfsStatus] = []
+        assert b"".join(ufs.read_stream("st/f", 100, 50, seen.append)) == b"x" * 50
+        assert seen in ([], [ufs.stat("st/f")])  # where a connector tells, it tells the truth
 
     def test_read_stream_yields_the_bytes_of_read(self, ufs: UnderFS) -> None:
         data = os.urandom(700_000)  # several S3 chunks
@@ -206,7 +226,7 @@ class UnderFSContract:
         status = ufs.write("own/f", io.BytesIO(b"data"), UfsAttrs(0o640, 1000, 1001, when))
         assert (status.mode, status.uid, status.gid, status.mtime_ns) == (0o640, 1000, 1001, when)
         ufs.mkdir("own/private", UfsAttrs(0o700, 1002, 1003))
-        listed = {e.name: e for e in ufs.list("own")}
+        listed = {e.name: known(ufs, e) for e in ufs.list("own")}
         assert listed["f"] == ufs.stat("own/f") == status
         assert (listed["f"].mode, listed["f"].uid, listed["f"].gid) == (0o640, 1000, 1001)
         made = ufs.stat("own/private")
@@ -227,7 +247,7 @@ class UnderFSContract:
         assert (only_mode.mode, only_mode.uid, only_mode.gid) == (0o600, 1234, 4321)
         d = ufs.set_attrs("sa/d", UfsAttrs(mode=0o1777, uid=7, gid=8))
         assert d.is_dir and (d.mode, d.uid, d.gid) == (0o1777, 7, 8)
-        assert {e.name: e.mode for e in ufs.list("sa")} == {"f": 0o600, "d": 0o1777}
+        assert {e.name: known(ufs, e).mode for e in ufs.list("sa")} == {"f": 0o600, "d": 0o1777}
         with pytest.raises(UfsNotFound):
             ufs.set_attrs("sa/missing", UfsAttrs(mode=0o600))
 

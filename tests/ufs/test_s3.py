@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from cli.bench.s3server import SECRET_KEY, S3Server, s3_client
-from tests.ufs.contract import MiB, PatternStream, UnderFSContract
+from tests.ufs.contract import MiB, PatternStream, UnderFSContract, known
 from tests.ufs.stores import CREDS, new_bucket
-from ufs.base import UfsAttrs, UnderFS
+from ufs.base import UfsAttrs, UfsStatus, UnderFS
 from ufs.errors import UfsNotFound
 from ufs.s3 import S3Options, S3UnderFS
 from ufs.uri import open_ufs
@@ -116,7 +116,7 @@ def test_posix_metadata_of_other_s3_file_systems(s3_server: S3Server) -> None:
     raw.put_object(Bucket=bucket, Key="d/bad", Body=b"d", Metadata={"mode": "rw", "uid": "-1"})
     raw.put_object(Bucket=bucket, Key="d/sub/", Body=b"", Metadata={"mode": str(0o40750)})
     ufs = connector(s3_server, bucket)
-    listed = {e.name: e for e in ufs.list("d")}
+    listed = {e.name: known(ufs, e) for e in ufs.list("d")}
     for name, status in listed.items():
         assert ufs.stat(f"d/{name}") == status, name
     s3fs, rclone, plain = listed["s3fs"], listed["rclone"], listed["plain"]
@@ -141,3 +141,38 @@ def test_posix_metadata_of_other_s3_file_systems(s3_server: S3Server) -> None:
     assert {e.mode for e in quick.list("d")} == {None} and heads == []
     ufs.close()
     quick.close()
+
+
+def test_a_listing_heads_no_object_and_a_get_brings_its_metadata(s3_server: S3Server) -> None:
+    """LIST returns no metadata and a HEAD costs a store a GET's work: a listing HEADs only
+    directory markers and empty objects (a special file's type is in its metadata), never an
+    object with bytes; those say their attributes are unread, and a GET's reply brings them."""
+    bucket = new_bucket(s3_server)
+    raw = s3_client(s3_server.endpoint)
+    meta = {"mode": str(0o100600), "uid": "1000", "gid": "1001", "mtime": "1700000000"}
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: raw.put_object(Bucket=bucket, Key=f"d/f{i:03d}", Body=b"data",
+                                               Metadata=meta), range(200)))  # fmt: skip
+    raw.put_object(Bucket=bucket, Key="d/sub/", Body=b"", Metadata={"mode": str(0o40750)})
+    raw.put_object(Bucket=bucket, Key="d/empty", Body=b"")
+    ufs = connector(s3_server, bucket, page_size=100)
+    heads: list[str] = []
+    gets: list[int] = []
+    events = ufs.client.meta.events
+    events.register(
+        "before-parameter-build.s3.HeadObject", lambda params, **kw: heads.append(params["Key"])
+    )
+    events.register("before-call.s3.GetObject", lambda **kw: gets.append(1))
+    listed = {e.name: e for e in ufs.list("d")}
+    assert len(listed) == 202 and sorted(heads) == ["d/empty", "d/sub/"] and gets == []
+    assert listed["sub"].mode == 0o750 and listed["empty"].attrs_known
+    f = listed["f007"]
+    assert not f.attrs_known and (f.mode, f.uid, f.gid) == (None, None, None) and f.size == 4
+    seen: list[UfsStatus] = []
+    assert b"".join(ufs.read_stream("d/f007", 1, 2, seen.append)) == b"at"
+    assert len(heads) == 2 and len(gets) == 1  # the GET alone brought them
+    (got,) = seen
+    assert (got.mode, got.uid, got.gid, got.mtime_ns) == (0o600, 1000, 1001, 1700000000 * 10**9)
+    assert got.attrs_known and (got.size, got.fingerprint) == (f.size, f.fingerprint)
+    assert got == ufs.stat("d/f007")
+    ufs.close()

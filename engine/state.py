@@ -72,17 +72,6 @@ def block_size_of(node: Inode) -> int:
     return 1 << shift if shift else 0
 
 
-def store_may_hold(state: State, node: Inode) -> bool:
-    """Whether the store may hold a copy of file ``node`` under its name: it is persisted,
-    has a fingerprint (an older version, or a stale copy: Rename.stale, StoreCopy, a
-    superseded upload), or has an upload pending (one may have landed)."""
-    return bool(
-        node.flags & PERSISTED
-        or (node.ext is not None and node.ext.fingerprint)
-        or node.id in state.persists
-    )
-
-
 def encode_block_size(block_size: int) -> int:
     if block_size & (block_size - 1) or block_size <= 0:
         raise ApplyError(f"block size {block_size} is not a power of two")

@@ -60,7 +60,8 @@ from engine.names import check_name
 from engine.namespace import Namespace
 from engine.persister import Persister
 from engine.placement import Placement
-from engine.state import PERSISTED, store_may_hold
+from engine.state import PERSISTED
+from engine.storehold import store_may_hold
 from engine.storemove import StoreMoves
 from engine.ufswalk import clear_tree, other_names, remove_tree
 from ufs.base import UfsAttrs, UnderFS

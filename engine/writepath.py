@@ -32,7 +32,8 @@ from engine.persister import Persister
 from engine.placement import Placement, UfsTarget
 from engine.provisional import ProvisionalAttrs
 from engine.spools import StoreSpool
-from engine.state import PERSISTED, store_may_hold
+from engine.state import PERSISTED
+from engine.storehold import store_may_hold
 from engine.sync import MetadataSync
 from engine.xattrs import carry_to_store, xattrs_of
 from journal import entries as E

@@ -2,7 +2,8 @@
 translation only: extended attributes (the rules are engine/xattrs.py's; pyfuse3 answers a
 setxattr's XATTR_CREATE and XATTR_REPLACE itself, by a getxattr first, and the kernel a
 zero-sized buffer and ERANGE), fallocate, fsync and fsyncdir (the journal's durability points),
-and the answers read from memory alone: readlink and statfs."""
+the names that are not files or directories (symlink, link, mknod), and the answers read
+from memory alone: readlink and statfs."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ T = TypeVar("T")
 CAPABILITY = b"security.capability"
 
 
+def caller_of(ctx: pyfuse3.RequestContext) -> Caller:
+    return Caller(ctx.uid, ctx.gid, ctx.umask)
+
+
 def _name(raw: bytes) -> str | None:
     """An attribute name as the namespace keeps it (UTF-8); None for one that is not."""
     try:
@@ -46,6 +51,12 @@ class MoreOperations:
 
     async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise NotImplementedError  # a worker thread
+
+    async def _kernel_change(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        raise NotImplementedError  # a change the kernel's caches must follow
+
+    def _attrs(self, node: Inode) -> pyfuse3.EntryAttributes:
+        raise NotImplementedError  # a node's attributes as the kernel gets them
 
     async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
         raise NotImplementedError  # a path-based truncate, committed at once
@@ -150,3 +161,33 @@ class MoreOperations:
         s.f_ffree = s.f_favail = 1_000_000_000
         s.f_namemax = NAME_MAX
         return s
+
+    @answers_errno
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        key, link_to = os.fsdecode(name), os.fsdecode(target)
+        node = await self._kernel_change(
+            self.fs.symlink_as, caller_of(ctx), parent_inode, key, link_to
+        )
+        return self._attrs(node)
+
+    @answers_errno
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        key = os.fsdecode(new_name)
+        node = await self._kernel_change(
+            self.fs.link_as, caller_of(ctx), inode, new_parent_inode, key
+        )
+        return self._attrs(node)
+
+    @answers_errno
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        key = os.fsdecode(name)
+        node = await self._kernel_change(
+            self.fs.mknod_as, caller_of(ctx), parent_inode, key, mode, rdev
+        )
+        return self._attrs(node)

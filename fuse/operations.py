@@ -30,7 +30,7 @@ from engine.spools import StoreSpool
 from fuse.boundary import FlushNotNeeded, answers_errno
 from fuse.handles import DirHandle, Handle
 from fuse.invalidator import KernelInvalidator
-from fuse.moreops import MoreOperations
+from fuse.moreops import MoreOperations, caller_of
 from fuse.writebuffer import BufferClosed, WriteBuffer
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,6 @@ T = TypeVar("T")
 
 # What `cp`, `tar` and friends size their buffers by: one max_read request.
 BLKSIZE = 1 << 20
-
-
-def _caller(ctx: pyfuse3.RequestContext) -> Caller:
-    return Caller(ctx.uid, ctx.gid, ctx.umask)
 
 
 class ShoalOperations(MoreOperations, pyfuse3.Operations):
@@ -293,13 +289,13 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         key = os.fsdecode(name)
-        node = await self._kernel_change(self.fs.mkdir_as, _caller(ctx), parent_inode, key, mode)
+        node = await self._kernel_change(self.fs.mkdir_as, caller_of(ctx), parent_inode, key, mode)
         return self._attrs(node)
 
     @answers_errno
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         key = os.fsdecode(name)
-        await self._kernel_change(self.fs.rmdir_as, _caller(ctx), parent_inode, key)
+        await self._kernel_change(self.fs.rmdir_as, caller_of(ctx), parent_inode, key)
 
     @answers_errno
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -307,7 +303,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         node = self.fs.child_of(parent_inode, key)
         held, gone = self._buffers_of(node), self._buffers_of(node, last_name=True)
         await self._kernel_change(
-            self._quiesced, held, [], gone, self.fs.unlink_as, _caller(ctx), parent_inode, key
+            self._quiesced, held, [], gone, self.fs.unlink_as, caller_of(ctx), parent_inode, key
         )
 
     def _buffers_of(self, *nodes: Inode | None, last_name: bool = False) -> list[WriteBuffer]:
@@ -359,38 +355,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         replaced, gone = self._buffers_of(target), self._buffers_of(target, last_name=True)
         await self._kernel_change(
             self._quiesced, moving + replaced, moving, gone,
-            self.fs.rename_as, _caller(ctx), old, new, noreplace=noreplace, exchange=exchange,
+            self.fs.rename_as, caller_of(ctx), old, new, noreplace=noreplace, exchange=exchange,
         )  # fmt: skip
-
-    @answers_errno
-    async def symlink(
-        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
-    ) -> pyfuse3.EntryAttributes:
-        key, link_to = os.fsdecode(name), os.fsdecode(target)
-        node = await self._kernel_change(
-            self.fs.symlink_as, _caller(ctx), parent_inode, key, link_to
-        )
-        return self._attrs(node)
-
-    @answers_errno
-    async def link(
-        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
-    ) -> pyfuse3.EntryAttributes:
-        key = os.fsdecode(new_name)
-        node = await self._kernel_change(
-            self.fs.link_as, _caller(ctx), inode, new_parent_inode, key
-        )
-        return self._attrs(node)
-
-    @answers_errno
-    async def mknod(
-        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
-    ) -> pyfuse3.EntryAttributes:
-        key = os.fsdecode(name)
-        node = await self._kernel_change(
-            self.fs.mknod_as, _caller(ctx), parent_inode, key, mode, rdev
-        )
-        return self._attrs(node)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -400,7 +366,9 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         key = os.fsdecode(name)
         # Only the name is journaled now; the content follows when it is committed.
-        node, spool = await self._kernel_change(self._create, _caller(ctx), parent_inode, key, mode)
+        node, spool = await self._kernel_change(
+            self._create, caller_of(ctx), parent_inode, key, mode
+        )
         buffer = self._buffer(node, spool)
         buffer.dirty = True
         buffer.mtime_ns = node.mtime

@@ -209,7 +209,7 @@ def test_prefetch_resumes_when_room_frees_and_still_never_evicts(
     fs.makedirs("/other")
     fs.makedirs("/data")
     engine.mounts.mount("/other", other.uri, {"prefetch": "false"})
-    engine.mounts.mount("/data", dataset.uri, {}, True)  # read-only: prefetched
+    engine.mounts.mount("/data", dataset.uri, {"prefetch": "true"}, True)  # a local store: asked
     for i in range(12):  # other data, cached by its readers: 12 blocks, over the watermark
         fs.read(f"/other/o{i:02d}", 0, 1 << 20)
     settle(engine)

@@ -18,10 +18,11 @@ if ROOT not in sys.path:
 import pytest  # noqa: E402
 
 from cli.bench.faultproxy import FaultProxy  # noqa: E402
+from cli.bench.gcsserver import GCSServer, start_gcs_server  # noqa: E402
 from cli.bench.s3server import S3Server, start_s3_server  # noqa: E402
 from tests.homes import remove_test_mem_tiers  # noqa: E402
 from tests.invariants import CheckedEngine, OpenEngine  # noqa: E402
-from tests.ufs.stores import LocalStore, S3Store, Store  # noqa: E402
+from tests.ufs.stores import GCSStore, LocalStore, S3Store, Store  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -34,19 +35,41 @@ def s3_server() -> object:
         server.stop()
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GCSServer]:
+    """One GCS emulator for the session on 127.0.0.1; tests make their own buckets."""
+    server = start_gcs_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["local", "s3", "gcs"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """An empty UFS of each kind that tests can also change directly."""
     if request.param == "local":
         yield LocalStore(tmp_path / "ufs")
-    else:
+    elif request.param == "s3":
         yield S3Store(request.getfixturevalue("s3_server"))
+    else:
+        yield GCSStore(request.getfixturevalue("gcs_server"))
 
 
 @pytest.fixture
 def proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
     """A fault proxy in front of the S3 server (faults added by the test)."""
     p = FaultProxy(s3_server.endpoint).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def gcs_proxy(gcs_server: GCSServer) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the GCS emulator (faults added by the test)."""
+    p = FaultProxy(gcs_server.endpoint).start()
     try:
         yield p
     finally:

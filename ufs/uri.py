@@ -1,4 +1,5 @@
-"""Opening a connector from a UFS URI: ``/path`` or ``file:///path`` (local), ``s3://bucket/prefix``."""
+"""Opening a connector from a UFS URI: ``/path`` or ``file:///path`` (local), ``s3://bucket/prefix``,
+``gs://bucket/prefix`` (Google Cloud Storage)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ufs.base import NameRules, UnderFS
 from ufs.errors import UfsError
 from ufs.local import LocalUnderFS
 
-SCHEMES = ("file", "s3")
+SCHEMES = ("file", "s3", "gs")
 
 
 def open_ufs(
@@ -30,8 +31,18 @@ def open_ufs(
         ufs = S3UnderFS(parts.netloc, unquote(parts.path), S3Options.parse(options), credentials)
         ufs.check()
         return ufs
+    if parts.scheme == "gs":
+        from ufs.gcs import GCSUnderFS  # the client loads only when a gs:// mount exists
+        from ufs.gcsoptions import GCSOptions
+
+        if not parts.netloc:
+            raise UfsError(f"{uri}: no bucket; write gs://BUCKET[/PREFIX]")
+        gcs = GCSUnderFS(parts.netloc, unquote(parts.path), GCSOptions.parse(options), credentials)
+        gcs.check()
+        return gcs
     raise UfsError(
-        f"{uri}: unsupported UFS URI; use an absolute path, file:///PATH or s3://BUCKET[/PREFIX]"
+        f"{uri}: unsupported UFS URI; use an absolute path, file:///PATH, s3://BUCKET[/PREFIX]"
+        " or gs://BUCKET[/PREFIX]"
     )
 
 
@@ -55,4 +66,8 @@ def name_rules(uri: str) -> NameRules:
         from ufs.s3 import S3UnderFS
 
         return S3UnderFS.rules_for(unquote(parts.path))
+    if parts.scheme == "gs":
+        from ufs.gcs import GCSUnderFS
+
+        return GCSUnderFS.rules_for(unquote(parts.path))
     raise UfsError(f"{uri}: unsupported UFS URI")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote
 
+from cli.bench.gcsserver import GCSServer
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 
 CREDS = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
@@ -114,5 +115,44 @@ class S3Store:
         head = self.client.head_object(Bucket=self.bucket, Key=f"ds/{key}")
         header = head["Metadata"].get("xattr")
         if header is None:
+            return {}
+        return {k: base64.b64decode(v) for k, v in json.loads(unquote(header)).items()}
+
+
+class GCSStore:
+    """A bucket prefix on the GCS emulator, changed through the google-cloud-storage client
+    directly (not through Shoal's connector)."""
+
+    def __init__(self, server: GCSServer) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        self.client = storage.Client(
+            project="shoal", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": server.endpoint},
+        )  # fmt: skip
+        self.bucket = self.client.bucket(server.create_bucket())
+        self.uri = f"gs://{self.bucket.name}/ds"
+        self.options = {"endpoint": server.endpoint}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.bucket.blob(f"ds/{key}").upload_from_string(data)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.bucket.blob(f"ds/{key}").download_as_bytes())
+
+    def keys(self) -> set[str]:
+        """Object names below the prefix (directory markers end with /)."""
+        return {b.name[3:] for b in self.client.list_blobs(self.bucket, prefix="ds/")}
+
+    def delete(self, key: str) -> None:
+        self.bucket.delete_blob(f"ds/{key}")
+
+    def xattrs(self, key: str) -> dict[str, bytes]:
+        """The object's xattr metadata decoded as s3fs-fuse writes it (URL-encoded JSON of
+        base64 values), independently of Shoal's own decoder."""
+        blob = self.bucket.get_blob(f"ds/{key}")
+        header = (blob.metadata or {}).get("xattr") if blob is not None else None
+        if not header:
             return {}
         return {k: base64.b64decode(v) for k, v in json.loads(unquote(header)).items()}

@@ -114,7 +114,9 @@ class GCSUnderFS(UnderFS):
                 self.client.get_bucket(self.bucket_name, **self._call())
             except gexc.NotFound:
                 endpoint = self.options.endpoint or PUBLIC_ENDPOINT
-                raise UfsBucketMissing(missing_bucket(self.uri, self.bucket_name, endpoint)) from None
+                raise UfsBucketMissing(
+                    missing_bucket(self.uri, self.bucket_name, endpoint)
+                ) from None
 
     # -- reading -----------------------------------------------------------------------------
 

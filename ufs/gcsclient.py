@@ -43,8 +43,8 @@ def credentials_for(
             ) from None
         return creds, info.get("project_id")
     if options.anonymous or options.endpoint:
-        return AnonymousCredentials(), EMULATOR_PROJECT  # type: ignore[no-untyped-call]
-    creds, project = google.auth.default(scopes=SCOPES)  # type: ignore[no-untyped-call]
+        return AnonymousCredentials(), EMULATOR_PROJECT
+    creds, project = google.auth.default(scopes=SCOPES)
     return creds, project
 
 

@@ -16,6 +16,17 @@ from dataclasses import dataclass
 from cli.bench.extras import installed, require
 from cli.bench.s3server import free_port
 
+# The emulator serves one request at a time (http.server's HTTPServer), with the listen backlog
+# of 5 it inherits: parallel clients (a 16-thread populate) would see their connections dropped
+# and time out. A deeper backlog queues them instead; the storage stays single-threaded.
+LAUNCH = """
+import sys, logging, http.server
+http.server.HTTPServer.request_queue_size = 1024
+logging.disable(logging.CRITICAL)
+from gcp_storage_emulator.server import create_server
+create_server(sys.argv[1], int(sys.argv[2]), in_memory=True).run()
+"""
+
 
 @dataclass
 class GCSServer:
@@ -50,8 +61,7 @@ def start_gcs_server() -> GCSServer:
     require("gcp_storage_emulator", "the GCS emulator")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-         "--port", str(port), "--in-memory", "--quiet"],
+        [sys.executable, "-c", LAUNCH, "127.0.0.1", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}"

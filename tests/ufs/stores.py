@@ -128,7 +128,7 @@ class GCSStore:
         from google.cloud import storage
 
         self.client = storage.Client(
-            project="shoal", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            project="shoal", credentials=AnonymousCredentials(),
             client_options={"api_endpoint": server.endpoint},
         )  # fmt: skip
         self.bucket = self.client.bucket(server.create_bucket())

@@ -14,7 +14,6 @@ Retries and errors: ufs/gcserrors.py; credentials and the endpoint: ufs/gcsclien
 from __future__ import annotations
 
 import builtins
-import io
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,6 @@ from urllib.parse import quote
 
 from google.api_core import exceptions as gexc
 from google.cloud.storage import Blob
-from google.cloud.storage.fileio import BlobWriter
 
 from ufs.base import NameRules, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
@@ -40,6 +38,7 @@ from ufs.errors import (
 from ufs.gcsclient import make_client
 from ufs.gcserrors import attempts, gcs_errors, missing_bucket
 from ufs.gcsoptions import GCSOptions
+from ufs.gcsupload import resumable_upload
 from ufs.s3meta import dir_status, file_status, posix_metadata, replaced_metadata, special_metadata
 from ufs.s3stream import FullReads
 from ufs.s3xattrs import XATTR_META, decode_xattrs, encode_xattrs
@@ -250,28 +249,8 @@ class GCSUnderFS(UnderFS):
                     head, content_type="application/octet-stream", **self._call()
                 )
             else:
-                self._resumable(blob, head, stream)
+                resumable_upload(blob, head, stream, self.session, self.options, self._timeout)
         return self.stat(rel)
-
-    def _resumable(self, blob: Blob, head: bytes, stream: io.RawIOBase) -> None:
-        """A resumable upload of ``head`` and the rest of ``stream``, ``resumable_chunk`` bytes
-        per request, cancelled if anything fails (GCS then makes no object: the old one stays)."""
-        writer = BlobWriter(
-            blob, chunk_size=self.options.resumable_chunk, ignore_flush=True,
-            retry=attempts(self.options), content_type="application/octet-stream",
-            timeout=self._timeout,
-        )  # fmt: skip
-        try:
-            writer.write(head)
-            while chunk := stream.read(self.options.resumable_chunk):
-                writer.write(chunk)
-            writer.close()
-        except BaseException:
-            try:
-                writer.terminate()  # a DELETE of the session: nothing is finalised
-            except Exception:  # noqa: BLE001 - the upload's own failure is what to report
-                pass
-            raise
 
     def _put(self, key: str, data: bytes, meta: Mapping[str, str] | None) -> None:
         blob = self.bucket.blob(key)

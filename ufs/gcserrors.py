@@ -16,8 +16,10 @@ from contextlib import contextmanager
 
 import google.auth.exceptions
 import requests
+import urllib3.exceptions
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
+from google.cloud.storage.exceptions import InvalidResponse
 
 from ufs.errors import (
     UfsAccessDenied,
@@ -35,7 +37,7 @@ _TRANSIENT_ANSWERS = (
 )  # fmt: skip
 _NETWORK = (
     ConnectionError, TimeoutError, http.client.HTTPException, requests.ConnectionError,
-    requests.Timeout, requests.exceptions.ChunkedEncodingError,
+    requests.Timeout, requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError,
     google.auth.exceptions.TransportError,
 )  # fmt: skip
 
@@ -44,7 +46,10 @@ def transient(exc: BaseException) -> bool:
     """Whether retrying may succeed: the storage client's own list of retryable failures."""
     if isinstance(exc, _TRANSIENT_ANSWERS + _NETWORK):
         return True
-    code = getattr(exc, "code", None)
+    if isinstance(exc, InvalidResponse):  # a media transfer's answer (not an API call's)
+        code = getattr(exc.response, "status_code", None)
+    else:
+        code = getattr(exc, "code", None)
     return isinstance(code, int) and (code in (408, 429) or code >= 500)
 
 
@@ -97,6 +102,13 @@ def gcs_errors(uri: str, bucket: str, options: GCSOptions, rel: str) -> Iterator
                 f" ({exc.code}: {_reason(exc)})"
             ) from None
         raise UfsError(f"{where}: {exc.code}: {_reason(exc)}") from None
+    except InvalidResponse as exc:  # a media transfer's answer
+        status = getattr(exc.response, "status_code", "?")
+        if transient(exc):
+            raise UfsUnavailable(
+                f"{where}: the store kept failing after {options.max_attempts} attempts ({status})"
+            ) from None
+        raise UfsError(f"{where}: the store answered {status}") from None
     except google.auth.exceptions.DefaultCredentialsError:
         raise UfsAccessDenied(
             f"{where}: no credentials: give -o service_account_file=PATH (a service account's"

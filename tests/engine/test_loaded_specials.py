@@ -8,7 +8,7 @@ import os
 import stat
 
 from tests.invariants import OpenEngine
-from tests.ufs.stores import LocalStore, S3Store, Store
+from tests.ufs.stores import GCSStore, LocalStore, S3Store, Store
 
 PAST = 1_500_000_000_123_456_789
 LATER = 1_600_000_000_000_000_000
@@ -23,9 +23,14 @@ def fifo_in_store(store: Store, key: str, mtime_ns: int) -> None:
             os.mkfifo(path, 0o640)
         os.utime(path, ns=(mtime_ns, mtime_ns))
         return
-    assert isinstance(store, S3Store)
     seconds, ns = divmod(mtime_ns, 1_000_000_000)
     meta = {"mode": str(stat.S_IFIFO | 0o640), "mtime": f"{seconds}.{ns:09d}"}
+    if isinstance(store, GCSStore):  # the same custom metadata names as S3's
+        blob = store.bucket.blob(f"ds/{key}")
+        blob.metadata = meta
+        blob.upload_from_string(b"")
+        return
+    assert isinstance(store, S3Store)
     store.client.put_object(Bucket=store.bucket, Key=f"ds/{key}", Body=b"", Metadata=meta)
 
 

@@ -22,7 +22,8 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         common,
         "mount",
         cmd_mount,
-        "attach a UFS (a local path, file:///PATH, s3://BUCKET[/PREFIX]) at PATH",
+        "attach a UFS (a local path, file:///PATH, s3://BUCKET[/PREFIX], gs://BUCKET[/PREFIX])"
+        " at PATH",
         description="Secrets: -o secret_key_file=PATH (a file of mode 0600; the home keeps"
         " its path, never the secret), -o profile=NAME (S3's shared credentials file), or"
         " --secret-key-stdin; a secret given by value (that way, or -o secret_key=VALUE, which"

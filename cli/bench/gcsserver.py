@@ -18,11 +18,16 @@ from cli.bench.s3server import free_port
 
 # The emulator serves one request at a time (http.server's HTTPServer), with the listen backlog
 # of 5 it inherits: parallel clients (a 16-thread populate) would see their connections dropped
-# and time out. A deeper backlog queues them instead; the storage stays single-threaded.
+# and time out. A deeper backlog queues them instead; the storage stays single-threaded. And
+# each change rewrites the metadata of every object it holds as one JSON document, which only
+# a restart on disk reads: in memory that is all cost (10,000 objects: quadratic), so it is not
+# written.
 LAUNCH = """
 import sys, logging, http.server
 http.server.HTTPServer.request_queue_size = 1024
 logging.disable(logging.CRITICAL)
+from gcp_storage_emulator.storage import Storage
+Storage._write_config_to_file = lambda self: None
 from gcp_storage_emulator.server import create_server
 create_server(sys.argv[1], int(sys.argv[2]), in_memory=True).run()
 """

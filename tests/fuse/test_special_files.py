@@ -21,14 +21,13 @@ DEVICE = os.makedev(1, 3)  # /dev/null's number
 
 def store_mode(m: Mounted, key: str) -> int:
     """The file type bits the store holds for ``key``: a local store's own file, or the
-    x-amz-meta-mode of an S3 object (which must be empty)."""
+    x-amz-meta-mode of an S3 object (which must be empty), an Azure blob's mode metadata."""
     store = m.store  # type: ignore[attr-defined]
     root = getattr(store, "root", None)
     if root is not None:
         return stat.S_IFMT(os.lstat(root / key).st_mode)
-    head = store.client.head_object(Bucket=store.bucket, Key=f"ds/{key}")
-    assert head["ContentLength"] == 0
-    return stat.S_IFMT(int(head["Metadata"]["mode"]))
+    assert store.get(key) == b""
+    return stat.S_IFMT(int(store.metadata(key)["mode"]))
 
 
 def store_attrs(m: Mounted, key: str) -> tuple[int, int, int, int]:
@@ -39,7 +38,7 @@ def store_attrs(m: Mounted, key: str) -> tuple[int, int, int, int]:
     if root is not None:
         st = os.lstat(root / key)
         return stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-    meta = store.client.head_object(Bucket=store.bucket, Key=f"ds/{key}")["Metadata"]
+    meta = store.metadata(key)
     mode = int(meta["mode"])
     return stat.S_IFMT(mode), stat.S_IMODE(mode), int(meta["uid"]), int(meta["gid"])
 
@@ -115,10 +114,7 @@ def test_special_files_made_in_the_store_are_loaded(any_mount: Mounted) -> None:
         (root / "made").mkdir()
         os.mkfifo(root / "made" / "fifo")
     else:
-        store.client.put_object(
-            Bucket=store.bucket, Key="ds/made/fifo", Body=b"",
-            Metadata={"mode": str(stat.S_IFIFO | 0o644)},
-        )  # fmt: skip
+        store.put_with_metadata("made/fifo", b"", {"mode": str(stat.S_IFIFO | 0o644)})
         store.put("made/empty", b"")  # an empty object without a mode stays a regular file
     made = any_mount.path / "made"
     assert stat.S_ISFIFO(os.stat(made / "fifo").st_mode)

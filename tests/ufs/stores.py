@@ -109,6 +109,14 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=f"ds/{key}")
 
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's user metadata (x-amz-meta-*, without the prefix)."""
+        return dict(self.client.head_object(Bucket=self.bucket, Key=f"ds/{key}")["Metadata"])
+
+    def put_with_metadata(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        """An object with user metadata, as s3fs-fuse writes one."""
+        self.client.put_object(Bucket=self.bucket, Key=f"ds/{key}", Body=data, Metadata=meta)
+
     def xattrs(self, key: str) -> dict[str, bytes]:
         """The object's x-amz-meta-xattr header decoded as s3fs-fuse writes it (URL-encoded
         JSON of base64 values), independently of Shoal's own decoder."""
@@ -147,6 +155,18 @@ class GCSStore:
 
     def delete(self, key: str) -> None:
         self.bucket.delete_blob(f"ds/{key}")
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's custom metadata."""
+        blob = self.bucket.get_blob(f"ds/{key}")
+        assert blob is not None, key
+        return dict(blob.metadata or {})
+
+    def put_with_metadata(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        """An object with custom metadata (the names S3's x-amz-meta-* have)."""
+        blob = self.bucket.blob(f"ds/{key}")
+        blob.metadata = meta
+        blob.upload_from_string(data)
 
     def xattrs(self, key: str) -> dict[str, bytes]:
         """The object's xattr metadata decoded as s3fs-fuse writes it (URL-encoded JSON of

@@ -63,7 +63,8 @@ class GCSUnderFS(UnderFS):
         self.rules = self.rules_for(self.prefix)
         self.options = options = options or GCSOptions()
         self.uri = f"gs://{bucket}/{self.prefix}" if self.prefix else f"gs://{bucket}"
-        self.client, self.session = make_client(options, credentials or {})
+        with gcs_errors(self.uri, bucket, options, ""):  # no default credentials: say so
+            self.client, self.session = make_client(options, credentials or {})
         self.bucket = self.client.bucket(bucket)
         self._media = f"{(options.endpoint or PUBLIC_ENDPOINT).rstrip('/')}/download/storage/v1"
         self._timeout = (options.connect_timeout_s, options.read_timeout_s)

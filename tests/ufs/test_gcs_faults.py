@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,8 @@ from ufs.errors import UfsAccessDenied, UfsBucketMissing, UfsUnavailable
 from ufs.gcs import GCSUnderFS
 from ufs.gcsoptions import GCSOptions
 from ufs.uri import open_ufs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def gcs_through(proxy: FaultProxy, bucket: str, **options: object) -> GCSUnderFS:
@@ -150,3 +155,20 @@ def test_gcs_refused_credentials_are_a_clear_error_without_the_key(
     with pytest.raises(UfsAccessDenied, match="not a service account's JSON key"):
         open_ufs(f"gs://{bucket}", {"endpoint": gcs_server.endpoint},
                  {"service_account": "{not json"})  # fmt: skip
+
+
+def test_gcs_without_any_credentials_is_a_clear_error(tmp_path: Path) -> None:
+    """No key, no application default credentials, no metadata server: access denied, saying
+    the ways to give them (in a process of its own: the environment is google.auth's input)."""
+    code = (
+        "from ufs.uri import open_ufs\n"
+        "from ufs.errors import UfsAccessDenied\n"
+        "try:\n    open_ufs('gs://some-bucket', {})\n"
+        "except UfsAccessDenied as exc:\n    print(exc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GCE_", "CLOUDSDK"))}
+    env.update(GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9",
+               CLOUDSDK_CONFIG=str(tmp_path / "no-gcloud"), PYTHONPATH=str(ROOT))  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert "no credentials: give -o service_account_file=PATH" in proc.stdout, proc.stderr

@@ -422,7 +422,7 @@ def _file_status(rel: str, blob: Blob) -> UfsStatus:
     # The fingerprint is the content's own hash (MD5, or CRC32C for a composed object, which
     # has none), as S3's ETag: it changes with every new content, and a copy (link) of the
     # same bytes has the same one. The generation would change on a copy too.
-    digest = blob.md5_hash or f"crc32c:{blob.crc32c}" or str(blob.generation)
+    digest = blob.md5_hash or (blob.crc32c and f"crc32c:{blob.crc32c}") or f"g{blob.generation}"
     return file_status(rel, blob.size or 0, blob.updated, digest, _metadata(blob))
 
 

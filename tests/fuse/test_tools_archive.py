@@ -24,7 +24,7 @@ import pytest
 
 from tests.fuse.mounting import Mounted, mounted
 from tests.fuse.test_posix import as_nobody
-from tests.ufs.stores import LocalStore, S3Store, Store
+from tests.ufs.stores import GCSStore, LocalStore, S3Store, Store
 
 MIB = 1024 * 1024
 PAST = 1_500_000_000  # 2017: mtimes set in the past, with a fraction of a second
@@ -283,19 +283,18 @@ def store_holds(m: Mounted, prefix: str, source: Tree) -> None:
     if isinstance(store, LocalStore):
         same_as_source(source, store.root / prefix)
     else:
-        assert isinstance(store, S3Store)
+        assert isinstance(store, (S3Store, GCSStore))
         s3_holds(store, prefix, source)
 
 
-def s3_holds(store: S3Store, prefix: str, source: Tree) -> None:
+def s3_holds(store: S3Store | GCSStore, prefix: str, source: Tree) -> None:
     """Each name an object (a directory its marker) whose x-amz-meta-mode, -uid, -gid, -mtime
     and xattr header are the source's; every name of a hard link a copy of the same bytes."""
     for rel, entry in source.entries.items():
         key = f"ds/{prefix}" if rel == "." else f"ds/{prefix}/{rel}"
         if stat.S_ISDIR(entry.kind):
             key += "/"
-        head = store.client.head_object(Bucket=store.bucket, Key=key)
-        meta = head["Metadata"]
+        meta = store.metadata(key[3:])  # GCS's custom metadata has the same names
         assert meta.get("mode") == str(entry.kind | entry.mode), (rel, meta)
         assert (meta.get("uid"), meta.get("gid")) == (str(entry.uid), str(entry.gid)), (rel, meta)
         seconds, ns = divmod(entry.mtime_ns, 1_000_000_000)
@@ -303,7 +302,7 @@ def s3_holds(store: S3Store, prefix: str, source: Tree) -> None:
         held = tuple(sorted(store.xattrs(key[3:]).items()))
         assert held == entry.xattrs, rel
         if stat.S_ISREG(entry.kind):
-            body = store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read()
+            body = store.get(key[3:])
             assert hashlib.sha256(body).hexdigest() == entry.content, rel
 
 

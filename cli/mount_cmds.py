@@ -23,7 +23,7 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         "mount",
         cmd_mount,
         "attach a UFS (a local path, file:///PATH, s3://BUCKET[/PREFIX],"
-        " az://CONTAINER[/PREFIX]) at PATH",
+        " az://CONTAINER[/PREFIX], gs://BUCKET[/PREFIX]) at PATH",
         description="Secrets: -o secret_key_file=PATH (a file of mode 0600; the home keeps"
         " its path, never the secret), -o profile=NAME (S3's shared credentials file), or"
         " --secret-key-stdin; a secret given by value (that way, or -o secret_key=VALUE, which"

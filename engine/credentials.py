@@ -34,6 +34,10 @@ SECRET_KEYS = frozenset({"access_key", "secret_key", "session_token", "password"
 # holds a key or a SAS).
 SECRET_KEYS |= {"account_key", "sas_token", "connection_string"}
 FILE_SUFFIX = "_file"  # secret_key_file=PATH: the secret is that file's content
+# Google Cloud Storage's (ufs/gcsclient.py): a service account's JSON key, a file of many lines,
+# kept as its JSON on one line.
+JSON_KEYS = frozenset({"service_account"})
+SECRET_KEYS |= JSON_KEYS
 # Given on a command line these warn: an access key id names a key but does not unlock it.
 UNLOCKING_KEYS = SECRET_KEYS - {"access_key"}
 # The variables boto3 would take secrets from; a daemon's environment never holds them.
@@ -82,12 +86,22 @@ def read_secret_file(path: str, key: str) -> str:
             )
         raw = f.read(1 << 16)
     text = raw.decode("utf-8", errors="strict").rstrip("\r\n")
+    if key in JSON_KEYS:
+        text = _one_line_json(text, path, key)
     if not text or "\n" in text:
         raise InvalidArgument(
             f"{key}{FILE_SUFFIX} {path} must hold the {key} on one line"
             + (" (it is empty)" if not text else "")
         )
     return text
+
+
+def _one_line_json(text: str, path: str, key: str) -> str:
+    """A JSON document's text on one line (a service account's key file has many)."""
+    try:
+        return json.dumps(json.loads(text), separators=(",", ":"))
+    except ValueError:  # never the content in the message: it is a secret
+        raise InvalidArgument(f"{key}{FILE_SUFFIX} {path} does not hold JSON") from None
 
 
 def resolve(hidden: Mapping[str, str]) -> dict[str, str]:

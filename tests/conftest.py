@@ -19,10 +19,11 @@ import pytest  # noqa: E402
 
 from cli.bench.azurite import Azurite, start_azurite  # noqa: E402
 from cli.bench.faultproxy import FaultProxy  # noqa: E402
+from cli.bench.gcsserver import GCSServer, start_gcs_server  # noqa: E402
 from cli.bench.s3server import S3Server, start_s3_server  # noqa: E402
 from tests.homes import remove_test_mem_tiers  # noqa: E402
 from tests.invariants import CheckedEngine, OpenEngine  # noqa: E402
-from tests.ufs.stores import AzureStore, LocalStore, S3Store, Store  # noqa: E402
+from tests.ufs.stores import AzureStore, GCSStore, LocalStore, S3Store, Store  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -45,9 +46,19 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GCSServer]:
+    """One GCS emulator for the session on 127.0.0.1; tests make their own buckets."""
+    server = start_gcs_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # Every test over the generic `store` runs on local and S3; the blob stores' own contract, fault
-# and mount tests always run (tests/ufs/test_azure*.py, tests/fuse/test_azure_mount.py), and
-# SHOAL_TEST_STORES=local,s3,azure runs the rest on them too: CI's 30 minutes on 2 cores
+# and mount tests always run (tests/ufs/test_azure*.py and test_gcs*.py, tests/fuse/test_*_mount.py)
+# and SHOAL_TEST_STORES=local,s3,azure,gcs runs the rest on them too: CI's 30 minutes on 2 cores
 # would not hold every engine and mount test once more per emulator.
 STORES = os.environ.get("SHOAL_TEST_STORES", "local,s3").split(",")
 
@@ -59,8 +70,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield LocalStore(tmp_path / "ufs")
     elif request.param == "s3":
         yield S3Store(request.getfixturevalue("s3_server"))
-    else:
+    elif request.param == "azure":
         yield AzureStore(request.getfixturevalue("azurite"))
+    elif request.param == "gcs":
+        yield GCSStore(request.getfixturevalue("gcs_server"))
+    else:
+        raise ValueError(f"SHOAL_TEST_STORES: unknown store {request.param!r}")
 
 
 @pytest.fixture
@@ -77,6 +92,16 @@ def proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
 def azure_proxy(azurite: Azurite) -> Iterator[FaultProxy]:
     """A fault proxy in front of Azurite (faults added by the test)."""
     p = FaultProxy(azurite.endpoint.rsplit("/", 1)[0]).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def gcs_proxy(gcs_server: GCSServer) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the GCS emulator (faults added by the test)."""
+    p = FaultProxy(gcs_server.endpoint).start()
     try:
         yield p
     finally:

@@ -1,5 +1,5 @@
 """Opening a connector from a UFS URI: ``/path`` or ``file:///path`` (local), ``s3://bucket/prefix``,
-``az://container/prefix`` (Azure Blob)."""
+``az://container/prefix`` (Azure Blob), ``gs://bucket/prefix`` (Google Cloud Storage)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ufs.base import NameRules, UnderFS
 from ufs.errors import UfsError
 from ufs.local import LocalUnderFS
 
-SCHEMES = ("file", "s3", "az")
+SCHEMES = ("file", "s3", "az", "gs")
 
 
 def open_ufs(
@@ -42,9 +42,18 @@ def open_ufs(
         )
         store.check()
         return store
+    if parts.scheme == "gs":
+        from ufs.gcs import GCSUnderFS  # the client loads only when a gs:// mount exists
+        from ufs.gcsoptions import GCSOptions
+
+        if not parts.netloc:
+            raise UfsError(f"{uri}: no bucket; write gs://BUCKET[/PREFIX]")
+        gcs = GCSUnderFS(parts.netloc, unquote(parts.path), GCSOptions.parse(options), credentials)
+        gcs.check()
+        return gcs
     raise UfsError(
-        f"{uri}: unsupported UFS URI; use an absolute path, file:///PATH, s3://BUCKET[/PREFIX]"
-        " or az://CONTAINER[/PREFIX]"
+        f"{uri}: unsupported UFS URI; use an absolute path, file:///PATH, s3://BUCKET[/PREFIX],"
+        " az://CONTAINER[/PREFIX] or gs://BUCKET[/PREFIX]"
     )
 
 
@@ -72,4 +81,8 @@ def name_rules(uri: str) -> NameRules:
         from ufs.azure import AzureUnderFS
 
         return AzureUnderFS.rules_for(unquote(parts.path))
+    if parts.scheme == "gs":
+        from ufs.gcs import GCSUnderFS
+
+        return GCSUnderFS.rules_for(unquote(parts.path))
     raise UfsError(f"{uri}: unsupported UFS URI")

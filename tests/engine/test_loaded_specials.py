@@ -8,7 +8,7 @@ import os
 import stat
 
 from tests.invariants import OpenEngine
-from tests.ufs.stores import AzureStore, LocalStore, S3Store, Store
+from tests.ufs.stores import AzureStore, GCSStore, LocalStore, S3Store, Store
 
 PAST = 1_500_000_000_123_456_789
 LATER = 1_600_000_000_000_000_000
@@ -27,6 +27,11 @@ def fifo_in_store(store: Store, key: str, mtime_ns: int) -> None:
     meta = {"mode": str(stat.S_IFIFO | 0o640), "mtime": f"{seconds}.{ns:09d}"}
     if isinstance(store, AzureStore):  # the same metadata names, on a blob
         store.client.upload_blob(f"ds/{key}", b"", metadata=meta, overwrite=True)
+        return
+    if isinstance(store, GCSStore):  # the same custom metadata names as S3's
+        blob = store.bucket.blob(f"ds/{key}")
+        blob.metadata = meta
+        blob.upload_from_string(b"")
         return
     assert isinstance(store, S3Store)
     store.client.put_object(Bucket=store.bucket, Key=f"ds/{key}", Body=b"", Metadata=meta)

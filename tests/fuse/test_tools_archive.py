@@ -24,7 +24,7 @@ import pytest
 
 from tests.fuse.mounting import Mounted, mounted
 from tests.fuse.test_posix import as_nobody
-from tests.ufs.stores import AzureStore, LocalStore, S3Store, Store
+from tests.ufs.stores import AzureStore, GCSStore, LocalStore, S3Store, Store
 
 MIB = 1024 * 1024
 PAST = 1_500_000_000  # 2017: mtimes set in the past, with a fraction of a second
@@ -283,11 +283,11 @@ def store_holds(m: Mounted, prefix: str, source: Tree) -> None:
     if isinstance(store, LocalStore):
         same_as_source(source, store.root / prefix)
     else:
-        assert isinstance(store, (S3Store, AzureStore))
+        assert isinstance(store, (S3Store, AzureStore, GCSStore))
         s3_holds(store, prefix, source)
 
 
-def s3_holds(store: S3Store | AzureStore, prefix: str, source: Tree) -> None:
+def s3_holds(store: S3Store | AzureStore | GCSStore, prefix: str, source: Tree) -> None:
     """Each name an object (a directory its marker) whose x-amz-meta-mode, -uid, -gid, -mtime
     and xattr header are the source's (an Azure blob's metadata of the same names); every name
     of a hard link a copy of the same bytes."""

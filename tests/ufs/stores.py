@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from cli.bench.azurite import ACCOUNT, ACCOUNT_KEY, Azurite
+from cli.bench.gcsserver import GCSServer
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 
 CREDS = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
@@ -174,3 +175,54 @@ class AzureStore:
         if "xattr" not in header:
             return {}
         return {k: base64.b64decode(v) for k, v in json.loads(unquote(header["xattr"])).items()}
+
+
+class GCSStore:
+    """A bucket prefix on the GCS emulator, changed through the google-cloud-storage client
+    directly (not through Shoal's connector)."""
+
+    def __init__(self, server: GCSServer) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        self.client = storage.Client(
+            project="shoal", credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": server.endpoint},
+        )  # fmt: skip
+        self.bucket = self.client.bucket(server.create_bucket())
+        self.uri = f"gs://{self.bucket.name}/ds"
+        self.options = {"endpoint": server.endpoint}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.bucket.blob(f"ds/{key}").upload_from_string(data)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.bucket.blob(f"ds/{key}").download_as_bytes())
+
+    def keys(self) -> set[str]:
+        """Object names below the prefix (directory markers end with /)."""
+        return {b.name[3:] for b in self.client.list_blobs(self.bucket, prefix="ds/")}
+
+    def delete(self, key: str) -> None:
+        self.bucket.delete_blob(f"ds/{key}")
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The object's custom metadata."""
+        blob = self.bucket.get_blob(f"ds/{key}")
+        assert blob is not None, key
+        return dict(blob.metadata or {})
+
+    def put_with_metadata(self, key: str, data: bytes, meta: dict[str, str]) -> None:
+        """An object with custom metadata (the names S3's x-amz-meta-* have)."""
+        blob = self.bucket.blob(f"ds/{key}")
+        blob.metadata = meta
+        blob.upload_from_string(data)
+
+    def xattrs(self, key: str) -> dict[str, bytes]:
+        """The object's xattr metadata decoded as s3fs-fuse writes it (URL-encoded JSON of
+        base64 values), independently of Shoal's own decoder."""
+        blob = self.bucket.get_blob(f"ds/{key}")
+        header = (blob.metadata or {}).get("xattr") if blob is not None else None
+        if not header:
+            return {}
+        return {k: base64.b64decode(v) for k, v in json.loads(unquote(header)).items()}

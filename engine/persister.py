@@ -31,7 +31,6 @@ from contextlib import contextmanager
 
 from engine import metrics
 from engine.cache.blockcache import BlockCache
-from engine.delayqueue import DelayQueue
 from engine.links import mirror_names
 from engine.mounts import MountTable, ufs_errors
 from engine.namespace import Namespace
@@ -84,11 +83,6 @@ class _BlockStream:
         return out
 
 
-# How long after its request an upload starts: past the owner, mode and time changes a tool
-# makes right after the close (engine/delayqueue.py), short against "soon after".
-PERSIST_DELAY_S = 0.1
-
-
 class Persister:
     def __init__(
         self, ns: Namespace, mounts: MountTable, sync: MetadataSync, cache: BlockCache
@@ -105,19 +99,9 @@ class Persister:
         self._held: dict[int, int] = {}  # subtree root -> how many changes hold it
         self._waiting: set[int] = set()  # files whose upload waits for a hold or an upload
         self._closed = False
-        self._delayed: DelayQueue[int] = DelayQueue(PERSIST_DELAY_S, self._queue, "persist-delay")
         # Before an upload writes its path: no pending store move (engine/storemove.py) still
         # has another file's content there (set by the file system; raises to wait).
         self.check_free: Callable[[Mount, str, int], None] | None = None
-
-    @property
-    def delay_s(self) -> float:
-        """How long after its request an upload starts (0: at once)."""
-        return self._delayed.delay_s
-
-    @delay_s.setter
-    def delay_s(self, seconds: float) -> None:
-        self._delayed.delay_s = seconds
 
     def resume(self) -> int:
         """Queues every persist the journal says is pending (after a restart)."""
@@ -137,12 +121,6 @@ class Persister:
             running = self._running.get(file)
             if running is not None and version is not None and 0 <= running.version < version:
                 running.cancelled = True
-        self._delayed.put(file)
-
-    def _queue(self, file: int) -> None:
-        with self._lock:
-            if self._closed:
-                return
             try:
                 future = self._pool.submit(self._persist, file)
             except RuntimeError:  # shut down meanwhile
@@ -152,7 +130,6 @@ class Persister:
     def drain(self) -> None:
         """Waits for every queued persist (failures are logged and stay pending)."""
         while True:
-            self._delayed.flush()
             with self._lock:
                 futures, self._pending = self._pending, []
             if not futures:
@@ -290,7 +267,6 @@ class Persister:
         resumed at the next start."""
         with self._lock:
             self._closed = True
-        self._delayed.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

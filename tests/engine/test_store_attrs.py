@@ -69,33 +69,3 @@ def test_utimens_of_a_stored_file_is_not_new_content(
         assert engine.fs.read("/m/f", 0, len(data)) == data
     finally:
         engine.close()
-
-
-def test_attributes_set_right_after_an_async_close_ride_on_its_one_upload(
-    tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
-) -> None:
-    # tar, rsync and shutil.copy2 change owner, mode and times right after the close: the
-    # upload must not have started (each change would call it off and wait for the store's
-    # fsync), and must land once with the last attributes.
-    store = LocalStore(tmp_path / "ufs")
-    engine = open_engine(ssd_home())
-    try:
-        fs = engine.fs
-        assert engine.persister is not None
-        engine.persister.delay_s = 3600.0  # nothing but the drain below starts it
-        fs.makedirs("/m")
-        engine.mounts.mount("/m", store.uri, store.options)
-        data = content(3)
-        node = fs.write_file("/m/g", io.BytesIO(data), 0o644, 0, 0, write_type="ASYNC_THROUGH")
-        fs.setattr_of(node.id, uid=1000, gid=1001)
-        fs.setattr_of(node.id, mode=0o640)
-        fs.setattr_of(node.id, mtime=1_500_000_000_000_000_000)
-        assert node.id in engine.state.persists and not (store.root / "g").exists()
-        engine.persister.drain()
-        assert node.flags & PERSISTED
-        st = os.stat(store.root / "g")
-        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 1000, 1001)
-        assert st.st_mtime_ns == 1_500_000_000_000_000_000
-        assert store.get("g") == data
-    finally:
-        engine.close()

@@ -129,9 +129,10 @@ class FileSystem:
 
     def attrs_needed(self, node: Inode, uid: int) -> bool:
         """Whether user ``uid``'s request must be answered with ``node``'s store attributes,
-        read first: any user's but root's, whom provisional ones refuse nothing (and whose
-        reads, a training job's, would pay a request per file for them)."""
-        return bool(node.flags & PROVISIONAL) and uid != 0
+        read first: anyone's, root's too, since what a lookup or stat answers is what `tar c`,
+        `cp -a` and `rsync` copy (provisional ones would hand them 0600 and the listing's
+        time). A GET that comes first (a read, readahead, prefetch) brings them with it."""
+        return bool(node.flags & PROVISIONAL)
 
     def settle_attrs(self, node: Inode) -> None:
         """Reads ``node``'s owner and mode from its store now (a request: not on the loop)."""

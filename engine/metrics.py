@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ufs.base import OnStatus, UfsAttrs, UfsStatus, UnderFS
 from ufs.errors import UfsError
+from ufs.staged import StagedWrite
 
 ENABLED = False  # set once by the daemon when metrics are served: no cost otherwise
 
@@ -123,6 +124,14 @@ class CountedUnderFS(UnderFS):
 
     def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         status: UfsStatus = self._call("write", self.inner.write, path, source, attrs)
+        UFS_BYTES_WRITTEN.inc(status.size)
+        return status
+
+    def stage(self, path: str) -> StagedWrite | None:
+        return self.inner.stage(path)  # a local temporary file: no request to count
+
+    def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
+        status: UfsStatus = self._call("write", self.inner.land, staged, path, attrs)
         UFS_BYTES_WRITTEN.inc(status.size)
         return status
 

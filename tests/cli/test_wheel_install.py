@@ -122,6 +122,8 @@ def test_wheel_mounts_reads_and_unmounts_clean(venv: Path, scratch: Path) -> Non
     _ok(_run(shoal, "--home", home, "mount", src, mnt, cwd=scratch))
     try:
         assert (mnt / "sample.bin").read_bytes() == content
+        # Blocks are stored behind the reader (engine/cache/storer.py): wait for the storer.
+        _ok(_run(shoal, "--home", home, "report", "--idle", cwd=scratch))
         assert os.path.isdir(mem)  # the read was cached in RAM...
     finally:
         _ok(_run(shoal, "umount", mnt, cwd=scratch))

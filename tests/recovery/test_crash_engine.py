@@ -320,11 +320,13 @@ class EngineCrashMachine(Housekeeping):
         self._run(self.model, lambda: self.live.ns.setattr(f"/{name}", ttl_ms=0, ttl_action=action))
         later = time.time_ns() + 10**15
         expect = self.model
+        partial: list[Files] = []  # a sweep deletes file after file: a crash may cut between
         for path, _node, act in self.live.ttl.expired(later):
             if act == "delete":
                 after = outcome(m_delete, expect, path.lstrip("/"), self.world.ufs_down)
                 expect = expect if isinstance(after, Refused) else after
-        self._run(expect, lambda: self.live.ttl.run_once(later))
+                partial.append(expect)
+        self._run(expect, lambda: self.live.ttl.run_once(later), tuple(partial[:-1]))
 
     # -- the UFS ------------------------------------------------------------------------------
 

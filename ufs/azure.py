@@ -29,7 +29,7 @@ from ufs.azureblocks import upload
 from ufs.azureclient import service_client
 from ufs.azureerrors import azure_errors, code_of
 from ufs.azureoptions import AzureOptions
-from ufs.base import NameRules, OnStatus, UfsAttrs, UfsStatus, UnderFS, join, normalize
+from ufs.base import OnStatus, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsError,
     UfsInvalidPath,
@@ -40,16 +40,16 @@ from ufs.errors import (
     UfsNotFound,
     UfsUnsupported,
 )
+from ufs.objectkeys import ObjectKeys
 from ufs.s3meta import dir_status, file_status, posix_metadata, replaced_metadata, special_metadata
 from ufs.s3xattrs import XATTR_META, decode_xattrs, encode_xattrs
 
-NAME_MAX = 1024  # characters of a blob name; bytes here, which is never more lenient
 XATTR_META_MAX = 7168  # of the 8 KiB of metadata a blob holds; the rest for mode, owner, times
 COPY_POLL_S = 0.2
 HEADS = 16  # a listing's marker requests in flight
 
 
-class AzureUnderFS(UnderFS):
+class AzureUnderFS(ObjectKeys, UnderFS):
     def __init__(
         self,
         container: str,
@@ -73,23 +73,7 @@ class AzureUnderFS(UnderFS):
     def __repr__(self) -> str:
         return f"AzureUnderFS({self.uri!r}, endpoint={self.endpoint!r})"
 
-    @staticmethod
-    def rules_for(prefix: str) -> NameRules:
-        """Names are UTF-8 and at most NAME_MAX long, the prefix and a marker's "/" included."""
-        prefix = normalize(prefix)
-        base = len(prefix.encode("utf-8", "surrogateescape")) + 1 if prefix else 0
-        return NameRules(
-            name_max=NAME_MAX, key_max=NAME_MAX, key_base=base, dir_suffix=1, utf8=True
-        )
-
     # -- names and errors --------------------------------------------------------------------
-
-    def _key(self, rel: str) -> str:
-        return join(self.prefix, rel) if rel else self.prefix
-
-    def _dir_prefix(self, rel: str) -> str:
-        key = self._key(rel)
-        return f"{key}/" if key else ""
 
     def _blob(self, key: str) -> BlobClient:
         return self.client.get_blob_client(key)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
 
 from ufs.errors import UfsError
+from ufs.storeoptions import check_endpoint, typed_values
 
 SECRET_OPTIONS = frozenset({"account_key", "sas_token", "connection_string"})
 
@@ -35,31 +35,8 @@ class AzureOptions:
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> AzureOptions:
         """From mount options (strings); unknown keys are an error naming the key."""
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, raw in options.items():
-            if key in SECRET_OPTIONS:
-                continue
-            if key not in known:
-                raise UfsError(unknown_option(key))
-            current = getattr(cls, key)
-            try:
-                if isinstance(current, bool):
-                    values[key] = str(raw).lower() in ("1", "true", "yes")
-                elif isinstance(current, int):
-                    values[key] = int(raw)
-                elif isinstance(current, float):
-                    values[key] = float(raw)
-                else:
-                    values[key] = str(raw)
-            except ValueError:
-                raise UfsError(f"Azure mount option {key}: {raw!r} is not a valid value") from None
-        endpoint = values.get("endpoint")
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            raise UfsError(
-                f"Azure mount option endpoint: {endpoint!r} has no scheme;"
-                f" write -o endpoint=http://{endpoint} (or https://)"
-            )
+        values = typed_values(cls, options, "Azure", SECRET_OPTIONS, unknown_option)
+        check_endpoint("Azure", values.get("endpoint"))
         for key in ("max_attempts", "block_size", "block_threshold", "upload_concurrency",
                     "page_size", "read_chunk"):  # fmt: skip
             if key in values and values[key] < 1:

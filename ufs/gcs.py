@@ -24,7 +24,7 @@ from urllib.parse import quote
 from google.api_core import exceptions as gexc
 from google.cloud.storage import Blob
 
-from ufs.base import NameRules, OnStatus, UfsAttrs, UfsStatus, UnderFS, join, normalize
+from ufs.base import OnStatus, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsBucketMissing,
     UfsInvalidPath,
@@ -39,18 +39,18 @@ from ufs.gcsclient import make_client
 from ufs.gcserrors import attempts, gcs_errors, missing_bucket
 from ufs.gcsoptions import GCSOptions
 from ufs.gcsupload import resumable_upload
+from ufs.objectkeys import ObjectKeys
 from ufs.s3meta import dir_status, file_status, posix_metadata, replaced_metadata, special_metadata
 from ufs.s3stream import FullReads
 from ufs.s3xattrs import XATTR_META, decode_xattrs, encode_xattrs
 
 STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
-KEY_MAX = 1024  # bytes of an object name, UTF-8 (GCS's limit)
 # GCS keeps 8 KiB of custom metadata per object; the rest is left for mode, owner and times.
 XATTR_META_MAX = 6144
 PUBLIC_ENDPOINT = "https://storage.googleapis.com"
 
 
-class GCSUnderFS(UnderFS):
+class GCSUnderFS(ObjectKeys, UnderFS):
     def __init__(
         self,
         bucket: str,
@@ -74,22 +74,7 @@ class GCSUnderFS(UnderFS):
     def __repr__(self) -> str:
         return f"GCSUnderFS({self.uri!r}, endpoint={self.options.endpoint!r})"
 
-    @staticmethod
-    def rules_for(prefix: str) -> NameRules:
-        """Names are UTF-8 and at most KEY_MAX bytes, the prefix and a directory marker's
-        trailing "/" included."""
-        prefix = normalize(prefix)
-        base = len(prefix.encode("utf-8", "surrogateescape")) + 1 if prefix else 0
-        return NameRules(name_max=KEY_MAX, key_max=KEY_MAX, key_base=base, dir_suffix=1, utf8=True)
-
     # -- names, calls and errors -------------------------------------------------------------
-
-    def _key(self, rel: str) -> str:
-        return join(self.prefix, rel) if rel else self.prefix
-
-    def _dir_prefix(self, rel: str) -> str:
-        key = self._key(rel)
-        return f"{key}/" if key else ""
 
     def _errors(self, rel: str) -> AbstractContextManager[None]:
         return gcs_errors(self.uri, self.bucket_name, self.options, rel)

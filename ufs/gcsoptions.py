@@ -6,9 +6,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
 
 from ufs.errors import UfsError
+from ufs.storeoptions import check_endpoint, typed_values
 
 # The service account's JSON key (its content; ``service_account_file=PATH`` names a file of
 # mode 0600 holding it): kept like S3's secret key, only in the home's credentials file.
@@ -37,35 +37,13 @@ class GCSOptions:
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> GCSOptions:
         """From mount options (strings); unknown keys are an error naming the key."""
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, raw in options.items():
-            if key in SECRET_OPTIONS:
-                continue
-            if key not in known:
-                raise UfsError(unknown_option(key))
-            current = getattr(cls, key)
-            try:
-                if isinstance(current, bool):
-                    values[key] = str(raw).lower() in ("1", "true", "yes")
-                elif isinstance(current, int):
-                    values[key] = int(raw)
-                elif isinstance(current, float):
-                    values[key] = float(raw)
-                else:
-                    values[key] = str(raw)
-            except ValueError:
-                raise UfsError(f"GCS mount option {key}: {raw!r} is not a valid value") from None
+        values = typed_values(cls, options, "GCS", SECRET_OPTIONS, unknown_option)
         out = cls(**values)
         out.check()
         return out
 
     def check(self) -> None:
-        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
-            raise UfsError(
-                f"GCS mount option endpoint: {self.endpoint!r} has no scheme;"
-                f" write -o endpoint=http://{self.endpoint} (or https://)"
-            )
+        check_endpoint("GCS", self.endpoint)
         if self.resumable_chunk <= 0 or self.resumable_chunk % CHUNK_MULTIPLE:
             raise UfsError(
                 f"GCS mount option resumable_chunk: {self.resumable_chunk} is not a positive"

@@ -38,7 +38,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from ufs.base import NameRules, OnStatus, UfsAttrs, UfsStatus, UnderFS, join, normalize
+from ufs.base import OnStatus, UfsAttrs, UfsStatus, UnderFS, join, normalize
 from ufs.errors import (
     UfsBucketMissing,
     UfsInvalidPath,
@@ -48,6 +48,7 @@ from ufs.errors import (
     UfsNotEmpty,
     UfsNotFound,
 )
+from ufs.objectkeys import ObjectKeys
 from ufs.s3errors import NOT_FOUND, s3_errors
 from ufs.s3meta import (
     dir_status,
@@ -62,14 +63,13 @@ from ufs.s3stream import FullReads
 from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
 
 STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
-KEY_MAX = 1024  # bytes of an object key, UTF-8 (the S3 API's limit)
 
 
 # A listed entry: (its UFS path, the key to HEAD, its listing; None for a directory).
 _Listed = tuple[str, str, Mapping[str, Any] | None]
 
 
-class S3UnderFS(UnderFS):
+class S3UnderFS(ObjectKeys, UnderFS):
     def __init__(
         self,
         bucket: str,
@@ -111,22 +111,7 @@ class S3UnderFS(UnderFS):
     def __repr__(self) -> str:
         return f"S3UnderFS({self.uri!r}, endpoint={self.options.endpoint!r})"
 
-    @staticmethod
-    def rules_for(prefix: str) -> NameRules:
-        """Keys are UTF-8 and at most KEY_MAX bytes, the prefix and a directory marker's
-        trailing "/" included."""
-        prefix = normalize(prefix)
-        base = len(prefix.encode("utf-8", "surrogateescape")) + 1 if prefix else 0
-        return NameRules(name_max=KEY_MAX, key_max=KEY_MAX, key_base=base, dir_suffix=1, utf8=True)
-
     # -- keys and errors ---------------------------------------------------------------------
-
-    def _key(self, rel: str) -> str:
-        return join(self.prefix, rel) if rel else self.prefix
-
-    def _dir_prefix(self, rel: str) -> str:
-        key = self._key(rel)
-        return f"{key}/" if key else ""
 
     def _errors(self, rel: str) -> AbstractContextManager[None]:
         return s3_errors(self.uri, self.bucket, self.options, rel)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
 
-from ufs.errors import UfsError
+from ufs.storeoptions import check_endpoint, typed_values
 
 SECRET_OPTIONS = frozenset({"access_key", "secret_key", "session_token"})
 
@@ -31,32 +30,8 @@ class S3Options:
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> S3Options:
         """From mount options (strings); unknown keys are an error naming the key."""
-        known = {f for f in cls.__dataclass_fields__}
-        values: dict[str, Any] = {}
-        for key, raw in options.items():
-            if key in SECRET_OPTIONS:
-                continue
-            if key not in known:
-                raise UfsError(unknown_option(key))
-            current = getattr(cls, key)
-            try:
-                if isinstance(current, bool):
-                    values[key] = str(raw).lower() in ("1", "true", "yes")
-                elif isinstance(current, int):
-                    values[key] = int(raw)
-                elif isinstance(current, float):
-                    values[key] = float(raw)
-                else:
-                    values[key] = str(raw)
-            except ValueError:
-                raise UfsError(f"S3 mount option {key}: {raw!r} is not a valid value") from None
-        endpoint = values.get("endpoint")
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            # botocore's answer is a ValueError deep in client creation: say the fix here.
-            raise UfsError(
-                f"S3 mount option endpoint: {endpoint!r} has no scheme;"
-                f" write -o endpoint=http://{endpoint} (or https://)"
-            )
+        values = typed_values(cls, options, "S3", SECRET_OPTIONS, unknown_option)
+        check_endpoint("S3", values.get("endpoint"))
         return cls(**values)
 
 

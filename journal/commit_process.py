@@ -241,6 +241,12 @@ class ProcessCommit(Waiters):
 
     # -- acks --------------------------------------------------------------------------------
 
+    def catch_up(self) -> None:
+        """Reads the acks already there: with a commit interval, the child's own timed sync is
+        acknowledged when nobody waits, and durable_seq would lag it until the next append."""
+        with self._lock:
+            self._consume_acks()
+
     def _consume_acks(self) -> None:
         """With the lock held: reads the acks that are there, moves durable_seq, wakes."""
         try:

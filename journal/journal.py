@@ -325,8 +325,11 @@ class Journal(Generic[S]):
 
     @property
     def durable_seq(self) -> int:
-        assert self._commit is not None
-        return self._commit.durable_seq
+        commit = self._commit
+        assert commit is not None
+        if isinstance(commit, ProcessCommit):
+            commit.catch_up()
+        return commit.durable_seq
 
     @property
     def fsyncs(self) -> int:

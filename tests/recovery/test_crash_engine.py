@@ -494,7 +494,7 @@ class EngineCrashMachine(Housekeeping):
 
 
 # Shrinking one failure of this machine takes minutes: the first is reported.
-EngineCrashMachine.TestCase.settings = crash_settings(250, report_multiple_bugs=False)
+EngineCrashMachine.TestCase.settings = crash_settings(400, report_multiple_bugs=False)
 
 
 def test_crash_engine(capsys: pytest.CaptureFixture[str]) -> None:

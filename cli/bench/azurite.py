@@ -6,13 +6,14 @@ stack, signing and retries."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from cli.bench.s3server import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 # Azurite's published development account (docs.microsoft.com, "Use Azurite"): not a secret.
@@ -28,12 +29,6 @@ def azurite_binary() -> str | None:
     return str(local) if local.exists() else shutil.which("azurite-blob")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Azurite:
     endpoint: str  # the account's blob URL: http://127.0.0.1:PORT/devstoreaccount1
@@ -45,12 +40,7 @@ class Azurite:
         return {"account": ACCOUNT, "endpoint": self.endpoint}
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def start_azurite(location: Path) -> Azurite:

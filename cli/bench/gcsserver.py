@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from cli.bench.extras import installed, require
-from cli.bench.s3server import free_port
+from cli.bench.s3server import free_port, stop_process
 
 # The emulator serves one request at a time (http.server's HTTPServer), with the listen backlog
 # of 5 it inherits: parallel clients (a 16-thread populate) would see their connections dropped
@@ -50,12 +50,7 @@ class GCSServer:
         return name
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def has_emulator() -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.cluster.etcd import Etcd, parse_cluster_url
-from engine.cluster.membership import Registration, Worker
+from engine.cluster.membership import Registration, Worker, store_key
 from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
 from engine.errors import InvalidArgument
@@ -72,7 +72,7 @@ def run(
             addr = advertise or f"{host}:{server.port}"
             wid = worker_id or addr
             set_title(f"shoal: worker {wid} of {cluster.name}")
-            worker = Worker(wid, addr, uri.rstrip("/"))
+            worker = Worker(wid, addr, store_key(uri))
             registration = Registration(Etcd(cluster.endpoint), cluster, worker)
             try:
                 log.info("worker %s serving %s at %s (home %s)", wid, uri, addr, home)

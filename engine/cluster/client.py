@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.cluster.etcd import Etcd, parse_cluster_url
-from engine.cluster.membership import Members
+from engine.cluster.membership import Members, store_key
 from engine.cluster.remote import ClusterUnderFS
 from engine.mounts import Opener
 from ufs.base import UnderFS
@@ -17,7 +17,7 @@ class ClusterClient:
         """Follows the workers of ``url`` (etcd://HOST:PORT/CLUSTER) that serve ``uri``; fails
         with Unavailable if etcd cannot be reached now (once started, it keeps the last ring)."""
         self.address = parse_cluster_url(url)
-        self.uri = uri.rstrip("/")
+        self.uri = store_key(uri)
         self.token = token
         self.members = Members(Etcd(self.address.endpoint), self.address, self.uri)
         self.wrapped: list[ClusterUnderFS] = []
@@ -29,7 +29,7 @@ class ClusterClient:
         def open_(uri: str, options: Mapping[str, str], hidden: Mapping[str, str] | None
                   ) -> UnderFS:  # fmt: skip
             ufs = inner(uri, options, hidden)
-            if uri.rstrip("/") != self.uri:
+            if store_key(uri) != self.uri:
                 return ufs
             wrapped = ClusterUnderFS(ufs, self.members, self.token)
             self.wrapped.append(wrapped)

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from engine.cluster.etcd import ClusterAddress, Etcd
 from engine.cluster.ring import HashRing
@@ -33,6 +34,14 @@ class Worker:
 
     def encode(self) -> bytes:
         return json.dumps({"addr": self.addr, "uri": self.uri}).encode()
+
+
+def store_key(uri: str) -> str:
+    """How workers and clients compare the store they serve: ``/data`` and ``file:///data/``
+    are one store (an S3 URI is compared as written, without a final ``/``)."""
+    if uri.startswith("file://"):
+        uri = unquote(urlsplit(uri).path)
+    return uri.rstrip("/") or "/"
 
 
 def workers_prefix(cluster: ClusterAddress) -> bytes:
@@ -88,7 +97,7 @@ class Members:
     """A client's view of the live workers of one UFS, and the ring over them."""
 
     def __init__(self, etcd: Etcd, cluster: ClusterAddress, uri: str) -> None:
-        self.etcd, self.uri = etcd, uri.rstrip("/")
+        self.etcd, self.uri = etcd, store_key(uri)
         self.prefix = workers_prefix(cluster)
         self.degraded = False  # etcd out of reach: the last view is served
         self.workers: dict[str, Worker] = {}
@@ -106,7 +115,7 @@ class Members:
         found = {}
         for key, value in kvs:
             worker = _decode(self.prefix, key, value)
-            if worker is not None and worker.uri.rstrip("/") == self.uri:
+            if worker is not None and store_key(worker.uri) == self.uri:
                 found[worker.id] = worker
         with self.changed:
             if found != self.workers:

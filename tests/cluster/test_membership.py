@@ -31,7 +31,8 @@ def test_a_killed_worker_costs_no_read_and_leaves_when_its_lease_expires(
     for name in ("w1", "w2"):
         workers.append(WorkerProcess(tmp_path, name, 8 << 20))
         workers[-1].start(url, token_file, uri, {})
-    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
+    # The client names the store otherwise than the workers do: it is the same store.
+    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), f"file://{ufs}/")
     try:
         assert members.wait_for(lambda w: set(w) == {"w1", "w2"}, 10), members.workers
         reader = ClusterUnderFS(open_ufs(uri, {}, None), members, TOKEN)

@@ -136,7 +136,9 @@ class Members:
             except Unavailable as exc:
                 if not self.degraded:
                     log.warning("cluster degraded (serving the last ring): %s", exc)
-                self.degraded = True
+                with self.changed:
+                    self.degraded = True
+                    self.changed.notify_all()
             if self._stop.wait(RETRY_S):
                 return
             try:

@@ -78,3 +78,26 @@ def test_the_block_service_wants_the_cluster_token(
     assert TOKEN not in workers[0].output()
     assert not any(TOKEN in p.read_text(errors="replace")
                    for p in (workers[0].home / "logs").glob("*"))  # fmt: skip
+
+
+def test_a_client_keeps_its_last_ring_while_etcd_is_down(
+    etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    ufs = tmp_path / "ufs"
+    files = _dataset(ufs)
+    url = etcd.cluster_url("t3")
+    workers.append(WorkerProcess(tmp_path, "w1", 8 << 20))
+    workers[0].start(url, token_file, str(ufs), {})
+    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), str(ufs))
+    try:
+        assert set(members.workers) == {"w1"} and not members.degraded
+        etcd.stop()
+        with members.changed:  # the watch breaks: said, and the last view kept
+            members.changed.wait_for(lambda: members.degraded, 10)
+        assert members.degraded and set(members.workers) == {"w1"}
+        reader = ClusterUnderFS(open_ufs(str(ufs), {}, None), members, TOKEN)
+        for rel, data in files.items():
+            assert reader.read(rel, 0, 1 << 20) == data
+        assert (reader.remote_reads, reader.fallbacks) == (len(files), 0)
+    finally:
+        members.close()

@@ -53,6 +53,10 @@ class BlockServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the body waits
+            # for the client's ACK of the headers. Measured on loopback, a warm 100 KB read:
+            # 2.2-2.5 ms with it, 0.45-0.6 ms without.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:
                 pass  # a request line is no news; failures are logged below

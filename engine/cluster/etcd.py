@@ -67,7 +67,8 @@ class Etcd:
 
     def __init__(self, endpoint: str, timeout: float = TIMEOUT_S) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self.http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(timeout))
+        # A watch holds a connection for as long as it lasts: others for the requests.
+        self.http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(timeout), maxsize=4)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:

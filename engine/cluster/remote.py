@@ -72,12 +72,14 @@ class ClusterUnderFS(UnderFS):
                 self._suspect(addr, exc)
                 continue
             if reply.status == 200:
-                self.remote_reads += 1
+                with self._lock:
+                    self.remote_reads += 1
                 return reply.data
             if reply.status == 404:  # the worker's metadata has not seen it yet: the store has
                 break
             self._suspect(addr, f"status {reply.status}")
-        self.fallbacks += 1
+        with self._lock:
+            self.fallbacks += 1
         return None
 
     def read(self, path: str, offset: int, length: int) -> bytes:

@@ -225,7 +225,7 @@ def run(
     _public, secrets = split_secrets(ufs_options)
     engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
     if cluster is not None:  # before the store is opened: its reads go to the workers
-        engine.mounts.opener = cluster.opener(engine.mounts.opener)
+        engine.mounts.open_through(cluster.opener)
     pid_file = os.path.join(home, PID_FILE)
     try:
         config = engine.config

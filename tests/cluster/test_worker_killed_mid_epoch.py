@@ -69,3 +69,37 @@ def test_no_reader_errs_when_a_worker_is_killed_mid_epoch(
     finally:
         members.close()
         client.teardown()
+
+
+def test_a_client_home_mounted_again_reads_through_the_workers(
+    etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """A home that already has its local store mounted opens it at start, in the background
+    (its leftovers swept): that connector too must read through the cluster."""
+    ufs = tmp_path / "ufs"
+    files = {f"d{i % 4}/f{i}.bin": os.urandom(30_000 + 11 * i) for i in range(40)}
+    for name, data in files.items():
+        (ufs / name).parent.mkdir(parents=True, exist_ok=True)
+        (ufs / name).write_bytes(data)
+    uri, url = str(ufs), etcd.cluster_url("again")
+    for name in ("w1", "w2"):
+        workers.append(WorkerProcess(tmp_path, name, 16 << 20))
+        workers[-1].start(url, token_file, uri, {})
+    home, mnt = tmp_path / "c-home", tmp_path / "c-mnt"
+    client = Mounted(home, uri, mnt)
+    home.mkdir()
+    write_config(home, tiers=[("SSD", home / "cache", 16 << 20)])
+    args = ["mount", "--cluster", url, "--cluster-token-file", str(token_file), uri, str(mnt)]
+    try:
+        shoal(*args, home=home)
+        client.umount()
+        assert sum(w.cached_bytes() for w in workers) == 0  # nothing read yet
+        shoal(*args, home=home)
+        for name, data in files.items():
+            assert (mnt / name).read_bytes() == data
+        deadline = time.monotonic() + 30  # the workers store their misses in the background
+        while sum(w.cached_bytes() for w in workers) < sum(map(len, files.values())):
+            assert time.monotonic() < deadline, [w.cached_bytes() for w in workers]
+            time.sleep(0.05)
+    finally:
+        client.teardown()

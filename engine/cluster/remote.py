@@ -5,7 +5,9 @@ It knows nothing of caching: to the read path it is a store like any other, whos
 to be answered by a worker's cache. If the owner fails (refused, timed out, an error status),
 the next worker on the ring is asked, then the store itself: a dead worker costs a reader at
 most ``CONNECT_TIMEOUT_S`` per worker while its lease lasts (a refused connection costs less),
-never an error. A worker that failed is skipped for ``SUSPECT_S``, by then its lease is gone.
+never an error; a hung one ``READ_TIMEOUT_S``, and all of them together at most
+``WORKERS_BUDGET_S`` before the store is asked. A worker that failed is skipped for
+``SUSPECT_S``, by then its lease is gone.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from ufs.base import OnStatus, StagedWrite, UfsAttrs, UfsStatus, UnderFS
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 1.0
-READ_TIMEOUT_S = 30.0  # a worker's own miss may wait for its store this long
+READ_TIMEOUT_S = 10.0  # a worker's own miss may wait for its store this long
+# All workers asked for one read within this, then the store: a reader's read stays within the
+# read path's deadline (ufs.read_deadline_s, 45 s) with the store's own attempt after it.
+WORKERS_BUDGET_S = 12.0
 SUSPECT_S = LEASE_TTL_S + 1.0
 READ_PATH = "/v1/read"
 MAX_READ = 64 << 20  # the longest range one request asks for (the service refuses more)
@@ -61,13 +66,19 @@ class ClusterUnderFS(UnderFS):
         if length > MAX_READ:
             return None
         fields = {"path": path, "offset": str(offset), "length": str(length)}
+        end = time.monotonic() + WORKERS_BUDGET_S
         for addr in self.members.addresses(path):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
             if not self._usable(addr):
                 continue
+            timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=min(READ_TIMEOUT_S, left))
             try:
                 reply = self.http.request(
-                    "GET", f"http://{addr}{READ_PATH}", fields=fields, headers=self._auth
-                )
+                    "GET", f"http://{addr}{READ_PATH}", fields=fields, headers=self._auth,
+                    timeout=timeout,
+                )  # fmt: skip
             except urllib3.exceptions.HTTPError as exc:
                 self._suspect(addr, exc)
                 continue

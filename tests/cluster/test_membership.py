@@ -4,6 +4,7 @@ lease, a client's view following it, a kill -9 costing readers nothing, the toke
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from cli.bench.etcdserver import EtcdServer
@@ -100,4 +101,30 @@ def test_a_client_keeps_its_last_ring_while_etcd_is_down(
             assert reader.read(rel, 0, 1 << 20) == data
         assert (reader.remote_reads, reader.fallbacks) == (len(files), 0)
     finally:
+        members.close()
+
+
+def test_a_hung_worker_costs_a_timeout_not_an_error(
+    etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    ufs = tmp_path / "ufs"
+    files = _dataset(ufs)
+    url = etcd.cluster_url("t4")
+    for name in ("w1", "w2"):
+        workers.append(WorkerProcess(tmp_path, name, 8 << 20))
+        workers[-1].start(url, token_file, str(ufs), {})
+    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), str(ufs))
+    hung = workers[0]
+    assert hung.process is not None
+    try:
+        assert members.wait_for(lambda w: set(w) == {"w1", "w2"}, 10), members.workers
+        reader = ClusterUnderFS(open_ufs(str(ufs), {}, None), members, TOKEN)
+        its = [rel for rel in files if members.ring.owner(rel) == "w1"]
+        assert its
+        os.kill(hung.process.pid, signal.SIGSTOP)  # it accepts connections, answers nothing
+        for rel in its:  # the first waits for its answer, the others skip it
+            assert reader.read(rel, 0, 1 << 20) == files[rel]
+        assert (reader.remote_reads, reader.fallbacks) == (len(its), 0)  # w2 answered them
+    finally:
+        os.kill(hung.process.pid, signal.SIGCONT)
         members.close()

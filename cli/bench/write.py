@@ -12,6 +12,12 @@ same work done without Shoal in the same run (cli/bench/writeloads.py):
 
 After each mount is unmounted, the files and bytes its UFS holds are counted: the figures are
 of work that really arrived, and a test checks them.
+
+The same `tar x` and sequential write also run through a bare pyfuse3 file system that keeps
+files in memory and does nothing else (cli/bench/writeceiling.py): the ceiling of any pyfuse3
+mount, which counts the kernel's requests per file; Shoal's figures are also given as fractions
+of it. Then `git clone` and `pip install` (cli/bench/writetools.py) onto the local disk and
+through mounts of a local UFS (ASYNC_THROUGH, THROUGH), unless ``tools`` is off.
 """
 
 from __future__ import annotations
@@ -22,23 +28,39 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cli.bench import writeloads as W
+from cli.bench import writetools as WT
+from cli.bench.writeceiling import bare_write_mount
 from engine.config import default_tiers
 
 MODES = ("ASYNC_THROUGH", "CACHE_THROUGH", "THROUGH")
 
 
-def run(files: int = 10_000, size_mib: int = 1024, workdir: str | None = None) -> dict[str, Any]:
+def run(
+    files: int = 10_000,
+    size_mib: int = 1024,
+    workdir: str | None = None,
+    tools: bool = True,
+    repo_files: int = 3000,
+    wheel: str = "botocore",
+) -> dict[str, Any]:
     from cli.bench.s3server import require_moto
 
     require_moto()  # before minutes of work that would end at the S3 server
+    if tools:
+        WT.require_git()
     scratch = tempfile.mkdtemp(prefix="shoal-bench-write-", dir=workdir)
     homes: list[str] = []
     try:
         result = _local_and_mounts(scratch, files, size_mib, homes)
+        result.update(_ceiling(scratch, files, size_mib))
         result.update(_s3(scratch, size_mib, homes))
+        if tools:
+            result.update(_tools(scratch, homes, repo_files, wheel))
     finally:
         _remove_scratch(scratch, homes)
     result.update(ratios(result))
@@ -46,7 +68,7 @@ def run(files: int = 10_000, size_mib: int = 1024, workdir: str | None = None) -
 
 
 def _local_and_mounts(scratch: str, files: int, mib: int, homes: list[str]) -> dict[str, Any]:
-    archive = W.make_tar(scratch, files)
+    archive = W.make_tar(scratch, files)  # kept for the ceiling's run (_ceiling)
     data = W.chunk()
     result: dict[str, Any] = {"files": files, "file_bytes": W.SMALL_SIZE, "size_mib": mib}
     local_seconds = []
@@ -76,6 +98,83 @@ def _local_and_mounts(scratch: str, files: int, mib: int, homes: list[str]) -> d
             result["seq_through"]["in_ufs_bytes"] = os.path.getsize(seq)
     result["tar_local"] = W.tar_figures(files, sum(local_seconds) / len(local_seconds))
     return result
+
+
+def _ceiling(scratch: str, files: int, mib: int) -> dict[str, Any]:
+    """The same `tar x` + sync and the same sequential write through the bare in-memory pyfuse3
+    file system (cli/bench/writeceiling.py), each right after its own local baseline, and the
+    requests the kernel sent it; each workload in a mount of its own, so that its count is its
+    own."""
+    base = os.path.join(scratch, "ceiling")
+    os.makedirs(base)
+    archive = os.path.join(scratch, "small.tar")
+    local = W.untar(archive, os.path.join(base, "local"))
+    with bare_write_mount(base) as bare:
+        seconds = W.untar(archive, bare.mountpoint)
+    tar: dict[str, Any] = W.tar_figures(files, seconds)
+    tar |= {
+        "vs_local": local / tar["seconds"], "in_fs": bare.files, "requests": bare.requests,
+        "requests_per_file": sum(bare.requests.values()) / files,
+    }  # fmt: skip
+    data = W.chunk()
+    seq_local = W.local_figures(os.path.join(base, "seq-local.bin"), mib, data)
+    with bare_write_mount(base) as bare:
+        seconds = W.write_sequential(os.path.join(bare.mountpoint, "seq.bin"), mib, data)
+    seq: dict[str, Any] = W.seq_figures(mib, seconds)
+    seq |= {
+        "vs_local": seq["mb_per_s"] / seq_local["mb_per_s"], "local_mb_per_s":
+        seq_local["mb_per_s"], "in_fs_bytes": bare.bytes, "requests": bare.requests,
+    }  # fmt: skip
+    return {"tar_ceiling": tar, "seq_ceiling": seq}
+
+
+def _tools(scratch: str, homes: list[str], repo_files: int, package: str) -> dict[str, Any]:
+    """`git clone` and `pip install` (cli/bench/writetools.py) onto the local disk and, right
+    after, through a mount of a local UFS on it, with ASYNC_THROUGH and THROUGH; each result
+    checked where it landed."""
+    repo = WT.make_repo(scratch, repo_files)
+    wheel, in_wheel = WT.build_wheel(package, scratch)
+    result: dict[str, Any] = {"repo_files": repo_files, "wheel": os.path.basename(wheel),
+                              "wheel_files": in_wheel}  # fmt: skip
+    for mode in ("ASYNC_THROUGH", "THROUGH"):
+        base = os.path.join(scratch, f"tools-{mode.lower()}")
+        local = os.path.join(base, "local")
+        os.makedirs(local)
+        clone_local = WT.git_clone(repo, os.path.join(local, "clone"))
+        pip_local = WT.pip_install(wheel, os.path.join(local, "pip"))
+        installed = WT.files_in(os.path.join(local, "pip"))
+        with _mounted(base, mode, homes) as (ufs, mnt):
+            clone = WT.git_clone(repo, os.path.join(mnt, "clone"))
+            checked_out = WT.check_clone(os.path.join(mnt, "clone"), repo_files)
+            pip = WT.pip_install(wheel, os.path.join(mnt, "pip"))
+            on_mount = WT.files_in(os.path.join(mnt, "pip"))
+        if on_mount != installed:
+            raise RuntimeError(f"pip install left {on_mount} files on the mount, {installed} local")
+        key = mode.lower()
+        result[f"git_clone_{key}"] = {
+            "seconds": clone, "local_seconds": clone_local, "vs_local": clone_local / clone,
+            "files": checked_out,
+        }  # fmt: skip
+        result[f"pip_install_{key}"] = {
+            "seconds": pip, "local_seconds": pip_local, "vs_local": pip_local / pip,
+            "files": on_mount, "in_ufs": WT.files_in(os.path.join(ufs, "pip")),
+        }  # fmt: skip
+    return result
+
+
+@contextmanager
+def _mounted(base: str, mode: str, homes: list[str]) -> Iterator[tuple[str, str]]:
+    """A mount of a fresh local UFS (``base``/ufs, on the local disk) with write type ``mode``
+    while inside: (the UFS directory, the mount point)."""
+    ufs, home, mnt = (os.path.join(base, d) for d in ("ufs", "home", "mnt"))
+    for d in (ufs, mnt):
+        os.makedirs(d)
+    homes.append(home)
+    _shoal("mount", "--home", home, ufs, mnt, "-o", f"write_type={mode}")
+    try:
+        yield ufs, mnt
+    finally:
+        _shoal("umount", mnt)
 
 
 def _s3(scratch: str, mib: int, homes: list[str]) -> dict[str, Any]:
@@ -137,14 +236,28 @@ def _remove_scratch(scratch: str, homes: list[str]) -> None:
 
 
 def ratios(result: dict[str, Any]) -> dict[str, float]:
-    """Each against its own baseline, measured right before it."""
+    """Each against its own baseline, measured right before it; Shoal's against the ceiling as
+    the quotient of the two ratios to local (so each keeps its own baseline)."""
     cached = max(result["tar_async_through"]["vs_local"], result["tar_cache_through"]["vs_local"])
-    return {
+    out = {
         "tar_small_vs_local": cached,
         "tar_small_through_vs_local": result["tar_through"]["vs_local"],
         "seq_write_vs_local": result["seq_through"]["mb_per_s"] / result["seq_local"]["mb_per_s"],
         "s3_write_vs_boto3": result["s3_mount"]["mb_per_s"] / result["s3_boto3"]["mb_per_s"],
+        "tar_small_ceiling_vs_local": result["tar_ceiling"]["vs_local"],
+        "seq_write_ceiling_vs_local": result["seq_ceiling"]["vs_local"],
+        "tar_ceiling_requests_per_file": result["tar_ceiling"]["requests_per_file"],
     }
+    out["tar_small_vs_ceiling"] = cached / out["tar_small_ceiling_vs_local"]
+    out["tar_small_through_vs_ceiling"] = (
+        out["tar_small_through_vs_local"] / out["tar_small_ceiling_vs_local"]
+    )
+    out["seq_write_vs_ceiling"] = out["seq_write_vs_local"] / out["seq_write_ceiling_vs_local"]
+    for tool in ("git_clone", "pip_install"):
+        if f"{tool}_through" in result:
+            out[f"{tool}_vs_local"] = result[f"{tool}_async_through"]["vs_local"]
+            out[f"{tool}_through_vs_local"] = result[f"{tool}_through"]["vs_local"]
+    return out
 
 
 GOALS = {
@@ -155,12 +268,14 @@ GOALS = {
 }
 TAR_ROWS = [
     ("local disk, tar x + sync", "tar_local"),
+    ("bare pyfuse3 (in memory): ceiling", "tar_ceiling"),
     ("mount, ASYNC_THROUGH", "tar_async_through"),
     ("mount, CACHE_THROUGH", "tar_cache_through"),
     ("mount, THROUGH", "tar_through"),
 ]
 SEQ_ROWS = [
     ("local disk", "seq_local"),
+    ("bare pyfuse3 (in memory): ceiling", "seq_ceiling"),
     ("mount of a local UFS, THROUGH", "seq_through"),
     ("mount of S3 (moto), THROUGH", "s3_mount"),
     ("boto3 multipart upload to S3", "s3_boto3"),
@@ -180,10 +295,43 @@ def format_table(result: dict[str, Any]) -> str:
     for label, key in SEQ_ROWS:
         r = result[key]
         lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['mb_per_s']:>10,.1f}")
+    lines += _tool_lines(result)
     lines.append("")
     for name, goal in GOALS.items():
         lines.append(f"{name:<28} {result[name]:6.2f}x  (goal {goal}x)")
+    for name in CEILING_RATIOS:
+        lines.append(f"{name:<28} {result[name]:6.2f}x")
+    requests = result["tar_ceiling"]["requests"]
+    lines.append(
+        f"requests per file of tar x: {result['tar_ceiling_requests_per_file']:.1f} ("
+        + ", ".join(f"{k} {v / result['files']:.1f}" for k, v in sorted(requests.items()))
+        + ")"
+    )
     return "\n".join(lines)
+
+
+CEILING_RATIOS = (
+    "tar_small_ceiling_vs_local", "tar_small_vs_ceiling", "tar_small_through_vs_ceiling",
+    "seq_write_ceiling_vs_local", "seq_write_vs_ceiling",
+)  # fmt: skip
+
+
+def _tool_lines(result: dict[str, Any]) -> list[str]:
+    if "git_clone_through" not in result:
+        return []
+    lines = [
+        "",
+        f"git clone of {result['repo_files']:,} files; pip install of {result['wheel']}"
+        f" ({result['wheel_files']:,} files)",
+        f"{'':<34} {'seconds':>9} {'local s':>10} {'vs local':>9}",
+    ]
+    for tool in ("git_clone", "pip_install"):
+        for mode in ("async_through", "through"):
+            r = result[f"{tool}_{mode}"]
+            label = f"{tool.replace('_', ' ')}, {mode.upper()}"
+            seconds = f"{r['seconds']:>9.2f} {r['local_seconds']:>10.2f}"
+            lines.append(f"{label:<34} {seconds} {r['vs_local']:>8.2f}x")
+    return lines
 
 
 def dumps(result: dict[str, Any]) -> str:

@@ -55,6 +55,7 @@ def test_bench_write_json_figures_and_files_in_the_stores(tmp_path: Path) -> Non
     # The ceiling held every file and byte, and the kernel sent one CREATE per file: the
     # requests it counted are tar's.
     ceiling = result["tar_ceiling"]
+    assert [run["in_fs"] for run in ceiling["runs"]] == [files] * 3
     assert ceiling["in_fs"] == files and ceiling["requests"]["create"] == files
     assert ceiling["requests_per_file"] == result["tar_ceiling_requests_per_file"] > 3
     assert result["seq_ceiling"]["in_fs_bytes"] == mib << 20
@@ -69,6 +70,7 @@ def test_bench_write_json_figures_and_files_in_the_stores(tmp_path: Path) -> Non
     for mode in ("async_through", "cache_through", "through"):
         assert result[f"tar_{mode}"]["in_ufs"] == files, mode
         assert result[f"tar_{mode}"]["vs_local"] > 0, mode
+        assert result[f"tar_{mode}"]["vs_ceiling"] > 0, mode
     assert result["seq_through"]["in_ufs_bytes"] == mib << 20
     assert result["s3_mount"]["in_store_bytes"] == mib << 20
     assert list(tmp_path.iterdir()) == []  # its scratch directory went with it

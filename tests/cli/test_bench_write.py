@@ -63,6 +63,9 @@ def test_bench_write_json_figures_and_files_in_the_stores(tmp_path: Path) -> Non
     # pip left as many files on the mount as on the local disk, and they reached the UFS.
     for mode in ("async_through", "through"):
         assert result[f"git_clone_{mode}"]["files"] == repo_files, mode
+        for tool in ("git_clone", "pip_install"):
+            r = result[f"{tool}_{mode}"]
+            assert len(r["local_runs"]) == 2 and r["local_seconds"] == min(r["local_runs"]), tool
         pip = result[f"pip_install_{mode}"]
         assert pip["files"] == pip["in_ufs"] > result["wheel_files"] > 1, mode
     # Every extracted file is in the UFS once the mount is gone; the writes that promise it

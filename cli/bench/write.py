@@ -160,7 +160,7 @@ def _tools(scratch: str, homes: list[str], repo_files: int, package: str) -> dic
             clone = WT.git_clone(repo, os.path.join(mnt, "clone"))
             checked_out = WT.check_clone(os.path.join(mnt, "clone"), repo_files)
             pip = WT.pip_install(wheel, os.path.join(mnt, "pip"))
-            on_mount = WT.files_in(os.path.join(mnt, "pip"))
+            on_mount = W.files_below(os.path.join(mnt, "pip"))
         after = _local_tools(repo, wheel, os.path.join(base, "local-after"))
         if not on_mount == before[2] == after[2]:
             raise RuntimeError(f"pip install left {on_mount} files on the mount, {after[2]} local")
@@ -168,7 +168,7 @@ def _tools(scratch: str, homes: list[str], repo_files: int, package: str) -> dic
         for tool, seconds, local, extra in (
             ("git_clone", clone, (before[0], after[0]), {"files": checked_out}),
             ("pip_install", pip, (before[1], after[1]),
-             {"files": on_mount, "in_ufs": WT.files_in(os.path.join(ufs, "pip"))}),
+             {"files": on_mount, "in_ufs": W.files_below(os.path.join(ufs, "pip"))}),
         ):  # fmt: skip
             result[f"{tool}_{key}"] = {
                 "seconds": seconds, "local_seconds": min(local), "local_runs": list(local),
@@ -183,7 +183,7 @@ def _local_tools(repo: str, wheel: str, dest: str) -> tuple[float, float, int]:
     os.makedirs(dest)
     clone = WT.git_clone(repo, os.path.join(dest, "clone"))
     pip = WT.pip_install(wheel, os.path.join(dest, "pip"))
-    return clone, pip, WT.files_in(os.path.join(dest, "pip"))
+    return clone, pip, W.files_below(os.path.join(dest, "pip"))
 
 
 @contextmanager

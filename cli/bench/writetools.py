@@ -141,7 +141,3 @@ def pip_install(wheel: str, target: str) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"pip install into {target} failed: {done.stderr.strip()[-500:]}")
     return seconds
-
-
-def files_in(root: str) -> int:
-    return sum(len(fs) for _, _, fs in os.walk(root))

@@ -23,8 +23,9 @@ BLKSIZE = 1 << 20  # as Shoal's: what `cp` and `tar` size their buffers by
 class MemoryFS(pyfuse3.Operations):
     enable_writeback_cache = False  # as Shoal's: every write reaches the file system
 
-    def __init__(self) -> None:
+    def __init__(self, xattrs: bool = True) -> None:
         super().__init__()
+        self.xattrs = xattrs
         self.requests: Counter[str] = Counter()
         self.attrs: dict[int, Any] = {}
         self.entries: dict[int, dict[bytes, int]] = {}  # directory inode -> name -> inode
@@ -148,8 +149,10 @@ class MemoryFS(pyfuse3.Operations):
         self.requests["fsyncdir"] += 1
 
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
-        self.requests["getxattr"] += 1  # Shoal keeps extended attributes: none here
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        self.requests["getxattr"] += 1
+        # Shoal keeps extended attributes (fuse.xattrs): none here. ENOSYS, as Shoal with
+        # fuse.xattrs = false, turns them off for the connection: the kernel stops asking.
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR if self.xattrs else errno.ENOSYS)
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
         self.requests["unlink"] += 1

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def serve(mountpoint: str, counts: str) -> None:
+def serve(mountpoint: str, counts: str, xattrs: bool = True) -> None:
     """Mounts the in-memory file system on ``mountpoint`` until it is unmounted, then writes the
     requests it got ({kind: number}) and the regular files and bytes it holds as JSON to ``counts``:
     counted there, not by walking the mount, so that checking adds no request."""
@@ -32,7 +32,7 @@ def serve(mountpoint: str, counts: str) -> None:
 
     from cli.bench.memfs import MemoryFS
 
-    fs = MemoryFS()
+    fs = MemoryFS(xattrs)
     options = set(pyfuse3.default_options)  # default_permissions, as Shoal's
     options |= {"fsname=shoal-bench-write-ceiling", "noatime"}
     pyfuse3.init(fs, mountpoint, options)
@@ -58,14 +58,16 @@ class Ceiling:
 
 
 @contextmanager
-def bare_write_mount(scratch: str) -> Iterator[Ceiling]:
+def bare_write_mount(scratch: str, xattrs: bool = True) -> Iterator[Ceiling]:
     """The in-memory file system mounted in ``scratch`` while inside, served by a child process
     in a session of its own (as `shoal mount` starts its daemon: a scheduling group of its
-    own, placed as Shoal's is)."""
+    own, placed as Shoal's is). With ``xattrs`` off it answers extended attributes with ENOSYS,
+    as Shoal with fuse.xattrs = false: the kernel stops asking for them."""
     mountpoint = os.path.join(scratch, "write-ceiling-mnt")
     counts = os.path.join(scratch, "write-ceiling-requests.json")
     os.makedirs(mountpoint)
     args = [sys.executable, "-m", "cli.bench.writeceiling", mountpoint, counts]
+    args += [] if xattrs else ["--no-xattrs"]
     server = subprocess.Popen(args, start_new_session=True)
     ceiling = Ceiling(mountpoint, server.pid)
     try:
@@ -90,4 +92,4 @@ def bare_write_mount(scratch: str) -> Iterator[Ceiling]:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2])
+    serve(sys.argv[1], sys.argv[2], xattrs="--no-xattrs" not in sys.argv[3:])

@@ -120,3 +120,16 @@ def test_write_ceiling_holds_what_tar_wrote_and_cleans_up(tmp_path: Path) -> Non
         assert sorted(os.listdir(tree)) == ["d0", "d1"]
     assert bare.files == 20 and bare.requests["create"] == 30 and bare.requests["unlink"] == 10
     assert sorted(tmp_path.iterdir()) == [src, archive]  # its mount point and counts went
+
+
+def test_write_ceiling_without_xattrs_is_asked_for_them_once(tmp_path: Path) -> None:
+    # ENOSYS turns extended attributes off for the connection: the kernel's security.capability
+    # check before each write and chown (2 GETXATTR per extracted file otherwise) stops.
+    for xattrs, expected in ((True, 20), (False, 1)):
+        with bare_write_mount(str(tmp_path), xattrs=xattrs) as bare:
+            for i in range(10):
+                path = os.path.join(bare.mountpoint, f"f{i}")
+                with open(path, "wb") as f:
+                    f.write(b"x")
+                os.chown(path, 0, 0)
+        assert bare.requests.get("getxattr", 0) == expected, xattrs

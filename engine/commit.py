@@ -51,6 +51,12 @@ class CommitGate:
         # frontend listens to tell the kernel about changes it did not make itself.
         self.observers: list[Callable[[Any], None]] = []
 
+    @property
+    def orders_data(self) -> bool:
+        """Whether a block file may be written unsynced before its entry: the journal syncs
+        the tiers before the log (journal/datasync.py)."""
+        return self.journal.orders_data
+
     def commit(self, entry: Any) -> int:
         """Checks ``entry`` against the state, appends it, applies it; its sequence number.
         The caller holds ``lock``. Raises ``Refused`` (nothing appended) for an entry that

@@ -110,7 +110,9 @@ class ProcessCommit(Waiters):
         flush_window_s: float = 0.0,
         interval_s: float = 0.0,
         on_fatal: Callable[[BaseException], None] = exit_process,
+        data: tuple[str, str] = ("[]", "[]"),
     ) -> None:
+        """``data``: journal/datasync.py's ``encode``, what the child syncs before the log."""
         handle = segment.handle
         where, served = _child_storage(segment.storage, handle)
         self.next_seq = next_seq
@@ -162,7 +164,7 @@ class ProcessCommit(Waiters):
             str(segment.segment_size), str(segment.first_seq), str(segment.size),
             str(segment.allocated), str(segment.preallocate),
             handed, str(self.durable_seq), str(data_r), str(ack_w), repr(flush_window_s),
-            repr(interval_s),
+            repr(interval_s), *data,
         )  # fmt: skip
         try:
             self._child = subprocess.Popen(args, pass_fds=passed, stdin=subprocess.DEVNULL)

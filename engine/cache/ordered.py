@@ -54,3 +54,20 @@ def first_unsound(tiers: list[TierStore], state: State, named: list[tuple[int, A
         ):
             return seq
     return None
+
+
+def unsound_only_copies(tiers: list[TierStore], state: State) -> list[BlockKey]:
+    """Every block of content only the cache holds whose file is not what its entry says: what
+    fsck's ``ordered-data`` check reports (start-up cut the log before any such block a power
+    loss took, so one left is a disk's or a hand's doing). Reads every such block."""
+    durable = {t.name: t for t in tiers if t.spec.sync}
+    bad = []
+    for file, blocks in state.blocks.items():
+        for (version, idx), info in blocks.items():
+            key = (file, version, idx)
+            tier = durable.get(info.tier)
+            if tier is None or not only_copy(state, key):
+                continue
+            if not block_sound(tier, key, info.length, info.checksum):
+                bad.append(key)
+    return bad

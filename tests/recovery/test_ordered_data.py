@@ -20,6 +20,7 @@ from pathlib import Path
 from engine.engine import Engine
 from engine.errors import ShoalError
 from journal.format import Record, ScanEnd, iter_records
+from tests.cli.shoal_cli import shoal
 from tests.homes import write_config
 
 BEFORE = 6  # operations made durable by the sync
@@ -128,3 +129,23 @@ def _recovered(at: Path, image: Path, end: int, lost: list[Path]) -> View:
         return _view(engine)
     finally:
         engine.close(checkpoint=False)
+
+
+def test_fsck_ordered_data_names_an_only_copy_whose_bytes_changed(tmp_path: Path) -> None:
+    home, tier, ufs = tmp_path / "home", tmp_path / "ssd", tmp_path / "ufs"
+    for d in (home, ufs):
+        d.mkdir()
+    engine = Engine.open_home(_configure(home, tier))
+    try:
+        engine.fs.makedirs("/m")
+        engine.mounts.mount("/m", f"file://{ufs}", {})
+        engine.fs.write_file("/m/only", io.BytesIO(b"a" * 5000), write_type="MUST_CACHE")
+        engine.fs.write_file("/m/kept", io.BytesIO(b"k" * 5000), write_type="THROUGH")
+    finally:
+        engine.close()
+    assert "ok    ordered-data" in shoal("fsck", home=home).stdout
+    (block,) = _blocks(tier)
+    (tier / block).write_bytes(b"b" * 5000)  # same length: only the checksum tells
+    out = shoal("fsck", home=home, expect=None).stdout
+    assert "FAIL  ordered-data" in out
+    assert "/m/only (inode" in out and "block 0 is not on disk as its entry says" in out

@@ -2,9 +2,9 @@
 
 With journal.durability = "commit_interval" the cache writes a new block file without syncing
 it and proposes its entry at once: the closing caller waits for neither fsync (the block's,
-its directory's). The writer process then syncs the file systems of the data directories it
-was given (``syncfs``, one call each, whatever number of files) before every sync of the log
-that covers such an entry (an entry of one of ``codes`` written since the last sync), so a
+its directory's). It tells the writer process so first (a CONTROL_DATA message, before the
+entry's own), which then syncs the file systems of the data directories it was given
+(``syncfs``, one call each, whatever number of files) before its next sync of the log, so a
 durable entry always names durable bytes. An entry written but not synced may still reach the
 disk without its bytes (the kernel writes back any dirty page at any time): the start after a
 power loss finds it by the block's checksum and cuts the log before it (journal/datacut.py),
@@ -28,23 +28,18 @@ def _syncfs() -> Callable[[int], int]:
 
 
 class DataSync:
-    """What the writer process syncs before the log: the file systems of ``dirs``, when an
-    entry of one of ``codes`` was written since the last sync."""
+    """What the writer process syncs before the log: the file systems of ``dirs``, when data
+    was written unsynced since the last sync (``pending``)."""
 
-    def __init__(self, dirs: list[str], codes: frozenset[int]) -> None:
+    def __init__(self, dirs: list[str]) -> None:
         self.dirs = dirs
-        self.codes = codes
         self.pending = False
         self.syncs = 0
         self._fds: dict[int, int] = {}  # st_dev -> a descriptor on that file system
         self._call = _syncfs() if dirs else None
 
-    def note(self, code: int) -> None:
-        if code in self.codes:
-            self.pending = True
-
     def sync(self) -> None:
-        """Syncs the data file systems if an entry naming unsynced data was written. An error
+        """Syncs the data file systems if unsynced data was written since the last sync. An error
         is fatal: the kernel may have dropped the dirty pages (FIELD-NOTES, journals)."""
         if not self.pending:
             return
@@ -73,10 +68,10 @@ class DataSync:
         self._fds.clear()
 
 
-def encode(dirs: list[str], codes: frozenset[int]) -> tuple[str, str]:
-    """The two command-line arguments that hand a DataSync to the writer process."""
-    return json.dumps(dirs), json.dumps(sorted(codes))
+def encode(dirs: list[str]) -> str:
+    """The command-line argument that hands a DataSync to the writer process."""
+    return json.dumps(dirs)
 
 
-def decode(dirs: str, codes: str) -> DataSync:
-    return DataSync(list(json.loads(dirs)), frozenset(json.loads(codes)))
+def decode(dirs: str) -> DataSync:
+    return DataSync(list(json.loads(dirs)))

@@ -137,9 +137,10 @@ class Journal(Generic[S]):
         self._checkpoint_lock = threading.Lock()
         self._encode = entries.encode
         self._codes = entries.TYPE_CODES
-        # Data files named by entries of ``data_codes``, written unsynced while the writer
-        # process syncs ``data_dirs``' file systems before the log (journal/datasync.py), and
-        # judged at start by ``check_data`` (journal/datacut.py). Set before ``open``.
+        # Data files written unsynced (``data_written`` before their entries) while the writer
+        # process syncs ``data_dirs``' file systems before the log (journal/datasync.py); the
+        # entries of ``data_codes`` name them, judged at start by ``check_data``
+        # (journal/datacut.py). Set before ``open``.
         self.data_dirs: list[str] = []
         self.data_codes: frozenset[int] = frozenset()
         self.check_data: DataCheck | None = None
@@ -224,7 +225,7 @@ class Journal(Generic[S]):
                 flush_window_s=self.options.flush_window_ms / 1000.0,
                 interval_s=self._interval_s(),
                 on_fatal=self.on_fatal,
-                data=encode(self.data_dirs, self.data_codes) if self.orders_data else ("[]", "[]"),
+                data=encode(self.data_dirs if self.orders_data else []),
             )
         else:
             self._commit = GroupCommit(
@@ -247,6 +248,12 @@ class Journal(Generic[S]):
         syncs their file systems before every sync of the log (journal/datasync.py). Not with
         ``every_op`` (each entry is synced as it is written), nor the thread or inline writer."""
         return bool(self.data_dirs) and self._uses_writer_process() and self._interval_s() > 0
+
+    def data_written(self) -> None:
+        """Before appending an entry that names a data file written unsynced (``orders_data``
+        only): the data's file systems are synced before the log that holds the entry."""
+        if isinstance(self._commit, ProcessCommit):
+            self._commit.data_written()
 
     def _cut_unsound_data(self, after_seq: int, state: S) -> bool:
         """Cuts the log before the first entry whose data a power loss took; whether it did."""

@@ -29,6 +29,9 @@ from journal.writer import SegmentWriter
 MESSAGE_HEADER = struct.Struct("<IH")  # payload length, entry type code
 CONTROL_ROTATE = 0xFFFF  # payload: u64 seq; the parent has created segment <seq>: append there
 CONTROL_SYNC = 0xFFFE  # no payload: make everything sent before it durable, then ack
+# No payload: data a later entry names was written unsynced: sync the data file systems before
+# the next sync of the log (journal/datasync.py).
+CONTROL_DATA = 0xFFFD
 # Written seq, durable seq, commits so far. Written: in the log file (the page cache), what
 # journal.durability = "commit_interval" acknowledges; durable: synced. Written -1: failure,
 # then a message of `durable` bytes.
@@ -79,7 +82,7 @@ def serve(
     """Writes what arrives; with ``interval_s`` (segment not ``sync_each``) syncs within that
     time of the first write after the last sync, or at once when a CONTROL_SYNC asks. Before
     each sync, the data files its entries name are synced (``data``: journal/datasync.py)."""
-    data = data or DataSync([], frozenset())
+    data = data or DataSync([])
 
     def sync() -> None:
         data.sync()  # before the log: a durable entry never names bytes that are not
@@ -110,6 +113,8 @@ def serve(
             off = end
             if code == CONTROL_SYNC:
                 sync_asked = True
+            elif code == CONTROL_DATA:
+                data.pending = True
             elif code == CONTROL_ROTATE:
                 if records:
                     segment.write(b"".join(records), written - len(records) + 1)
@@ -123,7 +128,6 @@ def serve(
             else:
                 # Framing (the checksum) happens here, on this process's own core.
                 written += 1
-                data.note(code)
                 # Each batch is one write; between syncs, all writes are one (writer.py).
                 flags = 0 if records or segment.unsynced else FLAG_WRITE_START
                 records.append(frame(written, code, bytes(buf[start:end]), flags))
@@ -149,8 +153,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     (
         storage_root, root, segment_size, first_seq, size, allocated, preallocate, handle,
-        durable, data_fd, ack_fd, window_s, interval_s, data_dirs, data_codes,
-    ) = sys.argv[1:16]  # fmt: skip
+        durable, data_fd, ack_fd, window_s, interval_s, data_dirs,
+    ) = sys.argv[1:15]  # fmt: skip
     storage: Storage
     if storage_root.startswith(STORAGE_FD_PREFIX):
         # Storage in the parent's memory (the crash simulator), served over a socket.
@@ -176,7 +180,7 @@ def main() -> None:
             else:
                 opened = RemoteFile(remote, int(handle), path)
             segment.adopt(opened, int(first_seq), int(size), int(allocated))
-        data = decode(data_dirs, data_codes)
+        data = decode(data_dirs)
         serve(segment, int(durable), int(data_fd), ack, float(window_s), float(interval_s), data)
         data.close()
         segment.close()

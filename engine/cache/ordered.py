@@ -42,8 +42,13 @@ def first_unsound(tiers: list[TierStore], state: State, named: list[tuple[int, A
     """The seq of the first BlockCached in ``named`` whose block is still in the map as that
     entry cached it, holds the only copy of its content, and is not on disk as the entry says."""
     durable = {t.name: t for t in tiers if t.spec.sync}
-    for seq, entry in named:
-        if not isinstance(entry, E.BlockCached) or entry.tier not in durable:
+    # A key cached, removed and cached again (a rewrite given up, then retried): only its last
+    # entry wrote the file there now.
+    last = {
+        (e.file, e.version, e.idx): (seq, e) for seq, e in named if isinstance(e, E.BlockCached)
+    }
+    for seq, entry in sorted(last.values(), key=lambda item: item[0]):
+        if entry.tier not in durable:
             continue
         key = (entry.file, entry.version, entry.idx)
         info = state.blocks.get(key[0], {}).get((key[1], key[2]))

@@ -76,7 +76,10 @@ class StagedVersion:
             try:
                 # Outside the lock. Synced here unless the journal syncs the tier before the
                 # log that names it (journal/datasync.py): then the close waits for no fsync.
-                tier.write(key, data, durable=not cache.ns.gate.orders_data)
+                ordered = cache.ns.gate.orders_data
+                tier.write(key, data, durable=not ordered)
+                if ordered:
+                    cache.ns.gate.data_written()
                 break
             except OSError:  # a full disk, a deleted directory: the next tier
                 with ns.lock:

@@ -14,7 +14,10 @@ a file whose content was committed comes back without its bytes."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from engine.engine import Engine
@@ -23,6 +26,7 @@ from journal.format import Record, ScanEnd, iter_records
 from tests.cli.shoal_cli import shoal
 from tests.homes import write_config
 
+ROOT = Path(__file__).resolve().parents[2]
 BEFORE = 6  # operations made durable by the sync
 AFTER = 9  # acknowledged after it
 View = tuple[tuple[str, ...], tuple[tuple[str, bytes], ...]]
@@ -149,3 +153,43 @@ def test_fsck_ordered_data_names_an_only_copy_whose_bytes_changed(tmp_path: Path
     out = shoal("fsck", home=home, expect=None).stdout
     assert "FAIL  ordered-data" in out
     assert "/m/only (inode" in out and "block 0 is not on disk as its entry says" in out
+
+
+WRITER = """
+import io, sys
+from engine.engine import Engine
+engine = Engine.open_home(sys.argv[1])
+engine.fs.makedirs("/m")
+engine.mounts.mount("/m", "file://" + sys.argv[2], {})
+engine.fs.write_file("/m/f", io.BytesIO(b"x" * 5000), write_type="MUST_CACHE")
+print("WRITTEN", flush=True)
+engine.fs.make_durable()
+engine.close()
+"""
+
+
+def test_the_writer_process_syncs_the_tier_before_the_log(tmp_path: Path) -> None:
+    """The system calls themselves (strace): after a block written unsynced, the writer
+    process's next sync of the log comes after a syncfs of the tier's file system. Without it
+    the log could be durable while the block it names is not: no start could tell."""
+    strace = shutil.which("strace")
+    assert strace is not None, "strace is needed to watch the writer process's system calls"
+    home, tier, ufs = tmp_path / "home", tmp_path / "ssd", tmp_path / "ufs"
+    for d in (home, ufs):
+        d.mkdir()
+    trace = tmp_path / "trace"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    subprocess.run(
+        [strace, "-f", "-o", str(trace), "-e", "trace=syncfs,fsync,fdatasync,write",
+         "-e", "signal=none", sys.executable, str(script), _configure(home, tier), str(ufs)],
+        check=True, capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    lines = trace.read_text().splitlines()
+    after = lines[next(i for i, line in enumerate(lines) if '"WRITTEN' in line) :]
+    syncfs = [line for line in after if " syncfs(" in line and "= 0" in line]
+    assert syncfs, "no syncfs of the tier after the block was written:\n" + "\n".join(after)
+    child = syncfs[0].split()[0]
+    calls = [line.split()[1].split("(")[0] for line in after if line.split()[0] == child]
+    syncs = [c for c in calls if c in ("syncfs", "fsync", "fdatasync")]
+    assert syncs[:2] == ["syncfs", "fsync"], syncs  # the tier, then the log

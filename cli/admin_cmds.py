@@ -22,6 +22,7 @@ from cli.common import (
     whole_number,
 )
 from cli.progress import over
+from engine.cache.ordered import unsound_only_copies
 from engine.home import tighten
 from recovery.fsck import CHECKS, run_checks
 from recovery.storecheck import StoreReport, check_stores
@@ -199,6 +200,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         if args.repair:
             tighten(private)
         cache = engine.cache.reconcile(repair=args.repair) if engine.cache else None
+        gone = list(cache.missing) if cache else []
+        if engine.cache is not None:  # only copies whose bytes fail their checksum too
+            gone += unsound_only_copies(engine.cache.tiers, engine.state)
         with engine.ns.lock:
             # Blocks the map lists but no tier holds are gone for the data checks, repaired
             # (dropped from the map) or not.
@@ -209,7 +213,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
                 for result in run_checks(
                     engine.state,
                     [check],
-                    lost=cache.missing if cache else (),
+                    lost=gone,
                     stops=engine.stops,
                     private=private,
                 )

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from journal import entries
-from journal.format import Record, iter_records
+from journal.format import (
+    FLAG_WRITE_START,
+    RECORD_HEADER,
+    SEGMENT_HEADER,
+    WRITES_MARKED,
+    Record,
+    iter_records,
+)
 from journal.layout import Listing
 from journal.reader import TornTail
 from journal.storage import Storage
@@ -37,12 +44,17 @@ def unsound_tail(
         return None
     first, path = listing.segments[-1]
     data = storage.read(path)
+    records = [rec for rec in iter_records(data, first) if isinstance(rec, Record)]
+    # Every record before the last write start was synced, and each sync of the log synced
+    # the data first: a block named there that is not what its entry says was damaged after
+    # it was durable (fsck's ordered-data reports it), never taken by a power loss — cutting
+    # there would drop durable operations. Only the records from the last write start on
+    # may name data a power loss took.
+    since = _last_write_start(data, records)
     named: list[tuple[int, Any]] = []
     offsets: dict[int, int] = {}
-    for rec in iter_records(data, first):
-        if not isinstance(rec, Record):
-            break
-        if rec.seq > after_seq and rec.type in codes:
+    for rec in records:
+        if rec.seq > after_seq and rec.offset >= since and rec.type in codes:
             named.append((rec.seq, entries.decode(rec.type, rec.payload, where=path)))
             offsets[rec.seq] = rec.offset
     if not named:
@@ -52,3 +64,14 @@ def unsound_tail(
         return None
     reason = f"entry {bad} names cached data that is not on disk (a power loss took it)"
     return TornTail(path, offsets[bad], len(data), reason)
+
+
+def _last_write_start(data: bytes, records: list[Record]) -> int:
+    """Offset of the newest record that starts a write (the first after a sync), 0 when the
+    segment does not mark writes (every record may then be unsynced)."""
+    if len(data) < SEGMENT_HEADER.size or not SEGMENT_HEADER.unpack_from(data)[2] & WRITES_MARKED:
+        return 0
+    for rec in reversed(records):
+        if RECORD_HEADER.unpack_from(data, rec.offset)[4] & FLAG_WRITE_START:
+            return rec.offset
+    return 0

@@ -135,6 +135,43 @@ def _recovered(at: Path, image: Path, end: int, lost: list[Path]) -> View:
         engine.close(checkpoint=False)
 
 
+def test_a_block_damaged_after_it_was_durable_cuts_nothing(tmp_path: Path) -> None:
+    """A block whose entry was synced (a write start follows it in the log) was on disk when
+    the log was: if its bytes are wrong now, the disk damaged them later, and cutting the log
+    there would drop durable operations. Every operation stays; only that file's read fails."""
+    home, tier, ufs = tmp_path / "home", tmp_path / "ssd", tmp_path / "ufs"
+    for d in (home, ufs):
+        d.mkdir()
+    engine = Engine.open_home(_configure(home, tier))
+    try:
+        engine.fs.makedirs("/m")
+        engine.mounts.mount("/m", f"file://{ufs}", {})
+        for i in range(BEFORE):
+            _op(engine, i)
+        engine.fs.make_durable()
+        durable_blocks = _blocks(tier)
+        for i in range(BEFORE, BEFORE + AFTER):
+            _op(engine, i)
+        engine.fs.make_durable()
+        expected = _view(engine)
+    finally:
+        engine.close(checkpoint=False)
+    damaged = sorted(durable_blocks)[0]
+    size = (tier / damaged).stat().st_size
+    (tier / damaged).write_bytes(b"\xee" * size)
+    engine = Engine.open_home(_configure(home, tier))
+    try:
+        dirs, files = _view(engine)
+    finally:
+        engine.close(checkpoint=False)
+    assert dirs == expected[0]
+    assert [name for name, _ in files] == [name for name, _ in expected[1]]
+    lost = [
+        name for (name, data), (_, want) in zip(files, expected[1], strict=True) if data != want
+    ]
+    assert len(lost) == 1 and dict(files)[lost[0]].startswith(b"lost:"), files
+
+
 def test_fsck_ordered_data_names_an_only_copy_whose_bytes_changed(tmp_path: Path) -> None:
     home, tier, ufs = tmp_path / "home", tmp_path / "ssd", tmp_path / "ufs"
     for d in (home, ufs):

@@ -246,7 +246,8 @@ def probe_problems(docs: list[Doc]) -> list[str]:
 
 def propagation_problems(docs: list[Doc]) -> list[str]:
     """A client's FUSE mount reaches the node (Bidirectional, which only a privileged container
-    may ask for) and the node's reaches a training pod (HostToContainer)."""
+    may ask for) and the node's reaches a training pod (HostToContainer); the daemon's pid in
+    its home is the node's, so `shoal umount` and a restarted client tell it alive or dead."""
     problems, host_dirs = [], set()
     for spec, container in containers(docs):
         args = shoal_args(container)
@@ -258,6 +259,8 @@ def propagation_problems(docs: list[Doc]) -> list[str]:
             continue
         if not container.get("securityContext", {}).get("privileged"):
             problems.append(f"{container['name']}: Bidirectional needs privileged: true")
+        if not spec.get("hostPID"):
+            problems.append(f"{container['name']}: its daemon.pid needs the node's PIDs (hostPID)")
         volume = volume_holding(spec, container, args.mountpoint) or {}
         host_dirs.add(volume.get("hostPath", {}).get("path"))
     for _spec, container in containers(docs):

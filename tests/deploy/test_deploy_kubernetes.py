@@ -160,12 +160,16 @@ def test_deploy_client_mount_reaches_the_node_and_the_training_pod() -> None:
     def unprivileged(doc: Doc) -> None:
         container_of(doc)["securityContext"] = {"capabilities": {"add": ["SYS_ADMIN"]}}
 
+    def own_pids(doc: Doc) -> None:
+        del doc["spec"]["template"]["spec"]["hostPID"]
+
     def no_propagation(doc: Doc) -> None:
         del doc["spec"]["containers"][0]["volumeMounts"][0]["mountPropagation"]
 
     for kind, name, change, said in (
         ("DaemonSet", "shoal-client", one_way, "not in a Bidirectional mount"),
         ("DaemonSet", "shoal-client", unprivileged, "privileged"),
+        ("DaemonSet", "shoal-client", own_pids, "hostPID"),
         ("Pod", "train-resnet", no_propagation, "HostToContainer"),
     ):
         problems = propagation_problems(mutated(docs, kind, name, change))

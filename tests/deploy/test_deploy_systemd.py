@@ -5,6 +5,7 @@ the unit starts it, tells systemd it is ready (Type=notify)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -17,8 +18,9 @@ import pytest
 from cli.bench.etcdserver import has_etcd, start_etcd
 from cli.bench.s3server import free_port
 from engine.credentials import FILE_SUFFIX, is_secret_option
-from tests.cli.shoal_cli import ROOT, env
+from tests.cli.shoal_cli import ROOT, env, shoal
 from tests.deploy.manifests import SYSTEMD, command_problems
+from tests.fuse.mounting import Mounted
 
 PROGRAM = "/usr/local/bin/shoal"
 CREDENTIALS = "/run/credentials/unit"  # what %d becomes
@@ -33,11 +35,11 @@ def settings(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines)
 
 
-def expand(command: str, environment: dict[str, str]) -> list[str]:
+def expand(command: str, environment: dict[str, str], credentials: str = CREDENTIALS) -> list[str]:
     """As systemd does: ${VAR} is one word, $VAR splits at whitespace, %d the credentials."""
     words = []
     for word in command.split():
-        word = word.replace("%d", CREDENTIALS).replace("%i", "x")
+        word = word.replace("%d", credentials).replace("%i", "x")
         if word.startswith("${"):
             words.append(environment.get(word[2:-1], ""))
         elif word.startswith("$"):
@@ -127,32 +129,46 @@ def test_deploy_unit_checks_refuse_a_broken_unit() -> None:
         assert len(problems) == 1 and said in problems[0], problems
 
 
-def test_deploy_worker_tells_systemd_it_is_ready(tmp_path: Path) -> None:
+def run_as_the_unit(role: str, environment: dict[str, str], tmp_path: Path) -> list[str]:
+    """The unit's ExecStart with ``environment`` for its .env and a credentials directory laid
+    out as systemd lays LoadCredential= out (0400 files in a 0700 directory); this tree's
+    shoal in place of the installed one."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / "cluster-token").write_text("token-of-the-unit\n")
+    (credentials / "cluster-token").chmod(0o400)
+    unit, _ = shipped(role)
+    argv = expand(settings(unit)["ExecStart"], environment, str(credentials))
+    assert argv[0] == PROGRAM
+    return [sys.executable, "-m", "cli.main", *argv[1:]]
+
+
+def test_deploy_worker_unit_starts_a_worker_that_tells_systemd_it_is_ready(
+    tmp_path: Path,
+) -> None:
     """shoal-worker@.service is Type=notify: systemd counts it started only at READY=1, which
     the worker must send once it serves and is registered."""
     if not has_etcd():
         pytest.fail("etcd is not installed (scripts/install.sh installs etcd-server)")
     etcd = start_etcd(tmp_path / "etcd")
-    credentials = tmp_path / "credentials"  # as systemd lays LoadCredential= out: 0400 files
-    credentials.mkdir(mode=0o700)
-    (credentials / "cluster-token").write_text("token-of-the-unit\n")
-    (credentials / "cluster-token").chmod(0o400)
     (tmp_path / "ufs").mkdir()
+    port = free_port()
+    environment = {
+        "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_CLUSTER": etcd.cluster_url("unit"),
+        "SHOAL_LISTEN": f"127.0.0.1:{port}", "SHOAL_WORKER_ID": "w1", "SHOAL_OPTIONS": "",
+        "SHOAL_STORE": str(tmp_path / "ufs"),
+    }  # fmt: skip
     address = str(tmp_path / "notify")
-    listen = f"127.0.0.1:{free_port()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(address)
         sock.settimeout(READY_WAIT_S)
-        argv = [sys.executable, "-m", "cli.main", "worker", "--home", str(tmp_path / "home"),
-                "--cluster", etcd.cluster_url("unit"), "--listen", listen, "--id", "w1",
-                "--cluster-token-file", str(credentials / "cluster-token"),
-                str(tmp_path / "ufs")]  # fmt: skip
+        argv = run_as_the_unit("worker", environment, tmp_path)
         worker = subprocess.Popen(argv, cwd=ROOT, env=env(NOTIFY_SOCKET=address))
         try:
             said = set(sock.recv(4096).decode().split("\n"))
             assert "READY=1" in said, said
             assert worker.poll() is None
-            with socket.create_connection(("127.0.0.1", int(listen.rsplit(":", 1)[1])), 5):
+            with socket.create_connection(("127.0.0.1", port), 5):
                 pass  # listening when it said so
         finally:
             # Not its exit code: a SIGTERM this soon after READY=1 may come before the worker
@@ -165,3 +181,37 @@ def test_deploy_worker_tells_systemd_it_is_ready(tmp_path: Path) -> None:
                     worker.kill()
                     worker.wait()
                 etcd.stop()
+
+
+def test_deploy_client_unit_mounts_and_its_stop_unmounts(tmp_path: Path) -> None:
+    """shoal-client@.service's ExecStart mounts through the cluster (READY=1 once the mount is
+    live, the token from the credential) and its ExecStop unmounts it."""
+    if not has_etcd():
+        pytest.fail("etcd is not installed (scripts/install.sh installs etcd-server)")
+    etcd = start_etcd(tmp_path / "etcd")
+    (tmp_path / "ufs").mkdir()
+    (tmp_path / "ufs" / "a.txt").write_text("read through the unit")
+    m = Mounted(tmp_path / "home", str(tmp_path / "ufs"), tmp_path / "mnt")
+    environment = {
+        "SHOAL_HOME": str(m.home), "SHOAL_CLUSTER": etcd.cluster_url("unit"),
+        "SHOAL_OPTIONS": "", "SHOAL_STORE": m.uri, "SHOAL_MOUNTPOINT": str(m.path),
+    }  # fmt: skip
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(READY_WAIT_S)
+        argv = run_as_the_unit("client", environment, tmp_path)
+        client = subprocess.Popen(argv, cwd=ROOT, env=env(NOTIFY_SOCKET=address))
+        try:
+            assert "READY=1" in sock.recv(4096).decode().split("\n")
+            assert (m.path / "a.txt").read_text() == "read through the unit"
+            stop = expand(settings(shipped("client")[0])["ExecStop"], environment)
+            shoal(*stop[1:])
+            assert client.wait(READY_WAIT_S) == 0
+            assert not os.path.ismount(m.path)
+        finally:
+            m.teardown()
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+            etcd.stop()

@@ -43,9 +43,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     token = cluster_opts.token(args)
     ufs = secret_sources.gather(ufs, stdin_key=args.secret_key_stdin, use_environment=True)
     from fuse import worker  # pyfuse3 loads only for the daemons
+    from fuse.sdnotify import Notifier
+
+    # Under systemd (shoal-worker@.service, Type=notify) the worker counts as started only once
+    # it serves and is registered; taken now, so nothing the worker starts inherits the socket.
+    notifier = Notifier()
 
     def ready(worker_id: str) -> None:
         print(f"worker {worker_id} ready", flush=True)
+        notifier.notify("READY=1", f"STATUS=worker {worker_id} serving")
 
     return worker.run(
         home, args.uri, cluster_url=args.cluster, listen=args.listen, advertise=args.advertise,

@@ -34,13 +34,14 @@ def host_port(text: str, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _wait_for_stop() -> None:
-    """Until SIGTERM or SIGINT (a service manager's stop, or ^C)."""
+def _stop_on_signals() -> threading.Event:
+    """Set at SIGTERM or SIGINT (a service manager's stop, or ^C). Installed before the worker
+    says it is ready: a stop asked for right after readiness must still revoke the lease and
+    close the engine, not kill the process."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
-        pass
+    return stop
 
 
 def run(
@@ -59,6 +60,7 @@ def run(
 ) -> int:
     cluster = parse_cluster_url(cluster_url)
     host, port = host_port(listen, "--listen")
+    stop = _stop_on_signals()
     take_environment_secrets()
     _public, secrets = split_secrets(ufs_options)
     overrides = {**overrides, **WORKER_OVERRIDES}
@@ -77,7 +79,8 @@ def run(
             try:
                 log.info("worker %s serving %s at %s (home %s)", wid, uri, addr, home)
                 ready(wid)
-                _wait_for_stop()
+                while not stop.wait(1.0):
+                    pass
             finally:
                 registration.close()
         finally:

@@ -170,17 +170,14 @@ def test_deploy_worker_unit_starts_a_worker_that_tells_systemd_it_is_ready(
             assert worker.poll() is None
             with socket.create_connection(("127.0.0.1", port), 5):
                 pass  # listening when it said so
-        finally:
-            # Not its exit code: a SIGTERM this soon after READY=1 may come before the worker
-            # handles it (fuse/worker.py installs its handlers after the ready callback).
+            # A stop right after READY=1 is a clean stop: the handlers are in place before it.
             worker.terminate()
-            try:
-                worker.wait(60)
-            finally:
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait()
-                etcd.stop()
+            assert worker.wait(60) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+            etcd.stop()
 
 
 def test_deploy_client_unit_mounts_and_its_stop_unmounts(tmp_path: Path) -> None:

@@ -259,7 +259,9 @@ class Journal(Generic[S]):
         """Cuts the log before the first entry whose data a power loss took; whether it did."""
         if self.check_data is None:
             return False
-        listing = list_journal(self.storage, self.root)
+        # Listed again (a torn tail's cut may have removed a segment), the strays already
+        # warned of by recovery's own listing.
+        listing = list_journal(self.storage, self.root, warn=False)
         cut = unsound_tail(
             self.storage, listing, after_seq, self.data_codes, state, self.check_data
         )

@@ -52,7 +52,9 @@ class Listing:
     seen: int | None = None
 
 
-def list_journal(storage: Storage, root: str) -> Listing:
+def list_journal(storage: Storage, root: str, *, warn: bool = True) -> Listing:
+    """The journal directory's files by kind; stray files are warned of (``warn``) once per
+    listing a user should hear of."""
     out = Listing()
     for name in storage.listdir(root):
         path = join(root, name)
@@ -81,7 +83,7 @@ def list_journal(storage: Storage, root: str) -> Listing:
                 out.strays.append(path)
     out.segments.sort()
     out.checkpoints.sort(key=lambda c: c.seq)
-    for stray in out.strays:
+    for stray in out.strays if warn else ():
         log.warning("ignoring stray file %s in the journal directory", stray)
     return out
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.events import Events
 from engine.cluster.membership import Members, store_key
+from engine.cluster.mounttable import SharedMountTable
 from engine.cluster.refresh import PathRefresher, expected_fingerprint
 from engine.cluster.remote import ClusterUnderFS
 from engine.filesystem import FileSystem
@@ -25,7 +26,7 @@ class ClusterClient:
         self.address = parse_cluster_url(url)
         self.uri = store_key(uri)
         self.token = token
-        etcd = Etcd(self.address.endpoint)
+        self.etcd = etcd = Etcd(self.address.endpoint)
         self.members = Members(etcd, self.address, self.uri)
         origin = f"client-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.events = Events(etcd, self.address, self.uri, origin)
@@ -33,6 +34,7 @@ class ClusterClient:
         self.fs: FileSystem | None = None
         self.root = "/"
         self.refresher: PathRefresher | None = None
+        self.mount_table: SharedMountTable | None = None
 
     def attach(self, fs: FileSystem, root: str = "/") -> None:
         """Once the engine is open, its store mounted at ``root``: its reads carry the version
@@ -43,6 +45,9 @@ class ClusterClient:
             self._hook(wrapped)
         self.refresher = PathRefresher(fs, root)
         self.events.follow(self.refresher)
+        # `shoal fs mount` on any node of the cluster, made here too; ours made there.
+        self.mount_table = SharedMountTable(self.etcd, self.address, fs)
+        self.mount_table.start()
 
     def _hook(self, wrapped: ClusterUnderFS) -> None:
         fs, root = self.fs, self.root
@@ -67,5 +72,7 @@ class ClusterClient:
         return open_
 
     def close(self) -> None:
+        if self.mount_table is not None:
+            self.mount_table.close()
         self.events.close()
         self.members.close()

@@ -16,9 +16,8 @@ import pytest
 
 from cli.bench.etcdserver import EtcdServer
 from tests.cli.shoal_cli import shoal
-from tests.cluster.conftest import WorkerProcess
+from tests.cluster.conftest import WorkerProcess, cluster_client
 from tests.fuse.mounting import Mounted
-from tests.homes import write_config
 from tests.ufs.stores import Store
 
 DEADLINE_S = 30.0  # an event takes milliseconds; the sync interval is infinite
@@ -32,18 +31,6 @@ class Cluster:
     workers: list[WorkerProcess]
 
 
-def _client(tmp_path: Path, name: str, store: Store, url: str, token: Path) -> Mounted:
-    home, mnt = tmp_path / f"{name}-home", tmp_path / f"{name}-mnt"
-    client = Mounted(home, store.uri, mnt, store.options)
-    home.mkdir()
-    write_config(home, tiers=[("SSD", home / "cache", 8 << 20)])
-    args = ["mount", "--cluster", url, "--cluster-token-file", str(token)]
-    for key, value in store.options.items():
-        args += ["-o", f"{key}={value}"]
-    shoal(*args, store.uri, str(mnt), home=home)
-    return client
-
-
 @pytest.fixture
 def cluster(
     store: Store, etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
@@ -55,7 +42,9 @@ def cluster(
     clients: list[Mounted] = []
     try:
         for name in ("a", "b"):
-            clients.append(_client(tmp_path, name, store, url, token_file))
+            clients.append(
+                cluster_client(tmp_path, name, store.uri, store.options, url, token_file)
+            )
         yield Cluster(store, clients[0], clients[1], workers)
     finally:
         for client in clients:

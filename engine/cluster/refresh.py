@@ -2,10 +2,11 @@
 worker makes sure it serves the version a client expects.
 
 An event's paths are brought in step with the store now, through the metadata sync every node
-has: each path's directory is synced if this node has listed it (one it never listed holds
-nothing stale). The sync's entries do the rest as they do for any change found in the store:
-a new fingerprint drops the old version's cached blocks, a deleted or renamed name goes, and
-a FUSE client's invalidator drops the kernel's entries, attributes and pages.
+has: a file the node knows is stat'ed again (changed or gone), any other path's directory
+listed again if this node has listed it (one it never listed holds nothing stale). The sync's
+entries do the rest as they do for any change found in the store: a new fingerprint drops the
+old version's cached blocks, a deleted or renamed name goes, and a FUSE client's invalidator
+drops the kernel's entries, attributes and pages.
 """
 
 from __future__ import annotations
@@ -32,20 +33,30 @@ class PathRefresher:
         self.synced = 0  # directories synced because of events
 
     def __call__(self, paths: list[str]) -> None:
-        dirs = sorted({posixpath.dirname("/" + p.strip("/")) for p in paths})
-        for rel in dirs:
-            path = _namespace_path(self.root, rel)
-            try:
-                node = self.fs.sync.ns.lookup(path)  # never loads: a miss is nothing cached
-            except NotFound:
-                continue
-            if node.children is None or self.fs.sync.needs_load(node):
-                continue
+        # A file this node knows: its own stat (a changed or deleted file). Anything else (a
+        # new name, a directory): its directory's listing, if this node has listed it.
+        targets = set()
+        for rel in paths:
+            node = self._known(_namespace_path(self.root, rel))
+            if node is not None and node.children is None:
+                targets.add(_namespace_path(self.root, rel))
+            else:
+                targets.add(_namespace_path(self.root, posixpath.dirname("/" + rel.strip("/"))))
+        for path in sorted(targets):
+            node = self._known(path)
+            if node is None or (node.children is not None and self.fs.sync.needs_load(node)):
+                continue  # never listed here: nothing cached to drop
             try:
                 self.fs.sync.sync(path)
                 self.synced += 1
             except ShoalError as exc:  # the store is down: its sync interval is what is left
                 log.warning("syncing %s after a cluster event failed: %s", path, exc)
+
+    def _known(self, path: str) -> Inode | None:
+        try:
+            return self.fs.sync.ns.lookup(path)  # never loads
+        except NotFound:
+            return None
 
 
 def fingerprint_of(node: Inode) -> str | None:

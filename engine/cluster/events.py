@@ -113,8 +113,17 @@ class Events:
                 if not self.degraded:
                     log.warning("cluster events degraded (until the watch resumes): %s", exc)
                 self.degraded = True
+                if "canceled" in str(exc):  # compacted past our revision: resume from now on
+                    revision = self._current(revision)
             if self._stop.wait(RETRY_S):
                 return
+
+    def _current(self, revision: int) -> int:
+        try:
+            log.warning("cluster events since revision %d are lost: syncs will find them", revision)
+            return self.etcd.range_prefix(self.prefix + b"\0")[0]
+        except Unavailable:
+            return revision
 
     @staticmethod
     def _deliver(on_paths: OnPaths, paths: list[str]) -> None:

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli.bench.etcdserver import EtcdServer
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.mounttable import mounts_prefix
 from tests.cli.shoal_cli import shoal
 from tests.cluster.conftest import cluster_client
+from tests.ufs.stores import new_bucket
 
 DEADLINE_S = 30.0
 
@@ -64,6 +66,38 @@ def test_a_fs_mount_on_one_client_is_made_on_the_other_and_so_is_its_unmount(
         rows = [json.loads(line) for line in
                 shoal("fs", "mounts", "--json", home=b.home).stdout.splitlines()]  # fmt: skip
         assert [row["path"] for row in rows] == ["/"]
+    finally:
+        for client in clients:
+            client.teardown()
+
+
+def test_the_cluster_mount_table_holds_no_secret(
+    etcd: EtcdServer, s3_server: S3Server, token_file: Path, tmp_path: Path
+) -> None:
+    """A mount of S3 given its secret key on standard input: etcd holds its URI and non-secret
+    options only (each node reads the keys from its own sources)."""
+    root = tmp_path / "ufs"
+    root.mkdir()
+    bucket = new_bucket(s3_server)
+    s3_client(s3_server.endpoint).put_object(Bucket=bucket, Key="ds/o.bin", Body=b"object")
+    url = etcd.cluster_url("secrets")
+    clients = []
+    try:
+        for name in ("a", "b"):
+            clients.append(cluster_client(tmp_path, name, str(root), {}, url, token_file))
+        a, b = clients
+        public = ["-o", f"endpoint={s3_server.endpoint}", "-o", "path_style=true",
+                  "-o", "region=us-east-1", "-o", f"access_key={ACCESS_KEY}"]  # fmt: skip
+        shoal("fs", "mount", "/s3", f"s3://{bucket}/ds", *public, "--secret-key-stdin",
+              home=a.home, input=SECRET_KEY + "\n")  # fmt: skip
+        assert (a.path / "s3/o.bin").read_bytes() == b"object"
+        _revision, kvs = Etcd(etcd.endpoint).range_prefix(mounts_prefix(parse_cluster_url(url)))
+        assert len(kvs) == 1
+        recorded = json.loads(kvs[0][1])
+        assert recorded["uri"] == f"s3://{bucket}/ds"
+        assert recorded["options"]["endpoint"] == s3_server.endpoint
+        assert SECRET_KEY not in kvs[0][1].decode()
+        assert not {"secret_key", "access_key"} & set(recorded["options"])  # both are secrets
     finally:
         for client in clients:
             client.teardown()

@@ -17,6 +17,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from engine.cluster.refresh import read_version
 from engine.errors import ShoalError
 from engine.filesystem import FileSystem
 from fuse.boundary import errno_of
@@ -25,14 +26,17 @@ log = logging.getLogger(__name__)
 
 MAX_READ = 64 << 20  # the longest range one request may ask for
 # Engine errors as HTTP statuses (their errno says which): 404 sends a client to the store.
-STATUS_OF_ERRNO = {errno.ENOENT: 404, errno.EISDIR: 400, errno.EINVAL: 400, errno.ENOTDIR: 404}
+# 409: the store holds another version than the client expects; the client asks the store.
+STATUS_OF_ERRNO = {errno.ENOENT: 404, errno.EISDIR: 400, errno.EINVAL: 400, errno.ENOTDIR: 404,
+                   errno.ESTALE: 409}  # fmt: skip
 
 
 class BadRequest(Exception):
     pass
 
 
-def _range(query: str) -> tuple[str, int, int]:
+def _range(query: str) -> tuple[str, int, int, str | None]:
+    """path, offset, length and the version (fingerprint) the client expects, if it sent one."""
     fields = parse_qs(query, keep_blank_values=True)
     try:
         (path,), (offset,), (length,) = fields["path"], fields["offset"], fields["length"]
@@ -41,7 +45,8 @@ def _range(query: str) -> tuple[str, int, int]:
         raise BadRequest("path, offset and length (whole numbers) are needed once each") from exc
     if start < 0 or size < 0 or size > MAX_READ:
         raise BadRequest(f"offset and length must be >= 0, length <= {MAX_READ}")
-    return "/" + path.lstrip("/"), start, size
+    expected = fields.get("fingerprint", [None])[0]
+    return "/" + path.lstrip("/"), start, size, expected
 
 
 class BlockServer:
@@ -79,14 +84,14 @@ class BlockServer:
                 if url.path != "/v1/read":
                     return self._reply(404, b"no such service\n")
                 try:
-                    path, offset, length = _range(url.query)
+                    path, offset, length, version = _range(url.query)
                 except BadRequest as exc:
                     return self._reply(400, f"{exc}\n".encode())
-                self._read(path, offset, length)
+                self._read(path, offset, length, version)
 
-            def _read(self, path: str, offset: int, length: int) -> None:
+            def _read(self, path: str, offset: int, length: int, expected: str | None) -> None:
                 try:
-                    data = server.fs.read(path, offset, length)
+                    data = read_version(server.fs, path, offset, length, expected)
                 except ShoalError as exc:
                     status = STATUS_OF_ERRNO.get(errno_of(exc), 503)
                     if status == 503:

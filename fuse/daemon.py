@@ -233,6 +233,8 @@ def run(
         if config.metrics_port:
             exporter.serve(engine, config.metrics_port)
         attach_root(engine, uri, ufs_options, readonly)
+        if cluster is not None:  # other nodes' changes synced in as they come, ours told
+            cluster.attach(engine.fs)
         spool = os.path.join(home, SPOOL_DIR)
         makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)

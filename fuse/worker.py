@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.cluster.etcd import Etcd, parse_cluster_url
+from engine.cluster.events import Events
 from engine.cluster.membership import Registration, Worker, store_key
+from engine.cluster.refresh import PathRefresher
 from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
 from engine.errors import InvalidArgument
@@ -75,13 +77,19 @@ def run(
             wid = worker_id or addr
             set_title(f"shoal: worker {wid} of {cluster.name}")
             worker = Worker(wid, addr, store_key(uri))
-            registration = Registration(Etcd(cluster.endpoint), cluster, worker)
+            etcd = Etcd(cluster.endpoint)
+            # Clients' changes: the old version's blocks dropped before a client asks for
+            # the new one (which it does with the version it expects: fuse/blockserver.py).
+            events = Events(etcd, cluster, uri, f"worker-{wid}")
+            events.follow(PathRefresher(engine.fs))
+            registration = Registration(etcd, cluster, worker)
             try:
                 log.info("worker %s serving %s at %s (home %s)", wid, uri, addr, home)
                 ready(wid)
                 while not stop.wait(1.0):
                     pass
             finally:
+                events.close()
                 registration.close()
         finally:
             server.close()

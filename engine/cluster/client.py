@@ -3,11 +3,18 @@ sends its reads of the cluster's store to the workers (engine/cluster/remote.py)
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Mapping
 
 from engine.cluster.etcd import Etcd, parse_cluster_url
+from engine.cluster.events import Events
 from engine.cluster.membership import Members, store_key
+from engine.cluster.mounttable import SharedMountTable
+from engine.cluster.refresh import PathRefresher, expected_fingerprint
 from engine.cluster.remote import ClusterUnderFS
+from engine.filesystem import FileSystem
 from engine.mounts import Opener
 from ufs.base import UnderFS
 
@@ -19,8 +26,34 @@ class ClusterClient:
         self.address = parse_cluster_url(url)
         self.uri = store_key(uri)
         self.token = token
-        self.members = Members(Etcd(self.address.endpoint), self.address, self.uri)
+        self.etcd = etcd = Etcd(self.address.endpoint)
+        self.members = Members(etcd, self.address, self.uri)
+        origin = f"client-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.events = Events(etcd, self.address, self.uri, origin)
         self.wrapped: list[ClusterUnderFS] = []
+        self.fs: FileSystem | None = None
+        self.root = "/"
+        self.refresher: PathRefresher | None = None
+        self.mount_table: SharedMountTable | None = None
+
+    def attach(self, fs: FileSystem, root: str = "/") -> None:
+        """Once the engine is open, its store mounted at ``root``: its reads carry the version
+        its namespace holds, its changes are told to the cluster, and the others' changes
+        synced into it as they come (engine/cluster/events.py)."""
+        self.fs, self.root = fs, root
+        for wrapped in self.wrapped:
+            self._hook(wrapped)
+        self.refresher = PathRefresher(fs, root)
+        self.events.follow(self.refresher)
+        # `shoal fs mount` on any node of the cluster, made here too; ours made there.
+        self.mount_table = SharedMountTable(self.etcd, self.address, fs)
+        self.mount_table.start()
+
+    def _hook(self, wrapped: ClusterUnderFS) -> None:
+        fs, root = self.fs, self.root
+        if fs is not None:
+            wrapped.expect = lambda rel: expected_fingerprint(fs, root, rel)
+        wrapped.publish = self.events.publish
 
     def opener(self, inner: Opener) -> Opener:
         """``inner`` (how the mount table opens a store), with the cluster's store wrapped:
@@ -32,10 +65,14 @@ class ClusterClient:
             if store_key(uri) != self.uri:
                 return ufs
             wrapped = ClusterUnderFS(ufs, self.members, self.token)
+            self._hook(wrapped)
             self.wrapped.append(wrapped)
             return wrapped
 
         return open_
 
     def close(self) -> None:
+        if self.mount_table is not None:
+            self.mount_table.close()
+        self.events.close()
         self.members.close()

@@ -1,8 +1,9 @@
 """etcd v3 through its JSON gateway (``/v3/...``: keys and values base64), over urllib3.
 
-Only what membership needs: put, a prefix's range, leases (grant, keep-alive, revoke) and a
-prefix's watch stream. Every failure to reach etcd is ``Unavailable``: the caller decides
-whether that is fatal (a worker starting) or a degraded state (a client keeps its last ring).
+Only what cluster mode needs: put, delete, a prefix's range, leases (grant, keep-alive,
+revoke) and a prefix's watch stream. Every failure to reach etcd is ``Unavailable``: the caller
+decides whether that is fatal (a worker starting) or a degraded state (a client keeps its last
+ring).
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class Etcd:
         if lease:
             body["lease"] = str(lease)
         self._post("/v3/kv/put", body)
+
+    def delete(self, key: bytes) -> None:
+        self._post("/v3/kv/deleterange", {"key": _b64(key)})
 
     def range_prefix(self, prefix: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
         """(the store's revision, every key under ``prefix`` with its value)."""

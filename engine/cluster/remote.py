@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from threading import Event
 from typing import BinaryIO
 
@@ -47,6 +47,10 @@ class ClusterUnderFS(UnderFS):
         self._suspects: dict[str, float] = {}
         self._lock = threading.Lock()
         self.remote_reads = self.fallbacks = 0  # reads a worker answered, reads it did not
+        # Set by the client (engine/cluster/client.py) once its engine is open: the version of
+        # a path its namespace holds, sent with each read; the paths a change reached.
+        self.expect: Callable[[str], str | None] = lambda path: None
+        self.publish: Callable[[Sequence[str]], None] = lambda paths: None
 
     def _usable(self, addr: str) -> bool:
         with self._lock:
@@ -66,6 +70,9 @@ class ClusterUnderFS(UnderFS):
         if length > MAX_READ:
             return None
         fields = {"path": path, "offset": str(offset), "length": str(length)}
+        expected = self.expect(path)
+        if expected:
+            fields["fingerprint"] = expected
         end = time.monotonic() + WORKERS_BUDGET_S
         for addr in self.members.addresses(path):
             left = end - time.monotonic()
@@ -86,7 +93,7 @@ class ClusterUnderFS(UnderFS):
                 with self._lock:
                     self.remote_reads += 1
                 return reply.data
-            if reply.status == 404:  # the worker's metadata has not seen it yet: the store has
+            if reply.status in (404, 409):  # the worker has not seen it, or not that version
                 break
             self._suspect(addr, f"status {reply.status}")
         with self._lock:
@@ -119,35 +126,51 @@ class ClusterUnderFS(UnderFS):
     def list(self, path: str) -> Iterator[UfsStatus]:
         return self.inner.list(path)
 
+    # A change the store has made is told to the other nodes before the call returns (so
+    # before the close or the rename that made it returns to its caller).
     def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
-        return self.inner.write(path, source, attrs)
+        status = self.inner.write(path, source, attrs)
+        self.publish([path])
+        return status
 
     def stage(self, path: str) -> StagedWrite | None:
         return self.inner.stage(path)
 
     def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
-        return self.inner.land(staged, path, attrs)
+        status = self.inner.land(staged, path, attrs)
+        self.publish([path])
+        return status
 
     def delete(self, path: str) -> None:
         self.inner.delete(path)
+        self.publish([path])
 
     def mkdir(self, path: str, attrs: UfsAttrs | None = None) -> None:
         self.inner.mkdir(path, attrs)
+        self.publish([path])
 
     def set_attrs(self, path: str, attrs: UfsAttrs) -> UfsStatus:
-        return self.inner.set_attrs(path, attrs)
+        status = self.inner.set_attrs(path, attrs)
+        self.publish([path])
+        return status
 
     def rmdir(self, path: str) -> None:
         self.inner.rmdir(path)
+        self.publish([path])
 
     def rename(self, src: str, dst: str) -> None:
         self.inner.rename(src, dst)
+        self.publish([src, dst])
 
     def link(self, src: str, dst: str) -> UfsStatus:
-        return self.inner.link(src, dst)
+        status = self.inner.link(src, dst)
+        self.publish([dst])
+        return status
 
     def mknod(self, path: str, mode: int, rdev: int, attrs: UfsAttrs | None = None) -> UfsStatus:
-        return self.inner.mknod(path, mode, rdev, attrs)
+        status = self.inner.mknod(path, mode, rdev, attrs)
+        self.publish([path])
+        return status
 
     def check_xattrs(self, path: str, xattrs: Mapping[str, bytes]) -> None:
         self.inner.check_xattrs(path, xattrs)

@@ -18,7 +18,8 @@ import urllib3
 from cli.bench.etcdserver import EtcdServer, has_etcd, start_etcd
 from cli.bench.s3server import free_port
 from fuse.mountinfo import alive
-from tests.cli.shoal_cli import ROOT, env
+from tests.cli.shoal_cli import ROOT, env, shoal
+from tests.fuse.mounting import Mounted
 from tests.homes import track, write_config
 
 TOKEN = "cluster-token-for-tests-3b9e"
@@ -110,3 +111,18 @@ def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
 def get(addr: str, path: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
     return urllib3.request("GET", f"http://{addr}{path}", headers=headers, retries=False,
                            timeout=10)  # fmt: skip
+
+
+def cluster_client(tmp_path: Path, name: str, uri: str, options: dict[str, str], url: str,
+                   token: Path, quota: int = 8 << 20) -> Mounted:  # fmt: skip
+    """A `shoal mount --cluster` FUSE client of its own home (one SSD tier of ``quota``),
+    mounted; the caller tears it down."""
+    home, mnt = tmp_path / f"{name}-home", tmp_path / f"{name}-mnt"
+    client = Mounted(home, uri, mnt, options)
+    home.mkdir()
+    write_config(home, tiers=[("SSD", home / "cache", quota)])
+    args = ["mount", "--cluster", url, "--cluster-token-file", str(token)]
+    for key, value in options.items():
+        args += ["-o", f"{key}={value}"]
+    shoal(*args, uri, str(mnt), home=home)
+    return client

@@ -7,12 +7,13 @@ import os
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from cli.bench.etcdserver import EtcdServer
 from cli.bench.faultproxy import Fault, FaultProxy
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 from tests.cluster.conftest import TOKEN, WorkerProcess, get
+from ufs.local import LocalUnderFS
 
 
 def test_concurrent_clients_of_one_block_cause_one_get(
@@ -62,3 +63,35 @@ def test_concurrent_clients_of_one_block_cause_one_get(
     assert get(addr, "/v1/read?path=d/wanted.bin&offset=5&length=10", auth).data == wanted[5:15]
     objects = [p for m, p in proxy.requests if m == "GET" and urlsplit(p).path.endswith(".bin")]
     assert len(objects) == 1, objects  # the last read was a hit
+
+
+def test_a_read_carrying_another_version_is_refetched_or_refused(
+    etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """The worker holds version 1 of a file in its cache; the store has version 2 (changed
+    behind its back). A read expecting version 2 gets version 2's bytes (the worker syncs the
+    file first); one expecting a version the store does not hold is a 409 (the client's view
+    is the stale one: it asks the store)."""
+    ufs = tmp_path / "ufs"
+    (ufs / "d").mkdir(parents=True)
+    old, new = os.urandom(200_000), os.urandom(200_000)
+    (ufs / "d/f.bin").write_bytes(old)
+    workers.append(WorkerProcess(tmp_path, "w1", 16 << 20))
+    workers[0].start(etcd.cluster_url("versions"), token_file, str(ufs), {})
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    addr = workers[0].addr
+    whole = "/v1/read?path=d/f.bin&offset=0&length=4194304"
+    assert get(addr, whole, auth).data == old
+    deadline = time.monotonic() + 30  # stored in the background after the reply
+    while workers[0].cached_bytes() < len(old):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (ufs / "d/f.bin").write_bytes(new)
+    store = LocalUnderFS(str(ufs))
+    fingerprint = store.stat("d/f.bin").fingerprint
+    store.close()
+    assert get(addr, whole, auth).data == old  # no version asked: the worker's cached one
+    reply = get(addr, f"{whole}&fingerprint={quote(fingerprint)}", auth)
+    assert reply.status == 200 and reply.data == new
+    reply = get(addr, f"{whole}&fingerprint=not-a-version-the-store-holds", auth)
+    assert reply.status == 409

@@ -290,6 +290,18 @@ class MountTable:
             hidden = self._given.get(mount.id)
         if ufs is not None:
             return ufs
+        ufs = self.open_apart(mount, hidden)
+        with self._lock:
+            kept = self._connectors.setdefault(mount.id, ufs)
+        if kept is not ufs:  # another thread opened it first
+            ufs.close()
+        elif not mount.readonly:
+            self._clean_leftovers(mount.id, ufs)
+        return kept
+
+    def open_apart(self, mount: Mount, hidden: Mapping[str, str] | None = None) -> UnderFS:
+        """A new connector of ``mount``, the caller's to close: kept by no one, and sweeping
+        nothing (fsck reports leftovers before it removes any)."""
         if not hidden and mount.credential:
             hidden = self.credentials.get(mount.credential)
             if hidden is None:
@@ -299,14 +311,7 @@ class MountTable:
                 )
         opened = resolve(hidden) if hidden else None
         with ufs_errors():
-            ufs = self._open(mount.uri, _for_connector(mount.options), opened)
-        with self._lock:
-            kept = self._connectors.setdefault(mount.id, ufs)
-        if kept is not ufs:  # another thread opened it first
-            ufs.close()
-        elif not mount.readonly:
-            self._clean_leftovers(mount.id, ufs)
-        return kept
+            return self._open(mount.uri, _for_connector(mount.options), opened)
 
     def _clean_leftovers(self, mount_id: int, ufs: UnderFS) -> None:
         """Starts removing, in the background, what writers that died left in the store (a

@@ -380,7 +380,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     ) -> tuple[Inode, StoreSpool | None]:
         """The file, and where its bytes are spooled if in its store (the engine decides)."""
         node = self.fs.create_as(caller, parent, name, mode)
-        return node, (self.fs.store_spool(node) if node.id not in self.buffers else None)
+        spool = self.fs.store_spool(node, self.spool_dir) if node.id not in self.buffers else None
+        return node, spool
 
     @answers_errno
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:

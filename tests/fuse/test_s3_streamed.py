@@ -144,3 +144,26 @@ def test_s3_fsck_repair_aborts_a_leftover_upload(s3_server: S3Server, tmp_path: 
         out = shoal("fsck", "--repair", home=m.home, env=AWS).stdout
         assert "fix   multipart-uploads" in out and "1 aborted" in out
         assert _uploads(store, "d/left") == []
+
+
+def test_s3_fsync_mid_file_completes_the_upload_and_later_writes_land_at_close(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    store = S3Store(s3_server)
+    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+        first = os.urandom(PART + 2 * MIB)
+        fd = os.open(m.path / "log", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, first)
+            _until(lambda: _parts_in_store(store, "log") == 1, "1 part uploaded")
+            os.fsync(fd)  # THROUGH: the store has the bytes when fsync returns
+            assert store.get("log") == first and _uploads(store, "log") == []
+            more = os.urandom(PART + MIB)
+            os.write(fd, more)
+            os.pwrite(fd, b"HEAD", 0)
+        finally:
+            os.close(fd)
+        expect = b"HEAD" + first[4:] + more
+        assert store.get("log") == expect
+        assert _uploads(store, "log") == []
+        assert (m.path / "log").read_bytes() == expect

@@ -56,6 +56,14 @@ class StreamedUpload(StagedWrite):
         super().__init__(fd, "")
         self.client, self.bucket, self.key = client, bucket, key
         self.part_size = part_size
+        # As boto3's managed transfer does (s3transfer): with checksums computed whenever an
+        # operation supports them, the upload declares CRC32 and each part's is handed back
+        # at completion (S3 refuses the completion of such an upload without them).
+        config = getattr(getattr(client, "meta", None), "config", None)
+        calc = getattr(config, "request_checksum_calculation", None)
+        self.checksum: dict[str, str] = (
+            {"ChecksumAlgorithm": "CRC32"} if calc == "when_supported" else {}
+        )
         self.in_flight = in_flight
         self.slots = slots
         self.attrs: UfsAttrs | None = None
@@ -105,15 +113,20 @@ class StreamedUpload(StagedWrite):
         if self.broken or self.upload_id is None:
             return None
         try:
-            body = _pread_full(self.fd, self.part_size, start)
-            reply = self.client.upload_part(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                PartNumber=number, Body=body,
-            )  # fmt: skip
+            return self._part(number, _pread_full(self.fd, self.part_size, start))
         except Exception:  # the write at close sends it all again, and says why if it fails
             self.broken = True
             return None
-        return {"PartNumber": number, "ETag": reply["ETag"]}
+
+    def _part(self, number: int, body: bytes) -> Part:
+        reply = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+            PartNumber=number, Body=body, **self.checksum,
+        )  # fmt: skip
+        part: Part = {"PartNumber": number, "ETag": reply["ETag"]}
+        if "ChecksumCRC32" in reply and self.checksum:
+            part["ChecksumCRC32"] = reply["ChecksumCRC32"]
+        return part
 
     def _begin(self) -> None:
         try:
@@ -123,8 +136,9 @@ class StreamedUpload(StagedWrite):
             with self.slots.lock:
                 if self.broken:
                     return
+                extra = {**self.checksum, **({"Metadata": meta} if meta else {})}
                 reply = self.client.create_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, **({"Metadata": meta} if meta else {})
+                    Bucket=self.bucket, Key=self.key, **extra
                 )
                 self.upload_id = reply["UploadId"]
                 self.slots.live.add(reply["UploadId"])
@@ -150,12 +164,7 @@ class StreamedUpload(StagedWrite):
             return False
         if size > self.sent:
             tail = _pread_full(self.fd, size - self.sent, self.sent)
-            number = len(done) + 1
-            reply = self.client.upload_part(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                PartNumber=number, Body=tail,
-            )  # fmt: skip
-            done.append({"PartNumber": number, "ETag": reply["ETag"]})
+            done.append(self._part(len(done) + 1, tail))
         self.client.complete_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
             MultipartUpload={"Parts": done},

@@ -154,6 +154,9 @@ class MountTable:
         self.ns = ns
         self.credentials = credentials
         self.opener = opener
+        # Remote stores are swept (a request each) only after an unclean stop: a clean one
+        # completed or aborted every upload it began (ufs/s3multipart.py); fsck lists the rest.
+        self.sweep_remote = False
         self._given: dict[int, dict[str, str]] = {k: dict(v) for k, v in (given or {}).items()}
         self._connectors: dict[int, UnderFS] = {}
         # Background removal of what dead writers left in a writable mount's store, once per
@@ -317,6 +320,8 @@ class MountTable:
         """Starts removing, in the background, what writers that died left in the store (a
         local UFS: temporary files of a daemon killed mid-write); never for a read-only mount,
         which promises not to change its store."""
+        if location(ufs.uri)[0] != "file" and not self.sweep_remote:
+            return
         stop = threading.Event()
 
         def run() -> None:

@@ -42,6 +42,13 @@ class StoreSpool:
         except OSError:  # a sweep removes it once this process is gone; fsck lists it
             pass
 
+    def abandon(self) -> None:
+        """As ``discard``, waiting for what the store must undo (an upload begun: aborted)."""
+        try:
+            self.staged.abandon()
+        except Exception:  # fsck lists what is left (a store that failed to answer)
+            pass
+
     def wrote(self, offset: int, end: int) -> None:
         """The writer wrote [offset, end): a store that uploads as parts fill sends them."""
         self.staged.wrote(offset, end)

@@ -184,6 +184,12 @@ class WriteBuffer:
         self.filled = set(range((self.size + self.block_size - 1) // self.block_size))
         return _SpoolReader(self.fd, self.size, self.spool)
 
+    def abandon(self) -> None:
+        """The content will not be committed: a store spool's upload is aborted, waited for."""
+        with self.lock:
+            if self.spool is not None:
+                self.spool.abandon()
+
     def close(self) -> None:
         """Waits for whoever uses the buffer (a reader copying old content in, a commit)."""
         with self.lock:

@@ -7,8 +7,9 @@ parts as they fill; ``land`` completes that upload, or aborts it and sends the s
 mount's prefix that no write of this connector has in progress: a daemon killed mid-write
 leaves its upload there (no object: the store shows nothing of it, but its parts cost
 storage). Opening a writable mount after an unclean stop sweeps them (engine/mounts.py);
-``shoal fsck`` lists them and ``--repair`` aborts them. An upload another program has in progress under the same prefix
-looks the same, and would be aborted too: a mount's prefix is the mount's.
+``shoal fsck`` lists them and ``--repair`` aborts them. An upload another program has in
+progress under the same prefix looks the same, and would be aborted too: a mount's prefix is
+the mount's.
 """
 
 from __future__ import annotations

@@ -205,6 +205,10 @@ class StreamedUpload(StagedWrite):
         if started:
             threading.Thread(target=self._abort_quietly, name="s3-abort", daemon=True).start()
 
+    def abandon(self) -> None:
+        self.landed = True
+        self.abort()
+
     def _abort_quietly(self) -> None:
         try:
             self.abort()

@@ -28,6 +28,10 @@ class StagedWrite:
         # bytes before ``land`` (ufs/s3parts.py) calls it first; ``land`` is given both anyway.
         self.prepare: Callable[[], object] | None = None
 
+    def abandon(self) -> None:
+        """As ``discard``, but waits for what a store that sends bytes early must undo."""
+        self.discard()
+
     def wrote(self, offset: int, end: int) -> None:
         """The writer wrote [offset, end) (a store that uploads as the bytes come sends what
         filled: ufs/s3parts.py); nothing to do for a temporary file."""

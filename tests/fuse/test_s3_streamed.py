@@ -7,6 +7,7 @@ the store before the close, a write pattern that breaks the sequence, and a real
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from fuse.mountinfo import alive
 from tests.cli.shoal_cli import env, shoal
 from tests.fuse.mounting import mounted
 from tests.ufs.stores import S3Store
@@ -167,3 +169,24 @@ def test_s3_fsync_mid_file_completes_the_upload_and_later_writes_land_at_close(
         assert store.get("log") == expect
         assert _uploads(store, "log") == []
         assert (m.path / "log").read_bytes() == expect
+
+
+def test_s3_daemon_stopped_mid_write_aborts_its_upload(s3_server: S3Server, tmp_path: Path) -> None:
+    store = S3Store(s3_server)
+    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+        fd = os.open(m.path / "open", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, os.urandom(2 * PART + MIB))
+            _until(lambda: _parts_in_store(store, "open") == 2, "2 parts uploaded")
+            pid = m.pid()
+            assert pid is not None
+            os.kill(pid, signal.SIGTERM)  # a clean stop, the file still open
+            _until(lambda: not alive(pid), "the daemon stopped")
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the connection is gone
+        # Nothing of the unclosed file in the store, and no upload left for a sweep (a clean
+        # stop sweeps nothing at the next start).
+        assert "open" not in store.keys() and _uploads(store, "open") == []

@@ -30,6 +30,7 @@ from ufs.s3meta import posix_metadata
 from ufs.staged import StagedWrite
 
 Part = dict[str, Any]  # {"PartNumber": n, "ETag": ...}, as CompleteMultipartUpload takes it
+MAX_PARTS = 10_000  # S3's limit per upload (the tail is one of them)
 
 
 class UploadSlots:
@@ -87,6 +88,9 @@ class StreamedUpload(StagedWrite):
                 return
             self.size = max(self.size, end)
             while self.size >= self.sent + self.part_size:
+                if len(self._parts) >= MAX_PARTS - 1:  # too large for these parts: at close
+                    self.broken = True
+                    return
                 self._hand_out(self.sent)
                 self.sent += self.part_size
 

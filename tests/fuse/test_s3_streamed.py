@@ -190,3 +190,30 @@ def test_s3_daemon_stopped_mid_write_aborts_its_upload(s3_server: S3Server, tmp_
         # Nothing of the unclosed file in the store, and no upload left for a sweep (a clean
         # stop sweeps nothing at the next start).
         assert "open" not in store.keys() and _uploads(store, "open") == []
+
+
+@pytest.mark.parametrize("change", ["rename", "chmod"])
+def test_s3_file_renamed_or_chmodded_while_streamed_lands_as_it_is_at_close(
+    s3_server: S3Server, tmp_path: Path, change: str
+) -> None:
+    store = S3Store(s3_server)
+    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+        data = os.urandom(2 * PART + MIB)
+        fd = os.open(m.path / "a", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data[: 2 * PART])
+            _until(lambda: _parts_in_store(store, "a") == 2, "2 parts uploaded")
+            if change == "rename":  # the upload's key is the old name
+                os.rename(m.path / "a", m.path / "b")
+            else:  # the upload was created with the old mode
+                os.chmod(m.path / "a", 0o600)
+            os.write(fd, data[2 * PART :])
+        finally:
+            os.close(fd)
+        name = "b" if change == "rename" else "a"
+        assert store.get(name) == data
+        assert int(store.metadata(name)["mode"]) & 0o7777 == (
+            0o644 if change == "rename" else 0o600
+        )
+        assert store.keys() == {name}
+        assert _uploads(store, "a") == []

@@ -22,6 +22,7 @@ from cli.common import (
     whole_number,
 )
 from cli.progress import over
+from engine.cache.ordered import unsound_only_copies
 from engine.home import tighten
 from recovery.fsck import CHECKS, run_checks
 from recovery.storecheck import StoreReport, check_stores
@@ -128,9 +129,11 @@ def _register_bench_write(cmds: Any, common: argparse.ArgumentParser) -> None:
         description="tar x of many 2 KB files (then sync) and a large write with fsync, onto the"
         " local disk and through `shoal mount` of a local directory on that disk (ASYNC_THROUGH,"
         " CACHE_THROUGH, THROUGH), and the large write through a mount of an S3 endpoint (moto on"
-        " 127.0.0.1) against boto3's multipart upload. Runs in a scratch directory below DIR"
-        " (default: the system's temporary directory); needs no home, needs root (FUSE) and the"
-        " test extras (moto).",
+        " 127.0.0.1) against boto3's multipart upload; tar x and the large write also through a"
+        " bare in-memory pyfuse3 file system (the ceiling of any pyfuse3 mount); git clone and"
+        " pip install onto the local disk and through mounts (ASYNC_THROUGH, THROUGH). Runs in"
+        " a scratch directory below DIR (default: the system's temporary directory); needs no"
+        " home, needs root (FUSE) and the test extras (moto).",
     )
     p.add_argument("dir", metavar="DIR", nargs="?", help="where the scratch directory goes")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -141,6 +144,32 @@ def _register_bench_write(cmds: Any, common: argparse.ArgumentParser) -> None:
         "--size", type=_at_least_one, default=1024, metavar="MIB",
         help="size of the sequential writes in MiB (default 1024)",
     )  # fmt: skip
+    _bench_write_tool_arguments(p)
+
+
+def _bench_write_tool_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-tools", dest="tools", action="store_false",
+        help="skip git clone and pip install (needed where git is not installed)",
+    )  # fmt: skip
+    p.add_argument(
+        "--repo-files", type=_at_least_one, default=3000, metavar="N",
+        help="files in the repository git clones (default 3,000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--wheel", type=_installed_distribution, default="botocore", metavar="DIST",
+        help="the installed distribution pip installs, repacked as a wheel (default botocore)",
+    )  # fmt: skip
+
+
+def _installed_distribution(name: str) -> str:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        raise argparse.ArgumentTypeError(f"{name!r} is not installed here") from None
+    return name
 
 
 def _bench_read_arguments(p: argparse.ArgumentParser) -> None:
@@ -172,6 +201,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         if args.repair:
             tighten(private)
         cache = engine.cache.reconcile(repair=args.repair) if engine.cache else None
+        gone = list(cache.missing) if cache else []
+        if engine.cache is not None:  # only copies whose bytes fail their checksum too
+            gone += unsound_only_copies(engine.cache.tiers, engine.state)
         with engine.ns.lock:
             # Blocks the map lists but no tier holds are gone for the data checks, repaired
             # (dropped from the map) or not.
@@ -182,7 +214,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
                 for result in run_checks(
                     engine.state,
                     [check],
-                    lost=cache.missing if cache else (),
+                    lost=gone,
                     stops=engine.stops,
                     private=private,
                 )
@@ -268,7 +300,10 @@ def cmd_bench_read(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_write(args: argparse.Namespace) -> int:
-    result = bench_write.run(files=args.files, size_mib=args.size, workdir=args.dir)
+    result = bench_write.run(
+        files=args.files, size_mib=args.size, workdir=args.dir, tools=args.tools,
+        repo_files=args.repo_files, wheel=args.wheel,
+    )  # fmt: skip
     print(json.dumps(result) if args.json else bench_write.format_table(result))
     return EXIT_OK
 

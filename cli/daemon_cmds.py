@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from cli import secret_sources
+from cli import cluster_opts, secret_sources
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, home_of
 from engine.credentials import ENV_SECRETS
 from engine.errors import InvalidArgument, ShoalError
@@ -19,6 +19,7 @@ from fuse.mountinfo import alive, daemon_pid, shoal_mounts
 from journal.storage import makedirs_private
 
 if TYPE_CHECKING:
+    from engine.cluster.client import ClusterClient
     from fuse.admin import CommandRunner
 
 # -o keys that are the daemon's own, not options of the UFS.
@@ -61,6 +62,8 @@ def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunn
     # The daemon's options, secrets among them, come through this pipe: never argv nor env.
     p.add_argument("--options-fd", type=int, help=argparse.SUPPRESS)
     secret_sources.add_arguments(p)
+    # Cluster mode: file bytes from the workers that own them (docs/cluster.md).
+    cluster_opts.add_arguments(p, required=False)
     p.add_argument("uri", metavar="UFS_URI")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
     p.set_defaults(run_command=run_command)
@@ -111,12 +114,25 @@ def split_options(items: list[str]) -> Split:
     return overrides, ufs, readonly, nonempty
 
 
-def _handed(fd: int) -> Split:
-    """What the command that started this daemon sent through its pipe (_start_daemon)."""
+def _handed(fd: int, args: argparse.Namespace) -> Split:
+    """What the command that started this daemon sent through its pipe (_start_daemon); the
+    cluster's address and token, if any, into ``args``."""
     with os.fdopen(fd, "rb") as pipe:
         handed = json.loads(pipe.read())
     nonempty = bool(handed.get("nonempty"))
+    args.cluster, args.given_cluster_token = handed.get("cluster"), handed.get("cluster_token")
     return handed["overrides"], handed["ufs"], bool(handed["readonly"]), nonempty
+
+
+def _cluster(args: argparse.Namespace) -> ClusterClient | None:
+    """The daemon's view of its cluster (``--cluster``), before its home opens: a cluster
+    that cannot be reached stops the mount with etcd's error."""
+    if not args.cluster:
+        return None
+    from engine.cluster.client import ClusterClient
+
+    token = getattr(args, "given_cluster_token", None) or cluster_opts.token(args)
+    return ClusterClient(args.cluster, args.uri, token)
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
@@ -124,7 +140,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if args.options_fd is not None:  # a daemon started by _start_daemon: all gathered there
         if not args.foreground:
             raise UsageError("--options-fd is for the daemon that `shoal mount` starts")
-        overrides, ufs_options, readonly, nonempty = _handed(args.options_fd)
+        overrides, ufs_options, readonly, nonempty = _handed(args.options_fd, args)
     else:
         overrides, ufs_options, readonly, nonempty = split_options(args.option)
         ufs_options = secret_sources.gather(
@@ -140,20 +156,28 @@ def cmd_mount(args: argparse.Namespace) -> int:
                 os.write(ready_fd, READY)
                 os.close(ready_fd)
 
-        return daemon.run(
-            home,
-            args.uri,
-            args.mountpoint,
-            overrides=overrides,
-            ufs_options=ufs_options,
-            readonly=readonly,
-            nonempty=nonempty,
-            config_file=args.config,
-            ready=ready,
-            run_command=args.run_command,
-        )
+        cluster = _cluster(args)
+        try:
+            return daemon.run(
+                home,
+                args.uri,
+                args.mountpoint,
+                overrides=overrides,
+                ufs_options=ufs_options,
+                readonly=readonly,
+                nonempty=nonempty,
+                config_file=args.config,
+                ready=ready,
+                run_command=args.run_command,
+                cluster=cluster,
+            )
+        finally:
+            if cluster is not None:
+                cluster.close()
     handed = {"overrides": overrides, "ufs": ufs_options, "readonly": readonly}
     handed["nonempty"] = nonempty
+    if args.cluster:  # the token goes through the pipe with the other secrets
+        handed.update(cluster=args.cluster, cluster_token=cluster_opts.token(args))
     return _start_daemon(args, home, json.dumps(handed).encode())
 
 

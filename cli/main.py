@@ -21,6 +21,7 @@ from cli import (
     service_cmds,
     stats_cmd,
     tiers_cmd,
+    worker_cmds,
 )
 from cli.common import (
     EXIT_CORRUPT,
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     init_cmds.register(sub, shared)
     service_cmds.register(sub, shared)
     stats_cmd.register(sub, shared)
+    worker_cmds.register(sub, shared)
     return parser
 
 

@@ -51,6 +51,16 @@ class CommitGate:
         # frontend listens to tell the kernel about changes it did not make itself.
         self.observers: list[Callable[[Any], None]] = []
 
+    @property
+    def orders_data(self) -> bool:
+        """Whether a block file may be written unsynced before its entry: the journal syncs
+        the tiers before the log (journal/datasync.py)."""
+        return self.journal.orders_data
+
+    def data_written(self) -> None:
+        """A block file was written unsynced (``orders_data``); its entry comes next."""
+        self.journal.data_written()
+
     def commit(self, entry: Any) -> int:
         """Checks ``entry`` against the state, appends it, applies it; its sequence number.
         The caller holds ``lock``. Raises ``Refused`` (nothing appended) for an entry that

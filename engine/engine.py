@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine import openfiles
-from engine.cache import checked
+from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.release import release_volatile
@@ -82,6 +82,7 @@ class Engine:
         home = getattr(storage, "root", None)
         cfg = self.config
         self.tier_specs = _tier_specs(cfg, home)
+        self._order_data()
         try:
             if reconcile:  # before anything is read or written
                 self._tighten()
@@ -127,6 +128,16 @@ class Engine:
                 report.replayed,
                 report.last_seq,
             )
+
+    def _order_data(self) -> None:
+        """Blocks written through the cache need no fsync of their own: the writer process
+        syncs the disk tiers before the log, and start-up cuts the log before a block a power
+        loss took (journal/datasync.py, engine/cache/ordered.py)."""
+        stores = [TierStore(spec) for spec in self.tier_specs]
+        journal = self.journal
+        journal.data_dirs = [p for spec in self.tier_specs if spec.sync for p in spec.paths]
+        journal.data_codes = ordered.DATA_CODES
+        journal.check_data = lambda state, named: ordered.first_unsound(stores, state, named)
 
     def _tighten(self) -> None:
         """What other users could read of the home and its tiers becomes its owner's only;

@@ -382,6 +382,21 @@ class MountTable:
         ufs = self.opener(uri, options, hidden)
         return metrics.CountedUnderFS(ufs) if metrics.ENABLED else ufs
 
+    def open_through(self, wrap: Callable[[Opener], Opener]) -> None:
+        """Stores are opened through ``wrap(opener)`` from now on (cluster mode's connector,
+        engine/cluster/client.py). Those opened already (``clean_at_start``'s local ones, in the
+        background since the engine opened) are closed, their cleanups stopped: their next use
+        opens them again through it, and starts the cleanup again."""
+        if self._starter is not None:
+            self._starter.join()
+        for mount_id in list(self._cleanups):
+            self._stop_cleanup(mount_id)
+        with self._lock:
+            self.opener = wrap(self.opener)
+            connectors, self._connectors = self._connectors, {}
+        for ufs in connectors.values():
+            ufs.close()
+
     def listing(self) -> list[tuple[str, Mount]]:
         return sorted((self._path(m), m) for m in self.ns.state.mounts.values())
 

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyfuse3
 import trio
@@ -37,6 +37,9 @@ from fuse.operations import ShoalOperations
 from fuse.proctitle import set_title
 from fuse.sdnotify import Notifier
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
+
+if TYPE_CHECKING:
+    from engine.cluster.client import ClusterClient
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +214,7 @@ def run(
     config_file: str | None,
     ready: Callable[[], None],
     run_command: CommandRunner,
+    cluster: ClusterClient | None = None,
 ) -> int:
     mountpoint = os.path.abspath(mountpoint)
     # Secrets come in ufs_options (the command line took its own environment's); none stays
@@ -220,6 +224,8 @@ def run(
     clear_dead_mount(mountpoint, nonempty)
     _public, secrets = split_secrets(ufs_options)
     engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
+    if cluster is not None:  # before the store is opened: its reads go to the workers
+        engine.mounts.open_through(cluster.opener)
     pid_file = os.path.join(home, PID_FILE)
     try:
         config = engine.config

@@ -58,7 +58,7 @@ from journal.writer import (
     trio_lowlevel,
     wake_tasks,
 )
-from journal.writer_child import ACK, CONTROL_ROTATE, CONTROL_SYNC, MESSAGE_HEADER
+from journal.writer_child import ACK, CONTROL_DATA, CONTROL_ROTATE, CONTROL_SYNC, MESSAGE_HEADER
 
 _pack_message = MESSAGE_HEADER.pack
 _pack_seq = struct.Struct("<Q").pack
@@ -110,7 +110,9 @@ class ProcessCommit(Waiters):
         flush_window_s: float = 0.0,
         interval_s: float = 0.0,
         on_fatal: Callable[[BaseException], None] = exit_process,
+        data: str = "[]",
     ) -> None:
+        """``data``: journal/datasync.py's ``encode``, what the child syncs before the log."""
         handle = segment.handle
         where, served = _child_storage(segment.storage, handle)
         self.next_seq = next_seq
@@ -162,7 +164,7 @@ class ProcessCommit(Waiters):
             str(segment.segment_size), str(segment.first_seq), str(segment.size),
             str(segment.allocated), str(segment.preallocate),
             handed, str(self.durable_seq), str(data_r), str(ack_w), repr(flush_window_s),
-            repr(interval_s),
+            repr(interval_s), data,
         )  # fmt: skip
         try:
             self._child = subprocess.Popen(args, pass_fds=passed, stdin=subprocess.DEVNULL)
@@ -321,6 +323,13 @@ class ProcessCommit(Waiters):
         """Returns once record ``seq`` may be acknowledged: durable, or with a commit interval
         written to the log file; raises JournalFailed if it never will be."""
         self._wait(seq, self.interval_s <= 0)
+
+    def data_written(self) -> None:
+        """Data an entry appended next names was written unsynced: the child syncs the data
+        file systems before its next sync of the log (journal/datasync.py)."""
+        with self._lock:
+            if self.failed is None and not self.closed:
+                self._send(_pack_message(0, CONTROL_DATA))
 
     def sync(self, seq: int) -> None:
         """Returns once record ``seq`` is durable (asking the child to sync now)."""

@@ -20,6 +20,8 @@ import apsw
 from journal import entries
 from journal.checkpoint import CheckpointInvalid, open_checkpoint, write_checkpoint
 from journal.commit_process import ProcessCommit, lock_journal_dir
+from journal.datacut import DataCheck, unsound_tail
+from journal.datasync import encode
 from journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalNotWritable
 from journal.layout import CHECKPOINT_DIR, CheckpointFile, Listing, list_journal
 from journal.reader import ReadResult, TornTail, read_log
@@ -135,6 +137,13 @@ class Journal(Generic[S]):
         self._checkpoint_lock = threading.Lock()
         self._encode = entries.encode
         self._codes = entries.TYPE_CODES
+        # Data files written unsynced (``data_written`` before their entries) while the writer
+        # process syncs ``data_dirs``' file systems before the log (journal/datasync.py); the
+        # entries of ``data_codes`` name them, judged at start by ``check_data``
+        # (journal/datacut.py). Set before ``open``.
+        self.data_dirs: list[str] = []
+        self.data_codes: frozenset[int] = frozenset()
+        self.check_data: DataCheck | None = None
 
     # -- open and recovery -------------------------------------------------------------------
 
@@ -204,6 +213,8 @@ class Journal(Generic[S]):
         tail = result.tail
         if tail is not None:
             self._truncate_torn_tail(tail)
+        if self._cut_unsound_data(ckpt.seq if ckpt else 0, state):
+            return self._recover(lock_fd)  # the state again, from the log that stays
         last_seq = max(result.last_seq, state.last_seq)
         segment = self._segment_for_append(listing, result, tail, last_seq)
         if self._uses_writer_process():
@@ -214,6 +225,7 @@ class Journal(Generic[S]):
                 flush_window_s=self.options.flush_window_ms / 1000.0,
                 interval_s=self._interval_s(),
                 on_fatal=self.on_fatal,
+                data=encode(self.data_dirs if self.orders_data else []),
             )
         else:
             self._commit = GroupCommit(
@@ -229,6 +241,32 @@ class Journal(Generic[S]):
         self._checkpoint_seq = state.last_seq - result.applied
         self.report = OpenReport(ckpt, rejected, result.applied, last_seq, tail)
         return state
+
+    @property
+    def orders_data(self) -> bool:
+        """Whether data files named by the log may be written unsynced: the writer process
+        syncs their file systems before every sync of the log (journal/datasync.py). Not with
+        ``every_op`` (each entry is synced as it is written), nor the thread or inline writer."""
+        return bool(self.data_dirs) and self._uses_writer_process() and self._interval_s() > 0
+
+    def data_written(self) -> None:
+        """Before appending an entry that names a data file written unsynced (``orders_data``
+        only): the data's file systems are synced before the log that holds the entry."""
+        if isinstance(self._commit, ProcessCommit):
+            self._commit.data_written()
+
+    def _cut_unsound_data(self, after_seq: int, state: S) -> bool:
+        """Cuts the log before the first entry whose data a power loss took; whether it did."""
+        if self.check_data is None:
+            return False
+        listing = list_journal(self.storage, self.root)
+        cut = unsound_tail(
+            self.storage, listing, after_seq, self.data_codes, state, self.check_data
+        )
+        if cut is None:
+            return False
+        self._truncate_torn_tail(cut)
+        return True
 
     def _interval_s(self) -> float:
         """The writer process's commit interval; 0: every entry synced before its ack."""

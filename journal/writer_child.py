@@ -19,6 +19,7 @@ import sys
 import time
 
 from journal.child import STORAGE_FD_PREFIX
+from journal.datasync import DataSync, decode
 from journal.format import FLAG_WRITE_START, SEGMENT_HEADER, frame
 from journal.layout import segment_name
 from journal.storage import FileHandle, OsFile, OsStorage, Storage, join
@@ -28,6 +29,9 @@ from journal.writer import SegmentWriter
 MESSAGE_HEADER = struct.Struct("<IH")  # payload length, entry type code
 CONTROL_ROTATE = 0xFFFF  # payload: u64 seq; the parent has created segment <seq>: append there
 CONTROL_SYNC = 0xFFFE  # no payload: make everything sent before it durable, then ack
+# No payload: data a later entry names was written unsynced: sync the data file systems before
+# the next sync of the log (journal/datasync.py).
+CONTROL_DATA = 0xFFFD
 # Written seq, durable seq, commits so far. Written: in the log file (the page cache), what
 # journal.durability = "commit_interval" acknowledges; durable: synced. Written -1: failure,
 # then a message of `durable` bytes.
@@ -73,16 +77,24 @@ def serve(
     ack_fd: int,
     window_s: float = 0.0,
     interval_s: float = 0.0,
+    data: DataSync | None = None,
 ) -> None:
     """Writes what arrives; with ``interval_s`` (segment not ``sync_each``) syncs within that
-    time of the first write after the last sync, or at once when a CONTROL_SYNC asks."""
+    time of the first write after the last sync, or at once when a CONTROL_SYNC asks. Before
+    each sync, the data files its entries name are synced (``data``: journal/datasync.py)."""
+    data = data or DataSync([])
+
+    def sync() -> None:
+        data.sync()  # before the log: a durable entry never names bytes that are not
+        segment.sync()
+
     commits = 0
     written = durable
     deadline: float | None = None  # when the oldest unsynced write must be synced
     buf = bytearray()
     while True:
         if not _idle_until(data_fd, deadline):
-            segment.sync()
+            sync()
             durable, deadline = written, None
             os.write(ack_fd, ACK.pack(written, durable, commits))
             continue
@@ -101,12 +113,14 @@ def serve(
             off = end
             if code == CONTROL_SYNC:
                 sync_asked = True
+            elif code == CONTROL_DATA:
+                data.pending = True
             elif code == CONTROL_ROTATE:
                 if records:
                     segment.write(b"".join(records), written - len(records) + 1)
                     commits += 1
                     records = []
-                segment.sync()  # the parent rotates after a flush: this is only a safeguard
+                sync()  # the parent rotates after a flush: this is only a safeguard
                 (seq,) = _unpack_seq(buf, start)
                 # The parent created it: a header, nothing allocated after it yet.
                 path = join(segment.root, segment_name(seq))
@@ -121,7 +135,7 @@ def serve(
             segment.write(b"".join(records), written - len(records) + 1)
             commits += 1
         if segment.sync_each or sync_asked or not chunk:
-            segment.sync()
+            sync()
             durable, deadline = written, None
         elif written > durable and deadline is None:
             deadline = time.monotonic() + interval_s
@@ -139,8 +153,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     (
         storage_root, root, segment_size, first_seq, size, allocated, preallocate, handle,
-        durable, data_fd, ack_fd, window_s, interval_s,
-    ) = sys.argv[1:14]  # fmt: skip
+        durable, data_fd, ack_fd, window_s, interval_s, data_dirs,
+    ) = sys.argv[1:15]  # fmt: skip
     storage: Storage
     if storage_root.startswith(STORAGE_FD_PREFIX):
         # Storage in the parent's memory (the crash simulator), served over a socket.
@@ -166,7 +180,9 @@ def main() -> None:
             else:
                 opened = RemoteFile(remote, int(handle), path)
             segment.adopt(opened, int(first_seq), int(size), int(allocated))
-        serve(segment, int(durable), int(data_fd), ack, float(window_s), float(interval_s))
+        data = decode(data_dirs)
+        serve(segment, int(durable), int(data_fd), ack, float(window_s), float(interval_s), data)
+        data.close()
         segment.close()
     except BrokenPipeError:
         sys.exit(1)  # the parent is gone; it can hear nothing more

@@ -37,6 +37,7 @@ from engine.listingmarks import parse_listing_mark
 from engine.nodechecks import xattr_problem
 from engine.pathconf import prefix_problem, value_problem
 from engine.state import BLOCK_SHIFT_BITS, State
+from recovery.ordercheck import check_ordered_data
 from recovery.orphancheck import check_orphans
 from recovery.treecheck import (
     check_directory_links,
@@ -405,6 +406,12 @@ CHECKS: list[Check] = [
         "ack-blocks",
         "no acknowledged file whose blocks are gone (unpersisted content in the cache)",
         check_acknowledged_blocks,
+        reads_tiers=True,
+    ),
+    Check(
+        "ordered-data",
+        "every block only the cache holds is on disk as its entry says (checksums read)",
+        check_ordered_data,
         reads_tiers=True,
     ),
     Check("listing-marks", "directories' UFS fingerprints are listing marks", check_listing_marks),

@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 python=python3
 [ -x /usr/bin/python3.11 ] && python=/usr/bin/python3.11
 
-packages=(fuse3 libfuse3-dev pkg-config python3-venv python3-dev gcc rsync git sqlite3)
+# etcd-server: cluster mode's coordination (docs/cluster.md); tests start private ones on free
+# ports, never the package's own service.
+packages=(fuse3 libfuse3-dev pkg-config python3-venv python3-dev gcc rsync git sqlite3 etcd-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -274,7 +274,7 @@ class BlockCache:
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
             try:
-                written = tier.write(key, data)
+                written = tier.write(key, data, durable=not node.flags & PERSISTED)  # a copy
             except OSError as exc:  # a full disk, a deleted directory: try the next tier
                 log.warning("cannot write block %s to tier %s: %s", key, tier.name, exc)
                 with self.ns.lock:

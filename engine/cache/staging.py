@@ -59,9 +59,10 @@ class StagedVersion:
             )
 
     def add(self, idx: int, data: bytes) -> bool:
-        """Writes block ``idx`` of the staged version durably into the highest tier that has or
-        can make room, and journals it (not waiting: the commit's entry comes later in the log
-        and is waited for); False if no tier can hold it."""
+        """Writes block ``idx`` of the staged version into the highest tier that has or can
+        make room (durable before its entry is: journal/datasync.py), and journals it (not
+        waiting: the commit's entry comes later in the log and is waited for); False if no
+        tier can hold it."""
         cache, ns = self.cache, self.cache.ns
         key = (self.file, self.version, idx)
         n, start = len(data), 0
@@ -73,7 +74,12 @@ class StagedVersion:
                 return False
             tier = cache.tiers[i]
             try:
-                tier.write(key, data)  # outside the lock: a block file's write and fsync
+                # Outside the lock. Synced here unless the journal syncs the tier before the
+                # log that names it (journal/datasync.py): then the close waits for no fsync.
+                ordered = cache.ns.gate.orders_data
+                tier.write(key, data, durable=not ordered)
+                if ordered:
+                    cache.ns.gate.data_written()
                 break
             except OSError:  # a full disk, a deleted directory: the next tier
                 with ns.lock:

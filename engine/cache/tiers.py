@@ -49,14 +49,20 @@ class TierStore:
         root = paths[(file * 31 + idx) % len(paths)]
         return os.path.join(root, str(file), f"{version}-{idx}.blk")
 
-    def write(self, key: BlockKey, data: bytes | memoryview) -> os.stat_result:
-        """Stores the block durably (on disk tiers) under its final name; the status of the
-        file written (from its descriptor: no second path lookup, nor one under a lock)."""
+    def write(
+        self, key: BlockKey, data: bytes | memoryview, durable: bool = True
+    ) -> os.stat_result:
+        """Stores the block under its final name, durably on disk tiers unless ``durable`` is
+        False: then written only, and synced with its tier's file system before the log syncs
+        its entry (journal/datasync.py), or a cached copy a loss only sends to the UFS again.
+        The status of the file written (from its descriptor: no second path lookup, nor one
+        under a lock)."""
         final = self.path_of(key)
         makedirs_private(os.path.dirname(final))  # the tier's directory too: 0700, like the home
         written: list[os.stat_result] = []
         write_atomically(
-            final, [data], temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE, sync=self.spec.sync,
+            final, [data], temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE,
+            sync=self.spec.sync and durable,
             finish=lambda fd: written.append(os.fstat(fd)),
         )  # fmt: skip
         self.files.forget(key)

@@ -7,12 +7,14 @@ writes; SimStorage cannot hold them, so a crash pairs the journal cut at some op
 those files *as they stood at that moment*: ``World.capture`` (SimStorage's ``before_op``)
 copies them before every journal operation, and ``World.restore`` puts a copy back. A kill -9
 leaves them as they were (everything written is there); a reboot also empties the MEM tier,
-which lives in memory.
+which lives in memory, and may lose the SSD tier's block files written since the journal's last
+sync (``World.power_loss``).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -25,6 +27,7 @@ from engine.config import Config
 from engine.engine import Engine
 from engine.persister import Persister
 from journal.journal import JournalOptions
+from recovery.crashdisk import Fsync
 from recovery.crashsim import SimStorage
 from ufs.base import UfsAttrs, UfsStatus, UnderFS
 from ufs.errors import UfsUnavailable
@@ -176,6 +179,20 @@ class World:
         if cut >= storage.op_count:
             return self.files()
         return self.snapshots.get(cut, self.first)
+
+    def power_loss(self, storage: SimStorage, cut: int, files: Files, rng: random.Random) -> Files:
+        """``files`` after a power loss right after operation ``cut``: a disk tier's block file
+        written since the journal's last fsync may be gone (each one at random), as the kernel
+        may write back a log page before a block's (journal/datasync.py: the tiers are synced
+        before the log, not before an entry is written). Files as they stood at that fsync
+        stay: those of entries it made durable among them."""
+        last = next((i for i in range(cut - 1, -1, -1) if isinstance(storage.log[i], Fsync)), 0)
+        synced = self.snapshots.get(last, self.first)
+        return {
+            rel: kept
+            for rel, kept in files.items()
+            if not rel.startswith("ssd/") or synced.get(rel) == kept or rng.random() < 0.5
+        }
 
     def restore(self, files: Files, reboot: bool) -> Files:
         """The real directories made to hold ``files`` exactly; a reboot empties MEM."""

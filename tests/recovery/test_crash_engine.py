@@ -411,7 +411,8 @@ class EngineCrashMachine(Housekeeping):
                 # that happened to lose nothing. Anything lost: a power loss, MEM wiped.
                 whole = crash.prefix == pending and crash.tear is None
                 reboot = not whole or rng.random() < 0.3
-                plans.append((crash, files, reboot, self._candidates(cut)))
+                lost = self.world.power_loss(self.storage, cut, files, rng) if reboot else files
+                plans.append((crash, lost, reboot, self._candidates(cut)))
         keep = data.draw(SPREAD) % len(plans)
         plans.append(plans.pop(keep))  # the survivor last: each recovery rewrites the files
         old, self.engine = self.engine, None

@@ -1,0 +1,95 @@
+"""`shoal bench write`'s ceiling: a pyfuse3 file system that accepts what `tar x` and a large
+sequential write do (mkdir, create, write, setattr, flush, fsync, release; lookup, getattr and
+readdir for checking; unlink and rmdir for cleaning up), keeps files in memory, and does
+nothing else: no journal, no tier, no UFS. Whatever a workload costs through it is what pyfuse3
+and the kernel's round trips cost; no pyfuse3 file system can be faster.
+
+It speaks to the kernel as Shoal's mount does: default_permissions, noatime, no writeback
+cache, Shoal's default 300 s entry and attribute timeouts, FLUSH answered, extended attributes
+answered (ENODATA) rather than turned off (cli/bench/memfs.py is the file system itself,
+cli/bench/ceiling.py its read-only sibling for `shoal bench read`). It counts the requests it
+gets, by kind, and writes them as JSON when it is unmounted: the requests per file the kernel
+sends for `tar x` explain the ceiling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def serve(mountpoint: str, counts: str, xattrs: bool = True) -> None:
+    """Mounts the in-memory file system on ``mountpoint`` until it is unmounted, then writes the
+    requests it got ({kind: number}) and the regular files and bytes it holds as JSON to ``counts``:
+    counted there, not by walking the mount, so that checking adds no request."""
+    import pyfuse3
+    import trio
+
+    from cli.bench.memfs import MemoryFS
+
+    fs = MemoryFS(xattrs)
+    options = set(pyfuse3.default_options)  # default_permissions, as Shoal's
+    options |= {"fsname=shoal-bench-write-ceiling", "noatime"}
+    pyfuse3.init(fs, mountpoint, options)
+    try:
+        trio.run(pyfuse3.main)
+    finally:
+        pyfuse3.close()
+        with open(counts, "w") as f:
+            held = {"files": fs.regular_files(), "bytes": fs.bytes_held()}
+            json.dump({"requests": dict(fs.requests), **held}, f)
+
+
+class Ceiling:
+    """A mounted in-memory file system: its mount point, the pid serving it, and (once it is
+    unmounted) the requests it got and the regular files and bytes it held."""
+
+    def __init__(self, mountpoint: str, pid: int) -> None:
+        self.mountpoint = mountpoint
+        self.pid = pid
+        self.requests: dict[str, int] = {}
+        self.files = 0
+        self.bytes = 0
+
+
+@contextmanager
+def bare_write_mount(scratch: str, xattrs: bool = True) -> Iterator[Ceiling]:
+    """The in-memory file system mounted in ``scratch`` while inside, served by a child process
+    in a session of its own (as `shoal mount` starts its daemon: a scheduling group of its
+    own, placed as Shoal's is). With ``xattrs`` off it answers extended attributes with ENOSYS,
+    as Shoal with fuse.xattrs = false: the kernel stops asking for them."""
+    mountpoint = os.path.join(scratch, "write-ceiling-mnt")
+    counts = os.path.join(scratch, "write-ceiling-requests.json")
+    os.makedirs(mountpoint)
+    args = [sys.executable, "-m", "cli.bench.writeceiling", mountpoint, counts]
+    args += [] if xattrs else ["--no-xattrs"]
+    server = subprocess.Popen(args, start_new_session=True)
+    ceiling = Ceiling(mountpoint, server.pid)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.ismount(mountpoint):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the bare pyfuse3 write file system did not mount")
+            time.sleep(0.05)
+        yield ceiling
+    finally:
+        subprocess.run(["fusermount3", "-u", mountpoint], check=False, capture_output=True)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        os.rmdir(mountpoint)
+    with open(counts) as f:
+        held = json.load(f)
+    ceiling.requests, ceiling.files, ceiling.bytes = held["requests"], held["files"], held["bytes"]
+    os.unlink(counts)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.argv[2], xattrs="--no-xattrs" not in sys.argv[3:])

@@ -1,0 +1,114 @@
+"""A worker's block service (docs/cluster.md): ``GET /v1/read?path=&offset=&length=`` answered
+through the engine's read path, like a kernel READ: a hit from the worker's tiers, a miss
+fetched from its store once (concurrent readers of a block share one request) and cached
+under its quota. A frontend like the FUSE one: it translates, the engine decides.
+
+Every request but ``/v1/health`` carries the cluster token (``Authorization: Bearer``),
+compared in constant time; the token never reaches a log. Each connection is served by a
+thread of its own (reads wait for the store; the engine is thread-safe).
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from engine.errors import ShoalError
+from engine.filesystem import FileSystem
+from fuse.boundary import errno_of
+
+log = logging.getLogger(__name__)
+
+MAX_READ = 64 << 20  # the longest range one request may ask for
+# Engine errors as HTTP statuses (their errno says which): 404 sends a client to the store.
+STATUS_OF_ERRNO = {errno.ENOENT: 404, errno.EISDIR: 400, errno.EINVAL: 400, errno.ENOTDIR: 404}
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _range(query: str) -> tuple[str, int, int]:
+    fields = parse_qs(query, keep_blank_values=True)
+    try:
+        (path,), (offset,), (length,) = fields["path"], fields["offset"], fields["length"]
+        start, size = int(offset), int(length)
+    except (KeyError, ValueError) as exc:
+        raise BadRequest("path, offset and length (whole numbers) are needed once each") from exc
+    if start < 0 or size < 0 or size > MAX_READ:
+        raise BadRequest(f"offset and length must be >= 0, length <= {MAX_READ}")
+    return "/" + path.lstrip("/"), start, size
+
+
+class BlockServer:
+    def __init__(self, fs: FileSystem, token: str, host: str, port: int) -> None:
+        self.fs = fs
+        self.served = self.refused = 0
+        expected = f"Bearer {token}".encode()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the body waits
+            # for the client's ACK of the headers. Measured on loopback, a warm 100 KB read:
+            # 2.2-2.5 ms with it, 0.45-0.6 ms without.
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args: object) -> None:
+                pass  # a request line is no news; failures are logged below
+
+            def _reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                if url.path == "/v1/health":
+                    return self._reply(200, b"ok\n")
+                given = self.headers.get("Authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    server.refused += 1
+                    return self._reply(401, b"a cluster token is needed\n")
+                if url.path != "/v1/read":
+                    return self._reply(404, b"no such service\n")
+                try:
+                    path, offset, length = _range(url.query)
+                except BadRequest as exc:
+                    return self._reply(400, f"{exc}\n".encode())
+                self._read(path, offset, length)
+
+            def _read(self, path: str, offset: int, length: int) -> None:
+                try:
+                    data = server.fs.read(path, offset, length)
+                except ShoalError as exc:
+                    status = STATUS_OF_ERRNO.get(errno_of(exc), 503)
+                    if status == 503:
+                        log.warning("block service: %s [%d, +%d): %s", path, offset, length, exc)
+                    return self._reply(status, f"{exc}\n".encode())
+                server.served += 1
+                self._reply(200, data, "application/octet-stream")
+
+        self.http = ThreadingHTTPServer((host, port), Handler)
+        self.http.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self.http.serve_forever, name="block-service", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self.http.server_address[1])
+
+    def start(self) -> BlockServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()

@@ -1,0 +1,87 @@
+"""`shoal worker`: a cluster's cache node (docs/cluster.md). The engine with its tiers and
+journal over one store, as a mount's daemon has it, but served to other nodes through the block
+service (fuse/blockserver.py) instead of the kernel, and registered in etcd under a lease so
+that clients place files on it (engine/cluster/)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from engine.cluster.etcd import Etcd, parse_cluster_url
+from engine.cluster.membership import Registration, Worker, store_key
+from engine.credentials import split_secrets, take_environment_secrets
+from engine.engine import Engine
+from engine.errors import InvalidArgument
+from fuse.blockserver import BlockServer
+from fuse.daemon import attach_root, setup_logging
+from fuse.proctitle import set_title
+
+log = logging.getLogger(__name__)
+
+# Directory prefetch reads a directory's other files after a miss: on a worker those are mostly
+# other workers' files, fetched from the store a second time. Off on workers.
+WORKER_OVERRIDES = {"cache.prefetch_threads": "0"}
+
+
+def host_port(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise InvalidArgument(f"{what} {text!r}: write it HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _wait_for_stop() -> None:
+    """Until SIGTERM or SIGINT (a service manager's stop, or ^C)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def run(
+    home: str,
+    uri: str,
+    *,
+    cluster_url: str,
+    listen: str,
+    advertise: str | None,
+    worker_id: str | None,
+    token: str,
+    overrides: dict[str, Any],
+    ufs_options: dict[str, str],
+    config_file: str | None,
+    ready: Callable[[str], None],
+) -> int:
+    cluster = parse_cluster_url(cluster_url)
+    host, port = host_port(listen, "--listen")
+    take_environment_secrets()
+    _public, secrets = split_secrets(ufs_options)
+    overrides = {**overrides, **WORKER_OVERRIDES}
+    engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
+    try:
+        setup_logging(home, engine.config.log_level)
+        # Read-only: a worker serves reads; writes go to the store from the clients.
+        attach_root(engine, uri, ufs_options, readonly=True)
+        server = BlockServer(engine.fs, token, host, port).start()
+        try:
+            addr = advertise or f"{host}:{server.port}"
+            wid = worker_id or addr
+            set_title(f"shoal: worker {wid} of {cluster.name}")
+            worker = Worker(wid, addr, store_key(uri))
+            registration = Registration(Etcd(cluster.endpoint), cluster, worker)
+            try:
+                log.info("worker %s serving %s at %s (home %s)", wid, uri, addr, home)
+                ready(wid)
+                _wait_for_stop()
+            finally:
+                registration.close()
+        finally:
+            server.close()
+    finally:
+        engine.close(release_memory=True)
+    return 0

@@ -1,0 +1,112 @@
+"""Fixtures of cluster mode: a private etcd, the cluster's token, and `shoal worker` processes
+(real ones: started with the real command line, stopped or killed by the test, always gone
+after it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import urllib3
+
+from cli.bench.etcdserver import EtcdServer, has_etcd, start_etcd
+from cli.bench.s3server import free_port
+from fuse.mountinfo import alive
+from tests.cli.shoal_cli import ROOT, env
+from tests.homes import track, write_config
+
+TOKEN = "cluster-token-for-tests-3b9e"
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    if not has_etcd():
+        pytest.fail("etcd is not installed (scripts/install.sh installs etcd-server)")
+    server = start_etcd(tmp_path / "etcd")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cluster.token"
+    path.write_text(TOKEN + "\n")
+    path.chmod(0o600)
+    return path
+
+
+class WorkerProcess:
+    """One `shoal worker` with a home of its own and one SSD tier of ``quota`` bytes."""
+
+    def __init__(self, base: Path, name: str, quota: int) -> None:
+        self.home = track(base / name)
+        self.home.mkdir(parents=True)
+        self.cache = self.home / "cache"
+        write_config(self.home, tiers=[("SSD", self.cache, quota)])
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, cluster_url: str, token: Path, uri: str, options: dict[str, str]) -> None:
+        argv = [sys.executable, "-m", "cli.main", "--home", str(self.home), "worker",
+                "--cluster", cluster_url, "--listen", self.addr, "--id", self.name,
+                "--cluster-token-file", str(token)]  # fmt: skip
+        for key, value in options.items():
+            argv += ["-o", f"{key}={value}"]
+        log = open(self.home / "worker.out", "ab")  # noqa: SIM115 - the child's
+        with log:
+            self.process = subprocess.Popen(
+                [*argv, uri], cwd=ROOT, env=env(), stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while b"ready" not in (self.home / "worker.out").read_bytes():
+            assert self.process.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        return (self.home / "worker.out").read_text(errors="replace")
+
+    def cached_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.cache.rglob("*") if p.is_file())
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        assert self.process is None or not alive(self.process.pid)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    """The test's workers (made with ``WorkerProcess``, appended here): stopped after it."""
+    made: list[WorkerProcess] = []
+    try:
+        yield made
+    finally:
+        for worker in made:
+            worker.stop()
+
+
+def get(addr: str, path: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+    return urllib3.request("GET", f"http://{addr}{path}", headers=headers, retries=False,
+                           timeout=10)  # fmt: skip

@@ -1,0 +1,64 @@
+"""The block service's misses: concurrent clients asking a worker for the same block while its
+store is slow cause one GET, and the block is then served from the worker's cache."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cli.bench.etcdserver import EtcdServer
+from cli.bench.faultproxy import Fault, FaultProxy
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from tests.cluster.conftest import TOKEN, WorkerProcess, get
+
+
+def test_concurrent_clients_of_one_block_cause_one_get(
+    etcd: EtcdServer,
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    token_file: Path,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    bucket = f"flight-{os.getpid()}-{os.urandom(3).hex()}"
+    s3 = s3_client(s3_server.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    first, wanted = os.urandom(10_000), os.urandom(300_000)
+    s3.put_object(Bucket=bucket, Key="ds/d/first.bin", Body=first)
+    s3.put_object(Bucket=bucket, Key="ds/d/wanted.bin", Body=wanted)
+    secret = tmp_path / "s3.secret"
+    secret.write_text(SECRET_KEY)
+    secret.chmod(0o600)
+    options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
+               "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
+    workers.append(WorkerProcess(tmp_path, "w1", 16 << 20))
+    workers[0].start(etcd.cluster_url("flight"), token_file, f"s3://{bucket}/ds", options)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    addr = workers[0].addr
+    # The directory listed (and its first file read) before the store turns slow.
+    assert get(addr, "/v1/read?path=d/first.bin&offset=0&length=4194304", auth).data == first
+    proxy.clear()
+    proxy.add(Fault("delay", times=-1, seconds=1.0, method="GET"))
+    got: list[bytes] = []
+
+    def ask() -> None:
+        got.append(get(addr, "/v1/read?path=d/wanted.bin&offset=0&length=4194304", auth).data)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [wanted] * 4
+    objects = [p for m, p in proxy.requests if m == "GET" and urlsplit(p).path.endswith(".bin")]
+    assert len(objects) == 1, objects
+    deadline = time.monotonic() + 30  # stored in the background after the replies
+    while workers[0].cached_bytes() < len(first) + len(wanted):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert get(addr, "/v1/read?path=d/wanted.bin&offset=5&length=10", auth).data == wanted[5:15]
+    objects = [p for m, p in proxy.requests if m == "GET" and urlsplit(p).path.endswith(".bin")]
+    assert len(objects) == 1, objects  # the last read was a hit

@@ -122,8 +122,8 @@ class ClusterUnderFS(UnderFS):
     def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         return self.inner.write(path, source, attrs)
 
-    def stage(self, path: str) -> StagedWrite | None:
-        return self.inner.stage(path)
+    def stage(self, path: str, spool_dir: str | None = None) -> StagedWrite | None:
+        return self.inner.stage(path, spool_dir)
 
     def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
         return self.inner.land(staged, path, attrs)

@@ -26,6 +26,7 @@ from engine.cache.ordered import unsound_only_copies
 from engine.home import tighten
 from recovery.fsck import CHECKS, run_checks
 from recovery.storecheck import StoreReport, check_stores
+from recovery.uploadcheck import UploadReport, check_uploads
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -219,6 +220,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
                 )
             ]
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq
+        mounts = engine.mounts
+        uploads = check_uploads(engine.state, mounts.opened, mounts.open_apart, args.repair)
     checks = len(results)
     failed = sum(1 for r in results if not r.ok)
     for r in results:
@@ -244,6 +247,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
             failed += 0 if args.repair else 1
     checks += 1
     failed += _print_stores(check_stores(engine.state, args.repair), args.repair)
+    checks += 1
+    failed += _print_uploads(uploads, args.repair)
     verdict = f"{failed} of {checks} checks failed" if failed else "clean"
     print(f"{inodes} inodes at seq {last_seq}: {verdict}")
     return EXIT_FAILED if failed else EXIT_OK
@@ -334,3 +339,18 @@ def _print_stores(report: StoreReport, repair: bool) -> int:
     if report.stuck:
         return 1
     return 1 if troubles and not (repair and not report.unreadable) else 0
+
+
+def _print_uploads(report: UploadReport, repair: bool) -> int:
+    """The `multipart-uploads` line of fsck; 1 if it failed."""
+    status = "ok" if not report.found else ("fix" if repair else "FAIL")
+    what = "no unfinished uploads of dead writers in S3 mounts"
+    print(f"{status:<4}  {'multipart-uploads':<13} {what}")
+    for line in report.found[:20]:
+        print(f"        leftover {line}")
+    for line in report.unreadable:
+        print(f"        not looked at: {line}")
+    if report.found:
+        done = f"{report.aborted} aborted" if repair else "fsck --repair aborts them"
+        print(f"        {len(report.found)} unfinished multipart uploads: {done}")
+    return 1 if report.found and not repair else 0

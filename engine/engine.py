@@ -97,6 +97,7 @@ class Engine:
         self.ns = Namespace(self.gate)
         given = {ROOT_ID: root_secrets} if root_secrets else None
         self.mounts = MountTable(self.ns, CredentialStore(home), given=given)
+        self.mounts.sweep_remote = self.stops.unclean  # what writers killed mid-upload left
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
         self.sync.relist_before = self.stops.relist_before
         self.cache = None if home is None else self._open_cache(home, reconcile)

@@ -12,6 +12,7 @@ Each job is its own module; this class only wires them and keeps the calls in on
 
 from __future__ import annotations
 
+import functools
 from array import array
 from collections.abc import Callable
 from typing import BinaryIO
@@ -192,10 +193,13 @@ class FileSystem:
         with self.changes.holding_path(path):
             return self.writes.write_file(path, source, mode, uid, gid, write_type)
 
-    def store_spool(self, node: Inode) -> StoreSpool | None:
+    def store_spool(self, node: Inode, spool_dir: str | None = None) -> StoreSpool | None:
         """Where the frontend spools ``node``'s new content if not in the home (engine/spools.py):
         blocking (the store makes a temporary file)."""
-        return store_spool(self.placement, self.ns.path_of(node))
+        spool = store_spool(self.placement, self.ns.path_of(node), spool_dir)
+        if spool is not None:  # before the store holds a byte of it (S3's early parts)
+            spool.staged.prepare = functools.partial(self.writes.before_store, node)
+        return spool
 
     def persist(self, node: Inode) -> bool:
         return self.writes.persist(node)

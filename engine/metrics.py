@@ -127,8 +127,8 @@ class CountedUnderFS(UnderFS):
         UFS_BYTES_WRITTEN.inc(status.size)
         return status
 
-    def stage(self, path: str) -> StagedWrite | None:
-        return self.inner.stage(path)  # a local temporary file: no request to count
+    def stage(self, path: str, spool_dir: str | None = None) -> StagedWrite | None:
+        return self.inner.stage(path, spool_dir)  # a local spool file: no request to count
 
     def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
         status: UfsStatus = self._call("write", self.inner.land, staged, path, attrs)

@@ -154,6 +154,9 @@ class MountTable:
         self.ns = ns
         self.credentials = credentials
         self.opener = opener
+        # Remote stores are swept (a request each) only after an unclean stop: a clean one
+        # completed or aborted every upload it began (ufs/s3multipart.py); fsck lists the rest.
+        self.sweep_remote = False
         self._given: dict[int, dict[str, str]] = {k: dict(v) for k, v in (given or {}).items()}
         self._connectors: dict[int, UnderFS] = {}
         # Background removal of what dead writers left in a writable mount's store, once per
@@ -290,6 +293,18 @@ class MountTable:
             hidden = self._given.get(mount.id)
         if ufs is not None:
             return ufs
+        ufs = self.open_apart(mount, hidden)
+        with self._lock:
+            kept = self._connectors.setdefault(mount.id, ufs)
+        if kept is not ufs:  # another thread opened it first
+            ufs.close()
+        elif not mount.readonly:
+            self._clean_leftovers(mount.id, ufs)
+        return kept
+
+    def open_apart(self, mount: Mount, hidden: Mapping[str, str] | None = None) -> UnderFS:
+        """A new connector of ``mount``, the caller's to close: kept by no one, and sweeping
+        nothing (fsck reports leftovers before it removes any)."""
         if not hidden and mount.credential:
             hidden = self.credentials.get(mount.credential)
             if hidden is None:
@@ -299,19 +314,14 @@ class MountTable:
                 )
         opened = resolve(hidden) if hidden else None
         with ufs_errors():
-            ufs = self._open(mount.uri, _for_connector(mount.options), opened)
-        with self._lock:
-            kept = self._connectors.setdefault(mount.id, ufs)
-        if kept is not ufs:  # another thread opened it first
-            ufs.close()
-        elif not mount.readonly:
-            self._clean_leftovers(mount.id, ufs)
-        return kept
+            return self._open(mount.uri, _for_connector(mount.options), opened)
 
     def _clean_leftovers(self, mount_id: int, ufs: UnderFS) -> None:
         """Starts removing, in the background, what writers that died left in the store (a
         local UFS: temporary files of a daemon killed mid-write); never for a read-only mount,
         which promises not to change its store."""
+        if location(ufs.uri)[0] != "file" and not self.sweep_remote:
+            return
         stop = threading.Event()
 
         def run() -> None:

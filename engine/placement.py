@@ -60,8 +60,8 @@ class MountConnector(UnderFS):
     def write(self, path: str, source: BinaryIO, attrs: UfsAttrs | None = None) -> UfsStatus:
         return self._ufs().write(path, source, attrs)
 
-    def stage(self, path: str) -> StagedWrite | None:
-        return self._ufs().stage(path)
+    def stage(self, path: str, spool_dir: str | None = None) -> StagedWrite | None:
+        return self._ufs().stage(path, spool_dir)
 
     def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
         return self._ufs().land(staged, path, attrs)

@@ -42,14 +42,29 @@ class StoreSpool:
         except OSError:  # a sweep removes it once this process is gone; fsck lists it
             pass
 
+    def abandon(self) -> None:
+        """As ``discard``, waiting for what the store must undo (an upload begun: aborted)."""
+        try:
+            self.staged.abandon()
+        except Exception:  # fsck lists what is left (a store that failed to answer)
+            pass
+
+    def wrote(self, offset: int, end: int) -> None:
+        """The writer wrote [offset, end): a store that uploads as parts fill sends them."""
+        self.staged.wrote(offset, end)
+
+    def truncated(self, size: int) -> None:
+        self.staged.truncated(size)
+
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.staged.fd, length, offset)
 
 
-def store_spool(placement: Placement, path: str) -> StoreSpool | None:
+def store_spool(placement: Placement, path: str, spool_dir: str | None = None) -> StoreSpool | None:
     """A spool in the store for the new file at ``path``, if its write type writes the store
     at close and the store stages writes; None otherwise (or if the store refuses now: the
-    write at close reports that)."""
+    write at close reports that). ``spool_dir``: the frontend's spool directory, where a
+    store that uploads parts as they fill (S3) keeps the spool it sends them from."""
     try:
         parent, name, ufs = placement.target(path)
         if ufs is None:
@@ -59,7 +74,7 @@ def store_spool(placement: Placement, path: str) -> StoreSpool | None:
         if not placement.write_type_of(node or parent, mount, None).writes_ufs_at_close:
             return None
         with ufs_errors():
-            staged = connector.stage(rel)
+            staged = connector.stage(rel, spool_dir)
     except ShoalError:
         return None
     return StoreSpool(staged, mount) if staged is not None else None

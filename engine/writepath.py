@@ -166,6 +166,22 @@ class WritePath:
             seq = ns.gate.commit(E.StoreCopy(node.id, E.STALE_COPY, time.time_ns()))
         ns.gate.sync(seq)  # before the store is written: docs/operations.md
 
+    def before_store(self, node: Inode) -> UfsAttrs:
+        """Before a write streamed into the store sends its first byte (ufs/s3parts.py), in a
+        worker thread: the file's StoreCopy durable, as before any write through the UFS, and
+        the owner and mode its store copy gets (those the write at close gives it)."""
+        ns = self.ns
+        seq = 0
+        with ns.lock:
+            if ns.tree.find(node.id) is not node or node.children is not None:
+                raise NotFound(f"inode {node.id} is gone: nothing of it to store")
+            if not store_may_hold(ns.state, node):
+                seq = ns.gate.commit(E.StoreCopy(node.id, E.STALE_COPY, time.time_ns()))
+            attrs = UfsAttrs(node.mode & 0o7777, node.uid, node.gid)
+        if seq:
+            ns.gate.sync(seq)  # before the store is written: docs/operations.md
+        return attrs
+
     def _write_cached(self, new: NewFile, source: BinaryIO, kind: WriteType) -> Inode:
         """The new content is staged as the file's next version beside its current one and
         committed with one entry (engine/cache/staging.py): a crash at any point leaves the

@@ -270,6 +270,7 @@ def run(
                 admin.close()
         finally:
             ops.invalidator.close()
+            ops.abandon_writes()
             pyfuse3.close(unmount=True)
         log.info("unmounted %s", mountpoint)
     finally:

@@ -239,6 +239,13 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         if buffer.handles == 0 and not buffer.dirty:
             self._retire(buffer)
 
+    def abandon_writes(self) -> None:
+        """At the daemon's stop, after the event loop ended: content never committed (files
+        still open) is dropped, as a kill would drop it, and what it had begun in a store
+        (S3's parts sent while it was written) is undone now, not left for a sweep."""
+        for buffer in list(self.buffers.values()):
+            buffer.abandon()
+
     def _retire(self, buffer: WriteBuffer) -> None:
         """Stops routing the inode's reads to the buffer and closes it once nobody uses it
         (a reader in a worker thread may still hold its lock: never wait for that here)."""
@@ -380,7 +387,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     ) -> tuple[Inode, StoreSpool | None]:
         """The file, and where its bytes are spooled if in its store (the engine decides)."""
         node = self.fs.create_as(caller, parent, name, mode)
-        return node, (self.fs.store_spool(node) if node.id not in self.buffers else None)
+        spool = self.fs.store_spool(node, self.spool_dir) if node.id not in self.buffers else None
+        return node, spool
 
     @answers_errno
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:

@@ -127,6 +127,8 @@ class WriteBuffer:
             for idx in range(offset // bs, (min(end, self.old_size) - 1) // bs + 1):
                 self.filled.add(idx)
         written = os.pwrite(self.fd, data, offset)
+        if self.spool is not None:  # a store uploading parts as they fill sends what filled
+            self.spool.wrote(offset, offset + written)
         self.size = max(self.size, offset + written)
         self.dirty = True
         self.mtime_ns = time.time_ns()
@@ -168,6 +170,8 @@ class WriteBuffer:
                 self.old_size = size
                 self.filled = {i for i in self.filled if i * self.block_size < size}
             os.ftruncate(self.fd, size)
+            if self.spool is not None:
+                self.spool.truncated(size)
             self.size = size
             self.dirty = True
             self.mtime_ns = time.time_ns()
@@ -179,6 +183,12 @@ class WriteBuffer:
         self.old_size = self.size
         self.filled = set(range((self.size + self.block_size - 1) // self.block_size))
         return _SpoolReader(self.fd, self.size, self.spool)
+
+    def abandon(self) -> None:
+        """The content will not be committed: a store spool's upload is aborted, waited for."""
+        with self.lock:
+            if self.spool is not None:
+                self.spool.abandon()
 
     def close(self) -> None:
         """Waits for whoever uses the buffer (a reader copying old content in, a commit)."""

@@ -185,10 +185,11 @@ class UnderFS(ABC):
         Parent directories are created as needed. The new file gets ``attrs`` where the store
         keeps them (with its content, not after it: no reader sees it with other ones)."""
 
-    def stage(self, path: str) -> StagedWrite | None:
+    def stage(self, path: str, spool_dir: str | None = None) -> StagedWrite | None:
         """A temporary file the bytes of a new ``path`` can be written into as they come,
         landed by ``land`` (ufs/staged.py); None where the store has no such thing (its bytes
-        are handed to ``write`` whole)."""
+        are handed to ``write`` whole). ``spool_dir``: where the caller spools, for a store
+        that uploads from a local spool as it fills (S3: ufs/s3parts.py)."""
         return None
 
     def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:

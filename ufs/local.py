@@ -355,7 +355,7 @@ class LocalUnderFS(UnderFS):
                 write_atomically(target, chunks, temp_name=tempfiles.temp_name(), finish=finish)
             return self.stat(rel)
 
-    def stage(self, path: str) -> StagedWrite | None:
+    def stage(self, path: str, spool_dir: str | None = None) -> StagedWrite | None:
         """A temporary file for ``path`` (named as ours: ufs/tempfiles.py) at the root, not
         beside it: a directory renamed or removed while the file is written is not held by
         it, and it is never in the way of a name."""

@@ -58,7 +58,9 @@ from ufs.s3meta import (
     reply_status,
     special_metadata,
 )
+from ufs.s3multipart import MultipartWrites
 from ufs.s3options import S3Options
+from ufs.s3parts import UploadSlots
 from ufs.s3stream import FullReads
 from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
 
@@ -69,7 +71,7 @@ STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE rea
 _Listed = tuple[str, str, Mapping[str, Any] | None]
 
 
-class S3UnderFS(ObjectKeys, UnderFS):
+class S3UnderFS(ObjectKeys, MultipartWrites, UnderFS):
     def __init__(
         self,
         bucket: str,
@@ -105,6 +107,7 @@ class S3UnderFS(ObjectKeys, UnderFS):
             multipart_chunksize=options.multipart_chunk,
             max_concurrency=options.upload_concurrency,
         )
+        self.slots = UploadSlots()  # the uploads of writes in progress (ufs/s3parts.py)
         self._lock = threading.Lock()
         self._head_pool: ThreadPoolExecutor | None = None  # a listing's HEADs
 

@@ -24,6 +24,9 @@ class S3Options:
     multipart_threshold: int = 64 << 20
     multipart_chunk: int = 16 << 20
     upload_concurrency: int = 4
+    # A new file written through the mount is uploaded in multipart_chunk parts as they fill,
+    # upload_concurrency at a time, so close waits for its tail only (ufs/s3parts.py).
+    stream_parts: bool = True
     page_size: int = 1000  # keys per LIST request
     posix_metadata: bool = True  # a listing HEADs each entry for its mode, owner and mtime
 

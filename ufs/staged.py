@@ -12,6 +12,7 @@ it meanwhile.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 
 class StagedWrite:
@@ -22,6 +23,21 @@ class StagedWrite:
         self.fd = fd
         self.temp = temp  # its full path
         self.landed = False
+        # Set by the engine: what must be durable before the store holds any byte of the file
+        # (its StoreCopy), returning the UfsAttrs the stored file gets. A store that sends
+        # bytes before ``land`` (ufs/s3parts.py) calls it first; ``land`` is given both anyway.
+        self.prepare: Callable[[], object] | None = None
+
+    def abandon(self) -> None:
+        """As ``discard``, but waits for what a store that sends bytes early must undo."""
+        self.discard()
+
+    def wrote(self, offset: int, end: int) -> None:
+        """The writer wrote [offset, end) (a store that uploads as the bytes come sends what
+        filled: ufs/s3parts.py); nothing to do for a temporary file."""
+
+    def truncated(self, size: int) -> None:
+        """The writer truncated the file to ``size``."""
 
     def discard(self) -> None:
         """The temporary file removed (its content will not land); the descriptor stays the

@@ -133,8 +133,8 @@ class ClusterUnderFS(UnderFS):
         self.publish([path])
         return status
 
-    def stage(self, path: str) -> StagedWrite | None:
-        return self.inner.stage(path)
+    def stage(self, path: str, spool_dir: str | None = None) -> StagedWrite | None:
+        return self.inner.stage(path, spool_dir)
 
     def land(self, staged: StagedWrite, path: str, attrs: UfsAttrs | None = None) -> UfsStatus:
         status = self.inner.land(staged, path, attrs)

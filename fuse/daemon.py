@@ -202,6 +202,12 @@ def _mount(ops: ShoalOperations, mountpoint: str, options: set[str]) -> None:
         ) from None
 
 
+def _write_pid_file(pid_file: str, mountpoint: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    with open(os.open(pid_file, flags, PRIVATE_FILE_MODE), "w") as f:
+        f.write(f"{os.getpid()}\n{mountpoint}\n")
+
+
 def run(
     home: str,
     uri: str,
@@ -245,9 +251,7 @@ def run(
         ops.invalidator.start()
         try:
             raise_readahead(mountpoint)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-            with open(os.open(pid_file, flags, PRIVATE_FILE_MODE), "w") as f:
-                f.write(f"{os.getpid()}\n{mountpoint}\n")
+            _write_pid_file(pid_file, mountpoint)
             engine.ttl.start(config.cache_ttl_check_interval_s)
             admin = AdminServer(engine, home, run_command)
             admin.start()

@@ -136,7 +136,7 @@ class FileSystem:
 
     def settle_attrs(self, node: Inode) -> None:
         """Reads ``node``'s owner and mode from its store now (a request: not on the loop)."""
-        self.reads.provisional.settle(node)
+        self.reads.settle_attrs(node)
 
     # -- UFS-first namespace changes ---------------------------------------------------------
 

@@ -101,7 +101,9 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         # answered with the store's (sticky directories, owners' chmod: the kernel decides
         # those on what it holds, without asking).
         a.entry_timeout = 0 if node.flags & PROVISIONAL else self.entry_timeout
-        a.attr_timeout = self.attr_timeout
+        # Nor kept: with default_permissions the kernel then asks (GETATTR) at every open's
+        # permission check and every stat, which ``getattr`` answers with the store's.
+        a.attr_timeout = 0 if node.flags & PROVISIONAL else self.attr_timeout
         a.st_mode = node.mode
         a.st_nlink = self.fs.nlink(node)
         a.st_uid = node.uid
@@ -166,11 +168,11 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        # Provisional attributes are answered as they are, not read from the store here: the
+        # kernel sends one directory's lookups one at a time (fuse_lock_inode), so a store
+        # round trip here serialized every reader of a directory. Kept for no time (_attrs),
+        # they are read at the GETATTR that every use of them sends next, in parallel.
         node = await self._at_once(self.fs.lookup_in, parent_inode, os.fsdecode(name))
-        if self.fs.attrs_needed(node, ctx.uid):
-            # A kernel request: its reply carries them (an invalidation racing it would make
-            # the kernel drop the reply's attributes and decide on the provisional ones).
-            await self._kernel_change(self.fs.settle_attrs, node)
         return self._attrs(node)
 
     async def forget(self, inode_list: Any) -> None:  # ids are never reused: nothing to free

@@ -10,10 +10,12 @@ store's owner, mode and mtime (a SetAttr of all three ends the flag), taken from
 - the first GET of the file's bytes (a read, a readahead, a prefetch): its reply carries the
   object's metadata, handed over by ``read_stream``'s ``on_status`` (``watcher``), so the
   common case costs no request of its own;
-- a stat (a HEAD) where something needs them before any read (``settle``): a GETATTR (with
-  ``default_permissions`` the kernel asks for one whenever a provisional mode refuses a user,
-  before it decides), a permission check of the fsspec client's (engine/shortcircuit.py), and
-  an upload that must carry them to the store (engine/persister.py, engine/writepath.py).
+- a request where something needs them before any read (``settle``, a HEAD; ``settle_by``,
+  a read whose GET brings them, engine/readpath.py's ``settle_attrs`` for a small file): a
+  GETATTR (the kernel keeps provisional attributes for no time, so every open's permission
+  check and every stat sends one; never at a lookup, which the kernel sends one at a time per
+  directory), a permission check of the fsspec client's (engine/shortcircuit.py), and an
+  upload that must carry them to the store (engine/persister.py, engine/writepath.py).
 
 Only while the copy read is the file's own (the same fingerprint): a changed object is the next
 listing's to follow. A listing cannot see an object's metadata change either (a copy onto itself
@@ -21,8 +23,9 @@ keeps its ETag): an explicit sync (``shoal fs sync``, ``reread``) reads every li
 HEAD each, in parallel, as every listing did before.
 
 The GET's SetAttr is not waited for: the reader's first bytes do not wait for an fsync, and a
-crash that loses it leaves the file provisional, completed again by the next read. A
-``settle``'s is, like any change its caller goes on to rely on.
+crash that loses it leaves the file provisional, completed again by the next read. Nor is a
+GETATTR's (``durable=False``): its answer lives in the kernel, which a crash unmounts. An
+upload's ``settle`` is, like any change its caller goes on to rely on.
 """
 
 from __future__ import annotations

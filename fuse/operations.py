@@ -168,11 +168,13 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        # Provisional attributes are answered as they are, not read from the store here: the
-        # kernel sends one directory's lookups one at a time (fuse_lock_inode), so a store
-        # round trip here serialized every reader of a directory. Kept for no time (_attrs),
-        # they are read at the GETATTR that every use of them sends next, in parallel.
         node = await self._at_once(self.fs.lookup_in, parent_inode, os.fsdecode(name))
+        if self.fs.attrs_needed_at_lookup(node, ctx.uid):
+            # A kernel request: its reply carries them. Root's are answered provisional, kept
+            # for no time (_attrs): its GETATTRs read them, outside the kernel's directory lock.
+            await self._kernel_change(self.fs.settle_attrs, node)
+        if node.flags & PROVISIONAL and self.invalidator.pending():
+            await self._blocking(self.invalidator.drain)  # a load's: before the GETATTR
         return self._attrs(node)
 
     async def forget(self, inode_list: Any) -> None:  # ids are never reused: nothing to free

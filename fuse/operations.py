@@ -175,7 +175,13 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             await self._kernel_change(self.fs.settle_attrs, node)
         if node.flags & PROVISIONAL and self.invalidator.pending():
             await self._blocking(self.invalidator.drain)  # a load's: before the GETATTR
-        return self._attrs(node)
+        a = self._attrs(node)
+        if node.flags & PROVISIONAL and ctx.uid == 0:
+            # Root's name is kept (its attributes are not: the GETATTR that its open or stat
+            # sends completes them): else the pass after a cold one sends every file's LOOKUP
+            # again, one at a time per directory. Its sticky and owner checks refuse nothing.
+            a.entry_timeout = self.entry_timeout
+        return a
 
     async def forget(self, inode_list: Any) -> None:  # ids are never reused: nothing to free
         return None

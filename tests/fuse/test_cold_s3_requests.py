@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 from cli.bench.faultproxy import FaultProxy
+from cli.stats_cmd import DaemonLink
 from cli.bench.s3server import S3Server
 from tests.fuse.mounting import mounted
 from tests.ufs.stores import S3Store
@@ -37,3 +38,31 @@ def test_a_cold_small_s3_file_costs_one_get_and_no_head(
             st = os.stat(m.path / key)
             assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o644, 1000, 1001)
         assert [method for method, _path in proxy.requests].count("HEAD") == 0
+
+
+def test_the_pass_after_a_cold_one_asks_the_daemon_only_to_open_and_release(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    store = S3Store(s3_server)
+    data = {f"train/c0/img{i:02d}.jpg": os.urandom(20_000 + i) for i in range(12)}
+    for key, value in data.items():
+        store.put(key, value)
+    with mounted(store, tmp_path, "ro", "prefetch=false") as m:
+        for key, value in data.items():  # cold: provisional attributes completed by the GETs
+            assert (m.path / key).read_bytes() == value
+        link = DaemonLink(str(m.path))
+        try:
+            before = link.sample()["ops"]
+            for key, value in data.items():
+                assert (m.path / key).read_bytes() == value
+            after = link.sample()["ops"]
+        finally:
+            link.close()
+        asked = {
+            kind: after[kind]["calls"] - before.get(kind, {"calls": 0})["calls"]
+            for kind in after
+            if after[kind]["calls"] != before.get(kind, {"calls": 0})["calls"]
+        }
+        # Names, attributes and pages were kept: a provisional entry's timeout 0 outliving
+        # its completion sent every file's LOOKUP again, one at a time per directory.
+        assert asked == {"open": len(data), "release": len(data)}

@@ -10,8 +10,8 @@ import stat
 from pathlib import Path
 
 from cli.bench.faultproxy import FaultProxy
-from cli.stats_cmd import DaemonLink
 from cli.bench.s3server import S3Server
+from cli.stats_cmd import DaemonLink
 from tests.fuse.mounting import mounted
 from tests.ufs.stores import S3Store
 

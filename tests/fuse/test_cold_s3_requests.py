@@ -40,7 +40,7 @@ def test_a_cold_small_s3_file_costs_one_get_and_no_head(
         assert [method for method, _path in proxy.requests].count("HEAD") == 0
 
 
-def test_the_pass_after_a_cold_one_asks_the_daemon_only_to_open_and_release(
+def test_the_pass_after_a_cold_one_asks_the_daemon_only_to_open(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
     store = S3Store(s3_server)
@@ -63,6 +63,7 @@ def test_the_pass_after_a_cold_one_asks_the_daemon_only_to_open_and_release(
             for kind in after
             if after[kind]["calls"] != before.get(kind, {"calls": 0})["calls"]
         }
+        asked.pop("release", None)  # sent by the kernel after close() returns: maybe not yet
         # Names, attributes and pages were kept: a provisional entry's timeout 0 outliving
         # its completion sent every file's LOOKUP again, one at a time per directory.
-        assert asked == {"open": len(data), "release": len(data)}
+        assert asked == {"open": len(data)}

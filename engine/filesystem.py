@@ -135,9 +135,17 @@ class FileSystem:
         time). A GET that comes first (a read, readahead, prefetch) brings them with it."""
         return bool(node.flags & PROVISIONAL)
 
+    def attrs_needed_at_lookup(self, node: Inode, uid: int) -> bool:
+        """``attrs_needed`` for a lookup: user ``uid``'s sticky-directory and owner checks are
+        decided by the kernel on what a lookup answers, without asking; root is refused none
+        of them, and anything else asks (GETATTR: provisional attributes are kept for no
+        time). So root's lookups, the ones of a training job's readers, wait for no store
+        request: the kernel sends one directory's lookups one at a time."""
+        return bool(node.flags & PROVISIONAL) and uid != 0
+
     def settle_attrs(self, node: Inode) -> None:
         """Reads ``node``'s owner and mode from its store now (a request: not on the loop)."""
-        self.reads.provisional.settle(node)
+        self.reads.settle_attrs(node)
 
     # -- UFS-first namespace changes ---------------------------------------------------------
 

@@ -10,10 +10,12 @@ store's owner, mode and mtime (a SetAttr of all three ends the flag), taken from
 - the first GET of the file's bytes (a read, a readahead, a prefetch): its reply carries the
   object's metadata, handed over by ``read_stream``'s ``on_status`` (``watcher``), so the
   common case costs no request of its own;
-- a stat (a HEAD) where something needs them before any read (``settle``): a GETATTR (with
-  ``default_permissions`` the kernel asks for one whenever a provisional mode refuses a user,
-  before it decides), a permission check of the fsspec client's (engine/shortcircuit.py), and
-  an upload that must carry them to the store (engine/persister.py, engine/writepath.py).
+- a request where something needs them before any read (``settle``, a HEAD; ``settle_by``,
+  a read whose GET brings them, engine/readpath.py's ``settle_attrs`` for a small file): a
+  GETATTR (the kernel keeps provisional attributes for no time, so every open's permission
+  check and every stat sends one; never at a lookup, which the kernel sends one at a time per
+  directory), a permission check of the fsspec client's (engine/shortcircuit.py), and an
+  upload that must carry them to the store (engine/persister.py, engine/writepath.py).
 
 Only while the copy read is the file's own (the same fingerprint): a changed object is the next
 listing's to follow. A listing cannot see an object's metadata change either (a copy onto itself
@@ -21,12 +23,15 @@ keeps its ETag): an explicit sync (``shoal fs sync``, ``reread``) reads every li
 HEAD each, in parallel, as every listing did before.
 
 The GET's SetAttr is not waited for: the reader's first bytes do not wait for an fsync, and a
-crash that loses it leaves the file provisional, completed again by the next read. A
-``settle``'s is, like any change its caller goes on to rely on.
+crash that loses it leaves the file provisional, completed again by the next read. Nor is a
+GETATTR's (``durable=False``): its answer lives in the kernel, which a crash unmounts. An
+upload's ``settle`` is, like any change its caller goes on to rely on.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -41,6 +46,12 @@ from ufs.base import join as ufs_join
 
 REREAD_THREADS = 16  # HEADs in flight while an explicit sync reads a directory's attributes
 
+# Files being settled by a read (``settle_by``), by id(node): their GETs' statuses, kept for the
+# settling thread (whichever instance's watcher sees them: prefetch has its own), and how many
+# threads wait for them.
+_held: dict[int, tuple[int, list[UfsStatus]]] = {}
+_held_lock = threading.Lock()
+
 
 class ProvisionalAttrs:
     def __init__(self, ns: Namespace, mounts: MountTable, sync: MetadataSync) -> None:
@@ -54,11 +65,43 @@ class ProvisionalAttrs:
         return partial(self._seen, node)
 
     def _seen(self, node: Inode, status: UfsStatus) -> None:
+        with _held_lock:
+            held = _held.get(id(node))
+            if held is not None:
+                held[1].append(status)
+                return
         self._complete(node, status)
 
-    def settle(self, node: Inode) -> None:
+    def settle_by(self, node: Inode, read: Callable[[], object]) -> None:
+        """``settle`` with ``read`` (a read of the file, whose GET brings its attributes) in
+        place of the HEAD, the SetAttr committed on this thread all the same: a kernel
+        request's change must be its own (fuse/operations.py: made on a fetch thread, its
+        invalidation races the GETATTR's reply, and the kernel decides on the provisional
+        ones). Then a HEAD if no GET brought them (the block was cached, another copy)."""
+        if not node.flags & PROVISIONAL:
+            return
+        key = id(node)
+        with _held_lock:
+            count, statuses = _held.get(key, (0, []))
+            _held[key] = (count + 1, statuses)
+        try:
+            read()
+        finally:
+            with _held_lock:
+                count, statuses = _held[key]
+                if count == 1:
+                    del _held[key]
+                else:
+                    _held[key] = (count - 1, statuses)
+        for status in list(statuses):
+            self._complete(node, status)
+        self.settle(node, durable=False)
+
+    def settle(self, node: Inode, durable: bool = True) -> None:
         """Reads ``node``'s store attributes (a HEAD) and completes its provisional ones with
-        them, now (blocking: never on the event loop, never under the lock)."""
+        them, now (blocking: never on the event loop, never under the lock). ``durable=False``
+        for an answer nothing outside the daemon keeps (a GETATTR's): a crash that loses the
+        SetAttr leaves the file provisional, narrower, and the kernel's copy dies with it."""
         if not node.flags & PROVISIONAL:
             return
         where = self.sync.mount_of(node)
@@ -68,7 +111,7 @@ class ProvisionalAttrs:
         with ufs_errors():
             status = self.mounts.connector(mount).stat(rel)
         seq = self._complete(node, status)
-        if seq:
+        if seq and durable:
             self.ns.gate.durable(seq)
 
     def _complete(self, node: Inode, status: UfsStatus) -> int:

@@ -26,6 +26,7 @@ from journal import entries as E
 log = logging.getLogger(__name__)
 
 _STOP = object()
+DRAIN_LIMIT_S = 5.0  # a drain racing close() (its mark behind the stop) waits no longer
 
 
 class KernelInvalidator:
@@ -40,6 +41,9 @@ class KernelInvalidator:
         # other file keeps its pages (keep_cache): they hold its current content. Emptied by
         # those opens; a read-only dataset never fills it.
         self._changed: set[int] = set()
+        # Invalidations queued and done: ``pending`` compares them, on the event loop.
+        self._queued = self._done = 0
+        self._count_lock = threading.Lock()
 
     def content_changed(self, ino: int) -> None:
         self._changed.add(ino)  # atomic: the observer (under the lock) and the loop both mark
@@ -53,6 +57,26 @@ class KernelInvalidator:
         except KeyError:
             return True
         return False
+
+    def _put(self, item: tuple[Any, ...]) -> None:
+        with self._count_lock:
+            self._queued += 1
+        self._queue.put(item)
+
+    def pending(self) -> bool:
+        """Whether invalidations queued so far are still to be sent."""
+        return self._queued != self._done
+
+    def drain(self) -> None:
+        """Returns once every invalidation queued before the call is sent (blocking: from a
+        worker thread). The kernel drops a GETATTR's reply when an invalidation of the inode
+        arrives while it waits for it (attr_version), and decides on what it held: sent
+        before a lookup's reply, the ones of a directory load cannot race what follows."""
+        if not self._thread.is_alive():
+            return
+        done = threading.Event()
+        self._queue.put(("mark", done))
+        done.wait(DRAIN_LIMIT_S)
 
     def start(self) -> None:
         self._thread.start()
@@ -72,21 +96,21 @@ class KernelInvalidator:
             # write through the mount they hold the same bytes, and are dropped at a cost of
             # one re-read; a sync during a lookup finds changes the kernel never saw).
             self.content_changed(entry.id)
-            self._queue.put(("inode", entry.id, False))
+            self._put(("inode", entry.id, False))
         elif getattr(self._local, "active", False):
             return  # the kernel asked for this change: its reply told it
         elif isinstance(entry, E.Delete):
-            self._queue.put(("entry", entry.parent, entry.name, entry.id))
+            self._put(("entry", entry.parent, entry.name, entry.id))
         elif isinstance(entry, E.Rename):
-            self._queue.put(("entry", entry.src_parent, entry.src_name, 0))
-            self._queue.put(("entry", entry.dst_parent, entry.dst_name, 0))
+            self._put(("entry", entry.src_parent, entry.src_name, 0))
+            self._put(("entry", entry.dst_parent, entry.dst_name, 0))
         elif isinstance(entry, E.SetAttr):
             if entry.size is not None:
                 self.content_changed(entry.id)
-            self._queue.put(("inode", entry.id, entry.size is None))
+            self._put(("inode", entry.id, entry.size is None))
         elif isinstance(entry, E.Link):  # a name the kernel may hold as missing; a link count
-            self._queue.put(("entry", entry.parent, entry.name, 0))
-            self._queue.put(("inode", entry.id, True))
+            self._put(("entry", entry.parent, entry.name, 0))
+            self._put(("inode", entry.id, True))
 
     def attributes_now(self, ino: int) -> None:
         """Drops the kernel's attributes of ``ino`` at once, from the calling thread (the event
@@ -103,6 +127,9 @@ class KernelInvalidator:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if item[0] == "mark":
+                item[1].set()
+                continue
             try:
                 if item[0] == "entry":
                     _kind, parent, name, deleted = item
@@ -115,3 +142,5 @@ class KernelInvalidator:
                 pass  # the kernel did not have it cached: nothing to drop
             except Exception:
                 log.exception("invalidating %s failed", item)
+            with self._count_lock:
+                self._done += 1

@@ -101,7 +101,9 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         # answered with the store's (sticky directories, owners' chmod: the kernel decides
         # those on what it holds, without asking).
         a.entry_timeout = 0 if node.flags & PROVISIONAL else self.entry_timeout
-        a.attr_timeout = self.attr_timeout
+        # Nor kept: with default_permissions the kernel then asks (GETATTR) at every open's
+        # permission check and every stat, which ``getattr`` answers with the store's.
+        a.attr_timeout = 0 if node.flags & PROVISIONAL else self.attr_timeout
         a.st_mode = node.mode
         a.st_nlink = self.fs.nlink(node)
         a.st_uid = node.uid
@@ -167,11 +169,19 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         node = await self._at_once(self.fs.lookup_in, parent_inode, os.fsdecode(name))
-        if self.fs.attrs_needed(node, ctx.uid):
-            # A kernel request: its reply carries them (an invalidation racing it would make
-            # the kernel drop the reply's attributes and decide on the provisional ones).
+        if self.fs.attrs_needed_at_lookup(node, ctx.uid):
+            # A kernel request: its reply carries them. Root's are answered provisional, kept
+            # for no time (_attrs): its GETATTRs read them, outside the kernel's directory lock.
             await self._kernel_change(self.fs.settle_attrs, node)
-        return self._attrs(node)
+        if node.flags & PROVISIONAL and self.invalidator.pending():
+            await self._blocking(self.invalidator.drain)  # a load's: before the GETATTR
+        a = self._attrs(node)
+        if node.flags & PROVISIONAL and ctx.uid == 0:
+            # Root's name is kept (its attributes are not: the GETATTR that its open or stat
+            # sends completes them): else the pass after a cold one sends every file's LOOKUP
+            # again, one at a time per directory. Its sticky and owner checks refuse nothing.
+            a.entry_timeout = self.entry_timeout
+        return a
 
     async def forget(self, inode_list: Any) -> None:  # ids are never reused: nothing to free
         return None

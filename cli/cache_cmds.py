@@ -8,6 +8,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from cli import cluster_opts
+from cli.cluster_report import cmd_cluster_report
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, open_engine
 from cli.paths import absolute as _abs
 from cli.progress import bar as progress_bar
@@ -87,13 +89,18 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
 
 
 def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = add_command(sub, common, "report", cmd_report, "the block cache's tiers and counters")
+    p = add_command(sub, common, "report", _report, "the block cache's tiers and counters")
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--idle",
         action="store_true",
         help="first wait until directory prefetches and background stores have ended",
     )
+    cluster_opts.add_arguments(p, required=False)  # --cluster: the workers, not the home
+
+
+def _report(args: argparse.Namespace) -> int:
+    return cmd_cluster_report(args) if args.cluster else cmd_report(args)
 
 
 def files_under(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:

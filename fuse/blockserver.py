@@ -3,6 +3,9 @@ through the engine's read path, like a kernel READ: a hit from the worker's tier
 fetched from its store once (concurrent readers of a block share one request) and cached
 under its quota. A frontend like the FUSE one: it translates, the engine decides.
 
+``GET /v1/status`` (JSON: tiers, hits, misses, what the service answered) and ``GET /metrics``
+(Prometheus) tell of the worker (fuse/blockstatus.py).
+
 Every request but ``/v1/health`` carries the cluster token (``Authorization: Bearer``),
 compared in constant time; the token never reaches a log. Each connection is served by a
 thread of its own (reads wait for the store; the engine is thread-safe).
@@ -12,13 +15,15 @@ from __future__ import annotations
 
 import errno
 import hmac
+import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from engine.engine import Engine
 from engine.errors import ShoalError
-from engine.filesystem import FileSystem
+from fuse.blockstatus import Exposition, ServiceCounters, worker_status
 from fuse.boundary import errno_of
 
 log = logging.getLogger(__name__)
@@ -45,9 +50,10 @@ def _range(query: str) -> tuple[str, int, int]:
 
 
 class BlockServer:
-    def __init__(self, fs: FileSystem, token: str, host: str, port: int) -> None:
-        self.fs = fs
-        self.served = self.refused = 0
+    def __init__(self, engine: Engine, token: str, host: str, port: int) -> None:
+        self.fs = engine.fs
+        self.counters = ServiceCounters()
+        exposition = Exposition(engine, self.counters)
         expected = f"Bearer {token}".encode()
         server = self
 
@@ -74,8 +80,15 @@ class BlockServer:
                     return self._reply(200, b"ok\n")
                 given = self.headers.get("Authorization", "").encode()
                 if not hmac.compare_digest(given, expected):
-                    server.refused += 1
+                    server.counters.count_refused()
                     return self._reply(401, b"a cluster token is needed\n")
+                if url.path == "/v1/status":
+                    server.counters.count("status")
+                    body = json.dumps(worker_status(engine, server.counters)).encode()
+                    return self._reply(200, body, "application/json")
+                if url.path == "/metrics":
+                    server.counters.count("metrics")
+                    return self._reply(200, exposition.render(), "text/plain; version=0.0.4")
                 if url.path != "/v1/read":
                     return self._reply(404, b"no such service\n")
                 try:
@@ -90,9 +103,10 @@ class BlockServer:
                 except ShoalError as exc:
                     status = STATUS_OF_ERRNO.get(errno_of(exc), 503)
                     if status == 503:
+                        server.counters.count_failed()
                         log.warning("block service: %s [%d, +%d): %s", path, offset, length, exc)
                     return self._reply(status, f"{exc}\n".encode())
-                server.served += 1
+                server.counters.count("read", len(data))
                 self._reply(200, data, "application/octet-stream")
 
         self.http = ThreadingHTTPServer((host, port), Handler)

@@ -17,8 +17,10 @@ import urllib3
 
 from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.membership import Worker, decode, store_key, workers_prefix
+from engine.cluster.remote import ClusterUnderFS
 from engine.cluster.ring import HashRing
 from engine.errors import Unavailable
+from engine.mounts import MountTable
 
 TIMEOUT_S = 2.0  # a worker that has not answered by then is shown unhealthy
 
@@ -79,3 +81,21 @@ def cluster_report(url: str, token: str, timeout: float = TIMEOUT_S) -> dict[str
         for w, answer in zip(workers, answers, strict=True)
     ]  # fmt: skip
     return report
+
+
+def client_view(mounts: MountTable) -> dict[str, Any] | None:
+    """A cluster client's own view (`shoal report` through its mount): the workers it reads
+    from, whether it is degraded (etcd out of reach: its last ring served), and how many reads
+    the workers answered or left to the store. None for a home that is no cluster client."""
+    for _path, mount in mounts.listing():
+        ufs: object = mounts.opened(mount)
+        while ufs is not None and not isinstance(ufs, ClusterUnderFS):
+            ufs = getattr(ufs, "inner", None)  # below the metrics wrapper, if any
+        if isinstance(ufs, ClusterUnderFS):
+            return {
+                "workers": sorted(ufs.members.workers),
+                "degraded": ufs.members.degraded,
+                "remote_reads": ufs.remote_reads,
+                "fallbacks": ufs.fallbacks,
+            }
+    return None

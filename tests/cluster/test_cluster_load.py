@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -96,5 +97,15 @@ def test_fs_load_cluster_puts_each_file_on_its_owner_and_an_epoch_then_gets_noth
             after = _status(w)
             assert after["cache_misses"] == before[w.name]["cache_misses"], w.name
             assert after["cache_hits"] > before[w.name]["cache_hits"], w.name
+
+        view = json.loads(shoal("report", "--json", home=home).stdout)["cluster"]
+        assert view["workers"] == ["w1", "w2", "w3"] and view["degraded"] is False, view
+        assert view["remote_reads"] >= len(files) and view["fallbacks"] == 0, view
+        etcd.stop()  # the client keeps its ring and says it is degraded
+        deadline = time.monotonic() + 30
+        while not json.loads(shoal("report", "--json", home=home).stdout)["cluster"]["degraded"]:
+            assert time.monotonic() < deadline, "the client never said it was degraded"
+            time.sleep(0.2)
+        assert "cluster  DEGRADED" in shoal("report", home=home).stdout
     finally:
         client.teardown()

@@ -8,8 +8,9 @@ objects asked for through it. Each configuration starts from empty caches: a col
 the clients are mounted again (the kernel's page cache of the mount is gone; their small
 near-caches stay) and a warm epoch is read from the workers. Each client reads every file once
 per epoch, so a cluster epoch reads the dataset twice: its GETs say whether the store saw the
-objects once or twice. The workers' quota is, by default, below the dataset's size: one worker
-cannot hold it, two or three together can.
+objects once or twice, and the reads the workers did not answer (a client's fallbacks to the
+store, from its `shoal report`) are counted too. The workers' quota is, by default, below the
+dataset's size: one worker cannot hold it, two or three together can.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cli.bench import clusterprocs as procs
 from cli.bench.clusterprocs import BUCKET, URI, Cluster, Worker, make_home, option_args, shoal
 from cli.bench.readers import figures, listing, make_dataset, timed
 
@@ -112,11 +114,15 @@ def _cluster(scratch: str, epochs: Epochs, cluster: Cluster, count: int, quota: 
                       *option_args(cluster.options), URI, mnt)  # fmt: skip
             return mnts
 
+        fallbacks: list[int] = []
+
         def umount() -> None:
+            fallbacks.append(sum(procs.client_fallbacks(home) for home in homes))
             for mnt in mnts:
                 shoal("umount", mnt)
 
         out = {"workers": count, "clients": CLIENTS, **_two_epochs(epochs, mount, umount)}
+        out["cold"]["fallbacks"], out["warm"]["fallbacks"] = fallbacks
         out["bytes_per_worker"] = {w.name: w.used_bytes() for w in workers}
         return out
     finally:
@@ -193,8 +199,8 @@ def format_table(result: dict[str, Any]) -> str:
         f" per client; {result['latency_ms']:.0f} ms added to each S3 request; worker quota"
         f" {result['worker_quota'] / 2**20:.1f} MiB",
         "",
-        f"{'':<24} {'cold files/s':>12} {'MiB/s':>8} {'GETs':>6}"
-        f" {'warm files/s':>12} {'MiB/s':>8} {'GETs':>6}  bytes per worker (MiB)",
+        f"{'':<24} {'cold files/s':>12} {'MiB/s':>8} {'GETs':>6} {'fallb.':>6}"
+        f" {'warm files/s':>12} {'MiB/s':>8} {'GETs':>6} {'fallb.':>6}  bytes per worker (MiB)",
     ]
     for key in ("single", *(f"cluster_{n}" for n in WORKER_COUNTS)):
         r = result[key]
@@ -204,8 +210,9 @@ def format_table(result: dict[str, Any]) -> str:
         held = " ".join(f"{v / 2**20:.1f}" for v in r.get("bytes_per_worker", {}).values())
         lines.append(
             f"{label:<24} {cold['files_per_s']:>12,.0f} {cold['mib_per_s']:>8,.1f}"
-            f" {cold['ufs_gets']:>6} {warm['files_per_s']:>12,.0f} {warm['mib_per_s']:>8,.1f}"
-            f" {warm['ufs_gets']:>6}  {held}"
+            f" {cold['ufs_gets']:>6} {cold.get('fallbacks', '-'):>6}"
+            f" {warm['files_per_s']:>12,.0f} {warm['mib_per_s']:>8,.1f}"
+            f" {warm['ufs_gets']:>6} {warm.get('fallbacks', '-'):>6}  {held}"
         )
     lines.append("")
     lines += [f"{name:<44} {value:6.2f}x" for name, value in result["ratios"].items()]

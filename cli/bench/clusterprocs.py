@@ -26,6 +26,13 @@ def shoal(*args: str) -> None:
                            f" {done.stderr.strip()}")  # fmt: skip
 
 
+def client_fallbacks(home: str) -> int:
+    """Reads a cluster client's workers did not answer (the store did): its `shoal report`."""
+    done = subprocess.run([sys.executable, "-m", "cli.main", "--home", home, "report", "--json"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return int(json.loads(done.stdout)["cluster"]["fallbacks"])
+
+
 def make_home(path: str, quota: int) -> str:
     os.makedirs(os.path.join(path, "cache"), exist_ok=True)
     with open(os.path.join(path, "shoal.toml"), "w") as f:

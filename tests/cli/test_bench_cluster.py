@@ -24,6 +24,7 @@ def test_bench_cluster_json_has_each_configuration_gets_and_worker_bytes(tmp_pat
         mine = result[f"cluster_{count}"]
         assert mine["workers"] == count and mine["clients"] == 2
         assert mine["cold"]["ufs_gets"] >= files
+        assert mine["cold"]["fallbacks"] >= 0 and mine["warm"]["fallbacks"] >= 0
         for phase in ("cold", "warm"):
             assert mine[phase]["files_per_s"] > 0 and mine[phase]["mib_per_s"] > 0
         held = mine["bytes_per_worker"]

@@ -117,9 +117,11 @@ def _cluster(scratch: str, epochs: Epochs, cluster: Cluster, count: int, quota: 
         fallbacks: list[int] = []
 
         def umount() -> None:
-            fallbacks.append(sum(procs.client_fallbacks(home) for home in homes))
-            for mnt in mnts:
-                shoal("umount", mnt)
+            try:
+                fallbacks.append(sum(procs.client_fallbacks(home) for home in homes))
+            finally:  # the mounts go whatever happened
+                for mnt in mnts:
+                    shoal("umount", mnt)
 
         out = {"workers": count, "clients": CLIENTS, **_two_epochs(epochs, mount, umount)}
         out["cold"]["fallbacks"], out["warm"]["fallbacks"] = fallbacks

@@ -30,7 +30,8 @@ def client_fallbacks(home: str) -> int:
     """Reads a cluster client's workers did not answer (the store did): its `shoal report`."""
     done = subprocess.run([sys.executable, "-m", "cli.main", "--home", home, "report", "--json"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    return int(json.loads(done.stdout)["cluster"]["fallbacks"])
+    view = json.loads(done.stdout)["cluster"]
+    return 0 if view is None else int(view["fallbacks"])  # None: its store was never opened
 
 
 def make_home(path: str, quota: int) -> str:

@@ -86,7 +86,8 @@ def cluster_report(url: str, token: str, timeout: float = TIMEOUT_S) -> dict[str
 def client_view(mounts: MountTable) -> dict[str, Any] | None:
     """A cluster client's own view (`shoal report` through its mount): the workers it reads
     from, whether it is degraded (etcd out of reach: its last ring served), and how many reads
-    the workers answered or left to the store. None for a home that is no cluster client."""
+    the workers answered or left to the store. None for a home that is no cluster client, or
+    whose daemon has not opened its store yet (every read so far served by its own cache)."""
     for _path, mount in mounts.listing():
         ufs: object = mounts.opened(mount)
         while ufs is not None and not isinstance(ufs, ClusterUnderFS):

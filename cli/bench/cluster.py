@@ -72,14 +72,12 @@ class Epochs:
 
 def _two_epochs(epochs: Epochs, mount: Callable[[], list[str]], umount: Callable[[], None]
                 ) -> dict[str, Any]:  # fmt: skip
-    mounts = mount()
-    try:
-        cold = epochs.read(mounts)
+    try:  # a mount that failed half-way is undone too
+        cold = epochs.read(mount())
     finally:
         umount()
-    mounts = mount()  # the page cache of the mounts is gone with them
-    try:
-        warm = epochs.read(mounts)
+    try:  # the page cache of the mounts is gone with them
+        warm = epochs.read(mount())
     finally:
         umount()
     return {"cold": cold, "warm": warm}
@@ -94,7 +92,11 @@ def _single(scratch: str, epochs: Epochs, options: dict[str, str], total: int) -
         shoal("--home", home, "mount", "-o", "ro", *option_args(options), URI, mnt)
         return [mnt]
 
-    return {"workers": 0, "clients": 1, **_two_epochs(epochs, mount, lambda: shoal("umount", mnt))}
+    def umount() -> None:
+        if os.path.ismount(mnt):
+            shoal("umount", mnt)
+
+    return {"workers": 0, "clients": 1, **_two_epochs(epochs, mount, umount)}
 
 
 def _cluster(scratch: str, epochs: Epochs, cluster: Cluster, count: int, quota: int
@@ -121,7 +123,8 @@ def _cluster(scratch: str, epochs: Epochs, cluster: Cluster, count: int, quota: 
                 fallbacks.append(sum(procs.client_fallbacks(home) for home in homes))
             finally:  # the mounts go whatever happened
                 for mnt in mnts:
-                    shoal("umount", mnt)
+                    if os.path.ismount(mnt):
+                        shoal("umount", mnt)
 
         out = {"workers": count, "clients": CLIENTS, **_two_epochs(epochs, mount, umount)}
         out["cold"]["fallbacks"], out["warm"]["fallbacks"] = fallbacks

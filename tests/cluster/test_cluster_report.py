@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -123,3 +124,21 @@ def test_worker_metrics_count_block_requests_bytes_and_misses(
     assert _metric(text, "shoal_cache_misses_total") >= 5
     assert _metric(text, "shoal_cache_hits_total") + _metric(text, "shoal_cache_misses_total") == 10
     assert "shoal_cache_flight_joins_total" in text and "shoal_journal_entries_total" in text
+
+
+def _listen_backlog(port: int) -> int:
+    """The listening socket's backlog, as the kernel holds it (ss: Send-Q of a listener)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True).stdout.split()  # fmt: skip
+    return int(out[2])
+
+
+def test_block_service_listens_with_a_backlog_for_bursts_of_connections(
+    etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    # A burst of client connections beyond the backlog waits for a SYN retransmit (1 s), past
+    # the clients' connect timeout: the read goes to the store instead (shoal bench cluster).
+    (tmp_path / "ufs").mkdir()
+    workers.append(WorkerProcess(tmp_path, "w1", 1 << 20))
+    workers[0].start(etcd.cluster_url("backlog"), token_file, str(tmp_path / "ufs"), {})
+    assert _listen_backlog(workers[0].port) >= 128

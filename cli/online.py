@@ -21,7 +21,7 @@ import shutil
 import socket
 import sys
 
-from cli.common import EXIT_FAILED
+from cli.common import EXIT_FAILED, EXIT_USAGE
 from cli.progress import is_terminal
 from engine.home import default_home
 from fuse.admin import SOCKET, short_path
@@ -91,6 +91,10 @@ def forward(argv: list[str], args: argparse.Namespace) -> int | None:
     when the command must run here (offline)."""
     if not runs_online(args):
         return None
+    if getattr(args, "cluster_token_stdin", False):  # it would read the daemon's stdin
+        print("shoal: error: a command run by the home's daemon cannot read your standard"
+              " input: give the token as --cluster-token-file PATH", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     argv, mount_home = translate(_token_file_absolute(argv))
     # The default home last: a daemon serving it takes the commands that name no home.
     home = args.home or os.environ.get("SHOAL_HOME") or mount_home or default_home()

@@ -80,6 +80,9 @@ def test_fs_load_cluster_puts_each_file_on_its_owner_and_an_epoch_then_gets_noth
         done = shoal("fs", "load", "-R", "--cluster", url, "--cluster-token-file",
                      str(token_file), "/", home=home)  # fmt: skip
         assert f"{len(files)} file(s) loaded" in done.stdout and "on 3 worker(s)" in done.stdout
+        refused = shoal("fs", "load", "-R", "--cluster", url, "--cluster-token-stdin", "/",
+                        home=home, input=TOKEN + "\n", expect=2)  # fmt: skip
+        assert "--cluster-token-file" in refused.stderr, refused.stderr  # not the daemon's stdin
         gets = _object_gets(proxy, bucket)
         assert set(gets) == set(files), sorted(set(files) - set(gets))[:5]
         big = (5 << 20) // (4 << 20) + 1  # ranged GETs of the big file: one per load read

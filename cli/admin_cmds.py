@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from cli import bench_cluster_cmd
 from cli.bench import cache as bench_cache
 from cli.bench import extras as bench_extras
 from cli.bench import journal as bench_journal
@@ -117,6 +118,7 @@ def _register_bench(cmds: Any, common: argparse.ArgumentParser) -> None:
     _bench_read_arguments(p)
     bench_readmount.add_arguments(p)
     _register_bench_write(cmds, common)
+    bench_cluster_cmd.register(cmds, common)
 
 
 def _register_bench_write(cmds: Any, common: argparse.ArgumentParser) -> None:

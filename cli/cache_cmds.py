@@ -8,6 +8,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from cli import cluster_load, cluster_opts
+from cli.cluster_report import cmd_cluster_report
 from cli.common import EXIT_FAILED, EXIT_OK, UsageError, add_command, open_engine
 from cli.paths import absolute as _abs
 from cli.progress import bar as progress_bar
@@ -83,17 +85,23 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-R", "--recursive", action="store_true")
     p.add_argument("--parallel", type=int, default=8, metavar="N", help="files at once")
     p.add_argument("--verify", action="store_true", help="then check every cached block's CRC-32")
+    cluster_opts.add_arguments(p, required=False)  # --cluster: loaded by each file's owner
     p.add_argument("path", metavar="PATH")
 
 
 def register_report(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = add_command(sub, common, "report", cmd_report, "the block cache's tiers and counters")
+    p = add_command(sub, common, "report", _report, "the block cache's tiers and counters")
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--idle",
         action="store_true",
         help="first wait until directory prefetches and background stores have ended",
     )
+    cluster_opts.add_arguments(p, required=False)  # --cluster: the workers, not the home
+
+
+def _report(args: argparse.Namespace) -> int:
+    return cmd_cluster_report(args) if args.cluster else cmd_report(args)
 
 
 def files_under(engine: Engine, path: str, recursive: bool) -> list[tuple[str, Inode]]:
@@ -205,7 +213,12 @@ def cmd_free(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         raise InvalidArgument("--parallel needs at least 1")
+    if args.cluster and args.verify:
+        raise UsageError("--verify checks this home's cache; with --cluster the workers load")
     with open_engine(args) as engine:
+        if args.cluster:
+            files = files_under(engine, _abs(args.path), args.recursive)
+            return cluster_load.load(args, engine, files)
         cache = _cache(engine)
         files = files_under(engine, _abs(args.path), args.recursive)
         todo = [(p, n) for p, n in files if cache.cached_bytes(n.id, n.version) < n.size]

@@ -21,7 +21,7 @@ import shutil
 import socket
 import sys
 
-from cli.common import EXIT_FAILED
+from cli.common import EXIT_FAILED, EXIT_USAGE
 from cli.progress import is_terminal
 from engine.home import default_home
 from fuse.admin import SOCKET, short_path
@@ -39,7 +39,8 @@ def runs_online(args: argparse.Namespace) -> bool:
         return args.journal_command == "checkpoint"
     if command == "fs":
         return args.fs_command not in LOCAL_IO
-    return command == "report"
+    # `shoal report --cluster` asks etcd and the workers, not the home's daemon.
+    return command == "report" and not getattr(args, "cluster", None)
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -75,12 +76,26 @@ def _terminal() -> dict[str, object]:
     }
 
 
+def _token_file_absolute(argv: list[str]) -> list[str]:
+    """The daemon's working directory is not ours: a token file is named to it absolutely
+    (`shoal fs load --cluster`; the daemon reads the file, same owner)."""
+    out = list(argv)
+    for i, token in enumerate(out[:-1]):
+        if token == "--cluster-token-file":
+            out[i + 1] = os.path.abspath(out[i + 1])
+    return out
+
+
 def forward(argv: list[str], args: argparse.Namespace) -> int | None:
     """Runs the command in the daemon serving its home, if there is one: its exit code; None
     when the command must run here (offline)."""
     if not runs_online(args):
         return None
-    argv, mount_home = translate(argv)
+    if getattr(args, "cluster_token_stdin", False):  # it would read the daemon's stdin
+        print("shoal: error: a command run by the home's daemon cannot read your standard"
+              " input: give the token as --cluster-token-file PATH", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    argv, mount_home = translate(_token_file_absolute(argv))
     # The default home last: a daemon serving it takes the commands that name no home.
     home = args.home or os.environ.get("SHOAL_HOME") or mount_home or default_home()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

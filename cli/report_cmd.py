@@ -13,6 +13,7 @@ from cli import common
 from cli.common import EXIT_OK, open_engine
 from cli.output import dumps
 from engine.cache.report import cache_report
+from engine.cluster.report import client_view
 from engine.engine import Engine
 from fuse.mountinfo import shoal_mounts
 
@@ -73,6 +74,7 @@ def gather(engine: Engine, home: str | None) -> dict[str, Any]:
     )
     home = os.path.abspath(home) if home else None
     report["mountpoints"] = sorted(p for p, (h, _dev) in shoal_mounts().items() if h == home)
+    report["cluster"] = client_view(engine.mounts)  # None: not a cluster client
     return report
 
 
@@ -124,6 +126,13 @@ def text(report: dict[str, Any]) -> list[str]:
             f" prefetched {report['prefetched_blocks']:,} blocks"
             f" ({human(report['prefetched_bytes'])}), {report['prefetch_skipped_space']:,}"
             " left out for want of free room"
+        )
+    view = report.get("cluster")
+    if view is not None:
+        state = "DEGRADED (etcd out of reach: the last ring served)" if view["degraded"] else "ok"
+        lines.append(
+            f"cluster  {state}; {len(view['workers'])} workers; {view['remote_reads']:,} reads"
+            f" from workers, {view['fallbacks']:,} from the store"
         )
     lines.append(f"opens    {report['opens']:,} file opens")
     lines.append(KERNEL_NOTE)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from engine import metrics
 from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.events import Events
 from engine.cluster.membership import Registration, Worker, store_key
@@ -66,12 +67,14 @@ def run(
     take_environment_secrets()
     _public, secrets = split_secrets(ufs_options)
     overrides = {**overrides, **WORKER_OVERRIDES}
+    # Before the store is opened: its connector is counted for /metrics (engine/mounts.py).
+    metrics.ENABLED = True
     engine = Engine.open_home(home, overrides, config_file=config_file, root_secrets=secrets)
     try:
         setup_logging(home, engine.config.log_level)
         # Read-only: a worker serves reads; writes go to the store from the clients.
         attach_root(engine, uri, ufs_options, readonly=True)
-        server = BlockServer(engine.fs, token, host, port).start()
+        server = BlockServer(engine, token, host, port).start()
         try:
             addr = advertise or f"{host}:{server.port}"
             wid = worker_id or addr

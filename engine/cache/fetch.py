@@ -179,6 +179,7 @@ class BlockFetcher:
                     leader = True
                 else:
                     leader = False
+                    self.stats.flight_joins += 1
             if leader:
                 self.stats.misses += 1
                 self._start(key, flight, fetch, cache)

@@ -14,6 +14,7 @@ class CacheStats:
     ufs_bytes_read: int = 0
     stores_dropped: int = 0  # fetched blocks not stored: the storer's queue was full
     stored_blocks: int = 0  # fetched blocks the storer wrote to a tier (`shoal stats`)
+    flight_joins: int = 0  # misses that waited for another reader's fetch of the block
     tier_hits: dict[str, int] = field(default_factory=dict)
     tier_evictions: dict[str, int] = field(default_factory=dict)
     # Directory prefetch (engine/prefetch.py): blocks and bytes it stored, and blocks or

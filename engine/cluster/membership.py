@@ -48,7 +48,7 @@ def workers_prefix(cluster: ClusterAddress) -> bytes:
     return cluster.prefix + b"workers/"
 
 
-def _decode(prefix: bytes, key: bytes, value: bytes) -> Worker | None:
+def decode(prefix: bytes, key: bytes, value: bytes) -> Worker | None:
     try:
         fields = json.loads(value)
         return Worker(key[len(prefix) :].decode(), str(fields["addr"]), str(fields["uri"]))
@@ -114,7 +114,7 @@ class Members:
         revision, kvs = self.etcd.range_prefix(self.prefix)
         found = {}
         for key, value in kvs:
-            worker = _decode(self.prefix, key, value)
+            worker = decode(self.prefix, key, value)
             if worker is not None and store_key(worker.uri) == self.uri:
                 found[worker.id] = worker
         with self.changed:

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Iterable
 
 VNODES = 160  # points per worker: 3 workers measured 29%, 34% and 36% of the circle
+CIRCLE = 1 << 64  # the hashes are 64 bits
 
 
 def _hash(data: bytes) -> int:
@@ -49,3 +50,15 @@ class HashRing:
     def owner(self, path: str) -> str | None:
         found = self.owners(path, 1)
         return found[0] if found else None
+
+    def shares(self) -> dict[str, float]:
+        """Each worker's fraction of the circle: the arcs ending at its points (a path belongs
+        to the first point at or after its hash), summing to 1 (`shoal report --cluster`)."""
+        if not self._keys:
+            return {}
+        out = dict.fromkeys(self.workers, 0)
+        previous = self._keys[-1] - CIRCLE  # the last point's arc wraps round to the first
+        for key, worker in zip(self._keys, self._owners, strict=True):
+            out[worker] += key - previous
+            previous = key
+        return {worker: arc / CIRCLE for worker, arc in out.items()}

@@ -3,6 +3,7 @@ store is slow cause one GET, and the block is then served from the worker's cach
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -56,6 +57,8 @@ def test_concurrent_clients_of_one_block_cause_one_get(
     assert got == [wanted] * 4
     objects = [p for m, p in proxy.requests if m == "GET" and urlsplit(p).path.endswith(".bin")]
     assert len(objects) == 1, objects
+    status = json.loads(get(addr, "/v1/status", auth).data)
+    assert status["flight_joins"] >= 1, status  # the others waited for the first one's fetch
     deadline = time.monotonic() + 30  # stored in the background after the replies
     while workers[0].cached_bytes() < len(first) + len(wanted):
         assert time.monotonic() < deadline

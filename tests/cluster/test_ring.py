@@ -47,3 +47,19 @@ def test_owners_are_distinct_and_start_with_the_owner() -> None:
         owners = ring.owners(path)
         assert sorted(owners) == ["a", "b", "c"] and owners[0] == ring.owner(path)
     assert HashRing([]).owners("x") == [] and HashRing([]).owner("x") is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=8),
+    tag=st.text(alphabet="abcdef0123456789", min_size=1, max_size=6),
+)
+def test_ring_shares_sum_to_one_and_match_the_paths_each_owns(n: int, tag: str) -> None:
+    workers = [f"w{i}-{tag}" for i in range(n)]
+    ring = HashRing(workers)
+    shares = ring.shares()
+    assert sorted(shares) == sorted(workers)
+    assert abs(sum(shares.values()) - 1.0) < 1e-9
+    for worker, share in shares.items():  # the fraction of the circle is the fraction of paths
+        owned = sum(1 for p in PATHS if ring.owner(p) == worker) / len(PATHS)
+        assert abs(owned - share) < 0.05, (worker, owned, share)

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import urllib3
 
 from engine.cluster.membership import LEASE_TTL_S, Members
-from engine.cluster.shortread import LOCATE_PATH, located, read_located
+from engine.cluster.shortread import LOCATE_PATH, Locations, located, read_located
 from ufs.base import OnStatus, StagedWrite, UfsAttrs, UfsStatus, UnderFS
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class ClusterUnderFS(UnderFS):
         # On the owner's host, its tier files are read directly (cluster.short_circuit).
         self.short_circuit = True
         self.short_reads = 0
+        self.locations = Locations()
         # Set by the client (engine/cluster/client.py) once its engine is open: the version of
         # a path its namespace holds, sent with each read; the paths a change reached.
         self.expect: Callable[[str], str | None] = lambda path: None
@@ -112,12 +113,18 @@ class ClusterUnderFS(UnderFS):
                length: int) -> bytes | None:  # fmt: skip
         """The range read from ``addr``'s tier files, if it is on this host and has them all
         cached (engine/cluster/shortread.py); None: read it over HTTP."""
-        reply = self.http.request(
-            "GET", f"http://{addr}{LOCATE_PATH}", fields=fields, headers=self._auth,
-            timeout=timeout,
-        )  # fmt: skip
-        answer = located(reply)
-        data = read_located(answer, offset, length) if answer is not None else None
+        version = fields.get("fingerprint")
+        key = (addr, fields["path"], version or "")
+        data = self.locations.read(key, offset, length) if version else None
+        if data is None:
+            reply = self.http.request(
+                "GET", f"http://{addr}{LOCATE_PATH}", fields=fields, headers=self._auth,
+                timeout=timeout,
+            )  # fmt: skip
+            answer = located(reply)
+            data = read_located(answer, offset, length) if answer is not None else None
+            if data is not None and answer is not None and version:
+                self.locations.remember(key, answer)
         if data is not None:
             with self._lock:
                 self.short_reads += 1

@@ -6,13 +6,16 @@ Every block read is checked against the length and CRC-32 the owner gave: a file
 rewritten or unreadable since (or not readable by this process at all: the worker's tier files
 are 0600, its user's) makes the whole range ``None``, and the caller reads it over HTTP: never
 a wrong byte. A located block's bytes cannot change under its name unless the file was
-rewritten, which the check catches.
+rewritten, which the check catches: so locations of a version the client knows are kept
+(``Locations``), and a warm epoch asks the worker nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import urllib3
@@ -21,6 +24,8 @@ from engine.cache.crc import crc32
 from engine.cluster.locate import host_identity
 
 LOCATE_PATH = "/v1/locate"
+MAX_FILES = 100_000  # files whose locations a client keeps (a few hundred bytes each)
+Key = tuple[str, str, str]  # worker, path, version
 
 
 def located(reply: urllib3.BaseHTTPResponse) -> dict[str, Any] | None:
@@ -39,17 +44,57 @@ def located(reply: urllib3.BaseHTTPResponse) -> dict[str, Any] | None:
 
 def read_located(answer: dict[str, Any], offset: int, length: int) -> bytes | None:
     """``length`` bytes from ``offset`` out of the located blocks; None if one fails."""
-    bs, size = int(answer["block_size"]), int(answer["size"])
+    blocks = {int(b["index"]): b for b in answer["blocks"]}
+    return _assemble(blocks, int(answer["block_size"]), int(answer["size"]), offset, length)
+
+
+def _assemble(blocks: dict[int, dict[str, Any]], bs: int, size: int, offset: int, length: int
+              ) -> bytes | None:  # fmt: skip
     end = min(size, offset + length)
     parts = []
-    for block in answer["blocks"]:
-        data = _block(block)
+    for idx in range(offset // bs, -(-end // bs)) if end > offset else ():
+        block = blocks.get(idx)
+        data = _block(block) if block is not None else None
         if data is None:
             return None
-        start = int(block["index"]) * bs
+        start = idx * bs
         parts.append(data[max(0, offset - start) : max(0, end - start)])
     out = b"".join(parts)
     return out if len(out) == max(0, end - offset) else None
+
+
+class Locations:
+    """Blocks located before, per (worker, path, version the client expects): a warm reader
+    asks no worker at all. Kept only with a version: a block located for that version holds
+    that version's bytes for as long as its file passes the check; one that fails (evicted,
+    rewritten) forgets the file's locations."""
+
+    def __init__(self, limit: int = MAX_FILES) -> None:
+        self._files: OrderedDict[Key, tuple[int, int, dict[int, dict[str, Any]]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.limit = limit
+
+    def read(self, key: Key, offset: int, length: int) -> bytes | None:
+        with self._lock:
+            known = self._files.get(key)
+        if known is None:
+            return None
+        size, bs, blocks = known
+        data = _assemble(blocks, bs, size, offset, length)
+        if data is None:
+            with self._lock:
+                self._files.pop(key, None)
+        return data
+
+    def remember(self, key: Key, answer: dict[str, Any]) -> None:
+        size, bs = int(answer["size"]), int(answer["block_size"])
+        with self._lock:
+            known = self._files.pop(key, None)
+            blocks = known[2] if known is not None and known[:2] == (size, bs) else {}
+            blocks.update({int(b["index"]): b for b in answer["blocks"]})
+            self._files[key] = (size, bs, blocks)
+            while len(self._files) > self.limit:
+                self._files.popitem(last=False)
 
 
 def _block(block: dict[str, Any]) -> bytes | None:

@@ -136,3 +136,40 @@ def test_short_circuit_off_reads_through_the_block_service_only(
             assert after["read"] == before["read"] and after["locate"] > before["locate"]
         else:
             assert after["locate"] == before["locate"] and after["read"] >= before["read"] + 12
+
+
+def test_a_located_version_is_read_again_without_asking_the_worker(
+    etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    """A client that knows the version it reads keeps the blocks' locations: its second epoch
+    asks the worker nothing. A kept location whose file was rewritten since is forgotten and
+    that file read over HTTP, right."""
+    uri, url, files = _one_worker(etcd, token_file, workers, tmp_path, "kept")
+    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
+    store = LocalUnderFS(uri)
+    try:
+        assert members.wait_for(lambda w: set(w) == {"w1"}, 10)
+        reader = ClusterUnderFS(store, members, TOKEN)
+        reader.expect = lambda rel: store.stat(rel).fingerprint
+        before = _served(workers[0])
+        for _ in range(2):
+            for name, data in files.items():
+                assert reader.read(name, 0, 1 << 20) == data
+                assert reader.read(name, 5, BLOCK) == data[5 : BLOCK + 5]
+        after = _served(workers[0])
+        assert after == {"read": before["read"], "locate": before["locate"] + len(files)}
+        assert reader.short_reads == 4 * len(files)
+        name = "d2/f2.bin"
+        reply = get(workers[0].addr, f"/v1/locate?path={name}&offset=0&length=1048576", AUTH)
+        answer = located(reply)
+        assert answer is not None
+        first = Path(answer["blocks"][0]["path"])
+        damaged = bytearray(first.read_bytes())
+        damaged[0] ^= 0x01
+        first.write_bytes(bytes(damaged))
+        assert reader.read(name, 0, 1 << 20) == files[name]
+        assert _served(workers[0])["read"] == before["read"] + 1  # the worker's store read it
+        assert reader.read(name, 0, 1 << 20) == files[name]
+    finally:
+        store.close()
+        members.close()

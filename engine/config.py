@@ -219,7 +219,10 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
         if cfg.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise InvalidArgument(f"config key {key}: {value!r} is not a log level")
     elif section == "cluster" and name == "short_circuit":
-        cfg.cluster_short_circuit = _coerce(True, value, key)
+        flag = _coerce(True, value, key)
+        if not isinstance(flag, bool):
+            raise InvalidArgument(f"config key {key}: {value!r} is not true or false")
+        cfg.cluster_short_circuit = flag
     elif section == "ufs" and name == "sync_interval":
         cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
     elif section == "ufs" and name == "read_deadline_s":

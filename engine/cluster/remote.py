@@ -48,7 +48,8 @@ class ClusterUnderFS(UnderFS):
         self._suspects: dict[str, float] = {}
         self._lock = threading.Lock()
         self.remote_reads = self.fallbacks = 0  # reads a worker answered, reads it did not
-        # On the owner's host, its tier files are read directly (cluster.short_circuit).
+        # On the owner's host, its tier files are read directly (cluster.short_circuit): reads
+        # a worker answered too (in ``remote_reads``), without its service.
         self.short_circuit = True
         self.short_reads = 0
         self.locations = Locations()
@@ -128,6 +129,7 @@ class ClusterUnderFS(UnderFS):
         if data is not None:
             with self._lock:
                 self.short_reads += 1
+                self.remote_reads += 1
         return data
 
     def read(self, path: str, offset: int, length: int) -> bytes:

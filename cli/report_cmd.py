@@ -132,7 +132,8 @@ def text(report: dict[str, Any]) -> list[str]:
         state = "DEGRADED (etcd out of reach: the last ring served)" if view["degraded"] else "ok"
         lines.append(
             f"cluster  {state}; {len(view['workers'])} workers; {view['remote_reads']:,} reads"
-            f" from workers, {view['fallbacks']:,} from the store"
+            f" from workers ({view.get('short_circuit_reads', 0):,} from their tier files),"
+            f" {view['fallbacks']:,} from the store"
         )
     lines.append(f"opens    {report['opens']:,} file opens")
     lines.append(KERNEL_NOTE)

@@ -75,6 +75,8 @@ class Config:
     log_level: str = "INFO"
     # Prometheus metrics on 127.0.0.1:<port> (/metrics); 0 serves none (and measures nothing).
     metrics_port: int = 0  # of the daemon's log file, <home>/logs/shoal.log
+    # A cluster client on a worker's host reads that worker's tier files directly.
+    cluster_short_circuit: bool = True
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
@@ -216,6 +218,11 @@ def _set_key(cfg: Config, key: str, value: Any) -> None:
         cfg.log_level = str(value).upper()
         if cfg.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise InvalidArgument(f"config key {key}: {value!r} is not a log level")
+    elif section == "cluster" and name == "short_circuit":
+        flag = _coerce(True, value, key)
+        if not isinstance(flag, bool):
+            raise InvalidArgument(f"config key {key}: {value!r} is not true or false")
+        cfg.cluster_short_circuit = flag
     elif section == "ufs" and name == "sync_interval":
         cfg.ufs_sync_interval = float(_coerce(cfg.ufs_sync_interval, value, key))
     elif section == "ufs" and name == "read_deadline_s":

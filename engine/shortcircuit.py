@@ -27,6 +27,7 @@ from engine.filesystem import FileSystem
 from engine.inode import ROOT_ID, S_IFMT, S_IFREG, Inode
 from engine.names import split_path
 from engine.posix import R_OK, X_OK, Caller
+from engine.state import BlockInfo
 
 BATCH = 64  # block descriptors per answer at most (one SCM_RIGHTS message carries 253)
 
@@ -113,7 +114,9 @@ def block_fds(fs: FileSystem, node: Inode, version: int, first: int) -> list[tup
     return found
 
 
-def _block_fd(fs: FileSystem, key: tuple[int, int, int]) -> int | None:
+def block_file(fs: FileSystem, key: tuple[int, int, int]) -> tuple[str, BlockInfo] | None:
+    """The tier file of cached block ``key`` and its (tier, length, CRC-32), once checked; None
+    if it is not cached. A cluster worker hands these out by name (engine/cluster/locate.py)."""
     cache = fs.cache
     assert cache is not None
     # A read of no bytes checks the block (length, CRC-32) unless checked since it last
@@ -122,10 +125,17 @@ def _block_fd(fs: FileSystem, key: tuple[int, int, int]) -> int | None:
         return None
     info = cache.info(key)
     tier = cache.by_name.get(info.tier) if info is not None else None
-    if tier is None:
+    if tier is None or info is None:
+        return None
+    return tier.path_of(key), info
+
+
+def _block_fd(fs: FileSystem, key: tuple[int, int, int]) -> int | None:
+    found = block_file(fs, key)
+    if found is None:
         return None
     try:
-        return os.open(tier.path_of(key), os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(found[0], os.O_RDONLY | os.O_CLOEXEC)
     except OSError:  # evicted meanwhile: a miss
         return None
 

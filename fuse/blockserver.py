@@ -3,6 +3,9 @@ through the engine's read path, like a kernel READ: a hit from the worker's tier
 fetched from its store once (concurrent readers of a block share one request) and cached
 under its quota. A frontend like the FUSE one: it translates, the engine decides.
 
+``GET /v1/locate?path=&offset=&length=`` names the tier files of the range's cached blocks, for
+a client on this host to read itself (engine/cluster/locate.py).
+
 ``GET /v1/status`` (JSON: tiers, hits, misses, what the service answered) and ``GET /metrics``
 (Prometheus) tell of the worker (fuse/blockstatus.py). ``POST /v1/load?path=`` loads a file
 into its cache (fuse/blockload.py: `shoal fs load --cluster` asks each file's owner).
@@ -22,6 +25,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from engine.cluster.locate import locate
 from engine.cluster.refresh import read_version
 from engine.engine import Engine
 from engine.errors import ShoalError
@@ -123,13 +127,23 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(
                 200, self.server.block.exposition.render(), "text/plain; version=0.0.4"
             )
-        if url.path != "/v1/read":
+        if url.path not in ("/v1/read", "/v1/locate"):
             return self._reply(404, b"no such service\n")
         try:
             path, offset, length, expected = _range(url.query)
         except BadRequest as exc:
             return self._reply(400, f"{exc}\n".encode())
+        if url.path == "/v1/locate":
+            return self._locate(path, offset, length, expected)
         self._read(path, offset, length, expected)
+
+    def _locate(self, path: str, offset: int, length: int, expected: str | None) -> None:
+        try:
+            answer = locate(self.server.block.engine.fs, path, offset, length, expected)
+        except ShoalError as exc:
+            return self._error(exc, f"locating {path} [{offset}, +{length})")
+        self.server.block.counters.count("locate")
+        self._reply(200, json.dumps(answer).encode(), "application/json")
 
     def _read(self, path: str, offset: int, length: int, expected: str | None) -> None:
         try:

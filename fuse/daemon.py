@@ -240,7 +240,7 @@ def run(
             exporter.serve(engine, config.metrics_port)
         attach_root(engine, uri, ufs_options, readonly)
         if cluster is not None:  # other nodes' changes synced in as they come, ours told
-            cluster.attach(engine.fs)
+            cluster.attach(engine.fs, short_circuit=config.cluster_short_circuit)
         spool = os.path.join(home, SPOOL_DIR)
         makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)

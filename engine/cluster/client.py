@@ -35,12 +35,14 @@ class ClusterClient:
         self.root = "/"
         self.refresher: PathRefresher | None = None
         self.mount_table: SharedMountTable | None = None
+        self.short_circuit = True
 
-    def attach(self, fs: FileSystem, root: str = "/") -> None:
+    def attach(self, fs: FileSystem, root: str = "/", short_circuit: bool = True) -> None:
         """Once the engine is open, its store mounted at ``root``: its reads carry the version
         its namespace holds, its changes are told to the cluster, and the others' changes
         synced into it as they come (engine/cluster/events.py)."""
         self.fs, self.root = fs, root
+        self.short_circuit = short_circuit  # cluster.short_circuit
         for wrapped in self.wrapped:
             self._hook(wrapped)
         self.refresher = PathRefresher(fs, root)
@@ -54,6 +56,7 @@ class ClusterClient:
         if fs is not None:
             wrapped.expect = lambda rel: expected_fingerprint(fs, root, rel)
         wrapped.publish = self.events.publish
+        wrapped.short_circuit = self.short_circuit
 
     def opener(self, inner: Opener) -> Opener:
         """``inner`` (how the mount table opens a store), with the cluster's store wrapped:

@@ -79,9 +79,15 @@ def read_version(fs: FileSystem, path: str, offset: int, length: int, expected: 
     that holds another version syncs the file first (its cached blocks of the old one go),
     and refuses (StaleHandle) if the store still disagrees with the client, whose view is
     then the stale one: it reads the store itself."""
+    settle_version(fs, path, expected)
+    return fs.read(path, offset, length)
+
+
+def settle_version(fs: FileSystem, path: str, expected: str | None) -> None:
+    """``read_version``'s check, for any answer about ``path``'s bytes (its reads, the
+    locations of its cached blocks)."""
     if expected:
         if fingerprint_of(fs.sync.lookup(path)) != expected:
             fs.sync.sync(path)
             if fingerprint_of(fs.sync.lookup(path)) != expected:
                 raise StaleHandle(f"{path}: the store holds another version than the client's")
-    return fs.read(path, offset, length)

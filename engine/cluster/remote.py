@@ -22,6 +22,7 @@ from typing import BinaryIO
 import urllib3
 
 from engine.cluster.membership import LEASE_TTL_S, Members
+from engine.cluster.shortread import LOCATE_PATH, Locations, located, read_located
 from ufs.base import OnStatus, StagedWrite, UfsAttrs, UfsStatus, UnderFS
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ class ClusterUnderFS(UnderFS):
         self._suspects: dict[str, float] = {}
         self._lock = threading.Lock()
         self.remote_reads = self.fallbacks = 0  # reads a worker answered, reads it did not
+        # On the owner's host, its tier files are read directly (cluster.short_circuit): reads
+        # a worker answered too (in ``remote_reads``), without its service.
+        self.short_circuit = True
+        self.short_reads = 0
+        self.locations = Locations()
         # Set by the client (engine/cluster/client.py) once its engine is open: the version of
         # a path its namespace holds, sent with each read; the paths a change reached.
         self.expect: Callable[[str], str | None] = lambda path: None
@@ -82,6 +88,10 @@ class ClusterUnderFS(UnderFS):
                 continue
             timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=min(READ_TIMEOUT_S, left))
             try:
+                if self.short_circuit:
+                    data = self._short(addr, fields, timeout, offset, length)
+                    if data is not None:
+                        return data
                 reply = self.http.request(
                     "GET", f"http://{addr}{READ_PATH}", fields=fields, headers=self._auth,
                     timeout=timeout,
@@ -99,6 +109,28 @@ class ClusterUnderFS(UnderFS):
         with self._lock:
             self.fallbacks += 1
         return None
+
+    def _short(self, addr: str, fields: dict[str, str], timeout: urllib3.Timeout, offset: int,
+               length: int) -> bytes | None:  # fmt: skip
+        """The range read from ``addr``'s tier files, if it is on this host and has them all
+        cached (engine/cluster/shortread.py); None: read it over HTTP."""
+        version = fields.get("fingerprint")
+        key = (addr, fields["path"], version or "")
+        data = self.locations.read(key, offset, length) if version else None
+        if data is None:
+            reply = self.http.request(
+                "GET", f"http://{addr}{LOCATE_PATH}", fields=fields, headers=self._auth,
+                timeout=timeout,
+            )  # fmt: skip
+            answer = located(reply)
+            data = read_located(answer, offset, length) if answer is not None else None
+            if data is not None and answer is not None and version:
+                self.locations.remember(key, answer)
+        if data is not None:
+            with self._lock:
+                self.short_reads += 1
+                self.remote_reads += 1
+        return data
 
     def read(self, path: str, offset: int, length: int) -> bytes:
         data = self._remote(path, offset, length)

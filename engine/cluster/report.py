@@ -97,6 +97,7 @@ def client_view(mounts: MountTable) -> dict[str, Any] | None:
                 "workers": sorted(ufs.members.workers),
                 "degraded": ufs.members.degraded,
                 "remote_reads": ufs.remote_reads,
+                "short_circuit_reads": ufs.short_reads,  # of those, from their tier files
                 "fallbacks": ufs.fallbacks,
             }
     return None

@@ -1,8 +1,10 @@
 """A worker killed with kill -9 and started again on its home, with its id, owns the same files
-and serves them from its cache: the store sees no second GET of them."""
+and serves them from its cache: the store sees no second GET of them (through the connector,
+and through a FUSE client's mount)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -13,8 +15,9 @@ from cli.bench.faultproxy import FaultProxy
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
 from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.membership import LEASE_TTL_S, Members
-from engine.cluster.remote import ClusterUnderFS
-from tests.cluster.conftest import TOKEN, WorkerProcess
+from engine.cluster.remote import SUSPECT_S, ClusterUnderFS
+from tests.cli.shoal_cli import shoal
+from tests.cluster.conftest import TOKEN, WorkerProcess, cluster_client, get
 from ufs.uri import open_ufs
 
 
@@ -69,4 +72,87 @@ def test_a_worker_killed_and_restarted_serves_its_cache_again(
         again = [p for m, p in proxy.requests if m == "GET" and "/ds/" in urlsplit(p).path]
         assert not again, f"{len(again)} objects fetched again, e.g. {again[:3]}"
     finally:
+        members.close()
+
+
+def _client_view(home: Path) -> dict[str, int]:
+    view: dict[str, int] = json.loads(shoal("report", "--json", home=home).stdout)["cluster"]
+    return view
+
+
+def _read_cold(path: Path) -> bytes:
+    """The file's bytes from the daemon, not from pages the kernel kept of an earlier read."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size + 1, 0)
+    finally:
+        os.close(fd)
+
+
+def test_a_worker_killed_mid_epoch_through_a_mount_serves_that_mount_again(
+    etcd: EtcdServer,
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    token_file: Path,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    """A FUSE client that keeps nothing itself (read_type NO_CACHE) reads epochs through one
+    worker, killed with kill -9 in the middle of one (its reads go to the store meanwhile) and
+    started again on its home with its id: the next epoch is served from its cache, 0 GETs
+    at the store."""
+    bucket = f"rejoinm-{os.getpid()}-{os.urandom(3).hex()}"
+    s3 = s3_client(s3_server.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    files = {f"d{i % 3}/f{i}.bin": os.urandom(30_000 + 101 * i) for i in range(30)}
+    for name, data in files.items():
+        s3.put_object(Bucket=bucket, Key=f"ds/{name}", Body=data)
+    secret = tmp_path / "s3.secret"
+    secret.write_text(SECRET_KEY)
+    secret.chmod(0o600)
+    options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
+               "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
+    uri, url = f"s3://{bucket}/ds", etcd.cluster_url("rejoinm")
+    worker = WorkerProcess(tmp_path, "w1", 16 << 20)
+    workers.append(worker)
+    worker.start(url, token_file, uri, options)
+    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
+    client = cluster_client(tmp_path, "c", uri, {**options, "read_type": "NO_CACHE"}, url,
+                            token_file)  # fmt: skip
+    names = sorted(files)
+    try:
+        for name in names:  # epoch 0: the worker's cache filled
+            assert _read_cold(client.path / name) == files[name]
+        deadline = time.monotonic() + 30
+        while worker.cached_bytes() < sum(len(d) for d in files.values()):
+            assert time.monotonic() < deadline, worker.cached_bytes()
+            time.sleep(0.05)
+        for name in names[:10]:  # epoch 1, killed a third of the way
+            assert _read_cold(client.path / name) == files[name]
+        worker.kill9()
+        killed = time.monotonic()
+        for name in names[10:]:  # from the store: no error
+            assert _read_cold(client.path / name) == files[name]
+        assert members.wait_for(lambda w: not w, LEASE_TTL_S + 10), members.workers
+        worker.start(url, token_file, uri, options)  # its home, its id, its port
+        assert members.wait_for(lambda w: set(w) == {"w1"}, 10), members.workers
+        # The client skips a worker that failed it for SUSPECT_S; its ring sees it again too.
+        time.sleep(max(0.0, killed + SUSPECT_S + 1 - time.monotonic()))
+        proxy.clear()
+        before = _client_view(client.home)
+        for name in names:  # epoch 2
+            assert _read_cold(client.path / name) == files[name]
+        again = [p for m, p in proxy.requests if m == "GET" and "/ds/" in urlsplit(p).path]
+        assert not again, f"{len(again)} objects fetched again, e.g. {again[:3]}"
+        # Every file of epoch 2 came from the restarted worker (its service or its tier files).
+        after = _client_view(client.home)
+        assert after["fallbacks"] == before["fallbacks"], (before, after)
+        assert after["remote_reads"] >= before["remote_reads"] + len(files), (before, after)
+        reply = get(worker.addr, "/v1/status", {"Authorization": f"Bearer {TOKEN}"})
+        served = json.loads(reply.data)["service"]["requests"]
+        assert served.get("locate", 0) + served.get("read", 0) > 0, served
+    finally:
+        client.teardown()
         members.close()

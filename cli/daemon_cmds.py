@@ -185,9 +185,11 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
         serve = _serve_options(args)
         if serve is not None:  # a worker's settings (prefetch off), as `shoal worker` has them
+            from engine import metrics
             from fuse.serving import WORKER_OVERRIDES
 
             overrides = {**overrides, **WORKER_OVERRIDES}
+            metrics.ENABLED = True  # its /metrics counts the store's requests, as a worker's
         cluster = _cluster(args)
         try:
             return daemon.run(

@@ -37,11 +37,24 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
         "--worker-quota-mib", type=float, metavar="MIB",
         help="each worker's tier (default: 3/5 of the dataset: one worker cannot hold it)",
     )  # fmt: skip
+    p.add_argument("--combined", action="store_true",
+                   help="instead: 3 nodes each both worker and client (--serve) against 3 workers"
+                   " and 3 separate clients")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def cmd_bench_cluster(args: argparse.Namespace) -> int:
     quota = None if args.worker_quota_mib is None else int(args.worker_quota_mib * 2**20)
+    if args.combined:
+        from cli.bench import clusterboth
+
+        result = clusterboth.run(
+            classes=args.classes, per_class=args.per_class, shards=args.shards,
+            shard_mib=args.shard_mib, readers=args.readers, latency_ms=args.latency_ms,
+            worker_quota=quota, workdir=args.dir,
+        )  # fmt: skip
+        print(json.dumps(result) if args.json else clusterboth.format_table(result))
+        return EXIT_OK
     result = bench_cluster.run(
         classes=args.classes, per_class=args.per_class, shards=args.shards,
         shard_mib=args.shard_mib, readers=args.readers, latency_ms=args.latency_ms,

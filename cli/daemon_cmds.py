@@ -21,6 +21,7 @@ from journal.storage import makedirs_private
 if TYPE_CHECKING:
     from engine.cluster.client import ClusterClient
     from fuse.admin import CommandRunner
+    from fuse.serving import ServeOptions
 
 # -o keys that are the daemon's own, not options of the UFS.
 FLAG_OPTIONS = {
@@ -64,6 +65,14 @@ def register(sub: Any, common: argparse.ArgumentParser, run_command: CommandRunn
     secret_sources.add_arguments(p)
     # Cluster mode: file bytes from the workers that own them (docs/cluster.md).
     cluster_opts.add_arguments(p, required=False)
+    # One process both client and worker: the block service over this mount's own engine.
+    p.add_argument(
+        "--serve",
+        metavar="HOST:PORT",
+        help="with --cluster: be a worker too, its block service listening here",
+    )
+    p.add_argument("--advertise", metavar="HOST:PORT", help="where others reach it (--serve)")
+    p.add_argument("--id", help="its worker id in the cluster (its address); keep it")
     p.add_argument("uri", metavar="UFS_URI")
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
     p.set_defaults(run_command=run_command)
@@ -121,6 +130,7 @@ def _handed(fd: int, args: argparse.Namespace) -> Split:
         handed = json.loads(pipe.read())
     nonempty = bool(handed.get("nonempty"))
     args.cluster, args.given_cluster_token = handed.get("cluster"), handed.get("cluster_token")
+    args.serve, args.advertise, args.id = (handed.get(k) for k in ("serve", "advertise", "id"))
     return handed["overrides"], handed["ufs"], bool(handed["readonly"]), nonempty
 
 
@@ -135,8 +145,25 @@ def _cluster(args: argparse.Namespace) -> ClusterClient | None:
     return ClusterClient(args.cluster, args.uri, token)
 
 
+def _serve_options(args: argparse.Namespace) -> ServeOptions | None:
+    """The worker role's options (``--serve``), checked before the daemon starts."""
+    if not args.serve:
+        if args.advertise or args.id:
+            raise UsageError("--advertise and --id name a worker: give --serve HOST:PORT too")
+        return None
+    from fuse.serving import ServeOptions, host_port  # pyfuse3 with it: only for --serve
+
+    if not args.cluster:
+        raise UsageError("--serve makes the mount a worker of a cluster: give --cluster too")
+    host_port(args.serve, "--serve")
+    if args.advertise:
+        host_port(args.advertise, "--advertise")
+    return ServeOptions(args.serve, args.advertise, args.id, what="--serve")
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
     home = home_of(args)
+    serve = _serve_options(args) if args.options_fd is None else None
     if args.options_fd is not None:  # a daemon started by _start_daemon: all gathered there
         if not args.foreground:
             raise UsageError("--options-fd is for the daemon that `shoal mount` starts")
@@ -156,6 +183,13 @@ def cmd_mount(args: argparse.Namespace) -> int:
                 os.write(ready_fd, READY)
                 os.close(ready_fd)
 
+        serve = _serve_options(args)
+        if serve is not None:  # a worker's settings (prefetch off), as `shoal worker` has them
+            from engine import metrics
+            from fuse.serving import WORKER_OVERRIDES
+
+            overrides = {**overrides, **WORKER_OVERRIDES}
+            metrics.ENABLED = True  # its /metrics counts the store's requests, as a worker's
         cluster = _cluster(args)
         try:
             return daemon.run(
@@ -170,6 +204,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
                 ready=ready,
                 run_command=args.run_command,
                 cluster=cluster,
+                serve=serve,
             )
         finally:
             if cluster is not None:
@@ -178,6 +213,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
     handed["nonempty"] = nonempty
     if args.cluster:  # the token goes through the pipe with the other secrets
         handed.update(cluster=args.cluster, cluster_token=cluster_opts.token(args))
+    if serve is not None:
+        handed.update(serve=serve.listen, advertise=serve.advertise, id=serve.worker_id)
     return _start_daemon(args, home, json.dumps(handed).encode())
 
 

@@ -116,6 +116,10 @@ class Placement:
         # refused (engine/storemove.py, ``StoreMoves.check_free``; set by the file system).
         self.check_free: Callable[[Mount, str], None] | None = None
         self.pathconf = PathDefaults(ns)  # per-path defaults; the sync interval's too
+        # Files (mount, path in its store) whose reads are not cached here, whatever their read
+        # type: on a node that is both a cluster's worker and its client, the files other
+        # workers own (engine/cluster/client.py), so that they never crowd out its own.
+        self.uncached: Callable[[Mount, str], bool] | None = None
         sync.path_value = self.pathconf.value
 
     def target(self, path: str) -> tuple[Inode, str, UfsTarget | None]:
@@ -238,7 +242,10 @@ class Placement:
         moved = self.ns.state.store_moves.get(node.id)
         if moved is not None:  # renamed, its content still at its old path (engine/storemove.py)
             rel = moved[0]
-        return mount, rel, self._read_type(node, mount, asked)
+        kind = self._read_type(node, mount, asked)
+        if kind.caches and self.uncached is not None and self.uncached(mount, rel):
+            kind = iotypes.read_type("NO_CACHE")
+        return mount, rel, kind
 
     def read_type_of(self, node: Inode) -> ReadType:
         """``read_plan``'s read type alone: a hit from a lower tier asks it (whether it

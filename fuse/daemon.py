@@ -36,6 +36,7 @@ from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
 from fuse.operations import ShoalOperations
 from fuse.proctitle import set_title
 from fuse.sdnotify import Notifier
+from fuse.serving import ServeOptions, WorkerService, start_role
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ def run(
     ready: Callable[[], None],
     run_command: CommandRunner,
     cluster: ClusterClient | None = None,
+    serve: ServeOptions | None = None,
 ) -> int:
     mountpoint = os.path.abspath(mountpoint)
     # Secrets come in ufs_options (the command line took its own environment's); none stays
@@ -233,6 +235,7 @@ def run(
     if cluster is not None:  # before the store is opened: its reads go to the workers
         engine.mounts.open_through(cluster.opener)
     pid_file = os.path.join(home, PID_FILE)
+    role: WorkerService | None = None
     try:
         config = engine.config
         setup_logging(home, config.log_level)
@@ -241,6 +244,7 @@ def run(
         attach_root(engine, uri, ufs_options, readonly)
         if cluster is not None:  # other nodes' changes synced in as they come, ours told
             cluster.attach(engine.fs, short_circuit=config.cluster_short_circuit)
+        role = start_role(engine, cluster, uri, serve)  # a worker too (--serve)
         spool = os.path.join(home, SPOOL_DIR)
         makedirs_private(spool)
         ops = ShoalOperations(engine, config, spool)
@@ -278,6 +282,15 @@ def run(
             pyfuse3.close(unmount=True)
         log.info("unmounted %s", mountpoint)
     finally:
+        _close(engine, role, pid_file)
+    return 0
+
+
+def _close(engine: Engine, role: WorkerService | None, pid_file: str) -> None:
+    try:
+        if role is not None:  # the lease revoked first: the others stop asking at once
+            role.close()
+    finally:
         try:
             # In-flight stores and uploads finish; MEM emptied; journal flushed, checkpoint.
             engine.close(release_memory=True)
@@ -286,4 +299,3 @@ def run(
                 os.unlink(pid_file)
             except FileNotFoundError:
                 pass
-    return 0

@@ -12,29 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import metrics
-from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.events import Events
-from engine.cluster.membership import Registration, Worker, store_key
 from engine.cluster.refresh import PathRefresher
 from engine.credentials import split_secrets, take_environment_secrets
 from engine.engine import Engine
-from engine.errors import InvalidArgument
-from fuse.blockserver import BlockServer
 from fuse.daemon import attach_root, setup_logging
 from fuse.proctitle import set_title
+from fuse.serving import WORKER_OVERRIDES, ServeOptions, host_port, serving
+
+__all__ = ["WORKER_OVERRIDES", "host_port", "run"]  # host_port: deploy/'s checker uses it
 
 log = logging.getLogger(__name__)
-
-# Directory prefetch reads a directory's other files after a miss: on a worker those are mostly
-# other workers' files, fetched from the store a second time. Off on workers.
-WORKER_OVERRIDES = {"cache.prefetch_threads": "0"}
-
-
-def host_port(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise InvalidArgument(f"{what} {text!r}: write it HOST:PORT")
-    return host.strip("[]"), int(port)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -61,8 +49,7 @@ def run(
     config_file: str | None,
     ready: Callable[[str], None],
 ) -> int:
-    cluster = parse_cluster_url(cluster_url)
-    host, port = host_port(listen, "--listen")
+    host_port(listen, "--listen")  # a bad address refused before the home opens
     stop = _stop_on_signals()
     take_environment_secrets()
     _public, secrets = split_secrets(ufs_options)
@@ -74,28 +61,22 @@ def run(
         setup_logging(home, engine.config.log_level)
         # Read-only: a worker serves reads; writes go to the store from the clients.
         attach_root(engine, uri, ufs_options, readonly=True)
-        server = BlockServer(engine, token, host, port).start()
-        try:
-            addr = advertise or f"{host}:{server.port}"
-            wid = worker_id or addr
-            set_title(f"shoal: worker {wid} of {cluster.name}")
-            worker = Worker(wid, addr, store_key(uri))
-            etcd = Etcd(cluster.endpoint)
+        options = ServeOptions(listen, advertise, worker_id)
+        with serving(engine, token, cluster_url, uri, options) as service:
+            set_title(f"shoal: worker {service.id} of {service.cluster.name}")
             # Clients' changes: the old version's blocks dropped before a client asks for
             # the new one (which it does with the version it expects: fuse/blockserver.py).
-            events = Events(etcd, cluster, uri, f"worker-{wid}")
+            events = Events(service.etcd, service.cluster, uri, f"worker-{service.id}")
             events.follow(PathRefresher(engine.fs))
-            registration = Registration(etcd, cluster, worker)
             try:
-                log.info("worker %s serving %s at %s (home %s)", wid, uri, addr, home)
-                ready(wid)
+                service.register()
+                log.info("worker %s serving %s at %s (home %s)", service.id, uri,
+                         service.addr, home)  # fmt: skip
+                ready(service.id)
                 while not stop.wait(1.0):
                     pass
             finally:
                 events.close()
-                registration.close()
-        finally:
-            server.close()
     finally:
         engine.close(release_memory=True)
     return 0

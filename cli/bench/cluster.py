@@ -70,7 +70,7 @@ class Epochs:
         return {**figures(len(paths), seconds, total), "ufs_gets": self.gets()}
 
 
-def _two_epochs(epochs: Epochs, mount: Callable[[], list[str]], umount: Callable[[], None]
+def two_epochs(epochs: Epochs, mount: Callable[[], list[str]], umount: Callable[[], None]
                 ) -> dict[str, Any]:  # fmt: skip
     try:  # a mount that failed half-way is undone too
         cold = epochs.read(mount())
@@ -96,7 +96,7 @@ def _single(scratch: str, epochs: Epochs, options: dict[str, str], total: int) -
         if os.path.ismount(mnt):
             shoal("umount", mnt)
 
-    return {"workers": 0, "clients": 1, **_two_epochs(epochs, mount, umount)}
+    return {"workers": 0, "clients": 1, **two_epochs(epochs, mount, umount)}
 
 
 def _cluster(scratch: str, epochs: Epochs, cluster: Cluster, count: int, quota: int
@@ -126,7 +126,7 @@ def _cluster(scratch: str, epochs: Epochs, cluster: Cluster, count: int, quota: 
                     if os.path.ismount(mnt):
                         shoal("umount", mnt)
 
-        out = {"workers": count, "clients": CLIENTS, **_two_epochs(epochs, mount, umount)}
+        out = {"workers": count, "clients": CLIENTS, **two_epochs(epochs, mount, umount)}
         out["cold"]["fallbacks"], out["warm"]["fallbacks"] = fallbacks
         out["bytes_per_worker"] = {w.name: w.used_bytes() for w in workers}
         return out
@@ -135,47 +135,67 @@ def _cluster(scratch: str, epochs: Epochs, cluster: Cluster, count: int, quota: 
             w.stop()
 
 
+class Setup:
+    """A bench's store, proxy and etcd, and its dataset uploaded: moto's S3 behind the counting
+    proxy, the cluster's token and the store's secret in files of the scratch directory."""
+
+    def __init__(self, classes: int, per_class: int, shards: int, shard_mib: int,
+                 readers: int, latency_ms: float, workdir: str | None) -> None:  # fmt: skip
+        from cli.bench.etcdserver import start_etcd
+        from cli.bench.faultproxy import FaultProxy
+        from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, require_moto, start_s3_server
+
+        require_moto()
+        self.scratch = scratch = tempfile.mkdtemp(prefix="shoal-bench-cluster-", dir=workdir)
+        src = os.path.join(scratch, "src")
+        make_dataset(src, classes, per_class, shards, shard_mib)
+        small, large = listing(src)
+        self.files, self.total = len(small) + len(large), _dataset_bytes(small + large)
+        self.readers, self.latency_ms = readers, latency_ms
+        secret, token = os.path.join(scratch, "s3.secret"), os.path.join(scratch, "cluster.token")
+        for path, text in ((secret, SECRET_KEY), (token, "bench-token-" + os.urandom(8).hex())):
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(text + "\n")
+        self.server = start_s3_server()
+        self.proxy = FaultProxy(self.server.endpoint).start()
+        self.etcd = start_etcd(Path(scratch) / "etcd")
+        try:
+            _upload(self.server.endpoint, src, small + large)
+        except BaseException:
+            self.close()
+            raise
+        options = {"endpoint": self.proxy.endpoint, "path_style": "true", "region": "us-east-1",
+                   "access_key": ACCESS_KEY, "secret_key_file": secret}  # fmt: skip
+        self.options = options
+        rels = [os.path.relpath(p, src) for p in small + large]
+        self.epochs = Epochs(self.proxy, latency_ms, rels, readers)
+        with open(token) as f:
+            self.cluster = Cluster(self.etcd.cluster_url("bench"), token, f.read().strip(), options)
+
+    def describe(self) -> dict[str, Any]:
+        return {"dataset": {"files": self.files, "bytes": self.total},
+                "readers_per_client": self.readers, "latency_ms": self.latency_ms}  # fmt: skip
+
+    def close(self) -> None:
+        self.etcd.stop()
+        self.proxy.stop()
+        self.server.stop()
+
+
 def run(classes: int = 8, per_class: int = 50, shards: int = 2, shard_mib: int = 8,
         readers: int = 2, latency_ms: float = 20.0, worker_quota: int | None = None,
         workdir: str | None = None) -> dict[str, Any]:  # fmt: skip
-    from cli.bench.etcdserver import start_etcd
-    from cli.bench.faultproxy import FaultProxy
-    from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, require_moto, start_s3_server
-
-    require_moto()
-    scratch = tempfile.mkdtemp(prefix="shoal-bench-cluster-", dir=workdir)
-    src = os.path.join(scratch, "src")
-    make_dataset(src, classes, per_class, shards, shard_mib)
-    small, large = listing(src)
-    total = _dataset_bytes(small + large)
-    quota = worker_quota if worker_quota is not None else total * 3 // 5
-    result: dict[str, Any] = {
-        "dataset": {"files": len(small) + len(large), "bytes": total},
-        "readers_per_client": readers, "latency_ms": latency_ms, "worker_quota": quota,
-    }  # fmt: skip
-    secret, token = os.path.join(scratch, "s3.secret"), os.path.join(scratch, "cluster.token")
-    for path, text in ((secret, SECRET_KEY), (token, "bench-token-" + os.urandom(8).hex())):
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(text + "\n")
-    server = start_s3_server()
-    proxy = FaultProxy(server.endpoint).start()
-    etcd = start_etcd(Path(scratch) / "etcd")
+    setup = Setup(classes, per_class, shards, shard_mib, readers, latency_ms, workdir)
     try:
-        _upload(server.endpoint, src, small + large)
-        options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
-                   "access_key": ACCESS_KEY, "secret_key_file": secret}  # fmt: skip
-        rels = [os.path.relpath(p, src) for p in small + large]
-        epochs = Epochs(proxy, latency_ms, rels, readers)
-        result["single"] = _single(scratch, epochs, options, total)
-        with open(token) as f:
-            cluster = Cluster(etcd.cluster_url("bench"), token, f.read().strip(), options)
+        quota = worker_quota if worker_quota is not None else setup.total * 3 // 5
+        result: dict[str, Any] = {**setup.describe(), "worker_quota": quota}
+        result["single"] = _single(setup.scratch, setup.epochs, setup.options, setup.total)
         for count in WORKER_COUNTS:
-            result[f"cluster_{count}"] = _cluster(scratch, epochs, cluster, count, quota)
+            result[f"cluster_{count}"] = _cluster(setup.scratch, setup.epochs, setup.cluster,
+                                                  count, quota)  # fmt: skip
     finally:
-        etcd.stop()
-        proxy.stop()
-        server.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
+        setup.close()
+        shutil.rmtree(setup.scratch, ignore_errors=True)
     result["ratios"] = ratios(result)
     return result
 

@@ -16,6 +16,8 @@ from engine.cluster.refresh import PathRefresher, expected_fingerprint
 from engine.cluster.remote import ClusterUnderFS
 from engine.filesystem import FileSystem
 from engine.mounts import Opener
+from engine.placement import Placement
+from engine.state import Mount
 from ufs.base import UnderFS
 
 
@@ -36,6 +38,7 @@ class ClusterClient:
         self.refresher: PathRefresher | None = None
         self.mount_table: SharedMountTable | None = None
         self.short_circuit = True
+        self.local: str | None = None  # its own block service's address, if it serves too
 
     def attach(self, fs: FileSystem, root: str = "/", short_circuit: bool = True) -> None:
         """Once the engine is open, its store mounted at ``root``: its reads carry the version
@@ -57,6 +60,23 @@ class ClusterClient:
             wrapped.expect = lambda rel: expected_fingerprint(fs, root, rel)
         wrapped.publish = self.events.publish
         wrapped.short_circuit = self.short_circuit
+        wrapped.local = self.local
+
+    def serve_as(self, addr: str, placement: Placement) -> None:
+        """This node is a worker of the cluster too, reached at ``addr``: the files the ring
+        gives it are read by its own engine from the store (cached under its quota, served to
+        the others by its block service); the others' files come from their owners and are
+        not cached here, so they never take the room of its own (docs/cluster.md)."""
+        self.local = addr
+        for wrapped in self.wrapped:
+            wrapped.local = addr
+
+        def uncached(mount: Mount, rel: str) -> bool:
+            connector = next((w for w in self.wrapped if store_key(w.uri) == store_key(mount.uri)),
+                             None)  # fmt: skip
+            return connector is not None and not connector.owns(rel)
+
+        placement.uncached = uncached
 
     def opener(self, inner: Opener) -> Opener:
         """``inner`` (how the mount table opens a store), with the cluster's store wrapped:

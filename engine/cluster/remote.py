@@ -53,10 +53,21 @@ class ClusterUnderFS(UnderFS):
         self.short_circuit = True
         self.short_reads = 0
         self.locations = Locations()
+        # A node that is a worker too (`shoal mount --cluster --serve`): its own block
+        # service's address. The files the ring gives it are its own engine's, read from the
+        # store and cached by its read path, never asked of itself over HTTP.
+        self.local: str | None = None
+        self.local_reads = 0
         # Set by the client (engine/cluster/client.py) once its engine is open: the version of
         # a path its namespace holds, sent with each read; the paths a change reached.
         self.expect: Callable[[str], str | None] = lambda path: None
         self.publish: Callable[[Sequence[str]], None] = lambda paths: None
+
+    def owns(self, path: str) -> bool:
+        """Whether this node is the owner of ``path`` on the ring (a node that is no worker
+        owns nothing)."""
+        first = self.members.addresses(path, 1)
+        return self.local is not None and bool(first) and first[0] == self.local
 
     def _usable(self, addr: str) -> bool:
         with self._lock:
@@ -84,6 +95,10 @@ class ClusterUnderFS(UnderFS):
             left = end - time.monotonic()
             if left <= 0:
                 break
+            if addr == self.local:  # ours (or ours next, its owner failing): the store's
+                with self._lock:
+                    self.local_reads += 1
+                return None
             if not self._usable(addr):
                 continue
             timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=min(READ_TIMEOUT_S, left))

@@ -33,3 +33,24 @@ def test_bench_cluster_json_has_each_configuration_gets_and_worker_bytes(tmp_pat
         ratio = result["ratios"][f"cluster_{count}_cold_files_per_s_vs_single"]
         assert ratio == mine["cold"]["files_per_s"] / single["cold"]["files_per_s"]
     assert list(tmp_path.iterdir()) == []  # its scratch directory removed
+
+
+def test_bench_cluster_combined_compares_both_layouts_in_one_run(tmp_path: Path) -> None:
+    done = shoal("bench", "cluster", "--combined", "--classes", "2", "--per-class", "6",
+                 "--shards", "1", "--shard-mib", "1", "--readers", "1", "--latency-ms", "1",
+                 "--json", str(tmp_path))  # fmt: skip
+    result = json.loads(done.stdout)
+    files = result["dataset"]["files"]
+    assert files == 13
+    for layout, processes in (("separate", 6), ("combined", 3)):
+        mine = result[layout]
+        assert mine["processes"] == processes
+        assert files <= mine["cold"]["ufs_gets"]
+        for phase in ("cold", "warm"):
+            assert mine[phase]["files_per_s"] > 0
+    ratio = result["ratios"]["combined_cold_files_per_s_vs_separate"]
+    assert (
+        ratio
+        == result["combined"]["cold"]["files_per_s"] / (result["separate"]["cold"]["files_per_s"])
+    )
+    assert list(tmp_path.iterdir()) == []  # its scratch directory removed

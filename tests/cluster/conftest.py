@@ -4,6 +4,7 @@ after it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -126,3 +127,51 @@ def cluster_client(tmp_path: Path, name: str, uri: str, options: dict[str, str],
         args += ["-o", f"{key}={value}"]
     shoal(*args, uri, str(mnt), home=home)
     return client
+
+
+class CombinedNode:
+    """One `shoal mount --cluster --serve`: a FUSE client and a worker in one daemon, with a
+    home of its own (one SSD tier of ``quota``) and its block service on a port of its own."""
+
+    def __init__(self, base: Path, name: str, quota: int) -> None:
+        self.name = name
+        home = base / f"{name}-home"
+        home.mkdir(parents=True)
+        self.cache = home / "cache"
+        write_config(home, tiers=[("SSD", self.cache, quota)])
+        self.addr = f"127.0.0.1:{free_port()}"
+        self.mount: Mounted | None = None
+        self.home, self.mnt = home, base / f"{name}-mnt"
+
+    def start(self, cluster_url: str, token: Path, uri: str, options: dict[str, str]) -> None:
+        self.mount = Mounted(self.home, uri, self.mnt, options)
+        args = ["mount", "--cluster", cluster_url, "--cluster-token-file", str(token),
+                "--serve", self.addr, "--id", self.name]  # fmt: skip
+        for key, value in options.items():
+            args += ["-o", f"{key}={value}"]
+        shoal(*args, uri, str(self.mnt), home=self.home)
+
+    def status(self) -> dict[str, object]:
+        reply = get(self.addr, "/v1/status", {"Authorization": f"Bearer {TOKEN}"})
+        assert reply.status == 200, reply.data
+        return dict(json.loads(reply.data))
+
+    def served_reads(self) -> int:
+        """Reads its block service answered (GET /v1/read)."""
+        service: dict[str, dict[str, int]] = self.status()["service"]  # type: ignore[assignment]
+        return service["requests"].get("read", 0)
+
+    def cached_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.cache.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def combined(tmp_path: Path) -> Iterator[list[CombinedNode]]:
+    """The test's combined nodes (appended here): unmounted, their daemons gone, after it."""
+    made: list[CombinedNode] = []
+    try:
+        yield made
+    finally:
+        for node in made:
+            if node.mount is not None:
+                node.mount.teardown()

@@ -45,3 +45,19 @@ def test_a_cluster_whose_etcd_does_not_answer_is_not_mounted(
                  home=tmp_path / "home", expect=1)  # fmt: skip
     assert f"etcd at http://127.0.0.1:{port} did not answer" in done.stderr, done.stderr
     assert not (tmp_path / "home" / "journal").exists()  # refused before the home was made
+
+
+def test_serve_without_a_cluster_or_with_a_bad_address_is_refused(
+    tmp_path: Path, token_file: Path
+) -> None:
+    (tmp_path / "mnt").mkdir()
+    mount = ("mount", str(tmp_path / "ufs"), str(tmp_path / "mnt"))
+    done = shoal(*mount, "--serve", "127.0.0.1:7070", home=tmp_path / "home", expect=2)
+    assert "give --cluster too" in done.stderr, done.stderr
+    done = shoal(*mount, "--id", "n1", home=tmp_path / "home", expect=2)
+    assert "give --serve HOST:PORT too" in done.stderr, done.stderr
+    url = f"etcd://127.0.0.1:{free_port()}/c"
+    done = shoal(*mount, "--cluster", url, "--cluster-token-file", str(token_file),
+                 "--serve", "7070", home=tmp_path / "home", expect=1)  # fmt: skip
+    assert "--serve '7070': write it HOST:PORT" in done.stderr, done.stderr
+    assert not (tmp_path / "home" / "journal").exists()  # refused before the home was made

@@ -161,6 +161,12 @@ class CombinedNode:
         service: dict[str, dict[str, int]] = self.status()["service"]  # type: ignore[assignment]
         return service["requests"].get("read", 0)
 
+    def answered(self) -> int:
+        """Requests for file bytes its block service answered: reads over HTTP, and locates of
+        tier files a client on this host then reads itself (cluster.short_circuit)."""
+        service: dict[str, dict[str, int]] = self.status()["service"]  # type: ignore[assignment]
+        return service["requests"].get("read", 0) + service["requests"].get("locate", 0)
+
     def cached_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.cache.rglob("*") if p.is_file())
 

@@ -104,7 +104,7 @@ def test_three_combined_nodes_read_own_files_locally_and_fetch_each_object_once(
     # Each node its own files: from its own engine, none asked of its block service.
     errors = _run([(n.mnt, own[n.name]) for n in combined], files)
     assert not errors, errors[:5]
-    assert [n.served_reads() for n in combined] == [0, 0, 0]
+    assert [n.answered() for n in combined] == [0, 0, 0]
 
     # Then every node the whole dataset, at once: the others' files from their owners.
     jobs = []
@@ -114,7 +114,7 @@ def test_three_combined_nodes_read_own_files_locally_and_fetch_each_object_once(
         jobs.append((node.mnt, names))
     errors = _run(jobs, files)
     assert not errors, errors[:5]
-    assert all(n.served_reads() > 0 for n in combined)
+    assert all(n.answered() > 0 for n in combined)
 
     gets = Counter(
         urlsplit(path).path.removeprefix(f"/{bucket}/ds/")

@@ -126,25 +126,14 @@ class Members:
         return revision
 
     def _follow(self, revision: int) -> None:
-        while not self._stop.is_set():
-            try:
-                for _events in self.etcd.watch_prefix(self.prefix, revision + 1):
-                    # Re-read whole: a few keys, and no event can be misapplied.
-                    revision = self._reload()
-                    if self._stop.is_set():
-                        return
-            except Unavailable as exc:
-                if not self.degraded:
-                    log.warning("cluster degraded (serving the last ring): %s", exc)
-                with self.changed:
-                    self.degraded = True
-                    self.changed.notify_all()
-            if self._stop.wait(RETRY_S):
-                return
-            try:
-                revision = self._reload()
-            except Unavailable:
-                continue
+        follow(self.etcd, self.prefix, revision, self._reload, self._stop, self._degrade)
+
+    def _degrade(self, exc: Unavailable) -> None:
+        if not self.degraded:
+            log.warning("cluster degraded (serving the last ring): %s", exc)
+        with self.changed:
+            self.degraded = True
+            self.changed.notify_all()
 
     def addresses(self, path: str, count: int = 3) -> list[str]:
         """The block services to ask for ``path``'s bytes, its owner first."""
@@ -158,3 +147,31 @@ class Members:
 
     def close(self) -> None:
         self._stop.set()  # the watch thread is a daemon: a blocked watch ends with the process
+
+
+def follow(
+    etcd: Etcd,
+    prefix: bytes,
+    revision: int,
+    reload: Callable[[], int],
+    stop: threading.Event,
+    lost: Callable[[Unavailable], None],
+) -> None:
+    """Follows ``prefix`` with a watch until ``stop``, calling ``reload`` (which re-reads the
+    prefix whole and returns its revision) on each change; when etcd is unreachable, tells
+    ``lost`` and tries again every RETRY_S. The membership's and the mount table's thread."""
+    while not stop.is_set():
+        try:
+            for _events in etcd.watch_prefix(prefix, revision + 1):
+                # Re-read whole: a few keys, and no event can be misapplied.
+                revision = reload()
+                if stop.is_set():
+                    return
+        except Unavailable as exc:
+            lost(exc)
+        if stop.wait(RETRY_S):
+            return
+        try:
+            revision = reload()
+        except Unavailable:
+            continue

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.cluster.etcd import ClusterAddress, Etcd
-from engine.cluster.membership import RETRY_S
+from engine.cluster.membership import follow
 from engine.errors import NotFound, ShoalError, Unavailable
 from engine.filesystem import FileSystem
 from journal import entries as E
@@ -152,19 +152,12 @@ class SharedMountTable:
             log.warning("the cluster mounts %s at %s; here it failed: %s", spec.uri, path, exc)
 
     def _follow(self, revision: int) -> None:
-        while not self._stop.is_set():
-            try:
-                for _events in self.etcd.watch_prefix(self.prefix, revision + 1):
-                    revision = self._reload()  # a few keys: read whole, nothing misapplied
-            except Unavailable as exc:
-                log.warning("cluster mount table degraded (the last one kept): %s", exc)
-            if self._stop.wait(RETRY_S):
-                return
-            try:
-                revision = self._reload()
-            except Unavailable:
-                continue
+        follow(self.etcd, self.prefix, revision, self._reload, self._stop, _degraded)
 
     def close(self) -> None:
         self._stop.set()
         self._queue.put(_STOP)
+
+
+def _degraded(exc: Unavailable) -> None:
+    log.warning("cluster mount table degraded (the last one kept): %s", exc)

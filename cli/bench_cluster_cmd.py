@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from types import ModuleType
 from typing import Any
 
 from cli.bench import cluster as bench_cluster
@@ -45,20 +46,15 @@ def register(cmds: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_bench_cluster(args: argparse.Namespace) -> int:
     quota = None if args.worker_quota_mib is None else int(args.worker_quota_mib * 2**20)
+    bench: ModuleType = bench_cluster
     if args.combined:
         from cli.bench import clusterboth
 
-        result = clusterboth.run(
-            classes=args.classes, per_class=args.per_class, shards=args.shards,
-            shard_mib=args.shard_mib, readers=args.readers, latency_ms=args.latency_ms,
-            worker_quota=quota, workdir=args.dir,
-        )  # fmt: skip
-        print(json.dumps(result) if args.json else clusterboth.format_table(result))
-        return EXIT_OK
-    result = bench_cluster.run(
+        bench = clusterboth
+    result = bench.run(
         classes=args.classes, per_class=args.per_class, shards=args.shards,
         shard_mib=args.shard_mib, readers=args.readers, latency_ms=args.latency_ms,
         worker_quota=quota, workdir=args.dir,
     )  # fmt: skip
-    print(json.dumps(result) if args.json else bench_cluster.format_table(result))
+    print(json.dumps(result) if args.json else bench.format_table(result))
     return EXIT_OK

@@ -133,14 +133,23 @@ def bare_mount(
     # In a session of its own, as `shoal mount` starts its daemon: with the kernel's autogroups
     # a session is a scheduling group, and on a busy machine a server sharing its readers'
     # group is scheduled differently from one in a group of its own. Both are placed alike.
-    server = subprocess.Popen(args + ([source] if source else []), start_new_session=True)
+    with served(args + ([source] if source else []), mountpoint, "file system") as pid:
+        yield mountpoint, pid
+
+
+@contextmanager
+def served(args: list[str], mountpoint: str, what: str) -> Iterator[int]:
+    """A bare pyfuse3 server started by ``args`` in a session of its own, mounted at
+    ``mountpoint`` while inside (the pid of its process); unmounted and the mount point removed
+    after. Shared by the read ceiling and writeceiling.py's."""
+    server = subprocess.Popen(args, start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while not os.path.ismount(mountpoint):
             if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the bare pyfuse3 file system did not mount")
+                raise RuntimeError(f"the bare pyfuse3 {what} did not mount")
             time.sleep(0.05)
-        yield mountpoint, server.pid
+        yield server.pid
     finally:
         subprocess.run(["fusermount3", "-u", mountpoint], check=False, capture_output=True)
         try:

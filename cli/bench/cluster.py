@@ -110,11 +110,7 @@ def _cluster(scratch: str, epochs: Epochs, cluster: Cluster, count: int, quota: 
             workers.append(Worker(cluster, os.path.join(top, f"w{i + 1}"), f"w{i + 1}", quota))
 
         def mount() -> list[str]:
-            for home, mnt in zip(homes, mnts, strict=True):
-                os.makedirs(mnt, exist_ok=True)
-                shoal("--home", home, "mount", "-o", "ro", *cluster.cluster_args(),
-                      *option_args(cluster.options), URI, mnt)  # fmt: skip
-            return mnts
+            return cluster.mount_clients(homes, mnts)
 
         fallbacks: list[int] = []
 

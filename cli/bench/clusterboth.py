@@ -29,11 +29,7 @@ def _separate(scratch: str, epochs: bench.Epochs, cluster: Cluster, quota: int
             workers.append(Worker(cluster, os.path.join(top, f"w{i + 1}"), f"w{i + 1}", quota))
 
         def mount() -> list[str]:
-            for home, mnt in zip(homes, mnts, strict=True):
-                os.makedirs(mnt, exist_ok=True)
-                shoal("--home", home, "mount", "-o", "ro", *cluster.cluster_args(),
-                      *option_args(cluster.options), URI, mnt)  # fmt: skip
-            return mnts
+            return cluster.mount_clients(homes, mnts)
 
         return {"processes": 2 * NODES, **bench.two_epochs(epochs, mount, lambda: _umount(mnts))}
     finally:

@@ -58,6 +58,15 @@ class Cluster:
     def cluster_args(self) -> list[str]:
         return ["--cluster", self.url, "--cluster-token-file", self.token_file]
 
+    def mount_clients(self, homes: list[str], mnts: list[str]) -> list[str]:
+        """Mounts the store read-only, a client of this cluster, from each home at its mount
+        point (cluster.py's and clusterboth.py's separate clients)."""
+        for home, mnt in zip(homes, mnts, strict=True):
+            os.makedirs(mnt, exist_ok=True)
+            shoal("--home", home, "mount", "-o", "ro", *self.cluster_args(),
+                  *option_args(self.options), URI, mnt)  # fmt: skip
+        return mnts
+
 
 class Worker:
     def __init__(self, cluster: Cluster, home: str, name: str, quota: int) -> None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from cli.bench.ceiling import served
 
 
 def serve(mountpoint: str, counts: str, xattrs: bool = True) -> None:
@@ -68,23 +68,9 @@ def bare_write_mount(scratch: str, xattrs: bool = True) -> Iterator[Ceiling]:
     os.makedirs(mountpoint)
     args = [sys.executable, "-m", "cli.bench.writeceiling", mountpoint, counts]
     args += [] if xattrs else ["--no-xattrs"]
-    server = subprocess.Popen(args, start_new_session=True)
-    ceiling = Ceiling(mountpoint, server.pid)
-    try:
-        deadline = time.monotonic() + 20
-        while not os.path.ismount(mountpoint):
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("the bare pyfuse3 write file system did not mount")
-            time.sleep(0.05)
+    with served(args, mountpoint, "write file system") as pid:
+        ceiling = Ceiling(mountpoint, pid)
         yield ceiling
-    finally:
-        subprocess.run(["fusermount3", "-u", mountpoint], check=False, capture_output=True)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        os.rmdir(mountpoint)
     with open(counts) as f:
         held = json.load(f)
     ceiling.requests, ceiling.files, ceiling.bytes = held["requests"], held["files"], held["bytes"]

@@ -41,6 +41,17 @@ def make_home(path: str, quota: int) -> str:
     return path
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminated, and killed if it has not ended a minute later (a worker's, a test's)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def option_args(options: dict[str, str]) -> list[str]:
     return [a for key, value in options.items() for a in ("-o", f"{key}={value}")]
 
@@ -96,10 +107,4 @@ class Worker:
         return int(json.loads(got.data)["used_bytes"])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import urllib3
 
+from cli.bench.clusterprocs import option_args, stop_process
 from cli.bench.etcdserver import EtcdServer, has_etcd, start_etcd
-from cli.bench.s3server import free_port
+from cli.bench.faultproxy import FaultProxy
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_port, s3_client
 from fuse.mountinfo import alive
 from tests.cli.shoal_cli import ROOT, env, shoal
 from tests.fuse.mounting import Mounted
@@ -61,9 +63,7 @@ class WorkerProcess:
     def start(self, cluster_url: str, token: Path, uri: str, options: dict[str, str]) -> None:
         argv = [sys.executable, "-m", "cli.main", "--home", str(self.home), "worker",
                 "--cluster", cluster_url, "--listen", self.addr, "--id", self.name,
-                "--cluster-token-file", str(token)]  # fmt: skip
-        for key, value in options.items():
-            argv += ["-o", f"{key}={value}"]
+                "--cluster-token-file", str(token), *option_args(options)]  # fmt: skip
         log = open(self.home / "worker.out", "ab")  # noqa: SIM115 - the child's
         with log:
             self.process = subprocess.Popen(
@@ -88,13 +88,8 @@ class WorkerProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         assert self.process is None or not alive(self.process.pid)
 
 
@@ -122,11 +117,28 @@ def cluster_client(tmp_path: Path, name: str, uri: str, options: dict[str, str],
     client = Mounted(home, uri, mnt, options)
     home.mkdir()
     write_config(home, tiers=[("SSD", home / "cache", quota)])
-    args = ["mount", "--cluster", url, "--cluster-token-file", str(token)]
-    for key, value in options.items():
-        args += ["-o", f"{key}={value}"]
-    shoal(*args, uri, str(mnt), home=home)
+    args = ["mount", "--cluster", url, "--cluster-token-file", str(token), *option_args(options)]
+    try:
+        shoal(*args, uri, str(mnt), home=home)
+    except BaseException:
+        client.teardown()  # whatever a failed mount left
+        raise
     return client
+
+
+def s3_dataset(s3_server: S3Server, proxy: FaultProxy, tmp_path: Path, bucket: str,
+               files: dict[str, bytes]) -> dict[str, str]:  # fmt: skip
+    """``files`` put under ds/ in a new bucket; the options of a store reaching it through the
+    proxy (which logs each request), its secret key in a file of its own."""
+    s3 = s3_client(s3_server.endpoint)
+    s3.create_bucket(Bucket=bucket)
+    for name, data in files.items():
+        s3.put_object(Bucket=bucket, Key=f"ds/{name}", Body=data)
+    secret = tmp_path / "s3.secret"
+    secret.write_text(SECRET_KEY)
+    secret.chmod(0o600)
+    return {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
+            "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
 
 
 class CombinedNode:
@@ -146,9 +158,7 @@ class CombinedNode:
     def start(self, cluster_url: str, token: Path, uri: str, options: dict[str, str]) -> None:
         self.mount = Mounted(self.home, uri, self.mnt, options)
         args = ["mount", "--cluster", cluster_url, "--cluster-token-file", str(token),
-                "--serve", self.addr, "--id", self.name]  # fmt: skip
-        for key, value in options.items():
-            args += ["-o", f"{key}={value}"]
+                "--serve", self.addr, "--id", self.name, *option_args(options)]  # fmt: skip
         shoal(*args, uri, str(self.mnt), home=self.home)
 
     def status(self) -> dict[str, object]:

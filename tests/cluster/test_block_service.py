@@ -12,8 +12,8 @@ from urllib.parse import quote, urlsplit
 
 from cli.bench.etcdserver import EtcdServer
 from cli.bench.faultproxy import Fault, FaultProxy
-from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
-from tests.cluster.conftest import TOKEN, WorkerProcess, get
+from cli.bench.s3server import S3Server
+from tests.cluster.conftest import TOKEN, WorkerProcess, get, s3_dataset
 from ufs.local import LocalUnderFS
 
 
@@ -26,16 +26,9 @@ def test_concurrent_clients_of_one_block_cause_one_get(
     tmp_path: Path,
 ) -> None:
     bucket = f"flight-{os.getpid()}-{os.urandom(3).hex()}"
-    s3 = s3_client(s3_server.endpoint)
-    s3.create_bucket(Bucket=bucket)
     first, wanted = os.urandom(10_000), os.urandom(300_000)
-    s3.put_object(Bucket=bucket, Key="ds/d/first.bin", Body=first)
-    s3.put_object(Bucket=bucket, Key="ds/d/wanted.bin", Body=wanted)
-    secret = tmp_path / "s3.secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
-    options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
-               "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
+    files = {"d/first.bin": first, "d/wanted.bin": wanted}
+    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
     workers.append(WorkerProcess(tmp_path, "w1", 16 << 20))
     workers[0].start(etcd.cluster_url("flight"), token_file, f"s3://{bucket}/ds", options)
     auth = {"Authorization": f"Bearer {TOKEN}"}

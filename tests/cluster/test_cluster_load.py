@@ -14,12 +14,10 @@ from urllib.parse import urlsplit
 
 from cli.bench.etcdserver import EtcdServer
 from cli.bench.faultproxy import FaultProxy
-from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from cli.bench.s3server import S3Server
 from engine.cluster.ring import HashRing
 from tests.cli.shoal_cli import shoal
-from tests.cluster.conftest import TOKEN, WorkerProcess, get
-from tests.fuse.mounting import Mounted
-from tests.homes import write_config
+from tests.cluster.conftest import TOKEN, WorkerProcess, cluster_client, get, s3_dataset
 
 
 def _object_gets(proxy: FaultProxy, bucket: str) -> Counter[str]:
@@ -50,15 +48,7 @@ def test_fs_load_cluster_puts_each_file_on_its_owner_and_an_epoch_then_gets_noth
              for i in range(40)}  # fmt: skip
     files["val/big.tar"] = rng.randbytes(5 << 20)  # more than one block and one load read
     bucket = f"load-{os.getpid()}-{rng.randrange(1 << 30):x}"
-    s3 = s3_client(s3_server.endpoint)
-    s3.create_bucket(Bucket=bucket)
-    for name, data in files.items():
-        s3.put_object(Bucket=bucket, Key=f"ds/{name}", Body=data)
-    secret = tmp_path / "s3.secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
-    options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
-               "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
+    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
     uri, url = f"s3://{bucket}/ds", etcd.cluster_url("load")
     for name in ("w1", "w2", "w3"):
         workers.append(WorkerProcess(tmp_path, name, 32 << 20))
@@ -67,15 +57,9 @@ def test_fs_load_cluster_puts_each_file_on_its_owner_and_an_epoch_then_gets_noth
     owned = {w.name: sum(len(d) for n, d in files.items() if ring.owner(n) == w.name)
              for w in workers}  # fmt: skip
 
-    home, mnt = tmp_path / "c-home", tmp_path / "c-mnt"
-    client = Mounted(home, uri, mnt, options)
-    home.mkdir()
-    write_config(home, tiers=[("SSD", home / "cache", 1 << 20)])
+    client = cluster_client(tmp_path, "c", uri, options, url, token_file, 1 << 20)
+    home, mnt = client.home, client.path
     try:
-        args = ["mount", "--cluster", url, "--cluster-token-file", str(token_file)]
-        for key, value in options.items():
-            args += ["-o", f"{key}={value}"]
-        shoal(*args, uri, str(mnt), home=home)
         proxy.clear()
         done = shoal("fs", "load", "-R", "--cluster", url, "--cluster-token-file",
                      str(token_file), "/", home=home)  # fmt: skip

@@ -13,13 +13,10 @@ from urllib.parse import urlsplit
 
 from cli.bench.etcdserver import EtcdServer
 from cli.bench.faultproxy import FaultProxy
-from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from cli.bench.s3server import S3Server
 from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.membership import Members
-from tests.cli.shoal_cli import shoal
-from tests.cluster.conftest import WorkerProcess
-from tests.fuse.mounting import Mounted
-from tests.homes import write_config
+from tests.cluster.conftest import WorkerProcess, cluster_client, s3_dataset
 
 WORKER_QUOTA = 24 << 20
 CLIENT_QUOTA = 4 << 20
@@ -58,16 +55,8 @@ def test_two_clients_read_a_dataset_through_three_workers_fetching_each_object_o
     total = sum(len(d) for d in files.values())
     assert WORKER_QUOTA < total < 3 * WORKER_QUOTA  # none holds it alone; together they do
     bucket = f"cluster-{os.getpid()}-{rng.randrange(1 << 30):x}"
-    s3 = s3_client(s3_server.endpoint)
-    s3.create_bucket(Bucket=bucket)
-    for name, data in files.items():
-        s3.put_object(Bucket=bucket, Key=f"ds/{name}", Body=data)
-    secret = tmp_path / "s3.secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
     # Everyone reaches the store through the proxy, which logs each request.
-    options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
-               "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
+    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
     uri, url = f"s3://{bucket}/ds", etcd.cluster_url("imagenet")
     for name in ("w1", "w2", "w3"):
         workers.append(WorkerProcess(tmp_path, name, WORKER_QUOTA))
@@ -79,15 +68,8 @@ def test_two_clients_read_a_dataset_through_three_workers_fetching_each_object_o
     clients = []
     try:
         for name in ("c1", "c2"):
-            home, mnt = tmp_path / f"{name}-home", tmp_path / f"{name}-mnt"
-            client = Mounted(home, uri, mnt, options)
-            home.mkdir()
-            write_config(home, tiers=[("SSD", home / "cache", CLIENT_QUOTA)])
-            clients.append(client)
-            args = ["mount", "--cluster", url, "--cluster-token-file", str(token_file)]
-            for key, value in options.items():
-                args += ["-o", f"{key}={value}"]
-            shoal(*args, uri, str(mnt), home=home)
+            clients.append(cluster_client(tmp_path, name, uri, options, url, token_file,
+                                          CLIENT_QUOTA))  # fmt: skip
         proxy.clear()  # what the listing and mounting asked is not what is counted
 
         # Both clients at once, in different orders: the same file is often asked of its

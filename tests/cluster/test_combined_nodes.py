@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 from cli.bench.etcdserver import EtcdServer
 from cli.bench.faultproxy import FaultProxy
-from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from cli.bench.s3server import S3Server
 from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.membership import LEASE_TTL_S, Members
 from engine.cluster.ring import HashRing
 from tests.cli.shoal_cli import shoal
-from tests.cluster.conftest import CombinedNode
+from tests.cluster.conftest import CombinedNode, s3_dataset
 
 NODE_QUOTA = 16 << 20
 
@@ -39,15 +39,7 @@ def _s3_store(s3_server: S3Server, proxy: FaultProxy, tmp_path: Path,
               files: dict[str, bytes], tag: str) -> tuple[str, dict[str, str], str]:  # fmt: skip
     """The dataset in a bucket of its own; (uri, options through the proxy, bucket)."""
     bucket = f"{tag}-{os.getpid()}-{random.randrange(1 << 30):x}"
-    s3 = s3_client(s3_server.endpoint)
-    s3.create_bucket(Bucket=bucket)
-    for name, data in files.items():
-        s3.put_object(Bucket=bucket, Key=f"ds/{name}", Body=data)
-    secret = tmp_path / "s3.secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
-    options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
-               "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
+    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
     return f"s3://{bucket}/ds", options, bucket
 
 

@@ -12,12 +12,12 @@ from urllib.parse import urlsplit
 
 from cli.bench.etcdserver import EtcdServer
 from cli.bench.faultproxy import FaultProxy
-from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, s3_client
+from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from engine.cluster.etcd import Etcd, parse_cluster_url
 from engine.cluster.membership import LEASE_TTL_S, Members
 from engine.cluster.remote import SUSPECT_S, ClusterUnderFS
 from tests.cli.shoal_cli import shoal
-from tests.cluster.conftest import TOKEN, WorkerProcess, cluster_client, get
+from tests.cluster.conftest import TOKEN, WorkerProcess, cluster_client, get, s3_dataset
 from ufs.uri import open_ufs
 
 
@@ -30,16 +30,8 @@ def test_a_worker_killed_and_restarted_serves_its_cache_again(
     tmp_path: Path,
 ) -> None:
     bucket = f"rejoin-{os.getpid()}-{os.urandom(3).hex()}"
-    s3 = s3_client(s3_server.endpoint)
-    s3.create_bucket(Bucket=bucket)
     files = {f"d{i % 3}/f{i}.bin": os.urandom(30_000 + 101 * i) for i in range(30)}
-    for name, data in files.items():
-        s3.put_object(Bucket=bucket, Key=f"ds/{name}", Body=data)
-    secret = tmp_path / "s3.secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
-    options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
-               "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
+    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
     uri, url = f"s3://{bucket}/ds", etcd.cluster_url("rejoin")
     worker = WorkerProcess(tmp_path, "w1", 16 << 20)
     workers.append(worker)
@@ -104,16 +96,8 @@ def test_a_worker_killed_mid_epoch_through_a_mount_serves_that_mount_again(
     started again on its home with its id: the next epoch is served from its cache, 0 GETs
     at the store."""
     bucket = f"rejoinm-{os.getpid()}-{os.urandom(3).hex()}"
-    s3 = s3_client(s3_server.endpoint)
-    s3.create_bucket(Bucket=bucket)
     files = {f"d{i % 3}/f{i}.bin": os.urandom(30_000 + 101 * i) for i in range(30)}
-    for name, data in files.items():
-        s3.put_object(Bucket=bucket, Key=f"ds/{name}", Body=data)
-    secret = tmp_path / "s3.secret"
-    secret.write_text(SECRET_KEY)
-    secret.chmod(0o600)
-    options = {"endpoint": proxy.endpoint, "path_style": "true", "region": "us-east-1",
-               "access_key": ACCESS_KEY, "secret_key_file": str(secret)}  # fmt: skip
+    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
     uri, url = f"s3://{bucket}/ds", etcd.cluster_url("rejoinm")
     worker = WorkerProcess(tmp_path, "w1", 16 << 20)
     workers.append(worker)

@@ -135,10 +135,8 @@ def _recovered(at: Path, image: Path, end: int, lost: list[Path]) -> View:
         engine.close(checkpoint=False)
 
 
-def test_a_block_damaged_after_it_was_durable_cuts_nothing(tmp_path: Path) -> None:
-    """A block whose entry was synced (a write start follows it in the log) was on disk when
-    the log was: if its bytes are wrong now, the disk damaged them later, and cutting the log
-    there would drop durable operations. Every operation stays; only that file's read fails."""
+def _open_with_mount(tmp_path: Path) -> tuple[Path, Path, Engine]:
+    """(home, its SSD tier, its engine open with a local store mounted at /m)."""
     home, tier, ufs = tmp_path / "home", tmp_path / "ssd", tmp_path / "ufs"
     for d in (home, ufs):
         d.mkdir()
@@ -146,6 +144,18 @@ def test_a_block_damaged_after_it_was_durable_cuts_nothing(tmp_path: Path) -> No
     try:
         engine.fs.makedirs("/m")
         engine.mounts.mount("/m", f"file://{ufs}", {})
+    except BaseException:
+        engine.close(checkpoint=False)
+        raise
+    return home, tier, engine
+
+
+def test_a_block_damaged_after_it_was_durable_cuts_nothing(tmp_path: Path) -> None:
+    """A block whose entry was synced (a write start follows it in the log) was on disk when
+    the log was: if its bytes are wrong now, the disk damaged them later, and cutting the log
+    there would drop durable operations. Every operation stays; only that file's read fails."""
+    home, tier, engine = _open_with_mount(tmp_path)
+    try:
         for i in range(BEFORE):
             _op(engine, i)
         engine.fs.make_durable()
@@ -173,13 +183,8 @@ def test_a_block_damaged_after_it_was_durable_cuts_nothing(tmp_path: Path) -> No
 
 
 def test_fsck_ordered_data_names_an_only_copy_whose_bytes_changed(tmp_path: Path) -> None:
-    home, tier, ufs = tmp_path / "home", tmp_path / "ssd", tmp_path / "ufs"
-    for d in (home, ufs):
-        d.mkdir()
-    engine = Engine.open_home(_configure(home, tier))
+    home, tier, engine = _open_with_mount(tmp_path)
     try:
-        engine.fs.makedirs("/m")
-        engine.mounts.mount("/m", f"file://{ufs}", {})
         engine.fs.write_file("/m/only", io.BytesIO(b"a" * 5000), write_type="MUST_CACHE")
         engine.fs.write_file("/m/kept", io.BytesIO(b"k" * 5000), write_type="THROUGH")
     finally:

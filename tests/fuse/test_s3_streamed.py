@@ -6,10 +6,11 @@ the store before the close, a write pattern that breaks the sequence, and a real
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from fuse.mountinfo import alive
 from tests.cli.shoal_cli import env, shoal
-from tests.fuse.mounting import mounted
+from tests.fuse.mounting import Mounted, mounted
 from tests.ufs.stores import S3Store
 
 PART = 5 << 20  # S3's smallest part: the mount's multipart_chunk
@@ -51,6 +52,14 @@ def _until(done: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def _streamed(s3_server: S3Server, tmp_path: Path) -> Iterator[tuple[S3Store, Mounted]]:
+    """The S3 store mounted with writes streamed to it (THROUGH, parts of PART bytes)."""
+    store = S3Store(s3_server)
+    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+        yield store, m
+
+
 @pytest.mark.parametrize("write_type", ["THROUGH", "CACHE_THROUGH"])
 def test_s3_large_through_write_sends_parts_before_close(
     s3_server: S3Server, tmp_path: Path, write_type: str
@@ -78,8 +87,7 @@ def test_s3_large_through_write_sends_parts_before_close(
 def test_s3_write_that_breaks_the_sequence_lands_the_right_bytes(
     s3_server: S3Server, tmp_path: Path, breaks: str
 ) -> None:
-    store = S3Store(s3_server)
-    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+    with _streamed(s3_server, tmp_path) as (store, m):
         data = bytearray(os.urandom(2 * PART + MIB))
         fd = os.open(m.path / "f", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -104,8 +112,7 @@ def test_s3_write_that_breaks_the_sequence_lands_the_right_bytes(
 def test_s3_kill9_mid_write_leaves_no_object_and_its_upload_is_aborted(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    store = S3Store(s3_server)
-    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+    with _streamed(s3_server, tmp_path) as (store, m):
         (m.path / "kept").write_bytes(b"acknowledged")
         fd = os.open(m.path / "partial", os.O_WRONLY | os.O_CREAT, 0o644)
         try:
@@ -113,10 +120,8 @@ def test_s3_kill9_mid_write_leaves_no_object_and_its_upload_is_aborted(
             _until(lambda: _parts_in_store(store, "partial") == 2, "2 parts uploaded")
             m.kill9()
         finally:
-            try:
+            with contextlib.suppress(OSError):  # the connection is gone
                 os.close(fd)
-            except OSError:
-                pass  # the connection is gone
         assert "partial" not in store.keys()  # nothing readable of the half-written file
         (upload,) = _uploads(store, "partial")
         out = shoal("fsck", home=m.home, expect=1, env=AWS).stdout
@@ -151,8 +156,7 @@ def test_s3_fsck_repair_aborts_a_leftover_upload(s3_server: S3Server, tmp_path: 
 def test_s3_fsync_mid_file_completes_the_upload_and_later_writes_land_at_close(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    store = S3Store(s3_server)
-    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+    with _streamed(s3_server, tmp_path) as (store, m):
         first = os.urandom(PART + 2 * MIB)
         fd = os.open(m.path / "log", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -172,8 +176,7 @@ def test_s3_fsync_mid_file_completes_the_upload_and_later_writes_land_at_close(
 
 
 def test_s3_daemon_stopped_mid_write_aborts_its_upload(s3_server: S3Server, tmp_path: Path) -> None:
-    store = S3Store(s3_server)
-    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+    with _streamed(s3_server, tmp_path) as (store, m):
         fd = os.open(m.path / "open", os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             os.write(fd, os.urandom(2 * PART + MIB))
@@ -183,10 +186,8 @@ def test_s3_daemon_stopped_mid_write_aborts_its_upload(s3_server: S3Server, tmp_
             os.kill(pid, signal.SIGTERM)  # a clean stop, the file still open
             _until(lambda: not alive(pid), "the daemon stopped")
         finally:
-            try:
+            with contextlib.suppress(OSError):  # the connection is gone
                 os.close(fd)
-            except OSError:
-                pass  # the connection is gone
         # Nothing of the unclosed file in the store, and no upload left for a sweep (a clean
         # stop sweeps nothing at the next start).
         assert "open" not in store.keys() and _uploads(store, "open") == []
@@ -196,8 +197,7 @@ def test_s3_daemon_stopped_mid_write_aborts_its_upload(s3_server: S3Server, tmp_
 def test_s3_file_renamed_or_chmodded_while_streamed_lands_as_it_is_at_close(
     s3_server: S3Server, tmp_path: Path, change: str
 ) -> None:
-    store = S3Store(s3_server)
-    with mounted(store, tmp_path, "write_type=THROUGH", f"multipart_chunk={PART}") as m:
+    with _streamed(s3_server, tmp_path) as (store, m):
         data = os.urandom(2 * PART + MIB)
         fd = os.open(m.path / "a", os.O_WRONLY | os.O_CREAT, 0o644)
         try:

@@ -5,6 +5,7 @@ are written, and close or fsync only lands them. Checked through real mounts and
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -123,10 +124,8 @@ def test_kill9_mid_write_leaves_a_temporary_file_fsck_lists_and_a_start_sweeps(
             os.write(fd, os.urandom(1 << 20))
             m.kill9()
         finally:
-            try:
+            with contextlib.suppress(OSError):  # the connection is gone
                 os.close(fd)
-            except OSError:
-                pass  # the connection is gone
         (temp,) = _temps(ufs)  # the half-written file, never under the file's name
         assert not (ufs / "partial").exists()
         out = shoal("fsck", home=m.home, expect=1).stdout

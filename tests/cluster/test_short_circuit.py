@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cli.bench.etcdserver import EtcdServer
@@ -58,16 +60,25 @@ def _one_worker(etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess]
     return uri, url, files
 
 
+@contextmanager
+def _reader(etcd: EtcdServer, url: str, uri: str) -> Iterator[ClusterUnderFS]:
+    """A connector reading ``uri`` through the cluster once its one worker, w1, is seen."""
+    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
+    store = LocalUnderFS(uri)
+    try:
+        assert members.wait_for(lambda w: set(w) == {"w1"}, 10)
+        yield ClusterUnderFS(store, members, TOKEN)
+    finally:
+        store.close()
+        members.close()
+
+
 def test_a_client_on_the_owners_host_reads_its_tier_files_directly(
     etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
     uri, url, files = _one_worker(etcd, token_file, workers, tmp_path, "short")
     before = _served(workers[0])
-    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
-    store = LocalUnderFS(uri)
-    try:
-        assert members.wait_for(lambda w: set(w) == {"w1"}, 10)
-        reader = ClusterUnderFS(store, members, TOKEN)
+    with _reader(etcd, url, uri) as reader:
         for name, data in files.items():
             assert reader.read(name, 0, 1 << 20) == data
             assert reader.read(name, BLOCK - 7, BLOCK + 20) == data[BLOCK - 7 : 2 * BLOCK + 13]
@@ -76,9 +87,6 @@ def test_a_client_on_the_owners_host_reads_its_tier_files_directly(
         assert after["read"] == before["read"], (before, after)  # not one byte over HTTP
         assert after["locate"] == before["locate"] + 3 * len(files), (before, after)
         assert (reader.short_reads, reader.remote_reads, reader.fallbacks) == (36, 36, 0)
-    finally:
-        store.close()
-        members.close()
 
 
 def test_a_block_gone_or_changed_after_it_was_located_is_read_over_http(
@@ -102,18 +110,11 @@ def test_a_block_gone_or_changed_after_it_was_located_is_read_over_http(
     assert read_located(answers[evicted], 0, 1 << 20) is None
     assert read_located(answers[rewritten], 0, 1 << 20) is None
     before = _served(workers[0])
-    members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
-    store = LocalUnderFS(uri)
-    try:
-        assert members.wait_for(lambda w: set(w) == {"w1"}, 10)
-        reader = ClusterUnderFS(store, members, TOKEN)
+    with _reader(etcd, url, uri) as reader:
         for name in (evicted, rewritten):
             assert reader.read(name, 0, 1 << 20) == files[name]
         assert (reader.remote_reads, reader.short_reads, reader.fallbacks) == (2, 0, 0)
         assert _served(workers[0])["read"] == before["read"] + 2
-    finally:
-        store.close()
-        members.close()
 
 
 def test_short_circuit_off_reads_through_the_block_service_only(

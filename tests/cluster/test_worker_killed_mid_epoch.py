@@ -18,23 +18,37 @@ from tests.fuse.mounting import Mounted
 from tests.homes import write_config
 
 
-def test_no_reader_errs_when_a_worker_is_killed_mid_epoch(
-    etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
-) -> None:
+def _start(etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path,
+           files: dict[str, bytes], tag: str, count: int) -> tuple[str, str]:  # fmt: skip
+    """``files`` in a local store and ``count`` workers (w1...) of 16 MiB on it: (uri, url)."""
     ufs = tmp_path / "ufs"
-    files = {f"c{c:02d}/img{i:03d}.jpg": os.urandom(40_000 + 37 * i)
-             for c in range(8) for i in range(25)}  # fmt: skip
     for name, data in files.items():
         (ufs / name).parent.mkdir(parents=True, exist_ok=True)
         (ufs / name).write_bytes(data)
-    uri, url = str(ufs), etcd.cluster_url("epoch")
-    for name in ("w1", "w2", "w3"):
-        workers.append(WorkerProcess(tmp_path, name, 16 << 20))
+    uri, url = str(ufs), etcd.cluster_url(tag)
+    for i in range(count):
+        workers.append(WorkerProcess(tmp_path, f"w{i + 1}", 16 << 20))
         workers[-1].start(url, token_file, uri, {})
+    return uri, url
+
+
+def _client_home(tmp_path: Path, uri: str, quota: int) -> Mounted:
+    """A client's home (one SSD tier of ``quota``), not mounted yet."""
     home, mnt = tmp_path / "c-home", tmp_path / "c-mnt"
     client = Mounted(home, uri, mnt)
     home.mkdir()
-    write_config(home, tiers=[("SSD", home / "cache", 2 << 20)])
+    write_config(home, tiers=[("SSD", home / "cache", quota)])
+    return client
+
+
+def test_no_reader_errs_when_a_worker_is_killed_mid_epoch(
+    etcd: EtcdServer, token_file: Path, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    files = {f"c{c:02d}/img{i:03d}.jpg": os.urandom(40_000 + 37 * i)
+             for c in range(8) for i in range(25)}  # fmt: skip
+    uri, url = _start(etcd, token_file, workers, tmp_path, files, "epoch", 3)
+    client = _client_home(tmp_path, uri, 2 << 20)
+    home, mnt = client.home, client.path
     members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
     try:
         shoal("mount", "--cluster", url, "--cluster-token-file", str(token_file), uri, str(mnt),
@@ -76,19 +90,10 @@ def test_a_client_home_mounted_again_reads_through_the_workers(
 ) -> None:
     """A home that already has its local store mounted opens it at start, in the background
     (its leftovers swept): that connector too must read through the cluster."""
-    ufs = tmp_path / "ufs"
     files = {f"d{i % 4}/f{i}.bin": os.urandom(30_000 + 11 * i) for i in range(40)}
-    for name, data in files.items():
-        (ufs / name).parent.mkdir(parents=True, exist_ok=True)
-        (ufs / name).write_bytes(data)
-    uri, url = str(ufs), etcd.cluster_url("again")
-    for name in ("w1", "w2"):
-        workers.append(WorkerProcess(tmp_path, name, 16 << 20))
-        workers[-1].start(url, token_file, uri, {})
-    home, mnt = tmp_path / "c-home", tmp_path / "c-mnt"
-    client = Mounted(home, uri, mnt)
-    home.mkdir()
-    write_config(home, tiers=[("SSD", home / "cache", 16 << 20)])
+    uri, url = _start(etcd, token_file, workers, tmp_path, files, "again", 2)
+    client = _client_home(tmp_path, uri, 16 << 20)
+    home, mnt = client.home, client.path
     args = ["mount", "--cluster", url, "--cluster-token-file", str(token_file), uri, str(mnt)]
     try:
         shoal(*args, home=home)

@@ -21,6 +21,21 @@ from tests.cluster.conftest import TOKEN, WorkerProcess, cluster_client, get, s3
 from ufs.uri import open_ufs
 
 
+def _one_worker(etcd: EtcdServer, s3_server: S3Server, proxy: FaultProxy, token_file: Path,
+                workers: list[WorkerProcess], tmp_path: Path, tag: str
+                ) -> tuple[dict[str, bytes], dict[str, str], str, str, WorkerProcess]:  # fmt: skip
+    """30 files in a bucket of their own and one worker, w1, started on them: (the files,
+    the store's options, its uri, the cluster's url, the worker)."""
+    bucket = f"{tag}-{os.getpid()}-{os.urandom(3).hex()}"
+    files = {f"d{i % 3}/f{i}.bin": os.urandom(30_000 + 101 * i) for i in range(30)}
+    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
+    uri, url = f"s3://{bucket}/ds", etcd.cluster_url(tag)
+    worker = WorkerProcess(tmp_path, "w1", 16 << 20)
+    workers.append(worker)
+    worker.start(url, token_file, uri, options)
+    return files, options, uri, url, worker
+
+
 def test_a_worker_killed_and_restarted_serves_its_cache_again(
     etcd: EtcdServer,
     s3_server: S3Server,
@@ -29,13 +44,8 @@ def test_a_worker_killed_and_restarted_serves_its_cache_again(
     workers: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
-    bucket = f"rejoin-{os.getpid()}-{os.urandom(3).hex()}"
-    files = {f"d{i % 3}/f{i}.bin": os.urandom(30_000 + 101 * i) for i in range(30)}
-    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
-    uri, url = f"s3://{bucket}/ds", etcd.cluster_url("rejoin")
-    worker = WorkerProcess(tmp_path, "w1", 16 << 20)
-    workers.append(worker)
-    worker.start(url, token_file, uri, options)
+    files, options, uri, url, worker = _one_worker(etcd, s3_server, proxy, token_file,
+                                                   workers, tmp_path, "rejoin")  # fmt: skip
     members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
     public = {k: v for k, v in options.items() if k not in ("access_key", "secret_key_file")}
     store = open_ufs(uri, public, {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY})
@@ -95,13 +105,8 @@ def test_a_worker_killed_mid_epoch_through_a_mount_serves_that_mount_again(
     worker, killed with kill -9 in the middle of one (its reads go to the store meanwhile) and
     started again on its home with its id: the next epoch is served from its cache, 0 GETs
     at the store."""
-    bucket = f"rejoinm-{os.getpid()}-{os.urandom(3).hex()}"
-    files = {f"d{i % 3}/f{i}.bin": os.urandom(30_000 + 101 * i) for i in range(30)}
-    options = s3_dataset(s3_server, proxy, tmp_path, bucket, files)
-    uri, url = f"s3://{bucket}/ds", etcd.cluster_url("rejoinm")
-    worker = WorkerProcess(tmp_path, "w1", 16 << 20)
-    workers.append(worker)
-    worker.start(url, token_file, uri, options)
+    files, options, uri, url, worker = _one_worker(etcd, s3_server, proxy, token_file,
+                                                   workers, tmp_path, "rejoinm")  # fmt: skip
     members = Members(Etcd(etcd.endpoint), parse_cluster_url(url), uri)
     client = cluster_client(tmp_path, "c", uri, {**options, "read_type": "NO_CACHE"}, url,
                             token_file)  # fmt: skip

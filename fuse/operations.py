@@ -169,17 +169,18 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         node = await self._at_once(self.fs.lookup_in, parent_inode, os.fsdecode(name))
-        if self.fs.attrs_needed_at_lookup(node, ctx.uid):
-            # A kernel request: its reply carries them. Root's are answered provisional, kept
-            # for no time (_attrs): its GETATTRs read them, outside the kernel's directory lock.
+        settle = self.fs.attrs_needed_at_lookup(node, ctx.uid)  # the engine's rule, per user
+        if settle:
+            # A kernel request: its reply carries them. Otherwise they are answered provisional,
+            # kept for no time (_attrs): GETATTRs read them, outside the kernel's directory lock.
             await self._kernel_change(self.fs.settle_attrs, node)
         if node.flags & PROVISIONAL and self.invalidator.pending():
             await self._blocking(self.invalidator.drain)  # a load's: before the GETATTR
         a = self._attrs(node)
-        if node.flags & PROVISIONAL and ctx.uid == 0:
-            # Root's name is kept (its attributes are not: the GETATTR that its open or stat
-            # sends completes them): else the pass after a cold one sends every file's LOOKUP
-            # again, one at a time per directory. Its sticky and owner checks refuse nothing.
+        if node.flags & PROVISIONAL and not settle:
+            # The name is kept (its attributes are not: the GETATTR that its open or stat sends
+            # completes them): else the pass after a cold one sends every file's LOOKUP again,
+            # one at a time per directory.
             a.entry_timeout = self.entry_timeout
         return a
 

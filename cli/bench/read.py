@@ -34,7 +34,7 @@ from cli.bench.readers import make_dataset as _make_dataset
 from cli.bench.readers import read_files as _read_files
 from cli.bench.readers import timed as _timed
 from cli.bench.readprefetch import prefetch_epoch, prefetch_ratio
-from engine.config import default_tiers
+from engine.config import PREFETCH_THREADS, default_tiers
 
 
 def _shoal(*args: str) -> None:
@@ -93,6 +93,10 @@ def run(
         get_all = _s3_reader(s3_client(proxy.endpoint), src, readers)
         measure("boto3_small", small, get_all)
         measure("boto3_large", large, get_all)
+        # What any first epoch can reach here: the same GETs as wide as directory prefetch.
+        wide = prefetch_threads or PREFETCH_THREADS
+        get_wide = _s3_reader(s3_client(proxy.endpoint, wide), src, wide)
+        measure("boto3_wide_small", small, get_wide)
 
         # Cold means every file asked for by a reader: directory prefetch off (its own epoch,
         # on a fresh mount, below).
@@ -194,6 +198,7 @@ ROWS = [
     ("shoal mount, warm", "mount_warm"),
 ]
 PREFETCH_ROW = ("shoal mount, dir. prefetch", "mount_prefetch")  # small files only
+WIDE_ROW = ("direct boto3 GETs, as wide", "boto3_wide")  # as many at once as prefetch
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -211,9 +216,10 @@ def format_table(result: dict[str, Any]) -> str:
             f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}"
             f" {big['mib_per_s']:>12,.1f}"
         )
-    if f"{PREFETCH_ROW[1]}_small" in result:
-        s = result[f"{PREFETCH_ROW[1]}_small"]
-        lines.append(f"{PREFETCH_ROW[0]:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}")
+    for label, key in (PREFETCH_ROW, WIDE_ROW):
+        if f"{key}_small" in result:
+            s = result[f"{key}_small"]
+            lines.append(f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}")
     lines += ["", f"{'':<30} {'small files/s':>14} {'CPU µs/file':>12}"]
     lines += [*ceiling.table_lines(result), ""]
     for name, value in result["ratios"].items():

@@ -43,6 +43,14 @@ def prefetch_epoch(
 
 
 def prefetch_ratio(result: dict[str, Any]) -> dict[str, float]:
-    """The prefetch epoch against direct GETs at the same parallelism (the readers')."""
+    """The prefetch epoch against direct GETs at the same parallelism (the readers'), and
+    against the ceiling of any first epoch on this endpoint: direct GETs as many at once as
+    prefetch runs (``boto3_wide_small``; ``boto3_wide_vs_boto3`` is that ceiling in the
+    units of ``prefetch_small_vs_boto3``)."""
     mine, theirs = result["mount_prefetch_small"], result["boto3_small"]
-    return {"prefetch_small_vs_boto3": float(mine["mib_per_s"] / theirs["mib_per_s"])}
+    wide = result["boto3_wide_small"]
+    return {
+        "prefetch_small_vs_boto3": float(mine["mib_per_s"] / theirs["mib_per_s"]),
+        "boto3_wide_vs_boto3": float(wide["mib_per_s"] / theirs["mib_per_s"]),
+        "prefetch_small_vs_boto3_wide": float(mine["mib_per_s"] / wide["mib_per_s"]),
+    }

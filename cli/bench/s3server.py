@@ -83,8 +83,11 @@ def start_s3_server(env: dict[str, str] | None = None) -> S3Server:
             time.sleep(0.1)
 
 
-def s3_client(endpoint: str) -> Any:
+def s3_client(endpoint: str, connections: int = 10) -> Any:
+    """A client of the test server; ``connections`` sizes its pool (botocore's default is 10:
+    more threads than that would open and discard connections)."""
     import boto3
+    from botocore.config import Config
 
     return boto3.client(
         "s3",
@@ -92,4 +95,5 @@ def s3_client(endpoint: str) -> Any:
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
         region_name="us-east-1",
+        config=Config(max_pool_connections=connections),
     )

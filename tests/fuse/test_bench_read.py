@@ -23,10 +23,12 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
         for size in ("small", "large"):
             assert result[f"{key}_{size}"]["mib_per_s"] > 0
     assert result["mount_prefetch_small"]["files_per_s"] > 0
+    assert result["boto3_wide_small"]["files_per_s"] > 0  # prefetch's ceiling, same run
     assert set(result["ratios"]) >= {
         "cold_small_vs_boto3", "cold_large_vs_boto3", "warm_small_vs_local", "warm_large_vs_local",
         "prefetch_small_vs_boto3", "fsspec_small_vs_local", "fsspec_small_vs_local_beside",
         "tier_small_vs_ceiling", "warm_small_vs_ceiling", "local_cold_small_vs_ceiling",
+        "boto3_wide_vs_boto3", "prefetch_small_vs_boto3_wide",
     }  # fmt: skip
     for key in ("fsspec_first_small", "fsspec_warm_small", "local_small_beside"):
         assert result[key]["files_per_s"] > 0

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 
 import boto3
 import botocore.exceptions
+import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
@@ -62,6 +63,7 @@ from ufs.s3multipart import MultipartWrites
 from ufs.s3options import S3Options
 from ufs.s3parts import UploadSlots
 from ufs.s3stream import FullReads
+from ufs.s3time import parse_timestamp
 from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
 
 STREAM_CHUNK = 128 * 1024  # what a streamed read hands on at a time (a FUSE read's size)
@@ -86,7 +88,12 @@ class S3UnderFS(ObjectKeys, MultipartWrites, UnderFS):
         self.lists_attrs = not options.posix_metadata  # a listing reads no object's metadata
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         creds = credentials or {}
+        core = botocore.session.get_session()
+        # A timestamp per GET and per listed object, parsed on the daemon's GIL (ufs/s3time.py)
+        parsers = core.get_component("response_parser_factory")
+        parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
         session = boto3.session.Session(
+            botocore_session=core,
             aws_access_key_id=creds.get("access_key"),
             aws_secret_access_key=creds.get("secret_key"),
             aws_session_token=creds.get("session_token"),

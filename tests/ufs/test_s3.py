@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import dateutil.parser
 import pytest
 
 from cli.bench.s3server import SECRET_KEY, S3Server, s3_client
@@ -175,4 +176,35 @@ def test_a_listing_heads_no_object_and_a_get_brings_its_metadata(s3_server: S3Se
     assert (got.mode, got.uid, got.gid, got.mtime_ns) == (0o600, 1000, 1001, 1700000000 * 10**9)
     assert got.attrs_known and (got.size, got.fingerprint) == (f.size, f.fingerprint)
     assert got == ufs.stat("d/f007")
+    ufs.close()
+
+
+def test_a_listing_and_a_get_parse_their_timestamps_without_dateutil(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore parses each timestamp with dateutil (~30-40 µs, on the daemon's GIL): one per
+    listed object and one per GET of a cold epoch. The connector's parser (ufs/s3time.py)
+    gives the same instants without it."""
+    bucket = new_bucket(s3_server)
+    raw = s3_client(s3_server.endpoint)
+    for i in range(30):
+        raw.put_object(Bucket=bucket, Key=f"d/f{i:02d}", Body=b"data")
+    expected = {
+        obj["Key"][2:]: int(obj["LastModified"].timestamp() * 10**9)
+        for obj in raw.list_objects_v2(Bucket=bucket, Prefix="d/")["Contents"]
+    }
+    ufs = connector(s3_server, bucket)
+    calls: list[object] = []
+    parse = dateutil.parser.parse
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(dateutil.parser, "parse", counted)
+    listed = {e.name: e.mtime_ns for e in ufs.list("d")}
+    seen: list[UfsStatus] = []
+    assert b"".join(ufs.read_stream("d/f07", 0, 4, seen.append)) == b"data"
+    assert calls == []
+    assert listed == expected and seen[0].mtime_ns == expected["f07"]
     ufs.close()

@@ -95,8 +95,7 @@ def run(
         measure("boto3_large", large, get_all)
         # What any first epoch can reach here: the same GETs as wide as directory prefetch.
         wide = prefetch_threads or PREFETCH_THREADS
-        get_wide = _s3_reader(s3_client(proxy.endpoint, wide), src, wide)
-        measure("boto3_wide_small", small, get_wide)
+        measure("boto3_wide_small", small, _s3_reader(s3_client(proxy.endpoint, wide), src, wide))
 
         # Cold means every file asked for by a reader: directory prefetch off (its own epoch,
         # on a fresh mount, below).

@@ -218,7 +218,7 @@ class FileSystem:
     def store_missing(self, node: Inode) -> None:
         self.reads.store_missing(node)
 
-    def read_cached(self, node: Inode, offset: int, length: int) -> bytes | None:
+    def read_cached(self, node: Inode, offset: int, length: int) -> bytes | bytearray | None:
         if openfiles.is_orphan(self.ns, node.id):
             return None  # read_node serves it, from the cache alone
         return self.reads.read_cached(node, offset, length)

@@ -71,11 +71,11 @@ class ReadPath:
             raise IsADirectory(f"{path} is a directory")
         if read_type is None:
             data = self.read_cached(node, offset, length)  # a hit needs no read plan
-            if data is not None:
-                return data
+            if data is not None:  # (a disk tier's comes as a bytearray: callers here want bytes)
+                return data if isinstance(data, bytes) else bytes(data)
         return self.read_node(node, offset, length, read_type)
 
-    def read_cached(self, node: Inode, offset: int, length: int) -> bytes | None:
+    def read_cached(self, node: Inode, offset: int, length: int) -> bytes | bytearray | None:
         """The bytes if every block they touch is in a local tier, else None; never waits on
         a UFS. The FUSE layer serves hits with this on its event loop (a ranged pread of a
         local file costs microseconds; a hop to a thread costs a hundred)."""

@@ -426,8 +426,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
                 raise
         return pyfuse3.FileInfo(fh=self._open_handle(node, buffer))
 
-    @answers_errno
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    @answers_errno  # pyfuse3 replies with any buffer (a disk tier's hit is a bytearray)
+    async def read(self, fh: int, off: int, size: int) -> bytes | bytearray:  # type: ignore[override]
         handle = self.handles[fh]
         if not handle.read:
             handle.read = True

@@ -28,15 +28,17 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
+from typing import overload
 
-from engine.cache import checked
+from engine.cache import checked, nowait
 from engine.cache.crc import crc32
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
 from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey, TierStore
+from engine.cache.usage import tier_usage
 from engine.errors import NoSpace
 from engine.inode import PERSISTED, PINNED, Inode
 from engine.namespace import Namespace
@@ -71,9 +73,8 @@ class BlockCache:
         self.tiers = tiers
         self.by_name = {t.name: t for t in tiers}
         self.stats = CacheStats()
-        self.used = {t.name: 0 for t in tiers}
-        # Per tier, keys from least to most recently used; key -> length.
-        self.lru: dict[str, OrderedDict[BlockKey, int]] = {t.name: OrderedDict() for t in tiers}
+        # Per tier: bytes used, and keys from least to most recently used (key -> length).
+        self.used, self.lru = tier_usage(ns, [t.name for t in tiers])
         self._verified: dict[BlockKey, tuple[int, int, int]] = {}  # block -> checked stamp
         self._accesses: deque[tuple[BlockKey, str, float]] = deque(maxlen=ACCESS_BUFFER)
         self.fetcher = BlockFetcher(self)
@@ -82,14 +83,6 @@ class BlockCache:
         # is written, and one rewrite of a file stages at a time (the next waits on this).
         self.staging: dict[int, int] = {}
         self.staging_done = threading.Condition(ns.lock)
-        for file, blocks in ns.state.blocks.items():
-            node = ns.tree.find(file)
-            for (version, idx), info in blocks.items():
-                if node is not None and version > node.version:
-                    continue  # staged by a rewrite a crash cut short: reconcile drops it
-                if info.tier in self.used:
-                    self.used[info.tier] += info.length
-                    self.lru[info.tier][(file, version, idx)] = info.length
         # Checks carried over a clean restart for volatile tiers (engine/cache/checked.py).
         self.checked_path, self.volatile = checked_path, {t.name for t in tiers if not t.spec.sync}
         if checked_path is not None:
@@ -100,20 +93,24 @@ class BlockCache:
     def info(self, key: BlockKey) -> BlockInfo | None:
         return self.ns.state.blocks.get(key[0], {}).get((key[1], key[2]))
 
+    @overload
+    def read(self, key: BlockKey, offset: int = 0, length: int = -1) -> bytes | None: ...
+    @overload
+    def read(
+        self, key: BlockKey, offset: int = 0, length: int = -1, *, wait: bool
+    ) -> bytes | bytearray | None: ...
     def read(
         self, key: BlockKey, offset: int = 0, length: int = -1, *, wait: bool = True
-    ) -> bytes | None:
+    ) -> bytes | bytearray | None:
         """``length`` bytes (all with -1) from ``offset`` of cached block ``key``; None if it
         is not cached (or was, and failed its check: then it is dropped).
 
         A block file is checked (length, CRC-32) the first time it is read and whenever its
         (size, mtime, inode) stamp changed since: a rewritten, truncated or replaced file is
         caught; an unchanged one is served by a ranged read of just the bytes asked for.
-
-        ``wait`` False (the FUSE event loop): None rather than check a block longer than
-        ``INLINE_CHECK`` or drop a damaged one (both may wait: on the disk, on the namespace's
-        lock); a worker thread then does it with ``wait``.
-        """
+        ``wait`` False (the FUSE event loop): None rather than read bytes not in the page cache,
+        check a block longer than ``INLINE_CHECK`` or drop a damaged one (all may wait: on the
+        disk, on the namespace's lock); a worker thread then does it with ``wait``."""
         # No lock: a dict lookup is atomic, and a block dropped or replaced meanwhile shows as
         # a missing file or a changed stamp, both caught below. Hits from many threads (and
         # from the FUSE event loop) never queue on the namespace's lock.
@@ -122,7 +119,7 @@ class BlockCache:
             return None
         tier = self.by_name.get(info.tier)
         end = info.length if length < 0 else min(info.length, offset + length)
-        data: bytes | None = None
+        data: bytes | bytearray | None = None
         try:
             if tier is None:
                 raise OSError(f"no tier {info.tier} is configured")
@@ -130,14 +127,16 @@ class BlockCache:
             try:
                 stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
                 if self._verified.get(key) == stamp:
-                    data = os.pread(opened.fd, end - offset, offset)
+                    data = nowait.pread(opened.fd, end - offset, offset, st.st_dev, wait)
                 elif not wait and info.length > INLINE_CHECK:
                     return None
                 else:
-                    whole = os.pread(opened.fd, info.length + 1, 0)
-                    if len(whole) == info.length and crc32(whole) == info.checksum:
+                    whole = nowait.pread(opened.fd, info.length, 0, st.st_dev, wait)
+                    if whole is None:
+                        return None  # not all in the page cache: a worker thread reads it
+                    if st.st_size == info.length == len(whole) and crc32(whole) == info.checksum:
                         self._verified[key] = stamp
-                        data = whole[offset:end]
+                        data = whole if end - offset == len(whole) else whole[offset:end]
                     else:
                         log.warning("cached block %s in %s failed its check", key, info.tier)
             finally:

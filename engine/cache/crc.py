@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 
-crc32: Callable[[bytes | memoryview], int]
+crc32: Callable[[bytes | bytearray | memoryview], int]
 try:
     from isal import isal_zlib
 

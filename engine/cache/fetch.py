@@ -67,9 +67,7 @@ class BlockStore(Protocol):
     ns: Namespace
     stats: CacheStats
 
-    def read(
-        self, key: BlockKey, offset: int = 0, length: int = -1, *, wait: bool = True
-    ) -> bytes | None: ...
+    def read(self, key: BlockKey, offset: int = 0, length: int = -1) -> bytes | None: ...
 
     def info(self, key: BlockKey) -> BlockInfo | None: ...
 

@@ -8,9 +8,9 @@ byte reaches the store, and hands back the owner and mode the object gets), then
 CreateMultipartUpload, then the part. Every further part is sent as it fills, at most
 ``in_flight`` at a time, read back from the spool as botocore goes (ufs/spoolrange.py: the page
 cache; no part is held in memory). Parts grow by ``part_size`` every ``grow_every`` parts, so
-S3's 10,000 parts hold a large file (from 8 MiB: ~440 GiB, where 8 MiB each held 78). At close or fsync,
-``complete`` sends the tail beside the parts still in flight and completes: the caller waits
-for those only.
+S3's 10,000 parts hold a large file (from 8 MiB: ~440 GiB, where 8 MiB each held 78 GiB). At
+close or fsync, ``complete`` sends the tail beside the parts still in flight and completes: the
+caller waits for those only.
 
 Anything that breaks the sequence -- a write or a truncate below the end of the parts already
 handed out, a part that failed, a rename while open, owners or modes changed meanwhile -- makes

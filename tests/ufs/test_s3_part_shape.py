@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from cli.bench.faultproxy import FaultProxy
+from cli.bench.faultproxy import Fault, FaultProxy
 from cli.bench.s3server import S3Server, s3_client
 from tests.ufs.stores import CREDS, new_bucket
 from ufs.s3 import S3Options, S3UnderFS
@@ -84,6 +84,26 @@ def test_s3_streamed_parts_grow_to_hold_a_large_file(
     )
     assert head["ContentLength"] == 2 * part
     os.close(fd)
+    ufs.close()
+
+
+def test_s3_streamed_part_retried_sends_its_own_bytes_again(
+    proxy: FaultProxy, s3_server: S3Server, tmp_path: Path
+) -> None:
+    # botocore rewinds a body to 0 before a retry: the range must rewind to the part's start
+    # (moto checks no payload hash, so bytes from elsewhere would be stored as they came).
+    part = 5 * MIB
+    ufs = _s3(proxy.endpoint, new_bucket(s3_server), multipart_chunk=part, max_attempts=3)
+    staged = ufs.stage("retried", str(tmp_path))
+    assert isinstance(staged, StreamedUpload)
+    proxy.add(Fault("status", 1, status=500, method="PUT", query="partNumber=2"))
+    data = os.urandom(3 * part + MIB)
+    _write(staged, data)
+    ufs.land(staged, "retried")
+    assert ufs.read("retried", 0, len(data)) == data
+    puts = [p for m, p in proxy.requests if m == "PUT"]
+    assert len(puts) == 5 and all("partNumber=" in p for p in puts)  # 4 parts, 1 retry
+    os.close(staged.fd)
     ufs.close()
 
 

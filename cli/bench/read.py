@@ -200,6 +200,7 @@ ROWS = [
 PREFETCH_ROW = ("shoal mount, dir. prefetch", "mount_prefetch")  # small files only
 WIDE_ROW = ("direct boto3 GETs, as wide", "boto3_wide")  # as many at once as prefetch
 S3_CEILING_ROW = ("bare pyfuse3 over S3, cold", "ceiling_cold_s3")  # cli/bench/s3ceiling.py
+S3_LISTED_ROW = ("bare pyfuse3 over S3, listed", "ceiling_cold_s3_listed")  # names known
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -217,7 +218,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}"
             f" {big['mib_per_s']:>12,.1f}"
         )
-    for label, key in (PREFETCH_ROW, WIDE_ROW, S3_CEILING_ROW):
+    for label, key in (PREFETCH_ROW, WIDE_ROW, S3_CEILING_ROW, S3_LISTED_ROW):
         if f"{key}_small" in result:
             s = result[f"{key}_small"]
             lines.append(f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}")

@@ -84,26 +84,48 @@ def _attributes(ino: int, size: int) -> Any:
     return a
 
 
-def _file_system(client: Any, threads: int) -> Any:
-    """The pyfuse3 Operations described above, ``threads`` boto3 calls at once."""
+class _Tree:
+    """The names listed so far: inode (the root is 1) to key and size, attributes, and the
+    entries of each directory listed."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, tuple[str, int]] = {1: (PREFIX, -1)}  # inode: key, size (-1: dir)
+        self.attrs: dict[int, Any] = {1: _attributes(1, -1)}
+        self.children: dict[int, dict[bytes, int]] = {}
+
+    def adopt(self, parent: int, listed: list[tuple[bytes, str, int]]) -> dict[bytes, int]:
+        names = self.children[parent] = {}
+        for name, key, size in listed:
+            ino = names[name] = len(self.keys) + 1
+            self.keys[ino] = (key, size)
+            self.attrs[ino] = _attributes(ino, size)
+        return names
+
+    def preload(self, client: Any, parent: int = 1) -> None:
+        """Every directory under ``parent`` listed now, before the mount is up."""
+        for ino in self.adopt(parent, _listing(client, self.keys[parent][0])).values():
+            if self.keys[ino][1] < 0:
+                self.preload(client, ino)
+
+
+def _file_system(client: Any, threads: int, tree: _Tree) -> Any:
+    """The pyfuse3 Operations described above over ``tree``, ``threads`` boto3 calls at once."""
     import pyfuse3
     import trio
 
     limiter = trio.CapacityLimiter(threads)
+    keys, attrs, children = tree.keys, tree.attrs, tree.children
 
     class S3Ceiling(pyfuse3.Operations):
         def __init__(self) -> None:
             super().__init__()
-            self.keys: dict[int, tuple[str, int]] = {1: (PREFIX, -1)}  # inode: key, size
-            self.attrs: dict[int, Any] = {1: _attributes(1, -1)}
-            self.children: dict[int, dict[bytes, int]] = {}
             self.loading: dict[int, Any] = {}  # directory inode: trio.Event of its listing
             self.handles: dict[int, int] = {}  # fh: inode
             self.bodies: dict[int, bytes] = {}  # fh: the object, once its first READ got it
             self.next_fh = 1
 
         async def _children(self, parent: int) -> dict[bytes, int]:
-            while parent not in self.children:
+            while parent not in children:
                 loading = self.loading.get(parent)
                 if loading is not None:  # one listing per directory, however many LOOKUPs
                     await loading.wait()
@@ -111,27 +133,22 @@ def _file_system(client: Any, threads: int) -> Any:
                 loading = self.loading[parent] = trio.Event()
                 try:
                     listed = await trio.to_thread.run_sync(
-                        _listing, client, self.keys[parent][0], limiter=limiter
+                        _listing, client, keys[parent][0], limiter=limiter
                     )
-                    names = {}
-                    for name, key, size in listed:
-                        ino = names[name] = len(self.keys) + 1
-                        self.keys[ino] = (key, size)
-                        self.attrs[ino] = _attributes(ino, size)
-                    self.children[parent] = names
+                    tree.adopt(parent, listed)
                 finally:
                     del self.loading[parent]
                     loading.set()
-            return self.children[parent]
+            return children[parent]
 
         async def lookup(self, parent: int, name: bytes, ctx: object = None) -> Any:
             ino = (await self._children(parent)).get(name)
             if ino is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
-            return self.attrs[ino]
+            return attrs[ino]
 
         async def getattr(self, inode: int, ctx: object = None) -> Any:
-            return self.attrs[inode]
+            return attrs[inode]
 
         async def open(self, inode: int, flags: int, ctx: object) -> Any:
             fh, self.next_fh = self.next_fh, self.next_fh + 1
@@ -139,7 +156,7 @@ def _file_system(client: Any, threads: int) -> Any:
             return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
         async def read(self, fh: int, off: int, size: int) -> bytes:
-            key, length = self.keys[self.handles[fh]]
+            key, length = keys[self.handles[fh]]
             if length > WHOLE:
                 span = f"bytes={off}-{off + size - 1}"
                 return await trio.to_thread.run_sync(_get, client, key, span, limiter=limiter)
@@ -159,12 +176,16 @@ def _file_system(client: Any, threads: int) -> Any:
     return S3Ceiling()
 
 
-def serve(mountpoint: str, endpoint: str, threads: int) -> None:
-    """The file system described above, mounted at ``mountpoint`` until unmounted."""
+def serve(mountpoint: str, endpoint: str, threads: int, listed: bool = False) -> None:
+    """The file system described above, mounted at ``mountpoint`` until unmounted; ``listed``:
+    every directory listed before the mount is up, so that no LOOKUP waits for a listing."""
     import pyfuse3
     import trio
 
-    operations = _file_system(_client(endpoint), threads)
+    client, tree = _client(endpoint), _Tree()
+    if listed:
+        tree.preload(client)
+    operations = _file_system(client, threads, tree)
     options = set(pyfuse3.default_options)
     options.add("ro")
     options.add("fsname=shoal-bench-s3ceiling")
@@ -188,34 +209,50 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def epoch(
-    scratch: str, src: str, small: list[str], endpoint: str, readers: int
-) -> dict[str, dict[str, float]]:
-    """``ceiling_cold_s3_small``: figures of one cold epoch over ``small`` (files of the local
-    copy ``src``, uploaded under the bucket's prefix) through the ceiling, mounted at a new
-    mount point in ``scratch`` and served through ``endpoint``; unmounted afterwards, whatever
-    happened (a reader failing too)."""
+def _pass(
+    scratch: str, src: str, small: list[str], endpoint: str, readers: int, *flags: str
+) -> dict[str, float]:
+    """Figures of one cold epoch over ``small`` through a new mount of the ceiling, unmounted
+    afterwards whatever happened (a reader failing too)."""
     mountpoint = os.path.join(scratch, "s3ceiling-mnt")
     os.makedirs(mountpoint)
     args = [sys.executable, "-m", "cli.bench.s3ceiling", mountpoint, endpoint, str(readers)]
-    with served(args, mountpoint, "S3 file system") as server:
+    with served([*args, *flags], mountpoint, "S3 file system") as server:
         paths = [os.path.join(mountpoint, os.path.relpath(p, src)) for p in small]
         cpu = _cpu_s(server)
         seconds, total = timed(readers, paths)
         cpu_us = (_cpu_s(server) - cpu) / len(paths) * 1e6
-    got = figures(len(paths), seconds, total) | {"daemon_cpu_us_per_file": cpu_us}
-    return {"ceiling_cold_s3_small": got}
+    return figures(len(paths), seconds, total) | {"daemon_cpu_us_per_file": cpu_us}
+
+
+def epoch(
+    scratch: str, src: str, small: list[str], endpoint: str, readers: int
+) -> dict[str, dict[str, float]]:
+    """The ceiling's cold epochs over ``small`` (files of the local copy ``src``, uploaded
+    under the bucket's prefix), each on a mount of its own in ``scratch`` served through
+    ``endpoint``: ``ceiling_cold_s3_small`` (directories listed at their first LOOKUP, as
+    Shoal lists them) and ``ceiling_cold_s3_listed_small`` (all listed before the mount: what
+    is left is the GETs and the kernel's requests, the names known as direct GETs know them).
+    """
+    listed = _pass(scratch, src, small, endpoint, readers, "--listed")
+    return {
+        "ceiling_cold_s3_listed_small": listed,
+        "ceiling_cold_s3_small": _pass(scratch, src, small, endpoint, readers),
+    }
 
 
 def ratios(result: dict[str, Any]) -> dict[str, float]:
     """The ceiling against direct GETs at the same parallelism, and Shoal's cold epoch against
     the ceiling: in MiB/s, as ``cold_small_vs_boto3``."""
     ceiling = result["ceiling_cold_s3_small"]["mib_per_s"]
+    listed = result["ceiling_cold_s3_listed_small"]["mib_per_s"]
+    boto3 = result["boto3_small"]["mib_per_s"]
     return {
-        "cold_s3_ceiling_vs_boto3": float(ceiling / result["boto3_small"]["mib_per_s"]),
+        "cold_s3_ceiling_vs_boto3": float(ceiling / boto3),
         "cold_small_vs_s3_ceiling": float(result["mount_cold_small"]["mib_per_s"] / ceiling),
+        "cold_s3_listed_ceiling_vs_boto3": float(listed / boto3),
     }
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    serve(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:5] == ["--listed"])

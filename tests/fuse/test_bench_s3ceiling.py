@@ -37,14 +37,15 @@ def test_s3_ceiling_serves_objects_and_unmounts_after_failing_reader(tmp_path: P
         for rel, data in files.items():
             client.put_object(Bucket=s3ceiling.BUCKET, Key=s3ceiling.PREFIX + rel, Body=data)
         mnt = tmp_path / "mnt"
-        mnt.mkdir()
-        args = [sys.executable, "-m", "cli.bench.s3ceiling", str(mnt), server.endpoint, "2"]
-        with served(args, str(mnt), "S3 file system"):
-            for rel, data in files.items():
-                assert (mnt / rel).read_bytes() == data, rel
-            assert not (mnt / "train/a/missing.bin").exists()
-            assert not (mnt / "train/c").exists()
-        assert not mnt.exists()  # unmounted, its mount point removed
+        for flags in ([], ["--listed"]):  # directories listed at first lookup, or before
+            mnt.mkdir()
+            args = [sys.executable, "-m", "cli.bench.s3ceiling", str(mnt), server.endpoint, "2"]
+            with served(args + flags, str(mnt), "S3 file system"):
+                for rel, data in files.items():
+                    assert (mnt / rel).read_bytes() == data, (rel, flags)
+                assert not (mnt / "train/a/missing.bin").exists()
+                assert not (mnt / "train/c").exists()
+            assert not mnt.exists()  # unmounted, its mount point removed
 
         scratch = tmp_path / "scratch"
         scratch.mkdir()

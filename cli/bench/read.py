@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from cli.bench import ceiling, readfsspec
+from cli.bench import ceiling, readfsspec, s3ceiling
 from cli.bench.readers import SMALL_SIZE
 from cli.bench.readers import figures as _figures
 from cli.bench.readers import listing as _listing
@@ -72,9 +72,7 @@ def run(
         "scratch": scratch,  # removed before this returns, with its homes' MEM tiers
     }  # fmt: skip
 
-    def measure(
-        label: str, paths: list[str], read: Callable[[list[str]], tuple[float, int]]
-    ) -> None:
+    def measure(label: str, paths: list[str], read: ceiling.Reader) -> None:
         seconds, total = read(paths)
         result[label] = _figures(len(paths), seconds, total)
 
@@ -97,6 +95,8 @@ def run(
         wide = prefetch_threads or PREFETCH_THREADS
         measure("boto3_wide_small", small, _s3_reader(s3_client(proxy.endpoint, wide), src, wide))
 
+        # The least any pyfuse3 mount does for a cold file here, just before Shoal's cold epoch.
+        result.update(s3ceiling.epoch(scratch, src, small, proxy.endpoint, readers))
         # Cold means every file asked for by a reader: directory prefetch off (its own epoch,
         # on a fresh mount, below).
         _shoal(*_mount_args(home, mnt, proxy.endpoint), "-o", "prefetch=false")
@@ -187,6 +187,7 @@ def _ratios(result: dict[str, Any]) -> dict[str, float]:
         "warm_small_vs_local": ratio("mount_warm_small", "local_small", "files_per_s"),
         "warm_large_vs_local": ratio("mount_warm_large", "local_large", "mib_per_s"),
         **readfsspec.ratios(result),
+        **s3ceiling.ratios(result),
     }
 
 
@@ -198,6 +199,8 @@ ROWS = [
 ]
 PREFETCH_ROW = ("shoal mount, dir. prefetch", "mount_prefetch")  # small files only
 WIDE_ROW = ("direct boto3 GETs, as wide", "boto3_wide")  # as many at once as prefetch
+S3_CEILING_ROW = ("bare pyfuse3 over S3, cold", "ceiling_cold_s3")  # cli/bench/s3ceiling.py
+S3_LISTED_ROW = ("bare pyfuse3 over S3, listed", "ceiling_cold_s3_listed")  # names known
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -215,7 +218,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}"
             f" {big['mib_per_s']:>12,.1f}"
         )
-    for label, key in (PREFETCH_ROW, WIDE_ROW):
+    for label, key in (PREFETCH_ROW, WIDE_ROW, S3_CEILING_ROW, S3_LISTED_ROW):
         if f"{key}_small" in result:
             s = result[f"{key}_small"]
             lines.append(f"{label:<30} {s['files_per_s']:>14,.0f} {s['mib_per_s']:>12,.1f}")

@@ -24,11 +24,15 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
             assert result[f"{key}_{size}"]["mib_per_s"] > 0
     assert result["mount_prefetch_small"]["files_per_s"] > 0
     assert result["boto3_wide_small"]["files_per_s"] > 0  # prefetch's ceiling, same run
+    for key in ("ceiling_cold_s3_small", "ceiling_cold_s3_listed_small"):  # bare pyfuse3 on S3
+        assert result[key]["files_per_s"] > 0 and result[key]["mib_per_s"] > 0
+        assert result[key]["daemon_cpu_us_per_file"] >= 0
     assert set(result["ratios"]) >= {
         "cold_small_vs_boto3", "cold_large_vs_boto3", "warm_small_vs_local", "warm_large_vs_local",
         "prefetch_small_vs_boto3", "fsspec_small_vs_local", "fsspec_small_vs_local_beside",
         "tier_small_vs_ceiling", "warm_small_vs_ceiling", "local_cold_small_vs_ceiling",
         "boto3_wide_vs_boto3", "prefetch_small_vs_boto3_wide",
+        "cold_s3_ceiling_vs_boto3", "cold_small_vs_s3_ceiling", "cold_s3_listed_ceiling_vs_boto3",
     }  # fmt: skip
     for key in ("fsspec_first_small", "fsspec_warm_small", "local_small_beside"):
         assert result[key]["files_per_s"] > 0

@@ -22,11 +22,8 @@ class S3Options:
     read_timeout_s: float = 30.0
     pool_size: int = 64  # connections; parallel reads need one each
     multipart_threshold: int = 64 << 20
-    # boto3's TransferConfig defaults: the parts and concurrency its upload_file is measured
-    # with (docs/benchmarks.md). Against a store bound by its CPU (moto beside Shoal on two
-    # cores), 10 parts in flight keep it busy where 4 of twice the size left it waiting.
-    multipart_chunk: int = 8 << 20
-    upload_concurrency: int = 10
+    multipart_chunk: int = 16 << 20
+    upload_concurrency: int = 4
     # A new file written through the mount is uploaded in multipart_chunk parts as they fill,
     # upload_concurrency at a time, so close waits for its tail only (ufs/s3parts.py).
     stream_parts: bool = True

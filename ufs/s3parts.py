@@ -6,11 +6,9 @@ the range it covered (``wrote``). Once the spool holds a whole first part, the u
 a worker thread: ``prepare`` first (the engine makes its StoreCopy durable there, before any
 byte reaches the store, and hands back the owner and mode the object gets), then
 CreateMultipartUpload, then the part. Every further part is sent as it fills, at most
-``in_flight`` at a time, read back from the spool as botocore goes (ufs/spoolrange.py: the page
-cache; no part is held in memory). Parts grow by ``part_size`` every ``grow_every`` parts, so
-S3's 10,000 parts hold a large file (from 8 MiB: ~440 GiB, where 8 MiB each held 78 GiB). At
-close or fsync, ``complete`` sends the tail beside the parts still in flight and completes: the
-caller waits for those only.
+``in_flight`` at a time, read back from the spool (the page cache: no copy is kept in memory).
+At close or fsync, ``complete`` sends the tail and completes: the caller waits for the tail
+and the parts still in flight only.
 
 Anything that breaks the sequence -- a write or a truncate below the end of the parts already
 handed out, a part that failed, a rename while open, owners or modes changed meanwhile -- makes
@@ -29,13 +27,10 @@ from typing import Any
 
 from ufs.base import UfsAttrs
 from ufs.s3meta import posix_metadata
-from ufs.spoolrange import SpoolRange
 from ufs.staged import StagedWrite
 
 Part = dict[str, Any]  # {"PartNumber": n, "ETag": ...}, as CompleteMultipartUpload takes it
 MAX_PARTS = 10_000  # S3's limit per upload (the tail is one of them)
-MAX_PART = 5 << 30  # S3's largest part
-GROW_EVERY = 1000  # parts of one size before the next are a part_size larger
 
 
 class UploadSlots:
@@ -58,12 +53,10 @@ class StreamedUpload(StagedWrite):
         part_size: int,
         in_flight: int,
         slots: UploadSlots,
-        grow_every: int = GROW_EVERY,
     ) -> None:
         super().__init__(fd, "")
         self.client, self.bucket, self.key = client, bucket, key
         self.part_size = part_size
-        self.grow_every = max(1, grow_every)
         # As boto3's managed transfer does (s3transfer): with checksums computed whenever an
         # operation supports them, the upload declares CRC32 and each part's is handed back
         # at completion (S3 refuses the completion of such an upload without them).
@@ -77,7 +70,7 @@ class StreamedUpload(StagedWrite):
         self.attrs: UfsAttrs | None = None
         self.upload_id: str | None = None
         self.broken = False
-        self.sent = 0  # bytes handed to part uploads: where the next part starts
+        self.sent = 0  # bytes handed to part uploads: a multiple of part_size
         self.size = 0  # the highest end written
         self._lock = threading.Lock()
         self._parts: list[Future[Part | None]] = []
@@ -94,15 +87,12 @@ class StreamedUpload(StagedWrite):
                 self.broken = True
                 return
             self.size = max(self.size, end)
-            while self.size >= self.sent + (length := self._next_length()):
+            while self.size >= self.sent + self.part_size:
                 if len(self._parts) >= MAX_PARTS - 1:  # too large for these parts: at close
                     self.broken = True
                     return
-                self._hand_out(self.sent, length)
-                self.sent += length
-
-    def _next_length(self) -> int:
-        return min(MAX_PART, self.part_size * (1 + len(self._parts) // self.grow_every))
+                self._hand_out(self.sent)
+                self.sent += self.part_size
 
     def truncated(self, size: int) -> None:
         with self._lock:
@@ -110,16 +100,16 @@ class StreamedUpload(StagedWrite):
                 self.broken = True
             self.size = size
 
-    def _hand_out(self, start: int, length: int) -> None:
+    def _hand_out(self, start: int) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="s3-part")
         number = len(self._parts) + 1
         # FIFO: the first part (which creates the upload) is taken before any that waits for it.
-        self._parts.append(self._pool.submit(self._send, number, start, length))
+        self._parts.append(self._pool.submit(self._send, number, start))
 
     # -- the worker threads ------------------------------------------------------------------
 
-    def _send(self, number: int, start: int, length: int) -> Part | None:
+    def _send(self, number: int, start: int) -> Part | None:
         if number == 1:
             self._begin()
         else:
@@ -127,12 +117,12 @@ class StreamedUpload(StagedWrite):
         if self.broken or self.upload_id is None:
             return None
         try:
-            return self._part(number, SpoolRange(self.fd, start, length))
+            return self._part(number, _pread_full(self.fd, self.part_size, start))
         except Exception:  # the write at close sends it all again, and says why if it fails
             self.broken = True
             return None
 
-    def _part(self, number: int, body: SpoolRange) -> Part:
+    def _part(self, number: int, body: bytes) -> Part:
         reply = self.client.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
             PartNumber=number, Body=body, **self.checksum,
@@ -167,16 +157,18 @@ class StreamedUpload(StagedWrite):
         """Sends the tail and completes the upload as ``key``'s object with ``attrs``; False
         (nothing completed) if the upload cannot make exactly the spool's bytes that object."""
         with self._lock:
-            size = os.fstat(self.fd).st_size
-            if not self._parts or self.broken or key != self.key or size < self.sent:
-                return False  # land aborts: the parts in flight are waited for there
-            if size > self.sent:  # the tail goes beside the parts still in flight
-                self._hand_out(self.sent, size - self.sent)
-                self.sent = size
             parts = list(self._parts)
-        done = [f.result() for f in parts]  # the parts in flight: what close waits for
-        if self.broken or attrs != self.attrs or any(p is None for p in done):
+        if not parts:
             return False
+        done = [f.result() for f in parts]  # the parts in flight: what close waits for
+        size = os.fstat(self.fd).st_size
+        if self.broken or key != self.key or attrs != self.attrs or size < self.sent:
+            return False
+        if any(p is None for p in done):
+            return False
+        if size > self.sent:
+            tail = _pread_full(self.fd, size - self.sent, self.sent)
+            done.append(self._part(len(done) + 1, tail))
         self.client.complete_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
             MultipartUpload={"Parts": done},
@@ -247,3 +239,14 @@ class SpoolReader:
         data = os.pread(self.fd, size, self.pos)
         self.pos += len(data)
         return data
+
+
+def _pread_full(fd: int, length: int, offset: int) -> bytes:
+    parts, got = [], 0
+    while got < length:
+        chunk = os.pread(fd, length - got, offset + got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)

@@ -70,6 +70,8 @@ class Paths(Protocol):
         atime: int | None = None,
     ) -> None: ...
 
+    def set_attrs_now(self, node: Inode, **changes: int) -> int | None: ...
+
 
 def _path(ns: Namespace, parent: Inode, name: str) -> str:
     return ns.path_of(parent).rstrip("/") + "/" + name
@@ -261,15 +263,34 @@ def setattr(
     """chmod, chown, touch -m, touch -a (the kernel has checked that the caller may); below a
     mount the owner, mode and mtime reach the store too (engine/ufsattrs.py)."""
     node = posix.inode(fs.ns.tree, ino)
+    changes = _attr_changes(mode, uid, gid, mtime, atime)
+    if changes:
+        fs.set_attrs(node, **changes)
+    return node
+
+
+def setattr_now(fs: Paths, ino: int, **changes: int) -> int | None:
+    """``setattr`` without a wait, for the event loop: the SetAttr's sequence number (the
+    caller waits for it to be written); None if the change must wait for something (the
+    store, an upload, the lock): ``setattr`` in a thread then."""
+    node = posix.inode(fs.ns.tree, ino)
+    return fs.set_attrs_now(node, **_attr_changes(**changes))
+
+
+def _attr_changes(
+    mode: int | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
+    mtime: int | None = None,
+    atime: int | None = None,
+) -> dict[str, int]:
     changes: dict[str, int] = {}
     if mode is not None:
         changes["mode"] = posix.mode_change(mode)
     for key, value in (("uid", uid), ("gid", gid), ("mtime", mtime), ("atime", atime)):
         if value is not None:
             changes[key] = value
-    if changes:
-        fs.set_attrs(node, **changes)
-    return node
+    return changes
 
 
 def accessed(fs: Paths, ino: int) -> bool:

@@ -54,7 +54,10 @@ class Paths(Protocol):
 
     def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None: ...
 
-    def write_file(self, path: str, source: BinaryIO, mode: int, uid: int, gid: int) -> Inode: ...
+    def write_file(
+        self, path: str, source: BinaryIO, mode: int, uid: int, gid: int,
+        write_type: str | None = None, mtime: int | None = None,
+    ) -> Inode: ...  # fmt: skip
 
     def symlink(self, path: str, target: str, uid: int, gid: int) -> Inode: ...
 
@@ -316,13 +319,16 @@ def accessed(fs: Paths, ino: int) -> bool:
         lock.release()
 
 
-def commit_content(fs: Paths, ino: int, content: Callable[[], BinaryIO]) -> bool:
+def commit_content(
+    fs: Paths, ino: int, content: Callable[[], BinaryIO], mtime: int | None = None
+) -> bool:
     """A file's new content, written by the frontend, made durable as its write type says,
-    with the file's mode and owner kept; False if the file was unlinked while open (its content
-    has nowhere to go, and ``content`` is not asked for)."""
+    with the file's mode and owner kept (and ``mtime``, a utimens' since the last write);
+    False if the file was unlinked while open (its content has nowhere to go, and ``content``
+    is not asked for)."""
     node = fs.ns.tree.find(ino)
     if node is None:
         return False
     mode = node.mode & posix.PERMISSION_BITS
-    fs.write_file(fs.ns.path_of(node), content(), mode, node.uid, node.gid)
+    fs.write_file(fs.ns.path_of(node), content(), mode, node.uid, node.gid, mtime=mtime)
     return True

@@ -201,10 +201,12 @@ class FileSystem:
         uid: int = 0,
         gid: int = 0,
         write_type: str | None = None,
+        mtime: int | None = None,
     ) -> Inode:
+        """``mtime``: the file's modification time after the write (None: the write's)."""
         # A rewrite holds the file: an upload of its old content must not land over the new.
         with self.changes.holding_path(path):
-            return self.writes.write_file(path, source, mode, uid, gid, write_type)
+            return self.writes.write_file(path, source, mode, uid, gid, write_type, mtime)
 
     def store_spool(self, node: Inode, spool_dir: str | None = None) -> StoreSpool | None:
         """Where the frontend spools ``node``'s new content if not in the home (engine/spools.py):
@@ -393,8 +395,10 @@ class FileSystem:
     def block_size_for(self, node: Inode) -> int:
         return byinode.block_size(self, node)
 
-    def commit_content(self, ino: int, content: Callable[[], BinaryIO]) -> bool:
-        return byinode.commit_content(self, ino, content)
+    def commit_content(
+        self, ino: int, content: Callable[[], BinaryIO], mtime: int | None = None
+    ) -> bool:
+        return byinode.commit_content(self, ino, content, mtime)
 
     def space(self) -> tuple[int, int, int]:
         return byinode.space(self)

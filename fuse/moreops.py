@@ -102,7 +102,8 @@ class MoreOperations:
         if not buffer.dirty:
             return
         # False back: unlinked while open, the content has nowhere to go but the buffer.
-        self.fs.commit_content(buffer.ino, buffer.content)  # type: ignore[arg-type]
+        mtime = buffer.mtime_ns if buffer.mtime_set else None
+        self.fs.commit_content(buffer.ino, buffer.content, mtime)  # type: ignore[arg-type]
         buffer.dirty = False
         buffer.committed()
 

@@ -201,13 +201,10 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         if changes:
             buffer = self.buffers.get(node.id)
             if "mtime" in changes and buffer is not None and buffer.dirty:
-                # The content is still to be committed, which would stamp its own time:
-                # commit first, so the time asked for (tar, rsync -a, cp -p) is the last word;
-                # one wait for the entries of both.
-                committed = await self._commit(buffer, acknowledge=False)
-                await self._change_attrs(node.id, changes, after=committed)
-            else:
-                await self._change_attrs(node.id, changes)
+                # The content is still to be committed, which would stamp its own time: the
+                # time asked for (tar, rsync -a, cp -p) is kept for the commit, the last word.
+                buffer.mtime_ns, buffer.mtime_set = changes["mtime"], True
+            await self._change_attrs(node.id, changes)
         return self._attrs(node)
 
     async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:

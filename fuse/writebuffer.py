@@ -56,6 +56,8 @@ class WriteBuffer:
         self.filled: set[int] = set()
         self.dirty = False
         self.mtime_ns = 0  # of the last write, shown while the content is not committed
+        # A utimens since the last write set ``mtime_ns``: the commit keeps it, not its time.
+        self.mtime_set = False
         self.handles = 0  # open handles writing through this buffer
         self.lock = threading.Lock()  # held while a block is copied in or the spool changes
         if size:
@@ -136,6 +138,7 @@ class WriteBuffer:
         self.size = max(self.size, offset + written)
         self.dirty = True
         self.mtime_ns = time.time_ns()
+        self.mtime_set = False
         return written
 
     def read(self, offset: int, length: int) -> bytes:
@@ -179,6 +182,7 @@ class WriteBuffer:
             self.size = size
             self.dirty = True
             self.mtime_ns = time.time_ns()
+            self.mtime_set = False
 
     def content(self) -> _SpoolReader:
         """The whole new content as a stream (old blocks copied in first). Call with the

@@ -54,7 +54,10 @@ class Paths(Protocol):
 
     def rename(self, src: str, dst: str, *, noreplace: bool = False) -> None: ...
 
-    def write_file(self, path: str, source: BinaryIO, mode: int, uid: int, gid: int) -> Inode: ...
+    def write_file(
+        self, path: str, source: BinaryIO, mode: int, uid: int, gid: int,
+        write_type: str | None = None, mtime: int | None = None,
+    ) -> Inode: ...  # fmt: skip
 
     def symlink(self, path: str, target: str, uid: int, gid: int) -> Inode: ...
 
@@ -69,6 +72,8 @@ class Paths(Protocol):
         mtime: int | None = None,
         atime: int | None = None,
     ) -> None: ...
+
+    def set_attrs_now(self, node: Inode, **changes: int) -> int | None: ...
 
 
 def _path(ns: Namespace, parent: Inode, name: str) -> str:
@@ -261,15 +266,34 @@ def setattr(
     """chmod, chown, touch -m, touch -a (the kernel has checked that the caller may); below a
     mount the owner, mode and mtime reach the store too (engine/ufsattrs.py)."""
     node = posix.inode(fs.ns.tree, ino)
+    changes = _attr_changes(mode, uid, gid, mtime, atime)
+    if changes:
+        fs.set_attrs(node, **changes)
+    return node
+
+
+def setattr_now(fs: Paths, ino: int, **changes: int) -> int | None:
+    """``setattr`` without a wait, for the event loop: the SetAttr's sequence number (the
+    caller waits for it to be written); None if the change must wait for something (the
+    store, an upload, the lock): ``setattr`` in a thread then."""
+    node = posix.inode(fs.ns.tree, ino)
+    return fs.set_attrs_now(node, **_attr_changes(**changes))
+
+
+def _attr_changes(
+    mode: int | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
+    mtime: int | None = None,
+    atime: int | None = None,
+) -> dict[str, int]:
     changes: dict[str, int] = {}
     if mode is not None:
         changes["mode"] = posix.mode_change(mode)
     for key, value in (("uid", uid), ("gid", gid), ("mtime", mtime), ("atime", atime)):
         if value is not None:
             changes[key] = value
-    if changes:
-        fs.set_attrs(node, **changes)
-    return node
+    return changes
 
 
 def accessed(fs: Paths, ino: int) -> bool:
@@ -295,13 +319,16 @@ def accessed(fs: Paths, ino: int) -> bool:
         lock.release()
 
 
-def commit_content(fs: Paths, ino: int, content: Callable[[], BinaryIO]) -> bool:
+def commit_content(
+    fs: Paths, ino: int, content: Callable[[], BinaryIO], mtime: int | None = None
+) -> bool:
     """A file's new content, written by the frontend, made durable as its write type says,
-    with the file's mode and owner kept; False if the file was unlinked while open (its content
-    has nowhere to go, and ``content`` is not asked for)."""
+    with the file's mode and owner kept (and ``mtime``, a utimens' since the last write);
+    False if the file was unlinked while open (its content has nowhere to go, and ``content``
+    is not asked for)."""
     node = fs.ns.tree.find(ino)
     if node is None:
         return False
     mode = node.mode & posix.PERMISSION_BITS
-    fs.write_file(fs.ns.path_of(node), content(), mode, node.uid, node.gid)
+    fs.write_file(fs.ns.path_of(node), content(), mode, node.uid, node.gid, mtime=mtime)
     return True

@@ -85,12 +85,31 @@ class CommitGate:
         else:
             self.journal.wait(seq)
         if self.journal.checkpoint_due:
-            try:
-                self.checkpoint(only_if_due=True)
-            except OSError as exc:
-                # The operation is durable already and must not report a failure; the
-                # checkpoint stays due and the next operation retries it.
-                log.error("automatic checkpoint failed, will retry: %s", exc)
+            self.checkpoint_if_due()
+
+    async def durable_async(self, seq: int) -> None:
+        """``durable`` for a trio task, which never blocks its event loop: the automatic
+        checkpoint is left to the caller (``checkpoint_due``; ``checkpoint_if_due`` in a
+        thread)."""
+        await self.journal.wait_async(seq)
+
+    @property
+    def waits_async(self) -> bool:
+        """Whether ``durable_async`` may be awaited on an event loop (never blocks it)."""
+        return self.journal.waits_async
+
+    @property
+    def checkpoint_due(self) -> bool:
+        return self.journal.checkpoint_due
+
+    def checkpoint_if_due(self) -> None:
+        """The automatic checkpoint, after an operation's entry was acknowledged (blocking)."""
+        try:
+            self.checkpoint(only_if_due=True)
+        except OSError as exc:
+            # The operation is durable already and must not report a failure; the
+            # checkpoint stays due and the next operation retries it.
+            log.error("automatic checkpoint failed, will retry: %s", exc)
 
     def sync(self, seq: int | None = None) -> None:
         """Returns once entry ``seq`` (default: every entry committed so far) is durable.

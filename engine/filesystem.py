@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import functools
 from array import array
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import BinaryIO
 
 from engine import acls, byinode, openfiles, posix
 from engine.cache.blockcache import BlockCache
+from engine.commit import Deferred
 from engine.inode import PROVISIONAL, Inode
 from engine.links import LinkChanges
 from engine.mounts import MountTable
@@ -186,6 +188,9 @@ class FileSystem:
         in the namespace only)."""
         self.attrs.set(node, mode, uid, gid, mtime, atime)
 
+    def set_attrs_now(self, node: Inode, **changes: int) -> int | None:
+        return self.attrs.set_now(node, **changes)
+
     # -- file content ------------------------------------------------------------------------
 
     def write_file(
@@ -196,10 +201,12 @@ class FileSystem:
         uid: int = 0,
         gid: int = 0,
         write_type: str | None = None,
+        mtime: int | None = None,
     ) -> Inode:
+        """``mtime``: the file's modification time after the write (None: the write's)."""
         # A rewrite holds the file: an upload of its old content must not land over the new.
         with self.changes.holding_path(path):
-            return self.writes.write_file(path, source, mode, uid, gid, write_type)
+            return self.writes.write_file(path, source, mode, uid, gid, write_type, mtime)
 
     def store_spool(self, node: Inode, spool_dir: str | None = None) -> StoreSpool | None:
         """Where the frontend spools ``node``'s new content if not in the home (engine/spools.py):
@@ -246,16 +253,21 @@ class FileSystem:
             return openfiles.node_of(self.ns, ino)
         return posix.inode(self.ns.tree, ino)
 
-    def opened(self, ino: int) -> None:
-        openfiles.opened(self.ns, ino)
+    def opened(self, ino: int, writing: bool = False) -> None:
+        openfiles.opened(self.ns, ino, writing)
 
     def released(self, ino: int) -> None:
         openfiles.released(self.ns, self.cache, ino)
 
-    def closed(self, ino: int) -> bool:
+    def closed(self, ino: int, writing: bool = False) -> bool:
         """``released`` without the wait: True if an orphan's last handle closed, which
-        ``release_orphan`` (it journals) must then let go."""
-        return openfiles.closed(self.ns, ino)
+        ``release_orphan`` (it journals) must then let go. The last writer's close starts the
+        file's ASYNC_THROUGH upload if one waited for it (engine/persister.py)."""
+        orphan_gone = openfiles.closed(self.ns, ino, writing)
+        persister = self.writes.persister
+        if writing and persister is not None and not self.ns.open_files.writing(ino):
+            persister.closed_for_writing(ino)
+        return orphan_gone
 
     def release_orphan(self, ino: int) -> None:
         openfiles.release(self.ns, self.cache, [ino])
@@ -316,6 +328,37 @@ class FileSystem:
             return openfiles.set_attrs(self.ns, ino, **changes)
         return byinode.setattr(self, ino, **changes)
 
+    def setattr_now(self, ino: int, **changes: int) -> int | None:
+        """``setattr_of`` answered on the event loop where nothing makes it wait: the
+        SetAttr's sequence number, to ``await acknowledged(seq)``; None: ``setattr_of``."""
+        if openfiles.is_orphan(self.ns, ino) or not self.ns.gate.waits_async:
+            return None
+        return byinode.setattr_now(self, ino, **changes)
+
+    def acknowledged(self, seq: int) -> Awaitable[None]:
+        """``durable`` for an entry committed on the event loop, awaited there (no thread);
+        then ``checkpoint_if_due`` in a thread if ``checkpoint_due``."""
+        return self.ns.gate.durable_async(seq)
+
+    def unacknowledged(self) -> AbstractContextManager[Deferred]:
+        """Changes made inside return without waiting for their entries; the caller
+        acknowledges ``last.seq`` after (``acknowledged`` or ``wait_acknowledged``)."""
+        return self.ns.gate.deferred()
+
+    def waits_async(self) -> bool:
+        """Whether ``acknowledged`` may be awaited on an event loop (a writer process or
+        thread writes the log; the inline writer writes in the waiting thread)."""
+        return self.ns.gate.waits_async
+
+    def wait_acknowledged(self, seq: int) -> None:
+        self.ns.gate.durable(seq)
+
+    def checkpoint_due(self) -> bool:
+        return self.ns.gate.checkpoint_due
+
+    def checkpoint_if_due(self) -> None:
+        self.ns.gate.checkpoint_if_due()
+
     def accessed(self, ino: int) -> bool:
         return byinode.accessed(self, ino)
 
@@ -352,8 +395,10 @@ class FileSystem:
     def block_size_for(self, node: Inode) -> int:
         return byinode.block_size(self, node)
 
-    def commit_content(self, ino: int, content: Callable[[], BinaryIO]) -> bool:
-        return byinode.commit_content(self, ino, content)
+    def commit_content(
+        self, ino: int, content: Callable[[], BinaryIO], mtime: int | None = None
+    ) -> bool:
+        return byinode.commit_content(self, ino, content, mtime)
 
     def space(self) -> tuple[int, int, int]:
         return byinode.space(self)

@@ -15,17 +15,29 @@ from engine.inode import S_IFMT, S_IFREG, Inode
 class OpenCounts:
     def __init__(self) -> None:
         self._counts: dict[int, int] = {}
+        # Handles that write, of the same files: an ASYNC_THROUGH upload waits for their last
+        # close (engine/persister.py), so attribute changes before it never meet one under way.
+        self._writers: dict[int, int] = {}
         # Opens since the process started (`shoal report`): a pass the kernel's page cache
         # serves reaches Shoal as opens without reads.
         self.total = 0
 
-    def opened(self, ino: int) -> None:
+    def opened(self, ino: int, writing: bool = False) -> None:
         counts = self._counts
         counts[ino] = counts.get(ino, 0) + 1
         self.total += 1
+        if writing:
+            self._writers[ino] = self._writers.get(ino, 0) + 1
 
-    def released(self, ino: int) -> bool:
+    def released(self, ino: int, writing: bool = False) -> bool:
         """Counts one handle of ``ino`` closed; True if it was its last."""
+        if writing:
+            writers = self._writers
+            left = writers.get(ino, 0) - 1
+            if left > 0:
+                writers[ino] = left
+            else:
+                writers.pop(ino, None)
         counts = self._counts
         left = counts.get(ino, 0) - 1
         if left > 0:
@@ -36,6 +48,10 @@ class OpenCounts:
 
     def is_open(self, ino: int) -> bool:
         return ino in self._counts
+
+    def writing(self, ino: int) -> bool:
+        """Whether a handle open for writing ``ino`` is still open."""
+        return ino in self._writers
 
     def orphans(self, node: Inode | None) -> bool:
         """Whether removing one name of ``node`` leaves it an orphan: a regular file losing

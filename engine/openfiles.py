@@ -38,8 +38,8 @@ def is_orphan(ns: Namespace, ino: int) -> bool:
     return ino in ns.state.orphans
 
 
-def opened(ns: Namespace, ino: int) -> None:
-    ns.open_files.opened(ino)
+def opened(ns: Namespace, ino: int, writing: bool = False) -> None:
+    ns.open_files.opened(ino, writing)
 
 
 def released(ns: Namespace, cache: BlockCache | None, ino: int) -> None:
@@ -48,10 +48,10 @@ def released(ns: Namespace, cache: BlockCache | None, ino: int) -> None:
         release(ns, cache, [ino])
 
 
-def closed(ns: Namespace, ino: int) -> bool:
+def closed(ns: Namespace, ino: int, writing: bool = False) -> bool:
     """One handle of ``ino`` closed, counted without a lock or a wait (every close of every
     file comes here); True if it was an orphan's last, which ``release`` must then let go."""
-    return ns.open_files.released(ino) and ino in ns.state.orphans
+    return ns.open_files.released(ino, writing) and ino in ns.state.orphans
 
 
 def release(ns: Namespace, cache: BlockCache | None, inos: list[int]) -> None:

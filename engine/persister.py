@@ -99,6 +99,10 @@ class Persister:
         self._running: dict[int, _Upload] = {}  # file -> its upload under way
         self._held: dict[int, int] = {}  # subtree root -> how many changes hold it
         self._waiting: set[int] = set()  # files whose upload waits for a hold or an upload
+        # Files whose upload waits for their last writer's close (``_until_closed``); changed
+        # without the lock, by single set operations (atomic under the GIL): the close comes
+        # from the event loop, which must not wait for a lock.
+        self._after_close: set[int] = set()
         self._closed = False
         # Before an upload writes its path: no pending store move (engine/storemove.py) still
         # has another file's content there (set by the file system; raises to wait).
@@ -165,6 +169,11 @@ class Persister:
             for file in again:
                 self.submit(file)
 
+    def uploading(self, file: int) -> bool:
+        """Whether ``file``'s upload is under way (one dict lookup: no lock, for callers
+        holding the namespace's, under which none starts)."""
+        return file in self._running
+
     def _below(self, file: int, roots: Iterable[int]) -> bool:
         """With the namespace's lock held: whether ``file`` is one of ``roots`` or below one."""
         node = self.ns.tree.find(file)
@@ -179,8 +188,36 @@ class Persister:
             if file in self._running or (self._held and self._below(file, self._held)):
                 self._waiting.add(file)
                 return None
+            if self._until_closed(file):
+                return None
             upload = self._running[file] = _Upload(file)
             return upload
+
+    def _until_closed(self, file: int) -> bool:
+        """Whether ``file``'s upload waits for its last writer's close, which queues it
+        (``closed_for_writing``). A file still open for writing is uploaded once, after its
+        writer is done: tar, cp -p and rsync change owner, mode and times after the content
+        is committed (a utimens commits it) and before the close, and each change would
+        otherwise call off an upload under way and wait for it to end (``hold``).
+
+        Marked first, the writers read after; the close counts its writer out first, then
+        takes the mark: one of the two sees the other, and whoever takes the mark uploads."""
+        self._after_close.add(file)
+        if self.ns.open_files.writing(file):
+            return True
+        try:
+            self._after_close.remove(file)
+        except KeyError:
+            return True  # the close took it meanwhile and queued the upload
+        return False
+
+    def closed_for_writing(self, file: int) -> None:
+        """``file``'s last handle open for writing closed: its upload, if one waited."""
+        try:
+            self._after_close.remove(file)
+        except KeyError:
+            return
+        self.submit(file)
 
     def _finish(self, upload: _Upload) -> None:
         with self._lock:

@@ -70,6 +70,42 @@ class StoreAttrs:
                     after = self.placement.mounts.connector(mount).set_attrs(rel, attrs)
             self._journal(node, attrs, before, after.fingerprint if after else None, atime)
 
+    def set_now(
+        self,
+        node: Inode,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        mtime: int | None = None,
+        atime: int | None = None,
+    ) -> int | None:
+        """``set`` where it needs neither the store nor a wait (the event loop calls it): a
+        change of the journal only, its SetAttr committed and its sequence number returned
+        for the caller to wait for. None, nothing done, where ``set`` must run instead: the
+        store holds a copy (a directory, a persisted file), the file's upload is under way
+        (``set`` calls it off and waits), or the lock is taken.
+
+        Under the lock no upload can start (``Persister._start`` takes it), so a file with
+        none under way needs no hold: the next upload reads the attributes committed here."""
+        ns = self.ns
+        if not ns.lock.acquire(blocking=False):
+            return None
+        try:
+            self._check(node)
+            attrs = UfsAttrs(mode, uid, gid, mtime)
+            if not attrs.empty() and self.placement.sync.mount_of(node) is not None:
+                if node.children is not None or node.flags & PERSISTED:
+                    return None  # the store's copy first
+                if self.changes.uploading(node):
+                    return None
+            entry = E.SetAttr(
+                node.id, time.time_ns(), mode=mode, uid=uid, gid=gid, mtime=mtime,
+                fingerprint=None, atime=atime,
+            )  # fmt: skip
+            return ns.gate.commit(entry)
+        finally:
+            ns.lock.release()
+
     def _check(self, node: Inode) -> None:
         """With the namespace lock held: the node is still there, on a writable mount."""
         if self.ns.tree.find(node.id) is not node:

@@ -88,6 +88,10 @@ class UfsFirstChanges:
             return nullcontext()
         return self.persister.hold(ids)
 
+    def uploading(self, node: Inode) -> bool:
+        """Whether ``node``'s upload is under way (a change to it must ``hold`` it)."""
+        return self.persister is not None and self.persister.uploading(node.id)
+
     def holding_path(self, path: str) -> AbstractContextManager[None]:
         """``holding`` the node at ``path``, if there is one (a file about to be rewritten)."""
         if self.persister is None:

@@ -78,9 +78,11 @@ class WritePath:
         uid: int = 0,
         gid: int = 0,
         write_type: str | None = None,
+        mtime: int | None = None,
     ) -> Inode:
         """Creates or replaces ``path`` with ``source``'s bytes and returns once they are
-        durable as the write type says (engine/iotypes.py, docs/cache.md)."""
+        durable as the write type says (engine/iotypes.py, docs/cache.md); ``mtime``: the
+        file's modification time after it (None: the write's own)."""
         parent, name, ufs = self.placement.target(path)
         if ufs is None:
             raise InvalidArgument(f"{path} is not below a mount: file data needs a UFS")
@@ -92,12 +94,12 @@ class WritePath:
             self.placement.check_storable(path, is_dir=False)
         new = NewFile(parent, name, mode, uid, gid)
         if not kind.writes_ufs_at_close:
-            return self._write_cached(new, source, kind)
+            return self._write_cached(new, source, kind, mtime)
         # The store's copy gets the file's owner and mode (a new file: the ones asked for).
-        attrs = UfsAttrs(mode, uid, gid)
+        attrs = UfsAttrs(mode, uid, gid, mtime)
         if existing is not None:  # its store's owner and mode, never provisional ones
             ProvisionalAttrs(self.ns, self.placement.mounts, self.sync).settle(existing)
-            attrs = UfsAttrs(existing.mode & 0o7777, existing.uid, existing.gid)
+            attrs = UfsAttrs(existing.mode & 0o7777, existing.uid, existing.gid, mtime)
         return self._write_through(new, source, kind, ufs, attrs)
 
     def _write_through(
@@ -118,9 +120,11 @@ class WritePath:
             replaced = node is not None  # its old blocks (maybe its only copy) must not serve
             if node is None:
                 node = new.create(ns, now)
+            mtime = now if attrs.mtime_ns is None else attrs.mtime_ns  # the store's copy's
             entry = E.UfsFingerprint(
-                node.id, status.fingerprint, status.size, now, now, self.sync.block_size, replaced
-            )
+                node.id, status.fingerprint, status.size, mtime, now, self.sync.block_size,
+                replaced,
+            )  # fmt: skip
             seq = ns.gate.commit(entry)
         ns.gate.sync(seq)  # THROUGH: durable at close (docs/operations.md)
         if node.nlink > 1:
@@ -182,7 +186,9 @@ class WritePath:
             ns.gate.sync(seq)  # before the store is written: docs/operations.md
         return attrs
 
-    def _write_cached(self, new: NewFile, source: BinaryIO, kind: WriteType) -> Inode:
+    def _write_cached(
+        self, new: NewFile, source: BinaryIO, kind: WriteType, mtime: int | None = None
+    ) -> Inode:
         """The new content is staged as the file's next version beside its current one and
         committed with one entry (engine/cache/staging.py): a crash at any point leaves the
         old content or the new, whole. A write that fails leaves the file as it was (a file
@@ -204,6 +210,9 @@ class WritePath:
             if created:
                 self._remove_new(node)
             raise
+        if mtime is not None:  # before the upload is queued: it carries the file's mtime
+            with ns.lock:
+                seq = ns.gate.commit(E.SetAttr(node.id, time.time_ns(), mtime=mtime))
         ns.gate.durable(seq)
         if kind.persists_async and self.persister is not None:
             self.persister.submit(node.id, staged.version)

@@ -22,6 +22,7 @@ from engine.names import NAME_MAX
 from engine.posix import Caller, check_fallocate
 from fuse.boundary import answers_errno
 from fuse.fallocate import FALLOC_FL_KEEP_SIZE
+from fuse.invalidator import KernelInvalidator
 from fuse.writebuffer import WriteBuffer
 
 T = TypeVar("T")
@@ -48,6 +49,7 @@ class MoreOperations:
     xattrs: bool  # fuse.xattrs: False answers ENOSYS, which turns them off for the connection
     buffers: dict[int, WriteBuffer]
     max_file_size: int
+    invalidator: KernelInvalidator
 
     async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise NotImplementedError  # a worker thread
@@ -60,9 +62,6 @@ class MoreOperations:
 
     async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
         raise NotImplementedError  # a path-based truncate, committed at once
-
-    async def _commit(self, buffer: WriteBuffer) -> None:
-        raise NotImplementedError  # a write buffer's content committed
 
     def _buffer_of(self, fh: int) -> WriteBuffer | None:
         raise NotImplementedError  # the write buffer of an open file handle, if it writes
@@ -77,6 +76,63 @@ class MoreOperations:
     @answers_errno
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         await self._durable()  # its entries, and every change acknowledged before them
+
+    # -- content and attribute changes, acknowledged on the loop -----------------------------
+
+    async def _commit(self, buffer: WriteBuffer, acknowledge: bool = True) -> int:
+        """Hands a buffer's new content to the engine, durable as the file's write type says;
+        the sequence number of its last entry (0: nothing committed). The thread only
+        commits; the wait for the entries to be written is the loop's (``_acknowledged``),
+        left to the caller with ``acknowledge`` False."""
+        if not buffer.dirty:
+            return 0
+        seq = await self._blocking(self._commit_now, buffer)
+        self.invalidator.content_changed(buffer.ino)  # the pages a writer left: not kept
+        if acknowledge:
+            await self._acknowledged(seq)
+        return seq
+
+    def _commit_now(self, buffer: WriteBuffer) -> int:
+        with buffer.lock, self.fs.unacknowledged() as last:
+            self._commit_locked(buffer)
+        return last.seq
+
+    def _commit_locked(self, buffer: WriteBuffer) -> None:
+        """With ``buffer.lock`` held: its content to the engine, if it changed."""
+        if not buffer.dirty:
+            return
+        # False back: unlinked while open, the content has nowhere to go but the buffer.
+        mtime = buffer.mtime_ns if buffer.mtime_set else None
+        self.fs.commit_content(buffer.ino, buffer.content, mtime)  # type: ignore[arg-type]
+        buffer.dirty = False
+        buffer.committed()
+
+    async def _acknowledged(self, seq: int) -> None:
+        """Returns once entry ``seq`` (and every earlier one) may be acknowledged."""
+        if seq <= 0:
+            return
+        if self.fs.waits_async():
+            await self.fs.acknowledged(seq)
+        else:  # the inline writer writes and syncs in the waiting thread
+            await self._blocking(self.fs.wait_acknowledged, seq)
+        if self.fs.checkpoint_due():
+            await self._blocking(self.fs.checkpoint_if_due)
+
+    async def _change_attrs(self, ino: int, changes: dict[str, int], after: int = 0) -> None:
+        """chmod, chown, utimens: on the loop where the engine needs no wait but the entry's
+        (a file not in its store yet, tar's before its close), else in a thread. ``after``:
+        an entry committed just before (the content), acknowledged with it."""
+        mark = self.invalidator.from_kernel  # the reply tells the kernel: no invalidation
+        mark(True)
+        try:
+            seq = self.fs.setattr_now(ino, **changes)
+        finally:
+            mark(False)
+        if seq is None:
+            await self._acknowledged(after)  # even if the change is refused
+            await self._kernel_change(self.fs.setattr_of, ino, **changes)
+            return
+        await self._acknowledged(max(seq, after))
 
     async def _durable(self) -> None:
         if not self.fs.all_durable():  # with durability "every_op", always: no thread

@@ -14,7 +14,6 @@ import functools
 import itertools
 import logging
 import os
-import threading
 from array import array
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,7 +30,7 @@ from fuse.boundary import FlushNotNeeded, answers_errno
 from fuse.handles import DirHandle, Handle
 from fuse.invalidator import KernelInvalidator
 from fuse.moreops import MoreOperations, caller_of
-from fuse.writebuffer import BufferClosed, WriteBuffer
+from fuse.writebuffer import BufferClosed, Closer, WriteBuffer
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +61,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         self.handles: dict[int, Handle] = {}
         self.dirs: dict[int, DirHandle] = {}
         self.buffers: dict[int, WriteBuffer] = {}  # inode -> its content being written
+        self.closer = Closer()
         self._fh = itertools.count(1)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -137,30 +137,11 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         fh = next(self._fh)
         self.handles[fh] = handle = Handle(node, buffer)
         handle.read = not self.relatime  # noatime: as if read already
-        self.fs.opened(node.id)  # the engine decides what an unlink while open does
+        # The engine decides what an unlink while open does, and when an upload may start
+        self.fs.opened(node.id, writing=buffer is not None)
         if buffer is not None:
             buffer.handles += 1
         return fh
-
-    async def _commit(self, buffer: WriteBuffer) -> None:
-        """Hands a buffer's new content to the engine, durable as the file's write type says."""
-        if not buffer.dirty:
-            return
-        await self._blocking(self._commit_now, buffer)
-        self.invalidator.content_changed(buffer.ino)  # the pages a writer left: not kept
-
-    def _commit_now(self, buffer: WriteBuffer) -> None:
-        with buffer.lock:
-            self._commit_locked(buffer)
-
-    def _commit_locked(self, buffer: WriteBuffer) -> None:
-        """With ``buffer.lock`` held: its content to the engine, if it changed."""
-        if not buffer.dirty:
-            return
-        # False back: unlinked while open, the content has nowhere to go but the buffer.
-        self.fs.commit_content(buffer.ino, buffer.content)  # type: ignore[arg-type]
-        buffer.dirty = False
-        buffer.committed()
 
     # -- names and attributes ----------------------------------------------------------------
 
@@ -220,10 +201,10 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         if changes:
             buffer = self.buffers.get(node.id)
             if "mtime" in changes and buffer is not None and buffer.dirty:
-                # The content is still to be committed, which would stamp its own time:
-                # commit first, so the time asked for (tar, rsync -a, cp -p) is the last word.
-                await self._commit(buffer)
-            await self._kernel_change(self.fs.setattr_of, node.id, **changes)
+                # The content is still to be committed, which would stamp its own time: the
+                # time asked for (tar, rsync -a, cp -p) is kept for the commit, the last word.
+                buffer.mtime_ns, buffer.mtime_set = changes["mtime"], True
+            await self._change_attrs(node.id, changes)
         return self._attrs(node)
 
     async def _truncate(self, node: Inode, size: int, fh: int | None) -> None:
@@ -256,17 +237,15 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         (S3's parts sent while it was written) is undone now, not left for a sweep."""
         for buffer in list(self.buffers.values()):
             buffer.abandon()
+        self.closer.finish()  # store spools never landed: their temporary files go now
 
     def _retire(self, buffer: WriteBuffer) -> None:
-        """Stops routing the inode's reads to the buffer and closes it once nobody uses it
-        (a reader in a worker thread may still hold its lock: never wait for that here)."""
+        """Stops routing the inode's reads to the buffer and closes it once nobody uses it,
+        in the closer's thread (a reader in a worker thread may still hold its lock, and
+        closing a spool frees its file: never wait for either on the loop)."""
         if self.buffers.get(buffer.ino) is buffer:
             del self.buffers[buffer.ino]
-        if buffer.lock.acquire(blocking=False):
-            buffer.lock.release()
-            buffer.close()
-        else:
-            threading.Thread(target=buffer.close, name="retire-buffer", daemon=True).start()
+        self.closer.close(buffer)
 
     # -- directories -------------------------------------------------------------------------
 
@@ -486,5 +465,6 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
                         "inode %d: new content could not be committed and is lost", buffer.ino
                     )
                     self._retire(buffer)
-            if self.fs.closed(handle.ino):  # counted, no thread: only an orphan's last journals
+            # Counted, no thread: only an orphan's last journals
+            if self.fs.closed(handle.ino, writing=buffer is not None):
                 await self._blocking(self.fs.release_orphan, handle.ino)

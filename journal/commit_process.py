@@ -137,6 +137,7 @@ class ProcessCommit(Waiters):
         self._backlog: list[bytes] = []
         self._acks = b""
         self._reader = False  # a thread is draining the ack pipe (a trio run may be too)
+        self._nudge_r, self._nudge_w = _nonblocking_pipe()  # wakes it: ``_release_waiters``
         self._waiters: list[tuple[int, Any]] = []  # threads: (seq, gate)
         self._async_waiters: list[tuple[int, Any]] = []  # trio tasks: (seq, task)
         self._trio_token: Any = None
@@ -279,6 +280,13 @@ class ProcessCommit(Waiters):
         # With the lock held, after durable_seq moved (or the journal failed).
         if self._waiters or self._written_waiters:
             self._release_gates()
+        # The trio run's reader took acks a reading thread polls for: that thread is woken,
+        # else it would sleep out its poll (THREAD_POLL_MS) with its entry long written.
+        if self._reader and threading.get_ident() == self._trio_thread:
+            try:
+                os.write(self._nudge_w, b"\0")
+            except BlockingIOError:  # nudged already
+                pass
         if self._async_waiters or self._written_async:
             if threading.get_ident() == self._trio_thread:
                 self._wake_async()
@@ -365,16 +373,25 @@ class ProcessCommit(Waiters):
             try:
                 poller = select.poll()
                 poller.register(self._ack_fd, select.POLLIN)
+                poller.register(self._nudge_r, select.POLLIN)
                 while self._reached(durable) < seq and self.failed is None:
-                    # Bounded: a trio reader started meanwhile may take the ack meant for us.
+                    # Bounded: a trio reader started meanwhile may take the ack meant for us
+                    # (it nudges us then).
                     poller.poll(THREAD_POLL_MS)
                     with self._lock:
+                        self._drain_nudges()
                         self._consume_acks()
             finally:
                 with self._lock:
                     self._hand_over()
         if self._reached(durable) < seq:
             raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+
+    def _drain_nudges(self) -> None:
+        try:
+            os.read(self._nudge_r, 64)
+        except BlockingIOError:
+            pass
 
     async def wait_async(self, seq: int) -> None:
         """``wait`` for trio tasks. Each trio run gets one system task that reads the acks and
@@ -436,10 +453,19 @@ class ProcessCommit(Waiters):
             os.close(self._data_fd)  # the child exits
             self._child.wait()
             os.close(self._ack_fd)
+            os.close(self._nudge_r)
+            os.close(self._nudge_w)
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
             if self._served is not None:
                 self._served.close()
+
+
+def _nonblocking_pipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    return r, w
 
 
 def _child_storage(storage: Storage, handle: FileHandle | None) -> tuple[str, StorageServer | None]:

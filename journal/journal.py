@@ -243,6 +243,12 @@ class Journal(Generic[S]):
         return state
 
     @property
+    def waits_async(self) -> bool:
+        """Whether ``wait_async`` waits for a writer (a process or a thread) instead of writing
+        and syncing inline, in the caller's thread: only then may an event loop await it."""
+        return self._uses_writer_process() or self.options.group_commit
+
+    @property
     def orders_data(self) -> bool:
         """Whether data files named by the log may be written unsynced: the writer process
         syncs their file systems before every sync of the log (journal/datasync.py). Not with

@@ -179,6 +179,13 @@ class BlockFetcher:
                     leader = False
                     self.stats.flight_joins += 1
             if leader:
+                # Stored, and gone from the storer's queue, between the first look and the
+                # lock: a second look before the block is fetched again.
+                data = self.cache.read(key, offset, length)
+                if data is not None:
+                    self._abandon(key, flight)
+                    self.stats.hits += 1
+                    return data
                 self.stats.misses += 1
                 self._start(key, flight, fetch, cache)
             got = flight.wait_for(offset, length, deadline)
@@ -189,6 +196,13 @@ class BlockFetcher:
             if leader:  # its own fetch failed: the reason is its answer
                 raise flight.error or Unavailable(f"fetching block {key} failed")
             # Another reader's fetch failed (or found the block cached meanwhile): look again.
+
+    def _abandon(self, key: BlockKey, flight: _Flight) -> None:
+        """A flight never started: its joiners wake with nothing and look again."""
+        with self._inflight_lock:
+            flight.end(False)
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
 
     def _cached(self, key: BlockKey, offset: int, length: int) -> bytes | None:
         data = self.cache.read(key, offset, length)

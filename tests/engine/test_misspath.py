@@ -151,3 +151,41 @@ def test_an_open_file_unlinked_keeps_all_its_content_though_the_store_queue_drop
     orphan = engine.fs.still_there(node.id)
     assert engine.fs.read_node(orphan, 0, len(data)) == data
     engine.fs.released(node.id)
+
+
+def test_a_block_stored_between_a_misss_first_look_and_its_flight_is_not_fetched_again(
+    open_engine: OpenEngine, home: Path, tmp_path: Path
+) -> None:
+    # The storer wrote the block and left its queue right after the reader's first look missed
+    # it (seen under load: a prefetch test counted one block read from the store twice).
+    data = os.urandom(BLOCK)
+    engine, _store = _local_engine(open_engine, home, tmp_path, {"race/f": data}, 64 << 20)
+    cache = engine.cache
+    assert cache is not None
+    node = engine.sync.lookup("/race/f")
+    key = (node.id, node.version, 0)
+    looks: list[int] = []
+    real_read = cache.read
+
+    def read_as_the_storer_lands(
+        k: tuple[int, int, int], offset: int = 0, length: int = -1
+    ) -> bytes | None:
+        looks.append(1)
+        if len(looks) == 1:  # the first look misses; the storer lands the block right after
+            assert real_read(k, offset, length) is None
+            assert cache.store(k, data)
+            return None
+        return real_read(k, offset, length)
+
+    fetched: list[int] = []
+
+    def fetch() -> list[bytes]:
+        fetched.append(1)
+        return [data]
+
+    cache.read = read_as_the_storer_lands  # type: ignore[method-assign,assignment]
+    try:
+        assert cache.fetcher.get(key, fetch) == data
+    finally:
+        del cache.read
+    assert fetched == [], "the block was fetched again though it had just been stored"

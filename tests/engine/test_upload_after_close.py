@@ -11,6 +11,7 @@ import stat
 import threading
 from pathlib import Path
 
+from engine.engine import Engine
 from engine.posix import Caller
 from engine.state import PERSISTED
 from tests.engine.content import content
@@ -22,15 +23,23 @@ ROOT = Caller(0, 0, umask=0o022)
 MTIME = 1_400_000_000_000_000_000
 
 
+def _mounted(
+    tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine, write_type: str
+) -> tuple[Engine, LocalStore]:
+    """An engine with a local store mounted at /m with ``write_type``."""
+    store = LocalStore(tmp_path / "ufs")
+    engine = open_engine(ssd_home())
+    engine.fs.makedirs("/m")
+    engine.mounts.mount("/m", store.uri, {**store.options, "write_type": write_type})
+    return engine, store
+
+
 def test_an_async_upload_waits_for_the_last_writers_close(
     tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
 ) -> None:
-    store = LocalStore(tmp_path / "ufs")
-    engine = open_engine(ssd_home())
+    engine, store = _mounted(tmp_path, ssd_home, open_engine, "ASYNC_THROUGH")
     try:
         fs = engine.fs
-        fs.makedirs("/m")
-        engine.mounts.mount("/m", store.uri, {**store.options, "write_type": "ASYNC_THROUGH"})
         node = fs.create_as(ROOT, engine.sync.lookup("/m").id, "f", 0o600)
         fs.opened(node.id, writing=True)
         fs.opened(node.id)  # a reader too: only writers hold the upload back
@@ -59,12 +68,9 @@ def test_an_async_upload_waits_for_the_last_writers_close(
 def test_setattr_now_commits_a_change_of_the_journal_only(
     tmp_path: Path, ssd_home: SsdHome, open_engine: OpenEngine
 ) -> None:
-    store = LocalStore(tmp_path / "ufs")
-    engine = open_engine(ssd_home())
+    engine, _store = _mounted(tmp_path, ssd_home, open_engine, "CACHE_THROUGH")
     try:
         fs = engine.fs
-        fs.makedirs("/m")
-        engine.mounts.mount("/m", store.uri, {**store.options, "write_type": "CACHE_THROUGH"})
         parent = engine.sync.lookup("/m").id
         new = fs.create_as(ROOT, parent, "new", 0o600)  # not in the store yet
         seq = fs.setattr_now(new.id, uid=1000, mtime=MTIME)

@@ -12,6 +12,7 @@ import pytest
 from engine.engine import Engine
 from tests.homes import write_config
 from tests.invariants import OpenEngine
+from tests.pagecache import evict, resident
 from tests.ufs.stores import LocalStore
 
 BLOCK = 1 << 20
@@ -151,26 +152,6 @@ def test_a_disk_tier_is_checked_anew_after_every_start(
         engine.close()
 
 
-def _evict(path: Path) -> None:
-    """Drops ``path``'s pages from the kernel's page cache (clean ones go: synced first)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def _resident(path: Path) -> bool:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.preadv(fd, [bytearray(os.path.getsize(path))], 0, os.RWF_NOWAIT) > 0
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def test_a_disk_tier_hit_not_in_the_page_cache_is_left_to_a_thread(
     home: Path, tmp_path: Path, open_engine: OpenEngine
 ) -> None:
@@ -190,19 +171,19 @@ def test_a_disk_tier_hit_not_in_the_page_cache_is_left_to_a_thread(
     finally:
         engine.close()
     (blk,) = (ssd / str(file_id)).glob("*.blk")
-    _evict(blk)
-    if _resident(blk):
+    evict(blk)
+    if resident(blk):
         pytest.skip("this file system cannot tell what the page cache holds (no RWF_NOWAIT)")
     engine = open_engine()
     try:
         node = engine.sync.lookup("/small")
-        _evict(blk)  # (the start may have read it)
+        evict(blk)  # (the start may have read it)
         # Its first read after a start (the whole block is checked): not from the disk here.
         assert engine.fs.read_cached(node, 0, 200_000) is None
         assert engine.fs.read_node(node, 0, 200_000) == small
         assert engine.fs.read_cached(node, 0, 200_000) == small
         # Checked already, its pages gone again: the ranged read is not made here either.
-        _evict(blk)
+        evict(blk)
         assert engine.fs.read_cached(node, 1000, 10) is None
         assert engine.fs.read_node(node, 1000, 10) == small[1000:1010]
         assert engine.fs.read_cached(node, 1000, 10) == small[1000:1010]  # that page it holds

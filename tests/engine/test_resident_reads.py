@@ -13,34 +13,13 @@ import pytest
 from engine.engine import Engine
 from tests.homes import write_config
 from tests.invariants import OpenEngine
+from tests.pagecache import evict, resident
 from tests.ufs.stores import LocalStore
 from ufs.local import LocalUnderFS
 from ufs.resident import never_waits
 
 KiB = 1 << 10
 BLOCK = 64 * KiB
-
-
-def _evict(path: Path) -> None:
-    """Drops ``path``'s pages from the page cache (written back first: dirty pages stay)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def _resident(path: Path) -> bool:
-    """Whether every page of ``path`` is in the page cache, asked the way the read path asks."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        return os.preadv(fd, [bytearray(size)], 0, os.RWF_NOWAIT) == size
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture
@@ -82,14 +61,14 @@ def test_the_connector_reads_without_waiting_only_what_the_page_cache_holds(
         assert got[1] == ufs.read_checked("d/f", 0, 1)[1]  # the same file's fingerprint
         tail = ufs.read_resident("d/f", 100 * KiB, 4 << 20)
         assert tail is not None and tail[0] == data[100 * KiB :]
-        # A NOWAIT read that misses starts readahead (ours in _resident too), and the disk may
+        # A NOWAIT read that misses starts readahead (ours in resident too), and the disk may
         # bring the pages back before the next read: evict again right before it, a few tries.
         refused = 0
         for _ in range(5):
-            _evict(store.root / "d" / "f")
-            if _resident(store.root / "d" / "f"):
+            evict(store.root / "d" / "f")
+            if resident(store.root / "d" / "f"):
                 pytest.skip("this file system kept the pages posix_fadvise was asked to drop")
-            _evict(store.root / "d" / "f")
+            evict(store.root / "d" / "f")
             refused += ufs.read_resident("d/f", 0, 4 << 20) is None  # would wait for the disk
         assert refused > 0, "read without waiting even when the pages were dropped each time"
         assert ufs.read_checked("d/f", 0, 4 << 20)[0] == data  # the blocking read does
@@ -159,8 +138,8 @@ def test_a_miss_whose_pages_were_evicted_goes_to_the_threads_read_with_the_right
     cache = engine.cache
     assert cache is not None
     engine.fs.read_node(engine.sync.lookup("/e/small"), 0, 1)  # the connector, prepared
-    _evict(store.root / "e" / "big")
-    if _resident(store.root / "e" / "big"):
+    evict(store.root / "e" / "big")
+    if resident(store.root / "e" / "big"):
         pytest.skip("this file system kept the pages posix_fadvise was asked to drop")
     node = engine.sync.lookup("/e/big")
     assert engine.fs.read_resident(node, 0, BLOCK) is None

@@ -335,29 +335,28 @@ class FileSystem:
             return None
         return byinode.setattr_now(self, ino, **changes)
 
-    def acknowledged(self, seq: int) -> Awaitable[None]:
-        """``durable`` for an entry committed on the event loop, awaited there (no thread);
-        then ``checkpoint_if_due`` in a thread if ``checkpoint_due``."""
-        return self.ns.gate.durable_async(seq)
+    async def acknowledged(self, seq: int, in_thread: Callable[..., Awaitable[object]]) -> None:
+        """Returns once entry ``seq`` (and every earlier one) may be acknowledged, awaited on
+        the caller's event loop where the journal allows (a writer process or thread writes
+        the log), else in a thread by ``in_thread`` (the inline writer syncs in the waiting
+        thread); then the automatic checkpoint, if due, in a thread too."""
+        if seq <= 0:
+            return
+        gate = self.ns.gate
+        if gate.waits_async:
+            await gate.durable_async(seq)
+        else:
+            await in_thread(gate.durable, seq)
+        if gate.checkpoint_due:
+            await in_thread(gate.checkpoint_if_due)
 
     def unacknowledged(self) -> AbstractContextManager[Deferred]:
         """Changes made inside return without waiting for their entries; the caller
         acknowledges ``last.seq`` after (``acknowledged`` or ``wait_acknowledged``)."""
         return self.ns.gate.deferred()
 
-    def waits_async(self) -> bool:
-        """Whether ``acknowledged`` may be awaited on an event loop (a writer process or
-        thread writes the log; the inline writer writes in the waiting thread)."""
-        return self.ns.gate.waits_async
-
     def wait_acknowledged(self, seq: int) -> None:
         self.ns.gate.durable(seq)
-
-    def checkpoint_due(self) -> bool:
-        return self.ns.gate.checkpoint_due
-
-    def checkpoint_if_due(self) -> None:
-        self.ns.gate.checkpoint_if_due()
 
     def accessed(self, ino: int) -> bool:
         return byinode.accessed(self, ino)

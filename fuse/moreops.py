@@ -109,14 +109,7 @@ class MoreOperations:
 
     async def _acknowledged(self, seq: int) -> None:
         """Returns once entry ``seq`` (and every earlier one) may be acknowledged."""
-        if seq <= 0:
-            return
-        if self.fs.waits_async():
-            await self.fs.acknowledged(seq)
-        else:  # the inline writer writes and syncs in the waiting thread
-            await self._blocking(self.fs.wait_acknowledged, seq)
-        if self.fs.checkpoint_due():
-            await self._blocking(self.fs.checkpoint_if_due)
+        await self.fs.acknowledged(seq, self._blocking)
 
     async def _change_attrs(self, ino: int, changes: dict[str, int], after: int = 0) -> None:
         """chmod, chown, utimens: on the loop where the engine needs no wait but the entry's

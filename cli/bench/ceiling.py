@@ -170,7 +170,7 @@ Reader = Callable[[list[str]], tuple[float, int]]  # paths -> (seconds, bytes), 
 ROUNDS = 2  # each figure the best of this many passes: the machine is shared and noisy
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system, all threads) process ``pid`` has used so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -186,9 +186,9 @@ class _Passes:
         self.figures: dict[str, dict[str, float]] = {}
 
     def measure(self, label: str, paths: list[str], server: int) -> None:
-        cpu = _cpu_s(server)
+        cpu = cpu_seconds(server)
         seconds, total = self.read(paths)
-        cpu_us = (_cpu_s(server) - cpu) / len(paths) * 1e6
+        cpu_us = (cpu_seconds(server) - cpu) / len(paths) * 1e6
         got = {
             "files_per_s": len(paths) / seconds, "mib_per_s": total / seconds / (1 << 20),
             "daemon_cpu_us_per_file": cpu_us,

@@ -21,7 +21,7 @@ import stat
 import sys
 from typing import Any
 
-from cli.bench.ceiling import served
+from cli.bench.ceiling import cpu_seconds, served
 from cli.bench.readers import figures, timed
 
 BUCKET, PREFIX = "bench", "ds/"  # where read.py uploads the dataset
@@ -29,32 +29,15 @@ WHOLE = 8 << 20  # files up to this size are fetched by one GET at their first R
 
 
 def _client(endpoint: str) -> Any:
-    """A boto3 client set up as ufs/s3.py's (the settings that matter for speed)."""
-    import boto3
-    import botocore.session
-    from botocore.config import Config
-
+    """The client Shoal's own S3 connector makes (ufs/s3.py: its pool, retries, timeouts and
+    timestamp parser), for the test server's bucket."""
     from cli.bench.s3server import ACCESS_KEY, SECRET_KEY
+    from ufs.s3 import S3UnderFS
     from ufs.s3options import S3Options
-    from ufs.s3time import parse_timestamp
 
-    core = botocore.session.get_session()
-    parsers = core.get_component("response_parser_factory")
-    parsers.set_parser_defaults(timestamp_parser=parse_timestamp)
-    session = boto3.session.Session(
-        botocore_session=core,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name="us-east-1",
-    )
-    options = S3Options()
-    config = Config(
-        retries={"total_max_attempts": options.max_attempts, "mode": "standard"},
-        max_pool_connections=options.pool_size,
-        s3={"addressing_style": "path"},
-        signature_version="s3v4",
-    )
-    return session.client("s3", endpoint_url=endpoint, config=config)
+    options = S3Options(endpoint=endpoint, region="us-east-1", path_style=True)
+    credentials = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+    return S3UnderFS(BUCKET, options=options, credentials=credentials).client
 
 
 def _listing(client: Any, prefix: str) -> list[tuple[bytes, str, int]]:
@@ -202,13 +185,6 @@ def _get(client: Any, key: str, span: str | None) -> bytes:
     return body
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) process ``pid`` has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _pass(
     scratch: str, src: str, small: list[str], endpoint: str, readers: int, *flags: str
 ) -> dict[str, float]:
@@ -219,9 +195,9 @@ def _pass(
     args = [sys.executable, "-m", "cli.bench.s3ceiling", mountpoint, endpoint, str(readers)]
     with served([*args, *flags], mountpoint, "S3 file system") as server:
         paths = [os.path.join(mountpoint, os.path.relpath(p, src)) for p in small]
-        cpu = _cpu_s(server)
+        cpu = cpu_seconds(server)
         seconds, total = timed(readers, paths)
-        cpu_us = (_cpu_s(server) - cpu) / len(paths) * 1e6
+        cpu_us = (cpu_seconds(server) - cpu) / len(paths) * 1e6
     return figures(len(paths), seconds, total) | {"daemon_cpu_us_per_file": cpu_us}
 
 

@@ -173,7 +173,7 @@ def test_a_disk_tier_hit_not_in_the_page_cache_is_left_to_a_thread(
     (blk,) = (ssd / str(file_id)).glob("*.blk")
     evict(blk)
     if resident(blk):
-        pytest.skip("this file system cannot tell what the page cache holds (no RWF_NOWAIT)")
+        pytest.skip("this file system kept the pages posix_fadvise was asked to drop")
     engine = open_engine()
     try:
         node = engine.sync.lookup("/small")

@@ -61,8 +61,8 @@ def test_the_connector_reads_without_waiting_only_what_the_page_cache_holds(
         assert got[1] == ufs.read_checked("d/f", 0, 1)[1]  # the same file's fingerprint
         tail = ufs.read_resident("d/f", 100 * KiB, 4 << 20)
         assert tail is not None and tail[0] == data[100 * KiB :]
-        # A NOWAIT read that misses starts readahead (ours in resident too), and the disk may
-        # bring the pages back before the next read: evict again right before it, a few tries.
+        # A NOWAIT read that misses starts readahead, and the disk may bring the pages back
+        # before the next read: evict right before it, a few tries.
         refused = 0
         for _ in range(5):
             evict(store.root / "d" / "f")

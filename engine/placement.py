@@ -249,16 +249,33 @@ class Placement:
 
     def read_type_of(self, node: Inode) -> ReadType:
         """``read_plan``'s read type alone: a hit from a lower tier asks it (whether it
-        promotes), and needs no path in the store, which costs a walk that joins names."""
-        mount = self.mounts.mount_of(node.id)
+        promotes), and needs no path in the store, which costs a walk that joins names. The
+        enclosing mount and the nearest type set on the way (``path_type``) are found in one
+        walk up the tree, not one each: this is on every such hit's path."""
+        mounts, tree = self.ns.state.mounts, self.ns.tree
+        mount: Mount | None = None
+        typed: str | None = None
+        cur = tree.find(node.id)
+        while cur is not None:
+            ext = cur.ext
+            if typed is None and ext is not None and ext.read_type:
+                typed = ext.read_type
+            if mount is None:
+                mount = mounts.get(cur.id)
+            if cur.parent == cur.id or (mount is not None and typed is not None):
+                break
+            cur = tree.find(cur.parent)
         if mount is None:
             raise InvalidArgument(f"{self.ns.path_of(node)} is not below a mount")
-        return self._read_type(node, mount, None)
+        return self._read_type(node, mount, None, typed or "")
 
-    def _read_type(self, node: Inode, mount: Mount, asked: str | None) -> ReadType:
+    def _read_type(
+        self, node: Inode, mount: Mount, asked: str | None, typed: str | None = None
+    ) -> ReadType:
+        """``typed``: ``path_type(node, "read_type")`` if the caller walked for it ("": none)."""
         kind = (
             asked
-            or self.path_type(node, "read_type")
+            or (self.path_type(node, "read_type") if typed is None else typed)
             or self.pathconf.value(node, "read_type")
             or mount.options.get("read_type")
             or self.read_type

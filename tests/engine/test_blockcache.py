@@ -289,9 +289,13 @@ def test_a_hit_from_a_lower_tier_promotes_as_the_nearest_type_set_above_it_says(
     for path in paths:
         read_all(engine, path)
     assert [tier_of(p) for p in paths[:3]] == ["SSD"] * 3  # pushed down by x and y
-    engine.fs.set_types("/m/d", read_type="CACHE_PROMOTE")
-    engine.fs.set_types("/m/d/e", read_type="CACHE")  # nearer: a and b stay below
     assert engine.cache is not None
+    c = engine.sync.lookup("/m/d/f/c")
+    assert engine.fs.read_cached(c, 0, 16) == b"c" * 16  # its directory's type (CACHE) known
+    engine.cache.drain()
+    assert tier_of("/m/d/f/c") == "SSD"
+    engine.fs.set_types("/m/d", read_type="CACHE_PROMOTE")  # then changed above it
+    engine.fs.set_types("/m/d/e", read_type="CACHE")  # nearer: a and b stay below
     for path in paths[:3]:
         node = engine.sync.lookup(path)
         assert engine.fs.read_cached(node, 0, 16) == path[-1].encode() * 16

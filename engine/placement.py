@@ -119,7 +119,7 @@ class Placement:
         self.check_free: Callable[[Mount, str], None] | None = None
         self.pathconf = PathDefaults(ns)  # per-path defaults; the sync interval's too
         # A hit's read type by directory, as of the state's last applied entry (read_type_of).
-        self._dir_read_types: tuple[int, dict[int, ReadType]] = (-1, {})
+        self._dir_read_types: tuple[int, str, dict[int, ReadType]] = (-1, read_type, {})
         # Files (mount, path in its store) whose reads are not cached here, whatever their read
         # type: on a node that is both a cluster's worker and its client, the files other
         # workers own (engine/cluster/client.py), so that they never crowd out its own.
@@ -256,15 +256,16 @@ class Placement:
         promotes), and needs no path in the store, which costs a walk that joins names. On
         every such hit's path (a tier pass after a remount: each file's): a file with no type
         of its own and no path conf anywhere has its directory's, kept per directory until the
-        state changes (types, mount options and path confs all change by applied entries)."""
+        state changes (types, mount options and path confs all change by applied entries) or
+        the configured default does."""
         state = self.ns.state
         ext = node.ext
         if (ext is not None and ext.read_type) or state.pathconfs.table or node.id in state.mounts:
             return self._walked_read_type(node)
-        at, kinds = self._dir_read_types
-        if at != state.last_seq or len(kinds) >= DIR_READ_TYPES:
-            kinds = {}
-            self._dir_read_types = (state.last_seq, kinds)  # one swap: no lock for readers
+        at, default, kinds = self._dir_read_types
+        if at != state.last_seq or default != self.read_type or len(kinds) >= DIR_READ_TYPES:
+            kinds = {}  # (the configured default is set without an entry: FileSystem.read_type)
+            self._dir_read_types = (state.last_seq, self.read_type, kinds)  # one swap: no lock
         kind = kinds.get(node.parent)
         if kind is None:
             kind = kinds[node.parent] = self._walked_read_type(node)

@@ -27,6 +27,8 @@ from ufs.base import join as ufs_join
 from ufs.staged import StagedWrite
 from ufs.uri import name_rules
 
+DIR_READ_TYPES = 4096  # directories whose read type is kept between two changes of the state
+
 # (mount, its connector, the path in its UFS) of a path below a mount
 UfsTarget = tuple[Mount, UnderFS, str]
 
@@ -116,6 +118,8 @@ class Placement:
         # refused (engine/storemove.py, ``StoreMoves.check_free``; set by the file system).
         self.check_free: Callable[[Mount, str], None] | None = None
         self.pathconf = PathDefaults(ns)  # per-path defaults; the sync interval's too
+        # A hit's read type by directory, as of the state's last applied entry (read_type_of).
+        self._dir_read_types: tuple[int, str, dict[int, ReadType]] = (-1, read_type, {})
         # Files (mount, path in its store) whose reads are not cached here, whatever their read
         # type: on a node that is both a cluster's worker and its client, the files other
         # workers own (engine/cluster/client.py), so that they never crowd out its own.
@@ -249,16 +253,51 @@ class Placement:
 
     def read_type_of(self, node: Inode) -> ReadType:
         """``read_plan``'s read type alone: a hit from a lower tier asks it (whether it
-        promotes), and needs no path in the store, which costs a walk that joins names."""
-        mount = self.mounts.mount_of(node.id)
+        promotes), and needs no path in the store, which costs a walk that joins names. On
+        every such hit's path (a tier pass after a remount: each file's): a file with no type
+        of its own and no path conf anywhere has its directory's, kept per directory until the
+        state changes (types, mount options and path confs all change by applied entries) or
+        the configured default does."""
+        state = self.ns.state
+        ext = node.ext
+        if (ext is not None and ext.read_type) or state.pathconfs.table or node.id in state.mounts:
+            return self._walked_read_type(node)
+        at, default, kinds = self._dir_read_types
+        if at != state.last_seq or default != self.read_type or len(kinds) >= DIR_READ_TYPES:
+            kinds = {}  # (the configured default is set without an entry: FileSystem.read_type)
+            self._dir_read_types = (state.last_seq, self.read_type, kinds)  # one swap: no lock
+        kind = kinds.get(node.parent)
+        if kind is None:
+            kind = kinds[node.parent] = self._walked_read_type(node)
+        return kind
+
+    def _walked_read_type(self, node: Inode) -> ReadType:
+        """The enclosing mount and the nearest type set on the way (``path_type``) found in
+        one walk up the tree, not one each."""
+        mounts, tree = self.ns.state.mounts, self.ns.tree
+        mount: Mount | None = None
+        typed: str | None = None
+        cur = tree.find(node.id)
+        while cur is not None:
+            ext = cur.ext
+            if typed is None and ext is not None and ext.read_type:
+                typed = ext.read_type
+            if mount is None:
+                mount = mounts.get(cur.id)
+            if cur.parent == cur.id or (mount is not None and typed is not None):
+                break
+            cur = tree.find(cur.parent)
         if mount is None:
             raise InvalidArgument(f"{self.ns.path_of(node)} is not below a mount")
-        return self._read_type(node, mount, None)
+        return self._read_type(node, mount, None, typed or "")
 
-    def _read_type(self, node: Inode, mount: Mount, asked: str | None) -> ReadType:
+    def _read_type(
+        self, node: Inode, mount: Mount, asked: str | None, typed: str | None = None
+    ) -> ReadType:
+        """``typed``: ``path_type(node, "read_type")`` if the caller walked for it ("": none)."""
         kind = (
             asked
-            or self.path_type(node, "read_type")
+            or (self.path_type(node, "read_type") if typed is None else typed)
             or self.pathconf.value(node, "read_type")
             or mount.options.get("read_type")
             or self.read_type

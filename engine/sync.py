@@ -185,10 +185,9 @@ class MetadataSync:
         """Whether looking into ``directory`` would list it from its UFS first (a call that
         may block); False outside mounts, and for a loaded directory whose store failed a
         moment ago (it is answered from what was loaded)."""
-        where = self.mount_of(directory)
-        if where is None:
+        mount = self.mounts.mount_of(directory.id)  # on every lookup: no path joined
+        if mount is None:
             return False
-        mount = where[0]
         if not self._due(directory, mount, self._interval(mount, None, directory)):
             return False
         return self._backing_off(mount) is None or self._last_load(directory, mount) is None

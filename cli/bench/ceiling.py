@@ -9,6 +9,11 @@ and what Shoal does when the bytes are already in its tiers.
   system reading each file from the local copy (open, pread, close: the least a file system
   serving real bytes does) gives ``ceiling_pread_first_small``: what separates the two is the
   cost of bytes that are not one constant already in the CPU's cache.
+- The ceiling of any file-backed cache: the same file system keeping a descriptor of each
+  file's local copy open from its start (before the clock) and answering each READ with one
+  ``os.pread`` on the event loop (the copies are in the page cache: the read never waits for
+  the disk). Every cache whose blocks live in files must at least pread them; this is all it
+  does. Its first pass is ``ceiling_file_first_small``.
 - Shoal over a local UFS holding the same files (a local store, so that the figure is the hit
   path's, not a store's): a first pass fills the tiers (``mount_local_cold_small``), the mount
   is stopped (its blocks all stored) and mounted again, so the kernel's page cache holds none
@@ -25,6 +30,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import shutil
 import stat
 import subprocess
@@ -58,16 +64,24 @@ def _tree(
     return names, sizes, paths
 
 
-def serve(mountpoint: str, listing: str, source: str | None = None) -> None:
+def serve(mountpoint: str, listing: str, source: str | None = None, kept: bool = False) -> None:
     """The bare file system over the files listed in JSON file ``listing``: [[path, size]];
     with ``source``, each file's bytes read from its copy there (open, pread, close: what any
-    file system serving real bytes does at least), else constant bytes."""
+    file system serving real bytes does at least; with ``kept``, only the pread, through a
+    descriptor opened before the mount), else constant bytes."""
     import pyfuse3
     import trio
 
     with open(listing) as f:
         files = [(p, s) for p, s in json.load(f)]
     names, sizes, paths = _tree(files)
+    fds: dict[int, int] = {}
+    if kept:
+        assert source is not None
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:  # a descriptor per file of the dataset
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        fds = {ino: os.open(f"{source}/{rel}", os.O_RDONLY) for ino, rel in paths.items()}
     # One constant per size: a read of a whole file slices all of one, which copies nothing.
     blobs = {size: b"x" * size for size in set(sizes.values()) if size >= 0}
     attrs = {}
@@ -90,7 +104,7 @@ def serve(mountpoint: str, listing: str, source: str | None = None) -> None:
             return attrs[ino]
 
         async def open(self, inode: int, flags: int, ctx: object) -> Any:
-            if source is None:
+            if source is None or kept:
                 return pyfuse3.FileInfo(fh=inode, keep_cache=True)
             return pyfuse3.FileInfo(
                 fh=os.open(f"{source}/{paths[inode]}", os.O_RDONLY), keep_cache=True
@@ -99,13 +113,15 @@ def serve(mountpoint: str, listing: str, source: str | None = None) -> None:
         async def read(self, fh: int, off: int, size: int) -> bytes:
             if source is None:
                 return blobs[sizes[fh]][off : off + size]
+            if kept:  # page-cache-hot copies: a pread on the loop never waits for the disk
+                return os.pread(fds[fh], size, off)
             return os.pread(fh, size, off)
 
         async def flush(self, fh: int) -> None:
             raise pyfuse3.FUSEError(errno.ENOSYS)  # off for the connection, as Shoal's ro mount
 
         async def release(self, fh: int) -> None:
-            if source is not None:
+            if source is not None and not kept:
                 os.close(fh)
 
     options = set(pyfuse3.default_options)
@@ -120,10 +136,10 @@ def serve(mountpoint: str, listing: str, source: str | None = None) -> None:
 
 @contextmanager
 def bare_mount(
-    scratch: str, files: list[tuple[str, int]], source: str | None = None
+    scratch: str, files: list[tuple[str, int]], source: str | None = None, kept: bool = False
 ) -> Iterator[tuple[str, int]]:
     """The bare file system mounted in ``scratch`` while inside: (mount point, the pid of the
-    child process serving it)."""
+    child process serving it); ``source`` and ``kept`` as ``serve``'s."""
     mountpoint = os.path.join(scratch, "ceiling-mnt")
     listing = os.path.join(scratch, "ceiling-files.json")
     os.makedirs(mountpoint)
@@ -133,7 +149,8 @@ def bare_mount(
     # In a session of its own, as `shoal mount` starts its daemon: with the kernel's autogroups
     # a session is a scheduling group, and on a busy machine a server sharing its readers'
     # group is scheduled differently from one in a group of its own. Both are placed alike.
-    with served(args + ([source] if source else []), mountpoint, "file system") as pid:
+    args += ([source] if source else []) + (["--kept"] if kept else [])
+    with served(args, mountpoint, "file system") as pid:
         yield mountpoint, pid
 
 
@@ -228,6 +245,9 @@ def run(src: str, small: list[str], scratch: str, read: Reader) -> dict[str, dic
             with bare_mount(scratch, files, source=src) as (bare, server):
                 paths = [os.path.join(bare, r) for r in rel]
                 passes.measure("ceiling_pread_first_small", paths, server)
+            with bare_mount(scratch, files, source=src, kept=True) as (bare, server):
+                paths = [os.path.join(bare, r) for r in rel]  # src: the SSD tier's disk
+                passes.measure("ceiling_file_first_small", paths, server)
             _shoal(*mount)  # a new mount: the kernel's page cache holds none of its files
             try:
                 daemon = _daemon_pid(home)
@@ -251,6 +271,8 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         "local_cold_small_vs_ceiling": ratio("mount_local_cold_small", "ceiling_first_small"),
         "warm_small_vs_ceiling": ratio("mount_warm_small", "ceiling_warm_small"),
         "tier_warm_small_vs_ceiling": ratio("mount_tier_warm_small", "ceiling_warm_small"),
+        "file_ceiling_vs_ceiling": ratio("ceiling_file_first_small", "ceiling_first_small"),
+        "tier_small_vs_file_ceiling": ratio("mount_tier_small", "ceiling_file_first_small"),
     }
 
 
@@ -258,6 +280,7 @@ ROWS = [
     ("bare pyfuse3, first pass", "ceiling_first_small"),
     ("bare pyfuse3, warm", "ceiling_warm_small"),
     ("bare pyfuse3 + pread, first", "ceiling_pread_first_small"),
+    ("bare pyfuse3, kept fd, first", "ceiling_file_first_small"),
     ("shoal, local UFS, cold", "mount_local_cold_small"),
     ("shoal, from its tiers", "mount_tier_small"),
     ("shoal, after tiers (warm)", "mount_tier_warm_small"),
@@ -280,17 +303,18 @@ def chart(results: list[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [label for label, _ in ROWS]
+    rows = [row for row in ROWS if all(row[1] in result for result in results)]  # older runs
+    labels = [label for label, _ in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     height = 0.8 / len(results)
     for n, result in enumerate(results):
-        at = [i + n * height for i in range(len(ROWS))]
+        at = [i + n * height for i in range(len(rows))]
         for axis, unit in ((a, "files_per_s"), (b, "daemon_cpu_us_per_file")):
-            values = [result[key][unit] for _, key in ROWS]
+            values = [result[key][unit] for _, key in rows]
             bars = axis.barh(at, values, height=height, label=f"run {n + 1}")
             axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=2, fontsize=7)
     for axis, unit in ((a, "small files / s"), (b, "CPU µs per file, serving process")):
-        axis.set_yticks([i + 0.4 - height / 2 for i in range(len(ROWS))])
+        axis.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))])
         axis.set_xlabel(unit)
         axis.invert_yaxis()
     a.set_yticklabels(labels)
@@ -306,4 +330,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "--chart":  # --chart OUT.png RESULT.json...: `bench read --json` outputs
         chart([json.load(open(f)) for f in sys.argv[3:]], sys.argv[2])
     else:
-        serve(sys.argv[1], sys.argv[2], *sys.argv[3:4])
+        source = sys.argv[3] if len(sys.argv) > 3 else None
+        serve(sys.argv[1], sys.argv[2], source, kept="--kept" in sys.argv[4:])

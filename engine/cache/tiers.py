@@ -42,12 +42,14 @@ class TierStore:
         self.name = spec.name
         self.quota = spec.quota_bytes  # directories are made by the first block written
         self.files = OpenBlockFiles(self.path_of)  # hits read through these
+        # Each directory with one separator after it, as os.path.join would add: a hit's block
+        # path is then one format, not a join (a first read of a block asks for its path).
+        self._roots = [os.path.join(p, "") for p in spec.paths]
 
     def path_of(self, key: BlockKey) -> str:
         file, version, idx = key
-        paths = self.spec.paths
-        root = paths[(file * 31 + idx) % len(paths)]
-        return os.path.join(root, str(file), f"{version}-{idx}.blk")
+        roots = self._roots
+        return f"{roots[(file * 31 + idx) % len(roots)]}{file}/{version}-{idx}.blk"
 
     def write(
         self, key: BlockKey, data: bytes | memoryview, durable: bool = True

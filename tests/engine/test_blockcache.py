@@ -266,6 +266,50 @@ def test_a_hit_served_without_a_read_plan_still_promotes_when_the_path_asks(
     assert (tier_of("a"), tier_of("c")) == ("MEM", "SSD")
 
 
+def test_a_hit_from_a_lower_tier_promotes_as_the_nearest_type_set_above_it_says(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    # A hit's read type: the nearest type set on the file or a directory above it (the one
+    # walk up the tree that also finds its mount), whatever is set further up.
+    store = LocalStore(tmp_path / "ufs")
+    for name in ("d/e/a", "d/e/b", "d/f/c", "x", "y"):
+        store.put(name, name[-1].encode() * 16)
+    write_config(
+        home, block_size=16, tiers=[("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 96)]
+    )
+    engine = open_engine()  # fsck-checked and closed after the test
+    engine.fs.makedirs("/m")
+    engine.mounts.mount("/m", store.uri)
+
+    def tier_of(path: str) -> str:
+        node = engine.sync.lookup(path)
+        return next(iter(engine.state.blocks[node.id].values())).tier
+
+    paths = ["/m/d/e/a", "/m/d/e/b", "/m/d/f/c", "/m/x", "/m/y"]
+    for path in paths:
+        read_all(engine, path)
+    assert [tier_of(p) for p in paths[:3]] == ["SSD"] * 3  # pushed down by x and y
+    assert engine.cache is not None
+    c = engine.sync.lookup("/m/d/f/c")
+    assert engine.fs.read_cached(c, 0, 16) == b"c" * 16  # its directory's type (CACHE) known
+    engine.cache.drain()
+    assert tier_of("/m/d/f/c") == "SSD"
+    engine.fs.set_types("/m/d", read_type="CACHE_PROMOTE")  # then changed above it
+    engine.fs.set_types("/m/d/e", read_type="CACHE")  # nearer: a and b stay below
+    for path in paths[:3]:
+        node = engine.sync.lookup(path)
+        assert engine.fs.read_cached(node, 0, 16) == path[-1].encode() * 16
+        engine.cache.drain()
+    assert [tier_of(p) for p in paths[:3]] == ["SSD", "SSD", "MEM"]
+    engine.fs.set_types("/", read_type="CACHE_PROMOTE")  # above the mount: a type still
+    engine.fs.set_types("/m/d", read_type="")
+    engine.fs.set_types("/m/d/e", read_type="")
+    node = engine.sync.lookup("/m/d/e/a")
+    assert engine.fs.read_cached(node, 0, 16) == b"a" * 16
+    engine.cache.drain()
+    assert tier_of("/m/d/e/a") == "MEM"
+
+
 def test_concurrent_misses_fetch_once_and_sequential_readers_read_ahead(
     behind_proxy: BehindProxy,
 ) -> None:

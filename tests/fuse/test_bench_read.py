@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from cli.bench.ceiling import bare_mount
 from engine.config import default_tiers
 from tests.cli.shoal_cli import shoal
 
@@ -33,10 +34,14 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
         "tier_small_vs_ceiling", "warm_small_vs_ceiling", "local_cold_small_vs_ceiling",
         "boto3_wide_vs_boto3", "prefetch_small_vs_boto3_wide",
         "cold_s3_ceiling_vs_boto3", "cold_small_vs_s3_ceiling", "cold_s3_listed_ceiling_vs_boto3",
+        "file_ceiling_vs_ceiling", "tier_small_vs_file_ceiling",
     }  # fmt: skip
+    for key in ("file_ceiling_vs_ceiling", "tier_small_vs_file_ceiling"):
+        assert result["ratios"][key] > 0
     for key in ("fsspec_first_small", "fsspec_warm_small", "local_small_beside"):
         assert result[key]["files_per_s"] > 0
-    for key in ("ceiling_first", "ceiling_warm", "mount_tier", "mount_tier_warm"):
+    for key in ("ceiling_first", "ceiling_warm", "ceiling_file_first", "mount_tier",
+                "mount_tier_warm"):  # fmt: skip
         assert result[f"{key}_small"]["files_per_s"] > 0
         assert result[f"{key}_small"]["daemon_cpu_us_per_file"] >= 0
     assert chart.read_bytes().startswith(b"\x89PNG")
@@ -45,3 +50,26 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
     for home in ("home", "tier-home", "home-prefetch"):
         for tier in default_tiers(os.path.join(result["scratch"], home)):
             assert not any(os.path.exists(p) for p in tier.paths), tier
+
+
+def test_file_ceiling_serves_its_files_byte_for_byte(tmp_path: Path) -> None:
+    """The file-backed ceiling (a descriptor kept per file, one pread per READ) serves each
+    file's own bytes, at every offset, not a neighbour's."""
+    src = tmp_path / "src"
+    files = []
+    for i in range(12):
+        rel = f"c{i % 3}/f{i}.bin"
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        data = os.urandom(1000 + i * 9_001)  # sizes differ: one file's bytes cannot pass
+        (src / rel).write_bytes(data)
+        files.append((rel, len(data)))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with bare_mount(str(scratch), files, source=str(src), kept=True) as (mnt, _pid):
+        for rel, _size in files:
+            assert (Path(mnt) / rel).read_bytes() == (src / rel).read_bytes()
+        rel, size = files[-1]
+        with open(os.path.join(mnt, rel), "rb") as f:
+            f.seek(size // 2)
+            assert f.read(4096) == (src / rel).read_bytes()[size // 2 : size // 2 + 4096]
+    assert not (scratch / "ceiling-mnt").exists()  # unmounted and removed

@@ -194,6 +194,29 @@ def create(fs: Paths, caller: Caller, parent_id: int, name: str, mode: int) -> I
     return fs.ns.create_in(parent.id, name, mode, uid, gid)
 
 
+def create_now(
+    fs: Paths, caller: Caller, parent_id: int, name: str, mode: int
+) -> tuple[int, Inode] | None:
+    """``create`` without a wait, for the event loop: (the CreateFile's sequence number, the
+    file); None where it would wait (a listing of the directory to load first, the lock
+    taken): ``create`` in a thread then. Its rules and checks are ``create``'s, in its order,
+    under the lock taken without waiting (the path's walk takes it too)."""
+    parent = posix.parent_for(fs.ns.tree, parent_id, name)
+    if fs.sync.needs_load(parent):  # before the lock, as a lookup on the loop asks it
+        return None
+    lock = fs.ns.lock
+    if not lock.acquire(blocking=False):
+        return None
+    try:
+        uid, gid = posix.owner_of_new(caller, parent)
+        mode = posix.mode_of_new(caller, parent, mode, directory=False)
+        if name not in parent.children:  # type: ignore[operator]
+            fs.check_storable(_path(fs.ns, parent, name), is_dir=False)  # reads only the tree
+        return fs.ns.create_now(parent.id, name, mode, uid, gid)
+    finally:
+        lock.release()
+
+
 def symlink(fs: Paths, caller: Caller, parent_id: int, name: str, target: str) -> Inode:
     parent = posix.parent_for(fs.ns.tree, parent_id, name)
     uid, gid = posix.owner_of_new(caller, parent)

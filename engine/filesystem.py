@@ -29,7 +29,7 @@ from engine.persister import Persister
 from engine.placement import Placement
 from engine.posix import Caller
 from engine.readpath import ReadPath
-from engine.spools import StoreSpool, store_spool
+from engine.spools import StoreSpool, may_spool_in_store, store_spool
 from engine.state import Mount
 from engine.sync import MetadataSync
 from engine.ufsattrs import StoreAttrs
@@ -216,6 +216,11 @@ class FileSystem:
             spool.staged.prepare = functools.partial(self.writes.before_store, node)
         return spool
 
+    def spools_in_store(self, node: Inode) -> bool:
+        """Whether ``store_spool`` may make a spool for ``node`` (its write type writes the
+        store at close): False means it makes none, and need not be called (nor a thread)."""
+        return may_spool_in_store(self.placement, node)
+
     def persist(self, node: Inode) -> bool:
         return self.writes.persist(node)
 
@@ -301,6 +306,15 @@ class FileSystem:
 
     def create_as(self, caller: Caller, parent_id: int, name: str, mode: int) -> Inode:
         return byinode.create(self, caller, parent_id, name, mode)
+
+    def create_now(
+        self, caller: Caller, parent_id: int, name: str, mode: int
+    ) -> tuple[int, Inode] | None:
+        """``create_as`` on the event loop where nothing makes it wait: (the CreateFile's
+        sequence number, to ``await acknowledged(seq)``; the file); None: ``create_as``."""
+        if not self.ns.gate.waits_async:
+            return None
+        return byinode.create_now(self, caller, parent_id, name, mode)
 
     def symlink_as(self, caller: Caller, parent_id: int, name: str, target: str) -> Inode:
         return byinode.symlink(self, caller, parent_id, name, target)

@@ -161,6 +161,18 @@ class Namespace:
         self.gate.durable(seq)
         return node
 
+    def create_now(
+        self, parent_id: int, name: str, mode: int, uid: int, gid: int
+    ) -> tuple[int, Inode] | None:
+        """``create_in`` for the event loop: (the CreateFile's sequence number, for the caller
+        to wait for, the file); None, nothing done, if the lock is taken (a thread waits)."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            return self.create_locked(self._dir_by_id(parent_id), name, mode, uid, gid, 0)
+        finally:
+            self.lock.release()
+
     def _create_locked(
         self, parent: Inode, name: str, mode: int, uid: int, gid: int
     ) -> tuple[int, Inode]:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from engine.errors import ShoalError
+from engine.inode import Inode
 from engine.mounts import ufs_errors
 from engine.placement import Placement
 from engine.state import Mount
@@ -58,6 +59,15 @@ class StoreSpool:
 
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self.staged.fd, length, offset)
+
+
+def may_spool_in_store(placement: Placement, node: Inode) -> bool:
+    """``store_spool``'s answer for the new file ``node`` without the store: False if it would
+    make no spool (not below a mount, or a write type that writes the store later); True if it
+    might (the store may still stage nothing). Reads only the namespace: no directory loaded,
+    for the event loop."""
+    where = placement.sync.mount_of(node)
+    return where is not None and placement.write_type_of(node, where[0], None).writes_ufs_at_close
 
 
 def store_spool(placement: Placement, path: str, spool_dir: str | None = None) -> StoreSpool | None:

@@ -20,6 +20,7 @@ from engine.filesystem import FileSystem
 from engine.inode import Inode
 from engine.names import NAME_MAX
 from engine.posix import Caller, check_fallocate
+from engine.spools import StoreSpool
 from fuse.boundary import answers_errno
 from fuse.fallocate import FALLOC_FL_KEEP_SIZE
 from fuse.invalidator import KernelInvalidator
@@ -48,6 +49,7 @@ class MoreOperations:
     fs: FileSystem
     xattrs: bool  # fuse.xattrs: False answers ENOSYS, which turns them off for the connection
     buffers: dict[int, WriteBuffer]
+    spool_dir: str
     max_file_size: int
     invalidator: KernelInvalidator
 
@@ -110,6 +112,33 @@ class MoreOperations:
     async def _acknowledged(self, seq: int) -> None:
         """Returns once entry ``seq`` (and every earlier one) may be acknowledged."""
         await self.fs.acknowledged(seq, self._blocking)
+
+    def _create_now(
+        self, caller: Caller, parent: int, name: str, mode: int
+    ) -> tuple[int, Inode] | None:
+        """The create on the loop where the engine needs no wait but the entry's (no listing
+        to load, the lock free): a thread's hop less per file of `tar x`."""
+        mark = self.invalidator.from_kernel  # the reply tells the kernel: no invalidation
+        mark(True)
+        try:
+            return self.fs.create_now(caller, parent, name, mode)
+        finally:
+            mark(False)
+
+    async def _spooled(self, seq: int, node: Inode) -> tuple[Inode, StoreSpool | None]:
+        """A file created on the loop, its spool made in the store (in a thread) if its write
+        type needs one, once its entry is acknowledged (the two overlap)."""
+        spool = None
+        if node.id not in self.buffers and self.fs.spools_in_store(node):
+            spool = await self._blocking(self.fs.store_spool, node, self.spool_dir)
+        try:
+            await self._acknowledged(seq)
+        except BaseException:
+            if spool is not None:
+                spool.discard()
+                os.close(spool.fd)
+            raise
+        return node, spool
 
     async def _change_attrs(self, ino: int, changes: dict[str, int], after: int = 0) -> None:
         """chmod, chown, utimens: on the loop where the engine needs no wait but the entry's

@@ -363,9 +363,13 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         key = os.fsdecode(name)
         # Only the name is journaled now; the content follows when it is committed.
-        node, spool = await self._kernel_change(
-            self._create, caller_of(ctx), parent_inode, key, mode
-        )
+        made = self._create_now(caller_of(ctx), parent_inode, key, mode)
+        if made is None:
+            node, spool = await self._kernel_change(
+                self._create, caller_of(ctx), parent_inode, key, mode
+            )
+        else:
+            node, spool = await self._spooled(*made)
         buffer = self._buffer(node, spool)
         buffer.dirty = True
         buffer.mtime_ns = node.mtime

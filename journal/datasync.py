@@ -43,13 +43,18 @@ class DataSync:
         is fatal: the kernel may have dropped the dirty pages (FIELD-NOTES, journals)."""
         if not self.pending:
             return
+        self.sync_files()
+        self.pending = False
+
+    def sync_files(self) -> None:
+        """``sync`` whether or not ``pending``, which is left alone (the writer process's sync
+        thread takes it, under its lock, before it starts: journal/logsync.py)."""
         self._open_new()
         for fd in self._fds.values():
             if self._call is not None and self._call(fd) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f"syncfs of a cache tier's file system: {os.strerror(err)}")
         self.syncs += 1
-        self.pending = False
 
     def _open_new(self) -> None:
         """Descriptors for the directories' file systems; a tier directory is made by its first

@@ -22,6 +22,8 @@ from journal.child import STORAGE_FD_PREFIX
 from journal.datasync import DataSync, decode
 from journal.format import FLAG_WRITE_START, SEGMENT_HEADER, frame
 from journal.layout import segment_name
+from journal.logsync import ACK as ACK  # the protocol: commit_process.py reads them here
+from journal.logsync import LogSync, failure_ack
 from journal.storage import FileHandle, OsFile, OsStorage, Storage, join
 from journal.writer import SegmentWriter
 
@@ -32,19 +34,10 @@ CONTROL_SYNC = 0xFFFE  # no payload: make everything sent before it durable, the
 # No payload: data a later entry names was written unsynced: sync the data file systems before
 # the next sync of the log (journal/datasync.py).
 CONTROL_DATA = 0xFFFD
-# Written seq, durable seq, commits so far. Written: in the log file (the page cache), what
-# journal.durability = "commit_interval" acknowledges; durable: synced. Written -1: failure,
-# then a message of `durable` bytes.
-ACK = struct.Struct("<qqq")
 READ_SIZE = 1 << 20
 
 _unpack_message = MESSAGE_HEADER.unpack_from
 _unpack_seq = struct.Struct("<Q").unpack_from
-
-
-def failure_ack(message: str) -> bytes:
-    text = message.encode("utf-8", "replace")[:3000]  # one atomic pipe write
-    return ACK.pack(-1, len(text), 0) + text
 
 
 def _read_batch(data_fd: int, window_s: float) -> bytes:
@@ -80,23 +73,17 @@ def serve(
     data: DataSync | None = None,
 ) -> None:
     """Writes what arrives; with ``interval_s`` (segment not ``sync_each``) syncs within that
-    time of the first write after the last sync, or at once when a CONTROL_SYNC asks. Before
-    each sync, the data files its entries name are synced (``data``: journal/datasync.py)."""
-    data = data or DataSync([])
-
-    def sync() -> None:
-        data.sync()  # before the log: a durable entry never names bytes that are not
-        segment.sync()
-
-    commits = 0
-    written = durable
-    deadline: float | None = None  # when the oldest unsynced write must be synced
+    time of the first write after the last sync, or at once when a CONTROL_SYNC asks, in a
+    thread of its own on a real disk (journal/logsync.py). Before each sync, the data files
+    its entries name are synced (``data``: journal/datasync.py)."""
+    # A storage served over a socket answers one request at a time: its syncs stay inline.
+    threaded = interval_s > 0 and isinstance(segment.storage, OsStorage)
+    log = LogSync(segment, data or DataSync([]), ack_fd, durable, interval_s, threaded)
     buf = bytearray()
     while True:
-        if not _idle_until(data_fd, deadline):
-            sync()
-            durable, deadline = written, None
-            os.write(ack_fd, ACK.pack(written, durable, commits))
+        if not _idle_until(data_fd, log.deadline()):
+            log.sync_now()
+            log.ack()
             continue
         chunk = _read_batch(data_fd, window_s)
         buf += chunk
@@ -114,36 +101,31 @@ def serve(
             if code == CONTROL_SYNC:
                 sync_asked = True
             elif code == CONTROL_DATA:
-                data.pending = True
+                log.mark_data()
             elif code == CONTROL_ROTATE:
                 if records:
-                    segment.write(b"".join(records), written - len(records) + 1)
-                    commits += 1
+                    log.write(records)
                     records = []
-                sync()  # the parent rotates after a flush: this is only a safeguard
                 (seq,) = _unpack_seq(buf, start)
                 # The parent created it: a header, nothing allocated after it yet.
-                path = join(segment.root, segment_name(seq))
-                segment.open_existing(path, seq, SEGMENT_HEADER.size, SEGMENT_HEADER.size)
+                log.rotate(join(segment.root, segment_name(seq)), seq, SEGMENT_HEADER.size)
             else:
-                # Framing (the checksum) happens here, on this process's own core.
-                written += 1
-                # Each batch is one write; between syncs, all writes are one (writer.py).
+                # Framing (the checksum) happens here, on this process's own core. Each batch
+                # is one write; between syncs, all writes are one (writer.py).
                 flags = 0 if records or segment.unsynced else FLAG_WRITE_START
-                records.append(frame(written, code, bytes(buf[start:end]), flags))
+                seq = log.written + len(records) + 1
+                records.append(frame(seq, code, bytes(buf[start:end]), flags))
         if records:
-            segment.write(b"".join(records), written - len(records) + 1)
-            commits += 1
-        if segment.sync_each or sync_asked or not chunk:
-            sync()
-            durable, deadline = written, None
-        elif written > durable and deadline is None:
-            deadline = time.monotonic() + interval_s
+            log.write(records)
+        if not chunk:
+            log.close()
+            log.sync_now()
+            return  # a partial message left in buf was never complete, so never acknowledged
+        if segment.sync_each or sync_asked:
+            log.ask()
         del buf[:off]
         if off:
-            os.write(ack_fd, ACK.pack(written, durable, commits))
-        if not chunk:
-            return  # a partial message left in buf was never complete, so never acknowledged
+            log.ack()
 
 
 def main() -> None:

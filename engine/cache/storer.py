@@ -60,6 +60,7 @@ class BlockStorer:
         self._queue: deque[BlockKey] = deque()
         self._bytes = 0
         self._busy = False  # a batch is being stored
+        self._unacked = 0  # the last BlockCached committed and not waited for (storer thread)
         self._closed = False
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -173,10 +174,15 @@ class BlockStorer:
                     if seq is not None:
                         cache.stats.stored_blocks += 1  # one thread: no lost increment
                     last = max(last, seq or 0)
-        if last:
-            # Outside the lock, once for the batch; its blocks are in the map already (a
-            # crash before this point loses their entries: orphan files, nothing worse).
+        self._unacked = max(self._unacked, last)
+        if self._unacked and not self._queue:  # (a glance: a block queued meanwhile is stored next)
+            # Outside the lock, once the queue is empty: while blocks keep coming, batches
+            # follow each other without waiting (their entries are written meanwhile), and
+            # the wait before idling covers them all. Its blocks are in the map already (a
+            # crash before this point loses their entries: orphan files, nothing worse);
+            # ``flush`` returns after this wait.
             try:
-                cache.ns.gate.durable(last)
+                cache.ns.gate.durable(self._unacked)
             except Exception:
                 log.exception("waiting for cached blocks to be durable failed")
+            self._unacked = 0

@@ -126,7 +126,10 @@ def _write_new(path: str, data: bytes | memoryview) -> os.stat_result | None:
             view = view[os.write(fd, view) :]
         return os.fstat(fd)
     except BaseException:
-        os.unlink(path)  # a full tier: no partial block left under the final name
+        try:
+            os.unlink(path)  # a full tier: no partial block left under the final name
+        except OSError:  # the first error is the one to report; reconcile removes it later
+            pass
         raise
     finally:
         os.close(fd)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.fetch import READ_DEADLINE_S, Deadline
+from engine.cache.promote import promote
 from engine.errors import DataLost, InvalidArgument, IsADirectory
 from engine.inode import PROVISIONAL, Inode
 from engine.iotypes import ReadType
@@ -176,7 +177,7 @@ class ReadPath:
     def _promote(self, keys: list[tuple[int, int, int]]) -> None:
         assert self.cache is not None
         for key in keys:
-            self.cache.promote(key)
+            promote(self.cache, key)
 
     def settle_attrs(self, node: Inode) -> None:
         """Completes ``node``'s provisional attributes now, for a GETATTR (an open's permission
@@ -243,7 +244,7 @@ class ReadPath:
             key = (node.id, node.version, idx)
             parts.append(self.cache.fetcher.get(key, fetch, lo, hi - lo, kind.caches, deadline))
             if kind.promotes:
-                self.cache.promote(key)
+                promote(self.cache, key)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _read_local(
@@ -276,7 +277,7 @@ class ReadPath:
             key = (node.id, node.version, idx)
             parts.append(fetcher.read_local(key, read, lo, hi - lo, caches))
             if promotes:
-                self.cache.promote(key)
+                promote(self.cache, key)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def store_missing(self, node: Inode) -> None:

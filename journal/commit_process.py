@@ -33,7 +33,6 @@ never after this process is gone; and there is no directory to flock.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -41,14 +40,13 @@ import select
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from journal.child import child_argv
-from journal.errors import JournalClosed, JournalFailed, JournalNotWritable
+from journal.errors import JournalClosed, JournalFailed
 from journal.remote_storage import StorageServer
-from journal.storage import FileHandle, OsFile, OsStorage, Storage, join
+from journal.storage import FileHandle, OsFile, OsStorage, Storage
 from journal.writer import (
     SegmentWriter,
     Waiters,
@@ -66,7 +64,6 @@ _pack_seq = struct.Struct("<Q").pack
 log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1 << 20
-LOCK_WAIT_S = 30.0
 THREAD_POLL_MS = 50
 
 
@@ -74,32 +71,10 @@ class ChildFailed(OSError):
     """The writer process reported a failed write, or ended without being asked to."""
 
 
-def lock_journal_dir(storage: OsStorage, root: str, wait_s: float = LOCK_WAIT_S) -> int:
-    """An exclusive flock on the journal directory, shared with the writer child it will start.
-
-    Waits (bounded) because after a kill -9 the old child may still be writing its last batch.
-    """
-    fd = os.open(join(storage.root, root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                os.close(fd)
-                raise
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise JournalNotWritable(
-                    f"journal directory {storage.root}/{root} is locked by another process"
-                    f" for {wait_s:.0f} s (a journal writer still running?); stop it first"
-                ) from None
-            time.sleep(0.01)
-
-
 class ProcessCommit(Waiters):
     """Same interface as journal.writer.GroupCommit; the writes happen in a child process."""
+
+    _held: list[bytes] | None = None  # appends gathered by ``hold``, sent in one write
 
     def __init__(
         self,
@@ -191,11 +166,27 @@ class ProcessCommit(Waiters):
             seq = self.next_seq
             self.next_seq = seq + 1
             data = _pack_message(len(payload), code) + payload
-            if self._backlog:
-                self._backlog.append(data)
+            if self._held is not None and not self._backlog:
+                self._held.append(data)
             else:
                 self._send(data)
             return seq
+
+    def hold(self) -> bool:
+        """Gathers the appends from now on until ``release``, which sends them in one write:
+        a batch of entries costs the pipe, and the child's wake-up, once. Nothing may wait for
+        a gathered entry before ``release``. False (nothing to release) if already holding."""
+        with self._lock:
+            if self._held is not None:
+                return False
+            self._held = []
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, None
+            if held and self.failed is None:
+                self._send(b"".join(held))
 
     def _refuse(self) -> NoReturn:
         if self.failed is not None:
@@ -205,6 +196,9 @@ class ProcessCommit(Waiters):
     def _send(self, data: bytes) -> None:
         # With the lock held. Never blocks: a full pipe leaves the rest in the backlog, which
         # the ack reader sends once the child has drained some.
+        if self._held:  # a control message: the appends gathered before it go first
+            data = b"".join([*self._held, data])  # (the backlog is empty while they gather)
+            self._held.clear()
         if self._backlog:
             self._backlog.append(data)
             return
@@ -357,6 +351,8 @@ class ProcessCommit(Waiters):
                     break
                 if self.failed is not None:
                     raise JournalFailed(f"entry {seq} was not made durable: {self.failed}")
+                if self._held:  # gathered entries are waited for: they go now, not at release
+                    self._send(b"")
                 # Park while another thread reads. Never rely on a trio run's reader: the
                 # event loop may be blocked on something this thread holds.
                 lead = not self._reader

@@ -11,7 +11,8 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -19,9 +20,10 @@ import apsw
 
 from journal import entries
 from journal.checkpoint import CheckpointInvalid, open_checkpoint, write_checkpoint
-from journal.commit_process import ProcessCommit, lock_journal_dir
+from journal.commit_process import ProcessCommit
 from journal.datacut import DataCheck, unsound_tail
 from journal.datasync import encode
+from journal.dirlock import lock_journal_dir
 from journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalNotWritable
 from journal.layout import CHECKPOINT_DIR, CheckpointFile, Listing, list_journal
 from journal.reader import ReadResult, TornTail, read_log
@@ -343,6 +345,19 @@ class Journal(Generic[S]):
         """Queues ``entry`` and returns its sequence number; it is durable after ``wait``."""
         # On every mutation's path: no more work here than encoding and queueing.
         return self._reserve(self._codes[type(entry)], self._encode(entry))
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Entries appended inside reach the writer process in one write when it ends
+        (``ProcessCommit.hold``): nothing inside may wait for them."""
+        commit = self._commit
+        holding = isinstance(commit, ProcessCommit) and commit.hold()
+        try:
+            yield
+        finally:
+            if holding:
+                assert isinstance(commit, ProcessCommit)
+                commit.release()
 
     def wait(self, seq: int) -> None:
         """Returns once entry ``seq`` may be acknowledged (JournalFailed if it never will be):

@@ -37,7 +37,7 @@ from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
 from engine.cache.reconcile import ReconcileReport, reconcile
 from engine.cache.stats import CacheStats
-from engine.cache.tiers import BlockKey, TierStore
+from engine.cache.tiers import BlockKey, TierStore, Written
 from engine.cache.usage import tier_usage
 from engine.errors import NoSpace
 from engine.inode import PERSISTED, PINNED, Inode
@@ -156,7 +156,7 @@ class BlockCache:
         hits[info.tier] = hits.get(info.tier, 0) + 1
         return data
 
-    def _apply_accesses(self) -> None:
+    def apply_accesses(self) -> None:
         """With the namespace lock held: the hits recorded since the last call, in the order
         they happened, moved into the eviction order."""
         pop = self._accesses.popleft
@@ -172,38 +172,8 @@ class BlockCache:
 
     def _victims(self, tier: str) -> list[BlockKey]:
         """A tier's blocks in the eviction policy's order."""
-        self._apply_accesses()
+        self.apply_accesses()
         return self.policy.order(list(self.lru[tier]))
-
-    def promote(self, key: BlockKey) -> bool:
-        """Moves a block read from a lower tier to the highest one it may use (the
-        CACHE_PROMOTE read type); False if it stays where it is."""
-        with self.ns.lock:
-            self._apply_accesses()
-            info = self.info(key)
-            if info is None:
-                return False
-            current = next(i for i, t in enumerate(self.tiers) if t.name == info.tier)
-            media = self.media_of(key[0])
-            node = self.ns.tree.find(key[0])
-            persisted = node is not None and bool(node.flags & PERSISTED)
-            # Taken out of its tier's accounting first: making room above may push blocks down
-            # into that tier, and this block must not be the one evicted to make room for them.
-            source = self.tiers[current].name
-            self.lru[source].pop(key, None)
-            self.used[source] -= info.length
-            moved = False
-            for i in range(current):
-                tier = self.tiers[i]
-                if (media and tier.name not in media) or (not tier.spec.sync and not persisted):
-                    continue  # pinned elsewhere, or the only copy: never onto a volatile tier
-                if info.length <= tier.quota and self.make_room(i, info.length):
-                    moved = self.move_block(key, info, current, i, detached=True)
-                    break
-            if not moved:
-                self.lru[source][key] = info.length
-                self.used[source] += info.length
-            return moved
 
     # -- the fetch path lives in engine/cache/fetch.py (self.fetcher) ------------------------
     def drain(self) -> None:
@@ -255,6 +225,18 @@ class BlockCache:
         self, key: BlockKey, data: bytes, fingerprint: str | None, below: float | None = None
     ) -> int | None:
         """``store`` without the wait: BlockCached's seq (0: none to wait for), None: not cached."""
+        written = self.write_block(key, data, fingerprint, below)
+        if not isinstance(written, Written):
+            return written
+        with self.ns.lock:
+            return self.commit_block(written)
+
+    def write_block(
+        self, key: BlockKey, data: bytes, fingerprint: str | None, below: float | None = None
+    ) -> Written | int | None:
+        """``store_nowait``'s first half, outside the lock: the block file written in the
+        highest tier with room, its room counted, for ``commit_block`` to journal (0: cached
+        meanwhile; None: not cached)."""
         n = len(data)
         checksum = crc32(data)
         media = self.media_of(key[0])
@@ -273,30 +255,34 @@ class BlockCache:
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
             try:
-                written = tier.write(key, data, durable=not node.flags & PERSISTED)  # a copy
+                st = tier.write(key, data, durable=not node.flags & PERSISTED)  # a copy
             except OSError as exc:  # a full disk, a deleted directory: try the next tier
                 log.warning("cannot write block %s to tier %s: %s", key, tier.name, exc)
                 with self.ns.lock:
                     self.used[tier.name] -= n
                 continue
-            with self.ns.lock:
-                existing = self.info(key)
-                if self._current(key, fingerprint) is None or existing is not None:
-                    # Stale, or cached by another reader meanwhile: our copy is not needed,
-                    # unless it *is* theirs (same tier, same path).
-                    self.used[tier.name] -= n
-                    if existing is None or existing.tier != tier.name:
-                        tier.remove(key)
-                    return None if existing is None else 0
-                seq = self.ns.gate.commit(
-                    E.BlockCached(key[0], key[1], key[2], tier.name, n, checksum, time.time_ns())
-                )
-                self._apply_accesses()  # earlier hits come before this block in the order
-                self.lru[tier.name][key] = n
-                self.policy.touch(key)
-                self._stamp(tier, key, written)
-            return seq
+            return Written(key, tier, n, checksum, fingerprint, st)
         return None
+
+    def commit_block(self, w: Written) -> int | None:
+        """With the lock held: ``write_block``'s block journaled (BlockCached's seq), or, stale
+        or cached by another reader meanwhile (0), its room given back and its file removed
+        unless it *is* theirs (same tier, same path)."""
+        key, tier = w.key, w.tier
+        existing = self.info(key)
+        if self._current(key, w.fingerprint) is None or existing is not None:
+            self.used[tier.name] -= w.length
+            if existing is None or existing.tier != tier.name:
+                tier.remove(key)
+            return None if existing is None else 0
+        seq = self.ns.gate.commit(
+            E.BlockCached(key[0], key[1], key[2], tier.name, w.length, w.checksum, time.time_ns())
+        )
+        self.apply_accesses()  # earlier hits come before this block in the order
+        self.lru[tier.name][key] = w.length
+        self.policy.touch(key)
+        self._stamp(tier, key, w.status)
+        return seq
 
     def _staged(self, key: BlockKey) -> bool:
         return self.staging.get(key[0]) == key[1]
@@ -330,7 +316,7 @@ class BlockCache:
     def adopt(self, key: BlockKey, tier: str, n: int) -> None:
         """With the namespace lock held: a block written beside the eviction order (a staged
         one, its room reserved) joins it, as the most recently used."""
-        self._apply_accesses()
+        self.apply_accesses()
         self.lru[tier][key] = n
         self.policy.touch(key)
 

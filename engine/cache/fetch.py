@@ -23,11 +23,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
-from engine.cache.stats import CacheStats
-from engine.cache.storer import BlockStorer
+from engine.cache.storer import BlockStorer, StoreTarget
 from engine.cache.tiers import BlockKey
 from engine.errors import Unavailable
-from engine.namespace import Namespace
 from engine.state import BlockInfo
 
 log = logging.getLogger(__name__)
@@ -59,13 +57,10 @@ class Deadline:
         return Unavailable(self._describe())
 
 
-class BlockStore(Protocol):
+class BlockStore(StoreTarget, Protocol):
     """What the fetch path needs of the block cache (engine/cache/blockcache.py): its cached
     blocks, where to store a fetched one, its counters, and the namespace whose lock and block
     map it uses."""
-
-    ns: Namespace
-    stats: CacheStats
 
     def read(self, key: BlockKey, offset: int = 0, length: int = -1) -> bytes | None: ...
 
@@ -74,8 +69,6 @@ class BlockStore(Protocol):
     def store(
         self, key: BlockKey, data: bytes, fingerprint: str | None = None, below: float | None = None
     ) -> bool: ...
-
-    def store_nowait(self, key: BlockKey, data: bytes, fingerprint: str | None) -> int | None: ...
 
 
 class _Flight:

@@ -1,8 +1,10 @@
 """Fetched blocks stored into the cache behind the readers' backs.
 
 A reader that missed is answered with the bytes it read from the UFS; the whole block is
-offered here, and one storer thread checksums it, writes its tier file and commits its
-BlockCached (engine/cache/blockcache.py's ``store``), many blocks to one wait for durability.
+offered here, and one storer thread checksums it and writes its tier file, then commits the
+BlockCached entries of a batch of blocks in one pass under the lock, handed to the journal's
+writer in one write (engine/cache/blockcache.py's ``write_block``, ``commit_block``), many
+blocks to one wait for durability.
 The queue is bounded (bytes and blocks): an offer beyond the bound is dropped, counted
 (``CacheStats.stores_dropped``), and the block is simply fetched again next time; readers are
 never slowed to let the storer catch up. A queued block's bytes serve its readers until it is
@@ -21,7 +23,7 @@ from collections import deque
 from typing import Protocol
 
 from engine.cache.stats import CacheStats
-from engine.cache.tiers import BlockKey
+from engine.cache.tiers import BlockKey, Written
 from engine.namespace import Namespace
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,11 @@ class StoreTarget(Protocol):
     ns: Namespace
     stats: CacheStats
 
-    def store_nowait(self, key: BlockKey, data: bytes, fingerprint: str | None) -> int | None: ...
+    def write_block(
+        self, key: BlockKey, data: bytes, fingerprint: str | None
+    ) -> Written | int | None: ...
+
+    def commit_block(self, w: Written) -> int | None: ...
 
 
 class BlockStorer:
@@ -54,6 +60,7 @@ class BlockStorer:
         self._queue: deque[BlockKey] = deque()
         self._bytes = 0
         self._busy = False  # a batch is being stored
+        self._unacked = 0  # the last BlockCached committed and not waited for (storer thread)
         self._closed = False
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -141,20 +148,41 @@ class BlockStorer:
                     self._cond.notify_all()
 
     def _store(self, batch: list[BlockKey]) -> None:
-        last = 0
+        # Each block file is written outside the lock; then one pass under it commits the
+        # batch's BlockCached entries, handed to the journal's writer in one write.
+        cache = self.cache
+        written: list[Written] = []
         for key in batch:
             data, fingerprint = self._pending[key]
             try:
-                seq = self.cache.store_nowait(key, data, fingerprint)
-                if seq is not None:
-                    self.cache.stats.stored_blocks += 1  # one thread: no lost increment
-                last = max(last, seq or 0)
+                got = cache.write_block(key, data, fingerprint)
             except Exception:  # a background store must never die silently, nor stop the rest
                 log.exception("caching block %s failed", key)
-        if last:
-            # Outside the lock, once for the batch; its blocks are in the map already (a
-            # crash before this point loses their entries: orphan files, nothing worse).
+                continue
+            if isinstance(got, Written):
+                written.append(got)
+        last = 0
+        if written:
+            gate = cache.ns.gate
+            with cache.ns.lock, gate.batched():
+                for w in written:
+                    try:
+                        seq = cache.commit_block(w)
+                    except Exception:
+                        log.exception("caching block %s failed", w.key)
+                        continue
+                    if seq is not None:
+                        cache.stats.stored_blocks += 1  # one thread: no lost increment
+                    last = max(last, seq or 0)
+        self._unacked = max(self._unacked, last)
+        if self._unacked and not self._queue:  # (a glance: a block queued meanwhile is stored next)
+            # Outside the lock, once the queue is empty: while blocks keep coming, batches
+            # follow each other without waiting (their entries are written meanwhile), and
+            # the wait before idling covers them all. Its blocks are in the map already (a
+            # crash before this point loses their entries: orphan files, nothing worse);
+            # ``flush`` returns after this wait.
             try:
-                self.cache.ns.gate.durable(last)
+                cache.ns.gate.durable(self._unacked)
             except Exception:
                 log.exception("waiting for cached blocks to be durable failed")
+            self._unacked = 0

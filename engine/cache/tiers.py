@@ -3,8 +3,9 @@
 A block lives in ``<dir>/<file id>/<version>-<index>.blk`` (the directory chosen by the block's
 key, so a tier's directories share its blocks). A block file holds exactly the block's bytes:
 a 100 KB file's only block takes 100 KB, not a whole block size. Blocks are written to a
-temporary name, synced (disk tiers; the MEM tier on /dev/shm has nothing to sync to), and
-renamed into place; only then does the cache journal them. A crash leaves a temporary file or
+temporary name, synced (disk tiers), and renamed into place; on a tier that syncs nothing (the
+MEM tier on /dev/shm) straight under the final name, created exclusively. Only then does the
+cache journal them. A crash leaves a temporary file or
 a block file the journal does not know; both are orphans that reconciliation removes.
 """
 
@@ -14,6 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from engine.cache.openblocks import OpenBlockFiles
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
@@ -61,6 +63,11 @@ class TierStore:
         under a lock)."""
         final = self.path_of(key)
         makedirs_private(os.path.dirname(final))  # the tier's directory too: 0700, like the home
+        if not self.spec.sync:
+            st = _write_new(final, data)
+            if st is not None:
+                self.files.forget(key)
+                return st
         written: list[os.stat_result] = []
         write_atomically(
             final, [data], temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE,
@@ -102,3 +109,40 @@ class TierStore:
                     except FileNotFoundError:
                         continue
                     yield key, entry.path, size
+
+
+def _write_new(path: str, data: bytes | memoryview) -> os.stat_result | None:
+    """``data`` as the new file ``path`` and its status; None if a file of that name was there
+    (O_EXCL: no descriptor open on an earlier file sees it change). For a tier that syncs
+    nothing (memory: a reboot empties it) this replaces write_atomically's temporary name,
+    random tag and rename: a block's entry is committed only once its file is whole, so a file
+    that a crash cut short has no entry, an orphan that reconcile removes like a temporary."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return None
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return os.fstat(fd)
+    except BaseException:
+        try:
+            os.unlink(path)  # a full tier: no partial block left under the final name
+        except OSError:  # the first error is the one to report; reconcile removes it later
+            pass
+        raise
+    finally:
+        os.close(fd)
+
+
+class Written(NamedTuple):
+    """A block file written to a tier, its room counted, its BlockCached not yet committed."""
+
+    key: BlockKey
+    tier: TierStore
+    length: int
+    checksum: int
+    fingerprint: str | None  # of the UFS file the bytes came from, if known
+    status: os.stat_result  # of the file written

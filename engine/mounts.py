@@ -116,6 +116,8 @@ def ufs_errors() -> Iterator[None]:
     try:
         yield
     except UfsError as exc:
+        if type(exc) is UfsError:  # of no known kind: its origin kept, for the frontend's log
+            raise engine_error(exc) from exc
         raise engine_error(exc) from None
 
 

@@ -3,7 +3,9 @@
 Any exception other than ``FUSEError`` escaping a handler would take the whole mount down
 ("Transport endpoint is not connected"), so every handler goes through ``answers_errno``:
 engine errors and OS errors keep their errno, anything else is a bug, logged with its
-traceback and answered EIO.
+traceback and answered EIO. An errno no engine rule chose (an OS error escaping the engine, a
+store failure of no known kind) is logged with its traceback too: the kernel's caller sees only
+the number.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def errno_of(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
     return errno.EIO
+
+
+def unexpected(exc: BaseException) -> bool:
+    """Whether an error reached the kernel without an engine rule choosing its errno: an OS
+    error that escaped the engine (a descriptor used after its close, a negative length), or
+    an engine error made of a failure of no known kind (a store's, engine/mounts.py chains
+    it as the cause)."""
+    if not isinstance(exc, ShoalError):
+        return True
+    return exc.__cause__ is not None and not isinstance(exc.__cause__, ShoalError)
 
 
 def answers_errno(
@@ -98,6 +110,12 @@ def _answer(name: str, exc: Exception) -> pyfuse3.FUSEError:
         return pyfuse3.FUSEError(errno.ENOSYS)
     if isinstance(exc, ShoalError | OSError):
         code = errno_of(exc)
+        if unexpected(exc):
+            # No engine rule chose this errno, and the caller sees only the errno (close(2)
+            # answering EINVAL): where it came from is in this traceback alone.
+            what = errno.errorcode.get(code, str(code))
+            log.warning("%s answered %s, unexpectedly: %r", name, what, exc, exc_info=exc)
+            return pyfuse3.FUSEError(code)
         if code == errno.EIO:
             log.warning("%s: %s", name, exc)
         else:

@@ -401,12 +401,15 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
         buffer = self._buffer(node)
         if flags & os.O_TRUNC and buffer.size:
+            # A writer already while its truncate waits (a reader holds the buffer): the last
+            # other writer's release meanwhile must not retire it, and the closer close it.
+            buffer.handles += 1
             try:
                 await self._blocking(buffer.truncate, 0)
             except BaseException:
-                if buffer.handles == 0 and not buffer.dirty:  # no handle will release it
-                    self._retire(buffer)
+                self._drop_handle_of(buffer)  # no handle will release it
                 raise
+            buffer.handles -= 1  # counted again as the handle's, at once
         return pyfuse3.FileInfo(fh=self._open_handle(node, buffer))
 
     @answers_errno  # pyfuse3 replies with any buffer (a disk tier's hit is a bytearray)

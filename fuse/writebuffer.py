@@ -187,6 +187,7 @@ class WriteBuffer:
     def content(self) -> _SpoolReader:
         """The whole new content as a stream (old blocks copied in first). Call with the
         buffer's lock held, so no write lands while the engine reads it."""
+        self._check_open()  # closed, it has no content to give: not a read of a dead descriptor
         self._fill(self._unfilled(0, self.size, whole=True))
         self.old_size = self.size
         self.filled = set(range((self.size + self.block_size - 1) // self.block_size))

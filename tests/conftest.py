@@ -21,6 +21,7 @@ from cli.bench.azurite import Azurite, start_azurite  # noqa: E402
 from cli.bench.faultproxy import FaultProxy  # noqa: E402
 from cli.bench.gcsserver import GCSServer, start_gcs_server  # noqa: E402
 from cli.bench.s3server import S3Server, start_s3_server  # noqa: E402
+from tests.fuse import mounting  # noqa: E402
 from tests.homes import remove_test_mem_tiers  # noqa: E402
 from tests.invariants import CheckedEngine, OpenEngine  # noqa: E402
 from tests.ufs.stores import AzureStore, GCSStore, LocalStore, S3Store, Store  # noqa: E402
@@ -106,6 +107,21 @@ def gcs_proxy(gcs_server: GCSServer) -> Iterator[FaultProxy]:
         yield p
     finally:
         p.stop()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    mounting.made.clear()  # the mounts of the test about to run, and no earlier one's
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """A failing test's report carries the tail of each of its mount daemons' logs: the only
+    trace of what a daemon answered, and its temporary directory goes with later runs."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for title, tail in mounting.daemon_logs():
+            report.sections.append((title, tail))
 
 
 @pytest.fixture(autouse=True)

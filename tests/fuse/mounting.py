@@ -16,6 +16,11 @@ from tests.cli.shoal_cli import shoal
 from tests.homes import track
 from tests.ufs.stores import Store
 
+# The mounts the running test made: a failing test's report shows their daemons' logs
+# (tests/conftest.py), which its temporary directory does not keep for long.
+made: list[Mounted] = []
+TAIL_LINES = 80
+
 
 class Mounted:
     """A live mount of ``uri`` at ``path``, served by a daemon for ``home``."""
@@ -26,6 +31,22 @@ class Mounted:
         self.home, self.uri, self.path = track(home), uri, path  # its MEM tier goes after the test
         self.options = dict(options or {})
         path.mkdir(parents=True, exist_ok=True)
+        made.append(self)
+
+    def log_tails(self, lines: int = TAIL_LINES) -> list[tuple[str, str]]:
+        """(file, its last ``lines`` lines) of its daemon's log, and of its stderr (where a
+        crash's traceback goes): those that have any."""
+        from fuse.daemon import LOG_DIR, LOG_FILE  # only for a failing test: no FUSE import
+
+        tails = []
+        for name in (LOG_FILE, "daemon.stderr"):
+            try:
+                text = (self.home / LOG_DIR / name).read_text(errors="replace")
+            except OSError:
+                continue
+            if text:
+                tails.append((name, "\n".join(text.splitlines()[-lines:])))
+        return tails
 
     def mount(self, *extra: str) -> None:
         args = ["mount", self.uri, str(self.path)]
@@ -82,3 +103,9 @@ def mounted(store: Store, base: Path, *extra: str) -> Iterator[Mounted]:
         yield m
     finally:
         m.teardown()
+
+
+def daemon_logs() -> list[tuple[str, str]]:
+    """(title, tail) of the daemon logs of each mount the running test made."""
+    return [(f"{name} of the daemon of {m.path} (last lines)", tail)
+            for m in made for name, tail in m.log_tails()]  # fmt: skip

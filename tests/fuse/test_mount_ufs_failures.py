@@ -75,3 +75,22 @@ def test_a_store_that_never_answers_answers_eio(
                 if exc.errno != errno.EIO or time.monotonic() > limit:
                     raise
                 time.sleep(0.2)
+
+
+def test_a_store_failure_of_no_known_kind_at_close_is_logged_with_its_cause(
+    s3_server: S3Server, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    store = S3Store(s3_server)
+    store.options.update(endpoint=proxy.endpoint)
+    with mounted(store, tmp_path, "write_type=THROUGH") as m:
+        # A reply no rule of the connector knows (400 without an S3 error code) to the upload
+        # that close(2) waits for: the caller gets an errno and nothing else.
+        proxy.add(Fault("status", 1, status=400, method="PUT", query="odd.bin"))
+        with pytest.raises(OSError) as info:
+            with open(m.path / "odd.bin", "wb") as f:
+                f.write(b"x" * 1000)
+        answered = errno.errorcode[info.value.errno]
+        ((_name, log),) = [t for t in m.log_tails(lines=200) if t[0] == "shoal.log"]
+        # The daemon's log says which request answered it, with the store's failure and where.
+        assert f"WARNING fuse.boundary: flush answered {answered}, unexpectedly" in log, log
+        assert "Traceback" in log and "400" in log and "odd.bin" in log, log

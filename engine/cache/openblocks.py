@@ -98,10 +98,13 @@ class OpenBlockFiles(Generic[K]):
             entry = self._open.get(key)
             if entry is not None:  # opened by another reader meanwhile: use theirs
                 os.close(fd)
+                entry.users += 1
             else:
                 entry = self._open[key] = _Open(fd)
+                # Counted before trimming: the entry handed out must never be the victim
+                # (closed, its number free for another open, this reader on another file).
+                entry.users = 1
                 self._trim()
-            entry.users += 1
             return entry
 
     def give_back(self, entry: _Open) -> None:
@@ -109,6 +112,8 @@ class OpenBlockFiles(Generic[K]):
             entry.users -= 1
             if entry.forgotten and entry.users == 0:
                 os.close(entry.fd)
+            elif len(self._open) > self._limit:  # over while every entry was in use
+                self._trim()
 
     def _trim(self) -> None:
         # With the lock held: the least recently used beyond the limit, if nobody reads them.

@@ -60,3 +60,27 @@ def test_a_vanished_file_leaves_no_descriptor_behind(tmp_path: Path) -> None:
         pass
     assert open_fds() == before  # the stale one was closed, nothing was left open
     files.close()
+
+
+def test_the_entry_just_opened_is_never_trimmed_while_all_others_are_held(
+    tmp_path: Path,
+) -> None:
+    files: OpenBlockFiles[str] = OpenBlockFiles(lambda k: str(tmp_path / k), limit=2)
+    for name in "abc":
+        (tmp_path / name).write_bytes(name.encode() * 4)
+    before = open_fds()
+    held = [files.take(name)[0] for name in "ab"]  # the table full, every entry in use
+    # Another open right after would take a descriptor number the table just freed.
+    entry, st = files.take("c")
+    (tmp_path / "other").write_bytes(b"zzzz")
+    other = os.open(tmp_path / "other", os.O_RDONLY)
+    try:
+        assert os.pread(entry.fd, 4, 0) == b"cccc" and st.st_size == 4
+    finally:
+        os.close(other)
+    files.give_back(entry)
+    for kept in held:
+        files.give_back(kept)
+    assert open_fds() - before == 2  # back within the limit once readers are done
+    files.close()
+    assert open_fds() == before

@@ -43,6 +43,11 @@ class StoreSpool:
         except OSError:  # a sweep removes it once this process is gone; fsck lists it
             pass
 
+    def close(self) -> None:
+        """The writer is done with the descriptor: closed now, or once the store's own
+        threads no longer read it (an upload's parts)."""
+        self.staged.close()
+
     def abandon(self) -> None:
         """As ``discard``, waiting for what the store must undo (an upload begun: aborted)."""
         try:

@@ -136,7 +136,7 @@ class MoreOperations:
         except BaseException:
             if spool is not None:
                 spool.discard()
-                os.close(spool.fd)
+                spool.close()
             raise
         return node, spool
 

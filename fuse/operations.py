@@ -130,7 +130,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             self.buffers[node.id] = buffer
         elif spool is not None:  # written already through another handle: that spool serves
             spool.discard()
-            os.close(spool.fd)
+            spool.close()
         return buffer
 
     def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:

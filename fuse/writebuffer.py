@@ -204,7 +204,8 @@ class WriteBuffer:
         with self.lock:
             if self.spool is not None:  # never landed: its temporary file goes
                 self.spool.discard()
-                self.spool = None
+                self.spool.close()  # self.fd: closed once the store's part threads are done
+                self.spool, self.fd = None, -1
             if self.landed_fd >= 0:
                 os.close(self.landed_fd)
                 self.landed_fd = -1

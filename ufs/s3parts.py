@@ -76,6 +76,11 @@ class StreamedUpload(StagedWrite):
         self._parts: list[Future[Part | None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._begun = threading.Event()  # the upload exists, or could not be created
+        # A discard's background abort, while it waits for the part threads: the writer's
+        # close hands it the descriptor, closed once no part thread reads it any more (a
+        # number closed under a part's pread could meanwhile be another file's).
+        self._aborting = False
+        self._close_when_aborted = False
 
     # -- the writer's side (any thread, the event loop included: nothing here waits) ----------
 
@@ -206,8 +211,16 @@ class StreamedUpload(StagedWrite):
         with self._lock:
             self.broken = True
             started = bool(self._parts)
+            self._aborting = started
         if started:
             threading.Thread(target=self._abort_quietly, name="s3-abort", daemon=True).start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._aborting:
+                self._close_when_aborted = True
+                return
+        os.close(self.fd)
 
     def abandon(self) -> None:
         self.landed = True
@@ -215,9 +228,15 @@ class StreamedUpload(StagedWrite):
 
     def _abort_quietly(self) -> None:
         try:
-            self.abort()
+            self.abort()  # returns once every part thread is done with the spool
         except Exception:
             pass
+        finally:
+            with self._lock:
+                self._aborting = False
+                close = self._close_when_aborted
+            if close:
+                os.close(self.fd)
 
     def _finished(self, upload: str | None) -> None:
         if upload is not None:

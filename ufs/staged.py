@@ -39,9 +39,14 @@ class StagedWrite:
     def truncated(self, size: int) -> None:
         """The writer truncated the file to ``size``."""
 
+    def close(self) -> None:
+        """The writer is done with the descriptor (landed or discarded): closed now, or by
+        a store whose own threads still read it (ufs/s3parts.py) once they are done."""
+        os.close(self.fd)
+
     def discard(self) -> None:
-        """The temporary file removed (its content will not land); the descriptor stays the
-        writer's to close."""
+        """The temporary file removed (its content will not land); the descriptor stays open until
+        ``close``."""
         if self.landed:
             return
         self.landed = True  # nothing left to land or remove

@@ -14,7 +14,6 @@ import http.client
 import socket
 import struct
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -33,7 +32,7 @@ class Fault:
     status: int = 503
     seconds: float = 0.0
     keep: int = 0  # stall, cut: body bytes sent before the stall or the cut
-    release: threading.Event = field(default_factory=threading.Event)  # stall: ends it
+    release: threading.Event = field(default_factory=threading.Event)  # stall, delay: ends it
     method: str | None = None  # only requests with this method
     query: str | None = None  # only requests whose query string contains this
     # "header": the reply, forwarded, with these headers (lowercase names) set or replaced
@@ -104,8 +103,8 @@ class FaultProxy:
                         self.end_headers()
                         self.wfile.write(payload)
                         return
-                    if fault.action == "delay":
-                        time.sleep(fault.seconds)
+                    if fault.action == "delay":  # ended early by the test's release
+                        fault.release.wait(fault.seconds)
                 conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=60)
                 try:
                     headers = dict(self.headers.items())  # Host too: it is signed

@@ -53,6 +53,7 @@ class LogSync:
     ) -> None:
         self.segment = segment
         self.data = data
+        segment.before_sync = self._data_first
         self.ack_fd = ack_fd
         self.interval_s = interval_s
         self.written = self.durable = durable
@@ -133,6 +134,14 @@ class LogSync:
                 self._stopping = True
                 self._cond.notify_all()
             self._thread.join()
+
+    def _data_first(self) -> None:
+        # The segment's own fsyncs (a full segment's last one, a preallocation's), from
+        # ``write`` or ``sync_now`` with the lock held: they make every record written so far
+        # durable, so the data marked so far is synced first, as the sync thread does. No sync
+        # of the thread under way: its syncfs uses the data's descriptors unlocked.
+        self._idle()
+        self.data.sync()
 
     def _idle(self) -> None:
         # With the lock held: no sync under way (it uses the segment's handle unlocked).

@@ -90,6 +90,10 @@ class SegmentWriter:
         self.size = size  # where the next record goes: the end of the last one
         self.allocated = size  # the file's size: zeros from self.size on
         self.preallocate = preallocate
+        # Runs before each fsync of the log this writer makes (a full segment's last sync, a
+        # preallocation's): that fsync makes every record written so far durable, so the data
+        # they name must be first (the writer process's tiers: journal/logsync.py).
+        self.before_sync: Callable[[], None] | None = None
 
     def open_existing(self, path: str, first_seq: int, size: int, allocated: int) -> None:
         """Continues segment ``path`` after its last record, which ends at ``size``."""
@@ -148,6 +152,7 @@ class SegmentWriter:
         step = self.preallocate
         fill_to = min((end + step - 1) // step * step, self.segment_size)
         if fill_to > end:
+            self._data_first()  # outside the try: a failed data sync is fatal, not ENOSPC's
             try:
                 self.handle.write_at(bytes(fill_to - self.allocated), self.allocated)
                 self.handle.fsync()
@@ -164,8 +169,14 @@ class SegmentWriter:
     def sync(self) -> None:
         """Makes every record written so far durable (nothing to do with ``sync_each``)."""
         if self.unsynced and self.handle is not None:
+            self._data_first()
             self.handle.fsync()
         self.unsynced = False
+
+    def _data_first(self) -> None:
+        # Before an fsync of the log that covers records written unsynced.
+        if self.before_sync is not None and self.unsynced:
+            self.before_sync()
 
     def close(self) -> None:
         if self.handle is not None:

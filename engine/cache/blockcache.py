@@ -151,7 +151,8 @@ class BlockCache:
             with self.ns.lock:
                 self._verified.pop(key, None)
                 if self.info(key) == info:
-                    self.drop(key, info)
+                    self.drop(key, info, later=True)
+            self.run_evictions()
             return None
         self._accesses.append((key, info.tier, time.monotonic() if self.policy.timed else 0.0))
         hits = self.stats.tier_hits
@@ -198,10 +199,11 @@ class BlockCache:
             for tier in self.tiers:
                 lru = self.lru[tier.name]
                 for key in [k for k in lru if self.evictable(k) is None]:
-                    self.ns.gate.sync()  # what made it garbage first: docs/operations.md
                     self.used[tier.name] -= lru.pop(key)
-                    tier.remove(key)
+                    # Once what made it garbage is durable (docs/operations.md), unlocked.
+                    self.pending.unlink(tier, key, None)
                     removed += 1
+        self.run_evictions()
         return removed
 
     # -- storing and making room -------------------------------------------------------------
@@ -372,8 +374,7 @@ class BlockCache:
             if evictable is None:  # its file changed or went: the bytes are garbage
                 del lru[key]
                 self.used[tier.name] -= length
-                # Deleted once what made it garbage is durable: docs/operations.md
-                self.pending.unlink(tier, key, None)
+                self.pending.unlink(tier, key, None)  # once durable, as collect_garbage's
                 continue
             if not evictable:
                 continue
@@ -490,7 +491,8 @@ class BlockCache:
                 if k[0] == node.version
             }
             for (version, idx), info in blocks.items():
-                self.drop((file, version, idx), info)
+                self.drop((file, version, idx), info, later=True)
+        self.run_evictions()
         return len(blocks)
 
     def reconcile(self, repair: bool = True) -> ReconcileReport:

@@ -88,7 +88,7 @@ def _decide(cache: BlockCache, key: BlockKey, src: int, out: Released, move: boo
         if move and move_down(cache, key, info, src):
             out.moved += 1
         else:
-            cache.drop(key, info)
+            cache.drop(key, info, later=True)
             out.dropped += 1
 
 

@@ -70,8 +70,6 @@ class Pending:
         self.jobs: deque[Move | Unlink] = deque()
         self.moving: set[BlockKey] = set()  # detached blocks whose move is queued or running
         self.unlinking: dict[tuple[str, BlockKey], int] = {}  # -> how many unlinks queued
-        # A hook for tests and tracing: called outside the lock as a move's copy starts.
-        self.on_copy: Callable[[Move], None] | None = None
 
     def move(self, job: Move) -> None:
         """With the lock held."""
@@ -114,8 +112,6 @@ class Pending:
             self.unlinking[name] = left
 
     def _copy(self, job: Move) -> os.stat_result | None:
-        if self.on_copy is not None:
-            self.on_copy(job)
         try:
             data = job.src.read(job.key)
             if len(data) != job.info.length or crc32(data) != job.info.checksum:

@@ -17,7 +17,9 @@ from engine.cache.blockcache import BlockCache
 from engine.cache.tiers import BlockKey
 from engine.engine import Engine
 from tests.engine.test_blockfds import cached, started
+from tests.homes import write_config
 from tests.invariants import OpenEngine
+from tests.ufs.stores import LocalStore
 
 # Only a bound so that a lock held forever (the defect) fails the test instead of hanging it.
 DEADLOCK_GUARD_S = 30.0
@@ -106,3 +108,54 @@ def test_a_block_dropped_while_its_demotion_copies_is_not_moved(
     assert not os.path.lexists(cache.by_name["SSD"].path_of(key))  # the copy was removed
     _consistent(cache)
     assert engine.fs.read("/a", 0, 16) == data  # fetched again from the store
+
+
+def test_concurrent_stores_and_frees_never_overcommit_a_tier(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """Threads storing and freeing blocks at once, each making room in full tiers: the bytes
+    counted never pass a quota, and at rest they, the eviction order, the block map and the
+    files in each tier agree."""
+    store = LocalStore(tmp_path / "ufs")
+    for name in "abcd":
+        store.put(name, name.encode() * 64)  # 4 blocks of 16 bytes each
+    tiers = [("MEM", tmp_path / "mem", 32), ("SSD", tmp_path / "ssd", 48)]
+    write_config(home, block_size=16, tiers=tiers)
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    cache = engine.cache
+    assert cache is not None
+    nodes = {name: engine.sync.lookup(f"/{name}") for name in "abcd"}
+    over: list[dict[str, int]] = []
+
+    def churn(name: str) -> None:
+        node = nodes[name]
+        for _ in range(30):
+            for idx in range(4):
+                cache.store((node.id, node.version, idx), name.encode() * 16)
+                with engine.ns.lock:
+                    if any(cache.used[t.name] > t.quota for t in cache.tiers):
+                        over.append(dict(cache.used))
+            cache.free(node.id)
+
+    threads = [threading.Thread(target=churn, args=(name,)) for name in "abcd"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cache.run_evictions()
+    assert over == []
+    _consistent(cache)
+    for tier in cache.tiers:
+        on_disk = {key for key, _path, _size in tier.scan()}
+        in_map = {
+            (f, v, i)
+            for f, blocks in engine.state.blocks.items()
+            for (v, i), info in blocks.items()
+            if info.tier == tier.name
+        }
+        assert on_disk == in_map == set(cache.lru[tier.name]), tier.name
+    for name, node in nodes.items():
+        for idx in range(4):
+            got = cache.read((node.id, node.version, idx))
+            assert got is None or got == name.encode() * 16

@@ -18,7 +18,7 @@ Eviction: to make room in a tier, the first evictable block in the policy's orde
 LRFU, engine/cache/eviction.py) is demoted to the next tier, or dropped from the last; under
 the namespace lock only the decisions and entries, the copies and deletions after it
 (engine/cache/evicting.py). Blocks of pinned files and of files not persisted in a UFS are
-never evicted; the latter are kept off volatile tiers too (engine/cache/placement.py).
+never evicted; the latter are kept off volatile tiers too (engine/cache/media.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from engine.cache.crc import crc32
 from engine.cache.evicting import Move, Pending
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
-from engine.cache.placement import durable_tiers, media_of, tiers_for
+from engine.cache.media import durable_tiers, media_of, tiers_for
 from engine.cache.reconcile import ReconcileReport, reconcile
 from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey, TierStore, Written
@@ -424,9 +424,7 @@ class BlockCache:
         self.pending.moving.discard(key)
         now = self.info(key)
         if copied is not None and now == info:
-            seq = self.ns.gate.commit(
-                E.BlockMoved(key[0], key[1], key[2], job.dst.name, time.time_ns())
-            )
+            seq = self.ns.gate.commit(E.BlockMoved(*key, job.dst.name, time.time_ns()))
             self.lru[job.dst.name][key] = n
             self._stamp(job.dst, key, copied)
             self.pending.unlink(job.src, key, seq)  # once the move is durable
@@ -434,8 +432,10 @@ class BlockCache:
         self.used[job.dst.name] -= n
         if copied is not None and (now is None or now.tier != job.dst.name):
             self.pending.unlink(job.dst, key, -1)  # an orphan: no entry names it
-        if now != info:
-            return  # dropped or rewritten meanwhile: that change saw to its file
+        if now != info:  # dropped (the drop sees to its file), or garbage: collected here
+            if now is None and self._current(key, None) is None:
+                self.pending.unlink(job.src, key, None)
+            return
         if job.give_back:
             self.lru[job.src.name][key] = n
             self.used[job.src.name] += n

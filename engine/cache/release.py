@@ -8,7 +8,7 @@ BlockRemoved: its bytes are in its UFS. Either way the journal says where every 
 crash half-way leaves a true state (each move copies before it journals, each drop journals
 before it deletes; reconcile removes files left over). Blocks that are the only copy of their
 content (not persisted, or of a file unlinked while open) are never on a volatile tier
-(engine/cache/placement.py), and are left alone if one is. Then the tier's directories, now
+(engine/cache/media.py), and are left alone if one is. Then the tier's directories, now
 empty, are removed: only empty directories, never anything else that is there.
 
 The copies are made outside the namespace lock, as eviction's are (engine/cache/evicting.py).

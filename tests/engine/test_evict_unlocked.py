@@ -159,3 +159,26 @@ def test_concurrent_stores_and_frees_never_overcommit_a_tier(
         for idx in range(4):
             got = cache.read((node.id, node.version, idx))
             assert got is None or got == name.encode() * 16
+
+
+def test_a_block_whose_file_is_deleted_while_it_is_demoted_leaves_no_file(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    tiers = [("MEM", tmp_path / "mem", 16), ("SSD", tmp_path / "ssd", 64)]
+    engine = started(home, tmp_path, open_engine, tiers)
+    cache, key, data = cached(engine, "a")
+    fifo = _fifo_in_place_of(cache, key)
+    evictor = _evicting(engine)
+    fd = _writer_once_read(fifo, evictor)
+    try:
+        assert engine.ns.lock.acquire(timeout=DEADLOCK_GUARD_S), "held during the copy"
+        engine.ns.lock.release()
+        engine.fs.delete("/a")  # its blocks leave the map: the one being copied is garbage
+    finally:
+        os.write(fd, data)
+        os.close(fd)
+        evictor.join()
+    assert cache.info(key) is None
+    assert not os.path.lexists(fifo)  # detached, so no later collection would find it
+    assert not os.path.lexists(cache.by_name["SSD"].path_of(key))
+    _consistent(cache)

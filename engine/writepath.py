@@ -135,7 +135,11 @@ class WritePath:
                 )  # fmt: skip
                 seq = ns.gate.commit(entry)
             if small:
-                seq = max(seq, self._cache_blocks(node, blocks))
+                try:
+                    seq = max(seq, self._cache_blocks(node, blocks))
+                except BaseException:  # the UFS has the bytes: their entry durable, as ever
+                    ns.gate.sync(seq)
+                    raise
             ns.gate.ask_sync(seq)
         ns.gate.sync(seq)  # THROUGH: durable at close (docs/operations.md)
         if node.nlink > 1:

@@ -128,6 +128,11 @@ class CommitGate:
         file that held a block's only copy) waits here before it is carried out."""
         self.journal.sync(seq)
 
+    def ask_sync(self, seq: int) -> None:
+        """Asks for entry ``seq`` to be durable soon without waiting: inside ``batched()``,
+        the batch and the request reach the writer in one write; ``sync`` then only waits."""
+        self.journal.ask_sync(seq)
+
     def synced(self) -> bool:
         """Whether every entry committed so far is durable."""
         journal = self.journal

@@ -39,6 +39,10 @@ from engine.xattrs import carry_to_store, xattrs_of
 from journal import entries as E
 from ufs.base import UfsAttrs, UfsStatus
 
+# The largest last block written while the commit's appends are held (Journal.held): a hold
+# gathers every thread's appends, so it spans a small tier write only.
+_HELD_WRITE_MAX = 1 << 20
+
 
 class NewFile(NamedTuple):
     """Where a write puts its file, and the attributes it gets if the write creates it."""
@@ -115,24 +119,45 @@ class WritePath:
         status = carry_to_store(connector, rel, xattrs_of(old) if old else {}, status)
         ns = self.ns
         now = time.time_ns()
-        with ns.lock:
-            node = new.existing()
-            replaced = node is not None  # its old blocks (maybe its only copy) must not serve
-            if node is None:
-                node = new.create(ns, now)
-            mtime = now if attrs.mtime_ns is None else attrs.mtime_ns  # the store's copy's
-            entry = E.UfsFingerprint(
-                node.id, status.fingerprint, status.size, mtime, now, self.sync.block_size,
-                replaced,
-            )  # fmt: skip
-            seq = ns.gate.commit(entry)
+        # A small file's entry, its cached block (mark and entry) and the sync request go to
+        # the journal's writer in one write, and the close waits for one sync of them all.
+        small = blocks is not None and sum(map(len, blocks)) <= _HELD_WRITE_MAX
+        with ns.gate.batched():
+            with ns.lock:
+                node = new.existing()
+                replaced = node is not None  # its old blocks (maybe only copy) must not serve
+                if node is None:
+                    node = new.create(ns, now)
+                mtime = now if attrs.mtime_ns is None else attrs.mtime_ns  # the store copy's
+                entry = E.UfsFingerprint(
+                    node.id, status.fingerprint, status.size, mtime, now, self.sync.block_size,
+                    replaced,
+                )  # fmt: skip
+                seq = ns.gate.commit(entry)
+            if small:
+                try:
+                    seq = max(seq, self._cache_blocks(node, blocks))
+                except BaseException:  # the UFS has the bytes: their entry durable, as ever
+                    ns.gate.sync(seq)
+                    raise
+            ns.gate.ask_sync(seq)
         ns.gate.sync(seq)  # THROUGH: durable at close (docs/operations.md)
         if node.nlink > 1:
             mirror_names(ns, self.sync, connector, node, mount, rel)
-        if blocks and self.cache is not None:
+        if not small and blocks and self.cache is not None:
             for idx, block in enumerate(blocks):
                 self.cache.store((node.id, node.version, idx), block)
         return node
+
+    def _cache_blocks(self, node: Inode, blocks: list[bytes] | None) -> int:
+        """The blocks of a file written CACHE_THROUGH cached, not waiting: the highest
+        sequence number to wait for (0: none)."""
+        seq = 0
+        if blocks and self.cache is not None:
+            for idx, block in enumerate(blocks):
+                key = (node.id, node.version, idx)
+                seq = max(seq, self.cache.store_nowait(key, block, None) or 0)
+        return seq
 
     def _to_store(
         self, new: NewFile, source: BinaryIO, kind: WriteType, ufs: UfsTarget, attrs: UfsAttrs
@@ -199,37 +224,57 @@ class WritePath:
         ns = self.ns
         node, created = self._target(cache, new, source, kind)
         staged: StagedVersion | None = None
+        committed = False
         try:
             staged = StagedVersion(cache, node.id, ns.path_of(node))
-            length = self._stage(staged, source, kind)
-            with ns.lock:
-                seq = staged.commit(length, self.sync.block_size, kind.persists_async)
+            length, idx, last = self._stage(staged, source, kind)
+            if len(last) > _HELD_WRITE_MAX:  # other threads' appends wait while it is held
+                self._add(staged, idx, last, kind)
+                last = b""
+            # A small file's block mark and entry, the commit and the mtime in one pipe write
+            # to the journal's writer, not four (held over one small block's write at most).
+            with ns.gate.batched():
+                if last:
+                    self._add(staged, idx, last, kind)
+                with ns.lock:
+                    seq = staged.commit(length, self.sync.block_size, kind.persists_async)
+                    committed = True
+                    if mtime is not None:  # before the upload is queued: it carries the mtime
+                        seq = ns.gate.commit(E.SetAttr(node.id, time.time_ns(), mtime=mtime))
         except BaseException:
             if staged is not None:
                 staged.abort()
-            if created:
+            if created and not committed:
                 self._remove_new(node)
             raise
-        if mtime is not None:  # before the upload is queued: it carries the file's mtime
-            with ns.lock:
-                seq = ns.gate.commit(E.SetAttr(node.id, time.time_ns(), mtime=mtime))
         ns.gate.durable(seq)
         if kind.persists_async and self.persister is not None:
             self.persister.submit(node.id, staged.version)
         return node
 
-    def _stage(self, staged: StagedVersion, source: BinaryIO, kind: WriteType) -> int:
-        """Stages ``source``'s bytes block by block; their length."""
+    def _stage(
+        self, staged: StagedVersion, source: BinaryIO, kind: WriteType
+    ) -> tuple[int, int, bytes]:
+        """Stages ``source``'s bytes block by block but a short last one, which the commit's
+        batch adds: the length of them all, the next block's index and that short block's
+        bytes (b"": none). No read ahead: a block is staged as soon as it is whole."""
+        bs = self.sync.block_size
         length = idx = 0
-        while block := _read_full(source, self.sync.block_size):
-            if not staged.add(idx, block):
-                raise NoSpace(
-                    f"the cache has no room for {staged.what} (written {kind.name}): its tiers"
-                    " are full of pinned or unpersisted blocks; nothing of this write was kept"
-                )
+        while block := _read_full(source, bs):
             length += len(block)
+            if len(block) < bs:  # a short block ends the source
+                return length, idx, block
+            self._add(staged, idx, block, kind)
             idx += 1
-        return length
+        return length, idx, b""
+
+    @staticmethod
+    def _add(staged: StagedVersion, idx: int, block: bytes, kind: WriteType) -> None:
+        if not staged.add(idx, block):
+            raise NoSpace(
+                f"the cache has no room for {staged.what} (written {kind.name}): its tiers"
+                " are full of pinned or unpersisted blocks; nothing of this write was kept"
+            )
 
     def _target(
         self, cache: BlockCache, new: NewFile, source: BinaryIO, kind: WriteType

@@ -331,18 +331,31 @@ class ProcessCommit(Waiters):
         file systems before its next sync of the log (journal/datasync.py)."""
         with self._lock:
             if self.failed is None and not self.closed:
-                self._send(_pack_message(0, CONTROL_DATA))
+                mark = _pack_message(0, CONTROL_DATA)
+                if self._held is not None and not self._backlog:
+                    # Gathered like an entry: it goes before the entry naming the block, in
+                    # the same write (the child notes a mark before writing the records of
+                    # its batch, so every sync of that entry covers the mark).
+                    self._held.append(mark)
+                else:
+                    self._send(mark)
 
     def sync(self, seq: int) -> None:
         """Returns once record ``seq`` is durable (asking the child to sync now)."""
         if self.durable_seq >= seq:
             return
-        if self.interval_s > 0:
-            with self._lock:
-                if self._sync_asked < seq and self.failed is None:
-                    self._sync_asked = self.next_seq - 1
-                    self._send(_pack_message(0, CONTROL_SYNC))
+        self.ask_sync(seq)
         self._wait(seq, True)
+
+    def ask_sync(self, seq: int) -> None:
+        """Asks the child to sync record ``seq`` now, not waiting: in a hold, the request
+        joins the gathered appends' one write, and a ``sync`` after the hold only waits."""
+        if self.interval_s <= 0 or self.durable_seq >= seq:
+            return  # every_op: each batch is synced as it is written
+        with self._lock:
+            if self._sync_asked < seq and self.failed is None:
+                self._sync_asked = self.next_seq - 1
+                self._send(_pack_message(0, CONTROL_SYNC))
 
     def _wait(self, seq: int, durable: bool) -> None:
         while self._reached(durable) < seq:

@@ -370,6 +370,12 @@ class Journal(Generic[S]):
         assert self._commit is not None
         self._commit.sync(self._commit.next_seq - 1 if seq is None else seq)
 
+    def ask_sync(self, seq: int) -> None:
+        """Asks for entry ``seq`` to be made durable soon, not waiting (``sync`` waits): in
+        ``held()``, the request goes down with the gathered entries, in their one write."""
+        if isinstance(self._commit, ProcessCommit):
+            self._commit.ask_sync(seq)
+
     def wait_async(self, seq: int) -> Awaitable[None]:
         """``wait`` for trio tasks: awaiting it never blocks the event loop."""
         assert self._commit is not None

@@ -2,10 +2,9 @@
 
 The journal's block map (``State.blocks``: file -> {(version, index): BlockInfo}) is the truth;
 this object adds what need not survive a restart: bytes used per tier and the recency order
-the evictor follows. Every change is journaled like any other mutation — BlockCached after the
-block file is durable under its final name, BlockMoved after the copy in the lower tier is,
-BlockRemoved *before* the file is deleted — so a crash at any point leaves at worst an orphan
-file, which ``reconcile`` removes at the next start.
+the evictor follows. Every change is journaled like any other mutation — BlockCached and
+BlockMoved after the file is durable under its final name, BlockRemoved *before* the file is
+deleted — so a crash at any point leaves at worst an orphan, which ``reconcile`` removes.
 
 Blocks are keyed by (file id, content version, index). A file whose UFS fingerprint changed
 has a new version, so a block of the old content can never be served; its files are collected
@@ -16,10 +15,10 @@ are staged under the version above their file's (engine/cache/staging.py): in th
 served, outside the eviction order until the rewrite commits them.
 
 Eviction: to make room in a tier, the first evictable block in the policy's order (LRU or
-LRFU, engine/cache/eviction.py) is demoted to the next tier, or dropped from the last. Blocks
-of pinned files and of files whose current content is not persisted in a UFS are never
-evicted; the latter, the only copy of acknowledged data, are also kept off volatile tiers (a
-tier without ``sync``: MEM on /dev/shm, which a reboot empties), whether stored or promoted.
+LRFU, engine/cache/eviction.py) is demoted to the next tier, or dropped from the last; under
+the namespace lock only the decisions and entries, the copies and deletions after it
+(engine/cache/evicting.py). Blocks of pinned files and of files not persisted in a UFS are
+never evicted; the latter are kept off volatile tiers too (engine/cache/media.py).
 """
 
 from __future__ import annotations
@@ -33,13 +32,14 @@ from typing import overload
 
 from engine.cache import checked, nowait
 from engine.cache.crc import crc32
+from engine.cache.evicting import Move, Pending
 from engine.cache.eviction import eviction_policy
 from engine.cache.fetch import BlockFetcher
+from engine.cache.media import durable_tiers, media_of, tiers_for
 from engine.cache.reconcile import ReconcileReport, reconcile
 from engine.cache.stats import CacheStats
 from engine.cache.tiers import BlockKey, TierStore, Written
 from engine.cache.usage import tier_usage
-from engine.errors import NoSpace
 from engine.inode import PERSISTED, PINNED, Inode
 from engine.namespace import Namespace
 from engine.state import BlockInfo
@@ -78,6 +78,8 @@ class BlockCache:
         self._verified: dict[BlockKey, tuple[int, int, int]] = {}  # block -> checked stamp
         self._accesses: deque[tuple[BlockKey, str, float]] = deque(maxlen=ACCESS_BUFFER)
         self.fetcher = BlockFetcher(self)
+        # Eviction's file work, queued under the lock, done outside it (engine/cache/evicting.py).
+        self.pending = Pending(ns.gate)
         # file -> the version a rewrite is staging for it (engine/cache/staging.py). Its blocks
         # are the rewrite's alone until it commits or gives up: no other block of that version
         # is written, and one rewrite of a file stages at a time (the next waits on this).
@@ -149,7 +151,8 @@ class BlockCache:
             with self.ns.lock:
                 self._verified.pop(key, None)
                 if self.info(key) == info:
-                    self.drop(key, info)
+                    self.drop(key, info, later=True)
+            self.run_evictions()
             return None
         self._accesses.append((key, info.tier, time.monotonic() if self.policy.timed else 0.0))
         hits = self.stats.tier_hits
@@ -196,10 +199,11 @@ class BlockCache:
             for tier in self.tiers:
                 lru = self.lru[tier.name]
                 for key in [k for k in lru if self.evictable(k) is None]:
-                    self.ns.gate.sync()  # what made it garbage first: docs/operations.md
                     self.used[tier.name] -= lru.pop(key)
-                    tier.remove(key)
+                    # Once what made it garbage is durable (docs/operations.md), unlocked.
+                    self.pending.unlink(tier, key, None)
                     removed += 1
+        self.run_evictions()
         return removed
 
     # -- storing and making room -------------------------------------------------------------
@@ -237,10 +241,18 @@ class BlockCache:
         """``store_nowait``'s first half, outside the lock: the block file written in the
         highest tier with room, its room counted, for ``commit_block`` to journal (0: cached
         meanwhile; None: not cached)."""
+        try:
+            return self._write_block(key, data, fingerprint, below)
+        finally:
+            self.run_evictions()  # what making room queued, also where no tier took the block
+
+    def _write_block(
+        self, key: BlockKey, data: bytes, fingerprint: str | None, below: float | None
+    ) -> Written | int | None:
         n = len(data)
         checksum = crc32(data)
         media = self.media_of(key[0])
-        for i in self._tiers_for(key, media):
+        for i in tiers_for(self.ns, self.tiers, key, media):
             tier = self.tiers[i]
             with self.ns.lock:
                 if self.info(key) is not None:
@@ -251,9 +263,12 @@ class BlockCache:
                 if not tier.spec.sync and not node.flags & PERSISTED:
                     continue  # volatile: only for persisted content (checked under the lock)
                 free = below is None or self.used[tier.name] + n <= tier.quota * below
+                if self.pending.busy(tier.name, key):
+                    continue  # its old file there is still to be deleted
                 if n > tier.quota or not free or not self.make_room(i, n):
                     continue
                 self.used[tier.name] += n  # reserved while the file is written
+            self.run_evictions()  # the victims' files moved or deleted, outside the lock
             try:
                 st = tier.write(key, data, durable=not node.flags & PERSISTED)  # a copy
             except OSError as exc:  # a full disk, a deleted directory: try the next tier
@@ -303,7 +318,7 @@ class BlockCache:
         back (``used[tier] -= n``) if it cannot."""
         media = self.media_of(file)
         # Staged content is in no UFS yet: only a durable tier may hold it.
-        durable = self._durable_tiers(file, media)
+        durable = durable_tiers(self.ns, self.tiers, file, media)
         for i in range(start, len(self.tiers)):
             tier = self.tiers[i]
             if i not in durable:
@@ -320,30 +335,6 @@ class BlockCache:
         self.lru[tier][key] = n
         self.policy.touch(key)
 
-    def _tiers_for(self, key: BlockKey, media: list[str] | None) -> list[int]:
-        """The tiers block ``key`` may be stored in, highest first: those its file is pinned
-        to, and only durable ones while the file's content is not persisted."""
-        node = self.ns.tree.find(key[0])
-        if node is None or node.version != key[1] or node.flags & PERSISTED:
-            # (stale bytes are turned away under the lock)
-            return [i for i, t in enumerate(self.tiers) if not media or t.name in media]
-        return self._durable_tiers(key[0], media)
-
-    def _durable_tiers(self, file: int, media: list[str] | None) -> list[int]:
-        """The durable tiers (sync = true) ``file``'s media allow, highest first; raises
-        NoSpace, naming why, if its media allow only volatile ones."""
-        allowed = [i for i, t in enumerate(self.tiers) if not media or t.name in media]
-        durable = [i for i in allowed if self.tiers[i].spec.sync]
-        if allowed and not durable:
-            names = ", ".join(self.tiers[i].name for i in allowed)
-            node = self.ns.tree.find(file)
-            path = self.ns.path_of(node) if node is not None else f"inode {file}"
-            raise NoSpace(
-                f"{path} is not in its UFS yet, so its blocks need a durable cache tier"
-                f" (sync = true), and it may only use {names}" + (" (pinned)" if media else "")
-            )
-        return durable
-
     def _stamp(self, tier: TierStore, key: BlockKey, st: os.stat_result | None = None) -> None:
         """Records the just-written (so checked) block file's stamp: reads skip the CRC."""
         if st is None:
@@ -355,8 +346,7 @@ class BlockCache:
 
     def media_of(self, file: int) -> list[str] | None:
         """The tiers ``file`` is pinned to, or None: any tier."""
-        node = self.ns.tree.find(file)
-        return node.ext.media if node is not None and node.ext is not None else None
+        return media_of(self.ns, file)
 
     def evictable(self, key: BlockKey) -> bool | None:
         """True/False for a block in the map; None for one that left it (stale: collect)."""
@@ -382,67 +372,91 @@ class BlockCache:
             evictable = self.evictable(key)
             length = lru[key]
             if evictable is None:  # its file changed or went: the bytes are garbage
-                self.ns.gate.sync()  # what made it garbage first: docs/operations.md
                 del lru[key]
                 self.used[tier.name] -= length
-                tier.remove(key)
+                self.pending.unlink(tier, key, None)  # once durable, as collect_garbage's
                 continue
             if not evictable:
                 continue
             info = self.info(key)
             assert info is not None
+            # Detached: out of the order and the accounting, so nobody picks it twice; readers
+            # still read it where it is until its move is journaled.
+            del lru[key]
+            self.used[tier.name] -= length
             if not self._demote(key, info, i):
-                self.drop(key, info)
+                self.drop(key, info, later=True)
             self.stats.evictions += 1
             evicted = self.stats.tier_evictions
             evicted[tier.name] = evicted.get(tier.name, 0) + 1
         return self.used[tier.name] + n <= tier.quota
 
     def _demote(self, key: BlockKey, info: BlockInfo, i: int) -> bool:
+        """With the lock held: a detached block's move to the tier below queued, its room
+        there counted; False if that tier cannot take it."""
         if i + 1 >= len(self.tiers):
             return False
         lower = self.tiers[i + 1]
+        if self.pending.busy(lower.name, key):
+            return False
         if info.length > lower.quota or not self.make_room(i + 1, info.length):
             return False
-        return self.move_block(key, info, i, i + 1)
-
-    def move_block(
-        self, key: BlockKey, info: BlockInfo, src: int, dst: int, detached: bool = False
-    ) -> bool:
-        """With the lock held and room made in ``dst``: copies the block there, journals
-        BlockMoved, then deletes the old copy. ``detached``: the caller already took it out
-        of the source tier's accounting."""
-        source, target = self.tiers[src], self.tiers[dst]
-        try:
-            data = source.read(key)
-            if crc32(data) != info.checksum:
-                return False
-            target.write(key, data)
-        except OSError as exc:
-            log.warning("cannot move block %s to %s: %s", key, target.name, exc)
-            return False
-        seq = self.ns.gate.commit(E.BlockMoved(key[0], key[1], key[2], target.name, time.time_ns()))
-        self.ns.gate.sync(seq)  # lost, the new copy (maybe the only one) is swept at start
-        if not detached:
-            del self.lru[source.name][key]
-            self.used[source.name] -= info.length
-        source.remove(key)
-        self.lru[target.name][key] = info.length
-        self.used[target.name] += info.length
-        self._stamp(target, key)
+        self.queue_move(key, info, i, i + 1, give_back=False)
         return True
 
-    def drop(self, key: BlockKey, info: BlockInfo) -> None:
-        """With the namespace lock held: journals the removal, then deletes the file."""
+    def queue_move(
+        self, key: BlockKey, info: BlockInfo, src: int, dst: int, give_back: bool
+    ) -> None:
+        """With the lock held, ``key`` detached from tier ``src`` and room made in ``dst``: its
+        move queued for ``run_evictions``, the room counted."""
+        self.used[self.tiers[dst].name] += info.length
+        self.pending.move(Move(key, info, self.tiers[src], self.tiers[dst], give_back))
+
+    def run_evictions(self) -> None:
+        """Without the lock: the file work that making room queued (engine/cache/evicting.py).
+        Whoever made room runs it once out of the lock, before using the room."""
+        self.pending.run(self.finish_move)
+
+    def finish_move(self, job: Move, copied: os.stat_result | None) -> None:
+        """With the lock held: a queued move whose copy is ``copied`` (None: failed) journaled
+        if the block is still the one chosen, or its reservation given back."""
+        key, info, n = job.key, job.info, job.info.length
+        self.pending.moving.discard(key)
+        now = self.info(key)
+        if copied is not None and now == info:
+            seq = self.ns.gate.commit(E.BlockMoved(*key, job.dst.name, time.time_ns()))
+            self.lru[job.dst.name][key] = n
+            self._stamp(job.dst, key, copied)
+            self.pending.unlink(job.src, key, seq)  # once the move is durable
+            return
+        self.used[job.dst.name] -= n
+        if copied is not None and (now is None or now.tier != job.dst.name):
+            self.pending.unlink(job.dst, key, -1)  # an orphan: no entry names it
+        if now != info:  # dropped (the drop sees to its file), or garbage: collected here
+            if now is None and self._current(key, None) is None:
+                self.pending.unlink(job.src, key, None)
+            return
+        if job.give_back:
+            self.lru[job.src.name][key] = n
+            self.used[job.src.name] += n
+        else:
+            self.drop(key, info, later=True)
+
+    def drop(self, key: BlockKey, info: BlockInfo, later: bool = False) -> None:
+        """With the namespace lock held: journals the removal, then deletes the file once that
+        is durable (and the Persisted that made it evictable: docs/operations.md): at once,
+        waiting under the lock, or ``later``, by ``run_evictions`` outside it."""
         seq = self.ns.gate.commit(E.BlockRemoved(key[0], key[1], key[2], time.time_ns()))
         self._verified.pop(key, None)
         self.policy.forget(key)
-        tier = self.by_name.get(info.tier)
         lru = self.lru.get(info.tier)
         if lru is not None and lru.pop(key, None) is not None:
             self.used[info.tier] -= info.length
-        self.ns.gate.sync(seq)  # and the Persisted that made it evictable: docs/operations.md
-        if tier is not None:
+        tier = self.by_name.get(info.tier)
+        if tier is not None and later:
+            self.pending.unlink(tier, key, seq)
+        elif tier is not None:
+            self.ns.gate.sync(seq)
             tier.remove(key)
 
     def verify(self, files: list[int]) -> int:
@@ -477,7 +491,8 @@ class BlockCache:
                 if k[0] == node.version
             }
             for (version, idx), info in blocks.items():
-                self.drop((file, version, idx), info)
+                self.drop((file, version, idx), info, later=True)
+        self.run_evictions()
         return len(blocks)
 
     def reconcile(self, repair: bool = True) -> ReconcileReport:

@@ -8,11 +8,10 @@ BlockRemoved: its bytes are in its UFS. Either way the journal says where every 
 crash half-way leaves a true state (each move copies before it journals, each drop journals
 before it deletes; reconcile removes files left over). Blocks that are the only copy of their
 content (not persisted, or of a file unlinked while open) are never on a volatile tier
-(BlockCache._durable_tiers), and are left alone if one is. Then the tier's directories, now
+(engine/cache/media.py), and are left alone if one is. Then the tier's directories, now
 empty, are removed: only empty directories, never anything else that is there.
 
-This runs while nothing else uses the cache (at close), so copying under the namespace lock,
-as eviction does, holds no request up.
+The copies are made outside the namespace lock, as eviction's are (engine/cache/evicting.py).
 """
 
 from __future__ import annotations
@@ -71,9 +70,16 @@ def _empty(cache: BlockCache, volatile_only: bool) -> Released:
 
 
 def _release_one(cache: BlockCache, key: BlockKey, src: int, out: Released, *, move: bool) -> None:
+    try:
+        _decide(cache, key, src, out, move)
+    finally:
+        cache.run_evictions()  # the copies and deletions, outside the lock
+
+
+def _decide(cache: BlockCache, key: BlockKey, src: int, out: Released, move: bool) -> None:
     with cache.ns.lock:
         info = cache.info(key)
-        if info is None or info.tier != cache.tiers[src].name:
+        if info is None or info.tier != cache.tiers[src].name or key in cache.pending.moving:
             return  # collected, moved or dropped meanwhile
         node = cache.ns.tree.find(key[0])
         if node is None or node.version != key[1] or not node.flags & PERSISTED:
@@ -82,7 +88,7 @@ def _release_one(cache: BlockCache, key: BlockKey, src: int, out: Released, *, m
         if move and move_down(cache, key, info, src):
             out.moved += 1
         else:
-            cache.drop(key, info)
+            cache.drop(key, info, later=True)
             out.dropped += 1
 
 
@@ -111,12 +117,17 @@ def remove_empty_tree(root: str) -> bool:
 
 
 def move_down(cache: BlockCache, key: BlockKey, info: BlockInfo, src: int) -> bool:
-    """With the lock held: moves the block from tier ``src`` to the highest durable tier below
-    it that its media allow and that has (or can make) room; False if none can."""
+    """With the lock held: queues the block's move from tier ``src`` to the highest durable
+    tier below it that its media allow and that has (or can make) room; False if none can.
+    (A copy that then fails drops the block: its bytes are in its UFS.)"""
     media = cache.media_of(key[0])
     for i in range(src + 1, len(cache.tiers)):
         tier = cache.tiers[i]
         if tier.spec.sync and (not media or tier.name in media) and info.length <= tier.quota:
-            if cache.make_room(i, info.length):
-                return cache.move_block(key, info, src, i)
+            if not cache.pending.busy(tier.name, key) and cache.make_room(i, info.length):
+                source = cache.tiers[src].name
+                if cache.lru[source].pop(key, None) is not None:
+                    cache.used[source] -= info.length
+                cache.queue_move(key, info, src, i, give_back=False)
+                return True
     return False

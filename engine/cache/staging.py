@@ -70,6 +70,7 @@ class StagedVersion:
             with ns.lock:
                 self._check()
                 i = cache.reserve(self.file, n, start)
+            cache.run_evictions()  # the room's victims moved or deleted, outside the lock
             if i is None:
                 return False
             tier = cache.tiers[i]

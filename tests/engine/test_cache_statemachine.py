@@ -200,6 +200,19 @@ class CacheMachine(RuleBasedStateMachine):
             assert cache.used[tier] >= mapped[tier]  # reserved bytes of stale files included
             assert cache.used[tier] <= quota
 
+    @invariant()
+    def eviction_work_done_at_rest(self) -> None:
+        """Whoever made room ran its queued copies and deletions (engine/cache/evicting.py):
+        none is left, no block is detached, and each tier counts exactly its ordered blocks."""
+        if not hasattr(self, "engine"):
+            return
+        cache = self.engine.cache
+        assert cache is not None
+        pending = cache.pending
+        assert not pending.jobs and not pending.moving and not pending.unlinking
+        for tier, lru in cache.lru.items():
+            assert cache.used[tier] == sum(lru.values()), tier
+
 
 TestCacheMachine = CacheMachine.TestCase
 TestCacheMachine.settings = settings(

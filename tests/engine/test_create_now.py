@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from engine.errors import AlreadyExists
 from engine.posix import Caller
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine
+from tests.locks import held_elsewhere
 from tests.ufs.stores import LocalStore
 
 USER = Caller(1000, 1001, umask=0o027)
@@ -71,21 +71,8 @@ def test_create_now_declines_what_would_wait(
         assert fs.create_now(USER, unlisted.id, "g", 0o644) is None  # its listing: in a thread
         assert "g" not in (unlisted.children or {})
 
-        taken, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with engine.ns.lock:
-                taken.set()
-                release.wait()
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        taken.wait()
-        try:
+        with held_elsewhere(engine.ns.lock):
             assert fs.create_now(USER, parent.id, "h", 0o644) is None  # never waits for it
-        finally:
-            release.set()
-            holder.join()
         assert "h" not in parent.children  # type: ignore[operator]
 
         made = fs.create_now(USER, parent.id, "h", 0o644)

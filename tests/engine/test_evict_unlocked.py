@@ -11,7 +11,10 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.tiers import BlockKey
@@ -57,9 +60,18 @@ def _consistent(cache: BlockCache) -> None:
     assert not cache.pending.jobs and not cache.pending.moving and not cache.pending.unlinking
 
 
-def test_the_namespace_lock_is_free_while_a_demotion_copies(
-    home: Path, tmp_path: Path, open_engine: OpenEngine
-) -> None:
+class Demotion(NamedTuple):
+    engine: Engine
+    cache: BlockCache
+    key: BlockKey
+    data: bytes
+    fifo: str
+
+
+@contextmanager
+def _demotion_copying(home: Path, tmp_path: Path, open_engine: OpenEngine) -> Iterator[Demotion]:
+    """Block /a cached in a one-block MEM tier, its file a FIFO, and /b being stored in a
+    thread: for the length of the block, a's demotion to SSD waits in its copy's read."""
     tiers = [("MEM", tmp_path / "mem", 16), ("SSD", tmp_path / "ssd", 64)]
     engine = started(home, tmp_path, open_engine, tiers)
     cache, key, data = cached(engine, "a")
@@ -67,15 +79,22 @@ def test_the_namespace_lock_is_free_while_a_demotion_copies(
     evictor = _evicting(engine)
     fd = _writer_once_read(fifo, evictor)
     try:
+        yield Demotion(engine, cache, key, data, fifo)
+    finally:
+        os.write(fd, data)
+        os.close(fd)
+        evictor.join()
+
+
+def test_the_namespace_lock_is_free_while_a_demotion_copies(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    with _demotion_copying(home, tmp_path, open_engine) as (engine, cache, key, data, fifo):
         took = engine.ns.lock.acquire(timeout=DEADLOCK_GUARD_S)
         assert took, "the namespace lock is held while the eviction copies"
         engine.ns.lock.release()
         info = cache.info(key)
         assert info is not None and info.tier == "MEM"  # not moved until its copy is whole
-    finally:
-        os.write(fd, data)
-        os.close(fd)
-        evictor.join()
     info = cache.info(key)
     assert info is not None and info.tier == "SSD"
     assert cache.read(key) == data
@@ -86,13 +105,7 @@ def test_the_namespace_lock_is_free_while_a_demotion_copies(
 def test_a_block_dropped_while_its_demotion_copies_is_not_moved(
     home: Path, tmp_path: Path, open_engine: OpenEngine
 ) -> None:
-    tiers = [("MEM", tmp_path / "mem", 16), ("SSD", tmp_path / "ssd", 64)]
-    engine = started(home, tmp_path, open_engine, tiers)
-    cache, key, data = cached(engine, "a")
-    fifo = _fifo_in_place_of(cache, key)
-    evictor = _evicting(engine)
-    fd = _writer_once_read(fifo, evictor)
-    try:
+    with _demotion_copying(home, tmp_path, open_engine) as (engine, cache, key, data, fifo):
         assert engine.ns.lock.acquire(timeout=DEADLOCK_GUARD_S), "held during the copy"
         try:
             info = cache.info(key)
@@ -100,10 +113,6 @@ def test_a_block_dropped_while_its_demotion_copies_is_not_moved(
             cache.drop(key, info)  # freed meanwhile (`shoal cache free`, a failed check)
         finally:
             engine.ns.lock.release()
-    finally:
-        os.write(fd, data)
-        os.close(fd)
-        evictor.join()
     assert cache.info(key) is None  # the drop stands: no BlockMoved after it
     assert not os.path.lexists(cache.by_name["SSD"].path_of(key))  # the copy was removed
     _consistent(cache)
@@ -164,20 +173,10 @@ def test_concurrent_stores_and_frees_never_overcommit_a_tier(
 def test_a_block_whose_file_is_deleted_while_it_is_demoted_leaves_no_file(
     home: Path, tmp_path: Path, open_engine: OpenEngine
 ) -> None:
-    tiers = [("MEM", tmp_path / "mem", 16), ("SSD", tmp_path / "ssd", 64)]
-    engine = started(home, tmp_path, open_engine, tiers)
-    cache, key, data = cached(engine, "a")
-    fifo = _fifo_in_place_of(cache, key)
-    evictor = _evicting(engine)
-    fd = _writer_once_read(fifo, evictor)
-    try:
+    with _demotion_copying(home, tmp_path, open_engine) as (engine, cache, key, data, fifo):
         assert engine.ns.lock.acquire(timeout=DEADLOCK_GUARD_S), "held during the copy"
         engine.ns.lock.release()
         engine.fs.delete("/a")  # its blocks leave the map: the one being copied is garbage
-    finally:
-        os.write(fd, data)
-        os.close(fd)
-        evictor.join()
     assert cache.info(key) is None
     assert not os.path.lexists(fifo)  # detached, so no later collection would find it
     assert not os.path.lexists(cache.by_name["SSD"].path_of(key))

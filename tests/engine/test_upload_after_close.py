@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import threading
 from pathlib import Path
 
 from engine.engine import Engine
@@ -17,6 +16,7 @@ from engine.state import PERSISTED
 from tests.engine.content import content
 from tests.homes import SsdHome
 from tests.invariants import OpenEngine
+from tests.locks import held_elsewhere
 from tests.ufs.stores import LocalStore
 
 ROOT = Caller(0, 0, umask=0o022)
@@ -83,21 +83,8 @@ def test_setattr_now_commits_a_change_of_the_journal_only(
         assert stat.S_IMODE(stored.mode) == 0o644
         assert fs.setattr_now(engine.sync.lookup("/m").id, mode=0o700) is None  # a directory
         # The lock taken elsewhere: never waited for.
-        taken, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with engine.ns.lock:
-                taken.set()
-                release.wait()
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        taken.wait()
-        try:
+        with held_elsewhere(engine.ns.lock):
             assert fs.setattr_now(new.id, mode=0o640) is None
-        finally:
-            release.set()
-            holder.join()
         assert stat.S_IMODE(new.mode) == 0o600
     finally:
         engine.close()

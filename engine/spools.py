@@ -48,6 +48,11 @@ class StoreSpool:
         threads no longer read it (an upload's parts)."""
         self.staged.close()
 
+    def drop(self) -> None:
+        """``discard``, then ``close``: a spool whose content will never land, let go."""
+        self.discard()
+        self.close()
+
     def abandon(self) -> None:
         """As ``discard``, waiting for what the store must undo (an upload begun: aborted)."""
         try:

@@ -135,8 +135,7 @@ class MoreOperations:
             await self._acknowledged(seq)
         except BaseException:
             if spool is not None:
-                spool.discard()
-                spool.close()
+                spool.drop()
             raise
         return node, spool
 

@@ -129,8 +129,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             buffer = WriteBuffer(self.spool_dir, node.id, node.size, bs, read_old, spool)
             self.buffers[node.id] = buffer
         elif spool is not None:  # written already through another handle: that spool serves
-            spool.discard()
-            spool.close()
+            spool.drop()
         return buffer
 
     def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:

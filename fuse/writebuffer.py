@@ -203,8 +203,7 @@ class WriteBuffer:
         """Waits for whoever uses the buffer (a reader copying old content in, a commit)."""
         with self.lock:
             if self.spool is not None:  # never landed: its temporary file goes
-                self.spool.discard()
-                self.spool.close()  # self.fd: closed once the store's part threads are done
+                self.spool.drop()  # self.fd: closed once the store's part threads are done
                 self.spool, self.fd = None, -1
             if self.landed_fd >= 0:
                 os.close(self.landed_fd)

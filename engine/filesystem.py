@@ -231,7 +231,7 @@ class FileSystem:
         self.reads.store_missing(node)
 
     def read_cached(self, node: Inode, offset: int, length: int) -> bytes | bytearray | None:
-        if openfiles.is_orphan(self.ns, node.id):
+        if node.id in self.ns.state.orphans:  # (openfiles.is_orphan, inline: every hit asks)
             return None  # read_node serves it, from the cache alone
         return self.reads.read_cached(node, offset, length)
 

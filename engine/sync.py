@@ -129,8 +129,7 @@ class MetadataSync:
         """Monotonic time of the directory's last load from ``mount``; None if it never was.
         A load before a restart is known from the directory's listing mark."""
         key = (node.id, mount.time)
-        with self._lock:
-            loaded = self._loaded.get(key)
+        loaded = self._loaded.get(key)  # a dict get is atomic: every lookup reads, unlocked
         if loaded is not None:
             return loaded
         ext = node.ext

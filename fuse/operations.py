@@ -94,21 +94,23 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         return done  # type: ignore[return-value]
 
     def _attrs(self, node: Inode) -> pyfuse3.EntryAttributes:
-        a = pyfuse3.EntryAttributes()
+        a = pyfuse3.EntryAttributes()  # generation and st_rdev 0 already, as ids are never reused
         a.st_ino = node.id
-        a.generation = 0
         # Provisional attributes: looked up again at each use, so that another user's is
         # answered with the store's (sticky directories, owners' chmod: the kernel decides
         # those on what it holds, without asking).
-        a.entry_timeout = 0 if node.flags & PROVISIONAL else self.entry_timeout
         # Nor kept: with default_permissions the kernel then asks (GETATTR) at every open's
         # permission check and every stat, which ``getattr`` answers with the store's.
-        a.attr_timeout = 0 if node.flags & PROVISIONAL else self.attr_timeout
+        if node.flags & PROVISIONAL:
+            a.entry_timeout = a.attr_timeout = 0
+        else:
+            a.entry_timeout, a.attr_timeout = self.entry_timeout, self.attr_timeout
         a.st_mode = node.mode
         a.st_nlink = self.fs.nlink(node)
         a.st_uid = node.uid
         a.st_gid = node.gid
-        a.st_rdev = (node.ext.rdev or 0) if node.ext is not None else 0
+        if node.ext is not None and node.ext.rdev:
+            a.st_rdev = node.ext.rdev
         buffer = self.buffers.get(node.id)
         size = buffer.size if buffer is not None else node.size
         a.st_size = size

@@ -153,3 +153,21 @@ def test_readers_racing_evictions_and_stores_get_a_miss_or_their_own_bytes(
     assert wrong == []
     for _, key, data in blocks:
         assert cache.read(key) == data
+
+
+def test_a_hit_leaves_its_block_files_access_time_alone(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    # A block written since its last read (a stop's move down a tier, a cold pass's store)
+    # would have its access time moved by its first hit under relatime: on ext4 a journaled
+    # inode update per block of a tier pass, for a time nothing reads.
+    engine = started(home, tmp_path, open_engine, [("SSD", tmp_path / "ssd", 64)])
+    cache, key, data = cached(engine, "a")
+    tier = cache.by_name["SSD"]
+    tier.files.close()  # the next hit opens the block file by name, as the first after a start
+    path = tier.path_of(key)
+    st = os.stat(path)
+    before = st.st_mtime_ns - 10**10  # older than its content: relatime would move it
+    os.utime(path, ns=(before, st.st_mtime_ns))
+    assert cache.read(key) == data
+    assert os.stat(path).st_atime_ns == before

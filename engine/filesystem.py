@@ -277,8 +277,8 @@ class FileSystem:
     def release_orphan(self, ino: int) -> None:
         openfiles.release(self.ns, self.cache, [ino])
 
-    def nlink(self, node: Inode) -> int:
-        return 0 if openfiles.is_orphan(self.ns, node.id) else self.ns.tree.nlink(node)
+    def nlink(self, node: Inode) -> int:  # (openfiles.is_orphan inline: every LOOKUP asks)
+        return 0 if node.id in self.ns.state.orphans else self.ns.tree.nlink(node)
 
     def find_inode(self, ino: int) -> Inode | None:
         return self.ns.tree.find(ino)

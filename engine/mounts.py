@@ -270,13 +270,14 @@ class MountTable:
 
     def mount_of(self, node_id: int) -> Mount | None:
         """The mount whose subtree holds inode ``node_id`` (the nearest enclosing one)."""
-        mounts, tree = self.ns.state.mounts, self.ns.tree
-        node = tree.find(node_id)
+        mounts, table = self.ns.state.mounts, self.ns.tree.table
+        node = self.ns.tree.find(node_id)
         while node is not None:
             m = mounts.get(node.id)
             if m is not None:
                 return m
-            node = tree.find(node.parent) if node.parent != node.id else None
+            # A named node's parent is in the table (as path_of's): no bounds check per step
+            node = table[node.parent] if node.parent != node.id else None
         return None
 
     def _path(self, mount: Mount) -> str:

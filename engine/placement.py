@@ -256,10 +256,10 @@ class Placement:
         return self._walked_read_type(node)
 
     def _walked_read_type(self, node: Inode) -> ReadType:
-        mounts, tree = self.ns.state.mounts, self.ns.tree
+        mounts, table = self.ns.state.mounts, self.ns.tree.table
         mount: Mount | None = None
         typed: str | None = None
-        cur = tree.find(node.id)
+        cur = self.ns.tree.find(node.id)
         while cur is not None:
             ext = cur.ext
             if typed is None and ext is not None and ext.read_type:
@@ -268,7 +268,7 @@ class Placement:
                 mount = mounts.get(cur.id)
             if cur.parent == cur.id or (mount is not None and typed is not None):
                 break
-            cur = tree.find(cur.parent)
+            cur = table[cur.parent]  # a named node's parent is in the table (as path_of's)
         if mount is None:
             raise InvalidArgument(f"{self.ns.path_of(node)} is not below a mount")
         return self._read_type(node, mount, None, typed or "")

@@ -94,7 +94,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         return done  # type: ignore[return-value]
 
     def _attrs(self, node: Inode) -> pyfuse3.EntryAttributes:
-        a = pyfuse3.EntryAttributes()  # generation and st_rdev 0 already, as ids are never reused
+        a = pyfuse3.EntryAttributes()  # its generation (ids are never reused) and st_rdev: 0
         a.st_ino = node.id
         # Provisional attributes: looked up again at each use, so that another user's is
         # answered with the store's (sticky directories, owners' chmod: the kernel decides

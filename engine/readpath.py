@@ -119,7 +119,7 @@ class ReadPath:
                     for idx in range(first, last + 1)
                     if (info := blocks.get((version, idx))) is not None and info.tier != top
                 ]
-            # Promoted if the read type asks: deciding costs two walks up the tree, done here
+            # Promoted if the read type asks: deciding costs one walk up the tree, done here
             # (a thread hop per hit of a lower tier would cost more); moving is for a thread.
             if lower and self._promotes(node):
                 cache.fetcher.later(lambda: self._promote(lower))

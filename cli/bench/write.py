@@ -35,6 +35,7 @@ from typing import Any
 
 from cli.bench import writeloads as W
 from cli.bench import writetools as WT
+from cli.bench.ceiling import cpu_seconds
 from cli.bench.writeceiling import bare_write_mount
 from engine.config import default_tiers
 
@@ -224,10 +225,24 @@ def _s3(scratch: str, mib: int, homes: list[str]) -> dict[str, Any]:
         mount["in_store_bytes"] = client.head_object(Bucket="bench", Key="w/seq.bin")[
             "ContentLength"
         ]
+        ceiling = _s3_ceiling(scratch, server.endpoint, client, mib, data)
         boto3 = W.seq_figures(mib, W.boto3_multipart(client, "bench", "direct.bin", source))
     finally:
         server.stop()
-    return {"s3_mount": mount, "s3_boto3": boto3}
+    return {"s3_mount": mount, "s3_ceiling": ceiling, "s3_boto3": boto3}
+
+
+def _s3_ceiling(scratch: str, endpoint: str, client: Any, mib: int, data: bytes) -> dict[str, Any]:
+    """The same write through the bare pyfuse3 file system that streams it into a multipart
+    upload as boto3 would (cli/bench/s3memfs.py): what any pyfuse3 mount of S3 can reach here."""
+    with bare_write_mount(scratch, s3=(endpoint, "bench", "ceiling")) as ceiling:
+        path = os.path.join(ceiling.mountpoint, "seq.bin")
+        start = cpu_seconds(ceiling.pid)
+        figures = W.seq_figures(mib, W.write_sequential(path, mib, data))
+        figures["server_cpu_s"] = cpu_seconds(ceiling.pid) - start
+    head = client.head_object(Bucket="bench", Key="ceiling/seq.bin")
+    figures["in_store_bytes"] = head["ContentLength"]
+    return figures
 
 
 def _s3_mount_args(home: str, mnt: str, endpoint: str) -> list[str]:
@@ -268,6 +283,8 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         "tar_small_through_vs_local": result["tar_through"]["vs_local"],
         "seq_write_vs_local": result["seq_through"]["mb_per_s"] / result["seq_local"]["mb_per_s"],
         "s3_write_vs_boto3": result["s3_mount"]["mb_per_s"] / result["s3_boto3"]["mb_per_s"],
+        "s3_ceiling_vs_boto3": result["s3_ceiling"]["mb_per_s"] / result["s3_boto3"]["mb_per_s"],
+        "s3_write_vs_s3_ceiling": result["s3_mount"]["mb_per_s"] / result["s3_ceiling"]["mb_per_s"],
         "tar_small_ceiling_vs_local": result["tar_ceiling"]["vs_local"],
         "seq_write_ceiling_vs_local": result["seq_ceiling"]["vs_local"],
         "tar_ceiling_requests_per_file": result["tar_ceiling"]["requests_per_file"],
@@ -303,6 +320,7 @@ SEQ_ROWS = [
     ("bare pyfuse3 (in memory): ceiling", "seq_ceiling"),
     ("mount of a local UFS, THROUGH", "seq_through"),
     ("mount of S3 (moto), THROUGH", "s3_mount"),
+    ("bare pyfuse3 streaming to S3", "s3_ceiling"),
     ("boto3 multipart upload to S3", "s3_boto3"),
 ]
 
@@ -338,6 +356,7 @@ def format_table(result: dict[str, Any]) -> str:
 CEILING_RATIOS = (
     "tar_small_ceiling_vs_local", "tar_small_vs_ceiling", "tar_small_through_vs_ceiling",
     "seq_write_ceiling_vs_local", "seq_write_vs_ceiling",
+    "s3_ceiling_vs_boto3", "s3_write_vs_s3_ceiling",
 )  # fmt: skip
 
 

@@ -49,15 +49,21 @@ def run(
     tools: bool = True,
     repo_files: int = 3000,
     wheel: str = "botocore",
+    only: str | None = None,
 ) -> dict[str, Any]:
+    """Every workload; with ``only`` = "s3", the S3 write alone (its mount, ceiling and boto3:
+    pairs of trees compared in minutes rather than a whole run each)."""
     from cli.bench.s3server import require_moto
 
     require_moto()  # before minutes of work that would end at the S3 server
-    if tools:
+    if tools and only is None:
         WT.require_git()
     scratch = tempfile.mkdtemp(prefix="shoal-bench-write-", dir=workdir)
     homes: list[str] = []
     try:
+        if only == "s3":
+            result = {"size_mib": size_mib, **_s3(scratch, size_mib, homes)}
+            return {**result, **s3_ratios(result)}
         result = _local_and_mounts(scratch, files, size_mib, homes)
         result.update(_s3(scratch, size_mib, homes))
         if tools:
@@ -282,9 +288,7 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         "tar_small_vs_local": cached,
         "tar_small_through_vs_local": result["tar_through"]["vs_local"],
         "seq_write_vs_local": result["seq_through"]["mb_per_s"] / result["seq_local"]["mb_per_s"],
-        "s3_write_vs_boto3": result["s3_mount"]["mb_per_s"] / result["s3_boto3"]["mb_per_s"],
-        "s3_ceiling_vs_boto3": result["s3_ceiling"]["mb_per_s"] / result["s3_boto3"]["mb_per_s"],
-        "s3_write_vs_s3_ceiling": result["s3_mount"]["mb_per_s"] / result["s3_ceiling"]["mb_per_s"],
+        **s3_ratios(result),
         "tar_small_ceiling_vs_local": result["tar_ceiling"]["vs_local"],
         "seq_write_ceiling_vs_local": result["seq_ceiling"]["vs_local"],
         "tar_ceiling_requests_per_file": result["tar_ceiling"]["requests_per_file"],
@@ -300,6 +304,15 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
             out[f"{tool}_vs_local"] = result[f"{tool}_async_through"]["vs_local"]
             out[f"{tool}_through_vs_local"] = result[f"{tool}_through"]["vs_local"]
     return out
+
+
+def s3_ratios(result: dict[str, Any]) -> dict[str, float]:
+    mount, ceiling, boto3 = (result[k]["mb_per_s"] for k in ("s3_mount", "s3_ceiling", "s3_boto3"))
+    return {
+        "s3_write_vs_boto3": mount / boto3,
+        "s3_ceiling_vs_boto3": ceiling / boto3,
+        "s3_write_vs_s3_ceiling": mount / ceiling,
+    }
 
 
 GOALS = {
@@ -326,24 +339,24 @@ SEQ_ROWS = [
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [
-        f"tar x of {result['files']:,} files of {result['file_bytes']} bytes, then sync",
-        f"{'':<34} {'seconds':>9} {'files/s':>10}",
-    ]
-    for label, key in TAR_ROWS:
-        r = result[key]
-        lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['files_per_s']:>10,.0f}")
-    lines += ["", f"{result['size_mib']:,} MiB in 1 MiB writes, then fsync and close"]
+    """The figures a run has (``only`` = "s3": its rows and ratios alone)."""
+    lines = _tar_lines(result)
+    lines += [f"{result['size_mib']:,} MiB in 1 MiB writes, then fsync and close"]
     lines.append(f"{'':<34} {'seconds':>9} {'MB/s':>10}")
     for label, key in SEQ_ROWS:
-        r = result[key]
-        lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['mb_per_s']:>10,.1f}")
+        if key in result:
+            r = result[key]
+            lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['mb_per_s']:>10,.1f}")
     lines += _tool_lines(result)
     lines.append("")
     for name, goal in GOALS.items():
-        lines.append(f"{name:<28} {result[name]:6.2f}x  (goal {goal}x)")
+        if name in result:
+            lines.append(f"{name:<28} {result[name]:6.2f}x  (goal {goal}x)")
     for name in CEILING_RATIOS:
-        lines.append(f"{name:<28} {result[name]:6.2f}x")
+        if name in result:
+            lines.append(f"{name:<28} {result[name]:6.2f}x")
+    if "tar_ceiling" not in result:
+        return "\n".join(lines)
     requests = result["tar_ceiling"]["requests"]
     lines.append(
         f"requests per file of tar x: {result['tar_ceiling_requests_per_file']:.1f} ("
@@ -351,6 +364,19 @@ def format_table(result: dict[str, Any]) -> str:
         + ")"
     )
     return "\n".join(lines)
+
+
+def _tar_lines(result: dict[str, Any]) -> list[str]:
+    if "tar_local" not in result:
+        return []
+    lines = [
+        f"tar x of {result['files']:,} files of {result['file_bytes']} bytes, then sync",
+        f"{'':<34} {'seconds':>9} {'files/s':>10}",
+    ]
+    for label, key in TAR_ROWS:
+        r = result[key]
+        lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['files_per_s']:>10,.0f}")
+    return [*lines, ""]
 
 
 CEILING_RATIOS = (

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli.bench.s3server import S3Server, s3_client
+from cli.bench.write import format_table
 from cli.bench.writeceiling import bare_write_mount
 from tests.cli.shoal_cli import shoal
 
@@ -170,3 +171,18 @@ def test_s3_write_ceiling_streams_parts_and_tail_into_objects(
     assert client.get_object(Bucket="ceil", Key="p/small")["Body"].read() == b"tail only"
     assert bare.bytes == len(big) + len(b"tail only")
     assert client.list_multipart_uploads(Bucket="ceil").get("Uploads", []) == []
+
+
+def test_bench_write_only_s3_runs_the_s3_write_alone(tmp_path: Path) -> None:
+    proc = shoal("bench", "write", str(tmp_path), "--json", "--only", "s3", "--size", "2")
+    result = json.loads(proc.stdout)
+    for key in ("s3_mount", "s3_ceiling", "s3_boto3"):
+        assert result[key]["mb_per_s"] > 0, key
+    for key in ("s3_mount", "s3_ceiling"):
+        assert result[key]["in_store_bytes"] == 2 * MiB, key
+    ratios = {"s3_write_vs_boto3", "s3_ceiling_vs_boto3", "s3_write_vs_s3_ceiling"}
+    assert set(result) == {"size_mib", "s3_mount", "s3_ceiling", "s3_boto3"} | ratios
+    table = format_table(result)
+    assert "mount of S3 (moto), THROUGH" in table and "s3_write_vs_s3_ceiling" in table
+    assert "tar x" not in table
+    assert list(tmp_path.iterdir()) == []

@@ -146,6 +146,11 @@ def _register_bench_write(cmds: Any, common: argparse.ArgumentParser) -> None:
         "--size", type=_at_least_one, default=1024, metavar="MIB",
         help="size of the sequential writes in MiB (default 1024)",
     )  # fmt: skip
+    p.add_argument(
+        "--only", choices=["s3"], default=None,
+        help="s3: only the large write to S3 (the mount, the bare pyfuse3 file system streaming"
+        " to S3, boto3's multipart upload), for pairs of runs compared in minutes",
+    )  # fmt: skip
     _bench_write_tool_arguments(p)
 
 
@@ -304,7 +309,7 @@ def cmd_bench_read(args: argparse.Namespace) -> int:
 def cmd_bench_write(args: argparse.Namespace) -> int:
     result = bench_write.run(
         files=args.files, size_mib=args.size, workdir=args.dir, tools=args.tools,
-        repo_files=args.repo_files, wheel=args.wheel,
+        repo_files=args.repo_files, wheel=args.wheel, only=args.only,
     )  # fmt: skip
     print(json.dumps(result) if args.json else bench_write.format_table(result))
     return EXIT_OK

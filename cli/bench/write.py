@@ -35,6 +35,7 @@ from typing import Any
 
 from cli.bench import writeloads as W
 from cli.bench import writetools as WT
+from cli.bench.ceiling import cpu_seconds
 from cli.bench.writeceiling import bare_write_mount
 from engine.config import default_tiers
 
@@ -48,15 +49,21 @@ def run(
     tools: bool = True,
     repo_files: int = 3000,
     wheel: str = "botocore",
+    only: str | None = None,
 ) -> dict[str, Any]:
+    """Every workload; with ``only`` = "s3", the S3 write alone (its mount, ceiling and boto3:
+    pairs of trees compared in minutes rather than a whole run each)."""
     from cli.bench.s3server import require_moto
 
     require_moto()  # before minutes of work that would end at the S3 server
-    if tools:
+    if tools and only is None:
         WT.require_git()
     scratch = tempfile.mkdtemp(prefix="shoal-bench-write-", dir=workdir)
     homes: list[str] = []
     try:
+        if only == "s3":
+            result = {"size_mib": size_mib, **_s3(scratch, size_mib, homes)}
+            return {**result, **s3_ratios(result)}
         result = _local_and_mounts(scratch, files, size_mib, homes)
         result.update(_s3(scratch, size_mib, homes))
         if tools:
@@ -221,13 +228,32 @@ def _s3(scratch: str, mib: int, homes: list[str]) -> dict[str, Any]:
             mount = W.seq_figures(mib, W.write_sequential(os.path.join(mnt, "seq.bin"), mib, data))
         finally:
             _shoal("umount", mnt)
-        mount["in_store_bytes"] = client.head_object(Bucket="bench", Key="w/seq.bin")[
-            "ContentLength"
-        ]
+        mount["in_store_bytes"] = _stored(client, "w/seq.bin")
+        ceiling = _s3_ceiling(scratch, server.endpoint, client, mib, data)
         boto3 = W.seq_figures(mib, W.boto3_multipart(client, "bench", "direct.bin", source))
     finally:
         server.stop()
-    return {"s3_mount": mount, "s3_boto3": boto3}
+    return {"s3_mount": mount, "s3_ceiling": ceiling, "s3_boto3": boto3}
+
+
+def _s3_ceiling(scratch: str, endpoint: str, client: Any, mib: int, data: bytes) -> dict[str, Any]:
+    """The same write through the bare pyfuse3 file system that streams it into a multipart
+    upload as boto3 would (cli/bench/s3memfs.py): what any pyfuse3 mount of S3 can reach here."""
+    with bare_write_mount(scratch, s3=(endpoint, "bench", "ceiling")) as ceiling:
+        path = os.path.join(ceiling.mountpoint, "seq.bin")
+        start = cpu_seconds(ceiling.pid)
+        figures = W.seq_figures(mib, W.write_sequential(path, mib, data))
+        figures["server_cpu_s"] = cpu_seconds(ceiling.pid) - start
+    figures["in_store_bytes"] = _stored(client, "ceiling/seq.bin")
+    return figures
+
+
+def _stored(client: Any, key: str) -> int:
+    """The object's size, then the object deleted: moto keeps objects in its memory, and each
+    upload after the first would otherwise run beside the ones before it."""
+    size = int(client.head_object(Bucket="bench", Key=key)["ContentLength"])
+    client.delete_object(Bucket="bench", Key=key)
+    return size
 
 
 def _s3_mount_args(home: str, mnt: str, endpoint: str) -> list[str]:
@@ -267,7 +293,7 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         "tar_small_vs_local": cached,
         "tar_small_through_vs_local": result["tar_through"]["vs_local"],
         "seq_write_vs_local": result["seq_through"]["mb_per_s"] / result["seq_local"]["mb_per_s"],
-        "s3_write_vs_boto3": result["s3_mount"]["mb_per_s"] / result["s3_boto3"]["mb_per_s"],
+        **s3_ratios(result),
         "tar_small_ceiling_vs_local": result["tar_ceiling"]["vs_local"],
         "seq_write_ceiling_vs_local": result["seq_ceiling"]["vs_local"],
         "tar_ceiling_requests_per_file": result["tar_ceiling"]["requests_per_file"],
@@ -283,6 +309,15 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
             out[f"{tool}_vs_local"] = result[f"{tool}_async_through"]["vs_local"]
             out[f"{tool}_through_vs_local"] = result[f"{tool}_through"]["vs_local"]
     return out
+
+
+def s3_ratios(result: dict[str, Any]) -> dict[str, float]:
+    mount, ceiling, boto3 = (result[k]["mb_per_s"] for k in ("s3_mount", "s3_ceiling", "s3_boto3"))
+    return {
+        "s3_write_vs_boto3": mount / boto3,
+        "s3_ceiling_vs_boto3": ceiling / boto3,
+        "s3_write_vs_s3_ceiling": mount / ceiling,
+    }
 
 
 GOALS = {
@@ -303,29 +338,30 @@ SEQ_ROWS = [
     ("bare pyfuse3 (in memory): ceiling", "seq_ceiling"),
     ("mount of a local UFS, THROUGH", "seq_through"),
     ("mount of S3 (moto), THROUGH", "s3_mount"),
+    ("bare pyfuse3 streaming to S3", "s3_ceiling"),
     ("boto3 multipart upload to S3", "s3_boto3"),
 ]
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [
-        f"tar x of {result['files']:,} files of {result['file_bytes']} bytes, then sync",
-        f"{'':<34} {'seconds':>9} {'files/s':>10}",
-    ]
-    for label, key in TAR_ROWS:
-        r = result[key]
-        lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['files_per_s']:>10,.0f}")
-    lines += ["", f"{result['size_mib']:,} MiB in 1 MiB writes, then fsync and close"]
+    """The figures a run has (``only`` = "s3": its rows and ratios alone)."""
+    lines = _tar_lines(result)
+    lines += [f"{result['size_mib']:,} MiB in 1 MiB writes, then fsync and close"]
     lines.append(f"{'':<34} {'seconds':>9} {'MB/s':>10}")
     for label, key in SEQ_ROWS:
-        r = result[key]
-        lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['mb_per_s']:>10,.1f}")
+        if key in result:
+            r = result[key]
+            lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['mb_per_s']:>10,.1f}")
     lines += _tool_lines(result)
     lines.append("")
     for name, goal in GOALS.items():
-        lines.append(f"{name:<28} {result[name]:6.2f}x  (goal {goal}x)")
+        if name in result:
+            lines.append(f"{name:<28} {result[name]:6.2f}x  (goal {goal}x)")
     for name in CEILING_RATIOS:
-        lines.append(f"{name:<28} {result[name]:6.2f}x")
+        if name in result:
+            lines.append(f"{name:<28} {result[name]:6.2f}x")
+    if "tar_ceiling" not in result:
+        return "\n".join(lines)
     requests = result["tar_ceiling"]["requests"]
     lines.append(
         f"requests per file of tar x: {result['tar_ceiling_requests_per_file']:.1f} ("
@@ -335,9 +371,23 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _tar_lines(result: dict[str, Any]) -> list[str]:
+    if "tar_local" not in result:
+        return []
+    lines = [
+        f"tar x of {result['files']:,} files of {result['file_bytes']} bytes, then sync",
+        f"{'':<34} {'seconds':>9} {'files/s':>10}",
+    ]
+    for label, key in TAR_ROWS:
+        r = result[key]
+        lines.append(f"{label:<34} {r['seconds']:>9.2f} {r['files_per_s']:>10,.0f}")
+    return [*lines, ""]
+
+
 CEILING_RATIOS = (
     "tar_small_ceiling_vs_local", "tar_small_vs_ceiling", "tar_small_through_vs_ceiling",
     "seq_write_ceiling_vs_local", "seq_write_vs_ceiling",
+    "s3_ceiling_vs_boto3", "s3_write_vs_s3_ceiling",
 )  # fmt: skip
 
 

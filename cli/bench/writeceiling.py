@@ -23,16 +23,22 @@ from contextlib import contextmanager
 from cli.bench.ceiling import served
 
 
-def serve(mountpoint: str, counts: str, xattrs: bool = True) -> None:
+def serve(mountpoint: str, counts: str, xattrs: bool = True, s3: list[str] | None = None) -> None:
     """Mounts the in-memory file system on ``mountpoint`` until it is unmounted, then writes the
     requests it got ({kind: number}) and the regular files and bytes it holds as JSON to ``counts``:
-    counted there, not by walking the mount, so that checking adds no request."""
+    counted there, not by walking the mount, so that checking adds no request. With ``s3``
+    (endpoint, bucket, key prefix) its files are streamed into S3 instead (cli/bench/s3memfs.py)."""
     import pyfuse3
     import trio
 
     from cli.bench.memfs import MemoryFS
 
-    fs = MemoryFS(xattrs)
+    if s3 is not None:
+        from cli.bench.s3memfs import S3StreamFS
+
+        fs: MemoryFS = S3StreamFS(*s3)
+    else:
+        fs = MemoryFS(xattrs)
     options = set(pyfuse3.default_options)  # default_permissions, as Shoal's
     options |= {"fsname=shoal-bench-write-ceiling", "noatime"}
     pyfuse3.init(fs, mountpoint, options)
@@ -58,16 +64,21 @@ class Ceiling:
 
 
 @contextmanager
-def bare_write_mount(scratch: str, xattrs: bool = True) -> Iterator[Ceiling]:
+def bare_write_mount(
+    scratch: str, xattrs: bool = True, s3: tuple[str, str, str] | None = None
+) -> Iterator[Ceiling]:
     """The in-memory file system mounted in ``scratch`` while inside, served by a child process
     in a session of its own (as `shoal mount` starts its daemon: a scheduling group of its
     own, placed as Shoal's is). With ``xattrs`` off it answers extended attributes with ENOSYS,
-    as Shoal with fuse.xattrs = false: the kernel stops asking for them."""
+    as Shoal with fuse.xattrs = false: the kernel stops asking for them. With ``s3`` (endpoint,
+    bucket, key prefix) it streams what is written at its root into S3 objects under the prefix
+    as boto3's managed transfer would (cli/bench/s3memfs.py): the S3 write ceiling."""
     mountpoint = os.path.join(scratch, "write-ceiling-mnt")
     counts = os.path.join(scratch, "write-ceiling-requests.json")
     os.makedirs(mountpoint)
     args = [sys.executable, "-m", "cli.bench.writeceiling", mountpoint, counts]
     args += [] if xattrs else ["--no-xattrs"]
+    args += ["--s3", *s3] if s3 is not None else []
     with served(args, mountpoint, "write file system") as pid:
         ceiling = Ceiling(mountpoint, pid)
         yield ceiling
@@ -78,4 +89,6 @@ def bare_write_mount(scratch: str, xattrs: bool = True) -> Iterator[Ceiling]:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2], xattrs="--no-xattrs" not in sys.argv[3:])
+    rest = sys.argv[3:]
+    s3 = rest[rest.index("--s3") + 1 : rest.index("--s3") + 4] if "--s3" in rest else None
+    serve(sys.argv[1], sys.argv[2], xattrs="--no-xattrs" not in rest, s3=s3)

@@ -4,6 +4,7 @@ bare in-memory pyfuse3 file system, holds what was written to it."""
 
 from __future__ import annotations
 
+import errno
 import filecmp
 import json
 import os
@@ -11,8 +12,14 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
+
+from cli.bench.s3server import S3Server, s3_client
+from cli.bench.write import format_table
 from cli.bench.writeceiling import bare_write_mount
 from tests.cli.shoal_cli import shoal
+
+MiB = 1 << 20
 
 FIGURES = {
     "tar_local": "files_per_s",
@@ -22,6 +29,7 @@ FIGURES = {
     "seq_local": "mb_per_s",
     "seq_through": "mb_per_s",
     "s3_mount": "mb_per_s",
+    "s3_ceiling": "mb_per_s",
     "s3_boto3": "mb_per_s",
 }
 RATIOS = (
@@ -34,6 +42,8 @@ RATIOS = (
     "tar_small_vs_ceiling",
     "tar_small_through_vs_ceiling",
     "seq_write_vs_ceiling",
+    "s3_ceiling_vs_boto3",
+    "s3_write_vs_s3_ceiling",
 )
 TOOL_RATIOS = (
     "git_clone_vs_local",
@@ -76,6 +86,7 @@ def test_bench_write_json_figures_and_files_in_the_stores(tmp_path: Path) -> Non
         assert result[f"tar_{mode}"]["vs_ceiling"] > 0, mode
     assert result["seq_through"]["in_ufs_bytes"] == mib << 20
     assert result["s3_mount"]["in_store_bytes"] == mib << 20
+    assert result["s3_ceiling"]["in_store_bytes"] == mib << 20
     assert list(tmp_path.iterdir()) == []  # its scratch directory went with it
 
 
@@ -133,3 +144,45 @@ def test_write_ceiling_without_xattrs_is_asked_for_them_once(tmp_path: Path) -> 
                     f.write(b"x")
                 os.chown(path, 0, 0)
         assert bare.requests.get("getxattr", 0) == expected, xattrs
+
+
+def test_s3_write_ceiling_streams_parts_and_tail_into_objects(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    # Two whole 8 MiB parts and a tail, written in 1 MiB writes that do not fall on the parts'
+    # boundaries, completed at fsync; a small file completed at close alone (one PUT).
+    client = s3_client(s3_server.endpoint)
+    client.create_bucket(Bucket="ceil")
+    big = os.urandom(16 * MiB + 12345)
+    with bare_write_mount(str(tmp_path), s3=(s3_server.endpoint, "ceil", "p")) as bare:
+        fd = os.open(os.path.join(bare.mountpoint, "big"), os.O_WRONLY | os.O_CREAT, 0o644)
+        for start in range(0, len(big), MiB - 7):
+            os.write(fd, big[start : start + MiB - 7])
+        os.fsync(fd)
+        os.close(fd)
+        with open(os.path.join(bare.mountpoint, "small"), "wb") as f:
+            f.write(b"tail only")
+        with pytest.raises(OSError) as refused:  # not sequential: no ceiling of this
+            with open(os.path.join(bare.mountpoint, "gap"), "wb") as f:
+                f.seek(10)
+                f.write(b"x")
+        assert refused.value.errno == errno.EIO
+    assert client.get_object(Bucket="ceil", Key="p/big")["Body"].read() == big
+    assert client.get_object(Bucket="ceil", Key="p/small")["Body"].read() == b"tail only"
+    assert bare.bytes == len(big) + len(b"tail only")
+    assert client.list_multipart_uploads(Bucket="ceil").get("Uploads", []) == []
+
+
+def test_bench_write_only_s3_runs_the_s3_write_alone(tmp_path: Path) -> None:
+    proc = shoal("bench", "write", str(tmp_path), "--json", "--only", "s3", "--size", "2")
+    result = json.loads(proc.stdout)
+    for key in ("s3_mount", "s3_ceiling", "s3_boto3"):
+        assert result[key]["mb_per_s"] > 0, key
+    for key in ("s3_mount", "s3_ceiling"):
+        assert result[key]["in_store_bytes"] == 2 * MiB, key
+    ratios = {"s3_write_vs_boto3", "s3_ceiling_vs_boto3", "s3_write_vs_s3_ceiling"}
+    assert set(result) == {"size_mib", "s3_mount", "s3_ceiling", "s3_boto3"} | ratios
+    table = format_table(result)
+    assert "mount of S3 (moto), THROUGH" in table and "s3_write_vs_s3_ceiling" in table
+    assert "tar x" not in table
+    assert list(tmp_path.iterdir()) == []

@@ -122,3 +122,15 @@ def test_s3_sweep_aborts_dead_uploads_and_spares_live_ones(
     assert ufs.read("live", 0, len(data)) == data
     os.close(staged.fd)
     ufs.close()
+
+
+def test_upload_shape_defaults_are_boto3s_transfer_defaults() -> None:
+    # The mount's write is measured against boto3's managed upload of the same bytes
+    # (`shoal bench write`): with 16 MiB parts, 4 in flight, the same streamed upload to moto
+    # ran at ~0.7x boto3's own (docs/benchmarks.md). Its part size and parts in flight are
+    # boto3's, whatever boto3's defaults become.
+    from boto3.s3.transfer import TransferConfig
+
+    defaults, boto3 = S3Options(), TransferConfig()
+    assert defaults.multipart_chunk == boto3.multipart_chunksize
+    assert defaults.upload_concurrency == boto3.max_concurrency

@@ -99,13 +99,14 @@ class KernelInvalidator:
             if not getattr(self._local, "active", False):
                 self._born = entry.id
             return  # nothing to drop: the kernel has never been told of this inode
-        if isinstance(entry, E.UfsFingerprint) and entry.id == born:
+        if isinstance(entry, E.UfsFingerprint) and entry.id == born and not entry.new_content:
             # A file just made, with the store's copy: every maker commits the two in one hold
             # of the lock (engine/sync.py's load, engine/writepath.py), and the kernel learns
             # of an inode only from a reply sent after it, so it holds no pages nor attributes
-            # of it to drop. Marked changed, its first open would keep no pages (harmless); but
-            # the invalidation, sent later from the thread, would land after the kernel had
-            # looked the file up and read it, and drop the pages of the pass after a cold one.
+            # of it to drop (new content written over a file is never taken for this). Marked
+            # changed, its first open would keep no pages (harmless); but the invalidation,
+            # sent later from the thread, would land after the kernel had looked the file up
+            # and read it, and drop the pages of the pass after a cold one.
             return
         if isinstance(entry, E.UfsFingerprint | E.CompleteFile | E.ContentCommitted):
             # New content, whoever made it: the kernel's pages of the file must go (after a

@@ -11,6 +11,7 @@ import time
 
 from engine.engine import Engine
 from fuse.invalidator import KernelInvalidator
+from journal import entries as E
 from tests.ufs.stores import Store
 
 
@@ -46,3 +47,15 @@ def test_a_store_change_found_after_a_load_still_drops_the_pages(
     engine.sync.sync("/d")
     assert invalidator.keep_pages(first["f0"])
     assert not invalidator.keep_pages(first["f1"])
+
+
+def test_only_the_fingerprint_right_after_its_files_creation_is_passed_over() -> None:
+    invalidator = KernelInvalidator()
+    now = time.time_ns()
+    for ino in (10, 11, 12):
+        invalidator.observe(E.CreateFile(ino, 1, f"f{ino}", 0o644, 0, 0, now))
+        if ino == 11:  # another entry between the two: not known to be one hold of the lock
+            invalidator.observe(E.SetAttr(1, now, mtime=now))
+        new_content = ino == 12  # content written over it: a change, whoever committed it
+        invalidator.observe(E.UfsFingerprint(ino, "fp", 3, now, now, 0, new_content))
+    assert [ino for ino in (10, 11, 12) if invalidator.keep_pages(ino)] == [10]

@@ -383,7 +383,8 @@ class MetadataSync:
         ns = self.ns
         seq = 0
         count = 0
-        with ns.lock:
+        # The batch's entries to the journal's writer in one write, not a write and wake-up each.
+        with ns.lock, ns.gate.batched():
             children = node.children
             if children is None:  # replaced by a file meanwhile
                 return 0

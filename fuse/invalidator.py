@@ -44,6 +44,9 @@ class KernelInvalidator:
         # Invalidations queued and done: ``pending`` compares them, on the event loop.
         self._queued = self._done = 0
         self._count_lock = threading.Lock()
+        # The file the last observed entry created, if not at the kernel's request: its
+        # fingerprint next (a directory load's, the same hold of the lock) is no change.
+        self._born = 0
 
     def content_changed(self, ino: int) -> None:
         self._changed.add(ino)  # atomic: the observer (under the lock) and the loop both mark
@@ -91,6 +94,20 @@ class KernelInvalidator:
 
     def observe(self, entry: Any) -> None:
         """A namespace observer: called under the namespace's lock, so it only queues."""
+        born, self._born = self._born, 0
+        if isinstance(entry, E.CreateFile):
+            if not getattr(self._local, "active", False):
+                self._born = entry.id
+            return  # nothing to drop: the kernel has never been told of this inode
+        if isinstance(entry, E.UfsFingerprint) and entry.id == born and not entry.new_content:
+            # A file just made, with the store's copy: every maker commits the two in one hold
+            # of the lock (engine/sync.py's load, engine/writepath.py), and the kernel learns
+            # of an inode only from a reply sent after it, so it holds no pages nor attributes
+            # of it to drop (new content written over a file is never taken for this). Marked
+            # changed, its first open would keep no pages (harmless); but the invalidation,
+            # sent later from the thread, would land after the kernel had looked the file up
+            # and read it, and drop the pages of the pass after a cold one.
+            return
         if isinstance(entry, E.UfsFingerprint | E.CompleteFile | E.ContentCommitted):
             # New content, whoever made it: the kernel's pages of the file must go (after a
             # write through the mount they hold the same bytes, and are dropped at a cost of

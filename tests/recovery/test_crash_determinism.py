@@ -149,6 +149,7 @@ class _TracedMachine(CrashMachine):
         preallocate=st.sampled_from([0, 96, 1 << 20]),
         writer=st.sampled_from(GROUP_WRITERS),
         durability=st.sampled_from(DURABILITIES),
+        split=st.booleans(),
     )
     def start(self, **drawn: Any) -> None:
         super().start(**drawn)

@@ -115,7 +115,9 @@ class Namespace:
                 return self.tree.root
             raise AlreadyExists("/ already exists")
         seq = 0
-        with self.lock:
+        # -p's entries reach the journal's writer in one hand-off: one write and fsync, and the
+        # same log in every run (the crash state machine replays examples by their log).
+        with self.lock, self.gate.batched():
             node = self.tree.root
             for i, name in enumerate(parts):
                 nxt = node.children.get(name)  # type: ignore[union-attr]

@@ -58,7 +58,7 @@ def release(ns: Namespace, cache: BlockCache | None, inos: list[int]) -> None:
     """Journals OrphanReleased for those of ``inos`` still orphans and no longer open, then
     deletes their blocks' tier files (a crash before that: start-up's reconcile does)."""
     seq = 0
-    with ns.lock:
+    with ns.lock, ns.gate.batched():  # one hand-off to the writer, as mkdir -p's
         for ino in inos:
             if ino in ns.state.orphans and not ns.open_files.is_open(ino):
                 seq = ns.gate.commit(E.OrphanReleased(ino, time.time_ns()))

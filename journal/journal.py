@@ -348,15 +348,15 @@ class Journal(Generic[S]):
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """Entries appended inside reach the writer process in one write when it ends
-        (``ProcessCommit.hold``): nothing inside may wait for them."""
+        """Entries appended inside reach the writer (process or thread) in one hand-off when it
+        ends (``ProcessCommit.hold``, ``GroupCommit.hold``): nothing inside may wait for them."""
         commit = self._commit
-        holding = isinstance(commit, ProcessCommit) and commit.hold()
+        holding = commit is not None and commit.hold()
         try:
             yield
         finally:
             if holding:
-                assert isinstance(commit, ProcessCommit)
+                assert commit is not None
                 commit.release()
 
     def wait(self, seq: int) -> None:

@@ -257,6 +257,8 @@ class Waiters:
 class GroupCommit(Waiters):
     """Orders framed records, writes them in batches and tells waiters when they are durable."""
 
+    _held: list[bytes] | None = None  # appends gathered by ``hold``, handed over together
+
     def __init__(
         self,
         segment: SegmentWriter,
@@ -307,12 +309,43 @@ class GroupCommit(Waiters):
             if self.closed:
                 raise JournalClosed("the journal is closed")
             seq = self.next_seq
-            self._pending.append(frame(seq, code, payload))
             self.next_seq = seq + 1
-            if self._idle:
-                self._idle = False
-                self._kick.release()
+            if self._held is not None:
+                self._held.append(frame(seq, code, payload))
+            else:
+                self._pending.append(frame(seq, code, payload))
+                self._wake_writer()
             return seq
+
+    def _wake_writer(self) -> None:
+        # With the lock held.
+        if self._idle:
+            self._idle = False
+            self._kick.release()
+
+    def hold(self) -> bool:
+        """Gathers the appends from now on until ``release``, which hands them to the writer
+        thread together: one batch (one write, one fsync), not as many as the thread happened
+        to wake for, so a caller appending alone writes the same log in every run. False
+        (nothing to release) if already holding, or without a writer thread (synchronous mode
+        writes what is pending at the wait anyway)."""
+        with self._lock:
+            if self._held is not None or self._thread is None:
+                return False
+            self._held = []
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._hand_over_held()
+            self._held = None
+
+    def _hand_over_held(self) -> None:
+        # With the lock held: the gathered appends go to the writer (waited for, or released).
+        if self._held:
+            self._pending.extend(self._held)
+            self._held.clear()
+            self._wake_writer()
 
     def _durable_without_waiting(self, seq: int) -> bool:
         # Already durable, or made so inline here in synchronous mode (no writer thread).
@@ -332,6 +365,7 @@ class GroupCommit(Waiters):
         gate = _allocate_lock()
         gate.acquire()
         with self._lock:
+            self._hand_over_held()  # gathered appends that are waited for go now
             if self.durable_seq < seq and self.failed is None:
                 self._waiters.append((seq, gate))
             else:
@@ -343,6 +377,9 @@ class GroupCommit(Waiters):
         """``wait`` for trio tasks: many tasks share one fsync without a thread per waiter."""
         if self._durable_without_waiting(seq):
             return
+        if self._held:
+            with self._lock:
+                self._hand_over_held()
         lowlevel = trio_lowlevel()
         # Always the current run's token: a journal can outlive one trio.run.
         self._trio_token = lowlevel.current_trio_token()
@@ -442,9 +479,8 @@ class GroupCommit(Waiters):
             if self.closed:
                 return
             self.closed = True
-            if self._idle:
-                self._idle = False
-                self._kick.release()
+            self._hand_over_held()
+            self._wake_writer()
         if self._thread is not None:
             self._thread.join()
         else:

@@ -1,8 +1,9 @@
 """Entries appended inside ``Journal.held()`` (the block storer's batches, through
-``CommitGate.batched``) reach the writer process in one write when it ends. Whatever mix of
-appends, control messages (``data_written``, ``sync``) and waits a program makes, in and out of
-holds, the log holds every entry once, in sequence order, and a wait for a held entry returns
-(the gathered entries are sent then, not at the end of the hold)."""
+``CommitGate.batched``) reach the writer process in one write when it ends (the writer thread:
+in one batch). Whatever mix of appends, control messages (``data_written``, ``sync``) and waits
+a program makes, in and out of holds, the log holds every entry once, in sequence order, and a
+wait for a held entry returns (the gathered entries are sent then, not at the end of the
+hold)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ _inside = st.lists(st.sampled_from("aaadsw"), max_size=8)
 _program = st.lists(st.one_of(st.just("a"), _inside), min_size=1, max_size=8)
 
 
-def _engine(home: Path, durability: str) -> Engine:
-    options = JournalOptions(writer="process", checkpoint_every=0, durability=durability)
+def _engine(home: Path, durability: str, writer: str = "process") -> Engine:
+    options = JournalOptions(writer=writer, checkpoint_every=0, durability=durability)
     return Engine(OsStorage(str(home)), options)
 
 
@@ -60,16 +61,23 @@ def _run(journal: Journal, program: list[str | list[str]]) -> int:
     return made
 
 
-@pytest.mark.parametrize("durability", ["commit_interval", "every_op"])
+# The writer thread (GroupCommit) holds too: mkdir -p's entries, one hand-off.
+@pytest.mark.parametrize(
+    "writer,durability",
+    [("process", "commit_interval"), ("process", "every_op"), ("thread", "every_op")],
+)
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(program=_program)
 def test_held_appends_reach_the_log_once_and_in_order(
-    tmp_path_factory: pytest.TempPathFactory, durability: str, program: list[str | list[str]]
+    tmp_path_factory: pytest.TempPathFactory,
+    writer: str,
+    durability: str,
+    program: list[str | list[str]],
 ) -> None:
     home = tmp_path_factory.mktemp("held")
-    engine = _engine(home, durability)
+    engine = _engine(home, durability, writer)
     made: list[int] = []
     worker = threading.Thread(target=lambda: made.append(_run(engine.journal, program)))
     worker.start()
@@ -81,7 +89,7 @@ def test_held_appends_reach_the_log_once_and_in_order(
         assert engine.journal.durable_seq == engine.journal.last_seq
     finally:
         engine.journal.close()
-    again = _engine(home, durability)  # replay: the chain applies only in sequence order
+    again = _engine(home, durability, writer)  # replay: the chain applies only in seq order
     try:
         assert again.state.tree.count == made[0] + 1
         if made[0]:

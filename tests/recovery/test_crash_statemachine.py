@@ -7,7 +7,11 @@ half-applied. Each example draws who writes the live journal: inline (no group c
 writer thread, or the writer process (the production path: the real child process, its storage
 operations served by this process's SimStorage, journal/remote_storage.py). One caller appends
 and waits at a time, so with any of them the storage operation counter says exactly when an
-operation was issued and acknowledged. Recovering a crashed image is checked with an inline
+operation was issued and acknowledged. An operation that appends several entries (mkdir -p)
+hands them to the writer at once; an example may draw ``split`` instead: every entry is
+acknowledged before the next is committed, so a crash can fall between them. Either way the
+storage log is a function of the draws, as hypothesis needs to replay and shrink a failure
+(tests/recovery/test_crash_determinism.py). Recovering a crashed image is checked with an inline
 journal (starting a child for each of thousands of recoveries would cost minutes); the one a run
 continues from is reopened with a group-commit writer: in a writer-process example, the process
 after a clean restart and after two crashes of three, the thread after the third.
@@ -126,6 +130,7 @@ class CrashMachine(Housekeeping):
         self.live_writer = "inline"  # the live journal's
         self.durability = "every_op"  # drawn for the example
         self.interval_ms = 5.0
+        self.split = False  # drawn: each entry acknowledged before the next is committed
         self.explored = 0
         self.recovery_options = JournalOptions()
         self.storage = SimStorage()
@@ -162,7 +167,14 @@ class CrashMachine(Housekeeping):
             durability=self.durability,
             commit_interval_ms=self.interval_ms,
         )
-        return Engine(storage, options, on_fatal=self.fatal.append)
+        engine = Engine(storage, options, on_fatal=self.fatal.append)
+        if self.split and writer != "inline":
+            # As a writer that wakes for every entry batches them: one entry a write, so a
+            # crash can fall between the entries of one operation (mkdir -p). Waiting here,
+            # not leaving it to the writer's timing, keeps the log a function of the draws.
+            journal = engine.journal
+            engine.gate.observers.append(lambda entry: journal.wait(journal.last_seq))
+        return engine
 
     @property
     def interval(self) -> bool:
@@ -225,6 +237,7 @@ class CrashMachine(Housekeeping):
         preallocate=st.sampled_from([0, 96, 1 << 20]),
         writer=st.sampled_from(WRITERS),
         durability=st.sampled_from(DURABILITIES),
+        split=st.booleans(),
     )
     def start(
         self,
@@ -234,6 +247,7 @@ class CrashMachine(Housekeeping):
         preallocate: int,
         writer: str,
         durability: str,
+        split: bool = False,
     ) -> None:
         # Longer than any example: only the sync rule (and checkpoints) make entries durable,
         # so what a crash keeps depends on the draws, never on the clock (hypothesis needs
@@ -246,7 +260,7 @@ class CrashMachine(Housekeeping):
             group_commit=False,
             preallocate=preallocate,
         )
-        self.writer = writer
+        self.writer, self.split = writer, split
         EXAMPLES[writer] += 1
         self._restart_history()
         self.engine = self._open(self.storage, live=True)

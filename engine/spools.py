@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from engine.errors import ShoalError
@@ -105,18 +106,26 @@ def store_spool(placement: Placement, path: str, spool_dir: str | None = None) -
     return StoreSpool(staged, mount) if staged is not None else None
 
 
+BURST = 16
+BURST_GAP_S = 0.25
+
+
 class SpareSpools:
     """One spool made ahead per store whose spools are plain temporary files at its root
     (a ``StagedWrite`` itself, as the local connector stages: it names no target, ``land``
-    gives it one), so that the create of the next new file written THROUGH or CACHE_THROUGH
-    takes it on the event loop: no worker thread's hop and no file creation in the store on
-    the creating caller's path (a single-threaded `tar x` pays both once per file). Made in
-    a thread of its own after a create took one; a store that stages anything else (S3's
-    upload begun for its key) never gets one. A spare left by a killed process is a dead
-    writer's temporary file, swept at the next start as any other (ufs/tempfiles.py)."""
+    gives it one), so that in a burst of creates the next new file written THROUGH or
+    CACHE_THROUGH takes it on the event loop: no worker thread's hop and no file creation in
+    the store on the creating caller's path (a single-threaded `tar x` pays both once per
+    file). Made in a thread of its own after a create took one; a store that stages anything
+    else (S3's upload begun for its key) never gets one. A spare left by a killed process is a
+    dead writer's temporary file, swept at the next start as any other (ufs/tempfiles.py)."""
 
     def __init__(self, placement: Placement) -> None:
         self.placement = placement
+        # A spare is an empty file at the store's root that whoever lists the store sees while
+        # the mount runs: kept only in a burst of creates (`tar x`, `cp -r`, `git clone`),
+        # BURST of them each within BURST_GAP_S of the last, not for an odd new file.
+        self._streak: dict[int, tuple[int, float]] = {}  # mount id: creates, the last's time
         self._lock = threading.Lock()
         self._ready: dict[int, StoreSpool] = {}  # by mount id
         self._asked: set[int] = set()  # mount ids whose spare is being made
@@ -140,8 +149,12 @@ class SpareSpools:
         if type(spool.staged) is not StagedWrite:
             return
         mount = spool.mount
+        now = time.monotonic()
         with self._lock:
-            if self._closed or mount.id in self._ready or mount.id in self._asked:
+            count, last = self._streak.get(mount.id, (0, now))
+            count = count + 1 if now - last <= BURST_GAP_S else 1
+            self._streak[mount.id] = (count, now)
+            if count < BURST or self._closed or mount.id in self._ready or mount.id in self._asked:
                 return
             self._asked.add(mount.id)
         self._submit((mount, rel))

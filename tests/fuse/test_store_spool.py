@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.spools import BURST, BURST_GAP_S
 from tests.cli.shoal_cli import shoal
 from tests.fuse.mounting import mounted
 from tests.ufs.stores import LocalStore
@@ -164,12 +165,17 @@ def _until(what: Callable[[], list[Path]]) -> list[Path]:
 
 @pytest.mark.parametrize("write_type", ["THROUGH", "CACHE_THROUGH"])
 def test_create_takes_a_spool_made_ahead_in_the_store(tmp_path: Path, write_type: str) -> None:
-    """The create of a new file after the first takes the spool made ahead for it: no file is
-    made in the store on the create's path (a thread's hop and a file creation less per file
-    of `tar x`); the stop removes the one left."""
+    """In a burst of creates (`tar x`), the create of a new file takes the spool made ahead
+    for it: no file is made in the store on the create's path (a thread's hop and a file
+    creation less per file); the stop removes the one left. An odd new file gets none."""
     ufs = tmp_path / "ufs"
     with mounted(LocalStore(ufs), tmp_path, f"write_type={write_type}") as m:
-        (m.path / "first").write_bytes(b"1")
+        (m.path / "odd").write_bytes(b"1")
+        time.sleep(BURST_GAP_S * 2)  # that one alone: no spare is made for it
+        assert _temps(ufs) == []
+        burst = [f"f{i}" for i in range(BURST)]
+        for name in burst:
+            (m.path / name).write_bytes(name.encode())
         (spare,) = _until(lambda: [p for p in _temps(ufs) if not p.stat().st_size])
         fd = os.open(m.path / "second", os.O_WRONLY | os.O_CREAT, 0o644)
         try:
@@ -182,4 +188,4 @@ def test_create_takes_a_spool_made_ahead_in_the_store(tmp_path: Path, write_type
         _until(lambda: _temps(ufs))  # the next one's
         m.umount()
         assert _temps(ufs) == []
-        assert sorted(os.listdir(ufs)) == ["first", "second"]
+        assert sorted(os.listdir(ufs)) == sorted(["odd", "second", *burst])

@@ -29,7 +29,7 @@ from engine.persister import Persister
 from engine.placement import Placement
 from engine.posix import Caller
 from engine.readpath import ReadPath
-from engine.spools import StoreSpool, may_spool_in_store, store_spool
+from engine.spools import SpareSpools, StoreSpool, may_spool_in_store, store_spool
 from engine.state import Mount
 from engine.sync import MetadataSync
 from engine.ufsattrs import StoreAttrs
@@ -61,6 +61,7 @@ class FileSystem:
         self.reads = ReadPath(ns, mounts, sync, cache, self.placement)
         sync.reread = self.reads.provisional.reread  # what an explicit sync reads besides
         self.xattrs = ExtendedAttributes(ns, self.placement)
+        self.spares = SpareSpools(self.placement)  # the frontend's creates take them
 
     # -- settings kept by the parts ----------------------------------------------------------
 
@@ -215,6 +216,21 @@ class FileSystem:
         if spool is not None:  # before the store holds a byte of it (S3's early parts)
             spool.staged.prepare = functools.partial(self.writes.before_store, node)
         return spool
+
+    def spare_spool(self, node: Inode) -> StoreSpool | None:
+        """``store_spool`` for the new file ``node`` from a spool made ahead, without I/O (for
+        the event loop); None if its store had none ready. ``refill_spare`` after either."""
+        where = self.placement.sync.mount_of(node)
+        spool = self.spares.take(where[0]) if where is not None else None
+        if spool is not None:
+            spool.staged.prepare = functools.partial(self.writes.before_store, node)
+        return spool
+
+    def refill_spare(self, spool: StoreSpool, node: Inode) -> None:
+        """A create got ``spool`` for ``node``: the next one made ahead (engine/spools.py)."""
+        where = self.placement.sync.mount_of(node)
+        if where is not None:
+            self.spares.refill(spool, where[1])
 
     def spools_in_store(self, node: Inode) -> bool:
         """Whether ``store_spool`` may make a spool for ``node`` (its write type writes the

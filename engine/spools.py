@@ -9,7 +9,11 @@ to the cache first, a path the store cannot stage.
 
 from __future__ import annotations
 
+import logging
 import os
+import queue
+import threading
+import time
 from dataclasses import dataclass
 
 from engine.errors import ShoalError
@@ -18,6 +22,8 @@ from engine.mounts import ufs_errors
 from engine.placement import Placement
 from engine.state import Mount
 from ufs.staged import StagedWrite
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -98,3 +104,103 @@ def store_spool(placement: Placement, path: str, spool_dir: str | None = None) -
     except ShoalError:
         return None
     return StoreSpool(staged, mount) if staged is not None else None
+
+
+BURST = 16
+BURST_GAP_S = 0.25
+
+
+class SpareSpools:
+    """One spool made ahead per store whose spools are plain temporary files at its root
+    (a ``StagedWrite`` itself, as the local connector stages: it names no target, ``land``
+    gives it one), so that in a burst of creates the next new file written THROUGH or
+    CACHE_THROUGH takes it on the event loop: no worker thread's hop and no file creation in
+    the store on the creating caller's path (a single-threaded `tar x` pays both once per
+    file). Made in a thread of its own after a create took one; a store that stages anything
+    else (S3's upload begun for its key) never gets one. A spare left by a killed process is a
+    dead writer's temporary file, swept at the next start as any other (ufs/tempfiles.py)."""
+
+    def __init__(self, placement: Placement) -> None:
+        self.placement = placement
+        # A spare is an empty file at the store's root that whoever lists the store sees while
+        # the mount runs: kept only in a burst of creates (`tar x`, `cp -r`, `git clone`),
+        # BURST of them each within BURST_GAP_S of the last, not for an odd new file.
+        self._streak: dict[int, tuple[int, float]] = {}  # mount id: creates, the last's time
+        self._lock = threading.Lock()
+        self._ready: dict[int, StoreSpool] = {}  # by mount id
+        self._asked: set[int] = set()  # mount ids whose spare is being made
+        # (mount, path): a spare to make; a spool: one to drop; None: the end
+        self._jobs: queue.SimpleQueue[tuple[Mount, str] | StoreSpool | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def take(self, mount: Mount) -> StoreSpool | None:
+        """The spare of ``mount``'s store, if one is ready (no I/O: for the event loop)."""
+        with self._lock:
+            spool = self._ready.pop(mount.id, None)
+        if spool is not None and spool.mount != mount:  # remounted meanwhile: not its store
+            self._submit(spool)  # an unlink in the store: never on the loop
+            return None
+        return spool
+
+    def refill(self, spool: StoreSpool, rel: str) -> None:
+        """After a create got ``spool`` for a file at ``rel`` in its store: a spare made for
+        the next one, in the background, if the store's spools name no target."""
+        if type(spool.staged) is not StagedWrite:
+            return
+        mount = spool.mount
+        now = time.monotonic()
+        with self._lock:
+            count, last = self._streak.get(mount.id, (0, now))
+            count = count + 1 if now - last <= BURST_GAP_S else 1
+            self._streak[mount.id] = (count, now)
+            if count < BURST or self._closed or mount.id in self._ready or mount.id in self._asked:
+                return
+            self._asked.add(mount.id)
+        self._submit((mount, rel))
+
+    def _submit(self, job: tuple[Mount, str] | StoreSpool) -> None:
+        with self._lock:
+            if not self._closed:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="spare-spools", daemon=True
+                    )
+                    self._thread.start()
+                self._jobs.put(job)
+                return
+        if isinstance(job, StoreSpool):  # stopped: nobody else will
+            job.drop()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if isinstance(job, StoreSpool):
+                job.drop()
+                continue
+            mount, rel = job
+            spool = None
+            try:
+                with ufs_errors():
+                    staged = self.placement.mounts.connector(mount).stage(rel)
+                if staged is not None:
+                    spool = StoreSpool(staged, mount)
+            except Exception as exc:  # the next create makes its own, and reports a failure
+                log.debug("no spare spool for mount %d: %s", mount.id, exc)
+            with self._lock:
+                self._asked.discard(mount.id)
+                if spool is not None and not self._closed:
+                    self._ready[mount.id], spool = spool, None
+            if spool is not None:  # closed meanwhile
+                spool.drop()
+
+    def close(self) -> None:
+        """At the stop: the spares' temporary files removed, the thread ended."""
+        with self._lock:
+            self._closed = True
+            spares, self._ready = list(self._ready.values()), {}
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)  # after any drop asked for: done first
+            thread.join()
+        for spool in spares:
+            spool.drop()

@@ -126,11 +126,16 @@ class MoreOperations:
             mark(False)
 
     async def _spooled(self, seq: int, node: Inode) -> tuple[Inode, StoreSpool | None]:
-        """A file created on the loop, its spool made in the store (in a thread) if its write
-        type needs one, once its entry is acknowledged (the two overlap)."""
+        """A file created on the loop, its spool in the store if its write type needs one
+        (one made ahead, else made in a thread while its entry is written), once its entry
+        is acknowledged."""
         spool = None
         if node.id not in self.buffers and self.fs.spools_in_store(node):
-            spool = await self._blocking(self.fs.store_spool, node, self.spool_dir)
+            spool = self.fs.spare_spool(node)  # made ahead: no thread, no file made now
+            if spool is None:
+                spool = await self._blocking(self.fs.store_spool, node, self.spool_dir)
+            if spool is not None:
+                self.fs.refill_spare(spool, node)
         try:
             await self._acknowledged(seq)
         except BaseException:

@@ -36,7 +36,10 @@ def test_a_full_local_store_answers_enospc_at_close(tmp_path: Path) -> None:
                 with open(m.path / "big.bin", "wb") as f:
                     f.write(os.urandom(4 * MiB))
             assert info.value.errno == errno.ENOSPC, info.value
-            assert not [n for n in os.listdir(small / "ufs") if n.startswith(".shoal-tmp-")]
+            # Nothing of the write left in the store but, maybe, the empty spool made ahead
+            # for the next new file (engine/spools.py, SpareSpools).
+            temps = [p for p in (small / "ufs").iterdir() if p.name.startswith(".shoal-tmp-")]
+            assert len(temps) <= 1 and not any(p.stat().st_size for p in temps), temps
             # A new file written through the store is spooled in it (engine/spools.py): the
             # write answers ENOSPC, and what it wrote before stays, as on a local disk; the
             # mount and the store agree on it, and once it goes, the store takes what fits.

@@ -61,7 +61,7 @@ from ufs.s3meta import (
 )
 from ufs.s3multipart import MultipartWrites
 from ufs.s3options import S3Options
-from ufs.s3parts import UploadSlots
+from ufs.s3parts import UploadSlots, checksum_args
 from ufs.s3stream import FullReads
 from ufs.s3time import parse_timestamp
 from ufs.s3xattrs import XATTR_META, XATTR_META_MAX, decode_xattrs, encode_xattrs
@@ -114,6 +114,10 @@ class S3UnderFS(ObjectKeys, MultipartWrites, UnderFS):
             multipart_chunksize=options.multipart_chunk,
             max_concurrency=options.upload_concurrency,
         )
+        # A copy (a metadata change onto itself, a rename, a link) asks for a checksum of the
+        # whole new object: else a store may give it the source's, which for a multipart
+        # source is a checksum of the parts' checksums, and whole GETs then fail to verify.
+        self._copy_checksum = checksum_args(self.client)
         self.slots = UploadSlots()  # the uploads of writes in progress (ufs/s3parts.py)
         self._lock = threading.Lock()
         self._head_pool: ThreadPoolExecutor | None = None  # a listing's HEADs
@@ -325,13 +329,7 @@ class S3UnderFS(ObjectKeys, MultipartWrites, UnderFS):
                 self.client.put_object(Bucket=self.bucket, Key=marker, Body=b"", Metadata=meta)
             else:  # a copy onto itself: new metadata, the same bytes
                 meta = replaced_metadata(head.get("Metadata", {}), attrs)
-                extra = {"Metadata": meta, "MetadataDirective": "REPLACE"}
-                if head.get("ContentType"):
-                    extra["ContentType"] = head["ContentType"]
-                self.client.copy(
-                    {"Bucket": self.bucket, "Key": key}, self.bucket, key,
-                    ExtraArgs=extra, Config=self._transfer,
-                )  # fmt: skip
+                self._copy_onto_itself(key, meta, head)
         return self.stat(rel)
 
     def delete(self, path: str) -> None:
@@ -391,6 +389,7 @@ class S3UnderFS(ObjectKeys, MultipartWrites, UnderFS):
                 {"Bucket": self.bucket, "Key": self._key(a)},
                 self.bucket,
                 self._key(b),
+                ExtraArgs=dict(self._copy_checksum),
                 Config=self._transfer,
             )
             self.client.delete_object(Bucket=self.bucket, Key=self._key(a))
@@ -406,6 +405,7 @@ class S3UnderFS(ObjectKeys, MultipartWrites, UnderFS):
                 {"Bucket": self.bucket, "Key": self._key(a)},
                 self.bucket,
                 self._key(b),
+                ExtraArgs=dict(self._copy_checksum),
                 Config=self._transfer,
             )
         return self.stat(b)
@@ -465,15 +465,18 @@ class S3UnderFS(ObjectKeys, MultipartWrites, UnderFS):
             meta.pop(XATTR_META, None)
             if xattrs:
                 meta[XATTR_META] = encode_xattrs(xattrs)
-            extra: dict[str, Any] = {"Metadata": meta, "MetadataDirective": "REPLACE"}
-            if head.get("ContentType"):
-                extra["ContentType"] = head["ContentType"]
-            # S3 changes an object's metadata only by copying it onto itself (the managed copy
-            # goes multipart above 5 GB).
-            self.client.copy(
-                {"Bucket": self.bucket, "Key": key}, self.bucket, key, ExtraArgs=extra,
-                Config=self._transfer,
-            )  # fmt: skip
+            self._copy_onto_itself(key, meta, head)
+
+    def _copy_onto_itself(self, key: str, meta: dict[str, str], head: Mapping[str, Any]) -> None:
+        """S3 changes an object's metadata only by copying it onto itself (the managed copy
+        goes multipart above multipart_threshold)."""
+        extra = {"Metadata": meta, "MetadataDirective": "REPLACE", **self._copy_checksum}
+        if head.get("ContentType"):
+            extra["ContentType"] = head["ContentType"]
+        self.client.copy(
+            {"Bucket": self.bucket, "Key": key}, self.bucket, key,
+            ExtraArgs=extra, Config=self._transfer,
+        )  # fmt: skip
 
     def close(self) -> None:
         with self._lock:

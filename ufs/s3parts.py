@@ -33,6 +33,15 @@ Part = dict[str, Any]  # {"PartNumber": n, "ETag": ...}, as CompleteMultipartUpl
 MAX_PARTS = 10_000  # S3's limit per upload (the tail is one of them)
 
 
+def checksum_args(client: Any) -> dict[str, str]:
+    """The checksum arguments of an upload or a copy, as boto3's managed transfer (s3transfer)
+    gives them: CRC32 when the client computes checksums whenever an operation supports them
+    (botocore's default), nothing when only where required."""
+    config = getattr(getattr(client, "meta", None), "config", None)
+    calc = getattr(config, "request_checksum_calculation", None)
+    return {"ChecksumAlgorithm": "CRC32"} if calc == "when_supported" else {}
+
+
 class UploadSlots:
     """The uploads a connector has in progress (never swept), and the lock under which one is
     created or a sweep lists: an upload created after a listing is not in it, and one created
@@ -57,14 +66,9 @@ class StreamedUpload(StagedWrite):
         super().__init__(fd, "")
         self.client, self.bucket, self.key = client, bucket, key
         self.part_size = part_size
-        # As boto3's managed transfer does (s3transfer): with checksums computed whenever an
-        # operation supports them, the upload declares CRC32 and each part's is handed back
-        # at completion (S3 refuses the completion of such an upload without them).
-        config = getattr(getattr(client, "meta", None), "config", None)
-        calc = getattr(config, "request_checksum_calculation", None)
-        self.checksum: dict[str, str] = (
-            {"ChecksumAlgorithm": "CRC32"} if calc == "when_supported" else {}
-        )
+        # Each part's checksum is handed back at completion (S3 refuses the completion of an
+        # upload that declared one without them).
+        self.checksum = checksum_args(client)
         self.in_flight = in_flight
         self.slots = slots
         self.attrs: UfsAttrs | None = None

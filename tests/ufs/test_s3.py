@@ -4,8 +4,10 @@ an object store has: marker and implicit directories, streaming pages, multipart
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import dateutil.parser
@@ -91,6 +93,32 @@ def test_a_large_write_goes_multipart(s3_server: S3Server) -> None:
     assert status.fingerprint.endswith("-3")  # an ETag of a 3-part upload: "<md5>-3"
     small = ufs.write("single", io.BytesIO(b"x" * 1000))
     assert "-" not in small.fingerprint.split("-", 1)[1]
+
+
+def test_copies_of_a_streamed_upload_verify_when_read_whole(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A file written through the mount is a multipart upload whose checksum is one of its
+    parts' checksums: a metadata change (a copy onto itself), a link and a rename must each
+    give the new object a checksum of its whole bytes, or a whole GET with checksum validation
+    (botocore's default) refuses it."""
+    bucket = new_bucket(s3_server)
+    ufs = connector(s3_server, bucket, multipart_chunk=8 * MiB)
+    staged = ufs.stage("multi", str(tmp_path))
+    data = os.urandom(9 * MiB + 7)
+    for off in range(0, len(data), MiB):  # as the mount's write buffer: pwrite, then report
+        os.pwrite(staged.fd, data[off : off + MiB], off)  # type: ignore[union-attr]
+        staged.wrote(off, min(off + MiB, len(data)))  # type: ignore[union-attr]
+    assert ufs.land(staged, "multi").fingerprint.endswith("-2")  # type: ignore[arg-type]
+    os.close(staged.fd)  # type: ignore[union-attr]
+    ufs.set_attrs("multi", UfsAttrs(mtime_ns=1_500_000_000_123_456_789))
+    ufs.set_xattrs("multi", {"user.tag": b"x"})
+    ufs.link("multi", "linked")
+    ufs.rename("linked", "renamed")
+    reader = s3_client(s3_server.endpoint)  # validates the checksum of a whole GET
+    for key in ("multi", "renamed"):
+        body = reader.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert body == data, key
 
 
 def test_uri_and_options(s3_server: S3Server) -> None:

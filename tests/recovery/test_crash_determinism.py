@@ -28,7 +28,7 @@ from engine.engine import Engine
 from journal.journal import JournalOptions
 from recovery.crashsim import Op, SimStorage, Write
 from tests.models.housekeeping import quiet_logs
-from tests.recovery.test_crash_statemachine import DURABILITIES, CrashMachine
+from tests.recovery.test_crash_statemachine import START_DRAWS, CrashMachine
 
 GROUP_WRITERS = ("thread", "process")
 
@@ -142,15 +142,7 @@ class _TracedMachine(CrashMachine):
 
     # CrashMachine.start's draws, with a group-commit writer only: the inline one writes at
     # each wait by construction.
-    @initialize(
-        segment_size=st.integers(200, 2000),
-        checkpoint_every=st.sampled_from([0, 0, 4, 9, 25]),
-        keep=st.integers(1, 3),
-        preallocate=st.sampled_from([0, 96, 1 << 20]),
-        writer=st.sampled_from(GROUP_WRITERS),
-        durability=st.sampled_from(DURABILITIES),
-        split=st.booleans(),
-    )
+    @initialize(**{**START_DRAWS, "writer": st.sampled_from(GROUP_WRITERS)})
     def start(self, **drawn: Any) -> None:
         super().start(**drawn)
 

@@ -89,6 +89,19 @@ CRASH_STATES = dict.fromkeys(WRITERS, 0)
 EXAMPLES = dict.fromkeys(WRITERS, 0)  # by the writer each example drew
 SPAWNS = [0]
 DURABILITIES = ("commit_interval", "every_op")
+
+# An example's set-up, drawn by CrashMachine.start (tests/recovery/test_crash_determinism.py
+# draws the same, with a group-commit writer only).
+START_DRAWS: dict[str, st.SearchStrategy[Any]] = dict(
+    segment_size=st.integers(200, 2000),
+    checkpoint_every=st.sampled_from([0, 0, 4, 9, 25]),
+    keep=st.integers(1, 3),
+    # Off, a few fills per segment, one fill of the whole segment (journal/writer.py).
+    preallocate=st.sampled_from([0, 96, 1 << 20]),
+    writer=st.sampled_from(WRITERS),
+    durability=st.sampled_from(DURABILITIES),
+    split=st.booleans(),
+)
 # Crash states recovered while the live journal acknowledged before syncing (writer process
 # with a commit interval), and how many of those lost something that was acknowledged.
 INTERVAL_STATES = [0, 0]
@@ -229,16 +242,7 @@ class CrashMachine(Housekeeping):
 
     # -- set-up -------------------------------------------------------------------------------
 
-    @initialize(
-        segment_size=st.integers(200, 2000),
-        checkpoint_every=st.sampled_from([0, 0, 4, 9, 25]),
-        keep=st.integers(1, 3),
-        # Off, a few fills per segment, one fill of the whole segment (journal/writer.py).
-        preallocate=st.sampled_from([0, 96, 1 << 20]),
-        writer=st.sampled_from(WRITERS),
-        durability=st.sampled_from(DURABILITIES),
-        split=st.booleans(),
-    )
+    @initialize(**START_DRAWS)
     def start(
         self,
         segment_size: int,

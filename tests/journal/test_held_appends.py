@@ -8,6 +8,7 @@ hold)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,24 +105,34 @@ def _write_calls() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("syscw:"))
 
 
-def test_a_data_mark_inside_a_hold_joins_the_holds_one_pipe_write(tmp_path: Path) -> None:
-    """A content commit's block mark and entries (``data_written``, BlockCached,
-    ContentCommitted) cost one pipe write, not one per message: the mark is gathered like an
-    entry, ahead of the entry that names its block."""
-    engine = _engine(tmp_path, "commit_interval")
+def _write_calls_of(home: Path, work: Callable[[Journal], None]) -> int:
+    """The write system calls ``work`` makes on a fresh engine's synced journal (commit
+    interval), which is synced and closed after."""
+    engine = _engine(home, "commit_interval")
     journal = engine.journal
     try:
         journal.sync()
         before = _write_calls()
+        work(journal)
+        writes = _write_calls() - before
+        journal.sync()
+    finally:
+        journal.close()
+    return writes
+
+
+def test_a_data_mark_inside_a_hold_joins_the_holds_one_pipe_write(tmp_path: Path) -> None:
+    """A content commit's block mark and entries (``data_written``, BlockCached,
+    ContentCommitted) cost one pipe write, not one per message: the mark is gathered like an
+    entry, ahead of the entry that names its block."""
+
+    def hold(journal: Journal) -> None:
         with journal.held():
             journal.append(E.MkDir(FIRST, 1, "d1", 0o755, 0, 0, 1))
             journal.data_written()
             journal.append(E.MkDir(FIRST + 1, FIRST, "d2", 0o755, 0, 0, 1))
-        writes = _write_calls() - before
-        journal.sync()
-    finally:
-        engine.journal.close()
-    assert writes == 1
+
+    assert _write_calls_of(tmp_path, hold) == 1
     again = _engine(tmp_path, "commit_interval")
     try:
         assert again.state.tree.find(FIRST + 1) is not None
@@ -133,18 +144,13 @@ def test_a_sync_asked_inside_a_hold_joins_its_one_pipe_write(tmp_path: Path) -> 
     """The close of a small file written THROUGH: its entries and the request to sync them
     reach the writer in one write, and the wait for the sync after the hold sends nothing
     more; the entries are durable when it returns."""
-    engine = _engine(tmp_path, "commit_interval")
-    journal = engine.journal
-    try:
-        journal.sync()
-        before = _write_calls()
+
+    def close_through(journal: Journal) -> None:
         with journal.held():
             journal.append(E.MkDir(FIRST, 1, "d1", 0o755, 0, 0, 1))
             seq = journal.append(E.MkDir(FIRST + 1, FIRST, "d2", 0o755, 0, 0, 1))
             journal.ask_sync(seq)
         journal.sync(seq)
-        writes = _write_calls() - before
         assert journal.durable_seq >= seq
-    finally:
-        engine.journal.close()
-    assert writes == 1
+
+    assert _write_calls_of(tmp_path, close_through) == 1

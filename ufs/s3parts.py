@@ -42,6 +42,26 @@ def checksum_args(client: Any) -> dict[str, str]:
     return {"ChecksumAlgorithm": "CRC32"} if calc == "when_supported" else {}
 
 
+def upload_part(
+    client: Any,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    body: bytes,
+    checksum: dict[str, str],
+) -> Part:
+    """One part sent; what CompleteMultipartUpload needs of it (its checksum too, when the
+    upload declared one: ``checksum_args``)."""
+    reply = client.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, **checksum
+    )
+    part: Part = {"PartNumber": number, "ETag": reply["ETag"]}
+    if "ChecksumCRC32" in reply and checksum:
+        part["ChecksumCRC32"] = reply["ChecksumCRC32"]
+    return part
+
+
 class UploadSlots:
     """The uploads a connector has in progress (never swept), and the lock under which one is
     created or a sweep lists: an upload created after a listing is not in it, and one created
@@ -132,14 +152,10 @@ class StreamedUpload(StagedWrite):
             return None
 
     def _part(self, number: int, body: bytes) -> Part:
-        reply = self.client.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-            PartNumber=number, Body=body, **self.checksum,
-        )  # fmt: skip
-        part: Part = {"PartNumber": number, "ETag": reply["ETag"]}
-        if "ChecksumCRC32" in reply and self.checksum:
-            part["ChecksumCRC32"] = reply["ChecksumCRC32"]
-        return part
+        assert self.upload_id is not None
+        return upload_part(
+            self.client, self.bucket, self.key, self.upload_id, number, body, self.checksum
+        )
 
     def _begin(self) -> None:
         try:

@@ -23,11 +23,10 @@ import pyfuse3
 import trio
 
 from cli.bench.memfs import MemoryFS
+from ufs.s3parts import Part, checksum_args, upload_part
 
 PART = 8 << 20  # boto3's TransferConfig.multipart_chunksize default
 THREADS = 10  # boto3's TransferConfig.max_concurrency default
-
-Part = dict[str, Any]
 
 
 class _Stream:
@@ -68,14 +67,11 @@ class _Stream:
             finally:
                 self.begun.set()
         self.begun.wait()
-        reply = self.fs.client.upload_part(
-            Bucket=self.fs.bucket, Key=self.key, UploadId=self.upload_id,
-            PartNumber=number, Body=body, **self.fs.checksum,
-        )  # fmt: skip
-        part: Part = {"PartNumber": number, "ETag": reply["ETag"]}
-        if "ChecksumCRC32" in reply and self.fs.checksum:
-            part["ChecksumCRC32"] = reply["ChecksumCRC32"]
-        return part
+        assert self.upload_id is not None
+        fs = self.fs
+        return upload_part(
+            fs.client, fs.bucket, self.key, self.upload_id, number, body, fs.checksum
+        )
 
     def finish(self) -> None:
         """The tail sent and the upload completed (one PUT for a file below a part)."""
@@ -103,18 +99,15 @@ class S3StreamFS(MemoryFS):
         super().__init__(xattrs=True)
         self.client = s3_client(endpoint, connections=THREADS)
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        # As boto3's managed transfer and Shoal's streamed upload: CRC32 declared whenever the
-        # client computes checksums for the operations that support them.
-        calc = getattr(self.client.meta.config, "request_checksum_calculation", None)
-        self.checksum = {"ChecksumAlgorithm": "CRC32"} if calc == "when_supported" else {}
+        self.checksum = checksum_args(self.client)  # as boto3's and Shoal's uploads declare
         self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="s3-part")
         self.streams: dict[int, _Stream] = {}
         self.stored = 0  # bytes of completed objects
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any) -> Any:
-        info, attrs = await super().create(parent_inode, name, mode, flags, ctx)
         if parent_inode != pyfuse3.ROOT_INODE:
             raise pyfuse3.FUSEError(errno.EIO)  # the benchmark writes at the root only
+        info, attrs = await super().create(parent_inode, name, mode, flags, ctx)
         key = f"{self.prefix}/{name.decode()}" if self.prefix else name.decode()
         self.streams[attrs.st_ino] = _Stream(self, key)
         return info, attrs

@@ -257,6 +257,7 @@ class Engine:
         and removed (engine/cache/release.py), unless the config keeps them."""
         try:
             self.ttl.stop()
+            self.fs.spares.close()  # spools made ahead for files never created: removed
             if self.persister is not None:
                 self.persister.close()  # uploads under way finish; queued ones stay pending
             if self.prefetch is not None:

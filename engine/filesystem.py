@@ -220,17 +220,16 @@ class FileSystem:
     def spare_spool(self, node: Inode) -> StoreSpool | None:
         """``store_spool`` for the new file ``node`` from a spool made ahead, without I/O (for
         the event loop); None if its store had none ready. ``refill_spare`` after either."""
-        where = self.placement.sync.mount_of(node)
-        spool = self.spares.take(where[0]) if where is not None else None
+        mount = self.placement.mounts.mount_of(node.id)
+        spool = self.spares.take(mount) if mount is not None else None
         if spool is not None:
             spool.staged.prepare = functools.partial(self.writes.before_store, node)
         return spool
 
     def refill_spare(self, spool: StoreSpool, node: Inode) -> None:
-        """A create got ``spool`` for ``node``: the next one made ahead (engine/spools.py)."""
-        where = self.placement.sync.mount_of(node)
-        if where is not None:
-            self.spares.refill(spool, where[1])
+        """A create got ``spool`` for ``node``: the next one made ahead (engine/spools.py);
+        the path is found only if one is to be made."""
+        self.spares.refill(spool, lambda: self.placement.sync.mount_of(node))
 
     def spools_in_store(self, node: Inode) -> bool:
         """Whether ``store_spool`` may make a spool for ``node`` (its write type writes the

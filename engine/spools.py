@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.errors import ShoalError
@@ -143,9 +144,10 @@ class SpareSpools:
             return None
         return spool
 
-    def refill(self, spool: StoreSpool, rel: str) -> None:
-        """After a create got ``spool`` for a file at ``rel`` in its store: a spare made for
-        the next one, in the background, if the store's spools name no target."""
+    def refill(self, spool: StoreSpool, where: Callable[[], tuple[Mount, str] | None]) -> None:
+        """After a create got ``spool``: a spare made for the next one, in the background, if
+        the store's spools name no target (``where``: the file's mount and path in it, asked
+        for only then)."""
         if type(spool.staged) is not StagedWrite:
             return
         mount = spool.mount
@@ -157,7 +159,12 @@ class SpareSpools:
             if count < BURST or self._closed or mount.id in self._ready or mount.id in self._asked:
                 return
             self._asked.add(mount.id)
-        self._submit((mount, rel))
+        found = where()
+        if found is None or found[0] != mount:  # moved out of its mount meanwhile: none made
+            with self._lock:
+                self._asked.discard(mount.id)
+            return
+        self._submit((mount, found[1]))
 
     def _submit(self, job: tuple[Mount, str] | StoreSpool) -> None:
         with self._lock:

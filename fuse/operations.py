@@ -239,7 +239,6 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         for buffer in list(self.buffers.values()):
             buffer.abandon()
         self.closer.finish()  # store spools never landed: their temporary files go now
-        self.fs.spares.close()  # and those made ahead for files never created
 
     def _retire(self, buffer: WriteBuffer) -> None:
         """Stops routing the inode's reads to the buffer and closes it once nobody uses it,

@@ -94,7 +94,9 @@ class KernelInvalidator:
 
     def observe(self, entry: Any) -> None:
         """A namespace observer: called under the namespace's lock, so it only queues."""
-        born, self._born = self._born, 0
+        born = self._born
+        if getattr(entry, "id", None) != born:  # the new file's own entries keep the rule
+            self._born = 0
         if isinstance(entry, E.CreateFile):
             if not getattr(self._local, "active", False):
                 self._born = entry.id
@@ -107,6 +109,7 @@ class KernelInvalidator:
             # changed, its first open would keep no pages (harmless); but the invalidation,
             # sent later from the thread, would land after the kernel had looked the file up
             # and read it, and drop the pages of the pass after a cold one.
+            self._born = 0
             return
         if isinstance(entry, E.UfsFingerprint | E.CompleteFile | E.ContentCommitted):
             # New content, whoever made it: the kernel's pages of the file must go (after a

@@ -52,10 +52,12 @@ def test_a_store_change_found_after_a_load_still_drops_the_pages(
 def test_only_the_fingerprint_right_after_its_files_creation_is_passed_over() -> None:
     invalidator = KernelInvalidator()
     now = time.time_ns()
-    for ino in (10, 11, 12):
+    for ino in (10, 11, 12, 13):
         invalidator.observe(E.CreateFile(ino, 1, f"f{ino}", 0o644, 0, 0, now))
         if ino == 11:  # another entry between the two: not known to be one hold of the lock
             invalidator.observe(E.SetAttr(1, now, mtime=now))
+        if ino == 13:  # the new file's own attributes between: still its making
+            invalidator.observe(E.SetAttr(13, now, mode=0o600))
         new_content = ino == 12  # content written over it: a change, whoever committed it
         invalidator.observe(E.UfsFingerprint(ino, "fp", 3, now, now, 0, new_content))
-    assert [ino for ino in (10, 11, 12) if invalidator.keep_pages(ino)] == [10]
+    assert [ino for ino in (10, 11, 12, 13) if invalidator.keep_pages(ino)] == [10, 13]

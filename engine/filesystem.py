@@ -246,7 +246,7 @@ class FileSystem:
         self.reads.store_missing(node)
 
     def read_cached(self, node: Inode, offset: int, length: int) -> bytes | bytearray | None:
-        if node.id in self.ns.state.orphans:  # (openfiles.is_orphan, inline: every hit asks)
+        if openfiles.is_orphan(self.ns, node.id):
             return None  # read_node serves it, from the cache alone
         return self.reads.read_cached(node, offset, length)
 
@@ -292,8 +292,8 @@ class FileSystem:
     def release_orphan(self, ino: int) -> None:
         openfiles.release(self.ns, self.cache, [ino])
 
-    def nlink(self, node: Inode) -> int:  # (openfiles.is_orphan inline: every LOOKUP asks)
-        return 0 if node.id in self.ns.state.orphans else self.ns.tree.nlink(node)
+    def nlink(self, node: Inode) -> int:
+        return 0 if openfiles.is_orphan(self.ns, node.id) else self.ns.tree.nlink(node)
 
     def find_inode(self, ino: int) -> Inode | None:
         return self.ns.tree.find(ino)

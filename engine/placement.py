@@ -253,9 +253,6 @@ class Placement:
         enclosing mount and the nearest type set on the way are found in one walk up the tree.
         (Not kept per directory: ~1 µs a file in-process against a tier hit's ~200 µs in the
         daemon, not worth a cache to keep in step with every applied entry.)"""
-        return self._walked_read_type(node)
-
-    def _walked_read_type(self, node: Inode) -> ReadType:
         mounts, table = self.ns.state.mounts, self.ns.tree.table
         mount: Mount | None = None
         typed: str | None = None

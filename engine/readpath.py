@@ -110,15 +110,11 @@ class ReadPath:
         blocks = self.ns.state.blocks.get(ino, {})
         if len(cache.tiers) > 1:
             top = cache.tiers[0].name
-            if first == last:  # a small file's, every hit of a tier pass: no list to build
-                info = blocks.get((version, first))
-                lower = [(ino, version, first)] if info is not None and info.tier != top else []
-            else:
-                lower = [
-                    (ino, version, idx)
-                    for idx in range(first, last + 1)
-                    if (info := blocks.get((version, idx))) is not None and info.tier != top
-                ]
+            lower = [
+                (ino, version, idx)
+                for idx in range(first, last + 1)
+                if (info := blocks.get((version, idx))) is not None and info.tier != top
+            ]
             # Promoted if the read type asks: deciding costs one walk up the tree, done here
             # (a thread hop per hit of a lower tier would cost more); moving is for a thread.
             if lower and self._promotes(node):

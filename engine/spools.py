@@ -22,6 +22,7 @@ from engine.inode import Inode
 from engine.mounts import ufs_errors
 from engine.placement import Placement
 from engine.state import Mount
+from ufs.base import UnderFS
 from ufs.staged import StagedWrite
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,18 @@ def store_spool(placement: Placement, path: str, spool_dir: str | None = None) -
         node = parent.children.get(name)  # type: ignore[union-attr]
         if not placement.write_type_of(node or parent, mount, None).writes_ufs_at_close:
             return None
-        with ufs_errors():
-            staged = connector.stage(rel, spool_dir)
+        return staged_spool(connector, mount, rel, spool_dir)
     except ShoalError:
         return None
+
+
+def staged_spool(
+    connector: UnderFS, mount: Mount, rel: str, spool_dir: str | None = None
+) -> StoreSpool | None:
+    """The store's staged write for ``rel`` as a spool; None if the store stages none. A
+    store's refusal raises the engine's error for it."""
+    with ufs_errors():
+        staged = connector.stage(rel, spool_dir)
     return StoreSpool(staged, mount) if staged is not None else None
 
 
@@ -187,10 +196,7 @@ class SpareSpools:
             mount, rel = job
             spool = None
             try:
-                with ufs_errors():
-                    staged = self.placement.mounts.connector(mount).stage(rel)
-                if staged is not None:
-                    spool = StoreSpool(staged, mount)
+                spool = staged_spool(self.placement.mounts.connector(mount), mount, rel)
             except Exception as exc:  # the next create makes its own, and reports a failure
                 log.debug("no spare spool for mount %d: %s", mount.id, exc)
             with self._lock:

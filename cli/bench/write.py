@@ -36,6 +36,7 @@ from typing import Any
 from cli.bench import writeloads as W
 from cli.bench import writetools as WT
 from cli.bench.ceiling import cpu_seconds
+from cli.bench.prefault import prefault
 from cli.bench.writeceiling import bare_write_mount
 from engine.config import default_tiers
 
@@ -60,9 +61,13 @@ def run(
         WT.require_git()
     scratch = tempfile.mkdtemp(prefix="shoal-bench-write-", dir=workdir)
     homes: list[str] = []
+    # Fresh memory costs whoever touches it first: touched before any contender (the largest
+    # need is the S3 write's: the spool or source, moto's parts, and its completion's copies).
+    prefaulted = prefault(6 * size_mib * W.MiB)
     try:
         if only == "s3":
             result = {"size_mib": size_mib, **_s3(scratch, size_mib, homes)}
+            result["prefaulted_bytes"] = prefaulted
             return {**result, **s3_ratios(result)}
         result = _local_and_mounts(scratch, files, size_mib, homes)
         result.update(_s3(scratch, size_mib, homes))
@@ -70,6 +75,7 @@ def run(
             result.update(_tools(scratch, homes, repo_files, wheel))
     finally:
         _remove_scratch(scratch, homes)
+    result["prefaulted_bytes"] = prefaulted
     result.update(ratios(result))
     return result
 

@@ -122,7 +122,7 @@ BURST_GAP_S = 0.25
 
 class SpareSpools:
     """One spool made ahead per store whose spools are plain temporary files at its root
-    (a ``StagedWrite`` itself, as the local connector stages: it names no target, ``land``
+    (``StagedWrite.targetless``, as the local connector stages: it names no target, ``land``
     gives it one), so that in a burst of creates the next new file written THROUGH or
     CACHE_THROUGH takes it on the event loop: no worker thread's hop and no file creation in
     the store on the creating caller's path (a single-threaded `tar x` pays both once per
@@ -157,7 +157,7 @@ class SpareSpools:
         """After a create got ``spool``: a spare made for the next one, in the background, if
         the store's spools name no target (``where``: the file's mount and path in it, asked
         for only then)."""
-        if type(spool.staged) is not StagedWrite:
+        if not spool.staged.targetless:
             return
         mount = spool.mount
         now = time.monotonic()

@@ -73,6 +73,8 @@ class UploadSlots:
 
 
 class StreamedUpload(StagedWrite):
+    targetless = False  # its upload is begun for its key
+
     def __init__(
         self,
         fd: int,

@@ -19,6 +19,10 @@ class StagedWrite:
     """A temporary file in a store, open for reading and writing; its descriptor is the
     writer's until it is landed or discarded."""
 
+    # Names no target until ``land`` gives it one: one may be made ahead of the file it will
+    # hold (engine/spools.py's spares).
+    targetless = True
+
     def __init__(self, fd: int, temp: str) -> None:
         self.fd = fd
         self.temp = temp  # its full path

@@ -13,8 +13,10 @@ of operations not yet made durable, gives the disk as it stood right after any o
   operations, and the last operation of that prefix, if it is a write, may be torn (``Tear``):
   cut at any byte, the rest of it zeros, garbage or absent; or scattered, some of its sectors on
   disk and others not, in any order (a write over preallocated space reaches the disk page by
-  page). Or (``Crash.scatter``) every surviving write keeps any subset of its sectors: with no
-  fsync between them, a power loss may keep a later write's pages and lose an earlier one's (the
+  page). A torn write always loses something: where what it did not write happens to equal
+  what it would have (trailing zero bytes under a zero fill), its last byte is garbage. Or
+  (``Crash.scatter``) every surviving write keeps any subset of its sectors: with no fsync
+  between them, a power loss may keep a later write's pages and lose an earlier one's (the
   journal's writes between two syncs, with a commit interval).
 * Directories are created once, up front (``MakeDir`` is durable at once); files are the only
   things renamed or removed.
@@ -263,18 +265,40 @@ def crash_image(tracker: Tracker, crash: Crash) -> Image:
     if not 0 <= crash.prefix <= len(tracker.pending):
         raise ValueError(f"prefix {crash.prefix} of {len(tracker.pending)} pending operations")
     survivors = list(tracker.pending[: crash.prefix])
+    torn: Write | None = None
     if crash.tear is not None:
         last = survivors[-1] if survivors else None
         if not isinstance(last, Write):
             raise ValueError(f"only a surviving write can be torn, not {last!r}")
+        torn = last
         survivors[-1:] = crash.tear.pieces(last)
     if crash.scatter is not None:
         survivors = _scattered(survivors, random.Random(crash.scatter))
     image = tracker.durable.copy()
     for op in survivors:
         image.apply(op)
+    if torn is not None:
+        _lose_something(image, torn)
     image.collect()
     return image
+
+
+def _lose_something(image: Image, torn: Write) -> None:
+    """Makes the last byte of ``torn`` garbage if its tear left all of its bytes in place.
+
+    Whether the bytes a tear did not write equal those it would have depends on their values:
+    many journal records end with their entry's wall-clock time, so a zero fill cutting such a
+    record's last byte left it whole in one run of 256 (the time's last byte 0) and tore it in
+    the others. The crash machines go
+    on from what a crash recovered: their next steps, and the draws hypothesis replays them by,
+    followed the clock. A tear that loses nothing is the crash that keeps the whole write, which
+    is a crash of its own (``Crash(cut, prefix)``); a torn one loses its last byte at least, so
+    the record it cuts is lost whatever its bytes."""
+    end = torn.offset + len(torn.data)
+    held = image.data.get(torn.ino, b"")
+    if held[torn.offset : end] == torn.data:
+        garbage = bytes([torn.data[-1] ^ 0xFF])
+        image.data[torn.ino] = held[: end - 1] + garbage + held[end:]
 
 
 def _scattered(ops: list[Op], rng: random.Random) -> list[Op]:

@@ -170,6 +170,24 @@ def test_a_torn_write_keeps_a_prefix_then_its_fill(fill: str) -> None:
         assert got == b"HEAD012"
 
 
+@pytest.mark.parametrize("fill", FILLS)
+def test_a_torn_write_loses_its_last_byte_even_where_its_fill_equals_it(fill: str) -> None:
+    """A record ending in the byte a tear's fill puts there (a wall-clock time ending in 0x00
+    under zeros, or under the preallocated zeros an absent fill leaves; the garbage's own byte)
+    is torn all the same: whether a tear loses the record never depends on its bytes."""
+    sim = SimStorage()
+    sim.makedirs("d")
+    f = create_durably(sim, "d/log", bytes(16))  # preallocated: zeros where the record goes
+    last = random.Random(7).randbytes(1) if fill == "garbage" else b"\0"
+    record = b"record" + last
+    f.write_at(record, 0)
+    end = sim.op_count
+    got = sim.crashed(end, 1, Tear(len(record) - 1, fill, seed=7)).read("d/log")  # type: ignore[arg-type]
+    assert len(got) == 16 and got[:6] == b"record"
+    assert got[6:7] != last, "the tear left the record whole"
+    assert got[7:] == bytes(9)
+
+
 def test_a_scattered_tear_keeps_some_sectors_and_the_old_bytes_elsewhere() -> None:
     sim = SimStorage()
     sim.makedirs("d")

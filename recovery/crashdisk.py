@@ -289,11 +289,10 @@ def _lose_something(image: Image, torn: Write) -> None:
     Whether the bytes a tear did not write equal those it would have depends on their values:
     many journal records end with their entry's wall-clock time, so a zero fill cutting such a
     record's last byte left it whole in one run of 256 (the time's last byte 0) and tore it in
-    the others. The crash machines go
-    on from what a crash recovered: their next steps, and the draws hypothesis replays them by,
-    followed the clock. A tear that loses nothing is the crash that keeps the whole write, which
-    is a crash of its own (``Crash(cut, prefix)``); a torn one loses its last byte at least, so
-    the record it cuts is lost whatever its bytes."""
+    the others. The crash machines go on from what a crash recovered: their next steps, and the
+    draws hypothesis replays them by, followed the clock. A tear that loses nothing is the crash
+    that keeps the whole write, which is a crash of its own (``Crash(cut, prefix)``); a torn one
+    loses its last byte at least, so the record it cuts is lost whatever its bytes."""
     end = torn.offset + len(torn.data)
     held = image.data.get(torn.ino, b"")
     if held[torn.offset : end] == torn.data:

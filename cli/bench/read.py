@@ -62,8 +62,7 @@ def run(
     scratch = tempfile.mkdtemp(prefix="shoal-bench-read-", dir=workdir)
     src, mnt, home = (os.path.join(scratch, d) for d in ("src", "mnt", "home"))
     os.makedirs(mnt)
-    _make_dataset(src, classes, per_class, shards, shard_mib)
-    small, large = _listing(src)
+    small, large, warmed = _dataset(src, classes, per_class, shards, shard_mib)
     result: dict[str, Any] = {
         "dataset": {
             "small_files": len(small), "small_bytes": SMALL_SIZE,
@@ -71,16 +70,13 @@ def run(
         },
         "readers": readers, "latency_ms": latency_ms,
         "scratch": scratch,  # removed before this returns, with its homes' MEM tiers
+        "prefaulted_bytes": warmed,
     }  # fmt: skip
 
     def measure(label: str, paths: list[str], read: ceiling.Reader) -> None:
         seconds, total = read(paths)
         result[label] = _figures(len(paths), seconds, total)
 
-    # Fresh memory costs whoever touches it first: touched before any contender (a copy of
-    # the dataset in the S3 server, in the MEM tier, and in the page cache of each reader).
-    data_bytes = len(small) * SMALL_SIZE + len(large) * (shard_mib << 20)
-    result["prefaulted_bytes"] = prefault(4 * data_bytes)
     # The machine's ceiling: the same files from a local directory (page cache).
     _read_files(small + large)
     measure("local_small", small, lambda p: _timed(readers, p))
@@ -128,6 +124,19 @@ def run(
 
     result["ratios"] = _ratios(result) | prefetch_ratio(result) | ceiling.ratios(result)
     return result
+
+
+def _dataset(
+    src: str, classes: int, per_class: int, shards: int, shard_mib: int
+) -> tuple[list[str], list[str], int]:
+    """The dataset made in ``src`` and listed (small files, large ones), and the bytes of memory
+    touched for the run: fresh memory costs whoever touches it first (cli/bench/prefault.py),
+    so what the run needs (a copy of the dataset in the S3 server, in the MEM tier, in the
+    readers' page cache) is touched before any contender."""
+    _make_dataset(src, classes, per_class, shards, shard_mib)
+    small, large = _listing(src)
+    data_bytes = len(small) * SMALL_SIZE + len(large) * (shard_mib << 20)
+    return small, large, prefault(4 * data_bytes)
 
 
 def _upload(client: Any, src: str, paths: list[str]) -> None:

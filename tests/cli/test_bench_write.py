@@ -181,7 +181,10 @@ def test_bench_write_only_s3_runs_the_s3_write_alone(tmp_path: Path) -> None:
     for key in ("s3_mount", "s3_ceiling"):
         assert result[key]["in_store_bytes"] == 2 * MiB, key
     ratios = {"s3_write_vs_boto3", "s3_ceiling_vs_boto3", "s3_write_vs_s3_ceiling"}
-    assert set(result) == {"size_mib", "s3_mount", "s3_ceiling", "s3_boto3"} | ratios
+    assert (
+        set(result)
+        == {"size_mib", "s3_mount", "s3_ceiling", "s3_boto3", "prefaulted_bytes"} | ratios
+    )
     table = format_table(result)
     assert "mount of S3 (moto), THROUGH" in table and "s3_write_vs_s3_ceiling" in table
     assert "tar x" not in table

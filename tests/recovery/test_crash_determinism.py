@@ -159,10 +159,10 @@ class _TracedMachine(CrashMachine):
         super()._explore(data, cuts, per_cut)
 
 
-def _traces(examples: int) -> list[list[Any]]:
-    _TracedMachine.traces = []
+def _derandomized(machine: type[CrashMachine], examples: int) -> None:
+    """``examples`` examples of ``machine``, the same ones at every call."""
     run_state_machine_as_test(
-        _TracedMachine,
+        machine,
         settings=settings(
             CrashMachine.TestCase.settings,
             max_examples=examples,
@@ -170,6 +170,11 @@ def _traces(examples: int) -> list[list[Any]]:
             phases=[Phase.generate],
         ),
     )
+
+
+def _traces(examples: int) -> list[list[Any]]:
+    _TracedMachine.traces = []
+    _derandomized(_TracedMachine, examples)
     return _TracedMachine.traces
 
 
@@ -209,15 +214,7 @@ class _RecoveryNotes(CrashMachine):
 
 def _recoveries(examples: int) -> list[list[tuple[Crash, int, dict[str, Any]]]]:
     _RecoveryNotes.notes = []
-    run_state_machine_as_test(
-        _RecoveryNotes,
-        settings=settings(
-            CrashMachine.TestCase.settings,
-            max_examples=examples,
-            derandomize=True,
-            phases=[Phase.generate],
-        ),
-    )
+    _derandomized(_RecoveryNotes, examples)
     return _RecoveryNotes.notes
 
 

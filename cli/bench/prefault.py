@@ -16,23 +16,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-
-def available_bytes() -> int:
-    """MemAvailable, from /proc/meminfo (0 if it cannot be read)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+import psutil
 
 
 def prefault(wanted: int, share: float = 0.5) -> int:
     """Touches ``wanted`` bytes (at most ``share`` of the available memory) in a child process,
     which frees them as it exits; the bytes touched."""
-    size = min(wanted, int(available_bytes() * share))
+    size = min(wanted, int(psutil.virtual_memory().available * share))
     if size <= 0:
         return 0
     # bytearray(n) zero-fills: every page is written once.

@@ -279,6 +279,9 @@ class FileSystem:
     def released(self, ino: int) -> None:
         openfiles.released(self.ns, self.cache, ino)
 
+    def open_handles(self, ino: int) -> int:
+        return self.ns.open_files.count(ino)
+
     def closed(self, ino: int, writing: bool = False) -> bool:
         """``released`` without the wait: True if an orphan's last handle closed, which
         ``release_orphan`` (it journals) must then let go. The last writer's close starts the

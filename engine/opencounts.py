@@ -49,6 +49,10 @@ class OpenCounts:
     def is_open(self, ino: int) -> bool:
         return ino in self._counts
 
+    def count(self, ino: int) -> int:
+        """Handles of ``ino`` open."""
+        return self._counts.get(ino, 0)
+
     def writing(self, ino: int) -> bool:
         """Whether a handle open for writing ``ino`` is still open."""
         return ino in self._writers

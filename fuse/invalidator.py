@@ -142,6 +142,16 @@ class KernelInvalidator:
         except OSError:
             pass  # not cached: nothing to drop
 
+    def pages_now(self, ino: int) -> None:
+        """Drops the kernel's pages (and attributes) of ``ino`` at once, from the calling
+        thread, which must not be the event loop: the kernel may wait for a page that a READ
+        the loop has still to answer holds locked."""
+        try:
+            pyfuse3.invalidate_inode(ino, False)
+            self.sent += 1
+        except OSError:
+            pass  # not cached: nothing to drop
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()

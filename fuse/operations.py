@@ -27,7 +27,7 @@ from engine.inode import PROVISIONAL, Inode
 from engine.posix import Caller, access_time, check_write
 from engine.spools import StoreSpool
 from fuse.boundary import FlushNotNeeded, answers_errno
-from fuse.handles import DirHandle, Handle
+from fuse.handles import DirHandle, Handle, writes_around_pages
 from fuse.invalidator import KernelInvalidator
 from fuse.moreops import MoreOperations, caller_of
 from fuse.writebuffer import BufferClosed, Closer, WriteBuffer
@@ -374,8 +374,8 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         buffer = self._buffer(node, spool)
         buffer.dirty = True
         buffer.mtime_ns = node.mtime
-        fh = self._open_handle(node, buffer)
-        return pyfuse3.FileInfo(fh=fh), self._attrs(node)
+        fh = self._open_writer(node, buffer, flags)
+        return pyfuse3.FileInfo(fh=fh, direct_io=self.handles[fh].direct), self._attrs(node)
 
     def _create(
         self, caller: Caller, parent: int, name: str, mode: int
@@ -411,7 +411,19 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
                 self._drop_handle_of(buffer)  # no handle will release it
                 raise
             buffer.handles -= 1  # counted again as the handle's, at once
-        return pyfuse3.FileInfo(fh=self._open_handle(node, buffer))
+        fh = self._open_writer(node, buffer, flags)
+        direct = self.handles[fh].direct
+        # Pages that readers closed before it cached would be stale beside its writes: dropped.
+        return pyfuse3.FileInfo(fh=fh, direct_io=direct, keep_cache=not direct)
+
+    def _open_writer(self, node: Inode, buffer: WriteBuffer, flags: int) -> int:
+        """A handle writing through ``buffer``, around the page cache if it may (handles.py)."""
+        direct = writes_around_pages(flags, self.fs.open_handles(node.id), buffer)
+        fh = self._open_handle(node, buffer)
+        if direct:
+            self.handles[fh].direct = True
+            buffer.direct_handles += 1
+        return fh
 
     @answers_errno  # pyfuse3 replies with any buffer (a disk tier's hit is a bytearray)
     async def read(self, fh: int, off: int, size: int) -> bytes | bytearray:  # type: ignore[override]
@@ -439,12 +451,17 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
 
     @answers_errno
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        buffer = self.handles[fh].buffer
+        handle = self.handles[fh]
+        buffer = handle.buffer
         check_write(buffer is not None, off, len(buf), self.max_file_size)
         assert buffer is not None
         written = buffer.try_write(off, buf)  # a pwrite to the spool: no thread needed
         if written is None:
             written = await self._blocking(buffer.write, off, buf)
+        if handle.direct and self.fs.open_handles(handle.ino) > buffer.direct_handles:
+            # Its bytes went around the pages another handle may read: they go before the
+            # write is answered, so no read after it is served the old bytes (POSIX).
+            await self._blocking(self.invalidator.pages_now, handle.ino)
         return written
 
     @answers_errno
@@ -467,6 +484,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
                 await self._commit(buffer)  # normally done by flush already
         finally:
             if buffer is not None:
+                buffer.direct_handles -= handle.direct
                 self._drop_handle_of(buffer)
                 if buffer.handles == 0 and buffer.dirty:
                     log.error(

@@ -59,6 +59,8 @@ class WriteBuffer:
         # A utimens since the last write set ``mtime_ns``: the commit keeps it, not its time.
         self.mtime_set = False
         self.handles = 0  # open handles writing through this buffer
+        # Of those, the ones whose writes bypass the kernel's page cache (direct_io)
+        self.direct_handles = 0
         self.lock = threading.Lock()  # held while a block is copied in or the spool changes
         if size:
             os.ftruncate(self.fd, size)

@@ -20,10 +20,13 @@ aborted: a writer killed mid-upload leaves them, and the connector's sweep abort
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+from isal import isal_zlib
 
 from ufs.base import UfsAttrs
 from ufs.s3meta import posix_metadata
@@ -54,12 +57,23 @@ def upload_part(
     """One part sent; what CompleteMultipartUpload needs of it (its checksum too, when the
     upload declared one: ``checksum_args``)."""
     reply = client.upload_part(
-        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, **checksum
-    )
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
+        **checksum, **part_checksum(body, checksum),
+    )  # fmt: skip
     part: Part = {"PartNumber": number, "ETag": reply["ETag"]}
     if "ChecksumCRC32" in reply and checksum:
         part["ChecksumCRC32"] = reply["ChecksumCRC32"]
     return part
+
+
+def part_checksum(body: bytes, checksum: dict[str, str]) -> dict[str, str]:
+    """The part's CRC32 as upload_part's argument, when the upload declared CRC32: given, it is
+    sent as is, and botocore does not compute it with zlib's CRC (2 ms an 8 MiB part on the
+    test machine against ISA-L's 0.2: a tenth of the daemon's CPU in a streamed write)."""
+    if checksum.get("ChecksumAlgorithm") != "CRC32":
+        return {}
+    value = isal_zlib.crc32(body).to_bytes(4, "big")
+    return {"ChecksumCRC32": base64.b64encode(value).decode("ascii")}
 
 
 class UploadSlots:

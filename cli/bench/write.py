@@ -8,7 +8,8 @@ same work done without Shoal in the same run (cli/bench/writeloads.py):
 - a large sequential write (1 MiB writes, fsync, close): onto the local disk, and right after
   through the THROUGH mount (the bytes are in the UFS when fsync returns);
 - the same write through a THROUGH mount of S3 (moto's server over HTTP on 127.0.0.1), against
-  boto3's own multipart upload of the same bytes to the same server.
+  boto3's own multipart upload of the same bytes to the same server: run first, right after
+  the memory's warm-up (cli/bench/prefault.py).
 
 After each mount is unmounted, the files and bytes its UFS holds are counted: the figures are
 of work that really arrived, and a test checks them.
@@ -69,8 +70,12 @@ def run(
             result = {"size_mib": size_mib, **_s3(scratch, size_mib, homes)}
             result["prefaulted_bytes"] = prefaulted
             return {**result, **s3_ratios(result)}
-        result = _local_and_mounts(scratch, files, size_mib, homes)
-        result.update(_s3(scratch, size_mib, homes))
+        # The S3 write first, right after the memory's warm-up, as with ``only``: run after
+        # minutes of tar, all three of its contenders ran slower and further apart (boto3's
+        # own upload 100-137 MB/s against 150-192; docs/benchmarks.md, "Write-only handles
+        # around the page cache").
+        s3 = _s3(scratch, size_mib, homes)
+        result = {**_local_and_mounts(scratch, files, size_mib, homes), **s3}
         if tools:
             result.update(_tools(scratch, homes, repo_files, wheel))
     finally:

@@ -99,3 +99,42 @@ def test_warm_pass_on_a_read_only_mount_costs_only_open_and_release(metered: Met
     assert {op: after[op] - before[op] for op in ("lookup", "getattr", "read")} == {
         "lookup": 0, "getattr": 0, "read": 0,
     }  # fmt: skip
+
+
+def test_a_reader_beside_a_write_only_writer_reads_each_write_from_the_daemon(
+    metered: Metered,
+) -> None:
+    """A write-only writer alone on its file bypasses the page cache (direct_io), so a reader
+    opened while it writes does too: each read asks the daemon, and none is served from a page
+    the writer's later bytes went around."""
+    f = metered.m.path / "data.bin"
+    assert f.read_bytes() == b"A" * 300_000  # pages cached before the writer opens
+    writer = os.open(f, os.O_WRONLY)
+    try:
+        os.pwrite(writer, b"B" * 4096, 0)
+        with open(f, "rb", buffering=0) as reader:
+            assert reader.read(8192) == b"B" * 4096 + b"A" * 4096
+            os.pwrite(writer, b"C" * 4096, 4096)
+            reads = metered.requests("read")
+            assert os.pread(reader.fileno(), 8192, 0) == b"B" * 4096 + b"C" * 4096
+            assert metered.requests("read") > reads, "a re-read came from the page cache"
+    finally:
+        os.close(writer)
+    assert f.read_bytes() == b"B" * 4096 + b"C" * 4096 + b"A" * (300_000 - 8192)
+
+
+def test_a_file_rewritten_in_place_by_a_write_only_handle_is_not_read_from_stale_pages(
+    metered: Metered,
+) -> None:
+    f = metered.m.path / "data.bin"
+    assert f.read_bytes() == b"A" * 300_000
+    assert f.read_bytes() == b"A" * 300_000  # kept: served from the page cache
+    fd = os.open(f, os.O_WRONLY)  # no O_TRUNC: the old pages past the write are still right
+    try:
+        assert os.pwrite(fd, b"D" * 10_000, 100_000) == 10_000
+    finally:
+        os.close(fd)
+    expected = b"A" * 100_000 + b"D" * 10_000 + b"A" * 190_000
+    with open(f, "rb") as reader:
+        assert reader.read() == expected
+    assert (metered.ufs / "data.bin").read_bytes() == expected

@@ -5,8 +5,10 @@ whole upload, and the sweep of dead writers' uploads spares the live ones."""
 
 from __future__ import annotations
 
+import base64
 import os
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from cli.bench.s3server import S3Server, s3_client
 from tests.ufs.stores import CREDS, new_bucket
 from ufs.base import UfsAttrs
 from ufs.s3 import S3Options, S3UnderFS
-from ufs.s3parts import StreamedUpload
+from ufs.s3parts import StreamedUpload, part_checksum
 
 PART = 5 << 20
 MIB = 1 << 20
@@ -134,3 +136,12 @@ def test_upload_shape_defaults_are_boto3s_transfer_defaults() -> None:
     defaults, boto3 = S3Options(), TransferConfig()
     assert defaults.multipart_chunk == boto3.multipart_chunksize
     assert defaults.upload_concurrency == boto3.max_concurrency
+
+
+def test_a_parts_crc32_is_given_to_botocore_as_zlib_computes_it() -> None:
+    """Given (ISA-L's, a tenth of zlib's CPU), botocore sends it instead of computing its own;
+    the store checks it against the part (moto does: a wrong one fails every upload test)."""
+    body = os.urandom(3 * MIB + 17)
+    (value,) = part_checksum(body, {"ChecksumAlgorithm": "CRC32"}).values()
+    assert base64.b64decode(value) == zlib.crc32(body).to_bytes(4, "big")
+    assert part_checksum(body, {}) == {}  # the upload declared none: none is sent

@@ -87,6 +87,9 @@ def run(
 
 def _local_and_mounts(scratch: str, files: int, mib: int, homes: list[str]) -> dict[str, Any]:
     archive = W.make_tar(scratch, files)
+    # The first baseline's `sync` would otherwise write back what came before (the archive,
+    # the S3 write's source): each local run pays for its own files only.
+    os.sync()
     data = W.chunk()
     result: dict[str, Any] = {"files": files, "file_bytes": W.SMALL_SIZE, "size_mib": mib}
     local_seconds = []
@@ -223,8 +226,12 @@ def _s3(scratch: str, mib: int, homes: list[str]) -> dict[str, Any]:
     from cli.bench.s3server import s3_client, start_s3_server
 
     data = W.chunk()
-    source = os.path.join(scratch, "s3-source.bin")
-    with open(source, "wb") as f:
+    # boto3's source in RAM where there is a tmpfs: on the disk, the local `tar x` baselines
+    # after it ran 2-15x slower (its gigabyte written back, then removed from a root mounted
+    # `discard`; docs/benchmarks.md).
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else scratch
+    fd, source = tempfile.mkstemp(prefix="shoal-bench-s3-source-", dir=shm)
+    with os.fdopen(fd, "wb") as f:
         for _ in range(mib):
             f.write(data)
     home, mnt = os.path.join(scratch, "s3", "home"), os.path.join(scratch, "s3", "mnt")
@@ -244,6 +251,7 @@ def _s3(scratch: str, mib: int, homes: list[str]) -> dict[str, Any]:
         boto3 = W.seq_figures(mib, W.boto3_multipart(client, "bench", "direct.bin", source))
     finally:
         server.stop()
+        os.unlink(source)
     return {"s3_mount": mount, "s3_ceiling": ceiling, "s3_boto3": boto3}
 
 

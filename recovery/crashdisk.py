@@ -266,19 +266,23 @@ def crash_image(tracker: Tracker, crash: Crash) -> Image:
         raise ValueError(f"prefix {crash.prefix} of {len(tracker.pending)} pending operations")
     survivors = list(tracker.pending[: crash.prefix])
     torn: Write | None = None
+    pieces: list[Write] = []
     if crash.tear is not None:
-        last = survivors[-1] if survivors else None
+        last = survivors.pop() if survivors else None
         if not isinstance(last, Write):
             raise ValueError(f"only a surviving write can be torn, not {last!r}")
-        torn = last
-        survivors[-1:] = crash.tear.pieces(last)
-    if crash.scatter is not None:
+        torn, pieces = last, crash.tear.pieces(last)
+    if crash.scatter is not None:  # never with a tear: the strategies draw one or the other
         survivors = _scattered(survivors, random.Random(crash.scatter))
     image = tracker.durable.copy()
     for op in survivors:
         image.apply(op)
     if torn is not None:
+        before = image.data.get(torn.ino, b"")
+        for op in pieces:
+            image.apply(op)
         _lose_something(image, torn)
+        _show_something(image, torn, pieces, before)
     image.collect()
     return image
 
@@ -298,6 +302,26 @@ def _lose_something(image: Image, torn: Write) -> None:
     if held[torn.offset : end] == torn.data:
         garbage = bytes([torn.data[-1] ^ 0xFF])
         image.data[torn.ino] = held[: end - 1] + garbage + held[end:]
+
+
+def _show_something(image: Image, torn: Write, pieces: list[Write], before: bytes) -> None:
+    """Makes the first byte a tear kept differ from what the file held there before, if the
+    tear left the write's whole range as it was (``_lose_something``'s twin).
+
+    Kept bytes that equal the old ones by chance (a record's first bytes all zeros, over a
+    segment's preallocated zeros: its checksum's first byte, one run in 256) made the torn
+    write invisible, and replay found a clean end where otherwise it repaired a torn tail: the
+    crash machine followed the clock. A tear that shows nothing is the crash that kept none of
+    the write, a crash of its own (``Crash(cut, prefix - 1)``)."""
+    kept = next((p for p in pieces if p.data), None)
+    if kept is None:
+        return  # the tear kept none of it: nothing to show
+    end = torn.offset + len(torn.data)
+    held = image.data.get(torn.ino, b"")
+    if held[torn.offset : end] != before[torn.offset : end] or len(held) != len(before):
+        return
+    old = before[kept.offset] if kept.offset < len(before) else 0
+    image.data[torn.ino] = held[: kept.offset] + bytes([old ^ 0xFF]) + held[kept.offset + 1 :]
 
 
 def _scattered(ops: list[Op], rng: random.Random) -> list[Op]:

@@ -188,6 +188,21 @@ def test_a_torn_write_loses_its_last_byte_even_where_its_fill_equals_it(fill: st
     assert got[7:] == bytes(9)
 
 
+@pytest.mark.parametrize("fill", ["zeros", "absent"])
+def test_a_torn_write_shows_what_it_kept_even_where_it_equals_the_old_bytes(fill: str) -> None:
+    """A record whose first bytes are zeros (a checksum's first byte, one run in 256), torn
+    after them over preallocated zeros, still leaves a trace: whether a tear shows at all never
+    depends on its bytes (the crash that keeps none of the write is a crash of its own)."""
+    sim = SimStorage()
+    sim.makedirs("d")
+    f = create_durably(sim, "d/log", bytes(16))
+    f.write_at(b"\0\0record", 0)
+    end = sim.op_count
+    got = sim.crashed(end, 1, Tear(2, fill, seed=7)).read("d/log")  # type: ignore[arg-type]
+    assert len(got) == 16 and got != bytes(16), "the torn write left no trace"
+    assert got[2:] == bytes(14)  # nothing past what the tear kept
+
+
 def test_a_scattered_tear_keeps_some_sectors_and_the_old_bytes_elsewhere() -> None:
     sim = SimStorage()
     sim.makedirs("d")

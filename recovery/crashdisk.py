@@ -281,47 +281,36 @@ def crash_image(tracker: Tracker, crash: Crash) -> Image:
         before = image.data.get(torn.ino, b"")
         for op in pieces:
             image.apply(op)
-        _lose_something(image, torn)
-        _show_something(image, torn, pieces, before)
+        _torn_for_sure(image, torn, pieces, before)
     image.collect()
     return image
 
 
-def _lose_something(image: Image, torn: Write) -> None:
-    """Makes the last byte of ``torn`` garbage if its tear left all of its bytes in place.
+def _torn_for_sure(image: Image, torn: Write, pieces: list[Write], before: bytes) -> None:
+    """Makes a tear visible at both ends whatever the write's bytes: its last byte garbage if
+    the tear left every byte of it in place, and the first byte it kept changed if it left the
+    file as it was (``before``, the file ahead of the tear).
 
-    Whether the bytes a tear did not write equal those it would have depends on their values:
-    many journal records end with their entry's wall-clock time, so a zero fill cutting such a
-    record's last byte left it whole in one run of 256 (the time's last byte 0) and tore it in
-    the others. The crash machines go on from what a crash recovered: their next steps, and the
-    draws hypothesis replays them by, followed the clock. A tear that loses nothing is the crash
-    that keeps the whole write, which is a crash of its own (``Crash(cut, prefix)``); a torn one
-    loses its last byte at least, so the record it cuts is lost whatever its bytes."""
+    Whether the bytes a tear did not write equal those it would have, or the bytes it kept
+    equal the old ones, depends on their values: many journal records end with their entry's
+    wall-clock time, so a zero fill cutting such a record's last byte left it whole in one run
+    of 256 (the time's last byte 0); a record whose first kept bytes were zeros (its checksum's
+    first byte) over a segment's preallocated zeros left no trace, and replay found a clean end
+    instead of a torn tail. The crash machines go on from what a crash recovered: their next
+    steps, and the draws hypothesis replays them by, followed the clock. The whole write
+    surviving and none of it surviving are crashes of their own (``Crash(cut, prefix)`` and
+    ``Crash(cut, prefix - 1)``)."""
     end = torn.offset + len(torn.data)
-    held = image.data.get(torn.ino, b"")
-    if held[torn.offset : end] == torn.data:
-        garbage = bytes([torn.data[-1] ^ 0xFF])
-        image.data[torn.ino] = held[: end - 1] + garbage + held[end:]
-
-
-def _show_something(image: Image, torn: Write, pieces: list[Write], before: bytes) -> None:
-    """Makes the first byte a tear kept differ from what the file held there before, if the
-    tear left the write's whole range as it was (``_lose_something``'s twin).
-
-    Kept bytes that equal the old ones by chance (a record's first bytes all zeros, over a
-    segment's preallocated zeros: its checksum's first byte, one run in 256) made the torn
-    write invisible, and replay found a clean end where otherwise it repaired a torn tail: the
-    crash machine followed the clock. A tear that shows nothing is the crash that kept none of
-    the write, a crash of its own (``Crash(cut, prefix - 1)``)."""
+    if image.data.get(torn.ino, b"")[torn.offset : end] == torn.data:
+        _flip(image, torn.ino, end - 1)
     kept = next((p for p in pieces if p.data), None)
-    if kept is None:
-        return  # the tear kept none of it: nothing to show
-    end = torn.offset + len(torn.data)
-    held = image.data.get(torn.ino, b"")
-    if held[torn.offset : end] != before[torn.offset : end] or len(held) != len(before):
-        return
-    old = before[kept.offset] if kept.offset < len(before) else 0
-    image.data[torn.ino] = held[: kept.offset] + bytes([old ^ 0xFF]) + held[kept.offset + 1 :]
+    if kept is not None and image.data.get(torn.ino, b"") == before:
+        _flip(image, torn.ino, kept.offset)
+
+
+def _flip(image: Image, ino: int, offset: int) -> None:
+    held = image.data[ino]
+    image.data[ino] = held[:offset] + bytes([held[offset] ^ 0xFF]) + held[offset + 1 :]
 
 
 def _scattered(ops: list[Op], rng: random.Random) -> list[Op]:

@@ -136,18 +136,17 @@ class KernelInvalidator:
         """Drops the kernel's attributes of ``ino`` at once, from the calling thread (the event
         loop may call it): without the pages, the kernel waits for nothing to do it. For a
         change the kernel must see by the next stat, not after a thread's turn."""
-        try:
-            pyfuse3.invalidate_inode(ino, True)
-            self.sent += 1
-        except OSError:
-            pass  # not cached: nothing to drop
+        self._inode_now(ino, attr_only=True)
 
     def pages_now(self, ino: int) -> None:
         """Drops the kernel's pages (and attributes) of ``ino`` at once, from the calling
         thread, which must not be the event loop: the kernel may wait for a page that a READ
         the loop has still to answer holds locked."""
+        self._inode_now(ino, attr_only=False)
+
+    def _inode_now(self, ino: int, attr_only: bool) -> None:
         try:
-            pyfuse3.invalidate_inode(ino, False)
+            pyfuse3.invalidate_inode(ino, attr_only)
             self.sent += 1
         except OSError:
             pass  # not cached: nothing to drop

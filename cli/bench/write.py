@@ -223,17 +223,27 @@ def _mounted(base: str, mode: str, homes: list[str]) -> Iterator[tuple[str, str]
 
 
 def _s3(scratch: str, mib: int, homes: list[str]) -> dict[str, Any]:
-    from cli.bench.s3server import s3_client, start_s3_server
-
     data = W.chunk()
     # boto3's source in RAM where there is a tmpfs: on the disk, the local `tar x` baselines
     # after it ran 2-15x slower (its gigabyte written back, then removed from a root mounted
     # `discard`; docs/benchmarks.md).
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else scratch
     fd, source = tempfile.mkstemp(prefix="shoal-bench-s3-source-", dir=shm)
-    with os.fdopen(fd, "wb") as f:
-        for _ in range(mib):
-            f.write(data)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for _ in range(mib):
+                f.write(data)
+        return _s3_contenders(scratch, mib, homes, data, source)
+    finally:
+        os.unlink(source)
+
+
+def _s3_contenders(
+    scratch: str, mib: int, homes: list[str], data: bytes, source: str
+) -> dict[str, Any]:
+    """The mount, the S3 ceiling and boto3 (from ``source``), one after another on one server."""
+    from cli.bench.s3server import s3_client, start_s3_server
+
     home, mnt = os.path.join(scratch, "s3", "home"), os.path.join(scratch, "s3", "mnt")
     os.makedirs(mnt)
     homes.append(home)
@@ -251,7 +261,6 @@ def _s3(scratch: str, mib: int, homes: list[str]) -> dict[str, Any]:
         boto3 = W.seq_figures(mib, W.boto3_multipart(client, "bench", "direct.bin", source))
     finally:
         server.stop()
-        os.unlink(source)
     return {"s3_mount": mount, "s3_ceiling": ceiling, "s3_boto3": boto3}
 
 

@@ -40,6 +40,10 @@ def _drive(tmp_path: Path, open_engine: OpenEngine, requests: Requests) -> None:
         ops.closer.finish()
 
 
+async def _open(ops: ShoalOperations, ino: int, flags: int) -> pyfuse3.FileInfo:
+    return await ops.open(ino, flags, None)  # type: ignore[arg-type]  # open asks no caller
+
+
 async def _close(ops: ShoalOperations, *handles: int) -> None:
     for fh in handles:
         await ops.flush(fh)
@@ -50,7 +54,7 @@ def test_a_lone_write_only_handle_bypasses_the_page_cache_and_drops_its_pages(
     tmp_path: Path, open_engine: OpenEngine
 ) -> None:
     async def requests(ops: ShoalOperations, ino: int) -> None:
-        info = await ops.open(ino, os.O_WRONLY, None)  # type: ignore[arg-type]
+        info = await _open(ops, ino, os.O_WRONLY)
         # Pages cached by readers closed before it would be stale beside its writes.
         assert info.direct_io and not info.keep_cache
         await _close(ops, info.fh)
@@ -62,15 +66,15 @@ def test_beside_a_direct_writer_only_write_only_handles_bypass_the_page_cache(
     tmp_path: Path, open_engine: OpenEngine
 ) -> None:
     async def requests(ops: ShoalOperations, ino: int) -> None:
-        writer = await ops.open(ino, os.O_WRONLY, None)  # type: ignore[arg-type]
-        second = await ops.open(ino, os.O_WRONLY, None)  # type: ignore[arg-type]
-        reader = await ops.open(ino, os.O_RDONLY, None)  # type: ignore[arg-type]
-        both = await ops.open(ino, os.O_RDWR, None)  # type: ignore[arg-type]
+        writer = await _open(ops, ino, os.O_WRONLY)
+        second = await _open(ops, ino, os.O_WRONLY)
+        reader = await _open(ops, ino, os.O_RDONLY)
+        both = await _open(ops, ino, os.O_RDWR)
         # A reader or a read-write handle may be mapped shared: never direct_io.
         assert (writer.direct_io, second.direct_io) == (True, True)
         assert (reader.direct_io, both.direct_io) == (False, False)
         assert not reader.keep_cache  # the file is being written: its pages are dropped
-        third = await ops.open(ino, os.O_WRONLY, None)  # type: ignore[arg-type]
+        third = await _open(ops, ino, os.O_WRONLY)
         assert not third.direct_io  # the reader's pages must see its bytes
         await _close(ops, writer.fh, second.fh, reader.fh, both.fh, third.fh)
         assert ops.buffers.get(ino) is None or ops.buffers[ino].direct_handles == 0
@@ -82,12 +86,12 @@ def test_a_write_only_handle_beside_an_open_one_writes_through_the_page_cache(
     tmp_path: Path, open_engine: OpenEngine
 ) -> None:
     async def requests(ops: ShoalOperations, ino: int) -> None:
-        reader = await ops.open(ino, os.O_RDONLY, None)  # type: ignore[arg-type]
-        writer = await ops.open(ino, os.O_WRONLY, None)  # type: ignore[arg-type]
+        reader = await _open(ops, ino, os.O_RDONLY)
+        writer = await _open(ops, ino, os.O_WRONLY)
         # The reader's pages stay coherent only if the writer's bytes go through them.
         assert not reader.direct_io and not writer.direct_io
         await _close(ops, writer.fh, reader.fh)
-        rdwr = await ops.open(ino, os.O_RDWR, None)  # type: ignore[arg-type]
+        rdwr = await _open(ops, ino, os.O_RDWR)
         assert not rdwr.direct_io  # it may be mapped shared
         await _close(ops, rdwr.fh)
 

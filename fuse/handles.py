@@ -6,17 +6,16 @@ from __future__ import annotations
 import os
 from array import array
 
-from engine.inode import Inode
 from fuse.writebuffer import WriteBuffer
 
 
 class Handle:
     __slots__ = ("ino", "buffer", "read", "direct")
 
-    def __init__(self, node: Inode, buffer: WriteBuffer | None) -> None:
-        self.ino = node.id
+    def __init__(self, ino: int, buffer: WriteBuffer | None, read: bool) -> None:
+        self.ino = ino
         self.buffer = buffer
-        self.read = False  # read through yet: the first read may move the access time
+        self.read = read  # read through yet (or as if): the first read may move the atime
         self.direct = False  # its writes bypass the kernel's page cache (direct_io)
 
 

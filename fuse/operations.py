@@ -38,6 +38,8 @@ T = TypeVar("T")
 
 # What `cp`, `tar` and friends size their buffers by: one max_read request.
 BLKSIZE = 1 << 20
+# An open with none of these only reads (O_RDONLY is 0); O_TRUNC truncates even then.
+_WRITES = os.O_ACCMODE | os.O_TRUNC
 
 
 class ShoalOperations(MoreOperations, pyfuse3.Operations):
@@ -136,8 +138,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
 
     def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:
         fh = next(self._fh)
-        self.handles[fh] = handle = Handle(node, buffer)
-        handle.read = not self.relatime  # noatime: as if read already
+        self.handles[fh] = Handle(node.id, buffer, not self.relatime)  # noatime: as if read
         # The engine decides what an unlink while open does, and when an upload may start
         self.fs.opened(node.id, writing=buffer is not None)
         if buffer is not None:
@@ -387,19 +388,9 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
 
     @answers_errno
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        # O_TRUNC truncates even a read-only open on Linux (the kernel checked write access).
-        writing = flags & os.O_ACCMODE != os.O_RDONLY or bool(flags & os.O_TRUNC)
-        node = self.fs.open_inode(inode, writing)
-        if not writing:
-            # The kernel's pages of the file are kept unless its content changed since they
-            # were filled, or is being written through another handle.
-            keep = self.invalidator.keep_pages(inode) and inode not in self.buffers
-            fh = self._open_handle(node, None)
-            if keep and self.relatime:  # reads may all come from the page cache: the open
-                self.handles[fh].read = True  # stands for them (the kernel keeps its atime)
-                if self.fs.accessed(inode):
-                    self.invalidator.attributes_now(inode)
-            return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+        if not flags & _WRITES:
+            return self._open_reader(inode)
+        node = self.fs.open_inode(inode, True)
         buffer = self._buffer(node)
         if flags & os.O_TRUNC and buffer.size:
             # A writer already while its truncate waits (a reader holds the buffer): the last
@@ -415,6 +406,21 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         direct = self.handles[fh].direct
         # Pages that readers closed before it cached would be stale beside its writes: dropped.
         return pyfuse3.FileInfo(fh=fh, direct_io=direct, keep_cache=not direct)
+
+    def _open_reader(self, ino: int) -> pyfuse3.FileInfo:
+        # In a pass the page cache serves, this and release are all that reach the daemon:
+        # one engine call, no thread, no journal entry.
+        self.fs.open_reading(ino)
+        # The kernel's pages of the file are kept unless its content changed since they were
+        # filled, or is being written through another handle.
+        keep = self.invalidator.keep_pages(ino) and ino not in self.buffers
+        fh = next(self._fh)
+        # noatime, or reads that may all come from the page cache: the open stands for them
+        # (the kernel keeps its atime), else the first READ moves it.
+        self.handles[fh] = Handle(ino, None, keep or not self.relatime)
+        if keep and self.relatime and self.fs.accessed(ino):
+            self.invalidator.attributes_now(ino)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
     def _open_writer(self, node: Inode, buffer: WriteBuffer, flags: int) -> int:
         """A handle writing through ``buffer``, around the page cache if it may (handles.py)."""
@@ -479,18 +485,18 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
         buffer = handle.buffer
+        if buffer is None:  # a reader's: counted, no thread unless an orphan's last handle
+            if self.fs.closed(handle.ino):
+                await self._blocking(self.fs.release_orphan, handle.ino)
+            return
         try:
-            if buffer is not None:
-                await self._commit(buffer)  # normally done by flush already
+            await self._commit(buffer)  # normally done by flush already
         finally:
-            if buffer is not None:
-                buffer.direct_handles -= handle.direct
-                self._drop_handle_of(buffer)
-                if buffer.handles == 0 and buffer.dirty:
-                    log.error(
-                        "inode %d: new content could not be committed and is lost", buffer.ino
-                    )
-                    self._retire(buffer)
+            buffer.direct_handles -= handle.direct
+            self._drop_handle_of(buffer)
+            if buffer.handles == 0 and buffer.dirty:
+                log.error("inode %d: new content could not be committed and is lost", buffer.ino)
+                self._retire(buffer)
             # Counted, no thread: only an orphan's last journals
-            if self.fs.closed(handle.ino, writing=buffer is not None):
+            if self.fs.closed(handle.ino, writing=True):
                 await self._blocking(self.fs.release_orphan, handle.ino)

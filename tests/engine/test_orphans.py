@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import Refused, StaleHandle
+from engine.errors import IsADirectory, NotFound, Refused, StaleHandle
 from engine.posix import Caller
 from engine.snapshot import digest
 from journal import entries as E
@@ -59,6 +59,26 @@ def test_an_open_file_unlinked_lives_until_its_last_release(
     with pytest.raises(StaleHandle):
         fs.still_there(node.id)
     assert "f" not in store.keys()
+
+
+def test_a_read_only_open_counts_as_a_handle_and_refuses_what_it_cannot_open(
+    store: Store, ssd_home: SsdHome, open_engine: OpenEngine
+) -> None:
+    engine = _mounted(open_engine, ssd_home, store)
+    fs = engine.fs
+    node = fs.write_file("/f", io.BytesIO(b"x" * 100), write_type="MUST_CACHE")
+    directory = fs.mkdir("/d")
+    fs.open_reading(node.id)
+    fs.delete("/f")  # open: it lives on as an orphan, and may be opened again as one
+    assert node.id in engine.state.orphans
+    fs.open_reading(node.id)
+    assert not fs.closed(node.id) and fs.closed(node.id)  # the second close was its last
+    fs.release_orphan(node.id)
+    assert node.id not in engine.state.orphans
+    with pytest.raises(IsADirectory):
+        fs.open_reading(directory.id)
+    with pytest.raises(NotFound):
+        fs.open_reading(10_000)
 
 
 def test_a_closed_file_unlinked_goes_at_once(

@@ -408,9 +408,7 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, direct_io=direct, keep_cache=not direct)
 
     def _open_reader(self, ino: int) -> pyfuse3.FileInfo:
-        # In a pass the page cache serves, this and release are all that reach the daemon:
-        # one engine call, no thread, no journal entry.
-        self.fs.open_reading(ino)
+        self.fs.open_reading(ino)  # one engine call, no thread, no journal entry
         # The kernel's pages of the file are kept unless its content changed since they were
         # filled, or is being written through another handle.
         keep = self.invalidator.keep_pages(ino) and ino not in self.buffers

@@ -14,6 +14,12 @@ and what Shoal does when the bytes are already in its tiers.
   ``os.pread`` on the event loop (the copies are in the page cache: the read never waits for
   the disk). Every cache whose blocks live in files must at least pread them; this is all it
   does. Its first pass is ``ceiling_file_first_small``.
+- The ceiling of any cache fill: the same file system reading each file from the local copy
+  (open, pread, close), and handing each READ's bytes to a thread that stores them in a file of
+  its own on tmpfs (open, write, close) with their CRC-32, as a cache's storer at least does;
+  no journal, no block map, no directory listed from a store. Its first pass is
+  ``ceiling_store_first_small``: what Shoal's cold pass over a local UFS (which stores every
+  block it serves) can reach at best.
 - Shoal over a local UFS holding the same files (a local store, so that the figure is the hit
   path's, not a store's): a first pass fills the tiers (``mount_local_cold_small``), the mount
   is stopped (its blocks all stored) and mounted again, so the kernel's page cache holds none
@@ -30,11 +36,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import queue
 import resource
 import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,14 +73,22 @@ def _tree(
     return names, sizes, paths
 
 
-def serve(mountpoint: str, listing: str, source: str | None = None, kept: bool = False) -> None:
+def serve(
+    mountpoint: str,
+    listing: str,
+    source: str | None = None,
+    kept: bool = False,
+    store: str | None = None,
+) -> None:
     """The bare file system over the files listed in JSON file ``listing``: [[path, size]];
     with ``source``, each file's bytes read from its copy there (open, pread, close: what any
     file system serving real bytes does at least; with ``kept``, only the pread, through a
-    descriptor opened before the mount), else constant bytes."""
+    descriptor opened before the mount), else constant bytes; with ``store`` too, each READ's
+    bytes also written into a file of that directory, named by inode, by a thread."""
     import pyfuse3
     import trio
 
+    stored = _storer(store) if store is not None else None
     with open(listing) as f:
         files = [(p, s) for p, s in json.load(f)]
     names, sizes, paths = _tree(files)
@@ -82,6 +99,7 @@ def serve(mountpoint: str, listing: str, source: str | None = None, kept: bool =
         if soft < hard:  # a descriptor per file of the dataset
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         fds = {ino: os.open(f"{source}/{rel}", os.O_RDONLY) for ino, rel in paths.items()}
+    paths_by_fd: dict[int, int] = {}  # an open descriptor's inode (its stored copy's name)
     # One constant per size: a read of a whole file slices all of one, which copies nothing.
     blobs = {size: b"x" * size for size in set(sizes.values()) if size >= 0}
     attrs = {}
@@ -106,16 +124,19 @@ def serve(mountpoint: str, listing: str, source: str | None = None, kept: bool =
         async def open(self, inode: int, flags: int, ctx: object) -> Any:
             if source is None or kept:
                 return pyfuse3.FileInfo(fh=inode, keep_cache=True)
-            return pyfuse3.FileInfo(
-                fh=os.open(f"{source}/{paths[inode]}", os.O_RDONLY), keep_cache=True
-            )
+            fd = os.open(f"{source}/{paths[inode]}", os.O_RDONLY)
+            paths_by_fd[fd] = inode
+            return pyfuse3.FileInfo(fh=fd, keep_cache=True)
 
         async def read(self, fh: int, off: int, size: int) -> bytes:
             if source is None:
                 return blobs[sizes[fh]][off : off + size]
             if kept:  # page-cache-hot copies: a pread on the loop never waits for the disk
                 return os.pread(fds[fh], size, off)
-            return os.pread(fh, size, off)
+            data = os.pread(fh, size, off)
+            if stored is not None:
+                stored.put((paths_by_fd[fh], off, data))
+            return data
 
         async def flush(self, fh: int) -> None:
             raise pyfuse3.FUSEError(errno.ENOSYS)  # off for the connection, as Shoal's ro mount
@@ -134,12 +155,36 @@ def serve(mountpoint: str, listing: str, source: str | None = None, kept: bool =
         pyfuse3.close()
 
 
+def _storer(store: str) -> queue.SimpleQueue[tuple[int, int, bytes]]:
+    """A thread storing (inode, offset, bytes) in ``store``/inode, with their CRC-32."""
+    from engine.cache.crc import crc32
+
+    todo: queue.SimpleQueue[tuple[int, int, bytes]] = queue.SimpleQueue()
+
+    def run() -> None:
+        while True:
+            ino, off, data = todo.get()
+            fd = os.open(f"{store}/{ino}", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.pwrite(fd, data, off)
+            finally:
+                os.close(fd)
+            crc32(data)
+
+    threading.Thread(target=run, name="store", daemon=True).start()
+    return todo
+
+
 @contextmanager
 def bare_mount(
-    scratch: str, files: list[tuple[str, int]], source: str | None = None, kept: bool = False
+    scratch: str,
+    files: list[tuple[str, int]],
+    source: str | None = None,
+    kept: bool = False,
+    store: str | None = None,
 ) -> Iterator[tuple[str, int]]:
     """The bare file system mounted in ``scratch`` while inside: (mount point, the pid of the
-    child process serving it); ``source`` and ``kept`` as ``serve``'s."""
+    child process serving it); ``source``, ``kept`` and ``store`` as ``serve``'s."""
     mountpoint = os.path.join(scratch, "ceiling-mnt")
     listing = os.path.join(scratch, "ceiling-files.json")
     os.makedirs(mountpoint)
@@ -150,6 +195,7 @@ def bare_mount(
     # a session is a scheduling group, and on a busy machine a server sharing its readers'
     # group is scheduled differently from one in a group of its own. Both are placed alike.
     args += ([source] if source else []) + (["--kept"] if kept else [])
+    args += ["--store", store] if store else []
     with served(args, mountpoint, "file system") as pid:
         yield mountpoint, pid
 
@@ -248,6 +294,13 @@ def run(src: str, small: list[str], scratch: str, read: Reader) -> dict[str, dic
             with bare_mount(scratch, files, source=src, kept=True) as (bare, server):
                 paths = [os.path.join(bare, r) for r in rel]  # src: the SSD tier's disk
                 passes.measure("ceiling_file_first_small", paths, server)
+            store = tempfile.mkdtemp(prefix="shoal-bench-store-", dir="/dev/shm")  # as MEM's
+            try:
+                with bare_mount(scratch, files, source=src, store=store) as (bare, server):
+                    paths = [os.path.join(bare, r) for r in rel]
+                    passes.measure("ceiling_store_first_small", paths, server)
+            finally:
+                shutil.rmtree(store, ignore_errors=True)
             _shoal(*mount)  # a new mount: the kernel's page cache holds none of its files
             try:
                 daemon = _daemon_pid(home)
@@ -273,6 +326,10 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         "tier_warm_small_vs_ceiling": ratio("mount_tier_warm_small", "ceiling_warm_small"),
         "file_ceiling_vs_ceiling": ratio("ceiling_file_first_small", "ceiling_first_small"),
         "tier_small_vs_file_ceiling": ratio("mount_tier_small", "ceiling_file_first_small"),
+        "store_ceiling_vs_ceiling": ratio("ceiling_store_first_small", "ceiling_first_small"),
+        "local_cold_small_vs_store_ceiling": ratio(
+            "mount_local_cold_small", "ceiling_store_first_small"
+        ),
     }
 
 
@@ -281,6 +338,7 @@ ROWS = [
     ("bare pyfuse3, warm", "ceiling_warm_small"),
     ("bare pyfuse3 + pread, first", "ceiling_pread_first_small"),
     ("bare pyfuse3, kept fd, first", "ceiling_file_first_small"),
+    ("bare pyfuse3 + pread + store", "ceiling_store_first_small"),
     ("shoal, local UFS, cold", "mount_local_cold_small"),
     ("shoal, from its tiers", "mount_tier_small"),
     ("shoal, after tiers (warm)", "mount_tier_warm_small"),
@@ -331,4 +389,6 @@ if __name__ == "__main__":
         chart([json.load(open(f)) for f in sys.argv[3:]], sys.argv[2])
     else:
         source = sys.argv[3] if len(sys.argv) > 3 else None
-        serve(sys.argv[1], sys.argv[2], source, kept="--kept" in sys.argv[4:])
+        flags = sys.argv[4:]
+        store = flags[flags.index("--store") + 1] if "--store" in flags else None
+        serve(sys.argv[1], sys.argv[2], source, kept="--kept" in flags, store=store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from cli.bench.ceiling import bare_mount
@@ -14,6 +15,7 @@ from tests.cli.shoal_cli import shoal
 
 def test_bench_read_small_run(tmp_path: Path) -> None:
     chart = tmp_path / "chart.png"
+    stores_before_run = set(os.listdir("/dev/shm"))
     proc = shoal(
         "bench", "read", str(tmp_path), "--json", "--chart", str(chart), "--classes", "2",
         "--per-class", "10", "--shards", "1", "--shard-mib", "4", "--latency-ms", "1",
@@ -35,17 +37,21 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
         "boto3_wide_vs_boto3", "prefetch_small_vs_boto3_wide",
         "cold_s3_ceiling_vs_boto3", "cold_small_vs_s3_ceiling", "cold_s3_listed_ceiling_vs_boto3",
         "file_ceiling_vs_ceiling", "tier_small_vs_file_ceiling",
+        "store_ceiling_vs_ceiling", "local_cold_small_vs_store_ceiling",
     }  # fmt: skip
-    for key in ("file_ceiling_vs_ceiling", "tier_small_vs_file_ceiling"):
+    for key in ("file_ceiling_vs_ceiling", "tier_small_vs_file_ceiling",
+                "store_ceiling_vs_ceiling", "local_cold_small_vs_store_ceiling"):  # fmt: skip
         assert result["ratios"][key] > 0
     for key in ("fsspec_first_small", "fsspec_warm_small", "local_small_beside"):
         assert result[key]["files_per_s"] > 0
-    for key in ("ceiling_first", "ceiling_warm", "ceiling_file_first", "mount_tier",
-                "mount_tier_warm"):  # fmt: skip
+    for key in ("ceiling_first", "ceiling_warm", "ceiling_file_first", "ceiling_store_first",
+                "mount_tier", "mount_tier_warm"):  # fmt: skip
         assert result[f"{key}_small"]["files_per_s"] > 0
         assert result[f"{key}_small"]["daemon_cpu_us_per_file"] >= 0
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert list(tmp_path.glob("shoal-bench-read-*")) == []  # its scratch is removed
+    stores = {p for p in os.listdir("/dev/shm") if p.startswith("shoal-bench-store-")}
+    assert not stores - stores_before_run  # and the cache-fill ceiling's copies, on /dev/shm
     # And its homes' MEM tiers, on /dev/shm (by name: other sessions make theirs meanwhile).
     for home in ("home", "tier-home", "home-prefetch"):
         for tier in default_tiers(os.path.join(result["scratch"], home)):
@@ -73,3 +79,28 @@ def test_file_ceiling_serves_its_files_byte_for_byte(tmp_path: Path) -> None:
             f.seek(size // 2)
             assert f.read(4096) == (src / rel).read_bytes()[size // 2 : size // 2 + 4096]
     assert not (scratch / "ceiling-mnt").exists()  # unmounted and removed
+
+
+def test_store_ceiling_serves_each_file_and_stores_a_copy_of_it(tmp_path: Path) -> None:
+    """The cache-fill ceiling serves each file's own bytes and stores what it served, each
+    file in a file of its own (a ceiling that skipped the storing would be no ceiling)."""
+    src, store, scratch = tmp_path / "src", tmp_path / "store", tmp_path / "scratch"
+    files = []
+    for i in range(6):
+        rel = f"c{i % 2}/f{i}.bin"
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(os.urandom(5000 + i * 7_001))
+        files.append((rel, (src / rel).stat().st_size))
+    store.mkdir()
+    scratch.mkdir()
+    with bare_mount(str(scratch), files, source=str(src), store=str(store)) as (mnt, _pid):
+        served = {rel: (Path(mnt) / rel).read_bytes() for rel, _size in files}
+        deadline = time.monotonic() + 20  # its thread stores them after they were served
+        while _copies(store) != sorted(served.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert served == {rel: (src / rel).read_bytes() for rel, _size in files}
+    assert _copies(store) == sorted(served.values())
+
+
+def _copies(store: Path) -> list[bytes]:
+    return sorted(p.read_bytes() for p in store.iterdir())

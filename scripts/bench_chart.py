@@ -37,6 +37,7 @@ SYSTEMS = [
     ("mount_tier_small", "Shoal, from its tiers"),
     ("mount_tier_warm_small", "Shoal, warm after tiers"),
     ("mount_warm_small", "Shoal, warm after S3 cold"),
+    ("ceiling_store_first_small", "bare pyfuse3 + storing (fill ceiling)"),
     ("mount_local_cold_small", "Shoal, local UFS cold"),
     ("local_small", "local directory (page cache)"),
     ("boto3_small", "boto3 GETs, S3 at 20 ms"),

@@ -99,7 +99,7 @@ def serve(
         if soft < hard:  # a descriptor per file of the dataset
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         fds = {ino: os.open(f"{source}/{rel}", os.O_RDONLY) for ino, rel in paths.items()}
-    paths_by_fd: dict[int, int] = {}  # an open descriptor's inode (its stored copy's name)
+    inode_of_fd: dict[int, int] = {}  # an open descriptor's inode (its stored copy's name)
     # One constant per size: a read of a whole file slices all of one, which copies nothing.
     blobs = {size: b"x" * size for size in set(sizes.values()) if size >= 0}
     attrs = {}
@@ -125,7 +125,7 @@ def serve(
             if source is None or kept:
                 return pyfuse3.FileInfo(fh=inode, keep_cache=True)
             fd = os.open(f"{source}/{paths[inode]}", os.O_RDONLY)
-            paths_by_fd[fd] = inode
+            inode_of_fd[fd] = inode
             return pyfuse3.FileInfo(fh=fd, keep_cache=True)
 
         async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -135,7 +135,7 @@ def serve(
                 return os.pread(fds[fh], size, off)
             data = os.pread(fh, size, off)
             if stored is not None:
-                stored.put((paths_by_fd[fh], off, data))
+                stored.put((inode_of_fd[fh], off, data))
             return data
 
         async def flush(self, fh: int) -> None:

@@ -32,7 +32,7 @@ from fuse import fallocate
 from fuse.access import refusal_hint
 from fuse.admin import AdminServer, CommandRunner
 from fuse.clientserver import ClientServer
-from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, served, shoal_mounts
+from fuse.mountinfo import FSNAME_PREFIX, PID_FILE, pid_file_text, served, shoal_mounts
 from fuse.operations import ShoalOperations
 from fuse.proctitle import set_title
 from fuse.sdnotify import Notifier
@@ -206,7 +206,7 @@ def _mount(ops: ShoalOperations, mountpoint: str, options: set[str]) -> None:
 def _write_pid_file(pid_file: str, mountpoint: str) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     with open(os.open(pid_file, flags, PRIVATE_FILE_MODE), "w") as f:
-        f.write(f"{os.getpid()}\n{mountpoint}\n")
+        f.write(pid_file_text(mountpoint))
 
 
 def run(

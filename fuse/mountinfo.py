@@ -35,12 +35,36 @@ def shoal_mounts() -> dict[str, tuple[str, str]]:
     return found
 
 
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (proc(5)'s field 22); None if
+    there is no such process. A pid is reused once its process is gone; the pair is not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_file_text(mountpoint: str) -> str:
+    """What the daemon writes to its home's pid file: its pid, mount point and start time."""
+    pid = os.getpid()
+    return f"{pid}\n{mountpoint}\n{start_time(pid)}\n"
+
+
 def daemon_pid(home: str) -> int | None:
+    """The pid of ``home``'s daemon; None if the home has none, or if that pid is now another
+    process's (a killed daemon's file, its pid taken since: that process is no daemon of ours
+    to wait for, and its mount is dead). A file without a start time is taken at its word."""
     try:
         with open(os.path.join(home, PID_FILE)) as f:
-            return int(f.readline())
+            pid, _mountpoint, started = (f.read().split("\n") + ["", ""])[:3]
+        number = int(pid)
     except (OSError, ValueError):
         return None
+    now = start_time(number)
+    if started.isdigit() and now is not None and now != int(started):
+        return None
+    return number
 
 
 def alive(pid: int) -> bool:

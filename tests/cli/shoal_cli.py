@@ -35,7 +35,8 @@ def shoal(
         cmd += ["--home", str(home)]
     cmd += list(args)
     kwargs.setdefault("env", env())
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, **kwargs)
+    kwargs.setdefault("timeout", 300)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kwargs)
     assert "Traceback" not in proc.stderr, proc.stderr
     if expect is not None:
         assert proc.returncode == expect, (

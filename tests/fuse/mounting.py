@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fuse.clientwire import run_socket
-from fuse.mountinfo import alive, served
+from fuse.mountinfo import alive, daemon_pid, served
 from tests.cli.shoal_cli import shoal
 from tests.homes import track
 from tests.ufs.stores import Store
@@ -57,10 +57,8 @@ class Mounted:
         shoal(*args, home=self.home)
 
     def pid(self) -> int | None:
-        try:
-            return int((self.home / "daemon.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+        """Its daemon's pid; None once that pid is another process's (never killed here)."""
+        return daemon_pid(str(self.home))
 
     def umount(self) -> None:
         shoal("umount", str(self.path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -101,3 +102,21 @@ def test_a_home_path_with_commas_backslashes_and_spaces(tmp_path: Path) -> None:
         assert served(str(m.path)) is None
     finally:
         m.teardown()
+
+
+def test_umount_after_a_kill_does_not_wait_for_the_process_that_took_the_pid(
+    local_mount: Mounted,
+) -> None:
+    """The killed daemon's pid taken by another process (as a busy machine reuses pids): the
+    dead mount is detached at once, that process neither waited for nor signalled."""
+    local_mount.kill9()
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        pid_file = local_mount.home / "daemon.pid"
+        _pid, mountpoint, started = pid_file.read_text().split("\n")[:3]
+        pid_file.write_text(f"{stranger.pid}\n{mountpoint}\n{started}\n")
+        shoal("umount", str(local_mount.path), timeout=60)  # it waited for the stranger before
+        assert served(str(local_mount.path)) is None and stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()

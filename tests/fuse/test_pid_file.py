@@ -1,0 +1,58 @@
+"""A home's pid file names its daemon by pid and start time: a killed daemon's pid, taken
+since by another process, is not that daemon (`shoal mount` would take the dead mount for a
+live one, `shoal umount` would wait for a stranger, a test's teardown would kill one)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fuse.mountinfo import PID_FILE, daemon_pid, pid_file_text, start_time
+
+
+@pytest.fixture
+def stranger() -> Iterator[int]:
+    """A live process that is no daemon of ours."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _pid_file(home: Path, text: str) -> None:
+    home.mkdir(exist_ok=True)
+    (home / PID_FILE).write_text(text)
+
+
+def test_a_pid_file_names_the_process_that_wrote_it(tmp_path: Path) -> None:
+    _pid_file(tmp_path / "home", pid_file_text("/mnt/x"))
+    assert daemon_pid(str(tmp_path / "home")) == os.getpid()
+
+
+def test_a_pid_taken_by_another_process_is_no_daemon(tmp_path: Path, stranger: int) -> None:
+    started = start_time(stranger)
+    assert started is not None
+    _pid_file(tmp_path / "home", f"{stranger}\n/mnt/x\n{started - 1}\n")  # the killed one's
+    assert daemon_pid(str(tmp_path / "home")) is None
+    _pid_file(tmp_path / "home", f"{stranger}\n/mnt/x\n{started}\n")
+    assert daemon_pid(str(tmp_path / "home")) == stranger
+
+
+def test_a_pid_file_without_a_start_time_is_taken_at_its_word(
+    tmp_path: Path, stranger: int
+) -> None:
+    _pid_file(tmp_path / "home", f"{stranger}\n/mnt/x\n")  # an older daemon's
+    assert daemon_pid(str(tmp_path / "home")) == stranger
+
+
+def test_no_pid_file_or_a_damaged_one_is_no_daemon(tmp_path: Path) -> None:
+    assert daemon_pid(str(tmp_path / "none")) is None
+    _pid_file(tmp_path / "home", "not a pid\n")
+    assert daemon_pid(str(tmp_path / "home")) is None

@@ -40,13 +40,13 @@ class CheckedEngine(Engine):
 
     closed = False
 
-    def close(self, *, checkpoint: bool = True) -> None:
+    def close(self, *, checkpoint: bool = True, release_memory: bool = False) -> None:
         failed: list[str] = []
         if not self.closed:
             with self.gate.lock:
                 failed = fsck_failures(self.state)
         self.closed = True
-        super().close(checkpoint=checkpoint)
+        super().close(checkpoint=checkpoint, release_memory=release_memory)
         assert not failed, "fsck checks failed when the engine closed:\n  " + "\n  ".join(failed)
 
 

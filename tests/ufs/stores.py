@@ -56,7 +56,8 @@ class Store(Protocol):
 class LocalStore:
     def __init__(self, root: Path) -> None:
         root.mkdir()
-        self.root, self.uri, self.options = root, str(root), {}
+        self.root, self.uri = root, str(root)
+        self.options: dict[str, str] = {}
 
     def put(self, key: str, data: bytes) -> None:
         path = self.root / key

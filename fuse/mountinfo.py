@@ -39,16 +39,16 @@ def start_time(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (proc(5)'s field 22); None if
     there is no such process. A pid is reused once its process is gone; the pair is not."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+        with open(f"/proc/{pid}/stat", "rb") as f:  # its name may be any bytes, ")" too
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
 
 
 def pid_file_text(mountpoint: str) -> str:
     """What the daemon writes to its home's pid file: its pid, mount point and start time."""
-    pid = os.getpid()
-    return f"{pid}\n{mountpoint}\n{start_time(pid)}\n"
+    started = start_time(os.getpid())
+    return f"{os.getpid()}\n{mountpoint}\n{'' if started is None else started}\n"
 
 
 def daemon_pid(home: str) -> int | None:
@@ -57,12 +57,14 @@ def daemon_pid(home: str) -> int | None:
     to wait for, and its mount is dead). A file without a start time is taken at its word."""
     try:
         with open(os.path.join(home, PID_FILE)) as f:
-            pid, _mountpoint, started = (f.read().split("\n") + ["", ""])[:3]
-        number = int(pid)
+            lines = f.read().split("\n")
+        number = int(lines[0])
+        started = lines[-2] if len(lines) > 3 else ""  # last: a mount point may hold a newline
+        written = int(started) if started.isascii() and started.isdigit() else None
     except (OSError, ValueError):
         return None
     now = start_time(number)
-    if started.isdigit() and now is not None and now != int(started):
+    if written is not None and now is not None and now != written:
         return None
     return number
 
@@ -74,9 +76,9 @@ def alive(pid: int) -> bool:
         return False
     # A zombie is dead for our purpose (its parent has not reaped it yet).
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1].split()[0] != "Z"
-    except OSError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b") ", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
         return False
 
 

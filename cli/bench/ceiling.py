@@ -42,7 +42,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,6 +154,12 @@ def serve(
         pyfuse3.close()
 
 
+def store_dir(scratch: str) -> str:
+    """Where the cache-fill ceiling of the run in ``scratch`` stores its copies (RAM, as
+    Shoal's MEM tier), named after the scratch: removed with it, by name."""
+    return os.path.join("/dev/shm", "shoal-bench-store-" + os.path.basename(scratch))
+
+
 def _storer(store: str) -> queue.SimpleQueue[tuple[int, int, bytes]]:
     """A thread storing (inode, offset, bytes) in ``store``/inode, with their CRC-32."""
     from engine.cache.crc import crc32
@@ -162,14 +167,18 @@ def _storer(store: str) -> queue.SimpleQueue[tuple[int, int, bytes]]:
     todo: queue.SimpleQueue[tuple[int, int, bytes]] = queue.SimpleQueue()
 
     def run() -> None:
-        while True:
-            ino, off, data = todo.get()
-            fd = os.open(f"{store}/{ino}", os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                os.pwrite(fd, data, off)
-            finally:
-                os.close(fd)
-            crc32(data)
+        try:
+            while True:
+                ino, off, data = todo.get()
+                fd = os.open(f"{store}/{ino}", os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.pwrite(fd, data, off)
+                finally:
+                    os.close(fd)
+                crc32(data)
+        except BaseException as exc:  # serving on without storing would measure another thing
+            print(f"the store ceiling cannot store in {store}: {exc}", file=sys.stderr)
+            os._exit(1)
 
     threading.Thread(target=run, name="store", daemon=True).start()
     return todo
@@ -294,7 +303,8 @@ def run(src: str, small: list[str], scratch: str, read: Reader) -> dict[str, dic
             with bare_mount(scratch, files, source=src, kept=True) as (bare, server):
                 paths = [os.path.join(bare, r) for r in rel]  # src: the SSD tier's disk
                 passes.measure("ceiling_file_first_small", paths, server)
-            store = tempfile.mkdtemp(prefix="shoal-bench-store-", dir="/dev/shm")  # as MEM's
+            store = store_dir(scratch)  # on /dev/shm, as the MEM tier
+            os.mkdir(store, 0o700)
             try:
                 with bare_mount(scratch, files, source=src, store=store) as (bare, server):
                     paths = [os.path.join(bare, r) for r in rel]
@@ -391,4 +401,6 @@ if __name__ == "__main__":
         source = sys.argv[3] if len(sys.argv) > 3 else None
         flags = sys.argv[4:]
         store = flags[flags.index("--store") + 1] if "--store" in flags else None
+        if store is not None and (source is None or source.startswith("--") or "--kept" in flags):
+            sys.exit("--store needs a source to serve from, and no --kept")
         serve(sys.argv[1], sys.argv[2], source, kept="--kept" in flags, store=store)

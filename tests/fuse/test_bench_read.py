@@ -8,14 +8,14 @@ import os
 import time
 from pathlib import Path
 
-from cli.bench.ceiling import bare_mount
+from cli.bench.ceiling import bare_mount, store_dir
 from engine.config import default_tiers
+from fuse.mountinfo import alive
 from tests.cli.shoal_cli import shoal
 
 
 def test_bench_read_small_run(tmp_path: Path) -> None:
     chart = tmp_path / "chart.png"
-    stores_before_run = set(os.listdir("/dev/shm"))
     proc = shoal(
         "bench", "read", str(tmp_path), "--json", "--chart", str(chart), "--classes", "2",
         "--per-class", "10", "--shards", "1", "--shard-mib", "4", "--latency-ms", "1",
@@ -50,8 +50,7 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
         assert result[f"{key}_small"]["daemon_cpu_us_per_file"] >= 0
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert list(tmp_path.glob("shoal-bench-read-*")) == []  # its scratch is removed
-    stores = {p for p in os.listdir("/dev/shm") if p.startswith("shoal-bench-store-")}
-    assert not stores - stores_before_run  # and the cache-fill ceiling's copies, on /dev/shm
+    assert not os.path.exists(store_dir(result["scratch"]))  # the fill ceiling's copies (RAM)
     # And its homes' MEM tiers, on /dev/shm (by name: other sessions make theirs meanwhile).
     for home in ("home", "tier-home", "home-prefetch"):
         for tier in default_tiers(os.path.join(result["scratch"], home)):
@@ -104,3 +103,20 @@ def test_store_ceiling_serves_each_file_and_stores_a_copy_of_it(tmp_path: Path) 
 
 def _copies(store: Path) -> list[bytes]:
     return sorted(p.read_bytes() for p in store.iterdir())
+
+
+def test_store_ceiling_that_cannot_store_stops_serving(tmp_path: Path) -> None:
+    """Serving on without storing would report the pread ceiling under the fill ceiling's
+    name: the file system's process ends at its first failed store."""
+    src, scratch = tmp_path / "src", tmp_path / "scratch"
+    src.mkdir()
+    scratch.mkdir()
+    (src / "f.bin").write_bytes(os.urandom(5000))
+    missing = str(tmp_path / "no-such-dir")
+    with bare_mount(str(scratch), [("f.bin", 5000)], source=str(src), store=missing) as (mnt, pid):
+        assert (Path(mnt) / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
+        deadline = time.monotonic() + 20  # its store fails in the thread after the reply
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid)
+    assert not (scratch / "ceiling-mnt").exists()

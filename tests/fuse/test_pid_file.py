@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fuse.mountinfo import PID_FILE, daemon_pid, pid_file_text, start_time
+from fuse.mountinfo import PID_FILE, alive, daemon_pid, pid_file_text, start_time
 
 
 @pytest.fixture
@@ -56,3 +56,21 @@ def test_no_pid_file_or_a_damaged_one_is_no_daemon(tmp_path: Path) -> None:
     assert daemon_pid(str(tmp_path / "none")) is None
     _pid_file(tmp_path / "home", "not a pid\n")
     assert daemon_pid(str(tmp_path / "home")) is None
+
+
+def test_a_process_named_with_a_parenthesis_and_odd_bytes_is_told_apart(tmp_path: Path) -> None:
+    """/proc/PID/stat shows the name raw: ") " and bytes that are no UTF-8 must not pass for
+    its fields, nor end the check in an exception."""
+    script = "open('/proc/self/comm', 'wb').write(b'x) 1 2 \\xff'); import time; time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        comm = Path(f"/proc/{proc.pid}/comm")
+        while comm.read_bytes() != b"x) 1 2 \xff\n":
+            assert proc.poll() is None
+        started = start_time(proc.pid)
+        assert started is not None and alive(proc.pid)
+        _pid_file(tmp_path / "home", f"{proc.pid}\n/mnt/a\nb\n{started + 1}\n")  # a newline
+        assert daemon_pid(str(tmp_path / "home")) is None  # in the mount point, the time last
+    finally:
+        proc.kill()
+        proc.wait()

@@ -114,8 +114,11 @@ def test_store_ceiling_that_cannot_store_stops_serving(tmp_path: Path) -> None:
     (src / "f.bin").write_bytes(os.urandom(5000))
     missing = str(tmp_path / "no-such-dir")
     with bare_mount(str(scratch), [("f.bin", 5000)], source=str(src), store=missing) as (mnt, pid):
-        assert (Path(mnt) / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
-        deadline = time.monotonic() + 20  # its store fails in the thread after the reply
+        try:  # its store fails in the thread, before or after the reply leaves
+            (Path(mnt) / "f.bin").read_bytes()
+        except OSError:  # ECONNABORTED: it ended before replying
+            pass
+        deadline = time.monotonic() + 20
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(pid)

@@ -21,7 +21,6 @@ from typing import BinaryIO
 from engine import acls, byinode, openfiles, posix
 from engine.cache.blockcache import BlockCache
 from engine.commit import Deferred
-from engine.errors import IsADirectory, NotFound
 from engine.inode import PROVISIONAL, Inode
 from engine.links import LinkChanges
 from engine.mounts import MountTable
@@ -419,17 +418,6 @@ class FileSystem:
         node = self.inode(ino)
         posix.check_open(self.ns, node, writing)
         return node
-
-    def open_reading(self, ino: int) -> None:
-        """``open_inode(ino, False)`` and ``opened(ino)`` in one call: in a pass the kernel's
-        page cache serves, opens and closes are all that reach the daemon."""
-        ns = self.ns
-        node = ns.tree.find(ino) or ns.state.orphans.get(ino)  # named, or unlinked while open
-        if node is None:
-            raise NotFound(f"inode {ino} does not exist")
-        if node.children is not None:
-            raise IsADirectory(f"inode {ino} is a directory")
-        ns.open_files.opened(ino)
 
     def check_truncate(self, node: Inode, size: int, limit: int) -> None:
         posix.check_truncate(self.ns, node, size, limit)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from ufs.tempfiles import process_start
+
 FSTYPE = "fuse.shoal"
 FSNAME_PREFIX = "shoal:"
 PID_FILE = "daemon.pid"
@@ -35,19 +37,9 @@ def shoal_mounts() -> dict[str, tuple[str, str]]:
     return found
 
 
-def start_time(pid: int) -> int | None:
-    """When process ``pid`` started, in clock ticks since boot (proc(5)'s field 22); None if
-    there is no such process. A pid is reused once its process is gone; the pair is not."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:  # its name may be any bytes, ")" too
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def pid_file_text(mountpoint: str) -> str:
     """What the daemon writes to its home's pid file: its pid, mount point and start time."""
-    started = start_time(os.getpid())
+    started = process_start(os.getpid())
     return f"{os.getpid()}\n{mountpoint}\n{'' if started is None else started}\n"
 
 
@@ -63,23 +55,16 @@ def daemon_pid(home: str) -> int | None:
         written = int(started) if started.isascii() and started.isdigit() else None
     except (OSError, ValueError):
         return None
-    now = start_time(number)
+    now = process_start(number)
     if written is not None and now is not None and now != written:
         return None
     return number
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose (its parent has not reaped it yet).
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b") ", 1)[-1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False
+    """Whether process ``pid`` runs (a zombie is dead for our purpose: its parent has not
+    reaped it yet)."""
+    return process_start(pid) is not None
 
 
 def served(mountpoint: str) -> bool | None:

@@ -136,9 +136,10 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
             spool.drop()
         return buffer
 
-    def _open_handle(self, node: Inode, buffer: WriteBuffer | None) -> int:
+    def _open_handle(self, node: Inode, buffer: WriteBuffer | None, read: bool = False) -> int:
         fh = next(self._fh)
-        self.handles[fh] = Handle(node.id, buffer, not self.relatime)  # noatime: as if read
+        # read: as if read through already (noatime, or the open stands for its reads)
+        self.handles[fh] = Handle(node.id, buffer, read or not self.relatime)
         # The engine decides what an unlink while open does, and when an upload may start
         self.fs.opened(node.id, writing=buffer is not None)
         if buffer is not None:
@@ -408,14 +409,11 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, direct_io=direct, keep_cache=not direct)
 
     def _open_reader(self, ino: int) -> pyfuse3.FileInfo:
-        self.fs.open_reading(ino)  # one engine call, no thread, no journal entry
-        # The kernel's pages of the file are kept unless its content changed since they were
-        # filled, or is being written through another handle.
+        node = self.fs.open_inode(ino, False)  # no thread, no journal entry
+        # The kernel's pages are kept unless the content changed since they were filled, or is
+        # being written through another handle; then the open stands for the reads they serve.
         keep = self.invalidator.keep_pages(ino) and ino not in self.buffers
-        fh = next(self._fh)
-        # noatime, or reads that may all come from the page cache: the open stands for them
-        # (the kernel keeps its atime), else the first READ moves it.
-        self.handles[fh] = Handle(ino, None, keep or not self.relatime)
+        fh = self._open_handle(node, None, read=keep)
         if keep and self.relatime and self.fs.accessed(ino):
             self.invalidator.attributes_now(ino)
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
@@ -483,18 +481,20 @@ class ShoalOperations(MoreOperations, pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         handle = self.handles.pop(fh)
         buffer = handle.buffer
-        if buffer is None:  # a reader's: counted, no thread unless an orphan's last handle
-            if self.fs.closed(handle.ino):
+        try:
+            if buffer is not None:
+                await self._release_writer(buffer, handle.direct)
+        finally:
+            # Counted, no thread: only an orphan's last journals
+            if self.fs.closed(handle.ino, writing=buffer is not None):
                 await self._blocking(self.fs.release_orphan, handle.ino)
-            return
+
+    async def _release_writer(self, buffer: WriteBuffer, direct: bool) -> None:
         try:
             await self._commit(buffer)  # normally done by flush already
         finally:
-            buffer.direct_handles -= handle.direct
+            buffer.direct_handles -= direct
             self._drop_handle_of(buffer)
             if buffer.handles == 0 and buffer.dirty:
                 log.error("inode %d: new content could not be committed and is lost", buffer.ino)
                 self._retire(buffer)
-            # Counted, no thread: only an orphan's last journals
-            if self.fs.closed(handle.ino, writing=True):
-                await self._blocking(self.fs.release_orphan, handle.ino)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fuse.mountinfo import PID_FILE, alive, daemon_pid, pid_file_text, start_time
+from fuse.mountinfo import PID_FILE, alive, daemon_pid, pid_file_text
+from ufs.tempfiles import process_start as start_time
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 
-from ufs.tempfiles import process_start
-
 FSTYPE = "fuse.shoal"
 FSNAME_PREFIX = "shoal:"
 PID_FILE = "daemon.pid"
@@ -35,6 +33,14 @@ def shoal_mounts() -> dict[str, tuple[str, str]]:
             if fields[sep + 1] == FSTYPE and source.startswith(FSNAME_PREFIX):
                 found[point] = (source[len(FSNAME_PREFIX) :], fields[2])
     return found
+
+
+def process_start(pid: int) -> int | None:
+    """ufs/tempfiles.py's: imported here on first use, so that the fsspec client, which reads
+    only the mount table from this module, loads no connector code in DataLoader workers."""
+    from ufs.tempfiles import process_start as start
+
+    return start(pid)
 
 
 def pid_file_text(mountpoint: str) -> str:

@@ -34,6 +34,7 @@ RATIOS = [
 SYSTEMS = [
     ("ceiling_first_small", "bare pyfuse3, first pass"),
     ("ceiling_warm_small", "bare pyfuse3, warm"),
+    ("ceiling_checked_first_small", "bare pyfuse3 + CRC (checked ceiling)"),
     ("mount_tier_small", "Shoal, from its tiers"),
     ("mount_tier_warm_small", "Shoal, warm after tiers"),
     ("mount_warm_small", "Shoal, warm after S3 cold"),

@@ -9,6 +9,13 @@ and what Shoal does when the bytes are already in its tiers.
   system reading each file from the local copy (open, pread, close: the least a file system
   serving real bytes does) gives ``ceiling_pread_first_small``: what separates the two is the
   cost of bytes that are not one constant already in the CPU's cache.
+- The ceiling of any cache that checks its blocks: the same, each READ also fstat-ing the
+  copy, and the first READ of each file in the process reading it whole and comparing its
+  CRC-32 with the one taken at the start (after that, the range asked for while the file's
+  size, mtime and inode are unchanged): the rule by which Shoal checks a block of a disk
+  tier after every start (engine/cache/blockcache.py). ``ceiling_checked_first_small``: what
+  Shoal's pass from its tiers can reach with nothing else of its own on the hit path (no
+  namespace, no permissions, no block map, no statistics).
 - The ceiling of any file-backed cache: the same file system keeping a descriptor of each
   file's local copy open from its start (before the clock) and answering each READ with one
   ``os.pread`` on the event loop (the copies are in the page cache: the read never waits for
@@ -48,6 +55,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from engine.cache.crc import crc32
 from engine.config import default_tiers
 
 
@@ -78,12 +86,15 @@ def serve(
     source: str | None = None,
     kept: bool = False,
     store: str | None = None,
+    checked: bool = False,
 ) -> None:
     """The bare file system over the files listed in JSON file ``listing``: [[path, size]];
     with ``source``, each file's bytes read from its copy there (open, pread, close: what any
     file system serving real bytes does at least; with ``kept``, only the pread, through a
     descriptor opened before the mount), else constant bytes; with ``store`` too, each READ's
-    bytes also written into a file of that directory, named by inode, by a thread."""
+    bytes also written into a file of that directory, named by inode, by a thread; with
+    ``checked``, each file's bytes checked against their CRC-32 taken at the start (see
+    above), a READ of a file that fails it answered EIO."""
     import pyfuse3
     import trio
 
@@ -99,6 +110,13 @@ def serve(
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         fds = {ino: os.open(f"{source}/{rel}", os.O_RDONLY) for ino, rel in paths.items()}
     inode_of_fd: dict[int, int] = {}  # an open descriptor's inode (its stored copy's name)
+    sums: dict[int, int] = {}  # a file's CRC-32, taken before the mount (checked)
+    verified: dict[int, tuple[int, int, int]] = {}  # a checked file's (size, mtime, inode)
+    if checked:
+        assert source is not None and not kept
+        for ino, rel in paths.items():
+            with open(f"{source}/{rel}", "rb") as copy:
+                sums[ino] = crc32(copy.read())
     # One constant per size: a read of a whole file slices all of one, which copies nothing.
     blobs = {size: b"x" * size for size in set(sizes.values()) if size >= 0}
     attrs = {}
@@ -109,6 +127,17 @@ def serve(
         a.st_mode = stat.S_IFDIR | 0o755 if size < 0 else stat.S_IFREG | 0o644
         a.st_size = max(size, 0)
         a.st_blksize = 1 << 20
+
+    def check_read(fd: int, off: int, size: int) -> bytes:
+        st = os.fstat(fd)
+        ino, stamp = inode_of_fd[fd], (st.st_size, st.st_mtime_ns, st.st_ino)
+        if verified.get(ino) == stamp:
+            return os.pread(fd, size, off)
+        whole = os.pread(fd, st.st_size, 0)
+        if crc32(whole) != sums[ino]:
+            raise pyfuse3.FUSEError(errno.EIO)
+        verified[ino] = stamp
+        return whole if off == 0 and size >= len(whole) else whole[off : off + size]
 
     class Bare(pyfuse3.Operations):
         async def getattr(self, inode: int, ctx: object = None) -> Any:
@@ -132,6 +161,8 @@ def serve(
                 return blobs[sizes[fh]][off : off + size]
             if kept:  # page-cache-hot copies: a pread on the loop never waits for the disk
                 return os.pread(fds[fh], size, off)
+            if checked:
+                return check_read(fh, off, size)
             data = os.pread(fh, size, off)
             if stored is not None:
                 stored.put((inode_of_fd[fh], off, data))
@@ -191,9 +222,11 @@ def bare_mount(
     source: str | None = None,
     kept: bool = False,
     store: str | None = None,
+    checked: bool = False,
 ) -> Iterator[tuple[str, int]]:
     """The bare file system mounted in ``scratch`` while inside: (mount point, the pid of the
-    child process serving it); ``source``, ``kept`` and ``store`` as ``serve``'s."""
+    child process serving it); ``source``, ``kept``, ``store`` and ``checked`` as
+    ``serve``'s."""
     mountpoint = os.path.join(scratch, "ceiling-mnt")
     listing = os.path.join(scratch, "ceiling-files.json")
     os.makedirs(mountpoint)
@@ -205,6 +238,7 @@ def bare_mount(
     # group is scheduled differently from one in a group of its own. Both are placed alike.
     args += ([source] if source else []) + (["--kept"] if kept else [])
     args += ["--store", store] if store else []
+    args += ["--checked"] if checked else []
     with served(args, mountpoint, "file system") as pid:
         yield mountpoint, pid
 
@@ -300,6 +334,9 @@ def run(src: str, small: list[str], scratch: str, read: Reader) -> dict[str, dic
             with bare_mount(scratch, files, source=src) as (bare, server):
                 paths = [os.path.join(bare, r) for r in rel]
                 passes.measure("ceiling_pread_first_small", paths, server)
+            with bare_mount(scratch, files, source=src, checked=True) as (bare, server):
+                paths = [os.path.join(bare, r) for r in rel]
+                passes.measure("ceiling_checked_first_small", paths, server)
             with bare_mount(scratch, files, source=src, kept=True) as (bare, server):
                 paths = [os.path.join(bare, r) for r in rel]  # src: the SSD tier's disk
                 passes.measure("ceiling_file_first_small", paths, server)
@@ -336,6 +373,8 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         "tier_warm_small_vs_ceiling": ratio("mount_tier_warm_small", "ceiling_warm_small"),
         "file_ceiling_vs_ceiling": ratio("ceiling_file_first_small", "ceiling_first_small"),
         "tier_small_vs_file_ceiling": ratio("mount_tier_small", "ceiling_file_first_small"),
+        "checked_ceiling_vs_ceiling": ratio("ceiling_checked_first_small", "ceiling_first_small"),
+        "tier_small_vs_checked_ceiling": ratio("mount_tier_small", "ceiling_checked_first_small"),
         "store_ceiling_vs_ceiling": ratio("ceiling_store_first_small", "ceiling_first_small"),
         "local_cold_small_vs_store_ceiling": ratio(
             "mount_local_cold_small", "ceiling_store_first_small"
@@ -347,6 +386,7 @@ ROWS = [
     ("bare pyfuse3, first pass", "ceiling_first_small"),
     ("bare pyfuse3, warm", "ceiling_warm_small"),
     ("bare pyfuse3 + pread, first", "ceiling_pread_first_small"),
+    ("bare pyfuse3 + pread + CRC", "ceiling_checked_first_small"),
     ("bare pyfuse3, kept fd, first", "ceiling_file_first_small"),
     ("bare pyfuse3 + pread + store", "ceiling_store_first_small"),
     ("shoal, local UFS, cold", "mount_local_cold_small"),
@@ -403,4 +443,8 @@ if __name__ == "__main__":
         store = flags[flags.index("--store") + 1] if "--store" in flags else None
         if store is not None and (source is None or source.startswith("--") or "--kept" in flags):
             sys.exit("--store needs a source to serve from, and no --kept")
-        serve(sys.argv[1], sys.argv[2], source, kept="--kept" in flags, store=store)
+        checked = "--checked" in flags
+        if checked and (source is None or source.startswith("--") or "--kept" in flags):
+            sys.exit("--checked needs a source to serve from, and no --kept")
+        kept = "--kept" in flags
+        serve(sys.argv[1], sys.argv[2], source, kept=kept, store=store, checked=checked)

@@ -3,10 +3,13 @@ never asserted: the machine is noisy)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
 from pathlib import Path
+
+import pytest
 
 from cli.bench.ceiling import bare_mount, store_dir
 from engine.config import default_tiers
@@ -38,14 +41,16 @@ def test_bench_read_small_run(tmp_path: Path) -> None:
         "cold_s3_ceiling_vs_boto3", "cold_small_vs_s3_ceiling", "cold_s3_listed_ceiling_vs_boto3",
         "file_ceiling_vs_ceiling", "tier_small_vs_file_ceiling",
         "store_ceiling_vs_ceiling", "local_cold_small_vs_store_ceiling",
+        "checked_ceiling_vs_ceiling", "tier_small_vs_checked_ceiling",
     }  # fmt: skip
     for key in ("file_ceiling_vs_ceiling", "tier_small_vs_file_ceiling",
-                "store_ceiling_vs_ceiling", "local_cold_small_vs_store_ceiling"):  # fmt: skip
+                "store_ceiling_vs_ceiling", "local_cold_small_vs_store_ceiling",
+                "checked_ceiling_vs_ceiling", "tier_small_vs_checked_ceiling"):  # fmt: skip
         assert result["ratios"][key] > 0
     for key in ("fsspec_first_small", "fsspec_warm_small", "local_small_beside"):
         assert result[key]["files_per_s"] > 0
     for key in ("ceiling_first", "ceiling_warm", "ceiling_file_first", "ceiling_store_first",
-                "mount_tier", "mount_tier_warm"):  # fmt: skip
+                "ceiling_checked_first", "mount_tier", "mount_tier_warm"):  # fmt: skip
         assert result[f"{key}_small"]["files_per_s"] > 0
         assert result[f"{key}_small"]["daemon_cpu_us_per_file"] >= 0
     assert chart.read_bytes().startswith(b"\x89PNG")
@@ -78,6 +83,35 @@ def test_file_ceiling_serves_its_files_byte_for_byte(tmp_path: Path) -> None:
             f.seek(size // 2)
             assert f.read(4096) == (src / rel).read_bytes()[size // 2 : size // 2 + 4096]
     assert not (scratch / "ceiling-mnt").exists()  # unmounted and removed
+
+
+def test_checked_ceiling_serves_its_files_and_refuses_one_changed_since_its_start(
+    tmp_path: Path,
+) -> None:
+    """The checked ceiling really checks: each file's own bytes, at every offset, while they
+    match the CRC-32 taken at its start; a file whose bytes changed since (same size) fails
+    its check and is answered EIO, as a damaged block of Shoal's disk tier is never served."""
+    src = tmp_path / "src"
+    files = []
+    for i in range(6):
+        rel = f"c{i % 2}/f{i}.bin"
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(os.urandom(3000 + i * 20_011))
+        files.append((rel, 3000 + i * 20_011))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    damaged, _ = files[2]
+    with bare_mount(str(scratch), files, source=str(src), checked=True) as (mnt, _pid):
+        for rel, size in files[3:]:
+            with open(os.path.join(mnt, rel), "rb") as f:
+                f.seek(size // 3)  # the first read of the file is not at its start
+                assert f.read(5000) == (src / rel).read_bytes()[size // 3 : size // 3 + 5000]
+            assert (Path(mnt) / rel).read_bytes() == (src / rel).read_bytes()
+        (src / damaged).write_bytes(os.urandom(files[2][1]))
+        with pytest.raises(OSError) as refused:
+            (Path(mnt) / damaged).read_bytes()
+        assert refused.value.errno == errno.EIO
+    assert not (scratch / "ceiling-mnt").exists()
 
 
 def test_store_ceiling_serves_each_file_and_stores_a_copy_of_it(tmp_path: Path) -> None:

@@ -102,42 +102,12 @@ def serve(
     with open(listing) as f:
         files = [(p, s) for p, s in json.load(f)]
     names, sizes, paths = _tree(files)
-    fds: dict[int, int] = {}
-    if kept:
-        assert source is not None
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < hard:  # a descriptor per file of the dataset
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        fds = {ino: os.open(f"{source}/{rel}", os.O_RDONLY) for ino, rel in paths.items()}
+    fds = _kept_descriptors(source, paths) if kept and source is not None else {}
     inode_of_fd: dict[int, int] = {}  # an open descriptor's inode (its stored copy's name)
-    sums: dict[int, int] = {}  # a file's CRC-32, taken before the mount (checked)
-    verified: dict[int, tuple[int, int, int]] = {}  # a checked file's (size, mtime, inode)
-    if checked:
-        assert source is not None and not kept
-        for ino, rel in paths.items():
-            with open(f"{source}/{rel}", "rb") as copy:
-                sums[ino] = crc32(copy.read())
+    checks = _Checks(source, paths) if checked and source is not None and not kept else None
     # One constant per size: a read of a whole file slices all of one, which copies nothing.
     blobs = {size: b"x" * size for size in set(sizes.values()) if size >= 0}
-    attrs = {}
-    for ino, size in sizes.items():
-        a = attrs[ino] = pyfuse3.EntryAttributes()
-        a.st_ino = ino
-        a.entry_timeout = a.attr_timeout = 300
-        a.st_mode = stat.S_IFDIR | 0o755 if size < 0 else stat.S_IFREG | 0o644
-        a.st_size = max(size, 0)
-        a.st_blksize = 1 << 20
-
-    def check_read(fd: int, off: int, size: int) -> bytes:
-        st = os.fstat(fd)
-        ino, stamp = inode_of_fd[fd], (st.st_size, st.st_mtime_ns, st.st_ino)
-        if verified.get(ino) == stamp:
-            return os.pread(fd, size, off)
-        whole = os.pread(fd, st.st_size, 0)
-        if crc32(whole) != sums[ino]:
-            raise pyfuse3.FUSEError(errno.EIO)
-        verified[ino] = stamp
-        return whole if off == 0 and size >= len(whole) else whole[off : off + size]
+    attrs = _attributes(sizes)
 
     class Bare(pyfuse3.Operations):
         async def getattr(self, inode: int, ctx: object = None) -> Any:
@@ -161,8 +131,11 @@ def serve(
                 return blobs[sizes[fh]][off : off + size]
             if kept:  # page-cache-hot copies: a pread on the loop never waits for the disk
                 return os.pread(fds[fh], size, off)
-            if checked:
-                return check_read(fh, off, size)
+            if checks is not None:
+                data = checks.read(fh, inode_of_fd[fh], off, size)
+                if data is None:
+                    raise pyfuse3.FUSEError(errno.EIO)
+                return data
             data = os.pread(fh, size, off)
             if stored is not None:
                 stored.put((inode_of_fd[fh], off, data))
@@ -185,6 +158,55 @@ def serve(
         pyfuse3.close()
 
 
+def _kept_descriptors(source: str, paths: dict[int, str]) -> dict[int, int]:
+    """A descriptor of each file's copy in ``source``, by inode, opened now (before the clock)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # a descriptor per file of the dataset
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return {ino: os.open(f"{source}/{rel}", os.O_RDONLY) for ino, rel in paths.items()}
+
+
+def _attributes(sizes: dict[int, int]) -> dict[int, Any]:
+    """Each inode's pyfuse3 EntryAttributes, kept 300 s by the kernel (size -1: a directory)."""
+    import pyfuse3
+
+    attrs = {}
+    for ino, size in sizes.items():
+        a = attrs[ino] = pyfuse3.EntryAttributes()
+        a.st_ino = ino
+        a.entry_timeout = a.attr_timeout = 300
+        a.st_mode = stat.S_IFDIR | 0o755 if size < 0 else stat.S_IFREG | 0o644
+        a.st_size = max(size, 0)
+        a.st_blksize = 1 << 20
+    return attrs
+
+
+class _Checks:
+    """The checked ceiling's reads: each file's CRC-32 taken now, from its copy in ``source``
+    (before the clock); a file's first read in the process reads it whole and compares, later
+    ones read the range asked for while its (size, mtime, inode) stamp is unchanged, as Shoal's
+    rule for a disk tier's block (engine/cache/blockcache.py)."""
+
+    def __init__(self, source: str, paths: dict[int, str]) -> None:
+        self.sums: dict[int, int] = {}
+        for ino, rel in paths.items():
+            with open(f"{source}/{rel}", "rb") as copy:
+                self.sums[ino] = crc32(copy.read())
+        self.verified: dict[int, tuple[int, int, int]] = {}
+
+    def read(self, fd: int, ino: int, off: int, size: int) -> bytes | None:
+        """``size`` bytes at ``off`` of file ``ino`` open as ``fd``; None if it fails its check."""
+        st = os.fstat(fd)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self.verified.get(ino) == stamp:
+            return os.pread(fd, size, off)
+        whole = os.pread(fd, st.st_size, 0)
+        if crc32(whole) != self.sums[ino]:
+            return None
+        self.verified[ino] = stamp
+        return whole if off == 0 and size >= len(whole) else whole[off : off + size]
+
+
 def store_dir(scratch: str) -> str:
     """Where the cache-fill ceiling of the run in ``scratch`` stores its copies (RAM, as
     Shoal's MEM tier), named after the scratch: removed with it, by name."""
@@ -193,8 +215,6 @@ def store_dir(scratch: str) -> str:
 
 def _storer(store: str) -> queue.SimpleQueue[tuple[int, int, bytes]]:
     """A thread storing (inode, offset, bytes) in ``store``/inode, with their CRC-32."""
-    from engine.cache.crc import crc32
-
     todo: queue.SimpleQueue[tuple[int, int, bytes]] = queue.SimpleQueue()
 
     def run() -> None:
@@ -443,8 +463,7 @@ if __name__ == "__main__":
         store = flags[flags.index("--store") + 1] if "--store" in flags else None
         if store is not None and (source is None or source.startswith("--") or "--kept" in flags):
             sys.exit("--store needs a source to serve from, and no --kept")
-        checked = "--checked" in flags
-        if checked and (source is None or source.startswith("--") or "--kept" in flags):
+        kept, checked = "--kept" in flags, "--checked" in flags
+        if checked and (source is None or source.startswith("--") or kept):
             sys.exit("--checked needs a source to serve from, and no --kept")
-        kept = "--kept" in flags
         serve(sys.argv[1], sys.argv[2], source, kept=kept, store=store, checked=checked)

@@ -57,6 +57,7 @@ from typing import Any
 
 from engine.cache.crc import crc32
 from engine.config import default_tiers
+from fuse.mountinfo import daemon_pid
 
 
 def _tree(
@@ -326,8 +327,11 @@ class _Passes:
 
 
 def _daemon_pid(home: str) -> int:
-    with open(os.path.join(home, "daemon.pid")) as f:
-        return int(f.readline())
+    """The running daemon of ``home`` (fuse/mountinfo.py reads its pid file)."""
+    pid = daemon_pid(home)
+    if pid is None:
+        raise RuntimeError(f"no daemon of {home} runs")
+    return pid
 
 
 def run(src: str, small: list[str], scratch: str, read: Reader) -> dict[str, dict[str, float]]:

@@ -23,7 +23,7 @@ import boto3
 import pytest
 
 from cli.bench.s3server import S3Server, start_s3_server
-from fuse.mountinfo import alive, served
+from fuse.mountinfo import alive, daemon_pid, served
 from tests.cli.shoal_cli import ROOT, env, shoal
 from tests.cli.test_home_modes import mem_tier, tree
 from tests.homes import track
@@ -192,7 +192,8 @@ def test_a_secret_is_in_no_argv_environment_or_home(
         warned = "visible to every user" in done.stderr
         assert warned == (way == "argv"), done.stderr
         assert secret not in done.stderr
-        pid = int((s.home / "daemon.pid").read_text().split()[0])
+        pid = daemon_pid(str(s.home))
+        assert pid is not None
         assert len(family(pid)) > 1  # the journal's writer process is checked too
         assert shown_by(pid, secret) == []
         use_the_mount(s, signed_s3)
@@ -273,7 +274,8 @@ def test_fs_mount_through_the_daemon_reads_the_secret_where_it_is_run(
               home=s.home, env=s.env, input=signed_s3.secret_key + "\n")  # fmt: skip
         (s.mnt / "nested" / "f.txt").write_text("through the nested mount")
         assert (s.mnt / "nested" / "f.txt").read_text() == "through the nested mount"
-        pid = int((s.home / "daemon.pid").read_text().split()[0])
+        pid = daemon_pid(str(s.home))
+        assert pid is not None
         assert shown_by(pid, signed_s3.secret_key) == []
         # A mount recorded for later processes keeps a value in credentials (0600), nowhere else.
         assert copies_in(s, signed_s3.secret_key) == [str(s.home / "credentials")]

@@ -25,10 +25,10 @@ settings = sys.argv[1:]  # e.g. off 4 8 16 32 ; suffix :nometa for posix_metadat
 scratch = tempfile.mkdtemp(prefix="pf-sweep-", dir="/tmp/pf-bench")
 src = os.path.join(scratch, "src")
 R._make_dataset(src, classes, 150, 0, 1)
-small, _ = R._listing(src)
+small = R._listing(src)[0]
 server = start_s3_server()
 proxy = FaultProxy(server.endpoint).start()
-out = {}
+out: dict[str, object] = {}
 try:
     R._upload(s3_client(server.endpoint), src, small)
     proxy.add(Fault("delay", -1, seconds=0.02))
@@ -40,7 +40,7 @@ try:
     for n in (16, 64):
         out[f"boto3_x{n}"] = boto(n)
     for i, setting in enumerate(settings):
-        name, _, flag = setting.partition(":")
+        name, flag = setting.partition(":")[::2]
         home, mnt = os.path.join(scratch, f"home{i}"), os.path.join(scratch, f"mnt{i}")
         os.makedirs(mnt)
         args = R._mount_args(home, mnt, proxy.endpoint)
@@ -53,7 +53,7 @@ try:
         b1 = boto(4)
         R._shoal(*args)
         try:
-            secs, _ = R._timed(4, [os.path.join(mnt, os.path.relpath(p, src)) for p in small])
+            secs = R._timed(4, [os.path.join(mnt, os.path.relpath(p, src)) for p in small])[0]
         finally:
             R._shoal("umount", mnt)
             for t in default_tiers(home):

@@ -46,7 +46,7 @@ def _read_batch(data_fd: int, window_s: float) -> bytes:
         # The flush window: more writers may join this batch (fewer, larger commits, each
         # entry waiting up to the window longer).
         time.sleep(window_s)
-        while select.select([data_fd], [], [], 0)[0]:
+        while _readable(data_fd, 0):
             more = os.read(data_fd, READ_SIZE)
             chunk += more
             if not more or len(more) < READ_SIZE:
@@ -60,7 +60,16 @@ def _idle_until(data_fd: int, deadline: float | None) -> bool:
     if deadline is None:
         return True
     timeout = deadline - time.monotonic()
-    return timeout > 0 and bool(select.select([data_fd], [], [], timeout)[0])
+    return timeout > 0 and _readable(data_fd, timeout)
+
+
+def _readable(fd: int, timeout_s: float) -> bool:
+    """Whether ``fd`` has something to read (or its writer closed it) within ``timeout_s``.
+    poll, not select: the descriptor's number is the parent's (pass_fds), and a parent holding
+    over 1024 files (FD_SETSIZE) hands down numbers select() refuses."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout_s * 1000))
 
 
 def serve(

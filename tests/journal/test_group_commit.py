@@ -4,6 +4,8 @@ disk, and a restart rebuilds the same state."""
 
 from __future__ import annotations
 
+import os
+import resource
 import threading
 from pathlib import Path
 
@@ -162,3 +164,48 @@ def test_a_checkpoint_at_once_after_open_does_not_pull_the_segment_from_under_th
         assert sorted(n.name for n in engine.ns.listdir("/")) == ["f0", "f1", "f2", "g", "h"]
     finally:
         engine.close(checkpoint=False)
+
+
+@pytest.mark.parametrize("durability", ["commit_interval", "every_op"])
+def test_the_writer_process_works_when_the_parent_holds_over_1024_files(
+    tmp_path: Path, durability: str
+) -> None:
+    """The child is handed its pipes under the parent's descriptor numbers; a daemon holding
+    many files (block files, connections) hands it numbers past FD_SETSIZE, which select()
+    refuses: with a flush window (or a storage served to it, as the crash simulator's) the
+    journal then failed at its first batch ("filedescriptor out of range in select()")."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1200
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"RLIMIT_NOFILE's hard limit {hard} is under {wanted}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    held: list[int] = []
+    engine = None
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        held.append(null)
+        while held[-1] < 1100:  # the lowest free numbers taken: the journal's pipes come after
+            held.append(os.dup(null))
+        options = JournalOptions(
+            writer="process", checkpoint_every=0, durability=durability, flush_window_ms=1.0
+        )
+        fatal: list[BaseException] = []  # (the default ends the process)
+        engine = Engine(OsStorage(str(tmp_path)), options, on_fatal=fatal.append)
+        for n in range(20):
+            engine.ns.mkdir(f"/d{n}")
+        engine.fs.make_durable()
+        assert fatal == []
+        before = digest(engine.ns.state)
+        engine.close()
+        engine = None
+        again = Engine(OsStorage(str(tmp_path)), options, on_fatal=fatal.append)
+        try:
+            assert digest(again.ns.state) == before
+        finally:
+            again.close()
+    finally:
+        if engine is not None:
+            engine.close()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -465,9 +465,9 @@ if __name__ == "__main__":
         source = sys.argv[3] if len(sys.argv) > 3 else None
         flags = sys.argv[4:]
         store = flags[flags.index("--store") + 1] if "--store" in flags else None
-        if store is not None and (source is None or source.startswith("--") or "--kept" in flags):
-            sys.exit("--store needs a source to serve from, and no --kept")
         kept, checked = "--kept" in flags, "--checked" in flags
-        if checked and (source is None or source.startswith("--") or kept):
-            sys.exit("--checked needs a source to serve from, and no --kept")
+        # Each of these reads the source's files its own way: one at a time, never with --kept.
+        ways = [f for f, on in (("--store", store is not None), ("--checked", checked)) if on]
+        if ways and (source is None or source.startswith("--") or kept or len(ways) > 1):
+            sys.exit(f"{' '.join(ways)}: one of them, a source to serve from, and no --kept")
         serve(sys.argv[1], sys.argv[2], source, kept=kept, store=store, checked=checked)

@@ -210,6 +210,23 @@ engine.close()
 """
 
 
+def _joined(lines: list[str]) -> list[str]:
+    """strace -f's lines with each call cut by another thread's ("syncfs(5 <unfinished ...>",
+    later "<... syncfs resumed>) = 0") made whole again, where the call began."""
+    out: list[str] = []
+    open_at: dict[str, int] = {}  # pid -> index in out of its unfinished call
+    for line in lines:
+        pid, _, rest = line.partition(" ")
+        if line.endswith("<unfinished ...>"):
+            open_at[pid] = len(out)
+            out.append(line.removesuffix("<unfinished ...>"))
+        elif rest.startswith("<... ") and pid in open_at:
+            out[open_at.pop(pid)] += rest.split(" resumed>", 1)[1]
+        else:
+            out.append(line)
+    return out
+
+
 def test_the_writer_process_syncs_the_tier_before_the_log(tmp_path: Path) -> None:
     """The system calls themselves (strace): after a block written unsynced, the writer
     process's next sync of the log comes after a syncfs of the tier's file system. Without it
@@ -227,7 +244,7 @@ def test_the_writer_process_syncs_the_tier_before_the_log(tmp_path: Path) -> Non
          "-e", "signal=none", sys.executable, str(script), _configure(home, tier), str(ufs)],
         check=True, capture_output=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
-    lines = trace.read_text().splitlines()
+    lines = _joined(trace.read_text().splitlines())
     after = lines[next(i for i, line in enumerate(lines) if '"WRITTEN' in line) :]
     syncfs = [line for line in after if " syncfs(" in line and "= 0" in line]
     assert syncfs, "no syncfs of the tier after the block was written:\n" + "\n".join(after)

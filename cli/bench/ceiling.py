@@ -24,9 +24,11 @@ and what Shoal does when the bytes are already in its tiers.
 - The ceiling of any cache fill: the same file system reading each file from the local copy
   (open, pread, close), and handing each READ's bytes to a thread that stores them in a file of
   its own on tmpfs (open, write, close) with their CRC-32, as a cache's storer at least does;
-  no journal, no block map, no directory listed from a store. Its first pass is
-  ``ceiling_store_first_small``: what Shoal's cold pass over a local UFS (which stores every
-  block it serves) can reach at best.
+  no journal, no block map, no directory listed from a store. Its queue has the bounds of
+  Shoal's storer (an offer beyond them dropped), and its process Shoal's switch interval, so
+  that the thread takes the GIL from the serving loop as Shoal's storer does. Its first pass
+  is ``ceiling_store_first_small``: what Shoal's cold pass over a local UFS (which stores
+  every block it serves) can reach at best.
 - Shoal over a local UFS holding the same files (a local store, so that the figure is the hit
   path's, not a store's): a first pass fills the tiers (``mount_local_cold_small``), the mount
   is stopped (its blocks all stored) and mounted again, so the kernel's page cache holds none
@@ -56,6 +58,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from engine.cache.crc import crc32
+from engine.cache.storer import QUEUE_BLOCKS, QUEUE_BYTES
 from engine.config import default_tiers
 from fuse.mountinfo import daemon_pid
 
@@ -139,7 +142,7 @@ def serve(
                 return data
             data = os.pread(fh, size, off)
             if stored is not None:
-                stored.put((inode_of_fd[fh], off, data))
+                stored(inode_of_fd[fh], off, data)
             return data
 
         async def flush(self, fh: int) -> None:
@@ -214,9 +217,22 @@ def store_dir(scratch: str) -> str:
     return os.path.join("/dev/shm", "shoal-bench-store-" + os.path.basename(scratch))
 
 
-def _storer(store: str) -> queue.SimpleQueue[tuple[int, int, bytes]]:
-    """A thread storing (inode, offset, bytes) in ``store``/inode, with their CRC-32."""
+def _storer(store: str) -> Callable[[int, int, bytes], None]:
+    """A thread storing (inode, offset, bytes) in ``store``/inode, with their CRC-32; the
+    function that offers it a block. Bounded as Shoal's storer (engine/cache/storer.py): an
+    offer beyond ``QUEUE_BLOCKS`` blocks or ``QUEUE_BYTES`` bytes waiting is dropped, never
+    waited for. (Its process takes Shoal's switch interval: see ``serve``.)"""
     todo: queue.SimpleQueue[tuple[int, int, bytes]] = queue.SimpleQueue()
+    waiting = [0, 0]  # blocks, bytes
+    lock = threading.Lock()
+
+    def offer(ino: int, off: int, data: bytes) -> None:
+        with lock:
+            if waiting[0] >= QUEUE_BLOCKS or waiting[1] + len(data) > QUEUE_BYTES:
+                return
+            waiting[0] += 1
+            waiting[1] += len(data)
+        todo.put((ino, off, data))
 
     def run() -> None:
         try:
@@ -228,12 +244,18 @@ def _storer(store: str) -> queue.SimpleQueue[tuple[int, int, bytes]]:
                 finally:
                     os.close(fd)
                 crc32(data)
+                with lock:
+                    waiting[0] -= 1
+                    waiting[1] -= len(data)
         except BaseException as exc:  # serving on without storing would measure another thing
             print(f"the store ceiling cannot store in {store}: {exc}", file=sys.stderr)
             os._exit(1)
 
+    from fuse.daemon import SWITCH_INTERVAL_S  # here: the other ceilings' processes stay small
+
     threading.Thread(target=run, name="store", daemon=True).start()
-    return todo
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+    return offer
 
 
 @contextmanager

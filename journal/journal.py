@@ -260,7 +260,7 @@ class Journal(Generic[S]):
     def data_written(self) -> None:
         """Before appending an entry that names a data file written unsynced (``orders_data``
         only): the data's file systems are synced before the log that holds the entry."""
-        if isinstance(self._commit, ProcessCommit):
+        if self._commit is not None:  # (None: not opened yet, or closed)
             self._commit.data_written()
 
     def _cut_unsound_data(self, after_seq: int, state: S) -> bool:
@@ -373,7 +373,7 @@ class Journal(Generic[S]):
     def ask_sync(self, seq: int) -> None:
         """Asks for entry ``seq`` to be made durable soon, not waiting (``sync`` waits): in
         ``held()``, the request goes down with the gathered entries, in their one write."""
-        if isinstance(self._commit, ProcessCommit):
+        if self._commit is not None:  # (None: not opened yet, or closed)
             self._commit.ask_sync(seq)
 
     def wait_async(self, seq: int) -> Awaitable[None]:
@@ -394,8 +394,7 @@ class Journal(Generic[S]):
     def durable_seq(self) -> int:
         commit = self._commit
         assert commit is not None
-        if isinstance(commit, ProcessCommit):
-            commit.catch_up()
+        commit.catch_up()  # the writer process's timed syncs are acked without a waiter
         return commit.durable_seq
 
     @property

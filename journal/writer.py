@@ -416,6 +416,18 @@ class GroupCommit(Waiters):
         """``wait``: this writer acknowledges only durable entries, whatever the durability."""
         self.wait(seq)
 
+    # What the writer process's commit needs told (journal/commit_process.py), and this one
+    # does not: each batch is synced as it is written, and its acks are counted at once.
+
+    def ask_sync(self, seq: int) -> None:
+        return None
+
+    def data_written(self) -> None:
+        return None  # never asked: ``orders_data`` holds only with the writer process
+
+    def catch_up(self) -> None:
+        return None
+
     def flush(self) -> None:
         """Makes everything submitted so far durable (synchronous mode, or before a checkpoint)."""
         if self._thread is not None:

@@ -416,14 +416,12 @@ class GroupCommit(Waiters):
         """``wait``: this writer acknowledges only durable entries, whatever the durability."""
         self.wait(seq)
 
-    # What the writer process's commit needs told (journal/commit_process.py), and this one
-    # does not: each batch is synced as it is written, and its acks are counted at once.
-
+    # Told to the writer process's commit; this one syncs each batch as written: no-ops.
     def ask_sync(self, seq: int) -> None:
         return None
 
-    def data_written(self) -> None:
-        return None  # never asked: ``orders_data`` holds only with the writer process
+    def data_written(self) -> None:  # never asked: ``orders_data`` needs the writer process
+        return None
 
     def catch_up(self) -> None:
         return None

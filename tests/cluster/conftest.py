@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from cli.bench.clusterprocs import option_args, stop_process
 from cli.bench.etcdserver import EtcdServer, has_etcd, start_etcd
 from cli.bench.faultproxy import FaultProxy
 from cli.bench.s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_port, s3_client
+from engine.cache.tiers import TEMP_PREFIX
 from fuse.mountinfo import alive
 from tests.cli.shoal_cli import ROOT, env, shoal
 from tests.fuse.mounting import Mounted
@@ -80,7 +82,20 @@ class WorkerProcess:
         return (self.home / "worker.out").read_text(errors="replace")
 
     def cached_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.cache.rglob("*") if p.is_file())
+        """Bytes of the blocks stored in the worker's tier. A block being written is a
+        temporary file, renamed into place when done: not stored yet, and it may be gone by
+        the time it is looked at (as may a block evicted meanwhile)."""
+        total = 0
+        for path in self.cache.rglob("*"):
+            if path.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+        return total
 
     def kill9(self) -> None:
         assert self.process is not None
@@ -178,7 +193,20 @@ class CombinedNode:
         return service["requests"].get("read", 0) + service["requests"].get("locate", 0)
 
     def cached_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.cache.rglob("*") if p.is_file())
+        """Bytes of the blocks stored in the worker's tier. A block being written is a
+        temporary file, renamed into place when done: not stored yet, and it may be gone by
+        the time it is looked at (as may a block evicted meanwhile)."""
+        total = 0
+        for path in self.cache.rglob("*"):
+            if path.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+        return total
 
 
 @pytest.fixture

@@ -30,6 +30,23 @@ from tests.homes import track, write_config
 TOKEN = "cluster-token-for-tests-3b9e"
 
 
+def stored_bytes(cache: Path) -> int:
+    """Bytes of the blocks stored in tier directory ``cache``. A block being written is a
+    temporary file, renamed into place when done: not stored yet, and it may be gone by the
+    time it is looked at (as may a block evicted meanwhile)."""
+    total = 0
+    for path in cache.rglob("*"):
+        if path.name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_size
+    return total
+
+
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
     if not has_etcd():
@@ -82,20 +99,7 @@ class WorkerProcess:
         return (self.home / "worker.out").read_text(errors="replace")
 
     def cached_bytes(self) -> int:
-        """Bytes of the blocks stored in the worker's tier. A block being written is a
-        temporary file, renamed into place when done: not stored yet, and it may be gone by
-        the time it is looked at (as may a block evicted meanwhile)."""
-        total = 0
-        for path in self.cache.rglob("*"):
-            if path.name.startswith(TEMP_PREFIX):
-                continue
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-        return total
+        return stored_bytes(self.cache)
 
     def kill9(self) -> None:
         assert self.process is not None
@@ -193,20 +197,7 @@ class CombinedNode:
         return service["requests"].get("read", 0) + service["requests"].get("locate", 0)
 
     def cached_bytes(self) -> int:
-        """Bytes of the blocks stored in the worker's tier. A block being written is a
-        temporary file, renamed into place when done: not stored yet, and it may be gone by
-        the time it is looked at (as may a block evicted meanwhile)."""
-        total = 0
-        for path in self.cache.rglob("*"):
-            if path.name.startswith(TEMP_PREFIX):
-                continue
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-        return total
+        return stored_bytes(self.cache)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import logging.handlers
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from fuse.proctitle import set_title
 from fuse.sdnotify import Notifier
 from fuse.serving import ServeOptions, WorkerService, start_role
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
+from journal.switching import shorten_switch_interval
 
 if TYPE_CHECKING:
     from engine.cluster.client import ClusterClient
@@ -150,9 +150,6 @@ def raise_readahead(mountpoint: str, kib: int = 1024) -> None:
             f.write(str(kib))
     except OSError as exc:
         log.info("readahead left as it is (%s: %s)", path, exc.strerror)
-
-
-SWITCH_INTERVAL_S = 0.0005
 
 
 def fuse_options(home: str, allow_other: bool, readonly: bool = False) -> set[str]:
@@ -269,7 +266,7 @@ def run(
             # Every request is answered on the event loop; a background thread (storing a
             # block, reading ahead, uploading) holding the GIL delays each reply by up to a
             # switch interval: 5 ms by default, a tenth of that here.
-            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+            shorten_switch_interval()
             try:
                 trio.run(_serve, Notifier())
             finally:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,11 +24,11 @@ from journal.errors import JournalClosed, JournalFailed
 from journal.format import frame, mark_write_start, segment_header
 from journal.layout import SEEN_FILE, segment_name
 from journal.storage import FileHandle, Storage, create_durably, join, write_durably
+from journal.switching import shorten_switch_interval
 
 log = logging.getLogger(__name__)
 
 EXIT_JOURNAL_FAILED = 75
-SWITCH_INTERVAL_S = 0.0005
 
 
 _allocate_lock = threading.Lock
@@ -293,8 +292,7 @@ class GroupCommit(Waiters):
             # After each write the writer thread waits for the GIL; a CPU-bound event loop
             # holds it for up to a switch interval (5 ms by default), which would add that to
             # every commit. Half a millisecond keeps commits prompt at little cost.
-            if sys.getswitchinterval() > SWITCH_INTERVAL_S:
-                sys.setswitchinterval(SWITCH_INTERVAL_S)
+            shorten_switch_interval()
             self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
             self._thread.start()
 

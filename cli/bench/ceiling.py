@@ -61,6 +61,7 @@ from engine.cache.crc import crc32
 from engine.cache.storer import QUEUE_BLOCKS, QUEUE_BYTES
 from engine.config import default_tiers
 from fuse.mountinfo import daemon_pid
+from journal.switching import shorten_switch_interval
 
 
 def _tree(
@@ -251,10 +252,8 @@ def _storer(store: str) -> Callable[[int, int, bytes], None]:
             print(f"the store ceiling cannot store in {store}: {exc}", file=sys.stderr)
             os._exit(1)
 
-    from fuse.daemon import SWITCH_INTERVAL_S  # here: the other ceilings' processes stay small
-
     threading.Thread(target=run, name="store", daemon=True).start()
-    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+    shorten_switch_interval()  # as Shoal's daemon, whose storer thread this stands for
     return offer
 
 

@@ -48,10 +48,11 @@ STATE_CODEC: StateCodec[State] = StateCodec(State, load_checkpoint, fill_checkpo
 
 
 def _tier_specs(cfg: Config, home: str | None) -> list[TierSpec]:
-    """The block cache's tiers: configured, else the defaults; none without a home."""
-    if home is None:
-        return []
-    return cfg.cache_tiers if cfg.cache_tiers is not None else default_tiers(home)
+    """The block cache's tiers: configured, else a home's defaults; none on storage with no
+    directory (the crash simulator's) unless configured."""
+    if cfg.cache_tiers is not None:
+        return cfg.cache_tiers
+    return [] if home is None else default_tiers(home)
 
 
 class Engine:
@@ -100,7 +101,8 @@ class Engine:
         self.mounts.sweep_remote = self.stops.unclean  # what writers killed mid-upload left
         self.sync = MetadataSync(self.ns, self.mounts, cfg.ufs_sync_interval, cfg.block_size)
         self.sync.relist_before = self.stops.relist_before
-        self.cache = None if home is None else self._open_cache(home, reconcile)
+        has_cache = home is not None or cfg.cache_tiers is not None
+        self.cache = self._open_cache(home, reconcile) if has_cache else None
         self.fs = FileSystem(
             self.ns, self.mounts, self.sync, self.cache, cfg.write_type, cfg.read_type
         )
@@ -236,12 +238,14 @@ class Engine:
         assert ckpt is not None
         return ckpt
 
-    def _open_cache(self, home: str, reconcile: bool) -> BlockCache:
+    def _open_cache(self, home: str | None, reconcile: bool) -> BlockCache:
         cfg = self.config
         tiers = [TierStore(spec) for spec in self.tier_specs]
         # Only a start for use takes over (and a clean stop leaves) the last run's checks.
-        # (Not on simulated storage, the crash simulator's home: it has no directory to keep them.)
-        checks = os.path.join(home, checked.FILE) if reconcile and os.path.isdir(home) else None
+        # (Not on simulated storage: it has no directory to keep them in.)
+        checks = None
+        if reconcile and home is not None and os.path.isdir(home):
+            checks = os.path.join(home, checked.FILE)
         cache = BlockCache(self.ns, tiers, cfg.cache_evictor, cfg.cache_lrfu_half_life_s, checks)
         fixed = cache.reconcile(repair=reconcile)
         if reconcile and (fixed.orphans_removed or fixed.blocks_dropped):

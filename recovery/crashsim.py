@@ -146,7 +146,8 @@ class SimStorage:
     """``Storage`` in memory, recording every operation since it was made (or crashed into)."""
 
     def __init__(self, image: Image | None = None) -> None:
-        self.root = "sim:"
+        # No ``root``: there is no directory on disk. An engine on it has no home (no cache
+        # tiers, no credentials file), rather than one named after the working directory.
         self.base = image.copy() if image is not None else Image()
         self.disk = Tracker(self.base)
         self.log: list[Op] = []

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -363,6 +365,24 @@ def test_engine_refuses_a_journal_directory_it_cannot_write() -> None:
     with pytest.raises(JournalNotWritable, match="not writable"):
         Engine(sim, JournalOptions(group_commit=False))
     assert sim.op_count == 1  # nothing but the makedirs before the denial
+
+
+def test_an_engine_on_simulated_storage_has_no_home_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simulated storage has no directory: its engine keeps no cache tiers or credentials on
+    disk. It used to pass for a home named "sim:", so every such engine's default tiers were
+    one shared /dev/shm directory (named after the working directory) and "sim:/cache" in
+    the working directory, whichever test or worker ran it."""
+    monkeypatch.chdir(tmp_path)
+    engine = Engine(SimStorage(), JournalOptions(group_commit=False))
+    try:
+        assert engine.tier_specs == []
+        assert engine.cache is None
+        engine.ns.mkdir("/a")
+    finally:
+        engine.close()
+    assert os.listdir(tmp_path) == []
 
 
 # -- the journal on the simulator -----------------------------------------------------------

@@ -45,12 +45,14 @@ class StepPersister(Persister):
     def __init__(self, engine: Engine) -> None:
         assert engine.cache is not None
         super().__init__(engine.ns, engine.mounts, engine.sync, engine.cache)
-        self.queue: list[tuple[int, int]] = []
+        # (file, version): no version for the persister's own re-queues (an upload that
+        # waited for a close, a hold, or its called-off predecessor), as ``submit`` allows
+        self.queue: list[tuple[int, int | None]] = []
 
-    def submit(self, file: int, version: int) -> None:
+    def submit(self, file: int, version: int | None = None) -> None:
         self.queue.append((file, version))
 
-    def step(self, index: int) -> tuple[int, int]:
+    def step(self, index: int) -> tuple[int, int | None]:
         file, version = self.queue.pop(index)
         super().submit(file, version)
         self.drain()

@@ -117,7 +117,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     """A failing test's report carries the tail of each of its mount daemons' logs: the only
     trace of what a daemon answered, and its temporary directory goes with later runs."""
-    outcome = yield
+    outcome: Any = yield  # pluggy's result of the hooks it wraps
     report = outcome.get_result()
     if report.failed:
         for title, tail in mounting.daemon_logs():

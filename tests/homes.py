@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from engine.config import default_tiers
@@ -25,7 +25,7 @@ Tier = tuple[str, Path, int | str]  # name, directory, quota (bytes, or a size s
 
 
 def write_config(
-    home: Path, *sections: str, block_size: int | None = None, tiers: list[Tier] | None = None
+    home: Path, *sections: str, block_size: int | None = None, tiers: Sequence[Tier] | None = None
 ) -> str:
     """Writes ``home``/shoal.toml: the block size, ``sections`` (TOML text) and one
     [[cache.tiers]] table a tier; returns the home as the engine takes it."""

@@ -86,8 +86,8 @@ def test_a_secret_reaches_only_the_credentials_file(
     # Found again after a restart: the mount works without the keys on the command line.
     engine = open_engine()
     try:
-        ((path, mount),) = engine.mounts.listing()
-        assert path == "/s3" and mount.credential and SECRET_KEY not in repr(mount)
+        ((mounted_at, mount),) = engine.mounts.listing()
+        assert mounted_at == "/s3" and mount.credential and SECRET_KEY not in repr(mount)
         ufs = engine.mounts.connector(mount)
         ufs.write("hello.txt", io.BytesIO(b"hi"))
         assert ufs.read("hello.txt", 0, 10) == b"hi"

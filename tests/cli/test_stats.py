@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,7 +189,7 @@ def test_stats_counts_the_misses_and_store_reads_of_a_cold_pass(
             assert json.loads(view.stdout.readline())  # the view is live before the pass
             read = sum(len((m.path / f"cold/f{i}.bin").read_bytes()) for i in range(8))
             done = time.time()
-            lines = []  # every interval up to one that ends after the pass
+            lines: list[dict[str, Any]] = []  # every interval up to one that ends after the pass
             while not lines or lines[-1]["time"] <= done:
                 lines.append(json.loads(view.stdout.readline()))
         finally:

@@ -53,12 +53,12 @@ def test_may_access_decides_as_the_kernel_does() -> None:
         assert out.returncode == 0, out.stderr
         kernel_nobody = json.loads(out.stdout)
         nobody, root = Caller(NOBODY, NOBODY), Caller(0, 0)
-        for path, kernel in zip(cases, kernel_nobody, strict=True):
-            node = _node(os.stat(path))
+        for case, kernel in zip(cases, kernel_nobody, strict=True):
+            node = _node(os.stat(case))
             mine = [may_access(node, nobody, w) for w in WANTS]
-            assert mine == kernel, (path, oct(node.mode))
+            assert mine == kernel, (case, oct(node.mode))
             mine_root = [may_access(node, root, w) for w in WANTS]
-            assert mine_root == [os.access(path, w) for w in WANTS], (path, oct(node.mode))
+            assert mine_root == [os.access(case, w) for w in WANTS], (case, oct(node.mode))
     finally:
         shutil.rmtree(base)
 

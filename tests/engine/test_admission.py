@@ -179,7 +179,6 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
         return entry._replace(id=data.draw(st.sampled_from(named)).id)
     if isinstance(entry, E.SetAttr) and files:
         return entry._replace(id=data.draw(st.sampled_from(files)).id)
-        return entry._replace(id=data.draw(st.sampled_from(files)).id)
     if isinstance(entry, E.BlockCached) and files:
         # The file's own version, or the one above it: the next block a rewrite stages (of 4
         # bytes, the block size commits are aimed at, or the last one, shorter).
@@ -196,8 +195,8 @@ def aimed(state: State, entry: object, data: st.DataObject) -> object:
         # those blocks hold (4-byte blocks).
         staging = [n for n in files if any(v > n.version for v, _i in state.blocks.get(n.id, {}))]
         node = data.draw(st.sampled_from(staging or files))
-        staged = state.blocks.get(node.id, {})
-        held = sum(info.length for (v, _i), info in staged.items() if v == node.version + 1)
+        blocks = state.blocks.get(node.id, {})
+        held = sum(info.length for (v, _i), info in blocks.items() if v == node.version + 1)
         length = data.draw(st.sampled_from([held, held, held, entry.length]))
         block_size = data.draw(st.sampled_from([4, 4, 4, entry.block_size]))
         return entry._replace(

@@ -85,7 +85,7 @@ def test_checks_of_a_volatile_tier_are_carried_over_a_clean_restart(
     write_config(home, block_size=BLOCK, tiers=[("MEM", mem, 1 << 30)])
     record = home / "cache-checked"
 
-    def restart_and_hits() -> dict[str, bytes | None]:
+    def restart_and_hits() -> dict[str, bytes | bytearray | None]:
         engine = open_engine()
         try:
             nodes = {name: engine.sync.lookup(f"/{name}") for name in data}

@@ -15,14 +15,14 @@ from engine.inode import COMPLETE, PINNED
 from engine.snapshot import digest
 from engine.state import block_size_of
 from tests.cli.shoal_cli import rewrite_checkpoint
-from tests.invariants import OpenEngine
+from tests.invariants import CheckedEngine, OpenEngine
 
 
 def names(engine: Engine, path: str) -> list[str]:
     return [n.name for n in engine.ns.listdir(path)]
 
 
-def reopen(open_engine: OpenEngine, engine: Engine) -> Engine:
+def reopen(open_engine: OpenEngine, engine: Engine) -> CheckedEngine:
     """Closes ``engine`` and opens its home again, checking the state came back the same."""
     before = digest(engine.state)
     engine.close()
@@ -299,6 +299,7 @@ def test_a_checkpoint_in_the_first_chunk_format_still_loads(
     engine = open_engine()
     try:
         report = engine.journal.report
+        assert report is not None
         assert report.checkpoint is not None and report.replayed == 0  # all from the checkpoint
         assert digest(engine.state) == before
         assert engine.ns.lookup("/z/a/b/f3").mode & 0o7777 == 0o603

@@ -202,7 +202,9 @@ class TreeMachine(Housekeeping):
         tree = self.ns.tree
         named = [tree.find(i) for i in sorted(set(self.handles))]
         paths = [tree.path_of(n) for n in named if n is not None]
-        return data.draw(st.sampled_from(paths)) if paths and data.draw(st.booleans()) else None
+        if not paths or not data.draw(st.booleans()):
+            return None
+        return data.draw(st.sampled_from(paths))
 
     def _check_orphaned(self, ino: int | None) -> None:
         state = self.ns.state

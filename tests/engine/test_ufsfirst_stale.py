@@ -19,7 +19,7 @@ from engine.errors import NotFound
 from engine.inode import PERSISTED
 from tests.crashes import killed_once_said
 from tests.homes import SsdHome
-from tests.invariants import OpenEngine
+from tests.invariants import CheckedEngine, OpenEngine
 from tests.ufs.stores import LocalStore, Store
 
 V1 = b"old-a-v1, in the store"
@@ -38,14 +38,14 @@ def files(store: Store) -> set[str]:
     return {k for k in store.keys() if not k.endswith("/")}
 
 
-def relisted(open_engine: OpenEngine, home: Path, path: str = "/m") -> Engine:
+def relisted(open_engine: OpenEngine, home: Path, path: str = "/m") -> CheckedEngine:
     """The home opened again and ``path`` listed from its store anew (as a restart's listing)."""
     engine = open_engine(home)
     engine.sync.sync(path, recursive=True)
     return engine
 
 
-def restarted(engine: Engine, open_engine: OpenEngine, home: Path) -> Engine:
+def restarted(engine: Engine, open_engine: OpenEngine, home: Path) -> CheckedEngine:
     """``engine`` closed, and the home relisted (as above)."""
     engine.close()
     return relisted(open_engine, home)

@@ -9,7 +9,7 @@ import errno
 import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -104,15 +104,15 @@ def test_names_that_are_not_utf8_made_through_the_mount_survive_restarts(
     out = tmp_path / "inspect.sqlite"
     shoal("journal", "inspect", "--out", str(out), home=m.home)
     with sqlite3.connect(out) as db:  # a name that is not UTF-8: a BLOB of its bytes
-        names = {row[0] for row in db.execute("SELECT name FROM inodes")}
-    assert {b"n\xe9w", b"g\xfd", b"h\xfb", b"l\xfc"} <= names
+        stored = {row[0] for row in db.execute("SELECT name FROM inodes")}
+    assert {b"n\xe9w", b"g\xfd", b"h\xfb", b"l\xfc"} <= stored
     assert "Traceback" not in (m.home / "logs" / "shoal.log").read_text(errors="replace")
 
 
 @pytest.fixture
-def s3_mount(s3_server: S3Server, tmp_path: Path) -> Mounted:
+def s3_mount(s3_server: S3Server, tmp_path: Path) -> Iterator[Mounted]:
     with mounted(S3Store(s3_server), tmp_path) as m:
-        yield m  # type: ignore[misc]
+        yield m
 
 
 def _refused(m: Mounted, attempts: dict[str, Callable[[], object]], code: int) -> None:

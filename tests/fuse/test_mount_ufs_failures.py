@@ -92,6 +92,7 @@ def test_a_store_failure_of_no_known_kind_at_close_is_logged_with_its_cause(
         with pytest.raises(OSError) as info:
             with open(m.path / "odd.bin", "wb") as f:
                 f.write(b"x" * 1000)
+        assert info.value.errno is not None
         answered = errno.errorcode[info.value.errno]
         ((_name, log),) = [t for t in m.log_tails(lines=200) if t[0] == "shoal.log"]
         # The daemon's log says which request answered it, with the store's failure and where.

@@ -54,9 +54,12 @@ def test_buffer_matches_model(old: bytes, block_size: int, steps: list[tuple]) -
 def test_small_change_to_large_file_copies_one_block() -> None:
     old = bytes(range(256)) * 64  # 16 KiB in 4 KiB blocks
     fetched: list[int] = []
-    buffer = WriteBuffer(
-        "/tmp", 1, len(old), 4096, lambda o, n: fetched.append(o) or old[o : o + n]
-    )
+
+    def read_old(offset: int, length: int) -> bytes:
+        fetched.append(offset)
+        return old[offset : offset + length]
+
+    buffer = WriteBuffer("/tmp", 1, len(old), 4096, read_old)
     try:
         buffer.write(5000, b"xyz")
         assert fetched == [4096]

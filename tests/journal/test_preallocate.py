@@ -97,7 +97,7 @@ def two_writes(tmp_path: Path) -> tuple[Path, list[int]]:
     data = path.read_bytes()
     *records, end = iter_records(data, parse_segment_header(data))
     assert isinstance(end, ScanEnd) and end.clean and len(records) == 30
-    return path, [r.offset for r in records]  # type: ignore[union-attr]
+    return path, [r.offset for r in records]
 
 
 def test_a_write_whose_pages_landed_out_of_order_is_a_torn_tail(tmp_path: Path) -> None:

@@ -64,8 +64,9 @@ class Refused(Exception):
         self.error = error
 
 
-def outcome(fn: Callable[..., Any], model: Model, *args: Any) -> Any:
-    """What ``fn`` makes of ``model``, or the Refused it raises (a state machine's expectation)."""
+def outcome(fn: Callable[..., Any], model: dict[str, Any], *args: Any) -> Any:
+    """What ``fn`` makes of ``model`` (this module's, or another's: the data model's), or the
+    Refused it raises (a state machine's expectation)."""
     try:
         return fn(model, *args)
     except Refused as refused:

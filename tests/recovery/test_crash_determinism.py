@@ -131,7 +131,7 @@ _CHECKPOINT_CRC = re.compile(r"(checkpoint-\d{20})-[0-9a-f]{8}\.sqlite")
 def _noted(op: Op) -> object:
     """``op`` as the trace notes it: a write by its length, a checkpoint without its CRC."""
     if type(op) is Write:
-        return op._replace(data=len(op.data))
+        return ("Write", op.ino, op.offset, len(op.data))
     fields = [_CHECKPOINT_CRC.sub(r"\1-CRC.sqlite", v) if isinstance(v, str) else v for v in op]
     return (type(op).__name__, *fields)
 
@@ -149,7 +149,7 @@ class _TracedMachine(CrashMachine):
 
     # CrashMachine.start's draws, with a group-commit writer only: the inline one writes at
     # each wait by construction.
-    @initialize(**{**START_DRAWS, "writer": st.sampled_from(GROUP_WRITERS)})
+    @initialize(**{**START_DRAWS, "writer": st.sampled_from(GROUP_WRITERS)})  # type: ignore[call-overload]
     def start(self, **drawn: Any) -> None:
         super().start(**drawn)
 

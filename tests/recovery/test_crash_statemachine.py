@@ -242,7 +242,7 @@ class CrashMachine(Housekeeping):
 
     # -- set-up -------------------------------------------------------------------------------
 
-    @initialize(**START_DRAWS)
+    @initialize(**START_DRAWS)  # type: ignore[call-overload]  # (a spread dict could hold target=)
     def start(
         self,
         segment_size: int,

@@ -77,7 +77,7 @@ def test_listing_streams_page_by_page(s3_server: S3Server) -> None:
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: raw.put_object(Bucket=bucket, Key=f"d/k{i:04d}", Body=b""),
                       range(1000)))  # fmt: skip
-    calls: list[str] = []
+    calls: list[int] = []
     ufs.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(1))
     stream = ufs.list("d")
     next(stream)

@@ -12,6 +12,7 @@ from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.release import release_volatile
+from engine.cache.tierclaim import claim_tier_dir
 from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
@@ -23,6 +24,7 @@ from engine.home import (
     HomeLock,
     StopRecord,
     begin_use,
+    claim_dirs,
     end_use,
     read_stop_record,
     resolve_home,
@@ -148,7 +150,12 @@ class Engine:
         home = getattr(self.storage, "root", None)
         if home is not None:
             created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
-            tighten(self.private_paths(), announce=not created)
+            private = self.private_paths()
+            claim_dirs(private[1:])  # the tiers outside the home: theirs before they are used
+            for spec in self.tier_specs:  # and Shoal's to clean: nothing else in them
+                for path in spec.paths:
+                    claim_tier_dir(path)
+            tighten(private, announce=not created)
 
     def private_paths(self) -> list[str]:
         """What only the home's owner may read: the home, and the cache's tier directories

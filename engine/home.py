@@ -159,6 +159,41 @@ def tighten(roots: list[str], *, announce: bool = True) -> list[str]:
     return changed
 
 
+def claim_dirs(paths: Iterable[str]) -> None:
+    """Makes each of ``paths`` (the cache's tier directories outside the home) if it is
+    missing, and refuses one this user does not own. Their names may be in a directory every
+    user can write (the MEM tier's is /dev/shm/shoal-<hash of the home's path>, which anyone
+    can work out): one made there first by another user, or a symbolic link another user
+    planted, would let that user read or replace the blocks cached in it."""
+    me = os.geteuid()
+    for path in paths:
+        try:
+            makedirs_private(path)
+        except FileExistsError:
+            pass  # something that is not a directory: said below
+        link = os.lstat(path)
+        try:
+            target = os.stat(path)
+        except FileNotFoundError:  # a link to nothing
+            target = link
+        owner = link.st_uid if link.st_uid != me else target.st_uid
+        if owner == me and stat.S_ISDIR(target.st_mode):
+            continue
+        if stat.S_ISLNK(link.st_mode):
+            what = f"a symbolic link to {os.readlink(path)}"
+        else:
+            what = "a directory" if stat.S_ISDIR(link.st_mode) else "not a directory"
+        if owner == me:
+            why = "the cache needs a directory there"
+        else:
+            what += f", owned by uid {owner}, not by this user (uid {me})"
+            why = "its owner could read or replace the blocks cached there"
+        raise PermissionDenied(
+            f"cache tier directory {path} is {what}: {why}; remove it (or give the tier"
+            " another path: [[cache.tiers]] in shoal.toml), then start again"
+        )
+
+
 # -- clean and unclean stops -----------------------------------------------------------------
 #
 # A change that reaches a store before its journal entry (engine/ufsfirst.py, THROUGH writes)

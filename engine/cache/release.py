@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from engine.cache.blockcache import BlockCache
-from engine.cache.tiers import BlockKey
+from engine.cache.tiers import TIER_MARK, BlockKey
 from engine.inode import PERSISTED
 from engine.state import BlockInfo
 
@@ -60,7 +60,7 @@ def _empty(cache: BlockCache, volatile_only: bool) -> Released:
             _release_one(cache, key, src, out, move=volatile_only)
         tier.files.close()
         for root in tier.spec.paths:
-            out.directories_left += not remove_empty_tree(root)
+            out.directories_left += not remove_empty_tree(root, TIER_MARK)
     if out.moved or out.dropped or out.kept:
         log.info(
             "cache tiers emptied: %d blocks moved to disk tiers, %d dropped, %d kept",
@@ -92,9 +92,10 @@ def _decide(cache: BlockCache, key: BlockKey, src: int, out: Released, move: boo
             out.dropped += 1
 
 
-def remove_empty_tree(root: str) -> bool:
-    """Removes ``root`` and the directories below it if none holds anything else; True when
-    ``root`` is gone (or never was)."""
+def remove_empty_tree(root: str, mark: str | None = None) -> bool:
+    """Removes ``root`` and the directories below it if none holds anything else (but a file
+    named ``mark`` in ``root``: a tier directory's, which goes with it); True when ``root`` is
+    gone (or never was)."""
     try:
         entries = list(os.scandir(root))
     except FileNotFoundError:
@@ -105,11 +106,13 @@ def remove_empty_tree(root: str) -> bool:
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             empty = remove_empty_tree(entry.path) and empty
-        else:
+        elif entry.name != mark:
             empty = False
     if not empty:
         return False
     try:
+        if mark is not None and any(e.name == mark for e in entries):
+            os.unlink(os.path.join(root, mark))
         os.rmdir(root)
     except OSError:  # a mount point, or filled meanwhile: left in place
         return False

@@ -24,7 +24,8 @@ from ufs.atomic import write_atomically
 BlockKey = tuple[int, int, int]  # (file id, content version, block index)
 
 TEMP_PREFIX = ".tmp-"
-_BLOCK = re.compile(r"^(\d+)-(\d+)\.blk$")
+BLOCK_NAME = re.compile(r"^(\d+)-(\d+)\.blk$")
+TIER_MARK = ".shoal-tier"  # in each tier directory Shoal may clean (engine/cache/tierclaim.py)
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,14 @@ class TierStore:
             except FileNotFoundError:
                 continue
             for name in files:
+                if name == TIER_MARK:
+                    continue
                 folder = os.path.join(root, name)
                 if not name.isdigit() or not os.path.isdir(folder):
                     yield None, folder, 0
                     continue
                 for entry in os.scandir(folder):
-                    m = _BLOCK.match(entry.name)
+                    m = BLOCK_NAME.match(entry.name)
                     key = (int(name), int(m[1]), int(m[2])) if m else None
                     try:
                         size = entry.stat().st_size

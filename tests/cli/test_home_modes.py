@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import default_tiers
+from engine.engine import Engine
 from tests.cli.shoal_cli import ROOT, env, segments, shoal
 from tests.homes import track
 
@@ -155,3 +156,46 @@ def test_what_another_user_owns_is_refused_with_the_command_to_run() -> None:
     finally:
         shutil.rmtree(mem_tier(home), ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("planted", ["directory", "symlink"])
+def test_a_tier_directory_another_user_planted_is_refused(tmp_path: Path, planted: str) -> None:
+    """The MEM tier's directory has a name anyone can work out (/dev/shm/shoal-<hash of the
+    home's path>). Made there first by another user, it used to be taken as it was: that user
+    could then replace the cached blocks written into it (a CRC-32 is easy to match) or read
+    what a later mode change let through. A tier directory this user does not own, or a
+    symbolic link another user owns, is refused, naming it, before anything is written."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to give files to another user")
+    home, ufs, elsewhere = tmp_path / "home", tmp_path / "ufs", tmp_path / "theirs"
+    ufs.mkdir()
+    elsewhere.mkdir(mode=0o700)
+    os.chown(elsewhere, NOBODY, NOBODY)
+    tier = mem_tier(home)
+    try:
+        if planted == "directory":
+            os.mkdir(tier, 0o700)
+            os.chown(tier, NOBODY, NOBODY)
+        else:
+            os.symlink(elsewhere, tier)
+            os.lchown(tier, NOBODY, NOBODY)
+        refused = shoal("fs", "mount", "/", str(ufs), home=home, expect=None)
+        assert refused.returncode != 0, refused.stderr
+        assert tier in refused.stderr and f"uid {NOBODY}" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert list(elsewhere.iterdir()) == [] and os.listdir(tier) == []
+        # Once it is gone, a start makes the directory, its own, before anything is cached.
+        os.unlink(tier) if planted == "symlink" else os.rmdir(tier)
+        engine = Engine.open_home(str(home))
+        try:
+            st = os.lstat(tier)
+            assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+            assert stat.S_IMODE(st.st_mode) == 0o700
+        finally:
+            engine.close()
+        shoal("fs", "mount", "/", str(ufs), home=home)
+    finally:
+        if os.path.islink(tier):
+            os.unlink(tier)
+        else:
+            shutil.rmtree(tier, ignore_errors=True)

@@ -1,0 +1,78 @@
+"""A tier directory is cleaned by reconciliation only once it is Shoal's
+(engine/cache/tierclaim.py): one holding anything else is refused at a start, left as it was."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from engine.cache.tiers import TIER_MARK
+from engine.errors import InvalidArgument
+from tests.homes import write_config
+from tests.invariants import OpenEngine
+from tests.ufs.stores import LocalStore
+
+
+def contents(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_tier_directory_holding_other_files_is_refused_and_left_as_it_is(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A tier configured onto a directory that holds other things (a path mistyped, /data):
+    a start used to remove everything in it as orphans of the block map."""
+    theirs = tmp_path / "data"
+    (theirs / "train" / "n01").mkdir(parents=True)
+    (theirs / "train" / "n01" / "img_0001.JPEG").write_bytes(b"a picture")
+    (theirs / "README").write_bytes(b"keep me")
+    (theirs / "7").mkdir()  # named like a file's block folder, holding something else
+    (theirs / "7" / "notes.txt").write_bytes(b"mine")
+    before = contents(theirs)
+    write_config(home, tiers=[("MEM", tmp_path / "mem", 1 << 20), ("SSD", theirs, 1 << 20)])
+    with pytest.raises(InvalidArgument) as refused:
+        open_engine()
+    said = str(refused.value)
+    assert str(theirs) in said and "README" in said and "7/notes.txt" in said
+    assert contents(theirs) == before
+    assert not (theirs / TIER_MARK).exists()
+
+
+def test_a_tier_directory_from_before_the_mark_is_taken_and_cleaned(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A home from before the mark: its tier directories hold only block folders, block files
+    and temporary files. They are marked at the next start and reconciled as before."""
+    ssd = tmp_path / "ssd"
+    write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
+    store = LocalStore(tmp_path / "ufs")
+    store.put("a", b"x" * 40)  # three 16-byte blocks
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    assert engine.fs.read("/a", 0, 40) == b"x" * 40
+    engine.close()
+    (ssd / TIER_MARK).unlink()  # as an older version left it
+    (ssd / "999").mkdir()
+    (ssd / "999" / "1-0.blk").write_bytes(b"an orphan block")
+    (ssd / ".tmp-left").write_bytes(b"a crash's temporary file")
+    engine = open_engine()
+    assert (ssd / TIER_MARK).exists()
+    assert not (ssd / "999" / "1-0.blk").exists() and not (ssd / ".tmp-left").exists()
+    assert engine.fs.read_cached(engine.sync.lookup("/a"), 0, 16) == b"x" * 16  # still cached
+
+
+def test_a_volatile_tier_goes_with_its_mark_at_a_clean_stop(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    mem = tmp_path / "mem"
+    write_config(home, tiers=[("MEM", mem, 1 << 20), ("SSD", tmp_path / "ssd", 1 << 20)])
+    engine = open_engine()
+    assert (mem / TIER_MARK).exists()
+    store = LocalStore(tmp_path / "ufs")
+    store.put("a", b"y" * 100)
+    engine.mounts.mount("/", store.uri)
+    engine.fs.write_file("/b", io.BytesIO(b"z" * 100), write_type="CACHE_THROUGH")
+    engine.close(release_memory=True)
+    assert not mem.exists()

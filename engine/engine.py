@@ -146,7 +146,8 @@ class Engine:
     def _tighten(self) -> None:
         """What other users could read of the home and its tiers becomes its owner's only;
         said at warning level unless the home is being created (the directory the user has just
-        made for it is no exposure)."""
+        made for it is no exposure). Before that, each tier directory is made if missing and
+        refused if another user owns it or it holds what Shoal did not write there."""
         home = getattr(self.storage, "root", None)
         if home is not None:
             created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))

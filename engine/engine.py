@@ -11,7 +11,7 @@ from engine import openfiles
 from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
-from engine.cache.release import release_volatile
+from engine.cache.release import release_volatile, remove_empty_tiers
 from engine.cache.tierclaim import claim_tier_dir
 from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
@@ -279,6 +279,8 @@ class Engine:
                 keep = self.config.cache_keep_volatile_tiers
                 if release_memory and self.in_use and not keep:  # not after an inspection
                     release_volatile(self.cache)
+                if self.in_use:
+                    remove_empty_tiers(self.cache)
             self.mounts.close()
             with self.gate.lock:
                 self.journal.close(self.state if checkpoint else None)

@@ -92,6 +92,15 @@ def _decide(cache: BlockCache, key: BlockKey, src: int, out: Released, move: boo
             out.dropped += 1
 
 
+def remove_empty_tiers(cache: BlockCache) -> None:
+    """At a stop, each tier directory holding no block (its mark and empty folders at most)
+    goes: the start made and marked it (engine/cache/tierclaim.py), the next makes it again.
+    Else every start that cached nothing would leave one behind, in /dev/shm too."""
+    for tier in cache.tiers:
+        for root in tier.spec.paths:
+            remove_empty_tree(root, TIER_MARK)
+
+
 def remove_empty_tree(root: str, mark: str | None = None) -> bool:
     """Removes ``root`` and the directories below it if none holds anything else (but a file
     named ``mark`` in ``root``: a tier directory's, which goes with it); True when ``root`` is

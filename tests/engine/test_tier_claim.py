@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from engine.cache.tiers import TIER_MARK
+from engine.config import default_tiers
 from engine.errors import InvalidArgument
 from tests.homes import write_config
 from tests.invariants import OpenEngine
@@ -76,3 +79,20 @@ def test_a_volatile_tier_goes_with_its_mark_at_a_clean_stop(
     engine.fs.write_file("/b", io.BytesIO(b"z" * 100), write_type="CACHE_THROUGH")
     engine.close(release_memory=True)
     assert not mem.exists()
+
+
+def test_a_start_that_cached_nothing_leaves_no_tier_directory(
+    home: Path, open_engine: OpenEngine
+) -> None:
+    """A start for use makes and marks its tier directories; a stop takes those holding no
+    block away again, or every command run on a home would leave one in /dev/shm."""
+    roots = [p for tier in default_tiers(str(home)) for p in tier.paths]
+    try:
+        engine = open_engine()
+        assert all(os.path.isfile(os.path.join(p, TIER_MARK)) for p in roots)
+        engine.ns.mkdir("/d")
+        engine.close()
+        assert not any(os.path.exists(p) for p in roots)
+    finally:
+        for p in roots:
+            shutil.rmtree(p, ignore_errors=True)

@@ -60,7 +60,10 @@ def _empty(cache: BlockCache, volatile_only: bool) -> Released:
             _release_one(cache, key, src, out, move=volatile_only)
         tier.files.close()
         for root in tier.spec.paths:
-            out.directories_left += not remove_empty_tree(root, TIER_MARK)
+            if remove_empty_tree(root, TIER_MARK):
+                tier.owned.discard(root)  # made again by a later block: checked again
+            else:
+                out.directories_left += 1
     if out.moved or out.dropped or out.kept:
         log.info(
             "cache tiers emptied: %d blocks moved to disk tiers, %d dropped, %d kept",
@@ -98,7 +101,8 @@ def remove_empty_tiers(cache: BlockCache) -> None:
     Else every start that cached nothing would leave one behind, in /dev/shm too."""
     for tier in cache.tiers:
         for root in tier.spec.paths:
-            remove_empty_tree(root, TIER_MARK)
+            if remove_empty_tree(root, TIER_MARK):
+                tier.owned.discard(root)
 
 
 def remove_empty_tree(root: str, mark: str | None = None) -> bool:

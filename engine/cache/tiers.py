@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from engine.cache.openblocks import OpenBlockFiles
+from engine.home import claim_dirs
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 from ufs.atomic import write_atomically
 
@@ -48,6 +49,9 @@ class TierStore:
         # Each directory with one separator after it, as os.path.join would add: a hit's block
         # path is then one format, not a join (a first read of a block asks for its path).
         self._roots = [os.path.join(p, "") for p in spec.paths]
+        # Directories checked this run to be this user's (engine/home.py claim_dirs): one made
+        # again after `shoal cache clear` removed it is checked again before its first block.
+        self.owned: set[str] = set()
 
     def path_of(self, key: BlockKey) -> str:
         file, version, idx = key
@@ -63,7 +67,11 @@ class TierStore:
         The status of the file written (from its descriptor: no second path lookup, nor one
         under a lock)."""
         final = self.path_of(key)
-        makedirs_private(os.path.dirname(final))  # the tier's directory too: 0700, like the home
+        root = self.spec.paths[(key[0] * 31 + key[2]) % len(self._roots)]
+        if root not in self.owned:
+            claim_dirs([root])  # its name may be in /dev/shm, where anyone may make it first
+            self.owned.add(root)
+        makedirs_private(os.path.dirname(final))  # 0700, like the home
         if not self.spec.sync:
             st = _write_new(final, data)
             if st is not None:

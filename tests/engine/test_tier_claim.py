@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from engine.cache.release import clear_tiers
 from engine.cache.tiers import TIER_MARK
 from engine.config import default_tiers
 from engine.errors import InvalidArgument
 from tests.homes import write_config
 from tests.invariants import OpenEngine
 from tests.ufs.stores import LocalStore
+
+NOBODY = 65534
 
 
 def contents(root: Path) -> dict[str, bytes]:
@@ -96,3 +99,36 @@ def test_a_start_that_cached_nothing_leaves_no_tier_directory(
     finally:
         for p in roots:
             shutil.rmtree(p, ignore_errors=True)
+
+
+def test_a_tier_directory_made_again_after_a_clear_is_checked_again(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """`shoal cache clear` on a running engine removes the tier directories it empties; the
+    next block stored makes them again. One another user made meanwhile is refused then too,
+    as at a start, and nothing is written into it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to give a directory to another user")
+    mem = tmp_path / "mem"
+    write_config(
+        home, block_size=16, tiers=[("MEM", mem, 1 << 20), ("SSD", tmp_path / "ssd", 1 << 20)]
+    )
+    store = LocalStore(tmp_path / "ufs")
+    store.put("a", b"x" * 16)
+    store.put("b", b"y" * 16)
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    assert engine.cache is not None
+    engine.fs.read("/a", 0, 16)
+    engine.cache.drain()
+    assert any(p.suffix == ".blk" for p in mem.rglob("*"))
+    clear_tiers(engine.cache)
+    assert not mem.exists()
+    mem.mkdir(mode=0o700)  # another user's, made before the next block is stored
+    os.chown(mem, NOBODY, NOBODY)
+    assert engine.fs.read("/b", 0, 16) == b"y" * 16  # served all the same, from its store
+    engine.cache.drain()
+    assert list(mem.iterdir()) == []
+    assert not any(
+        info.tier == "MEM" for blocks in engine.state.blocks.values() for info in blocks.values()
+    )

@@ -248,7 +248,11 @@ class Engine:
 
     def _open_cache(self, home: str | None, reconcile: bool) -> BlockCache:
         cfg = self.config
-        tiers = [TierStore(spec) for spec in self.tier_specs]
+        outside = set(self.private_paths()[1:])  # tier directories another user could make
+        tiers = [
+            TierStore(spec, [p for p in spec.paths if os.path.abspath(p) in outside])
+            for spec in self.tier_specs
+        ]
         # Only a start for use takes over (and a clean stop leaves) the last run's checks.
         # (Not on simulated storage: it has no directory to keep them in.)
         checks = None

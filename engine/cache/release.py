@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from engine.cache.blockcache import BlockCache
-from engine.cache.tiers import TIER_MARK, BlockKey
+from engine.cache.tiers import TIER_MARK, BlockKey, TierStore
 from engine.inode import PERSISTED
 from engine.state import BlockInfo
 
@@ -59,11 +59,7 @@ def _empty(cache: BlockCache, volatile_only: bool) -> Released:
         for key in keys:
             _release_one(cache, key, src, out, move=volatile_only)
         tier.files.close()
-        for root in tier.spec.paths:
-            if remove_empty_tree(root, TIER_MARK):
-                tier.owned.discard(root)  # made again by a later block: checked again
-            else:
-                out.directories_left += 1
+        out.directories_left += _remove_dirs(tier)
     if out.moved or out.dropped or out.kept:
         log.info(
             "cache tiers emptied: %d blocks moved to disk tiers, %d dropped, %d kept",
@@ -100,9 +96,19 @@ def remove_empty_tiers(cache: BlockCache) -> None:
     goes: the start made and marked it (engine/cache/tierclaim.py), the next makes it again.
     Else every start that cached nothing would leave one behind, in /dev/shm too."""
     for tier in cache.tiers:
-        for root in tier.spec.paths:
-            if remove_empty_tree(root, TIER_MARK):
-                tier.owned.discard(root)
+        _remove_dirs(tier)
+
+
+def _remove_dirs(tier: TierStore) -> int:
+    """Removes those of ``tier``'s directories that hold no block (their marks with them);
+    returns how many are left."""
+    left = 0
+    for root in tier.spec.paths:
+        if remove_empty_tree(root, TIER_MARK):
+            tier.owned.discard(root)  # made again by a later block: checked again then
+        else:
+            left += 1
+    return left
 
 
 def remove_empty_tree(root: str, mark: str | None = None) -> bool:

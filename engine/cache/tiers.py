@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -39,7 +39,7 @@ class TierSpec:
 
 
 class TierStore:
-    def __init__(self, spec: TierSpec) -> None:
+    def __init__(self, spec: TierSpec, guarded: Iterable[str] = ()) -> None:
         if not spec.paths:
             raise ValueError(f"tier {spec.name} has no directory")
         self.spec = spec
@@ -49,14 +49,19 @@ class TierStore:
         # Each directory with one separator after it, as os.path.join would add: a hit's block
         # path is then one format, not a join (a first read of a block asks for its path).
         self._roots = [os.path.join(p, "") for p in spec.paths]
-        # Directories checked this run to be this user's (engine/home.py claim_dirs): one made
-        # again after `shoal cache clear` removed it is checked again before its first block.
+        # Its directories another user could make first (outside the home: the MEM tier's in
+        # /dev/shm), each checked to be this user's (engine/home.py claim_dirs) before its first
+        # block of a run, and again once `shoal cache clear` removed it; ``owned``: checked.
+        self.guarded = frozenset(guarded)
         self.owned: set[str] = set()
+
+    def _slot(self, key: BlockKey) -> int:
+        """Which of the tier's directories holds block ``key``."""
+        return (key[0] * 31 + key[2]) % len(self._roots)
 
     def path_of(self, key: BlockKey) -> str:
         file, version, idx = key
-        roots = self._roots
-        return f"{roots[(file * 31 + idx) % len(roots)]}{file}/{version}-{idx}.blk"
+        return f"{self._roots[self._slot(key)]}{file}/{version}-{idx}.blk"
 
     def write(
         self, key: BlockKey, data: bytes | memoryview, durable: bool = True
@@ -67,8 +72,8 @@ class TierStore:
         The status of the file written (from its descriptor: no second path lookup, nor one
         under a lock)."""
         final = self.path_of(key)
-        root = self.spec.paths[(key[0] * 31 + key[2]) % len(self._roots)]
-        if root not in self.owned:
+        root = self.spec.paths[self._slot(key)]
+        if root in self.guarded and root not in self.owned:
             claim_dirs([root])  # its name may be in /dev/shm, where anyone may make it first
             self.owned.add(root)
         makedirs_private(os.path.dirname(final))  # 0700, like the home

@@ -132,3 +132,23 @@ def test_a_tier_directory_made_again_after_a_clear_is_checked_again(
     assert not any(
         info.tier == "MEM" for blocks in engine.state.blocks.values() for info in blocks.values()
     )
+
+
+def test_a_tier_directory_inside_the_home_is_not_refused_for_its_owner(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """Only a tier directory another user could make first (outside the home) must be this
+    user's: root serving a home another user set up stores its blocks in that home's cache
+    directory as before."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to give a directory to another user")
+    write_config(home, block_size=16, tiers=[("SSD", home / "cache", 1 << 20)])
+    store = LocalStore(tmp_path / "ufs")
+    store.put("a", b"x" * 16)
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    assert engine.cache is not None
+    os.chown(home / "cache", NOBODY, NOBODY)
+    engine.fs.read("/a", 0, 16)
+    engine.cache.drain()
+    assert any(p.suffix == ".blk" for p in (home / "cache").rglob("*"))

@@ -12,7 +12,6 @@ from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.release import release_volatile, remove_empty_tiers
-from engine.cache.tierclaim import claim_tier_dir
 from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
@@ -146,16 +145,13 @@ class Engine:
     def _tighten(self) -> None:
         """What other users could read of the home and its tiers becomes its owner's only;
         said at warning level unless the home is being created (the directory the user has just
-        made for it is no exposure). Before that, each tier directory is made if missing and
-        refused if another user owns it or it holds what Shoal did not write there."""
+        made for it is no exposure). Before that, each tier directory outside the home is made if
+        missing and refused if another user owns it."""
         home = getattr(self.storage, "root", None)
         if home is not None:
             created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
             private = self.private_paths()
             claim_dirs(private[1:])  # the tiers outside the home: theirs before they are used
-            for spec in self.tier_specs:  # and Shoal's to clean: nothing else in them
-                for path in spec.paths:
-                    claim_tier_dir(path)
             tighten(private, announce=not created)
 
     def private_paths(self) -> list[str]:

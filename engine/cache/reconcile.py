@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from engine.cache.tierclaim import claim_tier_dir
 from engine.cache.tiers import BlockKey, TierStore
 from engine.namespace import Namespace
 from engine.state import BlockInfo
@@ -53,6 +54,10 @@ def reconcile(cache: BlockMap, repair: bool = True) -> ReconcileReport:
     above its file's (staged by a rewrite that a crash cut short: at a start no rewrite is under
     way) is dropped with its file. Without ``repair`` it only counts what it would do."""
     report = ReconcileReport()
+    if repair:  # nothing is removed from a directory that is not Shoal's (tierclaim.py)
+        for tier in cache.tiers:
+            for root in tier.spec.paths:
+                claim_tier_dir(root)
     with cache.ns.lock:
         present: set[tuple[str, BlockKey]] = set()
         for tier in cache.tiers:

@@ -14,6 +14,7 @@ from engine.cache.release import clear_tiers
 from engine.cache.tiers import TIER_MARK
 from engine.config import default_tiers
 from engine.errors import InvalidArgument
+from tests.cli.shoal_cli import shoal
 from tests.homes import write_config
 from tests.invariants import OpenEngine
 from tests.ufs.stores import LocalStore
@@ -152,3 +153,17 @@ def test_a_tier_directory_inside_the_home_is_not_refused_for_its_owner(
     engine.fs.read("/a", 0, 16)
     engine.cache.drain()
     assert any(p.suffix == ".blk" for p in (home / "cache").rglob("*"))
+
+
+def test_fsck_repair_leaves_a_tier_directory_holding_other_files_as_it_is(
+    home: Path, tmp_path: Path
+) -> None:
+    """`shoal fsck --repair` reconciles the tiers without a start's claim before it: it removed
+    such a directory's files as orphans. The claim is reconciliation's own now."""
+    theirs = tmp_path / "data"
+    theirs.mkdir()
+    (theirs / "README").write_bytes(b"keep me")
+    write_config(home, tiers=[("SSD", theirs, 1 << 20)])
+    refused = shoal("fsck", "--repair", home=home, expect=None)
+    assert refused.returncode != 0 and str(theirs) in refused.stderr, refused.stderr
+    assert (theirs / "README").read_bytes() == b"keep me"

@@ -24,7 +24,6 @@ from cli.common import (
 )
 from cli.progress import over
 from engine.cache.ordered import unsound_only_copies
-from engine.home import tighten
 from recovery.fsck import CHECKS, run_checks
 from recovery.storecheck import StoreReport, check_stores
 from recovery.uploadcheck import UploadReport, check_uploads
@@ -206,7 +205,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     with open_engine(args, reconcile=False) as engine:
         private = engine.private_paths()
         if args.repair:
-            tighten(private)
+            engine.make_private()
         cache = engine.cache.reconcile(repair=args.repair) if engine.cache else None
         gone = list(cache.missing) if cache else []
         if engine.cache is not None:  # only copies whose bytes fail their checksum too
@@ -224,6 +223,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
                     lost=gone,
                     stops=engine.stops,
                     private=private,
+                    tier_dirs=engine.tier_dirs(),
                 )
             ]
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq

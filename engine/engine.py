@@ -12,6 +12,7 @@ from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.release import release_volatile, remove_empty_tiers
+from engine.cache.tierclaim import claim_tier_dirs
 from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
@@ -81,13 +82,14 @@ class Engine:
             storage, JOURNAL_DIR, STATE_CODEC, options, on_fatal=on_fatal
         )
         self.in_use = reconcile
+        self.claimed = False  # tier directories made and marked: removed at close if empty
         home = getattr(storage, "root", None)
         cfg = self.config
         self.tier_specs = _tier_specs(cfg, home)
         self._order_data()
         try:
             if reconcile:  # before anything is read or written
-                self._tighten()
+                self.make_private()
             self.state = self.journal.open()
             self.stops = self._stop_record(reconcile)
         except BaseException:
@@ -142,17 +144,24 @@ class Engine:
         journal.data_codes = ordered.DATA_CODES
         journal.check_data = lambda state, named: ordered.first_unsound(stores, state, named)
 
-    def _tighten(self) -> None:
+    def make_private(self) -> None:
         """What other users could read of the home and its tiers becomes its owner's only;
         said at warning level unless the home is being created (the directory the user has just
         made for it is no exposure). Before that, each tier directory outside the home is made if
-        missing and refused if another user owns it."""
+        missing and refused if another user owns it, and each tier directory is claimed
+        (engine/cache/tierclaim.py): one holding what Shoal did not write is refused with its
+        files' modes as they were. A start for use does this, and fsck --repair."""
         home = getattr(self.storage, "root", None)
         if home is not None:
             created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
             private = self.private_paths()
             claim_dirs(private[1:])  # the tiers outside the home: theirs before they are used
+            claim_tier_dirs(self.tier_dirs())
+            self.claimed = True
             tighten(private, announce=not created)
+
+    def tier_dirs(self) -> list[str]:
+        return [p for spec in self.tier_specs for p in spec.paths]
 
     def private_paths(self) -> list[str]:
         """What only the home's owner may read: the home, and the cache's tier directories
@@ -161,8 +170,7 @@ class Engine:
         if home is None:
             return []
         inside = home.rstrip("/") + "/"
-        tiers = [p for spec in self.tier_specs for p in spec.paths]
-        return [home] + sorted({os.path.abspath(p) for p in tiers
+        return [home] + sorted({os.path.abspath(p) for p in self.tier_dirs()
                                 if not os.path.abspath(p).startswith(inside)})  # fmt: skip
 
     def _stop_record(self, for_use: bool) -> StopRecord:
@@ -279,7 +287,7 @@ class Engine:
                 keep = self.config.cache_keep_volatile_tiers
                 if release_memory and self.in_use and not keep:  # not after an inspection
                     release_volatile(self.cache)
-                if self.in_use:
+                if self.in_use or self.claimed:
                     remove_empty_tiers(self.cache)
             self.mounts.close()
             with self.gate.lock:

@@ -19,7 +19,7 @@ from engine.cache.durability import (
     pending_without_bytes,
 )
 from engine.cache.tiers import BlockKey
-from engine.home import StopRecord, too_open
+from engine.home import StopRecord
 from engine.inode import (
     COMPLETE,
     PERSISTED,
@@ -37,6 +37,7 @@ from engine.listingmarks import parse_listing_mark
 from engine.nodechecks import xattr_problem
 from engine.pathconf import prefix_problem, value_problem
 from engine.state import BLOCK_SHIFT_BITS, State
+from recovery.homecheck import check_home_modes, check_tier_marks
 from recovery.ordercheck import check_ordered_data
 from recovery.orphancheck import check_orphans
 from recovery.treecheck import (
@@ -348,17 +349,6 @@ def check_stop_record(state: State, stops: StopRecord) -> list[str]:
     return [f"{stops.problem}: the next start lists every loaded directory once more"]
 
 
-def check_home_modes(state: State, roots: list[str]) -> list[str]:
-    """Nothing in the home, nor in the cache's tiers, is open to other users: the log and the
-    checkpoints name every file, the tiers hold their data (engine/home.py). A start for use
-    tightens what it finds; fsck --repair does too."""
-    return [
-        f"{path}: mode {st.st_mode & 0o7777:04o} (owner uid {st.st_uid}) lets other users in;"
-        f" chmod go-rwx it, or run fsck --repair"
-        for path, st in too_open(roots)
-    ]
-
-
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -370,6 +360,8 @@ class Check:
     reads_stops: bool = False
     # Judges the files of the home and of its tiers: takes their root directories.
     reads_home: bool = False
+    # Judges the tier directories themselves, inside the home or not: takes them.
+    reads_tier_dirs: bool = False
 
 
 CHECKS: list[Check] = [
@@ -449,6 +441,12 @@ CHECKS: list[Check] = [
         check_home_modes,
         reads_home=True,
     ),
+    Check(
+        "tier-marks",
+        "every tier directory holding anything is marked Shoal's, and holds only Shoal's files",
+        check_tier_marks,
+        reads_tier_dirs=True,
+    ),
 ]
 
 
@@ -469,11 +467,13 @@ def run_checks(
     lost: Collection[BlockKey] = (),
     stops: StopRecord | None = None,
     private: list[str] | None = None,
+    tier_dirs: list[str] | None = None,
 ) -> list[CheckResult]:
     """``lost``: blocks the block map lists whose files are missing or damaged (a
     reconciliation without repair finds them); the data checks count them as gone. ``stops``:
     the home's record of how it was stopped (none for a state without a home: not judged).
-    ``private``: the home and its tier directories (none: not judged)."""
+    ``private``: the home and its tier directories (none: not judged). ``tier_dirs``: every
+    tier directory (none: not judged)."""
     results = []
     lost = set(lost)
     for check in checks or CHECKS:
@@ -483,6 +483,8 @@ def run_checks(
             failures = check.run(state, stops) if stops is not None else []
         elif check.reads_home:
             failures = check.run(state, private) if private is not None else []
+        elif check.reads_tier_dirs:
+            failures = check.run(state, tier_dirs) if tier_dirs is not None else []
         else:
             failures = check.run(state)
         results.append(

@@ -12,6 +12,7 @@ nothing in it is touched.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from engine.cache.tiers import BLOCK_NAME, TEMP_PREFIX, TIER_MARK
 from engine.errors import InvalidArgument
@@ -22,6 +23,13 @@ MARK_TEXT = b"A Shoal cache tier: Shoal removes from it anything its journal doe
 SHOWN = 5  # foreign names an error shows
 
 
+def claim_tier_dirs(roots: Iterable[str]) -> None:
+    """``claim_tier_dir`` for each of ``roots``: at a start for use and by fsck --repair, before
+    anything in them is changed (tightened, reconciled)."""
+    for root in roots:
+        claim_tier_dir(root)
+
+
 def claim_tier_dir(root: str) -> None:
     """Makes ``root`` if it is missing and marks it as a tier directory; raises InvalidArgument
     if it holds something Shoal did not write there."""
@@ -30,17 +38,36 @@ def claim_tier_dir(root: str) -> None:
         return
     foreign = foreign_names(root)
     if foreign:
-        shown = ", ".join(foreign[:SHOWN]) + (", ..." if len(foreign) > SHOWN else "")
         raise InvalidArgument(
-            f"cache tier directory {root} holds what Shoal did not write there ({shown}):"
-            " Shoal removes anything in a tier directory its journal does not list, so it"
-            " will not use this one; give the tier an empty or new directory"
-            " ([[cache.tiers]] in shoal.toml)"
+            f"{refusal(root, foreign)}: Shoal removes anything in a tier directory its journal"
+            " does not list, so it will not use this one; give the tier an empty or new"
+            " directory ([[cache.tiers]] in shoal.toml)"
         )
     write_atomically(
         os.path.join(root, TIER_MARK), [MARK_TEXT], temp_prefix=TEMP_PREFIX,
         mode=PRIVATE_FILE_MODE, sync=False,
     )  # fmt: skip
+
+
+def refusal(root: str, foreign: list[str]) -> str:
+    shown = ", ".join(foreign[:SHOWN]) + (", ..." if len(foreign) > SHOWN else "")
+    return f"cache tier directory {root} holds what Shoal did not write there ({shown})"
+
+
+def unclaimed(root: str) -> str | None:
+    """What keeps an existing ``root`` from being a tier directory as it is (fsck's
+    ``tier-marks``), or None: it is missing, empty or marked."""
+    if not os.path.isdir(root) or os.path.exists(os.path.join(root, TIER_MARK)):
+        return None
+    foreign = foreign_names(root)
+    if foreign:
+        return f"{refusal(root, foreign)}: a start refuses it; give the tier another directory"
+    if os.listdir(root):
+        return (
+            f"cache tier directory {root} is not marked as Shoal's ({TIER_MARK}), a home from"
+            " before the mark: the next start marks it, as fsck --repair does"
+        )
+    return None
 
 
 def foreign_names(root: str) -> list[str]:

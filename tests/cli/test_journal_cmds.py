@@ -382,7 +382,7 @@ def test_fsck_reports_broken_invariants(tmp_path: Path) -> None:
     assert "FAIL  path-confs" in out and "prefix 'data/out' is not an absolute path" in out
     assert "path conf ttl = 'soon' is not valid" in out
     assert "FAIL  cache" in out and "1 missing or damaged blocks found" in out
-    assert out.splitlines()[-1] == "99 inodes at seq 6: 6 of 29 checks failed"
+    assert out.splitlines()[-1] == "99 inodes at seq 6: 6 of 30 checks failed"
 
 
 def test_bench_journal_json(tmp_path: Path) -> None:

@@ -26,24 +26,39 @@ def contents(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_a_tier_directory_holding_other_files_is_refused_and_left_as_it_is(
-    home: Path, tmp_path: Path, open_engine: OpenEngine
-) -> None:
-    """A tier configured onto a directory that holds other things (a path mistyped, /data):
-    a start used to remove everything in it as orphans of the block map."""
+def modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mode for p in [root, *root.rglob("*")]}
+
+
+def planted(tmp_path: Path) -> Path:
+    """A directory of someone's data, readable by all, as a tier configured onto it by mistake
+    would find it."""
     theirs = tmp_path / "data"
     (theirs / "train" / "n01").mkdir(parents=True)
     (theirs / "train" / "n01" / "img_0001.JPEG").write_bytes(b"a picture")
     (theirs / "README").write_bytes(b"keep me")
     (theirs / "7").mkdir()  # named like a file's block folder, holding something else
     (theirs / "7" / "notes.txt").write_bytes(b"mine")
-    before = contents(theirs)
+    for path in [theirs, *theirs.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return theirs
+
+
+def test_a_tier_directory_holding_other_files_is_refused_and_left_as_it_is(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A tier configured onto a directory that holds other things (a path mistyped, /data):
+    a start used to remove everything in it as orphans of the block map, and then (with the
+    claim) still took the group's and others' permissions from all of it before refusing."""
+    theirs = planted(tmp_path)
+    before, before_modes = contents(theirs), modes(theirs)
     write_config(home, tiers=[("MEM", tmp_path / "mem", 1 << 20), ("SSD", theirs, 1 << 20)])
     with pytest.raises(InvalidArgument) as refused:
         open_engine()
     said = str(refused.value)
     assert str(theirs) in said and "README" in said and "7/notes.txt" in said
     assert contents(theirs) == before
+    assert modes(theirs) == before_modes
     assert not (theirs / TIER_MARK).exists()
 
 
@@ -167,3 +182,51 @@ def test_fsck_repair_leaves_a_tier_directory_holding_other_files_as_it_is(
     refused = shoal("fsck", "--repair", home=home, expect=None)
     assert refused.returncode != 0 and str(theirs) in refused.stderr, refused.stderr
     assert (theirs / "README").read_bytes() == b"keep me"
+
+
+def test_fsck_names_a_tier_directory_it_would_not_use_and_repair_changes_nothing_in_it(
+    home: Path, tmp_path: Path
+) -> None:
+    """fsck had no check of the mark: a tier directory holding someone's files showed nothing
+    (`shoal fsck` clean), and `fsck --repair` tightened their modes before refusing."""
+    theirs = planted(tmp_path)
+    before, before_modes = contents(theirs), modes(theirs)
+    write_config(home, tiers=[("SSD", theirs, 1 << 20)])
+    out = shoal("fsck", home=home, expect=1).stdout
+    failed = [line for line in out.splitlines() if "FAIL  tier-marks" in line]
+    assert failed, out
+    assert str(theirs) in out and "README" in out, out
+    refused = shoal("fsck", "--repair", home=home, expect=None)
+    assert refused.returncode != 0 and "README" in refused.stderr, refused.stderr
+    assert contents(theirs) == before and modes(theirs) == before_modes
+
+
+def test_fsck_names_an_unmarked_tier_directory_and_repair_marks_it(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A tier directory from before the mark (only Shoal's files in it): fsck names it, and
+    --repair marks it, as the next start would."""
+    ssd = tmp_path / "ssd"
+    write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
+    store = LocalStore(tmp_path / "ufs")
+    store.put("a", b"x" * 40)
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    assert engine.fs.read("/a", 0, 40) == b"x" * 40
+    engine.close()
+    assert "ok    tier-marks" in shoal("fsck", home=home).stdout
+    (ssd / TIER_MARK).unlink()
+    out = shoal("fsck", home=home, expect=1).stdout
+    assert "FAIL  tier-marks" in out and "not marked" in out, out
+    shoal("fsck", "--repair", home=home)
+    assert (ssd / TIER_MARK).exists()
+    assert "ok    tier-marks" in shoal("fsck", home=home).stdout
+
+
+def test_fsck_repair_leaves_no_tier_directory_it_made(home: Path, tmp_path: Path) -> None:
+    """fsck --repair claims the tier directories (making the missing ones) before it changes
+    anything; those holding no block go again when it ends, as at a daemon's stop."""
+    mem, ssd = tmp_path / "mem", tmp_path / "ssd"
+    write_config(home, tiers=[("MEM", mem, 1 << 20), ("SSD", ssd, 1 << 20)])
+    shoal("fsck", "--repair", home=home)
+    assert not mem.exists() and not ssd.exists()

@@ -224,6 +224,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
                     stops=engine.stops,
                     private=private,
                     tier_dirs=engine.tier_dirs(),
+                    home_id=engine.home_id(),
                 )
             ]
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq

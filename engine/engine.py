@@ -12,7 +12,7 @@ from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.release import release_volatile, remove_empty_tiers
-from engine.cache.tierclaim import claim_tier_dirs
+from engine.cache.tierclaim import TierOwner, claim_tier_dirs
 from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
@@ -26,6 +26,8 @@ from engine.home import (
     begin_use,
     claim_dirs,
     end_use,
+    home_id,
+    known_home_id,
     read_stop_record,
     resolve_home,
     tighten,
@@ -156,12 +158,17 @@ class Engine:
             created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
             private = self.private_paths()
             claim_dirs(private[1:])  # the tiers outside the home: theirs before they are used
-            claim_tier_dirs(self.tier_dirs())
+            claim_tier_dirs(self.tier_dirs(), TierOwner(home_id(self.storage), home))
             self.claimed = True
             tighten(private, announce=not created)
 
     def tier_dirs(self) -> list[str]:
         return [p for spec in self.tier_specs for p in spec.paths]
+
+    def home_id(self) -> str | None:
+        """The id its tier directories' marks name; None before a start made one (or without
+        a home)."""
+        return known_home_id(self.storage) if hasattr(self.storage, "root") else None
 
     def private_paths(self) -> list[str]:
         """What only the home's owner may read: the home, and the cache's tier directories

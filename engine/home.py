@@ -6,6 +6,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import shlex
 import stat
 import time
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 JOURNAL_DIR = "journal"
 LOCK_FILE = "lock"
 CONFIG_FILE = "shoal.toml"
+HOME_ID_FILE = "home-id"  # names the home in the marks of its tier directories
 
 
 def default_home() -> str:
@@ -86,6 +88,27 @@ class HomeLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def home_id(storage: Storage) -> str:
+    """The home's identity, made the first time it is asked for: a tier directory's mark names
+    the home that cleans it (engine/cache/tierclaim.py). Random, not the home's path: a home
+    moved elsewhere is still itself."""
+    known = known_home_id(storage)
+    if known is not None:
+        return known
+    made = secrets.token_hex(8)
+    storage.makedirs("")  # a home being created: its first file
+    write_durably(storage, HOME_ID_FILE, made.encode() + b"\n")
+    return made
+
+
+def known_home_id(storage: Storage) -> str | None:
+    """``home_id`` without making one (an inspection changes nothing)."""
+    if not storage.exists(HOME_ID_FILE):
+        return None
+    known = storage.read(HOME_ID_FILE).decode(errors="replace").strip()
+    return known if known.isalnum() else None
 
 
 # -- who may read the home ------------------------------------------------------------------

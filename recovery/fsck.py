@@ -443,7 +443,8 @@ CHECKS: list[Check] = [
     ),
     Check(
         "tier-marks",
-        "every tier directory holding anything is marked Shoal's, and holds only Shoal's files",
+        "every tier directory holding anything is this home's (marked), and holds only Shoal's"
+        " files",
         check_tier_marks,
         reads_tier_dirs=True,
     ),
@@ -468,12 +469,13 @@ def run_checks(
     stops: StopRecord | None = None,
     private: list[str] | None = None,
     tier_dirs: list[str] | None = None,
+    home_id: str | None = None,
 ) -> list[CheckResult]:
     """``lost``: blocks the block map lists whose files are missing or damaged (a
     reconciliation without repair finds them); the data checks count them as gone. ``stops``:
     the home's record of how it was stopped (none for a state without a home: not judged).
     ``private``: the home and its tier directories (none: not judged). ``tier_dirs``: every
-    tier directory (none: not judged)."""
+    tier directory (none: not judged), of the home ``home_id`` names."""
     results = []
     lost = set(lost)
     for check in checks or CHECKS:
@@ -484,7 +486,7 @@ def run_checks(
         elif check.reads_home:
             failures = check.run(state, private) if private is not None else []
         elif check.reads_tier_dirs:
-            failures = check.run(state, tier_dirs) if tier_dirs is not None else []
+            failures = check.run(state, tier_dirs, home_id) if tier_dirs is not None else []
         else:
             failures = check.run(state)
         results.append(

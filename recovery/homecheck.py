@@ -19,8 +19,8 @@ def check_home_modes(state: State, roots: list[str]) -> list[str]:
     ]
 
 
-def check_tier_marks(state: State, tier_dirs: list[str]) -> list[str]:
-    """Every tier directory holding anything is marked as Shoal's (engine/cache/tierclaim.py):
-    reconciliation removes what the journal does not list only from such a one, and a start
-    refuses one holding what Shoal did not write."""
-    return [problem for root in tier_dirs if (problem := unclaimed(root)) is not None]
+def check_tier_marks(state: State, tier_dirs: list[str], home_id: str | None) -> list[str]:
+    """Every tier directory holding anything is marked as Shoal's (engine/cache/tierclaim.py),
+    by no other home: reconciliation removes what the journal does not list only from such a
+    one, and a start refuses one holding what Shoal did not write or another home marked."""
+    return [problem for root in tier_dirs if (problem := unclaimed(root, home_id)) is not None]

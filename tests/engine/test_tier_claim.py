@@ -230,3 +230,50 @@ def test_fsck_repair_leaves_no_tier_directory_it_made(home: Path, tmp_path: Path
     write_config(home, tiers=[("MEM", mem, 1 << 20), ("SSD", ssd, 1 << 20)])
     shoal("fsck", "--repair", home=home)
     assert not mem.exists() and not ssd.exists()
+
+
+def test_a_tier_directory_another_home_marked_is_refused_and_its_blocks_kept(
+    tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """Two homes configured onto one tier directory: the second's start removed the first's
+    blocks as orphans of its own block map, a file only the cache held (not yet uploaded)
+    with them."""
+    shared = tmp_path / "ssd"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for home in (first, second):
+        home.mkdir()
+        write_config(home, block_size=16, tiers=[("SSD", shared, 1 << 20)])
+    store = LocalStore(tmp_path / "ufs")
+    engine = open_engine(first)
+    engine.mounts.mount("/", store.uri)
+    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
+    engine.close()
+    before = contents(shared)
+    assert any(name.endswith(".blk") for name in before)
+    with pytest.raises(InvalidArgument) as refused:
+        open_engine(second)
+    said = str(refused.value)
+    assert str(shared) in said and str(first) in said and "another Shoal home" in said
+    assert contents(shared) == before
+    out = shoal("fsck", home=second, expect=1).stdout
+    assert "FAIL  tier-marks" in out and "another Shoal home" in out, out
+    engine = open_engine(first)  # still the first home's, whole
+    assert engine.fs.read("/only-cached", 0, 40) == b"q" * 40
+
+
+def test_a_mark_that_names_no_home_becomes_the_starting_homes(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """Marks from before they named their home are taken by the next start, not refused."""
+    ssd = tmp_path / "ssd"
+    write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
+    store = LocalStore(tmp_path / "ufs")
+    store.put("a", b"x" * 16)
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    engine.fs.read("/a", 0, 16)
+    engine.close()
+    (ssd / TIER_MARK).write_bytes(b"A Shoal cache tier\n")  # as the first marks were
+    engine = open_engine()
+    assert str(home) in (ssd / TIER_MARK).read_text()
+    assert engine.fs.read_cached(engine.sync.lookup("/a"), 0, 16) == b"x" * 16

@@ -224,7 +224,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
                     stops=engine.stops,
                     private=private,
                     tier_dirs=engine.tier_dirs(),
-                    home_id=engine.home_id(),
+                    owner=engine.tier_owner(),
                 )
             ]
             inodes, last_seq = engine.state.tree.count, engine.state.last_seq

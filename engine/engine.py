@@ -12,7 +12,8 @@ from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.release import release_volatile, remove_empty_tiers
-from engine.cache.tierclaim import TierOwner, claim_tier_dirs
+from engine.cache.tierclaim import TierOwner, claim_tier_dir, claim_tier_dirs
+from engine.cache.tierpaths import placed
 from engine.cache.tiers import TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
@@ -55,8 +56,8 @@ def _tier_specs(cfg: Config, home: str | None) -> list[TierSpec]:
     """The block cache's tiers: configured, else a home's defaults; none on storage with no
     directory (the crash simulator's) unless configured."""
     if cfg.cache_tiers is not None:
-        return cfg.cache_tiers
-    return [] if home is None else default_tiers(home)
+        return placed(cfg.cache_tiers, home)
+    return [] if home is None else placed(default_tiers(home), home)
 
 
 class Engine:
@@ -85,6 +86,7 @@ class Engine:
         )
         self.in_use = reconcile
         self.claimed = False  # tier directories made and marked: removed at close if empty
+        self._owner: TierOwner | None = None  # the home claiming them, once it has
         home = getattr(storage, "root", None)
         cfg = self.config
         self.tier_specs = _tier_specs(cfg, home)
@@ -157,18 +159,20 @@ class Engine:
         if home is not None:
             created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
             private = self.private_paths()
-            claim_dirs(private[1:])  # the tiers outside the home: theirs before they are used
-            claim_tier_dirs(self.tier_dirs(), TierOwner(home_id(self.storage), home))
+            made = claim_dirs(private[1:])  # tiers outside the home: theirs before they are used
+            self._owner = TierOwner(home_id(self.storage), home)
+            claim_tier_dirs(self.tier_dirs(), self._owner, made)
             self.claimed = True
             tighten(private, announce=not created)
 
     def tier_dirs(self) -> list[str]:
         return [p for spec in self.tier_specs for p in spec.paths]
 
-    def home_id(self) -> str | None:
-        """The id its tier directories' marks name; None before a start made one (or without
-        a home)."""
-        return known_home_id(self.storage) if hasattr(self.storage, "root") else None
+    def tier_owner(self) -> TierOwner | None:
+        """The home as its tier directories' marks name it, without making its id (an id of
+        "" before a start made one); None without a home."""
+        home = getattr(self.storage, "root", None)
+        return None if home is None else TierOwner(known_home_id(self.storage) or "", home)
 
     def private_paths(self) -> list[str]:
         """What only the home's owner may read: the home, and the cache's tier directories
@@ -260,8 +264,10 @@ class Engine:
     def _open_cache(self, home: str | None, reconcile: bool) -> BlockCache:
         cfg = self.config
         outside = set(self.private_paths()[1:])  # tier directories another user could make
+        owner = self._owner
+        claim = None if owner is None else (lambda root, made: claim_tier_dir(root, owner, made))
         tiers = [
-            TierStore(spec, [p for p in spec.paths if os.path.abspath(p) in outside])
+            TierStore(spec, [p for p in spec.paths if os.path.abspath(p) in outside], claim)
             for spec in self.tier_specs
         ]
         # Only a start for use takes over (and a clean stop leaves) the last run's checks.

@@ -182,18 +182,22 @@ def tighten(roots: list[str], *, announce: bool = True) -> list[str]:
     return changed
 
 
-def claim_dirs(paths: Iterable[str]) -> None:
+def claim_dirs(paths: Iterable[str]) -> set[str]:
     """Makes each of ``paths`` (the cache's tier directories outside the home) if it is
-    missing, and refuses one this user does not own. Their names may be in a directory every
-    user can write (the MEM tier's is /dev/shm/shoal-<hash of the home's path>, which anyone
-    can work out): one made there first by another user, or a symbolic link another user
-    planted, would let that user read or replace the blocks cached in it."""
+    missing (returns those it made), and refuses one this user does not own. Their names may
+    be in a directory every user can write (the MEM tier's is /dev/shm/shoal-<hash of the
+    home's path>, which anyone can work out): one made there first by another user, or a
+    symbolic link another user planted, would let that user read or replace the blocks
+    cached in it."""
     me = os.geteuid()
+    made = set()
     for path in paths:
         try:
-            makedirs_private(path)
+            if not os.path.lexists(path):
+                makedirs_private(path)
+                made.add(path)
         except FileExistsError:
-            pass  # something that is not a directory: said below
+            pass  # something that is not a directory (or made meanwhile): judged below
         link = os.lstat(path)
         try:
             target = os.stat(path)
@@ -202,6 +206,7 @@ def claim_dirs(paths: Iterable[str]) -> None:
         owner = link.st_uid if link.st_uid != me else target.st_uid
         if owner == me and stat.S_ISDIR(target.st_mode):
             continue
+        made.discard(path)
         if stat.S_ISLNK(link.st_mode):
             what = f"a symbolic link to {os.readlink(path)}"
         else:
@@ -215,6 +220,7 @@ def claim_dirs(paths: Iterable[str]) -> None:
             f"cache tier directory {path} is {what}: {why}; remove it (or give the tier"
             " another path: [[cache.tiers]] in shoal.toml), then start again"
         )
+    return made
 
 
 # -- clean and unclean stops -----------------------------------------------------------------

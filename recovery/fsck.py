@@ -18,6 +18,7 @@ from engine.cache.durability import (
     describe,
     pending_without_bytes,
 )
+from engine.cache.tierclaim import TierOwner
 from engine.cache.tiers import BlockKey
 from engine.home import StopRecord
 from engine.inode import (
@@ -469,13 +470,13 @@ def run_checks(
     stops: StopRecord | None = None,
     private: list[str] | None = None,
     tier_dirs: list[str] | None = None,
-    home_id: str | None = None,
+    owner: TierOwner | None = None,
 ) -> list[CheckResult]:
     """``lost``: blocks the block map lists whose files are missing or damaged (a
     reconciliation without repair finds them); the data checks count them as gone. ``stops``:
     the home's record of how it was stopped (none for a state without a home: not judged).
     ``private``: the home and its tier directories (none: not judged). ``tier_dirs``: every
-    tier directory (none: not judged), of the home ``home_id`` names."""
+    tier directory (none: not judged), of ``owner``'s home."""
     results = []
     lost = set(lost)
     for check in checks or CHECKS:
@@ -486,7 +487,8 @@ def run_checks(
         elif check.reads_home:
             failures = check.run(state, private) if private is not None else []
         elif check.reads_tier_dirs:
-            failures = check.run(state, tier_dirs, home_id) if tier_dirs is not None else []
+            judged = tier_dirs is not None and owner is not None
+            failures = check.run(state, tier_dirs, owner) if judged else []
         else:
             failures = check.run(state)
         results.append(

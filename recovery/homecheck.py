@@ -3,7 +3,7 @@ state: who may read them, and whether each tier directory is Shoal's to clean.""
 
 from __future__ import annotations
 
-from engine.cache.tierclaim import unclaimed
+from engine.cache.tierclaim import TierOwner, unclaimed
 from engine.home import too_open
 from engine.state import State
 
@@ -19,8 +19,8 @@ def check_home_modes(state: State, roots: list[str]) -> list[str]:
     ]
 
 
-def check_tier_marks(state: State, tier_dirs: list[str], home_id: str | None) -> list[str]:
+def check_tier_marks(state: State, tier_dirs: list[str], owner: TierOwner) -> list[str]:
     """Every tier directory holding anything is marked as Shoal's (engine/cache/tierclaim.py),
     by no other home: reconciliation removes what the journal does not list only from such a
     one, and a start refuses one holding what Shoal did not write or another home marked."""
-    return [problem for root in tier_dirs if (problem := unclaimed(root, home_id)) is not None]
+    return [problem for root in tier_dirs if (problem := unclaimed(root, owner)) is not None]

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 
 from engine.cache.blockcache import BlockCache
+from engine.cache.tierclaim import shoal_made
 from engine.cache.tiers import TIER_MARK, BlockKey, TierStore
 from engine.inode import PERSISTED
 from engine.state import BlockInfo
@@ -100,35 +101,46 @@ def remove_empty_tiers(cache: BlockCache) -> None:
 
 
 def _remove_dirs(tier: TierStore) -> int:
-    """Removes those of ``tier``'s directories that hold no block (their marks with them);
-    returns how many are left."""
+    """Removes those of ``tier``'s directories that hold no block (their marks with them;
+    one Shoal did not make is only emptied of its block folders: its owner chose its place,
+    owner and attributes); returns how many still hold blocks."""
     left = 0
     for root in tier.spec.paths:
-        if remove_empty_tree(root, TIER_MARK):
-            tier.owned.discard(root)  # made again by a later block: checked again then
+        made = shoal_made(root)
+        if remove_empty_tree(root, TIER_MARK, keep_root=not made):
+            if made:
+                tier.owned.discard(root)  # made again by a later block: claimed again then
         else:
             left += 1
     return left
 
 
-def remove_empty_tree(root: str, mark: str | None = None) -> bool:
+def remove_empty_tree(root: str, mark: str | None = None, *, keep_root: bool = False) -> bool:
     """Removes ``root`` and the directories below it if none holds anything else (but a file
     named ``mark`` in ``root``: a tier directory's, which goes with it); True when ``root`` is
-    gone (or never was)."""
+    gone (or never was), or, ``keep_root``, when it holds nothing but its mark. What cannot be
+    looked into or removed (a directory this user may not read, a mount point) is left, and
+    counts as holding something: a stop goes on."""
     try:
         entries = list(os.scandir(root))
     except FileNotFoundError:
         return True
-    except NotADirectoryError:
+    except OSError as exc:
+        if not isinstance(exc, NotADirectoryError):
+            log.warning("cache tier directory %s left in place: %s", root, exc)
         return False
     empty = True
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if is_dir:
             empty = remove_empty_tree(entry.path) and empty
         elif entry.name != mark:
             empty = False
-    if not empty:
-        return False
+    if not empty or keep_root:
+        return empty
     try:
         if mark is not None and any(e.name == mark for e in entries):
             os.unlink(os.path.join(root, mark))

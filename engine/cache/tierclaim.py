@@ -11,12 +11,14 @@ nothing in it is touched.
 The mark names the home that marked it (engine/home.py ``home_id``): two homes configured
 onto one tier directory would each remove the other's blocks as orphans, and a block only
 the cache holds (a file not yet uploaded) would be lost. A start refuses a directory another
-home marked.
+home marked. It also says whether Shoal made the directory: one an administrator made (its
+owner, group and attributes chosen) is never removed by a stop, only emptied.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,81 +30,144 @@ from ufs.atomic import write_atomically
 MARK_TEXT = b"A Shoal cache tier: Shoal removes from it anything its journal does not list.\n"
 SHOWN = 5  # foreign names an error shows
 OWNER = "home "  # the mark's line naming its home: "home <id> <path>"
+FOUND = "found"  # the mark's line saying Shoal found the directory there: a stop leaves it
 MARK_LIMIT = 4096  # a mark is read up to this: it is a few lines
+FIX = "[[cache.tiers]] in shoal.toml"
 
 
 @dataclass(frozen=True)
 class TierOwner:
-    """The home a tier directory's mark names: its id, and its path when it marked it (for
-    the message that refuses the directory to another home)."""
+    """The home that claims tier directories: its id (engine/home.py ``home_id``; "" for a
+    home that has none yet, as fsck may find one) and its path."""
 
     id: str
     home: str
 
-    def line(self) -> bytes:
-        return f"{OWNER}{self.id} {self.home}\n".encode()
+
+@dataclass(frozen=True)
+class Mark:
+    """What a tier directory's mark says: the id and path of the home that wrote it (None, "":
+    a mark from before marks named their home), and whether Shoal made the directory (else
+    it was there, empty, and a stop leaves it)."""
+
+    id: str | None
+    home: str
+    made: bool
 
 
-def claim_tier_dirs(roots: Iterable[str], owner: TierOwner) -> None:
+def claim_tier_dirs(roots: Iterable[str], owner: TierOwner, made: Iterable[str] = ()) -> None:
     """``claim_tier_dir`` for each of ``roots``: at a start for use and by fsck --repair, before
-    anything in them is changed (tightened, reconciled)."""
+    anything in them is changed (tightened, reconciled). ``made``: those of them this start
+    has just made (engine/home.py ``claim_dirs``)."""
+    made = set(made)
     for root in roots:
-        claim_tier_dir(root, owner)
+        claim_tier_dir(root, owner, root in made)
 
 
-def claim_tier_dir(root: str, owner: TierOwner | None = None) -> None:
+def claim_tier_dir(root: str, owner: TierOwner | None = None, made: bool = False) -> None:
     """Makes ``root`` if it is missing and marks it as a tier directory (of ``owner``'s home);
     raises InvalidArgument if it holds something Shoal did not write there, or is another
     home's. Without ``owner`` (reconciliation's own guard: the start claimed with it before) any
-    mark will do."""
-    makedirs_private(root)
-    mark = os.path.join(root, TIER_MARK)
-    if os.path.exists(mark):
-        if owner is None:
+    mark will do. ``made``: the caller has just made it (a stop may remove it again)."""
+    made = _make(root) or made
+    mark = read_mark(root)
+    if mark is not None:
+        if owner is None or mark.id == owner.id:
             return
-        marked = mark_owner(root)
-        if marked == owner.id:
-            return
-        if marked is not None:
-            raise InvalidArgument(other_home(root))
-        # marked before marks named their home: this home's from now on
-    else:
-        foreign = foreign_names(root)
-        if foreign:
-            raise InvalidArgument(
-                f"{refusal(root, foreign)}: Shoal removes anything in a tier directory its"
-                " journal does not list, so it will not use this one; give the tier an empty or"
-                " new directory ([[cache.tiers]] in shoal.toml)"
-            )
-    text = MARK_TEXT + (owner.line() if owner is not None else b"")
-    write_atomically(mark, [text], temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE, sync=False)
-    if owner is not None and mark_owner(root) != owner.id:  # another home's start, just now
-        raise InvalidArgument(other_home(root))
+        if mark.id is not None and not same_home(mark.home, owner.home):
+            raise InvalidArgument(other_home(root, mark))
+        # A mark naming no home (from before marks did), or this home by its path under an id
+        # it has lost since: this home's from now on.
+        write_atomically(
+            os.path.join(root, TIER_MARK), [_mark_text(owner, mark.made)],
+            temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE, sync=False,
+        )  # fmt: skip
+        return
+    foreign = foreign_names(root)
+    if foreign:
+        raise InvalidArgument(
+            f"{refusal(root, foreign)}: Shoal removes anything in a tier directory its journal"
+            f" does not list, so it will not use this one; give the tier an empty or new"
+            f" directory ({FIX})"
+        )
+    # Shoal's if it made it now, or if it holds blocks from before the mark (Shoal made those)
+    if not _mark_new(root, owner, made or bool(os.listdir(root))):
+        claim_tier_dir(root, owner)  # another process marked it meanwhile: judged as found
 
 
-def mark_owner(root: str) -> str | None:
-    """The id of the home ``root``'s mark names; None if it names none."""
+def _make(root: str) -> bool:
+    """Makes ``root`` (0700) if missing: whether it was; InvalidArgument if it is not a
+    directory."""
+    if os.path.isdir(root):
+        return False
     try:
-        with open(os.path.join(root, TIER_MARK), "rb") as handle:
+        makedirs_private(root)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidArgument(
+            f"cache tier directory {root} is not a directory; give the tier a directory ({FIX})"
+        ) from None
+    return True
+
+
+def _mark_text(owner: TierOwner | None, made: bool) -> bytes:
+    text = MARK_TEXT
+    if owner is not None:
+        text += f"{OWNER}{owner.id} {owner.home}\n".encode()
+    return text + (b"" if made else f"{FOUND}\n".encode())
+
+
+def _mark_new(root: str, owner: TierOwner | None, made: bool) -> bool:
+    """Writes ``root``'s mark where there is none; False if there is one already (another
+    process's, written since it was looked for). Linked into place from a temporary file: a
+    mark is never half written, and never replaces another home's."""
+    temp = os.path.join(root, f"{TEMP_PREFIX}mark-{secrets.token_hex(6)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    try:
+        os.write(fd, _mark_text(owner, made))
+    finally:
+        os.close(fd)
+    try:
+        os.link(temp, os.path.join(root, TIER_MARK))
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(temp)
+
+
+def read_mark(root: str) -> Mark | None:
+    """``root``'s mark, None if it has none; InvalidArgument if it cannot be read as one."""
+    path = os.path.join(root, TIER_MARK)
+    try:
+        with open(path, "rb") as handle:
             text = handle.read(MARK_LIMIT).decode(errors="replace")
     except FileNotFoundError:
         return None
-    for line in text.splitlines():
-        if line.startswith(OWNER):
-            return line[len(OWNER) :].split(" ", 1)[0] or None
-    return None
-
-
-def other_home(root: str) -> str:
-    with open(os.path.join(root, TIER_MARK), "rb") as handle:
-        text = handle.read(MARK_LIMIT).decode(errors="replace")
-    named = next((ln[len(OWNER) :] for ln in text.splitlines() if ln.startswith(OWNER)), "")
+    except OSError as exc:  # a directory by that name, a file this user may not read
+        raise InvalidArgument(
+            f"cache tier directory {root}: its mark {path} cannot be read ({exc.strerror});"
+            " remove it if Shoal did not write it"
+        ) from None
+    lines = text.splitlines()
+    named = next((ln[len(OWNER) :] for ln in lines if ln.startswith(OWNER)), None)
+    made = FOUND not in lines  # (marks from before the line were all taken as made)
+    if named is None:
+        return Mark(None, "", made)
     ident, _, home = named.partition(" ")
+    return Mark(ident or None, home, made)
+
+
+def same_home(a: str, b: str) -> bool:
+    return bool(a) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def other_home(root: str, mark: Mark) -> str:
     return (
-        f"cache tier directory {root} is another Shoal home's ({home or 'unknown path'}, id"
-        f" {ident}): each home removes from its tier directories the blocks its own journal"
-        " does not list, so two homes on one directory would remove each other's; give each"
-        " home's tier its own directory ([[cache.tiers]] in shoal.toml)"
+        f"cache tier directory {root} is another Shoal home's ({mark.home or 'unknown path'},"
+        f" id {mark.id}): each home removes from its tier directories the blocks its own journal"
+        f" does not list, so two homes on one directory would remove each other's; give each"
+        f" home's tier its own directory ({FIX}), or, if that home is gone for good, remove"
+        f" {os.path.join(root, TIER_MARK)} (its blocks go at the next start)"
     )
 
 
@@ -111,15 +176,20 @@ def refusal(root: str, foreign: list[str]) -> str:
     return f"cache tier directory {root} holds what Shoal did not write there ({shown})"
 
 
-def unclaimed(root: str, home_id: str | None) -> str | None:
-    """What keeps an existing ``root`` from being a tier directory of the home ``home_id``
-    names (None: a home that has none yet) as it is (fsck's ``tier-marks``), or None: it is
-    missing, empty, or marked by no other home."""
-    if not os.path.isdir(root):
+def unclaimed(root: str, owner: TierOwner) -> str | None:
+    """What keeps an existing ``root`` from being a tier directory of ``owner``'s home as it is
+    (fsck's ``tier-marks``), or None: it is missing, empty, or marked by no other home."""
+    if not os.path.lexists(root):
         return None
-    if os.path.exists(os.path.join(root, TIER_MARK)):
-        marked = mark_owner(root)
-        return other_home(root) if marked is not None and marked != home_id else None
+    if not os.path.isdir(root):
+        return f"cache tier directory {root} is not a directory; a start refuses it"
+    try:
+        mark = read_mark(root)
+    except InvalidArgument as exc:
+        return str(exc)
+    if mark is not None:
+        other = mark.id is not None and mark.id != owner.id
+        return other_home(root, mark) if other and not same_home(mark.home, owner.home) else None
     foreign = foreign_names(root)
     if foreign:
         return f"{refusal(root, foreign)}: a start refuses it; give the tier another directory"
@@ -129,6 +199,16 @@ def unclaimed(root: str, home_id: str | None) -> str | None:
             " before the mark: the next start marks it, as fsck --repair does"
         )
     return None
+
+
+def shoal_made(root: str) -> bool:
+    """Whether ``root``'s mark says Shoal made it (a stop may then remove it once it holds no
+    block); False without a readable mark."""
+    try:
+        mark = read_mark(root)
+    except InvalidArgument:
+        return False
+    return mark is not None and mark.made
 
 
 def foreign_names(root: str) -> list[str]:

@@ -11,13 +11,15 @@ a block file the journal does not know; both are orphans that reconciliation rem
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from engine.cache.openblocks import OpenBlockFiles
+from engine.errors import ShoalError
 from engine.home import claim_dirs
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 from ufs.atomic import write_atomically
@@ -38,8 +40,18 @@ class TierSpec:
     options: dict[str, str] = field(default_factory=dict)
 
 
+class TierRefused(OSError):
+    """A tier directory its checks refused before a block was written into it (another user's,
+    another home's): the block goes to the next tier, as on a full disk."""
+
+
 class TierStore:
-    def __init__(self, spec: TierSpec, guarded: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        spec: TierSpec,
+        guarded: Iterable[str] = (),
+        claim: Callable[[str, bool], None] | None = None,
+    ) -> None:
         if not spec.paths:
             raise ValueError(f"tier {spec.name} has no directory")
         self.spec = spec
@@ -49,10 +61,13 @@ class TierStore:
         # Each directory with one separator after it, as os.path.join would add: a hit's block
         # path is then one format, not a join (a first read of a block asks for its path).
         self._roots = [os.path.join(p, "") for p in spec.paths]
-        # Its directories another user could make first (outside the home: the MEM tier's in
-        # /dev/shm), each checked to be this user's (engine/home.py claim_dirs) before its first
-        # block of a run, and again once `shoal cache clear` removed it; ``owned``: checked.
+        # Before its first block of a run, and again once `shoal cache clear` removed it, each
+        # directory is claimed (``claim``: marked as the home's, engine/cache/tierclaim.py),
+        # and those another user could make first (``guarded``: outside the home, the MEM
+        # tier's in /dev/shm) checked to be this user's (engine/home.py claim_dirs).
+        # ``owned``: the directories so taken.
         self.guarded = frozenset(guarded)
+        self.claim = claim
         self.owned: set[str] = set()
 
     def _slot(self, key: BlockKey) -> int:
@@ -73,9 +88,8 @@ class TierStore:
         under a lock)."""
         final = self.path_of(key)
         root = self.spec.paths[self._slot(key)]
-        if root in self.guarded and root not in self.owned:
-            claim_dirs([root])  # its name may be in /dev/shm, where anyone may make it first
-            self.owned.add(root)
+        if root not in self.owned:
+            self._take(root)
         makedirs_private(os.path.dirname(final))  # 0700, like the home
         if not self.spec.sync:
             st = _write_new(final, data)
@@ -90,6 +104,15 @@ class TierStore:
         )  # fmt: skip
         self.files.forget(key)
         return written[0]
+
+    def _take(self, root: str) -> None:
+        try:
+            made = root in self.guarded and bool(claim_dirs([root]))  # anyone may make it first
+            if self.claim is not None:
+                self.claim(root, made)
+        except ShoalError as exc:
+            raise TierRefused(errno.EACCES, str(exc)) from None
+        self.owned.add(root)
 
     def read(self, key: BlockKey) -> bytes:
         with open(self.path_of(key), "rb", buffering=0) as f:

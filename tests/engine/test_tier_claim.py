@@ -277,3 +277,134 @@ def test_a_mark_that_names_no_home_becomes_the_starting_homes(
     engine = open_engine()
     assert str(home) in (ssd / TIER_MARK).read_text()
     assert engine.fs.read_cached(engine.sync.lookup("/a"), 0, 16) == b"x" * 16
+
+
+@pytest.mark.parametrize("layout", ["twice", "linked", "nested"])
+def test_tier_directories_that_overlap_are_refused_before_anything_is_removed(
+    home: Path, tmp_path: Path, open_engine: OpenEngine, layout: str
+) -> None:
+    """Two tiers on one directory (listed twice, or a link to it), or one inside the other:
+    each tier's reconciliation removed the other's blocks as its own orphans at every start,
+    a file only the cache held among them."""
+    store = LocalStore(tmp_path / "ufs")
+    write_config(home, block_size=16, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
+    engine.close()
+    before = contents(tmp_path / "ssd")
+    other = {
+        "twice": tmp_path / "ssd" / ".." / "ssd",  # the same directory, spelled otherwise
+        "linked": tmp_path / "link",
+        "nested": tmp_path / "ssd" / "hdd",
+    }
+    if layout == "linked":
+        (tmp_path / "link").symlink_to(tmp_path / "ssd")
+    write_config(
+        home,
+        block_size=16,
+        tiers=[("SSD", tmp_path / "ssd", 1 << 20), ("HDD", other[layout], 1 << 20)],
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        open_engine()
+    said = str(refused.value)
+    assert "SSD" in said and "HDD" in said and str(tmp_path / "ssd") in said
+    assert contents(tmp_path / "ssd") == before
+
+
+def test_a_relative_tier_path_is_taken_from_the_home_not_the_working_directory(
+    home: Path, tmp_path: Path, open_engine: OpenEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path was taken from the working directory: a daemon started in one and a
+    command run from another used two directories, each dropping the other's blocks."""
+    (home / "shoal.toml").write_text(
+        'block_size = 16\n[[cache.tiers]]\nname = "SSD"\npaths = ["relcache"]\nquota = 1048576\n'
+    )
+    store = LocalStore(tmp_path / "ufs")
+    first, second = tmp_path / "here", tmp_path / "there"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
+    engine.close()
+    assert any(p.suffix == ".blk" for p in (home / "relcache").rglob("*"))
+    monkeypatch.chdir(second)
+    engine = open_engine()
+    assert engine.fs.read("/only-cached", 0, 40) == b"q" * 40
+    assert not (second / "relcache").exists() and not (first / "relcache").exists()
+
+
+def test_a_home_that_lost_its_id_takes_its_own_tier_directories_back(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A home whose id file went (removed, or unreadable after a crash) made a new id, and its
+    own marks named "another home" from then on: every start refused."""
+    ssd = tmp_path / "ssd"
+    write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
+    store = LocalStore(tmp_path / "ufs")
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
+    engine.close()
+    (home / "home-id").unlink()
+    engine = open_engine()
+    assert engine.fs.read("/only-cached", 0, 40) == b"q" * 40
+    assert (home / "home-id").read_text().strip() in (ssd / TIER_MARK).read_text()
+
+
+def test_a_directory_shoal_found_empty_is_left_at_a_stop(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A stop removed every tier directory holding no block, one an administrator had made
+    (its owner, group, attributes chosen) too: made again by the next start, 0700 and root's."""
+    made_by_hand = tmp_path / "nvme"
+    made_by_hand.mkdir(mode=0o700)
+    os.setxattr(made_by_hand, "user.chosen", b"by hand")
+    write_config(home, tiers=[("SSD", made_by_hand, 1 << 20)])
+    engine = open_engine()
+    engine.ns.mkdir("/d")
+    engine.close()
+    assert made_by_hand.is_dir() and os.getxattr(made_by_hand, "user.chosen") == b"by hand"
+    assert (made_by_hand / TIER_MARK).exists()  # still this home's
+    open_engine().close()
+
+
+def test_a_tier_directory_made_again_during_a_run_is_marked(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """`shoal cache clear` removes the tier directories it empties; the next block made them
+    again without a mark, which fsck reported, and which another home could then take."""
+    ssd = tmp_path / "ssd"
+    write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
+    store = LocalStore(tmp_path / "ufs")
+    store.put("a", b"x" * 16)
+    store.put("b", b"y" * 16)
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    assert engine.cache is not None
+    engine.fs.read("/a", 0, 16)
+    engine.cache.drain()
+    clear_tiers(engine.cache)
+    assert not ssd.exists()
+    engine.fs.read("/b", 0, 16)
+    engine.cache.drain()
+    assert any(p.suffix == ".blk" for p in ssd.rglob("*"))
+    assert str(home) in (ssd / TIER_MARK).read_text()
+
+
+def test_a_tier_path_that_is_no_directory_or_whose_mark_is_not_a_file_is_named(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    afile = home / "afile"  # inside the home: a start does not make it first (claim_dirs)
+    afile.write_bytes(b"mine")
+    write_config(home, tiers=[("SSD", afile, 1 << 20)])
+    with pytest.raises(InvalidArgument, match="is not a directory"):
+        open_engine()
+    assert afile.read_bytes() == b"mine"
+    odd = tmp_path / "odd"
+    (odd / TIER_MARK).mkdir(parents=True)
+    write_config(home, tiers=[("SSD", odd, 1 << 20)])
+    with pytest.raises(InvalidArgument, match="cannot be read"):
+        open_engine()

@@ -62,14 +62,17 @@ from ufs.uri import open_ufs
 log = logging.getLogger(__name__)
 
 # Mount options the engine reads itself; the rest go to the connector.
-ENGINE_OPTIONS = frozenset({"sync_interval", "write_type", "read_type", "prefetch"})
+ENGINE_OPTIONS = frozenset(
+    {"sync_interval", "write_type", "read_type", "prefetch", "list_ahead"}
+)
+_SWITCHES = ("prefetch", "list_ahead")
 # Engine options that are switches: their values, and what a mount without them gets.
 _FLAGS = {"true": True, "1": True, "yes": True, "on": True,
           "false": False, "0": False, "no": False, "off": False}  # fmt: skip
 
 
 def mount_flag(mount: Mount, name: str) -> bool:
-    """A switch among ``mount``'s options (``prefetch``); absent, on for a read-only mount
+    """A switch among ``mount``'s options (``prefetch``, ``list_ahead``); absent, on for a read-only mount
     (a dataset) and off for a writable one. Values were checked when it was mounted."""
     value = mount.options.get(name)
     return mount.readonly if value is None else _FLAGS.get(value.lower(), mount.readonly)
@@ -77,9 +80,10 @@ def mount_flag(mount: Mount, name: str) -> bool:
 
 def check_flags(options: Mapping[str, str]) -> None:
     """InvalidArgument naming a switch option whose value is not one."""
-    value = options.get("prefetch")
-    if value is not None and value.lower() not in _FLAGS:
-        raise InvalidArgument(f"mount option prefetch={value!r}: use true or false")
+    for name in _SWITCHES:
+        value = options.get(name)
+        if value is not None and value.lower() not in _FLAGS:
+            raise InvalidArgument(f"mount option {name}={value!r}: use true or false")
 
 
 Opener = Callable[[str, Mapping[str, str], Mapping[str, str] | None], UnderFS]

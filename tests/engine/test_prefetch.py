@@ -193,6 +193,39 @@ def test_the_next_directory_is_listed_before_its_readers_arrive(
     assert cached_files(engine, "/train/c2") == set()
 
 
+def test_the_next_directory_is_listed_ahead_where_files_are_not_prefetched(
+    s3_server: S3Server, home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """Listing ahead is metadata, one request a directory: a read-only network mount does it
+    with `prefetch=false` too (every reader arriving in a directory waited for its listing),
+    and `list_ahead=false` turns it off."""
+    s3, s3_off = S3Store(s3_server), S3Store(s3_server)
+    local, asked = LocalStore(tmp_path / "local"), LocalStore(tmp_path / "asked")
+    for store in (s3, s3_off, local, asked):
+        for c in range(3):
+            store.put(f"train/c{c}/f0", os.urandom(KiB))
+    write_config(home, block_size=16 * KiB, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
+    engine = open_engine()
+    mounts = (("s3", s3.uri, {**s3.options, "prefetch": "false"}),
+              ("off", s3_off.uri, {**s3.options, "prefetch": "false", "list_ahead": "false"}),
+              ("local", local.uri, {}),
+              ("asked", asked.uri, {"list_ahead": "true"}))  # fmt: skip
+    for d, uri, options in mounts:
+        engine.fs.makedirs(f"/{d}")
+        engine.mounts.mount(f"/{d}", uri, options, True)
+        engine.fs.read(f"/{d}/train/c0/f0", 0, KiB)
+    settle(engine)
+    for d, listed in (("s3", True), ("off", False), ("local", False), ("asked", True)):
+        train = engine.sync.lookup(f"/{d}/train")
+        assert train.children is not None
+        assert not engine.sync.needs_load(train.children["c1"]) is listed, d
+        assert engine.sync.needs_load(train.children["c2"]), d  # only the next one
+        assert cached_files(engine, f"/{d}/train/c1") == set(), d  # listed, not fetched
+    with pytest.raises(InvalidArgument, match="list_ahead='soon'"):
+        engine.fs.makedirs("/bad")
+        engine.mounts.mount("/bad", str(tmp_path / "bad"), {"list_ahead": "soon"}, True)
+
+
 def test_prefetch_resumes_when_room_frees_and_still_never_evicts(
     home: Path, tmp_path: Path, open_engine: OpenEngine
 ) -> None:

@@ -11,10 +11,10 @@ from engine import openfiles
 from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
-from engine.cache.release import release_volatile, remove_empty_tiers
+from engine.cache.release import release_volatile, remove_empty_tiers, remove_empty_tree
 from engine.cache.tierclaim import TierOwner, claim_tier_dir, claim_tier_dirs
 from engine.cache.tierpaths import placed
-from engine.cache.tiers import TierSpec, TierStore
+from engine.cache.tiers import TIER_MARK, TierSpec, TierStore
 from engine.commit import CommitGate
 from engine.config import Config, default_tiers, load_config
 from engine.credentials import CredentialStore
@@ -91,12 +91,15 @@ class Engine:
         cfg = self.config
         self.tier_specs = _tier_specs(cfg, home)
         self._order_data()
+        missing = [p for p in self.tier_dirs() if not os.path.lexists(p)]
         try:
             if reconcile:  # before anything is read or written
                 self.make_private()
             self.state = self.journal.open()
             self.stops = self._stop_record(reconcile)
         except BaseException:
+            for path in missing:  # a refused start leaves no directory it made (in /dev/shm)
+                remove_empty_tree(path, TIER_MARK)
             self.journal.close()
             if lock is not None:
                 lock.release()

@@ -62,9 +62,7 @@ from ufs.uri import open_ufs
 log = logging.getLogger(__name__)
 
 # Mount options the engine reads itself; the rest go to the connector.
-ENGINE_OPTIONS = frozenset(
-    {"sync_interval", "write_type", "read_type", "prefetch", "list_ahead"}
-)
+ENGINE_OPTIONS = frozenset({"sync_interval", "write_type", "read_type", "prefetch", "list_ahead"})
 _SWITCHES = ("prefetch", "list_ahead")
 # Engine options that are switches: their values, and what a mount without them gets.
 _FLAGS = {"true": True, "1": True, "yes": True, "on": True,
@@ -72,8 +70,9 @@ _FLAGS = {"true": True, "1": True, "yes": True, "on": True,
 
 
 def mount_flag(mount: Mount, name: str) -> bool:
-    """A switch among ``mount``'s options (``prefetch``, ``list_ahead``); absent, on for a read-only mount
-    (a dataset) and off for a writable one. Values were checked when it was mounted."""
+    """A switch among ``mount``'s options (``prefetch``, ``list_ahead``); absent, on for a
+    read-only mount (a dataset) and off for a writable one. Values were checked when it was
+    mounted."""
     value = mount.options.get(name)
     return mount.readonly if value is None else _FLAGS.get(value.lower(), mount.readonly)
 

@@ -206,10 +206,11 @@ def test_the_next_directory_is_listed_ahead_where_files_are_not_prefetched(
             store.put(f"train/c{c}/f0", os.urandom(KiB))
     write_config(home, block_size=16 * KiB, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
     engine = open_engine()
-    mounts = (("s3", s3.uri, {**s3.options, "prefetch": "false"}),
+    mounts: list[tuple[str, str, dict[str, str]]] = [
+              ("s3", s3.uri, {**s3.options, "prefetch": "false"}),
               ("off", s3_off.uri, {**s3.options, "prefetch": "false", "list_ahead": "false"}),
               ("local", local.uri, {}),
-              ("asked", asked.uri, {"list_ahead": "true"}))  # fmt: skip
+              ("asked", asked.uri, {"list_ahead": "true"})]  # fmt: skip
     for d, uri, options in mounts:
         engine.fs.makedirs(f"/{d}")
         engine.mounts.mount(f"/{d}", uri, options, True)
@@ -218,7 +219,7 @@ def test_the_next_directory_is_listed_ahead_where_files_are_not_prefetched(
     for d, listed in (("s3", True), ("off", False), ("local", False), ("asked", True)):
         train = engine.sync.lookup(f"/{d}/train")
         assert train.children is not None
-        assert not engine.sync.needs_load(train.children["c1"]) is listed, d
+        assert engine.sync.needs_load(train.children["c1"]) is not listed, d
         assert engine.sync.needs_load(train.children["c2"]), d  # only the next one
         assert cached_files(engine, f"/{d}/train/c1") == set(), d  # listed, not fetched
     with pytest.raises(InvalidArgument, match="list_ahead='soon'"):

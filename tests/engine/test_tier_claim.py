@@ -57,6 +57,7 @@ def test_a_tier_directory_holding_other_files_is_refused_and_left_as_it_is(
         open_engine()
     said = str(refused.value)
     assert str(theirs) in said and "README" in said and "7/notes.txt" in said
+    assert not (tmp_path / "mem").exists()  # made by the refused start, and removed again
     assert contents(theirs) == before
     assert modes(theirs) == before_modes
     assert not (theirs / TIER_MARK).exists()

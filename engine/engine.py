@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.release import release_volatile, remove_empty_tiers, remove_empty_tree
-from engine.cache.tierclaim import TierOwner, claim_tier_dir, claim_tier_dirs
+from engine.cache.tierclaim import TierOwner, claim_tier_dir, claim_tier_dirs, read_mark
 from engine.cache.tierpaths import placed
 from engine.cache.tiers import TIER_MARK, TierSpec, TierStore
 from engine.commit import CommitGate
@@ -89,17 +90,17 @@ class Engine:
         self._owner: TierOwner | None = None  # the home claiming them, once it has
         home = getattr(storage, "root", None)
         cfg = self.config
-        self.tier_specs = _tier_specs(cfg, home)
-        self._order_data()
-        missing = [p for p in self.tier_dirs() if not os.path.lexists(p)]
+        missing: list[str] = []
         try:
+            self.tier_specs = _tier_specs(cfg, home)
+            self._order_data()
+            missing = [p for p in self.tier_dirs() if not os.path.lexists(p)]
             if reconcile:  # before anything is read or written
                 self.make_private()
             self.state = self.journal.open()
             self.stops = self._stop_record(reconcile)
         except BaseException:
-            for path in missing:  # a refused start leaves no directory it made (in /dev/shm)
-                remove_empty_tree(path, TIER_MARK)
+            self._unclaim(missing)
             self.journal.close()
             if lock is not None:
                 lock.release()
@@ -163,10 +164,26 @@ class Engine:
             created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
             private = self.private_paths()
             made = claim_dirs(private[1:])  # tiers outside the home: theirs before they are used
-            self._owner = TierOwner(home_id(self.storage), home)
+            ident, made_now = home_id(self.storage)
+            self._owner = TierOwner(ident, home, lost_id=made_now and not created)
             claim_tier_dirs(self.tier_dirs(), self._owner, made)
             self.claimed = True
             tighten(private, announce=not created)
+
+    def _unclaim(self, made: list[str]) -> None:
+        """A refused start leaves no tier directory it made (in /dev/shm too): those of
+        ``made`` (missing before it) that are directories, not links, holding nothing but
+        this home's mark. Another home may have taken one meanwhile: its mark stays."""
+        for path in made:
+            try:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue
+                mark = read_mark(path)
+            except (OSError, ShoalError):
+                continue
+            ours = self._owner is not None and mark is not None and mark.id == self._owner.id
+            if mark is None or ours:
+                remove_empty_tree(path, TIER_MARK)
 
     def tier_dirs(self) -> list[str]:
         return [p for spec in self.tier_specs for p in spec.paths]

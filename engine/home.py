@@ -90,17 +90,17 @@ class HomeLock:
             self.fd = None
 
 
-def home_id(storage: Storage) -> str:
+def home_id(storage: Storage) -> tuple[str, bool]:
     """The home's identity, made the first time it is asked for: a tier directory's mark names
     the home that cleans it (engine/cache/tierclaim.py). Random, not the home's path: a home
-    moved elsewhere is still itself."""
+    moved elsewhere is still itself. And whether it was made now."""
     known = known_home_id(storage)
     if known is not None:
-        return known
+        return known, False
     made = secrets.token_hex(8)
     storage.makedirs("")  # a home being created: its first file
     write_durably(storage, HOME_ID_FILE, made.encode() + b"\n")
-    return made
+    return made, True
 
 
 def known_home_id(storage: Storage) -> str | None:

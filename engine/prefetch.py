@@ -87,6 +87,7 @@ class DirectoryPrefetch:
         self.threads, self.dir_limit, self.watermark = threads, dir_limit, watermark
         self._pool = ThreadPoolExecutor(threads, "prefetch") if threads > 0 else None
         self._done: OrderedDict[int, None] = OrderedDict()  # directories already planned
+        self._listed: OrderedDict[int, None] = OrderedDict()  # only listed ahead from
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -108,12 +109,15 @@ class DirectoryPrefetch:
         if not fetches and not lists_ahead(mount):
             return
         directory = node.parent
+        # Directories only listed ahead are kept apart: a later miss there that caches (a
+        # NO_CACHE path's read lists ahead only) still prefetches the directory.
+        done = self._done if fetches else self._listed
         with self._lock:
-            if self._closed or directory in self._done:
+            if self._closed or directory in done:
                 return
-            self._done[directory] = None
-            if len(self._done) > _REMEMBERED:
-                self._done.popitem(last=False)
+            done[directory] = None
+            if len(done) > _REMEMBERED:
+                done.popitem(last=False)
         self._submit(self._plan if fetches else self._list_after, directory)
 
     def _submit(self, work: Callable[[int], None], arg: int) -> None:

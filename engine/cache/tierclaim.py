@@ -38,10 +38,14 @@ FIX = "[[cache.tiers]] in shoal.toml"
 @dataclass(frozen=True)
 class TierOwner:
     """The home that claims tier directories: its id (engine/home.py ``home_id``; "" for a
-    home that has none yet, as fsck may find one) and its path."""
+    home that has none yet, as fsck may find one) and its path. ``lost_id``: the home existed
+    (its journal did) but its id had to be made anew: a mark naming its path under another
+    id is then its own. Otherwise such a mark is another home's at the same path (another
+    container's, another host's on a shared directory) and is refused."""
 
     id: str
     home: str
+    lost_id: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,10 @@ def claim_tier_dir(root: str, owner: TierOwner | None = None, made: bool = False
     if mark is not None:
         if owner is None or mark.id == owner.id:
             return
-        if mark.id is not None and not same_home(mark.home, owner.home):
+        if mark.id is not None and not (owner.lost_id and same_home(mark.home, owner.home)):
             raise InvalidArgument(other_home(root, mark))
-        # A mark naming no home (from before marks did), or this home by its path under an id
-        # it has lost since: this home's from now on.
+        # A mark naming no home (from before marks did), or this home by its path under the
+        # id it has just lost: this home's from now on.
         write_atomically(
             os.path.join(root, TIER_MARK), [_mark_text(owner, mark.made)],
             temp_prefix=TEMP_PREFIX, mode=PRIVATE_FILE_MODE, sync=False,
@@ -90,8 +94,10 @@ def claim_tier_dir(root: str, owner: TierOwner | None = None, made: bool = False
             f" does not list, so it will not use this one; give the tier an empty or new"
             f" directory ({FIX})"
         )
-    # Shoal's if it made it now, or if it holds blocks from before the mark (Shoal made those)
-    if not _mark_new(root, owner, made or bool(os.listdir(root))):
+    # Shoal's if it made it now, or if it holds blocks from before the mark (Shoal made those;
+    # a temporary file a kill left says nothing: an administrator's directory may hold one)
+    ours = made or any(not n.startswith(TEMP_PREFIX) for n in os.listdir(root))
+    if not _mark_new(root, owner, ours):
         claim_tier_dir(root, owner)  # another process marked it meanwhile: judged as found
 
 
@@ -188,8 +194,11 @@ def unclaimed(root: str, owner: TierOwner) -> str | None:
     except InvalidArgument as exc:
         return str(exc)
     if mark is not None:
-        other = mark.id is not None and mark.id != owner.id
-        return other_home(root, mark) if other and not same_home(mark.home, owner.home) else None
+        if mark.id is None or mark.id == owner.id:
+            return None
+        if not owner.id and same_home(mark.home, owner.home):
+            return None  # this home's, whose id file is gone: the next start takes it back
+        return other_home(root, mark)
     foreign = foreign_names(root)
     if foreign:
         return f"{refusal(root, foreign)}: a start refuses it; give the tier another directory"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from engine.cache.tiers import TierSpec
+from engine.cache.tiers import TIER_MARK, TierSpec
 from engine.errors import InvalidArgument
 
 
@@ -29,10 +29,29 @@ def placed(specs: list[TierSpec], home: str | None) -> list[TierSpec]:
 
 
 def _absolute(path: str, home: str | None) -> str:
-    path = os.path.expanduser(path)
-    if not os.path.isabs(path) and home is not None:
-        path = os.path.join(home, path)
-    return os.path.normpath(os.path.abspath(path))
+    given = os.path.expanduser(path)
+    if os.path.isabs(given) or home is None:
+        return os.path.normpath(os.path.abspath(given))
+    placed_now = os.path.normpath(os.path.join(os.path.abspath(home), given))
+    before = os.path.normpath(os.path.abspath(given))  # where it was taken from until now
+    if before != placed_now and _holds_blocks(before) and not _holds_blocks(placed_now):
+        raise InvalidArgument(
+            f"cache tier path {path!r} is relative: it is taken from the home now"
+            f" ({placed_now}), but the cached blocks are in {before}, where it was taken from"
+            " the working directory before (some may be the only copy of a file); move that"
+            " directory there, or give its absolute path ([[cache.tiers]] in shoal.toml)"
+        )
+    return placed_now
+
+
+def _holds_blocks(root: str) -> bool:
+    """Whether ``root`` is a tier directory with something in it: marked, or holding block
+    folders (named by a file id)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return False
+    return TIER_MARK in names or any(n.isdigit() for n in names)
 
 
 def _check_apart(specs: list[TierSpec], home: str | None) -> None:

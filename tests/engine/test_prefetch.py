@@ -264,3 +264,22 @@ def test_prefetch_resumes_when_room_frees_and_still_never_evicts(
     assert cache.stats.evictions == 0
     for tier in cache.tiers:
         assert cache.used[tier.name] <= 0.5 * tier.quota
+
+
+def test_a_read_that_caches_nothing_does_not_spend_its_directorys_prefetch(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A NO_CACHE read lists the next directory ahead but prefetches nothing; it marked its
+    directory done all the same, and a later read there that caches never prefetched it."""
+    store = LocalStore(tmp_path / "ufs")
+    for i in range(4):
+        store.put(f"train/c0/f{i}", os.urandom(KiB))
+    write_config(home, block_size=16 * KiB, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri, {"prefetch": "true"}, True)
+    engine.fs.read("/train/c0/f0", 0, KiB, read_type="NO_CACHE")
+    settle(engine)
+    assert cached_files(engine, "/train/c0") == set()
+    engine.fs.read("/train/c0/f1", 0, KiB)
+    settle(engine)
+    assert cached_files(engine, "/train/c0") == {"f0", "f1", "f2", "f3"}

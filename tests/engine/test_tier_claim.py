@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import engine.engine as engine_module
 from engine.cache.release import clear_tiers
+from engine.cache.tierclaim import TierOwner
 from engine.cache.tiers import TIER_MARK
 from engine.config import default_tiers
 from engine.errors import InvalidArgument
@@ -409,3 +411,81 @@ def test_a_tier_path_that_is_no_directory_or_whose_mark_is_not_a_file_is_named(
     write_config(home, tiers=[("SSD", odd, 1 << 20)])
     with pytest.raises(InvalidArgument, match="cannot be read"):
         open_engine()
+
+
+def test_a_refused_start_leaves_a_directory_another_home_took_meanwhile(
+    home: Path, tmp_path: Path, open_engine: OpenEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two homes starting at once on one new directory: the other linked its mark first, this
+    one is refused. Its cleanup removed the directory it had found missing, the other home's
+    mark with it, so that home's blocks were later taken for orphans."""
+    shared = tmp_path / "ssd"
+    write_config(home, tiers=[("SSD", shared, 1 << 20)])
+
+    def raced(roots: list[str], owner: TierOwner, made: object = ()) -> None:
+        shared.mkdir(mode=0o700, exist_ok=True)  # (claim_dirs made it: outside the home)
+        (shared / TIER_MARK).write_bytes(b"A Shoal cache tier\nhome 0123456789abcdef /elsewhere\n")
+        raise InvalidArgument(f"cache tier directory {shared} is another Shoal home's")
+
+    monkeypatch.setattr(engine_module, "claim_tier_dirs", raced)
+    with pytest.raises(InvalidArgument):
+        open_engine()
+    assert "0123456789abcdef" in (shared / TIER_MARK).read_text()
+
+
+def test_a_new_home_at_another_homes_path_is_refused_its_directories(
+    tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A mark naming this home's path under another id was taken as this home's own (a lost
+    id file). But two homes can have one path: another container's `--home`, another host's
+    on a shared tier directory, a home removed and made anew. Only a home whose journal
+    outlived its id takes such a mark."""
+    home, shared = tmp_path / "another", tmp_path / "ssd"
+    home.mkdir()
+    write_config(home, block_size=16, tiers=[("SSD", shared, 1 << 20)])
+    store = LocalStore(tmp_path / "ufs")
+    engine = open_engine(home)
+    engine.mounts.mount("/", store.uri)
+    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
+    engine.close()
+    before = contents(shared)
+    shutil.rmtree(home)  # another home at the same path, with the same configuration
+    home.mkdir()
+    write_config(home, block_size=16, tiers=[("SSD", shared, 1 << 20)])
+    with pytest.raises(InvalidArgument, match="another Shoal home"):
+        open_engine(home)
+    assert contents(shared) == before
+
+
+def test_a_relative_tier_path_whose_blocks_are_where_it_was_taken_from_is_refused(
+    home: Path, tmp_path: Path, open_engine: OpenEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A home whose relative tier path was taken from the working directory: taken from the
+    home now, its first start dropped every block as missing (some the only copy of a file)."""
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "relcache"
+    (old / "7").mkdir(parents=True)
+    (old / "7" / "0-0.blk").write_bytes(b"q" * 16)
+    (old / TIER_MARK).write_bytes(b"A Shoal cache tier\n")
+    (home / "shoal.toml").write_text(
+        '[[cache.tiers]]\nname = "SSD"\npaths = ["relcache"]\nquota = 1048576\n'
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        open_engine()
+    said = str(refused.value)
+    assert str(old) in said and str(home / "relcache") in said
+    assert (old / "7" / "0-0.blk").read_bytes() == b"q" * 16
+
+
+def test_a_temporary_file_a_kill_left_does_not_make_a_found_directory_shoals(
+    home: Path, tmp_path: Path, open_engine: OpenEngine
+) -> None:
+    """A kill between writing a new mark's temporary file and linking it left the file: the
+    next start took the administrator's directory for one Shoal had made, and a stop removed
+    it."""
+    made_by_hand = tmp_path / "nvme"
+    made_by_hand.mkdir(mode=0o700)
+    (made_by_hand / ".tmp-mark-0123").write_bytes(b"A Shoal cache tier\n")
+    write_config(home, tiers=[("SSD", made_by_hand, 1 << 20)])
+    open_engine().close()
+    assert made_by_hand.is_dir() and "found" in (made_by_hand / TIER_MARK).read_text()

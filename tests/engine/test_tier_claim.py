@@ -18,7 +18,7 @@ from engine.config import default_tiers
 from engine.errors import InvalidArgument
 from tests.cli.shoal_cli import shoal
 from tests.homes import write_config
-from tests.invariants import OpenEngine
+from tests.invariants import CheckedEngine, OpenEngine
 from tests.ufs.stores import LocalStore
 
 NOBODY = 65534
@@ -44,6 +44,15 @@ def planted(tmp_path: Path) -> Path:
     for path in [theirs, *theirs.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return theirs
+
+
+def cache_only_file(open_engine: OpenEngine, store: LocalStore, home: Path | None = None) -> None:
+    """A start of ``home`` (the test's own by default) that writes /only-cached MUST_CACHE over
+    ``store``: its one block, in the tiers, is the file's only copy. Stopped after."""
+    engine = open_engine(home)
+    engine.mounts.mount("/", store.uri)
+    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
+    engine.close()
 
 
 def test_a_tier_directory_holding_other_files_is_refused_and_left_as_it_is(
@@ -120,6 +129,24 @@ def test_a_start_that_cached_nothing_leaves_no_tier_directory(
             shutil.rmtree(p, ignore_errors=True)
 
 
+def cleared_once(open_engine: OpenEngine, tmp_path: Path, top: Path) -> CheckedEngine:
+    """An engine of the test's home over a store of files /a and /b (16 bytes each), /a read
+    and its block stored in tier directory ``top``, then `shoal cache clear` run on it while it
+    runs: ``top`` is gone, /b not read yet."""
+    store = LocalStore(tmp_path / "ufs")
+    store.put("a", b"x" * 16)
+    store.put("b", b"y" * 16)
+    engine = open_engine()
+    engine.mounts.mount("/", store.uri)
+    assert engine.cache is not None
+    engine.fs.read("/a", 0, 16)
+    engine.cache.drain()
+    assert any(p.suffix == ".blk" for p in top.rglob("*"))
+    clear_tiers(engine.cache)
+    assert not top.exists()
+    return engine
+
+
 def test_a_tier_directory_made_again_after_a_clear_is_checked_again(
     home: Path, tmp_path: Path, open_engine: OpenEngine
 ) -> None:
@@ -132,17 +159,8 @@ def test_a_tier_directory_made_again_after_a_clear_is_checked_again(
     write_config(
         home, block_size=16, tiers=[("MEM", mem, 1 << 20), ("SSD", tmp_path / "ssd", 1 << 20)]
     )
-    store = LocalStore(tmp_path / "ufs")
-    store.put("a", b"x" * 16)
-    store.put("b", b"y" * 16)
-    engine = open_engine()
-    engine.mounts.mount("/", store.uri)
+    engine = cleared_once(open_engine, tmp_path, mem)
     assert engine.cache is not None
-    engine.fs.read("/a", 0, 16)
-    engine.cache.drain()
-    assert any(p.suffix == ".blk" for p in mem.rglob("*"))
-    clear_tiers(engine.cache)
-    assert not mem.exists()
     mem.mkdir(mode=0o700)  # another user's, made before the next block is stored
     os.chown(mem, NOBODY, NOBODY)
     assert engine.fs.read("/b", 0, 16) == b"y" * 16  # served all the same, from its store
@@ -211,12 +229,7 @@ def test_fsck_names_an_unmarked_tier_directory_and_repair_marks_it(
     --repair marks it, as the next start would."""
     ssd = tmp_path / "ssd"
     write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
-    store = LocalStore(tmp_path / "ufs")
-    store.put("a", b"x" * 40)
-    engine = open_engine()
-    engine.mounts.mount("/", store.uri)
-    assert engine.fs.read("/a", 0, 40) == b"x" * 40
-    engine.close()
+    cache_only_file(open_engine, LocalStore(tmp_path / "ufs"))
     assert "ok    tier-marks" in shoal("fsck", home=home).stdout
     (ssd / TIER_MARK).unlink()
     out = shoal("fsck", home=home, expect=1).stdout
@@ -247,10 +260,7 @@ def test_a_tier_directory_another_home_marked_is_refused_and_its_blocks_kept(
         home.mkdir()
         write_config(home, block_size=16, tiers=[("SSD", shared, 1 << 20)])
     store = LocalStore(tmp_path / "ufs")
-    engine = open_engine(first)
-    engine.mounts.mount("/", store.uri)
-    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
-    engine.close()
+    cache_only_file(open_engine, store, first)
     before = contents(shared)
     assert any(name.endswith(".blk") for name in before)
     with pytest.raises(InvalidArgument) as refused:
@@ -270,16 +280,11 @@ def test_a_mark_that_names_no_home_becomes_the_starting_homes(
     """Marks from before they named their home are taken by the next start, not refused."""
     ssd = tmp_path / "ssd"
     write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
-    store = LocalStore(tmp_path / "ufs")
-    store.put("a", b"x" * 16)
-    engine = open_engine()
-    engine.mounts.mount("/", store.uri)
-    engine.fs.read("/a", 0, 16)
-    engine.close()
+    cache_only_file(open_engine, LocalStore(tmp_path / "ufs"))
     (ssd / TIER_MARK).write_bytes(b"A Shoal cache tier\n")  # as the first marks were
     engine = open_engine()
     assert str(home) in (ssd / TIER_MARK).read_text()
-    assert engine.fs.read_cached(engine.sync.lookup("/a"), 0, 16) == b"x" * 16
+    assert engine.fs.read("/only-cached", 0, 40) == b"q" * 40
 
 
 @pytest.mark.parametrize("layout", ["twice", "linked", "nested"])
@@ -291,10 +296,7 @@ def test_tier_directories_that_overlap_are_refused_before_anything_is_removed(
     a file only the cache held among them."""
     store = LocalStore(tmp_path / "ufs")
     write_config(home, block_size=16, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
-    engine = open_engine()
-    engine.mounts.mount("/", store.uri)
-    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
-    engine.close()
+    cache_only_file(open_engine, store)
     before = contents(tmp_path / "ssd")
     other = {
         "twice": tmp_path / "ssd" / ".." / "ssd",  # the same directory, spelled otherwise
@@ -328,10 +330,7 @@ def test_a_relative_tier_path_is_taken_from_the_home_not_the_working_directory(
     first.mkdir()
     second.mkdir()
     monkeypatch.chdir(first)
-    engine = open_engine()
-    engine.mounts.mount("/", store.uri)
-    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
-    engine.close()
+    cache_only_file(open_engine, store)
     assert any(p.suffix == ".blk" for p in (home / "relcache").rglob("*"))
     monkeypatch.chdir(second)
     engine = open_engine()
@@ -347,10 +346,7 @@ def test_a_home_that_lost_its_id_takes_its_own_tier_directories_back(
     ssd = tmp_path / "ssd"
     write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
     store = LocalStore(tmp_path / "ufs")
-    engine = open_engine()
-    engine.mounts.mount("/", store.uri)
-    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
-    engine.close()
+    cache_only_file(open_engine, store)
     (home / "home-id").unlink()
     engine = open_engine()
     assert engine.fs.read("/only-cached", 0, 40) == b"q" * 40
@@ -381,16 +377,8 @@ def test_a_tier_directory_made_again_during_a_run_is_marked(
     again without a mark, which fsck reported, and which another home could then take."""
     ssd = tmp_path / "ssd"
     write_config(home, block_size=16, tiers=[("SSD", ssd, 1 << 20)])
-    store = LocalStore(tmp_path / "ufs")
-    store.put("a", b"x" * 16)
-    store.put("b", b"y" * 16)
-    engine = open_engine()
-    engine.mounts.mount("/", store.uri)
+    engine = cleared_once(open_engine, tmp_path, ssd)
     assert engine.cache is not None
-    engine.fs.read("/a", 0, 16)
-    engine.cache.drain()
-    clear_tiers(engine.cache)
-    assert not ssd.exists()
     engine.fs.read("/b", 0, 16)
     engine.cache.drain()
     assert any(p.suffix == ".blk" for p in ssd.rglob("*"))
@@ -444,10 +432,7 @@ def test_a_new_home_at_another_homes_path_is_refused_its_directories(
     home.mkdir()
     write_config(home, block_size=16, tiers=[("SSD", shared, 1 << 20)])
     store = LocalStore(tmp_path / "ufs")
-    engine = open_engine(home)
-    engine.mounts.mount("/", store.uri)
-    engine.fs.write_file("/only-cached", io.BytesIO(b"q" * 40), write_type="MUST_CACHE")
-    engine.close()
+    cache_only_file(open_engine, store, home)
     before = contents(shared)
     shutil.rmtree(home)  # another home at the same path, with the same configuration
     home.mkdir()

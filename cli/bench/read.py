@@ -99,8 +99,7 @@ def run(
         # The least any pyfuse3 mount does for a cold file here, just before Shoal's cold epoch.
         result.update(s3ceiling.epoch(scratch, src, small, proxy.endpoint, readers))
         # Cold means every file asked for by a reader: directory prefetch off (its own epoch,
-        # on a fresh mount, below); the next directory is still listed ahead, as on any
-        # read-only mount of a network store (metadata only).
+        # below); the next directory is still listed ahead (metadata only), as on any ro mount.
         _shoal(*_mount_args(home, mnt, proxy.endpoint), "-o", "prefetch=false")
         try:
             in_mount = [os.path.join(mnt, os.path.relpath(p, src)) for p in small]

@@ -315,6 +315,9 @@ def test_tier_directories_that_overlap_are_refused_before_anything_is_removed(
     said = str(refused.value)
     assert "SSD" in said and "HDD" in said and str(tmp_path / "ssd") in said
     assert contents(tmp_path / "ssd") == before
+    # The refusal let the home go (it was refused before the lock was given back, once):
+    write_config(home, block_size=16, tiers=[("SSD", tmp_path / "ssd", 1 << 20)])
+    assert open_engine().fs.read("/only-cached", 0, 40) == b"q" * 40
 
 
 def test_a_relative_tier_path_is_taken_from_the_home_not_the_working_directory(

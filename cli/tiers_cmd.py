@@ -4,12 +4,10 @@ included), for a home no daemon serves."""
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from cli.common import EXIT_OK, add_command, command_group, existing_home, open_engine
 from engine.cache.release import clear_tiers
-from engine.cache.tiers import TIER_MARK
 from engine.errors import HomeLocked, InvalidArgument
 from fuse.mountinfo import shoal_mounts
 
@@ -38,21 +36,9 @@ def cmd_clear(args: argparse.Namespace) -> int:
         if engine.cache is None:
             raise InvalidArgument(f"{home} has no block cache")
         done = clear_tiers(engine.cache)
-        paths = [p for t in engine.cache.tiers for p in t.spec.paths]
     print(f"{done.dropped} block(s) dropped, {done.kept} kept (not yet in their store)")
-    for path in paths:
-        if not os.path.exists(path):
-            continue
-        if _holds_files(path):
-            print(f"left in place (not empty): {path}")
-        else:  # found there at its first start: its owner chose it, a stop leaves it too
-            print(f"kept, empty (Shoal did not make it): {path}")
+    for path in done.left:
+        print(f"left in place (not empty): {path}")
+    for path in done.found:  # there at its first start: its owner chose it, a stop leaves it
+        print(f"kept, empty (Shoal did not make it): {path}")
     return EXIT_OK
-
-
-def _holds_files(root: str) -> bool:
-    return any(
-        name != TIER_MARK or folder != root
-        for folder, _dirs, names in os.walk(root)
-        for name in names
-    )

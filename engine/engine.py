@@ -13,7 +13,7 @@ from engine.cache import checked, ordered
 from engine.cache.blockcache import BlockCache
 from engine.cache.durability import describe, pending_without_bytes
 from engine.cache.release import release_volatile, remove_empty_tiers, remove_empty_tree
-from engine.cache.tierclaim import TierOwner, claim_tier_dir, claim_tier_dirs, read_mark
+from engine.cache.tierclaim import TierOwner, claim_tier_dirs, read_mark, take_tier_dir
 from engine.cache.tierpaths import placed
 from engine.cache.tiers import TIER_MARK, TierSpec, TierStore
 from engine.commit import CommitGate
@@ -26,7 +26,6 @@ from engine.home import (
     HomeLock,
     StopRecord,
     begin_use,
-    claim_dirs,
     end_use,
     home_id,
     known_home_id,
@@ -163,10 +162,10 @@ class Engine:
         if home is not None:
             created = not os.path.isdir(os.path.join(home, JOURNAL_DIR))
             private = self.private_paths()
-            made = claim_dirs(private[1:])  # tiers outside the home: theirs before they are used
             ident, made_now = home_id(self.storage)
             self._owner = TierOwner(ident, home, lost_id=made_now and not created)
-            claim_tier_dirs(self.tier_dirs(), self._owner, made)
+            # the tiers outside the home: this user's before they are used
+            claim_tier_dirs(self.tier_dirs(), self._owner, private[1:])
             self.claimed = True
             tighten(private, announce=not created)
 
@@ -285,9 +284,8 @@ class Engine:
         cfg = self.config
         outside = set(self.private_paths()[1:])  # tier directories another user could make
         owner = self._owner
-        claim = None if owner is None else (lambda root, made: claim_tier_dir(root, owner, made))
         tiers = [
-            TierStore(spec, [p for p in spec.paths if os.path.abspath(p) in outside], claim)
+            TierStore(spec, lambda root: take_tier_dir(root, owner, root in outside))
             for spec in self.tier_specs
         ]
         # Only a start for use takes over (and a clean stop leaves) the last run's checks.

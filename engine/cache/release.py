@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.cache.blockcache import BlockCache
 from engine.cache.tierclaim import shoal_made
@@ -34,7 +34,8 @@ class Released:
     moved: int = 0
     dropped: int = 0
     kept: int = 0  # the only copy of their content: stay where they are
-    directories_left: int = 0  # tier directories that could not be removed (not empty)
+    left: list[str] = field(default_factory=list)  # tier directories still holding blocks
+    found: list[str] = field(default_factory=list)  # emptied and kept: Shoal did not make them
 
 
 def release_volatile(cache: BlockCache) -> Released:
@@ -60,7 +61,7 @@ def _empty(cache: BlockCache, volatile_only: bool) -> Released:
         for key in keys:
             _release_one(cache, key, src, out, move=volatile_only)
         tier.files.close()
-        out.directories_left += _remove_dirs(tier)
+        _remove_dirs(tier, out)
     if out.moved or out.dropped or out.kept:
         log.info(
             "cache tiers emptied: %d blocks moved to disk tiers, %d dropped, %d kept",
@@ -100,19 +101,19 @@ def remove_empty_tiers(cache: BlockCache) -> None:
         _remove_dirs(tier)
 
 
-def _remove_dirs(tier: TierStore) -> int:
+def _remove_dirs(tier: TierStore, out: Released | None = None) -> None:
     """Removes those of ``tier``'s directories that hold no block (their marks with them;
     one Shoal did not make is only emptied of its block folders: its owner chose its place,
-    owner and attributes); returns how many still hold blocks."""
-    left = 0
+    owner and attributes); says in ``out`` which are left, and why."""
     for root in tier.spec.paths:
         made = shoal_made(root)
-        if remove_empty_tree(root, TIER_MARK, keep_root=not made):
-            if made:
-                tier.owned.discard(root)  # made again by a later block: claimed again then
-        else:
-            left += 1
-    return left
+        if not remove_empty_tree(root, TIER_MARK, keep_root=not made):
+            if out is not None:
+                out.left.append(root)
+        elif made:
+            tier.owned.discard(root)  # made again by a later block: taken again then
+        elif out is not None and os.path.isdir(root):
+            out.found.append(root)
 
 
 def remove_empty_tree(root: str, mark: str | None = None, *, keep_root: bool = False) -> bool:

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from engine.cache.tiers import BLOCK_NAME, TEMP_PREFIX, TIER_MARK
 from engine.errors import InvalidArgument
+from engine.home import claim_dirs
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 from ufs.atomic import write_atomically
 
@@ -59,13 +60,22 @@ class Mark:
     made: bool
 
 
-def claim_tier_dirs(roots: Iterable[str], owner: TierOwner, made: Iterable[str] = ()) -> None:
-    """``claim_tier_dir`` for each of ``roots``: at a start for use and by fsck --repair, before
-    anything in them is changed (tightened, reconciled). ``made``: those of them this start
-    has just made (engine/home.py ``claim_dirs``)."""
-    made = set(made)
+def claim_tier_dirs(roots: Iterable[str], owner: TierOwner, guarded: Collection[str]) -> None:
+    """``take_tier_dir`` for each of ``roots``: at a start for use and by fsck --repair, before
+    anything in them is changed (tightened, reconciled)."""
     for root in roots:
-        claim_tier_dir(root, owner, root in made)
+        take_tier_dir(root, owner, root in guarded)
+
+
+def take_tier_dir(root: str, owner: TierOwner | None, guarded: bool) -> None:
+    """Takes tier directory ``root`` before anything is written into it or removed from it:
+    ``guarded`` (outside the home, where another user could make it first: /dev/shm), made if
+    missing and refused unless this user's (engine/home.py ``claim_dirs``); then, for a home
+    (``owner``), claimed as its own (``claim_tier_dir``). At a start, and again before the
+    first block a run stores in a directory `shoal cache clear` removed."""
+    made = guarded and bool(claim_dirs([root]))
+    if owner is not None:
+        claim_tier_dir(root, owner, made)
 
 
 def claim_tier_dir(root: str, owner: TierOwner | None = None, made: bool = False) -> None:

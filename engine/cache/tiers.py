@@ -14,13 +14,12 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from engine.cache.openblocks import OpenBlockFiles
 from engine.errors import ShoalError
-from engine.home import claim_dirs
 from journal.storage import PRIVATE_FILE_MODE, makedirs_private
 from ufs.atomic import write_atomically
 
@@ -46,12 +45,7 @@ class TierRefused(OSError):
 
 
 class TierStore:
-    def __init__(
-        self,
-        spec: TierSpec,
-        guarded: Iterable[str] = (),
-        claim: Callable[[str, bool], None] | None = None,
-    ) -> None:
+    def __init__(self, spec: TierSpec, take: Callable[[str], None] | None = None) -> None:
         if not spec.paths:
             raise ValueError(f"tier {spec.name} has no directory")
         self.spec = spec
@@ -62,12 +56,9 @@ class TierStore:
         # path is then one format, not a join (a first read of a block asks for its path).
         self._roots = [os.path.join(p, "") for p in spec.paths]
         # Before its first block of a run, and again once `shoal cache clear` removed it, each
-        # directory is claimed (``claim``: marked as the home's, engine/cache/tierclaim.py),
-        # and those another user could make first (``guarded``: outside the home, the MEM
-        # tier's in /dev/shm) checked to be this user's (engine/home.py claim_dirs).
-        # ``owned``: the directories so taken.
-        self.guarded = frozenset(guarded)
-        self.claim = claim
+        # directory is taken (``take``: engine/cache/tierclaim.py ``take_tier_dir``: this
+        # user's, and marked as the home's); ``owned``: the directories so taken.
+        self.take = take
         self.owned: set[str] = set()
 
     def _slot(self, key: BlockKey) -> int:
@@ -106,12 +97,11 @@ class TierStore:
         return written[0]
 
     def _take(self, root: str) -> None:
-        try:
-            made = root in self.guarded and bool(claim_dirs([root]))  # anyone may make it first
-            if self.claim is not None:
-                self.claim(root, made)
-        except ShoalError as exc:
-            raise TierRefused(errno.EACCES, str(exc)) from None
+        if self.take is not None:
+            try:
+                self.take(root)
+            except ShoalError as exc:
+                raise TierRefused(errno.EACCES, str(exc)) from None
         self.owned.add(root)
 
     def read(self, key: BlockKey) -> bytes:

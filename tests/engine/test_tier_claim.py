@@ -371,6 +371,9 @@ def test_a_directory_shoal_found_empty_is_left_at_a_stop(
     assert made_by_hand.is_dir() and os.getxattr(made_by_hand, "user.chosen") == b"by hand"
     assert (made_by_hand / TIER_MARK).exists()  # still this home's
     open_engine().close()
+    said = shoal("cache", "clear", home=home).stdout  # says why it stays
+    assert f"kept, empty (Shoal did not make it): {made_by_hand}" in said, said
+    assert made_by_hand.is_dir()
 
 
 def test_a_tier_directory_made_again_during_a_run_is_marked(
